@@ -1,0 +1,1 @@
+//! Datapath code generation: headers, map images, clang, object templating.

@@ -1,0 +1,1 @@
+//! Front ends, lowering, lint, identity resolution, policy computation and trace.

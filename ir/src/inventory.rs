@@ -1,0 +1,50 @@
+//! What exists in the cluster: namespaces and endpoints (pods, workload templates, or endpoints
+//! given directly by labels). The front end fills it from `Namespace`, `Pod` and workload kinds.
+
+use crate::label::LabelSet;
+use crate::l4::Protocol;
+use crate::source::{FileId, Span};
+use serde::{Deserialize, Serialize};
+use std::net::IpAddr;
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Namespace {
+    pub name: String,
+    /// Raw Kubernetes labels of the namespace (key → value).
+    pub labels: Vec<(String, String)>,
+    pub file: Option<FileId>,
+    pub span: Span,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct NamedPort {
+    pub name: String,
+    pub port: u16,
+    pub protocol: Protocol,
+}
+
+/// One endpoint: a Pod, a workload template (`namespace/name`), or a Cilium endpoint.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Endpoint {
+    /// `namespace/name` for Kubernetes objects; the user's name otherwise.
+    pub name: String,
+    pub namespace: Option<String>,
+    /// What kind of object produced it (`Pod`, `Deployment`, …, `Endpoint`).
+    pub kind: String,
+    /// Raw Kubernetes labels (key → value) as written in the manifest; the identity stage
+    /// derives Cilium labels (`k8s:` source, namespace labels, service account) from these.
+    pub k8s_labels: Vec<(String, String)>,
+    /// Labels given directly in Cilium form (endpoints described by labels), already sourced.
+    pub labels: LabelSet,
+    pub service_account: Option<String>,
+    pub ports: Vec<NamedPort>,
+    pub ips: Vec<IpAddr>,
+    pub file: Option<FileId>,
+    pub span: Span,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Inventory {
+    pub namespaces: Vec<Namespace>,
+    pub endpoints: Vec<Endpoint>,
+}

@@ -1,0 +1,72 @@
+//! Per-endpoint policy map state: what the datapath enforces for one endpoint.
+//!
+//! A key is (peer identity, direction, protocol, port prefix). Port ranges are split into
+//! aligned power-of-two blocks (`port`/`port_prefix_len`), as Cilium does, so the datapath
+//! does at most a fixed number of lookups per packet whatever the number of rules.
+//! Identity 0 and protocol 0 are wildcards. Lookup order in the datapath: exact key, then
+//! wildcarded port, then wildcarded identity, then both; a deny found at any step wins over an
+//! allow (deny entries are also installed at every more specific key they cover).
+
+use crate::identity::NumericIdentity;
+use crate::net::IpNet;
+use crate::rule::{Direction, RuleId};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct MapKey {
+    pub identity: NumericIdentity,
+    pub direction: Direction,
+    /// IANA protocol number; 0 = every protocol.
+    pub protocol: u8,
+    /// First port of the block (host order); ICMP type for ICMP.
+    pub port: u16,
+    /// Number of leading port bits that must match: 16 = exactly `port`, 0 = every port.
+    pub port_prefix_len: u8,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum MapVerdict {
+    Allow,
+    Deny,
+    /// Allow, redirected to the L7 proxy listening on this port.
+    Redirect { proxy_port: u16 },
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MapEntry {
+    pub verdict: MapVerdict,
+    /// Every rule that contributed, for `trace` and the datapath's rule table.
+    pub rules: Vec<RuleId>,
+}
+
+/// Address-matched entry (NetworkPolicy `ipBlock` semantics: matches pod addresses too).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct AddrKey {
+    pub direction: Direction,
+    pub prefix: IpNet,
+    pub protocol: u8,
+    pub port: u16,
+    pub port_prefix_len: u8,
+}
+
+/// What one endpoint enforces.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EndpointPolicy {
+    /// Endpoint name (`namespace/name`).
+    pub endpoint: String,
+    pub identity: NumericIdentity,
+    /// Whether any rule selects the endpoint in that direction (default allow otherwise).
+    pub ingress_enforced: bool,
+    pub egress_enforced: bool,
+    pub entries: BTreeMap<MapKey, MapEntry>,
+    /// Address-based entries; an `AddrKey` with no entry under a longer prefix falls through to
+    /// the identity entries. Empty for endpoints without `ipBlock` peers.
+    pub addr_entries: BTreeMap<AddrKey, MapEntry>,
+}
+
+impl Default for NumericIdentity {
+    fn default() -> Self {
+        NumericIdentity::WILDCARD
+    }
+}

@@ -1,0 +1,153 @@
+//! Normalized rules and the policy set that holds them.
+
+use crate::arena::{Handle, UniqueArena};
+use crate::entity::Entity;
+use crate::l4::PortRule;
+use crate::label::LabelSet;
+use crate::l7::DnsRule;
+use crate::net::CidrSet;
+use crate::selector::Selector;
+use crate::source::{FileId, SourceFile, Span};
+use serde::{Deserialize, Serialize};
+
+/// Index of a rule in [`PolicySet::rules`]; stable for one compilation, used in map-state
+/// provenance and the datapath's rule-id → file:line table.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct RuleId(pub u32);
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum Direction {
+    Ingress,
+    Egress,
+}
+
+impl Direction {
+    pub fn name(self) -> &'static str {
+        match self {
+            Direction::Ingress => "ingress",
+            Direction::Egress => "egress",
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum Action {
+    Allow,
+    Deny,
+}
+
+/// Which language a rule came from; the semantics differ (see Documentation/policy-semantics.md).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum PolicyKind {
+    /// `networking.k8s.io/v1` (or deprecated `extensions/v1beta1`) NetworkPolicy.
+    NetworkPolicy,
+    CiliumNetworkPolicy,
+    CiliumClusterwideNetworkPolicy,
+    /// A rule array of `cilium policy import` (seed §5.1), not namespaced.
+    CiliumJson,
+}
+
+impl PolicyKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            PolicyKind::NetworkPolicy => "NetworkPolicy",
+            PolicyKind::CiliumNetworkPolicy => "CiliumNetworkPolicy",
+            PolicyKind::CiliumClusterwideNetworkPolicy => "CiliumClusterwideNetworkPolicy",
+            PolicyKind::CiliumJson => "CiliumJSON",
+        }
+    }
+}
+
+/// One peer a rule allows or denies.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum Peer {
+    /// Endpoints whose labels the selector matches (`fromEndpoints`, `podSelector`,
+    /// `namespaceSelector`, both together).
+    Endpoints(Handle<Selector>),
+    /// Addresses in a CIDR set. `by_address`: NetworkPolicy `ipBlock` semantics, which also match
+    /// pod addresses inside the block (Cilium's CIDR rules select only non-cluster identities).
+    Cidr { set: CidrSet, by_address: bool },
+    Entity(Entity),
+    /// `toFQDNs` (understood, not enforced).
+    Fqdn(DnsRule),
+    /// `toServices` (understood, not enforced): service name and namespace, or a selector.
+    Service { name: Option<String>, namespace: Option<String>, selector: Option<Handle<Selector>> },
+}
+
+/// The L3 part of a rule.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum PeerSet {
+    /// No L3 restriction: every peer (an L4-only rule, or NetworkPolicy's absent `from`/`to`).
+    Any,
+    /// These peers only. Empty: the rule selects no peer and only turns enforcement on
+    /// (Cilium's `ingress: [{}]`, NetworkPolicy's `policyTypes` without rules).
+    Some(Vec<Peer>),
+}
+
+/// Where a rule came from.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct Provenance {
+    pub kind: PolicyKind,
+    pub namespace: Option<String>,
+    pub name: String,
+    pub file: FileId,
+    /// The span of the rule item (e.g. the `ingress[0]` mapping) in `file`.
+    pub span: Span,
+    /// Index of the rule within its policy object and direction, e.g. `ingress[2]` → 2.
+    pub rule_index: u32,
+    /// For `specs:` lists, the index of the spec.
+    pub spec_index: Option<u32>,
+    /// Policy labels (`labels:` of a Cilium rule, plus derived `io.cilium.k8s.policy.*`).
+    pub labels: LabelSet,
+}
+
+/// A normalized rule: subject endpoints, a direction, allow or deny, peers, L4 and L7.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Rule {
+    pub id: RuleId,
+    pub kind: PolicyKind,
+    /// Endpoints this rule applies to (namespace requirement included).
+    pub subject: Handle<Selector>,
+    pub direction: Direction,
+    pub action: Action,
+    pub peers: PeerSet,
+    /// `fromRequires` / `toRequires`: every peer of every rule selecting the subject must also
+    /// match these. They grant nothing on their own.
+    pub requires: Vec<Handle<Selector>>,
+    /// Empty: every port and protocol.
+    pub ports: Vec<PortRule>,
+    pub provenance: Provenance,
+}
+
+/// Everything the front ends produced: files, interned selectors, rules.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct PolicySet {
+    pub files: Vec<SourceFile>,
+    pub selectors: UniqueArena<Selector>,
+    pub rules: Vec<Rule>,
+}
+
+impl PolicySet {
+    pub fn add_file(&mut self, path: impl Into<String>) -> FileId {
+        self.files.push(SourceFile { path: path.into() });
+        FileId(self.files.len() as u32 - 1)
+    }
+    /// Appends a rule, assigning its id.
+    pub fn push_rule(&mut self, mut rule: Rule) -> RuleId {
+        let id = RuleId(self.rules.len() as u32);
+        rule.id = id;
+        self.rules.push(rule);
+        id
+    }
+    pub fn rule(&self, id: RuleId) -> &Rule {
+        &self.rules[id.0 as usize]
+    }
+    pub fn file_path(&self, id: FileId) -> &str {
+        &self.files[id.0 as usize].path
+    }
+    /// `file:line:column` of a rule, for messages and the datapath's rule table.
+    pub fn location(&self, id: RuleId) -> String {
+        let p = &self.rule(id).provenance;
+        format!("{}:{}:{}", self.file_path(p.file), p.span.line, p.span.column)
+    }
+}

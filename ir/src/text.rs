@@ -1,0 +1,86 @@
+//! The IR's text form (`cilium-policy compile --emit ir`), used in snapshot tests.
+
+use crate::l4::PortSpec;
+use crate::rule::{Action, Peer, PeerSet, PolicySet, Rule};
+use std::fmt::{self, Write};
+
+/// Renders the whole policy set, one rule per paragraph, selectors by value.
+pub fn render(set: &PolicySet) -> String {
+    let mut out = String::new();
+    for rule in &set.rules {
+        write_rule(&mut out, set, rule).expect("writing to a String cannot fail");
+    }
+    out
+}
+
+fn write_rule(out: &mut String, set: &PolicySet, r: &Rule) -> fmt::Result {
+    let p = &r.provenance;
+    let ns = p.namespace.as_deref().map(|n| format!("{n}/")).unwrap_or_default();
+    let spec = p.spec_index.map(|i| format!(" spec[{i}]")).unwrap_or_default();
+    writeln!(
+        out,
+        "rule r{} {} {}{}{} {}[{}] @ {}:{}:{}",
+        r.id.0,
+        p.kind.name(),
+        ns,
+        p.name,
+        spec,
+        r.direction.name(),
+        p.rule_index,
+        set.file_path(p.file),
+        p.span.line,
+        p.span.column
+    )?;
+    writeln!(out, "  subject {}", set.selectors[r.subject])?;
+    let action = match r.action {
+        Action::Allow => "allow",
+        Action::Deny => "deny",
+    };
+    match &r.peers {
+        PeerSet::Any => writeln!(out, "  {action} from-or-to any")?,
+        PeerSet::Some(peers) if peers.is_empty() => writeln!(out, "  {action} none (enforce only)")?,
+        PeerSet::Some(peers) => {
+            for peer in peers {
+                write!(out, "  {action} ")?;
+                match peer {
+                    Peer::Endpoints(s) => writeln!(out, "endpoints {}", set.selectors[*s])?,
+                    Peer::Cidr { set: c, by_address } => {
+                        writeln!(out, "cidr {c}{}", if *by_address { " (by address)" } else { "" })?
+                    }
+                    Peer::Entity(e) => writeln!(out, "entity {e}")?,
+                    Peer::Fqdn(d) => writeln!(out, "fqdn {d:?}")?,
+                    Peer::Service { name, namespace, selector } => {
+                        write!(out, "service")?;
+                        if let Some(n) = name {
+                            write!(out, " {}/{n}", namespace.as_deref().unwrap_or(""))?;
+                        }
+                        if let Some(s) = selector {
+                            write!(out, " {}", set.selectors[*s])?;
+                        }
+                        writeln!(out)?
+                    }
+                }
+            }
+        }
+    }
+    for q in &r.requires {
+        writeln!(out, "  requires {}", set.selectors[*q])?;
+    }
+    if r.ports.is_empty() {
+        writeln!(out, "  ports *")?;
+    }
+    for port in &r.ports {
+        write!(out, "  port {}", port.protocol)?;
+        if !matches!(port.port, PortSpec::All) {
+            write!(out, " {}", port.port)?;
+        }
+        if let Some(l7) = &port.l7 {
+            write!(out, " l7 {l7:?}")?;
+        }
+        writeln!(out)?;
+    }
+    if !p.labels.is_empty() {
+        writeln!(out, "  labels {}", p.labels)?;
+    }
+    Ok(())
+}

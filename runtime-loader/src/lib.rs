@@ -1,0 +1,1 @@
+//! Runtime loader: bpffs, load, attach, pin, map images and deltas.
