@@ -1,5 +1,68 @@
-//! The `cilium-policy` command line.
+//! The `cilium-policy` command line: one subcommand per module under `cmd/`.
 
-fn main() {
-    println!("cilium-policy {}", env!("CARGO_PKG_VERSION"));
+use clap::{CommandFactory, Parser, Subcommand};
+use std::process::ExitCode;
+
+mod cmd;
+
+/// Turn Kubernetes NetworkPolicy, CiliumNetworkPolicy and Cilium JSON rules into an enforced BPF datapath.
+///
+/// Offline commands (lint, trace, test, connectivity, endpoints, compile) read policy files,
+/// directories (*.yaml, *.yml, *.json, recursively) or `-` for stdin. Agent commands talk to a
+/// running `cilium-policy agent` through --api-socket.
+#[derive(Parser, Debug)]
+#[command(name = "cilium-policy", version, propagate_version = true)]
+pub struct Cli {
+    /// Unix socket of a running agent (for status, apply, delete, policy, endpoint, monitor).
+    #[arg(long, global = true, env = "CILIUM_POLICY_API_SOCKET")]
+    pub api_socket: Option<std::path::PathBuf>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Check policy files for errors and mistakes (for CI pipelines).
+    Lint(cmd::lint::Args),
+    /// Generate per-endpoint BPF programs, headers and map images.
+    Compile(cmd::compile::Args),
+    /// Explain why a flow from one endpoint to another is allowed or denied, rule by rule.
+    Trace(cmd::trace::Args),
+    /// Check expected verdicts (a TSV file of flows) against the policies.
+    Test(cmd::test::Args),
+    /// List what can talk to what, on which ports.
+    Connectivity(cmd::connectivity::Args),
+    /// List endpoints with their identities, labels and enforcement.
+    Endpoints(cmd::endpoints::Args),
+    /// Run the resident agent: loads the datapath and keeps it in step with policies and endpoints.
+    Agent(cmd::agent::Args),
+    /// Print shell completions.
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Lint(a) => cmd::lint::run(a),
+        Command::Compile(a) => cmd::compile::run(a),
+        Command::Trace(a) => cmd::trace::run(a),
+        Command::Test(a) => cmd::test::run(a),
+        Command::Connectivity(a) => cmd::connectivity::run(a),
+        Command::Endpoints(a) => cmd::endpoints::run(a),
+        Command::Agent(a) => cmd::agent::run(a),
+        Command::Completions { shell } => {
+            clap_complete::generate(shell, &mut Cli::command(), "cilium-policy", &mut std::io::stdout());
+            Ok(ExitCode::SUCCESS)
+        }
+    };
+    match result {
+        Ok(code) => code,
+        Err(report) => {
+            eprintln!("{report:?}");
+            ExitCode::from(2)
+        }
+    }
 }

@@ -1,1 +1,3 @@
 //! Front ends, lowering, lint, identity resolution, policy computation and trace.
+
+pub mod diag;

@@ -1,0 +1,10 @@
+//! `cilium-policy lint` (not yet implemented).
+
+use std::process::ExitCode;
+
+#[derive(clap::Args, Debug)]
+pub struct Args {}
+
+pub fn run(_args: Args) -> miette::Result<ExitCode> {
+    Err(miette::miette!("`cilium-policy lint` is not implemented yet"))
+}

@@ -1,0 +1,10 @@
+//! `cilium-policy trace` (not yet implemented).
+
+use std::process::ExitCode;
+
+#[derive(clap::Args, Debug)]
+pub struct Args {}
+
+pub fn run(_args: Args) -> miette::Result<ExitCode> {
+    Err(miette::miette!("`cilium-policy trace` is not implemented yet"))
+}
