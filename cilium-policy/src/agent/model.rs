@@ -118,7 +118,7 @@ pub struct PolicyReply {
 }
 
 /// One entry of `GET /v1/policy/revisions`.
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RevisionInfo {
     pub revision: u64,
     pub unix_time: u64,
