@@ -95,7 +95,7 @@ impl Datapath {
             plans.push(self.plan(*id, ep, &policy)?);
         }
         let mut results = Results::new();
-        let ipcache = image_entries(ipcache_image(world.cluster.ipcache()).entries);
+        let ipcache = image_entries(ipcache_image(world.engine.cluster.ipcache()).entries);
         let ipcache_pin = self.layout.shared_map("cp_ipcache").map_err(internal)?;
         // The first endpoint's load creates the ipcache; with no endpoint there is nothing to write.
         if ipcache_pin.exists() {

@@ -9,7 +9,7 @@ pub mod datapath;
 pub mod error;
 pub mod model;
 pub mod monitor;
-pub mod policies;
+pub mod resolve;
 pub mod state;
 pub mod store;
 pub mod watch;

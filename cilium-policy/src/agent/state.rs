@@ -56,7 +56,7 @@ impl Agent {
             status: "ok".into(),
             policy_revision: self.persisted.revision,
             endpoints: self.persisted.endpoints.len(),
-            identities: self.world.cluster.identities().len(),
+            identities: self.world.engine.cluster.identities().len(),
             datapath: self.datapath.as_ref().map_or("disabled".into(), |d| d.mode_name().into()),
         }
     }
@@ -207,6 +207,7 @@ impl Agent {
 
     pub fn identities(&self) -> Vec<IdentityReply> {
         self.world
+            .engine
             .cluster
             .identities()
             .map(|i| IdentityReply { id: i.id.0, labels: i.labels.iter().map(|l| l.to_string()).collect() })
@@ -224,7 +225,7 @@ impl Agent {
         Ok(PolicyReply {
             revision: self.persisted.revision,
             sources: self.persisted.source_docs(),
-            rules: ir::text::render(&self.world.front.policy),
+            rules: ir::text::render(&self.world.engine.policy),
         })
     }
 
@@ -277,7 +278,7 @@ impl Agent {
     }
 
     pub fn resolve(&self, q: &BTreeMap<String, String>) -> Result<serde_json::Value, ApiError> {
-        self.world.resolve(q)
+        super::resolve::resolve(&self.world, q)
     }
 
     /// Validates `next`, then (with `wait`) brings the datapath to it before persisting it: a

@@ -6,7 +6,8 @@ use super::config::AgentConfig;
 use super::error::ApiError;
 use super::store::Persisted;
 use compiler::cluster::{Cluster, ClusterConfig};
-use compiler::front::{parse_sources, FrontOutput, Source};
+use compiler::front::{parse_sources, Source};
+use compiler::policy::PolicyEngine;
 use ir::{EndpointPolicy, LabelKey, LabelSet, LabelSource, NumericIdentity};
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
@@ -24,8 +25,10 @@ pub struct LocalEndpoint {
 }
 
 pub struct World {
-    pub front: FrontOutput,
-    pub cluster: Cluster,
+    /// Namespaces and endpoints of the applied sources (Pods included).
+    pub inventory: ir::Inventory,
+    /// Policy set, cluster (identities, ipcache) and every endpoint's map state.
+    pub engine: PolicyEngine,
     pub endpoints: BTreeMap<u16, LocalEndpoint>,
     pub policies: BTreeMap<u16, EndpointPolicy>,
 }
@@ -33,8 +36,8 @@ pub struct World {
 impl Default for World {
     fn default() -> Self {
         World {
-            front: FrontOutput::default(),
-            cluster: Cluster::new(ClusterConfig::default()),
+            inventory: ir::Inventory::default(),
+            engine: PolicyEngine::new(ir::PolicySet::default(), Cluster::new(ClusterConfig::default())),
             endpoints: BTreeMap::new(),
             policies: BTreeMap::new(),
         }
@@ -112,16 +115,19 @@ impl World {
             let iface = p.endpoints[id].iface.clone();
             endpoints.insert(*id, LocalEndpoint { name: name.clone(), iface, labels: ep.labels.clone(), identity: ep.identity, ipv4, ipv6 });
         }
-        let policies = super::policies::compute(&front.policy, &cluster, &endpoints)?;
-        Ok(World { front, cluster, endpoints, policies })
+        let engine = PolicyEngine::new(front.policy, cluster);
+        let policies = endpoints
+            .iter()
+            .filter_map(|(id, ep)| Some((*id, engine.endpoint_policy(&ep.name)?)))
+            .collect();
+        Ok(World { inventory: front.inventory, engine, endpoints, policies })
     }
 
     /// Paths of the sources holding a rule that carries every one of `labels`.
     pub fn sources_with_labels(&self, labels: &[String]) -> Vec<String> {
         let want: Vec<ir::Label> = labels.iter().map(|l| compiler::identity::parse_label(l)).collect();
-        let mut out: Vec<String> = self
-            .front
-            .policy
+        let policy = &self.engine.policy;
+        let mut out: Vec<String> = policy
             .rules
             .iter()
             .filter(|r| {
@@ -129,18 +135,10 @@ impl World {
                     r.provenance.labels.iter().any(|l| l.key == w.key && l.value == w.value && w.source.matches(&l.source))
                 })
             })
-            .map(|r| self.front.policy.file_path(r.provenance.file).to_string())
+            .map(|r| policy.file_path(r.provenance.file).to_string())
             .collect();
         out.sort();
         out.dedup();
         out
-    }
-}
-
-impl World {
-    /// `GET /v1/policy/resolve?from=ENDPOINT&to=ENDPOINT&port=N&protocol=P`: trace a flow
-    /// against the live state.
-    pub fn resolve(&self, _q: &std::collections::BTreeMap<String, String>) -> Result<serde_json::Value, ApiError> {
-        Err(ApiError::new(axum::http::StatusCode::NOT_IMPLEMENTED, "PENDING: sem's trace is not on main yet"))
     }
 }
