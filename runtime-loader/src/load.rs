@@ -2,6 +2,7 @@
 //! objects already carry them), reuses pinned maps when asked, loads both programs through the
 //! verifier, fills maps from map images and writes the endpoint state.
 
+use crate::rawmap::RawMap;
 use aya::maps::Map;
 use aya::programs::SchedClassifier;
 use aya::{Ebpf, EbpfLoader};
@@ -9,8 +10,8 @@ use codegen::image::MapImage;
 use codegen::layout::EpState;
 use codegen::template::Globals;
 use ir::Direction;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
-use std::path::PathBuf;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
 
 /// Program names in `bpf-templates/bpf_lxc.c`.
 pub const PROG_FROM_CONTAINER: &str = "cil_from_container";
@@ -37,11 +38,10 @@ pub enum LoadError {
     },
     #[error("map {0} is missing from the object (compiled out?)")]
     MissingMap(String),
-    #[error("map {map}: {op} failed: {source}")]
+    #[error("map {map}: {source}")]
     Map {
         map: String,
-        op: &'static str,
-        source: std::io::Error,
+        source: crate::error::LoaderError,
     },
 }
 
@@ -68,9 +68,11 @@ pub fn default_state() -> EpState {
     }
 }
 
-/// A loaded endpoint datapath (programs loaded, not attached).
+/// A loaded endpoint datapath (programs loaded, not attached). Its maps are taken out of the
+/// aya object as [`RawMap`]s (byte-level access; they stay alive as long as the `Datapath`).
 pub struct Datapath {
     pub ebpf: Ebpf,
+    pub maps: BTreeMap<String, RawMap>,
 }
 
 /// Loads `object`: both programs through the verifier, then images and state into the maps.
@@ -104,7 +106,29 @@ pub fn load(object: &[u8], opts: &LoadOptions<'_>) -> Result<Datapath, LoadError
             LoadError::Verifier { name, source, log }
         })?;
     }
-    let dp = Datapath { ebpf };
+    let names: Vec<String> = ebpf.maps().map(|(n, _)| n.to_string()).collect();
+    let mut maps = BTreeMap::new();
+    for name in names {
+        let Some(map) = ebpf.take_map(&name) else {
+            continue;
+        };
+        let data = match map {
+            Map::LpmTrie(d)
+            | Map::LruHashMap(d)
+            | Map::HashMap(d)
+            | Map::Array(d)
+            | Map::PerCpuArray(d)
+            | Map::RingBuf(d) => d,
+            _ => continue,
+        };
+        let raw =
+            RawMap::from_map_data(data, Path::new(&name)).map_err(|source| LoadError::Map {
+                map: name.clone(),
+                source,
+            })?;
+        maps.insert(name, raw);
+    }
+    let dp = Datapath { ebpf, maps };
     for img in &opts.images {
         dp.fill(img)?;
     }
@@ -128,32 +152,20 @@ impl Datapath {
             .map_err(|source| LoadError::ProgramType { name, source })
     }
 
-    /// The file descriptor of a map of the object.
-    pub fn map_fd(&self, name: &str) -> Result<BorrowedFd<'_>, LoadError> {
-        let map = self
-            .ebpf
-            .map(name)
-            .ok_or_else(|| LoadError::MissingMap(name.to_string()))?;
-        let data = match map {
-            Map::LpmTrie(d)
-            | Map::LruHashMap(d)
-            | Map::HashMap(d)
-            | Map::Array(d)
-            | Map::PerCpuArray(d)
-            | Map::RingBuf(d) => d,
-            _ => return Err(LoadError::MissingMap(name.to_string())),
-        };
-        Ok(data.fd().as_fd())
+    /// A map of the object by name (`cp_policy`, `cp_ipcache`, …).
+    pub fn map(&self, name: &str) -> Result<&RawMap, LoadError> {
+        self.maps
+            .get(name)
+            .ok_or_else(|| LoadError::MissingMap(name.to_string()))
     }
 
     /// Writes every entry of `image` into its map (existing entries with other keys stay).
     pub fn fill(&self, image: &MapImage) -> Result<(), LoadError> {
         let name = image.kind.map_name();
-        let fd = self.map_fd(name)?;
+        let map = self.map(name)?;
         for (k, v) in &image.entries {
-            map_update(fd, k, v).map_err(|source| LoadError::Map {
+            map.update(k, v).map_err(|source| LoadError::Map {
                 map: name.to_string(),
-                op: "update",
                 source,
             })?;
         }
@@ -162,99 +174,11 @@ impl Datapath {
 
     /// Writes the endpoint state (policy revision, CT timeouts, event mask).
     pub fn set_state(&self, state: &EpState) -> Result<(), LoadError> {
-        let fd = self.map_fd(STATE_MAP)?;
-        map_update(fd, &0u32.to_ne_bytes(), state.as_bytes()).map_err(|source| LoadError::Map {
-            map: STATE_MAP.to_string(),
-            op: "update",
-            source,
-        })
-    }
-
-    /// Raw lookup of `key` in map `name` (value of `value_len` bytes).
-    pub fn lookup(
-        &self,
-        name: &str,
-        key: &[u8],
-        value_len: usize,
-    ) -> Result<Option<Vec<u8>>, LoadError> {
-        let fd = self.map_fd(name)?;
-        map_lookup(fd, key, value_len).map_err(|source| LoadError::Map {
-            map: name.to_string(),
-            op: "lookup",
-            source,
-        })
-    }
-}
-
-#[repr(C)]
-#[derive(Default)]
-struct MapElemAttr {
-    map_fd: u32,
-    pad: u32,
-    key: u64,
-    value: u64,
-    flags: u64,
-}
-
-fn bpf(cmd: libc::c_long, attr: &mut MapElemAttr) -> std::io::Result<()> {
-    // SAFETY: attr is a valid bpf_attr prefix for the map element commands; key/value pointers
-    // point at buffers of the map's key/value sizes (checked by the kernel against the map).
-    let r = unsafe {
-        libc::syscall(
-            libc::SYS_bpf,
-            cmd,
-            attr as *mut MapElemAttr,
-            size_of::<MapElemAttr>(),
-        )
-    };
-    if r < 0 {
-        Err(std::io::Error::last_os_error())
-    } else {
-        Ok(())
-    }
-}
-
-/// BPF_MAP_UPDATE_ELEM with BPF_ANY.
-pub fn map_update(fd: BorrowedFd<'_>, key: &[u8], value: &[u8]) -> std::io::Result<()> {
-    let mut attr = MapElemAttr {
-        map_fd: fd.as_raw_fd() as u32,
-        key: key.as_ptr() as u64,
-        value: value.as_ptr() as u64,
-        ..Default::default()
-    };
-    bpf(2, &mut attr)
-}
-
-/// BPF_MAP_DELETE_ELEM; `Ok(false)` when the key was absent.
-pub fn map_delete(fd: BorrowedFd<'_>, key: &[u8]) -> std::io::Result<bool> {
-    let mut attr = MapElemAttr {
-        map_fd: fd.as_raw_fd() as u32,
-        key: key.as_ptr() as u64,
-        ..Default::default()
-    };
-    match bpf(3, &mut attr) {
-        Ok(()) => Ok(true),
-        Err(e) if e.raw_os_error() == Some(libc::ENOENT) => Ok(false),
-        Err(e) => Err(e),
-    }
-}
-
-/// BPF_MAP_LOOKUP_ELEM; `Ok(None)` when absent. Per-CPU maps need `value_len` × CPUs.
-pub fn map_lookup(
-    fd: BorrowedFd<'_>,
-    key: &[u8],
-    value_len: usize,
-) -> std::io::Result<Option<Vec<u8>>> {
-    let mut value = vec![0u8; value_len];
-    let mut attr = MapElemAttr {
-        map_fd: fd.as_raw_fd() as u32,
-        key: key.as_ptr() as u64,
-        value: value.as_mut_ptr() as u64,
-        ..Default::default()
-    };
-    match bpf(1, &mut attr) {
-        Ok(()) => Ok(Some(value)),
-        Err(e) if e.raw_os_error() == Some(libc::ENOENT) => Ok(None),
-        Err(e) => Err(e),
+        self.map(STATE_MAP)?
+            .update(&0u32.to_ne_bytes(), state.as_bytes())
+            .map_err(|source| LoadError::Map {
+                map: STATE_MAP.to_string(),
+                source,
+            })
     }
 }

@@ -205,7 +205,7 @@ fn root_datapath_revoked_policy_stops_established_flows() {
     let syn = tcp("10.0.0.2", "10.0.0.1", 45000, 80);
     assert!(run(&dp, Direction::Ingress, &syn));
     // Revoke: remove the friend's and the wildcard port-80 allows, bump the revision.
-    let fd = dp.map_fd("cp_policy").unwrap();
+    let map = dp.map("cp_policy").unwrap();
     for id in [FRIEND, 0] {
         let k = codegen::layout::PolicyKey {
             prefixlen: 64,
@@ -214,7 +214,7 @@ fn root_datapath_revoked_policy_stops_established_flows() {
             protocol: 6,
             dport_be: 80u16.to_be(),
         };
-        assert!(runtime_loader::load::map_delete(fd, k.as_bytes()).unwrap());
+        assert!(map.delete(k.as_bytes()).unwrap());
     }
     // Still the old revision: the established flow continues.
     let mut ack = syn.clone();
