@@ -1,3 +1,5 @@
 //! Front ends, lowering, lint, identity resolution, policy computation and trace.
 
+pub mod cluster;
 pub mod diag;
+pub mod identity;
