@@ -76,13 +76,7 @@ fn ser_code<S: serde::Serializer>(c: &&'static Code, s: S) -> Result<S::Ok, S::E
 }
 
 impl Diagnostic {
-    pub fn new(
-        code: &'static Code,
-        file: impl Into<String>,
-        span: Span,
-        path: impl Into<String>,
-        message: impl Into<String>,
-    ) -> Self {
+    pub fn new(code: &'static Code, file: impl Into<String>, span: Span, path: impl Into<String>, message: impl Into<String>) -> Self {
         Diagnostic {
             code,
             severity: code.severity,
@@ -111,12 +105,7 @@ impl fmt::Display for Diagnostic {
         write!(
             f,
             "{}:{}:{}: {}[{}]: {}",
-            self.file,
-            self.span.line,
-            self.span.column,
-            self.severity,
-            self.code.code,
-            self.message
+            self.file, self.span.line, self.span.column, self.severity, self.code.code, self.message
         )?;
         if !self.path.is_empty() {
             write!(f, " (at {})", self.path)?;
@@ -128,11 +117,6 @@ impl fmt::Display for Diagnostic {
 /// Sorts diagnostics by file, position, then code — the order every renderer prints.
 pub fn sort(diags: &mut [Diagnostic]) {
     diags.sort_by(|a, b| {
-        (&a.file, a.span.offset, a.code.code, &a.message).cmp(&(
-            &b.file,
-            b.span.offset,
-            b.code.code,
-            &b.message,
-        ))
+        (&a.file, a.span.offset, a.code.code, &a.message).cmp(&(&b.file, b.span.offset, b.code.code, &b.message))
     });
 }
