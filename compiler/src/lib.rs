@@ -3,3 +3,4 @@
 pub mod cluster;
 pub mod diag;
 pub mod identity;
+pub mod labelsel;
