@@ -1,4 +1,6 @@
 //! Front ends, lowering, lint, identity resolution, policy computation and trace.
 
+pub mod cluster;
 pub mod diag;
+pub mod identity;
 pub mod labelsel;
