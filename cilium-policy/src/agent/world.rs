@@ -47,12 +47,18 @@ impl Default for World {
 /// Parses `[source:]key[=value]` with `container` as the default source (endpoint labels
 /// given by hand, as Docker's `-l id=app1` becomes `container:id=app1`).
 pub fn parse_endpoint_label(s: &str) -> Result<ir::Label, ApiError> {
-    let (k, v) = s.split_once('=').unwrap_or((s, ""));
-    let key = LabelKey::parse_with_default(k, LabelSource::Container);
-    if key.key.is_empty() || key.source == LabelSource::Any {
+    let l = parse_label(s, LabelSource::Container);
+    if l.key.is_empty() || l.source == LabelSource::Any {
         return Err(ApiError::bad_request(format!("invalid endpoint label {s:?}")));
     }
-    Ok(ir::Label::new(key.source, key.key, v))
+    Ok(l)
+}
+
+/// `[source:]key[=value]` with `default` as the source when none is given.
+pub fn parse_label(s: &str, default: LabelSource) -> ir::Label {
+    let (k, v) = s.split_once('=').unwrap_or((s, ""));
+    let key = LabelKey::parse_with_default(k, default);
+    ir::Label::new(key.source, key.key, v)
 }
 
 fn endpoint_name(id: u16) -> String {
@@ -125,7 +131,7 @@ impl World {
 
     /// Paths of the sources holding a rule that carries every one of `labels`.
     pub fn sources_with_labels(&self, labels: &[String]) -> Vec<String> {
-        let want: Vec<ir::Label> = labels.iter().map(|l| compiler::identity::parse_label(l)).collect();
+        let want: Vec<ir::Label> = labels.iter().map(|l| parse_label(l, LabelSource::Any)).collect();
         let policy = &self.engine.policy;
         let mut out: Vec<String> = policy
             .rules
