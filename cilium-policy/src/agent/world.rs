@@ -25,8 +25,6 @@ pub struct LocalEndpoint {
 }
 
 pub struct World {
-    /// Namespaces and endpoints of the applied sources (Pods included).
-    pub inventory: ir::Inventory,
     /// Policy set, cluster (identities, ipcache) and every endpoint's map state.
     pub engine: PolicyEngine,
     pub endpoints: BTreeMap<u16, LocalEndpoint>,
@@ -36,7 +34,6 @@ pub struct World {
 impl Default for World {
     fn default() -> Self {
         World {
-            inventory: ir::Inventory::default(),
             engine: PolicyEngine::new(ir::PolicySet::default(), Cluster::new(ClusterConfig::default())),
             endpoints: BTreeMap::new(),
             policies: BTreeMap::new(),
@@ -126,7 +123,7 @@ impl World {
             .iter()
             .filter_map(|(id, ep)| Some((*id, engine.endpoint_policy(&ep.name)?)))
             .collect();
-        Ok(World { inventory: front.inventory, engine, endpoints, policies })
+        Ok(World { engine, endpoints, policies })
     }
 
     /// Paths of the sources holding a rule that carries every one of `labels`.
