@@ -82,7 +82,7 @@ pub fn run(args: Args, api_socket: Option<&Path>) -> miette::Result<ExitCode> {
 /// The seed's `cilium endpoint list` table: one row per endpoint, further labels on their own lines.
 pub fn render_list(eps: &[EndpointStatus]) -> String {
     let mut out = format!(
-        "{:<9} {:<12} {:<12} {:<9} {:<40} {:<26} {:<16} {}\n",
+        "{:<9} {:<16} {:<15} {:<9} {:<40} {:<26} {:<16} {}\n",
         "ENDPOINT", "POLICY (ingress)", "POLICY (egress)", "IDENTITY", "LABELS (source:key[=value])", "IPv6", "IPv4", "STATUS"
     );
     let onoff = |b: bool| if b { "Enabled" } else { "Disabled" };
