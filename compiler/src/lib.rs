@@ -4,3 +4,5 @@ pub mod cluster;
 pub mod diag;
 pub mod identity;
 pub mod labelsel;
+pub mod selcache;
+pub mod policy;
