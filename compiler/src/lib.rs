@@ -4,3 +4,6 @@ pub mod cluster;
 pub mod diag;
 pub mod identity;
 pub mod labelsel;
+pub mod selcache;
+pub mod policy;
+pub mod trace;
