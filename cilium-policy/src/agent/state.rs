@@ -140,8 +140,7 @@ impl Agent {
         if self.persisted.endpoints.contains_key(&spec.id) {
             return Err(ApiError::conflict(format!("endpoint {} already exists", spec.id)));
         }
-        runtime_loader::layout::validate_name("interface name", &spec.iface, 15)
-            .map_err(|e| ApiError::bad_request(e.to_string()))?;
+        self.check_iface(&spec.iface)?;
         if let Some(other) = self.persisted.endpoints.values().find(|e| e.iface == spec.iface) {
             return Err(ApiError::conflict(format!("interface {} already belongs to endpoint {}", spec.iface, other.id)));
         }
@@ -155,8 +154,7 @@ impl Agent {
         let mut next = self.persisted.clone();
         let ep = next.endpoints.get_mut(&id).ok_or_else(|| ApiError::not_found(format!("endpoint {id} not found")))?;
         if let Some(i) = patch.iface {
-            runtime_loader::layout::validate_name("interface name", &i, 15)
-                .map_err(|e| ApiError::bad_request(e.to_string()))?;
+            self.check_iface(&i)?;
             ep.iface = i;
         }
         if let Some(l) = patch.labels {
@@ -203,6 +201,15 @@ impl Agent {
             tracing::error!(id, iface = %spec.iface, "endpoint deleted with datapath cleanup errors");
         }
         Ok((reply, clean))
+    }
+
+    /// The interface name is valid and (with a datapath) exists in the agent's namespace.
+    fn check_iface(&self, iface: &str) -> Result<(), ApiError> {
+        runtime_loader::layout::validate_name("interface name", iface, 15).map_err(|e| ApiError::bad_request(e.to_string()))?;
+        if self.datapath.is_some() && !runtime_loader::attach::interface_exists(iface) {
+            return Err(ApiError::bad_request(format!("interface {iface} does not exist on this node")));
+        }
+        Ok(())
     }
 
     pub fn identities(&self) -> Vec<IdentityReply> {
