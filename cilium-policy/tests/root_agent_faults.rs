@@ -115,11 +115,14 @@ fn root_agent_refuses_a_policy_that_overflows_the_map() {
     let (s, agent) = setup(93);
     let f = agent.file("allow-app2.json", &app1_from("app2", 80));
     let before = agent.ok(&["policy", "import", &f]);
-    // 20,000 distinct ports for one peer: more entries than the 16,384-entry policy map.
-    let ports: Vec<String> = (20000..40000).map(|p| format!(r#"{{"port": "{p}", "protocol": "TCP"}}"#)).collect();
+    // 40 CIDR peers (one identity each) × 500 ports: 20,000 entries, more than the
+    // 16,384-entry policy map.
+    let cidrs: Vec<String> = (0..40).map(|i| format!(r#""172.16.{i}.0/24""#)).collect();
+    let ports: Vec<String> = (20000..20500).map(|p| format!(r#"{{"port": "{p}", "protocol": "TCP"}}"#)).collect();
     let big = format!(
         r#"[{{"endpointSelector": {{"matchLabels": {{"id": "app1"}}}},
-             "ingress": [{{"fromEndpoints": [{{"matchLabels": {{"id": "app3"}}}}], "toPorts": [{{"ports": [{}]}}]}}]}}]"#,
+             "ingress": [{{"fromCIDR": [{}], "toPorts": [{{"ports": [{}]}}]}}]}}]"#,
+        cidrs.join(","),
         ports.join(",")
     );
     let g = agent.file("too-big.json", &big);
