@@ -1,3 +1,4 @@
 //! Front ends, lowering, lint, identity resolution, policy computation and trace.
 
 pub mod diag;
+pub mod front;
