@@ -9,7 +9,8 @@ use super::lower::{namespaced_peer, namespaced_subject, Pending, PendingPeer, Pe
 use super::selector::{selector, KeyStyle};
 use ir::{Action, CidrSet, Direction, Entity, Label, LabelSource, Peer, Selector};
 
-const RULE_FIELDS: &[&str] = &[
+/// The fields of a Cilium rule.
+pub const RULE_FIELDS: &[&str] = &[
     "endpointSelector",
     "nodeSelector",
     "ingress",

@@ -1,7 +1,7 @@
 //! Recognises each document (Kubernetes object by `apiVersion`/`kind`, `kind: List`, Cilium rule
 //! array or single rule) and hands it to its decoder; an object with errors is left out whole.
 
-use super::cilium_rule::cilium_rule;
+use super::cilium_rule::{cilium_rule, RULE_FIELDS};
 use super::codes;
 use super::decode::{did_you_mean, Cx, Field, Map, Unknown};
 use super::k8s_netpol::network_policy;
@@ -64,17 +64,6 @@ const RULE_FIELDS_HINT: &[&str] = &[
     "egressDeny",
 ];
 const POLICY_KINDS: &[&str] = &["NetworkPolicy", "CiliumNetworkPolicy", "CiliumClusterwideNetworkPolicy"];
-const RULE_FIELDS: &[&str] = &[
-    "endpointSelector",
-    "nodeSelector",
-    "ingress",
-    "ingressDeny",
-    "egress",
-    "egressDeny",
-    "labels",
-    "description",
-    "enableDefaultDeny",
-];
 
 /// Decodes one document's root node.
 pub fn document(cx: &mut Cx<'_>, root: &Node, sink: &mut Sink<'_>) {
