@@ -2,3 +2,4 @@
 
 pub mod diag;
 pub mod front;
+pub mod labelsel;
