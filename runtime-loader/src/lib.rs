@@ -1,1 +1,23 @@
 //! Runtime loader: bpffs, load, attach, pin, map images and deltas.
+//!
+//! - [`bpffs`]: check and mount the BPF filesystem (`--bpf-root`).
+//! - [`layout`]: where a node's maps and links are pinned, found again after a restart.
+//! - [`attach`]: tcx (or clsact/netlink) attach, atomic replace, detach.
+//! - [`rawmap`], [`delta`]: byte-level map access and entry deltas.
+//! - [`testkit`]: self-cleaning network namespaces, veth pairs and private bpffs mounts for
+//!   the root integration tests of this crate and of the agent.
+
+pub mod attach;
+pub mod bpffs;
+pub mod delta;
+pub mod error;
+pub mod layout;
+pub mod probe;
+pub mod rawmap;
+pub mod testkit;
+
+pub use attach::{AttachMode, Attached, Hook};
+pub use delta::{DeltaStats, MapDelta, MapOp};
+pub use error::{LoaderError, Result};
+pub use layout::{EndpointId, NodeLayout};
+pub use rawmap::{Entries, RawMap};
