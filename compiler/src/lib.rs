@@ -1,5 +1,7 @@
 //! Front ends, lowering, lint, identity resolution, policy computation and trace.
 
+pub mod cluster;
 pub mod diag;
 pub mod front;
+pub mod identity;
 pub mod labelsel;
