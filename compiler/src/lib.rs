@@ -5,3 +5,5 @@ pub mod diag;
 pub mod front;
 pub mod identity;
 pub mod labelsel;
+pub mod selcache;
+pub mod policy;
