@@ -7,3 +7,4 @@ pub mod identity;
 pub mod labelsel;
 pub mod selcache;
 pub mod policy;
+pub mod trace;

@@ -194,8 +194,10 @@ fn direction_rule(
         PeerSet::Any => ctx.expand(&Ids::Wildcard, reqs, filter),
         PeerSet::Some(_) => peers
             .iter()
-            .filter_map(|p| ctx.ids(p))
-            .flat_map(|i| ctx.expand(&i, reqs, filter))
+            .filter_map(|p| Some((ctx.ids(p)?, matches!(p, Peer::Endpoints(_)))))
+            .flat_map(|(i, constrained)| {
+                ctx.expand(&i, if constrained { reqs } else { &[] }, filter)
+            })
             .collect(),
     };
     ids.sort();
