@@ -2,5 +2,9 @@
 
 pub mod cluster;
 pub mod diag;
+pub mod front;
 pub mod identity;
 pub mod labelsel;
+pub mod selcache;
+pub mod policy;
+pub mod trace;

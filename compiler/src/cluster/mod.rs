@@ -3,7 +3,7 @@
 //! the policy set (for CIDR identities), and updated endpoint by endpoint by the agent.
 
 mod build;
-mod ports;
+pub mod ports;
 
 pub use build::ClusterError;
 

@@ -1,6 +1,6 @@
 //! Derives an endpoint's Cilium labels from its Kubernetes object, as Cilium does for pods.
 
-use ir::{Endpoint, Label, LabelSet, LabelSource, Namespace};
+use ir::{Endpoint, Label, LabelSet, Namespace};
 
 /// `k8s:io.kubernetes.pod.namespace=<namespace>`.
 pub const NAMESPACE_LABEL: &str = "io.kubernetes.pod.namespace";
@@ -54,14 +54,6 @@ pub fn derive_labels(ep: &Endpoint, ns: Option<&Namespace>, cluster: &str) -> La
     LabelSet::new(out)
 }
 
-/// The label a hypothetical or user-given label list entry stands for: `source:key=value`, with
-/// `any` as the source when none is given (seed §3.2.2).
-pub fn parse_label(s: &str) -> Label {
-    let (k, v) = s.split_once('=').unwrap_or((s, ""));
-    let key = ir::LabelKey::parse_with_default(k, LabelSource::Any);
-    Label::new(key.source, key.key, v)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -99,11 +91,5 @@ mod tests {
              k8s:io.cilium.k8s.namespace.labels.team=a k8s:io.cilium.k8s.policy.cluster=default \
              k8s:io.cilium.k8s.policy.serviceaccount=default k8s:io.kubernetes.pod.namespace=prod"
         );
-    }
-
-    #[test]
-    fn label_list_entries() {
-        assert_eq!(parse_label("id.curl").to_string(), "any:id.curl");
-        assert_eq!(parse_label("k8s:id=app2").to_string(), "k8s:id=app2");
     }
 }

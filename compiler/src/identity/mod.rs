@@ -8,8 +8,7 @@ pub mod reserved;
 
 pub use alloc::IdAllocator;
 pub use derive::{
-    derive_labels, parse_label, CLUSTER_LABEL, NAMESPACE_LABEL, NAMESPACE_LABELS_PREFIX,
-    SERVICE_ACCOUNT_LABEL,
+    derive_labels, CLUSTER_LABEL, NAMESPACE_LABEL, NAMESPACE_LABELS_PREFIX, SERVICE_ACCOUNT_LABEL,
 };
 pub use filter::{LabelFilter, LabelFilterError};
 pub use reserved::{cidr_labels, entity_selects, reserved_labels, IdentityInfo, IdentityKind};
