@@ -157,7 +157,7 @@ impl Generator {
         set: Option<&PolicySet>,
     ) -> Result<EndpointArtefacts, CodegenError> {
         let entries = EndpointEntries::build(policy);
-        self.check_sizes(ep, policy, &entries)?;
+        check_sizes(&self.sizes, ep, policy, &entries)?;
         let (features, lines) = Features::derive(ep, policy, set);
         let header = headers::render_endpoint(ep, &lines, &self.sizes);
         let t = self.template(&features)?;
@@ -171,45 +171,46 @@ impl Generator {
             entries,
         })
     }
+}
 
-    fn check_sizes(
-        &self,
-        ep: &EndpointConfig,
-        policy: &EndpointPolicy,
-        entries: &EndpointEntries,
-    ) -> Result<(), CodegenError> {
-        let max = self.sizes.policy_map;
-        if entries.policy.len() > max as usize {
-            let per_dir = |d: Direction| {
-                let keys: Vec<_> = policy.entries.keys().filter(|k| k.direction == d).collect();
-                let ids: std::collections::BTreeSet<_> = keys.iter().map(|k| k.identity).collect();
-                format!(
-                    "{} {} map-state entries over {} peer identities",
-                    keys.len(),
-                    d.name(),
-                    ids.len()
-                )
-            };
-            let why = format!(
-                "{}, {}, {} address entries; port ranges become prefix blocks and ANY becomes TCP, UDP and SCTP",
-                per_dir(Direction::Ingress),
-                per_dir(Direction::Egress),
-                policy.addr_entries.len()
-            );
-            return Err(CodegenError::PolicyMapFull {
-                endpoint: ep.name.clone(),
-                needed: entries.policy.len(),
-                max,
-                why,
-            });
-        }
-        if entries.addr.len() > self.sizes.addr_map as usize {
-            return Err(CodegenError::AddrMapFull {
-                endpoint: ep.name.clone(),
-                needed: entries.addr.len(),
-                max: self.sizes.addr_map,
-            });
-        }
-        Ok(())
+/// Refuses an endpoint whose maps would overflow, saying why.
+pub fn check_sizes(
+    sizes: &MapSizes,
+    ep: &EndpointConfig,
+    policy: &EndpointPolicy,
+    entries: &EndpointEntries,
+) -> Result<(), CodegenError> {
+    let max = sizes.policy_map;
+    if entries.policy.len() > max as usize {
+        let per_dir = |d: Direction| {
+            let keys: Vec<_> = policy.entries.keys().filter(|k| k.direction == d).collect();
+            let ids: std::collections::BTreeSet<_> = keys.iter().map(|k| k.identity).collect();
+            format!(
+                "{} {} map-state entries over {} peer identities",
+                keys.len(),
+                d.name(),
+                ids.len()
+            )
+        };
+        let why = format!(
+            "{}, {}, {} address entries; port ranges become prefix blocks and ANY becomes TCP, UDP and SCTP",
+            per_dir(Direction::Ingress),
+            per_dir(Direction::Egress),
+            policy.addr_entries.len()
+        );
+        return Err(CodegenError::PolicyMapFull {
+            endpoint: ep.name.clone(),
+            needed: entries.policy.len(),
+            max,
+            why,
+        });
     }
+    if entries.addr.len() > sizes.addr_map as usize {
+        return Err(CodegenError::AddrMapFull {
+            endpoint: ep.name.clone(),
+            needed: entries.addr.len(),
+            max: sizes.addr_map,
+        });
+    }
+    Ok(())
 }

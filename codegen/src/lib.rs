@@ -8,6 +8,7 @@ pub mod generate;
 pub mod headers;
 pub mod image;
 pub mod layout;
+pub mod output;
 pub mod reasons;
 pub mod rules;
 pub mod template;
