@@ -2,3 +2,5 @@
 
 pub mod diag;
 pub mod labelsel;
+pub mod lint;
+pub mod render;
