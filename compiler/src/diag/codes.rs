@@ -16,6 +16,15 @@ pub fn find(query: &str) -> Option<&'static Code> {
     ALL.iter().copied().find(|c| c.code.eq_ignore_ascii_case(query) || c.name == query)
 }
 
+/// The reference section of Documentation/lint.md: every code with its name, severity and doc.
+pub fn markdown() -> String {
+    let mut out = String::new();
+    for c in ALL.iter() {
+        out.push_str(&format!("### {} `{}` ({})\n\n{}\n\n", c.code, c.name, c.severity.name(), c.doc));
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -8,6 +8,7 @@ pub mod shadowed;
 pub mod world_all_ports;
 
 use crate::diag::{Code, Diagnostic};
+use crate::front::FrontOutput;
 use ir::{Action, Direction, Inventory, PolicyKind, PolicySet, Rule};
 
 /// One lint rule: a stable code (with its documentation) and a check over the whole policy.
@@ -39,6 +40,15 @@ pub static RULES: &[&dyn LintRule] = &[
 
 /// The codes of [`RULES`] (for the registry in `crate::diag::codes`).
 pub static LINT_CODES: &[&Code] = &[&grants_nothing::CODE, &shadowed::CODE, &world_all_ports::CODE];
+
+/// Lints the front end's output: its diagnostics followed by every lint rule's findings over
+/// the lowered policy and inventory, sorted by file and position (the order renderers print).
+pub fn run(front: &FrontOutput) -> Vec<Diagnostic> {
+    let mut diags = front.diagnostics.clone();
+    diags.extend(check(&front.policy, &front.inventory));
+    crate::diag::sort(&mut diags);
+    diags
+}
 
 /// Runs every lint rule over a policy and inventory; diagnostics are unsorted.
 pub fn check(policy: &PolicySet, inventory: &Inventory) -> Vec<Diagnostic> {
