@@ -1,6 +1,12 @@
 //! Front ends, lowering, lint, identity resolution, policy computation and trace.
 
+pub mod cluster;
 pub mod diag;
+pub mod front;
+pub mod identity;
 pub mod labelsel;
 pub mod lint;
+pub mod policy;
 pub mod render;
+pub mod selcache;
+pub mod trace;

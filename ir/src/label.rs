@@ -41,9 +41,11 @@ impl LabelSource {
             LabelSource::Other(s) => s,
         }
     }
-    /// Does a selector key with source `self` match a label with source `label`?
+    /// Does a selector key with source `self` match a label with source `label`? A label whose
+    /// source is `any` (an endpoint described by labels without a source, e.g. `trace -s id.curl`)
+    /// matches selector keys of every source.
     pub fn matches(&self, label: &LabelSource) -> bool {
-        *self == LabelSource::Any || self == label
+        *self == LabelSource::Any || *label == LabelSource::Any || self == label
     }
 }
 

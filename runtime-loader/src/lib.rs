@@ -1,1 +1,31 @@
 //! Runtime loader: bpffs, load, attach, pin, map images and deltas.
+//!
+//! - [`bpffs`]: check and mount the BPF filesystem (`--bpf-root`).
+//! - [`layout`]: where a node's maps and links are pinned, found again after a restart.
+//! - [`attach`]: tcx (or clsact/netlink) attach, atomic replace, detach.
+//! - [`rawmap`], [`delta`]: byte-level map access and entry deltas.
+//! - [`load`]: load an object (globals, pinned maps, map images, state); [`test_run`]:
+//!   BPF_PROG_TEST_RUN; [`packet`]: test packets.
+//! - [`testkit`]: self-cleaning network namespaces, veth pairs and private bpffs mounts for
+//!   the root integration tests of this crate and of the agent.
+
+pub mod attach;
+pub mod bpffs;
+pub mod delta;
+pub mod error;
+pub mod layout;
+pub mod load;
+pub mod packet;
+pub mod probe;
+pub mod rawmap;
+pub mod test_run;
+pub mod testkit;
+
+pub use attach::{AttachMode, Attached, Hook};
+pub use delta::{DeltaStats, MapDelta, MapOp};
+pub use error::{LoaderError, Result};
+pub use layout::{EndpointId, NodeLayout};
+pub use rawmap::{Entries, RawMap};
+
+pub use load::{load, Datapath, LoadError, LoadOptions};
+pub use test_run::{test_run, RunOutcome};

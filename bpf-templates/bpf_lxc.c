@@ -1,0 +1,133 @@
+/* Per-endpoint datapath, attached (tc clsact, direct action) on the host side of the endpoint's
+ * veth: cil_from_container on its ingress hook sees what the endpoint sends (the endpoint's
+ * egress policy), cil_to_container on its egress hook sees what is delivered to it (ingress
+ * policy). Features the endpoint does not need are compiled out through ep_config.h; its
+ * identity and addresses are read-only globals, patched per endpoint into templated objects. */
+#include "bpf_api.h"
+#include "layout.h"
+#include "node_config.h"
+#include "ep_config.h"
+
+/* Per-endpoint constants (.rodata): the template is compiled with zeros, codegen patches them. */
+const volatile __u32 ep_id = EP_ID;
+const volatile __u32 ep_identity = EP_IDENTITY;
+const volatile __u32 ep_ipv4_be = EP_IPV4_BE;
+const volatile __u32 ep_ipv6_be[4] = EP_IPV6_BE;
+
+#include "maps.h"
+#include "parse.h"
+#include "policy.h"
+#include "ct.h"
+#include "events.h"
+
+#define MARK_MAGIC_TO_PROXY 0x0200
+
+static __always_inline int drop(const struct ep_state *st, __u8 dir, const struct pkt *p,
+				__u8 reason, __u32 peer_id, const struct decision *d, __u32 len)
+{
+	count(dir, reason, len);
+	emit(st, EVENT_DROP, reason, dir, p, peer_id, d, len);
+	return TC_ACT_SHOT;
+}
+
+#ifdef ENABLE_SIP_CHECK
+/* Packets the endpoint sends must carry one of its addresses. */
+static __always_inline int source_is_endpoint(const struct pkt *p)
+{
+	__u32 w[4];
+
+	__builtin_memcpy(w, p->saddr, 16);
+	if (p->family == FAMILY_IPV4)
+		return w[0] == ep_ipv4_be;
+	return w[0] == ep_ipv6_be[0] && w[1] == ep_ipv6_be[1] && w[2] == ep_ipv6_be[2] &&
+	       w[3] == ep_ipv6_be[3];
+}
+#endif
+
+static __always_inline int handle(struct __sk_buff *skb, const __u8 dir)
+{
+	struct decision d = {.rule_id = RULE_NONE};
+	struct pkt p = {};
+	struct ep_state *st;
+	__u32 zero = 0, len = skb->len, peer_id;
+	const __u8 *peer;
+	__u64 now = 0;
+	int r;
+
+	st = bpf_map_lookup_elem(&cp_state, &zero);
+	if (!st)
+		return TC_ACT_SHOT;
+	r = parse_packet(skb, &p);
+	if (r < 0)
+		return drop(st, dir, &p, (__u8)-r, 0, &d, len);
+	if (r == PARSE_PASS) {
+		count(dir, REASON_FORWARDED, len);
+		return TC_ACT_OK;
+	}
+#ifdef ENABLE_SIP_CHECK
+	if (dir == DIR_EGRESS && !source_is_endpoint(&p))
+		return drop(st, dir, &p, DROP_INVALID_SIP, 0, &d, len);
+#endif
+	peer = dir == DIR_EGRESS ? p.daddr : p.saddr;
+	peer_id = ipcache_identity(&p, peer);
+
+#ifdef ENABLE_CT
+	{
+		struct ct_key k = {};
+		struct ct_value *ct;
+
+		now = bpf_ktime_get_ns();
+		ct = ct_lookup(&p, dir, &k, now);
+		if (ct) {
+			if (ct->policy_rev != st->policy_rev) {
+				policy_decide(ct->origin, peer_id, &p, peer, ct->policy_port_be, len, &d);
+				if (d.verdict != VERDICT_ALLOW && d.verdict != VERDICT_REDIRECT) {
+					bpf_map_delete_elem(&cp_ct, &k);
+					return drop(st, dir, &p,
+						    d.verdict == VERDICT_DENY ? DROP_POLICY_DENY : DROP_POLICY,
+						    peer_id, &d, len);
+				}
+				ct->policy_rev = st->policy_rev;
+				ct->rule_id = d.rule_id;
+			}
+			ct->expires_ns = now + ct_timeout_ns(st, &p);
+			count(dir, REASON_FORWARDED, len);
+			return TC_ACT_OK;
+		}
+	}
+#endif
+
+	policy_decide(dir, peer_id, &p, peer, p.policy_port_be, len, &d);
+	if (d.verdict == VERDICT_DENY)
+		return drop(st, dir, &p, DROP_POLICY_DENY, peer_id, &d, len);
+	if (d.verdict != VERDICT_ALLOW && d.verdict != VERDICT_REDIRECT)
+		return drop(st, dir, &p, DROP_POLICY, peer_id, &d, len);
+
+#ifdef ENABLE_CT
+	if (p.ct_able && ct_create(&p, dir, st, &d, now) < 0)
+		return drop(st, dir, &p, DROP_CT_CREATE_FAILED, peer_id, &d, len);
+#endif
+#ifdef ENABLE_L7_REDIRECT
+	if (d.verdict == VERDICT_REDIRECT)
+		skb->mark = MARK_MAGIC_TO_PROXY | ((__u32)d.proxy_port << 16);
+#endif
+	if (dir_enforced(dir))
+		emit(st, EVENT_VERDICT, REASON_FORWARDED, dir, &p, peer_id, &d, len);
+	count(dir, REASON_FORWARDED, len);
+	return TC_ACT_OK;
+}
+
+SEC("classifier")
+int cil_from_container(struct __sk_buff *skb)
+{
+	return handle(skb, DIR_EGRESS);
+}
+
+SEC("classifier")
+int cil_to_container(struct __sk_buff *skb)
+{
+	return handle(skb, DIR_INGRESS);
+}
+
+/* No GPL-only helper is used, so the project licence can be declared. */
+char _license[] SEC("license") = "Apache-2.0";

@@ -1,0 +1,40 @@
+/* Minimal BPF program API: section and map-definition macros, helper prototypes, byte order.
+ * Self-contained (no libbpf headers needed); helper numbers come from <linux/bpf.h>. */
+#ifndef CP_BPF_API_H
+#define CP_BPF_API_H
+
+#include <linux/types.h>
+#include <linux/bpf.h>
+#include <linux/pkt_cls.h>
+
+#define SEC(name) __attribute__((section(name), used))
+#define __uint(name, val) int (*name)[val]
+#define __type(name, val) typeof(val) *name
+/* <linux/stddef.h> defines __always_inline as plain __inline__ for user space. */
+#undef __always_inline
+#define __always_inline inline __attribute__((always_inline))
+/* Hides a value from the optimizer (keeps verifier-visible pointer provenance intact). */
+#define opaque(x) ({ typeof(x) __v = (x); asm volatile("" : "+r"(__v)); __v; })
+#define likely(x) __builtin_expect(!!(x), 1)
+#define unlikely(x) __builtin_expect(!!(x), 0)
+
+#if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+#define bpf_htons(x) __builtin_bswap16(x)
+#define bpf_ntohs(x) __builtin_bswap16(x)
+#else
+#define bpf_htons(x) (x)
+#define bpf_ntohs(x) (x)
+#endif
+
+static void *(*bpf_map_lookup_elem)(void *map, const void *key) = (void *)BPF_FUNC_map_lookup_elem;
+static long (*bpf_map_update_elem)(void *map, const void *key, const void *value,
+				   __u64 flags) = (void *)BPF_FUNC_map_update_elem;
+static long (*bpf_map_delete_elem)(void *map, const void *key) = (void *)BPF_FUNC_map_delete_elem;
+static __u64 (*bpf_ktime_get_ns)(void) = (void *)BPF_FUNC_ktime_get_ns;
+static long (*bpf_skb_load_bytes)(const void *skb, __u32 offset, void *to,
+				  __u32 len) = (void *)BPF_FUNC_skb_load_bytes;
+static void *(*bpf_ringbuf_reserve)(void *ringbuf, __u64 size,
+				    __u64 flags) = (void *)BPF_FUNC_ringbuf_reserve;
+static void (*bpf_ringbuf_submit)(void *data, __u64 flags) = (void *)BPF_FUNC_ringbuf_submit;
+
+#endif /* CP_BPF_API_H */

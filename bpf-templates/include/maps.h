@@ -1,0 +1,67 @@
+/* The datapath's maps (BTF-style definitions aya loads). Sizes come from the endpoint and node
+ * headers; layouts from layout.h. Names are at most 15 characters (BPF_OBJ_NAME_LEN). */
+#ifndef CP_MAPS_H
+#define CP_MAPS_H
+
+/* Per-endpoint policy: (identity, direction, protocol, port prefix) -> verdict + counters. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__type(key, struct policy_key);
+	__type(value, struct policy_value);
+	__uint(max_entries, POLICY_MAP_SIZE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+} cp_policy SEC(".maps");
+
+/* Node-wide ipcache: prefix -> security identity (shared by every endpoint's program). */
+struct {
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__type(key, struct ipcache_key);
+	__type(value, struct ipcache_value);
+	__uint(max_entries, IPCACHE_MAP_SIZE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+} cp_ipcache SEC(".maps");
+
+#ifdef ENABLE_ADDR_MATCH
+/* Address classes of NetworkPolicy ipBlock peers: prefix -> class id (a policy-map identity). */
+struct {
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__type(key, struct addr_key);
+	__type(value, struct addr_value);
+	__uint(max_entries, ADDR_MAP_SIZE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+} cp_addr SEC(".maps");
+#endif
+
+#ifdef ENABLE_CT
+/* Connection tracking of the endpoint, shared by its two programs. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__type(key, struct ct_key);
+	__type(value, struct ct_value);
+	__uint(max_entries, CT_MAP_SIZE);
+} cp_ct SEC(".maps");
+#endif
+
+/* Runtime state: policy revision, CT timeouts, event mask. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__type(key, __u32);
+	__type(value, struct ep_state);
+	__uint(max_entries, 1);
+} cp_state SEC(".maps");
+
+/* Per-CPU packet/byte counters by direction and reason (0 = forwarded). */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__type(key, __u32);
+	__type(value, struct metrics_value);
+	__uint(max_entries, METRICS_ENTRIES);
+} cp_metrics SEC(".maps");
+
+/* Drop and verdict events for `monitor`. */
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, EVENTS_RINGBUF_SIZE);
+} cp_events SEC(".maps");
+
+#endif /* CP_MAPS_H */

@@ -1,0 +1,239 @@
+//! Map images: binary files holding exactly the entries of one map in the kernel's layout, so a
+//! loader can fill maps without recomputing policy. Format (version 1, little-endian):
+//!
+//! | offset | size | field |
+//! |---|---|---|
+//! | 0 | 8 | magic `CPMAPIMG` |
+//! | 8 | 2 | format version (1) |
+//! | 10 | 2 | kind: 1 policy (`cp_policy`), 2 ipcache (`cp_ipcache`), 3 address classes (`cp_addr`) |
+//! | 12 | 4 | key size in bytes |
+//! | 16 | 4 | value size in bytes |
+//! | 20 | 4 | entry count |
+//! | 24 | 4 | flags (0) |
+//! | 28 | 8 | checksum: first 8 bytes of SHA-256 over the entries, as a little-endian u64 |
+//! | 36 | count × (key + value) | entries, each key then value, sorted by key bytes |
+
+use crate::layout::{AddrKey, AddrValue, IpcacheKey, IpcacheValue, PolicyKey, PolicyValue};
+use sha2::{Digest, Sha256};
+
+pub const MAGIC: &[u8; 8] = b"CPMAPIMG";
+pub const VERSION: u16 = 1;
+pub const HEADER_LEN: usize = 36;
+
+/// Which map an image fills.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum ImageKind {
+    Policy,
+    Ipcache,
+    Addr,
+}
+
+impl ImageKind {
+    pub fn code(self) -> u16 {
+        match self {
+            ImageKind::Policy => 1,
+            ImageKind::Ipcache => 2,
+            ImageKind::Addr => 3,
+        }
+    }
+    pub fn from_code(c: u16) -> Option<ImageKind> {
+        [ImageKind::Policy, ImageKind::Ipcache, ImageKind::Addr]
+            .into_iter()
+            .find(|k| k.code() == c)
+    }
+    /// The map this image fills (names in `bpf-templates/include/maps.h`).
+    pub fn map_name(self) -> &'static str {
+        match self {
+            ImageKind::Policy => "cp_policy",
+            ImageKind::Ipcache => "cp_ipcache",
+            ImageKind::Addr => "cp_addr",
+        }
+    }
+    /// (key size, value size) of the kernel layout.
+    pub fn sizes(self) -> (usize, usize) {
+        match self {
+            ImageKind::Policy => (size_of::<PolicyKey>(), size_of::<PolicyValue>()),
+            ImageKind::Ipcache => (size_of::<IpcacheKey>(), size_of::<IpcacheValue>()),
+            ImageKind::Addr => (size_of::<AddrKey>(), size_of::<AddrValue>()),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ImageError {
+    #[error("not a map image (bad magic)")]
+    BadMagic,
+    #[error("map image format version {0} is not supported (this build reads version {VERSION})")]
+    Version(u16),
+    #[error("unknown map image kind {0}")]
+    Kind(u16),
+    #[error("map image truncated: {0}")]
+    Truncated(&'static str),
+    #[error("map image for {kind:?} has key/value sizes {key}/{value}, the kernel layout has {want_key}/{want_value}")]
+    Sizes {
+        kind: ImageKind,
+        key: usize,
+        value: usize,
+        want_key: usize,
+        want_value: usize,
+    },
+    #[error("map image checksum mismatch (file corrupted)")]
+    Checksum,
+    #[error("map image has {0} trailing bytes")]
+    Trailing(usize),
+}
+
+/// One map's entries, key and value bytes in the kernel layout.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MapImage {
+    pub kind: ImageKind,
+    pub entries: Vec<(Vec<u8>, Vec<u8>)>,
+}
+
+fn checksum(payload: &[u8]) -> u64 {
+    let d = Sha256::digest(payload);
+    u64::from_le_bytes([d[0], d[1], d[2], d[3], d[4], d[5], d[6], d[7]])
+}
+
+impl MapImage {
+    /// An image from typed entries (sorted by key bytes for a deterministic file).
+    pub fn new<'a, K: 'a, V: 'a>(
+        kind: ImageKind,
+        entries: impl IntoIterator<Item = (&'a K, &'a V)>,
+        kb: fn(&K) -> &[u8],
+        vb: fn(&V) -> &[u8],
+    ) -> Self {
+        let mut entries: Vec<(Vec<u8>, Vec<u8>)> = entries
+            .into_iter()
+            .map(|(k, v)| (kb(k).to_vec(), vb(v).to_vec()))
+            .collect();
+        entries.sort();
+        MapImage { kind, entries }
+    }
+
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let (ks, vs) = self.kind.sizes();
+        let mut payload = Vec::with_capacity(self.entries.len() * (ks + vs));
+        for (k, v) in &self.entries {
+            payload.extend_from_slice(k);
+            payload.extend_from_slice(v);
+        }
+        let mut out = Vec::with_capacity(HEADER_LEN + payload.len());
+        out.extend_from_slice(MAGIC);
+        out.extend_from_slice(&VERSION.to_le_bytes());
+        out.extend_from_slice(&self.kind.code().to_le_bytes());
+        out.extend_from_slice(&(ks as u32).to_le_bytes());
+        out.extend_from_slice(&(vs as u32).to_le_bytes());
+        out.extend_from_slice(&(self.entries.len() as u32).to_le_bytes());
+        out.extend_from_slice(&0u32.to_le_bytes());
+        out.extend_from_slice(&checksum(&payload).to_le_bytes());
+        out.extend_from_slice(&payload);
+        out
+    }
+
+    pub fn from_bytes(b: &[u8]) -> Result<MapImage, ImageError> {
+        if b.len() < HEADER_LEN {
+            return Err(if b.len() >= 8 && &b[..8] != MAGIC {
+                ImageError::BadMagic
+            } else {
+                ImageError::Truncated("header")
+            });
+        }
+        if &b[..8] != MAGIC {
+            return Err(ImageError::BadMagic);
+        }
+        let u16_at = |o: usize| u16::from_le_bytes([b[o], b[o + 1]]);
+        let u32_at = |o: usize| u32::from_le_bytes([b[o], b[o + 1], b[o + 2], b[o + 3]]) as usize;
+        let version = u16_at(8);
+        if version != VERSION {
+            return Err(ImageError::Version(version));
+        }
+        let kind = ImageKind::from_code(u16_at(10)).ok_or(ImageError::Kind(u16_at(10)))?;
+        let (key, value, count) = (u32_at(12), u32_at(16), u32_at(20));
+        let (want_key, want_value) = kind.sizes();
+        if (key, value) != (want_key, want_value) {
+            return Err(ImageError::Sizes {
+                kind,
+                key,
+                value,
+                want_key,
+                want_value,
+            });
+        }
+        let mut sum = [0u8; 8];
+        sum.copy_from_slice(&b[28..36]);
+        let payload = &b[HEADER_LEN..];
+        let need = count
+            .checked_mul(key + value)
+            .ok_or(ImageError::Truncated("entries"))?;
+        if payload.len() < need {
+            return Err(ImageError::Truncated("entries"));
+        }
+        if payload.len() > need {
+            return Err(ImageError::Trailing(payload.len() - need));
+        }
+        if checksum(payload) != u64::from_le_bytes(sum) {
+            return Err(ImageError::Checksum);
+        }
+        let entries = payload
+            .chunks_exact(key + value)
+            .map(|c| (c[..key].to_vec(), c[key..].to_vec()))
+            .collect();
+        Ok(MapImage { kind, entries })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> MapImage {
+        let k = PolicyKey {
+            prefixlen: 64,
+            identity: 256,
+            direction: 0,
+            protocol: 6,
+            dport_be: 80u16.to_be(),
+        };
+        let v = PolicyValue {
+            verdict: 1,
+            rule_id: 3,
+            ..Default::default()
+        };
+        MapImage::new(
+            ImageKind::Policy,
+            [(&k, &v)],
+            PolicyKey::as_bytes,
+            PolicyValue::as_bytes,
+        )
+    }
+
+    #[test]
+    fn round_trips() {
+        let img = sample();
+        let bytes = img.to_bytes();
+        assert_eq!(&bytes[..8], b"CPMAPIMG");
+        assert_eq!(bytes.len(), HEADER_LEN + 12 + 24);
+        assert_eq!(MapImage::from_bytes(&bytes), Ok(img));
+    }
+
+    #[test]
+    fn rejects_corruption() {
+        let mut bytes = sample().to_bytes();
+        let last = bytes.len() - 1;
+        bytes[last] ^= 1;
+        assert_eq!(MapImage::from_bytes(&bytes), Err(ImageError::Checksum));
+        let bytes = sample().to_bytes();
+        assert_eq!(
+            MapImage::from_bytes(&bytes[..bytes.len() - 1]),
+            Err(ImageError::Truncated("entries"))
+        );
+        let mut v2 = sample().to_bytes();
+        v2[8] = 2;
+        assert_eq!(MapImage::from_bytes(&v2), Err(ImageError::Version(2)));
+        assert_eq!(
+            MapImage::from_bytes(b"ELF\0garbagegarbagegarbagegarbagegarbage"),
+            Err(ImageError::BadMagic)
+        );
+    }
+}

@@ -1,0 +1,359 @@
+//! The one source of truth for every key, value and event layout shared by the BPF C code and
+//! Rust: `#[repr(C)]` structs declared through [`layouts!`], from which
+//! `bpf-templates/include/layout.h` is generated ([`render_c_header`]; a test keeps the checked-in
+//! header equal to the generated one). Sizes are asserted at compile time on both sides.
+//!
+//! Byte order: fields named `*_be` and addresses are in network byte order (they are compared
+//! as LPM prefixes or copied from packets); every other integer is in host byte order.
+
+use std::fmt::Write;
+
+/// One field of a shared struct: name, C type (`__u8[16]` for arrays) and byte offset.
+#[derive(Debug, Clone, Copy)]
+pub struct FieldLayout {
+    pub name: &'static str,
+    pub c_type: &'static str,
+    pub offset: usize,
+    pub doc: &'static str,
+}
+
+/// One shared struct.
+#[derive(Debug, Clone, Copy)]
+pub struct StructLayout {
+    pub c_name: &'static str,
+    pub size: usize,
+    pub doc: &'static str,
+    pub fields: &'static [FieldLayout],
+}
+
+macro_rules! layouts {
+    ($( $(#[doc = $doc:literal])+ struct $name:ident as $cname:literal = $size:literal {
+        $( #[doc = $fdoc:literal] $field:ident : $ty:ty = $cty:literal ),* $(,)?
+    } )*) => {
+        $(
+            $(#[doc = $doc])+
+            #[repr(C)]
+            #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+            pub struct $name { $( #[doc = $fdoc] pub $field: $ty ),* }
+            const _: () = assert!(std::mem::size_of::<$name>() == $size);
+            impl $name {
+                /// The struct's bytes as the kernel sees them.
+                pub fn as_bytes(&self) -> &[u8] {
+                    // SAFETY: repr(C), only integer fields and explicit padding fields, so
+                    // every byte is initialised.
+                    unsafe { std::slice::from_raw_parts(self as *const Self as *const u8, $size) }
+                }
+                /// Reads the struct from exactly `size_of::<Self>()` bytes.
+                pub fn from_bytes(b: &[u8]) -> Option<Self> {
+                    if b.len() != $size {
+                        return None;
+                    }
+                    // SAFETY: length checked; every bit pattern is valid for integer fields.
+                    Some(unsafe { std::ptr::read_unaligned(b.as_ptr() as *const Self) })
+                }
+            }
+        )*
+        /// Every shared struct, in declaration order (the order of `layout.h`).
+        pub const STRUCTS: &[StructLayout] = &[ $( StructLayout {
+            c_name: $cname, size: $size, doc: concat!($($doc),+),
+            fields: &[ $( FieldLayout {
+                name: stringify!($field), c_type: $cty,
+                offset: std::mem::offset_of!($name, $field), doc: $fdoc,
+            } ),* ],
+        } ),* ];
+    };
+}
+
+layouts! {
+    /// Policy map key (LPM trie). `prefixlen` counts the bits after it that must match:
+    /// 64 = identity, direction, protocol and all 16 port bits; 48 + n = the first n port bits;
+    /// 48 = every port of `protocol`; 40 = every protocol.
+    struct PolicyKey as "policy_key" = 12 {
+        /// LPM prefix length in bits over the fields below.
+        prefixlen: u32 = "__u32",
+        /// Peer security identity; 0 = every identity; bit 31 = an address class (ENABLE_ADDR_MATCH).
+        identity: u32 = "__u32",
+        /// DIR_INGRESS or DIR_EGRESS.
+        direction: u8 = "__u8",
+        /// IANA protocol number.
+        protocol: u8 = "__u8",
+        /// Destination port (ICMP: message type), network byte order.
+        dport_be: u16 = "__u16",
+    }
+    /// Policy map value: verdict, the rule that produced it and per-entry counters.
+    struct PolicyValue as "policy_value" = 24 {
+        /// VERDICT_ALLOW, VERDICT_DENY or VERDICT_REDIRECT.
+        verdict: u8 = "__u8",
+        /// Reserved, zero.
+        pad: u8 = "__u8",
+        /// L7 proxy port for VERDICT_REDIRECT (host order).
+        proxy_port: u16 = "__u16",
+        /// First contributing rule (index into rules.json); RULE_NONE if none.
+        rule_id: u32 = "__u32",
+        /// Packets that matched this entry (policy decisions, not established-flow packets).
+        packets: u64 = "__u64",
+        /// Bytes of those packets.
+        bytes: u64 = "__u64",
+    }
+    /// ipcache key (LPM trie): prefixlen = 32 + address prefix length.
+    struct IpcacheKey as "ipcache_key" = 24 {
+        /// LPM prefix length in bits over the fields below.
+        prefixlen: u32 = "__u32",
+        /// FAMILY_IPV4 or FAMILY_IPV6.
+        family: u8 = "__u8",
+        /// Reserved, zero (inside the prefix).
+        pad: [u8; 3] = "__u8[3]",
+        /// Address, network order; IPv4 in the first 4 bytes, rest zero.
+        addr: [u8; 16] = "__u8[16]",
+    }
+    /// ipcache value.
+    struct IpcacheValue as "ipcache_value" = 8 {
+        /// Security identity of the prefix.
+        identity: u32 = "__u32",
+        /// Reserved, zero.
+        pad: u32 = "__u32",
+    }
+    /// Address-match key (LPM trie, NetworkPolicy ipBlock): prefixlen = 32 + address prefix length.
+    struct AddrKey as "addr_key" = 24 {
+        /// LPM prefix length in bits over the fields below.
+        prefixlen: u32 = "__u32",
+        /// DIR_INGRESS or DIR_EGRESS.
+        direction: u8 = "__u8",
+        /// FAMILY_IPV4 or FAMILY_IPV6.
+        family: u8 = "__u8",
+        /// Reserved, zero (inside the prefix).
+        pad: [u8; 2] = "__u8[2]",
+        /// Address, network order; IPv4 in the first 4 bytes.
+        addr: [u8; 16] = "__u8[16]",
+    }
+    /// Address-match value: the address class, looked up in the policy map as an identity.
+    struct AddrValue as "addr_value" = 4 {
+        /// ADDR_CLASS_BIT | class index.
+        class_id: u32 = "__u32",
+    }
+    /// Connection-tracking key, in the direction of the packet that opened the connection.
+    struct CtKey as "ct_key" = 40 {
+        /// Source address, network order.
+        saddr: [u8; 16] = "__u8[16]",
+        /// Destination address, network order.
+        daddr: [u8; 16] = "__u8[16]",
+        /// Source port (ICMP echo: identifier), network order.
+        sport_be: u16 = "__u16",
+        /// Destination port (ICMP echo: identifier), network order.
+        dport_be: u16 = "__u16",
+        /// IANA protocol number.
+        protocol: u8 = "__u8",
+        /// FAMILY_IPV4 or FAMILY_IPV6.
+        family: u8 = "__u8",
+        /// Reserved, zero.
+        pad: u16 = "__u16",
+    }
+    /// Connection-tracking value.
+    struct CtValue as "ct_value" = 24 {
+        /// bpf_ktime_get_ns() after which the entry is stale.
+        expires_ns: u64 = "__u64",
+        /// Policy revision the connection was last checked against.
+        policy_rev: u32 = "__u32",
+        /// Rule that allowed the connection.
+        rule_id: u32 = "__u32",
+        /// DIR_INGRESS or DIR_EGRESS: the direction of the opening packet.
+        origin: u8 = "__u8",
+        /// Reserved, zero.
+        pad: u8 = "__u8",
+        /// Port used for the policy decision (ICMP: request type), network order.
+        policy_port_be: u16 = "__u16",
+        /// Reserved, zero.
+        pad2: u32 = "__u32",
+    }
+    /// Per-endpoint runtime state (array map of one entry), written by the loader and agent.
+    struct EpState as "ep_state" = 16 {
+        /// Current policy revision: connections checked against an older one are re-checked.
+        policy_rev: u32 = "__u32",
+        /// Lifetime of a TCP connection-tracking entry after its last packet, seconds.
+        ct_timeout_tcp_s: u32 = "__u32",
+        /// Lifetime of other connection-tracking entries after their last packet, seconds.
+        ct_timeout_other_s: u32 = "__u32",
+        /// EVENTS_DROP | EVENTS_VERDICT: which events go to the ring buffer.
+        events_mask: u32 = "__u32",
+    }
+    /// Per-CPU counter value of the metrics map (index = direction * 256 + reason).
+    struct MetricsValue as "metrics_value" = 16 {
+        /// Packets.
+        packets: u64 = "__u64",
+        /// Bytes.
+        bytes: u64 = "__u64",
+    }
+    /// Ring-buffer event (drop or policy verdict).
+    struct Event as "event" = 72 {
+        /// EVENT_DROP or EVENT_VERDICT.
+        kind: u8 = "__u8",
+        /// Drop reason (Cilium's code), 0 when forwarded.
+        reason: u8 = "__u8",
+        /// DIR_INGRESS or DIR_EGRESS (of the endpoint).
+        direction: u8 = "__u8",
+        /// IANA protocol number.
+        protocol: u8 = "__u8",
+        /// Endpoint id.
+        ep_id: u32 = "__u32",
+        /// Endpoint security identity.
+        ep_identity: u32 = "__u32",
+        /// Peer security identity.
+        peer_identity: u32 = "__u32",
+        /// Rule that decided (RULE_NONE when no entry matched).
+        rule_id: u32 = "__u32",
+        /// Packet length.
+        pkt_len: u32 = "__u32",
+        /// FAMILY_IPV4 or FAMILY_IPV6.
+        family: u8 = "__u8",
+        /// VERDICT_* of the decision (0 for drops without a policy decision).
+        verdict: u8 = "__u8",
+        /// Source port, network order.
+        sport_be: u16 = "__u16",
+        /// Destination port (ICMP: type), network order.
+        dport_be: u16 = "__u16",
+        /// Reserved, zero.
+        pad: u16 = "__u16",
+        /// Source address, network order.
+        saddr: [u8; 16] = "__u8[16]",
+        /// Destination address, network order.
+        daddr: [u8; 16] = "__u8[16]",
+        /// bpf_ktime_get_ns() at the event.
+        time_ns: u64 = "__u64",
+    }
+}
+
+/// Constants shared by C and Rust: (C name, value, meaning).
+pub const CONSTANTS: &[(&str, u32, &str)] = &[
+    (
+        "DIR_INGRESS",
+        DIR_INGRESS as u32,
+        "traffic delivered to the endpoint",
+    ),
+    (
+        "DIR_EGRESS",
+        DIR_EGRESS as u32,
+        "traffic sent by the endpoint",
+    ),
+    ("FAMILY_IPV4", FAMILY_IPV4 as u32, "address family of keys"),
+    ("FAMILY_IPV6", FAMILY_IPV6 as u32, "address family of keys"),
+    ("VERDICT_ALLOW", VERDICT_ALLOW as u32, "policy entry allows"),
+    (
+        "VERDICT_DENY",
+        VERDICT_DENY as u32,
+        "policy entry denies (wins over any allow)",
+    ),
+    (
+        "VERDICT_REDIRECT",
+        VERDICT_REDIRECT as u32,
+        "allow, redirected to the L7 proxy port",
+    ),
+    ("RULE_NONE", RULE_NONE, "no rule (default verdicts)"),
+    (
+        "ADDR_CLASS_BIT",
+        ADDR_CLASS_BIT,
+        "policy-key identity bit of address classes",
+    ),
+    (
+        "EVENT_DROP",
+        EVENT_DROP as u32,
+        "event kind: packet dropped",
+    ),
+    (
+        "EVENT_VERDICT",
+        EVENT_VERDICT as u32,
+        "event kind: new connection allowed",
+    ),
+    (
+        "EVENTS_DROP",
+        EVENTS_DROP,
+        "events_mask bit: emit drop events",
+    ),
+    (
+        "EVENTS_VERDICT",
+        EVENTS_VERDICT,
+        "events_mask bit: emit verdict events",
+    ),
+    (
+        "POLICY_KEY_FULL_PREFIX",
+        POLICY_KEY_FULL_PREFIX,
+        "policy key prefixlen of an exact key",
+    ),
+    (
+        "POLICY_KEY_PROTO_PREFIX",
+        POLICY_KEY_PROTO_PREFIX,
+        "policy key prefixlen of a port wildcard",
+    ),
+    (
+        "POLICY_KEY_DIR_PREFIX",
+        POLICY_KEY_DIR_PREFIX,
+        "policy key prefixlen of a protocol wildcard",
+    ),
+    (
+        "METRICS_ENTRIES",
+        METRICS_ENTRIES,
+        "metrics map size: 2 directions x 256 reasons",
+    ),
+];
+
+pub const DIR_INGRESS: u8 = 0;
+pub const DIR_EGRESS: u8 = 1;
+pub const FAMILY_IPV4: u8 = 4;
+pub const FAMILY_IPV6: u8 = 6;
+pub const VERDICT_ALLOW: u8 = 1;
+pub const VERDICT_DENY: u8 = 2;
+pub const VERDICT_REDIRECT: u8 = 3;
+pub const RULE_NONE: u32 = u32::MAX;
+pub const ADDR_CLASS_BIT: u32 = 1 << 31;
+pub const EVENT_DROP: u8 = 1;
+pub const EVENT_VERDICT: u8 = 2;
+pub const EVENTS_DROP: u32 = 1;
+pub const EVENTS_VERDICT: u32 = 2;
+pub const POLICY_KEY_FULL_PREFIX: u32 = 64;
+pub const POLICY_KEY_PROTO_PREFIX: u32 = 48;
+pub const POLICY_KEY_DIR_PREFIX: u32 = 40;
+pub const METRICS_ENTRIES: u32 = 512;
+
+/// Renders `bpf-templates/include/layout.h`.
+pub fn render_c_header() -> String {
+    let mut out = String::new();
+    out.push_str("/* Generated by codegen/src/layout.rs (render_c_header); do not edit. */\n");
+    out.push_str("#ifndef CP_LAYOUT_H\n#define CP_LAYOUT_H\n\n#include <linux/types.h>\n\n");
+    for (name, value, doc) in CONSTANTS {
+        let _ = writeln!(out, "#define {name} {value}u /* {doc} */");
+    }
+    out.push('\n');
+    for (code, name, text) in crate::reasons::DROP_REASONS {
+        let _ = writeln!(out, "#define {name} {code} /* {text} */");
+    }
+    for s in STRUCTS {
+        let _ = writeln!(out, "\n/* {} */\nstruct {} {{", s.doc.trim(), s.c_name);
+        for f in s.fields {
+            let (base, array) = match f.c_type.split_once('[') {
+                Some((b, rest)) => (b, format!("[{rest}")),
+                None => (f.c_type, String::new()),
+            };
+            let _ = writeln!(
+                out,
+                "\t{base} {}{array}; /* @{}: {} */",
+                f.name,
+                f.offset,
+                f.doc.trim()
+            );
+        }
+        let _ = writeln!(out, "}};");
+        let _ = writeln!(
+            out,
+            "_Static_assert(sizeof(struct {}) == {}, \"{} size\");",
+            s.c_name, s.size, s.c_name
+        );
+        for f in s.fields {
+            let _ = writeln!(
+                out,
+                "_Static_assert(__builtin_offsetof(struct {}, {}) == {}, \"{}.{}\");",
+                s.c_name, f.name, f.offset, s.c_name, f.name
+            );
+        }
+    }
+    out.push_str("\n#endif /* CP_LAYOUT_H */\n");
+    out
+}

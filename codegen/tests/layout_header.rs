@@ -1,0 +1,51 @@
+//! The checked-in `bpf-templates/include/layout.h` must equal the header generated from the Rust
+//! layouts. Regenerate with `UPDATE_LAYOUT=1 cargo test -p codegen --test layout_header`.
+
+use std::path::PathBuf;
+
+#[test]
+fn checked_in_layout_header_is_generated_one() {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../bpf-templates/include/layout.h");
+    let generated = codegen::layout::render_c_header();
+    if std::env::var_os("UPDATE_LAYOUT").is_some() {
+        std::fs::write(&path, &generated).expect("write layout.h");
+    }
+    let on_disk = std::fs::read_to_string(&path).expect("read layout.h");
+    assert!(
+        on_disk == generated,
+        "bpf-templates/include/layout.h is stale; run UPDATE_LAYOUT=1 cargo test -p codegen --test layout_header"
+    );
+}
+
+#[test]
+fn rust_offsets_are_natural_c_offsets() {
+    // C lays fields out at their natural alignment; the Rust side must agree field by field
+    // (the C side asserts the same offsets with _Static_assert).
+    for s in codegen::layout::STRUCTS {
+        let mut expected = 0usize;
+        let mut max_align = 1usize;
+        for f in s.fields {
+            let (base, count) = match f.c_type.split_once('[') {
+                Some((b, n)) => (b, n.trim_end_matches(']').parse::<usize>().unwrap()),
+                None => (f.c_type, 1),
+            };
+            let size = match base {
+                "__u8" => 1,
+                "__u16" => 2,
+                "__u32" => 4,
+                "__u64" => 8,
+                other => panic!("unknown C type {other}"),
+            };
+            max_align = max_align.max(size);
+            expected = expected.div_ceil(size) * size;
+            assert_eq!(f.offset, expected, "{}.{}", s.c_name, f.name);
+            expected += size * count;
+        }
+        assert_eq!(
+            s.size,
+            expected.div_ceil(max_align) * max_align,
+            "{} size",
+            s.c_name
+        );
+    }
+}

@@ -1,0 +1,249 @@
+//! The world the policies apply to: endpoints with their labels, identities and addresses, every
+//! identity (reserved, endpoint, CIDR), and the ipcache. Built from the front end's inventory and
+//! the policy set (for CIDR identities), and updated endpoint by endpoint by the agent.
+
+mod build;
+pub mod ports;
+
+pub use build::ClusterError;
+
+use crate::identity::{
+    alloc::key_of, reserved_labels, IdAllocator, IdentityInfo, IdentityKind, LabelFilter,
+};
+use ir::{IpCache, IpNet, LabelSet, NamedPort, NumericIdentity};
+use std::collections::{BTreeMap, HashMap};
+use std::net::IpAddr;
+
+/// Knobs that change identities or enforcement; defaults follow Cilium on Kubernetes.
+#[derive(Clone, Debug)]
+pub struct ClusterConfig {
+    /// Identity-relevant label prefixes (agent `--labels`).
+    pub label_filter: LabelFilter,
+    /// Value of `k8s:io.cilium.k8s.policy.cluster`.
+    pub cluster_name: String,
+    /// Unknown addresses are `world-ipv4`/`world-ipv6` (9/10) instead of `world` (2).
+    pub dual_stack: bool,
+    /// Traffic from the local host to its endpoints is always allowed (Kubernetes requires it for
+    /// probes; Cilium's `--allow-localhost=always`, the default on Kubernetes).
+    pub allow_localhost: bool,
+}
+
+impl Default for ClusterConfig {
+    fn default() -> Self {
+        ClusterConfig {
+            label_filter: LabelFilter::default(),
+            cluster_name: "default".into(),
+            dual_stack: false,
+            allow_localhost: true,
+        }
+    }
+}
+
+/// One endpoint as the semantics stage sees it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ClusterEndpoint {
+    /// `namespace/name` (or the user's name for endpoints given by labels).
+    pub name: String,
+    pub namespace: Option<String>,
+    pub kind: String,
+    /// All derived labels (shown by `endpoints`); `identity` is allocated from the relevant subset.
+    pub labels: LabelSet,
+    pub identity: NumericIdentity,
+    pub ips: Vec<IpAddr>,
+    pub ports: Vec<NamedPort>,
+    /// `file:line` of the manifest, when it came from one.
+    pub origin: Option<String>,
+}
+
+/// Endpoints, identities and ipcache.
+#[derive(Clone, Debug)]
+pub struct Cluster {
+    pub config: ClusterConfig,
+    endpoints: BTreeMap<String, ClusterEndpoint>,
+    identities: BTreeMap<NumericIdentity, IdentityInfo>,
+    /// Endpoints per endpoint identity (identities are released when this drops to zero).
+    members: HashMap<NumericIdentity, Vec<String>>,
+    ep_ids: IdAllocator,
+    cidr_ids: IdAllocator,
+    ipcache: IpCache,
+    namespaces: HashMap<String, ir::Namespace>,
+}
+
+/// What adding or removing an endpoint did to the identities.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct EndpointChange {
+    pub identity: NumericIdentity,
+    /// The identity was allocated (add) or released (remove) by this change.
+    pub identity_changed: bool,
+}
+
+impl Cluster {
+    /// An empty cluster holding the reserved identities.
+    pub fn new(config: ClusterConfig) -> Self {
+        let identities = NumericIdentity::RESERVED
+            .iter()
+            .map(|(id, _)| {
+                let labels = reserved_labels(*id).unwrap_or_default();
+                (
+                    *id,
+                    IdentityInfo {
+                        id: *id,
+                        labels,
+                        kind: IdentityKind::Reserved,
+                    },
+                )
+            })
+            .collect();
+        Cluster {
+            config,
+            endpoints: BTreeMap::new(),
+            identities,
+            members: HashMap::new(),
+            ep_ids: IdAllocator::cluster(),
+            cidr_ids: IdAllocator::local(),
+            ipcache: IpCache::default(),
+            namespaces: HashMap::new(),
+        }
+    }
+
+    pub fn endpoints(&self) -> impl ExactSizeIterator<Item = &ClusterEndpoint> {
+        self.endpoints.values()
+    }
+    pub fn endpoint(&self, name: &str) -> Option<&ClusterEndpoint> {
+        self.endpoints.get(name)
+    }
+    pub fn identities(&self) -> impl ExactSizeIterator<Item = &IdentityInfo> {
+        self.identities.values()
+    }
+    pub fn identity(&self, id: NumericIdentity) -> Option<&IdentityInfo> {
+        self.identities.get(&id)
+    }
+    /// Endpoints holding identity `id`.
+    pub fn members(&self, id: NumericIdentity) -> impl Iterator<Item = &ClusterEndpoint> {
+        self.members
+            .get(&id)
+            .into_iter()
+            .flatten()
+            .filter_map(|n| self.endpoints.get(n))
+    }
+    pub fn ipcache(&self) -> &IpCache {
+        &self.ipcache
+    }
+    pub fn namespace(&self, name: &str) -> Option<&ir::Namespace> {
+        self.namespaces.get(name)
+    }
+
+    /// The identity of an address: longest ipcache prefix, else `world` (`world-ipv4`/`world-ipv6`
+    /// when dual-stack is modelled).
+    pub fn identity_of_addr(&self, addr: IpAddr) -> NumericIdentity {
+        let id = self.ipcache.lookup(addr);
+        if id != NumericIdentity::WORLD || !self.config.dual_stack {
+            return id;
+        }
+        match addr {
+            IpAddr::V4(_) => NumericIdentity::WORLD_IPV4,
+            IpAddr::V6(_) => NumericIdentity::WORLD_IPV6,
+        }
+    }
+
+    /// The identity the given labels would get (without adding anything); allocated identities
+    /// keep their number, unknown label sets get the number they would be allocated.
+    pub fn identity_for_labels(&self, labels: &LabelSet) -> NumericIdentity {
+        let relevant = self.config.label_filter.relevant(labels);
+        let key = key_of(&relevant);
+        if let Some(id) = self.ep_ids.get(&key) {
+            return id;
+        }
+        let mut probe = self.ep_ids.clone();
+        probe
+            .allocate(&key)
+            .map(|(id, _)| id)
+            .unwrap_or(NumericIdentity::WILDCARD)
+    }
+
+    /// Adds (or replaces) an endpoint; allocates its identity from its relevant labels and puts
+    /// its addresses in the ipcache.
+    pub fn add_endpoint(
+        &mut self,
+        mut ep: ClusterEndpoint,
+    ) -> Result<EndpointChange, ClusterError> {
+        if self.endpoints.contains_key(&ep.name) {
+            self.remove_endpoint(&ep.name.clone());
+        }
+        let relevant = self.config.label_filter.relevant(&ep.labels);
+        let key = key_of(&relevant);
+        let (id, fresh) = self
+            .ep_ids
+            .allocate(&key)
+            .ok_or(ClusterError::IdentitiesExhausted)?;
+        if fresh {
+            self.identities.insert(
+                id,
+                IdentityInfo {
+                    id,
+                    labels: relevant,
+                    kind: IdentityKind::Endpoint,
+                },
+            );
+        }
+        ep.identity = id;
+        for ip in &ep.ips {
+            self.ipcache.insert(IpNet::from(*ip), id);
+        }
+        self.members.entry(id).or_default().push(ep.name.clone());
+        self.endpoints.insert(ep.name.clone(), ep);
+        Ok(EndpointChange {
+            identity: id,
+            identity_changed: fresh,
+        })
+    }
+
+    /// Removes an endpoint, its ipcache entries, and its identity when it was the last holder.
+    pub fn remove_endpoint(&mut self, name: &str) -> Option<EndpointChange> {
+        let ep = self.endpoints.remove(name)?;
+        for ip in &ep.ips {
+            let net = IpNet::from(*ip);
+            if self.ipcache.entries.get(&net) == Some(&ep.identity) {
+                self.ipcache.entries.remove(&net);
+            }
+        }
+        let holders = self.members.entry(ep.identity).or_default();
+        holders.retain(|n| n != name);
+        let released = holders.is_empty();
+        if released {
+            self.members.remove(&ep.identity);
+            if let Some(info) = self.identities.remove(&ep.identity) {
+                self.ep_ids.release(&key_of(&info.labels));
+            }
+        }
+        Some(EndpointChange {
+            identity: ep.identity,
+            identity_changed: released,
+        })
+    }
+
+    /// Adds a local CIDR identity for `prefix` (idempotent) and its ipcache entry. `/0` is `world`.
+    pub fn add_cidr(&mut self, prefix: IpNet) -> Result<NumericIdentity, ClusterError> {
+        let prefix = prefix.trunc();
+        if prefix.prefix_len() == 0 {
+            return Ok(NumericIdentity::WORLD);
+        }
+        let labels = crate::identity::cidr_labels(prefix);
+        let (id, fresh) = self
+            .cidr_ids
+            .allocate(&key_of(&labels))
+            .ok_or(ClusterError::IdentitiesExhausted)?;
+        if fresh {
+            self.identities.insert(
+                id,
+                IdentityInfo {
+                    id,
+                    labels,
+                    kind: IdentityKind::Cidr(prefix),
+                },
+            );
+            self.ipcache.entries.entry(prefix).or_insert(id);
+        }
+        Ok(id)
+    }
+}

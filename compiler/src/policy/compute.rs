@@ -1,0 +1,278 @@
+//! One subject's map state: every rule selecting it, per direction, turned into map entries
+//! (peer identity × port block → allow / deny / redirect) and address entries for `ipBlock` peers.
+
+use super::deny::{merge, propagate};
+use super::ports::{port_keys, PortKey};
+use super::proxy_port;
+use crate::cluster::{ports::resolve, Cluster};
+use crate::selcache::{IdSet, PeerSel, SelectorCache};
+use ir::{
+    mapstate::AddrKey, Action, Direction, EndpointPolicy, Entity, MapKey, MapVerdict, NamedPort,
+    NumericIdentity, Peer, PeerSet, PolicySet, Protocol, Rule, RuleId,
+};
+use std::collections::HashMap;
+
+/// What the computation reads.
+pub struct Ctx<'a> {
+    pub policy: &'a PolicySet,
+    pub cluster: &'a Cluster,
+    pub cache: &'a SelectorCache,
+    /// Rules selecting each endpoint identity.
+    pub subjects: &'a HashMap<NumericIdentity, Vec<RuleId>>,
+}
+
+/// Which peer identities to produce identity entries for (`Only` for incremental updates; it
+/// lists the wildcard too when wildcard entries are wanted).
+#[derive(Clone, Copy)]
+pub enum PeerFilter<'a> {
+    All,
+    Only(&'a IdSet),
+}
+
+/// A rule's peers, resolved.
+enum Ids<'a> {
+    Wildcard,
+    Set(&'a IdSet),
+}
+
+impl<'a> Ctx<'a> {
+    fn set(&self, sel: PeerSel) -> Option<&'a IdSet> {
+        self.cache.get(&sel)
+    }
+
+    /// Identity peers of one L3 peer (`None` for peers without identities).
+    fn ids(&self, peer: &Peer) -> Option<Ids<'a>> {
+        Some(match peer {
+            Peer::Endpoints(h) if self.policy.selectors[*h].is_all() => Ids::Wildcard,
+            Peer::Endpoints(h) => Ids::Set(self.set(PeerSel::Selector(*h))?),
+            Peer::Entity(Entity::All) => Ids::Wildcard,
+            Peer::Entity(e) => Ids::Set(self.set(PeerSel::Entity(*e))?),
+            Peer::Cidr {
+                set,
+                by_address: false,
+            } => Ids::Set(self.set(PeerSel::Cidr(set.clone()))?),
+            Peer::Cidr {
+                by_address: true, ..
+            }
+            | Peer::Fqdn(_)
+            | Peer::Service { .. } => return None,
+        })
+    }
+
+    /// The identities `ids` stands for once `requires` apply, restricted by `filter`.
+    fn expand(
+        &self,
+        ids: &Ids<'a>,
+        requires: &[&IdSet],
+        filter: PeerFilter,
+    ) -> Vec<NumericIdentity> {
+        let ok = |id: &NumericIdentity| requires.iter().all(|r| r.contains(id));
+        match (ids, requires.first(), filter) {
+            (Ids::Wildcard, None, PeerFilter::All) => vec![NumericIdentity::WILDCARD],
+            (Ids::Wildcard, None, PeerFilter::Only(k)) => k
+                .iter()
+                .filter(|i| **i == NumericIdentity::WILDCARD)
+                .copied()
+                .collect(),
+            (Ids::Wildcard, Some(first), PeerFilter::All) => {
+                first.iter().filter(|i| ok(i)).copied().collect()
+            }
+            (Ids::Set(s), _, PeerFilter::All) => s.iter().filter(|i| ok(i)).copied().collect(),
+            (ids, _, PeerFilter::Only(k)) => k
+                .iter()
+                .filter(|i| **i != NumericIdentity::WILDCARD)
+                .filter(|i| {
+                    matches!(ids, Ids::Wildcard) || matches!(ids, Ids::Set(s) if s.contains(i))
+                })
+                .filter(|i| ok(i))
+                .copied()
+                .collect(),
+        }
+    }
+}
+
+fn verdict(rule: &Rule, pr_l7: Option<&ir::L7Rules>) -> MapVerdict {
+    match (rule.action, pr_l7) {
+        (Action::Deny, _) => MapVerdict::Deny,
+        (Action::Allow, Some(l7)) => MapVerdict::Redirect {
+            proxy_port: proxy_port(rule.direction, l7),
+        },
+        (Action::Allow, None) => MapVerdict::Allow,
+    }
+}
+
+/// The map state of an endpoint with identity `subject` and container ports `own_ports`.
+pub fn compute(
+    ctx: &Ctx,
+    subject: NumericIdentity,
+    own_ports: &[NamedPort],
+    filter: PeerFilter,
+) -> EndpointPolicy {
+    let mut out = EndpointPolicy {
+        identity: subject,
+        ..Default::default()
+    };
+    let rules: Vec<&Rule> = ctx
+        .subjects
+        .get(&subject)
+        .into_iter()
+        .flatten()
+        .map(|r| ctx.policy.rule(*r))
+        .collect();
+    for dir in [Direction::Ingress, Direction::Egress] {
+        let here: Vec<&Rule> = rules
+            .iter()
+            .copied()
+            .filter(|r| r.direction == dir)
+            .collect();
+        if here.is_empty() {
+            continue;
+        }
+        match dir {
+            Direction::Ingress => out.ingress_enforced = true,
+            Direction::Egress => out.egress_enforced = true,
+        }
+        let mut reqs: Vec<&IdSet> = Vec::new();
+        for r in &here {
+            for q in &r.requires {
+                if let Some(s) = ctx.set(PeerSel::Selector(*q)) {
+                    reqs.push(s);
+                }
+            }
+        }
+        for r in &here {
+            direction_rule(
+                ctx,
+                &mut out,
+                r,
+                if r.action == Action::Allow {
+                    &reqs
+                } else {
+                    &[]
+                },
+                own_ports,
+                filter,
+            );
+        }
+        let host = NumericIdentity::HOST;
+        let want_host = match filter {
+            PeerFilter::All => true,
+            PeerFilter::Only(k) => k.contains(&host),
+        };
+        if dir == Direction::Ingress && ctx.cluster.config.allow_localhost && want_host {
+            let key = MapKey {
+                identity: host,
+                direction: dir,
+                protocol: 0,
+                port: 0,
+                port_prefix_len: 0,
+            };
+            merge(&mut out.entries, key, MapVerdict::Allow, &[]);
+        }
+    }
+    propagate(&mut out.entries);
+    if let PeerFilter::Only(k) = filter {
+        out.entries.retain(|key, _| k.contains(&key.identity));
+    }
+    out
+}
+
+/// Adds the entries of one rule.
+fn direction_rule(
+    ctx: &Ctx,
+    out: &mut EndpointPolicy,
+    r: &Rule,
+    reqs: &[&IdSet],
+    own: &[NamedPort],
+    filter: PeerFilter,
+) {
+    let peers: Vec<&Peer> = match &r.peers {
+        PeerSet::Any => Vec::new(),
+        PeerSet::Some(p) => p.iter().collect(),
+    };
+    let mut ids: Vec<NumericIdentity> = match &r.peers {
+        PeerSet::Any => ctx.expand(&Ids::Wildcard, reqs, filter),
+        PeerSet::Some(_) => peers
+            .iter()
+            .filter_map(|p| Some((ctx.ids(p)?, matches!(p, Peer::Endpoints(_)))))
+            .flat_map(|(i, constrained)| {
+                ctx.expand(&i, if constrained { reqs } else { &[] }, filter)
+            })
+            .collect(),
+    };
+    ids.sort();
+    ids.dedup();
+    let addr: Vec<&ir::CidrSet> = peers
+        .iter()
+        .filter_map(|p| match p {
+            Peer::Cidr {
+                set,
+                by_address: true,
+            } => Some(set),
+            _ => None,
+        })
+        .collect();
+    if ids.is_empty() && (addr.is_empty() || matches!(filter, PeerFilter::Only(_))) {
+        return;
+    }
+    let port_rules: Vec<(Option<&ir::L7Rules>, Option<&ir::PortRule>)> = if r.ports.is_empty() {
+        vec![(None, None)]
+    } else {
+        r.ports.iter().map(|p| (p.l7.as_ref(), Some(p))).collect()
+    };
+    for (l7, pr) in port_rules {
+        let v = verdict(r, l7);
+        let keys_for = |peer: NumericIdentity| -> Vec<PortKey> {
+            let Some(pr) = pr else {
+                return vec![PortKey::ALL];
+            };
+            let named = |name: &str, protos: &[Protocol]| match r.direction {
+                Direction::Ingress => resolve(own, name, protos).collect(),
+                Direction::Egress => ctx.cluster.named_ports_of_identity(peer, name, protos),
+            };
+            port_keys(pr, &named)
+        };
+        let named = pr.is_some_and(|p| matches!(p.port, ir::PortSpec::Named(_)));
+        let shared = (!named || r.direction == Direction::Ingress)
+            .then(|| keys_for(NumericIdentity::WILDCARD));
+        for id in &ids {
+            let keys = match &shared {
+                Some(k) => k.clone(),
+                None => keys_for(*id),
+            };
+            for k in keys {
+                let key = MapKey {
+                    identity: *id,
+                    direction: r.direction,
+                    protocol: k.protocol,
+                    port: k.port,
+                    port_prefix_len: k.prefix_len,
+                };
+                merge(&mut out.entries, key, v, &[r.id]);
+            }
+        }
+        if matches!(filter, PeerFilter::All) {
+            for set in &addr {
+                for prefix in super::addr::disjoint_prefixes(set) {
+                    for k in keys_for(NumericIdentity::WILDCARD) {
+                        let key = AddrKey {
+                            direction: r.direction,
+                            prefix,
+                            protocol: k.protocol,
+                            port: k.port,
+                            port_prefix_len: k.prefix_len,
+                        };
+                        let e = out.addr_entries.entry(key).or_insert(ir::MapEntry {
+                            verdict: v,
+                            rules: vec![],
+                        });
+                        if !e.rules.contains(&r.id) {
+                            e.rules.push(r.id);
+                            e.rules.sort();
+                        }
+                    }
+                }
+            }
+        }
+    }
+}

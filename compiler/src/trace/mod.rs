@@ -1,0 +1,13 @@
+//! `trace`: why a flow from one party to another is allowed or denied, rule by rule, evaluated
+//! directly on the rules (labels, addresses, ports), independently of the map state. The
+//! semantics are those of the map state (Documentation/policy-semantics.md); the test suite checks
+//! that both agree.
+
+mod eval;
+mod l7;
+mod party;
+pub mod render;
+
+pub use eval::{trace, RuleMatch, Side, SideVerdict, Trace};
+pub use l7::{HttpRequest, L7Verdict};
+pub use party::{resolve_party, Party, PartyError, PartySpec};

@@ -1,0 +1,124 @@
+//! The two ends of a traced flow: a cluster endpoint, a hypothetical endpoint given by labels, a
+//! numeric identity, or an address outside (or inside) the cluster.
+
+use crate::cluster::Cluster;
+use crate::identity::{IdentityInfo, IdentityKind};
+use ir::{LabelSet, NamedPort, NumericIdentity};
+use std::net::IpAddr;
+
+/// How the user named one end of a flow.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PartySpec {
+    /// `namespace/name` of a pod or workload (a bare name means namespace `default`).
+    Endpoint(String),
+    /// A hypothetical endpoint with these labels.
+    Labels(LabelSet),
+    Identity(NumericIdentity),
+    Addr(IpAddr),
+}
+
+#[derive(Debug, thiserror::Error, miette::Diagnostic)]
+pub enum PartyError {
+    #[error("no endpoint named `{0}` in the inventory")]
+    #[diagnostic(code(trace::unknown_endpoint), help("endpoints are `namespace/name` of the Pods and workloads in the input files; see `cilium-policy endpoints`"))]
+    UnknownEndpoint(String),
+    #[error("identity {0} is not known (not reserved, not allocated to an endpoint or CIDR)")]
+    #[diagnostic(code(trace::unknown_identity))]
+    UnknownIdentity(NumericIdentity),
+}
+
+/// One resolved end of a flow.
+#[derive(Clone, Debug)]
+pub struct Party {
+    /// How to print it (`default/app1-xyz`, `[k8s:id=app2]`, `8.8.8.8`, `reserved:host`).
+    pub display: String,
+    /// The endpoint name, when it is an endpoint of the inventory.
+    pub endpoint: Option<String>,
+    /// Identity-relevant labels (what selectors see).
+    pub info: IdentityInfo,
+    pub addr: Option<IpAddr>,
+    /// Container ports (for named ports), when known.
+    pub ports: Vec<NamedPort>,
+}
+
+impl Party {
+    /// Is this a Cilium-managed endpoint (with its own policy)?
+    pub fn managed(&self) -> bool {
+        self.info.kind == IdentityKind::Endpoint
+    }
+}
+
+fn from_endpoint(c: &Cluster, name: &str) -> Option<Party> {
+    let ep = c.endpoint(name)?;
+    let info = c.identity(ep.identity)?.clone();
+    Some(Party {
+        display: ep.name.clone(),
+        endpoint: Some(ep.name.clone()),
+        info,
+        addr: ep.ips.first().copied(),
+        ports: ep.ports.clone(),
+    })
+}
+
+/// Resolves what the user typed against the cluster.
+pub fn resolve_party(c: &Cluster, spec: &PartySpec) -> Result<Party, PartyError> {
+    match spec {
+        PartySpec::Endpoint(name) => from_endpoint(c, name)
+            .or_else(|| {
+                (!name.contains('/'))
+                    .then(|| from_endpoint(c, &format!("default/{name}")))
+                    .flatten()
+            })
+            .ok_or_else(|| PartyError::UnknownEndpoint(name.clone())),
+        PartySpec::Labels(labels) => {
+            let relevant = c.config.label_filter.relevant(labels);
+            let id = c.identity_for_labels(labels);
+            Ok(Party {
+                display: format!("[{labels}]"),
+                endpoint: None,
+                info: IdentityInfo {
+                    id,
+                    labels: relevant,
+                    kind: IdentityKind::Endpoint,
+                },
+                addr: None,
+                ports: Vec::new(),
+            })
+        }
+        PartySpec::Identity(id) => {
+            let info = c
+                .identity(*id)
+                .cloned()
+                .ok_or(PartyError::UnknownIdentity(*id))?;
+            let display = format!("identity {id} [{}]", info.labels);
+            let ep = c.members(*id).next().map(|e| e.name.clone());
+            Ok(Party {
+                display,
+                endpoint: ep,
+                info,
+                addr: None,
+                ports: Vec::new(),
+            })
+        }
+        PartySpec::Addr(a) => {
+            if let Some(ep) = c.endpoints().find(|e| e.ips.contains(a)) {
+                let mut p = from_endpoint(c, &ep.name.clone())
+                    .ok_or_else(|| PartyError::UnknownEndpoint(ep.name.clone()))?;
+                p.addr = Some(*a);
+                return Ok(p);
+            }
+            let id = c.identity_of_addr(*a);
+            let info = c
+                .identity(id)
+                .cloned()
+                .ok_or(PartyError::UnknownIdentity(id))?;
+            Ok(Party {
+                display: a.to_string(),
+                endpoint: None,
+                info,
+                addr: Some(*a),
+                ports: Vec::new(),
+            })
+        }
+    }
+}

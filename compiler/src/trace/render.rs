@@ -1,0 +1,256 @@
+//! Trace output: the seed §5.3 text layout, and JSON with `verdict` and rule provenance.
+
+use super::eval::{RuleMatch, Side, SideVerdict, Trace};
+use super::l7::L7Verdict;
+use ir::{Action, Peer, PeerSet, PolicySet, RuleId};
+use serde_json::{json, Value};
+use std::fmt::Write;
+
+/// `r3 CiliumNetworkPolicy default/rule1 ingress[0] (policies/l7.yaml:9:5)`.
+pub fn describe_rule(policy: &PolicySet, id: RuleId) -> String {
+    let r = policy.rule(id);
+    let p = &r.provenance;
+    let ns = p
+        .namespace
+        .as_deref()
+        .map(|n| format!("{n}/"))
+        .unwrap_or_default();
+    let spec = p
+        .spec_index
+        .map(|i| format!(" specs[{i}]"))
+        .unwrap_or_default();
+    format!(
+        "r{} {} {ns}{}{spec} {}[{}] ({})",
+        id.0,
+        p.kind.name(),
+        p.name,
+        r.direction.name(),
+        p.rule_index,
+        policy.location(id)
+    )
+}
+
+fn peers(policy: &PolicySet, id: RuleId) -> String {
+    let r = policy.rule(id);
+    let word = if r.action == Action::Deny {
+        "Denies"
+    } else {
+        "Allows"
+    };
+    let from = if r.direction == ir::Direction::Ingress {
+        "from"
+    } else {
+        "to"
+    };
+    let list: Vec<String> = match &r.peers {
+        PeerSet::Any => vec!["any peer".into()],
+        PeerSet::Some(p) if p.is_empty() => {
+            return "Selects the endpoint only (enforcement, no peer)".into()
+        }
+        PeerSet::Some(p) => p
+            .iter()
+            .map(|p| match p {
+                Peer::Endpoints(h) => format!("labels {}", policy.selectors[*h]),
+                Peer::Cidr { set, by_address } => format!(
+                    "CIDR {set}{}",
+                    if *by_address { " (by address)" } else { "" }
+                ),
+                Peer::Entity(e) => format!("entity {e}"),
+                Peer::Fqdn(d) => format!("FQDN {d:?} (not enforced offline)"),
+                Peer::Service { name, .. } => format!(
+                    "service {} (not enforced offline)",
+                    name.as_deref().unwrap_or("*")
+                ),
+            })
+            .collect(),
+    };
+    let mut s = format!("{word} {from} {}", list.join(", "));
+    for q in &r.requires {
+        write!(s, "; requires {}", policy.selectors[*q]).ok();
+    }
+    s
+}
+
+fn ports(policy: &PolicySet, id: RuleId) -> String {
+    let r = policy.rule(id);
+    if r.ports.is_empty() {
+        return "all ports".into();
+    }
+    let list: Vec<String> = r
+        .ports
+        .iter()
+        .map(|p| format!("{p}{}", if p.l7.is_some() { " +L7" } else { "" }))
+        .collect();
+    format!("port [{}]", list.join(", "))
+}
+
+fn verdict_word(v: SideVerdict) -> &'static str {
+    match v {
+        SideVerdict::NotManaged => "allowed (not a Cilium endpoint, no policy)",
+        SideVerdict::NotEnforced => "allowed (no rule selects the endpoint: default allow)",
+        SideVerdict::Allowed => "allowed",
+        SideVerdict::DeniedByRule => "denied (deny rule)",
+        SideVerdict::DeniedDefault => "denied (no rule allows it)",
+    }
+}
+
+fn write_side(out: &mut String, policy: &PolicySet, s: &Side, l4: bool) {
+    let mut n = 0;
+    for m in &s.rules {
+        let ok = m.l3 && (!l4 || m.l4);
+        n += ok as usize;
+        let _ = writeln!(
+            out,
+            "* Rule {}: {}",
+            describe_rule(policy, m.rule),
+            if ok { "match" } else { "no match" }
+        );
+        let _ = writeln!(out, "    {}", peers(policy, m.rule));
+        let _ = writeln!(
+            out,
+            "{}",
+            if m.l3 {
+                "+   Found all required labels"
+            } else {
+                "-   Peer does not match"
+            }
+        );
+        if l4 {
+            let _ = writeln!(
+                out,
+                "    {} {}: {}",
+                if m.action == Action::Deny {
+                    "Denies"
+                } else {
+                    "Allows"
+                },
+                ports(policy, m.rule),
+                if m.l4 {
+                    "port matches"
+                } else {
+                    "port does not match"
+                }
+            );
+        }
+    }
+    let _ = writeln!(out, "{n} rules matched");
+}
+
+/// The seed §5.3 text layout, ending with `Verdict: allowed|denied`.
+pub fn text(policy: &PolicySet, t: &Trace) -> String {
+    let mut o = String::new();
+    let _ = writeln!(
+        o,
+        "Tracing From: [{}] => To: [{}] Ports: [{}/{}]",
+        party(&t.src),
+        party(&t.dst),
+        t.port,
+        t.protocol
+    );
+    let _ = writeln!(o);
+    let _ = writeln!(o, "Resolving ingress policy for [{}]", t.dst.display);
+    write_side(&mut o, policy, &t.ingress, false);
+    let _ = writeln!(o, "L3 verdict: {}", verdict_word(t.l3));
+    for (name, s, who) in [
+        ("egress", &t.egress, &t.src),
+        ("ingress", &t.ingress, &t.dst),
+    ] {
+        let _ = writeln!(o);
+        let _ = writeln!(o, "Resolving {name} port policy for [{}]", who.display);
+        write_side(&mut o, policy, s, true);
+        if s.by_localhost {
+            let _ = writeln!(
+                o,
+                "    Allowed: traffic from the local host to its endpoints is always allowed"
+            );
+        }
+        let _ = writeln!(o, "L4 {name} verdict: {}", verdict_word(s.verdict));
+        match &s.l7 {
+            L7Verdict::NotRedirected => {}
+            L7Verdict::Redirected => {
+                let _ = writeln!(o, "L7 {name}: redirected to the proxy (pass --http-method/--http-path to evaluate a request)");
+            }
+            L7Verdict::Allowed => {
+                let _ = writeln!(o, "L7 {name} verdict: allowed");
+            }
+            L7Verdict::Denied => {
+                let _ = writeln!(
+                    o,
+                    "L7 {name} verdict: denied (the proxy answers 403 Forbidden)"
+                );
+            }
+        }
+    }
+    let _ = writeln!(o);
+    let _ = writeln!(
+        o,
+        "Verdict: {}",
+        if t.allowed { "allowed" } else { "denied" }
+    );
+    o
+}
+
+fn party(p: &super::Party) -> String {
+    if p.info.labels.is_empty() {
+        p.display.clone()
+    } else {
+        format!("{}", p.info.labels)
+    }
+}
+
+fn side_json(policy: &PolicySet, s: &Side) -> Value {
+    let rules: Vec<Value> = s
+        .rules
+        .iter()
+        .map(|m: &RuleMatch| rule_json(policy, m))
+        .collect();
+    json!({
+        "verdict": if s.verdict.allowed() && s.l7 != L7Verdict::Denied { "allowed" } else { "denied" },
+        "reason": format!("{:?}", s.verdict),
+        "enforced": !matches!(s.verdict, SideVerdict::NotEnforced | SideVerdict::NotManaged),
+        "allowed_by_localhost": s.by_localhost,
+        "l7": format!("{:?}", s.l7),
+        "rules": rules,
+    })
+}
+
+fn rule_json(policy: &PolicySet, m: &RuleMatch) -> Value {
+    let r = policy.rule(m.rule);
+    let p = &r.provenance;
+    json!({
+        "id": m.rule.0,
+        "kind": p.kind.name(),
+        "namespace": p.namespace,
+        "name": p.name,
+        "direction": r.direction.name(),
+        "index": p.rule_index,
+        "location": policy.location(m.rule),
+        "action": if m.action == Action::Deny { "deny" } else { "allow" },
+        "l3_match": m.l3,
+        "l4_match": m.l4,
+        "matched": m.l3 && m.l4,
+    })
+}
+
+/// JSON: `verdict` (`allowed`/`denied`), both parties, both sides with their rules.
+pub fn json(policy: &PolicySet, t: &Trace) -> Value {
+    let party = |p: &super::Party| {
+        json!({
+            "name": p.display,
+            "endpoint": p.endpoint,
+            "identity": p.info.id.0,
+            "labels": p.info.labels.iter().map(|l| l.to_string()).collect::<Vec<_>>(),
+            "address": p.addr.map(|a| a.to_string()),
+        })
+    };
+    json!({
+        "verdict": if t.allowed { "allowed" } else { "denied" },
+        "src": party(&t.src),
+        "dst": party(&t.dst),
+        "protocol": t.protocol.name(),
+        "port": t.port,
+        "l3_verdict": if t.l3.allowed() { "allowed" } else { "denied" },
+        "egress": side_json(policy, &t.egress),
+        "ingress": side_json(policy, &t.ingress),
+    })
+}

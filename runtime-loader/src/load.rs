@@ -1,0 +1,184 @@
+//! Loads a datapath object with aya: sets the endpoint's read-only globals (optional: templated
+//! objects already carry them), reuses pinned maps when asked, loads both programs through the
+//! verifier, fills maps from map images and writes the endpoint state.
+
+use crate::rawmap::RawMap;
+use aya::maps::Map;
+use aya::programs::SchedClassifier;
+use aya::{Ebpf, EbpfLoader};
+use codegen::image::MapImage;
+use codegen::layout::EpState;
+use codegen::template::Globals;
+use ir::Direction;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+/// Program names in `bpf-templates/bpf_lxc.c`.
+pub const PROG_FROM_CONTAINER: &str = "cil_from_container";
+pub const PROG_TO_CONTAINER: &str = "cil_to_container";
+/// The endpoint state map (one entry).
+pub const STATE_MAP: &str = "cp_state";
+
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error("loading the object failed: {0}")]
+    Object(#[from] aya::EbpfError),
+    #[error("program {name} is missing from the object")]
+    MissingProgram { name: &'static str },
+    #[error("program {name} has an unexpected type: {source}")]
+    ProgramType {
+        name: &'static str,
+        source: aya::programs::ProgramError,
+    },
+    #[error("the verifier rejected {name}: {source}\n{log}")]
+    Verifier {
+        name: &'static str,
+        source: aya::programs::ProgramError,
+        log: String,
+    },
+    #[error("map {0} is missing from the object (compiled out?)")]
+    MissingMap(String),
+    #[error("map {map}: {source}")]
+    Map {
+        map: String,
+        source: crate::error::LoaderError,
+    },
+}
+
+/// How to load.
+#[derive(Debug, Default)]
+pub struct LoadOptions<'a> {
+    /// Override the per-endpoint globals at load time (not needed for templated objects).
+    pub globals: Option<Globals>,
+    /// Reuse (or create and pin) these maps at these bpffs paths, e.g. the node's ipcache.
+    pub map_pins: Vec<(&'a str, PathBuf)>,
+    /// Map images to write after loading.
+    pub images: Vec<&'a MapImage>,
+    /// Initial endpoint state; `None` writes [`default_state`].
+    pub state: Option<EpState>,
+}
+
+/// Revision 1, TCP entries live 6 h after their last packet, others 60 s, all events on.
+pub fn default_state() -> EpState {
+    EpState {
+        policy_rev: 1,
+        ct_timeout_tcp_s: 21_600,
+        ct_timeout_other_s: 60,
+        events_mask: codegen::layout::EVENTS_DROP | codegen::layout::EVENTS_VERDICT,
+    }
+}
+
+/// A loaded endpoint datapath (programs loaded, not attached). Its maps are taken out of the
+/// aya object as [`RawMap`]s (byte-level access; they stay alive as long as the `Datapath`).
+pub struct Datapath {
+    pub ebpf: Ebpf,
+    pub maps: BTreeMap<String, RawMap>,
+}
+
+/// Loads `object`: both programs through the verifier, then images and state into the maps.
+pub fn load(object: &[u8], opts: &LoadOptions<'_>) -> Result<Datapath, LoadError> {
+    let mut loader = EbpfLoader::new();
+    if let Some(g) = &opts.globals {
+        loader
+            .override_global("ep_id", &g.ep_id, true)
+            .override_global("ep_identity", &g.ep_identity, true)
+            .override_global("ep_ipv4_be", &g.ep_ipv4_be, true)
+            .override_global("ep_ipv6_be", &g.ep_ipv6_be, true);
+    }
+    for (name, path) in &opts.map_pins {
+        loader.map_pin_path(name, path.as_path());
+    }
+    let mut ebpf = loader.load(object)?;
+    for name in [PROG_FROM_CONTAINER, PROG_TO_CONTAINER] {
+        let prog = ebpf
+            .program_mut(name)
+            .ok_or(LoadError::MissingProgram { name })?;
+        let prog: &mut SchedClassifier = prog
+            .try_into()
+            .map_err(|source| LoadError::ProgramType { name, source })?;
+        prog.load().map_err(|source| {
+            let log = match &source {
+                aya::programs::ProgramError::LoadError { verifier_log, .. } => {
+                    verifier_log.to_string()
+                }
+                _ => String::new(),
+            };
+            LoadError::Verifier { name, source, log }
+        })?;
+    }
+    let names: Vec<String> = ebpf.maps().map(|(n, _)| n.to_string()).collect();
+    let mut maps = BTreeMap::new();
+    for name in names {
+        let Some(map) = ebpf.take_map(&name) else {
+            continue;
+        };
+        let data = match map {
+            Map::LpmTrie(d)
+            | Map::LruHashMap(d)
+            | Map::HashMap(d)
+            | Map::Array(d)
+            | Map::PerCpuArray(d)
+            | Map::RingBuf(d) => d,
+            _ => continue,
+        };
+        let raw =
+            RawMap::from_map_data(data, Path::new(&name)).map_err(|source| LoadError::Map {
+                map: name.clone(),
+                source,
+            })?;
+        maps.insert(name, raw);
+    }
+    let dp = Datapath { ebpf, maps };
+    for img in &opts.images {
+        dp.fill(img)?;
+    }
+    dp.set_state(&opts.state.unwrap_or_else(default_state))?;
+    Ok(dp)
+}
+
+impl Datapath {
+    /// The program enforcing `dir` of the endpoint: egress = cil_from_container (host-side
+    /// ingress hook), ingress = cil_to_container (host-side egress hook).
+    pub fn program(&self, dir: Direction) -> Result<&SchedClassifier, LoadError> {
+        let name = match dir {
+            Direction::Egress => PROG_FROM_CONTAINER,
+            Direction::Ingress => PROG_TO_CONTAINER,
+        };
+        let prog = self
+            .ebpf
+            .program(name)
+            .ok_or(LoadError::MissingProgram { name })?;
+        prog.try_into()
+            .map_err(|source| LoadError::ProgramType { name, source })
+    }
+
+    /// A map of the object by name (`cp_policy`, `cp_ipcache`, …).
+    pub fn map(&self, name: &str) -> Result<&RawMap, LoadError> {
+        self.maps
+            .get(name)
+            .ok_or_else(|| LoadError::MissingMap(name.to_string()))
+    }
+
+    /// Writes every entry of `image` into its map (existing entries with other keys stay).
+    pub fn fill(&self, image: &MapImage) -> Result<(), LoadError> {
+        let name = image.kind.map_name();
+        let map = self.map(name)?;
+        for (k, v) in &image.entries {
+            map.update(k, v).map_err(|source| LoadError::Map {
+                map: name.to_string(),
+                source,
+            })?;
+        }
+        Ok(())
+    }
+
+    /// Writes the endpoint state (policy revision, CT timeouts, event mask).
+    pub fn set_state(&self, state: &EpState) -> Result<(), LoadError> {
+        self.map(STATE_MAP)?
+            .update(&0u32.to_ne_bytes(), state.as_bytes())
+            .map_err(|source| LoadError::Map {
+                map: STATE_MAP.to_string(),
+                source,
+            })
+    }
+}

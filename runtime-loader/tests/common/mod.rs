@@ -1,0 +1,45 @@
+//! Shared helpers of the kernel tests: root check, compiling an object for a configuration.
+#![allow(dead_code)]
+
+use codegen::clang::{Clang, ObjectCache};
+use codegen::{headers, Features, MapSizes};
+use std::path::PathBuf;
+
+/// True when the test may use BPF; prints the skip line otherwise.
+pub fn root_or_skip(test: &str) -> bool {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("skipping {test}: needs root (BPF)");
+        return false;
+    }
+    true
+}
+
+pub fn cache() -> ObjectCache {
+    ObjectCache::new(PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("bpf-objects"))
+}
+
+/// The template object for `features` (compiled once per configuration, cached).
+pub fn template_object(features: &Features, sizes: &MapSizes) -> Vec<u8> {
+    let clang =
+        Clang::find().expect("clang (Debian package clang-19) is required for kernel tests");
+    let ep = headers::render_template(features, sizes);
+    let node = headers::render_node(sizes, 1, 0);
+    let (path, _) = cache()
+        .get_or_compile(&clang, &ep, &node, "test template")
+        .unwrap_or_else(|e| panic!("{e}"));
+    std::fs::read(path).expect("read object")
+}
+
+pub fn all_features() -> Features {
+    Features {
+        ipv4: true,
+        ipv6: true,
+        sip_check: true,
+        ingress_policy: true,
+        egress_policy: true,
+        ct: true,
+        l7_redirect: true,
+        addr_match: true,
+    }
+}

@@ -1,0 +1,234 @@
+//! The datapath's behaviour on hand-built policies (truth table written from seed §3.7.2 and the
+//! documented datapath choices): identity allow, port miss, deny precedence, wildcard identity,
+//! replies of allowed connections, source-address check, fragments, ICMP echo, IPv6 extension
+//! headers, revocation of established flows, address (ipBlock) matching.
+
+mod common;
+
+use codegen::entries::{ipcache_image, EndpointEntries};
+use codegen::template::Globals;
+use codegen::{EndpointConfig, MapSizes};
+use ir::mapstate::AddrKey;
+use ir::{
+    Direction, EndpointPolicy, IpCache, MapEntry, MapKey, MapVerdict, NumericIdentity, RuleId,
+};
+use runtime_loader::packet::PacketSpec;
+use runtime_loader::{load, test_run, Datapath, LoadOptions};
+use std::net::IpAddr;
+
+const EP: u32 = 1000;
+const FRIEND: u32 = 2000;
+const FOE: u32 = 3000;
+
+fn ip(s: &str) -> IpAddr {
+    s.parse().unwrap()
+}
+
+fn key(id: u32, d: Direction, proto: u8, port: u16, plen: u8) -> MapKey {
+    MapKey {
+        identity: NumericIdentity(id),
+        direction: d,
+        protocol: proto,
+        port,
+        port_prefix_len: plen,
+    }
+}
+
+fn entry(v: MapVerdict, rule: u32) -> MapEntry {
+    MapEntry {
+        verdict: v,
+        rules: vec![RuleId(rule)],
+    }
+}
+
+fn policy() -> EndpointPolicy {
+    let mut p = EndpointPolicy {
+        endpoint: "default/ep".into(),
+        identity: NumericIdentity(EP),
+        ingress_enforced: true,
+        egress_enforced: true,
+        ..Default::default()
+    };
+    p.entries.insert(
+        key(FRIEND, Direction::Ingress, 6, 80, 16),
+        entry(MapVerdict::Allow, 1),
+    );
+    p.entries.insert(
+        key(FRIEND, Direction::Ingress, 6, 8080, 13),
+        entry(MapVerdict::Allow, 2),
+    ); // 8080-8087
+    p.entries.insert(
+        key(FOE, Direction::Ingress, 0, 0, 0),
+        entry(MapVerdict::Deny, 3),
+    );
+    p.entries.insert(
+        key(0, Direction::Ingress, 6, 80, 16),
+        entry(MapVerdict::Allow, 4),
+    );
+    p.entries.insert(
+        key(0, Direction::Egress, 17, 53, 16),
+        entry(MapVerdict::Allow, 5),
+    );
+    p.entries.insert(
+        key(FRIEND, Direction::Ingress, 1, 8, 16),
+        entry(MapVerdict::Allow, 6),
+    );
+    p.entries.insert(
+        key(FRIEND, Direction::Ingress, 58, 128, 16),
+        entry(MapVerdict::Allow, 7),
+    );
+    p.addr_entries.insert(
+        AddrKey {
+            direction: Direction::Egress,
+            prefix: "192.168.0.0/16".parse().unwrap(),
+            protocol: 6,
+            port: 443,
+            port_prefix_len: 16,
+        },
+        entry(MapVerdict::Allow, 8),
+    );
+    p
+}
+
+fn setup() -> Option<Datapath> {
+    if !common::root_or_skip("root_datapath") {
+        return None;
+    }
+    let ep = EndpointConfig {
+        id: 7,
+        name: "default/ep".into(),
+        identity: NumericIdentity(EP),
+        ipv4: Some("10.0.0.1".parse().unwrap()),
+        ipv6: Some("fd00::1".parse().unwrap()),
+    };
+    let pol = policy();
+    let (features, _) = codegen::Features::derive(&ep, &pol, None);
+    let obj = common::template_object(&features, &MapSizes::default());
+    let mut cache = IpCache::default();
+    for (a, id) in [
+        ("10.0.0.1/32", EP),
+        ("10.0.0.2/32", FRIEND),
+        ("10.0.0.3/32", FOE),
+        ("fd00::2/128", FRIEND),
+        ("192.168.1.5/32", FOE),
+    ] {
+        cache.insert(a.parse().unwrap(), NumericIdentity(id));
+    }
+    let entries = EndpointEntries::build(&pol);
+    let (pi, ai, ci) = (
+        entries.policy_image(),
+        entries.addr_image(),
+        ipcache_image(&cache),
+    );
+    let opts = LoadOptions {
+        globals: Some(Globals::of(&ep)),
+        images: vec![&pi, &ai, &ci],
+        ..Default::default()
+    };
+    Some(load(&obj, &opts).unwrap_or_else(|e| panic!("{e}")))
+}
+
+fn run(dp: &Datapath, dir: Direction, p: &PacketSpec) -> bool {
+    test_run(dp.program(dir).unwrap(), &p.build(), 1)
+        .unwrap()
+        .passed()
+}
+
+fn tcp(src: &str, dst: &str, sport: u16, dport: u16) -> PacketSpec {
+    PacketSpec::new(ip(src), ip(dst), 6, sport, dport)
+}
+
+#[test]
+fn root_datapath_truth_table() {
+    let Some(dp) = setup() else { return };
+    let ing = Direction::Ingress;
+    let eg = Direction::Egress;
+    // Identity allow on an exact port, and on a port prefix (8080-8087).
+    assert!(run(&dp, ing, &tcp("10.0.0.2", "10.0.0.1", 40000, 80)));
+    assert!(run(&dp, ing, &tcp("10.0.0.2", "10.0.0.1", 40000, 8087)));
+    assert!(!run(&dp, ing, &tcp("10.0.0.2", "10.0.0.1", 40000, 8088)));
+    // Wildcard identity allows port 80 from the world, nothing else.
+    assert!(run(&dp, ing, &tcp("1.1.1.1", "10.0.0.1", 40001, 80)));
+    assert!(!run(&dp, ing, &tcp("1.1.1.1", "10.0.0.1", 40001, 22)));
+    // Deny of the foe's identity beats the wildcard allow on 80.
+    assert!(!run(&dp, ing, &tcp("10.0.0.3", "10.0.0.1", 40002, 80)));
+    // Egress: only UDP/53 anywhere; TCP out is denied unless it replies to an allowed connection.
+    assert!(run(
+        &dp,
+        eg,
+        &PacketSpec::new(ip("10.0.0.1"), ip("8.8.8.8"), 17, 5353, 53)
+    ));
+    assert!(!run(&dp, eg, &tcp("10.0.0.1", "10.0.0.2", 50000, 9000)));
+    let syn = tcp("10.0.0.2", "10.0.0.1", 41000, 80);
+    assert!(run(&dp, ing, &syn));
+    assert!(run(&dp, eg, &syn.reply()), "reply of an allowed connection");
+    // A spoofed source address is dropped.
+    assert!(!run(
+        &dp,
+        eg,
+        &PacketSpec::new(ip("10.0.0.9"), ip("8.8.8.8"), 17, 5353, 53)
+    ));
+    // Non-first fragments are dropped; first fragments are policed normally.
+    let mut frag = tcp("10.0.0.2", "10.0.0.1", 42000, 80);
+    frag.fragment_offset = Some(0);
+    assert!(run(&dp, ing, &frag));
+    frag.fragment_offset = Some(100);
+    assert!(!run(&dp, ing, &frag));
+    // ICMP echo from the friend is allowed and its reply goes out; echo from the world is not.
+    let echo = PacketSpec::new(ip("10.0.0.2"), ip("10.0.0.1"), 1, 77, 8);
+    assert!(run(&dp, ing, &echo));
+    assert!(run(&dp, eg, &echo.reply()));
+    assert!(!run(
+        &dp,
+        ing,
+        &PacketSpec::new(ip("1.1.1.1"), ip("10.0.0.1"), 1, 78, 8)
+    ));
+    // IPv6 through extension headers, ICMPv6 echo.
+    let mut v6 = tcp("fd00::2", "fd00::1", 43000, 80);
+    v6.ipv6_ext_headers = 2;
+    assert!(run(&dp, ing, &v6));
+    v6.dport = 81;
+    assert!(!run(&dp, ing, &v6));
+    assert!(run(
+        &dp,
+        ing,
+        &PacketSpec::new(ip("fd00::2"), ip("fd00::1"), 58, 9, 128)
+    ));
+    // Address matching: 192.168.0.0/16 on 443 is allowed by address although its identity is the foe's.
+    assert!(run(&dp, eg, &tcp("10.0.0.1", "192.168.1.5", 44000, 443)));
+    assert!(!run(&dp, eg, &tcp("10.0.0.1", "192.168.1.5", 44000, 444)));
+}
+
+#[test]
+fn root_datapath_revoked_policy_stops_established_flows() {
+    let Some(dp) = setup() else { return };
+    let syn = tcp("10.0.0.2", "10.0.0.1", 45000, 80);
+    assert!(run(&dp, Direction::Ingress, &syn));
+    // Revoke: remove the friend's and the wildcard port-80 allows, bump the revision.
+    let map = dp.map("cp_policy").unwrap();
+    for id in [FRIEND, 0] {
+        let k = codegen::layout::PolicyKey {
+            prefixlen: 64,
+            identity: id,
+            direction: 0,
+            protocol: 6,
+            dport_be: 80u16.to_be(),
+        };
+        assert!(map.delete(k.as_bytes()).unwrap());
+    }
+    // Still the old revision: the established flow continues.
+    let mut ack = syn.clone();
+    ack.tcp_flags = 0x10;
+    assert!(run(&dp, Direction::Ingress, &ack));
+    let mut st = runtime_loader::load::default_state();
+    st.policy_rev = 2;
+    dp.set_state(&st).unwrap();
+    assert!(
+        !run(&dp, Direction::Ingress, &ack),
+        "revoked flow must stop"
+    );
+    assert!(
+        !run(&dp, Direction::Egress, &syn.reply()),
+        "its replies too"
+    );
+}

@@ -1,0 +1,62 @@
+//! Every configuration of the datapath loads through the kernel verifier.
+
+mod common;
+
+use codegen::{Features, MapSizes};
+use runtime_loader::{load, LoadOptions};
+
+fn configurations() -> Vec<Features> {
+    let all = common::all_features();
+    vec![
+        all,
+        Features::default(),
+        Features {
+            ipv4: true,
+            ..Default::default()
+        },
+        Features {
+            ipv4: true,
+            sip_check: true,
+            ingress_policy: true,
+            ct: true,
+            ..Default::default()
+        },
+        Features {
+            ipv6: true,
+            sip_check: true,
+            egress_policy: true,
+            ct: true,
+            ..Default::default()
+        },
+        Features {
+            ipv4: true,
+            ipv6: true,
+            ingress_policy: true,
+            egress_policy: true,
+            ct: true,
+            addr_match: true,
+            ..Default::default()
+        },
+        Features {
+            ipv4: true,
+            ingress_policy: true,
+            ct: true,
+            l7_redirect: true,
+            ..Default::default()
+        },
+        Features { ct: false, ..all },
+    ]
+}
+
+#[test]
+fn root_verifier_accepts_every_configuration() {
+    if !common::root_or_skip("root_verifier_accepts_every_configuration") {
+        return;
+    }
+    for f in configurations() {
+        let obj = common::template_object(&f, &MapSizes::default());
+        if let Err(e) = load(&obj, &LoadOptions::default()) {
+            panic!("configuration {f:?} rejected: {e}");
+        }
+    }
+}
