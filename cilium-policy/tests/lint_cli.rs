@@ -4,7 +4,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
 fn testdata(rel: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../testdata").join(rel)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../testdata")
+        .join(rel)
 }
 
 fn lint(args: &[&str]) -> Output {
@@ -80,7 +82,10 @@ fn github_and_sarif_formats() {
     let p = testdata("lint/CP2004-world-all-ports.yaml");
     let o = lint(&[p.to_str().unwrap(), "-o", "github"]);
     let out = stdout(&o);
-    assert!(out.lines().all(|l| l.starts_with("::warning file=")), "{out}");
+    assert!(
+        out.lines().all(|l| l.starts_with("::warning file=")),
+        "{out}"
+    );
     assert!(out.contains(",title=CP2004::"));
     let o = lint(&[p.to_str().unwrap(), "-o", "sarif"]);
     let v: serde_json::Value = serde_json::from_str(&stdout(&o)).expect("sarif json");
@@ -97,9 +102,14 @@ fn explain_prints_the_doc() {
 
 #[test]
 fn verbose_lists_skipped_objects() {
-    let svc = "apiVersion: v1\nkind: Service\nmetadata:\n  name: web\nspec:\n  ports:\n  - port: 80\n";
+    let svc =
+        "apiVersion: v1\nkind: Service\nmetadata:\n  name: web\nspec:\n  ports:\n  - port: 80\n";
     let dir = temp_with("svc.yaml", svc);
     let o = lint(&[dir.path().to_str().unwrap(), "-v"]);
     assert_eq!(code(&o), 0);
-    assert!(stdout(&o).contains("skipped v1 Service/web at "), "{}", stdout(&o));
+    assert!(
+        stdout(&o).contains("skipped v1 Service/web at "),
+        "{}",
+        stdout(&o)
+    );
 }

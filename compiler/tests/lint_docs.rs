@@ -16,12 +16,17 @@ fn lint_md_lists_every_code() {
     let want = compiler::diag::codes::markdown();
     if section != want {
         if std::env::var_os("UPDATE_LINT_DOCS").is_some() {
-            std::fs::write(&path, format!("{head}{START}{want}{END}{tail}")).expect("write lint.md");
+            std::fs::write(&path, format!("{head}{START}{want}{END}{tail}"))
+                .expect("write lint.md");
             return;
         }
         panic!("Documentation/lint.md is out of date: run UPDATE_LINT_DOCS=1 cargo test -p compiler --test lint_docs");
     }
     for c in compiler::diag::codes::ALL.iter() {
-        assert!(section.contains(c.code) && section.contains(c.doc), "{} missing", c.code);
+        assert!(
+            section.contains(c.code) && section.contains(c.doc),
+            "{} missing",
+            c.code
+        );
     }
 }

@@ -15,7 +15,9 @@ use std::process::ExitCode;
 /// (recursively), or standard input for `-`. Exit status: 0 when there is no error, 1 when
 /// there are errors (or warnings with --deny warnings), 2 when lint could not run.
 #[derive(clap::Args, Debug)]
-#[command(after_help = "Examples:\n  cilium-policy lint testdata/\n  cilium-policy lint -o sarif policies/ > lint.sarif\n  cilium-policy lint --explain CP2003")]
+#[command(
+    after_help = "Examples:\n  cilium-policy lint testdata/\n  cilium-policy lint -o sarif policies/ > lint.sarif\n  cilium-policy lint --explain CP2003"
+)]
 pub struct Args {
     /// Policy files, directories, or `-` for standard input.
     #[arg(required_unless_present = "explain", value_name = "PATH")]
@@ -58,7 +60,11 @@ pub fn run(args: Args) -> miette::Result<ExitCode> {
     }
     let front = compiler::front::load(&args.paths)?;
     let diags = compiler::lint::run(&front);
-    let sources: SourceMap<'_> = front.sources.iter().map(|s| (s.path.as_str(), s.text.as_slice())).collect();
+    let sources: SourceMap<'_> = front
+        .sources
+        .iter()
+        .map(|s| (s.path.as_str(), s.text.as_slice()))
+        .collect();
     let stdout = std::io::stdout();
     let format = match args.output {
         OutputFormat::Human => Format::Human,
@@ -67,7 +73,14 @@ pub fn run(args: Args) -> miette::Result<ExitCode> {
         OutputFormat::Github => Format::Github,
     };
     let terminal = (format == Format::Human).then(|| terminal(stdout.is_terminal()));
-    let text = render::render(&diags, &render::Options { format, sources: &sources, terminal });
+    let text = render::render(
+        &diags,
+        &render::Options {
+            format,
+            sources: &sources,
+            terminal,
+        },
+    );
     let mut out = stdout.lock();
     out.write_all(text.as_bytes()).into_diagnostic()?;
     // Machine formats keep stdout parseable: the extra lines go to stderr.
@@ -77,9 +90,17 @@ pub fn run(args: Args) -> miette::Result<ExitCode> {
     };
     if args.verbose {
         for s in &front.skipped {
-            let name = if s.name.is_empty() { "(unnamed)" } else { &s.name };
-            writeln!(side, "skipped {} {}/{} at {}:{}:{}", s.api_version, s.kind, name, s.file, s.span.line, s.span.column)
-                .into_diagnostic()?;
+            let name = if s.name.is_empty() {
+                "(unnamed)"
+            } else {
+                &s.name
+            };
+            writeln!(
+                side,
+                "skipped {} {}/{} at {}:{}:{}",
+                s.api_version, s.kind, name, s.file, s.span.line, s.span.column
+            )
+            .into_diagnostic()?;
         }
     }
     if format == Format::Human || args.verbose {
@@ -106,7 +127,10 @@ fn status(diags: &[Diagnostic], deny: Option<Deny>) -> ExitCode {
 /// Colour when stdout is a terminal and `NO_COLOR` is unset; width from `COLUMNS`.
 fn terminal(is_tty: bool) -> Terminal {
     let color = is_tty && std::env::var_os("NO_COLOR").is_none();
-    let width = std::env::var("COLUMNS").ok().and_then(|c| c.parse().ok()).unwrap_or(100);
+    let width = std::env::var("COLUMNS")
+        .ok()
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(100);
     Terminal { color, width }
 }
 
@@ -118,6 +142,12 @@ fn explain(query: &str) -> miette::Result<ExitCode> {
             "unknown diagnostic code `{query}`"
         ));
     };
-    println!("{} {} ({})\n\n{}", code.code, code.name, code.severity.name(), code.doc);
+    println!(
+        "{} {} ({})\n\n{}",
+        code.code,
+        code.name,
+        code.severity.name(),
+        code.doc
+    );
     Ok(ExitCode::SUCCESS)
 }

@@ -6,21 +6,30 @@ use std::sync::LazyLock;
 
 /// Every code, sorted by code.
 pub static ALL: LazyLock<Vec<&'static Code>> = LazyLock::new(|| {
-    let mut all: Vec<&'static Code> = crate::lint::LINT_CODES.to_vec();
+    let mut all: Vec<&'static Code> = crate::front::FRONT_CODES.to_vec();
+    all.extend_from_slice(crate::lint::LINT_CODES);
     all.sort_by_key(|c| c.code);
     all
 });
 
 /// Looks a code up by its identifier (`CP2003`, case-insensitive) or its name (`shadowed-rule`).
 pub fn find(query: &str) -> Option<&'static Code> {
-    ALL.iter().copied().find(|c| c.code.eq_ignore_ascii_case(query) || c.name == query)
+    ALL.iter()
+        .copied()
+        .find(|c| c.code.eq_ignore_ascii_case(query) || c.name == query)
 }
 
 /// The reference section of Documentation/lint.md: every code with its name, severity and doc.
 pub fn markdown() -> String {
     let mut out = String::new();
     for c in ALL.iter() {
-        out.push_str(&format!("### {} `{}` ({})\n\n{}\n\n", c.code, c.name, c.severity.name(), c.doc));
+        out.push_str(&format!(
+            "### {} `{}` ({})\n\n{}\n\n",
+            c.code,
+            c.name,
+            c.severity.name(),
+            c.doc
+        ));
     }
     out
 }
@@ -38,10 +47,22 @@ mod tests {
             assert!(codes.insert(c.code), "duplicate code {}", c.code);
             assert!(names.insert(c.name), "duplicate name {}", c.name);
             let digits = c.code.strip_prefix("CP").unwrap_or("");
-            assert!(digits.len() == 4 && digits.bytes().all(|b| b.is_ascii_digit()), "bad code {}", c.code);
-            let kebab = c.name.split('-').all(|w| !w.is_empty() && w.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit()));
+            assert!(
+                digits.len() == 4 && digits.bytes().all(|b| b.is_ascii_digit()),
+                "bad code {}",
+                c.code
+            );
+            let kebab = c.name.split('-').all(|w| {
+                !w.is_empty()
+                    && w.bytes()
+                        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+            });
             assert!(kebab, "name {} is not kebab-case", c.name);
-            assert!(c.doc.len() > 40 && c.doc.ends_with('.'), "{} needs a real doc", c.code);
+            assert!(
+                c.doc.len() > 40 && c.doc.ends_with('.'),
+                "{} needs a real doc",
+                c.code
+            );
         }
     }
 

@@ -16,8 +16,21 @@ pub fn peers(set: &PolicySet, outer: &PeerSet, inner: &PeerSet) -> bool {
 fn peer(set: &PolicySet, outer: &Peer, inner: &Peer) -> bool {
     match (outer, inner) {
         (Peer::Endpoints(o), Peer::Endpoints(i)) => selector(set, *o, *i),
-        (Peer::Cidr { set: o, by_address: a }, Peer::Cidr { set: i, by_address: b }) => {
-            a == b && net_within(&i.cidr, &o.cidr) && o.except.iter().all(|e| !overlaps(e, &i.cidr) || i.except.iter().any(|x| net_within(e, x)))
+        (
+            Peer::Cidr {
+                set: o,
+                by_address: a,
+            },
+            Peer::Cidr {
+                set: i,
+                by_address: b,
+            },
+        ) => {
+            a == b
+                && net_within(&i.cidr, &o.cidr)
+                && o.except
+                    .iter()
+                    .all(|e| !overlaps(e, &i.cidr) || i.except.iter().any(|x| net_within(e, x)))
         }
         (Peer::Entity(Entity::All), Peer::Entity(_)) => true,
         (Peer::Entity(Entity::World), Peer::Entity(Entity::WorldIpv4 | Entity::WorldIpv6)) => true,
@@ -60,11 +73,14 @@ pub fn every_port(p: &PortRule) -> bool {
 }
 
 fn port(outer: &PortRule, inner: &PortRule) -> bool {
-    let proto = outer.protocol == inner.protocol || (outer.protocol == Protocol::Any && Protocol::Any.expand().contains(&inner.protocol));
+    let proto = outer.protocol == inner.protocol
+        || (outer.protocol == Protocol::Any && Protocol::Any.expand().contains(&inner.protocol));
     let range = match (&outer.port, &inner.port) {
         (PortSpec::All, PortSpec::IcmpType(_)) => false,
         (PortSpec::All, _) => true,
-        (PortSpec::Range { first: a, last: b }, PortSpec::Range { first: c, last: d }) => a <= c && d <= b,
+        (PortSpec::Range { first: a, last: b }, PortSpec::Range { first: c, last: d }) => {
+            a <= c && d <= b
+        }
         (o, i) => o == i,
     };
     // No L7 rules on the outer entry allows every request; otherwise they must be the same.
@@ -75,10 +91,14 @@ fn port(outer: &PortRule, inner: &PortRule) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use ir::{CidrSet, L7Rules, HttpRule};
+    use ir::{CidrSet, HttpRule, L7Rules};
 
     fn tcp(first: u16, last: u16) -> PortRule {
-        PortRule { protocol: Protocol::Tcp, port: PortSpec::Range { first, last }, l7: None }
+        PortRule {
+            protocol: Protocol::Tcp,
+            port: PortSpec::Range { first, last },
+            l7: None,
+        }
     }
 
     #[test]
@@ -87,11 +107,28 @@ mod tests {
         assert!(!ports(&[tcp(80, 80)], &[]));
         assert!(ports(&[tcp(1, 1024)], &[tcp(80, 80), tcp(443, 443)]));
         assert!(!ports(&[tcp(1, 1024)], &[tcp(80, 2000)]));
-        let any = PortRule { protocol: Protocol::Any, port: PortSpec::Range { first: 53, last: 53 }, l7: None };
-        let udp = PortRule { protocol: Protocol::Udp, port: PortSpec::Range { first: 53, last: 53 }, l7: None };
+        let any = PortRule {
+            protocol: Protocol::Any,
+            port: PortSpec::Range {
+                first: 53,
+                last: 53,
+            },
+            l7: None,
+        };
+        let udp = PortRule {
+            protocol: Protocol::Udp,
+            port: PortSpec::Range {
+                first: 53,
+                last: 53,
+            },
+            l7: None,
+        };
         assert!(ports(&[any.clone()], &[udp.clone()]));
         assert!(!ports(&[udp], &[any]));
-        let http = PortRule { l7: Some(L7Rules::Http(vec![HttpRule::default()])), ..tcp(80, 80) };
+        let http = PortRule {
+            l7: Some(L7Rules::Http(vec![HttpRule::default()])),
+            ..tcp(80, 80)
+        };
         assert!(ports(&[tcp(80, 80)], &[http.clone()]));
         assert!(!ports(&[http.clone()], &[tcp(80, 80)]));
         assert!(ports(&[http.clone()], &[http]));
@@ -100,14 +137,29 @@ mod tests {
     #[test]
     fn cidr_containment() {
         let c = |s: &str, e: &[&str]| Peer::Cidr {
-            set: CidrSet::new(s.parse().unwrap(), e.iter().map(|x| x.parse().unwrap()).collect()),
+            set: CidrSet::new(
+                s.parse().unwrap(),
+                e.iter().map(|x| x.parse().unwrap()).collect(),
+            ),
             by_address: false,
         };
         let set = PolicySet::default();
         assert!(peer(&set, &c("10.0.0.0/8", &[]), &c("10.1.0.0/16", &[])));
         assert!(!peer(&set, &c("10.1.0.0/16", &[]), &c("10.0.0.0/8", &[])));
-        assert!(!peer(&set, &c("10.0.0.0/8", &["10.1.0.0/16"]), &c("10.1.2.0/24", &[])));
-        assert!(peer(&set, &c("10.0.0.0/8", &["10.1.0.0/16"]), &c("10.2.0.0/16", &[])));
-        assert!(peer(&set, &c("10.0.0.0/8", &["10.1.2.0/24"]), &c("10.1.0.0/16", &["10.1.0.0/20", "10.1.2.0/24"])));
+        assert!(!peer(
+            &set,
+            &c("10.0.0.0/8", &["10.1.0.0/16"]),
+            &c("10.1.2.0/24", &[])
+        ));
+        assert!(peer(
+            &set,
+            &c("10.0.0.0/8", &["10.1.0.0/16"]),
+            &c("10.2.0.0/16", &[])
+        ));
+        assert!(peer(
+            &set,
+            &c("10.0.0.0/8", &["10.1.2.0/24"]),
+            &c("10.1.0.0/16", &["10.1.0.0/20", "10.1.2.0/24"])
+        ));
     }
 }

@@ -29,7 +29,8 @@ impl LintRule for GrantsNothing {
         for rule in &cx.policy.rules {
             let no_peer = matches!(&rule.peers, PeerSet::Some(p) if p.is_empty());
             // NetworkPolicy isolation (policyTypes) is intentional; so is Cilium's empty rule.
-            let intentional = rule.kind == PolicyKind::NetworkPolicy || (rule.requires.is_empty() && rule.ports.is_empty());
+            let intentional = rule.kind == PolicyKind::NetworkPolicy
+                || (rule.requires.is_empty() && rule.ports.is_empty());
             if !no_peer || intentional {
                 continue;
             }
@@ -61,8 +62,14 @@ mod tests {
         b.rule(s).requires(r).peers(vec![]).push(); // requires only: reported
         b.rule(s).peers(vec![]).tcp(80).push(); // empty peers + port: reported
         b.rule(s).peers(vec![]).push(); // `ingress: [{}]`: intentional
-        b.rule(s).kind(ir::PolicyKind::NetworkPolicy).peers(vec![]).push(); // policyTypes
+        b.rule(s)
+            .kind(ir::PolicyKind::NetworkPolicy)
+            .peers(vec![])
+            .push(); // policyTypes
         b.rule(s).endpoints(r).push(); // a normal rule
-        assert_eq!(b.codes_at(&super::GrantsNothing), vec![("CP2001", 0), ("CP2001", 1)]);
+        assert_eq!(
+            b.codes_at(&super::GrantsNothing),
+            vec![("CP2001", 0), ("CP2001", 1)]
+        );
     }
 }

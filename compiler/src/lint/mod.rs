@@ -4,6 +4,7 @@
 
 pub mod cover;
 pub mod grants_nothing;
+pub mod selects_nothing;
 pub mod shadowed;
 pub mod world_all_ports;
 
@@ -25,21 +26,38 @@ pub struct Context<'a> {
 
 impl Context<'_> {
     /// A diagnostic of `code` located at `rule` (its file, span and field path).
-    pub fn at_rule(&self, code: &'static Code, rule: &Rule, message: impl Into<String>) -> Diagnostic {
+    pub fn at_rule(
+        &self,
+        code: &'static Code,
+        rule: &Rule,
+        message: impl Into<String>,
+    ) -> Diagnostic {
         let p = &rule.provenance;
-        Diagnostic::new(code, self.policy.file_path(p.file), p.span, rule_path(rule), message)
+        Diagnostic::new(
+            code,
+            self.policy.file_path(p.file),
+            p.span,
+            rule_path(rule),
+            message,
+        )
     }
 }
 
 /// Every lint rule, in code order.
 pub static RULES: &[&dyn LintRule] = &[
     &grants_nothing::GrantsNothing,
+    &selects_nothing::SelectsNothing,
     &shadowed::Shadowed,
     &world_all_ports::WorldAllPorts,
 ];
 
 /// The codes of [`RULES`] (for the registry in `crate::diag::codes`).
-pub static LINT_CODES: &[&Code] = &[&grants_nothing::CODE, &shadowed::CODE, &world_all_ports::CODE];
+pub static LINT_CODES: &[&Code] = &[
+    &grants_nothing::CODE,
+    &selects_nothing::CODE,
+    &shadowed::CODE,
+    &world_all_ports::CODE,
+];
 
 /// Lints the front end's output: its diagnostics followed by every lint rule's findings over
 /// the lowered policy and inventory, sorted by file and position (the order renderers print).

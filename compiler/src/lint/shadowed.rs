@@ -31,7 +31,10 @@ impl LintRule for Shadowed {
         let set = cx.policy;
         let mut groups: HashMap<_, Vec<&Rule>> = HashMap::new();
         for r in &set.rules {
-            groups.entry((r.subject, r.direction, r.action)).or_default().push(r);
+            groups
+                .entry((r.subject, r.direction, r.action))
+                .or_default()
+                .push(r);
         }
         let mut keys: Vec<_> = groups.keys().copied().collect();
         keys.sort();
@@ -39,10 +42,15 @@ impl LintRule for Shadowed {
             let rules = &groups[&key];
             for inner in rules.iter().filter(|r| candidate(r)) {
                 let covering = rules.iter().find(|outer| {
-                    outer.id != inner.id && covers(cx, outer, inner) && (!covers(cx, inner, outer) || outer.id < inner.id)
+                    outer.id != inner.id
+                        && covers(cx, outer, inner)
+                        && (!covers(cx, inner, outer) || outer.id < inner.id)
                 });
                 if let Some(outer) = covering {
-                    let msg = format!("this {} rule is fully covered by another rule and has no effect", inner.direction.name());
+                    let msg = format!(
+                        "this {} rule is fully covered by another rule and has no effect",
+                        inner.direction.name()
+                    );
                     let help = format!(
                         "{} (in {}) already covers every peer and port of this rule; remove one of them",
                         set.location(outer.id),
@@ -82,7 +90,10 @@ mod tests {
         b.rule(web).egress().endpoints(db).tcp(5432).push(); // 4: other direction
         b.rule(web).deny().endpoints(db).tcp(5432).push(); // 5: other action
         b.rule(db).endpoints(db).tcp(5432).push(); // 6: other subject
-        assert_eq!(b.codes_at(&super::Shadowed), vec![("CP2003", 0), ("CP2003", 1), ("CP2003", 2)]);
+        assert_eq!(
+            b.codes_at(&super::Shadowed),
+            vec![("CP2003", 0), ("CP2003", 1), ("CP2003", 2)]
+        );
     }
 
     #[test]
@@ -92,7 +103,11 @@ mod tests {
         let db = b.sel(&[("app", "db")]);
         let req = b.sel(&[("env", "prod")]);
         b.rule(web).endpoints(db).tcp(80).push();
-        b.rule(web).endpoints(db).entity(Entity::World).tcp(443).push();
+        b.rule(web)
+            .endpoints(db)
+            .entity(Entity::World)
+            .tcp(443)
+            .push();
         b.rule(web).endpoints(db).requires(req).tcp(80).push(); // requirements: never reported
         b.rule(web).http(8080, "/a").entity(Entity::World).push();
         b.rule(web).http(8080, "/b").entity(Entity::World).push();

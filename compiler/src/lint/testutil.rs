@@ -17,14 +17,23 @@ impl Builder {
     pub fn new() -> Self {
         let mut policy = PolicySet::default();
         policy.add_file("test.yaml");
-        Builder { policy, inventory: Inventory::default() }
+        Builder {
+            policy,
+            inventory: Inventory::default(),
+        }
     }
 
     /// A selector of `any:` keys with the given values.
     pub fn sel(&mut self, pairs: &[(&str, &str)]) -> Handle<Selector> {
         let reqs = pairs
             .iter()
-            .map(|(k, v)| Requirement::new(LabelKey::new(LabelSource::Any, *k), Operator::In, vec![v.to_string()]))
+            .map(|(k, v)| {
+                Requirement::new(
+                    LabelKey::new(LabelSource::Any, *k),
+                    Operator::In,
+                    vec![v.to_string()],
+                )
+            })
             .collect();
         self.policy.selectors.insert(Selector::new(reqs))
     }
@@ -46,7 +55,12 @@ impl Builder {
                 name: format!("p{n}"),
                 file: FileId(0),
                 // The rule's id, recoverable from the diagnostic's offset.
-                span: Span { offset: n, len: 1, line: n + 1, column: 3 },
+                span: Span {
+                    offset: n,
+                    len: 1,
+                    line: n + 1,
+                    column: 3,
+                },
                 rule_index: 0,
                 spec_index: None,
                 labels: LabelSet::default(),
@@ -57,7 +71,10 @@ impl Builder {
 
     /// `(code, rule id)` of every diagnostic `lint` reports, in report order.
     pub fn codes_at(&self, lint: &dyn LintRule) -> Vec<(&'static str, u32)> {
-        let cx = Context { policy: &self.policy, inventory: &self.inventory };
+        let cx = Context {
+            policy: &self.policy,
+            inventory: &self.inventory,
+        };
         let mut out = Vec::new();
         lint.check(&cx, &mut out);
         out.iter().map(|d| (d.code.code, d.span.offset)).collect()
@@ -96,22 +113,35 @@ impl RuleBuilder<'_> {
         self.add_peer(Peer::Entity(e))
     }
     pub fn cidr(self, c: &str, except: &[&str]) -> Self {
-        let set = CidrSet::new(c.parse().unwrap(), except.iter().map(|e| e.parse().unwrap()).collect());
-        self.add_peer(Peer::Cidr { set, by_address: false })
+        let set = CidrSet::new(
+            c.parse().unwrap(),
+            except.iter().map(|e| e.parse().unwrap()).collect(),
+        );
+        self.add_peer(Peer::Cidr {
+            set,
+            by_address: false,
+        })
     }
     pub fn requires(mut self, s: Handle<Selector>) -> Self {
         self.rule.requires.push(s);
         self
     }
     pub fn port(mut self, protocol: Protocol, port: PortSpec) -> Self {
-        self.rule.ports.push(PortRule { protocol, port, l7: None });
+        self.rule.ports.push(PortRule {
+            protocol,
+            port,
+            l7: None,
+        });
         self
     }
     pub fn tcp(self, p: u16) -> Self {
         self.port(Protocol::Tcp, PortSpec::Range { first: p, last: p })
     }
     pub fn http(mut self, p: u16, path: &str) -> Self {
-        let rule = HttpRule { path: Some(path.into()), ..Default::default() };
+        let rule = HttpRule {
+            path: Some(path.into()),
+            ..Default::default()
+        };
         self.rule.ports.push(PortRule {
             protocol: Protocol::Tcp,
             port: PortSpec::Range { first: p, last: p },

@@ -27,7 +27,9 @@ impl LintRule for WorldAllPorts {
 
     fn check(&self, cx: &Context<'_>, out: &mut Vec<Diagnostic>) {
         for rule in &cx.policy.rules {
-            if rule.action != Action::Allow || !(rule.ports.is_empty() || rule.ports.iter().any(cover::every_port)) {
+            if rule.action != Action::Allow
+                || !(rule.ports.is_empty() || rule.ports.iter().any(cover::every_port))
+            {
                 continue;
             }
             let world = match &rule.peers {
@@ -48,8 +50,12 @@ impl LintRule for WorldAllPorts {
 
 fn world_peer(p: &Peer) -> Option<String> {
     match p {
-        Peer::Entity(e @ (Entity::World | Entity::WorldIpv4 | Entity::WorldIpv6 | Entity::All)) => Some(format!("entity `{e}`")),
-        Peer::Cidr { set, .. } if set.cidr.prefix_len() == 0 && set.except.is_empty() => Some(format!("`{}`", set.cidr)),
+        Peer::Entity(e @ (Entity::World | Entity::WorldIpv4 | Entity::WorldIpv6 | Entity::All)) => {
+            Some(format!("entity `{e}`"))
+        }
+        Peer::Cidr { set, .. } if set.cidr.prefix_len() == 0 && set.except.is_empty() => {
+            Some(format!("`{}`", set.cidr))
+        }
         _ => None,
     }
 }
@@ -65,7 +71,10 @@ mod tests {
         let web = b.sel(&[("app", "web")]);
         b.rule(web).entity(Entity::World).push(); // 0: reported
         b.rule(web).egress().cidr("0.0.0.0/0", &[]).push(); // 1: reported
-        b.rule(web).cidr("::/0", &[]).port(Protocol::Any, PortSpec::All).push(); // 2: reported
+        b.rule(web)
+            .cidr("::/0", &[])
+            .port(Protocol::Any, PortSpec::All)
+            .push(); // 2: reported
         b.rule(web).push(); // 3: every peer, every port: reported
         b.rule(web).entity(Entity::World).tcp(443).push(); // port-restricted
         b.rule(web).cidr("0.0.0.0/0", &["10.0.0.0/8"]).push(); // excepts
@@ -73,6 +82,9 @@ mod tests {
         b.rule(web).entity(Entity::Cluster).push(); // not world
         b.rule(web).tcp(80).push(); // L4-only rule
         let got = b.codes_at(&super::WorldAllPorts);
-        assert_eq!(got, vec![("CP2004", 0), ("CP2004", 1), ("CP2004", 2), ("CP2004", 3)]);
+        assert_eq!(
+            got,
+            vec![("CP2004", 0), ("CP2004", 1), ("CP2004", 2), ("CP2004", 3)]
+        );
     }
 }

@@ -5,21 +5,39 @@ use crate::declare_code;
 use crate::diag::{Diagnostic, Severity};
 use ir::Span;
 
-declare_code!(TEST_ERROR, "CP9901", "test-error", Error, "An error used by renderer tests.");
-declare_code!(TEST_WARNING, "CP9902", "test-warning", Warning, "A warning used by renderer tests.");
+declare_code!(
+    TEST_ERROR,
+    "CP9901",
+    "test-error",
+    Error,
+    "An error used by renderer tests."
+);
+declare_code!(
+    TEST_WARNING,
+    "CP9902",
+    "test-warning",
+    Warning,
+    "A warning used by renderer tests."
+);
 
 pub const POLICY: &str = "apiVersion: cilium.io/v2\nkind: CiliumNetworkPolicy\nmetadata:\n  name: \"l4, rule: 1\"\nspec:\n  endpointSelector:\n    matchLabels:\n      app: web\n  ingress:\n  - toPorts:\n    - ports:\n      - port: \"70000\"\n        protocol: TCP\n";
 
 /// The files (path, text) the diagnostics point into.
 pub fn files() -> Vec<(String, Vec<u8>)> {
     vec![
-        ("policies/web, 100%.yaml".to_string(), POLICY.as_bytes().to_vec()),
+        (
+            "policies/web, 100%.yaml".to_string(),
+            POLICY.as_bytes().to_vec(),
+        ),
         ("policies/bad.yaml".to_string(), vec![0xff, 0xfe, b'\n']),
     ]
 }
 
 pub fn sources(files: &[(String, Vec<u8>)]) -> SourceMap<'_> {
-    files.iter().map(|(p, t)| (p.as_str(), t.as_slice())).collect()
+    files
+        .iter()
+        .map(|(p, t)| (p.as_str(), t.as_slice()))
+        .collect()
 }
 
 fn span_of(needle: &str) -> Span {
@@ -54,8 +72,14 @@ pub fn diagnostics() -> (Vec<Diagnostic>, Vec<(String, Vec<u8>)>) {
             "spec.ingress[0]",
             "100% of traffic: a rule, with commas\nand a second line",
         ),
-        Diagnostic::new(&TEST_WARNING, file, span_of("app: web"), "", "an informational note")
-            .with_severity(Severity::Info),
+        Diagnostic::new(
+            &TEST_WARNING,
+            file,
+            span_of("app: web"),
+            "",
+            "an informational note",
+        )
+        .with_severity(Severity::Info),
         Diagnostic::new(
             &TEST_ERROR,
             "policies/bad.yaml",

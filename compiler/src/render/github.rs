@@ -36,7 +36,9 @@ pub fn render(diags: &[Diagnostic]) -> String {
 
 /// Escapes a command's data (the message).
 fn data(s: &str) -> String {
-    s.replace('%', "%25").replace('\r', "%0D").replace('\n', "%0A")
+    s.replace('%', "%25")
+        .replace('\r', "%0D")
+        .replace('\n', "%0A")
 }
 
 /// Escapes a property value.

@@ -3,7 +3,10 @@
 
 use super::SourceMap;
 use crate::diag::{Diagnostic, Severity};
-use miette::{GraphicalReportHandler, GraphicalTheme, LabeledSpan, MietteError, MietteSpanContents, SourceCode, SourceSpan, SpanContents};
+use miette::{
+    GraphicalReportHandler, GraphicalTheme, LabeledSpan, MietteError, MietteSpanContents,
+    SourceCode, SourceSpan, SpanContents,
+};
 use std::fmt;
 
 /// How the terminal looks: colours on or off, and its width.
@@ -16,7 +19,10 @@ pub struct Terminal {
 /// Renders every diagnostic; `None` gives the deterministic form used in tests (no colour,
 /// Unicode box drawing, 100 columns).
 pub fn render(diags: &[Diagnostic], sources: &SourceMap<'_>, terminal: Option<Terminal>) -> String {
-    let term = terminal.unwrap_or(Terminal { color: false, width: 100 });
+    let term = terminal.unwrap_or(Terminal {
+        color: false,
+        width: 100,
+    });
     let theme = if term.color {
         GraphicalTheme::unicode()
     } else {
@@ -30,7 +36,10 @@ pub fn render(diags: &[Diagnostic], sources: &SourceMap<'_>, terminal: Option<Te
         if i > 0 {
             out.push('\n');
         }
-        let source = sources.get(&d.file).map(|text| Named { name: &d.file, text });
+        let source = sources.get(&d.file).map(|text| Named {
+            name: &d.file,
+            text,
+        });
         let report = Report { d, source };
         if handler.render_report(&mut out, &report).is_err() {
             // Rendering into a String only fails on a formatting bug; fall back to one line.
@@ -93,7 +102,10 @@ impl std::error::Error for Report<'_> {}
 
 impl miette::Diagnostic for Report<'_> {
     fn code<'a>(&'a self) -> Option<Box<dyn fmt::Display + 'a>> {
-        Some(Box::new(format!("{}({})", self.d.code.code, self.d.code.name)))
+        Some(Box::new(format!(
+            "{}({})",
+            self.d.code.code, self.d.code.name
+        )))
     }
     fn severity(&self) -> Option<miette::Severity> {
         Some(match self.d.severity {
@@ -103,24 +115,28 @@ impl miette::Diagnostic for Report<'_> {
         })
     }
     fn help<'a>(&'a self) -> Option<Box<dyn fmt::Display + 'a>> {
-        self.d.help.as_ref().map(|h| Box::new(h) as Box<dyn fmt::Display + 'a>)
+        self.d
+            .help
+            .as_ref()
+            .map(|h| Box::new(h) as Box<dyn fmt::Display + 'a>)
     }
     fn source_code(&self) -> Option<&dyn SourceCode> {
         self.source.as_ref().map(|s| s as &dyn SourceCode)
     }
     fn labels(&self) -> Option<Box<dyn Iterator<Item = LabeledSpan> + '_>> {
-        let len = self.source.as_ref()?.text.len();
-        let start = (self.d.span.offset as usize).min(len);
-        let end = (start + self.d.span.len as usize).min(len);
-        let text = if self.d.path.is_empty() {
+        let text = self.source.as_ref()?.text;
+        let start = (self.d.span.offset as usize).min(text.len());
+        let end = (start + self.d.span.len as usize).min(text.len());
+        // A node spanning many lines (a whole rule) is labelled at its first line only.
+        let end = text[start..end].find('\n').map_or(end, |n| start + n);
+        let label = if self.d.path.is_empty() {
             "here".to_string()
         } else {
             self.d.path.clone()
         };
-        Some(Box::new(std::iter::once(LabeledSpan::new_primary_with_span(
-            Some(text),
-            (start, end - start),
-        ))))
+        Some(Box::new(std::iter::once(
+            LabeledSpan::new_primary_with_span(Some(label), (start, end - start)),
+        )))
     }
 }
 

@@ -95,7 +95,13 @@ impl Counts {
 /// The summary line for humans: `2 errors, 1 warning in 3 files`.
 pub fn summary(diags: &[Diagnostic], files: usize) -> String {
     let c = Counts::of(diags);
-    let plural = |n: usize, w: &str| if n == 1 { format!("{n} {w}") } else { format!("{n} {w}s") };
+    let plural = |n: usize, w: &str| {
+        if n == 1 {
+            format!("{n} {w}")
+        } else {
+            format!("{n} {w}s")
+        }
+    };
     format!(
         "{}, {} in {}",
         plural(c.errors, "error"),

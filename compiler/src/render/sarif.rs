@@ -48,7 +48,12 @@ fn level(s: Severity) -> &'static str {
 }
 
 fn rule(c: &Code) -> Value {
-    let short = c.doc.split(". ").next().unwrap_or(c.doc).trim_end_matches('.');
+    let short = c
+        .doc
+        .split(". ")
+        .next()
+        .unwrap_or(c.doc)
+        .trim_end_matches('.');
     json!({
         "id": c.code,
         "name": c.name,
@@ -71,7 +76,8 @@ fn result(d: &Diagnostic, rule_index: usize) -> Value {
         "artifactLocation": { "uri": uri(&d.file), "uriBaseId": "%SRCROOT%" },
     });
     if d.span.line > 0 {
-        physical["region"] = json!({ "startLine": d.span.line, "startColumn": d.span.column.max(1) });
+        physical["region"] =
+            json!({ "startLine": d.span.line, "startColumn": d.span.column.max(1) });
     }
     json!({
         "ruleId": d.code.code,
@@ -88,7 +94,11 @@ fn uri(path: &str) -> String {
     let p = std::path::Path::new(path);
     let rel = std::env::current_dir()
         .ok()
-        .and_then(|cwd| p.strip_prefix(cwd).ok().map(|r| r.to_string_lossy().into_owned()))
+        .and_then(|cwd| {
+            p.strip_prefix(cwd)
+                .ok()
+                .map(|r| r.to_string_lossy().into_owned())
+        })
         .unwrap_or_else(|| path.to_string());
     let rel = rel.strip_prefix("./").unwrap_or(&rel).replace('\\', "/");
     let mut out = String::new();
@@ -110,7 +120,10 @@ mod tests {
     fn uris_are_relative_and_encoded() {
         assert_eq!(super::uri("./a b/c%.yaml"), "a%20b/c%25.yaml");
         let cwd = std::env::current_dir().unwrap();
-        assert_eq!(super::uri(&cwd.join("x/y.yaml").to_string_lossy()), "x/y.yaml");
+        assert_eq!(
+            super::uri(&cwd.join("x/y.yaml").to_string_lossy()),
+            "x/y.yaml"
+        );
     }
 
     #[test]
@@ -124,7 +137,10 @@ mod tests {
         // Every result's ruleIndex points at its rule.
         for r in results {
             let i = r["ruleIndex"].as_u64().unwrap() as usize;
-            assert_eq!(v["runs"][0]["tool"]["driver"]["rules"][i]["id"], r["ruleId"]);
+            assert_eq!(
+                v["runs"][0]["tool"]["driver"]["rules"][i]["id"],
+                r["ruleId"]
+            );
         }
         // Only the results, without rule indexes: those change whenever a code is added.
         let mut results = v["runs"][0]["results"].clone();
