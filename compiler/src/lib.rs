@@ -2,8 +2,11 @@
 
 pub mod cluster;
 pub mod diag;
+pub mod front;
 pub mod identity;
 pub mod labelsel;
-pub mod selcache;
+pub mod lint;
 pub mod policy;
+pub mod render;
+pub mod selcache;
 pub mod trace;
