@@ -9,8 +9,8 @@ use agent_harness::Agent;
 use runtime_loader::probe::{tcp_ok, Responder, TcpSession};
 use runtime_loader::testkit::{node_netns, require_root, Endpoint, Netns};
 use std::net::Ipv4Addr;
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::os::unix::process::CommandExt;
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -39,10 +39,34 @@ fn setup(net: u8) -> (Setup, Agent) {
     let app3 = Endpoint::new(&node, Ipv4Addr::new(10, net, 0, 3));
     let srv = Responder::start(&app1.ns, app1.addr, 80);
     let agent = Agent::start(&node);
-    for (id, ep, label) in [(1, &app1, "id=app1"), (2, &app2, "id=app2"), (3, &app3, "id=app3")] {
-        agent.ok(&["endpoint", "add", "--id", &id.to_string(), "--labels", label, "--ipv4", &ep.addr.to_string(), "--iface", &ep.host]);
+    for (id, ep, label) in [
+        (1, &app1, "id=app1"),
+        (2, &app2, "id=app2"),
+        (3, &app3, "id=app3"),
+    ] {
+        agent.ok(&[
+            "endpoint",
+            "add",
+            "--id",
+            &id.to_string(),
+            "--labels",
+            label,
+            "--ipv4",
+            &ep.addr.to_string(),
+            "--iface",
+            &ep.host,
+        ]);
     }
-    (Setup { node, app1, app2, app3, _srv: srv }, agent)
+    (
+        Setup {
+            node,
+            app1,
+            app2,
+            app3,
+            _srv: srv,
+        },
+        agent,
+    )
 }
 
 #[test]
@@ -59,7 +83,12 @@ fn root_agent_sigkill_and_restart_keep_enforcing() {
     let stop = Arc::new(AtomicBool::new(false));
     let failures = Arc::new(AtomicU32::new(0));
     let prober = {
-        let (stop, failures, path, dst) = (stop.clone(), failures.clone(), s.app2.ns.path(), s.app1.addr);
+        let (stop, failures, path, dst) = (
+            stop.clone(),
+            failures.clone(),
+            s.app2.ns.path(),
+            s.app1.addr,
+        );
         std::thread::spawn(move || {
             runtime_loader::testkit::enter_netns(&path).unwrap();
             let mut n = 0;
@@ -75,15 +104,25 @@ fn root_agent_sigkill_and_restart_keep_enforcing() {
         })
     };
     agent.kill();
-    assert!(!tcp_ok(&s.app3.ns, s.app1.addr, 80, T), "no agent: pinned state still denies app3");
+    assert!(
+        !tcp_ok(&s.app3.ns, s.app1.addr, 80, T),
+        "no agent: pinned state still denies app3"
+    );
     agent.spawn();
     let list = agent.ok(&["endpoint", "list", "-o", "json"]);
     assert!(list.contains("\"ready\""), "{list}");
     stop.store(true, Ordering::Relaxed);
     let probes = prober.join().unwrap();
     assert!(probes > 10, "only {probes} probes ran");
-    assert_eq!(failures.load(Ordering::Relaxed), 0, "allowed connections failed across the restart");
-    assert!(!tcp_ok(&s.app3.ns, s.app1.addr, 80, T), "restarted agent still denies app3");
+    assert_eq!(
+        failures.load(Ordering::Relaxed),
+        0,
+        "allowed connections failed across the restart"
+    );
+    assert!(
+        !tcp_ok(&s.app3.ns, s.app1.addr, 80, T),
+        "restarted agent still denies app3"
+    );
 
     // SIGKILL in the middle of a change: after a restart, enforcement matches the revision the
     // agent reports (the change either happened whole or not at all).
@@ -102,7 +141,11 @@ fn root_agent_sigkill_and_restart_keep_enforcing() {
     agent.spawn();
     let policy = agent.ok(&["policy", "get", "-o", "json"]);
     let has_app3 = policy.contains("allow-app3.json");
-    assert_eq!(tcp_ok(&s.app3.ns, s.app1.addr, 80, T), has_app3, "enforcement matches the persisted policy\n{policy}");
+    assert_eq!(
+        tcp_ok(&s.app3.ns, s.app1.addr, 80, T),
+        has_app3,
+        "enforcement matches the persisted policy\n{policy}"
+    );
     assert!(tcp_ok(&s.app2.ns, s.app1.addr, 80, T));
     drop(s.node);
 }
@@ -115,27 +158,44 @@ fn root_agent_refuses_a_policy_that_overflows_the_map() {
     let (s, agent) = setup(93);
     let f = agent.file("allow-app2.json", &app1_from("app2", 80));
     let before = agent.ok(&["policy", "import", &f]);
-    // 40 CIDR peers (one identity each) × 500 ports: 20,000 entries, more than the
-    // 16,384-entry policy map.
+    // 40 CIDR peers (one identity each) × 13 toPorts entries of 40 ports (the front end's
+    // limit per entry): 20,800 entries, more than the 16,384-entry policy map.
     let cidrs: Vec<String> = (0..40).map(|i| format!(r#""172.16.{i}.0/24""#)).collect();
-    let ports: Vec<String> = (20000..20500).map(|p| format!(r#"{{"port": "{p}", "protocol": "TCP"}}"#)).collect();
+    let to_ports: Vec<String> = (0..13)
+        .map(|b| {
+            let ports: Vec<String> = (0..40)
+                .map(|p| format!(r#"{{"port": "{}", "protocol": "TCP"}}"#, 20000 + b * 40 + p))
+                .collect();
+            format!(r#"{{"ports": [{}]}}"#, ports.join(","))
+        })
+        .collect();
     let big = format!(
         r#"[{{"endpointSelector": {{"matchLabels": {{"id": "app1"}}}},
-             "ingress": [{{"fromCIDR": [{}], "toPorts": [{{"ports": [{}]}}]}}]}}]"#,
+             "ingress": [{{"fromCIDR": [{}], "toPorts": [{}]}}]}}]"#,
         cidrs.join(","),
-        ports.join(",")
+        to_ports.join(",")
     );
     let g = agent.file("too-big.json", &big);
     let out = agent.cli(&["policy", "import", &g]);
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("endpoint 1") && err.contains("16384"), "{err}");
-    assert!(tcp_ok(&s.app2.ns, s.app1.addr, 80, T), "previous enforcement intact");
+    assert!(
+        tcp_ok(&s.app2.ns, s.app1.addr, 80, T),
+        "previous enforcement intact"
+    );
     assert!(!tcp_ok(&s.app3.ns, s.app1.addr, 80, T));
     let policy = agent.ok(&["policy", "get", "-o", "json"]);
-    assert!(!policy.contains("too-big.json"), "the refused policy is not stored");
+    assert!(
+        !policy.contains("too-big.json"),
+        "the refused policy is not stored"
+    );
     let st: serde_json::Value = serde_json::from_str(&agent.ok(&["status", "-o", "json"])).unwrap();
-    assert_eq!(st["policy_revision"].to_string(), before.trim().trim_start_matches("Revision: "), "no new revision");
+    assert_eq!(
+        st["policy_revision"].to_string(),
+        before.trim().trim_start_matches("Revision: "),
+        "no new revision"
+    );
 }
 
 #[test]
@@ -151,7 +211,10 @@ fn root_agent_revocation_stops_established_flows() {
     // Replace the policy: app2 may now only use port 81. The open connection stops too.
     std::fs::write(&f, app1_from("app2", 81)).unwrap();
     agent.ok(&["policy", "import", &f]);
-    assert!(!session.exchange(T), "an established connection of a revoked policy stops");
+    assert!(
+        !session.exchange(T),
+        "an established connection of a revoked policy stops"
+    );
     assert!(!tcp_ok(&s.app2.ns, s.app1.addr, 80, T));
 }
 
@@ -161,16 +224,30 @@ fn root_agent_concurrent_clients_and_socket_permissions() {
         return;
     }
     let (s, agent) = setup(95);
-    let clients: Vec<Endpoint> = (0..6).map(|i| Endpoint::new(&s.node, Ipv4Addr::new(10, 95, 1, i + 1))).collect();
+    let clients: Vec<Endpoint> = (0..6)
+        .map(|i| Endpoint::new(&s.node, Ipv4Addr::new(10, 95, 1, i + 1)))
+        .collect();
     let agent = Arc::new(agent);
     let threads: Vec<_> = (0..6u16)
         .map(|i| {
             let a = agent.clone();
             let iface = clients[i as usize].host.clone();
             std::thread::spawn(move || {
-                let f = a.file(&format!("c{i}.json"), &app1_from(&format!("client{i}"), 1000 + i));
+                let f = a.file(
+                    &format!("c{i}.json"),
+                    &app1_from(&format!("client{i}"), 1000 + i),
+                );
                 a.ok(&["policy", "import", &f]);
-                a.ok(&["endpoint", "add", "--id", &(100 + i).to_string(), "--labels", &format!("id=client{i}"), "--iface", &iface]);
+                a.ok(&[
+                    "endpoint",
+                    "add",
+                    "--id",
+                    &(100 + i).to_string(),
+                    "--labels",
+                    &format!("id=client{i}"),
+                    "--iface",
+                    &iface,
+                ]);
             })
         })
         .collect();
@@ -195,6 +272,10 @@ fn root_agent_concurrent_clients_and_socket_permissions() {
         .output()
         .unwrap();
     assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("Permission denied"), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("Permission denied"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     drop(s);
 }

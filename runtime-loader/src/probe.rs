@@ -137,7 +137,9 @@ pub struct TcpSession {
 
 impl TcpSession {
     pub fn open(ns: &Netns, dst: Ipv4Addr, port: u16, timeout: Duration) -> Option<TcpSession> {
-        let stream = ns.run(move || TcpStream::connect_timeout(&SocketAddr::from((dst, port)), timeout).ok())?;
+        let stream = ns.run(move || {
+            TcpStream::connect_timeout(&SocketAddr::from((dst, port)), timeout).ok()
+        })?;
         Some(TcpSession { stream })
     }
 

@@ -20,12 +20,18 @@ pub fn router(agent: Shared) -> Router {
         .route("/v1/endpoint", get(list_endpoints))
         .route(
             "/v1/endpoint/{id}",
-            get(get_endpoint).put(put_endpoint).patch(patch_endpoint).delete(delete_endpoint),
+            get(get_endpoint)
+                .put(put_endpoint)
+                .patch(patch_endpoint)
+                .delete(delete_endpoint),
         )
         .route("/v1/endpoint/{id}/labels", get(get_labels).put(put_labels))
         .route("/v1/identity", get(list_identities))
         .route("/v1/identity/{id}", get(get_identity))
-        .route("/v1/policy", get(get_policy).put(put_policy).delete(delete_policy))
+        .route(
+            "/v1/policy",
+            get(get_policy).put(put_policy).delete(delete_policy),
+        )
         .route("/v1/policy/revisions", get(revisions))
         .route("/v1/policy/resolve", get(resolve))
         .route("/v1/monitor", get(super::monitor::stream))
@@ -38,7 +44,9 @@ async fn with<T: Send + 'static>(
     f: impl FnOnce(&mut Agent) -> Result<T, ApiError> + Send + 'static,
 ) -> Result<T, ApiError> {
     tokio::task::spawn_blocking(move || {
-        let mut guard = agent.lock().map_err(|_| ApiError::internal("agent state lock poisoned"))?;
+        let mut guard = agent
+            .lock()
+            .map_err(|_| ApiError::internal("agent state lock poisoned"))?;
         f(&mut guard)
     })
     .await
@@ -53,7 +61,11 @@ pub enum EndpointRef {
 }
 
 pub fn parse_endpoint_ref(s: &str) -> Result<EndpointRef, ApiError> {
-    let bad = || ApiError::bad_request(format!("invalid endpoint id {s:?}: expected [cilium-local:]N or pod-name:NAMESPACE:NAME"));
+    let bad = || {
+        ApiError::bad_request(format!(
+            "invalid endpoint id {s:?}: expected [cilium-local:]N or pod-name:NAMESPACE:NAME"
+        ))
+    };
     if let Some(rest) = s.strip_prefix("pod-name:") {
         let (ns, name) = rest.split_once(':').ok_or_else(bad)?;
         if ns.is_empty() || name.is_empty() {
@@ -91,21 +103,34 @@ async fn list_endpoints(
     with(a, move |a| {
         let all = a.endpoints();
         // `?labels=k=v,k2=v2`: endpoints carrying all of these labels; none → 404 (seed §8).
-        let Some(filter) = q.get("labels") else { return Ok(Json(all)) };
+        let Some(filter) = q.get("labels") else {
+            return Ok(Json(all));
+        };
         let want: Vec<&str> = filter.split(',').filter(|s| !s.is_empty()).collect();
         let hits: Vec<_> = all
             .into_iter()
-            .filter(|e| want.iter().all(|w| e.labels.iter().any(|l| l == w || l.split_once(':').map(|x| x.1) == Some(w))))
+            .filter(|e| {
+                want.iter().all(|w| {
+                    e.labels
+                        .iter()
+                        .any(|l| l == w || l.split_once(':').map(|x| x.1) == Some(w))
+                })
+            })
             .collect();
         if hits.is_empty() {
-            return Err(ApiError::not_found(format!("no endpoint has labels {filter}")));
+            return Err(ApiError::not_found(format!(
+                "no endpoint has labels {filter}"
+            )));
         }
         Ok(Json(hits))
     })
     .await
 }
 
-async fn get_endpoint(State(a): State<Shared>, Path(id): Path<String>) -> Result<Json<EndpointStatus>, ApiError> {
+async fn get_endpoint(
+    State(a): State<Shared>,
+    Path(id): Path<String>,
+) -> Result<Json<EndpointStatus>, ApiError> {
     let r = parse_endpoint_ref(&id)?;
     with(a, move |a| a.endpoint(&r).map(Json)).await
 }
@@ -119,9 +144,15 @@ async fn put_endpoint(
         return Err(ApiError::bad_request("endpoints are created by numeric id"));
     };
     if spec.id != id {
-        return Err(ApiError::bad_request(format!("body id {} does not match path id {id}", spec.id)));
+        return Err(ApiError::bad_request(format!(
+            "body id {} does not match path id {id}",
+            spec.id
+        )));
     }
-    with(a, move |a| a.put_endpoint(spec).map(|r| (StatusCode::CREATED, Json(r)))).await
+    with(a, move |a| {
+        a.put_endpoint(spec).map(|r| (StatusCode::CREATED, Json(r)))
+    })
+    .await
 }
 
 async fn patch_endpoint(
@@ -133,17 +164,30 @@ async fn patch_endpoint(
     with(a, move |a| a.patch_endpoint(&r, patch).map(Json)).await
 }
 
-async fn delete_endpoint(State(a): State<Shared>, Path(id): Path<String>) -> Result<(StatusCode, Json<RevisionReply>), ApiError> {
+async fn delete_endpoint(
+    State(a): State<Shared>,
+    Path(id): Path<String>,
+) -> Result<(StatusCode, Json<RevisionReply>), ApiError> {
     let r = parse_endpoint_ref(&id)?;
     with(a, move |a| {
         let (reply, clean) = a.delete_endpoint(&r)?;
         // 206: deleted, but cleaning up the datapath reported errors (seed §8).
-        Ok((if clean { StatusCode::OK } else { StatusCode::PARTIAL_CONTENT }, Json(reply)))
+        Ok((
+            if clean {
+                StatusCode::OK
+            } else {
+                StatusCode::PARTIAL_CONTENT
+            },
+            Json(reply),
+        ))
     })
     .await
 }
 
-async fn get_labels(State(a): State<Shared>, Path(id): Path<String>) -> Result<Json<Vec<String>>, ApiError> {
+async fn get_labels(
+    State(a): State<Shared>,
+    Path(id): Path<String>,
+) -> Result<Json<Vec<String>>, ApiError> {
     let r = parse_endpoint_ref(&id)?;
     with(a, move |a| a.endpoint(&r).map(|e| Json(e.labels))).await
 }
@@ -161,8 +205,13 @@ async fn list_identities(State(a): State<Shared>) -> Result<Json<Vec<IdentityRep
     with(a, |a| Ok(Json(a.identities()))).await
 }
 
-async fn get_identity(State(a): State<Shared>, Path(id): Path<String>) -> Result<Json<IdentityReply>, ApiError> {
-    let id: u32 = id.parse().map_err(|_| ApiError::bad_request(format!("invalid identity {id:?}")))?;
+async fn get_identity(
+    State(a): State<Shared>,
+    Path(id): Path<String>,
+) -> Result<Json<IdentityReply>, ApiError> {
+    let id: u32 = id
+        .parse()
+        .map_err(|_| ApiError::bad_request(format!("invalid identity {id:?}")))?;
     with(a, move |a| a.identity(id).map(Json)).await
 }
 
@@ -170,11 +219,17 @@ async fn get_policy(State(a): State<Shared>) -> Result<Json<PolicyReply>, ApiErr
     with(a, |a| a.policy().map(Json)).await
 }
 
-async fn put_policy(State(a): State<Shared>, Json(req): Json<PolicyPut>) -> Result<Json<RevisionReply>, ApiError> {
+async fn put_policy(
+    State(a): State<Shared>,
+    Json(req): Json<PolicyPut>,
+) -> Result<Json<RevisionReply>, ApiError> {
     with(a, move |a| a.put_policy(req).map(Json)).await
 }
 
-async fn delete_policy(State(a): State<Shared>, Json(req): Json<PolicyDelete>) -> Result<Json<RevisionReply>, ApiError> {
+async fn delete_policy(
+    State(a): State<Shared>,
+    Json(req): Json<PolicyDelete>,
+) -> Result<Json<RevisionReply>, ApiError> {
     with(a, move |a| a.delete_policy(req).map(Json)).await
 }
 
@@ -195,9 +250,17 @@ mod tests {
 
     #[test]
     fn endpoint_ids_follow_the_seed_prefixes() {
-        assert!(matches!(parse_endpoint_ref("25729"), Ok(EndpointRef::Id(25729))));
-        assert!(matches!(parse_endpoint_ref("cilium-local:7"), Ok(EndpointRef::Id(7))));
-        assert!(matches!(parse_endpoint_ref("pod-name:default:app1"), Ok(EndpointRef::Pod(p)) if p == "default/app1"));
+        assert!(matches!(
+            parse_endpoint_ref("25729"),
+            Ok(EndpointRef::Id(25729))
+        ));
+        assert!(matches!(
+            parse_endpoint_ref("cilium-local:7"),
+            Ok(EndpointRef::Id(7))
+        ));
+        assert!(
+            matches!(parse_endpoint_ref("pod-name:default:app1"), Ok(EndpointRef::Pod(p)) if p == "default/app1")
+        );
         for bad in ["", "x", "70000", "pod-name:x", "container-id:1"] {
             assert!(parse_endpoint_ref(bad).is_err(), "{bad}");
         }

@@ -12,12 +12,21 @@ use std::path::{Path, PathBuf};
 #[derive(Debug, thiserror::Error, miette::Diagnostic)]
 pub enum ClientError {
     #[error("cannot reach the agent at {path}: {source}")]
-    #[diagnostic(help("is `cilium-policy agent --api-socket {path}` running, and may you open its socket?"))]
-    Connect { path: String, source: std::io::Error },
+    #[diagnostic(help(
+        "is `cilium-policy agent --api-socket {path}` running, and may you open its socket?"
+    ))]
+    Connect {
+        path: String,
+        source: std::io::Error,
+    },
     #[error("talking to the agent: {0}")]
     Http(String),
     #[error("the agent refused the request ({status}): {error}{}", render_diags(.diagnostics))]
-    Api { status: StatusCode, error: String, diagnostics: Vec<String> },
+    Api {
+        status: StatusCode,
+        error: String,
+        diagnostics: Vec<String>,
+    },
     #[error("unexpected reply from the agent: {0}")]
     Decode(String),
 }
@@ -37,7 +46,10 @@ impl Client {
             .enable_all()
             .build()
             .map_err(|e| ClientError::Http(e.to_string()))?;
-        Ok(Client { socket: socket.into(), rt })
+        Ok(Client {
+            socket: socket.into(),
+            rt,
+        })
     }
 
     pub fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T, ClientError> {
@@ -54,13 +66,22 @@ impl Client {
         let bytes = self.rt.block_on(async {
             let mut resp = self.send(method, path, body).await?;
             let status = resp.status();
-            let body = resp.body_mut().collect().await.map_err(|e| ClientError::Http(e.to_string()))?.to_bytes();
+            let body = resp
+                .body_mut()
+                .collect()
+                .await
+                .map_err(|e| ClientError::Http(e.to_string()))?
+                .to_bytes();
             if !status.is_success() {
                 let e: ErrorReply = serde_json::from_slice(&body).unwrap_or_else(|_| ErrorReply {
                     error: String::from_utf8_lossy(&body).into_owned(),
                     diagnostics: vec![],
                 });
-                return Err(ClientError::Api { status, error: e.error, diagnostics: e.diagnostics });
+                return Err(ClientError::Api {
+                    status,
+                    error: e.error,
+                    diagnostics: e.diagnostics,
+                });
             }
             Ok(body)
         })?;
@@ -72,7 +93,11 @@ impl Client {
         self.rt.block_on(async {
             let mut resp = self.send(Method::GET, path, None::<&()>).await?;
             if !resp.status().is_success() {
-                return Err(ClientError::Api { status: resp.status(), error: "monitor refused".into(), diagnostics: vec![] });
+                return Err(ClientError::Api {
+                    status: resp.status(),
+                    error: "monitor refused".into(),
+                    diagnostics: vec![],
+                });
             }
             let mut buf = Vec::new();
             while let Some(frame) = resp.body_mut().frame().await {
@@ -97,7 +122,10 @@ impl Client {
     ) -> Result<hyper::Response<hyper::body::Incoming>, ClientError> {
         let stream = tokio::net::UnixStream::connect(&self.socket)
             .await
-            .map_err(|e| ClientError::Connect { path: self.socket.display().to_string(), source: e })?;
+            .map_err(|e| ClientError::Connect {
+                path: self.socket.display().to_string(),
+                source: e,
+            })?;
         let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
             .await
             .map_err(|e| ClientError::Http(e.to_string()))?;
@@ -113,6 +141,9 @@ impl Client {
             .header("content-type", "application/json")
             .body(Full::new(Bytes::from(payload)))
             .map_err(|e| ClientError::Http(e.to_string()))?;
-        sender.send_request(req).await.map_err(|e| ClientError::Http(e.to_string()))
+        sender
+            .send_request(req)
+            .await
+            .map_err(|e| ClientError::Http(e.to_string()))
     }
 }

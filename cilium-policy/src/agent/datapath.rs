@@ -105,7 +105,7 @@ impl Datapath {
             let id = plan.id;
             results.insert(id, self.apply(plan, revision).map_err(|e| e.to_string()));
         }
-                let gone: Vec<u16> = self
+        let gone: Vec<u16> = self
             .layout
             .pinned_endpoints()
             .map_err(internal)?
@@ -118,13 +118,27 @@ impl Datapath {
         Ok(results)
     }
 
-    fn plan(&mut self, id: u16, ep: &LocalEndpoint, policy: &ir::EndpointPolicy) -> Result<Plan, ApiError> {
-        let cfg = EndpointConfig { id: u32::from(id), name: ep.name.clone(), identity: ep.identity, ipv4: ep.ipv4, ipv6: ep.ipv6 };
+    fn plan(
+        &mut self,
+        id: u16,
+        ep: &LocalEndpoint,
+        policy: &ir::EndpointPolicy,
+    ) -> Result<Plan, ApiError> {
+        let cfg = EndpointConfig {
+            id: u32::from(id),
+            name: ep.name.clone(),
+            identity: ep.identity,
+            ipv4: ep.ipv4,
+            ipv6: ep.ipv6,
+        };
         let (features, _) = Features::derive(&cfg, policy, None);
         let entries = EndpointEntries::build(policy);
         let policy_entries = image_entries(entries.policy_image().entries);
         let addr_entries = image_entries(entries.addr_image().entries);
-        for (what, n, max) in [("policy", policy_entries.len(), self.sizes.policy_map), ("address", addr_entries.len(), self.sizes.addr_map)] {
+        for (what, n, max) in [
+            ("policy", policy_entries.len(), self.sizes.policy_map),
+            ("address", addr_entries.len(), self.sizes.addr_map),
+        ] {
             if n > max as usize {
                 return Err(ApiError::internal(format!(
                     "endpoint {id} ({}): its {what} map would need {n} entries, more than its size {max}; the change was refused and the previous policy stays enforced",
@@ -132,9 +146,23 @@ impl Datapath {
                 )));
             }
         }
-        let key = ProgramKey { features, globals: Globals::of(&cfg), iface: ep.iface.clone() };
-        let load = if self.programs.get(&id) == Some(&key) { None } else { Some(self.load(id, &key)?) };
-        Ok(Plan { id, load, key, policy: policy_entries, addr: addr_entries })
+        let key = ProgramKey {
+            features,
+            globals: Globals::of(&cfg),
+            iface: ep.iface.clone(),
+        };
+        let load = if self.programs.get(&id) == Some(&key) {
+            None
+        } else {
+            Some(self.load(id, &key)?)
+        };
+        Ok(Plan {
+            id,
+            load,
+            key,
+            policy: policy_entries,
+            addr: addr_entries,
+        })
     }
 
     /// Instantiates the endpoint's object from its configuration's template and loads it
@@ -153,7 +181,8 @@ impl Datapath {
                 .get_or_compile(clang, &ep_header, &node_header, "endpoint template")
                 .map_err(internal)?;
             tracing::debug!(?key.features, cached, "template object ready");
-            let bytes = std::fs::read(&path).map_err(|e| ApiError::internal(format!("{}: {e}", path.display())))?;
+            let bytes = std::fs::read(&path)
+                .map_err(|e| ApiError::internal(format!("{}: {e}", path.display())))?;
             let sites = PatchSites::find(&bytes).map_err(internal)?;
             self.templates.insert(key.features, (bytes, sites));
         }
@@ -166,7 +195,12 @@ impl Datapath {
         for m in ENDPOINT_MAPS {
             pins.push((m, self.layout.endpoint_map(id, m).map_err(internal)?));
         }
-        let opts = LoadOptions { globals: None, map_pins: pins, images: vec![], state: Some(self.state_of(id)) };
+        let opts = LoadOptions {
+            globals: None,
+            map_pins: pins,
+            images: vec![],
+            state: Some(self.state_of(id)),
+        };
         load::load(&object, &opts).map_err(|e| ApiError::internal(format!("endpoint {id}: {e}")))
     }
 
@@ -186,26 +220,49 @@ impl Datapath {
     fn apply(&mut self, mut plan: Plan, revision: u64) -> Result<(), ApiError> {
         let id = plan.id;
         // Entries first: the running program shares these maps, and the new one finds them ready.
-        self.write_map(&self.layout.endpoint_map(id, "cp_policy").map_err(internal)?, &plan.policy, policy_rank)?;
+        self.write_map(
+            &self
+                .layout
+                .endpoint_map(id, "cp_policy")
+                .map_err(internal)?,
+            &plan.policy,
+            policy_rank,
+        )?;
         let addr_pin = self.layout.endpoint_map(id, "cp_addr").map_err(internal)?;
         if addr_pin.exists() {
             self.write_map(&addr_pin, &plan.addr, byte_eq_rank)?;
         }
         if let Some(mut dp) = plan.load.take() {
-            if let Some(old) = self.programs.get(&id).filter(|k| k.iface != plan.key.iface).cloned() {
+            if let Some(old) = self
+                .programs
+                .get(&id)
+                .filter(|k| k.iface != plan.key.iface)
+                .cloned()
+            {
                 for hook in Hook::BOTH {
                     let pin = self.layout.link(id, hook).map_err(internal)?;
-                    runtime_loader::attach::detach(&old.iface, hook, self.mode, &pin).map_err(internal)?;
+                    runtime_loader::attach::detach(&old.iface, hook, self.mode, &pin)
+                        .map_err(internal)?;
                 }
             }
-            for (name, hook) in [(PROG_FROM_CONTAINER, Hook::FromEndpoint), (PROG_TO_CONTAINER, Hook::ToEndpoint)] {
+            for (name, hook) in [
+                (PROG_FROM_CONTAINER, Hook::FromEndpoint),
+                (PROG_TO_CONTAINER, Hook::ToEndpoint),
+            ] {
                 let prog: &mut aya::programs::SchedClassifier = dp
                     .ebpf
                     .program_mut(name)
                     .and_then(|p| p.try_into().ok())
                     .ok_or_else(|| ApiError::internal(format!("program {name} missing")))?;
                 let pin = self.layout.link(id, hook).map_err(internal)?;
-                runtime_loader::attach::attach_or_replace(prog, &plan.key.iface, hook, self.mode, &pin).map_err(internal)?;
+                runtime_loader::attach::attach_or_replace(
+                    prog,
+                    &plan.key.iface,
+                    hook,
+                    self.mode,
+                    &pin,
+                )
+                .map_err(internal)?;
             }
             self.programs.insert(id, plan.key.clone());
         }
@@ -214,17 +271,25 @@ impl Datapath {
         let state = RawMap::open_pinned(&state_pin).map_err(internal)?;
         let mut st = self.state_of(id);
         st.policy_rev = revision as u32;
-        state.update(&0u32.to_ne_bytes(), st.as_bytes()).map_err(internal)?;
+        state
+            .update(&0u32.to_ne_bytes(), st.as_bytes())
+            .map_err(internal)?;
         Ok(())
     }
 
     fn write_ipcache(&self, pin: &std::path::Path, want: &Entries) -> Result<(), ApiError> {
         // Without the ipcache no endpoint can be enforced correctly: refuse the change.
-        self.write_map(pin, want, byte_eq_rank).map_err(|e| ApiError::internal(format!("updating the ipcache: {}", e.body.error)))
+        self.write_map(pin, want, byte_eq_rank)
+            .map_err(|e| ApiError::internal(format!("updating the ipcache: {}", e.body.error)))
     }
 
     /// Writes `want` into the pinned map as a delta against what the map holds now.
-    fn write_map(&self, pin: &std::path::Path, want: &Entries, rank: fn(&MapOp) -> u8) -> Result<(), ApiError> {
+    fn write_map(
+        &self,
+        pin: &std::path::Path,
+        want: &Entries,
+        rank: fn(&MapOp) -> u8,
+    ) -> Result<(), ApiError> {
         let map = RawMap::open_pinned(pin).map_err(internal)?;
         let have = map.entries().map_err(internal)?;
         let delta = MapDelta::between_with(&have, want, policy_value_eq, rank);
@@ -241,7 +306,9 @@ impl Datapath {
         for hook in Hook::BOTH {
             let pin = self.layout.link(id, hook).map_err(internal)?;
             match &iface {
-                Some(i) => runtime_loader::attach::detach(i, hook, self.mode, &pin).map_err(internal)?,
+                Some(i) => {
+                    runtime_loader::attach::detach(i, hook, self.mode, &pin).map_err(internal)?
+                }
                 // Left by a previous agent: a tcx link goes with its pin.
                 None if pin.exists() => std::fs::remove_file(&pin).map_err(internal)?,
                 None => {}

@@ -12,7 +12,13 @@ pub struct ApiError {
 
 impl ApiError {
     pub fn new(status: StatusCode, error: impl Into<String>) -> Self {
-        ApiError { status, body: ErrorReply { error: error.into(), diagnostics: Vec::new() } }
+        ApiError {
+            status,
+            body: ErrorReply {
+                error: error.into(),
+                diagnostics: Vec::new(),
+            },
+        }
     }
     pub fn bad_request(error: impl Into<String>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, error)
@@ -29,7 +35,10 @@ impl ApiError {
     /// A status outside the standard set (the seed's 460 "label to be deleted not found",
     /// "invalid path").
     pub fn custom(code: u16, error: impl Into<String>) -> Self {
-        Self::new(StatusCode::from_u16(code).unwrap_or(StatusCode::BAD_REQUEST), error)
+        Self::new(
+            StatusCode::from_u16(code).unwrap_or(StatusCode::BAD_REQUEST),
+            error,
+        )
     }
     pub fn with_diagnostics(mut self, diagnostics: Vec<String>) -> Self {
         self.body.diagnostics = diagnostics;

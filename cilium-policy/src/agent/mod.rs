@@ -26,7 +26,10 @@ pub enum AgentError {
     #[error("starting the agent: {0}")]
     Start(String),
     #[error("{path}: {source}")]
-    Socket { path: String, source: std::io::Error },
+    Socket {
+        path: String,
+        source: std::io::Error,
+    },
     #[error("{path} exists and is not a socket; refusing to replace it")]
     NotASocket { path: String },
 }
@@ -65,7 +68,10 @@ async fn serve(cfg: AgentConfig, set_debug: Box<dyn Fn(bool) + Send>) -> Result<
     if let Some(addr) = cfg.tcp {
         let tcp = tokio::net::TcpListener::bind(addr)
             .await
-            .map_err(|e| AgentError::Socket { path: addr.to_string(), source: e })?;
+            .map_err(|e| AgentError::Socket {
+                path: addr.to_string(),
+                source: e,
+            })?;
         let app = app.clone();
         tokio::spawn(async move { axum::serve(tcp, app).await });
     }
@@ -73,7 +79,10 @@ async fn serve(cfg: AgentConfig, set_debug: Box<dyn Fn(bool) + Send>) -> Result<
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown_signal())
         .await
-        .map_err(|e| AgentError::Socket { path: cfg.api_socket.display().to_string(), source: e })?;
+        .map_err(|e| AgentError::Socket {
+            path: cfg.api_socket.display().to_string(),
+            source: e,
+        })?;
     let _ = std::fs::remove_file(&cfg.api_socket);
     tracing::info!("agent stopped; the datapath keeps enforcing from pinned state");
     Ok(())
@@ -84,15 +93,24 @@ fn bind_socket(path: &std::path::Path) -> Result<tokio::net::UnixListener, Agent
     let p = path.display().to_string();
     match std::fs::symlink_metadata(path) {
         Ok(m) if m.file_type().is_socket() => {
-            std::fs::remove_file(path).map_err(|e| AgentError::Socket { path: p.clone(), source: e })?
+            std::fs::remove_file(path).map_err(|e| AgentError::Socket {
+                path: p.clone(),
+                source: e,
+            })?
         }
         Ok(_) => return Err(AgentError::NotASocket { path: p }),
         Err(_) => {}
     }
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).map_err(|e| AgentError::Socket { path: dir.display().to_string(), source: e })?;
+        std::fs::create_dir_all(dir).map_err(|e| AgentError::Socket {
+            path: dir.display().to_string(),
+            source: e,
+        })?;
     }
-    let listener = tokio::net::UnixListener::bind(path).map_err(|e| AgentError::Socket { path: p.clone(), source: e })?;
+    let listener = tokio::net::UnixListener::bind(path).map_err(|e| AgentError::Socket {
+        path: p.clone(),
+        source: e,
+    })?;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o660))
         .map_err(|e| AgentError::Socket { path: p, source: e })?;
     Ok(listener)
@@ -113,7 +131,9 @@ async fn sync_pending_loop(agent: api::Shared) {
 
 async fn shutdown_signal() {
     use tokio::signal::unix::{signal, SignalKind};
-    let Ok(mut term) = signal(SignalKind::terminate()) else { return };
+    let Ok(mut term) = signal(SignalKind::terminate()) else {
+        return;
+    };
     tokio::select! {
         _ = tokio::signal::ctrl_c() => {}
         _ = term.recv() => {}

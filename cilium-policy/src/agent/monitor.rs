@@ -80,33 +80,65 @@ pub fn format_event(e: &Event) -> Line {
         p => format!("{s} -> {d} proto {p}"),
     };
     let ingress = e.direction == DIR_INGRESS;
-    let (src, dst) = if ingress { (e.peer_identity, e.ep_identity) } else { (e.ep_identity, e.peer_identity) };
+    let (src, dst) = if ingress {
+        (e.peer_identity, e.ep_identity)
+    } else {
+        (e.ep_identity, e.peer_identity)
+    };
     let side = if ingress { "to" } else { "from" };
     if e.kind == EVENT_DROP {
-        let reason = codegen::reasons::legacy_name(e.reason).map_or_else(|| format!("reason {}", e.reason), str::to_string);
-        Line { kind: "drop", text: format!("xx drop ({reason}) {side} endpoint {}, identity {src}->{dst}: {flow}", e.ep_id) }
+        let reason = codegen::reasons::legacy_name(e.reason)
+            .map_or_else(|| format!("reason {}", e.reason), str::to_string);
+        Line {
+            kind: "drop",
+            text: format!(
+                "xx drop ({reason}) {side} endpoint {}, identity {src}->{dst}: {flow}",
+                e.ep_id
+            ),
+        }
     } else {
-        Line { kind: "verdict", text: format!("-> verdict allow {side} endpoint {}, identity {src}->{dst}: {flow}", e.ep_id) }
+        Line {
+            kind: "verdict",
+            text: format!(
+                "-> verdict allow {side} endpoint {}, identity {src}->{dst}: {flow}",
+                e.ep_id
+            ),
+        }
     }
 }
 
 /// Streams events until the client goes away; `?type=drop|verdict` filters.
-pub async fn stream(State(agent): State<Shared>, Query(q): Query<BTreeMap<String, String>>) -> Response {
-    let rx = agent.lock().ok().and_then(|a| a.events.as_ref().map(|t| t.subscribe()));
+pub async fn stream(
+    State(agent): State<Shared>,
+    Query(q): Query<BTreeMap<String, String>>,
+) -> Response {
+    let rx = agent
+        .lock()
+        .ok()
+        .and_then(|a| a.events.as_ref().map(|t| t.subscribe()));
     let want = q.get("type").cloned();
     let body = match rx {
-        Some(rx) => Body::from_stream(futures_util::stream::unfold((rx, want), |(mut rx, want)| async move {
-            loop {
-                match rx.recv().await {
-                    Ok(line) if want.as_deref().is_none_or(|w| w == line.kind) => {
-                        return Some((Ok::<_, std::convert::Infallible>(format!("{}\n", line.text)), (rx, want)));
+        Some(rx) => Body::from_stream(futures_util::stream::unfold(
+            (rx, want),
+            |(mut rx, want)| async move {
+                loop {
+                    match rx.recv().await {
+                        Ok(line) if want.as_deref().is_none_or(|w| w == line.kind) => {
+                            return Some((
+                                Ok::<_, std::convert::Infallible>(format!("{}\n", line.text)),
+                                (rx, want),
+                            ));
+                        }
+                        Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => continue,
+                        Err(broadcast::error::RecvError::Closed) => return None,
                     }
-                    Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => continue,
-                    Err(broadcast::error::RecvError::Closed) => return None,
                 }
-            }
-        })),
+            },
+        )),
         None => Body::from("the datapath is disabled: no events\n"),
     };
-    Response::builder().header("content-type", "text/plain").body(body).unwrap_or_default()
+    Response::builder()
+        .header("content-type", "text/plain")
+        .body(body)
+        .unwrap_or_default()
 }

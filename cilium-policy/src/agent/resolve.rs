@@ -22,13 +22,24 @@ struct Side {
 fn side(world: &World, s: &str) -> Result<Side, ApiError> {
     let cluster = &world.engine.cluster;
     if let Ok(addr) = s.parse::<IpAddr>() {
-        return Ok(Side { name: s.into(), identity: cluster.identity_of_addr(addr), addr: Some(addr), policy: None });
+        return Ok(Side {
+            name: s.into(),
+            identity: cluster.identity_of_addr(addr),
+            addr: Some(addr),
+            policy: None,
+        });
     }
     let name = match s.parse::<u16>() {
-        Ok(id) => world.endpoints.get(&id).map(|e| e.name.clone()).ok_or_else(|| ApiError::not_found(format!("endpoint {id} not found")))?,
+        Ok(id) => world
+            .endpoints
+            .get(&id)
+            .map(|e| e.name.clone())
+            .ok_or_else(|| ApiError::not_found(format!("endpoint {id} not found")))?,
         Err(_) => s.to_string(),
     };
-    let ep = cluster.endpoint(&name).ok_or_else(|| ApiError::not_found(format!("endpoint {name} not found")))?;
+    let ep = cluster
+        .endpoint(&name)
+        .ok_or_else(|| ApiError::not_found(format!("endpoint {name} not found")))?;
     Ok(Side {
         name: name.clone(),
         identity: ep.identity,
@@ -38,10 +49,19 @@ fn side(world: &World, s: &str) -> Result<Side, ApiError> {
 }
 
 fn describe(world: &World, l: &Lookup) -> serde_json::Value {
-    let rules = |ids: &[ir::RuleId]| ids.iter().map(|r| world.engine.policy.location(*r)).collect::<Vec<_>>();
+    let rules = |ids: &[ir::RuleId]| {
+        ids.iter()
+            .map(|r| world.engine.policy.location(*r))
+            .collect::<Vec<_>>()
+    };
     match l {
-        Lookup::NotEnforced => json!({"allowed": true, "why": "no rule selects the endpoint in this direction"}),
-        Lookup::Entry { verdict, rules: r, .. } | Lookup::Address { verdict, rules: r } => {
+        Lookup::NotEnforced => {
+            json!({"allowed": true, "why": "no rule selects the endpoint in this direction"})
+        }
+        Lookup::Entry {
+            verdict, rules: r, ..
+        }
+        | Lookup::Address { verdict, rules: r } => {
             json!({"allowed": l.allowed(), "verdict": format!("{verdict:?}"), "rules": rules(r)})
         }
         Lookup::NoEntry => json!({"allowed": false, "why": "enforced and no rule allows it"}),
@@ -49,18 +69,36 @@ fn describe(world: &World, l: &Lookup) -> serde_json::Value {
 }
 
 pub fn resolve(world: &World, q: &BTreeMap<String, String>) -> Result<serde_json::Value, ApiError> {
-    let get = |k: &str| q.get(k).ok_or_else(|| ApiError::bad_request(format!("missing query parameter {k}")));
+    let get = |k: &str| {
+        q.get(k)
+            .ok_or_else(|| ApiError::bad_request(format!("missing query parameter {k}")))
+    };
     let from = side(world, get("from")?)?;
     let to = side(world, get("to")?)?;
-    let port: u16 = get("port")?.parse().map_err(|_| ApiError::bad_request("port must be 0-65535"))?;
+    let port: u16 = get("port")?
+        .parse()
+        .map_err(|_| ApiError::bad_request("port must be 0-65535"))?;
     let proto = q.get("protocol").map_or("tcp", String::as_str);
     let protocol = ir::Protocol::parse(proto)
         .filter(|p| *p != ir::Protocol::Any)
         .ok_or_else(|| ApiError::bad_request(format!("unknown protocol {proto}")))?
         .number();
-    let egress = from.policy.as_ref().map(|p| lookup(p, Direction::Egress, to.identity, to.addr, protocol, port));
-    let ingress = to.policy.as_ref().map(|p| lookup(p, Direction::Ingress, from.identity, from.addr, protocol, port));
-    let allowed = egress.as_ref().is_none_or(Lookup::allowed) && ingress.as_ref().is_none_or(Lookup::allowed);
+    let egress = from
+        .policy
+        .as_ref()
+        .map(|p| lookup(p, Direction::Egress, to.identity, to.addr, protocol, port));
+    let ingress = to.policy.as_ref().map(|p| {
+        lookup(
+            p,
+            Direction::Ingress,
+            from.identity,
+            from.addr,
+            protocol,
+            port,
+        )
+    });
+    let allowed =
+        egress.as_ref().is_none_or(Lookup::allowed) && ingress.as_ref().is_none_or(Lookup::allowed);
     Ok(json!({
         "from": {"name": from.name, "identity": from.identity.0},
         "to": {"name": to.name, "identity": to.identity.0},

@@ -3,13 +3,13 @@
 //! datapath. Every change is computed on a candidate copy first; a change that fails
 //! validation or cannot be enforced leaves state and datapath as they were.
 
+use super::api::EndpointRef;
 use super::config::AgentConfig;
 use super::datapath::Datapath;
 use super::error::ApiError;
 use super::model::*;
 use super::store::{Persisted, Store};
 use super::world::World;
-use super::api::EndpointRef;
 use std::collections::BTreeMap;
 
 pub struct Agent {
@@ -32,9 +32,15 @@ impl Agent {
     /// left by a previous agent, if any) in line with it.
     pub fn start(cfg: AgentConfig, set_debug: Box<dyn Fn(bool) + Send>) -> Result<Agent, ApiError> {
         let store = Store::new(&cfg.state_dir).map_err(|e| ApiError::internal(e.to_string()))?;
-        let persisted = store.load().map_err(|e| ApiError::internal(e.to_string()))?;
+        let persisted = store
+            .load()
+            .map_err(|e| ApiError::internal(e.to_string()))?;
         let world = World::compute(&persisted, &cfg)?;
-        let mut datapath = if cfg.datapath { Some(Datapath::open(&cfg)?) } else { None };
+        let mut datapath = if cfg.datapath {
+            Some(Datapath::open(&cfg)?)
+        } else {
+            None
+        };
         let mut enforced = BTreeMap::new();
         if let Some(dp) = datapath.as_mut() {
             // Adopts what a previous agent pinned and writes only what differs.
@@ -42,13 +48,29 @@ impl Agent {
                 enforced.insert(id, (persisted.revision, res.err()));
             }
         }
-        tracing::info!(revision = persisted.revision, endpoints = persisted.endpoints.len(), "agent state restored");
-        Ok(Agent { cfg, store, persisted, world, datapath, enforced, pending: false, events: None, set_debug })
+        tracing::info!(
+            revision = persisted.revision,
+            endpoints = persisted.endpoints.len(),
+            "agent state restored"
+        );
+        Ok(Agent {
+            cfg,
+            store,
+            persisted,
+            world,
+            datapath,
+            enforced,
+            pending: false,
+            events: None,
+            set_debug,
+        })
     }
 
     /// Pin path of the node's event ring buffer (for the monitor reader).
     pub fn events_pin(&self) -> Option<std::path::PathBuf> {
-        self.datapath.as_ref().and_then(|d| d.layout().shared_map("cp_events").ok())
+        self.datapath
+            .as_ref()
+            .and_then(|d| d.layout().shared_map("cp_events").ok())
     }
 
     pub fn healthz(&self) -> Healthz {
@@ -57,7 +79,10 @@ impl Agent {
             policy_revision: self.persisted.revision,
             endpoints: self.persisted.endpoints.len(),
             identities: self.world.engine.cluster.identities().len(),
-            datapath: self.datapath.as_ref().map_or("disabled".into(), |d| d.mode_name().into()),
+            datapath: self
+                .datapath
+                .as_ref()
+                .map_or("disabled".into(), |d| d.mode_name().into()),
         }
     }
 
@@ -74,26 +99,38 @@ impl Agent {
     }
 
     /// `PATCH /v1/config`: only `debug` is mutable.
-    pub fn patch_config(&mut self, body: &BTreeMap<String, serde_json::Value>) -> Result<(), ApiError> {
+    pub fn patch_config(
+        &mut self,
+        body: &BTreeMap<String, serde_json::Value>,
+    ) -> Result<(), ApiError> {
         for (k, v) in body {
             match (k.as_str(), v) {
                 ("debug", serde_json::Value::Bool(b)) => {
                     self.cfg.debug = *b;
                     (self.set_debug)(*b);
                 }
-                _ => return Err(ApiError::bad_request(format!("configuration {k}={v} cannot be changed"))),
+                _ => {
+                    return Err(ApiError::bad_request(format!(
+                        "configuration {k}={v} cannot be changed"
+                    )))
+                }
             }
         }
         Ok(())
     }
 
     pub fn endpoints(&self) -> Vec<EndpointStatus> {
-        self.persisted.endpoints.keys().filter_map(|id| self.status(*id)).collect()
+        self.persisted
+            .endpoints
+            .keys()
+            .filter_map(|id| self.status(*id))
+            .collect()
     }
 
     pub fn endpoint(&self, r: &EndpointRef) -> Result<EndpointStatus, ApiError> {
         let id = self.resolve_ref(r)?;
-        self.status(id).ok_or_else(|| ApiError::not_found(format!("endpoint {id} not found")))
+        self.status(id)
+            .ok_or_else(|| ApiError::not_found(format!("endpoint {id} not found")))
     }
 
     fn resolve_ref(&self, r: &EndpointRef) -> Result<u16, ApiError> {
@@ -128,7 +165,11 @@ impl Agent {
             egress_enforced: pol.is_some_and(|p| p.egress_enforced),
             policy_revision: rev,
             policy_entries: pol.map_or(0, |p| p.entries.len()),
-            state: if ready { "ready".into() } else { "not-ready".into() },
+            state: if ready {
+                "ready".into()
+            } else {
+                "not-ready".into()
+            },
             error: err,
         })
     }
@@ -138,21 +179,44 @@ impl Agent {
             return Err(ApiError::bad_request("endpoint id 0 is reserved"));
         }
         if self.persisted.endpoints.contains_key(&spec.id) {
-            return Err(ApiError::conflict(format!("endpoint {} already exists", spec.id)));
+            return Err(ApiError::conflict(format!(
+                "endpoint {} already exists",
+                spec.id
+            )));
         }
         self.check_iface(&spec.iface)?;
-        if let Some(other) = self.persisted.endpoints.values().find(|e| e.iface == spec.iface) {
-            return Err(ApiError::conflict(format!("interface {} already belongs to endpoint {}", spec.iface, other.id)));
+        if let Some(other) = self
+            .persisted
+            .endpoints
+            .values()
+            .find(|e| e.iface == spec.iface)
+        {
+            return Err(ApiError::conflict(format!(
+                "interface {} already belongs to endpoint {}",
+                spec.iface, other.id
+            )));
         }
         let mut next = self.persisted.clone();
         next.endpoints.insert(spec.id, spec.clone());
-        self.commit(next, "endpoint", vec![format!("endpoint/{}", spec.id)], true)
+        self.commit(
+            next,
+            "endpoint",
+            vec![format!("endpoint/{}", spec.id)],
+            true,
+        )
     }
 
-    pub fn patch_endpoint(&mut self, r: &EndpointRef, patch: EndpointPatch) -> Result<RevisionReply, ApiError> {
+    pub fn patch_endpoint(
+        &mut self,
+        r: &EndpointRef,
+        patch: EndpointPatch,
+    ) -> Result<RevisionReply, ApiError> {
         let id = self.resolve_ref(r)?;
         let mut next = self.persisted.clone();
-        let ep = next.endpoints.get_mut(&id).ok_or_else(|| ApiError::not_found(format!("endpoint {id} not found")))?;
+        let ep = next
+            .endpoints
+            .get_mut(&id)
+            .ok_or_else(|| ApiError::not_found(format!("endpoint {id} not found")))?;
         if let Some(i) = patch.iface {
             self.check_iface(&i)?;
             ep.iface = i;
@@ -170,15 +234,28 @@ impl Agent {
     }
 
     /// `PUT /v1/endpoint/{id}/labels`: all deletions must name existing labels (460 otherwise).
-    pub fn modify_labels(&mut self, r: &EndpointRef, patch: LabelsPatch) -> Result<RevisionReply, ApiError> {
+    pub fn modify_labels(
+        &mut self,
+        r: &EndpointRef,
+        patch: LabelsPatch,
+    ) -> Result<RevisionReply, ApiError> {
         let id = self.resolve_ref(r)?;
         let mut next = self.persisted.clone();
-        let ep = next.endpoints.get_mut(&id).ok_or_else(|| ApiError::not_found(format!("endpoint {id} not found")))?;
+        let ep = next
+            .endpoints
+            .get_mut(&id)
+            .ok_or_else(|| ApiError::not_found(format!("endpoint {id} not found")))?;
         if ep.pod.is_some() {
-            return Err(ApiError::bad_request("labels of a pod endpoint come from its Pod; re-apply the Pod"));
+            return Err(ApiError::bad_request(
+                "labels of a pod endpoint come from its Pod; re-apply the Pod",
+            ));
         }
         for d in &patch.delete {
-            let pos = ep.labels.iter().position(|l| l == d).ok_or_else(|| ApiError::custom(460, format!("label {d} not found")))?;
+            let pos = ep
+                .labels
+                .iter()
+                .position(|l| l == d)
+                .ok_or_else(|| ApiError::custom(460, format!("label {d} not found")))?;
             ep.labels.remove(pos);
         }
         for a in patch.add {
@@ -193,7 +270,10 @@ impl Agent {
     pub fn delete_endpoint(&mut self, r: &EndpointRef) -> Result<(RevisionReply, bool), ApiError> {
         let id = self.resolve_ref(r)?;
         let mut next = self.persisted.clone();
-        let spec = next.endpoints.remove(&id).ok_or_else(|| ApiError::not_found(format!("endpoint {id} not found")))?;
+        let spec = next
+            .endpoints
+            .remove(&id)
+            .ok_or_else(|| ApiError::not_found(format!("endpoint {id} not found")))?;
         let reply = self.commit(next, "endpoint", vec![format!("endpoint/{id}")], true)?;
         // The datapath detached and unpinned it during the sync; an error there is reported.
         let clean = self.enforced.remove(&id).is_none_or(|e| e.1.is_none());
@@ -205,9 +285,12 @@ impl Agent {
 
     /// The interface name is valid and (with a datapath) exists in the agent's namespace.
     fn check_iface(&self, iface: &str) -> Result<(), ApiError> {
-        runtime_loader::layout::validate_name("interface name", iface, 15).map_err(|e| ApiError::bad_request(e.to_string()))?;
+        runtime_loader::layout::validate_name("interface name", iface, 15)
+            .map_err(|e| ApiError::bad_request(e.to_string()))?;
         if self.datapath.is_some() && !runtime_loader::attach::interface_exists(iface) {
-            return Err(ApiError::bad_request(format!("interface {iface} does not exist on this node")));
+            return Err(ApiError::bad_request(format!(
+                "interface {iface} does not exist on this node"
+            )));
         }
         Ok(())
     }
@@ -217,12 +300,18 @@ impl Agent {
             .engine
             .cluster
             .identities()
-            .map(|i| IdentityReply { id: i.id.0, labels: i.labels.iter().map(|l| l.to_string()).collect() })
+            .map(|i| IdentityReply {
+                id: i.id.0,
+                labels: i.labels.iter().map(|l| l.to_string()).collect(),
+            })
             .collect()
     }
 
     pub fn identity(&self, id: u32) -> Result<IdentityReply, ApiError> {
-        self.identities().into_iter().find(|i| i.id == id).ok_or_else(|| ApiError::not_found(format!("identity {id} not found")))
+        self.identities()
+            .into_iter()
+            .find(|i| i.id == id)
+            .ok_or_else(|| ApiError::not_found(format!("identity {id} not found")))
     }
 
     pub fn policy(&self) -> Result<PolicyReply, ApiError> {
@@ -272,7 +361,9 @@ impl Agent {
             }
             hits
         } else {
-            return Err(ApiError::bad_request("say what to delete: all, paths or labels"));
+            return Err(ApiError::bad_request(
+                "say what to delete: all, paths or labels",
+            ));
         };
         if removed.is_empty() && !req.all {
             return Err(ApiError::not_found("no policy matches"));
@@ -292,17 +383,28 @@ impl Agent {
     /// change the datapath cannot take (a map that would overflow, a program the verifier
     /// rejects) is refused and nothing changes. Without `wait` the change is persisted and the
     /// reply sent first; [`Agent::sync_pending`] enforces it right after.
-    fn commit(&mut self, mut next: Persisted, action: &str, paths: Vec<String>, wait: bool) -> Result<RevisionReply, ApiError> {
+    fn commit(
+        &mut self,
+        mut next: Persisted,
+        action: &str,
+        paths: Vec<String>,
+        wait: bool,
+    ) -> Result<RevisionReply, ApiError> {
         let world = World::compute(&next, &self.cfg)?;
         let revision = next.bump(action, paths);
         if wait {
             self.sync_datapath(&world, revision)?;
         }
-        self.store.save(&next).map_err(|e| ApiError::internal(e.to_string()))?;
+        self.store
+            .save(&next)
+            .map_err(|e| ApiError::internal(e.to_string()))?;
         self.persisted = next;
         self.world = world;
         self.pending = !wait && self.datapath.is_some();
-        Ok(RevisionReply { revision, enforced: !self.pending })
+        Ok(RevisionReply {
+            revision,
+            enforced: !self.pending,
+        })
     }
 
     /// Enforces a change accepted with `wait: false` (called by the agent's background task).
@@ -323,7 +425,9 @@ impl Agent {
     }
 
     fn sync_datapath(&mut self, world: &World, revision: u64) -> Result<(), ApiError> {
-        let Some(dp) = self.datapath.as_mut() else { return Ok(()) };
+        let Some(dp) = self.datapath.as_mut() else {
+            return Ok(());
+        };
         for (id, res) in dp.sync(world, revision)? {
             let prev = self.enforced.get(&id).map_or(0, |e| e.0);
             let entry = match res {

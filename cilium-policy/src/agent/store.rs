@@ -22,7 +22,13 @@ pub struct Persisted {
 
 impl Persisted {
     pub fn source_docs(&self) -> Vec<SourceDoc> {
-        self.sources.iter().map(|(p, t)| SourceDoc { path: p.clone(), text: t.clone() }).collect()
+        self.sources
+            .iter()
+            .map(|(p, t)| SourceDoc {
+                path: p.clone(),
+                text: t.clone(),
+            })
+            .collect()
     }
 
     /// Bumps the revision and logs why.
@@ -32,7 +38,12 @@ impl Persisted {
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_secs())
             .unwrap_or(0);
-        self.revisions.push(RevisionInfo { revision: self.revision, unix_time, action: action.into(), paths });
+        self.revisions.push(RevisionInfo {
+            revision: self.revision,
+            unix_time,
+            action: action.into(),
+            paths,
+        });
         if self.revisions.len() > REVISION_LOG {
             self.revisions.remove(0);
         }
@@ -43,9 +54,15 @@ impl Persisted {
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("{path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("{path}: not a valid agent state file: {source}")]
-    Corrupt { path: PathBuf, source: serde_json::Error },
+    Corrupt {
+        path: PathBuf,
+        source: serde_json::Error,
+    },
 }
 
 pub struct Store {
@@ -54,28 +71,47 @@ pub struct Store {
 
 impl Store {
     pub fn new(state_dir: &Path) -> Result<Store, StoreError> {
-        std::fs::create_dir_all(state_dir).map_err(|e| StoreError::Io { path: state_dir.into(), source: e })?;
-        Ok(Store { path: state_dir.join("state.json") })
+        std::fs::create_dir_all(state_dir).map_err(|e| StoreError::Io {
+            path: state_dir.into(),
+            source: e,
+        })?;
+        Ok(Store {
+            path: state_dir.join("state.json"),
+        })
     }
 
     /// The saved state, or an empty one on first start.
     pub fn load(&self) -> Result<Persisted, StoreError> {
         match std::fs::read(&self.path) {
-            Ok(bytes) => serde_json::from_slice(&bytes)
-                .map_err(|e| StoreError::Corrupt { path: self.path.clone(), source: e }),
+            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| StoreError::Corrupt {
+                path: self.path.clone(),
+                source: e,
+            }),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Persisted::default()),
-            Err(e) => Err(StoreError::Io { path: self.path.clone(), source: e }),
+            Err(e) => Err(StoreError::Io {
+                path: self.path.clone(),
+                source: e,
+            }),
         }
     }
 
     pub fn save(&self, state: &Persisted) -> Result<(), StoreError> {
         let tmp = self.path.with_extension("json.tmp");
-        let io = |e| StoreError::Io { path: tmp.clone(), source: e };
-        let bytes = serde_json::to_vec_pretty(state).map_err(|e| StoreError::Corrupt { path: tmp.clone(), source: e })?;
+        let io = |e| StoreError::Io {
+            path: tmp.clone(),
+            source: e,
+        };
+        let bytes = serde_json::to_vec_pretty(state).map_err(|e| StoreError::Corrupt {
+            path: tmp.clone(),
+            source: e,
+        })?;
         let mut f = std::fs::File::create(&tmp).map_err(io)?;
         f.write_all(&bytes).map_err(io)?;
         f.sync_all().map_err(io)?;
-        std::fs::rename(&tmp, &self.path).map_err(|e| StoreError::Io { path: self.path.clone(), source: e })
+        std::fs::rename(&tmp, &self.path).map_err(|e| StoreError::Io {
+            path: self.path.clone(),
+            source: e,
+        })
     }
 }
 
@@ -92,7 +128,14 @@ mod tests {
         st.sources.insert("a.json".into(), "[]".into());
         st.endpoints.insert(
             7,
-            EndpointSpec { id: 7, iface: "veth7".into(), labels: vec!["id=app1".into()], ipv4: None, ipv6: None, pod: None },
+            EndpointSpec {
+                id: 7,
+                iface: "veth7".into(),
+                labels: vec!["id=app1".into()],
+                ipv4: None,
+                ipv6: None,
+                pod: None,
+            },
         );
         assert_eq!(st.bump("put", vec!["a.json".into()]), 1);
         store.save(&st).unwrap();

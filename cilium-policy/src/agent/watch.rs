@@ -51,24 +51,51 @@ fn scan(dir: &std::path::Path) -> Result<BTreeMap<String, String>, String> {
         .collect())
 }
 
-fn diff(old: &BTreeMap<String, String>, new: &BTreeMap<String, String>) -> (Vec<SourceDoc>, Vec<String>) {
+fn diff(
+    old: &BTreeMap<String, String>,
+    new: &BTreeMap<String, String>,
+) -> (Vec<SourceDoc>, Vec<String>) {
     let changed = new
         .iter()
         .filter(|(p, t)| old.get(*p) != Some(*t))
-        .map(|(p, t)| SourceDoc { path: p.clone(), text: t.clone() })
+        .map(|(p, t)| SourceDoc {
+            path: p.clone(),
+            text: t.clone(),
+        })
         .collect();
-    let removed = old.keys().filter(|p| !new.contains_key(*p)).cloned().collect();
+    let removed = old
+        .keys()
+        .filter(|p| !new.contains_key(*p))
+        .cloned()
+        .collect();
     (changed, removed)
 }
 
-fn apply(agent: &Shared, changed: Vec<SourceDoc>, removed: Vec<String>) -> Result<u64, super::error::ApiError> {
-    let mut a = agent.lock().map_err(|_| super::error::ApiError::internal("agent state lock poisoned"))?;
+fn apply(
+    agent: &Shared,
+    changed: Vec<SourceDoc>,
+    removed: Vec<String>,
+) -> Result<u64, super::error::ApiError> {
+    let mut a = agent
+        .lock()
+        .map_err(|_| super::error::ApiError::internal("agent state lock poisoned"))?;
     let mut rev = 0;
     if !changed.is_empty() {
-        rev = a.put_policy(PolicyPut { sources: changed, wait: true })?.revision;
+        rev = a
+            .put_policy(PolicyPut {
+                sources: changed,
+                wait: true,
+            })?
+            .revision;
     }
     if !removed.is_empty() {
-        rev = a.delete_policy(PolicyDelete { paths: removed, wait: true, ..PolicyDelete::default() })?.revision;
+        rev = a
+            .delete_policy(PolicyDelete {
+                paths: removed,
+                wait: true,
+                ..PolicyDelete::default()
+            })?
+            .revision;
     }
     Ok(rev)
 }

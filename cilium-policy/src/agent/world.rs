@@ -34,7 +34,10 @@ pub struct World {
 impl Default for World {
     fn default() -> Self {
         World {
-            engine: PolicyEngine::new(ir::PolicySet::default(), Cluster::new(ClusterConfig::default())),
+            engine: PolicyEngine::new(
+                ir::PolicySet::default(),
+                Cluster::new(ClusterConfig::default()),
+            ),
             endpoints: BTreeMap::new(),
             policies: BTreeMap::new(),
         }
@@ -46,7 +49,9 @@ impl Default for World {
 pub fn parse_endpoint_label(s: &str) -> Result<ir::Label, ApiError> {
     let l = parse_label(s, LabelSource::Container);
     if l.key.is_empty() || l.source == LabelSource::Any {
-        return Err(ApiError::bad_request(format!("invalid endpoint label {s:?}")));
+        return Err(ApiError::bad_request(format!(
+            "invalid endpoint label {s:?}"
+        )));
     }
     Ok(l)
 }
@@ -64,17 +69,37 @@ fn endpoint_name(id: u16) -> String {
 
 impl World {
     pub fn compute(p: &Persisted, _cfg: &AgentConfig) -> Result<World, ApiError> {
-        let sources = p.sources.iter().map(|(path, text)| Source { path: path.clone(), text: text.as_bytes().to_vec() }).collect();
+        let sources = p
+            .sources
+            .iter()
+            .map(|(path, text)| Source {
+                path: path.clone(),
+                text: text.as_bytes().to_vec(),
+            })
+            .collect();
         let mut front = parse_sources(sources);
         if front.has_errors() {
-            let diags = front.diagnostics.iter().filter(|d| d.is_error()).map(|d| d.to_string()).collect();
-            return Err(ApiError::bad_request("the policy is invalid; nothing was changed").with_diagnostics(diags));
+            let diags = front
+                .diagnostics
+                .iter()
+                .filter(|d| d.is_error())
+                .map(|d| d.to_string())
+                .collect();
+            return Err(
+                ApiError::bad_request("the policy is invalid; nothing was changed")
+                    .with_diagnostics(diags),
+            );
         }
         let mut names = BTreeMap::new();
         for spec in p.endpoints.values() {
             let name = match &spec.pod {
                 Some(pod) => {
-                    if !front.inventory.endpoints.iter().any(|e| &e.name == pod && e.kind == "Pod") {
+                    if !front
+                        .inventory
+                        .endpoints
+                        .iter()
+                        .any(|e| &e.name == pod && e.kind == "Pod")
+                    {
                         return Err(ApiError::bad_request(format!(
                             "endpoint {}: pod {pod} is not applied (apply its manifest first)",
                             spec.id
@@ -83,8 +108,17 @@ impl World {
                     pod.clone()
                 }
                 None => {
-                    let labels = spec.labels.iter().map(|l| parse_endpoint_label(l)).collect::<Result<Vec<_>, _>>()?;
-                    let ips = spec.ipv4.map(IpAddr::V4).into_iter().chain(spec.ipv6.map(IpAddr::V6)).collect();
+                    let labels = spec
+                        .labels
+                        .iter()
+                        .map(|l| parse_endpoint_label(l))
+                        .collect::<Result<Vec<_>, _>>()?;
+                    let ips = spec
+                        .ipv4
+                        .map(IpAddr::V4)
+                        .into_iter()
+                        .chain(spec.ipv6.map(IpAddr::V6))
+                        .collect();
                     front.inventory.endpoints.push(ir::Endpoint {
                         name: endpoint_name(spec.id),
                         namespace: None,
@@ -106,7 +140,9 @@ impl World {
             .map_err(|e| ApiError::bad_request(e.to_string()))?;
         let mut endpoints = BTreeMap::new();
         for (id, name) in &names {
-            let ep = cluster.endpoint(name).ok_or_else(|| ApiError::internal(format!("endpoint {name} vanished")))?;
+            let ep = cluster
+                .endpoint(name)
+                .ok_or_else(|| ApiError::internal(format!("endpoint {name} vanished")))?;
             let ipv4 = ep.ips.iter().find_map(|a| match a {
                 IpAddr::V4(v) => Some(*v),
                 _ => None,
@@ -116,26 +152,45 @@ impl World {
                 _ => None,
             });
             let iface = p.endpoints[id].iface.clone();
-            endpoints.insert(*id, LocalEndpoint { name: name.clone(), iface, labels: ep.labels.clone(), identity: ep.identity, ipv4, ipv6 });
+            endpoints.insert(
+                *id,
+                LocalEndpoint {
+                    name: name.clone(),
+                    iface,
+                    labels: ep.labels.clone(),
+                    identity: ep.identity,
+                    ipv4,
+                    ipv6,
+                },
+            );
         }
         let engine = PolicyEngine::new(front.policy, cluster);
         let policies = endpoints
             .iter()
             .filter_map(|(id, ep)| Some((*id, engine.endpoint_policy(&ep.name)?)))
             .collect();
-        Ok(World { engine, endpoints, policies })
+        Ok(World {
+            engine,
+            endpoints,
+            policies,
+        })
     }
 
     /// Paths of the sources holding a rule that carries every one of `labels`.
     pub fn sources_with_labels(&self, labels: &[String]) -> Vec<String> {
-        let want: Vec<ir::Label> = labels.iter().map(|l| parse_label(l, LabelSource::Any)).collect();
+        let want: Vec<ir::Label> = labels
+            .iter()
+            .map(|l| parse_label(l, LabelSource::Any))
+            .collect();
         let policy = &self.engine.policy;
         let mut out: Vec<String> = policy
             .rules
             .iter()
             .filter(|r| {
                 want.iter().all(|w| {
-                    r.provenance.labels.iter().any(|l| l.key == w.key && l.value == w.value && w.source.matches(&l.source))
+                    r.provenance.labels.iter().any(|l| {
+                        l.key == w.key && l.value == w.value && w.source.matches(&l.source)
+                    })
                 })
             })
             .map(|r| policy.file_path(r.provenance.file).to_string())

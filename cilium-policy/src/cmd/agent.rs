@@ -46,7 +46,10 @@ pub fn run(args: Args, global_socket: Option<PathBuf>) -> miette::Result<ExitCod
     let level = |debug: bool| EnvFilter::new(if debug { "debug" } else { "info" });
     let (filter, handle) = reload::Layer::new(level(args.debug));
     use tracing_subscriber::prelude::*;
-    tracing_subscriber::registry().with(filter).with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr)).init();
+    tracing_subscriber::registry()
+        .with(filter)
+        .with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr))
+        .init();
     let api_socket = args
         .api_socket
         .or(global_socket)

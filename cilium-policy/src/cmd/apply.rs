@@ -19,16 +19,30 @@ pub struct Args {
 pub fn apply(args: Args, api_socket: Option<&Path>) -> miette::Result<ExitCode> {
     let client = super::client_util::client(api_socket)?;
     let sources = super::client_util::read_sources(&args.files)?;
-    let reply: RevisionReply =
-        client.call(Method::PUT, "/v1/policy", Some(&PolicyPut { sources, wait: !args.no_wait }))?;
+    let reply: RevisionReply = client.call(
+        Method::PUT,
+        "/v1/policy",
+        Some(&PolicyPut {
+            sources,
+            wait: !args.no_wait,
+        }),
+    )?;
     print_revision(&reply);
     Ok(ExitCode::SUCCESS)
 }
 
 pub fn delete(args: Args, api_socket: Option<&Path>) -> miette::Result<ExitCode> {
     let client = super::client_util::client(api_socket)?;
-    let paths = args.files.iter().map(|p| super::client_util::source_key(&p.to_string_lossy())).collect();
-    let req = PolicyDelete { paths, wait: !args.no_wait, ..PolicyDelete::default() };
+    let paths = args
+        .files
+        .iter()
+        .map(|p| super::client_util::source_key(&p.to_string_lossy()))
+        .collect();
+    let req = PolicyDelete {
+        paths,
+        wait: !args.no_wait,
+        ..PolicyDelete::default()
+    };
     let reply: RevisionReply = client.call(Method::DELETE, "/v1/policy", Some(&req))?;
     print_revision(&reply);
     Ok(ExitCode::SUCCESS)

@@ -7,7 +7,10 @@ use std::path::{Path, PathBuf};
 /// The client for `--api-socket`, or a clear error when it is missing.
 pub fn client(api_socket: Option<&Path>) -> miette::Result<Client> {
     let socket = api_socket.ok_or_else(|| {
-        miette::miette!(help = "pass --api-socket PATH or set CILIUM_POLICY_API_SOCKET", "no agent socket given")
+        miette::miette!(
+            help = "pass --api-socket PATH or set CILIUM_POLICY_API_SOCKET",
+            "no agent socket given"
+        )
     })?;
     Ok(Client::new(socket)?)
 }
@@ -20,7 +23,8 @@ pub fn read_sources(paths: &[PathBuf]) -> miette::Result<Vec<SourceDoc>> {
         .into_iter()
         .map(|s| {
             let path = source_key(&s.path);
-            let text = String::from_utf8(s.text).map_err(|_| miette::miette!("{path}: not UTF-8"))?;
+            let text =
+                String::from_utf8(s.text).map_err(|_| miette::miette!("{path}: not UTF-8"))?;
             Ok(SourceDoc { path, text })
         })
         .collect()
@@ -28,5 +32,7 @@ pub fn read_sources(paths: &[PathBuf]) -> miette::Result<Vec<SourceDoc>> {
 
 /// The key a path is stored under: absolute and normalized when the file exists, as given otherwise.
 pub fn source_key(path: &str) -> String {
-    std::fs::canonicalize(path).map(|p| p.display().to_string()).unwrap_or_else(|_| path.to_string())
+    std::fs::canonicalize(path)
+        .map(|p| p.display().to_string())
+        .unwrap_or_else(|_| path.to_string())
 }

@@ -45,7 +45,14 @@ pub enum Sub {
 pub fn run(args: Args, api_socket: Option<&Path>) -> miette::Result<ExitCode> {
     let client = super::client_util::client(api_socket)?;
     match args.command {
-        Sub::Add { id, pod, labels, ipv4, ipv6, iface } => {
+        Sub::Add {
+            id,
+            pod,
+            labels,
+            ipv4,
+            ipv6,
+            iface,
+        } => {
             if pod.is_none() && labels.is_empty() {
                 return Err(miette::miette!("give --pod NAMESPACE/NAME or --labels"));
             }
@@ -59,20 +66,32 @@ pub fn run(args: Args, api_socket: Option<&Path>) -> miette::Result<ExitCode> {
                         .ok_or_else(|| miette::miette!("no free endpoint id"))?
                 }
             };
-            let spec = EndpointSpec { id, iface, labels, ipv4, ipv6, pod };
-            let r: RevisionReply = client.call(Method::PUT, &format!("/v1/endpoint/{id}"), Some(&spec))?;
+            let spec = EndpointSpec {
+                id,
+                iface,
+                labels,
+                ipv4,
+                ipv6,
+                pod,
+            };
+            let r: RevisionReply =
+                client.call(Method::PUT, &format!("/v1/endpoint/{id}"), Some(&spec))?;
             println!("Endpoint {id} created (revision {})", r.revision);
         }
         Sub::List { output } => {
             let eps: Vec<EndpointStatus> = client.get("/v1/endpoint")?;
             if output.is_some() {
-                println!("{}", serde_json::to_string_pretty(&eps).map_err(|e| miette::miette!("{e}"))?);
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&eps).map_err(|e| miette::miette!("{e}"))?
+                );
             } else {
                 print!("{}", render_list(&eps));
             }
         }
         Sub::Delete { id } => {
-            let r: RevisionReply = client.call(Method::DELETE, &format!("/v1/endpoint/{id}"), None::<&()>)?;
+            let r: RevisionReply =
+                client.call(Method::DELETE, &format!("/v1/endpoint/{id}"), None::<&()>)?;
             println!("Endpoint {id} deleted (revision {})", r.revision);
         }
     }
@@ -83,7 +102,14 @@ pub fn run(args: Args, api_socket: Option<&Path>) -> miette::Result<ExitCode> {
 pub fn render_list(eps: &[EndpointStatus]) -> String {
     let mut out = format!(
         "{:<9} {:<16} {:<15} {:<9} {:<40} {:<26} {:<16} {}\n",
-        "ENDPOINT", "POLICY (ingress)", "POLICY (egress)", "IDENTITY", "LABELS (source:key[=value])", "IPv6", "IPv4", "STATUS"
+        "ENDPOINT",
+        "POLICY (ingress)",
+        "POLICY (egress)",
+        "IDENTITY",
+        "LABELS (source:key[=value])",
+        "IPv6",
+        "IPv4",
+        "STATUS"
     );
     let onoff = |b: bool| if b { "Enabled" } else { "Disabled" };
     for e in eps {
@@ -92,7 +118,14 @@ pub fn render_list(eps: &[EndpointStatus]) -> String {
         let v4 = e.ipv4.map(|a| a.to_string()).unwrap_or_default();
         out += &format!(
             "{:<9} {:<16} {:<15} {:<9} {:<40} {:<26} {:<16} {}\n",
-            e.id, onoff(e.ingress_enforced), onoff(e.egress_enforced), e.identity, first, v6, v4, e.state
+            e.id,
+            onoff(e.ingress_enforced),
+            onoff(e.egress_enforced),
+            e.identity,
+            first,
+            v6,
+            v4,
+            e.state
         );
         for l in e.labels.iter().skip(1) {
             out += &format!("{:<9} {:<16} {:<15} {:<9} {}\n", "", "", "", "", l);

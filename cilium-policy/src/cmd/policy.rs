@@ -42,23 +42,44 @@ pub fn run(args: Args, api_socket: Option<&Path>) -> miette::Result<ExitCode> {
     match args.command {
         Sub::Import { file, no_wait } => {
             let sources = super::client_util::read_sources(&[file])?;
-            let r: RevisionReply = client.call(Method::PUT, "/v1/policy", Some(&PolicyPut { sources, wait: !no_wait }))?;
+            let r: RevisionReply = client.call(
+                Method::PUT,
+                "/v1/policy",
+                Some(&PolicyPut {
+                    sources,
+                    wait: !no_wait,
+                }),
+            )?;
             super::apply::print_revision(&r);
         }
         Sub::Get { output } => {
             let p: PolicyReply = client.get("/v1/policy")?;
             if output.is_some() {
-                println!("{}", serde_json::to_string_pretty(&p).map_err(|e| miette::miette!("{e}"))?);
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&p).map_err(|e| miette::miette!("{e}"))?
+                );
             } else {
                 print!("{}", p.rules);
                 println!("Revision: {}", p.revision);
             }
         }
-        Sub::Delete { all, labels, no_wait } => {
+        Sub::Delete {
+            all,
+            labels,
+            no_wait,
+        } => {
             if all == !labels.is_empty() {
-                return Err(miette::miette!("give either --all or labels of the rules to delete"));
+                return Err(miette::miette!(
+                    "give either --all or labels of the rules to delete"
+                ));
             }
-            let req = PolicyDelete { all, labels, wait: !no_wait, ..PolicyDelete::default() };
+            let req = PolicyDelete {
+                all,
+                labels,
+                wait: !no_wait,
+                ..PolicyDelete::default()
+            };
             let r: RevisionReply = client.call(Method::DELETE, "/v1/policy", Some(&req))?;
             super::apply::print_revision(&r);
         }

@@ -14,10 +14,16 @@ pub struct Args {
 pub fn run(args: Args, api_socket: Option<&Path>) -> miette::Result<ExitCode> {
     let h: Healthz = super::client_util::client(api_socket)?.get("/v1/healthz")?;
     if args.output.is_some() {
-        println!("{}", serde_json::to_string_pretty(&h).map_err(|e| miette::miette!("{e}"))?);
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&h).map_err(|e| miette::miette!("{e}"))?
+        );
         return Ok(ExitCode::SUCCESS);
     }
-    println!("Agent:          {}", if h.status == "ok" { "Ok" } else { &h.status });
+    println!(
+        "Agent:          {}",
+        if h.status == "ok" { "Ok" } else { &h.status }
+    );
     println!("Datapath:       {}", h.datapath);
     println!("Policy:         revision {}", h.policy_revision);
     println!("Endpoints:      {}", h.endpoints);

@@ -1,8 +1,8 @@
 //! A running agent for root integration tests: started inside a node network namespace with a
 //! private bpffs and state directory, driven through the real CLI, killed on drop.
 
-use runtime_loader::testkit::{PrivateBpffs, TempDir};
 use runtime_loader::testkit::Netns;
+use runtime_loader::testkit::{PrivateBpffs, TempDir};
 use std::os::fd::AsRawFd;
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
@@ -38,7 +38,13 @@ impl Agent {
         let dir = TempDir::new("cpag");
         let bpffs = PrivateBpffs::new();
         let socket = dir.path.join("agent.sock");
-        let mut a = Agent { child: None, bpffs, dir, socket, netns: node.path() };
+        let mut a = Agent {
+            child: None,
+            bpffs,
+            dir,
+            socket,
+            netns: node.path(),
+        };
         a.spawn();
         a
     }
@@ -79,7 +85,12 @@ impl Agent {
     }
 
     pub fn cli(&self, args: &[&str]) -> Output {
-        Command::new(BIN).arg("--api-socket").arg(&self.socket).args(args).output().expect("running the CLI")
+        Command::new(BIN)
+            .arg("--api-socket")
+            .arg(&self.socket)
+            .args(args)
+            .output()
+            .expect("running the CLI")
     }
 
     /// Runs the CLI and returns stdout, failing the test with stderr and the agent log otherwise.
