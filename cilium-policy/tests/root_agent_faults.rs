@@ -44,18 +44,7 @@ fn setup(net: u8) -> (Setup, Agent) {
         (2, &app2, "id=app2"),
         (3, &app3, "id=app3"),
     ] {
-        agent.ok(&[
-            "endpoint",
-            "add",
-            "--id",
-            &id.to_string(),
-            "--labels",
-            label,
-            "--ipv4",
-            &ep.addr.to_string(),
-            "--iface",
-            &ep.host,
-        ]);
+        agent.add_endpoint(id, label, ep);
     }
     (
         Setup {

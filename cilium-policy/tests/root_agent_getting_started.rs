@@ -53,19 +53,7 @@ fn root_getting_started_l3_l4_policy() {
         (3, &app2, "id=app2"),
         (4, &app3, "id=app3"),
     ] {
-        let ip = ep.addr.to_string();
-        agent.ok(&[
-            "endpoint",
-            "add",
-            "--id",
-            &id.to_string(),
-            "--labels",
-            label,
-            "--ipv4",
-            &ip,
-            "--iface",
-            &ep.host,
-        ]);
+        agent.add_endpoint(id, label, ep);
     }
     let list = agent.ok(&["endpoint", "list"]);
     assert!(

@@ -211,26 +211,24 @@ impl Agent {
         r: &EndpointRef,
         patch: EndpointPatch,
     ) -> Result<RevisionReply, ApiError> {
-        let id = self.resolve_ref(r)?;
-        let mut next = self.persisted.clone();
-        let ep = next
-            .endpoints
-            .get_mut(&id)
-            .ok_or_else(|| ApiError::not_found(format!("endpoint {id} not found")))?;
-        if let Some(i) = patch.iface {
-            self.check_iface(&i)?;
-            ep.iface = i;
+        if let Some(i) = &patch.iface {
+            self.check_iface(i)?;
         }
-        if let Some(l) = patch.labels {
-            ep.labels = l;
-        }
-        if patch.ipv4.is_some() {
-            ep.ipv4 = patch.ipv4;
-        }
-        if patch.ipv6.is_some() {
-            ep.ipv6 = patch.ipv6;
-        }
-        self.commit(next, "endpoint", vec![format!("endpoint/{id}")], true)
+        self.edit_endpoint(r, |ep| {
+            if let Some(i) = patch.iface {
+                ep.iface = i;
+            }
+            if let Some(l) = patch.labels {
+                ep.labels = l;
+            }
+            if patch.ipv4.is_some() {
+                ep.ipv4 = patch.ipv4;
+            }
+            if patch.ipv6.is_some() {
+                ep.ipv6 = patch.ipv6;
+            }
+            Ok(())
+        })
     }
 
     /// `PUT /v1/endpoint/{id}/labels`: all deletions must name existing labels (460 otherwise).
@@ -239,30 +237,42 @@ impl Agent {
         r: &EndpointRef,
         patch: LabelsPatch,
     ) -> Result<RevisionReply, ApiError> {
+        self.edit_endpoint(r, |ep| {
+            if ep.pod.is_some() {
+                return Err(ApiError::bad_request(
+                    "labels of a pod endpoint come from its Pod; re-apply the Pod",
+                ));
+            }
+            for d in &patch.delete {
+                let pos = ep
+                    .labels
+                    .iter()
+                    .position(|l| l == d)
+                    .ok_or_else(|| ApiError::custom(460, format!("label {d} not found")))?;
+                ep.labels.remove(pos);
+            }
+            for a in patch.add {
+                if !ep.labels.contains(&a) {
+                    ep.labels.push(a);
+                }
+            }
+            Ok(())
+        })
+    }
+
+    /// Applies `f` to a copy of the endpoint's spec and commits the result.
+    fn edit_endpoint(
+        &mut self,
+        r: &EndpointRef,
+        f: impl FnOnce(&mut EndpointSpec) -> Result<(), ApiError>,
+    ) -> Result<RevisionReply, ApiError> {
         let id = self.resolve_ref(r)?;
         let mut next = self.persisted.clone();
         let ep = next
             .endpoints
             .get_mut(&id)
             .ok_or_else(|| ApiError::not_found(format!("endpoint {id} not found")))?;
-        if ep.pod.is_some() {
-            return Err(ApiError::bad_request(
-                "labels of a pod endpoint come from its Pod; re-apply the Pod",
-            ));
-        }
-        for d in &patch.delete {
-            let pos = ep
-                .labels
-                .iter()
-                .position(|l| l == d)
-                .ok_or_else(|| ApiError::custom(460, format!("label {d} not found")))?;
-            ep.labels.remove(pos);
-        }
-        for a in patch.add {
-            if !ep.labels.contains(&a) {
-                ep.labels.push(a);
-            }
-        }
+        f(ep)?;
         self.commit(next, "endpoint", vec![format!("endpoint/{id}")], true)
     }
 

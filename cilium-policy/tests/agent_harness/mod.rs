@@ -106,6 +106,14 @@ impl Agent {
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
+    /// `endpoint add --id ID --labels LABEL --ipv4 ADDR --iface HOST` for a test endpoint.
+    pub fn add_endpoint(&self, id: u16, label: &str, ep: &runtime_loader::testkit::Endpoint) {
+        let (id, ip) = (id.to_string(), ep.addr.to_string());
+        self.ok(&[
+            "endpoint", "add", "--id", &id, "--labels", label, "--ipv4", &ip, "--iface", &ep.host,
+        ]);
+    }
+
     /// Writes `text` to a file in the test directory and returns its path.
     pub fn file(&self, name: &str, text: &str) -> String {
         let p = self.dir.path.join(name);
