@@ -2,6 +2,9 @@
 //! with a datapath (root: inside a node network namespace with a private bpffs) or without
 //! one (`--no-datapath`, any user).
 
+// Shared by several test binaries; each uses a subset.
+#![allow(dead_code)]
+
 use runtime_loader::testkit::Netns;
 use runtime_loader::testkit::{PrivateBpffs, TempDir};
 use std::os::fd::AsRawFd;
@@ -49,7 +52,13 @@ impl Agent {
     fn start_with(datapath: Option<(PrivateBpffs, PathBuf)>, extra: Vec<String>) -> Agent {
         let dir = TempDir::new("cpag");
         let socket = dir.path.join("agent.sock");
-        let mut a = Agent { child: None, datapath, dir, socket, extra };
+        let mut a = Agent {
+            child: None,
+            datapath,
+            dir,
+            socket,
+            extra,
+        };
         a.spawn();
         a
     }
