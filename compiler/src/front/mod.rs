@@ -99,8 +99,13 @@ pub fn parse_sources(sources: Vec<Source>) -> FrontOutput {
     out
 }
 
-/// The UTF-8 text of a source, or an `invalid-encoding` diagnostic.
+/// The UTF-8 text of a source, or an `input-too-large` / `invalid-encoding` diagnostic.
 fn text_of<'t>(cx: &mut Cx<'_>, bytes: &'t [u8]) -> Option<&'t str> {
+    if bytes.len() as u64 > input::MAX_FILE_BYTES {
+        let msg = format!("file is larger than {} MiB; refusing to parse it", input::MAX_FILE_BYTES >> 20);
+        cx.report(&codes::TOO_LARGE, Span { offset: 0, len: 0, line: 1, column: 1 }, "", msg, None);
+        return None;
+    }
     let fail = |cx: &mut Cx<'_>, offset: usize, msg: String| {
         let before = &bytes[..offset];
         let line = before.iter().filter(|b| **b == b'\n').count() + 1;
