@@ -185,11 +185,28 @@ mod tests {
     /// Examples from the Kubernetes "Labels and Selectors" syntax rules.
     #[test]
     fn kubernetes_label_key_and_value_rules() {
-        for ok in ["app", "app.kubernetes.io/name", "example.com/my_key-1", "a", "A9", &"k".repeat(63)] {
+        for ok in [
+            "app",
+            "app.kubernetes.io/name",
+            "example.com/my_key-1",
+            "a",
+            "A9",
+            &"k".repeat(63),
+        ] {
             assert!(check_key(ok).is_ok(), "{ok}");
         }
         let long_prefix = format!("{}/x", "a".repeat(254));
-        for bad in ["", "-app", "app-", "my key", "Example.com/x", "a/b/c", &"k".repeat(64), &long_prefix, "/x"] {
+        for bad in [
+            "",
+            "-app",
+            "app-",
+            "my key",
+            "Example.com/x",
+            "a/b/c",
+            &"k".repeat(64),
+            &long_prefix,
+            "/x",
+        ] {
             assert!(check_key(bad).is_err(), "{bad}");
         }
         for ok in ["", "v1", "1.10", "a_b-c.d", &"v".repeat(63)] {
