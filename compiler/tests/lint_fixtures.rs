@@ -118,3 +118,40 @@ fn every_code_has_a_fixture() {
         "codes without a fixture in testdata/lint: {missing:?}"
     );
 }
+
+/// The lint rules' fixtures together, in the formats CI pipelines consume.
+#[test]
+fn sarif_and_github_of_the_rule_fixtures() {
+    let sources: Vec<Source> = fixtures()
+        .iter()
+        .filter(|p| {
+            p.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with("CP2"))
+        })
+        .flat_map(|p| sources(p))
+        .collect();
+    let front = parse_sources(sources);
+    let diags = compiler::lint::run(&front);
+    let map = SourceMap::new();
+    let opts = |format| render::Options {
+        format,
+        sources: &map,
+        terminal: None,
+    };
+    insta::assert_snapshot!(
+        "rule_fixtures.github",
+        render::render(&diags, &opts(Format::Github))
+    );
+    let sarif: serde_json::Value =
+        serde_json::from_str(&render::render(&diags, &opts(Format::Sarif))).expect("SARIF is JSON");
+    let run = &sarif["runs"][0];
+    let rules = run["tool"]["driver"]["rules"].as_array().expect("rules");
+    assert_eq!(rules.len(), codes::ALL.len());
+    let mut results = run["results"].clone();
+    for r in results.as_array_mut().expect("results") {
+        let i = r["ruleIndex"].as_u64().expect("ruleIndex") as usize;
+        assert_eq!(rules[i]["id"], r["ruleId"]);
+        r.as_object_mut().expect("result").remove("ruleIndex");
+    }
+    insta::assert_json_snapshot!("rule_fixtures.sarif_results", results);
+}

@@ -86,7 +86,7 @@ impl LintRule for SelectsNothing {
 /// that a selector with an `In` requirement only tries the endpoints that can match it.
 struct Endpoints {
     labels: Vec<LabelSet>,
-    by_label: HashMap<(String, String), Vec<usize>>,
+    by_label: HashMap<String, HashMap<String, Vec<usize>>>,
 }
 
 impl Endpoints {
@@ -103,11 +103,13 @@ impl Endpoints {
                 derive_labels(ep, ns, CLUSTER)
             })
             .collect();
-        let mut by_label: HashMap<(String, String), Vec<usize>> = HashMap::new();
+        let mut by_label: HashMap<String, HashMap<String, Vec<usize>>> = HashMap::new();
         for (i, set) in labels.iter().enumerate() {
             for l in set.iter() {
                 by_label
-                    .entry((l.key.clone(), l.value.clone()))
+                    .entry(l.key.clone())
+                    .or_default()
+                    .entry(l.value.clone())
                     .or_default()
                     .push(i);
             }
@@ -116,14 +118,29 @@ impl Endpoints {
     }
 
     fn any_matches(&self, sel: &Selector) -> bool {
-        let Some(req) = sel.requirements.iter().find(|r| r.operator == Operator::In) else {
-            return self.labels.iter().any(|l| sel.matches(l));
-        };
-        req.values
+        // The `In` requirement with the fewest candidate endpoints bounds the search.
+        let candidates = sel
+            .requirements
             .iter()
-            .filter_map(|v| self.by_label.get(&(req.key.key.clone(), v.clone())))
-            .flatten()
-            .any(|&i| sel.matches(&self.labels[i]))
+            .filter(|r| r.operator == Operator::In)
+            .map(|r| {
+                let lists: Vec<&[usize]> = r
+                    .values
+                    .iter()
+                    .filter_map(|v| self.by_label.get(&r.key.key)?.get(v))
+                    .map(Vec::as_slice)
+                    .collect();
+                lists
+            })
+            .min_by_key(|lists| lists.iter().map(|l| l.len()).sum::<usize>());
+        match candidates {
+            Some(lists) => lists
+                .iter()
+                .copied()
+                .flatten()
+                .any(|&i| sel.matches(&self.labels[i])),
+            None => self.labels.iter().any(|l| sel.matches(l)),
+        }
     }
 }
 

@@ -129,7 +129,15 @@ impl miette::Diagnostic for Report<'_> {
         let end = (start + self.d.span.len as usize).min(text.len());
         // A node spanning many lines (a whole rule) is labelled at its first line only.
         let end = text[start..end].find('\n').map_or(end, |n| start + n);
-        let label = if self.d.path.is_empty() {
+        // miette draws no label past the last character: point at that character instead.
+        let at_eof = start == text.len() && !text.is_empty();
+        let (start, end) = match text.char_indices().last() {
+            Some((last, _)) if at_eof => (last, text.len()),
+            _ => (start, end),
+        };
+        let label = if at_eof {
+            "end of file".to_string()
+        } else if self.d.path.is_empty() {
             "here".to_string()
         } else {
             self.d.path.clone()
