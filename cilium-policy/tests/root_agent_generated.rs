@@ -25,16 +25,25 @@ const PORTS: [(u16, &str); 3] = [(80, "TCP"), (443, "TCP"), (53, "UDP")];
 struct Lcg(u64);
 impl Lcg {
     fn next(&mut self, n: usize) -> usize {
-        self.0 = self.0.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        self.0 = self
+            .0
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
         ((self.0 >> 33) % n as u64) as usize
     }
 }
 
 fn peer(g: &mut Lcg) -> serde_json::Value {
     match g.next(4) {
-        0 => json!({"matchLabels": {"role": ["front", "back"][g.next(2)]}}),
+        0 => {
+            let role = ["front", "back"][g.next(2)];
+            json!({"matchLabels": {"role": role}})
+        }
         1 => json!({"matchLabels": {"app": PODS[g.next(4)].1}}),
-        2 => json!({"matchLabels": {"k8s:io.kubernetes.pod.namespace": ["ns-a", "ns-b"][g.next(2)]}}),
+        2 => {
+            let ns = ["ns-a", "ns-b"][g.next(2)];
+            json!({"matchLabels": {"k8s:io.kubernetes.pod.namespace": ns}})
+        }
         _ => json!({}),
     }
 }
@@ -43,12 +52,19 @@ fn policy(g: &mut Lcg, i: usize) -> serde_json::Value {
     let (ns, _, _) = PODS[g.next(4)];
     let mut rule = json!({});
     if g.next(3) > 0 {
-        let ports: Vec<_> = (0..1 + g.next(2)).map(|_| PORTS[g.next(3)]).map(|(p, pr)| json!({"port": p.to_string(), "protocol": pr})).collect();
+        let ports: Vec<_> = (0..1 + g.next(2))
+            .map(|_| PORTS[g.next(3)])
+            .map(|(p, pr)| json!({"port": p.to_string(), "protocol": pr}))
+            .collect();
         rule["toPorts"] = json!([{"ports": ports}]);
     }
     let egress = g.next(3) == 0;
     let deny = g.next(5) == 0;
-    rule[if egress { "toEndpoints" } else { "fromEndpoints" }] = json!([peer(g)]);
+    rule[if egress {
+        "toEndpoints"
+    } else {
+        "fromEndpoints"
+    }] = json!([peer(g)]);
     let key = match (egress, deny) {
         (false, false) => "ingress",
         (false, true) => "ingressDeny",
@@ -64,7 +80,11 @@ fn policy(g: &mut Lcg, i: usize) -> serde_json::Value {
 
 fn resolve(agent: &Agent, from: usize, to: usize, port: u16, proto: &str) -> bool {
     let mut s = std::os::unix::net::UnixStream::connect(&agent.socket).unwrap();
-    let q = format!("/v1/policy/resolve?from={}&to={}&port={port}&protocol={proto}", from + 1, to + 1);
+    let q = format!(
+        "/v1/policy/resolve?from={}&to={}&port={port}&protocol={proto}",
+        from + 1,
+        to + 1
+    );
     write!(s, "GET {q} HTTP/1.0\r\nHost: agent\r\n\r\n").unwrap();
     let mut out = String::new();
     s.read_to_string(&mut out).unwrap();
@@ -79,8 +99,13 @@ fn root_generated_policies_match_resolve_on_real_sockets() {
         return;
     }
     let node = node_netns();
-    let eps: Vec<Endpoint> = (0..4).map(|i| Endpoint::new(&node, Ipv4Addr::new(10, 96, 0, 10 + i as u8))).collect();
-    let _srv: Vec<Responder> = eps.iter().flat_map(|e| PORTS.map(|(p, _)| Responder::start(&e.ns, e.addr, p))).collect();
+    let eps: Vec<Endpoint> = (0..4)
+        .map(|i| Endpoint::new(&node, Ipv4Addr::new(10, 96, 0, 10 + i as u8)))
+        .collect();
+    let _srv: Vec<Responder> = eps
+        .iter()
+        .flat_map(|e| PORTS.map(|(p, _)| Responder::start(&e.ns, e.addr, p)))
+        .collect();
     let agent = Agent::start(&node);
     let mut manifests = String::new();
     for ns in ["ns-a", "ns-b"] {
@@ -94,19 +119,41 @@ fn root_generated_policies_match_resolve_on_real_sockets() {
     }
     agent.ok(&["apply", "-f", &agent.file("pods.yaml", &manifests)]);
     for (i, ((ns, app, _), ep)) in PODS.iter().zip(&eps).enumerate() {
-        agent.ok(&["endpoint", "add", "--id", &(i + 1).to_string(), "--pod", &format!("{ns}/{app}"), "--iface", &ep.host]);
+        agent.ok(&[
+            "endpoint",
+            "add",
+            "--id",
+            &(i + 1).to_string(),
+            "--pod",
+            &format!("{ns}/{app}"),
+            "--iface",
+            &ep.host,
+        ]);
     }
     let mut g = Lcg(0x5eed);
     let mut checked = (0, 0);
+    let mut previous: Vec<String> = Vec::new();
     for scenario in 0..3 {
         let n = 2 + g.next(3);
         let files: Vec<String> = (0..n)
-            .map(|i| agent.file(&format!("s{scenario}-p{i}.json"), &policy(&mut g, i).to_string()))
+            .map(|i| {
+                agent.file(
+                    &format!("s{scenario}-p{i}.json"),
+                    &policy(&mut g, i).to_string(),
+                )
+            })
             .collect();
-        agent.ok(&["policy", "delete", "--all"]);
+        // `policy delete --all` would also withdraw the pods (and is refused while endpoints
+        // use them): withdraw the previous scenario's files instead.
+        if !previous.is_empty() {
+            let mut args = vec!["delete", "-f"];
+            args.extend(previous.iter().map(String::as_str));
+            agent.ok(&args);
+        }
         let mut args = vec!["apply", "-f"];
         args.extend(files.iter().map(String::as_str));
         agent.ok(&args);
+        previous = files;
         for from in 0..4 {
             for to in (0..4).filter(|t| *t != from) {
                 for (port, proto) in PORTS {
@@ -116,15 +163,24 @@ fn root_generated_policies_match_resolve_on_real_sockets() {
                         _ => udp_ok(&eps[from].ns, eps[to].addr, port, T),
                     };
                     assert_eq!(
-                        got, want,
+                        got,
+                        want,
                         "scenario {scenario}: {} -> {} {port}/{proto}\n{}",
-                        PODS[from].1, PODS[to].1,
+                        PODS[from].1,
+                        PODS[to].1,
                         agent.ok(&["policy", "get"])
                     );
-                    if want { checked.0 += 1 } else { checked.1 += 1 }
+                    if want {
+                        checked.0 += 1
+                    } else {
+                        checked.1 += 1
+                    }
                 }
             }
         }
     }
-    assert!(checked.0 > 0 && checked.1 > 0, "the scenarios cover both verdicts: {checked:?}");
+    assert!(
+        checked.0 > 0 && checked.1 > 0,
+        "the scenarios cover both verdicts: {checked:?}"
+    );
 }
