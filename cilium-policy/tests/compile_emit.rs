@@ -24,6 +24,19 @@ fn compile(args: &[&str]) -> (i32, String, String) {
     )
 }
 
+/// Compiles the getting-started fixture into a temporary `out/`: (dir, exit code, stderr).
+fn compile_getting_started() -> (tempfile::TempDir, i32, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    let (code, _, stderr) = compile(&[
+        "-f",
+        fixture("getting-started").to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+    ]);
+    (dir, code, stderr)
+}
+
 #[test]
 fn emit_snapshots_getting_started() {
     for emit in ["ir", "c", "maps"] {
@@ -36,14 +49,8 @@ fn emit_snapshots_getting_started() {
 
 #[test]
 fn output_directory_has_manifest_and_endpoint_folders() {
-    let dir = tempfile::tempdir().unwrap();
+    let (dir, code, stderr) = compile_getting_started();
     let out = dir.path().join("out");
-    let (code, _, stderr) = compile(&[
-        "-f",
-        fixture("getting-started").to_str().unwrap(),
-        "-o",
-        out.to_str().unwrap(),
-    ]);
     if stderr.contains("clang not found") {
         eprintln!("skipping: {stderr}");
         return;
@@ -96,14 +103,8 @@ fn root_every_compiled_object_loads_with_its_images() {
         eprintln!("skipping root_every_compiled_object_loads_with_its_images: needs root (BPF)");
         return;
     }
-    let dir = tempfile::tempdir().unwrap();
+    let (dir, code, stderr) = compile_getting_started();
     let out = dir.path().join("out");
-    let (code, _, stderr) = compile(&[
-        "-f",
-        fixture("getting-started").to_str().unwrap(),
-        "-o",
-        out.to_str().unwrap(),
-    ]);
     assert_eq!(code, 0, "{stderr}");
     let manifest: codegen::output::Manifest =
         serde_json::from_slice(&std::fs::read(out.join("manifest.json")).unwrap()).unwrap();
