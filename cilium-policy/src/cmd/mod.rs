@@ -5,5 +5,6 @@ pub mod compile;
 pub mod connectivity;
 pub mod endpoints;
 pub mod lint;
+pub mod semload;
 pub mod test;
 pub mod trace;
