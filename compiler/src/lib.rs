@@ -2,6 +2,7 @@
 
 pub mod cluster;
 pub mod diag;
+pub mod front;
 pub mod identity;
 pub mod labelsel;
 pub mod selcache;

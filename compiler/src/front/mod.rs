@@ -1,0 +1,156 @@
+//! The front end: bytes → spanned syntax trees → decoded, validated objects → one
+//! [`ir::PolicySet`] plus the endpoint [`ir::Inventory`], with a diagnostic for every problem.
+//!
+//! Stages: [`input`] reads paths; [`yaml`] builds [`node::Node`] trees (JSON is read as YAML 1.2
+//! flow); [`objects`] recognises each document and dispatches to the decoders
+//! ([`k8s_netpol`], [`cilium_rule`], [`workload`]); [`lower`] applies Cilium's namespacing and
+//! commits an object's rules only if it decoded without error.
+
+pub mod cidr;
+pub mod cilium_peers;
+pub mod cilium_ports;
+pub mod cilium_rule;
+pub mod codes;
+pub mod decode;
+pub mod input;
+pub mod k8s_netpol;
+pub mod l7;
+pub mod lower;
+pub mod node;
+pub mod objects;
+pub mod ports;
+pub mod selector;
+pub mod workload;
+pub mod yaml;
+
+pub use codes::FRONT_CODES;
+pub use input::{read_inputs, InputError, Source};
+
+use crate::diag::Diagnostic;
+use decode::Cx;
+use ir::Span;
+use std::path::PathBuf;
+use yaml::ReadError;
+
+/// An object of a kind the front end does not decode (listed in verbose output).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Skipped {
+    pub file: String,
+    pub span: Span,
+    pub api_version: String,
+    pub kind: String,
+    pub name: String,
+}
+
+/// Everything the front end produced. `policy.files[i]` is `sources[i]`.
+#[derive(Debug, Default)]
+pub struct FrontOutput {
+    pub sources: Vec<Source>,
+    pub policy: ir::PolicySet,
+    pub inventory: ir::Inventory,
+    pub diagnostics: Vec<Diagnostic>,
+    pub skipped: Vec<Skipped>,
+}
+
+impl FrontOutput {
+    pub fn has_errors(&self) -> bool {
+        self.diagnostics.iter().any(Diagnostic::is_error)
+    }
+}
+
+/// Reads the paths and parses them (see [`read_inputs`] and [`parse_sources`]).
+pub fn load(paths: &[PathBuf]) -> Result<FrontOutput, InputError> {
+    Ok(parse_sources(read_inputs(paths)?))
+}
+
+/// Parses, validates and lowers every source. Never fails: problems are diagnostics, and an
+/// object with an error contributes nothing to `policy` or `inventory`.
+pub fn parse_sources(sources: Vec<Source>) -> FrontOutput {
+    let mut out = FrontOutput::default();
+    for src in &sources {
+        let file = out.policy.add_file(&src.path);
+        let mut cx = Cx::new(&src.path);
+        if let Some(text) = text_of(&mut cx, &src.text) {
+            let stem = std::path::Path::new(&src.path)
+                .file_stem()
+                .map_or_else(|| src.path.clone(), |s| s.to_string_lossy().into_owned());
+            let mut sink = objects::Sink {
+                file,
+                stem,
+                policy: &mut out.policy,
+                inventory: &mut out.inventory,
+                skipped: &mut out.skipped,
+            };
+            for doc in yaml::read_stream(text, yaml::Limits::default()) {
+                for e in &doc.errors {
+                    cx.emit(read_error(&src.path, e));
+                }
+                match &doc.root {
+                    Some(root) if doc.errors.is_empty() => objects::document(&mut cx, root, &mut sink),
+                    // Still checked, so every independent error is reported, but into scratch output.
+                    Some(root) => objects::document(&mut cx, root, &mut sink.scratch().sink()),
+                    None => {}
+                }
+            }
+        }
+        out.diagnostics.append(&mut cx.diags);
+    }
+    out.sources = sources;
+    out
+}
+
+/// The UTF-8 text of a source, or an `invalid-encoding` diagnostic.
+fn text_of<'t>(cx: &mut Cx<'_>, bytes: &'t [u8]) -> Option<&'t str> {
+    let fail = |cx: &mut Cx<'_>, offset: usize, msg: String| {
+        let before = &bytes[..offset];
+        let line = before.iter().filter(|b| **b == b'\n').count() + 1;
+        let col = offset - before.iter().rposition(|b| *b == b'\n').map_or(0, |p| p + 1) + 1;
+        let span = Span {
+            offset: offset as u32,
+            len: 1,
+            line: line as u32,
+            column: col as u32,
+        };
+        cx.report(
+            &codes::INVALID_ENCODING,
+            span,
+            "",
+            msg,
+            Some("policy files must be UTF-8 text".into()),
+        );
+    };
+    if bytes.starts_with(&[0xFF, 0xFE]) || bytes.starts_with(&[0xFE, 0xFF]) {
+        fail(cx, 0, "file is UTF-16 encoded".into());
+        return None;
+    }
+    match std::str::from_utf8(bytes) {
+        Err(e) => {
+            fail(
+                cx,
+                e.valid_up_to(),
+                format!("file is not UTF-8: invalid byte sequence at byte {}", e.valid_up_to()),
+            );
+            None
+        }
+        Ok(t) => match t.find('\0') {
+            Some(i) => {
+                fail(cx, i, "file contains NUL bytes (binary data?)".into());
+                None
+            }
+            None => Some(t),
+        },
+    }
+}
+
+fn read_error(file: &str, e: &ReadError) -> Diagnostic {
+    let code = match e {
+        ReadError::Syntax { .. } | ReadError::ComplexKey { .. } => &codes::SYNTAX,
+        ReadError::DuplicateKey { .. } => &codes::DUPLICATE_KEY,
+        ReadError::TooManyNodes { .. } | ReadError::TooDeep { .. } => &codes::TOO_LARGE,
+    };
+    let d = Diagnostic::new(code, file, e.span(), "", e.to_string());
+    match e {
+        ReadError::DuplicateKey { key, .. } => d.with_help(format!("remove one of the two `{key}` entries")),
+        _ => d,
+    }
+}
