@@ -35,9 +35,11 @@ pub struct Conn {
 
 /// `TCP 80, UDP 53, SCTP 1000-2000`, or `all` when every port of every protocol is open.
 pub fn ports_text(ranges: &[PortRange]) -> String {
-    let full = compiler::policy::connectivity::PROTOCOLS
-        .iter()
-        .all(|p| ranges.iter().any(|r| r.protocol == *p && r.first == 0 && r.last == 65535));
+    let full = compiler::policy::connectivity::PROTOCOLS.iter().all(|p| {
+        ranges
+            .iter()
+            .any(|r| r.protocol == *p && r.first == 0 && r.last == 65535)
+    });
     if full {
         return "all".into();
     }
@@ -54,17 +56,34 @@ pub fn ports_text(ranges: &[PortRange]) -> String {
 
 /// Every allowed connection between endpoints, from world to endpoints, and from endpoints to world.
 pub fn connections(e: &PolicyEngine) -> Vec<Conn> {
-    let world = End { policy: None, identity: NumericIdentity::WORLD, addr: None };
+    let world = End {
+        policy: None,
+        identity: NumericIdentity::WORLD,
+        addr: None,
+    };
     let ends: Vec<(String, End)> = e
         .cluster
         .endpoints()
-        .map(|ep| (ep.name.clone(), End { policy: e.policy_of(&ep.name), identity: ep.identity, addr: ep.ips.first().copied() }))
+        .map(|ep| {
+            (
+                ep.name.clone(),
+                End {
+                    policy: e.policy_of(&ep.name),
+                    identity: ep.identity,
+                    addr: ep.ips.first().copied(),
+                },
+            )
+        })
         .collect();
     let mut out = Vec::new();
     let mut push = |src: &str, dst: &str, s: End, d: End| {
         let ranges = allowed_ranges(s, d);
         if !ranges.is_empty() {
-            out.push(Conn { src: src.to_string(), dst: dst.to_string(), ranges });
+            out.push(Conn {
+                src: src.to_string(),
+                dst: dst.to_string(),
+                ranges,
+            });
         }
     };
     for (sn, s) in &ends {
@@ -98,7 +117,15 @@ fn render(conns: &[Conn], o: Output) -> String {
             let _ = writeln!(s, "src\tdst\tproto\tports");
             for c in conns {
                 for r in &c.ranges {
-                    let _ = writeln!(s, "{}\t{}\t{}\t{}-{}", c.src, c.dst, r.protocol.name().to_lowercase(), r.first, r.last);
+                    let _ = writeln!(
+                        s,
+                        "{}\t{}\t{}\t{}-{}",
+                        c.src,
+                        c.dst,
+                        r.protocol.name().to_lowercase(),
+                        r.first,
+                        r.last
+                    );
                 }
             }
         }
@@ -125,7 +152,13 @@ fn render(conns: &[Conn], o: Output) -> String {
         Output::Dot => {
             let _ = writeln!(s, "digraph connectivity {{");
             for c in conns {
-                let _ = writeln!(s, "  {:?} -> {:?} [label={:?}];", c.src, c.dst, ports_text(&c.ranges));
+                let _ = writeln!(
+                    s,
+                    "  {:?} -> {:?} [label={:?}];",
+                    c.src,
+                    c.dst,
+                    ports_text(&c.ranges)
+                );
             }
             let _ = writeln!(s, "}}");
         }

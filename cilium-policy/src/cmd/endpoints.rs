@@ -25,9 +25,23 @@ pub fn run(a: Args) -> miette::Result<ExitCode> {
     for ep in engine.cluster.endpoints() {
         let pol = engine.policy_of(&ep.name);
         let (ing, eg) = pol.map_or((false, false), |p| (p.ingress_enforced, p.egress_enforced));
-        let relevant = engine.cluster.identity(ep.identity).map(|i| i.labels.clone()).unwrap_or_default();
-        let v6: Vec<String> = ep.ips.iter().filter(|i| i.is_ipv6()).map(|i| i.to_string()).collect();
-        let v4: Vec<String> = ep.ips.iter().filter(|i| i.is_ipv4()).map(|i| i.to_string()).collect();
+        let relevant = engine
+            .cluster
+            .identity(ep.identity)
+            .map(|i| i.labels.clone())
+            .unwrap_or_default();
+        let v6: Vec<String> = ep
+            .ips
+            .iter()
+            .filter(|i| i.is_ipv6())
+            .map(|i| i.to_string())
+            .collect();
+        let v4: Vec<String> = ep
+            .ips
+            .iter()
+            .filter(|i| i.is_ipv4())
+            .map(|i| i.to_string())
+            .collect();
         rows.push((ep, ing, eg, relevant, v6, v4));
     }
     let word = |b: bool| if b { "Enabled" } else { "Disabled" };
@@ -41,14 +55,33 @@ pub fn run(a: Args) -> miette::Result<ExitCode> {
                            "ipv6": v6, "ipv4": v4, "status": "ready"})
                 })
                 .collect();
-            println!("{}", serde_json::to_string_pretty(&list).unwrap_or_default());
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&list).unwrap_or_default()
+            );
         }
         Output::Text => {
-            let w = rows.iter().map(|r| r.0.name.len()).max().unwrap_or(8).max(8);
-            let lw = rows.iter().flat_map(|r| r.3.iter().map(|l| l.to_string().len())).max().unwrap_or(27).max(27);
+            let w = rows
+                .iter()
+                .map(|r| r.0.name.len())
+                .max()
+                .unwrap_or(8)
+                .max(8);
+            let lw = rows
+                .iter()
+                .flat_map(|r| r.3.iter().map(|l| l.to_string().len()))
+                .max()
+                .unwrap_or(27)
+                .max(27);
             println!(
                 "{:<w$}  {:<19}  {:<18}  {:<8}  {:<lw$}  {:<24}  {:<15}  STATUS",
-                "ENDPOINT", "POLICY (ingress)", "POLICY (egress)", "IDENTITY", "LABELS (source:key[=value])", "IPv6", "IPv4"
+                "ENDPOINT",
+                "POLICY (ingress)",
+                "POLICY (egress)",
+                "IDENTITY",
+                "LABELS (source:key[=value])",
+                "IPv6",
+                "IPv4"
             );
             println!("{:<w$}  {:<19}  {:<18}", "", "ENFORCEMENT", "ENFORCEMENT");
             for (ep, ing, eg, labels, v6, v4) in &rows {

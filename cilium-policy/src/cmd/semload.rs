@@ -22,15 +22,26 @@ pub struct InputArgs {
 /// Loads the inputs; errors in them are printed and stop the command (exit 2).
 pub fn load(a: &InputArgs) -> miette::Result<PolicyEngine> {
     let out = compiler::front::load(&a.files).map_err(|e| miette!("{e}"))?;
-    let mut diags: Vec<_> = out.diagnostics.iter().filter(|d| d.is_error()).cloned().collect();
+    let mut diags: Vec<_> = out
+        .diagnostics
+        .iter()
+        .filter(|d| d.is_error())
+        .cloned()
+        .collect();
     if !diags.is_empty() {
         compiler::diag::sort(&mut diags);
         for d in &diags {
             eprintln!("{d}");
         }
-        return Err(miette!("{} error(s) in the input; run `cilium-policy lint` for details", diags.len()));
+        return Err(miette!(
+            "{} error(s) in the input; run `cilium-policy lint` for details",
+            diags.len()
+        ));
     }
-    let config = ClusterConfig { label_filter: LabelFilter::with_prefixes(&a.label_prefixes)?, ..Default::default() };
+    let config = ClusterConfig {
+        label_filter: LabelFilter::with_prefixes(&a.label_prefixes)?,
+        ..Default::default()
+    };
     let cluster = Cluster::build(&out.inventory, &out.policy, config)?;
     Ok(PolicyEngine::new(out.policy, cluster))
 }

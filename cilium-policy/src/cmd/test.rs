@@ -43,7 +43,9 @@ fn party(s: &str) -> miette::Result<PartySpec> {
         return Ok(PartySpec::Addr(a));
     }
     if let Some(n) = s.strip_prefix("identity:") {
-        let n: u32 = n.parse().map_err(|_| miette!("`{s}`: identity must be a number"))?;
+        let n: u32 = n
+            .parse()
+            .map_err(|_| miette!("`{s}`: identity must be a number"))?;
         return Ok(PartySpec::Identity(NumericIdentity(n)));
     }
     if let Some(l) = s.strip_prefix("labels:") {
@@ -64,24 +66,46 @@ fn parse(path: &str, text: &str) -> miette::Result<Vec<Row>> {
         let f: Vec<&str> = l.split('\t').map(str::trim).collect();
         if !header {
             if f != ["src", "dst", "port", "proto", "verdict"] {
-                return Err(miette!("{path}:{line}:1: expected the header `src\\tdst\\tport\\tproto\\tverdict`"));
+                return Err(miette!(
+                    "{path}:{line}:1: expected the header `src\\tdst\\tport\\tproto\\tverdict`"
+                ));
             }
             header = true;
             continue;
         }
         let [src, dst, port, proto, verdict] = f.as_slice() else {
-            return Err(miette!("{path}:{line}:1: expected 5 tab-separated fields, found {}", f.len()));
+            return Err(miette!(
+                "{path}:{line}:1: expected 5 tab-separated fields, found {}",
+                f.len()
+            ));
         };
-        let port: u16 = port.parse().map_err(|_| miette!("{path}:{line}: field `port`: `{port}` is not a port number"))?;
+        let port: u16 = port
+            .parse()
+            .map_err(|_| miette!("{path}:{line}: field `port`: `{port}` is not a port number"))?;
         let proto = Protocol::parse(proto)
             .filter(|p| *p != Protocol::Any)
-            .ok_or_else(|| miette!("{path}:{line}: field `proto`: `{proto}` is not tcp, udp, sctp, icmp or icmpv6"))?;
+            .ok_or_else(|| {
+                miette!(
+                    "{path}:{line}: field `proto`: `{proto}` is not tcp, udp, sctp, icmp or icmpv6"
+                )
+            })?;
         let allow = match *verdict {
             "allow" => true,
             "deny" => false,
-            v => return Err(miette!("{path}:{line}: field `verdict`: `{v}` is not `allow` or `deny`")),
+            v => {
+                return Err(miette!(
+                    "{path}:{line}: field `verdict`: `{v}` is not `allow` or `deny`"
+                ))
+            }
         };
-        rows.push(Row { line, src: src.to_string(), dst: dst.to_string(), port, proto, allow });
+        rows.push(Row {
+            line,
+            src: src.to_string(),
+            dst: dst.to_string(),
+            port,
+            proto,
+            allow,
+        });
     }
     if !header {
         return Err(miette!("{path}: empty expectation file (no header)"));
@@ -97,21 +121,50 @@ pub fn run(a: Args) -> miette::Result<ExitCode> {
     let mut results = Vec::new();
     for r in &rows {
         let at = |s: &str| -> miette::Result<_> {
-            resolve_party(&engine.cluster, &party(s)?).map_err(|e| miette!("{path}:{}: {e}", r.line))
+            resolve_party(&engine.cluster, &party(s)?)
+                .map_err(|e| miette!("{path}:{}: {e}", r.line))
         };
-        let t = trace(&engine.policy, &engine.cluster, at(&r.src)?, at(&r.dst)?, r.proto, r.port, None);
+        let t = trace(
+            &engine.policy,
+            &engine.cluster,
+            at(&r.src)?,
+            at(&r.dst)?,
+            r.proto,
+            r.port,
+            None,
+        );
         results.push((r, t.allowed, render::reason(&engine.policy, &t)));
     }
     let word = |b: bool| if b { "allow" } else { "deny" };
     let mismatch = |r: &Row, got: bool, why: &str| {
-        format!("{path}:{}: {} -> {} {}/{}: expected {}, got {}: {why}", r.line, r.src, r.dst, r.port, r.proto, word(r.allow), word(got))
+        format!(
+            "{path}:{}: {} -> {} {}/{}: expected {}, got {}: {why}",
+            r.line,
+            r.src,
+            r.dst,
+            r.port,
+            r.proto,
+            word(r.allow),
+            word(got)
+        )
     };
-    let failed: Vec<_> = results.iter().filter(|(r, got, _)| r.allow != *got).collect();
+    let failed: Vec<_> = results
+        .iter()
+        .filter(|(r, got, _)| r.allow != *got)
+        .collect();
     match a.output {
         Output::Tsv => {
             println!("src\tdst\tport\tproto\texpected\tactual");
             for (r, got, _) in &results {
-                println!("{}\t{}\t{}\t{}\t{}\t{}", r.src, r.dst, r.port, r.proto.name().to_lowercase(), word(r.allow), word(*got));
+                println!(
+                    "{}\t{}\t{}\t{}\t{}\t{}",
+                    r.src,
+                    r.dst,
+                    r.port,
+                    r.proto.name().to_lowercase(),
+                    word(r.allow),
+                    word(*got)
+                );
             }
         }
         Output::Json => {
@@ -129,7 +182,12 @@ pub fn run(a: Args) -> miette::Result<ExitCode> {
             for (r, got, why) in &failed {
                 println!("{}", mismatch(r, *got, why));
             }
-            println!("{} flows, {} passed, {} failed", results.len(), results.len() - failed.len(), failed.len());
+            println!(
+                "{} flows, {} passed, {} failed",
+                results.len(),
+                results.len() - failed.len(),
+                failed.len()
+            );
         }
     }
     if failed.is_empty() {

@@ -63,20 +63,33 @@ pub struct Args {
 /// `PORT[/PROTO]`.
 pub fn parse_dport(s: &str) -> miette::Result<(u16, Protocol)> {
     let (port, proto) = s.split_once('/').unwrap_or((s, "tcp"));
-    let port: u16 = port.trim().parse().map_err(|_| miette!("--dport `{s}`: `{port}` is not a port number (0-65535)"))?;
+    let port: u16 = port
+        .trim()
+        .parse()
+        .map_err(|_| miette!("--dport `{s}`: `{port}` is not a port number (0-65535)"))?;
     let proto = Protocol::parse(proto.trim())
         .filter(|p| *p != Protocol::Any)
-        .ok_or_else(|| miette!("--dport `{s}`: unknown protocol `{proto}` (tcp, udp, sctp, icmp, icmpv6)"))?;
+        .ok_or_else(|| {
+            miette!("--dport `{s}`: unknown protocol `{proto}` (tcp, udp, sctp, icmp, icmpv6)")
+        })?;
     Ok((port, proto))
 }
 
-fn spec(which: &str, ep: &Option<String>, labels: &[String], id: Option<u32>, ip: Option<IpAddr>) -> miette::Result<PartySpec> {
+fn spec(
+    which: &str,
+    ep: &Option<String>,
+    labels: &[String],
+    id: Option<u32>,
+    ip: Option<IpAddr>,
+) -> miette::Result<PartySpec> {
     let mut found = Vec::new();
     if let Some(e) = ep {
         found.push(PartySpec::Endpoint(e.clone()));
     }
     if !labels.is_empty() {
-        found.push(PartySpec::Labels(compiler::labelsel::parse_labels(&labels.join(","))?));
+        found.push(PartySpec::Labels(compiler::labelsel::parse_labels(
+            &labels.join(","),
+        )?));
     }
     if let Some(i) = id {
         found.push(PartySpec::Identity(NumericIdentity(i)));
@@ -92,7 +105,11 @@ fn spec(which: &str, ep: &Option<String>, labels: &[String], id: Option<u32>, ip
 }
 
 fn http(a: &Args) -> miette::Result<Option<HttpRequest>> {
-    if a.http_method.is_none() && a.http_path.is_none() && a.http_host.is_none() && a.http_header.is_empty() {
+    if a.http_method.is_none()
+        && a.http_path.is_none()
+        && a.http_host.is_none()
+        && a.http_header.is_empty()
+    {
         return Ok(None);
     }
     let headers = a
@@ -120,10 +137,21 @@ pub fn run(a: Args) -> miette::Result<ExitCode> {
     let engine = load(&a.input)?;
     let src = resolve_party(&engine.cluster, &src)?;
     let dst = resolve_party(&engine.cluster, &dst)?;
-    let t = trace(&engine.policy, &engine.cluster, src, dst, proto, port, req.as_ref());
+    let t = trace(
+        &engine.policy,
+        &engine.cluster,
+        src,
+        dst,
+        proto,
+        port,
+        req.as_ref(),
+    );
     match a.output {
         Output::Text => print!("{}", render::text(&engine.policy, &t)),
-        Output::Json => println!("{}", serde_json::to_string_pretty(&render::json(&engine.policy, &t)).unwrap_or_default()),
+        Output::Json => println!(
+            "{}",
+            serde_json::to_string_pretty(&render::json(&engine.policy, &t)).unwrap_or_default()
+        ),
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -64,10 +64,18 @@ pub fn allowed_ranges(src: End, dst: End) -> Vec<PortRange> {
             if allowed(src, dst, proto, lo) {
                 open.get_or_insert(lo);
                 if w[1] == 65536 {
-                    out.push(PortRange { protocol: proto, first: open.take().unwrap_or(lo), last: hi });
+                    out.push(PortRange {
+                        protocol: proto,
+                        first: open.take().unwrap_or(lo),
+                        last: hi,
+                    });
                 }
             } else if let Some(first) = open.take() {
-                out.push(PortRange { protocol: proto, first, last: lo - 1 });
+                out.push(PortRange {
+                    protocol: proto,
+                    first,
+                    last: lo - 1,
+                });
             }
         }
     }
