@@ -69,9 +69,10 @@ static __always_inline int handle(struct __sk_buff *skb, const __u8 dir)
 		return drop(st, dir, &p, DROP_INVALID_SIP, 0, &d, len);
 #endif
 	peer = dir == DIR_EGRESS ? p.daddr : p.saddr;
-	peer_id = ipcache_identity(&p, peer);
 
 #ifdef ENABLE_CT
+	/* Tracked connections pass before any identity or policy lookup (their cost does not grow
+	 * with the ipcache or the policy); only a revision change re-checks them. */
 	{
 		struct ct_key k = {};
 		struct ct_value *ct;
@@ -80,6 +81,7 @@ static __always_inline int handle(struct __sk_buff *skb, const __u8 dir)
 		ct = ct_lookup(&p, dir, &k, now);
 		if (ct) {
 			if (ct->policy_rev != st->policy_rev) {
+				peer_id = ipcache_identity(&p, peer);
 				policy_decide(ct->origin, peer_id, &p, peer, ct->policy_port_be, len, &d);
 				if (d.verdict != VERDICT_ALLOW && d.verdict != VERDICT_REDIRECT) {
 					bpf_map_delete_elem(&cp_ct, &k);
@@ -97,6 +99,7 @@ static __always_inline int handle(struct __sk_buff *skb, const __u8 dir)
 	}
 #endif
 
+	peer_id = ipcache_identity(&p, peer);
 	policy_decide(dir, peer_id, &p, peer, p.policy_port_be, len, &d);
 	if (d.verdict == VERDICT_DENY)
 		return drop(st, dir, &p, DROP_POLICY_DENY, peer_id, &d, len);

@@ -3,6 +3,7 @@
 use clap::{CommandFactory, Parser, Subcommand};
 use std::process::ExitCode;
 
+mod agent;
 mod cmd;
 
 /// Turn Kubernetes NetworkPolicy, CiliumNetworkPolicy and Cilium JSON rules into an enforced BPF datapath.
@@ -36,6 +37,18 @@ pub enum Command {
     Endpoints(cmd::endpoints::Args),
     /// Run the resident agent: loads the datapath and keeps it in step with policies and endpoints.
     Agent(cmd::agent::Args),
+    /// Health of the running agent.
+    Status(cmd::status::Args),
+    /// Apply Namespaces, Pods and policies (NetworkPolicy, CNP, CCNP, Cilium JSON) to the agent.
+    Apply(cmd::apply::Args),
+    /// Withdraw what these files applied.
+    Delete(cmd::apply::Args),
+    /// Import, show or delete policy rules (`cilium policy`).
+    Policy(cmd::policy::Args),
+    /// Add, list or delete endpoints.
+    Endpoint(cmd::endpoint::Args),
+    /// Print datapath drop and verdict events.
+    Monitor(cmd::monitor::Args),
     /// Print shell completions.
     Completions {
         #[arg(value_enum)]
@@ -52,7 +65,13 @@ fn main() -> ExitCode {
         Command::Test(a) => cmd::test::run(a),
         Command::Connectivity(a) => cmd::connectivity::run(a),
         Command::Endpoints(a) => cmd::endpoints::run(a),
-        Command::Agent(a) => cmd::agent::run(a),
+        Command::Agent(a) => cmd::agent::run(a, cli.api_socket.clone()),
+        Command::Status(a) => cmd::status::run(a, cli.api_socket.as_deref()),
+        Command::Apply(a) => cmd::apply::apply(a, cli.api_socket.as_deref()),
+        Command::Delete(a) => cmd::apply::delete(a, cli.api_socket.as_deref()),
+        Command::Policy(a) => cmd::policy::run(a, cli.api_socket.as_deref()),
+        Command::Endpoint(a) => cmd::endpoint::run(a, cli.api_socket.as_deref()),
+        Command::Monitor(a) => cmd::monitor::run(a, cli.api_socket.as_deref()),
         Command::Completions { shell } => {
             clap_complete::generate(shell, &mut Cli::command(), "cilium-policy", &mut std::io::stdout());
             Ok(ExitCode::SUCCESS)

@@ -153,7 +153,7 @@ impl Clang {
 }
 
 /// `<asm/types.h>` lives in the multiarch directory on Debian; `-target bpf` does not add it.
-fn multiarch_include() -> Option<PathBuf> {
+pub fn multiarch_include() -> Option<PathBuf> {
     let p = PathBuf::from(format!("/usr/include/{}-linux-gnu", std::env::consts::ARCH));
     p.is_dir().then_some(p)
 }

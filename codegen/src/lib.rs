@@ -1,13 +1,17 @@
 //! Datapath code generation: the shared key/value layouts, per-endpoint headers (askama), map
-//! images, the clang driver and templated objects.
+//! images, the clang driver and templated objects. Entry point: [`generate::Generator`].
 
 pub mod clang;
 pub mod endpoint;
 pub mod entries;
+pub mod generate;
 pub mod headers;
 pub mod image;
 pub mod layout;
+pub mod output;
 pub mod reasons;
+pub mod rules;
 pub mod template;
 
 pub use endpoint::{EndpointConfig, Features, MapSizes};
+pub use generate::{CodegenError, EndpointArtefacts, Generator};

@@ -61,15 +61,22 @@ fn serve_tcp(
     let _ = ready.send(());
     while !stop.load(Ordering::Relaxed) {
         match l.accept() {
-            Ok((mut s, _)) => {
-                let _ = s.set_nonblocking(false);
-                let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
-                let mut buf = [0u8; 64];
-                if let Ok(n) = s.read(&mut buf) {
-                    let _ = s.write_all(&buf[..n]);
-                }
+            Ok((s, _)) => {
+                std::thread::spawn(move || echo(s));
             }
             Err(_) => std::thread::sleep(Duration::from_millis(5)),
+        }
+    }
+}
+
+/// Echoes everything until the peer closes or stays silent for 30 s.
+fn echo(mut s: TcpStream) {
+    let _ = s.set_nonblocking(false);
+    let _ = s.set_read_timeout(Some(Duration::from_secs(30)));
+    let mut buf = [0u8; 64];
+    while let Ok(n) = s.read(&mut buf) {
+        if n == 0 || s.write_all(&buf[..n]).is_err() {
+            return;
         }
     }
 }
@@ -121,4 +128,28 @@ pub fn udp_ok(ns: &Netns, dst: Ipv4Addr, port: u16, timeout: Duration) -> bool {
         let mut buf = [0u8; 8];
         matches!(s.recv_from(&mut buf), Ok((5, _))) && &buf[..5] == b"probe"
     })
+}
+
+/// An established TCP connection opened from a namespace (the socket stays in that namespace).
+pub struct TcpSession {
+    stream: TcpStream,
+}
+
+impl TcpSession {
+    pub fn open(ns: &Netns, dst: Ipv4Addr, port: u16, timeout: Duration) -> Option<TcpSession> {
+        let stream = ns.run(move || {
+            TcpStream::connect_timeout(&SocketAddr::from((dst, port)), timeout).ok()
+        })?;
+        Some(TcpSession { stream })
+    }
+
+    /// Sends a message and waits for its echo; false when it does not come back in `timeout`.
+    pub fn exchange(&mut self, timeout: Duration) -> bool {
+        let _ = self.stream.set_read_timeout(Some(timeout));
+        if self.stream.write_all(b"probe").is_err() {
+            return false;
+        }
+        let mut buf = [0u8; 5];
+        self.stream.read_exact(&mut buf).is_ok() && &buf == b"probe"
+    }
 }

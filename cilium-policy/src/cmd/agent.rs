@@ -1,10 +1,72 @@
-//! `cilium-policy agent` (not yet implemented).
+//! `cilium-policy agent`: run the resident agent in the foreground (logs with tracing).
 
+use crate::agent::config::AgentConfig;
+use std::path::PathBuf;
 use std::process::ExitCode;
+use tracing_subscriber::{reload, EnvFilter};
 
 #[derive(clap::Args, Debug)]
-pub struct Args {}
+pub struct Args {
+    /// Where the agent keeps policies, endpoints and compiled objects across restarts.
+    #[arg(long)]
+    pub state_dir: PathBuf,
+    /// Unix socket of the REST API (created with mode 0660).
+    #[arg(long)]
+    pub api_socket: Option<PathBuf>,
+    /// Watch this directory and apply its policy files when they change.
+    #[arg(long)]
+    pub policy_dir: Option<PathBuf>,
+    /// Root of the BPF filesystem (mounted there when it is not one).
+    #[arg(long, default_value = "/sys/fs/bpf")]
+    pub bpf_root: PathBuf,
+    /// Node name: pins live under BPF_ROOT/cilium-policy/NODE.
+    #[arg(long, default_value = "node0")]
+    pub node: String,
+    /// Debug logging (also switchable at run time: PATCH /v1/config {"debug": true}).
+    #[arg(long)]
+    pub debug: bool,
+    /// Serve the API without loading programs (policy computation only; no root needed).
+    #[arg(long)]
+    pub no_datapath: bool,
+    /// Also serve the API on this loopback TCP address (e.g. 127.0.0.1:9234).
+    #[arg(long, value_parser = parse_loopback)]
+    pub listen_tcp: Option<std::net::SocketAddr>,
+}
 
-pub fn run(_args: Args) -> miette::Result<ExitCode> {
-    Err(miette::miette!("`cilium-policy agent` is not implemented yet"))
+fn parse_loopback(s: &str) -> Result<std::net::SocketAddr, String> {
+    let a: std::net::SocketAddr = s.parse().map_err(|e| format!("{e}"))?;
+    if a.ip().is_loopback() {
+        Ok(a)
+    } else {
+        Err("only loopback addresses are allowed (the API has no authentication)".into())
+    }
+}
+
+pub fn run(args: Args, global_socket: Option<PathBuf>) -> miette::Result<ExitCode> {
+    let level = |debug: bool| EnvFilter::new(if debug { "debug" } else { "info" });
+    let (filter, handle) = reload::Layer::new(level(args.debug));
+    use tracing_subscriber::prelude::*;
+    tracing_subscriber::registry()
+        .with(filter)
+        .with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr))
+        .init();
+    let api_socket = args
+        .api_socket
+        .or(global_socket)
+        .ok_or_else(|| miette::miette!("--api-socket PATH is required"))?;
+    let cfg = AgentConfig {
+        state_dir: args.state_dir,
+        api_socket,
+        policy_dir: args.policy_dir,
+        bpf_root: args.bpf_root,
+        node: args.node,
+        debug: args.debug,
+        datapath: !args.no_datapath,
+        tcp: args.listen_tcp,
+    };
+    let set_debug = Box::new(move |d: bool| {
+        let _ = handle.modify(|f| *f = level(d));
+    });
+    crate::agent::run(cfg, set_debug)?;
+    Ok(ExitCode::SUCCESS)
 }

@@ -1,6 +1,8 @@
 //! The one diagnostic type. Front ends, lowering and lint rules all produce [`Diagnostic`]s;
 //! renderers (`crate::render`) turn a list of them into human, JSON, SARIF or GitHub output.
 
+pub mod codes;
+
 use ir::Span;
 use serde::Serialize;
 use std::fmt;

@@ -44,8 +44,6 @@ impl<'n> Field<'n> {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Unknown {
     Error,
-    /// Top level of a Kubernetes object: the API server prunes them (warning).
-    Pruned,
     /// Schemas only partly read (workloads): ignore.
     Ignore,
 }
@@ -161,17 +159,8 @@ impl<'f> Cx<'f> {
             for (k, _) in entries.iter().filter(|(k, _)| !known.contains(&k.text.as_str())) {
                 let path = f.child(f.node, &k.text).path;
                 let help = did_you_mean(&k.text, known.iter().copied()).map(|s| format!("did you mean `{s}`?"));
-                let (code, msg) = match unknown {
-                    Unknown::Pruned => (
-                        &codes::PRUNED_FIELD,
-                        format!(
-                            "unknown field `{}` is pruned by the API server and has no effect",
-                            k.text
-                        ),
-                    ),
-                    _ => (&codes::UNKNOWN_FIELD, format!("unknown field `{}`", k.text)),
-                };
-                self.report(code, k.span, &path, msg, help);
+                let msg = format!("unknown field `{}`", k.text);
+                self.report(&codes::UNKNOWN_FIELD, k.span, &path, msg, help);
             }
         }
         Some(Map {

@@ -23,12 +23,10 @@ pub enum InputError {
         help("pass a policy file, a directory of them, or `-` for stdin")
     )]
     NotFound { path: String },
-    #[error("{path} is {size} bytes, more than the {limit}-byte limit for one input file")]
-    #[diagnostic(code(cilium_policy::input))]
-    TooLarge { path: String, size: u64, limit: u64 },
 }
 
-/// Largest input file read (bytes); larger files are refused rather than parsed.
+/// Largest input file parsed (bytes). Larger inputs are read only up to one byte past the limit
+/// and reported by `parse_sources` as `input-too-large`, without being parsed.
 pub const MAX_FILE_BYTES: u64 = 64 << 20;
 
 fn is_policy_file(p: &Path) -> bool {
@@ -55,6 +53,7 @@ fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> Result<(), InputError> {
     Ok(())
 }
 
+/// Reads at most `MAX_FILE_BYTES + 1` bytes (enough for `parse_sources` to see the excess).
 fn read_limited(path: &str, mut r: impl Read) -> Result<Vec<u8>, InputError> {
     let mut buf = Vec::new();
     r.by_ref()
@@ -64,13 +63,6 @@ fn read_limited(path: &str, mut r: impl Read) -> Result<Vec<u8>, InputError> {
             path: path.to_string(),
             source: e,
         })?;
-    if buf.len() as u64 > MAX_FILE_BYTES {
-        return Err(InputError::TooLarge {
-            path: path.to_string(),
-            size: buf.len() as u64,
-            limit: MAX_FILE_BYTES,
-        });
-    }
     Ok(buf)
 }
 

@@ -13,6 +13,7 @@ pub mod cilium_rule;
 pub mod codes;
 pub mod decode;
 pub mod input;
+pub mod json;
 pub mod k8s_netpol;
 pub mod l7;
 pub mod lower;
@@ -81,7 +82,12 @@ pub fn parse_sources(sources: Vec<Source>) -> FrontOutput {
                 inventory: &mut out.inventory,
                 skipped: &mut out.skipped,
             };
-            for doc in yaml::read_stream(text, yaml::Limits::default()) {
+            let docs = if src.path.ends_with(".json") {
+                json::read_json(text, yaml::Limits::default())
+            } else {
+                yaml::read_stream(text, yaml::Limits::default())
+            };
+            for doc in docs {
                 for e in &doc.errors {
                     cx.emit(read_error(&src.path, e));
                 }
@@ -99,8 +105,27 @@ pub fn parse_sources(sources: Vec<Source>) -> FrontOutput {
     out
 }
 
-/// The UTF-8 text of a source, or an `invalid-encoding` diagnostic.
+/// The UTF-8 text of a source, or an `input-too-large` / `invalid-encoding` diagnostic.
 fn text_of<'t>(cx: &mut Cx<'_>, bytes: &'t [u8]) -> Option<&'t str> {
+    if bytes.len() as u64 > input::MAX_FILE_BYTES {
+        let msg = format!(
+            "file is larger than {} MiB; refusing to parse it",
+            input::MAX_FILE_BYTES >> 20
+        );
+        cx.report(
+            &codes::TOO_LARGE,
+            Span {
+                offset: 0,
+                len: 0,
+                line: 1,
+                column: 1,
+            },
+            "",
+            msg,
+            None,
+        );
+        return None;
+    }
     let fail = |cx: &mut Cx<'_>, offset: usize, msg: String| {
         let before = &bytes[..offset];
         let line = before.iter().filter(|b| **b == b'\n').count() + 1;

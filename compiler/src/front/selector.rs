@@ -177,3 +177,43 @@ fn expression(cx: &mut Cx<'_>, f: &Field<'_>, style: KeyStyle) -> Option<Require
     let key = key?;
     ok.then(|| Requirement::new(key, op, values))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Examples from the Kubernetes "Labels and Selectors" syntax rules.
+    #[test]
+    fn kubernetes_label_key_and_value_rules() {
+        for ok in [
+            "app",
+            "app.kubernetes.io/name",
+            "example.com/my_key-1",
+            "a",
+            "A9",
+            &"k".repeat(63),
+        ] {
+            assert!(check_key(ok).is_ok(), "{ok}");
+        }
+        let long_prefix = format!("{}/x", "a".repeat(254));
+        for bad in [
+            "",
+            "-app",
+            "app-",
+            "my key",
+            "Example.com/x",
+            "a/b/c",
+            &"k".repeat(64),
+            &long_prefix,
+            "/x",
+        ] {
+            assert!(check_key(bad).is_err(), "{bad}");
+        }
+        for ok in ["", "v1", "1.10", "a_b-c.d", &"v".repeat(63)] {
+            assert!(check_value(ok).is_ok(), "{ok}");
+        }
+        for bad in ["-v", "v-", "front end", "a/b", &"v".repeat(64)] {
+            assert!(check_value(bad).is_err(), "{bad}");
+        }
+    }
+}

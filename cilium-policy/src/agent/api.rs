@@ -1,0 +1,268 @@
+//! The REST API (seed §8) under `/v1`: routes and handlers. Every handler runs the agent
+//! operation on a blocking thread under the agent's lock, so concurrent clients are serialized.
+
+use super::error::ApiError;
+use super::model::*;
+use super::state::Agent;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::routing::get;
+use axum::{Json, Router};
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+
+pub type Shared = Arc<Mutex<Agent>>;
+
+pub fn router(agent: Shared) -> Router {
+    Router::new()
+        .route("/v1/healthz", get(healthz))
+        .route("/v1/config", get(get_config).patch(patch_config))
+        .route("/v1/endpoint", get(list_endpoints))
+        .route(
+            "/v1/endpoint/{id}",
+            get(get_endpoint)
+                .put(put_endpoint)
+                .patch(patch_endpoint)
+                .delete(delete_endpoint),
+        )
+        .route("/v1/endpoint/{id}/labels", get(get_labels).put(put_labels))
+        .route("/v1/identity", get(list_identities))
+        .route("/v1/identity/{id}", get(get_identity))
+        .route(
+            "/v1/policy",
+            get(get_policy).put(put_policy).delete(delete_policy),
+        )
+        .route("/v1/policy/revisions", get(revisions))
+        .route("/v1/policy/resolve", get(resolve))
+        .route("/v1/monitor", get(super::monitor::stream))
+        .with_state(agent)
+}
+
+/// Runs `f` with the agent locked, off the async runtime.
+async fn with<T: Send + 'static>(
+    agent: Shared,
+    f: impl FnOnce(&mut Agent) -> Result<T, ApiError> + Send + 'static,
+) -> Result<T, ApiError> {
+    tokio::task::spawn_blocking(move || {
+        let mut guard = agent
+            .lock()
+            .map_err(|_| ApiError::internal("agent state lock poisoned"))?;
+        f(&mut guard)
+    })
+    .await
+    .map_err(|e| ApiError::internal(format!("agent task failed: {e}")))?
+}
+
+/// Endpoint ids as the seed writes them: `[prefix:]id`; `cilium-local:` is the default prefix
+/// and `pod-name:NAMESPACE:NAME` names an endpoint by its pod.
+pub enum EndpointRef {
+    Id(u16),
+    Pod(String),
+}
+
+pub fn parse_endpoint_ref(s: &str) -> Result<EndpointRef, ApiError> {
+    let bad = || {
+        ApiError::bad_request(format!(
+            "invalid endpoint id {s:?}: expected [cilium-local:]N or pod-name:NAMESPACE:NAME"
+        ))
+    };
+    if let Some(rest) = s.strip_prefix("pod-name:") {
+        let (ns, name) = rest.split_once(':').ok_or_else(bad)?;
+        if ns.is_empty() || name.is_empty() {
+            return Err(bad());
+        }
+        return Ok(EndpointRef::Pod(format!("{ns}/{name}")));
+    }
+    let n = s.strip_prefix("cilium-local:").unwrap_or(s);
+    n.parse::<u16>().map(EndpointRef::Id).map_err(|_| bad())
+}
+
+async fn healthz(State(a): State<Shared>) -> Result<Json<Healthz>, ApiError> {
+    with(a, |a| Ok(Json(a.healthz()))).await
+}
+
+async fn get_config(State(a): State<Shared>) -> Result<Json<serde_json::Value>, ApiError> {
+    with(a, |a| Ok(Json(a.config_json()))).await
+}
+
+async fn patch_config(
+    State(a): State<Shared>,
+    Json(body): Json<BTreeMap<String, serde_json::Value>>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    with(a, move |a| {
+        a.patch_config(&body)?;
+        Ok(Json(a.config_json()))
+    })
+    .await
+}
+
+async fn list_endpoints(
+    State(a): State<Shared>,
+    Query(q): Query<BTreeMap<String, String>>,
+) -> Result<Json<Vec<EndpointStatus>>, ApiError> {
+    with(a, move |a| {
+        let all = a.endpoints();
+        // `?labels=k=v,k2=v2`: endpoints carrying all of these labels; none → 404 (seed §8).
+        let Some(filter) = q.get("labels") else {
+            return Ok(Json(all));
+        };
+        let want: Vec<&str> = filter.split(',').filter(|s| !s.is_empty()).collect();
+        let hits: Vec<_> = all
+            .into_iter()
+            .filter(|e| {
+                want.iter().all(|w| {
+                    e.labels
+                        .iter()
+                        .any(|l| l == w || l.split_once(':').map(|x| x.1) == Some(w))
+                })
+            })
+            .collect();
+        if hits.is_empty() {
+            return Err(ApiError::not_found(format!(
+                "no endpoint has labels {filter}"
+            )));
+        }
+        Ok(Json(hits))
+    })
+    .await
+}
+
+async fn get_endpoint(
+    State(a): State<Shared>,
+    Path(id): Path<String>,
+) -> Result<Json<EndpointStatus>, ApiError> {
+    let r = parse_endpoint_ref(&id)?;
+    with(a, move |a| a.endpoint(&r).map(Json)).await
+}
+
+async fn put_endpoint(
+    State(a): State<Shared>,
+    Path(id): Path<String>,
+    Json(spec): Json<EndpointSpec>,
+) -> Result<(StatusCode, Json<RevisionReply>), ApiError> {
+    let EndpointRef::Id(id) = parse_endpoint_ref(&id)? else {
+        return Err(ApiError::bad_request("endpoints are created by numeric id"));
+    };
+    if spec.id != id {
+        return Err(ApiError::bad_request(format!(
+            "body id {} does not match path id {id}",
+            spec.id
+        )));
+    }
+    with(a, move |a| {
+        a.put_endpoint(spec).map(|r| (StatusCode::CREATED, Json(r)))
+    })
+    .await
+}
+
+async fn patch_endpoint(
+    State(a): State<Shared>,
+    Path(id): Path<String>,
+    Json(patch): Json<EndpointPatch>,
+) -> Result<Json<RevisionReply>, ApiError> {
+    let r = parse_endpoint_ref(&id)?;
+    with(a, move |a| a.patch_endpoint(&r, patch).map(Json)).await
+}
+
+async fn delete_endpoint(
+    State(a): State<Shared>,
+    Path(id): Path<String>,
+) -> Result<(StatusCode, Json<RevisionReply>), ApiError> {
+    let r = parse_endpoint_ref(&id)?;
+    with(a, move |a| {
+        let (reply, clean) = a.delete_endpoint(&r)?;
+        // 206: deleted, but cleaning up the datapath reported errors (seed §8).
+        Ok((
+            if clean {
+                StatusCode::OK
+            } else {
+                StatusCode::PARTIAL_CONTENT
+            },
+            Json(reply),
+        ))
+    })
+    .await
+}
+
+async fn get_labels(
+    State(a): State<Shared>,
+    Path(id): Path<String>,
+) -> Result<Json<Vec<String>>, ApiError> {
+    let r = parse_endpoint_ref(&id)?;
+    with(a, move |a| a.endpoint(&r).map(|e| Json(e.labels))).await
+}
+
+async fn put_labels(
+    State(a): State<Shared>,
+    Path(id): Path<String>,
+    Json(patch): Json<LabelsPatch>,
+) -> Result<Json<RevisionReply>, ApiError> {
+    let r = parse_endpoint_ref(&id)?;
+    with(a, move |a| a.modify_labels(&r, patch).map(Json)).await
+}
+
+async fn list_identities(State(a): State<Shared>) -> Result<Json<Vec<IdentityReply>>, ApiError> {
+    with(a, |a| Ok(Json(a.identities()))).await
+}
+
+async fn get_identity(
+    State(a): State<Shared>,
+    Path(id): Path<String>,
+) -> Result<Json<IdentityReply>, ApiError> {
+    let id: u32 = id
+        .parse()
+        .map_err(|_| ApiError::bad_request(format!("invalid identity {id:?}")))?;
+    with(a, move |a| a.identity(id).map(Json)).await
+}
+
+async fn get_policy(State(a): State<Shared>) -> Result<Json<PolicyReply>, ApiError> {
+    with(a, |a| a.policy().map(Json)).await
+}
+
+async fn put_policy(
+    State(a): State<Shared>,
+    Json(req): Json<PolicyPut>,
+) -> Result<Json<RevisionReply>, ApiError> {
+    with(a, move |a| a.put_policy(req).map(Json)).await
+}
+
+async fn delete_policy(
+    State(a): State<Shared>,
+    Json(req): Json<PolicyDelete>,
+) -> Result<Json<RevisionReply>, ApiError> {
+    with(a, move |a| a.delete_policy(req).map(Json)).await
+}
+
+async fn revisions(State(a): State<Shared>) -> Result<Json<Vec<RevisionInfo>>, ApiError> {
+    with(a, |a| Ok(Json(a.revisions()))).await
+}
+
+async fn resolve(
+    State(a): State<Shared>,
+    Query(q): Query<BTreeMap<String, String>>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    with(a, move |a| a.resolve(&q).map(Json)).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn endpoint_ids_follow_the_seed_prefixes() {
+        assert!(matches!(
+            parse_endpoint_ref("25729"),
+            Ok(EndpointRef::Id(25729))
+        ));
+        assert!(matches!(
+            parse_endpoint_ref("cilium-local:7"),
+            Ok(EndpointRef::Id(7))
+        ));
+        assert!(
+            matches!(parse_endpoint_ref("pod-name:default:app1"), Ok(EndpointRef::Pod(p)) if p == "default/app1")
+        );
+        for bad in ["", "x", "70000", "pod-name:x", "container-id:1"] {
+            assert!(parse_endpoint_ref(bad).is_err(), "{bad}");
+        }
+    }
+}

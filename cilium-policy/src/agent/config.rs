@@ -1,0 +1,18 @@
+//! The agent's configuration (command-line flags).
+
+use std::path::PathBuf;
+
+#[derive(Clone, Debug)]
+pub struct AgentConfig {
+    pub state_dir: PathBuf,
+    pub api_socket: PathBuf,
+    pub policy_dir: Option<PathBuf>,
+    pub bpf_root: PathBuf,
+    /// Name of this node: the pin directory under `<bpf-root>/cilium-policy/`.
+    pub node: String,
+    pub debug: bool,
+    /// Load and attach programs (false: API and policy computation only, e.g. without root).
+    pub datapath: bool,
+    /// Also serve the API on this loopback TCP address.
+    pub tcp: Option<std::net::SocketAddr>,
+}

@@ -1,0 +1,349 @@
+//! The node's datapath as the agent drives it: one templated object per distinct endpoint
+//! configuration (clang runs once per configuration, never with input-derived arguments),
+//! per-endpoint programs attached on the host-side veth, pinned maps, and map deltas.
+//!
+//! A sync first *plans* every endpoint (map state → kernel entries, capacity check, object
+//! load through the verifier for endpoints whose configuration changed) and writes nothing
+//! until every plan succeeded; then it writes only the entries that differ from what the
+//! pinned maps hold, replaces programs atomically where the configuration changed, and bumps
+//! the endpoint's policy revision so connection tracking re-checks established flows.
+
+use super::config::AgentConfig;
+use super::error::ApiError;
+use super::world::{LocalEndpoint, World};
+use codegen::clang::{Clang, ObjectCache};
+use codegen::entries::{ipcache_image, EndpointEntries};
+use codegen::layout::{EpState, VERDICT_DENY};
+use codegen::template::{Globals, PatchSites};
+use codegen::{EndpointConfig, Features, MapSizes};
+use runtime_loader::load::{self, LoadOptions, PROG_FROM_CONTAINER, PROG_TO_CONTAINER};
+use runtime_loader::{AttachMode, Entries, Hook, MapDelta, MapOp, NodeLayout, RawMap};
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+
+/// Maps every endpoint program shares, pinned under the node.
+pub const SHARED_MAPS: [&str; 2] = ["cp_ipcache", "cp_events"];
+/// Maps of one endpoint, pinned under the endpoint.
+pub const ENDPOINT_MAPS: [&str; 5] = ["cp_policy", "cp_addr", "cp_ct", "cp_state", "cp_metrics"];
+
+/// What identifies a loaded program: reloaded only when this changes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct ProgramKey {
+    features: Features,
+    globals: Globals,
+    iface: String,
+}
+
+pub struct Datapath {
+    layout: NodeLayout,
+    mode: AttachMode,
+    sizes: MapSizes,
+    clang: Option<Clang>,
+    cache: ObjectCache,
+    templates: HashMap<Features, (Vec<u8>, PatchSites)>,
+    /// Programs this agent process loaded and attached.
+    programs: BTreeMap<u16, ProgramKey>,
+}
+
+type Results = BTreeMap<u16, Result<(), String>>;
+
+struct Plan {
+    id: u16,
+    load: Option<load::Datapath>,
+    key: ProgramKey,
+    policy: Entries,
+    addr: Entries,
+}
+
+fn internal(e: impl std::fmt::Display) -> ApiError {
+    ApiError::internal(e.to_string())
+}
+
+impl Datapath {
+    pub fn open(cfg: &AgentConfig) -> Result<Datapath, ApiError> {
+        runtime_loader::bpffs::ensure_bpffs(&cfg.bpf_root).map_err(internal)?;
+        let layout = NodeLayout::create(&cfg.bpf_root, &cfg.node).map_err(internal)?;
+        Ok(Datapath {
+            layout,
+            mode: AttachMode::detect(),
+            sizes: MapSizes::default(),
+            clang: None,
+            cache: ObjectCache::new(cfg.state_dir.join("objects")),
+            templates: HashMap::new(),
+            programs: BTreeMap::new(),
+        })
+    }
+
+    pub fn mode_name(&self) -> &'static str {
+        match self.mode {
+            AttachMode::Tcx => "tcx",
+            AttachMode::Netlink => "netlink",
+        }
+    }
+
+    pub fn layout(&self) -> &NodeLayout {
+        &self.layout
+    }
+
+    /// Brings the kernel in line with `world` (see the module doc). Plan errors (a map that
+    /// would overflow, a verifier rejection, clang failing) refuse the whole change with
+    /// nothing written; write errors are reported per endpoint.
+    pub fn sync(&mut self, world: &World, revision: u64) -> Result<Results, ApiError> {
+        let mut plans = Vec::new();
+        for (id, ep) in &world.endpoints {
+            let policy = world.policies.get(id).cloned().unwrap_or_default();
+            plans.push(self.plan(*id, ep, &policy)?);
+        }
+        let mut results = Results::new();
+        let ipcache = image_entries(ipcache_image(world.engine.cluster.ipcache()).entries);
+        let ipcache_pin = self.layout.shared_map("cp_ipcache").map_err(internal)?;
+        // The first endpoint's load creates the ipcache; with no endpoint there is nothing to write.
+        if ipcache_pin.exists() {
+            self.write_ipcache(&ipcache_pin, &ipcache)?;
+        }
+        for plan in plans {
+            let id = plan.id;
+            results.insert(id, self.apply(plan, revision).map_err(|e| e.to_string()));
+        }
+        let gone: Vec<u16> = self
+            .layout
+            .pinned_endpoints()
+            .map_err(internal)?
+            .into_iter()
+            .filter(|id| !world.endpoints.contains_key(id))
+            .collect();
+        for id in gone {
+            results.insert(id, self.remove(id).map_err(|e| e.to_string()));
+        }
+        Ok(results)
+    }
+
+    fn plan(
+        &mut self,
+        id: u16,
+        ep: &LocalEndpoint,
+        policy: &ir::EndpointPolicy,
+    ) -> Result<Plan, ApiError> {
+        let cfg = EndpointConfig {
+            id: u32::from(id),
+            name: ep.name.clone(),
+            identity: ep.identity,
+            ipv4: ep.ipv4,
+            ipv6: ep.ipv6,
+        };
+        let (features, _) = Features::derive(&cfg, policy, None);
+        let entries = EndpointEntries::build(policy);
+        let policy_entries = image_entries(entries.policy_image().entries);
+        let addr_entries = image_entries(entries.addr_image().entries);
+        for (what, n, max) in [
+            ("policy", policy_entries.len(), self.sizes.policy_map),
+            ("address", addr_entries.len(), self.sizes.addr_map),
+        ] {
+            if n > max as usize {
+                return Err(ApiError::internal(format!(
+                    "endpoint {id} ({}): its {what} map would need {n} entries, more than its size {max}; the change was refused and the previous policy stays enforced",
+                    ep.name
+                )));
+            }
+        }
+        let key = ProgramKey {
+            features,
+            globals: Globals::of(&cfg),
+            iface: ep.iface.clone(),
+        };
+        let load = if self.programs.get(&id) == Some(&key) {
+            None
+        } else {
+            Some(self.load(id, &key)?)
+        };
+        Ok(Plan {
+            id,
+            load,
+            key,
+            policy: policy_entries,
+            addr: addr_entries,
+        })
+    }
+
+    /// Instantiates the endpoint's object from its configuration's template and loads it
+    /// (maps pinned: existing pins are reused, so the running program's maps stay shared).
+    fn load(&mut self, id: u16, key: &ProgramKey) -> Result<load::Datapath, ApiError> {
+        if !self.templates.contains_key(&key.features) {
+            let clang = match &self.clang {
+                Some(c) => c,
+                None => self.clang.insert(Clang::find().map_err(internal)?),
+            };
+            let ep_header = codegen::headers::render_template(&key.features, &self.sizes);
+            // The node header's counts are comments only; fixed so templates stay shared.
+            let node_header = codegen::headers::render_node(&self.sizes, 0, 0);
+            let (path, cached) = self
+                .cache
+                .get_or_compile(clang, &ep_header, &node_header, "endpoint template")
+                .map_err(internal)?;
+            tracing::debug!(?key.features, cached, "template object ready");
+            let bytes = std::fs::read(&path)
+                .map_err(|e| ApiError::internal(format!("{}: {e}", path.display())))?;
+            let sites = PatchSites::find(&bytes).map_err(internal)?;
+            self.templates.insert(key.features, (bytes, sites));
+        }
+        let (template, sites) = &self.templates[&key.features];
+        let object = sites.instantiate(template, &key.globals);
+        let mut pins: Vec<(&str, PathBuf)> = Vec::new();
+        for m in SHARED_MAPS {
+            pins.push((m, self.layout.shared_map(m).map_err(internal)?));
+        }
+        for m in ENDPOINT_MAPS {
+            pins.push((m, self.layout.endpoint_map(id, m).map_err(internal)?));
+        }
+        let opts = LoadOptions {
+            globals: None,
+            map_pins: pins,
+            images: vec![],
+            state: Some(self.state_of(id)),
+        };
+        load::load(&object, &opts).map_err(|e| ApiError::internal(format!("endpoint {id}: {e}")))
+    }
+
+    /// The endpoint's current state (kept across reloads), or the default for a new endpoint.
+    fn state_of(&self, id: u16) -> EpState {
+        let current = self
+            .layout
+            .endpoint_map(id, "cp_state")
+            .ok()
+            .filter(|p| p.exists())
+            .and_then(|p| RawMap::open_pinned(&p).ok())
+            .and_then(|m| m.lookup(&0u32.to_ne_bytes()).ok().flatten())
+            .and_then(|v| EpState::from_bytes(&v));
+        current.unwrap_or_else(load::default_state)
+    }
+
+    fn apply(&mut self, mut plan: Plan, revision: u64) -> Result<(), ApiError> {
+        let id = plan.id;
+        // Entries first: the running program shares these maps, and the new one finds them ready.
+        self.write_map(
+            &self
+                .layout
+                .endpoint_map(id, "cp_policy")
+                .map_err(internal)?,
+            &plan.policy,
+            policy_rank,
+        )?;
+        let addr_pin = self.layout.endpoint_map(id, "cp_addr").map_err(internal)?;
+        if addr_pin.exists() {
+            self.write_map(&addr_pin, &plan.addr, byte_eq_rank)?;
+        }
+        if let Some(mut dp) = plan.load.take() {
+            if let Some(old) = self
+                .programs
+                .get(&id)
+                .filter(|k| k.iface != plan.key.iface)
+                .cloned()
+            {
+                for hook in Hook::BOTH {
+                    let pin = self.layout.link(id, hook).map_err(internal)?;
+                    runtime_loader::attach::detach(&old.iface, hook, self.mode, &pin)
+                        .map_err(internal)?;
+                }
+            }
+            for (name, hook) in [
+                (PROG_FROM_CONTAINER, Hook::FromEndpoint),
+                (PROG_TO_CONTAINER, Hook::ToEndpoint),
+            ] {
+                let prog: &mut aya::programs::SchedClassifier = dp
+                    .ebpf
+                    .program_mut(name)
+                    .and_then(|p| p.try_into().ok())
+                    .ok_or_else(|| ApiError::internal(format!("program {name} missing")))?;
+                let pin = self.layout.link(id, hook).map_err(internal)?;
+                runtime_loader::attach::attach_or_replace(
+                    prog,
+                    &plan.key.iface,
+                    hook,
+                    self.mode,
+                    &pin,
+                )
+                .map_err(internal)?;
+            }
+            self.programs.insert(id, plan.key.clone());
+        }
+        // A new revision makes the datapath re-check established connections (revocation).
+        let state_pin = self.layout.endpoint_map(id, "cp_state").map_err(internal)?;
+        let state = RawMap::open_pinned(&state_pin).map_err(internal)?;
+        let mut st = self.state_of(id);
+        st.policy_rev = revision as u32;
+        state
+            .update(&0u32.to_ne_bytes(), st.as_bytes())
+            .map_err(internal)?;
+        Ok(())
+    }
+
+    fn write_ipcache(&self, pin: &std::path::Path, want: &Entries) -> Result<(), ApiError> {
+        // Without the ipcache no endpoint can be enforced correctly: refuse the change.
+        self.write_map(pin, want, byte_eq_rank)
+            .map_err(|e| ApiError::internal(format!("updating the ipcache: {}", e.body.error)))
+    }
+
+    /// Writes `want` into the pinned map as a delta against what the map holds now.
+    fn write_map(
+        &self,
+        pin: &std::path::Path,
+        want: &Entries,
+        rank: fn(&MapOp) -> u8,
+    ) -> Result<(), ApiError> {
+        let map = RawMap::open_pinned(pin).map_err(internal)?;
+        let have = map.entries().map_err(internal)?;
+        let delta = MapDelta::between_with(&have, want, policy_value_eq, rank);
+        if !delta.is_empty() {
+            let stats = delta.apply(&map, have.len()).map_err(internal)?;
+            tracing::debug!(map = %pin.display(), ?stats, "map delta written");
+        }
+        Ok(())
+    }
+
+    /// Detaches an endpoint's programs and unpins its maps.
+    pub fn remove(&mut self, id: u16) -> Result<(), ApiError> {
+        let iface = self.programs.remove(&id).map(|k| k.iface);
+        for hook in Hook::BOTH {
+            let pin = self.layout.link(id, hook).map_err(internal)?;
+            match &iface {
+                Some(i) => {
+                    runtime_loader::attach::detach(i, hook, self.mode, &pin).map_err(internal)?
+                }
+                // Left by a previous agent: a tcx link goes with its pin.
+                None if pin.exists() => std::fs::remove_file(&pin).map_err(internal)?,
+                None => {}
+            }
+        }
+        self.layout.remove_endpoint(id).map_err(internal)
+    }
+}
+
+fn image_entries(v: Vec<(Vec<u8>, Vec<u8>)>) -> Entries {
+    v.into_iter().collect()
+}
+
+/// Policy values are equal when verdict, proxy port and rule agree; the counters (bytes
+/// 8..24, updated by the datapath) do not count. Other maps' values compare whole.
+fn policy_value_eq(a: &[u8], b: &[u8]) -> bool {
+    if a.len() == 24 && b.len() == 24 {
+        a[..8] == b[..8]
+    } else {
+        a == b
+    }
+}
+
+/// Restrict before widening: new or changed deny entries, then removed allow entries, then
+/// new or changed allow entries, then removed deny entries.
+fn policy_rank(op: &MapOp) -> u8 {
+    let is_deny = |v: Option<&[u8]>| v.is_some_and(|v| v.first() == Some(&VERDICT_DENY));
+    match op {
+        MapOp::Insert { .. } | MapOp::Replace { .. } if is_deny(op.new_value()) => 0,
+        MapOp::Delete { .. } if !is_deny(op.old_value()) => 1,
+        MapOp::Delete { .. } => 3,
+        _ => 2,
+    }
+}
+
+fn byte_eq_rank(op: &MapOp) -> u8 {
+    u8::from(matches!(op, MapOp::Delete { .. }))
+}

@@ -1,0 +1,141 @@
+//! The resident agent (`cilium-policy agent`): keeps the datapath in step with policies and
+//! endpoints, serves the REST API (seed §8) on a unix socket, optionally watches a policy
+//! directory. See Documentation/agent.md.
+
+pub mod api;
+pub mod client;
+pub mod config;
+pub mod datapath;
+pub mod error;
+pub mod model;
+pub mod monitor;
+pub mod resolve;
+pub mod state;
+pub mod store;
+pub mod watch;
+pub mod world;
+
+use config::AgentConfig;
+use state::Agent;
+use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+#[derive(Debug, thiserror::Error, miette::Diagnostic)]
+pub enum AgentError {
+    #[error("starting the agent: {0}")]
+    Start(String),
+    #[error("{path}: {source}")]
+    Socket {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("{path} exists and is not a socket; refusing to replace it")]
+    NotASocket { path: String },
+}
+
+/// Runs the agent until SIGINT or SIGTERM.
+pub fn run(cfg: AgentConfig, set_debug: Box<dyn Fn(bool) + Send>) -> Result<(), AgentError> {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| AgentError::Start(e.to_string()))?;
+    rt.block_on(serve(cfg, set_debug))
+}
+
+async fn serve(cfg: AgentConfig, set_debug: Box<dyn Fn(bool) + Send>) -> Result<(), AgentError> {
+    let agent = tokio::task::spawn_blocking({
+        let cfg = cfg.clone();
+        move || Agent::start(cfg, set_debug)
+    })
+    .await
+    .map_err(|e| AgentError::Start(e.to_string()))?
+    .map_err(|e| AgentError::Start(e.to_string()))?;
+    let shared = Arc::new(Mutex::new(agent));
+    if let Some(pin) = shared.lock().ok().and_then(|a| a.events_pin()) {
+        let tx = monitor::spawn_reader(pin);
+        if let Ok(mut a) = shared.lock() {
+            a.events = Some(tx);
+        }
+    }
+    let listener = bind_socket(&cfg.api_socket)?;
+    tokio::spawn(sync_pending_loop(shared.clone()));
+    if let Some(dir) = cfg.policy_dir.clone() {
+        tokio::spawn(watch::watch(dir, shared.clone()));
+    }
+    let app = api::router(shared.clone());
+    if let Some(addr) = cfg.tcp {
+        let tcp = tokio::net::TcpListener::bind(addr)
+            .await
+            .map_err(|e| AgentError::Socket {
+                path: addr.to_string(),
+                source: e,
+            })?;
+        let app = app.clone();
+        tokio::spawn(async move { axum::serve(tcp, app).await });
+    }
+    tracing::info!(socket = %cfg.api_socket.display(), "API listening");
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown_signal())
+        .await
+        .map_err(|e| AgentError::Socket {
+            path: cfg.api_socket.display().to_string(),
+            source: e,
+        })?;
+    let _ = std::fs::remove_file(&cfg.api_socket);
+    tracing::info!("agent stopped; the datapath keeps enforcing from pinned state");
+    Ok(())
+}
+
+/// Binds the API socket with mode 0660: only root and the socket's group may connect.
+fn bind_socket(path: &std::path::Path) -> Result<tokio::net::UnixListener, AgentError> {
+    let p = path.display().to_string();
+    match std::fs::symlink_metadata(path) {
+        Ok(m) if m.file_type().is_socket() => {
+            std::fs::remove_file(path).map_err(|e| AgentError::Socket {
+                path: p.clone(),
+                source: e,
+            })?
+        }
+        Ok(_) => return Err(AgentError::NotASocket { path: p }),
+        Err(_) => {}
+    }
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(|e| AgentError::Socket {
+            path: dir.display().to_string(),
+            source: e,
+        })?;
+    }
+    let listener = tokio::net::UnixListener::bind(path).map_err(|e| AgentError::Socket {
+        path: p.clone(),
+        source: e,
+    })?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o660))
+        .map_err(|e| AgentError::Socket { path: p, source: e })?;
+    Ok(listener)
+}
+
+async fn sync_pending_loop(agent: api::Shared) {
+    loop {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let a = agent.clone();
+        let _ = tokio::task::spawn_blocking(move || {
+            if let Ok(mut g) = a.lock() {
+                g.sync_pending();
+            }
+        })
+        .await;
+    }
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let Ok(mut term) = signal(SignalKind::terminate()) else {
+        return;
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}

@@ -1,0 +1,155 @@
+//! The agent's REST API types (request and reply bodies), shared by the server and the CLI client.
+
+use serde::{Deserialize, Serialize};
+use std::net::{Ipv4Addr, Ipv6Addr};
+
+/// An endpoint as created through `PUT /v1/endpoint/{id}`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EndpointSpec {
+    pub id: u16,
+    /// Host-side interface (the veth end in the node's namespace).
+    pub iface: String,
+    /// `[source:]key[=value]` labels (source `container` when absent); ignored with `pod`.
+    #[serde(default)]
+    pub labels: Vec<String>,
+    #[serde(default)]
+    pub ipv4: Option<Ipv4Addr>,
+    #[serde(default)]
+    pub ipv6: Option<Ipv6Addr>,
+    /// `namespace/name` of an applied Pod: labels and addresses come from it.
+    #[serde(default)]
+    pub pod: Option<String>,
+}
+
+/// `PATCH /v1/endpoint/{id}`: fields to change.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct EndpointPatch {
+    #[serde(default)]
+    pub iface: Option<String>,
+    #[serde(default)]
+    pub labels: Option<Vec<String>>,
+    #[serde(default)]
+    pub ipv4: Option<Ipv4Addr>,
+    #[serde(default)]
+    pub ipv6: Option<Ipv6Addr>,
+}
+
+/// `PUT /v1/endpoint/{id}/labels`: a label modifier, applied as a whole.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct LabelsPatch {
+    #[serde(default)]
+    pub add: Vec<String>,
+    #[serde(default)]
+    pub delete: Vec<String>,
+}
+
+/// What `GET /v1/endpoint[/{id}]` returns.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct EndpointStatus {
+    pub id: u16,
+    pub iface: String,
+    pub pod: Option<String>,
+    /// Every label of the endpoint (`source:key=value`).
+    pub labels: Vec<String>,
+    pub identity: u32,
+    pub ipv4: Option<Ipv4Addr>,
+    pub ipv6: Option<Ipv6Addr>,
+    pub ingress_enforced: bool,
+    pub egress_enforced: bool,
+    /// Policy revision the datapath enforces for this endpoint.
+    pub policy_revision: u64,
+    /// Entries in the endpoint's policy map.
+    pub policy_entries: usize,
+    /// `ready`, or `not-ready` with `error`.
+    pub state: String,
+    pub error: Option<String>,
+}
+
+/// One policy source (a file the client read) as stored by the agent.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SourceDoc {
+    /// The path as the client named it; re-applying the same path replaces its objects.
+    pub path: String,
+    pub text: String,
+}
+
+/// `PUT /v1/policy`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct PolicyPut {
+    pub sources: Vec<SourceDoc>,
+    /// Reply only once every affected endpoint enforces the new revision (default).
+    #[serde(default = "yes")]
+    pub wait: bool,
+}
+
+/// `DELETE /v1/policy`: everything, the sources at these paths, or the sources holding a rule
+/// with all of these labels.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct PolicyDelete {
+    #[serde(default)]
+    pub all: bool,
+    #[serde(default)]
+    pub paths: Vec<String>,
+    #[serde(default)]
+    pub labels: Vec<String>,
+    #[serde(default = "yes")]
+    pub wait: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// Reply to changes: the policy revision they produced.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct RevisionReply {
+    pub revision: u64,
+    /// Whether the datapath enforces it already (false with `wait: false`).
+    pub enforced: bool,
+}
+
+/// `GET /v1/policy`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct PolicyReply {
+    pub revision: u64,
+    pub sources: Vec<SourceDoc>,
+    /// The rules in the IR's text form.
+    pub rules: String,
+}
+
+/// One entry of `GET /v1/policy/revisions`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RevisionInfo {
+    pub revision: u64,
+    pub unix_time: u64,
+    /// `put`, `delete`, or `endpoint` for endpoint changes.
+    pub action: String,
+    pub paths: Vec<String>,
+}
+
+/// Error body of every non-2xx reply.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct ErrorReply {
+    pub error: String,
+    /// Rendered diagnostics (`file:line:column: code: message`) of a refused policy.
+    #[serde(default)]
+    pub diagnostics: Vec<String>,
+}
+
+/// `GET /v1/healthz`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Healthz {
+    pub status: String,
+    pub policy_revision: u64,
+    pub endpoints: usize,
+    pub identities: usize,
+    /// `tcx`, `netlink`, or `disabled` (no BPF).
+    pub datapath: String,
+}
+
+/// `GET /v1/identity[/{id}]`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct IdentityReply {
+    pub id: u32,
+    pub labels: Vec<String>,
+}

@@ -1,0 +1,144 @@
+//! `GET /v1/monitor`: the datapath's drop and verdict events (dp's ring buffer, pinned under
+//! the node) as text lines in the seed's format (§6.2), streamed to every client.
+
+use super::api::Shared;
+use axum::body::Body;
+use axum::extract::{Query, State};
+use axum::response::Response;
+use codegen::layout::{Event, DIR_INGRESS, EVENT_DROP, FAMILY_IPV4};
+use std::collections::BTreeMap;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::path::PathBuf;
+use std::time::Duration;
+use tokio::sync::broadcast;
+
+/// One formatted event and its kind (`drop` or `verdict`).
+#[derive(Clone, Debug)]
+pub struct Line {
+    pub kind: &'static str,
+    pub text: String,
+}
+
+/// Starts the reader thread: opens the pinned ring buffer (once the first endpoint created
+/// it) and publishes every event.
+pub fn spawn_reader(pin: PathBuf) -> broadcast::Sender<Line> {
+    let (tx, _) = broadcast::channel(4096);
+    let out = tx.clone();
+    std::thread::Builder::new()
+        .name("monitor".into())
+        .spawn(move || loop {
+            let Ok(data) = aya::maps::MapData::from_pin(&pin) else {
+                std::thread::sleep(Duration::from_millis(200));
+                continue;
+            };
+            let Ok(mut ring) = aya::maps::RingBuf::try_from(aya::maps::Map::RingBuf(data)) else {
+                tracing::error!(pin = %pin.display(), "the pinned events map is not a ring buffer");
+                return;
+            };
+            loop {
+                let mut any = false;
+                while let Some(item) = ring.next() {
+                    any = true;
+                    if let Some(ev) = Event::from_bytes(&item) {
+                        let _ = out.send(format_event(&ev));
+                    }
+                }
+                if !any {
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+            }
+        })
+        .expect("spawning the monitor thread");
+    tx
+}
+
+fn addr(family: u8, b: [u8; 16]) -> IpAddr {
+    if family == FAMILY_IPV4 {
+        IpAddr::V4(Ipv4Addr::new(b[0], b[1], b[2], b[3]))
+    } else {
+        IpAddr::V6(Ipv6Addr::from(b))
+    }
+}
+
+/// `xx drop (REASON) to endpoint ID, identity SRC->DST: SADDR:SPORT -> DADDR:DPORT PROTO` for
+/// drops (as seed §6.2), `-> verdict ...` for allowed decisions.
+pub fn format_event(e: &Event) -> Line {
+    let (s, d) = (addr(e.family, e.saddr), addr(e.family, e.daddr));
+    let (sp, dp) = (u16::from_be(e.sport_be), u16::from_be(e.dport_be));
+    let flow = match e.protocol {
+        6 => format!("{s}:{sp} -> {d}:{dp} tcp"),
+        17 => format!("{s}:{sp} -> {d}:{dp} udp"),
+        132 => format!("{s}:{sp} -> {d}:{dp} sctp"),
+        1 | 58 => {
+            let what = match (e.protocol, dp) {
+                (1, 8) | (58, 128) => "EchoRequest".to_string(),
+                (1, 0) | (58, 129) => "EchoReply".to_string(),
+                (_, t) => format!("ICMP type {t}"),
+            };
+            format!("{s} -> {d} {what}")
+        }
+        p => format!("{s} -> {d} proto {p}"),
+    };
+    let ingress = e.direction == DIR_INGRESS;
+    let (src, dst) = if ingress {
+        (e.peer_identity, e.ep_identity)
+    } else {
+        (e.ep_identity, e.peer_identity)
+    };
+    let side = if ingress { "to" } else { "from" };
+    if e.kind == EVENT_DROP {
+        let reason = codegen::reasons::legacy_name(e.reason)
+            .map_or_else(|| format!("reason {}", e.reason), str::to_string);
+        Line {
+            kind: "drop",
+            text: format!(
+                "xx drop ({reason}) {side} endpoint {}, identity {src}->{dst}: {flow}",
+                e.ep_id
+            ),
+        }
+    } else {
+        Line {
+            kind: "verdict",
+            text: format!(
+                "-> verdict allow {side} endpoint {}, identity {src}->{dst}: {flow}",
+                e.ep_id
+            ),
+        }
+    }
+}
+
+/// Streams events until the client goes away; `?type=drop|verdict` filters.
+pub async fn stream(
+    State(agent): State<Shared>,
+    Query(q): Query<BTreeMap<String, String>>,
+) -> Response {
+    let rx = agent
+        .lock()
+        .ok()
+        .and_then(|a| a.events.as_ref().map(|t| t.subscribe()));
+    let want = q.get("type").cloned();
+    let body = match rx {
+        Some(rx) => Body::from_stream(futures_util::stream::unfold(
+            (rx, want),
+            |(mut rx, want)| async move {
+                loop {
+                    match rx.recv().await {
+                        Ok(line) if want.as_deref().is_none_or(|w| w == line.kind) => {
+                            return Some((
+                                Ok::<_, std::convert::Infallible>(format!("{}\n", line.text)),
+                                (rx, want),
+                            ));
+                        }
+                        Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => continue,
+                        Err(broadcast::error::RecvError::Closed) => return None,
+                    }
+                }
+            },
+        )),
+        None => Body::from("the datapath is disabled: no events\n"),
+    };
+    Response::builder()
+        .header("content-type", "text/plain")
+        .body(body)
+        .unwrap_or_default()
+}

@@ -1,0 +1,451 @@
+//! The agent's state and its operations: the policy repository (sources with revisions),
+//! endpoints, and the derived world (identities, per-endpoint map state) kept in step with the
+//! datapath. Every change is computed on a candidate copy first; a change that fails
+//! validation or cannot be enforced leaves state and datapath as they were.
+
+use super::api::EndpointRef;
+use super::config::AgentConfig;
+use super::datapath::Datapath;
+use super::error::ApiError;
+use super::model::*;
+use super::store::{Persisted, Store};
+use super::world::World;
+use std::collections::BTreeMap;
+
+pub struct Agent {
+    pub cfg: AgentConfig,
+    store: Store,
+    persisted: Persisted,
+    world: World,
+    datapath: Option<Datapath>,
+    /// Per endpoint: the revision its datapath enforces, and the last error.
+    enforced: BTreeMap<u16, (u64, Option<String>)>,
+    /// A change was accepted without waiting and is not enforced yet.
+    pending: bool,
+    /// Datapath events for `GET /v1/monitor` (none without a datapath).
+    pub events: Option<tokio::sync::broadcast::Sender<super::monitor::Line>>,
+    set_debug: Box<dyn Fn(bool) + Send>,
+}
+
+impl Agent {
+    /// Loads the persisted state, recomputes the world and brings the datapath (pinned state
+    /// left by a previous agent, if any) in line with it.
+    pub fn start(cfg: AgentConfig, set_debug: Box<dyn Fn(bool) + Send>) -> Result<Agent, ApiError> {
+        let store = Store::new(&cfg.state_dir).map_err(|e| ApiError::internal(e.to_string()))?;
+        let persisted = store
+            .load()
+            .map_err(|e| ApiError::internal(e.to_string()))?;
+        let world = World::compute(&persisted, &cfg)?;
+        let mut datapath = if cfg.datapath {
+            Some(Datapath::open(&cfg)?)
+        } else {
+            None
+        };
+        let mut enforced = BTreeMap::new();
+        if let Some(dp) = datapath.as_mut() {
+            // Adopts what a previous agent pinned and writes only what differs.
+            for (id, res) in dp.sync(&world, persisted.revision)? {
+                enforced.insert(id, (persisted.revision, res.err()));
+            }
+        }
+        tracing::info!(
+            revision = persisted.revision,
+            endpoints = persisted.endpoints.len(),
+            "agent state restored"
+        );
+        Ok(Agent {
+            cfg,
+            store,
+            persisted,
+            world,
+            datapath,
+            enforced,
+            pending: false,
+            events: None,
+            set_debug,
+        })
+    }
+
+    /// Pin path of the node's event ring buffer (for the monitor reader).
+    pub fn events_pin(&self) -> Option<std::path::PathBuf> {
+        self.datapath
+            .as_ref()
+            .and_then(|d| d.layout().shared_map("cp_events").ok())
+    }
+
+    pub fn healthz(&self) -> Healthz {
+        Healthz {
+            status: "ok".into(),
+            policy_revision: self.persisted.revision,
+            endpoints: self.persisted.endpoints.len(),
+            identities: self.world.engine.cluster.identities().len(),
+            datapath: self
+                .datapath
+                .as_ref()
+                .map_or("disabled".into(), |d| d.mode_name().into()),
+        }
+    }
+
+    pub fn config_json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "state-dir": self.cfg.state_dir,
+            "api-socket": self.cfg.api_socket,
+            "policy-dir": self.cfg.policy_dir,
+            "bpf-root": self.cfg.bpf_root,
+            "node": self.cfg.node,
+            "debug": self.cfg.debug,
+            "datapath": self.datapath.as_ref().map_or("disabled", |d| d.mode_name()),
+        })
+    }
+
+    /// `PATCH /v1/config`: only `debug` is mutable.
+    pub fn patch_config(
+        &mut self,
+        body: &BTreeMap<String, serde_json::Value>,
+    ) -> Result<(), ApiError> {
+        for (k, v) in body {
+            match (k.as_str(), v) {
+                ("debug", serde_json::Value::Bool(b)) => {
+                    self.cfg.debug = *b;
+                    (self.set_debug)(*b);
+                }
+                _ => {
+                    return Err(ApiError::bad_request(format!(
+                        "configuration {k}={v} cannot be changed"
+                    )))
+                }
+            }
+        }
+        Ok(())
+    }
+
+    pub fn endpoints(&self) -> Vec<EndpointStatus> {
+        self.persisted
+            .endpoints
+            .keys()
+            .filter_map(|id| self.status(*id))
+            .collect()
+    }
+
+    pub fn endpoint(&self, r: &EndpointRef) -> Result<EndpointStatus, ApiError> {
+        let id = self.resolve_ref(r)?;
+        self.status(id)
+            .ok_or_else(|| ApiError::not_found(format!("endpoint {id} not found")))
+    }
+
+    fn resolve_ref(&self, r: &EndpointRef) -> Result<u16, ApiError> {
+        match r {
+            EndpointRef::Id(id) if self.persisted.endpoints.contains_key(id) => Ok(*id),
+            EndpointRef::Id(id) => Err(ApiError::not_found(format!("endpoint {id} not found"))),
+            EndpointRef::Pod(p) => self
+                .persisted
+                .endpoints
+                .values()
+                .find(|e| e.pod.as_deref() == Some(p))
+                .map(|e| e.id)
+                .ok_or_else(|| ApiError::not_found(format!("no endpoint for pod {p}"))),
+        }
+    }
+
+    fn status(&self, id: u16) -> Option<EndpointStatus> {
+        let spec = self.persisted.endpoints.get(&id)?;
+        let local = self.world.endpoints.get(&id)?;
+        let pol = self.world.policies.get(&id);
+        let (rev, err) = self.enforced.get(&id).cloned().unwrap_or((0, None));
+        let ready = err.is_none() && (self.datapath.is_none() || rev == self.persisted.revision);
+        Some(EndpointStatus {
+            id,
+            iface: spec.iface.clone(),
+            pod: spec.pod.clone(),
+            labels: local.labels.iter().map(|l| l.to_string()).collect(),
+            identity: local.identity.0,
+            ipv4: local.ipv4,
+            ipv6: local.ipv6,
+            ingress_enforced: pol.is_some_and(|p| p.ingress_enforced),
+            egress_enforced: pol.is_some_and(|p| p.egress_enforced),
+            policy_revision: rev,
+            policy_entries: pol.map_or(0, |p| p.entries.len()),
+            state: if ready {
+                "ready".into()
+            } else {
+                "not-ready".into()
+            },
+            error: err,
+        })
+    }
+
+    pub fn put_endpoint(&mut self, spec: EndpointSpec) -> Result<RevisionReply, ApiError> {
+        if spec.id == 0 {
+            return Err(ApiError::bad_request("endpoint id 0 is reserved"));
+        }
+        if self.persisted.endpoints.contains_key(&spec.id) {
+            return Err(ApiError::conflict(format!(
+                "endpoint {} already exists",
+                spec.id
+            )));
+        }
+        self.check_iface(&spec.iface)?;
+        if let Some(other) = self
+            .persisted
+            .endpoints
+            .values()
+            .find(|e| e.iface == spec.iface)
+        {
+            return Err(ApiError::conflict(format!(
+                "interface {} already belongs to endpoint {}",
+                spec.iface, other.id
+            )));
+        }
+        let mut next = self.persisted.clone();
+        next.endpoints.insert(spec.id, spec.clone());
+        self.commit(
+            next,
+            "endpoint",
+            vec![format!("endpoint/{}", spec.id)],
+            true,
+        )
+    }
+
+    pub fn patch_endpoint(
+        &mut self,
+        r: &EndpointRef,
+        patch: EndpointPatch,
+    ) -> Result<RevisionReply, ApiError> {
+        if let Some(i) = &patch.iface {
+            self.check_iface(i)?;
+        }
+        self.edit_endpoint(r, |ep| {
+            if let Some(i) = patch.iface {
+                ep.iface = i;
+            }
+            if let Some(l) = patch.labels {
+                ep.labels = l;
+            }
+            if patch.ipv4.is_some() {
+                ep.ipv4 = patch.ipv4;
+            }
+            if patch.ipv6.is_some() {
+                ep.ipv6 = patch.ipv6;
+            }
+            Ok(())
+        })
+    }
+
+    /// `PUT /v1/endpoint/{id}/labels`: all deletions must name existing labels (460 otherwise).
+    pub fn modify_labels(
+        &mut self,
+        r: &EndpointRef,
+        patch: LabelsPatch,
+    ) -> Result<RevisionReply, ApiError> {
+        self.edit_endpoint(r, |ep| {
+            if ep.pod.is_some() {
+                return Err(ApiError::bad_request(
+                    "labels of a pod endpoint come from its Pod; re-apply the Pod",
+                ));
+            }
+            for d in &patch.delete {
+                let pos = ep
+                    .labels
+                    .iter()
+                    .position(|l| l == d)
+                    .ok_or_else(|| ApiError::custom(460, format!("label {d} not found")))?;
+                ep.labels.remove(pos);
+            }
+            for a in patch.add {
+                if !ep.labels.contains(&a) {
+                    ep.labels.push(a);
+                }
+            }
+            Ok(())
+        })
+    }
+
+    /// Applies `f` to a copy of the endpoint's spec and commits the result.
+    fn edit_endpoint(
+        &mut self,
+        r: &EndpointRef,
+        f: impl FnOnce(&mut EndpointSpec) -> Result<(), ApiError>,
+    ) -> Result<RevisionReply, ApiError> {
+        let id = self.resolve_ref(r)?;
+        let mut next = self.persisted.clone();
+        let ep = next
+            .endpoints
+            .get_mut(&id)
+            .ok_or_else(|| ApiError::not_found(format!("endpoint {id} not found")))?;
+        f(ep)?;
+        self.commit(next, "endpoint", vec![format!("endpoint/{id}")], true)
+    }
+
+    /// Deletes the endpoint; `false` in the reply's second field when datapath cleanup failed.
+    pub fn delete_endpoint(&mut self, r: &EndpointRef) -> Result<(RevisionReply, bool), ApiError> {
+        let id = self.resolve_ref(r)?;
+        let mut next = self.persisted.clone();
+        let spec = next
+            .endpoints
+            .remove(&id)
+            .ok_or_else(|| ApiError::not_found(format!("endpoint {id} not found")))?;
+        let reply = self.commit(next, "endpoint", vec![format!("endpoint/{id}")], true)?;
+        // The datapath detached and unpinned it during the sync; an error there is reported.
+        let clean = self.enforced.remove(&id).is_none_or(|e| e.1.is_none());
+        if !clean {
+            tracing::error!(id, iface = %spec.iface, "endpoint deleted with datapath cleanup errors");
+        }
+        Ok((reply, clean))
+    }
+
+    /// The interface name is valid and (with a datapath) exists in the agent's namespace.
+    fn check_iface(&self, iface: &str) -> Result<(), ApiError> {
+        runtime_loader::layout::validate_name("interface name", iface, 15)
+            .map_err(|e| ApiError::bad_request(e.to_string()))?;
+        if self.datapath.is_some() && !runtime_loader::attach::interface_exists(iface) {
+            return Err(ApiError::bad_request(format!(
+                "interface {iface} does not exist on this node"
+            )));
+        }
+        Ok(())
+    }
+
+    pub fn identities(&self) -> Vec<IdentityReply> {
+        self.world
+            .engine
+            .cluster
+            .identities()
+            .map(|i| IdentityReply {
+                id: i.id.0,
+                labels: i.labels.iter().map(|l| l.to_string()).collect(),
+            })
+            .collect()
+    }
+
+    pub fn identity(&self, id: u32) -> Result<IdentityReply, ApiError> {
+        self.identities()
+            .into_iter()
+            .find(|i| i.id == id)
+            .ok_or_else(|| ApiError::not_found(format!("identity {id} not found")))
+    }
+
+    pub fn policy(&self) -> Result<PolicyReply, ApiError> {
+        if self.persisted.sources.is_empty() {
+            return Err(ApiError::not_found("no policy rules found"));
+        }
+        Ok(PolicyReply {
+            revision: self.persisted.revision,
+            sources: self.persisted.source_docs(),
+            rules: ir::text::render(&self.world.engine.policy),
+        })
+    }
+
+    pub fn put_policy(&mut self, req: PolicyPut) -> Result<RevisionReply, ApiError> {
+        if req.sources.is_empty() {
+            return Err(ApiError::bad_request("no policy sources in the request"));
+        }
+        let mut next = self.persisted.clone();
+        let mut paths = Vec::new();
+        for s in req.sources {
+            if s.path.is_empty() || s.path.contains('\0') {
+                return Err(ApiError::custom(460, format!("invalid path {:?}", s.path)));
+            }
+            paths.push(s.path.clone());
+            next.sources.insert(s.path, s.text);
+        }
+        self.commit(next, "put", paths, req.wait)
+    }
+
+    pub fn delete_policy(&mut self, req: PolicyDelete) -> Result<RevisionReply, ApiError> {
+        let mut next = self.persisted.clone();
+        let removed: Vec<String> = if req.all {
+            std::mem::take(&mut next.sources).into_keys().collect()
+        } else if !req.paths.is_empty() {
+            let mut out = Vec::new();
+            for p in &req.paths {
+                if next.sources.remove(p).is_none() {
+                    return Err(ApiError::not_found(format!("nothing was applied from {p}")));
+                }
+                out.push(p.clone());
+            }
+            out
+        } else if !req.labels.is_empty() {
+            let hits = self.world.sources_with_labels(&req.labels);
+            for p in &hits {
+                next.sources.remove(p);
+            }
+            hits
+        } else {
+            return Err(ApiError::bad_request(
+                "say what to delete: all, paths or labels",
+            ));
+        };
+        if removed.is_empty() && !req.all {
+            return Err(ApiError::not_found("no policy matches"));
+        }
+        self.commit(next, "delete", removed, req.wait)
+    }
+
+    pub fn revisions(&self) -> Vec<RevisionInfo> {
+        self.persisted.revisions.clone()
+    }
+
+    pub fn resolve(&self, q: &BTreeMap<String, String>) -> Result<serde_json::Value, ApiError> {
+        super::resolve::resolve(&self.world, q)
+    }
+
+    /// Validates `next`, then (with `wait`) brings the datapath to it before persisting it: a
+    /// change the datapath cannot take (a map that would overflow, a program the verifier
+    /// rejects) is refused and nothing changes. Without `wait` the change is persisted and the
+    /// reply sent first; [`Agent::sync_pending`] enforces it right after.
+    fn commit(
+        &mut self,
+        mut next: Persisted,
+        action: &str,
+        paths: Vec<String>,
+        wait: bool,
+    ) -> Result<RevisionReply, ApiError> {
+        let world = World::compute(&next, &self.cfg)?;
+        let revision = next.bump(action, paths);
+        if wait {
+            self.sync_datapath(&world, revision)?;
+        }
+        self.store
+            .save(&next)
+            .map_err(|e| ApiError::internal(e.to_string()))?;
+        self.persisted = next;
+        self.world = world;
+        self.pending = !wait && self.datapath.is_some();
+        Ok(RevisionReply {
+            revision,
+            enforced: !self.pending,
+        })
+    }
+
+    /// Enforces a change accepted with `wait: false` (called by the agent's background task).
+    pub fn sync_pending(&mut self) {
+        if !std::mem::take(&mut self.pending) {
+            return;
+        }
+        let world = std::mem::take(&mut self.world);
+        if let Err(e) = self.sync_datapath(&world, self.persisted.revision) {
+            tracing::error!(error = %e, "enforcing the latest revision failed; endpoints keep their previous policy");
+            for id in world.endpoints.keys() {
+                if let Some(entry) = self.enforced.get_mut(id) {
+                    entry.1 = Some(e.body.error.clone());
+                }
+            }
+        }
+        self.world = world;
+    }
+
+    fn sync_datapath(&mut self, world: &World, revision: u64) -> Result<(), ApiError> {
+        let Some(dp) = self.datapath.as_mut() else {
+            return Ok(());
+        };
+        for (id, res) in dp.sync(world, revision)? {
+            let prev = self.enforced.get(&id).map_or(0, |e| e.0);
+            let entry = match res {
+                Ok(()) => (revision, None),
+                Err(e) => (prev, Some(e)),
+            };
+            self.enforced.insert(id, entry);
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,131 @@
+//! A running agent for root integration tests: started inside a node network namespace with a
+//! private bpffs and state directory, driven through the real CLI, killed on drop.
+
+use runtime_loader::testkit::Netns;
+use runtime_loader::testkit::{PrivateBpffs, TempDir};
+use std::os::fd::AsRawFd;
+use std::os::unix::process::CommandExt;
+use std::path::PathBuf;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_cilium-policy");
+
+pub struct Agent {
+    pub child: Option<Child>,
+    pub bpffs: PrivateBpffs,
+    pub dir: TempDir,
+    pub socket: PathBuf,
+    pub netns: PathBuf,
+}
+
+/// Runs `cmd` with the calling process's children entering `netns` first.
+pub fn in_netns(cmd: &mut Command, netns: &std::path::Path) {
+    let f = std::fs::File::open(netns).expect("open netns");
+    // SAFETY: setns on an fd opened before fork; only async-signal-safe calls in the child.
+    unsafe {
+        cmd.pre_exec(move || {
+            if libc::setns(f.as_raw_fd(), libc::CLONE_NEWNET) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+}
+
+impl Agent {
+    pub fn start(node: &Netns) -> Agent {
+        let dir = TempDir::new("cpag");
+        let bpffs = PrivateBpffs::new();
+        let socket = dir.path.join("agent.sock");
+        let mut a = Agent {
+            child: None,
+            bpffs,
+            dir,
+            socket,
+            netns: node.path(),
+        };
+        a.spawn();
+        a
+    }
+
+    /// (Re)starts the agent process on the same state directory and bpffs.
+    pub fn spawn(&mut self) {
+        let mut cmd = Command::new(BIN);
+        cmd.args(["agent", "--state-dir"])
+            .arg(self.dir.path.join("state"))
+            .arg("--api-socket")
+            .arg(&self.socket)
+            .arg("--bpf-root")
+            .arg(&self.bpffs.path)
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(self.dir.path.join("agent.log")).expect("log file"));
+        in_netns(&mut cmd, &self.netns);
+        self.child = Some(cmd.spawn().expect("starting the agent"));
+        let t = Instant::now();
+        while t.elapsed() < Duration::from_secs(20) {
+            if self.cli(&["status"]).status.success() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        panic!("agent did not come up: {}", self.log());
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path.join("agent.log")).unwrap_or_default()
+    }
+
+    /// SIGKILLs the agent (pinned state stays).
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    pub fn cli(&self, args: &[&str]) -> Output {
+        Command::new(BIN)
+            .arg("--api-socket")
+            .arg(&self.socket)
+            .args(args)
+            .output()
+            .expect("running the CLI")
+    }
+
+    /// Runs the CLI and returns stdout, failing the test with stderr and the agent log otherwise.
+    pub fn ok(&self, args: &[&str]) -> String {
+        let out = self.cli(args);
+        assert!(
+            out.status.success(),
+            "cilium-policy {}: {}\n--- agent log ---\n{}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr),
+            self.log()
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// `endpoint add --id ID --labels LABEL --ipv4 ADDR --iface HOST` for a test endpoint.
+    pub fn add_endpoint(&self, id: u16, label: &str, ep: &runtime_loader::testkit::Endpoint) {
+        let (id, ip) = (id.to_string(), ep.addr.to_string());
+        self.ok(&[
+            "endpoint", "add", "--id", &id, "--labels", label, "--ipv4", &ip, "--iface", &ep.host,
+        ]);
+    }
+
+    /// Writes `text` to a file in the test directory and returns its path.
+    pub fn file(&self, name: &str, text: &str) -> String {
+        let p = self.dir.path.join(name);
+        std::fs::write(&p, text).expect("writing a test file");
+        p.display().to_string()
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        self.kill();
+        // Unpin everything of the node so links detach before the bpffs goes.
+        let _ = std::fs::remove_dir_all(self.bpffs.path.join("cilium-policy"));
+    }
+}

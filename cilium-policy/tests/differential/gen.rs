@@ -1,0 +1,169 @@
+//! Random scenarios for the differential test: namespaces, pods (IPv4, some dual-stack) and a
+//! few NetworkPolicies and CiliumNetworkPolicies mixing label, namespace, ipBlock, CIDR and
+//! entity peers, ports, port ranges, deny rules. Deterministic per seed.
+
+use compiler::front::Source;
+use std::fmt::Write;
+
+/// Ports the probes use (and the policies pick from).
+pub const PORTS: [u16; 5] = [53, 80, 443, 8050, 9000];
+
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n as u64) as usize
+    }
+    fn pick<'a, T>(&mut self, xs: &'a [T]) -> &'a T {
+        &xs[self.below(xs.len())]
+    }
+    fn chance(&mut self, percent: u64) -> bool {
+        self.next() % 100 < percent
+    }
+}
+
+const APPS: [&str; 3] = ["a", "b", "c"];
+const NSES: [&str; 2] = ["default", "prod"];
+
+fn ports(r: &mut Rng, cilium: bool) -> String {
+    let mut items = Vec::new();
+    for _ in 0..1 + r.below(2) {
+        let proto = r.pick(&["TCP", "UDP", "SCTP"]);
+        let item = match r.below(3) {
+            0 if !cilium => format!("{{protocol: {proto}, port: 8000, endPort: 8100}}"),
+            0 => format!("{{port: \"8000\", endPort: 8100, protocol: {proto}}}"),
+            _ if cilium => format!("{{port: \"{}\", protocol: {proto}}}", r.pick(&PORTS)),
+            _ => format!("{{protocol: {proto}, port: {}}}", r.pick(&PORTS)),
+        };
+        items.push(item);
+    }
+    items.join(", ")
+}
+
+fn netpol(r: &mut Rng, j: usize, out: &mut String) {
+    let ns = r.pick(&NSES);
+    let subject = if r.chance(20) {
+        "{}".to_string()
+    } else {
+        format!("{{matchLabels: {{app: {}}}}}", r.pick(&APPS))
+    };
+    let (ing, eg) = match r.below(3) {
+        0 => (true, false),
+        1 => (false, true),
+        _ => (true, true),
+    };
+    let types: Vec<&str> = [(ing, "Ingress"), (eg, "Egress")]
+        .iter()
+        .filter(|(b, _)| *b)
+        .map(|(_, n)| *n)
+        .collect();
+    let _ = writeln!(out, "---\napiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {{name: np{j}, namespace: {ns}}}\nspec:\n  podSelector: {subject}\n  policyTypes: [{}]", types.join(", "));
+    for (on, dir, peer_key) in [(ing, "ingress", "from"), (eg, "egress", "to")] {
+        if !on || r.chance(15) {
+            continue; // isolated, nothing allowed
+        }
+        let _ = writeln!(out, "  {dir}:");
+        for _ in 0..1 + r.below(2) {
+            let peer = match r.below(4) {
+                0 => format!(
+                    "{{podSelector: {{matchLabels: {{app: {}}}}}}}",
+                    r.pick(&APPS)
+                ),
+                1 => format!(
+                    "{{namespaceSelector: {{matchLabels: {{team: {}}}}}}}",
+                    r.pick(&["blue", "red"])
+                ),
+                2 => "{ipBlock: {cidr: 10.1.0.0/24, except: [10.1.0.11/32]}}".to_string(),
+                _ => format!(
+                    "{{namespaceSelector: {{}}, podSelector: {{matchLabels: {{app: {}}}}}}}",
+                    r.pick(&APPS)
+                ),
+            };
+            if r.chance(20) {
+                let _ = writeln!(out, "  - ports: [{}]", ports(r, false));
+            } else if r.chance(30) {
+                let _ = writeln!(out, "  - {peer_key}: [{peer}]");
+            } else {
+                let _ = writeln!(
+                    out,
+                    "  - {peer_key}: [{peer}]\n    ports: [{}]",
+                    ports(r, false)
+                );
+            }
+        }
+    }
+}
+
+fn cnp(r: &mut Rng, j: usize, out: &mut String) {
+    let ns = r.pick(&NSES);
+    let _ = writeln!(out, "---\napiVersion: cilium.io/v2\nkind: CiliumNetworkPolicy\nmetadata: {{name: cnp{j}, namespace: {ns}}}\nspec:\n  endpointSelector: {{matchLabels: {{app: {}}}}}", r.pick(&APPS));
+    for (dir, eps, ents, cidr) in [
+        ("ingress", "fromEndpoints", "fromEntities", "fromCIDR"),
+        ("egress", "toEndpoints", "toEntities", "toCIDR"),
+        ("ingressDeny", "fromEndpoints", "fromEntities", "fromCIDR"),
+        ("egressDeny", "toEndpoints", "toEntities", "toCIDR"),
+    ] {
+        if r.chance(50) {
+            continue;
+        }
+        let _ = writeln!(out, "  {dir}:");
+        let peer = match r.below(4) {
+            0 => format!("{eps}: [{{matchLabels: {{app: {}}}}}]", r.pick(&APPS)),
+            1 => format!("{ents}: [{}]", r.pick(&["world", "cluster", "all"])),
+            2 => format!("{cidr}: [8.8.8.0/24]"),
+            _ => format!("{eps}: [{{}}]"),
+        };
+        if r.chance(60) {
+            let _ = writeln!(
+                out,
+                "  - {peer}\n    toPorts: [{{ports: [{}]}}]",
+                ports(r, true)
+            );
+        } else {
+            let _ = writeln!(out, "  - {peer}");
+        }
+    }
+}
+
+/// One scenario as in-memory sources.
+pub fn scenario(seed: u64) -> Vec<Source> {
+    let mut r = Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1);
+    let mut pods = String::from("apiVersion: v1\nkind: Namespace\nmetadata: {name: default, labels: {team: blue}}\n---\napiVersion: v1\nkind: Namespace\nmetadata: {name: prod, labels: {team: red}}\n");
+    for i in 0..3 + r.below(3) {
+        let (ns, app) = (r.pick(&NSES), r.pick(&APPS));
+        let v4 = format!("10.1.0.{}", 10 + i);
+        let ips = if r.chance(35) {
+            format!(
+                "podIP: {v4}, podIPs: [{{ip: {v4}}}, {{ip: \"fd00::{}\"}}]",
+                10 + i
+            )
+        } else {
+            format!("podIP: {v4}")
+        };
+        let _ = writeln!(pods, "---\napiVersion: v1\nkind: Pod\nmetadata: {{name: p{i}, namespace: {ns}, labels: {{app: {app}}}}}\nstatus: {{{ips}}}");
+    }
+    let mut policies = String::new();
+    for j in 0..1 + r.below(3) {
+        if r.chance(50) {
+            netpol(&mut r, j, &mut policies);
+        } else {
+            cnp(&mut r, j, &mut policies);
+        }
+    }
+    vec![
+        Source {
+            path: format!("seed{seed}/pods.yaml"),
+            text: pods.into_bytes(),
+        },
+        Source {
+            path: format!("seed{seed}/policies.yaml"),
+            text: policies.into_bytes(),
+        },
+    ]
+}

@@ -1,0 +1,236 @@
+//! Kernel-vs-trace differential harness: compiles a scenario (policy + pods), loads every
+//! endpoint's object with its map images, and for every probe compares the kernel's verdict
+//! (BPF_PROG_TEST_RUN through the source's egress and the destination's ingress program) with
+//! `trace`'s; replies of allowed connections must pass both programs back.
+#![allow(dead_code)]
+
+pub mod gen;
+
+use codegen::{EndpointConfig, Generator, MapSizes};
+use compiler::cluster::{Cluster, ClusterConfig};
+use compiler::policy::PolicyEngine;
+use compiler::trace::{resolve_party, trace, PartySpec};
+use ir::{Direction, Protocol};
+use runtime_loader::packet::PacketSpec;
+use runtime_loader::{load, test_run, Datapath, LoadOptions};
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::path::PathBuf;
+
+pub fn root_or_skip(test: &str) -> bool {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("skipping {test}: needs root (BPF)");
+        return false;
+    }
+    true
+}
+
+/// Addresses outside the cluster used as peers (one inside the pod range but unassigned).
+pub const WORLD: [&str; 3] = ["8.8.8.8", "10.1.0.200", "2001:db8::1"];
+
+pub struct Scenario {
+    pub policy: ir::PolicySet,
+    pub cluster: Cluster,
+    /// Loaded datapath per endpoint name, with its addresses.
+    pub eps: BTreeMap<String, (Vec<IpAddr>, Datapath)>,
+}
+
+/// Compiles and loads every endpoint of the sources (files or in-memory texts).
+pub fn scenario(sources: Vec<compiler::front::Source>, gen: &mut Generator) -> Scenario {
+    let front = compiler::front::parse_sources(sources);
+    let errors: Vec<String> = front
+        .diagnostics
+        .iter()
+        .filter(|d| d.is_error())
+        .map(|d| d.to_string())
+        .collect();
+    assert!(errors.is_empty(), "scenario has errors: {errors:#?}");
+    let cluster =
+        Cluster::build(&front.inventory, &front.policy, ClusterConfig::default()).unwrap();
+    let engine = PolicyEngine::new(front.policy.clone(), cluster.clone());
+    let ipcache = gen.ipcache_image(cluster.ipcache()).unwrap();
+    let mut eps = BTreeMap::new();
+    for (i, (name, pol)) in engine.all_policies().into_iter().enumerate() {
+        let ep = cluster.endpoint(&name).unwrap();
+        if ep.ips.is_empty() {
+            continue;
+        }
+        let v4 = ep.ips.iter().find_map(|a| {
+            if let IpAddr::V4(a) = a {
+                Some(*a)
+            } else {
+                None
+            }
+        });
+        let v6 = ep.ips.iter().find_map(|a| {
+            if let IpAddr::V6(a) = a {
+                Some(*a)
+            } else {
+                None
+            }
+        });
+        let cfg = EndpointConfig {
+            id: i as u32 + 1,
+            name: name.clone(),
+            identity: ep.identity,
+            ipv4: v4,
+            ipv6: v6,
+        };
+        let art = gen
+            .endpoint(&cfg, &pol, Some(&front.policy))
+            .unwrap_or_else(|e| panic!("{e}"));
+        let (pi, ai) = (art.policy_image(), art.addr_image());
+        let mut images = vec![&pi, &ipcache];
+        if let Some(a) = &ai {
+            images.push(a);
+        }
+        let dp = load(
+            &art.object,
+            &LoadOptions {
+                images,
+                ..Default::default()
+            },
+        )
+        .unwrap_or_else(|e| panic!("{name}: {e}"));
+        eps.insert(name, (ep.ips.clone(), dp));
+    }
+    Scenario {
+        policy: front.policy,
+        cluster,
+        eps,
+    }
+}
+
+pub fn sources_from(paths: &[PathBuf]) -> Vec<compiler::front::Source> {
+    compiler::front::read_inputs(paths).unwrap()
+}
+
+pub fn generator() -> Generator {
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("bpf-objects");
+    Generator::new(dir, MapSizes::default()).expect("clang (Debian package clang-19) is required")
+}
+
+/// A probe: source, destination (endpoint names or outside addresses), protocol, port.
+#[derive(Clone, Debug)]
+pub struct Probe {
+    /// IPv6 addresses of both ends.
+    pub v6: bool,
+    pub src: String,
+    pub dst: String,
+    pub proto: Protocol,
+    pub port: u16,
+}
+
+/// Every endpoint pair and endpoint↔world pair on these protocols and ports, plus ICMP echo.
+pub fn probes(s: &Scenario, ports: &[u16]) -> Vec<Probe> {
+    let mut names: Vec<String> = s.eps.keys().cloned().collect();
+    names.extend(WORLD.iter().map(|a| a.to_string()));
+    let mut out = Vec::new();
+    for src in &names {
+        for dst in &names {
+            if src == dst || (!s.eps.contains_key(src) && !s.eps.contains_key(dst)) {
+                continue;
+            }
+            for v6 in [false, true] {
+                if addr_of(s, src, v6).is_none() || addr_of(s, dst, v6).is_none() {
+                    continue;
+                }
+                for proto in [Protocol::Tcp, Protocol::Udp, Protocol::Sctp] {
+                    for port in ports {
+                        out.push(Probe {
+                            v6,
+                            src: src.clone(),
+                            dst: dst.clone(),
+                            proto,
+                            port: *port,
+                        });
+                    }
+                }
+                let (proto, port) = if v6 {
+                    (Protocol::IcmpV6, 128)
+                } else {
+                    (Protocol::Icmp, 8)
+                };
+                out.push(Probe {
+                    v6,
+                    src: src.clone(),
+                    dst: dst.clone(),
+                    proto,
+                    port,
+                });
+            }
+        }
+    }
+    out
+}
+
+/// The address of an endpoint or outside peer in the family asked for.
+fn addr_of(s: &Scenario, who: &str, v6: bool) -> Option<IpAddr> {
+    let addrs: Vec<IpAddr> = match s.eps.get(who) {
+        Some((a, _)) => a.clone(),
+        None => vec![who.parse().unwrap()],
+    };
+    addrs.into_iter().find(|a| a.is_ipv6() == v6)
+}
+
+fn pass(s: &Scenario, who: &str, dir: Direction, p: &PacketSpec) -> bool {
+    match s.eps.get(who) {
+        Some((_, dp)) => test_run(dp.program(dir).unwrap(), &p.build(), 1)
+            .unwrap()
+            .passed(),
+        None => true,
+    }
+}
+
+/// Runs every probe; returns the disagreements (empty when the kernel agrees with trace).
+pub fn compare(s: &Scenario, probes: &[Probe]) -> Vec<String> {
+    let mut bad = Vec::new();
+    let mut allowed = 0;
+    for (i, p) in probes.iter().enumerate() {
+        let (sa, da) = (
+            addr_of(s, &p.src, p.v6).unwrap(),
+            addr_of(s, &p.dst, p.v6).unwrap(),
+        );
+        let src = resolve_party(&s.cluster, &PartySpec::Addr(sa)).unwrap();
+        let dst = resolve_party(&s.cluster, &PartySpec::Addr(da)).unwrap();
+        let want = trace(&s.policy, &s.cluster, src, dst, p.proto, p.port, None).allowed;
+        let sport = 20000 + i as u16;
+        let pkt = PacketSpec::new(sa, da, p.proto.number(), sport, p.port);
+        let got =
+            pass(s, &p.src, Direction::Egress, &pkt) && pass(s, &p.dst, Direction::Ingress, &pkt);
+        if got != want {
+            bad.push(format!(
+                "{sa} ({}) -> {da} ({}) {}/{}: trace {} kernel {}",
+                p.src,
+                p.dst,
+                p.port,
+                p.proto,
+                verdict(want),
+                verdict(got)
+            ));
+            continue;
+        }
+        if got {
+            allowed += 1;
+            let r = pkt.reply();
+            if !(pass(s, &p.dst, Direction::Egress, &r) && pass(s, &p.src, Direction::Ingress, &r))
+            {
+                bad.push(format!(
+                    "{sa} ({}) -> {da} ({}) {}/{}: allowed but its reply was dropped",
+                    p.src, p.dst, p.port, p.proto
+                ));
+            }
+        }
+    }
+    eprintln!("{} probes, {allowed} allowed, {} disagreements", probes.len(), bad.len());
+    bad
+}
+
+fn verdict(b: bool) -> &'static str {
+    if b {
+        "allowed"
+    } else {
+        "denied"
+    }
+}

@@ -1,0 +1,135 @@
+//! The seed's getting-started scenario (§2.2, §2.3) on real packets: app1 ×2, app2, app3 in
+//! network namespaces behind veth pairs, the agent enforcing, driven through the CLI.
+
+mod agent_harness;
+
+use agent_harness::Agent;
+use runtime_loader::probe::{tcp_ok, udp_ok, Responder};
+use runtime_loader::testkit::{node_netns, require_root, Endpoint};
+use std::io::{BufRead, BufReader};
+use std::net::Ipv4Addr;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+const T: Duration = Duration::from_millis(800);
+
+/// The L3/L4 policy of seed §2.2.8, verbatim.
+const L3_L4_POLICY: &str = r#"[{
+  "endpointSelector": {"matchLabels":{"id":"app1"}},
+  "ingress": [{
+    "fromEndpoints": [
+      {"matchLabels":{"id":"app2"}}
+    ],
+    "toPorts": [{
+      "ports": [{"port": "80", "protocol": "tcp"}]
+    }]
+  }]
+}]"#;
+
+#[test]
+fn root_getting_started_l3_l4_policy() {
+    if !require_root("root_getting_started_l3_l4_policy") {
+        return;
+    }
+    let node = node_netns();
+    let app1a = Endpoint::new(&node, Ipv4Addr::new(10, 91, 0, 11));
+    let app1b = Endpoint::new(&node, Ipv4Addr::new(10, 91, 0, 12));
+    let app2 = Endpoint::new(&node, Ipv4Addr::new(10, 91, 0, 2));
+    let app3 = Endpoint::new(&node, Ipv4Addr::new(10, 91, 0, 3));
+    let _srv: Vec<Responder> = [&app1a, &app1b]
+        .iter()
+        .flat_map(|e| {
+            [
+                Responder::start(&e.ns, e.addr, 80),
+                Responder::start(&e.ns, e.addr, 8080),
+            ]
+        })
+        .collect();
+    let _srv3 = Responder::start(&app3.ns, app3.addr, 80);
+    let agent = Agent::start(&node);
+    for (id, ep, label) in [
+        (1, &app1a, "id=app1"),
+        (2, &app1b, "id=app1"),
+        (3, &app2, "id=app2"),
+        (4, &app3, "id=app3"),
+    ] {
+        agent.add_endpoint(id, label, ep);
+    }
+    let list = agent.ok(&["endpoint", "list"]);
+    assert!(
+        list.contains("container:id=app1") && list.contains("ready"),
+        "{list}"
+    );
+    assert!(
+        tcp_ok(&app3.ns, app1a.addr, 80, T),
+        "no policy yet: app3 reaches app1"
+    );
+
+    let file = agent.file("l3_l4_policy.json", L3_L4_POLICY);
+    let out = agent.ok(&["policy", "import", &file]);
+    assert!(out.starts_with("Revision: "), "{out}");
+
+    for app1 in [&app1a, &app1b] {
+        assert!(
+            tcp_ok(&app2.ns, app1.addr, 80, T),
+            "app2 -> {}:80 is allowed (and the reply flows)",
+            app1.addr
+        );
+        assert!(
+            !tcp_ok(&app3.ns, app1.addr, 80, T),
+            "app3 -> {}:80 is denied",
+            app1.addr
+        );
+        assert!(
+            !tcp_ok(&app2.ns, app1.addr, 8080, T),
+            "app2 -> {}:8080: only port 80 is allowed",
+            app1.addr
+        );
+        assert!(
+            !udp_ok(&app2.ns, app1.addr, 80, T),
+            "app2 -> {}:80/udp: only TCP is allowed",
+            app1.addr
+        );
+    }
+    assert!(
+        tcp_ok(&app1a.ns, app3.addr, 80, T),
+        "app1's egress is not enforced"
+    );
+    let list = agent.ok(&["endpoint", "list", "-o", "json"]);
+    let eps: serde_json::Value = serde_json::from_str(&list).unwrap();
+    assert_eq!(eps[0]["ingress_enforced"], true, "{list}");
+    assert_eq!(eps[2]["ingress_enforced"], false, "{list}");
+
+    // `monitor --type drop` shows app3's dropped SYN (seed §6.2 format).
+    let mut mon = Command::new(agent_harness::BIN)
+        .arg("--api-socket")
+        .arg(&agent.socket)
+        .args(["monitor", "--type", "drop"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(mon.stdout.take().unwrap()).lines();
+    assert!(lines.next().unwrap().unwrap().starts_with("Listening"));
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(!tcp_ok(&app3.ns, app1a.addr, 80, T));
+    let line = lines.next().unwrap().unwrap();
+    let _ = mon.kill();
+    assert!(
+        line.starts_with("xx drop (Policy denied (L3)) to endpoint 1, identity "),
+        "{line}"
+    );
+    assert!(
+        line.contains(&format!("{}:", app3.addr))
+            && line.contains(&format!("-> {}:80 tcp", app1a.addr)),
+        "{line}"
+    );
+
+    // Deleting the policy restores app3's access, without restarting anything.
+    let out = agent.ok(&["policy", "delete", "--all"]);
+    assert!(out.starts_with("Revision: "), "{out}");
+    assert!(
+        tcp_ok(&app3.ns, app1a.addr, 80, T),
+        "app3 reaches app1 again"
+    );
+    assert!(tcp_ok(&app2.ns, app1b.addr, 8080, T));
+}

@@ -1,0 +1,68 @@
+//! Regenerating one endpoint: from its configuration's template (entries, header, patched
+//! object) against running clang for the endpoint. `cargo bench -p codegen --bench regenerate`.
+
+use codegen::{EndpointConfig, Generator, MapSizes};
+use criterion::{criterion_group, criterion_main, Criterion};
+use ir::{Direction, EndpointPolicy, MapEntry, MapKey, MapVerdict, NumericIdentity, RuleId};
+
+fn endpoint(rules: u32) -> (EndpointConfig, EndpointPolicy) {
+    let ep = EndpointConfig {
+        id: 9,
+        name: "bench/ep".into(),
+        identity: NumericIdentity(1000),
+        ipv4: Some("10.0.0.1".parse().unwrap()),
+        ipv6: None,
+    };
+    let mut p = EndpointPolicy {
+        endpoint: ep.name.clone(),
+        identity: ep.identity,
+        ingress_enforced: true,
+        ..Default::default()
+    };
+    for i in 0..rules {
+        let key = MapKey {
+            identity: NumericIdentity(256 + i / 10),
+            direction: Direction::Ingress,
+            protocol: 6,
+            port: 1000 + (i % 10) as u16,
+            port_prefix_len: 16,
+        };
+        p.entries.insert(
+            key,
+            MapEntry {
+                verdict: MapVerdict::Allow,
+                rules: vec![RuleId(i)],
+            },
+        );
+    }
+    (ep, p)
+}
+
+fn bench(c: &mut Criterion) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut g =
+        Generator::new(dir.path(), MapSizes::default()).expect("clang (Debian package clang-19)");
+    let (ep, p) = endpoint(10);
+    g.endpoint(&ep, &p, None).unwrap(); // compiles the template once
+    c.bench_function("regenerate_endpoint_from_template_10_rules", |b| {
+        b.iter(|| g.endpoint(&ep, &p, None).unwrap())
+    });
+    let (ep_big, p_big) = endpoint(10_000);
+    c.bench_function("regenerate_endpoint_from_template_10000_rules", |b| {
+        b.iter(|| g.endpoint(&ep_big, &p_big, None).unwrap())
+    });
+    c.bench_function("entries_build_10000_rules", |b| b.iter(|| codegen::entries::EndpointEntries::build(&p_big)));
+    c.bench_function("features_derive_10000_rules", |b| b.iter(|| codegen::Features::derive(&ep_big, &p_big, None)));
+    let art = g.endpoint(&ep, &p, None).unwrap();
+    let node = g.node_header(1, &Default::default());
+    let out = dir.path().join("direct.o");
+    let mut group = c.benchmark_group("clang");
+    group.sample_size(10);
+    group.bench_function("clang_per_endpoint", |b| {
+        b.iter(|| g.clang.compile(&art.header, &node, &out, "bench").unwrap())
+    });
+    group.finish();
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);

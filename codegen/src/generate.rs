@@ -1,0 +1,216 @@
+//! The codegen entry point: per-endpoint artefacts (header, object from a template, map images)
+//! and node artefacts (header, ipcache image, rule table), with the map-size check.
+
+use crate::clang::{Clang, ClangError, ObjectCache};
+use crate::endpoint::{EndpointConfig, Features, MapSizes};
+use crate::entries::{ipcache_image, EndpointEntries};
+use crate::headers;
+use crate::image::MapImage;
+use crate::template::{Globals, PatchSites, TemplateError};
+use ir::{Direction, EndpointPolicy, IpCache, PolicySet};
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+#[derive(Debug, thiserror::Error)]
+pub enum CodegenError {
+    #[error(transparent)]
+    Clang(#[from] ClangError),
+    #[error(transparent)]
+    Template(#[from] TemplateError),
+    #[error("endpoint {endpoint}: its policy map needs {needed} entries but holds at most {max} ({why}); raise the policy map size or split the rules")]
+    PolicyMapFull {
+        endpoint: String,
+        needed: usize,
+        max: u32,
+        why: String,
+    },
+    #[error("endpoint {endpoint}: {needed} address (ipBlock) prefixes exceed the address map size {max}")]
+    AddrMapFull {
+        endpoint: String,
+        needed: usize,
+        max: u32,
+    },
+    #[error("the ipcache has {needed} entries but the ipcache map holds at most {max}")]
+    IpcacheFull { needed: usize, max: u32 },
+    #[error("I/O error on {path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+/// A compiled template: one per distinct (features, sizes).
+#[derive(Clone, Debug)]
+pub struct Template {
+    /// The object cache file it came from.
+    pub path: PathBuf,
+    pub bytes: Arc<Vec<u8>>,
+    pub sites: PatchSites,
+    /// Whether the object cache already held it.
+    pub cached: bool,
+}
+
+/// Everything generated for one endpoint.
+#[derive(Clone, Debug)]
+pub struct EndpointArtefacts {
+    pub config: EndpointConfig,
+    pub features: Features,
+    /// The endpoint's own `ep_config.h` (constants, features and the rules behind them).
+    pub header: String,
+    /// Its object: the template with its constants patched in.
+    pub object: Vec<u8>,
+    /// The template object it was instantiated from.
+    pub template: PathBuf,
+    pub entries: EndpointEntries,
+}
+
+impl EndpointArtefacts {
+    pub fn policy_image(&self) -> MapImage {
+        self.entries.policy_image()
+    }
+    /// `None` when address matching is compiled out.
+    pub fn addr_image(&self) -> Option<MapImage> {
+        self.features.addr_match.then(|| self.entries.addr_image())
+    }
+}
+
+/// Generates artefacts; compiles each distinct configuration once.
+pub struct Generator {
+    pub clang: Clang,
+    pub cache: ObjectCache,
+    pub sizes: MapSizes,
+    templates: HashMap<Features, Template>,
+}
+
+impl Generator {
+    pub fn new(cache_dir: impl Into<PathBuf>, sizes: MapSizes) -> Result<Self, CodegenError> {
+        Ok(Generator {
+            clang: Clang::find()?,
+            cache: ObjectCache::new(cache_dir),
+            sizes,
+            templates: HashMap::new(),
+        })
+    }
+
+    /// The template for `features`, compiling it on first use.
+    pub fn template(&mut self, features: &Features) -> Result<&Template, CodegenError> {
+        if !self.templates.contains_key(features) {
+            let ep = headers::render_template(features, &self.sizes);
+            let node = self.node_template_header();
+            let (path, cached) = self.cache.get_or_compile(
+                &self.clang,
+                &ep,
+                &node,
+                &format!("template {features:?}"),
+            )?;
+            let bytes = std::fs::read(&path).map_err(|source| CodegenError::Io {
+                path: path.clone(),
+                source,
+            })?;
+            let sites = PatchSites::find(&bytes)?;
+            self.templates.insert(
+                *features,
+                Template {
+                    path,
+                    bytes: Arc::new(bytes),
+                    sites,
+                    cached,
+                },
+            );
+        }
+        Ok(&self.templates[features])
+    }
+
+    /// Templates compiled or found so far.
+    pub fn templates(&self) -> impl Iterator<Item = (&Features, &Template)> {
+        self.templates.iter()
+    }
+
+    /// The node header objects are compiled with (sizes only; counts are not compiled in).
+    fn node_template_header(&self) -> String {
+        headers::render_node(&self.sizes, 0, 0)
+    }
+
+    /// The node header as written beside the objects.
+    pub fn node_header(&self, endpoints: usize, ipcache: &IpCache) -> String {
+        headers::render_node(&self.sizes, endpoints, ipcache.entries.len())
+    }
+
+    /// The ipcache image, checked against the map size.
+    pub fn ipcache_image(&self, ipcache: &IpCache) -> Result<MapImage, CodegenError> {
+        let max = self.sizes.ipcache_map;
+        if ipcache.entries.len() > max as usize {
+            return Err(CodegenError::IpcacheFull {
+                needed: ipcache.entries.len(),
+                max,
+            });
+        }
+        Ok(ipcache_image(ipcache))
+    }
+
+    /// The endpoint's artefacts; refuses when its maps would overflow.
+    pub fn endpoint(
+        &mut self,
+        ep: &EndpointConfig,
+        policy: &EndpointPolicy,
+        set: Option<&PolicySet>,
+    ) -> Result<EndpointArtefacts, CodegenError> {
+        let entries = EndpointEntries::build(policy);
+        check_sizes(&self.sizes, ep, policy, &entries)?;
+        let (features, lines) = Features::derive(ep, policy, set);
+        let header = headers::render_endpoint(ep, &lines, &self.sizes);
+        let t = self.template(&features)?;
+        let object = t.sites.instantiate(&t.bytes, &Globals::of(ep));
+        Ok(EndpointArtefacts {
+            config: ep.clone(),
+            features,
+            header,
+            object,
+            template: t.path.clone(),
+            entries,
+        })
+    }
+}
+
+/// Refuses an endpoint whose maps would overflow, saying why.
+pub fn check_sizes(
+    sizes: &MapSizes,
+    ep: &EndpointConfig,
+    policy: &EndpointPolicy,
+    entries: &EndpointEntries,
+) -> Result<(), CodegenError> {
+    let max = sizes.policy_map;
+    if entries.policy.len() > max as usize {
+        let per_dir = |d: Direction| {
+            let keys: Vec<_> = policy.entries.keys().filter(|k| k.direction == d).collect();
+            let ids: std::collections::BTreeSet<_> = keys.iter().map(|k| k.identity).collect();
+            format!(
+                "{} {} map-state entries over {} peer identities",
+                keys.len(),
+                d.name(),
+                ids.len()
+            )
+        };
+        let why = format!(
+            "{}, {}, {} address entries; port ranges become prefix blocks and ANY becomes TCP, UDP and SCTP",
+            per_dir(Direction::Ingress),
+            per_dir(Direction::Egress),
+            policy.addr_entries.len()
+        );
+        return Err(CodegenError::PolicyMapFull {
+            endpoint: ep.name.clone(),
+            needed: entries.policy.len(),
+            max,
+            why,
+        });
+    }
+    if entries.addr.len() > sizes.addr_map as usize {
+        return Err(CodegenError::AddrMapFull {
+            endpoint: ep.name.clone(),
+            needed: entries.addr.len(),
+            max: sizes.addr_map,
+        });
+    }
+    Ok(())
+}

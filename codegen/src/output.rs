@@ -1,0 +1,212 @@
+//! The compile output directory: `manifest.json`, node artefacts, and one folder per endpoint
+//! (`ep_config.h`, `bpf_lxc.o`, `policy.img`, `addr.img`), plus the text form of map entries
+//! (`compile --emit maps`).
+
+use crate::generate::{CodegenError, EndpointArtefacts};
+use crate::layout::*;
+use crate::rules::RuleRow;
+use ir::IpCache;
+use serde::{Deserialize, Serialize};
+use std::fmt::Write;
+use std::path::{Path, PathBuf};
+
+/// Version of the manifest format.
+pub const MANIFEST_VERSION: u32 = 1;
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Manifest {
+    pub version: u32,
+    /// `node_config.h`, relative to the output directory.
+    pub node_header: String,
+    /// The ipcache map image.
+    pub ipcache_image: String,
+    pub ipcache_entries: usize,
+    /// Rule id → policy and file:line (`rules.json`).
+    pub rules: String,
+    pub endpoints: Vec<ManifestEndpoint>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ManifestEndpoint {
+    pub id: u32,
+    pub name: String,
+    pub identity: u32,
+    pub addresses: Vec<String>,
+    pub header: String,
+    pub object: String,
+    pub policy_image: String,
+    pub addr_image: Option<String>,
+    pub policy_entries: usize,
+    pub addr_entries: usize,
+    pub ingress_enforced: bool,
+    pub egress_enforced: bool,
+    /// Compile-time features of its object.
+    pub features: crate::Features,
+}
+
+fn write(path: &Path, bytes: &[u8]) -> Result<(), CodegenError> {
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent).map_err(|source| CodegenError::Io {
+            path: parent.into(),
+            source,
+        })?;
+    }
+    std::fs::write(path, bytes).map_err(|source| CodegenError::Io {
+        path: path.into(),
+        source,
+    })
+}
+
+/// A file-system-safe folder name for an endpoint (`default/app1` → `default_app1`).
+pub fn folder_name(name: &str) -> String {
+    name.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '_') {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
+
+/// Writes one endpoint's folder under `out`; returns its manifest entry.
+pub fn write_endpoint(out: &Path, a: &EndpointArtefacts) -> Result<ManifestEndpoint, CodegenError> {
+    let folder = format!(
+        "endpoints/{:05}-{}",
+        a.config.id,
+        folder_name(&a.config.name)
+    );
+    let rel = |f: &str| format!("{folder}/{f}");
+    write(&out.join(rel("ep_config.h")), a.header.as_bytes())?;
+    write(&out.join(rel("bpf_lxc.o")), &a.object)?;
+    write(&out.join(rel("policy.img")), &a.policy_image().to_bytes())?;
+    let addr_image = match a.addr_image() {
+        Some(img) => {
+            write(&out.join(rel("addr.img")), &img.to_bytes())?;
+            Some(rel("addr.img"))
+        }
+        None => None,
+    };
+    let c = &a.config;
+    Ok(ManifestEndpoint {
+        id: c.id,
+        name: c.name.clone(),
+        identity: c.identity.0,
+        addresses: c
+            .ipv4
+            .map(|a| a.to_string())
+            .into_iter()
+            .chain(c.ipv6.map(|a| a.to_string()))
+            .collect(),
+        header: rel("ep_config.h"),
+        object: rel("bpf_lxc.o"),
+        policy_image: rel("policy.img"),
+        addr_image,
+        policy_entries: a.entries.policy.len(),
+        addr_entries: a.entries.addr.len(),
+        ingress_enforced: a.features.ingress_policy,
+        egress_enforced: a.features.egress_policy,
+        features: a.features,
+    })
+}
+
+/// Writes the node artefacts and the manifest.
+pub fn write_node(
+    out: &Path,
+    node_header: &str,
+    ipcache: &crate::image::MapImage,
+    rules: &[RuleRow],
+    endpoints: Vec<ManifestEndpoint>,
+) -> Result<PathBuf, CodegenError> {
+    write(&out.join("node_config.h"), node_header.as_bytes())?;
+    write(&out.join("ipcache.img"), &ipcache.to_bytes())?;
+    write(&out.join("rules.json"), to_json(&rules).as_bytes())?;
+    let manifest = Manifest {
+        version: MANIFEST_VERSION,
+        node_header: "node_config.h".into(),
+        ipcache_image: "ipcache.img".into(),
+        ipcache_entries: ipcache.entries.len(),
+        rules: "rules.json".into(),
+        endpoints,
+    };
+    let path = out.join("manifest.json");
+    write(&path, to_json(&manifest).as_bytes())?;
+    Ok(path)
+}
+
+/// Pretty JSON with a final newline.
+fn to_json<T: Serialize + ?Sized>(v: &T) -> String {
+    let mut s = serde_json::to_string_pretty(v).expect("plain data serializes");
+    s.push('\n');
+    s
+}
+
+/// `ingress identity 300 TCP 80/16 -> allow (r0, r3)` for every policy entry, then address classes.
+pub fn render_entries(a: &EndpointArtefacts) -> String {
+    let mut s = String::new();
+    for (k, v, rules) in a.entries.policy.values() {
+        let dir = if k.direction == DIR_INGRESS {
+            "ingress"
+        } else {
+            "egress"
+        };
+        let who = match k.identity {
+            0 => "any".to_string(),
+            id if id & ADDR_CLASS_BIT != 0 => format!("addr-class {}", id & !ADDR_CLASS_BIT),
+            id => format!("identity {id}"),
+        };
+        let what = if k.prefixlen <= POLICY_KEY_DIR_PREFIX {
+            "any-proto".to_string()
+        } else {
+            let plen = k.prefixlen - POLICY_KEY_PROTO_PREFIX;
+            let proto = ir::Protocol::from_number(k.protocol)
+                .map(|p| p.name().to_string())
+                .unwrap_or_else(|| k.protocol.to_string());
+            if plen == 0 {
+                format!("{proto} *")
+            } else {
+                format!("{proto} {}/{plen}", u16::from_be(k.dport_be))
+            }
+        };
+        let verdict = match v.verdict {
+            VERDICT_DENY => "deny".to_string(),
+            VERDICT_REDIRECT => format!("redirect:{}", v.proxy_port),
+            _ => "allow".to_string(),
+        };
+        let rules: Vec<String> = rules.iter().map(|r| format!("r{}", r.0)).collect();
+        let _ = writeln!(
+            s,
+            "  {dir} {who} {what} -> {verdict} ({})",
+            rules.join(", ")
+        );
+    }
+    for (k, v) in &a.entries.addr {
+        let dir = if k.direction == DIR_INGRESS {
+            "ingress"
+        } else {
+            "egress"
+        };
+        let len = k.prefixlen - 32;
+        let addr = if k.family == FAMILY_IPV4 {
+            std::net::Ipv4Addr::new(k.addr[0], k.addr[1], k.addr[2], k.addr[3]).to_string()
+        } else {
+            std::net::Ipv6Addr::from(k.addr).to_string()
+        };
+        let _ = writeln!(
+            s,
+            "  {dir} address {addr}/{len} -> addr-class {}",
+            v.class_id & !ADDR_CLASS_BIT
+        );
+    }
+    s
+}
+
+/// `10.0.0.1/32 -> 12345` per ipcache entry.
+pub fn render_ipcache(cache: &IpCache) -> String {
+    cache
+        .entries
+        .iter()
+        .map(|(p, id)| format!("  {p} -> {id}\n"))
+        .collect()
+}

@@ -1,0 +1,91 @@
+//! Templated objects: an endpoint's object patched from the template carries the same code and
+//! the same read-only data as clang's output for the endpoint's own header; headers snapshot.
+
+use codegen::clang::Clang;
+use codegen::template::{Globals, PatchSites};
+use codegen::{headers, EndpointConfig, Generator, MapSizes};
+use ir::{Direction, EndpointPolicy, MapEntry, MapKey, MapVerdict, NumericIdentity, RuleId};
+use object::{Object, ObjectSection};
+
+fn endpoint() -> (EndpointConfig, EndpointPolicy) {
+    let ep = EndpointConfig {
+        id: 42,
+        name: "default/app1".into(),
+        identity: NumericIdentity(4711),
+        ipv4: Some("10.1.2.3".parse().unwrap()),
+        ipv6: None,
+    };
+    let mut p = EndpointPolicy {
+        endpoint: ep.name.clone(),
+        identity: ep.identity,
+        ingress_enforced: true,
+        ..Default::default()
+    };
+    let key = MapKey {
+        identity: NumericIdentity(300),
+        direction: Direction::Ingress,
+        protocol: 6,
+        port: 80,
+        port_prefix_len: 16,
+    };
+    p.entries.insert(
+        key,
+        MapEntry {
+            verdict: MapVerdict::Allow,
+            rules: vec![RuleId(0)],
+        },
+    );
+    (ep, p)
+}
+
+fn section<'a>(f: &'a object::File<'a>, name: &str) -> &'a [u8] {
+    f.section_by_name(name)
+        .and_then(|s| s.data().ok())
+        .unwrap_or_else(|| panic!("no {name}"))
+}
+
+#[test]
+fn endpoint_header_snapshot() {
+    let (ep, p) = endpoint();
+    let (_, lines) = codegen::Features::derive(&ep, &p, None);
+    insta::assert_snapshot!(headers::render_endpoint(&ep, &lines, &MapSizes::default()));
+}
+
+#[test]
+fn templated_object_equals_per_endpoint_compile() {
+    let Ok(clang) = Clang::find() else {
+        eprintln!("skipping templated_object_equals_per_endpoint_compile: no clang (Debian package clang-19)");
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let (ep, p) = endpoint();
+    let mut g = Generator::new(dir.path().join("cache"), MapSizes::default()).unwrap();
+    let art = g.endpoint(&ep, &p, None).unwrap();
+    let direct = dir.path().join("direct.o");
+    clang
+        .compile(
+            &art.header,
+            &g.node_header(0, &Default::default()),
+            &direct,
+            "direct",
+        )
+        .unwrap();
+    let direct = std::fs::read(direct).unwrap();
+    let (a, b) = (
+        object::File::parse(&*art.object).unwrap(),
+        object::File::parse(&*direct).unwrap(),
+    );
+    assert_eq!(
+        section(&a, "classifier"),
+        section(&b, "classifier"),
+        "program code"
+    );
+    assert_eq!(
+        section(&a, ".rodata"),
+        section(&b, ".rodata"),
+        "endpoint constants"
+    );
+    let sites = PatchSites::find(&direct).unwrap();
+    assert_eq!(sites.read(&art.object), Globals::of(&ep));
+    assert_eq!(sites.read(&direct).ep_identity, 4711);
+}

@@ -1,0 +1,176 @@
+//! Per-packet cost through BPF_PROG_TEST_RUN (repeat ≥ 1e6) with 10 and 10,000 policy entries,
+//! against an empty classifier (the floor). Needs root: `sudo cargo bench -p runtime-loader
+//! --bench per_packet`. Two packets: one of an established connection (CT hit) and a new
+//! connection that policy denies (parse, ipcache, CT miss, all policy lookups; events off).
+
+use aya::programs::SchedClassifier;
+use codegen::clang::{Clang, ObjectCache};
+use codegen::entries::{ipcache_image, EndpointEntries};
+use codegen::template::Globals;
+use codegen::{headers, EndpointConfig, Features, MapSizes};
+use criterion::{criterion_group, criterion_main, Criterion};
+use ir::{
+    Direction, EndpointPolicy, IpCache, MapEntry, MapKey, MapVerdict, NumericIdentity, RuleId,
+};
+use runtime_loader::load::default_state;
+use runtime_loader::packet::PacketSpec;
+use runtime_loader::{load, test_run, Datapath, LoadOptions};
+use std::time::Duration;
+
+const REPEAT: u32 = 1_000_000;
+
+fn policy(entries: u32, ipcache: &mut IpCache) -> EndpointPolicy {
+    let mut p = EndpointPolicy {
+        endpoint: "bench/ep".into(),
+        identity: NumericIdentity(1000),
+        ingress_enforced: true,
+        egress_enforced: true,
+        ..Default::default()
+    };
+    for i in 0..entries {
+        let id = 256 + i / 10;
+        let key = MapKey {
+            identity: NumericIdentity(id),
+            direction: Direction::Ingress,
+            protocol: 6,
+            port: 1000 + (i % 10) as u16,
+            port_prefix_len: 16,
+        };
+        p.entries.insert(
+            key,
+            MapEntry {
+                verdict: MapVerdict::Allow,
+                rules: vec![RuleId(i)],
+            },
+        );
+        let a = std::net::Ipv4Addr::from(0x0a01_0000 + id);
+        ipcache.insert(
+            ir::IpNet::from(std::net::IpAddr::V4(a)),
+            NumericIdentity(id),
+        );
+    }
+    p
+}
+
+fn datapath(entries: u32) -> Datapath {
+    let ep = EndpointConfig {
+        id: 1,
+        name: "bench/ep".into(),
+        identity: NumericIdentity(1000),
+        ipv4: Some("10.0.0.1".parse().unwrap()),
+        ipv6: None,
+    };
+    let mut cache = IpCache::default();
+    let p = policy(entries, &mut cache);
+    let (features, _) = Features::derive(&ep, &p, None);
+    let obj = compile(
+        &headers::render_template(&features, &MapSizes::default()),
+        None,
+    );
+    let e = EndpointEntries::build(&p);
+    let (pi, ci) = (e.policy_image(), ipcache_image(&cache));
+    let mut state = default_state();
+    state.events_mask = 0;
+    load(
+        &obj,
+        &LoadOptions {
+            globals: Some(Globals::of(&ep)),
+            images: vec![&pi, &ci],
+            state: Some(state),
+            ..Default::default()
+        },
+    )
+    .unwrap()
+}
+
+fn compile(ep_header: &str, source: Option<&str>) -> Vec<u8> {
+    let clang = Clang::find().expect("clang (Debian package clang-19)");
+    let dir = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("bench-objects");
+    match source {
+        None => {
+            let node = headers::render_node(&MapSizes::default(), 1, 0);
+            let (path, _) = ObjectCache::new(dir)
+                .get_or_compile(&clang, ep_header, &node, "bench")
+                .unwrap();
+            std::fs::read(path).unwrap()
+        }
+        Some(src) => {
+            std::fs::create_dir_all(&dir).unwrap();
+            let out = dir.join("empty.o");
+            let c = dir.join("empty.c");
+            std::fs::write(&c, src).unwrap();
+            let mut cmd = std::process::Command::new(&clang.path);
+            cmd.args(codegen::clang::FLAGS);
+            if let Some(inc) = codegen::clang::multiarch_include() {
+                cmd.arg("-I").arg(inc);
+            }
+            let st = cmd.arg("-c").arg(&c).arg("-o").arg(&out).status().unwrap();
+            assert!(st.success());
+            std::fs::read(out).unwrap()
+        }
+    }
+}
+
+fn measure(c: &mut Criterion, name: &str, prog: &SchedClassifier, pkt: &PacketSpec) {
+    let frame = pkt.build();
+    c.bench_function(name, |b| {
+        b.iter_custom(|iters| {
+            let repeat = REPEAT.max(iters.min(u32::MAX as u64) as u32);
+            let r = test_run(prog, &frame, repeat).unwrap();
+            r.per_run * iters as u32
+        })
+    });
+}
+
+fn bench(c: &mut Criterion) {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("skipping per_packet benchmarks: need root (BPF)");
+        return;
+    }
+    let empty = compile("", Some(include_str!("../../bpf-templates/bench/empty.c")));
+    let mut floor = aya::Ebpf::load(&empty).expect("load the empty program");
+    let prog: &mut SchedClassifier = floor
+        .program_mut("cil_to_container")
+        .unwrap()
+        .try_into()
+        .unwrap();
+    prog.load().expect("verifier accepts the empty program");
+    let syn = PacketSpec::new(
+        "10.1.1.0".parse().unwrap(),
+        "10.0.0.1".parse().unwrap(),
+        6,
+        40000,
+        1000,
+    );
+    let denied = PacketSpec::new(
+        "10.1.1.0".parse().unwrap(),
+        "10.0.0.1".parse().unwrap(),
+        6,
+        40000,
+        2000,
+    );
+    measure(c, "per_packet_empty_program_floor", prog, &syn);
+    for n in [10u32, 10_000] {
+        let dp = datapath(n);
+        // Open the connection once so that the next runs are established packets.
+        let first = test_run(dp.program(Direction::Ingress).unwrap(), &syn.build(), 1).unwrap();
+        assert!(first.passed());
+        let prog = dp.program(Direction::Ingress).unwrap();
+        measure(
+            c,
+            &format!("per_packet_established_{n}_entries"),
+            prog,
+            &syn,
+        );
+        measure(
+            c,
+            &format!("per_packet_new_denied_{n}_entries"),
+            prog,
+            &denied,
+        );
+    }
+}
+
+criterion_group! { name = benches; config = Criterion::default().sample_size(10).measurement_time(Duration::from_secs(5)); targets = bench }
+criterion_main!(benches);
