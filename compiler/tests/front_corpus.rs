@@ -64,3 +64,37 @@ fn corpus_ir_snapshots() {
         insta::assert_snapshot!(name, shown);
     }
 }
+
+/// Files are parsed in parallel: the merged output is in input order and equals the per-file
+/// results put together (selectors re-interned, rule ids renumbered).
+#[test]
+fn parallel_parsing_merges_in_input_order() {
+    let sources = read_inputs(&[corpus_dir()]).expect("corpus is readable");
+    let all = parse_sources(sources.clone());
+    let mut expected = Vec::new();
+    for src in sources {
+        let path = src.path.clone();
+        let one = parse_sources(vec![src]);
+        for r in &one.policy.rules {
+            expected.push((
+                path.clone(),
+                one.policy.selectors[r.subject].to_string(),
+                r.provenance.span,
+            ));
+        }
+    }
+    let got: Vec<_> = all
+        .policy
+        .rules
+        .iter()
+        .map(|r| {
+            (
+                all.policy.file_path(r.provenance.file).to_string(),
+                all.policy.selectors[r.subject].to_string(),
+                r.provenance.span,
+            )
+        })
+        .collect();
+    assert_eq!(got, expected);
+    assert!(all.policy.rules.iter().enumerate().all(|(i, r)| r.id.0 as usize == i));
+}

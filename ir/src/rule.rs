@@ -139,6 +139,32 @@ impl PolicySet {
         self.rules.push(rule);
         id
     }
+    /// Appends the rules of `other` (whose `files` are ignored: its rules must already refer to
+    /// this set's file ids), re-interning their selectors here and assigning new rule ids.
+    pub fn absorb(&mut self, other: PolicySet) {
+        let PolicySet { selectors, rules, .. } = other;
+        let mut map = |h: Handle<Selector>| self.selectors.insert(selectors[h].clone());
+        let rules: Vec<Rule> = rules
+            .into_iter()
+            .map(|mut r| {
+                r.subject = map(r.subject);
+                r.requires = r.requires.iter().map(|h| map(*h)).collect();
+                if let PeerSet::Some(peers) = &mut r.peers {
+                    for p in peers {
+                        match p {
+                            Peer::Endpoints(h) => *h = map(*h),
+                            Peer::Service { selector: Some(h), .. } => *h = map(*h),
+                            _ => {}
+                        }
+                    }
+                }
+                r
+            })
+            .collect();
+        for r in rules {
+            self.push_rule(r);
+        }
+    }
     pub fn rule(&self, id: RuleId) -> &Rule {
         &self.rules[id.0 as usize]
     }

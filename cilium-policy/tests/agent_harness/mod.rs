@@ -1,5 +1,9 @@
-//! A running agent for root integration tests: started inside a node network namespace with a
-//! private bpffs and state directory, driven through the real CLI, killed on drop.
+//! A running agent for integration tests, driven through the real CLI and killed on drop:
+//! with a datapath (root: inside a node network namespace with a private bpffs) or without
+//! one (`--no-datapath`, any user).
+
+// Shared by several test binaries; each uses a subset.
+#![allow(dead_code)]
 
 use runtime_loader::testkit::Netns;
 use runtime_loader::testkit::{PrivateBpffs, TempDir};
@@ -13,10 +17,12 @@ pub const BIN: &str = env!("CARGO_BIN_EXE_cilium-policy");
 
 pub struct Agent {
     pub child: Option<Child>,
-    pub bpffs: PrivateBpffs,
+    /// With a datapath: the private bpffs and the node namespace.
+    pub datapath: Option<(PrivateBpffs, PathBuf)>,
     pub dir: TempDir,
     pub socket: PathBuf,
-    pub netns: PathBuf,
+    /// Extra agent arguments (e.g. `--policy-dir`).
+    pub extra: Vec<String>,
 }
 
 /// Runs `cmd` with the calling process's children entering `netns` first.
@@ -35,15 +41,23 @@ pub fn in_netns(cmd: &mut Command, netns: &std::path::Path) {
 
 impl Agent {
     pub fn start(node: &Netns) -> Agent {
+        Self::start_with(Some((PrivateBpffs::new(), node.path())), Vec::new())
+    }
+
+    /// An agent without a datapath (API and policy computation only).
+    pub fn start_api_only(extra: Vec<String>) -> Agent {
+        Self::start_with(None, extra)
+    }
+
+    fn start_with(datapath: Option<(PrivateBpffs, PathBuf)>, extra: Vec<String>) -> Agent {
         let dir = TempDir::new("cpag");
-        let bpffs = PrivateBpffs::new();
         let socket = dir.path.join("agent.sock");
         let mut a = Agent {
             child: None,
-            bpffs,
+            datapath,
             dir,
             socket,
-            netns: node.path(),
+            extra,
         };
         a.spawn();
         a
@@ -56,11 +70,18 @@ impl Agent {
             .arg(self.dir.path.join("state"))
             .arg("--api-socket")
             .arg(&self.socket)
-            .arg("--bpf-root")
-            .arg(&self.bpffs.path)
+            .args(&self.extra)
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(self.dir.path.join("agent.log")).expect("log file"));
-        in_netns(&mut cmd, &self.netns);
+        match &self.datapath {
+            Some((bpffs, netns)) => {
+                cmd.arg("--bpf-root").arg(&bpffs.path);
+                in_netns(&mut cmd, netns);
+            }
+            None => {
+                cmd.arg("--no-datapath");
+            }
+        }
         self.child = Some(cmd.spawn().expect("starting the agent"));
         let t = Instant::now();
         while t.elapsed() < Duration::from_secs(20) {
@@ -126,6 +147,8 @@ impl Drop for Agent {
     fn drop(&mut self) {
         self.kill();
         // Unpin everything of the node so links detach before the bpffs goes.
-        let _ = std::fs::remove_dir_all(self.bpffs.path.join("cilium-policy"));
+        if let Some((bpffs, _)) = &self.datapath {
+            let _ = std::fs::remove_dir_all(bpffs.path.join("cilium-policy"));
+        }
     }
 }

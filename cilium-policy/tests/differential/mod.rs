@@ -223,7 +223,11 @@ pub fn compare(s: &Scenario, probes: &[Probe]) -> Vec<String> {
             }
         }
     }
-    eprintln!("{} probes, {allowed} allowed, {} disagreements", probes.len(), bad.len());
+    eprintln!(
+        "{} probes, {allowed} allowed, {} disagreements",
+        probes.len(),
+        bad.len()
+    );
     bad
 }
 

@@ -65,44 +65,84 @@ pub fn load(paths: &[PathBuf]) -> Result<FrontOutput, InputError> {
 }
 
 /// Parses, validates and lowers every source. Never fails: problems are diagnostics, and an
-/// object with an error contributes nothing to `policy` or `inventory`.
+/// object with an error contributes nothing to `policy` or `inventory`. Files are parsed in
+/// parallel and merged in input order, so the output does not depend on scheduling.
 pub fn parse_sources(sources: Vec<Source>) -> FrontOutput {
     let mut out = FrontOutput::default();
     for src in &sources {
-        let file = out.policy.add_file(&src.path);
-        let mut cx = Cx::new(&src.path);
-        if let Some(text) = text_of(&mut cx, &src.text) {
-            let stem = std::path::Path::new(&src.path)
-                .file_stem()
-                .map_or_else(|| src.path.clone(), |s| s.to_string_lossy().into_owned());
-            let mut sink = objects::Sink {
-                file,
-                stem,
-                policy: &mut out.policy,
-                inventory: &mut out.inventory,
-                skipped: &mut out.skipped,
-            };
-            let docs = if src.path.ends_with(".json") {
-                json::read_json(text, yaml::Limits::default())
-            } else {
-                yaml::read_stream(text, yaml::Limits::default())
-            };
-            for doc in docs {
-                for e in &doc.errors {
-                    cx.emit(read_error(&src.path, e));
-                }
-                match &doc.root {
-                    Some(root) if doc.errors.is_empty() => objects::document(&mut cx, root, &mut sink),
-                    // Still checked, so every independent error is reported, but into scratch output.
-                    Some(root) => objects::document(&mut cx, root, &mut sink.scratch().sink()),
-                    None => {}
-                }
-            }
-        }
-        out.diagnostics.append(&mut cx.diags);
+        out.policy.add_file(&src.path);
+    }
+    for (diags, file) in parse_all(&sources) {
+        out.diagnostics.extend(diags);
+        out.policy.absorb(file.policy);
+        out.inventory.namespaces.extend(file.inventory.namespaces);
+        out.inventory.endpoints.extend(file.inventory.endpoints);
+        out.skipped.extend(file.skipped);
     }
     out.sources = sources;
     out
+}
+
+/// Runs [`parse_one`] over every source on all available cores; results in input order.
+fn parse_all(sources: &[Source]) -> Vec<(Vec<Diagnostic>, objects::Owned)> {
+    let workers = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(sources.len());
+    if workers <= 1 {
+        return sources.iter().enumerate().map(|(i, s)| parse_one(i, s)).collect();
+    }
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let mut results: Vec<(usize, (Vec<Diagnostic>, objects::Owned))> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..workers)
+            .map(|_| {
+                scope.spawn(|| {
+                    let mut done = Vec::new();
+                    loop {
+                        let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        let Some(src) = sources.get(i) else { return done };
+                        done.push((i, parse_one(i, src)));
+                    }
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().unwrap_or_else(|e| std::panic::resume_unwind(e)))
+            .collect()
+    });
+    results.sort_by_key(|(i, _)| *i);
+    results.into_iter().map(|(_, r)| r).collect()
+}
+
+/// Reads, decodes and lowers one source (file id `index`).
+fn parse_one(index: usize, src: &Source) -> (Vec<Diagnostic>, objects::Owned) {
+    let stem = std::path::Path::new(&src.path)
+        .file_stem()
+        .map_or_else(|| src.path.clone(), |s| s.to_string_lossy().into_owned());
+    let mut owned = objects::Owned::new(ir::FileId(index as u32), stem);
+    let mut cx = Cx::new(&src.path);
+    if let Some(text) = text_of(&mut cx, &src.text) {
+        let docs = if src.path.ends_with(".json") {
+            json::read_json(text, yaml::Limits::default())
+        } else {
+            yaml::read_stream(text, yaml::Limits::default())
+        };
+        for doc in docs {
+            for e in &doc.errors {
+                cx.emit(read_error(&src.path, e));
+            }
+            match &doc.root {
+                Some(root) if doc.errors.is_empty() => objects::document(&mut cx, root, &mut owned.sink()),
+                // Still checked, so every independent error is reported, but into scratch output.
+                Some(root) => {
+                    let mut scratch = objects::Owned::new(owned.file, owned.stem.clone());
+                    objects::document(&mut cx, root, &mut scratch.sink())
+                }
+                None => {}
+            }
+        }
+    }
+    (cx.diags, owned)
 }
 
 /// The UTF-8 text of a source, or an `input-too-large` / `invalid-encoding` diagnostic.

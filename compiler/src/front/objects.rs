@@ -21,29 +21,26 @@ pub struct Sink<'a> {
     pub skipped: &'a mut Vec<Skipped>,
 }
 
-impl Sink<'_> {
-    /// Storage for a sink whose output is discarded (for documents that are only checked).
-    pub fn scratch(&self) -> ScratchSink {
-        ScratchSink {
-            file: self.file,
-            stem: self.stem.clone(),
+/// Owned storage behind a [`Sink`]: one file's output (parsed in parallel, merged in order),
+/// or scratch output that is thrown away (documents that are only checked).
+pub struct Owned {
+    pub file: FileId,
+    pub stem: String,
+    pub policy: PolicySet,
+    pub inventory: Inventory,
+    pub skipped: Vec<Skipped>,
+}
+
+impl Owned {
+    pub fn new(file: FileId, stem: String) -> Self {
+        Owned {
+            file,
+            stem,
             policy: PolicySet::default(),
             inventory: Inventory::default(),
             skipped: Vec::new(),
         }
     }
-}
-
-/// Owned storage for a [`Sink`] whose output is thrown away.
-pub struct ScratchSink {
-    file: FileId,
-    stem: String,
-    policy: PolicySet,
-    inventory: Inventory,
-    skipped: Vec<Skipped>,
-}
-
-impl ScratchSink {
     pub fn sink(&mut self) -> Sink<'_> {
         Sink {
             file: self.file,
