@@ -24,6 +24,19 @@ fn compile(args: &[&str]) -> (i32, String, String) {
     )
 }
 
+/// Compiles the getting-started fixture into a temporary `out/`: (dir, exit code, stderr).
+fn compile_getting_started() -> (tempfile::TempDir, i32, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    let (code, _, stderr) = compile(&[
+        "-f",
+        fixture("getting-started").to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+    ]);
+    (dir, code, stderr)
+}
+
 #[test]
 fn emit_snapshots_getting_started() {
     for emit in ["ir", "c", "maps"] {
@@ -36,14 +49,8 @@ fn emit_snapshots_getting_started() {
 
 #[test]
 fn output_directory_has_manifest_and_endpoint_folders() {
-    let dir = tempfile::tempdir().unwrap();
+    let (dir, code, stderr) = compile_getting_started();
     let out = dir.path().join("out");
-    let (code, _, stderr) = compile(&[
-        "-f",
-        fixture("getting-started").to_str().unwrap(),
-        "-o",
-        out.to_str().unwrap(),
-    ]);
     if stderr.contains("clang not found") {
         eprintln!("skipping: {stderr}");
         return;
@@ -87,4 +94,57 @@ fn overfull_policy_map_is_refused_naming_the_endpoint() {
     assert_ne!(code, 0);
     assert!(stderr.contains("default/app1-a"), "{stderr}");
     assert!(stderr.contains("needs 2 entries"), "{stderr}");
+}
+
+#[test]
+fn root_every_compiled_object_loads_with_its_images() {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("skipping root_every_compiled_object_loads_with_its_images: needs root (BPF)");
+        return;
+    }
+    let (dir, code, stderr) = compile_getting_started();
+    let out = dir.path().join("out");
+    assert_eq!(code, 0, "{stderr}");
+    let manifest: codegen::output::Manifest =
+        serde_json::from_slice(&std::fs::read(out.join("manifest.json")).unwrap()).unwrap();
+    let read_image = |rel: &str| {
+        codegen::image::MapImage::from_bytes(&std::fs::read(out.join(rel)).unwrap()).unwrap()
+    };
+    let ipcache = read_image(&manifest.ipcache_image);
+    assert_eq!(ipcache.entries.len(), manifest.ipcache_entries);
+    for ep in &manifest.endpoints {
+        let object = std::fs::read(out.join(&ep.object)).unwrap();
+        let policy = read_image(&ep.policy_image);
+        let addr = ep.addr_image.as_deref().map(read_image);
+        let mut images = vec![&policy, &ipcache];
+        images.extend(addr.as_ref());
+        let opts = runtime_loader::LoadOptions {
+            images,
+            ..Default::default()
+        };
+        let dp =
+            runtime_loader::load(&object, &opts).unwrap_or_else(|e| panic!("{}: {e}", ep.name));
+        // The patched constants are the endpoint's: its own source address passes the check.
+        let me: std::net::IpAddr = ep.addresses[0].parse().unwrap();
+        let pkt =
+            runtime_loader::packet::PacketSpec::new(me, "10.0.0.99".parse().unwrap(), 17, 1000, 53);
+        let prog = dp.program(ir::Direction::Egress).unwrap();
+        let r = runtime_loader::test_run(prog, &pkt.build(), 1).unwrap();
+        assert!(
+            r.passed(),
+            "{}: egress is not enforced in this scenario",
+            ep.name
+        );
+        let spoofed = runtime_loader::packet::PacketSpec::new(
+            "10.0.0.98".parse().unwrap(),
+            "10.0.0.99".parse().unwrap(),
+            17,
+            1000,
+            53,
+        );
+        assert!(!runtime_loader::test_run(prog, &spoofed.build(), 1)
+            .unwrap()
+            .passed());
+    }
 }
