@@ -77,7 +77,7 @@ mod tests {
             (1, 0, 3),
             (1, 1, 5),
             (1, 3, 7),
-            (1, 4, 8),
+            (1, 4, 9),
             (3, 2, 13),
         ];
         for &(l, c, b) in expect.iter().chain(expect.iter().rev()) {
