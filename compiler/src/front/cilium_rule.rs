@@ -31,9 +31,9 @@ pub fn cilium_rule(cx: &mut Cx<'_>, f: &Field<'_>, scope: &Scope, pending: &mut 
     };
     let mut scope = scope.clone();
     if let Some(l) = m.get("labels") {
-        for label in rule_labels(cx, &l) {
-            scope.labels.insert(label);
-        }
+        let mut all = rule_labels(cx, &l);
+        all.extend(scope.labels.iter().cloned());
+        scope.labels = ir::LabelSet::new(all);
     }
     if let Some(d) = m.get("description") {
         cx.str(&d);

@@ -2,7 +2,8 @@
 //! Needed because some JSON is not YAML (UTF-16 surrogate-pair escapes such as `\ud83d\ude00`);
 //! it applies the same duplicate-key, depth and node-count checks.
 
-use super::node::{Key, Node, NodeKind, ScalarStyle};
+use super::lines::LineIndex;
+use super::node::{Key, KeySet, Node, NodeKind, ScalarStyle};
 use super::yaml::{Document, Limits, ReadError};
 use ir::Span;
 
@@ -10,7 +11,7 @@ struct Reader<'a> {
     text: &'a str,
     bytes: &'a [u8],
     pos: usize,
-    line_starts: Vec<usize>,
+    lines: LineIndex<'a>,
     limits: Limits,
     budget: usize,
     errors: Vec<ReadError>,
@@ -18,13 +19,11 @@ struct Reader<'a> {
 
 /// Reads one JSON document (the whole text).
 pub fn read_json(text: &str, limits: Limits) -> Vec<Document> {
-    let mut line_starts = vec![0];
-    line_starts.extend(text.match_indices('\n').map(|(i, _)| i + 1));
     let mut r = Reader {
         text,
         bytes: text.as_bytes(),
         pos: 0,
-        line_starts,
+        lines: LineIndex::new(text),
         limits,
         budget: limits.max_nodes,
         errors: Vec::new(),
@@ -52,15 +51,7 @@ pub fn read_json(text: &str, limits: Limits) -> Vec<Document> {
 
 impl Reader<'_> {
     fn span(&self, start: usize, end: usize) -> Span {
-        let line = self.line_starts.partition_point(|&s| s <= start);
-        let ls = self.line_starts[line - 1];
-        let column = self.text[ls..start].chars().count() + 1;
-        Span {
-            offset: start as u32,
-            len: (end - start) as u32,
-            line: line as u32,
-            column: column as u32,
-        }
+        self.lines.span_of_bytes(start, end)
     }
 
     fn syntax(&self, message: &str) -> ReadError {
@@ -121,6 +112,7 @@ impl Reader<'_> {
     fn object(&mut self, depth: usize) -> Result<Vec<(Key, Node)>, ReadError> {
         self.pos += 1;
         let mut entries: Vec<(Key, Node)> = Vec::new();
+        let mut seen = KeySet::default();
         if self.eat(b'}') {
             return Ok(entries);
         }
@@ -139,11 +131,11 @@ impl Reader<'_> {
                 return Err(self.syntax("expected `:` after the key"));
             }
             let value = self.value(depth + 1)?;
-            match entries.iter().find(|(k, _)| k.text == key.text) {
-                Some((first, _)) => self.errors.push(ReadError::DuplicateKey {
+            match seen.seen(&entries, &key) {
+                Some(first) => self.errors.push(ReadError::DuplicateKey {
                     span: key.span,
                     key: key.text.clone(),
-                    first: first.span,
+                    first,
                 }),
                 None => entries.push((key, value)),
             }

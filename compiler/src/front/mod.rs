@@ -16,6 +16,7 @@ pub mod input;
 pub mod json;
 pub mod k8s_netpol;
 pub mod l7;
+pub mod lines;
 pub mod lower;
 pub mod node;
 pub mod objects;

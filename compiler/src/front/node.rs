@@ -119,3 +119,34 @@ pub fn parse_bool(s: &str) -> Option<bool> {
 pub fn is_null_text(s: &str) -> bool {
     matches!(s, "" | "~" | "null" | "Null" | "NULL")
 }
+
+/// Finds duplicate keys while a mapping is built: a linear scan for small mappings, a hash
+/// index once the mapping grows (so huge mappings stay linear overall, not quadratic).
+#[derive(Debug, Default)]
+pub struct KeySet {
+    index: Option<std::collections::HashMap<String, Span>>,
+}
+
+impl KeySet {
+    const HASH_FROM: usize = 16;
+
+    /// The span of an earlier `key` among `entries`, if any; otherwise records `key`, which the
+    /// caller then appends to `entries`.
+    pub fn seen(&mut self, entries: &[(Key, Node)], key: &Key) -> Option<Span> {
+        if let Some(index) = &mut self.index {
+            if let Some(first) = index.get(&key.text) {
+                return Some(*first);
+            }
+            index.insert(key.text.clone(), key.span);
+            return None;
+        }
+        if let Some((first, _)) = entries.iter().find(|(k, _)| k.text == key.text) {
+            return Some(first.span);
+        }
+        if entries.len() >= Self::HASH_FROM {
+            let all = entries.iter().map(|(k, _)| k).chain(std::iter::once(key));
+            self.index = Some(all.map(|k| (k.text.clone(), k.span)).collect());
+        }
+        None
+    }
+}

@@ -143,10 +143,11 @@ fn pod_spec_into(cx: &mut Cx<'_>, spec: &Map<'_>, ep: &mut Endpoint) {
 }
 
 fn pod_ips(cx: &mut Cx<'_>, status: &Map<'_>, ips: &mut Vec<IpAddr>) {
+    let mut seen = std::collections::HashSet::new();
     let mut push = |cx: &mut Cx<'_>, f: &Field<'_>| {
         let Some(s) = cx.str(f) else { return };
         match s.parse::<IpAddr>() {
-            Ok(ip) if !ips.contains(&ip) => ips.push(ip),
+            Ok(ip) if seen.insert(ip) => ips.push(ip),
             Ok(_) => {}
             Err(_) => cx.at(&codes::INVALID_CIDR, f, format!("`{s}` is not an IP address")),
         }

@@ -2,7 +2,8 @@
 //! parser: one tree per document, duplicate keys and non-scalar keys reported, `<<` merge keys
 //! applied, and alias expansion, nesting depth and node count bounded.
 
-use super::node::{is_null_text, Key, Node, NodeKind, ScalarStyle};
+use super::lines::LineIndex;
+use super::node::{is_null_text, Key, KeySet, Node, NodeKind, ScalarStyle};
 use ir::Span;
 use saphyr_parser::{Event, Marker, Parser, ScalarStyle as YStyle};
 use std::collections::HashMap;
@@ -62,33 +63,14 @@ pub struct Document {
 
 /// Converts saphyr markers (character index, 1-based line, 0-based character column) to
 /// [`Span`]s with byte offsets and 1-based columns.
-pub(crate) struct LineIndex<'a> {
-    text: &'a str,
-    starts: Vec<usize>,
-}
-
-impl<'a> LineIndex<'a> {
-    pub(crate) fn new(text: &'a str) -> Self {
-        let mut starts = vec![0];
-        starts.extend(text.match_indices('\n').map(|(i, _)| i + 1));
-        LineIndex { text, starts }
-    }
-    fn offset(&self, line: usize, col: usize) -> usize {
-        let Some(&start) = self.starts.get(line.saturating_sub(1)) else {
-            return self.text.len();
-        };
-        let rest = &self.text[start..];
-        start + rest.char_indices().nth(col).map_or(rest.len(), |(i, _)| i)
-    }
-    pub(crate) fn span(&self, start: Marker, end: Marker) -> Span {
-        let a = self.offset(start.line(), start.col());
-        let b = self.offset(end.line(), end.col()).max(a);
-        Span {
-            offset: a as u32,
-            len: (b - a) as u32,
-            line: start.line().max(1) as u32,
-            column: start.col() as u32 + 1,
-        }
+fn marker_span(lines: &LineIndex<'_>, start: Marker, end: Marker) -> Span {
+    let a = lines.offset(start.line().saturating_sub(1), start.col());
+    let b = lines.offset(end.line().saturating_sub(1), end.col()).max(a);
+    Span {
+        offset: a as u32,
+        len: (b - a) as u32,
+        line: start.line().max(1) as u32,
+        column: start.col() as u32 + 1,
     }
 }
 
@@ -101,6 +83,7 @@ enum Frame {
     Map {
         entries: Vec<(Key, Node)>,
         key: Option<Key>,
+        seen: KeySet,
         start: Marker,
         anchor: usize,
     },
@@ -137,7 +120,7 @@ pub fn read_stream(text: &str, limits: Limits) -> Vec<Document> {
             Err(e) => {
                 let m = *e.marker();
                 b.errors.push(ReadError::Syntax {
-                    span: b.lines.span(m, m),
+                    span: marker_span(&b.lines, m, m),
                     message: e.info().to_string(),
                 });
                 docs.push(b.finish_doc());
@@ -192,7 +175,7 @@ impl Builder<'_> {
     }
 
     fn event(&mut self, event: Event<'_>, start: Marker, end: Marker) -> Result<(), ReadError> {
-        let span = self.lines.span(start, end);
+        let span = marker_span(&self.lines, start, end);
         match event {
             Event::Scalar(text, style, anchor, tag) => {
                 self.charge(1, span)?;
@@ -237,6 +220,7 @@ impl Builder<'_> {
                     Frame::Map {
                         entries: Vec::new(),
                         key: None,
+                        seen: KeySet::default(),
                         start,
                         anchor,
                     }
@@ -246,7 +230,7 @@ impl Builder<'_> {
             Event::SequenceEnd | Event::MappingEnd => match self.frames.pop() {
                 Some(Frame::Seq { items, start, anchor }) => {
                     let node = Node {
-                        span: self.lines.span(start, end),
+                        span: marker_span(&self.lines, start, end),
                         kind: NodeKind::Sequence(items),
                     };
                     self.complete(node, anchor)
@@ -255,7 +239,7 @@ impl Builder<'_> {
                     entries, start, anchor, ..
                 }) => {
                     let node = Node {
-                        span: self.lines.span(start, end),
+                        span: marker_span(&self.lines, start, end),
                         kind: NodeKind::Mapping(apply_merges(entries)),
                     };
                     self.complete(node, anchor)
@@ -273,14 +257,14 @@ impl Builder<'_> {
         match self.frames.last_mut() {
             None => self.root = Some(node),
             Some(Frame::Seq { items, .. }) => items.push(node),
-            Some(Frame::Map { entries, key, .. }) => match key.take() {
+            Some(Frame::Map { entries, key, seen, .. }) => match key.take() {
                 Some(k) => {
-                    let merge = k.text == "<<";
-                    if let Some((first, _)) = entries.iter().find(|(e, _)| e.text == k.text && !merge) {
+                    let first = if k.text == "<<" { None } else { seen.seen(entries, &k) };
+                    if let Some(first) = first {
                         self.errors.push(ReadError::DuplicateKey {
                             span: k.span,
                             key: k.text.clone(),
-                            first: first.span,
+                            first,
                         });
                     } else {
                         entries.push((k, node));
@@ -313,6 +297,7 @@ fn apply_merges(entries: Vec<(Key, Node)>) -> Vec<(Key, Node)> {
         return entries;
     }
     let (merges, mut out): (Vec<_>, Vec<_>) = entries.into_iter().partition(|(k, _)| k.text == "<<");
+    let mut present: std::collections::HashSet<String> = out.iter().map(|(k, _)| k.text.clone()).collect();
     for (key, value) in merges {
         let sources = match value.kind {
             NodeKind::Mapping(_) => vec![value],
@@ -326,7 +311,7 @@ fn apply_merges(entries: Vec<(Key, Node)>) -> Vec<(Key, Node)> {
             match source.kind {
                 NodeKind::Mapping(src) => {
                     for (k, v) in src {
-                        if !out.iter().any(|(e, _)| e.text == k.text) {
+                        if present.insert(k.text.clone()) {
                             out.push((k, v));
                         }
                     }
@@ -397,6 +382,22 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
+    }
+
+    #[test]
+    fn huge_mappings_are_checked_in_linear_time() {
+        let mut text: String = (0..50_000).map(|i| format!("k{i}: v\n")).collect();
+        text.push_str("k17: again\nk49999: again\n");
+        let docs = read_stream(&text, Limits::default());
+        let dups: Vec<(u32, u32)> = docs[0]
+            .errors
+            .iter()
+            .map(|e| match e {
+                ReadError::DuplicateKey { span, first, .. } => (span.line, first.line),
+                other => panic!("{other:?}"),
+            })
+            .collect();
+        assert_eq!(dups, [(50_001, 18), (50_002, 50_000)]);
     }
 
     #[test]

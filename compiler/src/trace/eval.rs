@@ -245,7 +245,8 @@ fn side(
                     Some(req)
                         if at_top
                             .iter()
-                            .any(|h| h.l7.is_none_or(|l| l7_allows(l, req))) =>
+                            .filter_map(|h| h.l7)
+                            .any(|l| l7_allows(l, req)) =>
                     {
                         L7Verdict::Allowed
                     }
