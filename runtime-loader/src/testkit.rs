@@ -67,9 +67,14 @@ impl Netns {
         args.extend_from_slice(cmd);
         ip(&args);
     }
-    /// Sets a sysctl inside the namespace (`key` like `net.ipv4.ip_forward`).
+    /// Sets a sysctl inside the namespace (`key` like `net.ipv4.ip_forward`), by writing its
+    /// `/proc/sys` file from a thread in the namespace (no `sysctl` binary needed).
     pub fn sysctl(&self, key: &str, value: &str) {
-        self.exec(&["sysctl", "-q", "-w", &format!("{key}={value}")]);
+        let path = Path::new("/proc/sys").join(key.replace('.', "/"));
+        let value = value.to_string();
+        self.run(move || {
+            std::fs::write(&path, value).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+        });
     }
     /// Runs `f` on a new thread that has entered this namespace.
     pub fn run<T: Send + 'static>(&self, f: impl FnOnce() -> T + Send + 'static) -> T {
