@@ -7,6 +7,7 @@
 //! until every plan succeeded; then it writes only the entries that differ from what the
 //! pinned maps hold, replaces programs atomically where the configuration changed, and bumps
 //! the endpoint's policy revision so connection tracking re-checks established flows.
+//! Endpoints whose configuration and map state did not change are not touched at all.
 
 use super::config::AgentConfig;
 use super::error::ApiError;
@@ -43,6 +44,9 @@ pub struct Datapath {
     templates: HashMap<Features, (Vec<u8>, PatchSites)>,
     /// Programs this agent process loaded and attached.
     programs: BTreeMap<u16, ProgramKey>,
+    /// What this process last enforced per endpoint: an endpoint whose configuration and map
+    /// state are unchanged is skipped by the next sync.
+    written: BTreeMap<u16, (LocalEndpoint, ir::EndpointPolicy)>,
 }
 
 type Results = BTreeMap<u16, Result<(), String>>;
@@ -71,6 +75,7 @@ impl Datapath {
             cache: ObjectCache::new(cfg.state_dir.join("objects")),
             templates: HashMap::new(),
             programs: BTreeMap::new(),
+            written: BTreeMap::new(),
         })
     }
 
@@ -90,20 +95,33 @@ impl Datapath {
     /// nothing written; write errors are reported per endpoint.
     pub fn sync(&mut self, world: &World, revision: u64) -> Result<Results, ApiError> {
         let mut plans = Vec::new();
+        let mut results = Results::new();
         for (id, ep) in &world.endpoints {
             let policy = world.policies.get(id).cloned().unwrap_or_default();
-            plans.push(self.plan(*id, ep, &policy)?);
+            if self
+                .written
+                .get(id)
+                .is_some_and(|(e, p)| e == ep && *p == policy)
+            {
+                results.insert(*id, Ok(()));
+                continue;
+            }
+            plans.push((self.plan(*id, ep, &policy)?, ep.clone(), policy));
         }
-        let mut results = Results::new();
         let ipcache = image_entries(ipcache_image(world.engine.cluster.ipcache()).entries);
         let ipcache_pin = self.layout.shared_map("cp_ipcache").map_err(internal)?;
         // The first endpoint's load creates the ipcache; with no endpoint there is nothing to write.
         if ipcache_pin.exists() {
             self.write_ipcache(&ipcache_pin, &ipcache)?;
         }
-        for plan in plans {
+        for (plan, ep, policy) in plans {
             let id = plan.id;
-            results.insert(id, self.apply(plan, revision).map_err(|e| e.to_string()));
+            let res = self.apply(plan, revision);
+            match &res {
+                Ok(()) => self.written.insert(id, (ep, policy)),
+                Err(_) => self.written.remove(&id),
+            };
+            results.insert(id, res.map_err(|e| e.to_string()));
         }
         let gone: Vec<u16> = self
             .layout
@@ -302,6 +320,7 @@ impl Datapath {
 
     /// Detaches an endpoint's programs and unpins its maps.
     pub fn remove(&mut self, id: u16) -> Result<(), ApiError> {
+        self.written.remove(&id);
         let iface = self.programs.remove(&id).map(|k| k.iface);
         for hook in Hook::BOTH {
             let pin = self.layout.link(id, hook).map_err(internal)?;

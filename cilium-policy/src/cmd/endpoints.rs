@@ -1,10 +1,106 @@
-//! `cilium-policy endpoints` (not yet implemented).
+//! `cilium-policy endpoints`: the seed's `cilium endpoint list` view (endpoint, ingress/egress
+//! enforcement, identity, labels one per line, IPv6, IPv4, status).
 
+use super::semload::{load, InputArgs};
+use serde_json::json;
 use std::process::ExitCode;
 
-#[derive(clap::Args, Debug)]
-pub struct Args {}
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Output {
+    Text,
+    Json,
+}
 
-pub fn run(_args: Args) -> miette::Result<ExitCode> {
-    Err(miette::miette!("`cilium-policy endpoints` is not implemented yet"))
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    #[command(flatten)]
+    pub input: InputArgs,
+    #[arg(short = 'o', long, value_enum, default_value = "text")]
+    pub output: Output,
+}
+
+pub fn run(a: Args) -> miette::Result<ExitCode> {
+    let engine = load(&a.input)?;
+    let mut rows = Vec::new();
+    for ep in engine.cluster.endpoints() {
+        let pol = engine.policy_of(&ep.name);
+        let (ing, eg) = pol.map_or((false, false), |p| (p.ingress_enforced, p.egress_enforced));
+        let relevant = engine
+            .cluster
+            .identity(ep.identity)
+            .map(|i| i.labels.clone())
+            .unwrap_or_default();
+        let v6: Vec<String> = ep
+            .ips
+            .iter()
+            .filter(|i| i.is_ipv6())
+            .map(|i| i.to_string())
+            .collect();
+        let v4: Vec<String> = ep
+            .ips
+            .iter()
+            .filter(|i| i.is_ipv4())
+            .map(|i| i.to_string())
+            .collect();
+        rows.push((ep, ing, eg, relevant, v6, v4));
+    }
+    let word = |b: bool| if b { "Enabled" } else { "Disabled" };
+    match a.output {
+        Output::Json => {
+            let list: Vec<_> = rows
+                .iter()
+                .map(|(ep, ing, eg, labels, v6, v4)| {
+                    json!({"endpoint": ep.name, "ingress_enforcement": ing, "egress_enforcement": eg,
+                           "identity": ep.identity.0, "labels": labels.iter().map(|l| l.to_string()).collect::<Vec<_>>(),
+                           "ipv6": v6, "ipv4": v4, "status": "ready"})
+                })
+                .collect();
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&list).unwrap_or_default()
+            );
+        }
+        Output::Text => {
+            let w = rows
+                .iter()
+                .map(|r| r.0.name.len())
+                .max()
+                .unwrap_or(8)
+                .max(8);
+            let lw = rows
+                .iter()
+                .flat_map(|r| r.3.iter().map(|l| l.to_string().len()))
+                .max()
+                .unwrap_or(27)
+                .max(27);
+            println!(
+                "{:<w$}  {:<19}  {:<18}  {:<8}  {:<lw$}  {:<24}  {:<15}  STATUS",
+                "ENDPOINT",
+                "POLICY (ingress)",
+                "POLICY (egress)",
+                "IDENTITY",
+                "LABELS (source:key[=value])",
+                "IPv6",
+                "IPv4"
+            );
+            println!("{:<w$}  {:<19}  {:<18}", "", "ENFORCEMENT", "ENFORCEMENT");
+            for (ep, ing, eg, labels, v6, v4) in &rows {
+                let ls: Vec<String> = labels.iter().map(|l| l.to_string()).collect();
+                println!(
+                    "{:<w$}  {:<19}  {:<18}  {:<8}  {:<lw$}  {:<24}  {:<15}  ready",
+                    ep.name,
+                    word(*ing),
+                    word(*eg),
+                    ep.identity.0,
+                    ls.first().map(String::as_str).unwrap_or(""),
+                    v6.join(","),
+                    v4.join(",")
+                );
+                for l in ls.iter().skip(1) {
+                    println!("{:<w$}  {:<19}  {:<18}  {:<8}  {l}", "", "", "", "");
+                }
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
 }

@@ -10,6 +10,7 @@ pub mod endpoints;
 pub mod lint;
 pub mod monitor;
 pub mod policy;
+pub mod semload;
 pub mod status;
 pub mod test;
 pub mod trace;

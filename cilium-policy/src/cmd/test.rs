@@ -1,10 +1,203 @@
-//! `cilium-policy test` (not yet implemented).
+//! `cilium-policy test`: check expected verdicts (a TSV file of flows) against the policies;
+//! exit 1 on any mismatch, listing each with the reason.
 
+use super::semload::{load, InputArgs};
+use compiler::trace::{render, resolve_party, trace, PartySpec};
+use ir::{NumericIdentity, Protocol};
+use miette::miette;
+use serde_json::json;
+use std::path::PathBuf;
 use std::process::ExitCode;
 
-#[derive(clap::Args, Debug)]
-pub struct Args {}
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Output {
+    Text,
+    Tsv,
+    Json,
+}
 
-pub fn run(_args: Args) -> miette::Result<ExitCode> {
-    Err(miette::miette!("`cilium-policy test` is not implemented yet"))
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    #[command(flatten)]
+    pub input: InputArgs,
+    /// TSV file with the header `src<TAB>dst<TAB>port<TAB>proto<TAB>verdict` (verdict `allow` or
+    /// `deny`; src/dst are `namespace/pod`, an IP address, `identity:N`, or `labels:k8s:a=b,...`).
+    #[arg(long)]
+    pub expect: PathBuf,
+    #[arg(short = 'o', long, value_enum, default_value = "text")]
+    pub output: Output,
+}
+
+/// One expected flow.
+struct Row {
+    line: usize,
+    src: String,
+    dst: String,
+    port: u16,
+    proto: Protocol,
+    allow: bool,
+}
+
+fn party(s: &str) -> miette::Result<PartySpec> {
+    if let Ok(a) = s.parse() {
+        return Ok(PartySpec::Addr(a));
+    }
+    if let Some(n) = s.strip_prefix("identity:") {
+        let n: u32 = n
+            .parse()
+            .map_err(|_| miette!("`{s}`: identity must be a number"))?;
+        return Ok(PartySpec::Identity(NumericIdentity(n)));
+    }
+    if let Some(l) = s.strip_prefix("labels:") {
+        return Ok(PartySpec::Labels(compiler::labelsel::parse_labels(l)?));
+    }
+    Ok(PartySpec::Endpoint(s.to_string()))
+}
+
+fn parse(path: &str, text: &str) -> miette::Result<Vec<Row>> {
+    let mut rows = Vec::new();
+    let mut header = false;
+    for (i, raw) in text.lines().enumerate() {
+        let line = i + 1;
+        let l = raw.trim_end_matches('\r');
+        if l.trim().is_empty() || l.starts_with('#') {
+            continue;
+        }
+        let f: Vec<&str> = l.split('\t').map(str::trim).collect();
+        if !header {
+            if f != ["src", "dst", "port", "proto", "verdict"] {
+                return Err(miette!(
+                    "{path}:{line}:1: expected the header `src\\tdst\\tport\\tproto\\tverdict`"
+                ));
+            }
+            header = true;
+            continue;
+        }
+        let [src, dst, port, proto, verdict] = f.as_slice() else {
+            return Err(miette!(
+                "{path}:{line}:1: expected 5 tab-separated fields, found {}",
+                f.len()
+            ));
+        };
+        let port: u16 = port
+            .parse()
+            .map_err(|_| miette!("{path}:{line}: field `port`: `{port}` is not a port number"))?;
+        let proto = Protocol::parse(proto)
+            .filter(|p| *p != Protocol::Any)
+            .ok_or_else(|| {
+                miette!(
+                    "{path}:{line}: field `proto`: `{proto}` is not tcp, udp, sctp, icmp or icmpv6"
+                )
+            })?;
+        let allow = match *verdict {
+            "allow" => true,
+            "deny" => false,
+            v => {
+                return Err(miette!(
+                    "{path}:{line}: field `verdict`: `{v}` is not `allow` or `deny`"
+                ))
+            }
+        };
+        rows.push(Row {
+            line,
+            src: src.to_string(),
+            dst: dst.to_string(),
+            port,
+            proto,
+            allow,
+        });
+    }
+    if !header {
+        return Err(miette!("{path}: empty expectation file (no header)"));
+    }
+    Ok(rows)
+}
+
+pub fn run(a: Args) -> miette::Result<ExitCode> {
+    let path = a.expect.display().to_string();
+    let text = std::fs::read_to_string(&a.expect).map_err(|e| miette!("{path}: {e}"))?;
+    let rows = parse(&path, &text)?;
+    let engine = load(&a.input)?;
+    let mut results = Vec::new();
+    for r in &rows {
+        let at = |s: &str| -> miette::Result<_> {
+            resolve_party(&engine.cluster, &party(s)?)
+                .map_err(|e| miette!("{path}:{}: {e}", r.line))
+        };
+        let t = trace(
+            &engine.policy,
+            &engine.cluster,
+            at(&r.src)?,
+            at(&r.dst)?,
+            r.proto,
+            r.port,
+            None,
+        );
+        results.push((r, t.allowed, render::reason(&engine.policy, &t)));
+    }
+    let word = |b: bool| if b { "allow" } else { "deny" };
+    let mismatch = |r: &Row, got: bool, why: &str| {
+        format!(
+            "{path}:{}: {} -> {} {}/{}: expected {}, got {}: {why}",
+            r.line,
+            r.src,
+            r.dst,
+            r.port,
+            r.proto,
+            word(r.allow),
+            word(got)
+        )
+    };
+    let failed: Vec<_> = results
+        .iter()
+        .filter(|(r, got, _)| r.allow != *got)
+        .collect();
+    match a.output {
+        Output::Tsv => {
+            println!("src\tdst\tport\tproto\texpected\tactual");
+            for (r, got, _) in &results {
+                println!(
+                    "{}\t{}\t{}\t{}\t{}\t{}",
+                    r.src,
+                    r.dst,
+                    r.port,
+                    r.proto.name().to_lowercase(),
+                    word(r.allow),
+                    word(*got)
+                );
+            }
+        }
+        Output::Json => {
+            let list: Vec<_> = results
+                .iter()
+                .map(|(r, got, why)| {
+                    json!({"line": r.line, "src": r.src, "dst": r.dst, "port": r.port, "proto": r.proto.name().to_lowercase(),
+                           "expected": word(r.allow), "actual": word(*got), "ok": r.allow == *got, "reason": why})
+                })
+                .collect();
+            let doc = json!({"passed": results.len() - failed.len(), "failed": failed.len(), "results": list});
+            println!("{}", serde_json::to_string_pretty(&doc).unwrap_or_default());
+        }
+        Output::Text => {
+            for (r, got, why) in &failed {
+                println!("{}", mismatch(r, *got, why));
+            }
+            println!(
+                "{} flows, {} passed, {} failed",
+                results.len(),
+                results.len() - failed.len(),
+                failed.len()
+            );
+        }
+    }
+    if failed.is_empty() {
+        Ok(ExitCode::SUCCESS)
+    } else {
+        if a.output != Output::Text {
+            for (r, got, why) in &failed {
+                eprintln!("{}", mismatch(r, *got, why));
+            }
+        }
+        Ok(ExitCode::from(1))
+    }
 }

@@ -1,10 +1,157 @@
-//! `cilium-policy trace` (not yet implemented).
+//! `cilium-policy trace`: explain why a flow is allowed or denied, rule by rule (seed §5.3).
 
+use super::semload::{load, InputArgs};
+use compiler::trace::{render, resolve_party, trace, HttpRequest, PartySpec};
+use ir::{NumericIdentity, Protocol};
+use miette::miette;
+use std::net::IpAddr;
 use std::process::ExitCode;
 
-#[derive(clap::Args, Debug)]
-pub struct Args {}
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Output {
+    Text,
+    Json,
+}
 
-pub fn run(_args: Args) -> miette::Result<ExitCode> {
-    Err(miette::miette!("`cilium-policy trace` is not implemented yet"))
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    #[command(flatten)]
+    pub input: InputArgs,
+    /// Source endpoint: `namespace/pod` or `namespace/workload` from the inventory.
+    #[arg(long)]
+    pub src: Option<String>,
+    /// Destination endpoint: `namespace/pod` or `namespace/workload`.
+    #[arg(long)]
+    pub dst: Option<String>,
+    /// Source labels of a hypothetical endpoint (`id.curl`, `k8s:id=app2,k8s:io.kubernetes.pod.namespace=default`).
+    #[arg(short = 's', long = "src-labels")]
+    pub src_labels: Vec<String>,
+    /// Destination labels of a hypothetical endpoint.
+    #[arg(short = 'd', long = "dst-labels")]
+    pub dst_labels: Vec<String>,
+    /// Source security identity (e.g. 1 for the host, 2 for world).
+    #[arg(long)]
+    pub src_identity: Option<u32>,
+    /// Destination security identity.
+    #[arg(long)]
+    pub dst_identity: Option<u32>,
+    /// Source address (a peer outside the cluster, or a pod's address).
+    #[arg(long)]
+    pub src_ip: Option<IpAddr>,
+    /// Destination address.
+    #[arg(long)]
+    pub dst_ip: Option<IpAddr>,
+    /// Destination port and protocol: `80`, `80/tcp`, `53/udp`, `9000/sctp` (TCP when omitted).
+    #[arg(long)]
+    pub dport: String,
+    /// HTTP method of the request (evaluates L7 rules).
+    #[arg(long)]
+    pub http_method: Option<String>,
+    /// HTTP path of the request.
+    #[arg(long)]
+    pub http_path: Option<String>,
+    /// HTTP Host header of the request.
+    #[arg(long)]
+    pub http_host: Option<String>,
+    /// HTTP header `Name: value` of the request (repeatable).
+    #[arg(long)]
+    pub http_header: Vec<String>,
+    #[arg(short = 'o', long, value_enum, default_value = "text")]
+    pub output: Output,
+}
+
+/// `PORT[/PROTO]`.
+pub fn parse_dport(s: &str) -> miette::Result<(u16, Protocol)> {
+    let (port, proto) = s.split_once('/').unwrap_or((s, "tcp"));
+    let port: u16 = port
+        .trim()
+        .parse()
+        .map_err(|_| miette!("--dport `{s}`: `{port}` is not a port number (0-65535)"))?;
+    let proto = Protocol::parse(proto.trim())
+        .filter(|p| *p != Protocol::Any)
+        .ok_or_else(|| {
+            miette!("--dport `{s}`: unknown protocol `{proto}` (tcp, udp, sctp, icmp, icmpv6)")
+        })?;
+    Ok((port, proto))
+}
+
+fn spec(
+    which: &str,
+    ep: &Option<String>,
+    labels: &[String],
+    id: Option<u32>,
+    ip: Option<IpAddr>,
+) -> miette::Result<PartySpec> {
+    let mut found = Vec::new();
+    if let Some(e) = ep {
+        found.push(PartySpec::Endpoint(e.clone()));
+    }
+    if !labels.is_empty() {
+        found.push(PartySpec::Labels(compiler::labelsel::parse_labels(
+            &labels.join(","),
+        )?));
+    }
+    if let Some(i) = id {
+        found.push(PartySpec::Identity(NumericIdentity(i)));
+    }
+    if let Some(a) = ip {
+        found.push(PartySpec::Addr(a));
+    }
+    match found.len() {
+        1 => Ok(found.remove(0)),
+        0 => Err(miette!("no {which} given: use --{which}, -{}, --{which}-identity or --{which}-ip", &which[..1])),
+        _ => Err(miette!("give the {which} once: --{which}, -{}, --{which}-identity and --{which}-ip exclude each other", &which[..1])),
+    }
+}
+
+fn http(a: &Args) -> miette::Result<Option<HttpRequest>> {
+    if a.http_method.is_none()
+        && a.http_path.is_none()
+        && a.http_host.is_none()
+        && a.http_header.is_empty()
+    {
+        return Ok(None);
+    }
+    let headers = a
+        .http_header
+        .iter()
+        .map(|h| {
+            h.split_once(':')
+                .map(|(n, v)| (n.trim().to_string(), v.trim().to_string()))
+                .ok_or_else(|| miette!("--http-header `{h}`: expected `Name: value`"))
+        })
+        .collect::<miette::Result<_>>()?;
+    Ok(Some(HttpRequest {
+        method: a.http_method.clone().unwrap_or_else(|| "GET".into()),
+        path: a.http_path.clone().unwrap_or_else(|| "/".into()),
+        host: a.http_host.clone().unwrap_or_default(),
+        headers,
+    }))
+}
+
+pub fn run(a: Args) -> miette::Result<ExitCode> {
+    let (port, proto) = parse_dport(&a.dport)?;
+    let src = spec("src", &a.src, &a.src_labels, a.src_identity, a.src_ip)?;
+    let dst = spec("dst", &a.dst, &a.dst_labels, a.dst_identity, a.dst_ip)?;
+    let req = http(&a)?;
+    let engine = load(&a.input)?;
+    let src = resolve_party(&engine.cluster, &src)?;
+    let dst = resolve_party(&engine.cluster, &dst)?;
+    let t = trace(
+        &engine.policy,
+        &engine.cluster,
+        src,
+        dst,
+        proto,
+        port,
+        req.as_ref(),
+    );
+    match a.output {
+        Output::Text => print!("{}", render::text(&engine.policy, &t)),
+        Output::Json => println!(
+            "{}",
+            serde_json::to_string_pretty(&render::json(&engine.policy, &t)).unwrap_or_default()
+        ),
+    }
+    Ok(ExitCode::SUCCESS)
 }

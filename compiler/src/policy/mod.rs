@@ -3,6 +3,7 @@
 
 pub mod addr;
 pub mod compute;
+pub mod connectivity;
 pub mod deny;
 mod engine;
 pub mod lookup;

@@ -223,7 +223,9 @@ fn side(
             addr_hits.push(r);
         }
     }
-    if hits.iter().any(|h| h.rule.action == Action::Deny) {
+    let addr_deny = addr_hits.iter().any(|r| r.action == Action::Deny);
+    addr_hits.retain(|r| r.action == Action::Allow);
+    if addr_deny || hits.iter().any(|h| h.rule.action == Action::Deny) {
         s.verdict = SideVerdict::DeniedByRule;
         return s;
     }
@@ -245,7 +247,8 @@ fn side(
                     Some(req)
                         if at_top
                             .iter()
-                            .any(|h| h.l7.is_none_or(|l| l7_allows(l, req))) =>
+                            .filter_map(|h| h.l7)
+                            .any(|l| l7_allows(l, req)) =>
                     {
                         L7Verdict::Allowed
                     }

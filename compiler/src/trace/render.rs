@@ -254,3 +254,57 @@ pub fn json(policy: &PolicySet, t: &Trace) -> Value {
         "ingress": side_json(policy, &t.ingress),
     })
 }
+
+/// One line saying why the flow got its verdict (for `test` mismatches).
+pub fn reason(policy: &PolicySet, t: &Trace) -> String {
+    let mut parts = Vec::new();
+    for (name, s, who) in [
+        ("egress", &t.egress, &t.src),
+        ("ingress", &t.ingress, &t.dst),
+    ] {
+        let matched: Vec<String> = s
+            .rules
+            .iter()
+            .filter(|m| m.l3 && m.l4)
+            .map(|m| describe_rule(policy, m.rule))
+            .collect();
+        let what = match s.verdict {
+            SideVerdict::NotManaged => continue,
+            SideVerdict::NotEnforced => format!("{name} of {} not enforced", who.display),
+            SideVerdict::Allowed if s.l7 == L7Verdict::Denied => {
+                format!(
+                    "{name} of {}: L7 rules deny the request ({})",
+                    who.display,
+                    matched.join("; ")
+                )
+            }
+            SideVerdict::Allowed if s.by_localhost => {
+                format!("{name} of {}: host always allowed", who.display)
+            }
+            SideVerdict::Allowed => format!(
+                "{name} of {} allowed by {}",
+                who.display,
+                matched.join("; ")
+            ),
+            SideVerdict::DeniedByRule => format!(
+                "{name} of {} denied by {}",
+                who.display,
+                s.rules
+                    .iter()
+                    .filter(|m| m.l3 && m.l4 && m.action == Action::Deny)
+                    .map(|m| describe_rule(policy, m.rule))
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            ),
+            SideVerdict::DeniedDefault => {
+                format!(
+                    "{name} of {} enforced by {} rule(s), none allows it",
+                    who.display,
+                    s.rules.len()
+                )
+            }
+        };
+        parts.push(what);
+    }
+    parts.join("; ")
+}

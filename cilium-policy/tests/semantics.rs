@@ -1,0 +1,249 @@
+//! Runs `cilium-policy test` on every fixture suite (expected verdicts written from the
+//! Kubernetes and Cilium documentation) and checks the seed's getting-started outcomes with `trace`.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("workspace root")
+        .to_path_buf()
+}
+
+fn run(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_cilium-policy"))
+        .args(args)
+        .current_dir(root())
+        .output()
+        .expect("runs the binary")
+}
+
+fn suites(dir: &str) -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = std::fs::read_dir(root().join(dir))
+        .expect("fixture directory")
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.join("expect.tsv").exists())
+        .collect();
+    v.sort();
+    v
+}
+
+fn check_suites(dir: &str) {
+    let all = suites(dir);
+    assert!(!all.is_empty(), "no suites under {dir}");
+    for s in all {
+        let d = s.to_string_lossy().to_string();
+        let expect = s.join("expect.tsv").to_string_lossy().to_string();
+        let out = run(&["test", "-f", &d, "--expect", &expect]);
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "{d}:\n{stdout}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(stdout.contains(" 0 failed"), "{d}: {stdout}");
+    }
+}
+
+#[test]
+fn semantics_suites_match_the_documentation() {
+    check_suites("testdata/semantics");
+}
+
+#[test]
+fn getting_started_scenarios_match_the_seed() {
+    check_suites("testdata/getting-started");
+}
+
+fn trace(args: &[&str]) -> String {
+    let mut a = vec!["trace"];
+    a.extend_from_slice(args);
+    let out = run(&a);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The seed §5.3 command: `trace -s id.curl -d id.httpd --dport PORT`.
+fn curl_to_httpd(port: &str) -> String {
+    let d = "testdata/getting-started/tracing";
+    trace(&["-f", d, "-s", "id.curl", "-d", "id.httpd", "--dport", port])
+}
+
+#[test]
+fn seed_trace_example_is_allowed() {
+    let t = curl_to_httpd("80");
+    assert!(t.trim_end().ends_with("Verdict: allowed"), "{t}");
+    assert!(t.contains("L3 verdict: allowed"), "{t}");
+    assert!(t.contains("L4 egress verdict: allowed"), "{t}");
+    assert!(t.contains("L4 ingress verdict: allowed"), "{t}");
+    assert!(
+        t.contains("policy.json:13:15"),
+        "rules are named by file:line:column\n{t}"
+    );
+    let t = curl_to_httpd("8080");
+    assert!(t.trim_end().ends_with("Verdict: denied"), "{t}");
+}
+
+const APP2: &str = "default/app2-2889674625-wxs08";
+const APP1: &str = "default/app1-2741898079-661z0";
+
+#[test]
+fn seed_l7_policy_allows_public_and_denies_private() {
+    let k = "testdata/getting-started/kubernetes";
+    let get = |path: &str| {
+        trace(&[
+            "-f",
+            k,
+            "--src",
+            APP2,
+            "--dst",
+            APP1,
+            "--dport",
+            "80/tcp",
+            "--http-method",
+            "GET",
+            "--http-path",
+            path,
+        ])
+    };
+    let public = get("/public");
+    assert!(public.trim_end().ends_with("Verdict: allowed"), "{public}");
+    let private = get("/private");
+    assert!(private.trim_end().ends_with("Verdict: denied"), "{private}");
+    assert!(private.contains("L7 ingress verdict: denied"), "{private}");
+    assert!(
+        private.contains("NetworkPolicy default/access-backend"),
+        "{private}"
+    );
+}
+
+#[test]
+fn seed_language_http_example() {
+    let d = "testdata/semantics/cilium-l7";
+    let req = |m: &str, p: &str, h: Option<&str>| {
+        let mut a = vec![
+            "-f",
+            d,
+            "--src",
+            "default/client",
+            "--dst",
+            "default/myservice",
+            "--dport",
+            "80",
+            "--http-method",
+            m,
+            "--http-path",
+            p,
+        ];
+        if let Some(h) = h {
+            a.extend_from_slice(&["--http-header", h]);
+        }
+        trace(&a).trim_end().ends_with("Verdict: allowed")
+    };
+    assert!(req("GET", "/path1", None));
+    assert!(!req("GET", "/path2", None));
+    assert!(!req("PUT", "/path2", None));
+    assert!(req("PUT", "/path2", Some("X-My-Header: true")));
+    assert!(!req("DELETE", "/path1", None));
+}
+
+#[test]
+fn trace_json_carries_the_verdict_and_provenance() {
+    let k = "testdata/getting-started/kubernetes";
+    let out = trace(&[
+        "-f",
+        k,
+        "--src",
+        "default/app3-3000954754-fbqzt",
+        "--dst",
+        APP1,
+        "--dport",
+        "80",
+        "-o",
+        "json",
+    ]);
+    let v: serde_json::Value = serde_json::from_str(&out).expect("JSON");
+    assert_eq!(v["verdict"], "denied");
+    let rules = v["ingress"]["rules"].as_array().expect("rules");
+    assert!(rules.iter().any(|r| r["name"] == "access-backend"
+        && r["namespace"] == "default"
+        && r["location"]
+            .as_str()
+            .is_some_and(|l| l.ends_with("l3_l4_policy.yaml:10:5"))));
+}
+
+#[test]
+fn test_reports_mismatches_with_exit_1() {
+    let dir = std::env::temp_dir().join(format!("cp-sem-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("tmp dir");
+    let f = dir.join("wrong.tsv");
+    std::fs::write(&f, format!("src\tdst\tport\tproto\tverdict\n{APP2}\t{APP1}\t80\ttcp\tallow\ndefault/app3-3000954754-fbqzt\t{APP1}\t80\ttcp\tallow\n")).expect("write");
+    let out = run(&[
+        "test",
+        "-f",
+        "testdata/getting-started/kubernetes",
+        "--expect",
+        &f.to_string_lossy(),
+        "-o",
+        "tsv",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.starts_with("src\tdst\tport\tproto\texpected\tactual\n"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains(
+            "default/app3-3000954754-fbqzt\tdefault/app1-2741898079-661z0\t80\ttcp\tallow\tdeny"
+        ),
+        "{stdout}"
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("wrong.tsv:3:") && stderr.contains("none allows it"),
+        "{stderr}"
+    );
+    std::fs::write(&f, "src\tdst\tport\n").expect("write");
+    let bad = run(&[
+        "test",
+        "-f",
+        "testdata/getting-started/kubernetes",
+        "--expect",
+        &f.to_string_lossy(),
+    ]);
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("wrong.tsv:1:1"));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn endpoints_and_connectivity_views() {
+    let k = "testdata/getting-started/kubernetes";
+    let out = run(&["endpoints", "-f", k]);
+    let s = String::from_utf8_lossy(&out.stdout);
+    assert!(s.starts_with("ENDPOINT"), "{s}");
+    let app1 = s.lines().find(|l| l.starts_with(APP1)).expect("app1 row");
+    assert!(
+        app1.contains("Enabled") && app1.contains("10.15.191.0") && app1.contains("k8s:id=app1"),
+        "{app1}"
+    );
+    let app2 = s.lines().find(|l| l.starts_with(APP2)).expect("app2 row");
+    assert!(!app2.contains("Enabled"), "{app2}");
+    let out = run(&["connectivity", "-f", k, "-o", "tsv"]);
+    let s = String::from_utf8_lossy(&out.stdout);
+    assert!(s.contains(&format!("{APP2}\t{APP1}\ttcp\t80-80\n")), "{s}");
+    assert!(
+        !s.contains(&format!("default/app3-3000954754-fbqzt\t{APP1}\t")),
+        "{s}"
+    );
+    assert!(s.contains(&format!("{APP1}\tworld\ttcp\t0-65535\n")), "{s}");
+    let dot =
+        String::from_utf8_lossy(&run(&["connectivity", "-f", k, "-o", "dot"]).stdout).into_owned();
+    assert!(dot.starts_with("digraph connectivity {"), "{dot}");
+}

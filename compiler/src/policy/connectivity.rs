@@ -1,0 +1,83 @@
+//! Connectivity from the map state: which protocols and port ranges a connection from one party
+//! to another is allowed on (the source's egress and the destination's ingress both allow it).
+
+use super::lookup::lookup;
+use ir::{Direction, EndpointPolicy, NumericIdentity, Protocol};
+use std::net::IpAddr;
+
+/// One side of a pair: its map state (None for parties that enforce nothing, like world),
+/// identity and address.
+#[derive(Clone, Copy)]
+pub struct End<'a> {
+    pub policy: Option<&'a EndpointPolicy>,
+    pub identity: NumericIdentity,
+    pub addr: Option<IpAddr>,
+}
+
+/// An allowed range.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct PortRange {
+    pub protocol: Protocol,
+    pub first: u16,
+    pub last: u16,
+}
+
+/// The protocols connectivity reports on.
+pub const PROTOCOLS: [Protocol; 3] = [Protocol::Tcp, Protocol::Udp, Protocol::Sctp];
+
+fn boundaries(p: Option<&EndpointPolicy>, dir: Direction, proto: u8, out: &mut Vec<u32>) {
+    let Some(p) = p else { return };
+    let mut add = |port: u16, len: u8, protocol: u8| {
+        if protocol == 0 || protocol == proto {
+            out.push(port as u32);
+            out.push(port as u32 + (1u32 << (16 - len as u32)));
+        }
+    };
+    for k in p.entries.keys().filter(|k| k.direction == dir) {
+        add(k.port, k.port_prefix_len, k.protocol);
+    }
+    for k in p.addr_entries.keys().filter(|k| k.direction == dir) {
+        add(k.port, k.port_prefix_len, k.protocol);
+    }
+}
+
+/// Is a connection from `src` to `dst` on `proto`/`port` allowed by both map states?
+pub fn allowed(src: End, dst: End, proto: Protocol, port: u16) -> bool {
+    let side = |p: Option<&EndpointPolicy>, dir, peer: &End| {
+        p.is_none_or(|p| lookup(p, dir, peer.identity, peer.addr, proto.number(), port).allowed())
+    };
+    side(src.policy, Direction::Egress, &dst) && side(dst.policy, Direction::Ingress, &src)
+}
+
+/// Every allowed (protocol, port range) from `src` to `dst`, merged into maximal ranges.
+pub fn allowed_ranges(src: End, dst: End) -> Vec<PortRange> {
+    let mut out = Vec::new();
+    for proto in PROTOCOLS {
+        let mut b = vec![0u32, 65536];
+        boundaries(src.policy, Direction::Egress, proto.number(), &mut b);
+        boundaries(dst.policy, Direction::Ingress, proto.number(), &mut b);
+        b.sort_unstable();
+        b.dedup();
+        let mut open: Option<u16> = None;
+        for w in b.windows(2) {
+            let (lo, hi) = (w[0] as u16, (w[1] - 1) as u16);
+            if allowed(src, dst, proto, lo) {
+                open.get_or_insert(lo);
+                if w[1] == 65536 {
+                    out.push(PortRange {
+                        protocol: proto,
+                        first: open.take().unwrap_or(lo),
+                        last: hi,
+                    });
+                }
+            } else if let Some(first) = open.take() {
+                out.push(PortRange {
+                    protocol: proto,
+                    first,
+                    last: lo - 1,
+                });
+            }
+        }
+    }
+    out
+}
