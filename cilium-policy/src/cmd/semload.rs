@@ -19,8 +19,15 @@ pub struct InputArgs {
     pub label_prefixes: Vec<String>,
 }
 
-/// Loads the inputs; errors in them are printed and stop the command (exit 2).
+/// Loads the inputs and computes every endpoint's map state.
 pub fn load(a: &InputArgs) -> miette::Result<PolicyEngine> {
+    let (policy, cluster) = load_cluster(a)?;
+    Ok(PolicyEngine::new(policy, cluster))
+}
+
+/// Loads the inputs and builds the cluster (identities, ipcache) without computing map states
+/// (what `trace` and `test` need). Errors in the input are printed and stop the command (exit 2).
+pub fn load_cluster(a: &InputArgs) -> miette::Result<(ir::PolicySet, Cluster)> {
     let out = compiler::front::load(&a.files).map_err(|e| miette!("{e}"))?;
     let mut diags: Vec<_> = out
         .diagnostics
@@ -43,5 +50,5 @@ pub fn load(a: &InputArgs) -> miette::Result<PolicyEngine> {
         ..Default::default()
     };
     let cluster = Cluster::build(&out.inventory, &out.policy, config)?;
-    Ok(PolicyEngine::new(out.policy, cluster))
+    Ok((out.policy, cluster))
 }

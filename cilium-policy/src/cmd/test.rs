@@ -1,7 +1,7 @@
 //! `cilium-policy test`: check expected verdicts (a TSV file of flows) against the policies;
 //! exit 1 on any mismatch, listing each with the reason.
 
-use super::semload::{load, InputArgs};
+use super::semload::{load_cluster, InputArgs};
 use compiler::trace::{render, resolve_party, trace, PartySpec};
 use ir::{NumericIdentity, Protocol};
 use miette::miette;
@@ -117,23 +117,22 @@ pub fn run(a: Args) -> miette::Result<ExitCode> {
     let path = a.expect.display().to_string();
     let text = std::fs::read_to_string(&a.expect).map_err(|e| miette!("{path}: {e}"))?;
     let rows = parse(&path, &text)?;
-    let engine = load(&a.input)?;
+    let (policy, cluster) = load_cluster(&a.input)?;
     let mut results = Vec::new();
     for r in &rows {
         let at = |s: &str| -> miette::Result<_> {
-            resolve_party(&engine.cluster, &party(s)?)
-                .map_err(|e| miette!("{path}:{}: {e}", r.line))
+            resolve_party(&cluster, &party(s)?).map_err(|e| miette!("{path}:{}: {e}", r.line))
         };
         let t = trace(
-            &engine.policy,
-            &engine.cluster,
+            &policy,
+            &cluster,
             at(&r.src)?,
             at(&r.dst)?,
             r.proto,
             r.port,
             None,
         );
-        results.push((r, t.allowed, render::reason(&engine.policy, &t)));
+        results.push((r, t.allowed, render::reason(&policy, &t)));
     }
     let word = |b: bool| if b { "allow" } else { "deny" };
     let mismatch = |r: &Row, got: bool, why: &str| {

@@ -1,6 +1,6 @@
 //! `cilium-policy trace`: explain why a flow is allowed or denied, rule by rule (seed §5.3).
 
-use super::semload::{load, InputArgs};
+use super::semload::{load_cluster, InputArgs};
 use compiler::trace::{render, resolve_party, trace, HttpRequest, PartySpec};
 use ir::{NumericIdentity, Protocol};
 use miette::miette;
@@ -134,23 +134,15 @@ pub fn run(a: Args) -> miette::Result<ExitCode> {
     let src = spec("src", &a.src, &a.src_labels, a.src_identity, a.src_ip)?;
     let dst = spec("dst", &a.dst, &a.dst_labels, a.dst_identity, a.dst_ip)?;
     let req = http(&a)?;
-    let engine = load(&a.input)?;
-    let src = resolve_party(&engine.cluster, &src)?;
-    let dst = resolve_party(&engine.cluster, &dst)?;
-    let t = trace(
-        &engine.policy,
-        &engine.cluster,
-        src,
-        dst,
-        proto,
-        port,
-        req.as_ref(),
-    );
+    let (policy, cluster) = load_cluster(&a.input)?;
+    let src = resolve_party(&cluster, &src)?;
+    let dst = resolve_party(&cluster, &dst)?;
+    let t = trace(&policy, &cluster, src, dst, proto, port, req.as_ref());
     match a.output {
-        Output::Text => print!("{}", render::text(&engine.policy, &t)),
+        Output::Text => print!("{}", render::text(&policy, &t)),
         Output::Json => println!(
             "{}",
-            serde_json::to_string_pretty(&render::json(&engine.policy, &t)).unwrap_or_default()
+            serde_json::to_string_pretty(&render::json(&policy, &t)).unwrap_or_default()
         ),
     }
     Ok(ExitCode::SUCCESS)

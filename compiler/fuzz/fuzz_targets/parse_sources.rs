@@ -5,6 +5,8 @@ use compiler::front::{parse_sources, Source};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    let out = parse_sources(vec![Source { path: "fuzz.yaml".into(), text: data.to_vec() }]);
-    assert!(out.diagnostics.len() <= data.len() + 1);
+    // The same bytes as YAML and as JSON (the two readers), in one parallel run.
+    let sources = ["fuzz.yaml", "fuzz.json"].map(|path| Source { path: path.into(), text: data.to_vec() });
+    let out = parse_sources(sources.to_vec());
+    assert!(out.diagnostics.len() <= 2 * (data.len() + 1));
 });

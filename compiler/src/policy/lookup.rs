@@ -1,5 +1,5 @@
 //! Looking a flow up in an endpoint's map state, the way the datapath does: a deny at any
-//! covering key wins; otherwise the most specific allow (longest port prefix, then specific
+//! covering key (or a deny address entry) wins; otherwise the most specific allow (longest port prefix, then specific
 //! protocol, then specific identity) decides, then address (`ipBlock`) entries.
 
 use super::ports::port_in;
@@ -92,6 +92,26 @@ pub fn lookup(
             }
         }
     }
+    let addr_hits: Vec<&MapEntry> = match peer_addr {
+        None => Vec::new(),
+        Some(addr) => pol
+            .addr_entries
+            .iter()
+            .filter(|(k, _)| {
+                k.direction == direction
+                    && k.prefix.contains(&addr)
+                    && (k.protocol == 0 || k.protocol == protocol)
+                    && port_in(k.port, k.port_prefix_len, port)
+            })
+            .map(|(_, e)| e)
+            .collect(),
+    };
+    if let Some(e) = addr_hits.iter().find(|e| e.verdict == MapVerdict::Deny) {
+        return Lookup::Address {
+            verdict: e.verdict,
+            rules: e.rules.clone(),
+        };
+    }
     if let Some((k, e)) = best {
         return Lookup::Entry {
             verdict: e.verdict,
@@ -99,19 +119,11 @@ pub fn lookup(
             key: k,
         };
     }
-    if let Some(addr) = peer_addr {
-        let hit = pol.addr_entries.iter().find(|(k, _)| {
-            k.direction == direction
-                && k.prefix.contains(&addr)
-                && (k.protocol == 0 || k.protocol == protocol)
-                && port_in(k.port, k.port_prefix_len, port)
-        });
-        if let Some((_, e)) = hit {
-            return Lookup::Address {
-                verdict: e.verdict,
-                rules: e.rules.clone(),
-            };
-        }
+    if let Some(e) = addr_hits.first() {
+        return Lookup::Address {
+            verdict: e.verdict,
+            rules: e.rules.clone(),
+        };
     }
     Lookup::NoEntry
 }

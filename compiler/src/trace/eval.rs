@@ -223,7 +223,9 @@ fn side(
             addr_hits.push(r);
         }
     }
-    if hits.iter().any(|h| h.rule.action == Action::Deny) {
+    let addr_deny = addr_hits.iter().any(|r| r.action == Action::Deny);
+    addr_hits.retain(|r| r.action == Action::Allow);
+    if addr_deny || hits.iter().any(|h| h.rule.action == Action::Deny) {
         s.verdict = SideVerdict::DeniedByRule;
         return s;
     }
