@@ -73,7 +73,12 @@ fn main() -> ExitCode {
         Command::Endpoint(a) => cmd::endpoint::run(a, cli.api_socket.as_deref()),
         Command::Monitor(a) => cmd::monitor::run(a, cli.api_socket.as_deref()),
         Command::Completions { shell } => {
-            clap_complete::generate(shell, &mut Cli::command(), "cilium-policy", &mut std::io::stdout());
+            clap_complete::generate(
+                shell,
+                &mut Cli::command(),
+                "cilium-policy",
+                &mut std::io::stdout(),
+            );
             Ok(ExitCode::SUCCESS)
         }
     };

@@ -51,8 +51,12 @@ fn bench(c: &mut Criterion) {
     c.bench_function("regenerate_endpoint_from_template_10000_rules", |b| {
         b.iter(|| g.endpoint(&ep_big, &p_big, None).unwrap())
     });
-    c.bench_function("entries_build_10000_rules", |b| b.iter(|| codegen::entries::EndpointEntries::build(&p_big)));
-    c.bench_function("features_derive_10000_rules", |b| b.iter(|| codegen::Features::derive(&ep_big, &p_big, None)));
+    c.bench_function("entries_build_10000_rules", |b| {
+        b.iter(|| codegen::entries::EndpointEntries::build(&p_big))
+    });
+    c.bench_function("features_derive_10000_rules", |b| {
+        b.iter(|| codegen::Features::derive(&ep_big, &p_big, None))
+    });
     let art = g.endpoint(&ep, &p, None).unwrap();
     let node = g.node_header(1, &Default::default());
     let out = dir.path().join("direct.o");

@@ -7,8 +7,15 @@ use std::path::PathBuf;
 /// `shared/` lies beside the clone (CI, /work/main); a worktree under /work/wt/ is one level deeper.
 fn corpus_dir() -> PathBuf {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
-    let candidates = [root.join("../shared/corpus"), root.join("../../shared/corpus")];
-    candidates.iter().find(|p| p.is_dir()).unwrap_or(&candidates[0]).clone()
+    let candidates = [
+        root.join("../shared/corpus"),
+        root.join("../../shared/corpus"),
+    ];
+    candidates
+        .iter()
+        .find(|p| p.is_dir())
+        .unwrap_or(&candidates[0])
+        .clone()
 }
 
 fn corpus_files() -> Vec<PathBuf> {
@@ -39,7 +46,11 @@ fn every_corpus_file_lowers_without_errors() {
         .filter(|d| d.is_error())
         .map(|d| d.to_string())
         .collect();
-    assert!(errors.is_empty(), "errors in the corpus:\n{}", errors.join("\n"));
+    assert!(
+        errors.is_empty(),
+        "errors in the corpus:\n{}",
+        errors.join("\n")
+    );
     assert!(
         out.policy.rules.len() >= 30,
         "only {} rules lowered",
@@ -96,5 +107,10 @@ fn parallel_parsing_merges_in_input_order() {
         })
         .collect();
     assert_eq!(got, expected);
-    assert!(all.policy.rules.iter().enumerate().all(|(i, r)| r.id.0 as usize == i));
+    assert!(all
+        .policy
+        .rules
+        .iter()
+        .enumerate()
+        .all(|(i, r)| r.id.0 as usize == i));
 }

@@ -14,7 +14,10 @@ fn fixtures() -> Vec<(String, PathBuf)> {
             .and_then(|n| n.to_str())
             .unwrap_or_default()
             .to_string();
-        if FRONT_CODES.iter().any(|c| name.starts_with(&format!("{}-", c.code))) {
+        if FRONT_CODES
+            .iter()
+            .any(|c| name.starts_with(&format!("{}-", c.code)))
+        {
             out.push((name, path));
         }
     }
@@ -50,7 +53,10 @@ fn each_fixture_triggers_exactly_its_diagnostic() {
             name.starts_with(&format!("{}-{}.", d.code.code, d.code.name)),
             "{name}: {got:#?}"
         );
-        assert!(d.span.line >= 1 && d.span.column >= 1, "{name}: unlocated {d}");
+        assert!(
+            d.span.line >= 1 && d.span.column >= 1,
+            "{name}: unlocated {d}"
+        );
         if d.is_error() {
             assert!(
                 out.policy.rules.is_empty(),

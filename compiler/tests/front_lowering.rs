@@ -135,8 +135,14 @@ fn a_bad_spec_rejects_its_object_and_nothing_else() {
     let out = parse(&text);
     let codes: Vec<&str> = out.diagnostics.iter().map(|d| d.code.code).collect();
     assert_eq!(codes, ["CP1014"]);
-    assert_eq!(out.diagnostics[0].path, "specs[1].ingress[0].fromEntities[0]");
-    assert_eq!((out.diagnostics[0].span.line, out.diagnostics[0].span.column), (10, 29));
+    assert_eq!(
+        out.diagnostics[0].path,
+        "specs[1].ingress[0].fromEntities[0]"
+    );
+    assert_eq!(
+        (out.diagnostics[0].span.line, out.diagnostics[0].span.column),
+        (10, 29)
+    );
     assert_eq!(out.policy.rules.len(), 1);
     assert_eq!(out.policy.rules[0].direction, ir::Direction::Egress);
 }
@@ -146,7 +152,11 @@ fn every_independent_error_is_reported() {
     let text = format!(
         "{CNP}spec:\n  endpointSelector: {{matchLabel: {{}}}}\n  ingress:\n  - fromEntities: [wrld]\n    toPorts: [{{ports: [{{port: \"99999\"}}, {{port: \"80\", protocol: XTP}}]}}]\n"
     );
-    let codes: Vec<&str> = parse(&text).diagnostics.iter().map(|d| d.code.code).collect();
+    let codes: Vec<&str> = parse(&text)
+        .diagnostics
+        .iter()
+        .map(|d| d.code.code)
+        .collect();
     assert_eq!(codes, ["CP1003", "CP1014", "CP1009", "CP1011"]);
 }
 
@@ -164,7 +174,10 @@ fn list_kind_and_inventory_objects() {
         ns.labels,
         [
             ("team".to_string(), "a".to_string()),
-            ("kubernetes.io/metadata.name".to_string(), "shop".to_string())
+            (
+                "kubernetes.io/metadata.name".to_string(),
+                "shop".to_string()
+            )
         ]
     );
     let eps = &out.inventory.endpoints;
@@ -189,7 +202,10 @@ fn list_kind_and_inventory_objects() {
     assert_eq!(ips, ["10.0.0.5", "fd00::5"]);
     assert_eq!(
         (eps[1].name.as_str(), &eps[1].k8s_labels[..]),
-        ("default/nightly", &[("job".to_string(), "nightly".to_string())][..])
+        (
+            "default/nightly",
+            &[("job".to_string(), "nightly".to_string())][..]
+        )
     );
     assert_eq!(out.skipped.len(), 1);
     assert_eq!(

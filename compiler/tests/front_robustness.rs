@@ -39,7 +39,10 @@ fn check_bounded(text: Vec<u8>) {
         out.policy.rules.len()
     );
     for d in &out.diagnostics {
-        assert!(d.span.line >= 1 && d.span.column >= 1, "unlocated diagnostic {d}");
+        assert!(
+            d.span.line >= 1 && d.span.column >= 1,
+            "unlocated diagnostic {d}"
+        );
         assert!(d.span.offset as usize <= len, "span beyond the input: {d}");
     }
 }

@@ -11,7 +11,10 @@ pub struct Handle<T> {
 
 impl<T> Handle<T> {
     pub const fn from_index(index: usize) -> Self {
-        Handle { index: index as u32, _ty: PhantomData }
+        Handle {
+            index: index as u32,
+            _ty: PhantomData,
+        }
     }
     pub const fn index(self) -> usize {
         self.index as usize
@@ -56,7 +59,10 @@ impl<T> serde::Serialize for Handle<T> {
 }
 impl<'de, T> serde::Deserialize<'de> for Handle<T> {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        Ok(Handle { index: u32::deserialize(d)?, _ty: PhantomData })
+        Ok(Handle {
+            index: u32::deserialize(d)?,
+            _ty: PhantomData,
+        })
     }
 }
 
@@ -87,7 +93,10 @@ impl<T> Arena<T> {
         self.items.is_empty()
     }
     pub fn iter(&self) -> impl ExactSizeIterator<Item = (Handle<T>, &T)> {
-        self.items.iter().enumerate().map(|(i, v)| (Handle::from_index(i), v))
+        self.items
+            .iter()
+            .enumerate()
+            .map(|(i, v)| (Handle::from_index(i), v))
     }
 }
 
@@ -120,7 +129,10 @@ pub struct UniqueArena<T: Eq + std::hash::Hash + Clone> {
 
 impl<T: Eq + std::hash::Hash + Clone> Default for UniqueArena<T> {
     fn default() -> Self {
-        UniqueArena { arena: Arena::new(), index: Default::default() }
+        UniqueArena {
+            arena: Arena::new(),
+            index: Default::default(),
+        }
     }
 }
 

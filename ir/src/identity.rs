@@ -45,7 +45,10 @@ impl NumericIdentity {
         self.0 & Self::LOCAL_SCOPE != 0
     }
     pub fn reserved_name(self) -> Option<&'static str> {
-        Self::RESERVED.iter().find(|(id, _)| *id == self).map(|(_, n)| *n)
+        Self::RESERVED
+            .iter()
+            .find(|(id, _)| *id == self)
+            .map(|(_, n)| *n)
     }
 }
 

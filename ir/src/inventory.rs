@@ -1,8 +1,8 @@
 //! What exists in the cluster: namespaces and endpoints (pods, workload templates, or endpoints
 //! given directly by labels). The front end fills it from `Namespace`, `Pod` and workload kinds.
 
-use crate::label::LabelSet;
 use crate::l4::Protocol;
+use crate::label::LabelSet;
 use crate::source::{FileId, Span};
 use serde::{Deserialize, Serialize};
 use std::net::IpAddr;

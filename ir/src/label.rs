@@ -64,7 +64,10 @@ pub struct LabelKey {
 
 impl LabelKey {
     pub fn new(source: LabelSource, key: impl Into<String>) -> Self {
-        LabelKey { source, key: key.into() }
+        LabelKey {
+            source,
+            key: key.into(),
+        }
     }
     /// Parses Cilium's extended key form `source:key`; a key without a known source prefix gets
     /// `default` (selectors in policies default to `any`, endpoint labels to their origin).
@@ -73,10 +76,16 @@ impl LabelKey {
     pub fn parse_with_default(s: &str, default: LabelSource) -> LabelKey {
         if let Some((src, key)) = s.split_once(':') {
             if !src.is_empty() && !src.contains(['.', '/']) {
-                return LabelKey { source: LabelSource::parse(src), key: key.to_string() };
+                return LabelKey {
+                    source: LabelSource::parse(src),
+                    key: key.to_string(),
+                };
             }
         }
-        LabelKey { source: default, key: s.to_string() }
+        LabelKey {
+            source: default,
+            key: s.to_string(),
+        }
     }
 }
 
@@ -96,7 +105,11 @@ pub struct Label {
 
 impl Label {
     pub fn new(source: LabelSource, key: impl Into<String>, value: impl Into<String>) -> Self {
-        Label { source, key: key.into(), value: value.into() }
+        Label {
+            source,
+            key: key.into(),
+            value: value.into(),
+        }
     }
     pub fn k8s(key: impl Into<String>, value: impl Into<String>) -> Self {
         Label::new(LabelSource::K8s, key, value)

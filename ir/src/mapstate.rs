@@ -30,7 +30,9 @@ pub enum MapVerdict {
     Allow,
     Deny,
     /// Allow, redirected to the L7 proxy listening on this port.
-    Redirect { proxy_port: u16 },
+    Redirect {
+        proxy_port: u16,
+    },
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -16,7 +16,10 @@ impl CidrSet {
     pub fn new(cidr: IpNet, mut except: Vec<IpNet>) -> Self {
         except.sort();
         except.dedup();
-        CidrSet { cidr: cidr.trunc(), except }
+        CidrSet {
+            cidr: cidr.trunc(),
+            except,
+        }
     }
     pub fn contains(&self, addr: std::net::IpAddr) -> bool {
         self.cidr.contains(&addr) && !self.except.iter().any(|e| e.contains(&addr))

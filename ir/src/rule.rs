@@ -3,8 +3,8 @@
 use crate::arena::{Handle, UniqueArena};
 use crate::entity::Entity;
 use crate::l4::PortRule;
-use crate::label::LabelSet;
 use crate::l7::DnsRule;
+use crate::label::LabelSet;
 use crate::net::CidrSet;
 use crate::selector::Selector;
 use crate::source::{FileId, SourceFile, Span};
@@ -66,12 +66,19 @@ pub enum Peer {
     Endpoints(Handle<Selector>),
     /// Addresses in a CIDR set. `by_address`: NetworkPolicy `ipBlock` semantics, which also match
     /// pod addresses inside the block (Cilium's CIDR rules select only non-cluster identities).
-    Cidr { set: CidrSet, by_address: bool },
+    Cidr {
+        set: CidrSet,
+        by_address: bool,
+    },
     Entity(Entity),
     /// `toFQDNs` (understood, not enforced).
     Fqdn(DnsRule),
     /// `toServices` (understood, not enforced): service name and namespace, or a selector.
-    Service { name: Option<String>, namespace: Option<String>, selector: Option<Handle<Selector>> },
+    Service {
+        name: Option<String>,
+        namespace: Option<String>,
+        selector: Option<Handle<Selector>>,
+    },
 }
 
 /// The L3 part of a rule.
@@ -142,7 +149,9 @@ impl PolicySet {
     /// Appends the rules of `other` (whose `files` are ignored: its rules must already refer to
     /// this set's file ids), re-interning their selectors here and assigning new rule ids.
     pub fn absorb(&mut self, other: PolicySet) {
-        let PolicySet { selectors, rules, .. } = other;
+        let PolicySet {
+            selectors, rules, ..
+        } = other;
         let mut map = |h: Handle<Selector>| self.selectors.insert(selectors[h].clone());
         let rules: Vec<Rule> = rules
             .into_iter()
@@ -153,7 +162,9 @@ impl PolicySet {
                     for p in peers {
                         match p {
                             Peer::Endpoints(h) => *h = map(*h),
-                            Peer::Service { selector: Some(h), .. } => *h = map(*h),
+                            Peer::Service {
+                                selector: Some(h), ..
+                            } => *h = map(*h),
                             _ => {}
                         }
                     }
@@ -174,6 +185,11 @@ impl PolicySet {
     /// `file:line:column` of a rule, for messages and the datapath's rule table.
     pub fn location(&self, id: RuleId) -> String {
         let p = &self.rule(id).provenance;
-        format!("{}:{}:{}", self.file_path(p.file), p.span.line, p.span.column)
+        format!(
+            "{}:{}:{}",
+            self.file_path(p.file),
+            p.span.line,
+            p.span.column
+        )
     }
 }

@@ -25,7 +25,11 @@ impl Requirement {
     pub fn new(key: LabelKey, operator: Operator, mut values: Vec<String>) -> Self {
         values.sort();
         values.dedup();
-        Requirement { key, operator, values }
+        Requirement {
+            key,
+            operator,
+            values,
+        }
     }
     pub fn matches(&self, labels: &LabelSet) -> bool {
         let mut vals = labels.values_of(&self.key).peekable();

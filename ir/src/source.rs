@@ -13,7 +13,9 @@ pub struct SourceFile {
 }
 
 /// A node's place in a file: byte offset and length, and the 1-based line and column of its start.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
 pub struct Span {
     pub offset: u32,
     pub len: u32,

@@ -15,8 +15,15 @@ pub fn render(set: &PolicySet) -> String {
 
 fn write_rule(out: &mut String, set: &PolicySet, r: &Rule) -> fmt::Result {
     let p = &r.provenance;
-    let ns = p.namespace.as_deref().map(|n| format!("{n}/")).unwrap_or_default();
-    let spec = p.spec_index.map(|i| format!(" spec[{i}]")).unwrap_or_default();
+    let ns = p
+        .namespace
+        .as_deref()
+        .map(|n| format!("{n}/"))
+        .unwrap_or_default();
+    let spec = p
+        .spec_index
+        .map(|i| format!(" spec[{i}]"))
+        .unwrap_or_default();
     writeln!(
         out,
         "rule r{} {} {}{}{} {}[{}] @ {}:{}:{}",
@@ -38,18 +45,26 @@ fn write_rule(out: &mut String, set: &PolicySet, r: &Rule) -> fmt::Result {
     };
     match &r.peers {
         PeerSet::Any => writeln!(out, "  {action} from-or-to any")?,
-        PeerSet::Some(peers) if peers.is_empty() => writeln!(out, "  {action} none (enforce only)")?,
+        PeerSet::Some(peers) if peers.is_empty() => {
+            writeln!(out, "  {action} none (enforce only)")?
+        }
         PeerSet::Some(peers) => {
             for peer in peers {
                 write!(out, "  {action} ")?;
                 match peer {
                     Peer::Endpoints(s) => writeln!(out, "endpoints {}", set.selectors[*s])?,
-                    Peer::Cidr { set: c, by_address } => {
-                        writeln!(out, "cidr {c}{}", if *by_address { " (by address)" } else { "" })?
-                    }
+                    Peer::Cidr { set: c, by_address } => writeln!(
+                        out,
+                        "cidr {c}{}",
+                        if *by_address { " (by address)" } else { "" }
+                    )?,
                     Peer::Entity(e) => writeln!(out, "entity {e}")?,
                     Peer::Fqdn(d) => writeln!(out, "fqdn {d:?}")?,
-                    Peer::Service { name, namespace, selector } => {
+                    Peer::Service {
+                        name,
+                        namespace,
+                        selector,
+                    } => {
                         write!(out, "service")?;
                         if let Some(n) = name {
                             write!(out, " {}/{n}", namespace.as_deref().unwrap_or(""))?;

@@ -78,7 +78,13 @@ fn ser_code<S: serde::Serializer>(c: &&'static Code, s: S) -> Result<S::Ok, S::E
 }
 
 impl Diagnostic {
-    pub fn new(code: &'static Code, file: impl Into<String>, span: Span, path: impl Into<String>, message: impl Into<String>) -> Self {
+    pub fn new(
+        code: &'static Code,
+        file: impl Into<String>,
+        span: Span,
+        path: impl Into<String>,
+        message: impl Into<String>,
+    ) -> Self {
         Diagnostic {
             code,
             severity: code.severity,
@@ -107,7 +113,12 @@ impl fmt::Display for Diagnostic {
         write!(
             f,
             "{}:{}:{}: {}[{}]: {}",
-            self.file, self.span.line, self.span.column, self.severity, self.code.code, self.message
+            self.file,
+            self.span.line,
+            self.span.column,
+            self.severity,
+            self.code.code,
+            self.message
         )?;
         if !self.path.is_empty() {
             write!(f, " (at {})", self.path)?;
@@ -119,6 +130,11 @@ impl fmt::Display for Diagnostic {
 /// Sorts diagnostics by file, position, then code — the order every renderer prints.
 pub fn sort(diags: &mut [Diagnostic]) {
     diags.sort_by(|a, b| {
-        (&a.file, a.span.offset, a.code.code, &a.message).cmp(&(&b.file, b.span.offset, b.code.code, &b.message))
+        (&a.file, a.span.offset, a.code.code, &a.message).cmp(&(
+            &b.file,
+            b.span.offset,
+            b.code.code,
+            &b.message,
+        ))
     });
 }

@@ -47,7 +47,13 @@ fn family(a: IpAddr) -> &'static str {
 pub fn cidr(cx: &mut Cx<'_>, f: &Field<'_>) -> Option<IpNet> {
     let s = cx.str(f)?;
     parse_cidr(s.trim())
-        .map_err(|e| cx.at(&codes::INVALID_CIDR, f, format!("malformed CIDR `{s}`: {e}")))
+        .map_err(|e| {
+            cx.at(
+                &codes::INVALID_CIDR,
+                f,
+                format!("malformed CIDR `{s}`: {e}"),
+            )
+        })
         .ok()
 }
 

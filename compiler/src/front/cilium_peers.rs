@@ -30,13 +30,22 @@ pub fn extra_peers(
     for (name, what) in [(groups, "cloud provider groups"), (nodes, "node selectors")] {
         if let Some(x) = present(m, name) {
             any = true;
-            cx.not_enforced(&x, &format!("`{name}` ({what}); the rule allows none of these peers"));
+            cx.not_enforced(
+                &x,
+                &format!("`{name}` ({what}); the rule allows none of these peers"),
+            );
         }
     }
     if let Some(x) = present(m, "toFQDNs") {
         any = true;
         cx.not_enforced(&x, "`toFQDNs` (DNS-based peers)");
-        let others = ["toEndpoints", "toCIDR", "toCIDRSet", "toEntities", "toServices"];
+        let others = [
+            "toEndpoints",
+            "toCIDR",
+            "toCIDRSet",
+            "toEntities",
+            "toServices",
+        ];
         if let Some(o) = others.iter().find_map(|o| present(m, o)) {
             cx.at(
                 &codes::CONFLICTING_FIELDS,

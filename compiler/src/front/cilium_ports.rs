@@ -22,14 +22,23 @@ const PORT_RULE_FIELDS: &[&str] = &[
 pub fn to_ports_entry(cx: &mut Cx<'_>, f: &Field<'_>, deny: bool) -> Option<Vec<PortRule>> {
     let before = cx.errors();
     let m = cx.map(f, PORT_RULE_FIELDS, Unknown::Error)?;
-    for extra in ["terminatingTLS", "originatingTLS", "serverNames", "listener"] {
+    for extra in [
+        "terminatingTLS",
+        "originatingTLS",
+        "serverNames",
+        "listener",
+    ] {
         if let Some(x) = m.get(extra) {
             cx.not_enforced(&x, &format!("`toPorts[].{extra}`"));
         }
     }
     let l7 = match m.get("rules") {
         Some(r) if deny => {
-            cx.at(&codes::CONFLICTING_FIELDS, &r, "deny rules cannot have L7 rules");
+            cx.at(
+                &codes::CONFLICTING_FIELDS,
+                &r,
+                "deny rules cannot have L7 rules",
+            );
             None
         }
         Some(r) => l7_rules(cx, &r).ok().flatten(),
@@ -59,11 +68,19 @@ pub fn to_ports_entry(cx: &mut Cx<'_>, f: &Field<'_>, deny: bool) -> Option<Vec<
         };
         let proto_f = pm.get("protocol");
         let proto = protocol(cx, proto_f.as_ref(), Flavor::Cilium);
-        let spec = port_spec(cx, pm.get("port").as_ref(), pm.get("endPort").as_ref(), Flavor::Cilium);
+        let spec = port_spec(
+            cx,
+            pm.get("port").as_ref(),
+            pm.get("endPort").as_ref(),
+            Flavor::Cilium,
+        );
         if let (Some(L7Rules::Http(_)), Some(p)) = (&l7, proto) {
             if p != Protocol::Tcp {
                 let at = proto_f.unwrap_or_else(|| item.clone());
-                let msg = format!("HTTP rules apply to TCP only, but this port's protocol is {}", p.name());
+                let msg = format!(
+                    "HTTP rules apply to TCP only, but this port's protocol is {}",
+                    p.name()
+                );
                 cx.at_help(&codes::L7_NON_TCP, &at, msg, "set `protocol: TCP`");
             }
         }
@@ -143,7 +160,11 @@ fn icmp_field(cx: &mut Cx<'_>, f: &Field<'_>) -> Option<PortRule> {
     let ty = match super::node::parse_int(text) {
         Some(n @ 0..=255) => n as u8,
         Some(n) => {
-            cx.at(&codes::INVALID_VALUE, &tf, format!("ICMP type {n} is outside 0-255"));
+            cx.at(
+                &codes::INVALID_VALUE,
+                &tf,
+                format!("ICMP type {n} is outside 0-255"),
+            );
             return None;
         }
         None => match names.iter().find(|(n, _)| *n == text) {

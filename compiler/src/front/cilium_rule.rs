@@ -55,7 +55,10 @@ pub fn cilium_rule(cx: &mut Cx<'_>, f: &Field<'_>, scope: &Scope, pending: &mut 
             None
         }
         (None, Some(n)) => {
-            cx.not_enforced(&n, "`nodeSelector` (host firewall policies); the rule is not lowered");
+            cx.not_enforced(
+                &n,
+                "`nodeSelector` (host firewall policies); the rule is not lowered",
+            );
             lower = false;
             None
         }
@@ -126,7 +129,13 @@ fn peer_fields(dir: Direction) -> [&'static str; 5] {
             "fromCIDRSet",
             "fromEntities",
         ],
-        Direction::Egress => ["toEndpoints", "toRequires", "toCIDR", "toCIDRSet", "toEntities"],
+        Direction::Egress => [
+            "toEndpoints",
+            "toRequires",
+            "toCIDR",
+            "toCIDRSet",
+            "toEntities",
+        ],
     }
 }
 
@@ -196,7 +205,10 @@ fn rule_item(
         has_l3 = true;
         for item in cx.seq(&x) {
             if let Some(set) = cidr_set(cx, &item, true) {
-                peers.push(PendingPeer::Other(Peer::Cidr { set, by_address: false }));
+                peers.push(PendingPeer::Other(Peer::Cidr {
+                    set,
+                    by_address: false,
+                }));
             }
         }
     }
@@ -206,11 +218,17 @@ fn rule_item(
             match Entity::parse(name) {
                 Some(e) => peers.push(PendingPeer::Other(Peer::Entity(e))),
                 None => {
-                    let help = did_you_mean(name, Entity::ALL.iter().map(|e| e.name())).map_or_else(
-                        || "see the list of entities in the code's documentation".to_string(),
-                        |s| format!("did you mean `{s}`?"),
+                    let help = did_you_mean(name, Entity::ALL.iter().map(|e| e.name()))
+                        .map_or_else(
+                            || "see the list of entities in the code's documentation".to_string(),
+                            |s| format!("did you mean `{s}`?"),
+                        );
+                    cx.at_help(
+                        &codes::UNKNOWN_ENTITY,
+                        &item,
+                        format!("unknown entity `{name}`"),
+                        help,
                     );
-                    cx.at_help(&codes::UNKNOWN_ENTITY, &item, format!("unknown entity `{name}`"), help);
                 }
             }
         }

@@ -62,7 +62,10 @@ impl<'n> Map<'n> {
         (!v.is_null()).then(|| self.field.child(v, name))
     }
     pub fn key(&self, name: &str) -> Option<&'n Key> {
-        self.entries.iter().find(|(k, _)| k.text == name).map(|(k, _)| k)
+        self.entries
+            .iter()
+            .find(|(k, _)| k.text == name)
+            .map(|(k, _)| k)
     }
     pub fn has(&self, name: &str) -> bool {
         self.get(name).is_some()
@@ -77,7 +80,9 @@ impl<'n> Map<'n> {
         self.field.child(self.field.node, name).path
     }
     pub fn entries(&self) -> impl Iterator<Item = (&'n Key, Field<'n>)> + '_ {
-        self.entries.iter().map(|(k, v)| (k, self.field.child(v, &k.text)))
+        self.entries
+            .iter()
+            .map(|(k, v)| (k, self.field.child(v, &k.text)))
     }
 }
 
@@ -136,7 +141,13 @@ impl<'f> Cx<'f> {
     pub fn at(&mut self, code: &'static Code, f: &Field<'_>, msg: impl Into<String>) {
         self.report(code, f.span(), &f.path, msg, None);
     }
-    pub fn at_help(&mut self, code: &'static Code, f: &Field<'_>, msg: impl Into<String>, help: impl Into<String>) {
+    pub fn at_help(
+        &mut self,
+        code: &'static Code,
+        f: &Field<'_>,
+        msg: impl Into<String>,
+        help: impl Into<String>,
+    ) {
         self.report(code, f.span(), &f.path, msg, Some(help.into()));
     }
 
@@ -156,9 +167,13 @@ impl<'f> Cx<'f> {
             }
         };
         if unknown != Unknown::Ignore {
-            for (k, _) in entries.iter().filter(|(k, _)| !known.contains(&k.text.as_str())) {
+            for (k, _) in entries
+                .iter()
+                .filter(|(k, _)| !known.contains(&k.text.as_str()))
+            {
                 let path = f.child(f.node, &k.text).path;
-                let help = did_you_mean(&k.text, known.iter().copied()).map(|s| format!("did you mean `{s}`?"));
+                let help = did_you_mean(&k.text, known.iter().copied())
+                    .map(|s| format!("did you mean `{s}`?"));
                 let msg = format!("unknown field `{}`", k.text);
                 self.report(&codes::UNKNOWN_FIELD, k.span, &path, msg, help);
             }
@@ -174,7 +189,13 @@ impl<'f> Cx<'f> {
         let f = m.get(name);
         if f.is_none() {
             let msg = format!("missing required field `{name}`");
-            self.report(&codes::MISSING_FIELD, m.span(), &m.child_path(name), msg, None);
+            self.report(
+                &codes::MISSING_FIELD,
+                m.span(),
+                &m.child_path(name),
+                msg,
+                None,
+            );
         }
         f
     }
@@ -182,7 +203,11 @@ impl<'f> Cx<'f> {
     /// The items of a list (null reads as empty).
     pub fn seq<'n>(&mut self, f: &Field<'n>) -> Vec<Field<'n>> {
         match &f.node.kind {
-            NodeKind::Sequence(items) => items.iter().enumerate().map(|(i, n)| f.item(n, i)).collect(),
+            NodeKind::Sequence(items) => items
+                .iter()
+                .enumerate()
+                .map(|(i, n)| f.item(n, i))
+                .collect(),
             NodeKind::Null => Vec::new(),
             _ => {
                 self.wrong_type(f, "a list");
@@ -230,7 +255,10 @@ impl<'f> Cx<'f> {
     /// A list of strings.
     pub fn strings<'n>(&mut self, f: &Field<'n>) -> Vec<(Field<'n>, &'n str)> {
         let items = self.seq(f);
-        items.into_iter().filter_map(|i| self.str(&i).map(|s| (i, s))).collect()
+        items
+            .into_iter()
+            .filter_map(|i| self.str(&i).map(|s| (i, s)))
+            .collect()
     }
 
     /// A mapping of string to string (labels, matchLabels): key fields carry the key's span.
@@ -240,7 +268,11 @@ impl<'f> Cx<'f> {
         };
         let mut out = Vec::new();
         for (k, v) in m.entries() {
-            let s = if v.node.is_null() { Some("") } else { self.str(&v) };
+            let s = if v.node.is_null() {
+                Some("")
+            } else {
+                self.str(&v)
+            };
             if let Some(s) = s {
                 out.push((k, v, s));
             }

@@ -16,7 +16,10 @@ pub struct Source {
 pub enum InputError {
     #[error("cannot read {path}: {source}")]
     #[diagnostic(code(cilium_policy::input))]
-    Io { path: String, source: std::io::Error },
+    Io {
+        path: String,
+        source: std::io::Error,
+    },
     #[error("{path}: no such file or directory")]
     #[diagnostic(
         code(cilium_policy::input),
@@ -30,7 +33,10 @@ pub enum InputError {
 pub const MAX_FILE_BYTES: u64 = 64 << 20;
 
 fn is_policy_file(p: &Path) -> bool {
-    matches!(p.extension().and_then(|e| e.to_str()), Some("yaml" | "yml" | "json"))
+    matches!(
+        p.extension().and_then(|e| e.to_str()),
+        Some("yaml" | "yml" | "json")
+    )
 }
 
 fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> Result<(), InputError> {
@@ -80,7 +86,9 @@ pub fn read_inputs(paths: &[PathBuf]) -> Result<Vec<Source>, InputError> {
         }
         let shown = p.display().to_string();
         let meta = std::fs::metadata(p).map_err(|e| match e.kind() {
-            std::io::ErrorKind::NotFound => InputError::NotFound { path: shown.clone() },
+            std::io::ErrorKind::NotFound => InputError::NotFound {
+                path: shown.clone(),
+            },
             _ => InputError::Io {
                 path: shown.clone(),
                 source: e,

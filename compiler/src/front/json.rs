@@ -46,7 +46,10 @@ pub fn read_json(text: &str, limits: Limits) -> Vec<Document> {
             None
         }
     };
-    vec![Document { root, errors: r.errors }]
+    vec![Document {
+        root,
+        errors: r.errors,
+    }]
 }
 
 impl Reader<'_> {
@@ -186,7 +189,9 @@ impl Reader<'_> {
             }),
             _ => {
                 self.pos = start;
-                Err(self.syntax("expected a value (object, array, string, number, true, false or null)"))
+                Err(self.syntax(
+                    "expected a value (object, array, string, number, true, false or null)",
+                ))
             }
         }
     }
@@ -233,7 +238,9 @@ impl Reader<'_> {
                 Some(b't') => '\t',
                 Some(b'u') => {
                     let hi = self.hex4()?;
-                    let cp = if (0xD800..0xDC00).contains(&hi) && self.text[self.pos..].starts_with("\\u") {
+                    let cp = if (0xD800..0xDC00).contains(&hi)
+                        && self.text[self.pos..].starts_with("\\u")
+                    {
                         self.pos += 2;
                         let lo = self.hex4()?;
                         if !(0xDC00..0xE000).contains(&lo) {
@@ -243,7 +250,8 @@ impl Reader<'_> {
                     } else {
                         hi
                     };
-                    char::from_u32(cp).ok_or_else(|| self.syntax("unpaired surrogate in \\u escape"))?
+                    char::from_u32(cp)
+                        .ok_or_else(|| self.syntax("unpaired surrogate in \\u escape"))?
                 }
                 _ => return Err(self.syntax("invalid escape in a string")),
             };
@@ -297,7 +305,10 @@ mod tests {
         assert_eq!(j.get("b").and_then(Node::as_str), Some("-0.5"));
         assert!(j.get("d").is_some_and(Node::is_null));
         assert_eq!(j.get("e").and_then(Node::as_str), Some("\u{1F600}/\t"));
-        assert_eq!(j.get("e").map(|e| (e.span.line, e.span.column)), Some((3, 7)));
+        assert_eq!(
+            j.get("e").map(|e| (e.span.line, e.span.column)),
+            Some((3, 7))
+        );
     }
 
     #[test]
@@ -310,12 +321,16 @@ mod tests {
         ] {
             let docs = read_json(text, Limits::default());
             match &docs[0].errors[..] {
-                [ReadError::Syntax { span, .. }] => assert_eq!((span.line, span.column), (line, col), "{text}"),
+                [ReadError::Syntax { span, .. }] => {
+                    assert_eq!((span.line, span.column), (line, col), "{text}")
+                }
                 other => panic!("{text}: {other:?}"),
             }
         }
         let docs = read_json("{\"a\": 1, \"a\": 2}", Limits::default());
-        assert!(matches!(&docs[0].errors[..], [ReadError::DuplicateKey { first, .. }] if first.column == 2));
+        assert!(
+            matches!(&docs[0].errors[..], [ReadError::DuplicateKey { first, .. }] if first.column == 2)
+        );
         let deep = "[".repeat(1000);
         assert!(matches!(
             read_json(&deep, Limits::default())[0].errors[..],
@@ -345,7 +360,10 @@ mod tests {
         let text = "[{\n  \"endpointSelector\": {\"matchLabels\": {\"app\": \"a\"}},\n  \"ingress\": [ {\"toPorts\": [{\"ports\": [{\"port\": \"80\"}]}]}, {} ],\n  \"x\": [1, -2.5, true, null, \"é\"]\n}]";
         let (mut a, mut b) = (Vec::new(), Vec::new());
         positions(&one(text), &mut a);
-        let y = read_stream(text, Limits::default()).remove(0).root.expect("yaml root");
+        let y = read_stream(text, Limits::default())
+            .remove(0)
+            .root
+            .expect("yaml root");
         positions(&y, &mut b);
         assert_eq!(a, b);
     }

@@ -4,7 +4,9 @@
 use super::cidr::cidr_set;
 use super::codes;
 use super::decode::{Cx, Field, Map, Unknown};
-use super::lower::{any_namespace, namespaced_peer, namespaced_subject, Pending, PendingPeer, PendingRule, Scope};
+use super::lower::{
+    any_namespace, namespaced_peer, namespaced_subject, Pending, PendingPeer, PendingRule, Scope,
+};
 use super::ports::{port_spec, protocol, Flavor};
 use super::selector::{selector, KeyStyle};
 use ir::{Action, Direction, Peer, PortRule, Selector};
@@ -103,7 +105,11 @@ fn rule_item(
     if cx.errors() > before {
         return None;
     }
-    let peers = if peer_items.is_empty() { None } else { Some(peers) };
+    let peers = if peer_items.is_empty() {
+        None
+    } else {
+        Some(peers)
+    };
     Some(PendingRule {
         subject: subject.clone(),
         direction: dir,
@@ -117,8 +123,16 @@ fn rule_item(
 }
 
 fn peer(cx: &mut Cx<'_>, f: &Field<'_>, ns: Option<&str>) -> Option<PendingPeer> {
-    let m = cx.map(f, &["podSelector", "namespaceSelector", "ipBlock"], Unknown::Error)?;
-    let (pod, nsel, block) = (m.get("podSelector"), m.get("namespaceSelector"), m.get("ipBlock"));
+    let m = cx.map(
+        f,
+        &["podSelector", "namespaceSelector", "ipBlock"],
+        Unknown::Error,
+    )?;
+    let (pod, nsel, block) = (
+        m.get("podSelector"),
+        m.get("namespaceSelector"),
+        m.get("ipBlock"),
+    );
     if let Some(b) = block {
         if pod.is_some() || nsel.is_some() {
             cx.at(
@@ -129,7 +143,10 @@ fn peer(cx: &mut Cx<'_>, f: &Field<'_>, ns: Option<&str>) -> Option<PendingPeer>
             return None;
         }
         let set = cidr_set(cx, &b, false)?;
-        return Some(PendingPeer::Other(Peer::Cidr { set, by_address: true }));
+        return Some(PendingPeer::Other(Peer::Cidr {
+            set,
+            by_address: true,
+        }));
     }
     let pod_sel = match &pod {
         Some(p) => Some(selector(cx, p, KeyStyle::K8s)?),

@@ -39,12 +39,20 @@ pub fn l7_rules(cx: &mut Cx<'_>, f: &Field<'_>) -> Result<Option<L7Rules>, ()> {
         (None, None) => None,
     };
     if let Some(h) = http {
-        let rules: Vec<HttpRule> = cx.seq(&h).iter().filter_map(|item| http_rule(cx, item)).collect();
+        let rules: Vec<HttpRule> = cx
+            .seq(&h)
+            .iter()
+            .filter_map(|item| http_rule(cx, item))
+            .collect();
         out = Some(L7Rules::Http(rules));
     }
     if let Some(d) = m.get("dns") {
         cx.not_enforced(&d, "`rules.dns` (DNS proxy rules)");
-        let rules: Vec<DnsRule> = cx.seq(&d).iter().filter_map(|item| dns_rule(cx, item)).collect();
+        let rules: Vec<DnsRule> = cx
+            .seq(&d)
+            .iter()
+            .filter_map(|item| dns_rule(cx, item))
+            .collect();
         if out.is_some() {
             cx.at(
                 &codes::CONFLICTING_FIELDS,
@@ -104,7 +112,11 @@ fn http_rule(cx: &mut Cx<'_>, f: &Field<'_>) -> Option<HttpRule> {
                 },
             };
             if name.is_empty() {
-                cx.at(&codes::INVALID_VALUE, &item, format!("header `{text}` has no name"));
+                cx.at(
+                    &codes::INVALID_VALUE,
+                    &item,
+                    format!("header `{text}` has no name"),
+                );
                 continue;
             }
             let value = value.filter(|v| !v.is_empty()).map(str::to_string);
@@ -128,7 +140,10 @@ fn header_match(cx: &mut Cx<'_>, f: &Field<'_>) -> Option<HeaderMatch> {
     let m = cx.map(f, &["name", "value", "secret", "mismatch"], Unknown::Error)?;
     let name = cx.required(&m, "name").and_then(|n| cx.str(&n))?;
     if let Some(s) = m.get("secret") {
-        cx.not_enforced(&s, "`headerMatches[].secret` (header values from Kubernetes secrets)");
+        cx.not_enforced(
+            &s,
+            "`headerMatches[].secret` (header values from Kubernetes secrets)",
+        );
     }
     if let Some(mm) = m.get("mismatch") {
         let action = cx.str(&mm)?;
@@ -140,7 +155,10 @@ fn header_match(cx: &mut Cx<'_>, f: &Field<'_>) -> Option<HeaderMatch> {
             );
             return None;
         }
-        cx.not_enforced(&mm, "`headerMatches[].mismatch` (header rewriting on mismatch)");
+        cx.not_enforced(
+            &mm,
+            "`headerMatches[].mismatch` (header rewriting on mismatch)",
+        );
     }
     let value = match m.get("value") {
         Some(v) => Some(cx.str(&v)?.to_string()),

@@ -29,9 +29,17 @@ impl<'a> LineIndex<'a> {
             return self.text.len();
         };
         let (cl, cc, cb) = self.cursor.get();
-        let (from_col, from_byte) = if cl == line && cc <= col { (cc, cb) } else { (0, start) };
+        let (from_col, from_byte) = if cl == line && cc <= col {
+            (cc, cb)
+        } else {
+            (0, start)
+        };
         let rest = &self.text[from_byte..];
-        let byte = from_byte + rest.char_indices().nth(col - from_col).map_or(rest.len(), |(i, _)| i);
+        let byte = from_byte
+            + rest
+                .char_indices()
+                .nth(col - from_col)
+                .map_or(rest.len(), |(i, _)| i);
         self.cursor.set((line, col, byte));
         byte
     }
@@ -46,7 +54,11 @@ impl<'a> LineIndex<'a> {
         } else {
             (0, self.starts[line])
         };
-        let col = from_col + self.text.get(from_byte..byte).map_or(0, |s| s.chars().count());
+        let col = from_col
+            + self
+                .text
+                .get(from_byte..byte)
+                .map_or(0, |s| s.chars().count());
         self.cursor.set((line, col, byte));
         (line, col)
     }

@@ -5,8 +5,9 @@
 use super::selector::{NAMESPACE_LABELS_PREFIX, POD_NAMESPACE_LABEL};
 use ir::arena::UniqueArena;
 use ir::{
-    Action, Direction, FileId, Handle, Label, LabelKey, LabelSet, LabelSource, Operator, Peer, PeerSet, PolicyKind,
-    PolicySet, PortRule, Provenance, Requirement, Rule, RuleId, Selector, Span,
+    Action, Direction, FileId, Handle, Label, LabelKey, LabelSet, LabelSource, Operator, Peer,
+    PeerSet, PolicyKind, PolicySet, PortRule, Provenance, Requirement, Rule, RuleId, Selector,
+    Span,
 };
 
 /// What every rule of one policy object (or one `specs` entry) shares.
@@ -67,9 +68,14 @@ pub fn constrains_namespace(s: &Selector) -> bool {
 /// A namespaced policy's peer selector: restricted to the policy's namespace unless it already
 /// constrains the namespace or selects reserved identities (`reserved:init`, …).
 pub fn namespaced_peer(s: Selector, ns: Option<&str>) -> Selector {
-    let reserved = s.requirements.iter().any(|r| r.key.source == LabelSource::Reserved);
+    let reserved = s
+        .requirements
+        .iter()
+        .any(|r| r.key.source == LabelSource::Reserved);
     match ns {
-        Some(ns) if !constrains_namespace(&s) && !reserved => s.and(&Selector::new(vec![namespace_requirement(ns)])),
+        Some(ns) if !constrains_namespace(&s) && !reserved => {
+            s.and(&Selector::new(vec![namespace_requirement(ns)]))
+        }
         _ => s,
     }
 }
@@ -135,14 +141,18 @@ impl Pending {
     /// Interns the selectors and appends the rules to `set`.
     pub fn commit(self, set: &mut PolicySet) {
         for (scope, r) in self.rules {
-            let sel = |s: Selector, arena: &mut UniqueArena<Selector>| -> Handle<Selector> { arena.insert(s) };
+            let sel = |s: Selector, arena: &mut UniqueArena<Selector>| -> Handle<Selector> {
+                arena.insert(s)
+            };
             let subject = sel(r.subject, &mut set.selectors);
             let peers = match r.peers {
                 None => PeerSet::Any,
                 Some(ps) => PeerSet::Some(
                     ps.into_iter()
                         .map(|p| match p {
-                            PendingPeer::Endpoints(s) => Peer::Endpoints(sel(s, &mut set.selectors)),
+                            PendingPeer::Endpoints(s) => {
+                                Peer::Endpoints(sel(s, &mut set.selectors))
+                            }
                             PendingPeer::Other(p) => p,
                             PendingPeer::Service {
                                 name,
@@ -157,7 +167,11 @@ impl Pending {
                         .collect(),
                 ),
             };
-            let requires = r.requires.into_iter().map(|s| sel(s, &mut set.selectors)).collect();
+            let requires = r
+                .requires
+                .into_iter()
+                .map(|s| sel(s, &mut set.selectors))
+                .collect();
             set.push_rule(Rule {
                 id: RuleId(0),
                 kind: scope.kind,

@@ -90,27 +90,34 @@ fn parse_all(sources: &[Source]) -> Vec<(Vec<Diagnostic>, objects::Owned)> {
         .map_or(1, |n| n.get())
         .min(sources.len());
     if workers <= 1 {
-        return sources.iter().enumerate().map(|(i, s)| parse_one(i, s)).collect();
+        return sources
+            .iter()
+            .enumerate()
+            .map(|(i, s)| parse_one(i, s))
+            .collect();
     }
     let next = std::sync::atomic::AtomicUsize::new(0);
-    let mut results: Vec<(usize, (Vec<Diagnostic>, objects::Owned))> = std::thread::scope(|scope| {
-        let handles: Vec<_> = (0..workers)
-            .map(|_| {
-                scope.spawn(|| {
-                    let mut done = Vec::new();
-                    loop {
-                        let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                        let Some(src) = sources.get(i) else { return done };
-                        done.push((i, parse_one(i, src)));
-                    }
+    let mut results: Vec<(usize, (Vec<Diagnostic>, objects::Owned))> =
+        std::thread::scope(|scope| {
+            let handles: Vec<_> = (0..workers)
+                .map(|_| {
+                    scope.spawn(|| {
+                        let mut done = Vec::new();
+                        loop {
+                            let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                            let Some(src) = sources.get(i) else {
+                                return done;
+                            };
+                            done.push((i, parse_one(i, src)));
+                        }
+                    })
                 })
-            })
-            .collect();
-        handles
-            .into_iter()
-            .flat_map(|h| h.join().unwrap_or_else(|e| std::panic::resume_unwind(e)))
-            .collect()
-    });
+                .collect();
+            handles
+                .into_iter()
+                .flat_map(|h| h.join().unwrap_or_else(|e| std::panic::resume_unwind(e)))
+                .collect()
+        });
     results.sort_by_key(|(i, _)| *i);
     results.into_iter().map(|(_, r)| r).collect()
 }
@@ -133,7 +140,9 @@ fn parse_one(index: usize, src: &Source) -> (Vec<Diagnostic>, objects::Owned) {
                 cx.emit(read_error(&src.path, e));
             }
             match &doc.root {
-                Some(root) if doc.errors.is_empty() => objects::document(&mut cx, root, &mut owned.sink()),
+                Some(root) if doc.errors.is_empty() => {
+                    objects::document(&mut cx, root, &mut owned.sink())
+                }
                 // Still checked, so every independent error is reported, but into scratch output.
                 Some(root) => {
                     let mut scratch = objects::Owned::new(owned.file, owned.stem.clone());
@@ -170,7 +179,12 @@ fn text_of<'t>(cx: &mut Cx<'_>, bytes: &'t [u8]) -> Option<&'t str> {
     let fail = |cx: &mut Cx<'_>, offset: usize, msg: String| {
         let before = &bytes[..offset];
         let line = before.iter().filter(|b| **b == b'\n').count() + 1;
-        let col = offset - before.iter().rposition(|b| *b == b'\n').map_or(0, |p| p + 1) + 1;
+        let col = offset
+            - before
+                .iter()
+                .rposition(|b| *b == b'\n')
+                .map_or(0, |p| p + 1)
+            + 1;
         let span = Span {
             offset: offset as u32,
             len: 1,
@@ -194,7 +208,10 @@ fn text_of<'t>(cx: &mut Cx<'_>, bytes: &'t [u8]) -> Option<&'t str> {
             fail(
                 cx,
                 e.valid_up_to(),
-                format!("file is not UTF-8: invalid byte sequence at byte {}", e.valid_up_to()),
+                format!(
+                    "file is not UTF-8: invalid byte sequence at byte {}",
+                    e.valid_up_to()
+                ),
             );
             None
         }
@@ -216,7 +233,9 @@ fn read_error(file: &str, e: &ReadError) -> Diagnostic {
     };
     let d = Diagnostic::new(code, file, e.span(), "", e.to_string());
     match e {
-        ReadError::DuplicateKey { key, .. } => d.with_help(format!("remove one of the two `{key}` entries")),
+        ReadError::DuplicateKey { key, .. } => {
+            d.with_help(format!("remove one of the two `{key}` entries"))
+        }
         _ => d,
     }
 }

@@ -45,7 +45,10 @@ impl Node {
 
     pub fn entry(&self, key: &str) -> Option<(&Key, &Node)> {
         match &self.kind {
-            NodeKind::Mapping(entries) => entries.iter().find(|(k, _)| k.text == key).map(|(k, v)| (k, v)),
+            NodeKind::Mapping(entries) => entries
+                .iter()
+                .find(|(k, _)| k.text == key)
+                .map(|(k, v)| (k, v)),
             _ => None,
         }
     }

@@ -60,7 +60,11 @@ const RULE_FIELDS_HINT: &[&str] = &[
     "ingressDeny",
     "egressDeny",
 ];
-const POLICY_KINDS: &[&str] = &["NetworkPolicy", "CiliumNetworkPolicy", "CiliumClusterwideNetworkPolicy"];
+const POLICY_KINDS: &[&str] = &[
+    "NetworkPolicy",
+    "CiliumNetworkPolicy",
+    "CiliumClusterwideNetworkPolicy",
+];
 
 /// Decodes one document's root node.
 pub fn document(cx: &mut Cx<'_>, root: &Node, sink: &mut Sink<'_>) {
@@ -72,7 +76,9 @@ pub fn document(cx: &mut Cx<'_>, root: &Node, sink: &mut Sink<'_>) {
                 cilium_rule(cx, &item, &json_scope(sink, Some(i as u32)), pending);
             }
         }),
-        NodeKind::Mapping(_) if root.get("apiVersion").is_some() || root.get("kind").is_some() => object(cx, &f, sink),
+        NodeKind::Mapping(_) if root.get("apiVersion").is_some() || root.get("kind").is_some() => {
+            object(cx, &f, sink)
+        }
         NodeKind::Mapping(_) if RULE_FIELDS_HINT.iter().any(|k| root.get(k).is_some()) => {
             commit_rules(cx, sink, |cx, sink, pending| {
                 cilium_rule(cx, &f, &json_scope(sink, None), pending)
@@ -102,7 +108,11 @@ fn json_scope(sink: &Sink<'_>, index: Option<u32>) -> Scope {
 }
 
 /// Runs `decode` and commits its rules only if it reported no error.
-fn commit_rules(cx: &mut Cx<'_>, sink: &mut Sink<'_>, decode: impl FnOnce(&mut Cx<'_>, &Sink<'_>, &mut Pending)) {
+fn commit_rules(
+    cx: &mut Cx<'_>,
+    sink: &mut Sink<'_>,
+    decode: impl FnOnce(&mut Cx<'_>, &Sink<'_>, &mut Pending),
+) {
     let before = cx.errors();
     let mut pending = Pending::default();
     decode(cx, sink, &mut pending);
@@ -140,7 +150,10 @@ pub fn metadata(cx: &mut Cx<'_>, m: &Map<'_>) -> Option<Meta> {
 /// written beside `spec` gets a "did you mean spec.X?" hint.
 fn top_level<'n>(cx: &mut Cx<'_>, f: &Field<'n>, known: &[&str]) -> Option<Map<'n>> {
     let m = cx.map(f, known, Unknown::Ignore)?;
-    for (k, _) in m.entries().filter(|(k, _)| !known.contains(&k.text.as_str())) {
+    for (k, _) in m
+        .entries()
+        .filter(|(k, _)| !known.contains(&k.text.as_str()))
+    {
         let help = if known.contains(&"spec") && RULE_FIELDS.contains(&k.text.as_str()) {
             Some(format!("did you mean `spec.{}`?", k.text))
         } else {
@@ -170,7 +183,12 @@ fn object(cx: &mut Cx<'_>, f: &Field<'_>, sink: &mut Sink<'_>) {
     };
     let deprecated = |cx: &mut Cx<'_>, now: &str| {
         let msg = format!("`apiVersion: {api}` is deprecated for {kind}");
-        cx.at_help(&codes::DEPRECATED, &api_f, msg, format!("use `apiVersion: {now}`"));
+        cx.at_help(
+            &codes::DEPRECATED,
+            &api_f,
+            msg,
+            format!("use `apiVersion: {now}`"),
+        );
     };
     match (api.as_str(), kind.as_str()) {
         ("v1", "List") => {
@@ -183,7 +201,10 @@ fn object(cx: &mut Cx<'_>, f: &Field<'_>, sink: &mut Sink<'_>) {
                     _ => cx.at(
                         &codes::WRONG_TYPE,
                         &item,
-                        format!("expected a Kubernetes object, found {}", item.node.kind_name()),
+                        format!(
+                            "expected a Kubernetes object, found {}",
+                            item.node.kind_name()
+                        ),
                     ),
                 }
             }
@@ -193,7 +214,9 @@ fn object(cx: &mut Cx<'_>, f: &Field<'_>, sink: &mut Sink<'_>) {
             deprecated(cx, "networking.k8s.io/v1");
             policy(cx, f, sink, PolicyKind::NetworkPolicy)
         }
-        ("cilium.io/v2", "CiliumNetworkPolicy") => policy(cx, f, sink, PolicyKind::CiliumNetworkPolicy),
+        ("cilium.io/v2", "CiliumNetworkPolicy") => {
+            policy(cx, f, sink, PolicyKind::CiliumNetworkPolicy)
+        }
         ("cilium.io/v1", "CiliumNetworkPolicy") => {
             deprecated(cx, "cilium.io/v2");
             policy(cx, f, sink, PolicyKind::CiliumNetworkPolicy)
@@ -252,11 +275,17 @@ fn policy(cx: &mut Cx<'_>, f: &Field<'_>, sink: &mut Sink<'_>, kind: PolicyKind)
         _ => &["apiVersion", "kind", "metadata", "spec", "specs", "status"],
     };
     let before = cx.errors();
-    let Some(m) = top_level(cx, f, known) else { return };
+    let Some(m) = top_level(cx, f, known) else {
+        return;
+    };
     let Some(meta) = metadata(cx, &m) else { return };
     let namespace = match kind {
         PolicyKind::CiliumClusterwideNetworkPolicy => None,
-        _ => Some(meta.namespace.clone().unwrap_or_else(|| "default".to_string())),
+        _ => Some(
+            meta.namespace
+                .clone()
+                .unwrap_or_else(|| "default".to_string()),
+        ),
     };
     let labels = Scope::derived_labels(kind, &meta.name, namespace.as_deref());
     let scope = Scope {
@@ -282,7 +311,12 @@ fn policy(cx: &mut Cx<'_>, f: &Field<'_>, sink: &mut Sink<'_>, kind: PolicyKind)
             if let Some(s) = spec {
                 cilium_rule(cx, &s, &scope, &mut pending);
             }
-            for (i, s) in specs.map(|s| cx.seq(&s)).unwrap_or_default().into_iter().enumerate() {
+            for (i, s) in specs
+                .map(|s| cx.seq(&s))
+                .unwrap_or_default()
+                .into_iter()
+                .enumerate()
+            {
                 let scope = Scope {
                     spec_index: Some(i as u32),
                     ..scope.clone()

@@ -45,7 +45,9 @@ pub fn protocol(cx: &mut Cx<'_>, f: Option<&Field<'_>>, flavor: Flavor) -> Optio
         Some(p @ (Protocol::Icmp | Protocol::IcmpV6)) => {
             let help = match flavor {
                 Flavor::Cilium => "write ICMP rules in an `icmps` block of the rule",
-                Flavor::NetworkPolicy => "NetworkPolicy cannot select ICMP; use a CiliumNetworkPolicy with `icmps`",
+                Flavor::NetworkPolicy => {
+                    "NetworkPolicy cannot select ICMP; use a CiliumNetworkPolicy with `icmps`"
+                }
             };
             cx.at_help(
                 &codes::UNKNOWN_PROTOCOL,
@@ -58,7 +60,12 @@ pub fn protocol(cx: &mut Cx<'_>, f: Option<&Field<'_>>, flavor: Flavor) -> Optio
         _ => {
             let names: Vec<&str> = accepted.iter().map(|p| p.name()).collect();
             let help = format!("use one of {}", names.join(", "));
-            cx.at_help(&codes::UNKNOWN_PROTOCOL, f, format!("unknown protocol `{s}`"), help);
+            cx.at_help(
+                &codes::UNKNOWN_PROTOCOL,
+                f,
+                format!("unknown protocol `{s}`"),
+                help,
+            );
             None
         }
     }
@@ -80,7 +87,10 @@ pub fn port_spec(
                     cx.at(
                         &codes::WRONG_TYPE,
                         f,
-                        format!("expected a port number or name, found {}", f.node.kind_name()),
+                        format!(
+                            "expected a port number or name, found {}",
+                            f.node.kind_name()
+                        ),
                     );
                     return None;
                 }
@@ -96,7 +106,11 @@ pub fn port_spec(
                     last: n as u16,
                 },
                 Some(n) => {
-                    cx.at(&codes::INVALID_PORT, f, format!("port {n} is outside 1-65535"));
+                    cx.at(
+                        &codes::INVALID_PORT,
+                        f,
+                        format!("port {n} is outside 1-65535"),
+                    );
                     return None;
                 }
                 None if is_port_name(text) => PortSpec::Named(text.to_ascii_lowercase()),
@@ -121,7 +135,10 @@ pub fn port_spec(
     let e = cx.int(ef)?;
     match spec {
         PortSpec::Range { first, .. } if (first as i64..=65535).contains(&e) => {
-            Some(PortSpec::Range { first, last: e as u16 })
+            Some(PortSpec::Range {
+                first,
+                last: e as u16,
+            })
         }
         PortSpec::Range { first, .. } if e < first as i64 => {
             cx.at(
@@ -132,7 +149,11 @@ pub fn port_spec(
             None
         }
         PortSpec::Range { .. } => {
-            cx.at(&codes::INVALID_PORT, ef, format!("endPort {e} is outside 1-65535"));
+            cx.at(
+                &codes::INVALID_PORT,
+                ef,
+                format!("endPort {e} is outside 1-65535"),
+            );
             None
         }
         PortSpec::Named(n) => {

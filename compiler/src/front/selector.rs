@@ -27,7 +27,8 @@ fn is_name(s: &str) -> bool {
         && b.len() <= 63
         && alnum(&b[0])
         && alnum(&b[b.len() - 1])
-        && b.iter().all(|c| alnum(c) || matches!(c, b'-' | b'_' | b'.'))
+        && b.iter()
+            .all(|c| alnum(c) || matches!(c, b'-' | b'_' | b'.'))
 }
 
 /// A lowercase RFC 1123 DNS subdomain of at most 253 characters.
@@ -37,7 +38,10 @@ pub fn is_dns_subdomain(s: &str) -> bool {
         && s.split('.').all(|l| {
             let b = l.as_bytes();
             let ok = |c: &u8| c.is_ascii_lowercase() || c.is_ascii_digit();
-            !b.is_empty() && ok(&b[0]) && ok(&b[b.len() - 1]) && b.iter().all(|c| ok(c) || *c == b'-')
+            !b.is_empty()
+                && ok(&b[0])
+                && ok(&b[b.len() - 1])
+                && b.iter().all(|c| ok(c) || *c == b'-')
         })
 }
 
@@ -74,15 +78,27 @@ pub fn check_value(value: &str) -> Result<(), String> {
 }
 
 /// Turns a selector key into a Cilium label key (validating it), or reports and returns `None`.
-fn label_key(cx: &mut Cx<'_>, span: Span, path: &str, raw: &str, style: KeyStyle) -> Option<LabelKey> {
+fn label_key(
+    cx: &mut Cx<'_>,
+    span: Span,
+    path: &str,
+    raw: &str,
+    style: KeyStyle,
+) -> Option<LabelKey> {
     let key = match style {
         KeyStyle::K8s => LabelKey::new(LabelSource::K8s, raw),
-        KeyStyle::NamespaceLabels => LabelKey::new(LabelSource::K8s, format!("{NAMESPACE_LABELS_PREFIX}{raw}")),
+        KeyStyle::NamespaceLabels => {
+            LabelKey::new(LabelSource::K8s, format!("{NAMESPACE_LABELS_PREFIX}{raw}"))
+        }
         KeyStyle::Cilium => LabelKey::parse_with_default(raw, LabelSource::Any),
     };
     // Reserved labels (`reserved:host`) are Cilium's own and follow no Kubernetes rule.
     if key.source != LabelSource::Reserved {
-        if let Err(e) = check_key(if style == KeyStyle::Cilium { &key.key } else { raw }) {
+        if let Err(e) = check_key(if style == KeyStyle::Cilium {
+            &key.key
+        } else {
+            raw
+        }) {
             cx.report(&codes::INVALID_LABEL, span, path, e, None);
             return None;
         }
@@ -123,9 +139,10 @@ fn expression(cx: &mut Cx<'_>, f: &Field<'_>, style: KeyStyle) -> Option<Require
     let m = cx.map(f, &["key", "operator", "values"], Unknown::Error)?;
     let key_f = cx.required(&m, "key");
     let op_f = cx.required(&m, "operator");
-    let key = key_f
-        .as_ref()
-        .and_then(|kf| cx.str(kf).and_then(|k| label_key(cx, kf.span(), &kf.path, k, style)));
+    let key = key_f.as_ref().and_then(|kf| {
+        cx.str(kf)
+            .and_then(|k| label_key(cx, kf.span(), &kf.path, k, style))
+    });
     let op = op_f.as_ref().and_then(|of| {
         let s = cx.str(of)?;
         let op = match s {
@@ -134,11 +151,17 @@ fn expression(cx: &mut Cx<'_>, f: &Field<'_>, style: KeyStyle) -> Option<Require
             "Exists" => Operator::Exists,
             "DoesNotExist" => Operator::DoesNotExist,
             _ => {
-                let help = super::decode::did_you_mean(s, ["In", "NotIn", "Exists", "DoesNotExist"])
-                    .map_or("use In, NotIn, Exists or DoesNotExist".to_string(), |s| {
-                        format!("did you mean `{s}`?")
-                    });
-                cx.at_help(&codes::INVALID_OPERATOR, of, format!("unknown operator `{s}`"), help);
+                let help =
+                    super::decode::did_you_mean(s, ["In", "NotIn", "Exists", "DoesNotExist"])
+                        .map_or("use In, NotIn, Exists or DoesNotExist".to_string(), |s| {
+                            format!("did you mean `{s}`?")
+                        });
+                cx.at_help(
+                    &codes::INVALID_OPERATOR,
+                    of,
+                    format!("unknown operator `{s}`"),
+                    help,
+                );
                 return None;
             }
         };

@@ -14,7 +14,10 @@ pub fn is_workload(api: &str, kind: &str) -> bool {
     let group = api.split_once('/').map_or("", |(g, _)| g);
     matches!(
         (group, kind),
-        ("apps", "Deployment" | "StatefulSet" | "DaemonSet" | "ReplicaSet") | ("batch", "Job" | "CronJob")
+        (
+            "apps",
+            "Deployment" | "StatefulSet" | "DaemonSet" | "ReplicaSet"
+        ) | ("batch", "Job" | "CronJob")
     )
 }
 
@@ -22,7 +25,9 @@ pub fn is_workload(api: &str, kind: &str) -> bool {
 const NAMESPACE_NAME_LABEL: &str = "kubernetes.io/metadata.name";
 
 fn labels(cx: &mut Cx<'_>, m: &Map<'_>) -> Vec<(String, String)> {
-    let Some(f) = m.get("labels") else { return Vec::new() };
+    let Some(f) = m.get("labels") else {
+        return Vec::new();
+    };
     let mut out = Vec::new();
     for (k, v, value) in cx.string_map(&f) {
         let checked = check_key(&k.text).and_then(|_| check_value(value));
@@ -41,7 +46,9 @@ pub fn inventory_object(cx: &mut Cx<'_>, f: &Field<'_>, kind: &str, sink: &mut S
         return;
     };
     let Some(meta) = metadata(cx, &m) else { return };
-    let md = m.get("metadata").and_then(|x| cx.map(&x, &[], Unknown::Ignore));
+    let md = m
+        .get("metadata")
+        .and_then(|x| cx.map(&x, &[], Unknown::Ignore));
     if kind == "Namespace" {
         let mut labels = md.map(|md| labels(cx, &md)).unwrap_or_default();
         if !labels.iter().any(|(k, _)| k == NAMESPACE_NAME_LABEL) {
@@ -61,8 +68,12 @@ pub fn inventory_object(cx: &mut Cx<'_>, f: &Field<'_>, kind: &str, sink: &mut S
     let (pod_meta, pod_spec) = if kind == "Pod" {
         (md, m.get("spec"))
     } else {
-        let Some(t) = template(cx, &m, kind) else { return };
-        let tm = t.get("metadata").and_then(|x| cx.map(&x, &[], Unknown::Ignore));
+        let Some(t) = template(cx, &m, kind) else {
+            return;
+        };
+        let tm = t
+            .get("metadata")
+            .and_then(|x| cx.map(&x, &[], Unknown::Ignore));
         (tm, t.get("spec"))
     };
     let k8s_labels = pod_meta.map(|pm| labels(cx, &pm)).unwrap_or_default();
@@ -82,7 +93,10 @@ pub fn inventory_object(cx: &mut Cx<'_>, f: &Field<'_>, kind: &str, sink: &mut S
         pod_spec_into(cx, &spec, &mut ep);
     }
     if kind == "Pod" {
-        if let Some(status) = m.get("status").and_then(|s| cx.map(&s, &[], Unknown::Ignore)) {
+        if let Some(status) = m
+            .get("status")
+            .and_then(|s| cx.map(&s, &[], Unknown::Ignore))
+        {
             pod_ips(cx, &status, &mut ep.ips);
         }
     }
@@ -106,9 +120,15 @@ fn template<'n>(cx: &mut Cx<'_>, m: &Map<'n>, kind: &str) -> Option<Map<'n>> {
 }
 
 fn pod_spec_into(cx: &mut Cx<'_>, spec: &Map<'_>, ep: &mut Endpoint) {
-    let sa = spec.get("serviceAccountName").or_else(|| spec.get("serviceAccount"));
+    let sa = spec
+        .get("serviceAccountName")
+        .or_else(|| spec.get("serviceAccount"));
     ep.service_account = sa.and_then(|s| cx.str(&s)).map(str::to_string);
-    for c in spec.get("containers").map(|c| cx.seq(&c)).unwrap_or_default() {
+    for c in spec
+        .get("containers")
+        .map(|c| cx.seq(&c))
+        .unwrap_or_default()
+    {
         let Some(cm) = cx.map(&c, &[], Unknown::Ignore) else {
             continue;
         };
@@ -116,7 +136,8 @@ fn pod_spec_into(cx: &mut Cx<'_>, spec: &Map<'_>, ep: &mut Endpoint) {
             let Some(pm) = cx.map(&p, &[], Unknown::Ignore) else {
                 continue;
             };
-            let (Some(name_f), Some(port_f)) = (pm.get("name"), cx.required(&pm, "containerPort")) else {
+            let (Some(name_f), Some(port_f)) = (pm.get("name"), cx.required(&pm, "containerPort"))
+            else {
                 continue;
             };
             let (Some(name), Some(port)) = (cx.str(&name_f), cx.int(&port_f)) else {
@@ -130,7 +151,11 @@ fn pod_spec_into(cx: &mut Cx<'_>, spec: &Map<'_>, ep: &mut Endpoint) {
                 );
                 continue;
             };
-            let protocol = super::ports::protocol(cx, pm.get("protocol").as_ref(), super::ports::Flavor::NetworkPolicy);
+            let protocol = super::ports::protocol(
+                cx,
+                pm.get("protocol").as_ref(),
+                super::ports::Flavor::NetworkPolicy,
+            );
             if let Some(protocol) = protocol {
                 ep.ports.push(NamedPort {
                     name: name.to_ascii_lowercase(),
@@ -149,7 +174,11 @@ fn pod_ips(cx: &mut Cx<'_>, status: &Map<'_>, ips: &mut Vec<IpAddr>) {
         match s.parse::<IpAddr>() {
             Ok(ip) if seen.insert(ip) => ips.push(ip),
             Ok(_) => {}
-            Err(_) => cx.at(&codes::INVALID_CIDR, f, format!("`{s}` is not an IP address")),
+            Err(_) => cx.at(
+                &codes::INVALID_CIDR,
+                f,
+                format!("`{s}` is not an IP address"),
+            ),
         }
     };
     if let Some(ip) = status.get("podIP") {

@@ -32,7 +32,11 @@ pub enum ReadError {
     #[error("syntax error: {message}")]
     Syntax { span: Span, message: String },
     #[error("duplicate key `{key}` (first defined at line {}, column {})", first.line, first.column)]
-    DuplicateKey { span: Span, key: String, first: Span },
+    DuplicateKey {
+        span: Span,
+        key: String,
+        first: Span,
+    },
     #[error("mapping keys must be plain scalars, not {found}")]
     ComplexKey { span: Span, found: &'static str },
     #[error("document expands to more than {limit} nodes (through aliases or sheer size); refusing to read further")]
@@ -210,25 +214,30 @@ impl Builder<'_> {
                         limit: self.limits.max_depth,
                     });
                 }
-                self.frames.push(if matches!(event, Event::SequenceStart(..)) {
-                    Frame::Seq {
-                        items: Vec::new(),
-                        start,
-                        anchor,
-                    }
-                } else {
-                    Frame::Map {
-                        entries: Vec::new(),
-                        key: None,
-                        seen: KeySet::default(),
-                        start,
-                        anchor,
-                    }
-                });
+                self.frames
+                    .push(if matches!(event, Event::SequenceStart(..)) {
+                        Frame::Seq {
+                            items: Vec::new(),
+                            start,
+                            anchor,
+                        }
+                    } else {
+                        Frame::Map {
+                            entries: Vec::new(),
+                            key: None,
+                            seen: KeySet::default(),
+                            start,
+                            anchor,
+                        }
+                    });
                 Ok(())
             }
             Event::SequenceEnd | Event::MappingEnd => match self.frames.pop() {
-                Some(Frame::Seq { items, start, anchor }) => {
+                Some(Frame::Seq {
+                    items,
+                    start,
+                    anchor,
+                }) => {
                     let node = Node {
                         span: marker_span(&self.lines, start, end),
                         kind: NodeKind::Sequence(items),
@@ -236,7 +245,10 @@ impl Builder<'_> {
                     self.complete(node, anchor)
                 }
                 Some(Frame::Map {
-                    entries, start, anchor, ..
+                    entries,
+                    start,
+                    anchor,
+                    ..
                 }) => {
                     let node = Node {
                         span: marker_span(&self.lines, start, end),
@@ -257,9 +269,15 @@ impl Builder<'_> {
         match self.frames.last_mut() {
             None => self.root = Some(node),
             Some(Frame::Seq { items, .. }) => items.push(node),
-            Some(Frame::Map { entries, key, seen, .. }) => match key.take() {
+            Some(Frame::Map {
+                entries, key, seen, ..
+            }) => match key.take() {
                 Some(k) => {
-                    let first = if k.text == "<<" { None } else { seen.seen(entries, &k) };
+                    let first = if k.text == "<<" {
+                        None
+                    } else {
+                        seen.seen(entries, &k)
+                    };
                     if let Some(first) = first {
                         self.errors.push(ReadError::DuplicateKey {
                             span: k.span,
@@ -282,7 +300,10 @@ impl Builder<'_> {
                             String::from("?")
                         }
                     };
-                    *key = Some(Key { text, span: node.span });
+                    *key = Some(Key {
+                        text,
+                        span: node.span,
+                    });
                 }
             },
         }
@@ -296,8 +317,10 @@ fn apply_merges(entries: Vec<(Key, Node)>) -> Vec<(Key, Node)> {
     if !entries.iter().any(|(k, _)| k.text == "<<") {
         return entries;
     }
-    let (merges, mut out): (Vec<_>, Vec<_>) = entries.into_iter().partition(|(k, _)| k.text == "<<");
-    let mut present: std::collections::HashSet<String> = out.iter().map(|(k, _)| k.text.clone()).collect();
+    let (merges, mut out): (Vec<_>, Vec<_>) =
+        entries.into_iter().partition(|(k, _)| k.text == "<<");
+    let mut present: std::collections::HashSet<String> =
+        out.iter().map(|(k, _)| k.text.clone()).collect();
     for (key, value) in merges {
         let sources = match value.kind {
             NodeKind::Mapping(_) => vec![value],
@@ -450,7 +473,9 @@ mod tests {
 
     #[test]
     fn nesting_depth_is_bounded() {
-        let text: String = (0..300).map(|i| format!("{}k{i}:\n", " ".repeat(i))).collect();
+        let text: String = (0..300)
+            .map(|i| format!("{}k{i}:\n", " ".repeat(i)))
+            .collect();
         let docs = read_stream(&text, Limits::default());
         assert!(docs.iter().any(|d| d
             .errors
