@@ -230,26 +230,10 @@ pub fn describe_rules(ids: &BTreeSet<RuleId>, set: Option<&PolicySet>) -> String
     parts.join(", ")
 }
 
-/// One rule by id, kind, name, item and location.
+/// One rule by id, kind, name, item and location (`r{id}` alone without the policy set).
 pub fn describe_rule(id: RuleId, set: Option<&PolicySet>) -> String {
-    match set.and_then(|s| s.rules.get(id.0 as usize).map(|r| (s, r))) {
-        Some((s, r)) => {
-            let p = &r.provenance;
-            let ns = p
-                .namespace
-                .as_deref()
-                .map(|n| format!("{n}/"))
-                .unwrap_or_default();
-            format!(
-                "r{} {} {ns}{} {}[{}] @ {}",
-                id.0,
-                p.kind.name(),
-                p.name,
-                r.direction.name(),
-                p.rule_index,
-                s.location(id)
-            )
-        }
-        None => format!("r{}", id.0),
+    match set {
+        Some(s) if (id.0 as usize) < s.rules.len() => s.describe_rule(id),
+        _ => format!("r{}", id.0),
     }
 }

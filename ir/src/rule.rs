@@ -182,6 +182,30 @@ impl PolicySet {
     pub fn file_path(&self, id: FileId) -> &str {
         &self.files[id.0 as usize].path
     }
+    /// One rule by id, kind, policy, item and location, the form every output uses:
+    /// `r3 CiliumNetworkPolicy default/rule1 specs[1] ingress[0] (policies/l7.yaml:9:5)`.
+    pub fn describe_rule(&self, id: RuleId) -> String {
+        let r = self.rule(id);
+        let p = &r.provenance;
+        let ns = p
+            .namespace
+            .as_deref()
+            .map(|n| format!("{n}/"))
+            .unwrap_or_default();
+        let spec = p
+            .spec_index
+            .map(|i| format!(" specs[{i}]"))
+            .unwrap_or_default();
+        format!(
+            "r{} {} {ns}{}{spec} {}[{}] ({})",
+            id.0,
+            p.kind.name(),
+            p.name,
+            r.direction.name(),
+            p.rule_index,
+            self.location(id)
+        )
+    }
     /// `file:line:column` of a rule, for messages and the datapath's rule table.
     pub fn location(&self, id: RuleId) -> String {
         let p = &self.rule(id).provenance;

@@ -15,29 +15,7 @@ pub fn render(set: &PolicySet) -> String {
 
 fn write_rule(out: &mut String, set: &PolicySet, r: &Rule) -> fmt::Result {
     let p = &r.provenance;
-    let ns = p
-        .namespace
-        .as_deref()
-        .map(|n| format!("{n}/"))
-        .unwrap_or_default();
-    let spec = p
-        .spec_index
-        .map(|i| format!(" spec[{i}]"))
-        .unwrap_or_default();
-    writeln!(
-        out,
-        "rule r{} {} {}{}{} {}[{}] @ {}:{}:{}",
-        r.id.0,
-        p.kind.name(),
-        ns,
-        p.name,
-        spec,
-        r.direction.name(),
-        p.rule_index,
-        set.file_path(p.file),
-        p.span.line,
-        p.span.column
-    )?;
+    writeln!(out, "rule {}", set.describe_rule(r.id))?;
     writeln!(out, "  subject {}", set.selectors[r.subject])?;
     let action = match r.action {
         Action::Allow => "allow",

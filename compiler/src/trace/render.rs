@@ -6,30 +6,6 @@ use ir::{Action, Peer, PeerSet, PolicySet, RuleId};
 use serde_json::{json, Value};
 use std::fmt::Write;
 
-/// `r3 CiliumNetworkPolicy default/rule1 ingress[0] (policies/l7.yaml:9:5)`.
-pub fn describe_rule(policy: &PolicySet, id: RuleId) -> String {
-    let r = policy.rule(id);
-    let p = &r.provenance;
-    let ns = p
-        .namespace
-        .as_deref()
-        .map(|n| format!("{n}/"))
-        .unwrap_or_default();
-    let spec = p
-        .spec_index
-        .map(|i| format!(" specs[{i}]"))
-        .unwrap_or_default();
-    format!(
-        "r{} {} {ns}{}{spec} {}[{}] ({})",
-        id.0,
-        p.kind.name(),
-        p.name,
-        r.direction.name(),
-        p.rule_index,
-        policy.location(id)
-    )
-}
-
 fn peers(policy: &PolicySet, id: RuleId) -> String {
     let r = policy.rule(id);
     let word = if r.action == Action::Deny {
@@ -102,7 +78,7 @@ fn write_side(out: &mut String, policy: &PolicySet, s: &Side, l4: bool) {
         let _ = writeln!(
             out,
             "* Rule {}: {}",
-            describe_rule(policy, m.rule),
+            policy.describe_rule(m.rule),
             if ok { "match" } else { "no match" }
         );
         let _ = writeln!(out, "    {}", peers(policy, m.rule));
@@ -266,7 +242,7 @@ pub fn reason(policy: &PolicySet, t: &Trace) -> String {
             .rules
             .iter()
             .filter(|m| m.l3 && m.l4)
-            .map(|m| describe_rule(policy, m.rule))
+            .map(|m| policy.describe_rule(m.rule))
             .collect();
         let what = match s.verdict {
             SideVerdict::NotManaged => continue,
@@ -292,7 +268,7 @@ pub fn reason(policy: &PolicySet, t: &Trace) -> String {
                 s.rules
                     .iter()
                     .filter(|m| m.l3 && m.l4 && m.action == Action::Deny)
-                    .map(|m| describe_rule(policy, m.rule))
+                    .map(|m| policy.describe_rule(m.rule))
                     .collect::<Vec<_>>()
                     .join("; ")
             ),
