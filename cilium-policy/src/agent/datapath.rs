@@ -7,7 +7,10 @@
 //! until every plan succeeded; then it writes only the entries that differ from what the
 //! pinned maps hold, replaces programs atomically where the configuration changed, and bumps
 //! the endpoint's policy revision so connection tracking re-checks established flows.
-//! Endpoints whose configuration and map state did not change are not touched at all.
+//! Endpoints whose configuration and map state did not change are not touched at all; a sync
+//! can be limited to the endpoints a change touched ([`Scope::Only`]), and entries are diffed
+//! against what this process last wrote (the kernel's maps are read only for state adopted
+//! from a previous agent).
 
 use super::config::AgentConfig;
 use super::error::ApiError;
@@ -46,7 +49,26 @@ pub struct Datapath {
     programs: BTreeMap<u16, ProgramKey>,
     /// What this process last enforced per endpoint: an endpoint whose configuration and map
     /// state are unchanged is skipped by the next sync.
-    written: BTreeMap<u16, (LocalEndpoint, ir::EndpointPolicy)>,
+    written: BTreeMap<u16, Written>,
+    /// The ipcache this process last wrote, and its map entries.
+    ipcache: Option<(ir::IpCache, Entries)>,
+}
+
+/// One endpoint as last written: its configuration, map state, and policy and address map
+/// entries (what the pinned maps hold, the datapath's counters aside).
+struct Written {
+    ep: LocalEndpoint,
+    policy: ir::EndpointPolicy,
+    entries: Entries,
+    addr: Entries,
+}
+
+/// Which endpoints a sync considers.
+pub enum Scope<'a> {
+    /// Every endpoint of the world, and every pinned endpoint not in it (start, rebuild).
+    All,
+    /// These endpoints (present in the world or removed from it).
+    Only(&'a std::collections::BTreeSet<u16>),
 }
 
 type Results = BTreeMap<u16, Result<(), String>>;
@@ -76,6 +98,7 @@ impl Datapath {
             templates: HashMap::new(),
             programs: BTreeMap::new(),
             written: BTreeMap::new(),
+            ipcache: None,
         })
     }
 
@@ -90,46 +113,70 @@ impl Datapath {
         &self.layout
     }
 
-    /// Brings the kernel in line with `world` (see the module doc). Plan errors (a map that
-    /// would overflow, a verifier rejection, clang failing) refuse the whole change with
-    /// nothing written; write errors are reported per endpoint.
-    pub fn sync(&mut self, world: &World, revision: u64) -> Result<Results, ApiError> {
+    /// Brings the kernel in line with `world` for the endpoints in `scope` (see the module
+    /// doc). Plan errors (a map that would overflow, a verifier rejection, clang failing)
+    /// refuse the whole change with nothing written; write errors are reported per endpoint.
+    pub fn sync(
+        &mut self,
+        world: &World,
+        scope: Scope,
+        revision: u64,
+    ) -> Result<Results, ApiError> {
+        let ids: Vec<u16> = match scope {
+            Scope::All => world.endpoints.keys().copied().collect(),
+            Scope::Only(ids) => ids.iter().copied().collect(),
+        };
         let mut plans = Vec::new();
         let mut results = Results::new();
-        for (id, ep) in &world.endpoints {
-            let policy = world.policies.get(id).cloned().unwrap_or_default();
+        let mut gone = Vec::new();
+        for id in ids {
+            let Some(ep) = world.endpoints.get(&id) else {
+                gone.push(id);
+                continue;
+            };
+            let policy = world.policies.get(&id).cloned().unwrap_or_default();
             if self
                 .written
-                .get(id)
-                .is_some_and(|(e, p)| e == ep && *p == policy)
+                .get(&id)
+                .is_some_and(|w| w.ep == *ep && w.policy == policy)
             {
-                results.insert(*id, Ok(()));
+                results.insert(id, Ok(()));
                 continue;
             }
-            plans.push((self.plan(*id, ep, &policy)?, ep.clone(), policy));
+            plans.push((self.plan(id, ep, &policy)?, ep.clone(), policy));
         }
-        let ipcache = image_entries(ipcache_image(world.engine.cluster.ipcache()).entries);
         let ipcache_pin = self.layout.shared_map("cp_ipcache").map_err(internal)?;
         // The first endpoint's load creates the ipcache; with no endpoint there is nothing to write.
         if ipcache_pin.exists() {
-            self.write_ipcache(&ipcache_pin, &ipcache)?;
+            self.write_ipcache(&ipcache_pin, world.engine.cluster.ipcache())?;
         }
         for (plan, ep, policy) in plans {
             let id = plan.id;
+            let (entries, addr) = (plan.policy.clone(), plan.addr.clone());
             let res = self.apply(plan, revision);
             match &res {
-                Ok(()) => self.written.insert(id, (ep, policy)),
+                Ok(()) => self.written.insert(
+                    id,
+                    Written {
+                        ep,
+                        policy,
+                        entries,
+                        addr,
+                    },
+                ),
                 Err(_) => self.written.remove(&id),
             };
             results.insert(id, res.map_err(|e| e.to_string()));
         }
-        let gone: Vec<u16> = self
-            .layout
-            .pinned_endpoints()
-            .map_err(internal)?
-            .into_iter()
-            .filter(|id| !world.endpoints.contains_key(id))
-            .collect();
+        if matches!(scope, Scope::All) {
+            gone.extend(
+                self.layout
+                    .pinned_endpoints()
+                    .map_err(internal)?
+                    .into_iter()
+                    .filter(|id| !world.endpoints.contains_key(id)),
+            );
+        }
         for id in gone {
             results.insert(id, self.remove(id).map_err(|e| e.to_string()));
         }
@@ -237,18 +284,21 @@ impl Datapath {
 
     fn apply(&mut self, mut plan: Plan, revision: u64) -> Result<(), ApiError> {
         let id = plan.id;
+        let last = self.written.get(&id);
         // Entries first: the running program shares these maps, and the new one finds them ready.
         self.write_map(
             &self
                 .layout
                 .endpoint_map(id, "cp_policy")
                 .map_err(internal)?,
+            last.map(|w| &w.entries),
             &plan.policy,
             policy_rank,
         )?;
         let addr_pin = self.layout.endpoint_map(id, "cp_addr").map_err(internal)?;
         if addr_pin.exists() {
-            self.write_map(&addr_pin, &plan.addr, byte_eq_rank)?;
+            let last = self.written.get(&id).map(|w| &w.addr);
+            self.write_map(&addr_pin, last, &plan.addr, byte_eq_rank)?;
         }
         if let Some(mut dp) = plan.load.take() {
             if let Some(old) = self
@@ -295,22 +345,43 @@ impl Datapath {
         Ok(())
     }
 
-    fn write_ipcache(&self, pin: &std::path::Path, want: &Entries) -> Result<(), ApiError> {
+    /// Writes the ipcache's changes since the last write (none when it did not change).
+    fn write_ipcache(
+        &mut self,
+        pin: &std::path::Path,
+        ipcache: &ir::IpCache,
+    ) -> Result<(), ApiError> {
+        if self.ipcache.as_ref().is_some_and(|(c, _)| c == ipcache) {
+            return Ok(());
+        }
+        let want = image_entries(ipcache_image(ipcache).entries);
+        let last = self.ipcache.as_ref().map(|(_, e)| e);
         // Without the ipcache no endpoint can be enforced correctly: refuse the change.
-        self.write_map(pin, want, byte_eq_rank)
-            .map_err(|e| ApiError::internal(format!("updating the ipcache: {}", e.body.error)))
+        self.write_map(pin, last, &want, byte_eq_rank)
+            .map_err(|e| ApiError::internal(format!("updating the ipcache: {}", e.body.error)))?;
+        self.ipcache = Some((ipcache.clone(), want));
+        Ok(())
     }
 
-    /// Writes `want` into the pinned map as a delta against what the map holds now.
+    /// Writes `want` into the pinned map as a delta against `last` (what this process wrote
+    /// there last), or against what the map holds when this process has not written it yet.
     fn write_map(
         &self,
         pin: &std::path::Path,
+        last: Option<&Entries>,
         want: &Entries,
         rank: fn(&MapOp) -> u8,
     ) -> Result<(), ApiError> {
         let map = RawMap::open_pinned(pin).map_err(internal)?;
-        let have = map.entries().map_err(internal)?;
-        let delta = MapDelta::between_with(&have, want, policy_value_eq, rank);
+        let read;
+        let have = match last {
+            Some(l) => l,
+            None => {
+                read = map.entries().map_err(internal)?;
+                &read
+            }
+        };
+        let delta = MapDelta::between_with(have, want, policy_value_eq, rank);
         if !delta.is_empty() {
             let stats = delta.apply(&map, have.len()).map_err(internal)?;
             tracing::debug!(map = %pin.display(), ?stats, "map delta written");

@@ -18,6 +18,10 @@ pub struct Persisted {
     pub sources: BTreeMap<String, String>,
     pub endpoints: BTreeMap<u16, EndpointSpec>,
     pub revisions: Vec<RevisionInfo>,
+    /// Per source path, the label lists of `policy delete --labels` requests: the source's
+    /// rules carrying every label of one list are not in force. Re-applying the path clears them.
+    #[serde(default)]
+    pub deleted: BTreeMap<String, Vec<Vec<String>>>,
 }
 
 impl Persisted {

@@ -5,6 +5,8 @@
 //! selector cache, then recomputes only the entries keyed by the changed identity, and only for
 //! the groups whose rules refer to a selector that changed.
 
+mod rules;
+
 use super::compute::{compute, Ctx, PeerFilter};
 use crate::cluster::{Cluster, ClusterEndpoint, ClusterError};
 use crate::selcache::{IdSet, PeerSel, SelectorCache};
