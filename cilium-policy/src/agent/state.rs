@@ -580,3 +580,7 @@ impl Agent {
         Ok(())
     }
 }
+
+#[cfg(test)]
+#[path = "state_tests.rs"]
+mod tests;
