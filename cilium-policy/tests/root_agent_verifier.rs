@@ -10,11 +10,10 @@
 
 mod agent_harness;
 
-use agent_harness::Agent;
-use runtime_loader::probe::{tcp_ok, Responder};
-use runtime_loader::testkit::{node_netns, require_root, Endpoint, Netns, TempDir};
+use agent_harness::{setup, Agent};
+use runtime_loader::probe::tcp_ok;
+use runtime_loader::testkit::{require_root, Netns, TempDir};
 use runtime_loader::RawMap;
-use std::net::Ipv4Addr;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -130,19 +129,8 @@ fn root_agent_verifier_rejection_keeps_previous_enforcement() {
     let tools = TempDir::new("cpvf");
     // The only test of this binary: setting the agent's environment here affects nothing else.
     std::env::set_var("CLANG", faulty_clang(&tools.path));
-    let node = node_netns();
-    let app1 = Endpoint::new(&node, Ipv4Addr::new(10, 97, 0, 1));
-    let app2 = Endpoint::new(&node, Ipv4Addr::new(10, 97, 0, 2));
-    let app3 = Endpoint::new(&node, Ipv4Addr::new(10, 97, 0, 3));
-    let _srv = Responder::start(&app1.ns, app1.addr, 80);
-    let agent = Agent::start(&node);
-    for (id, ep, label) in [
-        (1, &app1, "id=app1"),
-        (2, &app2, "id=app2"),
-        (3, &app3, "id=app3"),
-    ] {
-        agent.add_endpoint(id, label, ep);
-    }
+    let (s, agent) = setup(97);
+    let (node, app1, app2, app3) = (&s.node, &s.app1, &s.app2, &s.app3);
     let before = agent.ok(&["policy", "import", &agent.file("l3-l4.json", L3_L4)]);
     assert!(
         tcp_ok(&app2.ns, app1.addr, 80, T),
@@ -152,7 +140,7 @@ fn root_agent_verifier_rejection_keeps_previous_enforcement() {
         !tcp_ok(&app3.ns, app1.addr, 80, T),
         "app3 -> app1:80 denied"
     );
-    let programs = attached_programs(&agent, &node, 1, &app1.host);
+    let programs = attached_programs(&agent, node, 1, &app1.host);
     assert_eq!(
         programs.len(),
         2,
@@ -180,22 +168,12 @@ fn root_agent_verifier_rejection_keeps_previous_enforcement() {
     }
 
     assert_eq!(
-        attached_programs(&agent, &node, 1, &app1.host),
+        attached_programs(&agent, node, 1, &app1.host),
         programs,
         "same programs attached"
     );
     assert_eq!(policy_entries(&agent, 1), entries, "policy map unchanged");
-    let policy = agent.ok(&["policy", "get", "-o", "json"]);
-    assert!(
-        !policy.contains("l7.json"),
-        "the refused policy is not stored"
-    );
-    let st: serde_json::Value = serde_json::from_str(&agent.ok(&["status", "-o", "json"])).unwrap();
-    assert_eq!(
-        st["policy_revision"].to_string(),
-        before.trim().trim_start_matches("Revision: "),
-        "no new revision"
-    );
+    agent.assert_unchanged_since(&before, "l7.json");
     assert!(
         tcp_ok(&app2.ns, app1.addr, 80, T),
         "allowed traffic still flows"
