@@ -15,4 +15,6 @@ pub struct AgentConfig {
     pub datapath: bool,
     /// Also serve the API on this loopback TCP address.
     pub tcp: Option<std::net::SocketAddr>,
+    /// Entries of each endpoint's connection-tracking map (an LRU hash, preallocated).
+    pub ct_map_size: u32,
 }

@@ -92,7 +92,10 @@ impl Datapath {
         Ok(Datapath {
             layout,
             mode: AttachMode::detect(),
-            sizes: MapSizes::default(),
+            sizes: MapSizes {
+                ct_map: cfg.ct_map_size,
+                ..MapSizes::default()
+            },
             clang: None,
             cache: ObjectCache::new(cfg.state_dir.join("objects")),
             templates: HashMap::new(),

@@ -35,7 +35,8 @@ impl Agent {
     /// Loads the persisted state, builds the world and brings the datapath (pinned state
     /// left by a previous agent, if any) in line with it.
     pub fn start(cfg: AgentConfig, set_debug: Box<dyn Fn(bool) + Send>) -> Result<Agent, ApiError> {
-        let store = Store::new(&cfg.state_dir).map_err(|e| ApiError::internal(e.to_string()))?;
+        let mut store =
+            Store::new(&cfg.state_dir).map_err(|e| ApiError::internal(e.to_string()))?;
         let persisted = store
             .load()
             .map_err(|e| ApiError::internal(e.to_string()))?;
@@ -95,6 +96,7 @@ impl Agent {
             "bpf-root": self.cfg.bpf_root,
             "node": self.cfg.node,
             "debug": self.cfg.debug,
+            "ct-map-size": self.cfg.ct_map_size,
             "datapath": self.datapath.as_ref().map_or("disabled", |d| d.mode_name()),
         })
     }
@@ -479,14 +481,19 @@ impl Agent {
             }
             self.pending.clear();
         } else if self.datapath.is_some() {
-            self.pending.extend(touched);
+            self.pending.extend(touched.iter().copied());
         }
         if self.pending.is_empty() && (!wait || self.datapath.is_none()) {
             // Nothing left to write: every endpoint enforces this revision.
             self.synced = revision;
         }
-        if let Err(e) = self.store.save(&next) {
-            return Err(self.rollback(undo, ApiError::internal(e.to_string())));
+        if let Err(e) = self.store.save(&self.persisted, &next) {
+            let err = self.rollback(undo, ApiError::internal(e.to_string()));
+            // The datapath may already enforce the change: bring it back.
+            if wait {
+                let _ = self.sync_datapath(Scope::Only(&touched), self.persisted.revision);
+            }
+            return Err(err);
         }
         self.persisted = next;
         if self.world.needs_compaction() {

@@ -19,6 +19,7 @@ fn agent(dir: &Path) -> Agent {
         debug: false,
         datapath: false,
         tcp: None,
+        ct_map_size: 1024,
     };
     Agent::start(cfg, Box::new(|_| {})).unwrap()
 }
