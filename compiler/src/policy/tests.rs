@@ -223,3 +223,34 @@ fn deny_wins_and_is_installed_at_specific_keys() {
         vec![RuleId(0), RuleId(1)]
     );
 }
+
+/// A wildcard deny (CNP `ingressDeny` without `fromEndpoints`) overlapping an allow from a
+/// selector: a new identity of that selector gets the deny installed at its own key, exactly as a
+/// full recomputation does.
+#[test]
+fn incremental_add_under_a_wildcard_deny_matches_full_recomputation() {
+    let mut e = access_backend();
+    let app1 = sel(
+        &mut e.policy,
+        &[
+            ("k8s:id", "app1"),
+            ("k8s:io.kubernetes.pod.namespace", "default"),
+        ],
+    );
+    let mut r = rule(
+        app1,
+        Direction::Ingress,
+        Action::Deny,
+        PeerSet::Any,
+        vec![tcp(80)],
+    );
+    r.kind = PolicyKind::CiliumNetworkPolicy;
+    e.policy.push_rule(r);
+    let mut e = PolicyEngine::new(e.policy, e.cluster);
+    let mut new = pod("app2-b", "app2", "10.0.0.4");
+    new.labels.insert(Label::k8s("version", "v2"));
+    e.add_endpoint(new).unwrap();
+    assert!(!ingress(&e, "default/app1-a", "default/app2-b", 80));
+    let full = PolicyEngine::new(e.policy.clone(), e.cluster.clone());
+    assert_eq!(full.all_policies(), e.all_policies());
+}
