@@ -12,6 +12,25 @@ use gen::{generate, new_pod};
 use ir::Protocol;
 use std::time::{Duration, Instant};
 
+/// Adds a pod with a new identity, then removes it; times one of the two.
+fn add_then_remove(engine: &mut PolicyEngine, k: usize, time_add: bool) -> Duration {
+    let ep = new_pod(&engine.cluster, k);
+    let name = ep.name.clone();
+    let t = Instant::now();
+    let added = engine.add_endpoint(ep).expect("add");
+    let add = t.elapsed();
+    criterion::black_box(added);
+    let t = Instant::now();
+    let removed = engine.remove_endpoint(&name);
+    let remove = t.elapsed();
+    criterion::black_box(removed);
+    if time_add {
+        add
+    } else {
+        remove
+    }
+}
+
 fn benches(c: &mut Criterion) {
     let (policy, inv) = generate();
     let cluster = Cluster::build(&inv, &policy, ClusterConfig::default()).expect("cluster");
@@ -27,38 +46,21 @@ fn benches(c: &mut Criterion) {
     let mut engine = PolicyEngine::new(policy.clone(), cluster.clone());
     let mut k = 0;
     g.sample_size(100).measurement_time(Duration::from_secs(5));
-    g.bench_function("add_pod_with_new_identity", |b| {
-        b.iter_custom(|iters| {
-            let mut total = Duration::ZERO;
-            for _ in 0..iters {
-                k += 1;
-                let ep = new_pod(&engine.cluster, k);
-                let name = ep.name.clone();
-                let t = Instant::now();
-                let deltas = engine.add_endpoint(ep).expect("add");
-                total += t.elapsed();
-                criterion::black_box(deltas);
-                engine.remove_endpoint(&name);
-            }
-            total
-        })
-    });
-    g.bench_function("remove_pod_with_own_identity", |b| {
-        b.iter_custom(|iters| {
-            let mut total = Duration::ZERO;
-            for _ in 0..iters {
-                k += 1;
-                let ep = new_pod(&engine.cluster, k);
-                let name = ep.name.clone();
-                criterion::black_box(engine.add_endpoint(ep).expect("add"));
-                let t = Instant::now();
-                let deltas = engine.remove_endpoint(&name);
-                total += t.elapsed();
-                criterion::black_box(deltas);
-            }
-            total
-        })
-    });
+    for (name, time_add) in [
+        ("add_pod_with_new_identity", true),
+        ("remove_pod_with_own_identity", false),
+    ] {
+        g.bench_function(name, |b| {
+            b.iter_custom(|iters| {
+                (0..iters)
+                    .map(|_| {
+                        k += 1;
+                        add_then_remove(&mut engine, k, time_add)
+                    })
+                    .sum()
+            })
+        });
+    }
     g.sample_size(10).measurement_time(Duration::from_secs(10));
     g.bench_function("trace_from_inventory", |b| {
         b.iter(|| {

@@ -65,7 +65,7 @@ pub fn generate() -> (PolicySet, Inventory) {
         });
         inv.endpoints.extend((0..PODS_PER_NS).map(|i| pod(n, i)));
         let nsreq = req("k8s:io.kubernetes.pod.namespace", &ns);
-        let mut app = |a: usize, p: &mut PolicySet| {
+        let app = |a: usize, p: &mut PolicySet| {
             p.selectors.insert(Selector::new(vec![
                 req("k8s:app", &format!("app{a}")),
                 nsreq.clone(),
