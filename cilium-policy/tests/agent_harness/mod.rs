@@ -41,6 +41,33 @@ pub fn in_netns(cmd: &mut Command, netns: &std::path::Path) {
     }
 }
 
+/// The verdict of the offline `cilium-policy trace -f FILES... PARTIES --dport PORT/PROTO -o
+/// json` (`parties` like `["--src", "ns/pod", "--dst-ip", "fd00::1"]`): true for `allowed`.
+pub fn trace_allows(files: &[String], parties: &[&str], port: u16, proto: &str) -> bool {
+    let mut cmd = Command::new(BIN);
+    cmd.arg("trace");
+    for f in files {
+        cmd.args(["-f", f]);
+    }
+    let out = cmd
+        .args(parties)
+        .args(["--dport", &format!("{port}/{}", proto.to_lowercase())])
+        .args(["-o", "json"])
+        .output()
+        .expect("running trace");
+    assert!(
+        out.status.success(),
+        "trace {parties:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("trace json");
+    match v["verdict"].as_str() {
+        Some("allowed") => true,
+        Some("denied") => false,
+        _ => panic!("trace gave no verdict: {v}"),
+    }
+}
+
 impl Agent {
     pub fn start(node: &Netns) -> Agent {
         Self::start_with(Some((PrivateBpffs::new(), node.path())), Vec::new())

@@ -4,7 +4,7 @@
 //! whose rules select it as a peer). A deactivated rule stays in `policy.rules` (rule ids are
 //! stable) but no longer counts anywhere.
 
-use super::{compute, rule_sels, GroupKey, MapDelta, PeerFilter, PolicyEngine};
+use super::{compute, has_named_egress, rule_sels, GroupKey, MapDelta, PeerFilter, PolicyEngine};
 use crate::cluster::ClusterError;
 use crate::selcache::{IdSet, PeerSel};
 use ir::{EndpointPolicy, FileId, IpNet, Peer, PeerSet, PolicySet, RuleId};
@@ -88,6 +88,11 @@ impl PolicyEngine {
             }
         }
         for &rid in ids {
+            if has_named_egress(self.policy.rule(rid)) {
+                if let Err(at) = self.named_egress.binary_search(&rid) {
+                    self.named_egress.insert(at, rid);
+                }
+            }
             for (sel, is_subject) in rule_sels(&self.policy, self.policy.rule(rid)) {
                 let set = self.cache.resolve(&self.policy, &self.cluster, &sel);
                 if is_subject {
@@ -112,6 +117,8 @@ impl PolicyEngine {
     /// more, and recomputes the affected groups. Returns the deltas like `activate_rules`.
     pub fn deactivate_rules(&mut self, ids: &[RuleId]) -> Vec<MapDelta> {
         let mut touched = IdSet::new();
+        let gone: BTreeSet<RuleId> = ids.iter().copied().collect();
+        self.named_egress.retain(|r| !gone.contains(r));
         for &rid in ids {
             for (sel, is_subject) in rule_sels(&self.policy, self.policy.rule(rid)) {
                 if let Some(v) = self.rules_by_sel.get_mut(&sel) {
@@ -184,10 +191,10 @@ impl PolicyEngine {
     /// Recomputes the whole map state of every group whose identity is in `ids`; returns the
     /// deltas of the members of the groups that changed.
     fn recompute_groups(&mut self, ids: &IdSet) -> Vec<MapDelta> {
-        let keys: Vec<GroupKey> = self
-            .groups
-            .keys()
-            .filter(|k| ids.contains(&k.0))
+        let keys: Vec<GroupKey> = ids
+            .iter()
+            .filter_map(|id| self.groups_of.get(id))
+            .flatten()
             .cloned()
             .collect();
         let mut out = Vec::new();
