@@ -152,7 +152,7 @@ impl Datapath {
             .map_err(|source| LoadError::ProgramType { name, source })
     }
 
-    /// A map of the object by name (`cp_policy`, `cp_ipcache`, …).
+    /// A map of the object by name (`cp_policy`, `cp_ipcache`, `cp_ct4`, …).
     pub fn map(&self, name: &str) -> Result<&RawMap, LoadError> {
         self.maps
             .get(name)
@@ -163,7 +163,7 @@ impl Datapath {
     pub fn fill(&self, image: &MapImage) -> Result<(), LoadError> {
         let name = image.kind.map_name();
         let map = self.map(name)?;
-        for (k, v) in &image.entries {
+        for (k, v) in image.entries() {
             map.update(k, v).map_err(|source| LoadError::Map {
                 map: name.to_string(),
                 source,

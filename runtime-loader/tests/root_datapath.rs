@@ -5,7 +5,8 @@
 
 mod common;
 
-use codegen::entries::{ipcache_image, EndpointEntries};
+use codegen::entries::EndpointEntries;
+use codegen::ipcache::ipcache_images;
 use codegen::template::Globals;
 use codegen::{EndpointConfig, MapSizes};
 use ir::mapstate::AddrKey;
@@ -61,6 +62,11 @@ fn policy() -> EndpointPolicy {
         key(FOE, Direction::Ingress, 0, 0, 0),
         entry(MapVerdict::Deny, 3),
     );
+    // A wildcard deny inside the friend's range: the range allow must not end the decision.
+    p.entries.insert(
+        key(0, Direction::Ingress, 6, 8086, 16),
+        entry(MapVerdict::Deny, 9),
+    );
     p.entries.insert(
         key(0, Direction::Ingress, 6, 80, 16),
         entry(MapVerdict::Allow, 4),
@@ -115,14 +121,15 @@ fn setup() -> Option<Datapath> {
         cache.insert(a.parse().unwrap(), NumericIdentity(id));
     }
     let entries = EndpointEntries::build(&pol);
-    let (pi, ai, ci) = (
+    let mut images = vec![
         entries.policy_image(),
+        entries.range_image(),
         entries.addr_image(),
-        ipcache_image(&cache),
-    );
+    ];
+    images.extend(ipcache_images(&cache));
     let opts = LoadOptions {
         globals: Some(Globals::of(&ep)),
-        images: vec![&pi, &ai, &ci],
+        images: images.iter().collect(),
         ..Default::default()
     };
     Some(load(&obj, &opts).unwrap_or_else(|e| panic!("{e}")))
@@ -147,6 +154,8 @@ fn root_datapath_truth_table() {
     assert!(run(&dp, ing, &tcp("10.0.0.2", "10.0.0.1", 40000, 80)));
     assert!(run(&dp, ing, &tcp("10.0.0.2", "10.0.0.1", 40000, 8087)));
     assert!(!run(&dp, ing, &tcp("10.0.0.2", "10.0.0.1", 40000, 8088)));
+    // ... except 8086, denied for every identity.
+    assert!(!run(&dp, ing, &tcp("10.0.0.2", "10.0.0.1", 40000, 8086)));
     // Wildcard identity allows port 80 from the world, nothing else.
     assert!(run(&dp, ing, &tcp("1.1.1.1", "10.0.0.1", 40001, 80)));
     assert!(!run(&dp, ing, &tcp("1.1.1.1", "10.0.0.1", 40001, 22)));
@@ -208,9 +217,8 @@ fn root_datapath_revoked_policy_stops_established_flows() {
     let map = dp.map("cp_policy").unwrap();
     for id in [FRIEND, 0] {
         let k = codegen::layout::PolicyKey {
-            prefixlen: 64,
             identity: id,
-            direction: 0,
+            dir_flags: 0,
             protocol: 6,
             dport_be: 80u16.to_be(),
         };
