@@ -75,7 +75,7 @@ static __always_inline int handle(struct __sk_buff *skb, const __u8 dir)
 		struct ct_ref ref = {};
 		struct ct_value *ct;
 
-		now = bpf_ktime_get_ns();
+		now = bpf_jiffies64();
 		ct = ct_lookup(&p, dir, &ref, now);
 		if (ct) {
 			if (ct->policy_rev != st->policy_rev) {

@@ -6,10 +6,12 @@
  * it goes the opener's way in the origin direction, a *reply* when it goes the other way in the
  * other direction; anything else is not tracked (and is decided by policy as a new connection).
  *
- * Lifetime: an entry is stale `ct_timeout_*_s` after its last packet; the expiry is refreshed
- * only when it has moved by more than CT_REFRESH_NS (one write per second per connection, not
- * one per packet). A TCP FIN or RST (CT_CLOSING) shortens the lifetime to ct_timeout_other_s
- * capped at CT_CLOSE_TIMEOUT_S.
+ * Lifetime: an entry is stale `ct_timeout_*_s` after its last packet, counted in jiffies
+ * (bpf_jiffies64() is a plain load once the verifier inlines it, where bpf_ktime_get_ns()
+ * reads the clocksource; `ep_state.jiffies_hz` is the kernel's HZ, detected by the loader).
+ * The expiry is written only when it has moved by more than a second (one write per second per
+ * connection, not one per packet). A TCP FIN or RST (CT_CLOSING) shortens the lifetime to at
+ * most CT_CLOSE_TIMEOUT_S.
  *
  * Revoked policy (secure by default): each entry remembers the policy revision it was checked
  * against; when the endpoint's revision (cp_state) has moved on, the next packet of the
@@ -19,8 +21,6 @@
 #define CP_CT_H
 
 #ifdef ENABLE_CT
-#define NS_PER_SEC 1000000000ull
-#define CT_REFRESH_NS NS_PER_SEC
 #define CT_CLOSE_TIMEOUT_S 10
 
 /* The key of `p`'s connection in `k` (either family), whether the packet's source is side a,
@@ -109,14 +109,15 @@ static __always_inline void ct_map_delete(const struct pkt *p, const struct ct_r
 #endif
 }
 
-static __always_inline __u64 ct_lifetime_ns(const struct ep_state *st, const struct pkt *p,
-					    __u8 flags)
+/* Lifetime in jiffies. */
+static __always_inline __u64 ct_lifetime(const struct ep_state *st, const struct pkt *p,
+					 __u8 flags)
 {
 	__u32 s = p->protocol == PROTO_TCP ? st->ct_timeout_tcp_s : st->ct_timeout_other_s;
 
 	if (flags & CT_CLOSING)
 		s = s < CT_CLOSE_TIMEOUT_S ? s : CT_CLOSE_TIMEOUT_S;
-	return (__u64)s * NS_PER_SEC;
+	return (__u64)s * st->jiffies_hz;
 }
 
 static __always_inline __u8 ct_closing(const struct pkt *p)
@@ -141,7 +142,7 @@ static __always_inline struct ct_value *ct_lookup(const struct pkt *p, __u8 dir,
 	same = r->src_is_a == !!(v->flags & CT_OPENER_A);
 	if (!(r->symmetric || (v->origin == dir) == same))
 		return 0;
-	if (v->expires_ns < now) {
+	if (v->expires < now) {
 		ct_map_delete(p, r);
 		return 0;
 	}
@@ -157,9 +158,9 @@ static __always_inline void ct_refresh(struct ct_value *v, const struct ep_state
 
 	if (closing && !(v->flags & CT_CLOSING))
 		v->flags |= CT_CLOSING;
-	expires = now + ct_lifetime_ns(st, p, v->flags);
-	if (expires > v->expires_ns + CT_REFRESH_NS || closing)
-		v->expires_ns = expires;
+	expires = now + ct_lifetime(st, p, v->flags);
+	if (expires > v->expires + st->jiffies_hz || closing)
+		v->expires = expires;
 }
 
 static __always_inline int ct_create(const struct pkt *p, __u8 dir, const struct ep_state *st,
@@ -170,7 +171,7 @@ static __always_inline int ct_create(const struct pkt *p, __u8 dir, const struct
 
 	ct_key_of(p, &r);
 	v.flags = (r.src_is_a ? CT_OPENER_A : 0) | ct_closing(p);
-	v.expires_ns = now + ct_lifetime_ns(st, p, v.flags);
+	v.expires = now + ct_lifetime(st, p, v.flags);
 	v.policy_rev = st->policy_rev;
 	v.rule_id = d->rule_id;
 	v.origin = dir;

@@ -172,7 +172,7 @@ _Static_assert(__builtin_offsetof(struct ct6_key, pad) == 37, "ct6_key.pad");
 
 /* Connection-tracking value (both CT maps). */
 struct ct_value {
-	__u64 expires_ns; /* @0: bpf_ktime_get_ns() after which the entry is stale. */
+	__u64 expires; /* @0: bpf_jiffies64() after which the entry is stale. */
 	__u32 policy_rev; /* @8: Policy revision the connection was last checked against. */
 	__u32 rule_id; /* @12: Rule that allowed the connection. */
 	__u8 origin; /* @16: DIR_INGRESS or DIR_EGRESS: the direction of the opening packet. */
@@ -181,7 +181,7 @@ struct ct_value {
 	__u32 pad; /* @20: Reserved, zero. */
 };
 _Static_assert(sizeof(struct ct_value) == 24, "ct_value size");
-_Static_assert(__builtin_offsetof(struct ct_value, expires_ns) == 0, "ct_value.expires_ns");
+_Static_assert(__builtin_offsetof(struct ct_value, expires) == 0, "ct_value.expires");
 _Static_assert(__builtin_offsetof(struct ct_value, policy_rev) == 8, "ct_value.policy_rev");
 _Static_assert(__builtin_offsetof(struct ct_value, rule_id) == 12, "ct_value.rule_id");
 _Static_assert(__builtin_offsetof(struct ct_value, origin) == 16, "ct_value.origin");
@@ -195,12 +195,16 @@ struct ep_state {
 	__u32 ct_timeout_tcp_s; /* @4: Lifetime of a TCP connection-tracking entry after its last packet, seconds. */
 	__u32 ct_timeout_other_s; /* @8: Lifetime of other connection-tracking entries after their last packet, seconds. */
 	__u32 events_mask; /* @12: EVENTS_DROP | EVENTS_VERDICT: which events go to the ring buffer. */
+	__u32 jiffies_hz; /* @16: Kernel HZ (bpf_jiffies64() ticks per second), detected by the loader. */
+	__u32 pad; /* @20: Reserved, zero. */
 };
-_Static_assert(sizeof(struct ep_state) == 16, "ep_state size");
+_Static_assert(sizeof(struct ep_state) == 24, "ep_state size");
 _Static_assert(__builtin_offsetof(struct ep_state, policy_rev) == 0, "ep_state.policy_rev");
 _Static_assert(__builtin_offsetof(struct ep_state, ct_timeout_tcp_s) == 4, "ep_state.ct_timeout_tcp_s");
 _Static_assert(__builtin_offsetof(struct ep_state, ct_timeout_other_s) == 8, "ep_state.ct_timeout_other_s");
 _Static_assert(__builtin_offsetof(struct ep_state, events_mask) == 12, "ep_state.events_mask");
+_Static_assert(__builtin_offsetof(struct ep_state, jiffies_hz) == 16, "ep_state.jiffies_hz");
+_Static_assert(__builtin_offsetof(struct ep_state, pad) == 20, "ep_state.pad");
 
 /* Per-CPU counter value of the metrics map (index = direction * 256 + reason). */
 struct metrics_value {

@@ -186,8 +186,8 @@ layouts! {
     }
     /// Connection-tracking value (both CT maps).
     struct CtValue as "ct_value" = 24 {
-        /// bpf_ktime_get_ns() after which the entry is stale.
-        expires_ns: u64 = "__u64",
+        /// bpf_jiffies64() after which the entry is stale.
+        expires: u64 = "__u64",
         /// Policy revision the connection was last checked against.
         policy_rev: u32 = "__u32",
         /// Rule that allowed the connection.
@@ -202,7 +202,7 @@ layouts! {
         pad: u32 = "__u32",
     }
     /// Per-endpoint runtime state (array map of one entry), written by the loader and agent.
-    struct EpState as "ep_state" = 16 {
+    struct EpState as "ep_state" = 24 {
         /// Current policy revision: connections checked against an older one are re-checked.
         policy_rev: u32 = "__u32",
         /// Lifetime of a TCP connection-tracking entry after its last packet, seconds.
@@ -211,6 +211,10 @@ layouts! {
         ct_timeout_other_s: u32 = "__u32",
         /// EVENTS_DROP | EVENTS_VERDICT: which events go to the ring buffer.
         events_mask: u32 = "__u32",
+        /// Kernel HZ (bpf_jiffies64() ticks per second), detected by the loader.
+        jiffies_hz: u32 = "__u32",
+        /// Reserved, zero.
+        pad: u32 = "__u32",
     }
     /// Per-CPU counter value of the metrics map (index = direction * 256 + reason).
     struct MetricsValue as "metrics_value" = 16 {

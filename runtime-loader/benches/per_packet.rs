@@ -194,7 +194,9 @@ fn bench(c: &mut Criterion) {
         2000,
     );
     measure(c, "per_packet_empty_program_floor", prog, &syn);
-    measure_each(c, "per_packet_empty_program_floor_repeat_1", prog, |_| syn.clone());
+    measure_each(c, "per_packet_empty_program_floor_repeat_1", prog, |_| {
+        syn.clone()
+    });
     for n in [10u32, 10_000] {
         let dp = datapath(n);
         // Open the connection once so that the next runs are established packets.
