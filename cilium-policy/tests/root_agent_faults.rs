@@ -5,9 +5,9 @@
 
 mod agent_harness;
 
-use agent_harness::Agent;
-use runtime_loader::probe::{tcp_ok, Responder, TcpSession};
-use runtime_loader::testkit::{node_netns, require_root, Endpoint, Netns};
+use agent_harness::setup;
+use runtime_loader::probe::{tcp_ok, TcpSession};
+use runtime_loader::testkit::{require_root, Endpoint};
 use std::net::Ipv4Addr;
 use std::os::unix::process::CommandExt;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
@@ -21,40 +21,6 @@ fn app1_from(label: &str, port: u16) -> String {
         r#"[{{"endpointSelector": {{"matchLabels": {{"id": "app1"}}}},
             "ingress": [{{"fromEndpoints": [{{"matchLabels": {{"id": "{label}"}}}}],
                          "toPorts": [{{"ports": [{{"port": "{port}", "protocol": "TCP"}}]}}]}}]}}]"#
-    )
-}
-
-struct Setup {
-    node: Netns,
-    app1: Endpoint,
-    app2: Endpoint,
-    app3: Endpoint,
-    _srv: Responder,
-}
-
-fn setup(net: u8) -> (Setup, Agent) {
-    let node = node_netns();
-    let app1 = Endpoint::new(&node, Ipv4Addr::new(10, net, 0, 1));
-    let app2 = Endpoint::new(&node, Ipv4Addr::new(10, net, 0, 2));
-    let app3 = Endpoint::new(&node, Ipv4Addr::new(10, net, 0, 3));
-    let srv = Responder::start(&app1.ns, app1.addr, 80);
-    let agent = Agent::start(&node);
-    for (id, ep, label) in [
-        (1, &app1, "id=app1"),
-        (2, &app2, "id=app2"),
-        (3, &app3, "id=app3"),
-    ] {
-        agent.add_endpoint(id, label, ep);
-    }
-    (
-        Setup {
-            node,
-            app1,
-            app2,
-            app3,
-            _srv: srv,
-        },
-        agent,
     )
 }
 
@@ -174,17 +140,7 @@ fn root_agent_refuses_a_policy_that_overflows_the_map() {
         "previous enforcement intact"
     );
     assert!(!tcp_ok(&s.app3.ns, s.app1.addr, 80, T));
-    let policy = agent.ok(&["policy", "get", "-o", "json"]);
-    assert!(
-        !policy.contains("too-big.json"),
-        "the refused policy is not stored"
-    );
-    let st: serde_json::Value = serde_json::from_str(&agent.ok(&["status", "-o", "json"])).unwrap();
-    assert_eq!(
-        st["policy_revision"].to_string(),
-        before.trim().trim_start_matches("Revision: "),
-        "no new revision"
-    );
+    agent.assert_unchanged_since(&before, "too-big.json");
 }
 
 #[test]

@@ -1,5 +1,6 @@
 //! Generated policies and namespaces on real sockets: for every scenario, every TCP and UDP
-//! probe between the endpoints' network namespaces must get the verdict the agent's
+//! probe between the endpoints' network namespaces must get the verdict of the offline
+//! `cilium-policy trace` on the same files (the rule-by-rule evaluator) and the one the agent's
 //! `policy/resolve` (the semantics stage's lookup on the live map state) gives.
 
 mod agent_harness;
@@ -93,9 +94,20 @@ fn resolve(agent: &Agent, from: usize, to: usize, port: u16, proto: &str) -> boo
     v["verdict"] == "allowed"
 }
 
+/// The offline `trace` verdict for a probe between two pods.
+fn trace(files: &[String], from: usize, to: usize, port: u16, proto: &str) -> bool {
+    let name = |i: usize| format!("{}/{}", PODS[i].0, PODS[i].1);
+    agent_harness::trace_allows(
+        files,
+        &["--src", &name(from), "--dst", &name(to)],
+        port,
+        proto,
+    )
+}
+
 #[test]
-fn root_generated_policies_match_resolve_on_real_sockets() {
-    if !require_root("root_generated_policies_match_resolve_on_real_sockets") {
+fn root_generated_policies_match_trace_on_real_sockets() {
+    if !require_root("root_generated_policies_match_trace_on_real_sockets") {
         return;
     }
     let node = node_netns();
@@ -117,7 +129,8 @@ fn root_generated_policies_match_resolve_on_real_sockets() {
             ep.addr
         );
     }
-    agent.ok(&["apply", "-f", &agent.file("pods.yaml", &manifests)]);
+    let pods = agent.file("pods.yaml", &manifests);
+    agent.ok(&["apply", "-f", &pods]);
     for (i, ((ns, app, _), ep)) in PODS.iter().zip(&eps).enumerate() {
         agent.ok(&[
             "endpoint",
@@ -153,11 +166,19 @@ fn root_generated_policies_match_resolve_on_real_sockets() {
         let mut args = vec!["apply", "-f"];
         args.extend(files.iter().map(String::as_str));
         agent.ok(&args);
+        let inputs: Vec<String> = std::iter::once(pods.clone()).chain(files.clone()).collect();
         previous = files;
         for from in 0..4 {
             for to in (0..4).filter(|t| *t != from) {
                 for (port, proto) in PORTS {
-                    let want = resolve(&agent, from, to, port, proto);
+                    let want = trace(&inputs, from, to, port, proto);
+                    assert_eq!(
+                        resolve(&agent, from, to, port, proto),
+                        want,
+                        "scenario {scenario}: {} -> {} {port}/{proto}: the agent's resolve differs from trace",
+                        PODS[from].1,
+                        PODS[to].1,
+                    );
                     let got = match proto {
                         "TCP" => tcp_ok(&eps[from].ns, eps[to].addr, port, T),
                         _ => udp_ok(&eps[from].ns, eps[to].addr, port, T),
@@ -165,7 +186,7 @@ fn root_generated_policies_match_resolve_on_real_sockets() {
                     assert_eq!(
                         got,
                         want,
-                        "scenario {scenario}: {} -> {} {port}/{proto}\n{}",
+                        "scenario {scenario}: {} -> {} {port}/{proto}: real sockets differ from trace\n{}",
                         PODS[from].1,
                         PODS[to].1,
                         agent.ok(&["policy", "get"])

@@ -2,181 +2,32 @@
 //! mixing NetworkPolicy-style and CiliumNetworkPolicy-style rules): full resolution of every
 //! endpoint's map state, adding one pod with a new identity, and a trace from the inventory.
 
-use compiler::cluster::{Cluster, ClusterConfig, ClusterEndpoint};
-use compiler::identity::derive_labels;
+mod gen;
+
+use compiler::cluster::{Cluster, ClusterConfig};
 use compiler::policy::PolicyEngine;
 use compiler::trace::{resolve_party, trace, PartySpec};
 use criterion::{criterion_group, criterion_main, Criterion};
-use ir::*;
+use gen::{generate, new_pod};
+use ir::Protocol;
 use std::time::{Duration, Instant};
 
-const NAMESPACES: usize = 500;
-const PODS_PER_NS: usize = 20;
-
-fn req(k: &str, v: &str) -> Requirement {
-    Requirement::new(
-        LabelKey::parse_with_default(k, LabelSource::Any),
-        Operator::In,
-        vec![v.into()],
-    )
-}
-
-fn tcp(first: u16, last: u16) -> PortRule {
-    PortRule {
-        protocol: Protocol::Tcp,
-        port: PortSpec::Range { first, last },
-        l7: None,
-    }
-}
-
-fn pod(ns: usize, i: usize) -> Endpoint {
-    Endpoint {
-        name: format!("ns{ns}/pod{i}"),
-        namespace: Some(format!("ns{ns}")),
-        kind: "Pod".into(),
-        k8s_labels: vec![
-            ("app".into(), format!("app{}", i % 5)),
-            ("tier".into(), format!("t{}", i % 2)),
-            ("pod-template-hash".into(), format!("h{i}")),
-        ],
-        labels: LabelSet::default(),
-        service_account: None,
-        ports: vec![],
-        ips: vec![std::net::IpAddr::from([
-            10,
-            (ns / 250) as u8,
-            (ns % 250) as u8,
-            i as u8 + 1,
-        ])],
-        file: None,
-        span: Span::default(),
-    }
-}
-
-/// Four policies per namespace: NP ingress from an app of the namespace on 80; NP ingress from
-/// namespaces of a team (namespace labels) on 443; CNP ingress on a port range from an app plus
-/// egress to world and a CIDR; CNP ingress deny on 22.
-fn generate() -> (PolicySet, Inventory) {
-    let mut p = PolicySet::default();
-    let file = p.add_file("generated.yaml");
-    let mut inv = Inventory::default();
-    for n in 0..NAMESPACES {
-        let ns = format!("ns{n}");
-        inv.namespaces.push(Namespace {
-            name: ns.clone(),
-            labels: vec![("team".into(), format!("team{}", n % 10))],
-            file: None,
-            span: Span::default(),
-        });
-        inv.endpoints.extend((0..PODS_PER_NS).map(|i| pod(n, i)));
-        let nsreq = req("k8s:io.kubernetes.pod.namespace", &ns);
-        let mut app = |a: usize, p: &mut PolicySet| {
-            p.selectors.insert(Selector::new(vec![
-                req("k8s:app", &format!("app{a}")),
-                nsreq.clone(),
-            ]))
-        };
-        let s0 = app(n % 5, &mut p);
-        let s1 = app((n + 1) % 5, &mut p);
-        let s2 = app((n + 2) % 5, &mut p);
-        let s3 = app((n + 3) % 5, &mut p);
-        let team = p.selectors.insert(Selector::new(vec![req(
-            "k8s:io.cilium.k8s.namespace.labels.team",
-            &format!("team{}", (n + 1) % 10),
-        )]));
-        let prov = |kind: PolicyKind, name: &str| Provenance {
-            kind,
-            namespace: Some(ns.clone()),
-            name: name.into(),
-            file,
-            span: Span::default(),
-            rule_index: 0,
-            spec_index: None,
-            labels: LabelSet::default(),
-        };
-        let rule = |kind, subject, direction, action, peers, ports, name: &str| Rule {
-            id: RuleId(0),
-            kind,
-            subject,
-            direction,
-            action,
-            peers,
-            requires: vec![],
-            ports,
-            provenance: prov(kind, name),
-        };
-        use Direction::*;
-        use PolicyKind::*;
-        p.push_rule(rule(
-            NetworkPolicy,
-            s0,
-            Ingress,
-            Action::Allow,
-            PeerSet::Some(vec![Peer::Endpoints(s1)]),
-            vec![tcp(80, 80)],
-            "np-app",
-        ));
-        p.push_rule(rule(
-            NetworkPolicy,
-            s1,
-            Ingress,
-            Action::Allow,
-            PeerSet::Some(vec![Peer::Endpoints(team)]),
-            vec![tcp(443, 443)],
-            "np-team",
-        ));
-        p.push_rule(rule(
-            CiliumNetworkPolicy,
-            s2,
-            Ingress,
-            Action::Allow,
-            PeerSet::Some(vec![Peer::Endpoints(s3)]),
-            vec![tcp(8080, 8090)],
-            "cnp-range",
-        ));
-        let world = vec![
-            Peer::Entity(Entity::World),
-            Peer::Cidr {
-                set: CidrSet::new(format!("192.168.{}.0/24", n % 250).parse().unwrap(), vec![]),
-                by_address: false,
-            },
-        ];
-        p.push_rule(rule(
-            CiliumNetworkPolicy,
-            s2,
-            Egress,
-            Action::Allow,
-            PeerSet::Some(world),
-            vec![tcp(443, 443)],
-            "cnp-egress",
-        ));
-        p.push_rule(rule(
-            CiliumNetworkPolicy,
-            s3,
-            Ingress,
-            Action::Deny,
-            PeerSet::Any,
-            vec![tcp(22, 22)],
-            "cnp-deny",
-        ));
-    }
-    (p, inv)
-}
-
-fn new_pod(c: &Cluster, k: usize) -> ClusterEndpoint {
-    let mut ep = pod(7, 200);
-    ep.name = format!("ns7/new{k}");
-    ep.k8s_labels[0].1 = "app1".into();
-    ep.k8s_labels[1].1 = format!("fresh{k}");
-    ClusterEndpoint {
-        name: ep.name.clone(),
-        namespace: ep.namespace.clone(),
-        kind: "Pod".into(),
-        labels: derive_labels(&ep, c.namespace("ns7"), "default"),
-        identity: NumericIdentity::WILDCARD,
-        ips: vec![std::net::IpAddr::from([10, 9, 9, (k % 250) as u8])],
-        ports: vec![],
-        origin: None,
+/// Adds a pod with a new identity, then removes it; times one of the two.
+fn add_then_remove(engine: &mut PolicyEngine, k: usize, time_add: bool) -> Duration {
+    let ep = new_pod(&engine.cluster, k);
+    let name = ep.name.clone();
+    let t = Instant::now();
+    let added = engine.add_endpoint(ep).expect("add");
+    let add = t.elapsed();
+    criterion::black_box(added);
+    let t = Instant::now();
+    let removed = engine.remove_endpoint(&name);
+    let remove = t.elapsed();
+    criterion::black_box(removed);
+    if time_add {
+        add
+    } else {
+        remove
     }
 }
 
@@ -195,22 +46,21 @@ fn benches(c: &mut Criterion) {
     let mut engine = PolicyEngine::new(policy.clone(), cluster.clone());
     let mut k = 0;
     g.sample_size(100).measurement_time(Duration::from_secs(5));
-    g.bench_function("add_pod_with_new_identity", |b| {
-        b.iter_custom(|iters| {
-            let mut total = Duration::ZERO;
-            for _ in 0..iters {
-                k += 1;
-                let ep = new_pod(&engine.cluster, k);
-                let name = ep.name.clone();
-                let t = Instant::now();
-                let deltas = engine.add_endpoint(ep).expect("add");
-                total += t.elapsed();
-                criterion::black_box(deltas);
-                engine.remove_endpoint(&name);
-            }
-            total
-        })
-    });
+    for (name, time_add) in [
+        ("add_pod_with_new_identity", true),
+        ("remove_pod_with_own_identity", false),
+    ] {
+        g.bench_function(name, |b| {
+            b.iter_custom(|iters| {
+                (0..iters)
+                    .map(|_| {
+                        k += 1;
+                        add_then_remove(&mut engine, k, time_add)
+                    })
+                    .sum()
+            })
+        });
+    }
     g.sample_size(10).measurement_time(Duration::from_secs(10));
     g.bench_function("trace_from_inventory", |b| {
         b.iter(|| {

@@ -252,3 +252,67 @@ proptest! {
         }
     }
 }
+
+/// Map state per endpoint, as an agent applying the engine's deltas would hold it.
+type Applied = std::collections::BTreeMap<String, std::collections::BTreeMap<MapKey, MapEntry>>;
+
+fn apply(state: &mut Applied, deltas: Vec<compiler::policy::MapDelta>) {
+    for d in deltas {
+        let m = state.entry(d.endpoint).or_default();
+        for k in d.removed {
+            m.remove(&k);
+        }
+        m.extend(d.added);
+        m.extend(d.changed);
+    }
+    state.retain(|_, m| !m.is_empty());
+}
+
+fn full_state(e: &PolicyEngine) -> Applied {
+    e.all_policies()
+        .into_iter()
+        .map(|(n, p)| (n, p.entries))
+        .filter(|(_, m)| !m.is_empty())
+        .collect()
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(512))]
+    /// Adding then removing endpoints one at a time through the engine's incremental API gives,
+    /// after every step, the map state a full recomputation gives, and the deltas it returns
+    /// turn the previous map state into the new one.
+    #[test]
+    fn incremental_updates_match_full_recomputation(
+        rules in prop::collection::vec(rule_strategy(), 0..6),
+        pods in prop::collection::vec((0..3usize, 0..2usize, 0..4u8, 0..255u8), 1..6),
+    ) {
+        let policy = build(&rules);
+        let mut engine = PolicyEngine::new(policy.clone(), Cluster::new(ClusterConfig::default()));
+        let mut state = Applied::new();
+        let mut names = Vec::new();
+        for (i, (a, n, b, h)) in pods.iter().enumerate() {
+            let ep = endpoint(i, &(*a, *n, IpAddr::from([10, 0, *b, *h])));
+            if engine.cluster.endpoints().any(|e| e.ips == ep.ips) { continue; }
+            let name = ep.name.clone();
+            names.push(name.clone());
+            let deltas = engine.add_endpoint(ep).unwrap();
+            let id = engine.cluster.endpoint(&name).unwrap().identity;
+            for d in deltas.iter().filter(|d| d.endpoint != name) {
+                let keys = d.added.iter().chain(&d.changed).map(|(k, _)| k).chain(&d.removed);
+                for k in keys {
+                    prop_assert_eq!(k.identity, id, "only the new identity's entries change");
+                }
+            }
+            apply(&mut state, deltas);
+            let full = PolicyEngine::new(policy.clone(), engine.cluster.clone());
+            prop_assert_eq!(full.all_policies(), engine.all_policies());
+            prop_assert_eq!(&state, &full_state(&full));
+        }
+        for name in names {
+            apply(&mut state, engine.remove_endpoint(&name));
+            let full = PolicyEngine::new(policy.clone(), engine.cluster.clone());
+            prop_assert_eq!(full.all_policies(), engine.all_policies());
+            prop_assert_eq!(&state, &full_state(&full));
+        }
+    }
+}

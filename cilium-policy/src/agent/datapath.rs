@@ -193,7 +193,7 @@ impl Datapath {
         let load = if self.programs.get(&id) == Some(&key) {
             None
         } else {
-            Some(self.load(id, &key)?)
+            Some(self.load(id, &ep.name, &key)?)
         };
         Ok(Plan {
             id,
@@ -205,7 +205,7 @@ impl Datapath {
 
     /// Instantiates the endpoint's object from its configuration's template and loads it
     /// (maps pinned: existing pins are reused, so the running program's maps stay shared).
-    fn load(&mut self, id: u16, key: &ProgramKey) -> Result<load::Datapath, ApiError> {
+    fn load(&mut self, id: u16, name: &str, key: &ProgramKey) -> Result<load::Datapath, ApiError> {
         if !self.templates.contains_key(&key.features) {
             let clang = match &self.clang {
                 Some(c) => c,
@@ -239,7 +239,7 @@ impl Datapath {
             images: vec![],
             state: Some(self.state_of(id)),
         };
-        load::load(&object, &opts).map_err(|e| ApiError::internal(format!("endpoint {id}: {e}")))
+        load::load(&object, &opts).map_err(|e| super::verifier::load_error(id, name, e))
     }
 
     /// The endpoint's current state (kept across reloads), or the default for a new endpoint.

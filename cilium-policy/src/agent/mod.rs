@@ -12,6 +12,7 @@ pub mod monitor;
 pub mod resolve;
 pub mod state;
 pub mod store;
+pub mod verifier;
 pub mod watch;
 pub mod world;
 

@@ -5,8 +5,10 @@
 // Shared by several test binaries; each uses a subset.
 #![allow(dead_code)]
 
-use runtime_loader::testkit::Netns;
+use runtime_loader::probe::Responder;
+use runtime_loader::testkit::{node_netns, Endpoint, Netns};
 use runtime_loader::testkit::{PrivateBpffs, TempDir};
+use std::net::Ipv4Addr;
 use std::os::fd::AsRawFd;
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
@@ -36,6 +38,33 @@ pub fn in_netns(cmd: &mut Command, netns: &std::path::Path) {
             }
             Ok(())
         });
+    }
+}
+
+/// The verdict of the offline `cilium-policy trace -f FILES... PARTIES --dport PORT/PROTO -o
+/// json` (`parties` like `["--src", "ns/pod", "--dst-ip", "fd00::1"]`): true for `allowed`.
+pub fn trace_allows(files: &[String], parties: &[&str], port: u16, proto: &str) -> bool {
+    let mut cmd = Command::new(BIN);
+    cmd.arg("trace");
+    for f in files {
+        cmd.args(["-f", f]);
+    }
+    let out = cmd
+        .args(parties)
+        .args(["--dport", &format!("{port}/{}", proto.to_lowercase())])
+        .args(["-o", "json"])
+        .output()
+        .expect("running trace");
+    assert!(
+        out.status.success(),
+        "trace {parties:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("trace json");
+    match v["verdict"].as_str() {
+        Some("allowed") => true,
+        Some("denied") => false,
+        _ => panic!("trace gave no verdict: {v}"),
     }
 }
 
@@ -135,6 +164,20 @@ impl Agent {
         ]);
     }
 
+    /// After a refused change: the file `name` was not stored and the policy revision is still
+    /// the one `before` (the output of the last successful import, `Revision: N`) reported.
+    pub fn assert_unchanged_since(&self, before: &str, name: &str) {
+        let policy = self.ok(&["policy", "get", "-o", "json"]);
+        assert!(!policy.contains(name), "the refused {name} is not stored");
+        let st: serde_json::Value =
+            serde_json::from_str(&self.ok(&["status", "-o", "json"])).expect("status json");
+        assert_eq!(
+            st["policy_revision"].to_string(),
+            before.trim().trim_start_matches("Revision: "),
+            "no new revision"
+        );
+    }
+
     /// Writes `text` to a file in the test directory and returns its path.
     pub fn file(&self, name: &str, text: &str) -> String {
         let p = self.dir.path.join(name);
@@ -151,4 +194,40 @@ impl Drop for Agent {
             let _ = std::fs::remove_dir_all(bpffs.path.join("cilium-policy"));
         }
     }
+}
+
+/// The seed's app1/app2/app3 on one node (`10.NET.0.1-3`), a TCP/UDP responder on app1:80,
+/// and an agent with the three as endpoints 1-3 (labels `id=appN`).
+pub struct Setup {
+    pub node: Netns,
+    pub app1: Endpoint,
+    pub app2: Endpoint,
+    pub app3: Endpoint,
+    _srv: Responder,
+}
+
+pub fn setup(net: u8) -> (Setup, Agent) {
+    let node = node_netns();
+    let app1 = Endpoint::new(&node, Ipv4Addr::new(10, net, 0, 1));
+    let app2 = Endpoint::new(&node, Ipv4Addr::new(10, net, 0, 2));
+    let app3 = Endpoint::new(&node, Ipv4Addr::new(10, net, 0, 3));
+    let srv = Responder::start(&app1.ns, app1.addr, 80);
+    let agent = Agent::start(&node);
+    for (id, ep, label) in [
+        (1, &app1, "id=app1"),
+        (2, &app2, "id=app2"),
+        (3, &app3, "id=app3"),
+    ] {
+        agent.add_endpoint(id, label, ep);
+    }
+    (
+        Setup {
+            node,
+            app1,
+            app2,
+            app3,
+            _srv: srv,
+        },
+        agent,
+    )
 }

@@ -106,8 +106,24 @@ pub fn compute(
     ctx: &Ctx,
     subject: NumericIdentity,
     own_ports: &[NamedPort],
-    filter: PeerFilter,
+    keep: PeerFilter,
 ) -> EndpointPolicy {
+    let filter = keep;
+    // Wildcard entries are always computed: a wildcard deny must be propagated onto the kept
+    // identities' allows (`propagate`), as in a full computation; they are dropped at the end.
+    let with_wildcard: IdSet;
+    let filter = match filter {
+        PeerFilter::Only(k) if !k.contains(&NumericIdentity::WILDCARD) => {
+            with_wildcard = k
+                .iter()
+                .copied()
+                .chain([NumericIdentity::WILDCARD])
+                .collect();
+            PeerFilter::Only(&with_wildcard)
+        }
+        f => f,
+    };
+    let wanted = keep;
     let mut out = EndpointPolicy {
         identity: subject,
         ..Default::default()
@@ -171,7 +187,7 @@ pub fn compute(
         }
     }
     propagate(&mut out.entries);
-    if let PeerFilter::Only(k) = filter {
+    if let PeerFilter::Only(k) = wanted {
         out.entries.retain(|key, _| k.contains(&key.identity));
     }
     out

@@ -6,6 +6,7 @@ pub mod compute;
 pub mod connectivity;
 pub mod deny;
 mod engine;
+mod incremental;
 pub mod lookup;
 pub mod ports;
 

@@ -185,8 +185,8 @@ fn adding_a_pod_with_a_new_identity_touches_only_its_entries() {
     assert_eq!(e.policy_of("default/app1-a"), Some(&before));
 }
 
-#[test]
-fn deny_wins_and_is_installed_at_specific_keys() {
+/// `access_backend` plus a CNP denying ingress to app1 on 80/TCP from everyone.
+fn access_backend_with_ingress_deny_80() -> PolicyEngine {
     let mut e = access_backend();
     let app1 = sel(
         &mut e.policy,
@@ -204,7 +204,12 @@ fn deny_wins_and_is_installed_at_specific_keys() {
     );
     r.kind = PolicyKind::CiliumNetworkPolicy;
     e.policy.push_rule(r);
-    let e = PolicyEngine::new(e.policy, e.cluster);
+    PolicyEngine::new(e.policy, e.cluster)
+}
+
+#[test]
+fn deny_wins_and_is_installed_at_specific_keys() {
+    let e = access_backend_with_ingress_deny_80();
     assert!(!ingress(&e, "default/app1-a", "default/app2-a", 80));
     let app2 = e.cluster.endpoint("default/app2-a").unwrap().identity;
     let key = MapKey {
@@ -222,4 +227,18 @@ fn deny_wins_and_is_installed_at_specific_keys() {
         e.policy_of("default/app1-a").unwrap().entries[&key].rules,
         vec![RuleId(0), RuleId(1)]
     );
+}
+
+/// A wildcard deny (CNP `ingressDeny` without `fromEndpoints`) overlapping an allow from a
+/// selector: a new identity of that selector gets the deny installed at its own key, exactly as a
+/// full recomputation does.
+#[test]
+fn incremental_add_under_a_wildcard_deny_matches_full_recomputation() {
+    let mut e = access_backend_with_ingress_deny_80();
+    let mut new = pod("app2-b", "app2", "10.0.0.4");
+    new.labels.insert(Label::k8s("version", "v2"));
+    e.add_endpoint(new).unwrap();
+    assert!(!ingress(&e, "default/app1-a", "default/app2-b", 80));
+    let full = PolicyEngine::new(e.policy.clone(), e.cluster.clone());
+    assert_eq!(full.all_policies(), e.all_policies());
 }

@@ -2,6 +2,8 @@
 //! set) resolved once to the identities it selects, and kept up to date incrementally as
 //! identities appear and disappear, reporting which selectors changed.
 
+mod index;
+
 use crate::cluster::Cluster;
 use crate::identity::{entity_selects, IdentityInfo, IdentityKind, NAMESPACE_LABEL};
 use ir::{CidrSet, Entity, Handle, LabelSource, NumericIdentity, Operator, PolicySet, Selector};
@@ -19,16 +21,18 @@ pub enum PeerSel {
 
 pub type IdSet = BTreeSet<NumericIdentity>;
 
-/// Resolved selectors, plus a namespace index so namespaced selectors only test the identities
-/// of their namespace.
+/// Resolved selectors, with indexes both ways: identities by namespace (a namespaced selector is
+/// resolved against its namespace only), selectors by a label they require (a new identity is
+/// tested only against selectors that can select it), and the selectors holding each identity
+/// (a removed identity touches only those).
 #[derive(Clone, Debug, Default)]
 pub struct SelectorCache {
     sets: HashMap<PeerSel, IdSet>,
     by_namespace: HashMap<String, IdSet>,
     all: IdSet,
-    /// Cached selectors restricted to a namespace, by namespace; the others.
-    sels_by_namespace: HashMap<String, Vec<PeerSel>>,
-    sels_anywhere: Vec<PeerSel>,
+    index: index::SelIndex,
+    holders: HashMap<NumericIdentity, Vec<PeerSel>>,
+    namespace_of_id: HashMap<NumericIdentity, String>,
 }
 
 fn namespace_of(info: &IdentityInfo) -> Option<&str> {
@@ -84,14 +88,15 @@ impl SelectorCache {
     pub fn new(cluster: &Cluster) -> Self {
         let mut c = SelectorCache::default();
         for info in cluster.identities() {
-            c.index(info);
+            c.index_identity(info);
         }
         c
     }
 
-    fn index(&mut self, info: &IdentityInfo) {
+    fn index_identity(&mut self, info: &IdentityInfo) {
         self.all.insert(info.id);
         if let Some(ns) = namespace_of(info) {
+            self.namespace_of_id.insert(info.id, ns.to_string());
             self.by_namespace
                 .entry(ns.to_string())
                 .or_default()
@@ -103,18 +108,11 @@ impl SelectorCache {
     pub fn resolve(&mut self, policy: &PolicySet, cluster: &Cluster, sel: &PeerSel) -> &IdSet {
         if !self.sets.contains_key(sel) {
             let set = self.compute(policy, cluster, sel);
-            self.sets.insert(sel.clone(), set);
-            match namespaces(policy, sel) {
-                Some(nss) => {
-                    for ns in nss {
-                        self.sels_by_namespace
-                            .entry(ns.clone())
-                            .or_default()
-                            .push(sel.clone());
-                    }
-                }
-                None => self.sels_anywhere.push(sel.clone()),
+            for id in &set {
+                self.holders.entry(*id).or_default().push(sel.clone());
             }
+            self.sets.insert(sel.clone(), set);
+            self.index.insert(policy, sel);
         }
         &self.sets[sel]
     }
@@ -143,34 +141,36 @@ impl SelectorCache {
     }
 
     /// A new identity: adds it to every cached selector that selects it; returns those selectors.
+    /// Only the selectors the index files under one of the identity's labels are tested.
     pub fn identity_added(&mut self, policy: &PolicySet, info: &IdentityInfo) -> Vec<PeerSel> {
-        self.index(info);
-        let local = namespace_of(info).and_then(|ns| self.sels_by_namespace.get(ns));
+        self.index_identity(info);
         let mut changed = Vec::new();
-        for sel in self.sels_anywhere.iter().chain(local.into_iter().flatten()) {
-            if selects(policy, sel, info) {
-                if let Some(set) = self.sets.get_mut(sel) {
-                    if set.insert(info.id) {
-                        changed.push(sel.clone());
-                    }
+        for sel in self.index.candidates(info) {
+            if !selects(policy, &sel, info) {
+                continue;
+            }
+            if let Some(set) = self.sets.get_mut(&sel) {
+                if set.insert(info.id) {
+                    changed.push(sel);
                 }
             }
         }
-        changed.sort();
+        if !changed.is_empty() {
+            self.holders.insert(info.id, changed.clone());
+        }
         changed
     }
 
     /// An identity disappeared: removes it everywhere; returns the selectors that selected it.
     pub fn identity_removed(&mut self, id: NumericIdentity) -> Vec<PeerSel> {
         self.all.remove(&id);
-        for set in self.by_namespace.values_mut() {
-            set.remove(&id);
+        if let Some(ns) = self.namespace_of_id.remove(&id) {
+            if let Some(set) = self.by_namespace.get_mut(&ns) {
+                set.remove(&id);
+            }
         }
-        let mut changed: Vec<PeerSel> = self
-            .sets
-            .iter_mut()
-            .filter_map(|(sel, set)| set.remove(&id).then(|| sel.clone()))
-            .collect();
+        let mut changed = self.holders.remove(&id).unwrap_or_default();
+        changed.retain(|sel| self.sets.get_mut(sel).is_some_and(|set| set.remove(&id)));
         changed.sort();
         changed
     }
