@@ -10,13 +10,15 @@
 //! Endpoints whose configuration and map state did not change are not touched at all; a sync
 //! can be limited to the endpoints a change touched ([`Scope::Only`]), and entries are diffed
 //! against what this process last wrote (the kernel's maps are read only for state adopted
-//! from a previous agent).
+//! from a previous agent, and for maps this process has not written yet).
 
 use super::config::AgentConfig;
 use super::error::ApiError;
 use super::world::{LocalEndpoint, World};
 use codegen::clang::{Clang, ObjectCache};
-use codegen::entries::{ipcache_image, EndpointEntries};
+use codegen::entries::EndpointEntries;
+use codegen::image::MapImage;
+use codegen::ipcache::ipcache_images;
 use codegen::layout::{EpState, VERDICT_DENY};
 use codegen::template::{Globals, PatchSites};
 use codegen::{EndpointConfig, Features, MapSizes};
@@ -26,9 +28,17 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 
 /// Maps every endpoint program shares, pinned under the node.
-pub const SHARED_MAPS: [&str; 2] = ["cp_ipcache", "cp_events"];
-/// Maps of one endpoint, pinned under the endpoint.
-pub const ENDPOINT_MAPS: [&str; 5] = ["cp_policy", "cp_addr", "cp_ct", "cp_state", "cp_metrics"];
+pub const SHARED_MAPS: [&str; 3] = ["cp_ipcache_host", "cp_ipcache", "cp_events"];
+/// Maps of one endpoint, pinned under the endpoint (those compiled out are skipped).
+pub const ENDPOINT_MAPS: [&str; 7] = [
+    "cp_policy",
+    "cp_policy_rng",
+    "cp_addr",
+    "cp_ct4",
+    "cp_ct6",
+    "cp_state",
+    "cp_metrics",
+];
 
 /// What identifies a loaded program: reloaded only when this changes.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -50,17 +60,19 @@ pub struct Datapath {
     /// What this process last enforced per endpoint: an endpoint whose configuration and map
     /// state are unchanged is skipped by the next sync.
     written: BTreeMap<u16, Written>,
-    /// The ipcache this process last wrote, and its map entries.
-    ipcache: Option<(ir::IpCache, Entries)>,
+    /// The ipcache this process last wrote, and the entries of each of its maps.
+    ipcache: Option<(ir::IpCache, MapsWritten)>,
 }
 
-/// One endpoint as last written: its configuration, map state, and policy and address map
-/// entries (what the pinned maps hold, the datapath's counters aside).
+/// Entries last written, by map name (the datapath's counters aside).
+type MapsWritten = BTreeMap<&'static str, Entries>;
+
+/// One endpoint as last written: its configuration, map state, and the entries of the maps
+/// that were pinned when it was written.
 struct Written {
     ep: LocalEndpoint,
     policy: ir::EndpointPolicy,
-    entries: Entries,
-    addr: Entries,
+    maps: MapsWritten,
 }
 
 /// Which endpoints a sync considers.
@@ -77,8 +89,8 @@ struct Plan {
     id: u16,
     load: Option<load::Datapath>,
     key: ProgramKey,
-    policy: Entries,
-    addr: Entries,
+    /// Wanted entries of the endpoint's own maps: (map name, entries).
+    maps: Vec<(&'static str, Entries)>,
 }
 
 fn internal(e: impl std::fmt::Display) -> ApiError {
@@ -148,28 +160,20 @@ impl Datapath {
             }
             plans.push((self.plan(id, ep, &policy)?, ep.clone(), policy));
         }
-        let ipcache_pin = self.layout.shared_map("cp_ipcache").map_err(internal)?;
-        // The first endpoint's load creates the ipcache; with no endpoint there is nothing to write.
-        if ipcache_pin.exists() {
-            self.write_ipcache(&ipcache_pin, world.engine.cluster.ipcache())?;
-        }
+        self.write_ipcache(world.engine.cluster.ipcache())?;
         for (plan, ep, policy) in plans {
             let id = plan.id;
-            let (entries, addr) = (plan.policy.clone(), plan.addr.clone());
             let res = self.apply(plan, revision);
-            match &res {
-                Ok(()) => self.written.insert(
-                    id,
-                    Written {
-                        ep,
-                        policy,
-                        entries,
-                        addr,
-                    },
-                ),
-                Err(_) => self.written.remove(&id),
-            };
-            results.insert(id, res.map_err(|e| e.to_string()));
+            match res {
+                Ok(maps) => {
+                    self.written.insert(id, Written { ep, policy, maps });
+                    results.insert(id, Ok(()));
+                }
+                Err(e) => {
+                    self.written.remove(&id);
+                    results.insert(id, Err(e.to_string()));
+                }
+            }
         }
         if matches!(scope, Scope::All) {
             gone.extend(
@@ -201,11 +205,18 @@ impl Datapath {
         };
         let (features, _) = Features::derive(&cfg, policy, None);
         let entries = EndpointEntries::build(policy);
-        let policy_entries = image_entries(entries.policy_image().entries);
-        let addr_entries = image_entries(entries.addr_image().entries);
+        let maps: Vec<(&'static str, Entries)> = [
+            entries.policy_image(),
+            entries.range_image(),
+            entries.addr_image(),
+        ]
+        .iter()
+        .map(|img| (img.kind.map_name(), image_entries(img)))
+        .collect();
         for (what, n, max) in [
-            ("policy", policy_entries.len(), self.sizes.policy_map),
-            ("address", addr_entries.len(), self.sizes.addr_map),
+            ("policy", maps[0].1.len(), self.sizes.policy_map),
+            ("port-range policy", maps[1].1.len(), self.sizes.policy_map),
+            ("address", maps[2].1.len(), self.sizes.addr_map),
         ] {
             if n > max as usize {
                 return Err(ApiError::internal(format!(
@@ -228,8 +239,7 @@ impl Datapath {
             id,
             load,
             key,
-            policy: policy_entries,
-            addr: addr_entries,
+            maps,
         })
     }
 
@@ -285,23 +295,46 @@ impl Datapath {
         current.unwrap_or_else(load::default_state)
     }
 
-    fn apply(&mut self, mut plan: Plan, revision: u64) -> Result<(), ApiError> {
+    /// Writes one endpoint's plan; returns the entries now in its pinned maps.
+    fn apply(&mut self, mut plan: Plan, revision: u64) -> Result<MapsWritten, ApiError> {
         let id = plan.id;
-        let last = self.written.get(&id);
+        let mut written = MapsWritten::new();
         // Entries first: the running program shares these maps, and the new one finds them ready.
-        self.write_map(
-            &self
-                .layout
-                .endpoint_map(id, "cp_policy")
-                .map_err(internal)?,
-            last.map(|w| &w.entries),
-            &plan.policy,
-            policy_rank,
-        )?;
-        let addr_pin = self.layout.endpoint_map(id, "cp_addr").map_err(internal)?;
-        if addr_pin.exists() {
-            let last = self.written.get(&id).map(|w| &w.addr);
-            self.write_map(&addr_pin, last, &plan.addr, byte_eq_rank)?;
+        // Every map's restricting changes go in before any map's widening ones.
+        let mut deltas = Vec::new();
+        for (name, want) in &plan.maps {
+            let pin = self.layout.endpoint_map(id, name).map_err(internal)?;
+            // Maps compiled out of the endpoint's program (ranges, address classes) are not pinned.
+            if pin.exists() {
+                // Policy maps: denies in and allows out first; address classes with the rest.
+                let (rank, restricts): (fn(&MapOp) -> u8, fn(&MapOp) -> bool) =
+                    if *name == "cp_addr" {
+                        (byte_eq_rank, |_| false)
+                    } else {
+                        (policy_rank, |op| policy_rank(op) < 2)
+                    };
+                let last = self.written.get(&id).and_then(|w| w.maps.get(name));
+                let (pin, map, len, delta) = self.delta(&pin, last, want, rank)?;
+                deltas.push((pin, map, len, delta, restricts));
+                written.insert(*name, want.clone());
+            }
+        }
+        for restricting in [true, false] {
+            for (pin, map, len, delta, restricts) in &mut deltas {
+                let part = MapDelta {
+                    ops: delta
+                        .ops
+                        .iter()
+                        .filter(|op| restricts(op) == restricting)
+                        .cloned()
+                        .collect(),
+                };
+                if !part.is_empty() {
+                    let stats = part.apply(map, *len).map_err(internal)?;
+                    *len = (*len + stats.inserted).saturating_sub(stats.deleted);
+                    tracing::debug!(map = %pin.display(), ?stats, "map delta written");
+                }
+            }
         }
         if let Some(mut dp) = plan.load.take() {
             if let Some(old) = self
@@ -345,36 +378,50 @@ impl Datapath {
         state
             .update(&0u32.to_ne_bytes(), st.as_bytes())
             .map_err(internal)?;
-        Ok(())
+        Ok(written)
     }
 
-    /// Writes the ipcache's changes since the last write (none when it did not change).
-    fn write_ipcache(
-        &mut self,
-        pin: &std::path::Path,
-        ipcache: &ir::IpCache,
-    ) -> Result<(), ApiError> {
+    /// Writes the ipcache's changes since the last write (nothing when it did not change).
+    /// The first endpoint's load creates the ipcache maps; before that there is nothing to write.
+    fn write_ipcache(&mut self, ipcache: &ir::IpCache) -> Result<(), ApiError> {
         if self.ipcache.as_ref().is_some_and(|(c, _)| c == ipcache) {
             return Ok(());
         }
-        let want = image_entries(ipcache_image(ipcache).entries);
-        let last = self.ipcache.as_ref().map(|(_, e)| e);
-        // Without the ipcache no endpoint can be enforced correctly: refuse the change.
-        self.write_map(pin, last, &want, byte_eq_rank)
-            .map_err(|e| ApiError::internal(format!("updating the ipcache: {}", e.body.error)))?;
-        self.ipcache = Some((ipcache.clone(), want));
+        let mut written = MapsWritten::new();
+        for img in ipcache_images(ipcache) {
+            let name = img.kind.map_name();
+            let pin = self.layout.shared_map(name).map_err(internal)?;
+            if !pin.exists() {
+                // Not created yet: nothing is cached, so the next sync looks again.
+                self.ipcache = None;
+                return Ok(());
+            }
+            let want = image_entries(&img);
+            let last = self.ipcache.as_ref().and_then(|(_, w)| w.get(name));
+            // Without the ipcache no endpoint can be enforced correctly: refuse the change.
+            let (_, map, len, delta) = self.delta(&pin, last, &want, byte_eq_rank)?;
+            if !delta.is_empty() {
+                let stats = delta.apply(&map, len).map_err(|e| {
+                    self.ipcache = None;
+                    ApiError::internal(format!("updating the ipcache: {e}"))
+                })?;
+                tracing::debug!(map = %pin.display(), ?stats, "map delta written");
+            }
+            written.insert(name, want);
+        }
+        self.ipcache = Some((ipcache.clone(), written));
         Ok(())
     }
 
-    /// Writes `want` into the pinned map as a delta against `last` (what this process wrote
-    /// there last), or against what the map holds when this process has not written it yet.
-    fn write_map(
+    /// The delta from `last` (what this process wrote there last; what the pinned map holds
+    /// when `None`) to `want`, with the opened map and its length.
+    fn delta(
         &self,
         pin: &std::path::Path,
         last: Option<&Entries>,
         want: &Entries,
         rank: fn(&MapOp) -> u8,
-    ) -> Result<(), ApiError> {
+    ) -> Result<(PathBuf, RawMap, usize, MapDelta), ApiError> {
         let map = RawMap::open_pinned(pin).map_err(internal)?;
         let read;
         let have = match last {
@@ -385,11 +432,7 @@ impl Datapath {
             }
         };
         let delta = MapDelta::between_with(have, want, policy_value_eq, rank);
-        if !delta.is_empty() {
-            let stats = delta.apply(&map, have.len()).map_err(internal)?;
-            tracing::debug!(map = %pin.display(), ?stats, "map delta written");
-        }
-        Ok(())
+        Ok((pin.to_path_buf(), map, have.len(), delta))
     }
 
     /// Detaches an endpoint's programs and unpins its maps.
@@ -411,8 +454,10 @@ impl Datapath {
     }
 }
 
-fn image_entries(v: Vec<(Vec<u8>, Vec<u8>)>) -> Entries {
-    v.into_iter().collect()
+fn image_entries(img: &MapImage) -> Entries {
+    img.entries()
+        .map(|(k, v)| (k.to_vec(), v.to_vec()))
+        .collect()
 }
 
 /// Policy values are equal when verdict, proxy port and rule agree; the counters (bytes
