@@ -1,8 +1,8 @@
 //! Builds a [`Cluster`] from the front end's inventory and the policy set's CIDR peers.
 
 use super::{Cluster, ClusterConfig, ClusterEndpoint};
-use crate::identity::derive_labels;
-use ir::{Inventory, Peer, PeerSet, PolicySet};
+use crate::identity::{alloc::key_of, derive_labels};
+use ir::{Inventory, LabelSet, Peer, PeerSet, PolicySet};
 
 #[derive(Debug, thiserror::Error, miette::Diagnostic)]
 pub enum ClusterError {
@@ -65,10 +65,20 @@ impl Cluster {
                 origin: origin(policy, ep),
             });
         }
-        let filter = c.config.label_filter.clone();
-        eps.sort_by_cached_key(|e| filter.relevant(&e.labels));
-        for ep in eps {
-            c.add_endpoint(ep)?;
+        let filter = &c.config.label_filter;
+        let mut eps: Vec<(LabelSet, ClusterEndpoint)> = eps
+            .into_iter()
+            .map(|e| (filter.relevant(&e.labels), e))
+            .collect();
+        eps.sort_by(|a, b| a.0.cmp(&b.0));
+        // Sorted, so endpoints sharing a label set are adjacent: one allocation key each.
+        let mut last = ir::NumericIdentity::WILDCARD;
+        let mut key = String::new();
+        for (i, (relevant, ep)) in eps.into_iter().enumerate() {
+            if i == 0 || Some(&relevant) != c.identity(last).map(|x| &x.labels) {
+                key = key_of(&relevant);
+            }
+            last = c.add_with_relevant(ep, relevant, &key)?.identity;
         }
         c.add_policy_cidrs(policy)?;
         Ok(c)
