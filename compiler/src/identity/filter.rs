@@ -10,7 +10,7 @@
 use ir::{Label, LabelSet, LabelSource};
 use regex::Regex;
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, RwLock};
 
 #[derive(Debug, thiserror::Error, miette::Diagnostic)]
 pub enum LabelFilterError {
@@ -96,7 +96,7 @@ pub const DEFAULT_PREFIXES: &[&str] = &[
 
 /// Decisions already taken, by label source and key (the value plays no part), shared by clones
 /// of one filter: a cluster has few distinct label keys but many labels.
-type Memo = Arc<Mutex<HashMap<LabelSource, HashMap<String, bool>>>>;
+type Memo = Arc<RwLock<HashMap<LabelSource, HashMap<String, bool>>>>;
 
 /// Which labels take part in an endpoint's identity.
 #[derive(Clone, Debug)]
@@ -135,16 +135,18 @@ impl LabelFilter {
 
     /// Is `l` identity-relevant? Decided once per distinct (source, key).
     pub fn is_relevant(&self, l: &Label) -> bool {
-        let Ok(mut memo) = self.memo.lock() else {
-            return self.decide(l);
+        let known = |m: &HashMap<LabelSource, HashMap<String, bool>>| {
+            m.get(&l.source).and_then(|k| k.get(&l.key)).copied()
         };
-        if let Some(d) = memo.get(&l.source).and_then(|m| m.get(&l.key)) {
-            return *d;
+        if let Some(d) = self.memo.read().ok().and_then(|m| known(&m)) {
+            return d;
         }
         let d = self.decide(l);
-        memo.entry(l.source.clone())
-            .or_default()
-            .insert(l.key.clone(), d);
+        if let Ok(mut m) = self.memo.write() {
+            m.entry(l.source.clone())
+                .or_default()
+                .insert(l.key.clone(), d);
+        }
         d
     }
 
