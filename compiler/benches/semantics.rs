@@ -1,13 +1,13 @@
 //! Semantics benchmarks on a generated cluster (10,000 pods in 500 namespaces, 2,000 policies
 //! mixing NetworkPolicy-style and CiliumNetworkPolicy-style rules): full resolution of every
-//! endpoint's map state, adding and removing one pod with a new identity, a trace from the
-//! inventory, and `trace` from manifest files (the CLI's cold start minus process start).
+//! endpoint's map state, adding and removing one pod with a new identity, and a trace from the
+//! inventory (cluster build + trace, no parsing; the cold start from files is `trace_cold.rs`).
 
 mod gen;
 
 use compiler::cluster::{Cluster, ClusterConfig};
 use compiler::policy::PolicyEngine;
-use compiler::trace::{render, resolve_party, trace, trace_files, PartySpec, Query};
+use compiler::trace::{resolve_party, trace, PartySpec};
 use criterion::{criterion_group, criterion_main, Criterion};
 use gen::{generate, new_pod};
 use ir::Protocol;
@@ -69,24 +69,6 @@ fn benches(c: &mut Criterion) {
             let src = resolve_party(&cl, &PartySpec::Endpoint("ns3/pod4".into())).expect("src");
             let dst = resolve_party(&cl, &PartySpec::Endpoint("ns3/pod3".into())).expect("dst");
             trace(&policy, &cl, src, dst, Protocol::Tcp, 80, None).allowed
-        })
-    });
-    let dir = tempfile::tempdir().expect("temp dir");
-    gen::manifests::write_manifests(dir.path()).expect("write manifests");
-    let paths = [dir.path().to_path_buf()];
-    let query = Query {
-        src: PartySpec::Endpoint("ns3/pod4".into()),
-        dst: PartySpec::Endpoint("ns3/pod3".into()),
-        protocol: Protocol::Tcp,
-        port: 80,
-        http: None,
-    };
-    // `cilium-policy trace -f DIR --src ns3/pod4 --dst ns3/pod3 --dport 80`, minus process start.
-    g.bench_function("trace_cold_start_from_manifests", |b| {
-        b.iter(|| {
-            let (p, t) = trace_files(&paths, ClusterConfig::default(), &query).expect("trace");
-            assert!(t.allowed, "np-app allows app4 -> app3 on 80 in ns3");
-            render::text(&p, &t)
         })
     });
     g.finish();
