@@ -34,13 +34,10 @@ static __always_inline int drop(const struct ep_state *st, __u8 dir, const struc
 /* Packets the endpoint sends must carry one of its addresses. */
 static __always_inline int source_is_endpoint(const struct pkt *p)
 {
-	__u32 w[4];
-
-	__builtin_memcpy(w, p->saddr, 16);
 	if (p->family == FAMILY_IPV4)
-		return w[0] == ep_ipv4_be;
-	return w[0] == ep_ipv6_be[0] && w[1] == ep_ipv6_be[1] && w[2] == ep_ipv6_be[2] &&
-	       w[3] == ep_ipv6_be[3];
+		return p->saddr[0] == ep_ipv4_be;
+	return p->saddr[0] == ep_ipv6_be[0] && p->saddr[1] == ep_ipv6_be[1] &&
+	       p->saddr[2] == ep_ipv6_be[2] && p->saddr[3] == ep_ipv6_be[3];
 }
 #endif
 
@@ -50,7 +47,7 @@ static __always_inline int handle(struct __sk_buff *skb, const __u8 dir)
 	struct pkt p = {};
 	struct ep_state *st;
 	__u32 zero = 0, len = skb->len, peer_id;
-	const __u8 *peer;
+	const __u32 *peer;
 	__u64 now = 0;
 	int r;
 
@@ -72,19 +69,20 @@ static __always_inline int handle(struct __sk_buff *skb, const __u8 dir)
 
 #ifdef ENABLE_CT
 	/* Tracked connections pass before any identity or policy lookup (their cost does not grow
-	 * with the ipcache or the policy); only a revision change re-checks them. */
+	 * with the ipcache or the policy): one CT lookup, no event; only a revision change
+	 * re-checks them. */
 	{
-		struct ct_key k = {};
+		struct ct_ref ref = {};
 		struct ct_value *ct;
 
-		now = bpf_ktime_get_ns();
-		ct = ct_lookup(&p, dir, &k, now);
+		now = bpf_jiffies64();
+		ct = ct_lookup(&p, dir, &ref, now);
 		if (ct) {
 			if (ct->policy_rev != st->policy_rev) {
 				peer_id = ipcache_identity(&p, peer);
 				policy_decide(ct->origin, peer_id, &p, peer, ct->policy_port_be, len, &d);
 				if (d.verdict != VERDICT_ALLOW && d.verdict != VERDICT_REDIRECT) {
-					bpf_map_delete_elem(&cp_ct, &k);
+					ct_map_delete(&p, &ref);
 					return drop(st, dir, &p,
 						    d.verdict == VERDICT_DENY ? DROP_POLICY_DENY : DROP_POLICY,
 						    peer_id, &d, len);
@@ -92,7 +90,7 @@ static __always_inline int handle(struct __sk_buff *skb, const __u8 dir)
 				ct->policy_rev = st->policy_rev;
 				ct->rule_id = d.rule_id;
 			}
-			ct->expires_ns = now + ct_timeout_ns(st, &p);
+			ct_refresh(ct, st, &p, now);
 			count(dir, REASON_FORWARDED, len);
 			return TC_ACT_OK;
 		}

@@ -1,7 +1,18 @@
-/* Connection tracking (LRU hash), keyed by the tuple of the packet that opened the connection.
+/* Connection tracking (LRU hash per family), one entry per connection.
  *
- * A packet belongs to a tracked connection when its own tuple is there with the same origin
- * direction (established) or its reversed tuple is there with the other origin (reply).
+ * The key holds both ends in canonical order (side a = the smaller (address, port)), so a
+ * packet of either direction finds its connection with one lookup; the value remembers which
+ * side opened it (CT_OPENER_A) and in which direction (origin). A packet is *established* when
+ * it goes the opener's way in the origin direction, a *reply* when it goes the other way in the
+ * other direction; anything else is not tracked (and is decided by policy as a new connection).
+ *
+ * Lifetime: an entry is stale `ct_timeout_*_s` after its last packet, counted in jiffies
+ * (bpf_jiffies64() is a plain load once the verifier inlines it, where bpf_ktime_get_ns()
+ * reads the clocksource; `ep_state.jiffies_hz` is the kernel's HZ, detected by the loader).
+ * The expiry is written only when it has moved by more than a second (one write per second per
+ * connection, not one per packet). A TCP FIN or RST (CT_CLOSING) shortens the lifetime to at
+ * most CT_CLOSE_TIMEOUT_S.
+ *
  * Revoked policy (secure by default): each entry remembers the policy revision it was checked
  * against; when the endpoint's revision (cp_state) has moved on, the next packet of the
  * connection re-runs the policy decision of the opening direction, and the connection is
@@ -10,64 +21,170 @@
 #define CP_CT_H
 
 #ifdef ENABLE_CT
-static __always_inline void ct_fill(struct ct_key *k, const struct pkt *p, int reverse)
+#define CT_CLOSE_TIMEOUT_S 10
+
+/* The key of `p`'s connection in `k` (either family), whether the packet's source is side a,
+ * and whether both sides are equal (a packet to itself). */
+struct ct_ref {
+	union {
+#ifdef ENABLE_IPV4
+		struct ct4_key k4;
+#endif
+#ifdef ENABLE_IPV6
+		struct ct6_key k6;
+#endif
+		__u8 any;
+	};
+	__u8 src_is_a;
+	__u8 symmetric;
+};
+
+/* -1, 0, 1 as (addr a, port a) compares to (addr b, port b); addresses as native words. */
+static __always_inline int side_cmp(const __u32 *a, const __u32 *b, int words, __u16 pa,
+				    __u16 pb)
 {
-	k->protocol = p->protocol;
-	k->family = p->family;
-	if (reverse) {
-		__builtin_memcpy(k->saddr, p->daddr, 16);
-		__builtin_memcpy(k->daddr, p->saddr, 16);
-		k->sport_be = p->dport_be;
-		k->dport_be = p->sport_be;
-	} else {
-		__builtin_memcpy(k->saddr, p->saddr, 16);
-		__builtin_memcpy(k->daddr, p->daddr, 16);
-		k->sport_be = p->sport_be;
-		k->dport_be = p->dport_be;
+	int i;
+
+#pragma unroll
+	for (i = 0; i < 4; i++) {
+		if (i < words && a[i] != b[i])
+			return a[i] < b[i] ? -1 : 1;
 	}
+	if (pa != pb)
+		return pa < pb ? -1 : 1;
+	return 0;
 }
 
-static __always_inline __u64 ct_timeout_ns(const struct ep_state *st, const struct pkt *p)
+static __always_inline void ct_key_of(const struct pkt *p, struct ct_ref *r)
+{
+	int c = side_cmp(p->saddr, p->daddr, p->family == FAMILY_IPV4 ? 1 : 4, p->sport_be,
+			 p->dport_be);
+	const __u32 *a = c <= 0 ? p->saddr : p->daddr;
+	const __u32 *b = c <= 0 ? p->daddr : p->saddr;
+
+	r->src_is_a = c <= 0;
+	r->symmetric = c == 0;
+#ifdef ENABLE_IPV4
+	if (p->family == FAMILY_IPV4) {
+		r->k4.addr_a = a[0];
+		r->k4.addr_b = b[0];
+		r->k4.port_a_be = c <= 0 ? p->sport_be : p->dport_be;
+		r->k4.port_b_be = c <= 0 ? p->dport_be : p->sport_be;
+		r->k4.protocol = p->protocol;
+		return;
+	}
+#endif
+#ifdef ENABLE_IPV6
+	__builtin_memcpy(r->k6.addr_a, a, 16);
+	__builtin_memcpy(r->k6.addr_b, b, 16);
+	r->k6.port_a_be = c <= 0 ? p->sport_be : p->dport_be;
+	r->k6.port_b_be = c <= 0 ? p->dport_be : p->sport_be;
+	r->k6.protocol = p->protocol;
+#endif
+}
+
+static __always_inline struct ct_value *ct_map_lookup(const struct pkt *p, const struct ct_ref *r)
+{
+#ifdef ENABLE_IPV4
+	if (p->family == FAMILY_IPV4)
+		return bpf_map_lookup_elem(&cp_ct4, &r->k4);
+#endif
+#ifdef ENABLE_IPV6
+	return bpf_map_lookup_elem(&cp_ct6, &r->k6);
+#else
+	return 0;
+#endif
+}
+
+static __always_inline void ct_map_delete(const struct pkt *p, const struct ct_ref *r)
+{
+#ifdef ENABLE_IPV4
+	if (p->family == FAMILY_IPV4) {
+		bpf_map_delete_elem(&cp_ct4, &r->k4);
+		return;
+	}
+#endif
+#ifdef ENABLE_IPV6
+	bpf_map_delete_elem(&cp_ct6, &r->k6);
+#endif
+}
+
+/* Lifetime in jiffies. */
+static __always_inline __u64 ct_lifetime(const struct ep_state *st, const struct pkt *p,
+					 __u8 flags)
 {
 	__u32 s = p->protocol == PROTO_TCP ? st->ct_timeout_tcp_s : st->ct_timeout_other_s;
 
-	return (__u64)s * 1000000000ull;
+	if (flags & CT_CLOSING)
+		s = s < CT_CLOSE_TIMEOUT_S ? s : CT_CLOSE_TIMEOUT_S;
+	return (__u64)s * st->jiffies_hz;
 }
 
-/* The tracked connection of `p` (key left in `k`), or 0. Stale entries are removed. */
-static __always_inline struct ct_value *ct_lookup(const struct pkt *p, __u8 dir, struct ct_key *k,
+static __always_inline __u8 ct_closing(const struct pkt *p)
+{
+	return p->protocol == PROTO_TCP && (p->tcp_flags & (TCP_FLAG_FIN | TCP_FLAG_RST)) ?
+		       CT_CLOSING :
+		       0;
+}
+
+/* The tracked connection of `p` in direction `dir` (its key left in `r`), or 0. Stale
+ * entries are removed. */
+static __always_inline struct ct_value *ct_lookup(const struct pkt *p, __u8 dir, struct ct_ref *r,
 						  __u64 now)
 {
 	struct ct_value *v;
+	int same;
 
-	ct_fill(k, p, 0);
-	v = bpf_map_lookup_elem(&cp_ct, k);
-	if (!v || v->origin != dir) {
-		ct_fill(k, p, 1);
-		v = bpf_map_lookup_elem(&cp_ct, k);
-		if (v && v->origin == dir)
-			v = 0;
-	}
-	if (v && v->expires_ns < now) {
-		bpf_map_delete_elem(&cp_ct, k);
-		v = 0;
+	ct_key_of(p, r);
+	v = ct_map_lookup(p, r);
+	if (!v)
+		return 0;
+	same = r->src_is_a == !!(v->flags & CT_OPENER_A);
+	if (!(r->symmetric || (v->origin == dir) == same))
+		return 0;
+	if (v->expires < now) {
+		ct_map_delete(p, r);
+		return 0;
 	}
 	return v;
+}
+
+/* Extends the lifetime of a tracked connection after one of its packets. */
+static __always_inline void ct_refresh(struct ct_value *v, const struct ep_state *st,
+				       const struct pkt *p, __u64 now)
+{
+	__u8 closing = ct_closing(p);
+	__u64 expires;
+
+	if (closing && !(v->flags & CT_CLOSING))
+		v->flags |= CT_CLOSING;
+	expires = now + ct_lifetime(st, p, v->flags);
+	if (expires > v->expires + st->jiffies_hz || closing)
+		v->expires = expires;
 }
 
 static __always_inline int ct_create(const struct pkt *p, __u8 dir, const struct ep_state *st,
 				     const struct decision *d, __u64 now)
 {
-	struct ct_key k = {};
+	struct ct_ref r = {};
 	struct ct_value v = {};
 
-	ct_fill(&k, p, 0);
-	v.expires_ns = now + ct_timeout_ns(st, p);
+	ct_key_of(p, &r);
+	v.flags = (r.src_is_a ? CT_OPENER_A : 0) | ct_closing(p);
+	v.expires = now + ct_lifetime(st, p, v.flags);
 	v.policy_rev = st->policy_rev;
 	v.rule_id = d->rule_id;
 	v.origin = dir;
 	v.policy_port_be = p->policy_port_be;
-	return bpf_map_update_elem(&cp_ct, &k, &v, BPF_ANY);
+#ifdef ENABLE_IPV4
+	if (p->family == FAMILY_IPV4)
+		return bpf_map_update_elem(&cp_ct4, &r.k4, &v, BPF_ANY);
+#endif
+#ifdef ENABLE_IPV6
+	return bpf_map_update_elem(&cp_ct6, &r.k6, &v, BPF_ANY);
+#else
+	return -1;
+#endif
 }
 #endif
 

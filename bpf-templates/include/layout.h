@@ -17,9 +17,12 @@
 #define EVENT_VERDICT 2u /* event kind: new connection allowed */
 #define EVENTS_DROP 1u /* events_mask bit: emit drop events */
 #define EVENTS_VERDICT 2u /* events_mask bit: emit verdict events */
-#define POLICY_KEY_FULL_PREFIX 64u /* policy key prefixlen of an exact key */
-#define POLICY_KEY_PROTO_PREFIX 48u /* policy key prefixlen of a port wildcard */
-#define POLICY_KEY_DIR_PREFIX 40u /* policy key prefixlen of a protocol wildcard */
+#define POLICY_ALL_PORTS 16u /* policy_key.dir_flags bit: every port (protocol 0: every protocol) */
+#define POLICY_FINAL 1u /* policy_value.flags bit: no later-consulted identity can deny */
+#define POLICY_RANGE_PROTO_PREFIX 48u /* policy_range_key prefixlen covering identity, direction and protocol */
+#define POLICY_RANGE_FULL_PREFIX 64u /* policy_range_key prefixlen of a lookup (every port bit) */
+#define CT_OPENER_A 1u /* ct_value.flags bit: side a of the key opened the connection */
+#define CT_CLOSING 2u /* ct_value.flags bit: TCP FIN or RST seen */
 #define METRICS_ENTRIES 512u /* metrics map size: 2 directions x 256 reasons */
 
 #define REASON_FORWARDED 0 /* Success */
@@ -33,25 +36,38 @@
 #define DROP_FRAG_NOSUPPORT 157 /* IP fragmentation not supported */
 #define DROP_POLICY_DENY 181 /* Policy denied by denylist */
 
-/* Policy map key (LPM trie). `prefixlen` counts the bits after it that must match: 64 = identity, direction, protocol and all 16 port bits; 48 + n = the first n port bits; 48 = every port of `protocol`; 40 = every protocol. */
+/* Policy map key (hash). Exact key: the packet's (identity, direction, protocol, port); with POLICY_ALL_PORTS in `dir_flags` and port 0: every port of `protocol`, and with protocol 0 as well: every protocol. Identity 0 = every identity. */
 struct policy_key {
+	__u32 identity; /* @0: Peer security identity; 0 = every identity; bit 31 = an address class (ENABLE_ADDR_MATCH). */
+	__u8 dir_flags; /* @4: DIR_INGRESS or DIR_EGRESS, | POLICY_ALL_PORTS for a port (and protocol) wildcard. */
+	__u8 protocol; /* @5: IANA protocol number; 0 with POLICY_ALL_PORTS = every protocol. */
+	__u16 dport_be; /* @6: Destination port (ICMP: message type), network byte order; 0 for wildcards. */
+};
+_Static_assert(sizeof(struct policy_key) == 8, "policy_key size");
+_Static_assert(__builtin_offsetof(struct policy_key, identity) == 0, "policy_key.identity");
+_Static_assert(__builtin_offsetof(struct policy_key, dir_flags) == 4, "policy_key.dir_flags");
+_Static_assert(__builtin_offsetof(struct policy_key, protocol) == 5, "policy_key.protocol");
+_Static_assert(__builtin_offsetof(struct policy_key, dport_be) == 6, "policy_key.dport_be");
+
+/* Port-range policy key (LPM trie, only with ENABLE_PORT_RANGES): `prefixlen` counts the bits after it that must match, 48 + n = identity, direction, protocol and the first n (1..15) port bits. Exact ports and wildcards live in the hash map. */
+struct policy_range_key {
 	__u32 prefixlen; /* @0: LPM prefix length in bits over the fields below. */
-	__u32 identity; /* @4: Peer security identity; 0 = every identity; bit 31 = an address class (ENABLE_ADDR_MATCH). */
+	__u32 identity; /* @4: Peer security identity, as in policy_key. */
 	__u8 direction; /* @8: DIR_INGRESS or DIR_EGRESS. */
 	__u8 protocol; /* @9: IANA protocol number. */
-	__u16 dport_be; /* @10: Destination port (ICMP: message type), network byte order. */
+	__u16 dport_be; /* @10: First port of the block, network byte order. */
 };
-_Static_assert(sizeof(struct policy_key) == 12, "policy_key size");
-_Static_assert(__builtin_offsetof(struct policy_key, prefixlen) == 0, "policy_key.prefixlen");
-_Static_assert(__builtin_offsetof(struct policy_key, identity) == 4, "policy_key.identity");
-_Static_assert(__builtin_offsetof(struct policy_key, direction) == 8, "policy_key.direction");
-_Static_assert(__builtin_offsetof(struct policy_key, protocol) == 9, "policy_key.protocol");
-_Static_assert(__builtin_offsetof(struct policy_key, dport_be) == 10, "policy_key.dport_be");
+_Static_assert(sizeof(struct policy_range_key) == 12, "policy_range_key size");
+_Static_assert(__builtin_offsetof(struct policy_range_key, prefixlen) == 0, "policy_range_key.prefixlen");
+_Static_assert(__builtin_offsetof(struct policy_range_key, identity) == 4, "policy_range_key.identity");
+_Static_assert(__builtin_offsetof(struct policy_range_key, direction) == 8, "policy_range_key.direction");
+_Static_assert(__builtin_offsetof(struct policy_range_key, protocol) == 9, "policy_range_key.protocol");
+_Static_assert(__builtin_offsetof(struct policy_range_key, dport_be) == 10, "policy_range_key.dport_be");
 
-/* Policy map value: verdict, the rule that produced it and per-entry counters. */
+/* Policy map value (both policy maps): verdict, the rule that produced it and counters. */
 struct policy_value {
 	__u8 verdict; /* @0: VERDICT_ALLOW, VERDICT_DENY or VERDICT_REDIRECT. */
-	__u8 pad; /* @1: Reserved, zero. */
+	__u8 flags; /* @1: POLICY_FINAL: no deny of a later-consulted identity (address class, wildcard) overlaps. */
 	__u16 proxy_port; /* @2: L7 proxy port for VERDICT_REDIRECT (host order). */
 	__u32 rule_id; /* @4: First contributing rule (index into rules.json); RULE_NONE if none. */
 	__u64 packets; /* @8: Packets that matched this entry (policy decisions, not established-flow packets). */
@@ -59,13 +75,13 @@ struct policy_value {
 };
 _Static_assert(sizeof(struct policy_value) == 24, "policy_value size");
 _Static_assert(__builtin_offsetof(struct policy_value, verdict) == 0, "policy_value.verdict");
-_Static_assert(__builtin_offsetof(struct policy_value, pad) == 1, "policy_value.pad");
+_Static_assert(__builtin_offsetof(struct policy_value, flags) == 1, "policy_value.flags");
 _Static_assert(__builtin_offsetof(struct policy_value, proxy_port) == 2, "policy_value.proxy_port");
 _Static_assert(__builtin_offsetof(struct policy_value, rule_id) == 4, "policy_value.rule_id");
 _Static_assert(__builtin_offsetof(struct policy_value, packets) == 8, "policy_value.packets");
 _Static_assert(__builtin_offsetof(struct policy_value, bytes) == 16, "policy_value.bytes");
 
-/* ipcache key (LPM trie): prefixlen = 32 + address prefix length. */
+/* ipcache key (LPM trie, prefixes shorter than a host address): prefixlen = 32 + prefix length. */
 struct ipcache_key {
 	__u32 prefixlen; /* @0: LPM prefix length in bits over the fields below. */
 	__u8 family; /* @4: FAMILY_IPV4 or FAMILY_IPV6. */
@@ -78,7 +94,18 @@ _Static_assert(__builtin_offsetof(struct ipcache_key, family) == 4, "ipcache_key
 _Static_assert(__builtin_offsetof(struct ipcache_key, pad) == 5, "ipcache_key.pad");
 _Static_assert(__builtin_offsetof(struct ipcache_key, addr) == 8, "ipcache_key.addr");
 
-/* ipcache value. */
+/* ipcache host key (hash: /32 and /128 entries, looked up before the LPM trie). */
+struct ipcache_host_key {
+	__u8 family; /* @0: FAMILY_IPV4 or FAMILY_IPV6. */
+	__u8 pad[3]; /* @1: Reserved, zero. */
+	__u8 addr[16]; /* @4: Address, network order; IPv4 in the first 4 bytes, rest zero. */
+};
+_Static_assert(sizeof(struct ipcache_host_key) == 20, "ipcache_host_key size");
+_Static_assert(__builtin_offsetof(struct ipcache_host_key, family) == 0, "ipcache_host_key.family");
+_Static_assert(__builtin_offsetof(struct ipcache_host_key, pad) == 1, "ipcache_host_key.pad");
+_Static_assert(__builtin_offsetof(struct ipcache_host_key, addr) == 4, "ipcache_host_key.addr");
+
+/* ipcache value (both ipcache maps). */
 struct ipcache_value {
 	__u32 identity; /* @0: Security identity of the prefix. */
 	__u32 pad; /* @4: Reserved, zero. */
@@ -109,43 +136,58 @@ struct addr_value {
 _Static_assert(sizeof(struct addr_value) == 4, "addr_value size");
 _Static_assert(__builtin_offsetof(struct addr_value, class_id) == 0, "addr_value.class_id");
 
-/* Connection-tracking key, in the direction of the packet that opened the connection. */
-struct ct_key {
-	__u8 saddr[16]; /* @0: Source address, network order. */
-	__u8 daddr[16]; /* @16: Destination address, network order. */
-	__u16 sport_be; /* @32: Source port (ICMP echo: identifier), network order. */
-	__u16 dport_be; /* @34: Destination port (ICMP echo: identifier), network order. */
-	__u8 protocol; /* @36: IANA protocol number. */
-	__u8 family; /* @37: FAMILY_IPV4 or FAMILY_IPV6. */
-	__u16 pad; /* @38: Reserved, zero. */
+/* IPv4 connection-tracking key: both ends of the connection in canonical order (side a is the smaller (address, port)), so that both directions find the one entry. */
+struct ct4_key {
+	__u32 addr_a; /* @0: Address of side a, network order. */
+	__u32 addr_b; /* @4: Address of side b, network order. */
+	__u16 port_a_be; /* @8: Port of side a (ICMP echo: identifier), network order. */
+	__u16 port_b_be; /* @10: Port of side b (ICMP echo: identifier), network order. */
+	__u8 protocol; /* @12: IANA protocol number. */
+	__u8 pad[3]; /* @13: Reserved, zero. */
 };
-_Static_assert(sizeof(struct ct_key) == 40, "ct_key size");
-_Static_assert(__builtin_offsetof(struct ct_key, saddr) == 0, "ct_key.saddr");
-_Static_assert(__builtin_offsetof(struct ct_key, daddr) == 16, "ct_key.daddr");
-_Static_assert(__builtin_offsetof(struct ct_key, sport_be) == 32, "ct_key.sport_be");
-_Static_assert(__builtin_offsetof(struct ct_key, dport_be) == 34, "ct_key.dport_be");
-_Static_assert(__builtin_offsetof(struct ct_key, protocol) == 36, "ct_key.protocol");
-_Static_assert(__builtin_offsetof(struct ct_key, family) == 37, "ct_key.family");
-_Static_assert(__builtin_offsetof(struct ct_key, pad) == 38, "ct_key.pad");
+_Static_assert(sizeof(struct ct4_key) == 16, "ct4_key size");
+_Static_assert(__builtin_offsetof(struct ct4_key, addr_a) == 0, "ct4_key.addr_a");
+_Static_assert(__builtin_offsetof(struct ct4_key, addr_b) == 4, "ct4_key.addr_b");
+_Static_assert(__builtin_offsetof(struct ct4_key, port_a_be) == 8, "ct4_key.port_a_be");
+_Static_assert(__builtin_offsetof(struct ct4_key, port_b_be) == 10, "ct4_key.port_b_be");
+_Static_assert(__builtin_offsetof(struct ct4_key, protocol) == 12, "ct4_key.protocol");
+_Static_assert(__builtin_offsetof(struct ct4_key, pad) == 13, "ct4_key.pad");
 
-/* Connection-tracking value. */
+/* IPv6 connection-tracking key, canonical order as ct4_key. */
+struct ct6_key {
+	__u32 addr_a[4]; /* @0: Address of side a, network order. */
+	__u32 addr_b[4]; /* @16: Address of side b, network order. */
+	__u16 port_a_be; /* @32: Port of side a (ICMP echo: identifier), network order. */
+	__u16 port_b_be; /* @34: Port of side b (ICMP echo: identifier), network order. */
+	__u8 protocol; /* @36: IANA protocol number. */
+	__u8 pad[3]; /* @37: Reserved, zero. */
+};
+_Static_assert(sizeof(struct ct6_key) == 40, "ct6_key size");
+_Static_assert(__builtin_offsetof(struct ct6_key, addr_a) == 0, "ct6_key.addr_a");
+_Static_assert(__builtin_offsetof(struct ct6_key, addr_b) == 16, "ct6_key.addr_b");
+_Static_assert(__builtin_offsetof(struct ct6_key, port_a_be) == 32, "ct6_key.port_a_be");
+_Static_assert(__builtin_offsetof(struct ct6_key, port_b_be) == 34, "ct6_key.port_b_be");
+_Static_assert(__builtin_offsetof(struct ct6_key, protocol) == 36, "ct6_key.protocol");
+_Static_assert(__builtin_offsetof(struct ct6_key, pad) == 37, "ct6_key.pad");
+
+/* Connection-tracking value (both CT maps). */
 struct ct_value {
-	__u64 expires_ns; /* @0: bpf_ktime_get_ns() after which the entry is stale. */
+	__u64 expires; /* @0: bpf_jiffies64() after which the entry is stale. */
 	__u32 policy_rev; /* @8: Policy revision the connection was last checked against. */
 	__u32 rule_id; /* @12: Rule that allowed the connection. */
 	__u8 origin; /* @16: DIR_INGRESS or DIR_EGRESS: the direction of the opening packet. */
-	__u8 pad; /* @17: Reserved, zero. */
+	__u8 flags; /* @17: CT_OPENER_A: the opening packet was sent by side a of the key; CT_CLOSING: a TCP FIN or RST was seen. */
 	__u16 policy_port_be; /* @18: Port used for the policy decision (ICMP: request type), network order. */
-	__u32 pad2; /* @20: Reserved, zero. */
+	__u32 pad; /* @20: Reserved, zero. */
 };
 _Static_assert(sizeof(struct ct_value) == 24, "ct_value size");
-_Static_assert(__builtin_offsetof(struct ct_value, expires_ns) == 0, "ct_value.expires_ns");
+_Static_assert(__builtin_offsetof(struct ct_value, expires) == 0, "ct_value.expires");
 _Static_assert(__builtin_offsetof(struct ct_value, policy_rev) == 8, "ct_value.policy_rev");
 _Static_assert(__builtin_offsetof(struct ct_value, rule_id) == 12, "ct_value.rule_id");
 _Static_assert(__builtin_offsetof(struct ct_value, origin) == 16, "ct_value.origin");
-_Static_assert(__builtin_offsetof(struct ct_value, pad) == 17, "ct_value.pad");
+_Static_assert(__builtin_offsetof(struct ct_value, flags) == 17, "ct_value.flags");
 _Static_assert(__builtin_offsetof(struct ct_value, policy_port_be) == 18, "ct_value.policy_port_be");
-_Static_assert(__builtin_offsetof(struct ct_value, pad2) == 20, "ct_value.pad2");
+_Static_assert(__builtin_offsetof(struct ct_value, pad) == 20, "ct_value.pad");
 
 /* Per-endpoint runtime state (array map of one entry), written by the loader and agent. */
 struct ep_state {
@@ -153,12 +195,16 @@ struct ep_state {
 	__u32 ct_timeout_tcp_s; /* @4: Lifetime of a TCP connection-tracking entry after its last packet, seconds. */
 	__u32 ct_timeout_other_s; /* @8: Lifetime of other connection-tracking entries after their last packet, seconds. */
 	__u32 events_mask; /* @12: EVENTS_DROP | EVENTS_VERDICT: which events go to the ring buffer. */
+	__u32 jiffies_hz; /* @16: Kernel HZ (bpf_jiffies64() ticks per second), detected by the loader. */
+	__u32 pad; /* @20: Reserved, zero. */
 };
-_Static_assert(sizeof(struct ep_state) == 16, "ep_state size");
+_Static_assert(sizeof(struct ep_state) == 24, "ep_state size");
 _Static_assert(__builtin_offsetof(struct ep_state, policy_rev) == 0, "ep_state.policy_rev");
 _Static_assert(__builtin_offsetof(struct ep_state, ct_timeout_tcp_s) == 4, "ep_state.ct_timeout_tcp_s");
 _Static_assert(__builtin_offsetof(struct ep_state, ct_timeout_other_s) == 8, "ep_state.ct_timeout_other_s");
 _Static_assert(__builtin_offsetof(struct ep_state, events_mask) == 12, "ep_state.events_mask");
+_Static_assert(__builtin_offsetof(struct ep_state, jiffies_hz) == 16, "ep_state.jiffies_hz");
+_Static_assert(__builtin_offsetof(struct ep_state, pad) == 20, "ep_state.pad");
 
 /* Per-CPU counter value of the metrics map (index = direction * 256 + reason). */
 struct metrics_value {

@@ -3,16 +3,35 @@
 #ifndef CP_MAPS_H
 #define CP_MAPS_H
 
-/* Per-endpoint policy: (identity, direction, protocol, port prefix) -> verdict + counters. */
+/* Per-endpoint policy: (identity, direction, protocol, port or wildcard) -> verdict + counters. */
 struct {
-	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__uint(type, BPF_MAP_TYPE_HASH);
 	__type(key, struct policy_key);
 	__type(value, struct policy_value);
 	__uint(max_entries, POLICY_MAP_SIZE);
-	__uint(map_flags, BPF_F_NO_PREALLOC);
 } cp_policy SEC(".maps");
 
-/* Node-wide ipcache: prefix -> security identity (shared by every endpoint's program). */
+#ifdef ENABLE_PORT_RANGES
+/* Port ranges of the policy (aligned power-of-two blocks), consulted after the exact port. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__type(key, struct policy_range_key);
+	__type(value, struct policy_value);
+	__uint(max_entries, POLICY_MAP_SIZE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+} cp_policy_rng SEC(".maps");
+#endif
+
+/* Node-wide ipcache (shared by every endpoint's program): host addresses -> identity (hash),
+ * shorter prefixes -> identity (LPM trie). */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__type(key, struct ipcache_host_key);
+	__type(value, struct ipcache_value);
+	__uint(max_entries, IPCACHE_MAP_SIZE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+} cp_ipcache_host SEC(".maps");
+
 struct {
 	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
 	__type(key, struct ipcache_key);
@@ -33,13 +52,23 @@ struct {
 #endif
 
 #ifdef ENABLE_CT
-/* Connection tracking of the endpoint, shared by its two programs. */
+/* Connection tracking of the endpoint, shared by its two programs, one map per family. */
+#ifdef ENABLE_IPV4
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
-	__type(key, struct ct_key);
+	__type(key, struct ct4_key);
 	__type(value, struct ct_value);
 	__uint(max_entries, CT_MAP_SIZE);
-} cp_ct SEC(".maps");
+} cp_ct4 SEC(".maps");
+#endif
+#ifdef ENABLE_IPV6
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__type(key, struct ct6_key);
+	__type(value, struct ct_value);
+	__uint(max_entries, CT_MAP_SIZE);
+} cp_ct6 SEC(".maps");
+#endif
 #endif
 
 /* Runtime state: policy revision, CT timeouts, event mask. */

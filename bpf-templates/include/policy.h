@@ -1,23 +1,35 @@
 /* Peer identity (ipcache) and the policy decision.
  *
- * Lookup order (Cilium's): the policy map is an LPM trie over (identity, direction, protocol,
- * port), so one lookup with the peer's identity finds its most specific entry (exact port, then
- * port prefix, then every port, then every protocol); a second lookup does the same for the
- * wildcard identity 0; with ENABLE_ADDR_MATCH a third one for the peer address's class. A deny
- * found by any lookup wins; otherwise the identity's entry, then the address class's, then the
- * wildcard's allow decides. Codegen installs a deny at every more specific key of the same
- * identity it covers, so the longest match within one identity is never a shadowed allow. */
+ * ipcache: host addresses (/32, /128) are in a hash map looked up first; shorter prefixes in
+ * an LPM trie consulted only when the hash misses (a host entry is the longest prefix there is).
+ *
+ * Policy: for one identity c, the most specific entry covering the packet is found by hash
+ * lookups in Cilium's order, exact port -> [port range (LPM, ENABLE_PORT_RANGES only)] ->
+ * every port of the protocol -> every protocol. That is done for the peer's identity, then
+ * (ENABLE_ADDR_MATCH) the peer address's class, then the wildcard identity 0. A deny found for
+ * any of them wins; otherwise the peer's entry, then the class's, then the wildcard's decides.
+ * Codegen installs a deny at every more specific key of the same identity it covers (so the
+ * most specific entry of an identity is a deny whenever one of its denies applies), and marks
+ * entries POLICY_FINAL when no deny of a later-consulted identity overlaps them: a final allow
+ * ends the decision without the remaining lookups. */
 #ifndef CP_POLICY_H
 #define CP_POLICY_H
 
-static __always_inline __u32 ipcache_identity(const struct pkt *p, const __u8 *addr)
+static __always_inline __u32 ipcache_identity(const struct pkt *p, const __u32 *addr)
 {
+	struct ipcache_host_key h = {};
 	struct ipcache_key k = {};
 	struct ipcache_value *v;
 
+	h.family = p->family;
+	/* IPv4: the other 12 bytes are zero in `p` as in the key. */
+	__builtin_memcpy(h.addr, addr, 16);
+	v = bpf_map_lookup_elem(&cp_ipcache_host, &h);
+	if (v)
+		return v->identity;
 	k.family = p->family;
 	k.prefixlen = 32 + (p->family == FAMILY_IPV4 ? 32 : 128);
-	__builtin_memcpy(k.addr, addr, 16);
+	__builtin_memcpy(k.addr, h.addr, 16);
 	v = bpf_map_lookup_elem(&cp_ipcache, &k);
 	return v ? v->identity : WORLD_ID;
 }
@@ -51,12 +63,50 @@ static __always_inline void take(struct policy_value *c, __u32 len, struct decis
 	d->rule_id = c->rule_id;
 }
 
+/* The most specific entry of identity `id` covering (dir, protocol, port), or 0. */
+static __always_inline struct policy_value *policy_of(__u32 id, __u8 dir, __u8 protocol,
+						      __u16 port_be)
+{
+	struct policy_key k = {.identity = id, .dir_flags = dir, .protocol = protocol,
+			       .dport_be = port_be};
+	struct policy_value *v;
+
+	v = bpf_map_lookup_elem(&cp_policy, &k);
+	if (v)
+		return v;
+#ifdef ENABLE_PORT_RANGES
+	{
+		struct policy_range_key r = {.prefixlen = POLICY_RANGE_FULL_PREFIX,
+					     .identity = id,
+					     .direction = dir,
+					     .protocol = protocol,
+					     .dport_be = port_be};
+
+		v = bpf_map_lookup_elem(&cp_policy_rng, &r);
+		if (v)
+			return v;
+	}
+#endif
+	k.dir_flags = dir | POLICY_ALL_PORTS;
+	k.dport_be = 0;
+	v = bpf_map_lookup_elem(&cp_policy, &k);
+	if (v)
+		return v;
+	k.protocol = 0;
+	return bpf_map_lookup_elem(&cp_policy, &k);
+}
+
+/* An entry that decides on its own: a deny, or an allow no later lookup can overturn. */
+static __always_inline int decisive(const struct policy_value *v)
+{
+	return v->verdict == VERDICT_DENY || (v->flags & POLICY_FINAL);
+}
+
 /* Decides a new connection in direction `dir`; counts the deciding entry. */
 static __always_inline void policy_decide(__u8 dir, __u32 peer_id, const struct pkt *p,
-					  const __u8 *peer_addr, __u16 port_be, __u32 len,
+					  const __u32 *peer_addr, __u16 port_be, __u32 len,
 					  struct decision *d)
 {
-	struct policy_key k = {};
 	struct policy_value *v, *w, *a = 0;
 
 	d->verdict = 0;
@@ -66,14 +116,9 @@ static __always_inline void policy_decide(__u8 dir, __u32 peer_id, const struct 
 		d->verdict = VERDICT_ALLOW;
 		return;
 	}
-	k.prefixlen = POLICY_KEY_FULL_PREFIX;
-	k.identity = peer_id;
-	k.direction = dir;
-	k.protocol = p->protocol;
-	k.dport_be = port_be;
-	v = bpf_map_lookup_elem(&cp_policy, &k);
-	k.identity = 0;
-	w = bpf_map_lookup_elem(&cp_policy, &k);
+	v = policy_of(peer_id, dir, p->protocol, port_be);
+	if (v && decisive(v))
+		return take(opaque(v), len, d);
 #ifdef ENABLE_ADDR_MATCH
 	{
 		struct addr_key ak = {};
@@ -84,18 +129,20 @@ static __always_inline void policy_decide(__u8 dir, __u32 peer_id, const struct 
 		ak.family = p->family;
 		__builtin_memcpy(ak.addr, peer_addr, 16);
 		av = bpf_map_lookup_elem(&cp_addr, &ak);
-		if (av) {
-			k.identity = av->class_id;
-			a = bpf_map_lookup_elem(&cp_policy, &k);
-		}
+		if (av)
+			a = policy_of(av->class_id, dir, p->protocol, port_be);
+	}
+	/* A final allow of the class: no wildcard deny applies, the peer's allow (if any) or the
+	 * class's decides. */
+	if (a && decisive(a)) {
+		if (a->verdict != VERDICT_DENY && v)
+			return take(opaque(v), len, d);
+		return take(opaque(a), len, d);
 	}
 #endif
+	w = policy_of(0, dir, p->protocol, port_be);
 	/* opaque(): clang would otherwise merge the null-checked candidates arithmetically
 	 * (`v | a`), which the verifier rejects as pointer arithmetic. */
-	if (v && v->verdict == VERDICT_DENY)
-		return take(opaque(v), len, d);
-	if (a && a->verdict == VERDICT_DENY)
-		return take(opaque(a), len, d);
 	if (w && w->verdict == VERDICT_DENY)
 		return take(opaque(w), len, d);
 	if (v)

@@ -74,11 +74,10 @@ fn output_directory_has_manifest_and_endpoint_folders() {
     assert_eq!(app1["egress_enforced"], false);
     let img = std::fs::read(out.join(app1["policy_image"].as_str().unwrap())).unwrap();
     let img = codegen::image::MapImage::from_bytes(&img).unwrap();
-    assert_eq!(
-        img.entries.len(),
-        app1["policy_entries"].as_u64().unwrap() as usize
-    );
-    assert!(out.join("ipcache.img").is_file() && out.join("rules.json").is_file());
+    assert_eq!(img.len(), app1["policy_entries"].as_u64().unwrap() as usize);
+    for f in ["ipcache.img", "ipcache_host.img", "rules.json"] {
+        assert!(out.join(f).is_file(), "{f}");
+    }
 }
 
 #[test]
@@ -112,12 +111,15 @@ fn root_every_compiled_object_loads_with_its_images() {
         codegen::image::MapImage::from_bytes(&std::fs::read(out.join(rel)).unwrap()).unwrap()
     };
     let ipcache = read_image(&manifest.ipcache_image);
-    assert_eq!(ipcache.entries.len(), manifest.ipcache_entries);
+    let hosts = read_image(&manifest.ipcache_host_image);
+    assert_eq!(ipcache.len() + hosts.len(), manifest.ipcache_entries);
     for ep in &manifest.endpoints {
         let object = std::fs::read(out.join(&ep.object)).unwrap();
         let policy = read_image(&ep.policy_image);
+        let ranges = ep.range_image.as_deref().map(read_image);
         let addr = ep.addr_image.as_deref().map(read_image);
-        let mut images = vec![&policy, &ipcache];
+        let mut images = vec![&policy, &ipcache, &hosts];
+        images.extend(ranges.as_ref());
         images.extend(addr.as_ref());
         let opts = runtime_loader::LoadOptions {
             images,

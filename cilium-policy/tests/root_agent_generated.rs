@@ -94,31 +94,15 @@ fn resolve(agent: &Agent, from: usize, to: usize, port: u16, proto: &str) -> boo
     v["verdict"] == "allowed"
 }
 
-/// The verdict of the offline `cilium-policy trace -f FILES... --src --dst --dport -o json`.
+/// The offline `trace` verdict for a probe between two pods.
 fn trace(files: &[String], from: usize, to: usize, port: u16, proto: &str) -> bool {
     let name = |i: usize| format!("{}/{}", PODS[i].0, PODS[i].1);
-    let mut cmd = std::process::Command::new(agent_harness::BIN);
-    cmd.arg("trace");
-    for f in files {
-        cmd.args(["-f", f]);
-    }
-    let out = cmd
-        .args(["--src", &name(from), "--dst", &name(to)])
-        .args(["--dport", &format!("{port}/{}", proto.to_lowercase())])
-        .args(["-o", "json"])
-        .output()
-        .expect("running trace");
-    assert!(
-        out.status.success(),
-        "trace: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("trace json");
-    match v["verdict"].as_str() {
-        Some("allowed") => true,
-        Some("denied") => false,
-        _ => panic!("trace gave no verdict: {v}"),
-    }
+    agent_harness::trace_allows(
+        files,
+        &["--src", &name(from), "--dst", &name(to)],
+        port,
+        proto,
+    )
 }
 
 #[test]

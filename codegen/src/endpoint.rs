@@ -3,7 +3,6 @@
 
 use ir::{Direction, EndpointPolicy, MapVerdict, NumericIdentity, PolicySet, RuleId};
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeSet;
 use std::net::{Ipv4Addr, Ipv6Addr};
 
 /// Who the endpoint is.
@@ -55,6 +54,8 @@ pub struct Features {
     pub ct: bool,
     pub l7_redirect: bool,
     pub addr_match: bool,
+    /// Port ranges (blocks of 1..15 port bits) in the policy: the `cp_policy_rng` trie.
+    pub port_ranges: bool,
 }
 
 /// One `#define` of the endpoint header, with why it is on or off.
@@ -74,27 +75,30 @@ impl Features {
         set: Option<&PolicySet>,
     ) -> (Features, Vec<FeatureLine>) {
         let no_addr = ep.ipv4.is_none() && ep.ipv6.is_none();
-        let rules_where = |dir: Option<Direction>, pred: &dyn Fn(&MapVerdict) -> bool| {
-            let mut ids = BTreeSet::new();
-            for (k, e) in &policy.entries {
-                if dir.is_none_or(|d| d == k.direction) && pred(&e.verdict) {
-                    ids.extend(e.rules.iter().copied());
-                }
+        // One pass over the entries: the rules behind each feature (bit sets by rule id).
+        let mut by_dir = [RuleSet::default(), RuleSet::default()];
+        let mut redirect = RuleSet::default();
+        let mut addr_rules = RuleSet::default();
+        let mut range_rules = RuleSet::default();
+        let mut note = |dir: Direction, plen: u8, e: &ir::MapEntry, addr: bool| {
+            let d = usize::from(dir == Direction::Egress);
+            by_dir[d].extend(&e.rules);
+            if matches!(e.verdict, MapVerdict::Redirect { .. }) {
+                redirect.extend(&e.rules);
             }
-            for (k, e) in &policy.addr_entries {
-                if dir.is_none_or(|d| d == k.direction) && pred(&e.verdict) {
-                    ids.extend(e.rules.iter().copied());
-                }
+            if addr {
+                addr_rules.extend(&e.rules);
             }
-            ids
+            if (1..16).contains(&plen) {
+                range_rules.extend(&e.rules);
+            }
         };
-        let any = |_: &MapVerdict| true;
-        let redirect = |v: &MapVerdict| matches!(v, MapVerdict::Redirect { .. });
-        let addr_rules: BTreeSet<RuleId> = policy
-            .addr_entries
-            .values()
-            .flat_map(|e| e.rules.iter().copied())
-            .collect();
+        for (k, e) in &policy.entries {
+            note(k.direction, k.port_prefix_len, e, false);
+        }
+        for (k, e) in &policy.addr_entries {
+            note(k.direction, k.port_prefix_len, e, true);
+        }
         let f = Features {
             ipv4: ep.ipv4.is_some() || no_addr,
             ipv6: ep.ipv6.is_some() || no_addr,
@@ -102,8 +106,9 @@ impl Features {
             ingress_policy: policy.ingress_enforced,
             egress_policy: policy.egress_enforced,
             ct: policy.ingress_enforced || policy.egress_enforced,
-            l7_redirect: !rules_where(None, &redirect).is_empty(),
+            l7_redirect: !redirect.is_empty(),
             addr_match: !policy.addr_entries.is_empty(),
+            port_ranges: !range_rules.is_empty(),
         };
         let family = |has: bool, name: &str| match (has, no_addr) {
             (_, true) => format!("{name}: endpoint addresses unknown, both families enabled"),
@@ -119,14 +124,14 @@ impl Features {
                     dir.name()
                 );
             }
-            let ids = rules_where(Some(dir), &any);
+            let ids = &by_dir[usize::from(dir == Direction::Egress)];
             if ids.is_empty() {
                 format!(
                     "{} enforced; no rule allows anything (default deny)",
                     dir.name()
                 )
             } else {
-                format!("{} policy from {}", dir.name(), describe_rules(&ids, set))
+                format!("{} policy from {}", dir.name(), describe_rules(ids, set))
             }
         };
         let lines = vec![
@@ -172,10 +177,7 @@ impl Features {
                 define: "ENABLE_L7_REDIRECT",
                 enabled: f.l7_redirect,
                 why: if f.l7_redirect {
-                    format!(
-                        "L7 proxy redirects from {}",
-                        describe_rules(&rules_where(None, &redirect), set)
-                    )
+                    format!("L7 proxy redirects from {}", describe_rules(&redirect, set))
                 } else {
                     "no L7 rule applies".into()
                 },
@@ -190,6 +192,18 @@ impl Features {
                     )
                 } else {
                     "no ipBlock peer".into()
+                },
+            },
+            FeatureLine {
+                define: "ENABLE_PORT_RANGES",
+                enabled: f.port_ranges,
+                why: if f.port_ranges {
+                    format!(
+                        "port ranges (cp_policy_rng) from {}",
+                        describe_rules(&range_rules, set)
+                    )
+                } else {
+                    "no port range: exact ports and wildcards only (hash lookups)".into()
                 },
             },
         ];
@@ -212,17 +226,67 @@ impl Features {
             l("ENABLE_CT", self.ct),
             l("ENABLE_L7_REDIRECT", self.l7_redirect),
             l("ENABLE_ADDR_MATCH", self.addr_match),
+            l("ENABLE_PORT_RANGES", self.port_ranges),
         ]
     }
 }
 
+/// A set of rule ids as a bit set: O(1) insertion, iteration in id order.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RuleSet {
+    words: Vec<u64>,
+    len: usize,
+}
+
+impl RuleSet {
+    pub fn insert(&mut self, id: RuleId) {
+        let (w, b) = (id.0 as usize / 64, id.0 % 64);
+        if w >= self.words.len() {
+            self.words.resize(w + 1, 0);
+        }
+        if self.words[w] & (1 << b) == 0 {
+            self.words[w] |= 1 << b;
+            self.len += 1;
+        }
+    }
+    pub fn extend(&mut self, ids: &[RuleId]) {
+        for id in ids {
+            self.insert(*id);
+        }
+    }
+    pub fn len(&self) -> usize {
+        self.len
+    }
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+    /// The ids in increasing order.
+    pub fn iter(&self) -> impl Iterator<Item = RuleId> + '_ {
+        self.words.iter().enumerate().flat_map(|(w, bits)| {
+            (0..64)
+                .filter(move |b| bits & (1u64 << b) != 0)
+                .map(move |b| RuleId((w * 64 + b) as u32))
+        })
+    }
+}
+
+impl FromIterator<RuleId> for RuleSet {
+    fn from_iter<I: IntoIterator<Item = RuleId>>(iter: I) -> Self {
+        let mut s = RuleSet::default();
+        for id in iter {
+            s.insert(id);
+        }
+        s
+    }
+}
+
 /// `r3 CiliumNetworkPolicy default/rule1 ingress[0] @ file.yaml:7:5, …` (at most 6 rules named).
-pub fn describe_rules(ids: &BTreeSet<RuleId>, set: Option<&PolicySet>) -> String {
+pub fn describe_rules(ids: &RuleSet, set: Option<&PolicySet>) -> String {
     const MAX: usize = 6;
     let mut parts: Vec<String> = ids
         .iter()
         .take(MAX)
-        .map(|id| describe_rule(*id, set))
+        .map(|id| describe_rule(id, set))
         .collect();
     if ids.len() > MAX {
         parts.push(format!("and {} more", ids.len() - MAX));

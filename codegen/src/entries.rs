@@ -1,26 +1,126 @@
-//! Turns an `ir::EndpointPolicy` and the `ir::IpCache` into the exact kernel map entries.
+//! Turns an `ir::EndpointPolicy` into the exact kernel policy entries (the ipcache: `ipcache.rs`).
 //!
-//! - Policy keys become LPM keys: protocol 0 (every protocol) has prefix 40 and, when it carries
-//!   a port, is expanded to TCP, UDP and SCTP (Cilium's `ANY`); otherwise prefix 48 + port bits.
-//! - Deny push-down: an allow whose key is covered by a shorter deny of the same identity and
-//!   direction is installed as that deny, so the longest match of one identity never hides a
-//!   deny (the datapath then only combines the identity, address-class and wildcard lookups).
+//! - Every map-state key becomes one [`PolicyEntry`] (identity, direction, protocol, port
+//!   block); protocol 0 with a port is expanded to TCP, UDP and SCTP (Cilium's `ANY`). Exact
+//!   ports and wildcards go to the `cp_policy` hash, port blocks of 1..15 bits to the
+//!   `cp_policy_rng` LPM trie.
+//! - Deny push-down: an allow covered by a less specific deny of the same identity and direction
+//!   is installed as that deny, so the most specific entry of one identity is never an allow
+//!   hiding a deny.
+//! - `POLICY_FINAL`: an allow of a peer identity (address class) with no overlapping deny of an
+//!   address class or the wildcard identity (of the wildcard identity) ends the decision early.
 //! - Address entries (NetworkPolicy ipBlock): each distinct (direction, prefix) becomes an
 //!   address class `ADDR_CLASS_BIT | n` in `cp_addr`; the class's policy entries are those of
 //!   every prefix containing it (the LPM lookup only returns the longest prefix).
 //! - Colliding keys merge: deny over redirect over allow; rules are kept in order.
+//!
+//! Building allocates a handful of vectors for the whole endpoint (entries, one rule-id arena),
+//! never one per entry.
 
+use crate::image::{ImageKind, MapImage};
 use crate::layout::*;
-use ir::{Direction, EndpointPolicy, IpCache, IpNet, MapEntry, MapVerdict, RuleId};
-use std::collections::BTreeMap;
+use ir::{Direction, EndpointPolicy, IpNet, MapEntry, MapVerdict, RuleId};
+
+/// One kernel policy entry. `protocol` 0 = every protocol (then `port_prefix_len` is 0);
+/// `port_prefix_len` 16 = exactly `port`, 0 = every port, else a port block.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PolicyEntry {
+    pub identity: u32,
+    pub direction: u8,
+    pub protocol: u8,
+    pub port: u16,
+    pub port_prefix_len: u8,
+    pub value: PolicyValue,
+    /// The contributing rules: `rules[start..start + len]` of the endpoint's arena.
+    rules: (u32, u32),
+}
+
+/// Where an entry lives in the kernel.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum KernelKey {
+    Hash(PolicyKey),
+    Range(PolicyRangeKey),
+}
+
+impl PolicyEntry {
+    /// Order of the entry list: identity, direction, protocol, port, prefix length.
+    fn order(&self) -> u128 {
+        (u128::from(self.identity) << 40)
+            | (u128::from(self.direction) << 32)
+            | (u128::from(self.protocol) << 24)
+            | (u128::from(self.port) << 8)
+            | u128::from(self.port_prefix_len)
+    }
+
+    /// Longest-match rank within one identity: every protocol < every port < longer blocks.
+    fn specificity(&self) -> u8 {
+        if self.protocol == 0 {
+            0
+        } else {
+            1 + self.port_prefix_len
+        }
+    }
+
+    pub fn is_range(&self) -> bool {
+        self.protocol != 0 && (1..16).contains(&self.port_prefix_len)
+    }
+
+    pub fn kernel_key(&self) -> KernelKey {
+        if self.is_range() {
+            return KernelKey::Range(PolicyRangeKey {
+                prefixlen: POLICY_RANGE_PROTO_PREFIX + u32::from(self.port_prefix_len),
+                identity: self.identity,
+                direction: self.direction,
+                protocol: self.protocol,
+                dport_be: self.port.to_be(),
+            });
+        }
+        let exact = self.protocol != 0 && self.port_prefix_len >= 16;
+        KernelKey::Hash(PolicyKey {
+            identity: self.identity,
+            dir_flags: self.direction | if exact { 0 } else { POLICY_ALL_PORTS },
+            protocol: self.protocol,
+            dport_be: if exact { self.port.to_be() } else { 0 },
+        })
+    }
+
+    /// Does `self` (less specific) cover every packet of `other`, within one identity?
+    fn covers(&self, other: &PolicyEntry) -> bool {
+        self.identity == other.identity
+            && self.specificity() < other.specificity()
+            && self.overlaps(other)
+    }
+
+    /// Is there a packet (of the same direction) both entries apply to, identities aside?
+    fn overlaps(&self, other: &PolicyEntry) -> bool {
+        if self.direction != other.direction {
+            return false;
+        }
+        if self.protocol == 0 || other.protocol == 0 {
+            return true;
+        }
+        let bits = self.port_prefix_len.min(other.port_prefix_len);
+        self.protocol == other.protocol && self.port & mask(bits) == other.port & mask(bits)
+    }
+}
+
+fn mask(bits: u8) -> u16 {
+    if bits == 0 {
+        0
+    } else {
+        u16::MAX << (16 - bits.min(16))
+    }
+}
 
 /// Every entry one endpoint's maps hold.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct EndpointEntries {
-    /// Policy map entries, with every rule that contributed (the value names the first).
-    pub policy: BTreeMap<[u8; 12], (PolicyKey, PolicyValue, Vec<RuleId>)>,
+    /// Policy entries of both policy maps, in (identity, direction, protocol, port) order.
+    pub policy: Vec<PolicyEntry>,
     /// Address-class entries (`cp_addr`).
     pub addr: Vec<(AddrKey, AddrValue)>,
+    /// Rule ids of the entries (each entry names a slice).
+    rules: Vec<RuleId>,
 }
 
 pub fn dir_code(d: Direction) -> u8 {
@@ -52,78 +152,61 @@ fn value_of(e: &MapEntry) -> PolicyValue {
     }
 }
 
-/// The LPM keys for (identity, direction, protocol, port block).
-fn kernel_keys(identity: u32, dir: u8, protocol: u8, port: u16, plen: u8) -> Vec<PolicyKey> {
-    let plen = plen.min(16);
-    let mask = if plen == 0 {
-        0
-    } else {
-        u16::MAX << (16 - plen)
-    };
-    let key = |protocol: u8, prefixlen: u32| PolicyKey {
-        prefixlen,
-        identity,
-        direction: dir,
-        protocol,
-        dport_be: (port & mask).to_be(),
-    };
-    match (protocol, plen) {
-        (0, 0) => vec![PolicyKey {
-            dport_be: 0,
-            ..key(0, POLICY_KEY_DIR_PREFIX)
-        }],
-        (0, _) => [6u8, 17, 132]
-            .iter()
-            .map(|p| key(*p, POLICY_KEY_PROTO_PREFIX + plen as u32))
-            .collect(),
-        (p, _) => vec![key(p, POLICY_KEY_PROTO_PREFIX + plen as u32)],
-    }
-}
-
 impl EndpointEntries {
-    fn insert(&mut self, key: PolicyKey, entry: &MapEntry) {
-        let mut bytes = [0u8; 12];
-        bytes.copy_from_slice(key.as_bytes());
-        let v = value_of(entry);
-        match self.policy.get_mut(&bytes) {
-            Some((_, old, rules)) => {
-                if verdict_rank(v.verdict) > verdict_rank(old.verdict) {
-                    let mut merged = entry.rules.clone();
-                    merged.extend(rules.iter().filter(|r| !entry.rules.contains(r)));
-                    *old = v;
-                    *rules = merged;
-                } else {
-                    rules.extend(
-                        entry
-                            .rules
-                            .iter()
-                            .filter(|r| !rules.contains(r))
-                            .copied()
-                            .collect::<Vec<_>>(),
-                    );
+    /// The rules that contributed to `e` (the value names the first).
+    pub fn rules_of(&self, e: &PolicyEntry) -> &[RuleId] {
+        let (start, len) = e.rules;
+        &self.rules[start as usize..(start + len) as usize]
+    }
+
+    /// Appends the kernel entries of one map-state entry.
+    fn push(&mut self, identity: u32, dir: u8, k: (u8, u16, u8), e: &MapEntry) {
+        let (protocol, port, plen) = k;
+        let start = self.rules.len() as u32;
+        self.rules.extend_from_slice(&e.rules);
+        let plen = plen.min(16);
+        let entry = |protocol: u8, plen: u8| PolicyEntry {
+            identity,
+            direction: dir,
+            protocol,
+            port: port & mask(plen),
+            port_prefix_len: plen,
+            value: value_of(e),
+            rules: (start, e.rules.len() as u32),
+        };
+        match (protocol, plen) {
+            (0, 0) => self.policy.push(entry(0, 0)),
+            (0, _) => {
+                for p in [6u8, 17, 132] {
+                    self.policy.push(entry(p, plen));
                 }
             }
-            None => {
-                self.policy.insert(bytes, (key, v, entry.rules.clone()));
-            }
+            (p, _) => self.policy.push(entry(p, plen)),
         }
     }
 
     /// Every entry of `policy`, in kernel form.
     pub fn build(policy: &EndpointPolicy) -> EndpointEntries {
-        let mut out = EndpointEntries::default();
+        let mut out = EndpointEntries {
+            policy: Vec::with_capacity(policy.entries.len() + policy.addr_entries.len()),
+            addr: Vec::new(),
+            rules: Vec::with_capacity(policy.entries.len()),
+        };
         for (k, e) in &policy.entries {
-            for key in kernel_keys(
-                k.identity.0,
-                dir_code(k.direction),
-                k.protocol,
-                k.port,
-                k.port_prefix_len,
-            ) {
-                out.insert(key, e);
-            }
+            let key = (k.protocol, k.port, k.port_prefix_len);
+            out.push(k.identity.0, dir_code(k.direction), key, e);
         }
-        // Address classes, most general prefix first so nested prefixes inherit its entries.
+        out.add_address_classes(policy);
+        // Stable: colliding keys keep their insertion order for the merge.
+        out.policy.sort_by_key(PolicyEntry::order);
+        out.merge_duplicates();
+        out.push_down_denies();
+        out.mark_final();
+        out
+    }
+
+    /// Address classes, most general prefix first so nested prefixes inherit its entries.
+    fn add_address_classes(&mut self, policy: &EndpointPolicy) {
         let mut prefixes: Vec<(Direction, IpNet)> = policy
             .addr_entries
             .keys()
@@ -134,7 +217,7 @@ impl EndpointEntries {
         for (n, (dir, prefix)) in prefixes.iter().enumerate() {
             let class = ADDR_CLASS_BIT | n as u32;
             let (family, addr) = addr_bytes(prefix);
-            out.addr.push((
+            self.addr.push((
                 AddrKey {
                     prefixlen: 32 + prefix.prefix_len() as u32,
                     direction: dir_code(*dir),
@@ -146,88 +229,165 @@ impl EndpointEntries {
             ));
             for (k, e) in &policy.addr_entries {
                 if k.direction == *dir && k.prefix.contains(prefix) {
-                    for key in kernel_keys(
-                        class,
-                        dir_code(k.direction),
-                        k.protocol,
-                        k.port,
-                        k.port_prefix_len,
-                    ) {
-                        out.insert(key, e);
-                    }
+                    let key = (k.protocol, k.port, k.port_prefix_len);
+                    self.push(class, dir_code(k.direction), key, e);
                 }
             }
         }
-        out.push_down_denies();
-        out
     }
 
-    /// Installs each deny at every more specific key of the same identity it covers.
+    /// Merges runs of equal keys: the first entry of the highest verdict rank decides, its
+    /// rules first, then the others' in order.
+    fn merge_duplicates(&mut self) {
+        let mut w = 0;
+        let mut r = 0;
+        let n = self.policy.len();
+        while r < n {
+            let mut end = r + 1;
+            while end < n && self.policy[end].order() == self.policy[r].order() {
+                end += 1;
+            }
+            let mut merged = self.policy[r];
+            if end - r > 1 {
+                let best = (r..end)
+                    .max_by_key(|i| (verdict_rank(self.policy[*i].value.verdict), n - i))
+                    .unwrap_or(r);
+                merged = self.policy[best];
+                let start = self.rules.len();
+                for i in std::iter::once(best).chain((r..end).filter(|i| *i != best)) {
+                    let (s, l) = self.policy[i].rules;
+                    for j in s as usize..(s + l) as usize {
+                        let id = self.rules[j];
+                        if !self.rules[start..].contains(&id) {
+                            self.rules.push(id);
+                        }
+                    }
+                }
+                merged.rules = (start as u32, (self.rules.len() - start) as u32);
+            }
+            self.policy[w] = merged;
+            w += 1;
+            r = end;
+        }
+        self.policy.truncate(w);
+    }
+
+    /// Installs each deny at every more specific key of the same identity it covers (the most
+    /// specific covering deny decides, its rule is the one reported).
     fn push_down_denies(&mut self) {
-        let denies: Vec<(PolicyKey, PolicyValue, Vec<RuleId>)> = self
+        let denies: Vec<PolicyEntry> = self
             .policy
-            .values()
-            .filter(|(_, v, _)| v.verdict == VERDICT_DENY)
-            .cloned()
+            .iter()
+            .filter(|e| e.value.verdict == VERDICT_DENY)
+            .copied()
             .collect();
         if denies.is_empty() {
             return;
         }
-        for (key, value, rules) in self.policy.values_mut() {
-            if value.verdict == VERDICT_DENY {
+        for e in self.policy.iter_mut() {
+            if e.value.verdict == VERDICT_DENY {
                 continue;
             }
-            // The most specific covering deny decides (its rule is the one reported).
-            let cover = denies
+            // Denies are in entry order: those of e's identity and direction are contiguous.
+            let from =
+                denies.partition_point(|d| (d.identity, d.direction) < (e.identity, e.direction));
+            let cover = denies[from..]
                 .iter()
-                .filter(|(d, _, _)| covers(d, key))
-                .max_by_key(|(d, _, _)| d.prefixlen);
-            if let Some((_, dv, drules)) = cover {
-                *value = *dv;
-                *rules = drules.clone();
+                .take_while(|d| (d.identity, d.direction) == (e.identity, e.direction))
+                .filter(|d| d.covers(e))
+                .max_by_key(|d| d.specificity());
+            if let Some(d) = cover {
+                e.value = d.value;
+                e.rules = d.rules;
             }
         }
     }
 
-    /// Policy map image.
-    pub fn policy_image(&self) -> crate::image::MapImage {
-        crate::image::MapImage::new(
-            crate::image::ImageKind::Policy,
-            self.policy.values().map(|(k, v, _)| (k, v)),
-            PolicyKey::as_bytes,
+    /// Sets POLICY_FINAL on allows that no deny of a later-consulted identity overlaps.
+    fn mark_final(&mut self) {
+        // Identity 0 sorts first, address classes last.
+        let later_denies: Vec<PolicyEntry> = self
+            .policy
+            .iter()
+            .filter(|e| {
+                e.value.verdict == VERDICT_DENY
+                    && (e.identity == 0 || e.identity & ADDR_CLASS_BIT != 0)
+            })
+            .copied()
+            .collect();
+        for e in self.policy.iter_mut() {
+            if e.value.verdict == VERDICT_DENY {
+                continue;
+            }
+            let overturned = e.identity != 0
+                && later_denies.iter().any(|d| {
+                    // A class is consulted after peers; the wildcard after both.
+                    let later = d.identity == 0 || e.identity & ADDR_CLASS_BIT == 0;
+                    later && d.overlaps(e)
+                });
+            if !overturned {
+                e.value.flags |= POLICY_FINAL;
+            }
+        }
+    }
+
+    /// Entries of the `cp_policy` hash.
+    pub fn hash_len(&self) -> usize {
+        self.policy.iter().filter(|e| !e.is_range()).count()
+    }
+
+    /// Entries of the `cp_policy_rng` trie (the endpoint needs ENABLE_PORT_RANGES when > 0).
+    pub fn range_len(&self) -> usize {
+        self.policy.iter().filter(|e| e.is_range()).count()
+    }
+
+    /// The `cp_policy` hash image.
+    pub fn policy_image(&self) -> MapImage {
+        let mut keys: Vec<(u64, PolicyKey, &PolicyValue)> = self
+            .policy
+            .iter()
+            .filter_map(|e| match e.kernel_key() {
+                KernelKey::Hash(k) => {
+                    let b: [u8; 8] = k.as_bytes().try_into().unwrap_or_default();
+                    Some((u64::from_be_bytes(b), k, &e.value))
+                }
+                KernelKey::Range(_) => None,
+            })
+            .collect();
+        keys.sort_unstable_by_key(|(order, _, _)| *order);
+        MapImage::from_sorted(
+            ImageKind::Policy,
+            keys.iter().map(|(_, k, v)| (k.as_bytes(), v.as_bytes())),
+        )
+    }
+
+    /// The `cp_policy_rng` trie image.
+    pub fn range_image(&self) -> MapImage {
+        let keys: Vec<(PolicyRangeKey, &PolicyValue)> = self
+            .policy
+            .iter()
+            .filter_map(|e| match e.kernel_key() {
+                KernelKey::Range(k) => Some((k, &e.value)),
+                KernelKey::Hash(_) => None,
+            })
+            .collect();
+        MapImage::new(
+            ImageKind::PolicyRanges,
+            keys.iter().map(|(k, v)| (k, *v)),
+            PolicyRangeKey::as_bytes,
             PolicyValue::as_bytes,
         )
     }
 
     /// Address-class map image.
-    pub fn addr_image(&self) -> crate::image::MapImage {
-        crate::image::MapImage::new(
-            crate::image::ImageKind::Addr,
+    pub fn addr_image(&self) -> MapImage {
+        MapImage::new(
+            ImageKind::Addr,
             self.addr.iter().map(|(k, v)| (k, v)),
             AddrKey::as_bytes,
             AddrValue::as_bytes,
         )
     }
-}
-
-/// Does LPM key `a` (shorter) cover `b`?
-fn covers(a: &PolicyKey, b: &PolicyKey) -> bool {
-    if a.prefixlen >= b.prefixlen || a.identity != b.identity || a.direction != b.direction {
-        return false;
-    }
-    if a.prefixlen <= POLICY_KEY_DIR_PREFIX {
-        return true;
-    }
-    if a.protocol != b.protocol {
-        return false;
-    }
-    let bits = a.prefixlen - POLICY_KEY_PROTO_PREFIX;
-    let mask = if bits == 0 {
-        0
-    } else {
-        u16::MAX << (16 - bits)
-    };
-    u16::from_be(a.dport_be) & mask == u16::from_be(b.dport_be) & mask
 }
 
 /// (family, 16 address bytes, IPv4 in the first 4).
@@ -240,38 +400,4 @@ pub fn addr_bytes(p: &IpNet) -> (u8, [u8; 16]) {
         }
         IpNet::V6(n) => (FAMILY_IPV6, n.network().octets()),
     }
-}
-
-/// The ipcache's kernel entries.
-pub fn ipcache_entries(cache: &IpCache) -> Vec<(IpcacheKey, IpcacheValue)> {
-    cache
-        .entries
-        .iter()
-        .map(|(p, id)| {
-            let (family, addr) = addr_bytes(p);
-            (
-                IpcacheKey {
-                    prefixlen: 32 + p.prefix_len() as u32,
-                    family,
-                    pad: [0; 3],
-                    addr,
-                },
-                IpcacheValue {
-                    identity: id.0,
-                    pad: 0,
-                },
-            )
-        })
-        .collect()
-}
-
-/// The ipcache map image.
-pub fn ipcache_image(cache: &IpCache) -> crate::image::MapImage {
-    let e = ipcache_entries(cache);
-    crate::image::MapImage::new(
-        crate::image::ImageKind::Ipcache,
-        e.iter().map(|(k, v)| (k, v)),
-        IpcacheKey::as_bytes,
-        IpcacheValue::as_bytes,
-    )
 }

@@ -3,9 +3,10 @@
 
 use crate::clang::{Clang, ClangError, ObjectCache};
 use crate::endpoint::{EndpointConfig, Features, MapSizes};
-use crate::entries::{ipcache_image, EndpointEntries};
+use crate::entries::EndpointEntries;
 use crate::headers;
 use crate::image::MapImage;
+use crate::ipcache::ipcache_images;
 use crate::template::{Globals, PatchSites, TemplateError};
 use ir::{Direction, EndpointPolicy, IpCache, PolicySet};
 use std::collections::HashMap;
@@ -31,7 +32,7 @@ pub enum CodegenError {
         needed: usize,
         max: u32,
     },
-    #[error("the ipcache has {needed} entries but the ipcache map holds at most {max}")]
+    #[error("the ipcache has {needed} entries but an ipcache map holds at most {max}")]
     IpcacheFull { needed: usize, max: u32 },
     #[error("I/O error on {path}: {source}")]
     Io {
@@ -72,6 +73,20 @@ impl EndpointArtefacts {
     /// `None` when address matching is compiled out.
     pub fn addr_image(&self) -> Option<MapImage> {
         self.features.addr_match.then(|| self.entries.addr_image())
+    }
+    /// `None` when port ranges are compiled out.
+    pub fn range_image(&self) -> Option<MapImage> {
+        self.features
+            .port_ranges
+            .then(|| self.entries.range_image())
+    }
+    /// Every image of the endpoint's own maps (policy, then ranges and address classes when
+    /// compiled in).
+    pub fn images(&self) -> Vec<MapImage> {
+        let mut v = vec![self.policy_image()];
+        v.extend(self.range_image());
+        v.extend(self.addr_image());
+        v
     }
 }
 
@@ -137,16 +152,17 @@ impl Generator {
         headers::render_node(&self.sizes, endpoints, ipcache.entries.len())
     }
 
-    /// The ipcache image, checked against the map size.
-    pub fn ipcache_image(&self, ipcache: &IpCache) -> Result<MapImage, CodegenError> {
+    /// The ipcache images (`[cp_ipcache_host, cp_ipcache]`), checked against the map size.
+    pub fn ipcache_images(&self, ipcache: &IpCache) -> Result<[MapImage; 2], CodegenError> {
         let max = self.sizes.ipcache_map;
-        if ipcache.entries.len() > max as usize {
+        let images = ipcache_images(ipcache);
+        if let Some(img) = images.iter().find(|i| i.len() > max as usize) {
             return Err(CodegenError::IpcacheFull {
-                needed: ipcache.entries.len(),
+                needed: img.len(),
                 max,
             });
         }
-        Ok(ipcache_image(ipcache))
+        Ok(images)
     }
 
     /// The endpoint's artefacts; refuses when its maps would overflow.
@@ -181,7 +197,8 @@ pub fn check_sizes(
     entries: &EndpointEntries,
 ) -> Result<(), CodegenError> {
     let max = sizes.policy_map;
-    if entries.policy.len() > max as usize {
+    let needed = entries.hash_len().max(entries.range_len());
+    if needed > max as usize {
         let per_dir = |d: Direction| {
             let keys: Vec<_> = policy.entries.keys().filter(|k| k.direction == d).collect();
             let ids: std::collections::BTreeSet<_> = keys.iter().map(|k| k.identity).collect();
@@ -193,14 +210,14 @@ pub fn check_sizes(
             )
         };
         let why = format!(
-            "{}, {}, {} address entries; port ranges become prefix blocks and ANY becomes TCP, UDP and SCTP",
+            "{}, {}, {} address entries; port ranges become prefix blocks (in their own map of the same size) and ANY becomes TCP, UDP and SCTP",
             per_dir(Direction::Ingress),
             per_dir(Direction::Egress),
             policy.addr_entries.len()
         );
         return Err(CodegenError::PolicyMapFull {
             endpoint: ep.name.clone(),
-            needed: entries.policy.len(),
+            needed,
             max,
             why,
         });

@@ -1,23 +1,29 @@
 //! Map images: binary files holding exactly the entries of one map in the kernel's layout, so a
-//! loader can fill maps without recomputing policy. Format (version 1, little-endian):
+//! loader can fill maps without recomputing policy. Format (version 2, little-endian):
 //!
 //! | offset | size | field |
 //! |---|---|---|
 //! | 0 | 8 | magic `CPMAPIMG` |
-//! | 8 | 2 | format version (1) |
-//! | 10 | 2 | kind: 1 policy (`cp_policy`), 2 ipcache (`cp_ipcache`), 3 address classes (`cp_addr`) |
+//! | 8 | 2 | format version (2) |
+//! | 10 | 2 | kind: 1 policy (`cp_policy`), 2 ipcache prefixes (`cp_ipcache`), 3 address classes (`cp_addr`), 4 ipcache hosts (`cp_ipcache_host`), 5 policy port ranges (`cp_policy_rng`) |
 //! | 12 | 4 | key size in bytes |
 //! | 16 | 4 | value size in bytes |
 //! | 20 | 4 | entry count |
 //! | 24 | 4 | flags (0) |
 //! | 28 | 8 | checksum: first 8 bytes of SHA-256 over the entries, as a little-endian u64 |
 //! | 36 | count × (key + value) | entries, each key then value, sorted by key bytes |
+//!
+//! A [`MapImage`] keeps the entries as one flat byte buffer in exactly that form, so building
+//! and writing an image allocates once.
 
-use crate::layout::{AddrKey, AddrValue, IpcacheKey, IpcacheValue, PolicyKey, PolicyValue};
+use crate::layout::{
+    AddrKey, AddrValue, IpcacheHostKey, IpcacheKey, IpcacheValue, PolicyKey, PolicyRangeKey,
+    PolicyValue,
+};
 use sha2::{Digest, Sha256};
 
 pub const MAGIC: &[u8; 8] = b"CPMAPIMG";
-pub const VERSION: u16 = 1;
+pub const VERSION: u16 = 2;
 pub const HEADER_LEN: usize = 36;
 
 /// Which map an image fills.
@@ -26,20 +32,29 @@ pub enum ImageKind {
     Policy,
     Ipcache,
     Addr,
+    IpcacheHost,
+    PolicyRanges,
 }
 
 impl ImageKind {
+    const ALL: [ImageKind; 5] = [
+        ImageKind::Policy,
+        ImageKind::Ipcache,
+        ImageKind::Addr,
+        ImageKind::IpcacheHost,
+        ImageKind::PolicyRanges,
+    ];
     pub fn code(self) -> u16 {
         match self {
             ImageKind::Policy => 1,
             ImageKind::Ipcache => 2,
             ImageKind::Addr => 3,
+            ImageKind::IpcacheHost => 4,
+            ImageKind::PolicyRanges => 5,
         }
     }
     pub fn from_code(c: u16) -> Option<ImageKind> {
-        [ImageKind::Policy, ImageKind::Ipcache, ImageKind::Addr]
-            .into_iter()
-            .find(|k| k.code() == c)
+        Self::ALL.into_iter().find(|k| k.code() == c)
     }
     /// The map this image fills (names in `bpf-templates/include/maps.h`).
     pub fn map_name(self) -> &'static str {
@@ -47,6 +62,8 @@ impl ImageKind {
             ImageKind::Policy => "cp_policy",
             ImageKind::Ipcache => "cp_ipcache",
             ImageKind::Addr => "cp_addr",
+            ImageKind::IpcacheHost => "cp_ipcache_host",
+            ImageKind::PolicyRanges => "cp_policy_rng",
         }
     }
     /// (key size, value size) of the kernel layout.
@@ -55,6 +72,8 @@ impl ImageKind {
             ImageKind::Policy => (size_of::<PolicyKey>(), size_of::<PolicyValue>()),
             ImageKind::Ipcache => (size_of::<IpcacheKey>(), size_of::<IpcacheValue>()),
             ImageKind::Addr => (size_of::<AddrKey>(), size_of::<AddrValue>()),
+            ImageKind::IpcacheHost => (size_of::<IpcacheHostKey>(), size_of::<IpcacheValue>()),
+            ImageKind::PolicyRanges => (size_of::<PolicyRangeKey>(), size_of::<PolicyValue>()),
         }
     }
 }
@@ -83,11 +102,12 @@ pub enum ImageError {
     Trailing(usize),
 }
 
-/// One map's entries, key and value bytes in the kernel layout.
+/// One map's entries, key and value bytes in the kernel layout, sorted by key bytes, stored
+/// back to back (the image file's payload).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct MapImage {
     pub kind: ImageKind,
-    pub entries: Vec<(Vec<u8>, Vec<u8>)>,
+    payload: Vec<u8>,
 }
 
 fn checksum(payload: &[u8]) -> u64 {
@@ -103,31 +123,63 @@ impl MapImage {
         kb: fn(&K) -> &[u8],
         vb: fn(&V) -> &[u8],
     ) -> Self {
-        let mut entries: Vec<(Vec<u8>, Vec<u8>)> = entries
-            .into_iter()
-            .map(|(k, v)| (kb(k).to_vec(), vb(v).to_vec()))
-            .collect();
-        entries.sort();
-        MapImage { kind, entries }
+        let mut refs: Vec<(&[u8], &[u8])> =
+            entries.into_iter().map(|(k, v)| (kb(k), vb(v))).collect();
+        refs.sort_unstable();
+        Self::from_sorted(kind, refs)
+    }
+
+    /// An image from entries already sorted by key bytes (not checked in release builds).
+    pub fn from_sorted<'a>(
+        kind: ImageKind,
+        entries: impl IntoIterator<Item = (&'a [u8], &'a [u8])>,
+    ) -> Self {
+        let entries = entries.into_iter();
+        let (ks, vs) = kind.sizes();
+        let mut payload = Vec::with_capacity(entries.size_hint().0 * (ks + vs));
+        for (k, v) in entries {
+            debug_assert_eq!((k.len(), v.len()), (ks, vs));
+            payload.extend_from_slice(k);
+            payload.extend_from_slice(v);
+        }
+        let img = MapImage { kind, payload };
+        debug_assert!(img
+            .entries()
+            .zip(img.entries().skip(1))
+            .all(|(a, b)| a.0 < b.0));
+        img
+    }
+
+    /// Number of entries.
+    pub fn len(&self) -> usize {
+        let (ks, vs) = self.kind.sizes();
+        self.payload.len() / (ks + vs)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.payload.is_empty()
+    }
+
+    /// Every (key, value), in key order.
+    pub fn entries(&self) -> impl ExactSizeIterator<Item = (&[u8], &[u8])> + '_ {
+        let (ks, vs) = self.kind.sizes();
+        self.payload
+            .chunks_exact(ks + vs)
+            .map(move |c| c.split_at(ks))
     }
 
     pub fn to_bytes(&self) -> Vec<u8> {
         let (ks, vs) = self.kind.sizes();
-        let mut payload = Vec::with_capacity(self.entries.len() * (ks + vs));
-        for (k, v) in &self.entries {
-            payload.extend_from_slice(k);
-            payload.extend_from_slice(v);
-        }
-        let mut out = Vec::with_capacity(HEADER_LEN + payload.len());
+        let mut out = Vec::with_capacity(HEADER_LEN + self.payload.len());
         out.extend_from_slice(MAGIC);
         out.extend_from_slice(&VERSION.to_le_bytes());
         out.extend_from_slice(&self.kind.code().to_le_bytes());
         out.extend_from_slice(&(ks as u32).to_le_bytes());
         out.extend_from_slice(&(vs as u32).to_le_bytes());
-        out.extend_from_slice(&(self.entries.len() as u32).to_le_bytes());
+        out.extend_from_slice(&(self.len() as u32).to_le_bytes());
         out.extend_from_slice(&0u32.to_le_bytes());
-        out.extend_from_slice(&checksum(&payload).to_le_bytes());
-        out.extend_from_slice(&payload);
+        out.extend_from_slice(&checksum(&self.payload).to_le_bytes());
+        out.extend_from_slice(&self.payload);
         out
     }
 
@@ -175,11 +227,10 @@ impl MapImage {
         if checksum(payload) != u64::from_le_bytes(sum) {
             return Err(ImageError::Checksum);
         }
-        let entries = payload
-            .chunks_exact(key + value)
-            .map(|c| (c[..key].to_vec(), c[key..].to_vec()))
-            .collect();
-        Ok(MapImage { kind, entries })
+        Ok(MapImage {
+            kind,
+            payload: payload.to_vec(),
+        })
     }
 }
 
@@ -189,9 +240,8 @@ mod tests {
 
     fn sample() -> MapImage {
         let k = PolicyKey {
-            prefixlen: 64,
             identity: 256,
-            direction: 0,
+            dir_flags: 0,
             protocol: 6,
             dport_be: 80u16.to_be(),
         };
@@ -213,7 +263,7 @@ mod tests {
         let img = sample();
         let bytes = img.to_bytes();
         assert_eq!(&bytes[..8], b"CPMAPIMG");
-        assert_eq!(bytes.len(), HEADER_LEN + 12 + 24);
+        assert_eq!(bytes.len(), HEADER_LEN + 8 + 24);
         assert_eq!(MapImage::from_bytes(&bytes), Ok(img));
     }
 
@@ -228,9 +278,9 @@ mod tests {
             MapImage::from_bytes(&bytes[..bytes.len() - 1]),
             Err(ImageError::Truncated("entries"))
         );
-        let mut v2 = sample().to_bytes();
-        v2[8] = 2;
-        assert_eq!(MapImage::from_bytes(&v2), Err(ImageError::Version(2)));
+        let mut v1 = sample().to_bytes();
+        v1[8] = 1;
+        assert_eq!(MapImage::from_bytes(&v1), Err(ImageError::Version(1)));
         assert_eq!(
             MapImage::from_bytes(b"ELF\0garbagegarbagegarbagegarbagegarbage"),
             Err(ImageError::BadMagic)

@@ -65,27 +65,40 @@ macro_rules! layouts {
 }
 
 layouts! {
-    /// Policy map key (LPM trie). `prefixlen` counts the bits after it that must match:
-    /// 64 = identity, direction, protocol and all 16 port bits; 48 + n = the first n port bits;
-    /// 48 = every port of `protocol`; 40 = every protocol.
-    struct PolicyKey as "policy_key" = 12 {
+    /// Policy map key (hash). Exact key: the packet's (identity, direction, protocol, port);
+    /// with POLICY_ALL_PORTS in `dir_flags` and port 0: every port of `protocol`, and with
+    /// protocol 0 as well: every protocol. Identity 0 = every identity.
+    struct PolicyKey as "policy_key" = 8 {
+        /// Peer security identity; 0 = every identity; bit 31 = an address class (ENABLE_ADDR_MATCH).
+        identity: u32 = "__u32",
+        /// DIR_INGRESS or DIR_EGRESS, | POLICY_ALL_PORTS for a port (and protocol) wildcard.
+        dir_flags: u8 = "__u8",
+        /// IANA protocol number; 0 with POLICY_ALL_PORTS = every protocol.
+        protocol: u8 = "__u8",
+        /// Destination port (ICMP: message type), network byte order; 0 for wildcards.
+        dport_be: u16 = "__u16",
+    }
+    /// Port-range policy key (LPM trie, only with ENABLE_PORT_RANGES): `prefixlen` counts the
+    /// bits after it that must match, 48 + n = identity, direction, protocol and the first n
+    /// (1..15) port bits. Exact ports and wildcards live in the hash map.
+    struct PolicyRangeKey as "policy_range_key" = 12 {
         /// LPM prefix length in bits over the fields below.
         prefixlen: u32 = "__u32",
-        /// Peer security identity; 0 = every identity; bit 31 = an address class (ENABLE_ADDR_MATCH).
+        /// Peer security identity, as in policy_key.
         identity: u32 = "__u32",
         /// DIR_INGRESS or DIR_EGRESS.
         direction: u8 = "__u8",
         /// IANA protocol number.
         protocol: u8 = "__u8",
-        /// Destination port (ICMP: message type), network byte order.
+        /// First port of the block, network byte order.
         dport_be: u16 = "__u16",
     }
-    /// Policy map value: verdict, the rule that produced it and per-entry counters.
+    /// Policy map value (both policy maps): verdict, the rule that produced it and counters.
     struct PolicyValue as "policy_value" = 24 {
         /// VERDICT_ALLOW, VERDICT_DENY or VERDICT_REDIRECT.
         verdict: u8 = "__u8",
-        /// Reserved, zero.
-        pad: u8 = "__u8",
+        /// POLICY_FINAL: no deny of a later-consulted identity (address class, wildcard) overlaps.
+        flags: u8 = "__u8",
         /// L7 proxy port for VERDICT_REDIRECT (host order).
         proxy_port: u16 = "__u16",
         /// First contributing rule (index into rules.json); RULE_NONE if none.
@@ -95,7 +108,7 @@ layouts! {
         /// Bytes of those packets.
         bytes: u64 = "__u64",
     }
-    /// ipcache key (LPM trie): prefixlen = 32 + address prefix length.
+    /// ipcache key (LPM trie, prefixes shorter than a host address): prefixlen = 32 + prefix length.
     struct IpcacheKey as "ipcache_key" = 24 {
         /// LPM prefix length in bits over the fields below.
         prefixlen: u32 = "__u32",
@@ -106,7 +119,16 @@ layouts! {
         /// Address, network order; IPv4 in the first 4 bytes, rest zero.
         addr: [u8; 16] = "__u8[16]",
     }
-    /// ipcache value.
+    /// ipcache host key (hash: /32 and /128 entries, looked up before the LPM trie).
+    struct IpcacheHostKey as "ipcache_host_key" = 20 {
+        /// FAMILY_IPV4 or FAMILY_IPV6.
+        family: u8 = "__u8",
+        /// Reserved, zero.
+        pad: [u8; 3] = "__u8[3]",
+        /// Address, network order; IPv4 in the first 4 bytes, rest zero.
+        addr: [u8; 16] = "__u8[16]",
+    }
+    /// ipcache value (both ipcache maps).
     struct IpcacheValue as "ipcache_value" = 8 {
         /// Security identity of the prefix.
         identity: u32 = "__u32",
@@ -131,42 +153,56 @@ layouts! {
         /// ADDR_CLASS_BIT | class index.
         class_id: u32 = "__u32",
     }
-    /// Connection-tracking key, in the direction of the packet that opened the connection.
-    struct CtKey as "ct_key" = 40 {
-        /// Source address, network order.
-        saddr: [u8; 16] = "__u8[16]",
-        /// Destination address, network order.
-        daddr: [u8; 16] = "__u8[16]",
-        /// Source port (ICMP echo: identifier), network order.
-        sport_be: u16 = "__u16",
-        /// Destination port (ICMP echo: identifier), network order.
-        dport_be: u16 = "__u16",
+    /// IPv4 connection-tracking key: both ends of the connection in canonical order (side a
+    /// is the smaller (address, port)), so that both directions find the one entry.
+    struct Ct4Key as "ct4_key" = 16 {
+        /// Address of side a, network order.
+        addr_a: u32 = "__u32",
+        /// Address of side b, network order.
+        addr_b: u32 = "__u32",
+        /// Port of side a (ICMP echo: identifier), network order.
+        port_a_be: u16 = "__u16",
+        /// Port of side b (ICMP echo: identifier), network order.
+        port_b_be: u16 = "__u16",
         /// IANA protocol number.
         protocol: u8 = "__u8",
-        /// FAMILY_IPV4 or FAMILY_IPV6.
-        family: u8 = "__u8",
         /// Reserved, zero.
-        pad: u16 = "__u16",
+        pad: [u8; 3] = "__u8[3]",
     }
-    /// Connection-tracking value.
+    /// IPv6 connection-tracking key, canonical order as ct4_key.
+    struct Ct6Key as "ct6_key" = 40 {
+        /// Address of side a, network order.
+        addr_a: [u32; 4] = "__u32[4]",
+        /// Address of side b, network order.
+        addr_b: [u32; 4] = "__u32[4]",
+        /// Port of side a (ICMP echo: identifier), network order.
+        port_a_be: u16 = "__u16",
+        /// Port of side b (ICMP echo: identifier), network order.
+        port_b_be: u16 = "__u16",
+        /// IANA protocol number.
+        protocol: u8 = "__u8",
+        /// Reserved, zero.
+        pad: [u8; 3] = "__u8[3]",
+    }
+    /// Connection-tracking value (both CT maps).
     struct CtValue as "ct_value" = 24 {
-        /// bpf_ktime_get_ns() after which the entry is stale.
-        expires_ns: u64 = "__u64",
+        /// bpf_jiffies64() after which the entry is stale.
+        expires: u64 = "__u64",
         /// Policy revision the connection was last checked against.
         policy_rev: u32 = "__u32",
         /// Rule that allowed the connection.
         rule_id: u32 = "__u32",
         /// DIR_INGRESS or DIR_EGRESS: the direction of the opening packet.
         origin: u8 = "__u8",
-        /// Reserved, zero.
-        pad: u8 = "__u8",
+        /// CT_OPENER_A: the opening packet was sent by side a of the key; CT_CLOSING: a TCP FIN or RST was seen.
+        flags: u8 = "__u8",
         /// Port used for the policy decision (ICMP: request type), network order.
         policy_port_be: u16 = "__u16",
         /// Reserved, zero.
-        pad2: u32 = "__u32",
+        pad: u32 = "__u32",
     }
     /// Per-endpoint runtime state (array map of one entry), written by the loader and agent.
-    struct EpState as "ep_state" = 16 {
+    struct EpState as "ep_state" = 24 {
         /// Current policy revision: connections checked against an older one are re-checked.
         policy_rev: u32 = "__u32",
         /// Lifetime of a TCP connection-tracking entry after its last packet, seconds.
@@ -175,6 +211,10 @@ layouts! {
         ct_timeout_other_s: u32 = "__u32",
         /// EVENTS_DROP | EVENTS_VERDICT: which events go to the ring buffer.
         events_mask: u32 = "__u32",
+        /// Kernel HZ (bpf_jiffies64() ticks per second), detected by the loader.
+        jiffies_hz: u32 = "__u32",
+        /// Reserved, zero.
+        pad: u32 = "__u32",
     }
     /// Per-CPU counter value of the metrics map (index = direction * 256 + reason).
     struct MetricsValue as "metrics_value" = 16 {
@@ -274,19 +314,34 @@ pub const CONSTANTS: &[(&str, u32, &str)] = &[
         "events_mask bit: emit verdict events",
     ),
     (
-        "POLICY_KEY_FULL_PREFIX",
-        POLICY_KEY_FULL_PREFIX,
-        "policy key prefixlen of an exact key",
+        "POLICY_ALL_PORTS",
+        POLICY_ALL_PORTS as u32,
+        "policy_key.dir_flags bit: every port (protocol 0: every protocol)",
     ),
     (
-        "POLICY_KEY_PROTO_PREFIX",
-        POLICY_KEY_PROTO_PREFIX,
-        "policy key prefixlen of a port wildcard",
+        "POLICY_FINAL",
+        POLICY_FINAL as u32,
+        "policy_value.flags bit: no later-consulted identity can deny",
     ),
     (
-        "POLICY_KEY_DIR_PREFIX",
-        POLICY_KEY_DIR_PREFIX,
-        "policy key prefixlen of a protocol wildcard",
+        "POLICY_RANGE_PROTO_PREFIX",
+        POLICY_RANGE_PROTO_PREFIX,
+        "policy_range_key prefixlen covering identity, direction and protocol",
+    ),
+    (
+        "POLICY_RANGE_FULL_PREFIX",
+        POLICY_RANGE_FULL_PREFIX,
+        "policy_range_key prefixlen of a lookup (every port bit)",
+    ),
+    (
+        "CT_OPENER_A",
+        CT_OPENER_A as u32,
+        "ct_value.flags bit: side a of the key opened the connection",
+    ),
+    (
+        "CT_CLOSING",
+        CT_CLOSING as u32,
+        "ct_value.flags bit: TCP FIN or RST seen",
     ),
     (
         "METRICS_ENTRIES",
@@ -308,9 +363,12 @@ pub const EVENT_DROP: u8 = 1;
 pub const EVENT_VERDICT: u8 = 2;
 pub const EVENTS_DROP: u32 = 1;
 pub const EVENTS_VERDICT: u32 = 2;
-pub const POLICY_KEY_FULL_PREFIX: u32 = 64;
-pub const POLICY_KEY_PROTO_PREFIX: u32 = 48;
-pub const POLICY_KEY_DIR_PREFIX: u32 = 40;
+pub const POLICY_ALL_PORTS: u8 = 0x10;
+pub const POLICY_FINAL: u8 = 1;
+pub const POLICY_RANGE_PROTO_PREFIX: u32 = 48;
+pub const POLICY_RANGE_FULL_PREFIX: u32 = 64;
+pub const CT_OPENER_A: u8 = 1;
+pub const CT_CLOSING: u8 = 2;
 pub const METRICS_ENTRIES: u32 = 512;
 
 /// Renders `bpf-templates/include/layout.h`.

@@ -7,6 +7,7 @@ pub mod entries;
 pub mod generate;
 pub mod headers;
 pub mod image;
+pub mod ipcache;
 pub mod layout;
 pub mod output;
 pub mod reasons;

@@ -1,5 +1,5 @@
 //! The compile output directory: `manifest.json`, node artefacts, and one folder per endpoint
-//! (`ep_config.h`, `bpf_lxc.o`, `policy.img`, `addr.img`), plus the text form of map entries
+//! (`ep_config.h`, `bpf_lxc.o`, `policy.img`, `ranges.img`, `addr.img`), plus the text form of map entries
 //! (`compile --emit maps`).
 
 use crate::generate::{CodegenError, EndpointArtefacts};
@@ -11,15 +11,18 @@ use std::fmt::Write;
 use std::path::{Path, PathBuf};
 
 /// Version of the manifest format.
-pub const MANIFEST_VERSION: u32 = 1;
+pub const MANIFEST_VERSION: u32 = 2;
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Manifest {
     pub version: u32,
     /// `node_config.h`, relative to the output directory.
     pub node_header: String,
-    /// The ipcache map image.
+    /// The ipcache prefix image (`cp_ipcache`, prefixes shorter than a host address).
     pub ipcache_image: String,
+    /// The ipcache host image (`cp_ipcache_host`, /32 and /128 entries).
+    pub ipcache_host_image: String,
+    /// Entries of both ipcache images.
     pub ipcache_entries: usize,
     /// Rule id → policy and file:line (`rules.json`).
     pub rules: String,
@@ -34,9 +37,15 @@ pub struct ManifestEndpoint {
     pub addresses: Vec<String>,
     pub header: String,
     pub object: String,
+    /// The `cp_policy` hash image (exact ports and wildcards).
     pub policy_image: String,
+    /// The `cp_policy_rng` image (port ranges), when the endpoint has any.
+    pub range_image: Option<String>,
     pub addr_image: Option<String>,
+    /// Entries of the policy image.
     pub policy_entries: usize,
+    /// Entries of the range image.
+    pub range_entries: usize,
     pub addr_entries: usize,
     pub ingress_enforced: bool,
     pub egress_enforced: bool,
@@ -81,13 +90,12 @@ pub fn write_endpoint(out: &Path, a: &EndpointArtefacts) -> Result<ManifestEndpo
     write(&out.join(rel("ep_config.h")), a.header.as_bytes())?;
     write(&out.join(rel("bpf_lxc.o")), &a.object)?;
     write(&out.join(rel("policy.img")), &a.policy_image().to_bytes())?;
-    let addr_image = match a.addr_image() {
-        Some(img) => {
-            write(&out.join(rel("addr.img")), &img.to_bytes())?;
-            Some(rel("addr.img"))
-        }
-        None => None,
+    let optional = |file: &str, img: Option<crate::image::MapImage>| match img {
+        Some(img) => write(&out.join(rel(file)), &img.to_bytes()).map(|_| Some(rel(file))),
+        None => Ok(None),
     };
+    let range_image = optional("ranges.img", a.range_image())?;
+    let addr_image = optional("addr.img", a.addr_image())?;
     let c = &a.config;
     Ok(ManifestEndpoint {
         id: c.id,
@@ -102,8 +110,10 @@ pub fn write_endpoint(out: &Path, a: &EndpointArtefacts) -> Result<ManifestEndpo
         header: rel("ep_config.h"),
         object: rel("bpf_lxc.o"),
         policy_image: rel("policy.img"),
+        range_image,
         addr_image,
-        policy_entries: a.entries.policy.len(),
+        policy_entries: a.entries.hash_len(),
+        range_entries: a.entries.range_len(),
         addr_entries: a.entries.addr.len(),
         ingress_enforced: a.features.ingress_policy,
         egress_enforced: a.features.egress_policy,
@@ -115,18 +125,21 @@ pub fn write_endpoint(out: &Path, a: &EndpointArtefacts) -> Result<ManifestEndpo
 pub fn write_node(
     out: &Path,
     node_header: &str,
-    ipcache: &crate::image::MapImage,
+    ipcache: &[crate::image::MapImage; 2],
     rules: &[RuleRow],
     endpoints: Vec<ManifestEndpoint>,
 ) -> Result<PathBuf, CodegenError> {
     write(&out.join("node_config.h"), node_header.as_bytes())?;
-    write(&out.join("ipcache.img"), &ipcache.to_bytes())?;
+    let [hosts, prefixes] = ipcache;
+    write(&out.join("ipcache_host.img"), &hosts.to_bytes())?;
+    write(&out.join("ipcache.img"), &prefixes.to_bytes())?;
     write(&out.join("rules.json"), to_json(&rules).as_bytes())?;
     let manifest = Manifest {
         version: MANIFEST_VERSION,
         node_header: "node_config.h".into(),
         ipcache_image: "ipcache.img".into(),
-        ipcache_entries: ipcache.entries.len(),
+        ipcache_host_image: "ipcache_host.img".into(),
+        ipcache_entries: hosts.len() + prefixes.len(),
         rules: "rules.json".into(),
         endpoints,
     };
@@ -145,36 +158,40 @@ fn to_json<T: Serialize + ?Sized>(v: &T) -> String {
 /// `ingress identity 300 TCP 80/16 -> allow (r0, r3)` for every policy entry, then address classes.
 pub fn render_entries(a: &EndpointArtefacts) -> String {
     let mut s = String::new();
-    for (k, v, rules) in a.entries.policy.values() {
-        let dir = if k.direction == DIR_INGRESS {
+    for e in &a.entries.policy {
+        let dir = if e.direction == DIR_INGRESS {
             "ingress"
         } else {
             "egress"
         };
-        let who = match k.identity {
+        let who = match e.identity {
             0 => "any".to_string(),
             id if id & ADDR_CLASS_BIT != 0 => format!("addr-class {}", id & !ADDR_CLASS_BIT),
             id => format!("identity {id}"),
         };
-        let what = if k.prefixlen <= POLICY_KEY_DIR_PREFIX {
+        let what = if e.protocol == 0 {
             "any-proto".to_string()
         } else {
-            let plen = k.prefixlen - POLICY_KEY_PROTO_PREFIX;
-            let proto = ir::Protocol::from_number(k.protocol)
+            let proto = ir::Protocol::from_number(e.protocol)
                 .map(|p| p.name().to_string())
-                .unwrap_or_else(|| k.protocol.to_string());
-            if plen == 0 {
-                format!("{proto} *")
-            } else {
-                format!("{proto} {}/{plen}", u16::from_be(k.dport_be))
+                .unwrap_or_else(|| e.protocol.to_string());
+            match e.port_prefix_len {
+                0 => format!("{proto} *"),
+                plen => format!("{proto} {}/{plen}", e.port),
             }
         };
+        let v = &e.value;
         let verdict = match v.verdict {
             VERDICT_DENY => "deny".to_string(),
             VERDICT_REDIRECT => format!("redirect:{}", v.proxy_port),
             _ => "allow".to_string(),
         };
-        let rules: Vec<String> = rules.iter().map(|r| format!("r{}", r.0)).collect();
+        let rules: Vec<String> = a
+            .entries
+            .rules_of(e)
+            .iter()
+            .map(|r| format!("r{}", r.0))
+            .collect();
         let _ = writeln!(
             s,
             "  {dir} {who} {what} -> {verdict} ({})",

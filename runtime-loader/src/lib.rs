@@ -4,6 +4,7 @@
 //! - [`layout`]: where a node's maps and links are pinned, found again after a restart.
 //! - [`attach`]: tcx (or clsact/netlink) attach, atomic replace, detach.
 //! - [`rawmap`], [`delta`]: byte-level map access and entry deltas.
+//! - [`hz`]: the kernel's HZ, for connection-tracking lifetimes in jiffies.
 //! - [`load`]: load an object (globals, pinned maps, map images, state); [`test_run`]:
 //!   BPF_PROG_TEST_RUN; [`packet`]: test packets.
 //! - [`testkit`]: self-cleaning network namespaces, veth pairs and private bpffs mounts for
@@ -13,6 +14,7 @@ pub mod attach;
 pub mod bpffs;
 pub mod delta;
 pub mod error;
+pub mod hz;
 pub mod layout;
 pub mod load;
 pub mod packet;

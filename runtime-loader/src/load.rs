@@ -2,6 +2,7 @@
 //! objects already carry them), reuses pinned maps when asked, loads both programs through the
 //! verifier, fills maps from map images and writes the endpoint state.
 
+use crate::hz::kernel_hz;
 use crate::rawmap::RawMap;
 use aya::maps::Map;
 use aya::programs::SchedClassifier;
@@ -58,13 +59,16 @@ pub struct LoadOptions<'a> {
     pub state: Option<EpState>,
 }
 
-/// Revision 1, TCP entries live 6 h after their last packet, others 60 s, all events on.
+/// Revision 1, TCP entries live 6 h after their last packet, others 60 s, all events on, the
+/// kernel's HZ.
 pub fn default_state() -> EpState {
     EpState {
         policy_rev: 1,
         ct_timeout_tcp_s: 21_600,
         ct_timeout_other_s: 60,
         events_mask: codegen::layout::EVENTS_DROP | codegen::layout::EVENTS_VERDICT,
+        jiffies_hz: kernel_hz(),
+        pad: 0,
     }
 }
 
@@ -152,7 +156,7 @@ impl Datapath {
             .map_err(|source| LoadError::ProgramType { name, source })
     }
 
-    /// A map of the object by name (`cp_policy`, `cp_ipcache`, …).
+    /// A map of the object by name (`cp_policy`, `cp_ipcache`, `cp_ct4`, …).
     pub fn map(&self, name: &str) -> Result<&RawMap, LoadError> {
         self.maps
             .get(name)
@@ -163,7 +167,7 @@ impl Datapath {
     pub fn fill(&self, image: &MapImage) -> Result<(), LoadError> {
         let name = image.kind.map_name();
         let map = self.map(name)?;
-        for (k, v) in &image.entries {
+        for (k, v) in image.entries() {
             map.update(k, v).map_err(|source| LoadError::Map {
                 map: name.to_string(),
                 source,
@@ -172,8 +176,13 @@ impl Datapath {
         Ok(())
     }
 
-    /// Writes the endpoint state (policy revision, CT timeouts, event mask).
+    /// Writes the endpoint state (policy revision, CT timeouts, event mask); a `jiffies_hz` of
+    /// 0 is replaced by the kernel's HZ.
     pub fn set_state(&self, state: &EpState) -> Result<(), LoadError> {
+        let mut state = *state;
+        if state.jiffies_hz == 0 {
+            state.jiffies_hz = kernel_hz();
+        }
         self.map(STATE_MAP)?
             .update(&0u32.to_ne_bytes(), state.as_bytes())
             .map_err(|source| LoadError::Map {

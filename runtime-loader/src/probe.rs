@@ -4,7 +4,7 @@
 
 use crate::testkit::{enter_netns, Netns};
 use std::io::{Read, Write};
-use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream, UdpSocket};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -18,9 +18,9 @@ pub struct Responder {
 }
 
 impl Responder {
-    pub fn start(ns: &Netns, addr: Ipv4Addr, port: u16) -> Responder {
+    pub fn start(ns: &Netns, addr: impl Into<IpAddr>, port: u16) -> Responder {
         let stop = Arc::new(AtomicBool::new(false));
-        let sa = SocketAddr::from((addr, port));
+        let sa = SocketAddr::from((addr.into(), port));
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();
         let tcp = {
             let (stop, path, ready) = (stop.clone(), ns.path(), ready_tx.clone());
@@ -101,7 +101,8 @@ fn serve_udp(
 }
 
 /// Does a TCP connection from namespace `ns` to `dst:port` open and echo a message back?
-pub fn tcp_ok(ns: &Netns, dst: Ipv4Addr, port: u16, timeout: Duration) -> bool {
+pub fn tcp_ok(ns: &Netns, dst: impl Into<IpAddr>, port: u16, timeout: Duration) -> bool {
+    let dst = dst.into();
     ns.run(move || {
         let Ok(mut s) = TcpStream::connect_timeout(&SocketAddr::from((dst, port)), timeout) else {
             return false;
@@ -116,9 +117,14 @@ pub fn tcp_ok(ns: &Netns, dst: Ipv4Addr, port: u16, timeout: Duration) -> bool {
 }
 
 /// Does a UDP datagram from namespace `ns` to `dst:port` get its echo back?
-pub fn udp_ok(ns: &Netns, dst: Ipv4Addr, port: u16, timeout: Duration) -> bool {
+pub fn udp_ok(ns: &Netns, dst: impl Into<IpAddr>, port: u16, timeout: Duration) -> bool {
+    let dst = dst.into();
+    let any: IpAddr = match dst {
+        IpAddr::V4(_) => Ipv4Addr::UNSPECIFIED.into(),
+        IpAddr::V6(_) => Ipv6Addr::UNSPECIFIED.into(),
+    };
     ns.run(move || {
-        let Ok(s) = UdpSocket::bind((Ipv4Addr::UNSPECIFIED, 0)) else {
+        let Ok(s) = UdpSocket::bind((any, 0)) else {
             return false;
         };
         let _ = s.set_read_timeout(Some(timeout));
@@ -136,7 +142,13 @@ pub struct TcpSession {
 }
 
 impl TcpSession {
-    pub fn open(ns: &Netns, dst: Ipv4Addr, port: u16, timeout: Duration) -> Option<TcpSession> {
+    pub fn open(
+        ns: &Netns,
+        dst: impl Into<IpAddr>,
+        port: u16,
+        timeout: Duration,
+    ) -> Option<TcpSession> {
+        let dst = dst.into();
         let stream = ns.run(move || {
             TcpStream::connect_timeout(&SocketAddr::from((dst, port)), timeout).ok()
         })?;

@@ -120,12 +120,17 @@ impl Drop for Netns {
 
 /// An endpoint wired like a Cilium pod: a veth pair whose host side (`host`) is in the node
 /// namespace and whose other side (`eth0`) is in the endpoint's own namespace with `addr`/32,
-/// routed through the host side (proxy ARP). Deleting the node namespace removes it.
+/// routed through the host side (proxy ARP); optionally also `addr6`/128, routed through the
+/// host side's link-local `fe80::1`. Deleting the node namespace removes it.
 pub struct Endpoint {
     pub ns: Netns,
     pub host: String,
     pub addr: std::net::Ipv4Addr,
+    pub addr6: Option<std::net::Ipv6Addr>,
 }
+
+/// The host side's link-local address: the IPv6 next hop of every endpoint.
+pub const HOST_LINK_LOCAL: &str = "fe80::1";
 
 impl Endpoint {
     pub fn new(node: &Netns, addr: std::net::Ipv4Addr) -> Endpoint {
@@ -145,7 +150,44 @@ impl Endpoint {
         node.sysctl(&format!("net.ipv4.conf.{host}.proxy_arp"), "1");
         // Proxy ARP answers after a random delay of up to 0.8 s by default.
         node.sysctl(&format!("net.ipv4.neigh.{host}.proxy_delay"), "0");
-        Endpoint { ns, host, addr }
+        Endpoint {
+            ns,
+            host,
+            addr,
+            addr6: None,
+        }
+    }
+
+    /// A dual-stack endpoint: as [`Endpoint::new`], plus `addr6`/128 on `eth0`, a default IPv6
+    /// route via the host side's `fe80::1` and a /128 route back on the node. Duplicate address
+    /// detection is off on both sides so the addresses work at once.
+    pub fn dual_stack(
+        node: &Netns,
+        addr: std::net::Ipv4Addr,
+        addr6: std::net::Ipv6Addr,
+    ) -> Endpoint {
+        let mut ep = Endpoint::new(node, addr);
+        let a = format!("{addr6}/128");
+        let ll = format!("{HOST_LINK_LOCAL}/64");
+        ep.ns.sysctl("net.ipv6.conf.eth0.accept_dad", "0");
+        ep.ns
+            .exec(&["ip", "-6", "addr", "add", &a, "dev", "eth0", "nodad"]);
+        ep.ns.exec(&[
+            "ip",
+            "-6",
+            "route",
+            "add",
+            "default",
+            "via",
+            HOST_LINK_LOCAL,
+            "dev",
+            "eth0",
+        ]);
+        node.sysctl(&format!("net.ipv6.conf.{}.accept_dad", ep.host), "0");
+        node.exec(&["ip", "-6", "addr", "add", &ll, "dev", &ep.host, "nodad"]);
+        node.exec(&["ip", "-6", "route", "add", &a, "dev", &ep.host]);
+        ep.addr6 = Some(addr6);
+        ep
     }
 }
 
@@ -153,6 +195,7 @@ impl Endpoint {
 pub fn node_netns() -> Netns {
     let node = Netns::new("cpn");
     node.sysctl("net.ipv4.ip_forward", "1");
+    node.sysctl("net.ipv6.conf.all.forwarding", "1");
     node
 }
 

@@ -5,7 +5,9 @@
 
 mod common;
 
-use codegen::entries::{ipcache_image, EndpointEntries};
+use codegen::entries::EndpointEntries;
+use codegen::ipcache::ipcache_images;
+use codegen::layout::{CtValue, CT_CLOSING};
 use codegen::template::Globals;
 use codegen::{EndpointConfig, MapSizes};
 use ir::mapstate::AddrKey;
@@ -61,6 +63,11 @@ fn policy() -> EndpointPolicy {
         key(FOE, Direction::Ingress, 0, 0, 0),
         entry(MapVerdict::Deny, 3),
     );
+    // A wildcard deny inside the friend's range: the range allow must not end the decision.
+    p.entries.insert(
+        key(0, Direction::Ingress, 6, 8086, 16),
+        entry(MapVerdict::Deny, 9),
+    );
     p.entries.insert(
         key(0, Direction::Ingress, 6, 80, 16),
         entry(MapVerdict::Allow, 4),
@@ -91,6 +98,11 @@ fn policy() -> EndpointPolicy {
 }
 
 fn setup() -> Option<Datapath> {
+    setup_with(true)
+}
+
+/// The endpoint 10.0.0.1 (and fd00::1 with `ipv6`) with [`policy`] loaded.
+fn setup_with(ipv6: bool) -> Option<Datapath> {
     if !common::root_or_skip("root_datapath") {
         return None;
     }
@@ -99,7 +111,7 @@ fn setup() -> Option<Datapath> {
         name: "default/ep".into(),
         identity: NumericIdentity(EP),
         ipv4: Some("10.0.0.1".parse().unwrap()),
-        ipv6: Some("fd00::1".parse().unwrap()),
+        ipv6: ipv6.then(|| "fd00::1".parse().unwrap()),
     };
     let pol = policy();
     let (features, _) = codegen::Features::derive(&ep, &pol, None);
@@ -115,14 +127,15 @@ fn setup() -> Option<Datapath> {
         cache.insert(a.parse().unwrap(), NumericIdentity(id));
     }
     let entries = EndpointEntries::build(&pol);
-    let (pi, ai, ci) = (
+    let mut images = vec![
         entries.policy_image(),
+        entries.range_image(),
         entries.addr_image(),
-        ipcache_image(&cache),
-    );
+    ];
+    images.extend(ipcache_images(&cache));
     let opts = LoadOptions {
         globals: Some(Globals::of(&ep)),
-        images: vec![&pi, &ai, &ci],
+        images: images.iter().collect(),
         ..Default::default()
     };
     Some(load(&obj, &opts).unwrap_or_else(|e| panic!("{e}")))
@@ -147,6 +160,8 @@ fn root_datapath_truth_table() {
     assert!(run(&dp, ing, &tcp("10.0.0.2", "10.0.0.1", 40000, 80)));
     assert!(run(&dp, ing, &tcp("10.0.0.2", "10.0.0.1", 40000, 8087)));
     assert!(!run(&dp, ing, &tcp("10.0.0.2", "10.0.0.1", 40000, 8088)));
+    // ... except 8086, denied for every identity.
+    assert!(!run(&dp, ing, &tcp("10.0.0.2", "10.0.0.1", 40000, 8086)));
     // Wildcard identity allows port 80 from the world, nothing else.
     assert!(run(&dp, ing, &tcp("1.1.1.1", "10.0.0.1", 40001, 80)));
     assert!(!run(&dp, ing, &tcp("1.1.1.1", "10.0.0.1", 40001, 22)));
@@ -208,9 +223,8 @@ fn root_datapath_revoked_policy_stops_established_flows() {
     let map = dp.map("cp_policy").unwrap();
     for id in [FRIEND, 0] {
         let k = codegen::layout::PolicyKey {
-            prefixlen: 64,
             identity: id,
-            direction: 0,
+            dir_flags: 0,
             protocol: 6,
             dport_be: 80u16.to_be(),
         };
@@ -231,4 +245,78 @@ fn root_datapath_revoked_policy_stops_established_flows() {
         !run(&dp, Direction::Egress, &syn.reply()),
         "its replies too"
     );
+}
+
+/// The CT entry of the only tracked connection.
+fn only_ct_entry(dp: &Datapath) -> CtValue {
+    let e = dp.map("cp_ct4").unwrap().entries().unwrap();
+    assert_eq!(e.len(), 1, "one tracked connection");
+    CtValue::from_bytes(e.values().next().unwrap()).unwrap()
+}
+
+#[test]
+fn root_datapath_tcp_close_shortens_lifetime_and_stale_entries_expire() {
+    let Some(dp) = setup() else { return };
+    let hz = u64::from(runtime_loader::hz::kernel_hz());
+    let syn = tcp("10.0.0.2", "10.0.0.1", 46000, 80);
+    assert!(run(&dp, Direction::Ingress, &syn));
+    let open = only_ct_entry(&dp);
+    assert_eq!(open.flags & CT_CLOSING, 0);
+    // The endpoint closes: its FIN is a reply of the connection and passes.
+    let mut fin = syn.reply();
+    fin.tcp_flags = 0x11;
+    assert!(run(&dp, Direction::Egress, &fin));
+    let closing = only_ct_entry(&dp);
+    assert_ne!(closing.flags & CT_CLOSING, 0);
+    // 6 h (default TCP lifetime) became at most 10 s, both counted from (almost) now.
+    assert!(
+        open.expires > closing.expires + (21_600 - 11) * hz,
+        "lifetime after FIN: {} jiffies before, {} after (HZ {hz})",
+        open.expires,
+        closing.expires
+    );
+    // The last ACK still belongs to the connection.
+    let mut ack = syn.clone();
+    ack.tcp_flags = 0x10;
+    assert!(run(&dp, Direction::Ingress, &ack));
+    // Once stale, the entry no longer carries replies: the endpoint's egress policy (UDP/53
+    // only) decides them, and drops this one.
+    let map = dp.map("cp_ct4").unwrap();
+    let (key, _) = map.entries().unwrap().into_iter().next().unwrap();
+    let stale = CtValue {
+        expires: 1,
+        ..closing
+    };
+    map.update(&key, stale.as_bytes()).unwrap();
+    let mut data = syn.reply();
+    data.tcp_flags = 0x10;
+    assert!(
+        !run(&dp, Direction::Egress, &data),
+        "stale entry must not pass replies"
+    );
+}
+
+#[test]
+fn root_datapath_ipv6_neighbour_discovery_passes_on_ipv4_only_endpoints() {
+    let Some(dp) = setup_with(false) else { return };
+    let (ll, peer) = ("fe80::1", "fe80::2");
+    for ty in [133u16, 134, 135, 136, 137] {
+        let nd = PacketSpec::new(ip(ll), ip(peer), 58, 0, ty);
+        assert!(run(&dp, Direction::Ingress, &nd), "ICMPv6 type {ty} in");
+        assert!(run(&dp, Direction::Egress, &nd), "ICMPv6 type {ty} out");
+    }
+    // Other IPv6 is still an unsupported L3 protocol here.
+    let echo = PacketSpec::new(ip("fd00::2"), ip("fd00::1"), 58, 9, 128);
+    assert!(!run(&dp, Direction::Ingress, &echo));
+    assert!(!run(
+        &dp,
+        Direction::Ingress,
+        &tcp("fd00::2", "fd00::1", 43000, 80)
+    ));
+    // IPv4 is enforced as usual.
+    assert!(run(
+        &dp,
+        Direction::Ingress,
+        &tcp("10.0.0.2", "10.0.0.1", 40000, 80)
+    ));
 }

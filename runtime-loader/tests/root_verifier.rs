@@ -45,6 +45,14 @@ fn configurations() -> Vec<Features> {
             ..Default::default()
         },
         Features { ct: false, ..all },
+        Features {
+            ipv4: true,
+            sip_check: true,
+            egress_policy: true,
+            ct: true,
+            port_ranges: true,
+            ..Default::default()
+        },
     ]
 }
 

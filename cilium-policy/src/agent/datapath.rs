@@ -13,7 +13,9 @@ use super::config::AgentConfig;
 use super::error::ApiError;
 use super::world::{LocalEndpoint, World};
 use codegen::clang::{Clang, ObjectCache};
-use codegen::entries::{ipcache_image, EndpointEntries};
+use codegen::entries::EndpointEntries;
+use codegen::image::MapImage;
+use codegen::ipcache::ipcache_images;
 use codegen::layout::{EpState, VERDICT_DENY};
 use codegen::template::{Globals, PatchSites};
 use codegen::{EndpointConfig, Features, MapSizes};
@@ -23,9 +25,17 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 
 /// Maps every endpoint program shares, pinned under the node.
-pub const SHARED_MAPS: [&str; 2] = ["cp_ipcache", "cp_events"];
-/// Maps of one endpoint, pinned under the endpoint.
-pub const ENDPOINT_MAPS: [&str; 5] = ["cp_policy", "cp_addr", "cp_ct", "cp_state", "cp_metrics"];
+pub const SHARED_MAPS: [&str; 3] = ["cp_ipcache_host", "cp_ipcache", "cp_events"];
+/// Maps of one endpoint, pinned under the endpoint (those compiled out are skipped).
+pub const ENDPOINT_MAPS: [&str; 7] = [
+    "cp_policy",
+    "cp_policy_rng",
+    "cp_addr",
+    "cp_ct4",
+    "cp_ct6",
+    "cp_state",
+    "cp_metrics",
+];
 
 /// What identifies a loaded program: reloaded only when this changes.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -55,8 +65,8 @@ struct Plan {
     id: u16,
     load: Option<load::Datapath>,
     key: ProgramKey,
-    policy: Entries,
-    addr: Entries,
+    /// Wanted entries of the endpoint's own maps: (map name, entries).
+    maps: Vec<(&'static str, Entries)>,
 }
 
 fn internal(e: impl std::fmt::Display) -> ApiError {
@@ -108,11 +118,15 @@ impl Datapath {
             }
             plans.push((self.plan(*id, ep, &policy)?, ep.clone(), policy));
         }
-        let ipcache = image_entries(ipcache_image(world.engine.cluster.ipcache()).entries);
-        let ipcache_pin = self.layout.shared_map("cp_ipcache").map_err(internal)?;
-        // The first endpoint's load creates the ipcache; with no endpoint there is nothing to write.
-        if ipcache_pin.exists() {
-            self.write_ipcache(&ipcache_pin, &ipcache)?;
+        for img in ipcache_images(world.engine.cluster.ipcache()) {
+            let pin = self
+                .layout
+                .shared_map(img.kind.map_name())
+                .map_err(internal)?;
+            // The first endpoint's load creates the ipcache; with no endpoint there is nothing to write.
+            if pin.exists() {
+                self.write_ipcache(&pin, &image_entries(&img))?;
+            }
         }
         for (plan, ep, policy) in plans {
             let id = plan.id;
@@ -151,11 +165,18 @@ impl Datapath {
         };
         let (features, _) = Features::derive(&cfg, policy, None);
         let entries = EndpointEntries::build(policy);
-        let policy_entries = image_entries(entries.policy_image().entries);
-        let addr_entries = image_entries(entries.addr_image().entries);
+        let maps: Vec<(&'static str, Entries)> = [
+            entries.policy_image(),
+            entries.range_image(),
+            entries.addr_image(),
+        ]
+        .iter()
+        .map(|img| (img.kind.map_name(), image_entries(img)))
+        .collect();
         for (what, n, max) in [
-            ("policy", policy_entries.len(), self.sizes.policy_map),
-            ("address", addr_entries.len(), self.sizes.addr_map),
+            ("policy", maps[0].1.len(), self.sizes.policy_map),
+            ("port-range policy", maps[1].1.len(), self.sizes.policy_map),
+            ("address", maps[2].1.len(), self.sizes.addr_map),
         ] {
             if n > max as usize {
                 return Err(ApiError::internal(format!(
@@ -178,8 +199,7 @@ impl Datapath {
             id,
             load,
             key,
-            policy: policy_entries,
-            addr: addr_entries,
+            maps,
         })
     }
 
@@ -238,17 +258,39 @@ impl Datapath {
     fn apply(&mut self, mut plan: Plan, revision: u64) -> Result<(), ApiError> {
         let id = plan.id;
         // Entries first: the running program shares these maps, and the new one finds them ready.
-        self.write_map(
-            &self
-                .layout
-                .endpoint_map(id, "cp_policy")
-                .map_err(internal)?,
-            &plan.policy,
-            policy_rank,
-        )?;
-        let addr_pin = self.layout.endpoint_map(id, "cp_addr").map_err(internal)?;
-        if addr_pin.exists() {
-            self.write_map(&addr_pin, &plan.addr, byte_eq_rank)?;
+        // Every map's restricting changes go in before any map's widening ones.
+        let mut deltas = Vec::new();
+        for (name, want) in &plan.maps {
+            let pin = self.layout.endpoint_map(id, name).map_err(internal)?;
+            // Maps compiled out of the endpoint's program (ranges, address classes) are not pinned.
+            if pin.exists() {
+                // Policy maps: denies in and allows out first; address classes with the rest.
+                let (rank, restricts): (fn(&MapOp) -> u8, fn(&MapOp) -> bool) =
+                    if *name == "cp_addr" {
+                        (byte_eq_rank, |_| false)
+                    } else {
+                        (policy_rank, |op| policy_rank(op) < 2)
+                    };
+                let (pin, map, len, delta) = self.delta(&pin, want, rank)?;
+                deltas.push((pin, map, len, delta, restricts));
+            }
+        }
+        for restricting in [true, false] {
+            for (pin, map, len, delta, restricts) in &mut deltas {
+                let part = MapDelta {
+                    ops: delta
+                        .ops
+                        .iter()
+                        .filter(|op| restricts(op) == restricting)
+                        .cloned()
+                        .collect(),
+                };
+                if !part.is_empty() {
+                    let stats = part.apply(map, *len).map_err(internal)?;
+                    *len = (*len + stats.inserted).saturating_sub(stats.deleted);
+                    tracing::debug!(map = %pin.display(), ?stats, "map delta written");
+                }
+            }
         }
         if let Some(mut dp) = plan.load.take() {
             if let Some(old) = self
@@ -301,6 +343,19 @@ impl Datapath {
             .map_err(|e| ApiError::internal(format!("updating the ipcache: {}", e.body.error)))
     }
 
+    /// The delta from what the pinned map holds to `want`, with the opened map and its length.
+    fn delta(
+        &self,
+        pin: &std::path::Path,
+        want: &Entries,
+        rank: fn(&MapOp) -> u8,
+    ) -> Result<(PathBuf, RawMap, usize, MapDelta), ApiError> {
+        let map = RawMap::open_pinned(pin).map_err(internal)?;
+        let have = map.entries().map_err(internal)?;
+        let delta = MapDelta::between_with(&have, want, policy_value_eq, rank);
+        Ok((pin.to_path_buf(), map, have.len(), delta))
+    }
+
     /// Writes `want` into the pinned map as a delta against what the map holds now.
     fn write_map(
         &self,
@@ -337,8 +392,10 @@ impl Datapath {
     }
 }
 
-fn image_entries(v: Vec<(Vec<u8>, Vec<u8>)>) -> Entries {
-    v.into_iter().collect()
+fn image_entries(img: &MapImage) -> Entries {
+    img.entries()
+        .map(|(k, v)| (k.to_vec(), v.to_vec()))
+        .collect()
 }
 
 /// Policy values are equal when verdict, proxy port and rule agree; the counters (bytes

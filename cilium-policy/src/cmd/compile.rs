@@ -1,7 +1,7 @@
 //! `cilium-policy compile`: per-endpoint BPF objects, headers and map images from policy files.
 //!
 //! front end → cluster (identities, ipcache) → per-endpoint map state → codegen. Writes
-//! `OUTDIR/manifest.json`, `node_config.h`, `ipcache.img`, `rules.json` and one folder per
+//! `OUTDIR/manifest.json`, `node_config.h`, `ipcache.img`, `ipcache_host.img`, `rules.json` and one folder per
 //! endpoint; `--emit ir|c|maps` prints the IR, the generated headers or the map entries instead.
 
 use codegen::entries::EndpointEntries;
@@ -184,14 +184,14 @@ pub fn run(args: Args) -> miette::Result<ExitCode> {
         bar.inc(1);
     }
     bar.finish_and_clear();
-    let ipcache_image = gen
-        .ipcache_image(ipcache)
+    let ipcache_images = gen
+        .ipcache_images(ipcache)
         .map_err(|e| miette::miette!("{e}"))?;
     let node = gen.node_header(planned.len(), ipcache);
     let manifest = output::write_node(
         &dir,
         &node,
-        &ipcache_image,
+        &ipcache_images,
         &codegen::rules::rule_table(set),
         written,
     )

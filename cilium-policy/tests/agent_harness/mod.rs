@@ -41,6 +41,33 @@ pub fn in_netns(cmd: &mut Command, netns: &std::path::Path) {
     }
 }
 
+/// The verdict of the offline `cilium-policy trace -f FILES... PARTIES --dport PORT/PROTO -o
+/// json` (`parties` like `["--src", "ns/pod", "--dst-ip", "fd00::1"]`): true for `allowed`.
+pub fn trace_allows(files: &[String], parties: &[&str], port: u16, proto: &str) -> bool {
+    let mut cmd = Command::new(BIN);
+    cmd.arg("trace");
+    for f in files {
+        cmd.args(["-f", f]);
+    }
+    let out = cmd
+        .args(parties)
+        .args(["--dport", &format!("{port}/{}", proto.to_lowercase())])
+        .args(["-o", "json"])
+        .output()
+        .expect("running trace");
+    assert!(
+        out.status.success(),
+        "trace {parties:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("trace json");
+    match v["verdict"].as_str() {
+        Some("allowed") => true,
+        Some("denied") => false,
+        _ => panic!("trace gave no verdict: {v}"),
+    }
+}
+
 impl Agent {
     pub fn start(node: &Netns) -> Agent {
         Self::start_with(Some((PrivateBpffs::new(), node.path())), Vec::new())
@@ -149,6 +176,33 @@ impl Agent {
             before.trim().trim_start_matches("Revision: "),
             "no new revision"
         );
+    }
+
+    /// Runs `trigger` while `monitor --type drop` listens, and returns the first policy drop
+    /// line. Other drops may come first (e.g. IPv6 neighbour discovery on IPv4-only endpoints,
+    /// "Unsupported L3 protocol").
+    pub fn first_policy_drop(&self, trigger: impl FnOnce()) -> String {
+        use std::io::{BufRead, BufReader};
+        let mut mon = Command::new(BIN)
+            .arg("--api-socket")
+            .arg(&self.socket)
+            .args(["monitor", "--type", "drop"])
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("monitor");
+        let mut lines = BufReader::new(mon.stdout.take().expect("monitor stdout")).lines();
+        let first = lines.next().and_then(|l| l.ok()).unwrap_or_default();
+        assert!(first.starts_with("Listening"), "{first}");
+        std::thread::sleep(Duration::from_millis(300));
+        trigger();
+        let line = lines
+            .by_ref()
+            .take(200)
+            .map_while(|l| l.ok())
+            .find(|l| l.contains("Policy denied"));
+        let _ = mon.kill();
+        let _ = mon.wait();
+        line.expect("a policy drop event")
     }
 
     /// Writes `text` to a file in the test directory and returns its path.

@@ -49,7 +49,7 @@ pub fn scenario(sources: Vec<compiler::front::Source>, gen: &mut Generator) -> S
     let cluster =
         Cluster::build(&front.inventory, &front.policy, ClusterConfig::default()).unwrap();
     let engine = PolicyEngine::new(front.policy.clone(), cluster.clone());
-    let ipcache = gen.ipcache_image(cluster.ipcache()).unwrap();
+    let ipcache = gen.ipcache_images(cluster.ipcache()).unwrap();
     let mut eps = BTreeMap::new();
     for (i, (name, pol)) in engine.all_policies().into_iter().enumerate() {
         let ep = cluster.endpoint(&name).unwrap();
@@ -80,11 +80,8 @@ pub fn scenario(sources: Vec<compiler::front::Source>, gen: &mut Generator) -> S
         let art = gen
             .endpoint(&cfg, &pol, Some(&front.policy))
             .unwrap_or_else(|e| panic!("{e}"));
-        let (pi, ai) = (art.policy_image(), art.addr_image());
-        let mut images = vec![&pi, &ipcache];
-        if let Some(a) = &ai {
-            images.push(a);
-        }
+        let own = art.images();
+        let images = own.iter().chain(&ipcache).collect();
         let dp = load(
             &art.object,
             &LoadOptions {

@@ -41,5 +41,6 @@ pub fn all_features() -> Features {
         ct: true,
         l7_redirect: true,
         addr_match: true,
+        port_ranges: true,
     }
 }
