@@ -17,4 +17,16 @@ pub struct AgentConfig {
     pub tcp: Option<std::net::SocketAddr>,
     /// Entries of each endpoint's connection-tracking map (an LRU hash, preallocated).
     pub ct_map_size: u32,
+    /// Cluster identities shared with other nodes (`--kvstore`); local numbering when `None`.
+    pub kvstore: Option<std::sync::Arc<dyn compiler::identity::SharedIdentities>>,
+}
+
+impl AgentConfig {
+    /// The cluster configuration the agent's world is built with.
+    pub fn cluster_config(&self) -> compiler::cluster::ClusterConfig {
+        compiler::cluster::ClusterConfig {
+            shared_identities: self.kvstore.clone(),
+            ..Default::default()
+        }
+    }
 }

@@ -190,7 +190,7 @@ fn pod_missing(id: u16, pod: &str) -> ApiError {
 
 impl World {
     /// Builds the whole world from the persisted state (at start, and as a fallback).
-    pub fn build(p: &Persisted, _cfg: &AgentConfig) -> Result<World, ApiError> {
+    pub fn build(p: &Persisted, cfg: &AgentConfig) -> Result<World, ApiError> {
         let mut w = World::default();
         let mut policy = ir::PolicySet::default();
         let mut inventory = ir::Inventory::default();
@@ -238,7 +238,7 @@ impl World {
                 None => inventory.endpoints.push(label_endpoint(spec)?),
             }
         }
-        let cluster = Cluster::build(&inventory, &policy, ClusterConfig::default())
+        let cluster = Cluster::build(&inventory, &policy, cfg.cluster_config())
             .map_err(|e| ApiError::bad_request(e.to_string()))?;
         w.engine = PolicyEngine::new(policy, cluster);
         for spec in p.endpoints.values() {

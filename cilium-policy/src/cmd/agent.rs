@@ -36,6 +36,8 @@ pub struct Args {
     #[arg(long, default_value_t = codegen::MapSizes::default().ct_map,
           value_parser = clap::value_parser!(u32).range(256..=16_777_216))]
     pub ct_map_size: u32,
+    #[command(flatten)]
+    pub kvstore: crate::agent::kvstore::KvstoreArgs,
 }
 
 fn parse_loopback(s: &str) -> Result<std::net::SocketAddr, String> {
@@ -69,6 +71,7 @@ pub fn run(args: Args, global_socket: Option<PathBuf>) -> miette::Result<ExitCod
         datapath: !args.no_datapath,
         tcp: args.listen_tcp,
         ct_map_size: args.ct_map_size,
+        kvstore: args.kvstore.open()?,
     };
     let set_debug = Box::new(move |d: bool| {
         let _ = handle.modify(|f| *f = level(d));
