@@ -15,4 +15,16 @@ pub struct AgentConfig {
     pub datapath: bool,
     /// Also serve the API on this loopback TCP address.
     pub tcp: Option<std::net::SocketAddr>,
+    /// Cluster identities shared with other nodes (`--kvstore`); local numbering when `None`.
+    pub kvstore: Option<std::sync::Arc<dyn compiler::identity::SharedIdentities>>,
+}
+
+impl AgentConfig {
+    /// The cluster configuration the agent's world is built with.
+    pub fn cluster_config(&self) -> compiler::cluster::ClusterConfig {
+        compiler::cluster::ClusterConfig {
+            shared_identities: self.kvstore.clone(),
+            ..Default::default()
+        }
+    }
 }

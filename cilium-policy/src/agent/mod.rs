@@ -7,6 +7,7 @@ pub mod client;
 pub mod config;
 pub mod datapath;
 pub mod error;
+pub mod kvstore;
 pub mod model;
 pub mod monitor;
 pub mod resolve;

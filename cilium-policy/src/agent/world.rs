@@ -68,7 +68,7 @@ fn endpoint_name(id: u16) -> String {
 }
 
 impl World {
-    pub fn compute(p: &Persisted, _cfg: &AgentConfig) -> Result<World, ApiError> {
+    pub fn compute(p: &Persisted, cfg: &AgentConfig) -> Result<World, ApiError> {
         let sources = p
             .sources
             .iter()
@@ -136,7 +136,7 @@ impl World {
             };
             names.insert(spec.id, name);
         }
-        let cluster = Cluster::build(&front.inventory, &front.policy, ClusterConfig::default())
+        let cluster = Cluster::build(&front.inventory, &front.policy, cfg.cluster_config())
             .map_err(|e| ApiError::bad_request(e.to_string()))?;
         let mut endpoints = BTreeMap::new();
         for (id, name) in &names {

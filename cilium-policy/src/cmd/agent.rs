@@ -31,6 +31,8 @@ pub struct Args {
     /// Also serve the API on this loopback TCP address (e.g. 127.0.0.1:9234).
     #[arg(long, value_parser = parse_loopback)]
     pub listen_tcp: Option<std::net::SocketAddr>,
+    #[command(flatten)]
+    pub kvstore: crate::agent::kvstore::KvstoreArgs,
 }
 
 fn parse_loopback(s: &str) -> Result<std::net::SocketAddr, String> {
@@ -63,6 +65,7 @@ pub fn run(args: Args, global_socket: Option<PathBuf>) -> miette::Result<ExitCod
         debug: args.debug,
         datapath: !args.no_datapath,
         tcp: args.listen_tcp,
+        kvstore: args.kvstore.open()?,
     };
     let set_debug = Box::new(move |d: bool| {
         let _ = handle.modify(|f| *f = level(d));

@@ -9,6 +9,9 @@ pub enum ClusterError {
     #[error("no numeric identity left to allocate")]
     #[diagnostic(code(cluster::identities_exhausted))]
     IdentitiesExhausted,
+    #[error("cluster-wide identity allocation failed: {0}")]
+    #[diagnostic(code(cluster::shared_identities))]
+    SharedIdentities(String),
     #[error("endpoint `{name}` is defined twice ({first} and {second})")]
     #[diagnostic(
         code(cluster::duplicate_endpoint),

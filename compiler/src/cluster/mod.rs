@@ -26,6 +26,9 @@ pub struct ClusterConfig {
     /// Traffic from the local host to its endpoints is always allowed (Kubernetes requires it for
     /// probes; Cilium's `--allow-localhost=always`, the default on Kubernetes).
     pub allow_localhost: bool,
+    /// Endpoint identities numbered cluster-wide by this store (the agent's `--kvstore`)
+    /// instead of locally.
+    pub shared_identities: Option<std::sync::Arc<dyn crate::identity::SharedIdentities>>,
 }
 
 impl Default for ClusterConfig {
@@ -35,6 +38,7 @@ impl Default for ClusterConfig {
             cluster_name: "default".into(),
             dual_stack: false,
             allow_localhost: true,
+            shared_identities: None,
         }
     }
 }
@@ -172,10 +176,7 @@ impl Cluster {
         }
         let relevant = self.config.label_filter.relevant(&ep.labels);
         let key = key_of(&relevant);
-        let (id, fresh) = self
-            .ep_ids
-            .allocate(&key)
-            .ok_or(ClusterError::IdentitiesExhausted)?;
+        let (id, fresh) = self.allocate_endpoint_identity(&key)?;
         if fresh {
             self.identities.insert(
                 id,
@@ -196,6 +197,35 @@ impl Cluster {
             identity: id,
             identity_changed: fresh,
         })
+    }
+
+    /// The identity of an endpoint label set: from the shared store when one is configured and
+    /// the set is new here, else by local allocation.
+    fn allocate_endpoint_identity(
+        &mut self,
+        key: &str,
+    ) -> Result<(NumericIdentity, bool), ClusterError> {
+        let shared = match &self.config.shared_identities {
+            Some(s) if self.ep_ids.get(key).is_none() => s.clone(),
+            _ => {
+                return self
+                    .ep_ids
+                    .allocate(key)
+                    .ok_or(ClusterError::IdentitiesExhausted)
+            }
+        };
+        let candidate = self
+            .ep_ids
+            .candidate(key)
+            .ok_or(ClusterError::IdentitiesExhausted)?;
+        let id = shared
+            .allocate(key, candidate)
+            .map_err(ClusterError::SharedIdentities)?;
+        let fresh = self
+            .ep_ids
+            .assign(key, id)
+            .map_err(ClusterError::SharedIdentities)?;
+        Ok((id, fresh))
     }
 
     /// Removes an endpoint, its ipcache entries, and its identity when it was the last holder.

@@ -53,6 +53,18 @@ impl IdAllocator {
         if let Some(id) = self.by_key.get(key) {
             return Some((*id, false));
         }
+        let id = self.candidate(key)?;
+        self.used.insert(id, key.to_string());
+        self.by_key.insert(key.to_string(), id);
+        Some((id, true))
+    }
+
+    /// The number [`allocate`](Self::allocate) would give `key` now (its own if it has one),
+    /// without allocating it. `None` when the range is exhausted.
+    pub fn candidate(&self, key: &str) -> Option<NumericIdentity> {
+        if let Some(id) = self.by_key.get(key) {
+            return Some(*id);
+        }
         let span = (self.last - self.first + 1) as u64;
         if self.used.len() as u64 >= span {
             return None;
@@ -61,12 +73,35 @@ impl IdAllocator {
         loop {
             let id = NumericIdentity(self.first + n);
             if !self.used.contains_key(&id) {
-                self.used.insert(id, key.to_string());
-                self.by_key.insert(key.to_string(), id);
-                return Some((id, true));
+                return Some(id);
             }
             n = (n + 1) % span as u32;
         }
+    }
+
+    /// Records `key` → `id` decided elsewhere (a [`SharedIdentities`] store). Returns whether it
+    /// is new here; an error names the label set already holding `id`, or a number outside the
+    /// range.
+    ///
+    /// [`SharedIdentities`]: super::SharedIdentities
+    pub fn assign(&mut self, key: &str, id: NumericIdentity) -> Result<bool, String> {
+        if self.by_key.get(key) == Some(&id) {
+            return Ok(false);
+        }
+        if id.0 < self.first || id.0 > self.last {
+            return Err(format!(
+                "identity {} for {key} is outside {}..={}",
+                id.0, self.first, self.last
+            ));
+        }
+        if let Some(other) = self.used.get(&id) {
+            return Err(format!("identity {} is held by {other}, not {key}", id.0));
+        }
+        if let Some(old) = self.by_key.insert(key.to_string(), id) {
+            self.used.remove(&old);
+        }
+        self.used.insert(id, key.to_string());
+        Ok(true)
     }
 
     /// Frees `key`'s identity (its number may later go to another label set).
@@ -123,6 +158,21 @@ mod tests {
         assert!(a.allocate("d").is_none());
         a.release("b");
         assert!(a.allocate("d").is_some());
+    }
+
+    #[test]
+    fn assigned_numbers_are_kept_and_skipped_by_local_allocation() {
+        let mut a = IdAllocator::range(10, 12);
+        let c = a.candidate("a").unwrap();
+        assert_eq!(a.assign("x", c), Ok(true));
+        assert_eq!(a.assign("x", c), Ok(false));
+        assert!(a.assign("y", c).is_err(), "a number held by another key");
+        assert!(
+            a.assign("y", NumericIdentity(99)).is_err(),
+            "outside the range"
+        );
+        assert_ne!(a.allocate("a").unwrap().0, c);
+        assert_eq!(a.get("x"), Some(c));
     }
 
     #[test]

@@ -5,6 +5,7 @@ pub mod alloc;
 pub mod derive;
 pub mod filter;
 pub mod reserved;
+pub mod shared;
 
 pub use alloc::IdAllocator;
 pub use derive::{
@@ -12,3 +13,4 @@ pub use derive::{
 };
 pub use filter::{LabelFilter, LabelFilterError};
 pub use reserved::{cidr_labels, entity_selects, reserved_labels, IdentityInfo, IdentityKind};
+pub use shared::SharedIdentities;

@@ -1,0 +1,210 @@
+//! Identities shared between nodes through a real etcd (Debian `etcd-server`): two agents (two
+//! nodes) against one etcd give the same label set the same number, label sets whose hashes
+//! collide get different numbers even when allocated on different nodes or concurrently, and
+//! numbers survive restarts and new agents. The agents run without a datapath (no root needed);
+//! etcd runs in a temporary directory on free ports. Without an `etcd` binary the test prints a
+//! skip line and returns.
+
+mod agent_harness;
+
+use agent_harness::Agent;
+use compiler::identity::{alloc::key_of, IdAllocator, LabelFilter};
+use ir::{Label, LabelSet, LabelSource};
+use runtime_loader::testkit::TempDir;
+use std::collections::HashMap;
+use std::net::TcpListener;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// An etcd server on free loopback ports, killed on drop.
+struct Etcd {
+    child: Child,
+    url: String,
+    _dir: TempDir,
+}
+
+fn free_port() -> u16 {
+    let l = TcpListener::bind("127.0.0.1:0").expect("bind");
+    l.local_addr().expect("addr").port()
+}
+
+impl Etcd {
+    fn start() -> Option<Etcd> {
+        if Command::new("etcd").arg("--version").output().is_err() {
+            eprintln!("skipping: no etcd binary (Debian package etcd-server)");
+            return None;
+        }
+        let dir = TempDir::new("cpetcd");
+        let (client, peer) = (free_port(), free_port());
+        let url = format!("http://127.0.0.1:{client}");
+        let peer_url = format!("http://127.0.0.1:{peer}");
+        let child = Command::new("etcd")
+            .args(["--name", "n0", "--data-dir"])
+            .arg(dir.path.join("data"))
+            .args([
+                "--listen-client-urls",
+                &url,
+                "--advertise-client-urls",
+                &url,
+            ])
+            .args(["--listen-peer-urls", &peer_url])
+            .args(["--initial-advertise-peer-urls", &peer_url])
+            .args(["--initial-cluster", &format!("n0={peer_url}")])
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(dir.path.join("etcd.log")).expect("log"))
+            .spawn()
+            .expect("starting etcd");
+        let etcd = Etcd {
+            child,
+            url,
+            _dir: dir,
+        };
+        let t = Instant::now();
+        while std::net::TcpStream::connect(("127.0.0.1", client)).is_err() {
+            assert!(
+                t.elapsed() < Duration::from_secs(20),
+                "etcd did not come up"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Some(etcd)
+    }
+
+    fn agent(&self) -> Agent {
+        let args = ["--kvstore", "etcd", "--kvstore-endpoint", &self.url];
+        Agent::start_api_only(args.iter().map(|s| s.to_string()).collect())
+    }
+}
+
+impl Drop for Etcd {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The identity the agent gave its endpoint `id`.
+fn identity(agent: &Agent, id: u16) -> u64 {
+    let list: serde_json::Value =
+        serde_json::from_str(&agent.ok(&["endpoint", "list", "-o", "json"])).expect("json");
+    list.as_array()
+        .and_then(|a| a.iter().find(|e| e["id"] == id))
+        .and_then(|e| e["identity"].as_u64())
+        .unwrap_or_else(|| panic!("endpoint {id} missing: {list}"))
+}
+
+fn add(agent: &Agent, id: u16, app: &str) -> u64 {
+    let (n, label, iface) = (id.to_string(), format!("id={app}"), format!("lxc{id}"));
+    agent.ok(&[
+        "endpoint", "add", "--id", &n, "--labels", &label, "--iface", &iface,
+    ]);
+    identity(agent, id)
+}
+
+/// The number local allocation would give `container:id=APP` in an empty cluster.
+fn local_number(app: &str) -> u32 {
+    let labels = LabelSet::new(vec![Label::new(LabelSource::Container, "id", app)]);
+    let key = key_of(&LabelFilter::default().relevant(&labels));
+    IdAllocator::cluster().candidate(&key).expect("range").0
+}
+
+/// `n` app names whose label sets hash to the same local number.
+fn colliding(n: usize) -> Vec<String> {
+    let mut by_number: HashMap<u32, Vec<String>> = HashMap::new();
+    for i in 0.. {
+        let app = format!("c{i}");
+        let v = by_number.entry(local_number(&app)).or_default();
+        v.push(app);
+        if v.len() == n {
+            return v.clone();
+        }
+    }
+    unreachable!()
+}
+
+#[test]
+fn kvstore_etcd_two_agents_agree_and_collisions_get_distinct_numbers() {
+    let Some(etcd) = Etcd::start() else { return };
+    let (a, b) = (etcd.agent(), etcd.agent());
+
+    // The same label set on two nodes: one number.
+    let web = add(&a, 1, "web");
+    assert_eq!(add(&b, 1, "web"), web);
+
+    // Two label sets with the same hash: numbered locally, node B would give y the number
+    // node A gave x. Through etcd, y gets another number, and both nodes agree on both.
+    let [x, y] = <[String; 2]>::try_from(colliding(2)).unwrap();
+    let x_a = add(&a, 2, &x);
+    assert_eq!(x_a, u64::from(local_number(&x)), "x takes its hash slot");
+    assert_eq!(local_number(&y), local_number(&x));
+    let y_b = add(&b, 2, &y);
+    assert_ne!(
+        y_b, x_a,
+        "colliding label sets on two nodes get different numbers"
+    );
+    assert_eq!(add(&a, 3, &y), y_b);
+    assert_eq!(add(&b, 3, &x), x_a);
+
+    // Concurrent allocation of four more colliding label sets on both nodes: all distinct,
+    // and each node agrees with the other afterwards.
+    let four = colliding(4);
+    let (a, b) = (std::sync::Arc::new(a), std::sync::Arc::new(b));
+    let threads: Vec<_> = four
+        .iter()
+        .enumerate()
+        .map(|(i, app)| {
+            let agent = if i % 2 == 0 { a.clone() } else { b.clone() };
+            let app = app.clone();
+            std::thread::spawn(move || add(&agent, 10 + i as u16, &app))
+        })
+        .collect();
+    let numbers: Vec<u64> = threads.into_iter().map(|t| t.join().unwrap()).collect();
+    let distinct: std::collections::BTreeSet<_> = numbers.iter().collect();
+    assert_eq!(
+        distinct.len(),
+        4,
+        "concurrent colliding allocations: {numbers:?}"
+    );
+    for (i, app) in four.iter().enumerate() {
+        let other = if i % 2 == 0 { &b } else { &a };
+        assert_eq!(add(other, 20 + i as u16, app), numbers[i], "{app}");
+    }
+
+    // A restarted agent reads its numbers back, and a new node (empty state) allocating in
+    // another order gets the same ones.
+    let mut a = std::sync::Arc::try_unwrap(a).unwrap_or_else(|_| panic!("agent a shared"));
+    a.kill();
+    a.spawn();
+    assert_eq!(
+        (identity(&a, 1), identity(&a, 2), identity(&a, 3)),
+        (web, x_a, y_b)
+    );
+    let c = etcd.agent();
+    assert_eq!(add(&c, 1, &y), y_b);
+    assert_eq!(add(&c, 2, &x), x_a);
+    assert_eq!(add(&c, 3, "web"), web);
+    assert_eq!(add(&c, 4, &four[3]), numbers[3]);
+}
+
+#[test]
+fn kvstore_etcd_unreachable_refuses_the_change() {
+    let port = free_port();
+    let url = format!("http://127.0.0.1:{port}");
+    let agent = Agent::start_api_only(
+        ["--kvstore", "etcd", "--kvstore-endpoint", &url]
+            .iter()
+            .map(|s| s.to_string())
+            .collect(),
+    );
+    let out = agent.cli(&[
+        "endpoint", "add", "--id", "1", "--labels", "id=web", "--iface", "lxc1",
+    ]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("kvstore") && err.contains(&url), "{err}");
+    let list = agent.ok(&["endpoint", "list", "-o", "json"]);
+    assert!(
+        !list.contains("\"id\": 1") && !list.contains("\"id\":1"),
+        "{list}"
+    );
+}
