@@ -6,9 +6,7 @@ mod agent_harness;
 use agent_harness::Agent;
 use runtime_loader::probe::{tcp_ok, udp_ok, Responder};
 use runtime_loader::testkit::{node_netns, require_root, Endpoint};
-use std::io::{BufRead, BufReader};
 use std::net::Ipv4Addr;
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
 const T: Duration = Duration::from_millis(800);
@@ -101,26 +99,7 @@ fn root_getting_started_l3_l4_policy() {
     assert_eq!(eps[2]["ingress_enforced"], false, "{list}");
 
     // `monitor --type drop` shows app3's dropped SYN (seed §6.2 format).
-    let mut mon = Command::new(agent_harness::BIN)
-        .arg("--api-socket")
-        .arg(&agent.socket)
-        .args(["monitor", "--type", "drop"])
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(mon.stdout.take().unwrap()).lines();
-    assert!(lines.next().unwrap().unwrap().starts_with("Listening"));
-    std::thread::sleep(Duration::from_millis(300));
-    assert!(!tcp_ok(&app3.ns, app1a.addr, 80, T));
-    // Other drops may come first (IPv6 neighbour discovery on these IPv4-only endpoints is
-    // dropped as "Unsupported L3 protocol"): take the first policy drop.
-    let line = lines
-        .by_ref()
-        .take(200)
-        .map(|l| l.unwrap())
-        .find(|l| l.contains("Policy denied"))
-        .expect("a policy drop event");
-    let _ = mon.kill();
+    let line = agent.first_policy_drop(|| assert!(!tcp_ok(&app3.ns, app1a.addr, 80, T)));
     assert!(
         line.starts_with("xx drop (Policy denied (L3)) to endpoint 1, identity "),
         "{line}"

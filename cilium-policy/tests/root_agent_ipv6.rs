@@ -1,5 +1,5 @@
 //! IPv6 on real packets: dual-stack pods on veth pairs, a NetworkPolicy with a pod selector and
-//! an IPv6 `ipBlock`, TCP and UDP probes over IPv6 between real sockets. Each probe's expected
+//! an IPv6 `ipBlock`, TCP and UDP probes over IPv6 between real sockets, the drop in `monitor`. Each probe's expected
 //! verdict is written from the Kubernetes NetworkPolicy documentation, and the offline `trace`
 //! (by IPv6 address) must agree with it as well.
 
@@ -114,6 +114,16 @@ fn root_agent_ipv6_tcp_udp_match_trace() {
         (2, 1, 8080, "TCP", true),
         (1, 2, 53, "UDP", true),
     ];
+    // `monitor` shows an IPv6 drop with bracketed addresses (Cilium's format).
+    let line = agent.first_policy_drop(|| assert!(!tcp_ok(&eps[2].ns, v6(0), 80, T)));
+    assert!(
+        line.starts_with("xx drop (Policy denied") && line.contains("to endpoint 1, identity "),
+        "{line}"
+    );
+    assert!(
+        line.contains(&format!("[{}]:", v6(2))) && line.contains(&format!("-> [{}]:80 tcp", v6(0))),
+        "{line}"
+    );
     let files = [pods, pol];
     for (from, to, port, proto, want) in table {
         let what = format!("{} -> {} [{}]:{port}/{proto}", PODS[from], PODS[to], v6(to));

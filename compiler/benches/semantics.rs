@@ -1,6 +1,7 @@
 //! Semantics benchmarks on a generated cluster (10,000 pods in 500 namespaces, 2,000 policies
 //! mixing NetworkPolicy-style and CiliumNetworkPolicy-style rules): full resolution of every
-//! endpoint's map state, adding one pod with a new identity, and a trace from the inventory.
+//! endpoint's map state, adding and removing one pod with a new identity, and a trace from the
+//! inventory (cluster build + trace, no parsing; the cold start from files is `trace_cold.rs`).
 
 mod gen;
 

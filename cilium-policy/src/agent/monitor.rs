@@ -7,7 +7,7 @@ use axum::extract::{Query, State};
 use axum::response::Response;
 use codegen::layout::{Event, DIR_INGRESS, EVENT_DROP, FAMILY_IPV4};
 use std::collections::BTreeMap;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
 use tokio::sync::broadcast;
@@ -65,10 +65,12 @@ fn addr(family: u8, b: [u8; 16]) -> IpAddr {
 pub fn format_event(e: &Event) -> Line {
     let (s, d) = (addr(e.family, e.saddr), addr(e.family, e.daddr));
     let (sp, dp) = (u16::from_be(e.sport_be), u16::from_be(e.dport_be));
+    // `10.0.0.1:80`, `[fd00::1]:80` (as Cilium's monitor prints IPv6 endpoints).
+    let (ss, ds) = (SocketAddr::new(s, sp), SocketAddr::new(d, dp));
     let flow = match e.protocol {
-        6 => format!("{s}:{sp} -> {d}:{dp} tcp"),
-        17 => format!("{s}:{sp} -> {d}:{dp} udp"),
-        132 => format!("{s}:{sp} -> {d}:{dp} sctp"),
+        6 => format!("{ss} -> {ds} tcp"),
+        17 => format!("{ss} -> {ds} udp"),
+        132 => format!("{ss} -> {ds} sctp"),
         1 | 58 => {
             let what = match (e.protocol, dp) {
                 (1, 8) | (58, 128) => "EchoRequest".to_string(),

@@ -1,10 +1,9 @@
 //! Shared input handling of the offline semantics commands (trace, test, connectivity,
 //! endpoints): read the files, stop on errors, build the cluster and the policy engine.
 
-use compiler::cluster::{Cluster, ClusterConfig};
+use compiler::cluster::{Cluster, ClusterConfig, LoadError};
 use compiler::identity::LabelFilter;
 use compiler::policy::PolicyEngine;
-use miette::miette;
 use std::path::PathBuf;
 
 #[derive(clap::Args, Debug)]
@@ -25,30 +24,26 @@ pub fn load(a: &InputArgs) -> miette::Result<PolicyEngine> {
     Ok(PolicyEngine::new(policy, cluster))
 }
 
-/// Loads the inputs and builds the cluster (identities, ipcache) without computing map states
-/// (what `trace` and `test` need). Errors in the input are printed and stop the command (exit 2).
-pub fn load_cluster(a: &InputArgs) -> miette::Result<(ir::PolicySet, Cluster)> {
-    let out = compiler::front::load(&a.files).map_err(|e| miette!("{e}"))?;
-    let mut diags: Vec<_> = out
-        .diagnostics
-        .iter()
-        .filter(|d| d.is_error())
-        .cloned()
-        .collect();
-    if !diags.is_empty() {
-        compiler::diag::sort(&mut diags);
-        for d in &diags {
-            eprintln!("{d}");
-        }
-        return Err(miette!(
-            "{} error(s) in the input; run `cilium-policy lint` for details",
-            diags.len()
-        ));
-    }
-    let config = ClusterConfig {
+/// The cluster configuration the flags ask for.
+pub fn config(a: &InputArgs) -> miette::Result<ClusterConfig> {
+    Ok(ClusterConfig {
         label_filter: LabelFilter::with_prefixes(&a.label_prefixes)?,
         ..Default::default()
-    };
-    let cluster = Cluster::build(&out.inventory, &out.policy, config)?;
-    Ok((out.policy, cluster))
+    })
+}
+
+/// Turns a load failure into the command's error; errors in the input are printed first (exit 2).
+pub fn load_failed(e: LoadError) -> miette::Report {
+    if let LoadError::Invalid(diags) = &e {
+        for d in diags {
+            eprintln!("{d}");
+        }
+    }
+    miette::Report::new(e)
+}
+
+/// Loads the inputs and builds the cluster (identities, ipcache) without computing map states
+/// (what `test` needs). Errors in the input are printed and stop the command (exit 2).
+pub fn load_cluster(a: &InputArgs) -> miette::Result<(ir::PolicySet, Cluster)> {
+    compiler::cluster::load(&a.files, config(a)?).map_err(load_failed)
 }

@@ -1,7 +1,7 @@
 //! `cilium-policy trace`: explain why a flow is allowed or denied, rule by rule (seed §5.3).
 
-use super::semload::{load_cluster, InputArgs};
-use compiler::trace::{render, resolve_party, trace, HttpRequest, PartySpec};
+use super::semload::{config, load_failed, InputArgs};
+use compiler::trace::{render, trace_files, HttpRequest, PartySpec, Query, TraceFilesError};
 use ir::{NumericIdentity, Protocol};
 use miette::miette;
 use std::net::IpAddr;
@@ -133,11 +133,18 @@ pub fn run(a: Args) -> miette::Result<ExitCode> {
     let (port, proto) = parse_dport(&a.dport)?;
     let src = spec("src", &a.src, &a.src_labels, a.src_identity, a.src_ip)?;
     let dst = spec("dst", &a.dst, &a.dst_labels, a.dst_identity, a.dst_ip)?;
-    let req = http(&a)?;
-    let (policy, cluster) = load_cluster(&a.input)?;
-    let src = resolve_party(&cluster, &src)?;
-    let dst = resolve_party(&cluster, &dst)?;
-    let t = trace(&policy, &cluster, src, dst, proto, port, req.as_ref());
+    let query = Query {
+        src,
+        dst,
+        protocol: proto,
+        port,
+        http: http(&a)?,
+    };
+    let (policy, t) =
+        trace_files(&a.input.files, config(&a.input)?, &query).map_err(|e| match e {
+            TraceFilesError::Load(e) => load_failed(e),
+            e => miette::Report::new(e),
+        })?;
     match a.output {
         Output::Text => print!("{}", render::text(&policy, &t)),
         Output::Json => println!(

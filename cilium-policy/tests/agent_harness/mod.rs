@@ -178,6 +178,33 @@ impl Agent {
         );
     }
 
+    /// Runs `trigger` while `monitor --type drop` listens, and returns the first policy drop
+    /// line. Other drops may come first (e.g. IPv6 neighbour discovery on IPv4-only endpoints,
+    /// "Unsupported L3 protocol").
+    pub fn first_policy_drop(&self, trigger: impl FnOnce()) -> String {
+        use std::io::{BufRead, BufReader};
+        let mut mon = Command::new(BIN)
+            .arg("--api-socket")
+            .arg(&self.socket)
+            .args(["monitor", "--type", "drop"])
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("monitor");
+        let mut lines = BufReader::new(mon.stdout.take().expect("monitor stdout")).lines();
+        let first = lines.next().and_then(|l| l.ok()).unwrap_or_default();
+        assert!(first.starts_with("Listening"), "{first}");
+        std::thread::sleep(Duration::from_millis(300));
+        trigger();
+        let line = lines
+            .by_ref()
+            .take(200)
+            .map_while(|l| l.ok())
+            .find(|l| l.contains("Policy denied"));
+        let _ = mon.kill();
+        let _ = mon.wait();
+        line.expect("a policy drop event")
+    }
+
     /// Writes `text` to a file in the test directory and returns its path.
     pub fn file(&self, name: &str, text: &str) -> String {
         let p = self.dir.path.join(name);

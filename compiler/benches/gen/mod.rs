@@ -1,6 +1,8 @@
 //! The generated cluster shared by the semantics benchmarks: 10,000 pods in 500 namespaces and
 //! 2,000 policies mixing NetworkPolicy-style and CiliumNetworkPolicy-style rules.
 
+pub mod manifests;
+
 use compiler::cluster::{Cluster, ClusterEndpoint};
 use compiler::identity::derive_labels;
 use ir::*;

@@ -1,8 +1,9 @@
 //! Builds a [`Cluster`] from the front end's inventory and the policy set's CIDR peers.
 
 use super::{Cluster, ClusterConfig, ClusterEndpoint};
-use crate::identity::derive_labels;
-use ir::{Inventory, Peer, PeerSet, PolicySet};
+use crate::identity::{alloc::key_of, derive_labels};
+use ir::{Inventory, LabelSet, Peer, PeerSet, PolicySet};
+use std::collections::HashMap;
 
 #[derive(Debug, thiserror::Error, miette::Diagnostic)]
 pub enum ClusterError {
@@ -30,6 +31,26 @@ fn origin(policy: &PolicySet, ep: &ir::Endpoint) -> Option<String> {
     Some(format!("{path}:{}", ep.span.line))
 }
 
+/// `items.map(f)` on all available cores, in order.
+fn par_map<T: Sync, U: Send>(items: &[T], f: impl Fn(&T) -> U + Sync) -> Vec<U> {
+    let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let chunk = items.len().div_ceil(workers.max(1)).max(1);
+    if workers <= 1 || items.len() < 256 {
+        return items.iter().map(f).collect();
+    }
+    std::thread::scope(|s| {
+        let f = &f;
+        let handles: Vec<_> = items
+            .chunks(chunk)
+            .map(|c| s.spawn(move || c.iter().map(f).collect::<Vec<U>>()))
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().unwrap_or_else(|e| std::panic::resume_unwind(e)))
+            .collect()
+    })
+}
+
 impl Cluster {
     /// Every inventory endpoint with its derived labels, and a CIDR identity for every prefix
     /// (and `except` prefix) of an identity-based CIDR peer in `policy`.
@@ -45,33 +66,44 @@ impl Cluster {
         for ns in &inventory.namespaces {
             c.namespaces.insert(ns.name.clone(), ns.clone());
         }
-        let mut eps: Vec<ClusterEndpoint> = Vec::with_capacity(inventory.endpoints.len());
-        let mut seen = std::collections::HashMap::new();
+        let mut seen: HashMap<&str, &ir::Endpoint> = HashMap::new();
         for ep in &inventory.endpoints {
-            let here = origin(policy, ep).unwrap_or_else(|| "input".into());
-            if let Some(first) = seen.insert(ep.name.clone(), here.clone()) {
+            if let Some(first) = seen.insert(&ep.name, ep) {
+                let at = |e| origin(policy, e).unwrap_or_else(|| "input".into());
                 return Err(ClusterError::DuplicateEndpoint {
                     name: ep.name.clone(),
-                    first,
-                    second: here,
+                    first: at(first),
+                    second: at(ep),
                 });
             }
-            let ns = ep.namespace.as_deref().and_then(|n| c.namespaces.get(n));
-            eps.push(ClusterEndpoint {
+        }
+        let filter = &c.config.label_filter;
+        let (namespaces, cluster_name) = (&c.namespaces, &c.config.cluster_name);
+        let mut eps: Vec<(LabelSet, ClusterEndpoint)> = par_map(&inventory.endpoints, |ep| {
+            let ns = ep.namespace.as_deref().and_then(|n| namespaces.get(n));
+            let labels = derive_labels(ep, ns, cluster_name);
+            let relevant = filter.relevant(&labels);
+            let ep = ClusterEndpoint {
                 name: ep.name.clone(),
                 namespace: ep.namespace.clone(),
                 kind: ep.kind.clone(),
-                labels: derive_labels(ep, ns, &c.config.cluster_name),
+                labels,
                 identity: ir::NumericIdentity::WILDCARD,
                 ips: ep.ips.clone(),
                 ports: ep.ports.clone(),
                 origin: origin(policy, ep),
-            });
-        }
-        let filter = c.config.label_filter.clone();
-        eps.sort_by_cached_key(|e| filter.relevant(&e.labels));
-        for ep in eps {
-            c.add_endpoint(ep)?;
+            };
+            (relevant, ep)
+        });
+        eps.sort_by(|a, b| a.0.cmp(&b.0));
+        // Sorted, so endpoints sharing a label set are adjacent: one allocation key each.
+        let mut last = ir::NumericIdentity::WILDCARD;
+        let mut key = String::new();
+        for (i, (relevant, ep)) in eps.into_iter().enumerate() {
+            if i == 0 || Some(&relevant) != c.identity(last).map(|x| &x.labels) {
+                key = key_of(&relevant);
+            }
+            last = c.add_with_relevant(ep, relevant, &key)?.identity;
         }
         c.add_policy_cidrs(policy)?;
         Ok(c)

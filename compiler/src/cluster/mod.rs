@@ -3,9 +3,11 @@
 //! the policy set (for CIDR identities), and updated endpoint by endpoint by the agent.
 
 mod build;
+mod load;
 pub mod ports;
 
 pub use build::ClusterError;
+pub use load::{load, LoadError};
 
 use crate::identity::{
     alloc::key_of, reserved_labels, IdAllocator, IdentityInfo, IdentityKind, LabelFilter,
@@ -167,16 +169,23 @@ impl Cluster {
 
     /// Adds (or replaces) an endpoint; allocates its identity from its relevant labels and puts
     /// its addresses in the ipcache.
-    pub fn add_endpoint(
+    pub fn add_endpoint(&mut self, ep: ClusterEndpoint) -> Result<EndpointChange, ClusterError> {
+        let relevant = self.config.label_filter.relevant(&ep.labels);
+        let key = key_of(&relevant);
+        self.add_with_relevant(ep, relevant, &key)
+    }
+
+    /// `add_endpoint` with the identity-relevant labels and their allocation key computed.
+    fn add_with_relevant(
         &mut self,
         mut ep: ClusterEndpoint,
+        relevant: LabelSet,
+        key: &str,
     ) -> Result<EndpointChange, ClusterError> {
         if self.endpoints.contains_key(&ep.name) {
             self.remove_endpoint(&ep.name.clone());
         }
-        let relevant = self.config.label_filter.relevant(&ep.labels);
-        let key = key_of(&relevant);
-        let (id, fresh) = self.allocate_endpoint_identity(&key)?;
+        let (id, fresh) = self.allocate_endpoint_identity(key)?;
         if fresh {
             self.identities.insert(
                 id,

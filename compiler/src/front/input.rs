@@ -46,11 +46,18 @@ fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> Result<(), InputError> {
     };
     let mut entries = Vec::new();
     for entry in std::fs::read_dir(dir).map_err(io)? {
-        entries.push(entry.map_err(io)?.path());
+        let entry = entry.map_err(io)?;
+        // The entry's type (no extra `stat`), following a symbolic link only when it is one.
+        let is_dir = match entry.file_type() {
+            Ok(t) if t.is_symlink() => entry.path().is_dir(),
+            Ok(t) => t.is_dir(),
+            Err(_) => entry.path().is_dir(),
+        };
+        entries.push((entry.path(), is_dir));
     }
     entries.sort();
-    for p in entries {
-        if p.is_dir() {
+    for (p, is_dir) in entries {
+        if is_dir {
             walk(&p, out)?;
         } else if is_policy_file(&p) {
             out.push(p);
@@ -60,8 +67,8 @@ fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> Result<(), InputError> {
 }
 
 /// Reads at most `MAX_FILE_BYTES + 1` bytes (enough for `parse_sources` to see the excess).
-fn read_limited(path: &str, mut r: impl Read) -> Result<Vec<u8>, InputError> {
-    let mut buf = Vec::new();
+fn read_limited(path: &str, mut r: impl Read, size_hint: u64) -> Result<Vec<u8>, InputError> {
+    let mut buf = Vec::with_capacity(size_hint.min(MAX_FILE_BYTES) as usize + 1);
     r.by_ref()
         .take(MAX_FILE_BYTES + 1)
         .read_to_end(&mut buf)
@@ -80,7 +87,7 @@ pub fn read_inputs(paths: &[PathBuf]) -> Result<Vec<Source>, InputError> {
         if p.as_os_str() == "-" {
             sources.push(Source {
                 path: "-".into(),
-                text: read_limited("-", std::io::stdin().lock())?,
+                text: read_limited("-", std::io::stdin().lock(), 0)?,
             });
             continue;
         }
@@ -107,7 +114,8 @@ pub fn read_inputs(paths: &[PathBuf]) -> Result<Vec<Source>, InputError> {
                 path: path.clone(),
                 source: e,
             })?;
-            let text = read_limited(&path, file)?;
+            let size = file.metadata().map_or(0, |m| m.len());
+            let text = read_limited(&path, file, size)?;
             sources.push(Source { path, text });
         }
     }

@@ -213,12 +213,21 @@ impl Reader<'_> {
         let mut out = String::new();
         loop {
             let rest = &self.text[self.pos..];
-            let Some(i) = rest.find(['"', '\\']) else {
+            // One pass over the bytes: the closing quote, an escape, or a control character
+            // (all ASCII, so `i` is a char boundary).
+            let Some(i) = rest
+                .bytes()
+                .position(|b| b == b'"' || b == b'\\' || b < 0x20)
+            else {
                 return Err(self.syntax("unterminated string"));
             };
-            if let Some(c) = rest[..i].chars().find(|c| (*c as u32) < 0x20) {
-                self.pos += rest.find(c).unwrap_or(0);
+            if rest.as_bytes()[i] < 0x20 {
+                self.pos += i;
                 return Err(self.syntax("control character in a string"));
+            }
+            if out.is_empty() && rest.as_bytes()[i] == b'"' {
+                self.pos += i + 1;
+                return Ok(rest[..i].to_string());
             }
             out.push_str(&rest[..i]);
             self.pos += i + 1;

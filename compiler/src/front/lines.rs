@@ -8,6 +8,8 @@ use std::cell::Cell;
 pub struct LineIndex<'a> {
     text: &'a str,
     starts: Vec<usize>,
+    /// Pure ASCII text: a column is a byte distance (the common case, checked once).
+    ascii: bool,
     /// Last position converted: (0-based line, 0-based character column, byte offset).
     cursor: Cell<(usize, usize, usize)>,
 }
@@ -15,10 +17,11 @@ pub struct LineIndex<'a> {
 impl<'a> LineIndex<'a> {
     pub fn new(text: &'a str) -> Self {
         let mut starts = vec![0];
-        starts.extend(text.match_indices('\n').map(|(i, _)| i + 1));
+        starts.extend(memchr::memchr_iter(b'\n', text.as_bytes()).map(|i| i + 1));
         LineIndex {
             text,
             starts,
+            ascii: text.is_ascii(),
             cursor: Cell::new((0, 0, 0)),
         }
     }
@@ -47,8 +50,20 @@ impl<'a> LineIndex<'a> {
     /// 0-based line and character column of a byte offset (clamped to a char boundary).
     pub fn position(&self, byte: usize) -> (usize, usize) {
         let byte = byte.min(self.text.len());
-        let line = self.starts.partition_point(|&s| s <= byte) - 1;
         let (cl, cc, cb) = self.cursor.get();
+        let on_line = |l: usize| {
+            self.starts[l] <= byte && self.starts.get(l + 1).is_none_or(|&next| byte < next)
+        };
+        let line = if on_line(cl) {
+            cl
+        } else {
+            self.starts.partition_point(|&s| s <= byte) - 1
+        };
+        if self.ascii {
+            let col = byte - self.starts[line];
+            self.cursor.set((line, col, byte));
+            return (line, col);
+        }
         let (from_col, from_byte) = if cl == line && cb <= byte {
             (cc, cb)
         } else {

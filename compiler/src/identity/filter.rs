@@ -7,8 +7,10 @@
 //! including match is longer than the longest excluding one, or, when the user configured no
 //! including prefix of their own, when no excluding prefix matches.
 
-use ir::{Label, LabelSet};
+use ir::{Label, LabelSet, LabelSource};
 use regex::Regex;
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
 
 #[derive(Debug, thiserror::Error, miette::Diagnostic)]
 pub enum LabelFilterError {
@@ -92,11 +94,16 @@ pub const DEFAULT_PREFIXES: &[&str] = &[
     r"!:job-name",
 ];
 
+/// Decisions already taken, by label source and key (the value plays no part), shared by clones
+/// of one filter: a cluster has few distinct label keys but many labels.
+type Memo = Arc<RwLock<HashMap<LabelSource, HashMap<String, bool>>>>;
+
 /// Which labels take part in an endpoint's identity.
 #[derive(Clone, Debug)]
 pub struct LabelFilter {
     prefixes: Vec<Prefix>,
     user_includes: bool,
+    memo: Memo,
 }
 
 impl Default for LabelFilter {
@@ -122,10 +129,29 @@ impl LabelFilter {
         Ok(LabelFilter {
             prefixes,
             user_includes,
+            memo: Memo::default(),
         })
     }
 
+    /// Is `l` identity-relevant? Decided once per distinct (source, key).
     pub fn is_relevant(&self, l: &Label) -> bool {
+        let known = |m: &HashMap<LabelSource, HashMap<String, bool>>| {
+            m.get(&l.source).and_then(|k| k.get(&l.key)).copied()
+        };
+        if let Some(d) = self.memo.read().ok().and_then(|m| known(&m)) {
+            return d;
+        }
+        let d = self.decide(l);
+        if let Ok(mut m) = self.memo.write() {
+            m.entry(l.source.clone())
+                .or_default()
+                .insert(l.key.clone(), d);
+        }
+        d
+    }
+
+    /// The longest-match rule, evaluated.
+    fn decide(&self, l: &Label) -> bool {
         let (mut inc, mut exc) = (0, 0);
         for p in &self.prefixes {
             if let Some(n) = p.match_len(l) {
@@ -138,11 +164,9 @@ impl LabelFilter {
 
     /// The identity-relevant subset of `labels`.
     pub fn relevant(&self, labels: &LabelSet) -> LabelSet {
-        labels
-            .iter()
-            .filter(|l| self.is_relevant(l))
-            .cloned()
-            .collect()
+        let mut out = labels.clone();
+        out.retain(|l| self.is_relevant(l));
+        out
     }
 
     /// The configured prefixes, for display.

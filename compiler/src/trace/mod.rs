@@ -4,10 +4,12 @@
 //! that both agree.
 
 mod eval;
+mod files;
 mod l7;
 mod party;
 pub mod render;
 
 pub use eval::{trace, RuleMatch, Side, SideVerdict, Trace};
+pub use files::{trace_files, Query, TraceFilesError};
 pub use l7::{HttpRequest, L7Verdict};
 pub use party::{resolve_party, Party, PartyError, PartySpec};

@@ -1,0 +1,48 @@
+//! `trace` from files, start to finish: load the inputs, resolve both ends, evaluate. This is what
+//! the CLI runs (and what the cold-start benchmark times).
+
+use super::{resolve_party, trace, HttpRequest, PartyError, PartySpec, Trace};
+use crate::cluster::{load, ClusterConfig, LoadError};
+use ir::{PolicySet, Protocol};
+use std::path::PathBuf;
+
+/// The flow to trace.
+#[derive(Clone, Debug)]
+pub struct Query {
+    pub src: PartySpec,
+    pub dst: PartySpec,
+    pub protocol: Protocol,
+    pub port: u16,
+    pub http: Option<HttpRequest>,
+}
+
+#[derive(Debug, thiserror::Error, miette::Diagnostic)]
+pub enum TraceFilesError {
+    #[error(transparent)]
+    #[diagnostic(transparent)]
+    Load(#[from] LoadError),
+    #[error(transparent)]
+    #[diagnostic(transparent)]
+    Party(#[from] PartyError),
+}
+
+/// Loads `paths` with `config` and traces `q`; returns the policy (for rendering) and the trace.
+pub fn trace_files(
+    paths: &[PathBuf],
+    config: ClusterConfig,
+    q: &Query,
+) -> Result<(PolicySet, Trace), TraceFilesError> {
+    let (policy, cluster) = load(paths, config)?;
+    let src = resolve_party(&cluster, &q.src)?;
+    let dst = resolve_party(&cluster, &q.dst)?;
+    let t = trace(
+        &policy,
+        &cluster,
+        src,
+        dst,
+        q.protocol,
+        q.port,
+        q.http.as_ref(),
+    );
+    Ok((policy, t))
+}
