@@ -19,6 +19,10 @@
 #define EVENTS_VERDICT 2u /* events_mask bit: emit verdict events */
 #define POLICY_ALL_PORTS 16u /* policy_key.dir_flags bit: every port (protocol 0: every protocol) */
 #define POLICY_FINAL 1u /* policy_value.flags bit: no later-consulted identity can deny */
+#define POLICY_HAS_EXACT 2u /* policy_value.flags bit (every-protocol key): the identity has exact-port keys */
+#define POLICY_HAS_PORTS 4u /* policy_value.flags bit (every-protocol key): the identity has every-port-of-a-protocol keys */
+#define POLICY_HAS_RANGES 8u /* policy_value.flags bit (every-protocol key): the identity has port-range keys */
+#define VERDICT_NONE 0u /* lookup marker: an every-protocol key without an every-protocol entry */
 #define POLICY_RANGE_PROTO_PREFIX 48u /* policy_range_key prefixlen covering identity, direction and protocol */
 #define POLICY_RANGE_FULL_PREFIX 64u /* policy_range_key prefixlen of a lookup (every port bit) */
 #define CT_OPENER_A 1u /* ct_value.flags bit: side a of the key opened the connection */
@@ -66,8 +70,8 @@ _Static_assert(__builtin_offsetof(struct policy_range_key, dport_be) == 10, "pol
 
 /* Policy map value (both policy maps): verdict, the rule that produced it and counters. */
 struct policy_value {
-	__u8 verdict; /* @0: VERDICT_ALLOW, VERDICT_DENY or VERDICT_REDIRECT. */
-	__u8 flags; /* @1: POLICY_FINAL: no deny of a later-consulted identity (address class, wildcard) overlaps. */
+	__u8 verdict; /* @0: VERDICT_ALLOW, VERDICT_DENY or VERDICT_REDIRECT; VERDICT_NONE on a lookup marker. */
+	__u8 flags; /* @1: POLICY_FINAL: no deny of a later-consulted identity overlaps; every-protocol keys also POLICY_HAS_EXACT/_PORTS/_RANGES (the identity's other keys). */
 	__u16 proxy_port; /* @2: L7 proxy port for VERDICT_REDIRECT (host order). */
 	__u32 rule_id; /* @4: First contributing rule (index into rules.json); RULE_NONE if none. */
 	__u64 packets; /* @8: Packets that matched this entry (policy decisions, not established-flow packets). */

@@ -5,7 +5,9 @@
  *
  * Policy: for one identity c, the most specific entry covering the packet is found by hash
  * lookups in Cilium's order, exact port -> [port range (LPM, ENABLE_PORT_RANGES only)] ->
- * every port of the protocol -> every protocol. That is done for the peer's identity, then
+ * every port of the protocol -> every protocol, skipping the kinds of keys c does not have
+ * (flags on c's every-protocol key, which codegen always installs: a lookup marker when c has
+ * no every-protocol entry). That is done for the peer's identity, then
  * (ENABLE_ADDR_MATCH) the peer address's class, then the wildcard identity 0. A deny found for
  * any of them wins; otherwise the peer's entry, then the class's, then the wildcard's decides.
  * Codegen installs a deny at every more specific key of the same identity it covers (so the
@@ -63,19 +65,28 @@ static __always_inline void take(struct policy_value *c, __u32 len, struct decis
 	d->rule_id = c->rule_id;
 }
 
-/* The most specific entry of identity `id` covering (dir, protocol, port), or 0. */
+/* The most specific entry of identity `id` covering (dir, protocol, port), or 0. The
+ * identity's every-protocol key comes first: no key, no entries at all (one lookup); its flags
+ * say which more specific keys exist. */
 static __always_inline struct policy_value *policy_of(__u32 id, __u8 dir, __u8 protocol,
 						      __u16 port_be)
 {
-	struct policy_key k = {.identity = id, .dir_flags = dir, .protocol = protocol,
-			       .dport_be = port_be};
-	struct policy_value *v;
+	struct policy_key k = {.identity = id, .dir_flags = dir | POLICY_ALL_PORTS};
+	struct policy_value *m, *v;
 
-	v = bpf_map_lookup_elem(&cp_policy, &k);
-	if (v)
-		return v;
+	m = bpf_map_lookup_elem(&cp_policy, &k);
+	if (!m)
+		return 0;
+	if (m->flags & POLICY_HAS_EXACT) {
+		k.dir_flags = dir;
+		k.protocol = protocol;
+		k.dport_be = port_be;
+		v = bpf_map_lookup_elem(&cp_policy, &k);
+		if (v)
+			return v;
+	}
 #ifdef ENABLE_PORT_RANGES
-	{
+	if (m->flags & POLICY_HAS_RANGES) {
 		struct policy_range_key r = {.prefixlen = POLICY_RANGE_FULL_PREFIX,
 					     .identity = id,
 					     .direction = dir,
@@ -87,13 +98,16 @@ static __always_inline struct policy_value *policy_of(__u32 id, __u8 dir, __u8 p
 			return v;
 	}
 #endif
-	k.dir_flags = dir | POLICY_ALL_PORTS;
-	k.dport_be = 0;
-	v = bpf_map_lookup_elem(&cp_policy, &k);
-	if (v)
-		return v;
-	k.protocol = 0;
-	return bpf_map_lookup_elem(&cp_policy, &k);
+	/* Protocol 0's all-ports key is the marker itself. */
+	if ((m->flags & POLICY_HAS_PORTS) && protocol != 0) {
+		k.dir_flags = dir | POLICY_ALL_PORTS;
+		k.protocol = protocol;
+		k.dport_be = 0;
+		v = bpf_map_lookup_elem(&cp_policy, &k);
+		if (v)
+			return v;
+	}
+	return m->verdict != VERDICT_NONE ? m : 0;
 }
 
 /* An entry that decides on its own: a deny, or an allow no later lookup can overturn. */

@@ -92,7 +92,9 @@ fn overfull_policy_map_is_refused_naming_the_endpoint() {
     ]);
     assert_ne!(code, 0);
     assert!(stderr.contains("default/app1-a"), "{stderr}");
-    assert!(stderr.contains("needs 2 entries"), "{stderr}");
+    // Two map-state entries: identity 1's every-protocol allow, and identity 57070's TCP/80
+    // allow plus its lookup marker.
+    assert!(stderr.contains("needs 3 entries"), "{stderr}");
 }
 
 #[test]

@@ -1,5 +1,6 @@
 //! Regenerating one endpoint: from its configuration's template (entries, header, patched
-//! object) against running clang for the endpoint. `cargo bench -p codegen --bench regenerate`.
+//! object; and with its map images serialized) against running clang for the endpoint.
+//! `cargo bench -p codegen --bench regenerate`.
 
 use codegen::{EndpointConfig, Generator, MapSizes};
 use criterion::{criterion_group, criterion_main, Criterion};
@@ -50,6 +51,12 @@ fn bench(c: &mut Criterion) {
     let (ep_big, p_big) = endpoint(10_000);
     c.bench_function("regenerate_endpoint_from_template_10000_rules", |b| {
         b.iter(|| g.endpoint(&ep_big, &p_big, None).unwrap())
+    });
+    c.bench_function("regenerate_endpoint_with_map_images_10000_rules", |b| {
+        b.iter(|| {
+            let art = g.endpoint(&ep_big, &p_big, None).unwrap();
+            art.images().iter().map(|i| i.to_bytes().len()).sum::<usize>()
+        })
     });
     c.bench_function("entries_build_10000_rules", |b| {
         b.iter(|| codegen::entries::EndpointEntries::build(&p_big))

@@ -9,6 +9,11 @@
 //!   hiding a deny.
 //! - `POLICY_FINAL`: an allow of a peer identity (address class) with no overlapping deny of an
 //!   address class or the wildcard identity (of the wildcard identity) ends the decision early.
+//! - Lookup markers: every (identity, direction) with entries has its every-protocol key, the
+//!   first one the datapath looks up; its flags say which other kinds of keys the identity has
+//!   (exact ports, all ports of a protocol, port ranges), so the datapath skips lookups that
+//!   cannot hit, and a peer without entries costs one lookup. Where the identity has no
+//!   every-protocol entry the key is a marker with `VERDICT_NONE`.
 //! - Address entries (NetworkPolicy ipBlock): each distinct (direction, prefix) becomes an
 //!   address class `ADDR_CLASS_BIT | n` in `cp_addr`; the class's policy entries are those of
 //!   every prefix containing it (the LPM lookup only returns the longest prefix).
@@ -59,6 +64,11 @@ impl PolicyEntry {
         } else {
             1 + self.port_prefix_len
         }
+    }
+
+    /// A lookup marker: an every-protocol key carrying no verdict.
+    pub fn is_marker(&self) -> bool {
+        self.value.verdict == VERDICT_NONE
     }
 
     pub fn is_range(&self) -> bool {
@@ -202,7 +212,54 @@ impl EndpointEntries {
         out.merge_duplicates();
         out.push_down_denies();
         out.mark_final();
+        out.add_lookup_markers();
         out
+    }
+
+    /// Gives every (identity, direction) its every-protocol key, flagged with the kinds of keys
+    /// the identity has (see the module doc).
+    fn add_lookup_markers(&mut self) {
+        let old = std::mem::take(&mut self.policy);
+        self.policy.reserve(old.len() + old.len() / 4);
+        let mut i = 0;
+        while i < old.len() {
+            let group = (old[i].identity, old[i].direction);
+            let end = i + old[i..]
+                .iter()
+                .take_while(|e| (e.identity, e.direction) == group)
+                .count();
+            let mut flags = 0;
+            for e in &old[i..end] {
+                flags |= match (e.protocol, e.port_prefix_len) {
+                    (0, _) => 0,
+                    (_, 0) => POLICY_HAS_PORTS,
+                    (_, 16) => POLICY_HAS_EXACT,
+                    _ => POLICY_HAS_RANGES,
+                };
+            }
+            // The every-protocol entry sorts first in its group.
+            let mut head = old[i];
+            if head.protocol == 0 {
+                i += 1;
+            } else {
+                head = PolicyEntry {
+                    protocol: 0,
+                    port: 0,
+                    port_prefix_len: 0,
+                    value: PolicyValue {
+                        verdict: VERDICT_NONE,
+                        rule_id: RULE_NONE,
+                        ..Default::default()
+                    },
+                    rules: (0, 0),
+                    ..head
+                };
+            }
+            head.value.flags |= flags;
+            self.policy.push(head);
+            self.policy.extend_from_slice(&old[i..end]);
+            i = end;
+        }
     }
 
     /// Address classes, most general prefix first so nested prefixes inherit its entries.
@@ -399,5 +456,67 @@ pub fn addr_bytes(p: &IpNet) -> (u8, [u8; 16]) {
             (FAMILY_IPV4, addr)
         }
         IpNet::V6(n) => (FAMILY_IPV6, n.network().octets()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ir::{MapKey, NumericIdentity};
+
+    fn put(p: &mut EndpointPolicy, id: u32, proto: u8, port: u16, plen: u8, v: MapVerdict) {
+        let key = MapKey {
+            identity: NumericIdentity(id),
+            direction: Direction::Ingress,
+            protocol: proto,
+            port,
+            port_prefix_len: plen,
+        };
+        let rules = vec![RuleId(p.entries.len() as u32)];
+        p.entries.insert(key, MapEntry { verdict: v, rules });
+    }
+
+    fn find(e: &EndpointEntries, id: u32, proto: u8, port: u16, plen: u8) -> PolicyEntry {
+        *e.policy
+            .iter()
+            .find(|x| (x.identity, x.protocol, x.port, x.port_prefix_len) == (id, proto, port, plen))
+            .unwrap_or_else(|| panic!("no entry {id} {proto} {port}/{plen}"))
+    }
+
+    #[test]
+    fn final_allows_markers_and_push_down() {
+        let mut p = EndpointPolicy::default();
+        put(&mut p, 300, 6, 80, 16, MapVerdict::Allow);
+        put(&mut p, 300, 17, 0, 0, MapVerdict::Allow);
+        put(&mut p, 300, 6, 8080, 16, MapVerdict::Allow);
+        // Every identity is denied 8080-8087 (a range of the wildcard identity).
+        put(&mut p, 0, 6, 8080, 13, MapVerdict::Deny);
+        // Identity 400: every protocol allowed, TCP denied.
+        put(&mut p, 400, 0, 0, 0, MapVerdict::Allow);
+        put(&mut p, 400, 6, 0, 0, MapVerdict::Deny);
+        put(&mut p, 400, 6, 443, 16, MapVerdict::Allow);
+        let e = EndpointEntries::build(&p);
+        // 300's TCP/80 and UDP allows overlap no wildcard deny: final. Its TCP/8080 does.
+        assert_ne!(find(&e, 300, 6, 80, 16).value.flags & POLICY_FINAL, 0);
+        assert_ne!(find(&e, 300, 17, 0, 0).value.flags & POLICY_FINAL, 0);
+        assert_eq!(find(&e, 300, 6, 8080, 16).value.flags & POLICY_FINAL, 0);
+        // 400's TCP/443 allow is covered by its own TCP deny: installed as that deny.
+        let pushed = find(&e, 400, 6, 443, 16);
+        assert_eq!(pushed.value.verdict, VERDICT_DENY);
+        assert_eq!(e.rules_of(&pushed), &[RuleId(5)]);
+        // Markers: 300 has none of its own (no every-protocol entry), 400's is its allow.
+        let m300 = find(&e, 300, 0, 0, 0);
+        assert!(m300.is_marker());
+        assert_eq!(m300.value.flags, POLICY_HAS_EXACT | POLICY_HAS_PORTS);
+        let m400 = find(&e, 400, 0, 0, 0);
+        assert_eq!(m400.value.verdict, VERDICT_ALLOW);
+        assert_eq!(
+            m400.value.flags & !POLICY_FINAL,
+            POLICY_HAS_EXACT | POLICY_HAS_PORTS
+        );
+        let m0 = find(&e, 0, 0, 0, 0);
+        assert!(m0.is_marker() && m0.value.flags == POLICY_HAS_RANGES);
+        // Hash: 300 (3 + marker), 0 (marker), 400 (3); trie: the range.
+        assert_eq!((e.range_len(), e.hash_len()), (1, 8));
     }
 }

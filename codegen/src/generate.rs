@@ -210,7 +210,7 @@ pub fn check_sizes(
             )
         };
         let why = format!(
-            "{}, {}, {} address entries; port ranges become prefix blocks (in their own map of the same size) and ANY becomes TCP, UDP and SCTP",
+            "{}, {}, {} address entries; each identity also needs its every-protocol key (lookup marker), port ranges become prefix blocks (in their own map of the same size) and ANY becomes TCP, UDP and SCTP",
             per_dir(Direction::Ingress),
             per_dir(Direction::Egress),
             policy.addr_entries.len()

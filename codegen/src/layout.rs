@@ -95,9 +95,9 @@ layouts! {
     }
     /// Policy map value (both policy maps): verdict, the rule that produced it and counters.
     struct PolicyValue as "policy_value" = 24 {
-        /// VERDICT_ALLOW, VERDICT_DENY or VERDICT_REDIRECT.
+        /// VERDICT_ALLOW, VERDICT_DENY or VERDICT_REDIRECT; VERDICT_NONE on a lookup marker.
         verdict: u8 = "__u8",
-        /// POLICY_FINAL: no deny of a later-consulted identity (address class, wildcard) overlaps.
+        /// POLICY_FINAL: no deny of a later-consulted identity overlaps; every-protocol keys also POLICY_HAS_EXACT/_PORTS/_RANGES (the identity's other keys).
         flags: u8 = "__u8",
         /// L7 proxy port for VERDICT_REDIRECT (host order).
         proxy_port: u16 = "__u16",
@@ -324,6 +324,26 @@ pub const CONSTANTS: &[(&str, u32, &str)] = &[
         "policy_value.flags bit: no later-consulted identity can deny",
     ),
     (
+        "POLICY_HAS_EXACT",
+        POLICY_HAS_EXACT as u32,
+        "policy_value.flags bit (every-protocol key): the identity has exact-port keys",
+    ),
+    (
+        "POLICY_HAS_PORTS",
+        POLICY_HAS_PORTS as u32,
+        "policy_value.flags bit (every-protocol key): the identity has every-port-of-a-protocol keys",
+    ),
+    (
+        "POLICY_HAS_RANGES",
+        POLICY_HAS_RANGES as u32,
+        "policy_value.flags bit (every-protocol key): the identity has port-range keys",
+    ),
+    (
+        "VERDICT_NONE",
+        VERDICT_NONE as u32,
+        "lookup marker: an every-protocol key without an every-protocol entry",
+    ),
+    (
         "POLICY_RANGE_PROTO_PREFIX",
         POLICY_RANGE_PROTO_PREFIX,
         "policy_range_key prefixlen covering identity, direction and protocol",
@@ -365,6 +385,10 @@ pub const EVENTS_DROP: u32 = 1;
 pub const EVENTS_VERDICT: u32 = 2;
 pub const POLICY_ALL_PORTS: u8 = 0x10;
 pub const POLICY_FINAL: u8 = 1;
+pub const POLICY_HAS_EXACT: u8 = 2;
+pub const POLICY_HAS_PORTS: u8 = 4;
+pub const POLICY_HAS_RANGES: u8 = 8;
+pub const VERDICT_NONE: u8 = 0;
 pub const POLICY_RANGE_PROTO_PREFIX: u32 = 48;
 pub const POLICY_RANGE_FULL_PREFIX: u32 = 64;
 pub const CT_OPENER_A: u8 = 1;

@@ -181,6 +181,19 @@ pub fn render_entries(a: &EndpointArtefacts) -> String {
             }
         };
         let v = &e.value;
+        if e.is_marker() {
+            let kinds: Vec<&str> = [
+                (POLICY_HAS_EXACT, "exact ports"),
+                (POLICY_HAS_PORTS, "all ports"),
+                (POLICY_HAS_RANGES, "port ranges"),
+            ]
+            .iter()
+            .filter(|(bit, _)| v.flags & bit != 0)
+            .map(|(_, name)| *name)
+            .collect();
+            let _ = writeln!(s, "  {dir} {who} lookup marker: {}", kinds.join(", "));
+            continue;
+        }
         let verdict = match v.verdict {
             VERDICT_DENY => "deny".to_string(),
             VERDICT_REDIRECT => format!("redirect:{}", v.proxy_port),

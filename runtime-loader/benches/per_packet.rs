@@ -128,14 +128,15 @@ fn measure(c: &mut Criterion, name: &str, prog: &SchedClassifier, pkt: &PacketSp
     });
 }
 
-/// One run per distinct packet (`packet(i)` for a counter that never repeats).
+const BATCH: u32 = 20_000;
+
+/// One run per distinct packet (`packet(i)` for a counter that never repeats), each passing.
 fn measure_each(
     c: &mut Criterion,
     name: &str,
     prog: &SchedClassifier,
     mut packet: impl FnMut(u64) -> PacketSpec,
 ) {
-    const BATCH: u32 = 20_000;
     let mut n = 0u64;
     c.bench_function(name, |b| {
         b.iter_custom(|iters| {
@@ -145,6 +146,22 @@ fn measure_each(
                 assert!(r.passed(), "{name}: packet {n} was dropped");
                 total += r.per_run;
                 n += 1;
+            }
+            total.mul_f64(iters as f64 / f64::from(BATCH))
+        })
+    });
+}
+
+/// One run per call of a packet the program drops.
+fn measure_each_dropped(c: &mut Criterion, name: &str, prog: &SchedClassifier, pkt: &PacketSpec) {
+    let frame = pkt.build();
+    c.bench_function(name, |b| {
+        b.iter_custom(|iters| {
+            let mut total = Duration::ZERO;
+            for _ in 0..BATCH {
+                let r = test_run(prog, &frame, 1).unwrap();
+                assert!(!r.passed(), "{name}: the packet passed");
+                total += r.per_run;
             }
             total.mul_f64(iters as f64 / f64::from(BATCH))
         })
@@ -220,6 +237,14 @@ fn bench(c: &mut Criterion) {
             &format!("per_packet_new_allowed_{n}_entries_repeat_1"),
             prog,
             new_allowed,
+        );
+        // The denied packet measured the same way: what one run per packet adds to a packet
+        // that creates no state (a cold start for every run).
+        measure_each_dropped(
+            c,
+            &format!("per_packet_new_denied_{n}_entries_repeat_1"),
+            prog,
+            &denied,
         );
     }
 }
