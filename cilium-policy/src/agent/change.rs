@@ -118,6 +118,15 @@ impl World {
             }
         }
         let old = self.sources.get(path);
+        let leaving: HashSet<&str> = old
+            .into_iter()
+            .flat_map(|s| &s.inventory.endpoints)
+            .map(|e| e.name.as_str())
+            .filter(|n| !seen.contains(n))
+            .collect();
+        for ep in &new.inventory.endpoints {
+            self.check_addresses(&ep.name, &ep.ips, &leaving)?;
+        }
         for ep in old.into_iter().flat_map(|s| &s.inventory.endpoints) {
             if seen.contains(ep.name.as_str()) {
                 continue;
@@ -131,6 +140,26 @@ impl World {
                     "endpoint {}: pod {} would no longer be applied (delete the endpoint first)",
                     spec.id, ep.name
                 )));
+            }
+        }
+        Ok(())
+    }
+
+    /// Addresses are unique across workloads: `ips` may only belong to `name` or to a workload
+    /// the same change removes.
+    fn check_addresses(
+        &self,
+        name: &str,
+        ips: &[std::net::IpAddr],
+        leaving: &HashSet<&str>,
+    ) -> Result<(), ApiError> {
+        for ip in ips {
+            if let Some(other) = self.addr_owner.get(ip) {
+                if other != name && !leaving.contains(other.as_str()) {
+                    return Err(ApiError::bad_request(format!(
+                        "{name}: address {ip} already belongs to {other}"
+                    )));
+                }
             }
         }
         Ok(())
@@ -204,12 +233,21 @@ impl World {
         for ep in &old.endpoints {
             if !new_eps.contains_key(ep.name.as_str()) {
                 self.owner.remove(&ep.name);
+                self.release_addresses(&ep.name, &ep.ips);
                 let deltas = self.engine.remove_endpoint(&ep.name);
                 self.note(deltas);
             }
         }
+        for ep in old
+            .endpoints
+            .iter()
+            .filter(|e| new_eps.contains_key(e.name.as_str()))
+        {
+            self.release_addresses(&ep.name, &ep.ips);
+        }
         for ep in &new.endpoints {
             self.owner.insert(ep.name.clone(), path.to_string());
+            self.claim_addresses(&ep.name, &ep.ips);
             self.put_cluster_endpoint(ep, Some(path))?;
         }
         if changed_ns.is_empty() {
@@ -232,6 +270,20 @@ impl World {
             self.put_cluster_endpoint(&ep, Some(&src))?;
         }
         Ok(())
+    }
+
+    fn release_addresses(&mut self, name: &str, ips: &[std::net::IpAddr]) {
+        for ip in ips {
+            if self.addr_owner.get(ip).is_some_and(|o| o == name) {
+                self.addr_owner.remove(ip);
+            }
+        }
+    }
+
+    fn claim_addresses(&mut self, name: &str, ips: &[std::net::IpAddr]) {
+        for ip in ips {
+            self.addr_owner.insert(*ip, name.to_string());
+        }
     }
 
     /// Adds or replaces a workload in the cluster unless it is already there unchanged.
@@ -283,7 +335,11 @@ impl World {
                     }
                     None
                 }
-                None => Some(label_endpoint(spec)?),
+                None => {
+                    let ep = label_endpoint(spec)?;
+                    self.check_addresses(&ep.name, &ep.ips, &HashSet::new())?;
+                    Some(ep)
+                }
             },
             None => None,
         };
@@ -296,9 +352,14 @@ impl World {
                     self.by_name.remove(&name);
                 }
             }
-            if old.pod.is_none() && label_ep.is_none() {
-                let deltas = self.engine.remove_endpoint(&name);
-                self.note(deltas);
+            if old.pod.is_none() {
+                if let Ok(ep) = label_endpoint(old) {
+                    self.release_addresses(&ep.name, &ep.ips);
+                }
+                if label_ep.is_none() {
+                    let deltas = self.engine.remove_endpoint(&name);
+                    self.note(deltas);
+                }
             }
         }
         self.touched.insert(id);
@@ -306,6 +367,7 @@ impl World {
             self.by_name.entry(spec_name(&spec)).or_default().insert(id);
             self.specs.insert(id, spec);
             if let Some(ep) = label_ep {
+                self.claim_addresses(&ep.name, &ep.ips);
                 self.put_cluster_endpoint(&ep, None)?;
             }
         }

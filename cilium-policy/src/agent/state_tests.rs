@@ -182,10 +182,12 @@ fn incremental_world_equals_a_rebuilt_one() {
                 assert_eq!(r.revision, before + 1);
                 applied.push(path.clone());
             }
-            // Manifests of different directories may define the same workload: refused whole.
+            // Manifests of different directories may define the same workload or address:
+            // refused whole.
             Err(e) => {
                 assert!(
-                    e.body.error.contains("already defined"),
+                    e.body.error.contains("already defined")
+                        || e.body.error.contains("already belongs"),
                     "{path}: {:?}",
                     e.body
                 );

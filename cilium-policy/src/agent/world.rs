@@ -47,6 +47,8 @@ pub struct World {
     pub(super) owner: HashMap<String, String>,
     /// Namespace definitions by name and source; the last source in path order wins.
     pub(super) namespaces: HashMap<String, BTreeMap<String, ir::Namespace>>,
+    /// The workload (cluster endpoint name) holding each address.
+    pub(super) addr_owner: HashMap<IpAddr, String>,
     /// Local endpoint ids by cluster endpoint name.
     pub(super) by_name: HashMap<String, BTreeSet<u16>>,
     /// Local endpoints a change touched since the last [`World::refresh`].
@@ -67,6 +69,7 @@ impl Default for World {
             file_ids: HashMap::new(),
             owner: HashMap::new(),
             namespaces: HashMap::new(),
+            addr_owner: HashMap::new(),
             by_name: HashMap::new(),
             touched: BTreeSet::new(),
         }
@@ -236,6 +239,11 @@ impl World {
                     }
                 }
                 None => inventory.endpoints.push(label_endpoint(spec)?),
+            }
+        }
+        for ep in &inventory.endpoints {
+            for ip in &ep.ips {
+                w.addr_owner.insert(*ip, ep.name.clone());
             }
         }
         let cluster = Cluster::build(&inventory, &policy, cfg.cluster_config())
