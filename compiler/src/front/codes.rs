@@ -176,6 +176,17 @@ declare_code!(
      with other L3 peers, L7 rules in a deny rule, `spec` with `specs`."
 );
 declare_code!(
+    INVALID_CILIUM_ENDPOINT,
+    "CP1022",
+    "invalid-cilium-endpoint",
+    Error,
+    "A `CiliumEndpoint` (cilium.io/v2) whose status cannot be used: an entry of \
+     `status.identity.labels` that is not `source:key=value` (or `source:key`), an address in \
+     `status.networking.addressing` that is not an IPv4 (`ipv4`) or IPv6 (`ipv6`) address, or a \
+     `status.named-ports` entry without a name or with a port outside 1-65535. The endpoint is \
+     left out; its labels are taken exactly as written, so a malformed one cannot be guessed."
+);
+declare_code!(
     DEPRECATED,
     "CP1101",
     "deprecated-form",
@@ -232,6 +243,7 @@ pub static FRONT_CODES: &[&Code] = &[
     &INVALID_ENCODING,
     &INVALID_VALUE,
     &CONFLICTING_FIELDS,
+    &INVALID_CILIUM_ENDPOINT,
     &DEPRECATED,
     &NOT_ENFORCED,
     &PRUNED_FIELD,

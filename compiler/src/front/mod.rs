@@ -3,10 +3,11 @@
 //!
 //! Stages: [`input`] reads paths; [`yaml`] builds [`node::Node`] trees (JSON is read as YAML 1.2
 //! flow); [`objects`] recognises each document and dispatches to the decoders
-//! ([`k8s_netpol`], [`cilium_rule`], [`workload`]); [`lower`] applies Cilium's namespacing and
+//! ([`k8s_netpol`], [`cilium_rule`], [`workload`], [`cilium_endpoint`]); [`lower`] applies Cilium's namespacing and
 //! commits an object's rules only if it decoded without error.
 
 pub mod cidr;
+pub mod cilium_endpoint;
 pub mod cilium_peers;
 pub mod cilium_ports;
 pub mod cilium_rule;

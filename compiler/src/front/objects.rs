@@ -224,6 +224,7 @@ fn object(cx: &mut Cx<'_>, f: &Field<'_>, sink: &mut Sink<'_>) {
         ("cilium.io/v2", "CiliumClusterwideNetworkPolicy") => {
             policy(cx, f, sink, PolicyKind::CiliumClusterwideNetworkPolicy)
         }
+        ("cilium.io/v2", "CiliumEndpoint") => super::cilium_endpoint::cilium_endpoint(cx, f, sink),
         ("v1", "Namespace" | "Pod") => workload::inventory_object(cx, f, &kind, sink),
         (a, k) if workload::is_workload(a, k) => workload::inventory_object(cx, f, &kind, sink),
         (_, k) if POLICY_KINDS.contains(&k) => {

@@ -10,6 +10,8 @@ pub const NAMESPACE_LABELS_PREFIX: &str = "io.cilium.k8s.namespace.labels.";
 pub const SERVICE_ACCOUNT_LABEL: &str = "io.cilium.k8s.policy.serviceaccount";
 /// `k8s:io.cilium.k8s.policy.cluster=<cluster name>`.
 pub const CLUSTER_LABEL: &str = "io.cilium.k8s.policy.cluster";
+/// `Endpoint::kind` of an endpoint read from a `CiliumEndpoint`: its labels are Cilium's own.
+pub const CILIUM_ENDPOINT_KIND: &str = "CiliumEndpoint";
 /// The label the API server puts on every namespace (Kubernetes ≥ 1.21).
 const NAMESPACE_NAME_LABEL: &str = "kubernetes.io/metadata.name";
 
@@ -20,8 +22,12 @@ const NAMESPACE_NAME_LABEL: &str = "kubernetes.io/metadata.name";
 /// `kubernetes.io/metadata.name` label the API server adds) under
 /// `k8s:io.cilium.k8s.namespace.labels.`, the service account (`default` when unset, as the
 /// admission controller fills it in) and the cluster name. Labels given directly in Cilium form
-/// (`endpoint.labels`) are kept as they are.
+/// (`endpoint.labels`) are kept as they are; a `CiliumEndpoint` has only those (Cilium already
+/// derived them), whatever its namespace.
 pub fn derive_labels(ep: &Endpoint, ns: Option<&Namespace>, cluster: &str) -> LabelSet {
+    if ep.kind == CILIUM_ENDPOINT_KIND {
+        return ep.labels.clone();
+    }
     let mut out: Vec<Label> = ep.labels.iter().cloned().collect();
     out.extend(
         ep.k8s_labels

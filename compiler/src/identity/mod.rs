@@ -9,7 +9,8 @@ pub mod shared;
 
 pub use alloc::IdAllocator;
 pub use derive::{
-    derive_labels, CLUSTER_LABEL, NAMESPACE_LABEL, NAMESPACE_LABELS_PREFIX, SERVICE_ACCOUNT_LABEL,
+    derive_labels, CILIUM_ENDPOINT_KIND, CLUSTER_LABEL, NAMESPACE_LABEL, NAMESPACE_LABELS_PREFIX,
+    SERVICE_ACCOUNT_LABEL,
 };
 pub use filter::{LabelFilter, LabelFilterError};
 pub use reserved::{cidr_labels, entity_selects, reserved_labels, IdentityInfo, IdentityKind};

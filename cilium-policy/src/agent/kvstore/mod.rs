@@ -49,7 +49,7 @@ pub struct KvstoreArgs {
     #[arg(long, requires = "kvstore")]
     pub kvstore_endpoint: Option<String>,
     /// Key prefix under which identities live (`PREFIX/id/N`, `PREFIX/value/LABELS`).
-    #[arg(long, default_value = identities::DEFAULT_PREFIX)]
+    #[arg(long, default_value = identities::DEFAULT_PREFIX, requires = "kvstore")]
     pub kvstore_prefix: String,
 }
 
