@@ -247,3 +247,59 @@ fn endpoints_and_connectivity_views() {
         String::from_utf8_lossy(&run(&["connectivity", "-f", k, "-o", "dot"]).stdout).into_owned();
     assert!(dot.starts_with("digraph connectivity {"), "{dot}");
 }
+
+/// The Cilium docs' `cnp-icmp` example (testdata/semantics/cilium-icmp): org=empire may send echo
+/// requests (ICMP type 8, ICMPv6 type 128) to the deathstar and nothing else; every output
+/// format of `connectivity` says so.
+#[test]
+fn connectivity_reports_icmp_types_in_every_format() {
+    let d = "testdata/semantics/cilium-icmp";
+    let out = |o: &str| {
+        let r = run(&["connectivity", "-f", d, "-o", o]);
+        assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+        String::from_utf8_lossy(&r.stdout).into_owned()
+    };
+    let (tie, star) = ("default/tiefighter", "default/deathstar");
+    let want = "ICMP type 8, ICMPv6 type 128";
+    let text = out("text");
+    let block = text
+        .split(&format!("{tie}\n"))
+        .nth(1)
+        .expect("tiefighter block");
+    let line = block
+        .lines()
+        .find(|l| l.contains(star))
+        .expect("to deathstar");
+    assert!(line.ends_with(want), "{text}");
+    let tsv = out("tsv");
+    let pair: Vec<&str> = tsv
+        .lines()
+        .filter(|l| l.starts_with(&format!("{tie}\t{star}\t")))
+        .collect();
+    assert_eq!(
+        pair,
+        [
+            format!("{tie}\t{star}\ticmp\t8-8"),
+            format!("{tie}\t{star}\ticmpv6\t128-128")
+        ],
+        "{tsv}"
+    );
+    assert!(
+        tsv.contains(&format!("{star}\t{tie}\ticmp\t0-255\n")),
+        "{tsv}"
+    );
+    let json: serde_json::Value = serde_json::from_str(&out("json")).expect("json");
+    let conn = json
+        .as_array()
+        .and_then(|a| a.iter().find(|c| c["src"] == tie && c["dst"] == star))
+        .expect("pair in json");
+    assert_eq!(
+        conn["ports"],
+        serde_json::json!([
+            {"protocol": "ICMP", "unit": "type", "first": 8, "last": 8},
+            {"protocol": "ICMPv6", "unit": "type", "first": 128, "last": 128}
+        ])
+    );
+    assert!(out("md").contains(&format!("| {tie} | {star} | {want} |")));
+    assert!(out("dot").contains(&format!("{tie:?} -> {star:?} [label={want:?}];")));
+}

@@ -1,10 +1,10 @@
 //! `cilium-policy connectivity`: every endpoint pair (and world) with the protocols and ports
-//! allowed between them, computed from the map state.
+//! (ICMP types for ICMP/ICMPv6) allowed between them, computed from the map state.
 
 use super::semload::{load, InputArgs};
-use compiler::policy::connectivity::{allowed_ranges, End, PortRange};
+use compiler::policy::connectivity::{allowed_ranges, is_full, End, PortRange, PROTOCOLS};
 use compiler::policy::PolicyEngine;
-use ir::NumericIdentity;
+use ir::{NumericIdentity, Protocol};
 use serde_json::json;
 use std::fmt::Write;
 use std::process::ExitCode;
@@ -33,22 +33,24 @@ pub struct Conn {
     pub ranges: Vec<PortRange>,
 }
 
-/// `TCP 80, UDP 53, SCTP 1000-2000`, or `all` when every port of every protocol is open.
+/// `TCP 80, UDP 53, SCTP 1000-2000, ICMP type 8, ICMPv6 *`, or `all` when every port and every
+/// ICMP type of every protocol is open.
 pub fn ports_text(ranges: &[PortRange]) -> String {
-    let full = compiler::policy::connectivity::PROTOCOLS.iter().all(|p| {
-        ranges
-            .iter()
-            .any(|r| r.protocol == *p && r.first == 0 && r.last == 65535)
-    });
-    if full {
+    let full = |p: &Protocol| ranges.iter().any(|r| r.protocol == *p && is_full(r));
+    if PROTOCOLS.iter().all(full) {
         return "all".into();
     }
     let list: Vec<String> = ranges
         .iter()
-        .map(|r| match (r.first, r.last) {
-            (0, 65535) => format!("{} *", r.protocol),
-            (a, b) if a == b => format!("{} {a}", r.protocol),
-            (a, b) => format!("{} {a}-{b}", r.protocol),
+        .map(|r| {
+            let icmp = matches!(r.protocol, Protocol::Icmp | Protocol::IcmpV6);
+            match (r.first, r.last) {
+                _ if is_full(r) => format!("{} *", r.protocol),
+                (a, b) if a == b && icmp => format!("{} type {a}", r.protocol),
+                (a, b) if icmp => format!("{} types {a}-{b}", r.protocol),
+                (a, b) if a == b => format!("{} {a}", r.protocol),
+                (a, b) => format!("{} {a}-{b}", r.protocol),
+            }
         })
         .collect();
     list.join(", ")
@@ -136,7 +138,13 @@ fn render(conns: &[Conn], o: Output) -> String {
                     let ports: Vec<_> = c
                         .ranges
                         .iter()
-                        .map(|r| json!({"protocol": r.protocol.name(), "first": r.first, "last": r.last}))
+                        .map(|r| {
+                            let unit = match r.protocol {
+                                Protocol::Icmp | Protocol::IcmpV6 => "type",
+                                _ => "port",
+                            };
+                            json!({"protocol": r.protocol.name(), "unit": unit, "first": r.first, "last": r.last})
+                        })
                         .collect();
                     json!({"src": c.src, "dst": c.dst, "ports": ports})
                 })

@@ -1,5 +1,6 @@
-//! Connectivity from the map state: which protocols and port ranges a connection from one party
-//! to another is allowed on (the source's egress and the destination's ingress both allow it).
+//! Connectivity from the map state: which protocols and port ranges (ICMP types for ICMP and
+//! ICMPv6) a connection from one party to another is allowed on (the source's egress and the
+//! destination's ingress both allow it).
 
 use super::lookup::lookup;
 use ir::{Direction, EndpointPolicy, NumericIdentity, Protocol};
@@ -14,7 +15,7 @@ pub struct End<'a> {
     pub addr: Option<IpAddr>,
 }
 
-/// An allowed range.
+/// An allowed range: ports, or ICMP types for ICMP/ICMPv6.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub struct PortRange {
     pub protocol: Protocol,
@@ -23,7 +24,27 @@ pub struct PortRange {
 }
 
 /// The protocols connectivity reports on.
-pub const PROTOCOLS: [Protocol; 3] = [Protocol::Tcp, Protocol::Udp, Protocol::Sctp];
+pub const PROTOCOLS: [Protocol; 5] = [
+    Protocol::Tcp,
+    Protocol::Udp,
+    Protocol::Sctp,
+    Protocol::Icmp,
+    Protocol::IcmpV6,
+];
+
+/// How many "ports" a protocol has: 65536 ports, or 256 ICMP types (the map keys an ICMP type
+/// as the port of protocol 1/58).
+pub fn port_space(proto: Protocol) -> u32 {
+    match proto {
+        Protocol::Icmp | Protocol::IcmpV6 => 256,
+        _ => 65536,
+    }
+}
+
+/// Is `r` every port (every type) of its protocol?
+pub fn is_full(r: &PortRange) -> bool {
+    r.first == 0 && r.last as u32 == port_space(r.protocol) - 1
+}
 
 fn boundaries(p: Option<&EndpointPolicy>, dir: Direction, proto: u8, out: &mut Vec<u32>) {
     let Some(p) = p else { return };
@@ -53,9 +74,11 @@ pub fn allowed(src: End, dst: End, proto: Protocol, port: u16) -> bool {
 pub fn allowed_ranges(src: End, dst: End) -> Vec<PortRange> {
     let mut out = Vec::new();
     for proto in PROTOCOLS {
-        let mut b = vec![0u32, 65536];
+        let space = port_space(proto);
+        let mut b = vec![0u32, space];
         boundaries(src.policy, Direction::Egress, proto.number(), &mut b);
         boundaries(dst.policy, Direction::Ingress, proto.number(), &mut b);
+        b.retain(|x| *x <= space);
         b.sort_unstable();
         b.dedup();
         let mut open: Option<u16> = None;
@@ -63,7 +86,7 @@ pub fn allowed_ranges(src: End, dst: End) -> Vec<PortRange> {
             let (lo, hi) = (w[0] as u16, (w[1] - 1) as u16);
             if allowed(src, dst, proto, lo) {
                 open.get_or_insert(lo);
-                if w[1] == 65536 {
+                if w[1] == space {
                     out.push(PortRange {
                         protocol: proto,
                         first: open.take().unwrap_or(lo),
