@@ -15,6 +15,8 @@ pub struct AgentConfig {
     pub datapath: bool,
     /// Also serve the API on this loopback TCP address.
     pub tcp: Option<std::net::SocketAddr>,
+    /// Entries of each endpoint's connection-tracking map (an LRU hash, preallocated).
+    pub ct_map_size: u32,
     /// Cluster identities shared with other nodes (`--kvstore`); local numbering when `None`.
     pub kvstore: Option<std::sync::Arc<dyn compiler::identity::SharedIdentities>>,
 }

@@ -7,7 +7,10 @@
 //! until every plan succeeded; then it writes only the entries that differ from what the
 //! pinned maps hold, replaces programs atomically where the configuration changed, and bumps
 //! the endpoint's policy revision so connection tracking re-checks established flows.
-//! Endpoints whose configuration and map state did not change are not touched at all.
+//! Endpoints whose configuration and map state did not change are not touched at all; a sync
+//! can be limited to the endpoints a change touched ([`Scope::Only`]), and entries are diffed
+//! against what this process last wrote (the kernel's maps are read only for state adopted
+//! from a previous agent, and for maps this process has not written yet).
 
 use super::config::AgentConfig;
 use super::error::ApiError;
@@ -56,7 +59,28 @@ pub struct Datapath {
     programs: BTreeMap<u16, ProgramKey>,
     /// What this process last enforced per endpoint: an endpoint whose configuration and map
     /// state are unchanged is skipped by the next sync.
-    written: BTreeMap<u16, (LocalEndpoint, ir::EndpointPolicy)>,
+    written: BTreeMap<u16, Written>,
+    /// The ipcache this process last wrote, and the entries of each of its maps.
+    ipcache: Option<(ir::IpCache, MapsWritten)>,
+}
+
+/// Entries last written, by map name (the datapath's counters aside).
+type MapsWritten = BTreeMap<&'static str, Entries>;
+
+/// One endpoint as last written: its configuration, map state, and the entries of the maps
+/// that were pinned when it was written.
+struct Written {
+    ep: LocalEndpoint,
+    policy: ir::EndpointPolicy,
+    maps: MapsWritten,
+}
+
+/// Which endpoints a sync considers.
+pub enum Scope<'a> {
+    /// Every endpoint of the world, and every pinned endpoint not in it (start, rebuild).
+    All,
+    /// These endpoints (present in the world or removed from it).
+    Only(&'a std::collections::BTreeSet<u16>),
 }
 
 type Results = BTreeMap<u16, Result<(), String>>;
@@ -80,12 +104,16 @@ impl Datapath {
         Ok(Datapath {
             layout,
             mode: AttachMode::detect(),
-            sizes: MapSizes::default(),
+            sizes: MapSizes {
+                ct_map: cfg.ct_map_size,
+                ..MapSizes::default()
+            },
             clang: None,
             cache: ObjectCache::new(cfg.state_dir.join("objects")),
             templates: HashMap::new(),
             programs: BTreeMap::new(),
             written: BTreeMap::new(),
+            ipcache: None,
         })
     }
 
@@ -100,50 +128,62 @@ impl Datapath {
         &self.layout
     }
 
-    /// Brings the kernel in line with `world` (see the module doc). Plan errors (a map that
-    /// would overflow, a verifier rejection, clang failing) refuse the whole change with
-    /// nothing written; write errors are reported per endpoint.
-    pub fn sync(&mut self, world: &World, revision: u64) -> Result<Results, ApiError> {
+    /// Brings the kernel in line with `world` for the endpoints in `scope` (see the module
+    /// doc). Plan errors (a map that would overflow, a verifier rejection, clang failing)
+    /// refuse the whole change with nothing written; write errors are reported per endpoint.
+    pub fn sync(
+        &mut self,
+        world: &World,
+        scope: Scope,
+        revision: u64,
+    ) -> Result<Results, ApiError> {
+        let ids: Vec<u16> = match scope {
+            Scope::All => world.endpoints.keys().copied().collect(),
+            Scope::Only(ids) => ids.iter().copied().collect(),
+        };
         let mut plans = Vec::new();
         let mut results = Results::new();
-        for (id, ep) in &world.endpoints {
-            let policy = world.policies.get(id).cloned().unwrap_or_default();
+        let mut gone = Vec::new();
+        for id in ids {
+            let Some(ep) = world.endpoints.get(&id) else {
+                gone.push(id);
+                continue;
+            };
+            let policy = world.policies.get(&id).cloned().unwrap_or_default();
             if self
                 .written
-                .get(id)
-                .is_some_and(|(e, p)| e == ep && *p == policy)
+                .get(&id)
+                .is_some_and(|w| w.ep == *ep && w.policy == policy)
             {
-                results.insert(*id, Ok(()));
+                results.insert(id, Ok(()));
                 continue;
             }
-            plans.push((self.plan(*id, ep, &policy)?, ep.clone(), policy));
+            plans.push((self.plan(id, ep, &policy)?, ep.clone(), policy));
         }
-        for img in ipcache_images(world.engine.cluster.ipcache()) {
-            let pin = self
-                .layout
-                .shared_map(img.kind.map_name())
-                .map_err(internal)?;
-            // The first endpoint's load creates the ipcache; with no endpoint there is nothing to write.
-            if pin.exists() {
-                self.write_ipcache(&pin, &image_entries(&img))?;
-            }
-        }
+        self.write_ipcache(world.engine.cluster.ipcache())?;
         for (plan, ep, policy) in plans {
             let id = plan.id;
             let res = self.apply(plan, revision);
-            match &res {
-                Ok(()) => self.written.insert(id, (ep, policy)),
-                Err(_) => self.written.remove(&id),
-            };
-            results.insert(id, res.map_err(|e| e.to_string()));
+            match res {
+                Ok(maps) => {
+                    self.written.insert(id, Written { ep, policy, maps });
+                    results.insert(id, Ok(()));
+                }
+                Err(e) => {
+                    self.written.remove(&id);
+                    results.insert(id, Err(e.to_string()));
+                }
+            }
         }
-        let gone: Vec<u16> = self
-            .layout
-            .pinned_endpoints()
-            .map_err(internal)?
-            .into_iter()
-            .filter(|id| !world.endpoints.contains_key(id))
-            .collect();
+        if matches!(scope, Scope::All) {
+            gone.extend(
+                self.layout
+                    .pinned_endpoints()
+                    .map_err(internal)?
+                    .into_iter()
+                    .filter(|id| !world.endpoints.contains_key(id)),
+            );
+        }
         for id in gone {
             results.insert(id, self.remove(id).map_err(|e| e.to_string()));
         }
@@ -255,8 +295,10 @@ impl Datapath {
         current.unwrap_or_else(load::default_state)
     }
 
-    fn apply(&mut self, mut plan: Plan, revision: u64) -> Result<(), ApiError> {
+    /// Writes one endpoint's plan; returns the entries now in its pinned maps.
+    fn apply(&mut self, mut plan: Plan, revision: u64) -> Result<MapsWritten, ApiError> {
         let id = plan.id;
+        let mut written = MapsWritten::new();
         // Entries first: the running program shares these maps, and the new one finds them ready.
         // Every map's restricting changes go in before any map's widening ones.
         let mut deltas = Vec::new();
@@ -271,8 +313,10 @@ impl Datapath {
                     } else {
                         (policy_rank, |op| policy_rank(op) < 2)
                     };
-                let (pin, map, len, delta) = self.delta(&pin, want, rank)?;
+                let last = self.written.get(&id).and_then(|w| w.maps.get(name));
+                let (pin, map, len, delta) = self.delta(&pin, last, want, rank)?;
                 deltas.push((pin, map, len, delta, restricts));
+                written.insert(*name, want.clone());
             }
         }
         for restricting in [true, false] {
@@ -334,43 +378,61 @@ impl Datapath {
         state
             .update(&0u32.to_ne_bytes(), st.as_bytes())
             .map_err(internal)?;
+        Ok(written)
+    }
+
+    /// Writes the ipcache's changes since the last write (nothing when it did not change).
+    /// The first endpoint's load creates the ipcache maps; before that there is nothing to write.
+    fn write_ipcache(&mut self, ipcache: &ir::IpCache) -> Result<(), ApiError> {
+        if self.ipcache.as_ref().is_some_and(|(c, _)| c == ipcache) {
+            return Ok(());
+        }
+        let mut written = MapsWritten::new();
+        for img in ipcache_images(ipcache) {
+            let name = img.kind.map_name();
+            let pin = self.layout.shared_map(name).map_err(internal)?;
+            if !pin.exists() {
+                // Not created yet: nothing is cached, so the next sync looks again.
+                self.ipcache = None;
+                return Ok(());
+            }
+            let want = image_entries(&img);
+            let last = self.ipcache.as_ref().and_then(|(_, w)| w.get(name));
+            // Without the ipcache no endpoint can be enforced correctly: refuse the change.
+            let (_, map, len, delta) = self.delta(&pin, last, &want, byte_eq_rank)?;
+            if !delta.is_empty() {
+                let stats = delta.apply(&map, len).map_err(|e| {
+                    self.ipcache = None;
+                    ApiError::internal(format!("updating the ipcache: {e}"))
+                })?;
+                tracing::debug!(map = %pin.display(), ?stats, "map delta written");
+            }
+            written.insert(name, want);
+        }
+        self.ipcache = Some((ipcache.clone(), written));
         Ok(())
     }
 
-    fn write_ipcache(&self, pin: &std::path::Path, want: &Entries) -> Result<(), ApiError> {
-        // Without the ipcache no endpoint can be enforced correctly: refuse the change.
-        self.write_map(pin, want, byte_eq_rank)
-            .map_err(|e| ApiError::internal(format!("updating the ipcache: {}", e.body.error)))
-    }
-
-    /// The delta from what the pinned map holds to `want`, with the opened map and its length.
+    /// The delta from `last` (what this process wrote there last; what the pinned map holds
+    /// when `None`) to `want`, with the opened map and its length.
     fn delta(
         &self,
         pin: &std::path::Path,
+        last: Option<&Entries>,
         want: &Entries,
         rank: fn(&MapOp) -> u8,
     ) -> Result<(PathBuf, RawMap, usize, MapDelta), ApiError> {
         let map = RawMap::open_pinned(pin).map_err(internal)?;
-        let have = map.entries().map_err(internal)?;
-        let delta = MapDelta::between_with(&have, want, policy_value_eq, rank);
+        let read;
+        let have = match last {
+            Some(l) => l,
+            None => {
+                read = map.entries().map_err(internal)?;
+                &read
+            }
+        };
+        let delta = MapDelta::between_with(have, want, policy_value_eq, rank);
         Ok((pin.to_path_buf(), map, have.len(), delta))
-    }
-
-    /// Writes `want` into the pinned map as a delta against what the map holds now.
-    fn write_map(
-        &self,
-        pin: &std::path::Path,
-        want: &Entries,
-        rank: fn(&MapOp) -> u8,
-    ) -> Result<(), ApiError> {
-        let map = RawMap::open_pinned(pin).map_err(internal)?;
-        let have = map.entries().map_err(internal)?;
-        let delta = MapDelta::between_with(&have, want, policy_value_eq, rank);
-        if !delta.is_empty() {
-            let stats = delta.apply(&map, have.len()).map_err(internal)?;
-            tracing::debug!(map = %pin.display(), ?stats, "map delta written");
-        }
-        Ok(())
     }
 
     /// Detaches an endpoint's programs and unpins its maps.

@@ -3,6 +3,7 @@
 //! directory. See Documentation/agent.md.
 
 pub mod api;
+pub mod change;
 pub mod client;
 pub mod config;
 pub mod datapath;

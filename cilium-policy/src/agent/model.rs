@@ -82,8 +82,8 @@ pub struct PolicyPut {
     pub wait: bool,
 }
 
-/// `DELETE /v1/policy`: everything, the sources at these paths, or the sources holding a rule
-/// with all of these labels.
+/// `DELETE /v1/policy`: everything, the sources at these paths, or exactly the rules that
+/// carry all of these labels (seed §8).
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct PolicyDelete {
     #[serde(default)]

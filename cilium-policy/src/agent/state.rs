@@ -1,16 +1,18 @@
 //! The agent's state and its operations: the policy repository (sources with revisions),
 //! endpoints, and the derived world (identities, per-endpoint map state) kept in step with the
-//! datapath. Every change is computed on a candidate copy first; a change that fails
-//! validation or cannot be enforced leaves state and datapath as they were.
+//! datapath. Every change is applied to the world incrementally and brought to the datapath for
+//! the endpoints it touched only; a change that fails validation or cannot be enforced is
+//! undone (its inverse applied) and leaves state and datapath as they were.
 
 use super::api::EndpointRef;
+use super::change::Change;
 use super::config::AgentConfig;
-use super::datapath::Datapath;
+use super::datapath::{Datapath, Scope};
 use super::error::ApiError;
 use super::model::*;
 use super::store::{Persisted, Store};
 use super::world::World;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 pub struct Agent {
     pub cfg: AgentConfig,
@@ -18,52 +20,52 @@ pub struct Agent {
     persisted: Persisted,
     world: World,
     datapath: Option<Datapath>,
-    /// Per endpoint: the revision its datapath enforces, and the last error.
-    enforced: BTreeMap<u16, (u64, Option<String>)>,
-    /// A change was accepted without waiting and is not enforced yet.
-    pending: bool,
+    /// The revision every endpoint enforces, except those in `lagging`.
+    synced: u64,
+    /// Endpoints whose last sync failed: the revision they still enforce, and the error.
+    lagging: BTreeMap<u16, (u64, String)>,
+    /// Endpoints touched by changes accepted without waiting and not enforced yet.
+    pending: BTreeSet<u16>,
     /// Datapath events for `GET /v1/monitor` (none without a datapath).
     pub events: Option<tokio::sync::broadcast::Sender<super::monitor::Line>>,
     set_debug: Box<dyn Fn(bool) + Send>,
 }
 
 impl Agent {
-    /// Loads the persisted state, recomputes the world and brings the datapath (pinned state
+    /// Loads the persisted state, builds the world and brings the datapath (pinned state
     /// left by a previous agent, if any) in line with it.
     pub fn start(cfg: AgentConfig, set_debug: Box<dyn Fn(bool) + Send>) -> Result<Agent, ApiError> {
-        let store = Store::new(&cfg.state_dir).map_err(|e| ApiError::internal(e.to_string()))?;
+        let mut store =
+            Store::new(&cfg.state_dir).map_err(|e| ApiError::internal(e.to_string()))?;
         let persisted = store
             .load()
             .map_err(|e| ApiError::internal(e.to_string()))?;
-        let world = World::compute(&persisted, &cfg)?;
-        let mut datapath = if cfg.datapath {
+        let world = World::build(&persisted, &cfg)?;
+        let datapath = if cfg.datapath {
             Some(Datapath::open(&cfg)?)
         } else {
             None
         };
-        let mut enforced = BTreeMap::new();
-        if let Some(dp) = datapath.as_mut() {
-            // Adopts what a previous agent pinned and writes only what differs.
-            for (id, res) in dp.sync(&world, persisted.revision)? {
-                enforced.insert(id, (persisted.revision, res.err()));
-            }
-        }
-        tracing::info!(
-            revision = persisted.revision,
-            endpoints = persisted.endpoints.len(),
-            "agent state restored"
-        );
-        Ok(Agent {
+        let mut agent = Agent {
             cfg,
             store,
+            synced: persisted.revision,
             persisted,
             world,
             datapath,
-            enforced,
-            pending: false,
+            lagging: BTreeMap::new(),
+            pending: BTreeSet::new(),
             events: None,
             set_debug,
-        })
+        };
+        // Adopts what a previous agent pinned and writes only what differs.
+        agent.sync_datapath(Scope::All, agent.persisted.revision)?;
+        tracing::info!(
+            revision = agent.persisted.revision,
+            endpoints = agent.persisted.endpoints.len(),
+            "agent state restored"
+        );
+        Ok(agent)
     }
 
     /// Pin path of the node's event ring buffer (for the monitor reader).
@@ -94,6 +96,7 @@ impl Agent {
             "bpf-root": self.cfg.bpf_root,
             "node": self.cfg.node,
             "debug": self.cfg.debug,
+            "ct-map-size": self.cfg.ct_map_size,
             "datapath": self.datapath.as_ref().map_or("disabled", |d| d.mode_name()),
         })
     }
@@ -151,7 +154,10 @@ impl Agent {
         let spec = self.persisted.endpoints.get(&id)?;
         let local = self.world.endpoints.get(&id)?;
         let pol = self.world.policies.get(&id);
-        let (rev, err) = self.enforced.get(&id).cloned().unwrap_or((0, None));
+        let (rev, err) = match self.lagging.get(&id) {
+            Some((rev, err)) => (*rev, Some(err.clone())),
+            None => (self.synced, None),
+        };
         let ready = err.is_none() && (self.datapath.is_none() || rev == self.persisted.revision);
         Some(EndpointStatus {
             id,
@@ -198,8 +204,13 @@ impl Agent {
         }
         let mut next = self.persisted.clone();
         next.endpoints.insert(spec.id, spec.clone());
+        let change = Change::Endpoint {
+            id: spec.id,
+            to: Some(spec.clone()),
+        };
         self.commit(
             next,
+            vec![change],
             "endpoint",
             vec![format!("endpoint/{}", spec.id)],
             true,
@@ -273,7 +284,17 @@ impl Agent {
             .get_mut(&id)
             .ok_or_else(|| ApiError::not_found(format!("endpoint {id} not found")))?;
         f(ep)?;
-        self.commit(next, "endpoint", vec![format!("endpoint/{id}")], true)
+        let change = Change::Endpoint {
+            id,
+            to: Some(ep.clone()),
+        };
+        self.commit(
+            next,
+            vec![change],
+            "endpoint",
+            vec![format!("endpoint/{id}")],
+            true,
+        )
     }
 
     /// Deletes the endpoint; `false` in the reply's second field when datapath cleanup failed.
@@ -284,9 +305,16 @@ impl Agent {
             .endpoints
             .remove(&id)
             .ok_or_else(|| ApiError::not_found(format!("endpoint {id} not found")))?;
-        let reply = self.commit(next, "endpoint", vec![format!("endpoint/{id}")], true)?;
+        let change = Change::Endpoint { id, to: None };
+        let reply = self.commit(
+            next,
+            vec![change],
+            "endpoint",
+            vec![format!("endpoint/{id}")],
+            true,
+        )?;
         // The datapath detached and unpinned it during the sync; an error there is reported.
-        let clean = self.enforced.remove(&id).is_none_or(|e| e.1.is_none());
+        let clean = self.lagging.remove(&id).is_none();
         if !clean {
             tracing::error!(id, iface = %spec.iface, "endpoint deleted with datapath cleanup errors");
         }
@@ -331,7 +359,7 @@ impl Agent {
         Ok(PolicyReply {
             revision: self.persisted.revision,
             sources: self.persisted.source_docs(),
-            rules: ir::text::render(&self.world.engine.policy),
+            rules: ir::text::render(&self.world.live_policy()),
         })
     }
 
@@ -341,19 +369,35 @@ impl Agent {
         }
         let mut next = self.persisted.clone();
         let mut paths = Vec::new();
+        let mut changes = Vec::new();
         for s in req.sources {
             if s.path.is_empty() || s.path.contains('\0') {
                 return Err(ApiError::custom(460, format!("invalid path {:?}", s.path)));
             }
             paths.push(s.path.clone());
+            let unchanged =
+                next.sources.get(&s.path) == Some(&s.text) && !next.deleted.contains_key(&s.path);
+            // Re-applying the same text changes nothing (a new revision is still recorded).
+            if !unchanged {
+                let to = self.world.prepare_source(&s.path, &s.text, &[])?;
+                changes.push(Change::Source {
+                    path: s.path.clone(),
+                    to: Some(to),
+                });
+                next.deleted.remove(&s.path);
+            }
             next.sources.insert(s.path, s.text);
         }
-        self.commit(next, "put", paths, req.wait)
+        self.commit(next, changes, "put", paths, req.wait)
     }
 
+    /// `DELETE /v1/policy`: everything, the sources at some paths, or exactly the rules that
+    /// carry every one of some labels (seed §8), wherever they come from.
     pub fn delete_policy(&mut self, req: PolicyDelete) -> Result<RevisionReply, ApiError> {
         let mut next = self.persisted.clone();
+        let mut changes = Vec::new();
         let removed: Vec<String> = if req.all {
+            next.deleted.clear();
             std::mem::take(&mut next.sources).into_keys().collect()
         } else if !req.paths.is_empty() {
             let mut out = Vec::new();
@@ -361,15 +405,24 @@ impl Agent {
                 if next.sources.remove(p).is_none() {
                     return Err(ApiError::not_found(format!("nothing was applied from {p}")));
                 }
+                next.deleted.remove(p);
                 out.push(p.clone());
             }
             out
         } else if !req.labels.is_empty() {
-            let hits = self.world.sources_with_labels(&req.labels);
-            for p in &hits {
-                next.sources.remove(p);
+            let mut out = Vec::new();
+            for (path, to) in self.world.without_labels(&req.labels) {
+                next.deleted
+                    .entry(path.clone())
+                    .or_default()
+                    .push(req.labels.clone());
+                changes.push(Change::Source {
+                    path: path.clone(),
+                    to: Some(to),
+                });
+                out.push(path);
             }
-            hits
+            out
         } else {
             return Err(ApiError::bad_request(
                 "say what to delete: all, paths or labels",
@@ -378,7 +431,13 @@ impl Agent {
         if removed.is_empty() && !req.all {
             return Err(ApiError::not_found("no policy matches"));
         }
-        self.commit(next, "delete", removed, req.wait)
+        if req.all || !req.paths.is_empty() {
+            changes.extend(removed.iter().map(|p| Change::Source {
+                path: p.clone(),
+                to: None,
+            }));
+        }
+        self.commit(next, changes, "delete", removed, req.wait)
     }
 
     pub fn revisions(&self) -> Vec<RevisionInfo> {
@@ -389,63 +448,146 @@ impl Agent {
         super::resolve::resolve(&self.world, q)
     }
 
-    /// Validates `next`, then (with `wait`) brings the datapath to it before persisting it: a
-    /// change the datapath cannot take (a map that would overflow, a program the verifier
-    /// rejects) is refused and nothing changes. Without `wait` the change is persisted and the
-    /// reply sent first; [`Agent::sync_pending`] enforces it right after.
+    /// Applies `changes` to the world, then (with `wait`) brings the datapath to it for the
+    /// endpoints they touched before persisting `next`: a change the datapath cannot take (a
+    /// map that would overflow, a program the verifier rejects) is undone and nothing changes.
+    /// Without `wait` the change is persisted and the reply sent first; [`Agent::sync_pending`]
+    /// enforces it right after.
     fn commit(
         &mut self,
         mut next: Persisted,
+        changes: Vec<Change>,
         action: &str,
         paths: Vec<String>,
         wait: bool,
     ) -> Result<RevisionReply, ApiError> {
-        let world = World::compute(&next, &self.cfg)?;
+        let mut undo = Vec::new();
+        for c in changes {
+            match self.world.apply(c) {
+                Ok(inverse) => undo.push(inverse),
+                Err(e) => return Err(self.rollback(undo, e)),
+            }
+        }
+        let touched = match self.world.refresh() {
+            Ok(t) => t,
+            Err(e) => return Err(self.rollback(undo, e)),
+        };
         let revision = next.bump(action, paths);
         if wait {
-            self.sync_datapath(&world, revision)?;
+            let mut scope = touched.clone();
+            scope.extend(self.pending.iter().copied());
+            if let Err(e) = self.sync_datapath(Scope::Only(&scope), revision) {
+                return Err(self.rollback(undo, e));
+            }
+            self.pending.clear();
+        } else if self.datapath.is_some() {
+            self.pending.extend(touched.iter().copied());
         }
-        self.store
-            .save(&next)
-            .map_err(|e| ApiError::internal(e.to_string()))?;
+        if self.pending.is_empty() && (!wait || self.datapath.is_none()) {
+            // Nothing left to write: every endpoint enforces this revision.
+            self.synced = revision;
+        }
+        if let Err(e) = self.store.save(&self.persisted, &next) {
+            let err = self.rollback(undo, ApiError::internal(e.to_string()));
+            // The datapath may already enforce the change: bring it back.
+            if wait {
+                let _ = self.sync_datapath(Scope::Only(&touched), self.persisted.revision);
+            }
+            return Err(err);
+        }
         self.persisted = next;
-        self.world = world;
-        self.pending = !wait && self.datapath.is_some();
+        if self.world.needs_compaction() {
+            self.rebuild();
+        }
         Ok(RevisionReply {
             revision,
-            enforced: !self.pending,
+            enforced: self.pending.is_empty(),
         })
     }
 
-    /// Enforces a change accepted with `wait: false` (called by the agent's background task).
+    /// Undoes applied changes (their inverses, last first) and returns `err`. Should undoing
+    /// fail, the world is rebuilt from the persisted state.
+    fn rollback(&mut self, undo: Vec<Change>, err: ApiError) -> ApiError {
+        for inverse in undo.into_iter().rev() {
+            if let Err(e) = self.world.apply(inverse) {
+                tracing::error!(error = %e.body.error, "undoing a refused change failed; rebuilding");
+                self.rebuild();
+                return err;
+            }
+        }
+        if let Err(e) = self.world.refresh() {
+            tracing::error!(error = %e.body.error, "undoing a refused change failed; rebuilding");
+            self.rebuild();
+        }
+        err
+    }
+
+    /// Rebuilds the whole world from the persisted state and brings every endpoint to it (after
+    /// a failed undo, and to drop replaced rules from the policy set).
+    fn rebuild(&mut self) {
+        match World::build(&self.persisted, &self.cfg) {
+            Ok(w) => self.world = w,
+            Err(e) => {
+                tracing::error!(error = %e.body.error, "rebuilding the agent state failed");
+                return;
+            }
+        }
+        if let Err(e) = self.sync_datapath(Scope::All, self.persisted.revision) {
+            tracing::error!(error = %e.body.error, "enforcing the rebuilt state failed");
+        }
+    }
+
+    /// Enforces changes accepted with `wait: false` (called by the agent's background task).
     pub fn sync_pending(&mut self) {
-        if !std::mem::take(&mut self.pending) {
+        if self.pending.is_empty() {
             return;
         }
-        let world = std::mem::take(&mut self.world);
-        if let Err(e) = self.sync_datapath(&world, self.persisted.revision) {
-            tracing::error!(error = %e, "enforcing the latest revision failed; endpoints keep their previous policy");
-            for id in world.endpoints.keys() {
-                if let Some(entry) = self.enforced.get_mut(id) {
-                    entry.1 = Some(e.body.error.clone());
+        let scope = std::mem::take(&mut self.pending);
+        if let Err(e) = self.sync_datapath(Scope::Only(&scope), self.persisted.revision) {
+            tracing::error!(error = %e.body.error, "enforcing the latest revision failed; endpoints keep their previous policy");
+            for id in scope
+                .iter()
+                .filter(|id| self.world.endpoints.contains_key(id))
+            {
+                let rev = self.lagging.get(id).map_or(self.synced, |l| l.0);
+                self.lagging.insert(*id, (rev, e.body.error.clone()));
+            }
+            self.synced = self.persisted.revision;
+        }
+    }
+
+    /// Syncs `scope` (plus the endpoints whose last sync failed) to the datapath and records
+    /// which revision each endpoint enforces.
+    fn sync_datapath(&mut self, scope: Scope, revision: u64) -> Result<(), ApiError> {
+        let Some(dp) = self.datapath.as_mut() else {
+            self.synced = revision;
+            return Ok(());
+        };
+        let results = match scope {
+            Scope::All => dp.sync(&self.world, Scope::All, revision)?,
+            Scope::Only(ids) => {
+                let mut ids = ids.clone();
+                ids.extend(self.lagging.keys().copied());
+                dp.sync(&self.world, Scope::Only(&ids), revision)?
+            }
+        };
+        let before = self.synced;
+        for (id, res) in results {
+            match res {
+                Ok(()) => {
+                    self.lagging.remove(&id);
+                }
+                Err(e) => {
+                    let rev = self.lagging.get(&id).map_or(before, |l| l.0);
+                    self.lagging.insert(id, (rev, e));
                 }
             }
         }
-        self.world = world;
-    }
-
-    fn sync_datapath(&mut self, world: &World, revision: u64) -> Result<(), ApiError> {
-        let Some(dp) = self.datapath.as_mut() else {
-            return Ok(());
-        };
-        for (id, res) in dp.sync(world, revision)? {
-            let prev = self.enforced.get(&id).map_or(0, |e| e.0);
-            let entry = match res {
-                Ok(()) => (revision, None),
-                Err(e) => (prev, Some(e)),
-            };
-            self.enforced.insert(id, entry);
-        }
+        self.synced = revision;
         Ok(())
     }
 }
+
+#[cfg(test)]
+#[path = "state_tests.rs"]
+mod tests;

@@ -1,15 +1,17 @@
-//! The world derived from the persisted state: the front end's policy set and inventory, the
-//! cluster (identities, ipcache) with the agent's endpoints in it, and every local endpoint's
-//! map state. Recomputed on a candidate state before any change is accepted.
+//! The world derived from the persisted state: the policy engine (policy set, cluster with
+//! identities and ipcache, selector cache, every group's map state) and the local endpoints with
+//! their map state. Built whole once at start ([`World::build`]); after that every change is
+//! applied incrementally (`change.rs`), and only the endpoints it touches are refreshed.
 
 use super::config::AgentConfig;
 use super::error::ApiError;
+use super::model::EndpointSpec;
 use super::store::Persisted;
-use compiler::cluster::{Cluster, ClusterConfig};
+use compiler::cluster::{Cluster, ClusterConfig, ClusterEndpoint};
 use compiler::front::{parse_sources, Source};
 use compiler::policy::PolicyEngine;
-use ir::{EndpointPolicy, LabelKey, LabelSet, LabelSource, NumericIdentity};
-use std::collections::BTreeMap;
+use ir::{EndpointPolicy, FileId, LabelKey, LabelSet, LabelSource, NumericIdentity, RuleId};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 /// One endpoint of this node as the datapath needs it.
@@ -24,11 +26,33 @@ pub struct LocalEndpoint {
     pub ipv6: Option<Ipv6Addr>,
 }
 
+/// One policy source as the world holds it.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct SourceState {
+    /// Its rules in force (ids in the engine's policy set; rules deleted by label left out).
+    pub rules: Vec<RuleId>,
+    /// Its namespaces and workloads.
+    pub inventory: ir::Inventory,
+}
+
 pub struct World {
-    /// Policy set, cluster (identities, ipcache) and every endpoint's map state.
+    /// Policy set, cluster (identities, ipcache), selector cache and map states.
     pub engine: PolicyEngine,
     pub endpoints: BTreeMap<u16, LocalEndpoint>,
     pub policies: BTreeMap<u16, EndpointPolicy>,
+    pub(super) sources: BTreeMap<String, SourceState>,
+    pub(super) specs: BTreeMap<u16, EndpointSpec>,
+    pub(super) file_ids: HashMap<String, FileId>,
+    /// The source defining each workload (names are unique across sources).
+    pub(super) owner: HashMap<String, String>,
+    /// Namespace definitions by name and source; the last source in path order wins.
+    pub(super) namespaces: HashMap<String, BTreeMap<String, ir::Namespace>>,
+    /// The workload (cluster endpoint name) holding each address.
+    pub(super) addr_owner: HashMap<IpAddr, String>,
+    /// Local endpoint ids by cluster endpoint name.
+    pub(super) by_name: HashMap<String, BTreeSet<u16>>,
+    /// Local endpoints a change touched since the last [`World::refresh`].
+    pub(super) touched: BTreeSet<u16>,
 }
 
 impl Default for World {
@@ -40,6 +64,14 @@ impl Default for World {
             ),
             endpoints: BTreeMap::new(),
             policies: BTreeMap::new(),
+            sources: BTreeMap::new(),
+            specs: BTreeMap::new(),
+            file_ids: HashMap::new(),
+            owner: HashMap::new(),
+            namespaces: HashMap::new(),
+            addr_owner: HashMap::new(),
+            by_name: HashMap::new(),
+            touched: BTreeSet::new(),
         }
     }
 }
@@ -63,140 +95,245 @@ pub fn parse_label(s: &str, default: LabelSource) -> ir::Label {
     ir::Label::new(key.source, key.key, v)
 }
 
-fn endpoint_name(id: u16) -> String {
+/// Does `rule` carry every label of `want` (seed §8: `DELETE /policy` with a label list)?
+pub fn rule_has_labels(rule: &ir::Rule, want: &[ir::Label]) -> bool {
+    want.iter().all(|w| {
+        rule.provenance
+            .labels
+            .iter()
+            .any(|l| l.key == w.key && l.value == w.value && w.source.matches(&l.source))
+    })
+}
+
+/// Labels of a `policy delete` request (source `any` unless given).
+pub fn parse_rule_labels(labels: &[String]) -> Vec<ir::Label> {
+    labels
+        .iter()
+        .map(|l| parse_label(l, LabelSource::Any))
+        .collect()
+}
+
+pub fn endpoint_name(id: u16) -> String {
     format!("endpoint-{id}")
 }
 
-impl World {
-    pub fn compute(p: &Persisted, cfg: &AgentConfig) -> Result<World, ApiError> {
-        let sources = p
-            .sources
+/// The cluster name of a local endpoint.
+pub fn spec_name(spec: &EndpointSpec) -> String {
+    spec.pod.clone().unwrap_or_else(|| endpoint_name(spec.id))
+}
+
+/// Parses one source alone, leaving out the rules removed by `deleted` label lists; refuses
+/// a source with errors, with its diagnostics.
+pub fn parse_source(
+    path: &str,
+    text: &str,
+    deleted: &[Vec<String>],
+) -> Result<(ir::PolicySet, ir::Inventory), ApiError> {
+    let front = parse_sources(vec![Source {
+        path: path.to_string(),
+        text: text.as_bytes().to_vec(),
+    }]);
+    if front.has_errors() {
+        let diags = front
+            .diagnostics
             .iter()
-            .map(|(path, text)| Source {
-                path: path.clone(),
-                text: text.as_bytes().to_vec(),
-            })
+            .filter(|d| d.is_error())
+            .map(|d| d.to_string())
             .collect();
-        let mut front = parse_sources(sources);
-        if front.has_errors() {
-            let diags = front
-                .diagnostics
-                .iter()
-                .filter(|d| d.is_error())
-                .map(|d| d.to_string())
-                .collect();
-            return Err(
-                ApiError::bad_request("the policy is invalid; nothing was changed")
-                    .with_diagnostics(diags),
+        return Err(
+            ApiError::bad_request("the policy is invalid; nothing was changed")
+                .with_diagnostics(diags),
+        );
+    }
+    let mut policy = front.policy;
+    if !deleted.is_empty() {
+        let filters: Vec<Vec<ir::Label>> = deleted.iter().map(|l| parse_rule_labels(l)).collect();
+        let rules = std::mem::take(&mut policy.rules);
+        for r in rules {
+            if !filters.iter().any(|f| rule_has_labels(&r, f)) {
+                policy.push_rule(r);
+            }
+        }
+    }
+    Ok((policy, front.inventory))
+}
+
+/// An endpoint given by labels, as the inventory would hold it.
+pub fn label_endpoint(spec: &EndpointSpec) -> Result<ir::Endpoint, ApiError> {
+    let labels = spec
+        .labels
+        .iter()
+        .map(|l| parse_endpoint_label(l))
+        .collect::<Result<Vec<_>, _>>()?;
+    let ips = spec
+        .ipv4
+        .map(IpAddr::V4)
+        .into_iter()
+        .chain(spec.ipv6.map(IpAddr::V6))
+        .collect();
+    Ok(ir::Endpoint {
+        name: endpoint_name(spec.id),
+        namespace: None,
+        kind: "Endpoint".into(),
+        k8s_labels: Vec::new(),
+        labels: LabelSet::new(labels),
+        service_account: None,
+        ports: Vec::new(),
+        ips,
+        file: None,
+        span: ir::Span::default(),
+    })
+}
+
+fn pod_missing(id: u16, pod: &str) -> ApiError {
+    ApiError::bad_request(format!(
+        "endpoint {id}: pod {pod} is not applied (apply its manifest first)"
+    ))
+}
+
+impl World {
+    /// Builds the whole world from the persisted state (at start, and as a fallback).
+    pub fn build(p: &Persisted, cfg: &AgentConfig) -> Result<World, ApiError> {
+        let mut w = World::default();
+        let mut policy = ir::PolicySet::default();
+        let mut inventory = ir::Inventory::default();
+        for (path, text) in &p.sources {
+            let deleted = p.deleted.get(path).map_or(&[][..], Vec::as_slice);
+            let (mut set, inv) = parse_source(path, text, deleted)?;
+            let file = policy.add_file(path.clone());
+            for r in &mut set.rules {
+                r.provenance.file = file;
+            }
+            let first = policy.rules.len() as u32;
+            policy.absorb(set);
+            w.file_ids.insert(path.clone(), file);
+            for ep in &inv.endpoints {
+                w.owner.insert(ep.name.clone(), path.clone());
+            }
+            for ns in &inv.namespaces {
+                w.namespaces
+                    .entry(ns.name.clone())
+                    .or_default()
+                    .insert(path.clone(), ns.clone());
+            }
+            inventory.namespaces.extend(inv.namespaces.iter().cloned());
+            inventory.endpoints.extend(inv.endpoints.iter().cloned());
+            let rules = (first..policy.rules.len() as u32).map(RuleId).collect();
+            w.sources.insert(
+                path.clone(),
+                SourceState {
+                    rules,
+                    inventory: inv,
+                },
             );
         }
-        let mut names = BTreeMap::new();
         for spec in p.endpoints.values() {
-            let name = match &spec.pod {
+            match &spec.pod {
                 Some(pod) => {
-                    if !front
-                        .inventory
+                    if !inventory
                         .endpoints
                         .iter()
                         .any(|e| &e.name == pod && e.kind == "Pod")
                     {
-                        return Err(ApiError::bad_request(format!(
-                            "endpoint {}: pod {pod} is not applied (apply its manifest first)",
-                            spec.id
-                        )));
+                        return Err(pod_missing(spec.id, pod));
                     }
-                    pod.clone()
                 }
-                None => {
-                    let labels = spec
-                        .labels
-                        .iter()
-                        .map(|l| parse_endpoint_label(l))
-                        .collect::<Result<Vec<_>, _>>()?;
-                    let ips = spec
-                        .ipv4
-                        .map(IpAddr::V4)
-                        .into_iter()
-                        .chain(spec.ipv6.map(IpAddr::V6))
-                        .collect();
-                    front.inventory.endpoints.push(ir::Endpoint {
-                        name: endpoint_name(spec.id),
-                        namespace: None,
-                        kind: "Endpoint".into(),
-                        k8s_labels: Vec::new(),
-                        labels: LabelSet::new(labels),
-                        service_account: None,
-                        ports: Vec::new(),
-                        ips,
-                        file: None,
-                        span: ir::Span::default(),
-                    });
-                    endpoint_name(spec.id)
-                }
-            };
-            names.insert(spec.id, name);
+                None => inventory.endpoints.push(label_endpoint(spec)?),
+            }
         }
-        let cluster = Cluster::build(&front.inventory, &front.policy, cfg.cluster_config())
+        for ep in &inventory.endpoints {
+            for ip in &ep.ips {
+                w.addr_owner.insert(*ip, ep.name.clone());
+            }
+        }
+        let cluster = Cluster::build(&inventory, &policy, cfg.cluster_config())
             .map_err(|e| ApiError::bad_request(e.to_string()))?;
-        let mut endpoints = BTreeMap::new();
-        for (id, name) in &names {
-            let ep = cluster
-                .endpoint(name)
-                .ok_or_else(|| ApiError::internal(format!("endpoint {name} vanished")))?;
-            let ipv4 = ep.ips.iter().find_map(|a| match a {
-                IpAddr::V4(v) => Some(*v),
-                _ => None,
-            });
-            let ipv6 = ep.ips.iter().find_map(|a| match a {
-                IpAddr::V6(v) => Some(*v),
-                _ => None,
-            });
-            let iface = p.endpoints[id].iface.clone();
-            endpoints.insert(
-                *id,
-                LocalEndpoint {
-                    name: name.clone(),
-                    iface,
-                    labels: ep.labels.clone(),
-                    identity: ep.identity,
-                    ipv4,
-                    ipv6,
-                },
-            );
+        w.engine = PolicyEngine::new(policy, cluster);
+        for spec in p.endpoints.values() {
+            w.by_name
+                .entry(spec_name(spec))
+                .or_default()
+                .insert(spec.id);
+            w.specs.insert(spec.id, spec.clone());
+            w.touched.insert(spec.id);
         }
-        let engine = PolicyEngine::new(front.policy, cluster);
-        let policies = endpoints
-            .iter()
-            .filter_map(|(id, ep)| Some((*id, engine.endpoint_policy(&ep.name)?)))
-            .collect();
-        Ok(World {
-            engine,
-            endpoints,
-            policies,
-        })
+        w.refresh()?;
+        Ok(w)
     }
 
-    /// Paths of the sources holding a rule that carries every one of `labels`.
-    pub fn sources_with_labels(&self, labels: &[String]) -> Vec<String> {
-        let want: Vec<ir::Label> = labels
-            .iter()
-            .map(|l| parse_label(l, LabelSource::Any))
+    /// Recomputes the local endpoints touched since the last refresh (their cluster endpoint
+    /// and map state); returns their ids (removed endpoints included).
+    pub fn refresh(&mut self) -> Result<BTreeSet<u16>, ApiError> {
+        let touched = std::mem::take(&mut self.touched);
+        for id in &touched {
+            let Some(spec) = self.specs.get(id) else {
+                self.endpoints.remove(id);
+                self.policies.remove(id);
+                continue;
+            };
+            let name = spec_name(spec);
+            let ep = self
+                .engine
+                .cluster
+                .endpoint(&name)
+                .ok_or_else(|| ApiError::internal(format!("endpoint {name} vanished")))?;
+            let local = local_endpoint(ep, &spec.iface);
+            match self.engine.endpoint_policy(&name) {
+                Some(p) => self.policies.insert(*id, p),
+                None => self.policies.remove(id),
+            };
+            self.endpoints.insert(*id, local);
+        }
+        Ok(touched)
+    }
+
+    /// The rules in force, in a policy set of their own (for `GET /v1/policy`).
+    pub fn live_policy(&self) -> ir::PolicySet {
+        let all = &self.engine.policy;
+        let mut out = ir::PolicySet {
+            files: all.files.clone(),
+            selectors: all.selectors.clone(),
+            rules: Vec::new(),
+        };
+        let mut ids: Vec<RuleId> = self
+            .sources
+            .values()
+            .flat_map(|s| s.rules.iter().copied())
             .collect();
-        let policy = &self.engine.policy;
-        let mut out: Vec<String> = policy
-            .rules
-            .iter()
-            .filter(|r| {
-                want.iter().all(|w| {
-                    r.provenance.labels.iter().any(|l| {
-                        l.key == w.key && l.value == w.value && w.source.matches(&l.source)
-                    })
-                })
-            })
-            .map(|r| policy.file_path(r.provenance.file).to_string())
-            .collect();
-        out.sort();
-        out.dedup();
+        ids.sort();
+        for id in ids {
+            out.push_rule(all.rule(id).clone());
+        }
         out
+    }
+
+    /// Rules in the policy set that no source holds any more (see [`World::needs_compaction`]).
+    pub fn dead_rules(&self) -> usize {
+        let live: usize = self.sources.values().map(|s| s.rules.len()).sum();
+        self.engine.policy.rules.len() - live.min(self.engine.policy.rules.len())
+    }
+
+    /// Replaced and deleted rules stay in the policy set (ids are stable); once they outnumber
+    /// the live ones the agent rebuilds the world to drop them.
+    pub fn needs_compaction(&self) -> bool {
+        let dead = self.dead_rules();
+        dead > 4096 && dead > self.engine.policy.rules.len() / 2
+    }
+}
+
+fn local_endpoint(ep: &ClusterEndpoint, iface: &str) -> LocalEndpoint {
+    LocalEndpoint {
+        name: ep.name.clone(),
+        iface: iface.to_string(),
+        labels: ep.labels.clone(),
+        identity: ep.identity,
+        ipv4: ep.ips.iter().find_map(|a| match a {
+            IpAddr::V4(v) => Some(*v),
+            _ => None,
+        }),
+        ipv6: ep.ips.iter().find_map(|a| match a {
+            IpAddr::V6(v) => Some(*v),
+            _ => None,
+        }),
     }
 }

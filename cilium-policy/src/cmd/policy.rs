@@ -26,7 +26,7 @@ pub enum Sub {
         #[arg(short = 'o', long = "output", value_parser = ["json"])]
         output: Option<String>,
     },
-    /// Delete every rule (`--all`) or the sources of rules carrying all the given labels.
+    /// Delete every rule (`--all`) or exactly the rules carrying all the given labels.
     Delete {
         #[arg(long)]
         all: bool,

@@ -261,6 +261,43 @@ impl Cluster {
         })
     }
 
+    /// The CIDR identity of `prefix` if it is allocated (`world` for `/0`).
+    pub fn cidr_identity(&self, prefix: IpNet) -> Option<NumericIdentity> {
+        let prefix = prefix.trunc();
+        if prefix.prefix_len() == 0 {
+            return Some(NumericIdentity::WORLD);
+        }
+        self.cidr_ids
+            .get(&key_of(&crate::identity::cidr_labels(prefix)))
+    }
+
+    /// Releases the CIDR identity of `prefix` and its ipcache entry (the agent, when no rule
+    /// refers to the prefix any more); returns the released identity. `/0` is never released.
+    pub fn remove_cidr(&mut self, prefix: IpNet) -> Option<NumericIdentity> {
+        let prefix = prefix.trunc();
+        if prefix.prefix_len() == 0 {
+            return None;
+        }
+        let id = self
+            .cidr_ids
+            .release(&key_of(&crate::identity::cidr_labels(prefix)))?;
+        self.identities.remove(&id);
+        if self.ipcache.entries.get(&prefix) == Some(&id) {
+            self.ipcache.entries.remove(&prefix);
+        }
+        Some(id)
+    }
+
+    /// Adds or replaces a namespace (its labels feed the labels of endpoints added after).
+    pub fn set_namespace(&mut self, ns: ir::Namespace) {
+        self.namespaces.insert(ns.name.clone(), ns);
+    }
+
+    /// Forgets a namespace.
+    pub fn remove_namespace(&mut self, name: &str) {
+        self.namespaces.remove(name);
+    }
+
     /// Adds a local CIDR identity for `prefix` (idempotent) and its ipcache entry. `/0` is `world`.
     pub fn add_cidr(&mut self, prefix: IpNet) -> Result<NumericIdentity, ClusterError> {
         let prefix = prefix.trunc();

@@ -3,6 +3,8 @@
 //! Endpoints with the same identity and the same container ports enforce the same map state, so
 //! it is computed once per such group.
 
+mod rules;
+
 use super::compute::{compute, Ctx, PeerFilter};
 use crate::cluster::{Cluster, ClusterEndpoint};
 use crate::selcache::{PeerSel, SelectorCache};

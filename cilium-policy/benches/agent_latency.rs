@@ -1,0 +1,209 @@
+//! API call → maps updated, through the real path: a spawned agent on a private bpffs in its
+//! own network namespace, 1,000 endpoints attached to veth interfaces (real programs, real
+//! pinned maps; both ends of each pair stay in the node namespace), 2,000 policies (one source each); each sample re-applies one policy with one
+//! port changed (`PUT /v1/policy`, waiting for enforcement) and times request → reply.
+//! Root only (skips otherwise). Prints p50/p90/p99/max over the samples.
+//!
+//! `cargo bench -p cilium-policy --bench agent_latency` (env: `CP_BENCH_ENDPOINTS`,
+//! `CP_BENCH_POLICIES`, `CP_BENCH_SAMPLES` to change the sizes).
+
+#[path = "../tests/agent_harness/mod.rs"]
+mod agent_harness;
+
+use agent_harness::Agent;
+use runtime_loader::testkit::{node_netns, require_root, PrivateBpffs, TempDir};
+use std::io::{Read, Write};
+use std::os::unix::net::UnixStream;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+/// Distinct `app` label values: each policy selects the endpoints of one app as subject and
+/// another app as peer.
+const APPS: usize = 200;
+/// Entries of each endpoint's connection-tracking map (`--ct-map-size`); the default 65,536
+/// preallocated LRU entries per endpoint would need ~10 GB for 1,000 endpoints.
+const CT_MAP_SIZE: &str = "1024";
+
+fn env(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// One HTTP/1.0 request over the API socket; returns (status, body).
+fn call(socket: &Path, method: &str, path: &str, body: &str) -> (u16, String) {
+    let mut s = UnixStream::connect(socket).expect("connecting to the agent");
+    write!(
+        s,
+        "{method} {path} HTTP/1.0\r\nHost: agent\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .expect("sending the request");
+    let mut out = String::new();
+    s.read_to_string(&mut out).expect("reading the reply");
+    let status = out
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = out
+        .split_once("\r\n\r\n")
+        .map_or("", |(_, b)| b)
+        .to_string();
+    (status, body)
+}
+
+fn ok(socket: &Path, method: &str, path: &str, body: &str) -> String {
+    let (status, reply) = call(socket, method, path, body);
+    assert!(
+        (200..300).contains(&status),
+        "{method} {path}: {status} {reply}"
+    );
+    reply
+}
+
+/// Policy `j`: app `j % apps` accepts TCP on `port` from app `(7j + 1) % apps`.
+fn policy(j: usize, port: u16, apps: usize) -> String {
+    format!(
+        r#"[{{"endpointSelector": {{"matchLabels": {{"app": "a{}"}}}},
+  "ingress": [{{"fromEndpoints": [{{"matchLabels": {{"app": "a{}"}}}}],
+               "toPorts": [{{"ports": [{{"port": "{port}", "protocol": "TCP"}}]}}]}}],
+  "labels": [{{"key": "policy", "value": "p{j}"}}]}}]"#,
+        j % apps,
+        (7 * j + 1) % apps
+    )
+}
+
+fn put_policies(socket: &Path, docs: &[(String, String)]) {
+    let sources: Vec<serde_json::Value> = docs
+        .iter()
+        .map(|(p, t)| serde_json::json!({"path": p, "text": t}))
+        .collect();
+    let body = serde_json::json!({"sources": sources, "wait": true}).to_string();
+    ok(socket, "PUT", "/v1/policy", &body);
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i]
+}
+
+fn rss_kib(pid: u32) -> String {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .map(|l| l.trim_start_matches("VmRSS:").trim().to_string())
+        })
+        .unwrap_or_default()
+}
+
+fn main() {
+    if !require_root("agent_latency benchmark") {
+        return;
+    }
+    // `cargo bench` passes `--bench`; a filter argument that does not match skips the run.
+    if let Some(f) = std::env::args().skip(1).find(|a| !a.starts_with('-')) {
+        if !"agent_latency".contains(&f) {
+            return;
+        }
+    }
+    let n_eps = env("CP_BENCH_ENDPOINTS", 1000);
+    let n_pols = env("CP_BENCH_POLICIES", 2000);
+    let samples = env("CP_BENCH_SAMPLES", 300);
+    let apps = APPS.min(n_eps.max(1));
+    let node = node_netns();
+    let batch = TempDir::new("cpbb");
+    let script: String = (0..n_eps)
+        .map(|i| {
+            format!("link add d{i} type veth peer name p{i}\nlink set d{i} up\nlink set p{i} up\n")
+        })
+        .collect();
+    let batch_file = batch.path.join("links");
+    std::fs::write(&batch_file, script).expect("writing the ip batch");
+    runtime_loader::testkit::ip(&[
+        "-n",
+        &node.name,
+        "-batch",
+        &batch_file.display().to_string(),
+    ]);
+    let dir = TempDir::new("cpbench");
+    let socket = dir.path.join("agent.sock");
+    let mut agent = Agent {
+        child: None,
+        datapath: Some((PrivateBpffs::new(), node.path())),
+        dir,
+        socket: socket.clone(),
+        extra: vec!["--ct-map-size".into(), CT_MAP_SIZE.into()],
+    };
+    agent.spawn();
+    let t = Instant::now();
+    let mut ports = vec![1000u16; n_pols];
+    let docs: Vec<(String, String)> = (0..n_pols)
+        .map(|j| (format!("policies/p{j}.json"), policy(j, ports[j], apps)))
+        .collect();
+    for chunk in docs.chunks(500) {
+        put_policies(&socket, chunk);
+    }
+    eprintln!("{n_pols} policies applied in {:.1?}", t.elapsed());
+    let t = Instant::now();
+    for i in 0..n_eps {
+        let b = i % 250;
+        let body = serde_json::json!({
+            "id": i + 1,
+            "iface": format!("d{i}"),
+            "labels": [format!("app=a{}", i % apps), format!("ep=e{i}")],
+            "ipv4": format!("10.{}.{}.{}", 10 + i / 62500, (i / 250) % 250, b + 1),
+        })
+        .to_string();
+        ok(&socket, "PUT", &format!("/v1/endpoint/{}", i + 1), &body);
+        if (i + 1) % 100 == 0 {
+            eprintln!("{} endpoints in {:.1?}", i + 1, t.elapsed());
+        }
+    }
+    let health = ok(&socket, "GET", "/v1/healthz", "");
+    let pid = agent.child.as_ref().map_or(0, |c| c.id());
+    eprintln!("setup done: {health}; agent RSS {}", rss_kib(pid));
+    let mut times = Vec::with_capacity(samples);
+    let warmup = 20;
+    for k in 0..samples + warmup {
+        let j = (k * 37) % n_pols;
+        ports[j] = if ports[j] == 1000 { 1001 } else { 1000 };
+        let body = serde_json::json!({
+            "sources": [{"path": format!("policies/p{j}.json"), "text": policy(j, ports[j], apps)}],
+            "wait": true,
+        })
+        .to_string();
+        let t = Instant::now();
+        let reply = ok(&socket, "PUT", "/v1/policy", &body);
+        let dt = t.elapsed();
+        assert!(reply.contains("\"enforced\":true"), "{reply}");
+        if k >= warmup {
+            times.push(dt);
+        }
+    }
+    // The last change is in force: the subject app's endpoints accept the new port from the
+    // peer app.
+    let j = ((samples + warmup - 1) * 37) % n_pols;
+    let (subject, peer) = (j % apps + 1, (7 * j + 1) % apps + 1);
+    let q = format!(
+        "/v1/policy/resolve?from={peer}&to={subject}&port={}&protocol=tcp",
+        ports[j]
+    );
+    let r = ok(&socket, "GET", &q, "");
+    assert!(r.contains("\"verdict\":\"allowed\""), "{q}: {r}");
+    times.sort();
+    let mean = times.iter().sum::<Duration>() / times.len() as u32;
+    println!(
+        "agent_latency/put_one_policy ({n_eps} endpoints, {n_pols} policies, {} samples): p50 {:.2?}  p90 {:.2?}  p99 {:.2?}  max {:.2?}  mean {:.2?}",
+        times.len(),
+        percentile(&times, 0.5),
+        percentile(&times, 0.9),
+        percentile(&times, 0.99),
+        times[times.len() - 1],
+        mean
+    );
+    eprintln!("agent RSS after the samples: {}", rss_kib(pid));
+}

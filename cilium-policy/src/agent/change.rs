@@ -1,0 +1,376 @@
+//! Incremental changes to the world: a policy source replaced or removed (its rules
+//! deactivated and the new ones activated, its workloads and namespaces diffed), a local
+//! endpoint added, changed or removed. Each change returns its inverse, so a change the
+//! datapath refuses is undone without recomputing anything else. What a change touches is
+//! collected for [`World::refresh`].
+
+use super::error::ApiError;
+use super::model::EndpointSpec;
+use super::world::{
+    label_endpoint, parse_rule_labels, parse_source, rule_has_labels, spec_name, SourceState, World,
+};
+use compiler::cluster::ClusterEndpoint;
+use compiler::identity::derive_labels;
+use compiler::policy::MapDelta;
+use ir::RuleId;
+use std::collections::{BTreeSet, HashMap, HashSet};
+
+/// One change to the world.
+#[derive(Clone, Debug)]
+pub enum Change {
+    /// The source at `path` now holds these rules and workloads (`None`: it is removed).
+    Source {
+        path: String,
+        to: Option<SourceState>,
+    },
+    /// The local endpoint `id` now has this spec (`None`: it is removed).
+    Endpoint { id: u16, to: Option<EndpointSpec> },
+}
+
+fn internal(e: impl std::fmt::Display) -> ApiError {
+    ApiError::internal(e.to_string())
+}
+
+impl World {
+    /// Parses a source and appends its rules (not yet enforced) to the policy set; the result
+    /// goes into a [`Change::Source`].
+    pub fn prepare_source(
+        &mut self,
+        path: &str,
+        text: &str,
+        deleted: &[Vec<String>],
+    ) -> Result<SourceState, ApiError> {
+        let (set, inventory) = parse_source(path, text, deleted)?;
+        let file = match self.file_ids.get(path) {
+            Some(f) => *f,
+            None => {
+                let f = self.engine.policy.add_file(path.to_string());
+                self.file_ids.insert(path.to_string(), f);
+                f
+            }
+        };
+        let rules = self.engine.append_rules(set, file);
+        Ok(SourceState { rules, inventory })
+    }
+
+    /// Per source holding a rule that carries every one of `labels`: its state without those
+    /// rules.
+    pub fn without_labels(&self, labels: &[String]) -> Vec<(String, SourceState)> {
+        let want = parse_rule_labels(labels);
+        let policy = &self.engine.policy;
+        self.sources
+            .iter()
+            .filter_map(|(path, s)| {
+                let keep: Vec<RuleId> = s
+                    .rules
+                    .iter()
+                    .copied()
+                    .filter(|r| !rule_has_labels(policy.rule(*r), &want))
+                    .collect();
+                (keep.len() != s.rules.len()).then(|| {
+                    (
+                        path.clone(),
+                        SourceState {
+                            rules: keep,
+                            inventory: s.inventory.clone(),
+                        },
+                    )
+                })
+            })
+            .collect()
+    }
+
+    /// Applies `change`; returns its inverse. Refusals (a workload another source defines, a
+    /// pod a local endpoint still uses, invalid labels) come before anything changes; an error
+    /// after that (identities exhausted) leaves the world to be rebuilt by the caller.
+    pub fn apply(&mut self, change: Change) -> Result<Change, ApiError> {
+        match change {
+            Change::Source { path, to } => self.apply_source(path, to),
+            Change::Endpoint { id, to } => self.apply_endpoint(id, to),
+        }
+    }
+
+    fn note(&mut self, deltas: Vec<MapDelta>) {
+        for d in deltas {
+            if let Some(ids) = self.by_name.get(&d.endpoint) {
+                self.touched.extend(ids.iter().copied());
+            }
+        }
+    }
+
+    fn check_source(&self, path: &str, new: &SourceState) -> Result<(), ApiError> {
+        let mut seen = HashSet::new();
+        for ep in &new.inventory.endpoints {
+            if !seen.insert(ep.name.as_str()) {
+                return Err(ApiError::bad_request(format!(
+                    "{path}: workload {} is defined twice",
+                    ep.name
+                )));
+            }
+            match self.owner.get(&ep.name) {
+                Some(other) if other != path => {
+                    return Err(ApiError::bad_request(format!(
+                        "{path}: workload {} is already defined by {other}",
+                        ep.name
+                    )))
+                }
+                _ => {}
+            }
+        }
+        let old = self.sources.get(path);
+        let leaving: HashSet<&str> = old
+            .into_iter()
+            .flat_map(|s| &s.inventory.endpoints)
+            .map(|e| e.name.as_str())
+            .filter(|n| !seen.contains(n))
+            .collect();
+        for ep in &new.inventory.endpoints {
+            self.check_addresses(&ep.name, &ep.ips, &leaving)?;
+        }
+        for ep in old.into_iter().flat_map(|s| &s.inventory.endpoints) {
+            if seen.contains(ep.name.as_str()) {
+                continue;
+            }
+            if let Some(spec) = self
+                .specs
+                .values()
+                .find(|s| s.pod.as_deref() == Some(&ep.name))
+            {
+                return Err(ApiError::bad_request(format!(
+                    "endpoint {}: pod {} would no longer be applied (delete the endpoint first)",
+                    spec.id, ep.name
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// Addresses are unique across workloads: `ips` may only belong to `name` or to a workload
+    /// the same change removes.
+    fn check_addresses(
+        &self,
+        name: &str,
+        ips: &[std::net::IpAddr],
+        leaving: &HashSet<&str>,
+    ) -> Result<(), ApiError> {
+        for ip in ips {
+            if let Some(other) = self.addr_owner.get(ip) {
+                if other != name && !leaving.contains(other.as_str()) {
+                    return Err(ApiError::bad_request(format!(
+                        "{name}: address {ip} already belongs to {other}"
+                    )));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn apply_source(&mut self, path: String, to: Option<SourceState>) -> Result<Change, ApiError> {
+        let new = to.clone().unwrap_or_default();
+        self.check_source(&path, &new)?;
+        let was = self.sources.remove(&path);
+        let old = was.clone().unwrap_or_default();
+        let kept: HashSet<RuleId> = new.rules.iter().copied().collect();
+        let gone: Vec<RuleId> = old
+            .rules
+            .iter()
+            .copied()
+            .filter(|r| !kept.contains(r))
+            .collect();
+        let had: HashSet<RuleId> = old.rules.iter().copied().collect();
+        let added: Vec<RuleId> = new
+            .rules
+            .iter()
+            .copied()
+            .filter(|r| !had.contains(r))
+            .collect();
+        let deltas = self.engine.deactivate_rules(&gone);
+        self.note(deltas);
+        self.apply_inventory(&path, &old.inventory, &new.inventory)?;
+        let deltas = self.engine.activate_rules(&added).map_err(internal)?;
+        self.note(deltas);
+        if let Some(s) = to {
+            self.sources.insert(path.clone(), s);
+        }
+        Ok(Change::Source { path, to: was })
+    }
+
+    /// Diffs one source's namespaces and workloads into the cluster.
+    fn apply_inventory(
+        &mut self,
+        path: &str,
+        old: &ir::Inventory,
+        new: &ir::Inventory,
+    ) -> Result<(), ApiError> {
+        let mut changed_ns = BTreeSet::new();
+        let names: BTreeSet<&String> = old
+            .namespaces
+            .iter()
+            .chain(&new.namespaces)
+            .map(|n| &n.name)
+            .collect();
+        for name in names {
+            let defs = self.namespaces.entry(name.clone()).or_default();
+            let before = defs.values().next_back().cloned();
+            defs.remove(path);
+            if let Some(ns) = new.namespaces.iter().rev().find(|n| &n.name == name) {
+                defs.insert(path.to_string(), ns.clone());
+            }
+            let after = defs.values().next_back().cloned();
+            if defs.is_empty() {
+                self.namespaces.remove(name);
+            }
+            if before.as_ref().map(|n| &n.labels) != after.as_ref().map(|n| &n.labels) {
+                changed_ns.insert(name.clone());
+            }
+            match after {
+                Some(ns) => self.engine.cluster.set_namespace(ns),
+                None => self.engine.cluster.remove_namespace(name),
+            }
+        }
+        let new_eps: HashMap<&str, &ir::Endpoint> =
+            new.endpoints.iter().map(|e| (e.name.as_str(), e)).collect();
+        for ep in &old.endpoints {
+            if !new_eps.contains_key(ep.name.as_str()) {
+                self.owner.remove(&ep.name);
+                self.release_addresses(&ep.name, &ep.ips);
+                let deltas = self.engine.remove_endpoint(&ep.name);
+                self.note(deltas);
+            }
+        }
+        for ep in old
+            .endpoints
+            .iter()
+            .filter(|e| new_eps.contains_key(e.name.as_str()))
+        {
+            self.release_addresses(&ep.name, &ep.ips);
+        }
+        for ep in &new.endpoints {
+            self.owner.insert(ep.name.clone(), path.to_string());
+            self.claim_addresses(&ep.name, &ep.ips);
+            self.put_cluster_endpoint(ep, Some(path))?;
+        }
+        if changed_ns.is_empty() {
+            return Ok(());
+        }
+        // Endpoints of other sources in a namespace whose labels changed get new labels.
+        let others: Vec<(ir::Endpoint, String)> = self
+            .engine
+            .cluster
+            .endpoints()
+            .filter(|e| e.namespace.as_ref().is_some_and(|n| changed_ns.contains(n)))
+            .filter_map(|e| {
+                let src = self.owner.get(&e.name).filter(|p| *p != path)?;
+                let ep = self.sources.get(src)?.inventory.endpoints.iter();
+                let ep = ep.clone().find(|x| x.name == e.name)?;
+                Some((ep.clone(), src.clone()))
+            })
+            .collect();
+        for (ep, src) in others {
+            self.put_cluster_endpoint(&ep, Some(&src))?;
+        }
+        Ok(())
+    }
+
+    fn release_addresses(&mut self, name: &str, ips: &[std::net::IpAddr]) {
+        for ip in ips {
+            if self.addr_owner.get(ip).is_some_and(|o| o == name) {
+                self.addr_owner.remove(ip);
+            }
+        }
+    }
+
+    fn claim_addresses(&mut self, name: &str, ips: &[std::net::IpAddr]) {
+        for ip in ips {
+            self.addr_owner.insert(*ip, name.to_string());
+        }
+    }
+
+    /// Adds or replaces a workload in the cluster unless it is already there unchanged.
+    fn put_cluster_endpoint(
+        &mut self,
+        ep: &ir::Endpoint,
+        path: Option<&str>,
+    ) -> Result<(), ApiError> {
+        let cluster = &self.engine.cluster;
+        let ns = ep.namespace.as_deref().and_then(|n| cluster.namespace(n));
+        let cep = ClusterEndpoint {
+            name: ep.name.clone(),
+            namespace: ep.namespace.clone(),
+            kind: ep.kind.clone(),
+            labels: derive_labels(ep, ns, &cluster.config.cluster_name),
+            identity: ir::NumericIdentity::WILDCARD,
+            ips: ep.ips.clone(),
+            ports: ep.ports.clone(),
+            origin: path.map(|p| format!("{p}:{}", ep.span.line)),
+        };
+        if let Some(cur) = cluster.endpoint(&ep.name) {
+            let same = cur.labels == cep.labels
+                && cur.ips == cep.ips
+                && cur.ports == cep.ports
+                && cur.kind == cep.kind
+                && cur.namespace == cep.namespace;
+            if same {
+                return Ok(());
+            }
+        }
+        let deltas = self.engine.add_endpoint(cep).map_err(internal)?;
+        self.note(deltas);
+        Ok(())
+    }
+
+    fn apply_endpoint(&mut self, id: u16, to: Option<EndpointSpec>) -> Result<Change, ApiError> {
+        let label_ep = match &to {
+            Some(spec) => match &spec.pod {
+                Some(pod) => {
+                    if !self
+                        .engine
+                        .cluster
+                        .endpoint(pod)
+                        .is_some_and(|e| e.kind == "Pod")
+                    {
+                        return Err(ApiError::bad_request(format!(
+                            "endpoint {id}: pod {pod} is not applied (apply its manifest first)"
+                        )));
+                    }
+                    None
+                }
+                None => {
+                    let ep = label_endpoint(spec)?;
+                    self.check_addresses(&ep.name, &ep.ips, &HashSet::new())?;
+                    Some(ep)
+                }
+            },
+            None => None,
+        };
+        let was = self.specs.remove(&id);
+        if let Some(old) = &was {
+            let name = spec_name(old);
+            if let Some(ids) = self.by_name.get_mut(&name) {
+                ids.remove(&id);
+                if ids.is_empty() {
+                    self.by_name.remove(&name);
+                }
+            }
+            if old.pod.is_none() {
+                if let Ok(ep) = label_endpoint(old) {
+                    self.release_addresses(&ep.name, &ep.ips);
+                }
+                if label_ep.is_none() {
+                    let deltas = self.engine.remove_endpoint(&name);
+                    self.note(deltas);
+                }
+            }
+        }
+        self.touched.insert(id);
+        if let Some(spec) = to {
+            self.by_name.entry(spec_name(&spec)).or_default().insert(id);
+            self.specs.insert(id, spec);
+            if let Some(ep) = label_ep {
+                self.claim_addresses(&ep.name, &ep.ips);
+                self.put_cluster_endpoint(&ep, None)?;
+            }
+        }
+        Ok(Change::Endpoint { id, to: was })
+    }
+}

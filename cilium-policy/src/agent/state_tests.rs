@@ -1,0 +1,323 @@
+//! The incremental world against a world built from scratch: after every change (policies
+//! and manifests from `testdata/semantics` applied, replaced, deleted whole or by labels,
+//! endpoints added, relabelled and removed, refused changes) the agent's world must equal
+//! `World::build` of the persisted state: the same endpoints, identities, ipcache, and map
+//! state (rules compared by their file:line, since rule ids differ between the two).
+
+use super::*;
+use crate::agent::world::World;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+fn agent(dir: &Path) -> Agent {
+    let cfg = AgentConfig {
+        state_dir: dir.to_path_buf(),
+        api_socket: dir.join("api.sock"),
+        policy_dir: None,
+        bpf_root: dir.join("bpf"),
+        node: "test".into(),
+        debug: false,
+        datapath: false,
+        tcp: None,
+        ct_map_size: 1024,
+        kvstore: None,
+    };
+    Agent::start(cfg, Box::new(|_| {})).unwrap()
+}
+
+type Norm = BTreeMap<String, (String, Vec<String>)>;
+
+/// A map state with rule ids replaced by rule locations.
+fn normalize(w: &World, p: &ir::EndpointPolicy) -> (bool, bool, Norm, Norm) {
+    let at = |rules: &[ir::RuleId]| {
+        let mut v: Vec<String> = rules.iter().map(|r| w.engine.policy.location(*r)).collect();
+        v.sort();
+        v
+    };
+    let entries = p
+        .entries
+        .iter()
+        .map(|(k, e)| (format!("{k:?}"), (format!("{:?}", e.verdict), at(&e.rules))))
+        .collect();
+    let addr = p
+        .addr_entries
+        .iter()
+        .map(|(k, e)| (format!("{k:?}"), (format!("{:?}", e.verdict), at(&e.rules))))
+        .collect();
+    (p.ingress_enforced, p.egress_enforced, entries, addr)
+}
+
+fn assert_same_as_rebuilt(a: &Agent, step: &str) {
+    let built = World::build(&a.persisted, &a.cfg).unwrap();
+    let w = &a.world;
+    assert_eq!(w.endpoints, built.endpoints, "{step}: local endpoints");
+    assert_eq!(
+        w.engine.cluster.ipcache(),
+        built.engine.cluster.ipcache(),
+        "{step}: ipcache"
+    );
+    let ids = |w: &World| -> Vec<(u32, String)> {
+        w.engine
+            .cluster
+            .identities()
+            .map(|i| (i.id.0, format!("{:?}", i.labels)))
+            .collect()
+    };
+    assert_eq!(ids(w), ids(&built), "{step}: identities");
+    let names: Vec<String> = built
+        .engine
+        .cluster
+        .endpoints()
+        .map(|e| e.name.clone())
+        .collect();
+    for name in names {
+        let mine = w.engine.endpoint_policy(&name).map(|p| normalize(w, &p));
+        let theirs = built
+            .engine
+            .endpoint_policy(&name)
+            .map(|p| normalize(&built, &p));
+        assert_eq!(mine, theirs, "{step}: map state of {name}");
+    }
+    for (id, p) in &w.policies {
+        assert_eq!(
+            Some(normalize(w, p)),
+            built.policies.get(id).map(|q| normalize(&built, q)),
+            "{step}: local endpoint {id}"
+        );
+    }
+    let live = |w: &World| {
+        let p = w.live_policy();
+        let mut v: Vec<String> = (0..p.rules.len())
+            .map(|i| p.location(ir::RuleId(i as u32)))
+            .collect();
+        v.sort();
+        v
+    };
+    assert_eq!(live(w), live(&built), "{step}: rules in force");
+}
+
+fn put(a: &mut Agent, path: &str, text: &str) -> Result<RevisionReply, ApiError> {
+    a.put_policy(PolicyPut {
+        sources: vec![SourceDoc {
+            path: path.into(),
+            text: text.into(),
+        }],
+        wait: true,
+    })
+}
+
+fn semantics_files() -> Vec<(String, String)> {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../testdata/semantics");
+    let mut out = Vec::new();
+    let mut dirs: Vec<PathBuf> = std::fs::read_dir(&root)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    dirs.sort();
+    for d in dirs {
+        let mut files: Vec<PathBuf> = std::fs::read_dir(&d)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| {
+                matches!(
+                    p.extension().and_then(|e| e.to_str()),
+                    Some("yaml" | "json")
+                )
+            })
+            .collect();
+        // Manifests first, so pods exist before the policies that select them.
+        files.sort_by_key(|p| (!p.ends_with("inventory.yaml"), p.clone()));
+        for f in files {
+            let rel = f.strip_prefix(&root).unwrap().display().to_string();
+            out.push((rel, std::fs::read_to_string(&f).unwrap()));
+        }
+    }
+    out
+}
+
+const LABELLED: &str = r#"[
+ {"endpointSelector": {"matchLabels": {"id": "app1"}},
+  "ingress": [{"fromEndpoints": [{"matchLabels": {"id": "app2"}}]}],
+  "labels": [{"key": "team", "value": "a"}, {"key": "tier", "value": "one"}]},
+ {"endpointSelector": {"matchLabels": {"id": "app1"}},
+  "egress": [{"toCIDR": ["192.0.2.0/24"]}],
+  "labels": [{"key": "team", "value": "b"}]},
+ {"endpointSelector": {"matchLabels": {"id": "app2"}},
+  "ingress": [{"fromEndpoints": [{"matchLabels": {"id": "app1"}}],
+               "toPorts": [{"ports": [{"port": "80", "protocol": "TCP"}]}]}],
+  "labels": [{"key": "team", "value": "a"}]}
+]"#;
+
+fn endpoint(id: u16, labels: &[&str], ip: &str) -> EndpointSpec {
+    EndpointSpec {
+        id,
+        iface: format!("lxc{id}"),
+        labels: labels.iter().map(|s| s.to_string()).collect(),
+        ipv4: Some(ip.parse().unwrap()),
+        ipv6: None,
+        pod: None,
+    }
+}
+
+#[test]
+fn incremental_world_equals_a_rebuilt_one() {
+    let dir = std::env::temp_dir().join(format!("cp-incremental-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let mut a = agent(&dir);
+    for (id, l, ip) in [
+        (1, "id=app1", "10.9.0.1"),
+        (2, "id=app2", "10.9.0.2"),
+        (3, "id=app3", "10.9.0.3"),
+        (4, "id=app1", "10.9.0.4"),
+    ] {
+        a.put_endpoint(endpoint(id, &[l], ip)).unwrap();
+        assert_same_as_rebuilt(&a, &format!("endpoint {id}"));
+    }
+    let files = semantics_files();
+    let mut applied = Vec::new();
+    for (path, text) in &files {
+        let before = a.persisted.revision;
+        match put(&mut a, path, text) {
+            Ok(r) => {
+                assert_eq!(r.revision, before + 1);
+                applied.push(path.clone());
+            }
+            // Manifests of different directories may define the same workload or address:
+            // refused whole.
+            Err(e) => {
+                assert!(
+                    e.body.error.contains("already defined")
+                        || e.body.error.contains("already belongs"),
+                    "{path}: {:?}",
+                    e.body
+                );
+                assert_eq!(a.persisted.revision, before);
+            }
+        }
+        assert_same_as_rebuilt(&a, &format!("put {path}"));
+    }
+    assert!(applied.len() > 10, "{applied:?}");
+    put(&mut a, "labelled.json", LABELLED).unwrap();
+    assert_same_as_rebuilt(&a, "put labelled.json");
+    // A pod endpoint, then a relabelled and a removed endpoint.
+    let pod = a
+        .world
+        .engine
+        .cluster
+        .endpoints()
+        .find(|e| e.kind == "Pod")
+        .map(|e| e.name.clone())
+        .unwrap();
+    a.put_endpoint(EndpointSpec {
+        id: 9,
+        iface: "lxc9".into(),
+        labels: vec![],
+        ipv4: None,
+        ipv6: None,
+        pod: Some(pod),
+    })
+    .unwrap();
+    assert_same_as_rebuilt(&a, "pod endpoint");
+    a.modify_labels(
+        &EndpointRef::Id(4),
+        LabelsPatch {
+            add: vec!["id=app2".into()],
+            delete: vec!["id=app1".into()],
+        },
+    )
+    .unwrap();
+    assert_same_as_rebuilt(&a, "relabel endpoint 4");
+    a.delete_endpoint(&EndpointRef::Id(3)).unwrap();
+    assert_same_as_rebuilt(&a, "delete endpoint 3");
+    // Replace a manifest (namespaces and pods change) and a policy, then delete others.
+    for (path, text) in files.iter().filter(|(p, _)| applied.contains(p)).take(6) {
+        let changed = text.replace("app", "apq");
+        if put(&mut a, path, &changed).is_ok() {
+            assert_same_as_rebuilt(&a, &format!("replace {path}"));
+        }
+    }
+    for path in applied.iter().skip(6).step_by(3) {
+        let res = a.delete_policy(PolicyDelete {
+            paths: vec![path.clone()],
+            wait: true,
+            ..Default::default()
+        });
+        if let Err(e) = res {
+            assert!(
+                e.body.error.contains("no longer be applied"),
+                "{:?}",
+                e.body
+            );
+        }
+        assert_same_as_rebuilt(&a, &format!("delete {path}"));
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn delete_by_labels_removes_exactly_the_matching_rules() {
+    let dir = std::env::temp_dir().join(format!("cp-delete-labels-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let mut a = agent(&dir);
+    a.put_endpoint(endpoint(1, &["id=app1"], "10.8.0.1"))
+        .unwrap();
+    a.put_endpoint(endpoint(2, &["id=app2"], "10.8.0.2"))
+        .unwrap();
+    put(&mut a, "labelled.json", LABELLED).unwrap();
+    let rules = |a: &Agent| a.policy().map(|p| p.rules).unwrap_or_default();
+    let before = a.persisted.revision;
+    let all = rules(&a);
+    assert!(all.contains("192.0.2.0/24") && all.contains("80"), "{all}");
+    // Rules carrying both team=a and tier=one: only the first rule of the file.
+    let r = a
+        .delete_policy(PolicyDelete {
+            labels: vec!["team=a".into(), "tier=one".into()],
+            wait: true,
+            ..Default::default()
+        })
+        .unwrap();
+    assert_eq!(r.revision, before + 1);
+    let left = rules(&a);
+    assert!(left.contains("192.0.2.0/24"), "team=b rule kept: {left}");
+    assert!(
+        left.contains("80"),
+        "team=a rule without tier=one kept: {left}"
+    );
+    assert!(
+        !a.world.policies[&1]
+            .entries
+            .keys()
+            .any(|k| k.direction == ir::Direction::Ingress
+                && k.identity == a.world.endpoints[&2].identity),
+        "app2 → app1 no longer allowed"
+    );
+    assert_same_as_rebuilt(&a, "delete team=a,tier=one");
+    // The deletion survives a restart.
+    let kept = rules(&a);
+    drop(a);
+    let mut a = agent(&dir);
+    assert_eq!(rules(&a), kept);
+    // team=a now matches the rule on app2 only; nothing matches afterwards.
+    a.delete_policy(PolicyDelete {
+        labels: vec!["team=a".into()],
+        wait: true,
+        ..Default::default()
+    })
+    .unwrap();
+    assert!(!rules(&a).contains("80"));
+    assert!(rules(&a).contains("192.0.2.0/24"));
+    assert_same_as_rebuilt(&a, "delete team=a");
+    let e = a
+        .delete_policy(PolicyDelete {
+            labels: vec!["team=a".into()],
+            wait: true,
+            ..Default::default()
+        })
+        .unwrap_err();
+    assert_eq!(e.status, axum::http::StatusCode::NOT_FOUND);
+    // Re-applying the file brings every rule back.
+    put(&mut a, "labelled.json", LABELLED).unwrap();
+    assert_eq!(rules(&a), all);
+    assert_same_as_rebuilt(&a, "re-apply");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
