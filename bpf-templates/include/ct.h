@@ -11,7 +11,7 @@
  * reads the clocksource; `ep_state.jiffies_hz` is the kernel's HZ, detected by the loader).
  * The expiry is written only when it has moved by more than a second (one write per second per
  * connection, not one per packet). A TCP FIN or RST (CT_CLOSING) shortens the lifetime to at
- * most CT_CLOSE_TIMEOUT_S.
+ * most CT_CLOSE_TIMEOUT_S, and a SYN (without ACK) on a closing entry is a new connection.
  *
  * Revoked policy (secure by default): each entry remembers the policy revision it was checked
  * against; when the endpoint's revision (cp_state) has moved on, the next packet of the
@@ -146,6 +146,10 @@ static __always_inline struct ct_value *ct_lookup(const struct pkt *p, __u8 dir,
 		ct_map_delete(p, r);
 		return 0;
 	}
+	/* A SYN on a closed connection opens a new one: policy decides it again. */
+	if ((v->flags & CT_CLOSING) && p->protocol == PROTO_TCP &&
+	    (p->tcp_flags & (TCP_FLAG_SYN | TCP_FLAG_ACK)) == TCP_FLAG_SYN)
+		return 0;
 	return v;
 }
 

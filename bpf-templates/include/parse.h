@@ -29,7 +29,9 @@
 #define IPV6_MAX_EXTHDRS 6
 #define IPV6_HLEN 40
 #define TCP_FLAG_FIN 0x01
+#define TCP_FLAG_SYN 0x02
 #define TCP_FLAG_RST 0x04
+#define TCP_FLAG_ACK 0x10
 
 #define PARSE_POLICY 0 /* subject to CT and policy */
 #define PARSE_PASS 1   /* passes without policy (ARP, neighbour discovery) */

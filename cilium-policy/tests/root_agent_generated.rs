@@ -1,5 +1,6 @@
 //! Generated policies and namespaces on real sockets: for every scenario, every TCP and UDP
-//! probe between the endpoints' network namespaces must get the verdict of the offline
+//! probe between the endpoints' network namespaces, over IPv4 and over IPv6 (every pod is
+//! dual-stack), must get the verdict of the offline
 //! `cilium-policy trace` on the same files (the rule-by-rule evaluator) and the one the agent's
 //! `policy/resolve` (the semantics stage's lookup on the live map state) gives.
 
@@ -10,7 +11,7 @@ use runtime_loader::probe::{tcp_ok, udp_ok, Responder};
 use runtime_loader::testkit::{node_netns, require_root, Endpoint};
 use serde_json::json;
 use std::io::{Read, Write};
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::time::Duration;
 
 const T: Duration = Duration::from_millis(400);
@@ -21,6 +22,11 @@ const PODS: [(&str, &str, &str); 4] = [
     ("ns-b", "job", "front"),
 ];
 const PORTS: [(u16, &str); 3] = [(80, "TCP"), (443, "TCP"), (53, "UDP")];
+
+/// Pod `i`'s IPv6 address (every pod is dual-stack).
+fn v6(i: usize) -> Ipv6Addr {
+    Ipv6Addr::new(0xfd00, 0x96, 0, 0, 0, 0, 0, 0x10 + i as u16)
+}
 
 /// A tiny deterministic generator (no external randomness: failures reproduce).
 struct Lcg(u64);
@@ -112,21 +118,32 @@ fn root_generated_policies_match_trace_on_real_sockets() {
     }
     let node = node_netns();
     let eps: Vec<Endpoint> = (0..4)
-        .map(|i| Endpoint::new(&node, Ipv4Addr::new(10, 96, 0, 10 + i as u8)))
+        .map(|i| Endpoint::dual_stack(&node, Ipv4Addr::new(10, 96, 0, 10 + i as u8), v6(i)))
         .collect();
     let _srv: Vec<Responder> = eps
         .iter()
-        .flat_map(|e| PORTS.map(|(p, _)| Responder::start(&e.ns, e.addr, p)))
+        .enumerate()
+        .flat_map(|(i, e)| {
+            PORTS.map(|(p, _)| {
+                [
+                    Responder::start(&e.ns, e.addr, p),
+                    Responder::start(&e.ns, v6(i), p),
+                ]
+            })
+        })
+        .flatten()
         .collect();
     let agent = Agent::start(&node);
     let mut manifests = String::new();
     for ns in ["ns-a", "ns-b"] {
         manifests += &format!("apiVersion: v1\nkind: Namespace\nmetadata:\n  name: {ns}\n---\n");
     }
-    for ((ns, app, role), ep) in PODS.iter().zip(&eps) {
+    for (i, ((ns, app, role), ep)) in PODS.iter().zip(&eps).enumerate() {
         manifests += &format!(
-            "apiVersion: v1\nkind: Pod\nmetadata:\n  name: {app}\n  namespace: {ns}\n  labels:\n    app: {app}\n    role: {role}\nstatus:\n  podIP: {}\n---\n",
-            ep.addr
+            "apiVersion: v1\nkind: Pod\nmetadata:\n  name: {app}\n  namespace: {ns}\n  labels:\n    app: {app}\n    role: {role}\nstatus:\n  podIP: {}\n  podIPs:\n  - ip: {}\n  - ip: {}\n---\n",
+            ep.addr,
+            ep.addr,
+            v6(i)
         );
     }
     let pods = agent.file("pods.yaml", &manifests);
@@ -179,18 +196,20 @@ fn root_generated_policies_match_trace_on_real_sockets() {
                         PODS[from].1,
                         PODS[to].1,
                     );
-                    let got = match proto {
-                        "TCP" => tcp_ok(&eps[from].ns, eps[to].addr, port, T),
-                        _ => udp_ok(&eps[from].ns, eps[to].addr, port, T),
-                    };
-                    assert_eq!(
-                        got,
-                        want,
-                        "scenario {scenario}: {} -> {} {port}/{proto}: real sockets differ from trace\n{}",
-                        PODS[from].1,
-                        PODS[to].1,
-                        agent.ok(&["policy", "get"])
-                    );
+                    for dst in [IpAddr::V4(eps[to].addr), IpAddr::V6(v6(to))] {
+                        let got = match proto {
+                            "TCP" => tcp_ok(&eps[from].ns, dst, port, T),
+                            _ => udp_ok(&eps[from].ns, dst, port, T),
+                        };
+                        assert_eq!(
+                            got,
+                            want,
+                            "scenario {scenario}: {} -> {} ({dst}) {port}/{proto}: real sockets differ from trace\n{}",
+                            PODS[from].1,
+                            PODS[to].1,
+                            agent.ok(&["policy", "get"])
+                        );
+                    }
                     if want {
                         checked.0 += 1
                     } else {

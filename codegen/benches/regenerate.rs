@@ -55,7 +55,10 @@ fn bench(c: &mut Criterion) {
     c.bench_function("regenerate_endpoint_with_map_images_10000_rules", |b| {
         b.iter(|| {
             let art = g.endpoint(&ep_big, &p_big, None).unwrap();
-            art.images().iter().map(|i| i.to_bytes().len()).sum::<usize>()
+            art.images()
+                .iter()
+                .map(|i| i.to_bytes().len())
+                .sum::<usize>()
         })
     });
     c.bench_function("entries_build_10000_rules", |b| {

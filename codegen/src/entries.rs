@@ -479,7 +479,9 @@ mod tests {
     fn find(e: &EndpointEntries, id: u32, proto: u8, port: u16, plen: u8) -> PolicyEntry {
         *e.policy
             .iter()
-            .find(|x| (x.identity, x.protocol, x.port, x.port_prefix_len) == (id, proto, port, plen))
+            .find(|x| {
+                (x.identity, x.protocol, x.port, x.port_prefix_len) == (id, proto, port, plen)
+            })
             .unwrap_or_else(|| panic!("no entry {id} {proto} {port}/{plen}"))
     }
 

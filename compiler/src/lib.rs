@@ -9,4 +9,6 @@ pub mod lint;
 pub mod policy;
 pub mod render;
 pub mod selcache;
+#[cfg(any(test, feature = "testkit"))]
+pub mod testkit;
 pub mod trace;

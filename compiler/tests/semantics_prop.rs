@@ -2,9 +2,9 @@
 //! (`policy::connectivity::allowed`) and a slow reference evaluator written here agree.
 
 use compiler::cluster::{Cluster, ClusterConfig, ClusterEndpoint};
-use compiler::identity::derive_labels;
 use compiler::policy::connectivity::{allowed, End};
 use compiler::policy::PolicyEngine;
+use compiler::testkit;
 use compiler::trace::{resolve_party, trace, PartySpec};
 use ir::*;
 use proptest::prelude::*;
@@ -57,17 +57,7 @@ fn rule_strategy() -> impl Strategy<Value = R> {
 }
 
 fn sel(p: &mut PolicySet, reqs: Vec<(&str, &str)>) -> Handle<Selector> {
-    let r = reqs
-        .into_iter()
-        .map(|(k, v)| {
-            Requirement::new(
-                LabelKey::parse_with_default(k, LabelSource::Any),
-                Operator::In,
-                vec![v.into()],
-            )
-        })
-        .collect();
-    p.selectors.insert(Selector::new(r))
+    testkit::selector(p, &reqs)
 }
 
 fn block(i: u8) -> CidrSet {
@@ -79,7 +69,7 @@ fn block(i: u8) -> CidrSet {
 
 fn build(rules: &[R]) -> PolicySet {
     let mut p = PolicySet::default();
-    let file = p.add_file("prop");
+    p.add_file("prop");
     for r in rules {
         let subject = sel(&mut p, vec![("app", APPS[r.subject])]);
         let peers = match &r.peers {
@@ -105,42 +95,18 @@ fn build(rules: &[R]) -> PolicySet {
                     .collect(),
             ),
         };
-        let ports = r
-            .ports
-            .iter()
-            .map(|(f, l)| PortRule {
-                protocol: Protocol::Tcp,
-                port: PortSpec::Range {
-                    first: *f,
-                    last: *l,
-                },
-                l7: None,
-            })
-            .collect();
-        p.push_rule(Rule {
-            id: RuleId(0),
-            kind: PolicyKind::CiliumClusterwideNetworkPolicy,
-            subject,
-            direction: if r.egress {
-                Direction::Egress
-            } else {
-                Direction::Ingress
-            },
-            action: if r.deny { Action::Deny } else { Action::Allow },
-            peers,
-            requires: vec![],
-            ports,
-            provenance: Provenance {
-                kind: PolicyKind::CiliumClusterwideNetworkPolicy,
-                namespace: None,
-                name: "p".into(),
-                file,
-                span: Span::default(),
-                rule_index: 0,
-                spec_index: None,
-                labels: LabelSet::default(),
-            },
-        });
+        let ports = r.ports.iter().map(|(f, l)| testkit::tcp(*f, *l)).collect();
+        let direction = match r.egress {
+            true => Direction::Egress,
+            false => Direction::Ingress,
+        };
+        let action = match r.deny {
+            true => Action::Deny,
+            false => Action::Allow,
+        };
+        let kind = PolicyKind::CiliumClusterwideNetworkPolicy;
+        let r = testkit::rule(subject, direction, action, peers, ports);
+        p.push_rule(testkit::named(r, kind, None, "p"));
     }
     p
 }
@@ -149,28 +115,8 @@ fn build(rules: &[R]) -> PolicySet {
 type Pod = (usize, usize, IpAddr);
 
 fn endpoint(i: usize, (app, ns, ip): &Pod) -> ClusterEndpoint {
-    let ep = Endpoint {
-        name: format!("{}/p{i}", NSS[*ns]),
-        namespace: Some(NSS[*ns].into()),
-        kind: "Pod".into(),
-        k8s_labels: vec![("app".into(), APPS[*app].into())],
-        labels: LabelSet::default(),
-        service_account: None,
-        ports: vec![],
-        ips: vec![*ip],
-        file: None,
-        span: Span::default(),
-    };
-    ClusterEndpoint {
-        name: ep.name.clone(),
-        namespace: ep.namespace.clone(),
-        kind: "Pod".into(),
-        labels: derive_labels(&ep, None, "default"),
-        identity: NumericIdentity::WILDCARD,
-        ips: ep.ips.clone(),
-        ports: vec![],
-        origin: None,
-    }
+    let ep = testkit::pod_at(NSS[*ns], &format!("p{i}"), &[("app", APPS[*app])], &[*ip]);
+    testkit::cluster_endpoint(&ep, None)
 }
 
 /// The reference: rules evaluated directly on the generated facts. `peer` is a pod or, when

@@ -279,6 +279,14 @@ fn root_datapath_tcp_close_shortens_lifetime_and_stale_entries_expire() {
     let mut ack = syn.clone();
     ack.tcp_flags = 0x10;
     assert!(run(&dp, Direction::Ingress, &ack));
+    // A SYN on the closed connection is a new connection: sent by the endpoint, its egress
+    // policy (UDP/53 only) decides, although the tuple is the reply of a tracked connection.
+    let mut resyn = syn.reply();
+    resyn.tcp_flags = 0x02;
+    assert!(
+        !run(&dp, Direction::Egress, &resyn),
+        "SYN after FIN must be re-decided"
+    );
     // Once stale, the entry no longer carries replies: the endpoint's egress policy (UDP/53
     // only) decides them, and drops this one.
     let map = dp.map("cp_ct4").unwrap();

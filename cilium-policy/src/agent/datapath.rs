@@ -84,6 +84,8 @@ pub enum Scope<'a> {
 }
 
 type Results = BTreeMap<u16, Result<(), String>>;
+/// How a map's delta is ordered, and which of its ops restrict (applied before any map widens).
+type Ranking = (fn(&MapOp) -> u8, fn(&MapOp) -> bool);
 
 struct Plan {
     id: u16,
@@ -307,12 +309,11 @@ impl Datapath {
             // Maps compiled out of the endpoint's program (ranges, address classes) are not pinned.
             if pin.exists() {
                 // Policy maps: denies in and allows out first; address classes with the rest.
-                let (rank, restricts): (fn(&MapOp) -> u8, fn(&MapOp) -> bool) =
-                    if *name == "cp_addr" {
-                        (byte_eq_rank, |_| false)
-                    } else {
-                        (policy_rank, |op| policy_rank(op) < 2)
-                    };
+                let (rank, restricts): Ranking = if *name == "cp_addr" {
+                    (byte_eq_rank, |_| false)
+                } else {
+                    (policy_rank, |op| policy_rank(op) < 2)
+                };
                 let last = self.written.get(&id).and_then(|w| w.maps.get(name));
                 let (pin, map, len, delta) = self.delta(&pin, last, want, rank)?;
                 deltas.push((pin, map, len, delta, restricts));

@@ -41,6 +41,7 @@ impl Agent {
             .load()
             .map_err(|e| ApiError::internal(e.to_string()))?;
         let world = World::build(&persisted, &cfg)?;
+        super::kvstore::retain_in_use(&cfg, &world.engine.cluster);
         let datapath = if cfg.datapath {
             Some(Datapath::open(&cfg)?)
         } else {
@@ -513,6 +514,7 @@ impl Agent {
             }
             return Err(err);
         }
+        super::kvstore::retain_in_use(&self.cfg, &self.world.engine.cluster);
         if self.world.needs_compaction() {
             self.rebuild();
         }

@@ -1,53 +1,31 @@
 //! The generated cluster shared by the semantics benchmarks: 10,000 pods in 500 namespaces and
 //! 2,000 policies mixing NetworkPolicy-style and CiliumNetworkPolicy-style rules.
 
+#[allow(dead_code)] // used by the trace_cold benchmark only
 pub mod manifests;
 
 use compiler::cluster::{Cluster, ClusterEndpoint};
-use compiler::identity::derive_labels;
+use compiler::testkit::{self, tcp};
 use ir::*;
 
 pub const NAMESPACES: usize = 500;
 pub const PODS_PER_NS: usize = 20;
 
-fn req(k: &str, v: &str) -> Requirement {
-    Requirement::new(
-        LabelKey::parse_with_default(k, LabelSource::Any),
-        Operator::In,
-        vec![v.into()],
-    )
-}
-
-fn tcp(first: u16, last: u16) -> PortRule {
-    PortRule {
-        protocol: Protocol::Tcp,
-        port: PortSpec::Range { first, last },
-        l7: None,
-    }
-}
-
+/// Pod `i` of namespace `ns`: app `app{i%5}`, tier `t{i%2}`, and a per-pod template hash (not
+/// identity-relevant), so ~10 identities per namespace.
 pub fn pod(ns: usize, i: usize) -> Endpoint {
-    Endpoint {
-        name: format!("ns{ns}/pod{i}"),
-        namespace: Some(format!("ns{ns}")),
-        kind: "Pod".into(),
-        k8s_labels: vec![
-            ("app".into(), format!("app{}", i % 5)),
-            ("tier".into(), format!("t{}", i % 2)),
-            ("pod-template-hash".into(), format!("h{i}")),
-        ],
-        labels: LabelSet::default(),
-        service_account: None,
-        ports: vec![],
-        ips: vec![std::net::IpAddr::from([
-            10,
-            (ns / 250) as u8,
-            (ns % 250) as u8,
-            i as u8 + 1,
-        ])],
-        file: None,
-        span: Span::default(),
-    }
+    let (app, tier, hash) = (
+        format!("app{}", i % 5),
+        format!("t{}", i % 2),
+        format!("h{i}"),
+    );
+    let labels = [
+        ("app", app.as_str()),
+        ("tier", &tier),
+        ("pod-template-hash", &hash),
+    ];
+    let ip = std::net::IpAddr::from([10, (ns / 250) as u8, (ns % 250) as u8, i as u8 + 1]);
+    testkit::pod_at(&format!("ns{ns}"), &format!("pod{i}"), &labels, &[ip])
 }
 
 /// Four policies per namespace: NP ingress from an app of the namespace on 80; NP ingress from
@@ -55,52 +33,30 @@ pub fn pod(ns: usize, i: usize) -> Endpoint {
 /// egress to world and a CIDR; CNP ingress deny on 22.
 pub fn generate() -> (PolicySet, Inventory) {
     let mut p = PolicySet::default();
-    let file = p.add_file("generated.yaml");
+    p.add_file("generated.yaml");
     let mut inv = Inventory::default();
     for n in 0..NAMESPACES {
         let ns = format!("ns{n}");
-        inv.namespaces.push(Namespace {
-            name: ns.clone(),
-            labels: vec![("team".into(), format!("team{}", n % 10))],
-            file: None,
-            span: Span::default(),
-        });
+        let team_label = format!("team{}", n % 10);
+        inv.namespaces
+            .push(testkit::namespace(&ns, &[("team", &team_label)]));
         inv.endpoints.extend((0..PODS_PER_NS).map(|i| pod(n, i)));
-        let nsreq = req("k8s:io.kubernetes.pod.namespace", &ns);
+        let nsreq = ("k8s:io.kubernetes.pod.namespace", ns.as_str());
         let app = |a: usize, p: &mut PolicySet| {
-            p.selectors.insert(Selector::new(vec![
-                req("k8s:app", &format!("app{a}")),
-                nsreq.clone(),
-            ]))
+            testkit::selector(p, &[("k8s:app", &format!("app{a}")), nsreq])
         };
         let s0 = app(n % 5, &mut p);
         let s1 = app((n + 1) % 5, &mut p);
         let s2 = app((n + 2) % 5, &mut p);
         let s3 = app((n + 3) % 5, &mut p);
-        let team = p.selectors.insert(Selector::new(vec![req(
-            "k8s:io.cilium.k8s.namespace.labels.team",
-            &format!("team{}", (n + 1) % 10),
-        )]));
-        let prov = |kind: PolicyKind, name: &str| Provenance {
-            kind,
-            namespace: Some(ns.clone()),
-            name: name.into(),
-            file,
-            span: Span::default(),
-            rule_index: 0,
-            spec_index: None,
-            labels: LabelSet::default(),
-        };
-        let rule = |kind, subject, direction, action, peers, ports, name: &str| Rule {
-            id: RuleId(0),
-            kind,
-            subject,
-            direction,
-            action,
-            peers,
-            requires: vec![],
-            ports,
-            provenance: prov(kind, name),
+        let peer_team = format!("team{}", (n + 1) % 10);
+        let team = testkit::selector(
+            &mut p,
+            &[("k8s:io.cilium.k8s.namespace.labels.team", &peer_team)],
+        );
+        let rule = |kind, subject, direction, action, peers, ports, name: &str| {
+            let r = testkit::rule(subject, direction, action, peers, ports);
+            testkit::named(r, kind, Some(&ns), name)
         };
         use Direction::*;
         use PolicyKind::*;
@@ -166,14 +122,6 @@ pub fn new_pod(c: &Cluster, k: usize) -> ClusterEndpoint {
     ep.name = format!("ns7/new{k}");
     ep.k8s_labels[0].1 = "app1".into();
     ep.k8s_labels[1].1 = format!("fresh{k}");
-    ClusterEndpoint {
-        name: ep.name.clone(),
-        namespace: ep.namespace.clone(),
-        kind: "Pod".into(),
-        labels: derive_labels(&ep, c.namespace("ns7"), "default"),
-        identity: NumericIdentity::WILDCARD,
-        ips: vec![std::net::IpAddr::from([10, 9, 9, (k % 250) as u8])],
-        ports: vec![],
-        origin: None,
-    }
+    ep.ips = vec![std::net::IpAddr::from([10, 9, 9, (k % 250) as u8])];
+    testkit::cluster_endpoint(&ep, c.namespace("ns7"))
 }

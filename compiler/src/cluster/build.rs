@@ -136,24 +136,12 @@ impl Cluster {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use ir::{Endpoint, LabelSet, NumericIdentity};
+    use ir::{Endpoint, NumericIdentity};
 
     fn pod(name: &str, app: &str, ip: &str) -> Endpoint {
-        Endpoint {
-            name: format!("default/{name}"),
-            namespace: Some("default".into()),
-            kind: "Pod".into(),
-            k8s_labels: vec![
-                ("id".into(), app.into()),
-                ("pod-template-hash".into(), name.into()),
-            ],
-            labels: LabelSet::default(),
-            service_account: None,
-            ports: vec![],
-            ips: vec![ip.parse().unwrap()],
-            file: None,
-            span: Default::default(),
-        }
+        let labels = [("id", app), ("pod-template-hash", name)];
+        let ip = ip.parse().expect("test address");
+        crate::testkit::pod_at("default", name, &labels, &[ip])
     }
 
     #[test]

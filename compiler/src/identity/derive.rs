@@ -63,39 +63,29 @@ pub fn derive_labels(ep: &Endpoint, ns: Option<&Namespace>, cluster: &str) -> La
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn pod(ns: &str, labels: &[(&str, &str)]) -> Endpoint {
-        Endpoint {
-            name: format!("{ns}/p"),
-            namespace: Some(ns.into()),
-            kind: "Pod".into(),
-            k8s_labels: labels
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
-            labels: LabelSet::default(),
-            service_account: None,
-            ports: vec![],
-            ips: vec![],
-            file: None,
-            span: Default::default(),
-        }
-    }
+    use crate::testkit::{namespace, pod};
 
     #[test]
     fn pod_labels_as_cilium_derives_them() {
-        let ns = Namespace {
-            name: "prod".into(),
-            labels: vec![("team".into(), "a".into())],
-            file: None,
-            span: Default::default(),
-        };
-        let l = derive_labels(&pod("prod", &[("id", "app1")]), Some(&ns), "default").to_string();
+        let ns = namespace("prod", &[("team", "a")]);
+        let l = derive_labels(&pod("prod", "p", &[("id", "app1")]), Some(&ns), "default");
         assert_eq!(
-            l,
+            l.to_string(),
             "k8s:id=app1 k8s:io.cilium.k8s.namespace.labels.kubernetes.io/metadata.name=prod \
              k8s:io.cilium.k8s.namespace.labels.team=a k8s:io.cilium.k8s.policy.cluster=default \
              k8s:io.cilium.k8s.policy.serviceaccount=default k8s:io.kubernetes.pod.namespace=prod"
+        );
+    }
+
+    #[test]
+    fn cilium_endpoint_labels_are_kept_as_given() {
+        let mut ep = pod("prod", "cep", &[]);
+        ep.kind = CILIUM_ENDPOINT_KIND.into();
+        ep.labels = LabelSet::new(vec![Label::k8s("id", "app1")]);
+        let ns = namespace("prod", &[("team", "a")]);
+        assert_eq!(
+            derive_labels(&ep, Some(&ns), "default").to_string(),
+            "k8s:id=app1"
         );
     }
 }

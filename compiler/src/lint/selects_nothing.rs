@@ -197,66 +197,25 @@ fn help(inventory: &str) -> String {
 #[cfg(test)]
 mod tests {
     use crate::lint::testutil::*;
-    use ir::{Endpoint, LabelKey, LabelSource, Namespace, Operator, Requirement, Selector, Span};
-
-    fn pod(ns: &str, labels: &[(&str, &str)]) -> Endpoint {
-        Endpoint {
-            name: format!("{ns}/pod"),
-            namespace: Some(ns.into()),
-            kind: "Pod".into(),
-            k8s_labels: labels
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
-            labels: Default::default(),
-            service_account: None,
-            ports: vec![],
-            ips: vec![],
-            file: None,
-            span: Span::default(),
-        }
-    }
-
-    fn k8s(b: &mut Builder, reqs: &[(&str, &str)]) -> ir::Handle<Selector> {
-        let reqs = reqs
-            .iter()
-            .map(|(k, v)| {
-                Requirement::new(
-                    LabelKey::new(LabelSource::K8s, *k),
-                    Operator::In,
-                    vec![v.to_string()],
-                )
-            })
-            .collect();
-        b.policy.selectors.insert(Selector::new(reqs))
-    }
+    use crate::testkit::{namespace, pod, selector};
 
     #[test]
     fn selectors_are_matched_against_derived_labels() {
         let mut b = Builder::new();
-        b.inventory.namespaces.push(Namespace {
-            name: "shop".into(),
-            labels: vec![("team".into(), "web".into())],
-            file: None,
-            span: Span::default(),
-        });
+        b.inventory
+            .namespaces
+            .push(namespace("shop", &[("team", "web")]));
         b.inventory
             .endpoints
-            .push(pod("shop", &[("app", "frontend")]));
-        let front = k8s(
-            &mut b,
-            &[("app", "frontend"), ("io.kubernetes.pod.namespace", "shop")],
-        );
-        let api = k8s(
-            &mut b,
-            &[("app", "api"), ("io.kubernetes.pod.namespace", "shop")],
-        );
-        let other_ns = k8s(
-            &mut b,
-            &[("app", "frontend"), ("io.kubernetes.pod.namespace", "prod")],
-        );
-        let team_web = k8s(&mut b, &[("io.cilium.k8s.namespace.labels.team", "web")]);
-        let team_ops = k8s(&mut b, &[("io.cilium.k8s.namespace.labels.team", "ops")]);
+            .push(pod("shop", "pod", &[("app", "frontend")]));
+        let ns = "k8s:io.kubernetes.pod.namespace";
+        let p = &mut b.policy;
+        let front = selector(p, &[("k8s:app", "frontend"), (ns, "shop")]);
+        let api = selector(p, &[("k8s:app", "api"), (ns, "shop")]);
+        let other_ns = selector(p, &[("k8s:app", "frontend"), (ns, "prod")]);
+        let team = "k8s:io.cilium.k8s.namespace.labels.team";
+        let team_web = selector(p, &[(team, "web")]);
+        let team_ops = selector(p, &[(team, "ops")]);
         let any_app = b.sel(&[("app", "frontend")]);
         b.rule(front).endpoints(team_web).endpoints(any_app).push(); // 0: fine
         b.rule(api).endpoints(front).push(); // 1: subject selects nothing

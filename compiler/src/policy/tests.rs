@@ -2,86 +2,23 @@
 
 use super::*;
 use crate::cluster::{Cluster, ClusterConfig, ClusterEndpoint};
-use crate::identity::derive_labels;
+use crate::testkit::{self, rule};
 use ir::*;
 
 fn sel(policy: &mut PolicySet, reqs: &[(&str, &str)]) -> Handle<Selector> {
-    let r = reqs
-        .iter()
-        .map(|(k, v)| {
-            Requirement::new(
-                LabelKey::parse_with_default(k, LabelSource::Any),
-                Operator::In,
-                vec![v.to_string()],
-            )
-        })
-        .collect();
-    policy.selectors.insert(Selector::new(r))
-}
-
-fn rule(
-    subject: Handle<Selector>,
-    direction: Direction,
-    action: Action,
-    peers: PeerSet,
-    ports: Vec<PortRule>,
-) -> Rule {
-    Rule {
-        id: RuleId(0),
-        kind: PolicyKind::NetworkPolicy,
-        subject,
-        direction,
-        action,
-        peers,
-        requires: vec![],
-        ports,
-        provenance: Provenance {
-            kind: PolicyKind::NetworkPolicy,
-            namespace: Some("default".into()),
-            name: "access-backend".into(),
-            file: FileId(0),
-            span: Span::default(),
-            rule_index: 0,
-            spec_index: None,
-            labels: LabelSet::default(),
-        },
-    }
+    testkit::selector(policy, reqs)
 }
 
 fn tcp(port: u16) -> PortRule {
-    PortRule {
-        protocol: Protocol::Tcp,
-        port: PortSpec::Range {
-            first: port,
-            last: port,
-        },
-        l7: None,
-    }
+    testkit::tcp(port, port)
 }
 
 fn pod(name: &str, app: &str, ip: &str) -> ClusterEndpoint {
-    let ep = Endpoint {
-        name: format!("default/{name}"),
-        namespace: Some("default".into()),
-        kind: "Pod".into(),
-        k8s_labels: vec![("id".into(), app.into())],
-        labels: LabelSet::default(),
-        service_account: None,
-        ports: vec![],
-        ips: vec![ip.parse().unwrap()],
-        file: None,
-        span: Span::default(),
-    };
-    ClusterEndpoint {
-        name: ep.name.clone(),
-        namespace: ep.namespace.clone(),
-        kind: "Pod".into(),
-        labels: derive_labels(&ep, None, "default"),
-        identity: NumericIdentity::WILDCARD,
-        ips: ep.ips.clone(),
-        ports: vec![],
-        origin: None,
-    }
+    let ip = ip.parse().expect("test address");
+    testkit::cluster_endpoint(
+        &testkit::pod_at("default", name, &[("id", app)], &[ip]),
+        None,
+    )
 }
 
 /// seed §2.1.4: app2 may reach app1 on 80/TCP; app3 may not.
