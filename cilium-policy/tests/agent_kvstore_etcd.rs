@@ -70,8 +70,16 @@ impl Etcd {
         Some(etcd)
     }
 
-    fn agent(&self) -> Agent {
-        let args = ["--kvstore", "etcd", "--kvstore-endpoint", &self.url];
+    /// An agent for node `node` (node names must differ between agents sharing a kvstore).
+    fn agent(&self, node: &str) -> Agent {
+        let args = [
+            "--kvstore",
+            "etcd",
+            "--kvstore-endpoint",
+            &self.url,
+            "--node",
+            node,
+        ];
         Agent::start_api_only(args.iter().map(|s| s.to_string()).collect())
     }
 }
@@ -104,15 +112,16 @@ fn add(agent: &Agent, id: u16, app: &str) -> u64 {
 /// The number local allocation would give `container:id=APP` in an empty cluster.
 fn local_number(app: &str) -> u32 {
     let labels = LabelSet::new(vec![Label::new(LabelSource::Container, "id", app)]);
-    let key = key_of(&LabelFilter::default().relevant(&labels));
+    static FILTER: std::sync::OnceLock<LabelFilter> = std::sync::OnceLock::new();
+    let key = key_of(&FILTER.get_or_init(LabelFilter::default).relevant(&labels));
     IdAllocator::cluster().candidate(&key).expect("range").0
 }
 
-/// `n` app names whose label sets hash to the same local number.
-fn colliding(n: usize) -> Vec<String> {
+/// `n` app names (`PREFIX0`, `PREFIX1`, …) whose label sets hash to the same local number.
+fn colliding(prefix: &str, n: usize) -> Vec<String> {
     let mut by_number: HashMap<u32, Vec<String>> = HashMap::new();
     for i in 0.. {
-        let app = format!("c{i}");
+        let app = format!("{prefix}{i}");
         let v = by_number.entry(local_number(&app)).or_default();
         v.push(app);
         if v.len() == n {
@@ -125,7 +134,7 @@ fn colliding(n: usize) -> Vec<String> {
 #[test]
 fn kvstore_etcd_two_agents_agree_and_collisions_get_distinct_numbers() {
     let Some(etcd) = Etcd::start() else { return };
-    let (a, b) = (etcd.agent(), etcd.agent());
+    let (a, b) = (etcd.agent("node-a"), etcd.agent("node-b"));
 
     // The same label set on two nodes: one number.
     let web = add(&a, 1, "web");
@@ -133,7 +142,7 @@ fn kvstore_etcd_two_agents_agree_and_collisions_get_distinct_numbers() {
 
     // Two label sets with the same hash: numbered locally, node B would give y the number
     // node A gave x. Through etcd, y gets another number, and both nodes agree on both.
-    let [x, y] = <[String; 2]>::try_from(colliding(2)).unwrap();
+    let [x, y] = <[String; 2]>::try_from(colliding("c", 2)).unwrap();
     let x_a = add(&a, 2, &x);
     assert_eq!(x_a, u64::from(local_number(&x)), "x takes its hash slot");
     assert_eq!(local_number(&y), local_number(&x));
@@ -147,7 +156,7 @@ fn kvstore_etcd_two_agents_agree_and_collisions_get_distinct_numbers() {
 
     // Concurrent allocation of four more colliding label sets on both nodes: all distinct,
     // and each node agrees with the other afterwards.
-    let four = colliding(4);
+    let four = colliding("c", 4);
     let (a, b) = (std::sync::Arc::new(a), std::sync::Arc::new(b));
     let threads: Vec<_> = four
         .iter()
@@ -179,7 +188,7 @@ fn kvstore_etcd_two_agents_agree_and_collisions_get_distinct_numbers() {
         (identity(&a, 1), identity(&a, 2), identity(&a, 3)),
         (web, x_a, y_b)
     );
-    let c = etcd.agent();
+    let c = etcd.agent("node-c");
     assert_eq!(add(&c, 1, &y), y_b);
     assert_eq!(add(&c, 2, &x), x_a);
     assert_eq!(add(&c, 3, "web"), web);
@@ -207,4 +216,49 @@ fn kvstore_etcd_unreachable_refuses_the_change() {
         !list.contains("\"id\": 1") && !list.contains("\"id\":1"),
         "{list}"
     );
+}
+
+/// The number of a label set is freed when the last node using it lets it go, and kept while
+/// any node still uses it.
+#[test]
+fn kvstore_etcd_unused_identities_are_freed() {
+    let Some(etcd) = Etcd::start() else { return };
+    let (a, b) = (etcd.agent("node-a"), etcd.agent("node-b"));
+    let [p, q] = <[String; 2]>::try_from(colliding("g", 2)).unwrap();
+    let slot = u64::from(local_number(&p));
+
+    // Used by node A only: deleting A's endpoint frees p's number, so q (same hash) gets it.
+    assert_eq!(add(&a, 1, &p), slot);
+    a.ok(&["endpoint", "delete", "1"]);
+    assert_eq!(add(&b, 1, &q), slot, "p's number was freed and goes to q");
+
+    // Used by both nodes: A letting q go keeps its number (B still uses it), so p, allocated
+    // again, cannot take it.
+    assert_eq!(add(&a, 2, &q), slot);
+    a.ok(&["endpoint", "delete", "2"]);
+    let p_again = add(&a, 3, &p);
+    assert_ne!(p_again, slot, "q's number stays while node B uses q");
+    assert_eq!(identity(&b, 1), slot);
+
+    // A node restarted without its endpoints (fresh state) drops the claims its previous run
+    // left: q is then used by no node, and a third label set of the same hash gets the number.
+    let mut b = b;
+    b.kill();
+    std::fs::remove_dir_all(b.dir.path.join("state")).expect("state dir");
+    b.spawn();
+    let r = partner(&p, "h");
+    assert_eq!(
+        add(&a, 4, &r),
+        slot,
+        "q's number is free once no node uses q"
+    );
+}
+
+/// An app name (`PREFIX0`, `PREFIX1`, …) whose label set hashes to the number of `app`'s.
+fn partner(app: &str, prefix: &str) -> String {
+    let want = local_number(app);
+    (0..)
+        .map(|i| format!("{prefix}{i}"))
+        .find(|a| local_number(a) == want)
+        .unwrap_or_default()
 }

@@ -41,6 +41,7 @@ impl Agent {
             .load()
             .map_err(|e| ApiError::internal(e.to_string()))?;
         let world = World::build(&persisted, &cfg)?;
+        super::kvstore::retain_in_use(&cfg, &world.engine.cluster);
         let datapath = if cfg.datapath {
             Some(Datapath::open(&cfg)?)
         } else {
@@ -496,6 +497,7 @@ impl Agent {
             return Err(err);
         }
         self.persisted = next;
+        super::kvstore::retain_in_use(&self.cfg, &self.world.engine.cluster);
         if self.world.needs_compaction() {
             self.rebuild();
         }

@@ -61,6 +61,7 @@ pub fn run(args: Args, global_socket: Option<PathBuf>) -> miette::Result<ExitCod
         .api_socket
         .or(global_socket)
         .ok_or_else(|| miette::miette!("--api-socket PATH is required"))?;
+    let kvstore = args.kvstore.open(&args.node)?;
     let cfg = AgentConfig {
         state_dir: args.state_dir,
         api_socket,
@@ -71,7 +72,7 @@ pub fn run(args: Args, global_socket: Option<PathBuf>) -> miette::Result<ExitCod
         datapath: !args.no_datapath,
         tcp: args.listen_tcp,
         ct_map_size: args.ct_map_size,
-        kvstore: args.kvstore.open()?,
+        kvstore,
     };
     let set_debug = Box::new(move |d: bool| {
         let _ = handle.modify(|f| *f = level(d));

@@ -5,6 +5,7 @@
 //! [`Cluster`]: crate::cluster::Cluster
 
 use ir::NumericIdentity;
+use std::collections::BTreeSet;
 
 /// A cluster-wide identity allocator.
 pub trait SharedIdentities: Send + Sync + std::fmt::Debug {
@@ -12,4 +13,10 @@ pub trait SharedIdentities: Send + Sync + std::fmt::Debug {
     /// [`key_of`](super::alloc::key_of)): the one already stored, or a new one allocated
     /// atomically, trying `candidate` first (the number local allocation would give).
     fn allocate(&self, key: &str, candidate: NumericIdentity) -> Result<NumericIdentity, String>;
+
+    /// Told, after a change took effect, every label set this node uses: the store may drop
+    /// this node's claim on the others and free numbers no node claims any more.
+    fn retain(&self, _in_use: &BTreeSet<String>) -> Result<(), String> {
+        Ok(())
+    }
 }

@@ -54,8 +54,9 @@ pub struct KvstoreArgs {
 }
 
 impl KvstoreArgs {
-    /// The shared identity allocator, when `--kvstore` is given (nothing is contacted yet).
-    pub fn open(&self) -> Result<Option<Arc<dyn SharedIdentities>>, KvError> {
+    /// The shared identity allocator of node `node`, when `--kvstore` is given (nothing is
+    /// contacted yet).
+    pub fn open(&self, node: &str) -> Result<Option<Arc<dyn SharedIdentities>>, KvError> {
         let (Some(Kind::Etcd), Some(url)) = (self.kvstore, &self.kvstore_endpoint) else {
             return Ok(None);
         };
@@ -63,6 +64,27 @@ impl KvstoreArgs {
         Ok(Some(Arc::new(identities::EtcdIdentities::new(
             client,
             &self.kvstore_prefix,
+            node,
         ))))
+    }
+}
+
+/// After a change took effect (and at start): tells the kvstore every label set the agent's
+/// cluster uses, so that it drops the node's claims on the others. Failures are logged and
+/// retried after the next change.
+pub fn retain_in_use(
+    cfg: &crate::agent::config::AgentConfig,
+    cluster: &compiler::cluster::Cluster,
+) {
+    let Some(kv) = &cfg.kvstore else {
+        return;
+    };
+    let in_use = cluster
+        .identities()
+        .filter(|i| matches!(i.kind, compiler::identity::IdentityKind::Endpoint))
+        .map(|i| compiler::identity::alloc::key_of(&i.labels))
+        .collect();
+    if let Err(e) = kv.retain(&in_use) {
+        tracing::warn!(error = %e, "releasing unused identities in the kvstore failed");
     }
 }
