@@ -3,7 +3,7 @@
 //! written without knowing the key and value types.
 
 use crate::error::{LoaderError, Result};
-use aya::maps::MapData;
+use aya::maps::{MapData, MapType};
 use std::collections::BTreeMap;
 use std::os::fd::{AsFd, AsRawFd};
 use std::path::{Path, PathBuf};
@@ -32,7 +32,23 @@ pub struct RawMap {
     path: PathBuf,
     key_size: u32,
     value_size: u32,
+    /// Bytes the kernel copies for one value: `value_size`, or for per-CPU maps one 8-byte
+    /// aligned slot per possible CPU.
+    value_buf: usize,
     max_entries: u32,
+}
+
+/// The length of the value buffer for a map of `map_type` with values of `value_size` bytes.
+fn value_buffer_len(map_type: Option<MapType>, value_size: u32) -> std::io::Result<usize> {
+    let per_cpu = matches!(
+        map_type,
+        Some(MapType::PerCpuHash | MapType::PerCpuArray | MapType::LruPerCpuHash)
+    );
+    if !per_cpu {
+        return Ok(value_size as usize);
+    }
+    let cpus = aya::util::nr_cpus().map_err(|(_, e)| e)?;
+    Ok((value_size as usize).div_ceil(8) * 8 * cpus)
 }
 
 impl RawMap {
@@ -51,10 +67,17 @@ impl RawMap {
             path: path.into(),
             message: e.to_string(),
         })?;
+        let value_buf = value_buffer_len(info.map_type().ok(), info.value_size()).map_err(|e| {
+            LoaderError::Map {
+                path: path.into(),
+                message: format!("possible CPUs: {e}"),
+            }
+        })?;
         Ok(RawMap {
             path: path.into(),
             key_size: info.key_size(),
             value_size: info.value_size(),
+            value_buf,
             max_entries: info.max_entries(),
             data,
         })
@@ -68,6 +91,11 @@ impl RawMap {
     }
     pub fn value_size(&self) -> u32 {
         self.value_size
+    }
+    /// Length of the values `lookup` returns and `update` takes: the value size, or for
+    /// per-CPU maps one 8-byte aligned slot per possible CPU.
+    pub fn value_buffer_len(&self) -> usize {
+        self.value_buf
     }
     pub fn max_entries(&self) -> u32 {
         self.max_entries
@@ -91,9 +119,11 @@ impl RawMap {
         })
     }
 
+    /// The value stored under `key`. For per-CPU maps: one 8-byte aligned slot per possible
+    /// CPU, concatenated (see [`RawMap::value_buffer_len`]).
     pub fn lookup(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
         self.check_key(key)?;
-        let mut value = vec![0u8; self.value_size as usize];
+        let mut value = vec![0u8; self.value_buf];
         let mut attr = self.attr(key.as_ptr(), value.as_mut_ptr());
         match self.sys(BPF_MAP_LOOKUP_ELEM, &mut attr, "MAP_LOOKUP_ELEM") {
             Ok(()) => Ok(Some(value)),
@@ -106,11 +136,11 @@ impl RawMap {
         }
     }
 
-    /// Inserts or replaces one entry.
+    /// Inserts or replaces one entry (`value` as [`RawMap::lookup`] returns it).
     pub fn update(&self, key: &[u8], value: &[u8]) -> Result<()> {
         self.check_key(key)?;
-        if value.len() != self.value_size as usize {
-            return Err(self.size_error("value", value.len(), self.value_size));
+        if value.len() != self.value_buf {
+            return Err(self.size_error("value", value.len(), self.value_buf as u32));
         }
         let mut attr = self.attr(key.as_ptr(), value.as_ptr() as *mut u8);
         self.sys(BPF_MAP_UPDATE_ELEM, &mut attr, "MAP_UPDATE_ELEM")

@@ -41,9 +41,11 @@ fn compile(dir: &Path) -> PathBuf {
 fn load(obj: &Path, layout: &NodeLayout, version: u32) -> Ebpf {
     let deny = layout.endpoint_map(EP, "deny_proto").unwrap();
     let seen = layout.endpoint_map(EP, "seen").unwrap();
+    let per_cpu = layout.endpoint_map(EP, "per_cpu").unwrap();
     let mut bpf = EbpfLoader::new()
         .map_pin_path("deny_proto", deny)
         .map_pin_path("seen", seen)
+        .map_pin_path("per_cpu", per_cpu)
         .override_global("VERSION", &version, true)
         .load_file(obj)
         .expect("loading the test object");
@@ -273,4 +275,41 @@ fn root_overflowing_delta_is_refused_whole() {
         other => panic!("expected MapFull, got {other:?}"),
     }
     assert_eq!(map.entries().unwrap(), old, "nothing was written");
+}
+
+/// Per-CPU maps hold one 8-byte aligned value per possible CPU: lookups read, and updates
+/// write, all of them (a buffer of one value would be overrun by the kernel).
+#[test]
+fn root_per_cpu_values_round_trip() {
+    if !require_root("root_per_cpu_values_round_trip") {
+        return;
+    }
+    let fs = PrivateBpffs::new();
+    let tmp = TempDir::new("cplt");
+    let obj = compile(&tmp.path);
+    let layout = NodeLayout::create(&fs.path, "n").unwrap();
+    let _bpf = load(&obj, &layout, 1);
+    let map = RawMap::open_pinned(&layout.endpoint_map(EP, "per_cpu").unwrap()).unwrap();
+    let cpus = aya::util::nr_cpus().unwrap();
+    assert_eq!(map.value_size(), 4);
+    assert_eq!(map.value_buffer_len(), 8 * cpus);
+    let value: Vec<u8> = (0..cpus)
+        .flat_map(|cpu| {
+            let mut slot = (cpu as u32 + 100).to_ne_bytes().to_vec();
+            slot.resize(8, 0);
+            slot
+        })
+        .collect();
+    map.update(&1u32.to_ne_bytes(), &value).unwrap();
+    assert_eq!(
+        map.lookup(&1u32.to_ne_bytes()).unwrap(),
+        Some(value.clone())
+    );
+    let all = map.entries().unwrap();
+    assert_eq!(all.len(), 2);
+    assert_eq!(all[&1u32.to_ne_bytes().to_vec()], value);
+    assert!(
+        map.update(&1u32.to_ne_bytes(), &[0u8; 4]).is_err(),
+        "one CPU's value alone is refused"
+    );
 }

@@ -10,7 +10,7 @@ use super::config::AgentConfig;
 use super::datapath::{Datapath, Scope};
 use super::error::ApiError;
 use super::model::*;
-use super::store::{Persisted, Store};
+use super::store::{Edit, Persisted, Store};
 use super::world::World;
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -203,14 +203,14 @@ impl Agent {
                 spec.iface, other.id
             )));
         }
-        let mut next = self.persisted.clone();
-        next.endpoints.insert(spec.id, spec.clone());
+        let mut edit = Edit::default();
+        edit.endpoints.insert(spec.id, Some(spec.clone()));
         let change = Change::Endpoint {
             id: spec.id,
             to: Some(spec.clone()),
         };
         self.commit(
-            next,
+            edit,
             vec![change],
             "endpoint",
             vec![format!("endpoint/{}", spec.id)],
@@ -279,18 +279,18 @@ impl Agent {
         f: impl FnOnce(&mut EndpointSpec) -> Result<(), ApiError>,
     ) -> Result<RevisionReply, ApiError> {
         let id = self.resolve_ref(r)?;
-        let mut next = self.persisted.clone();
-        let ep = next
+        let mut spec = self
+            .persisted
             .endpoints
-            .get_mut(&id)
+            .get(&id)
+            .cloned()
             .ok_or_else(|| ApiError::not_found(format!("endpoint {id} not found")))?;
-        f(ep)?;
-        let change = Change::Endpoint {
-            id,
-            to: Some(ep.clone()),
-        };
+        f(&mut spec)?;
+        let mut edit = Edit::default();
+        edit.endpoints.insert(id, Some(spec.clone()));
+        let change = Change::Endpoint { id, to: Some(spec) };
         self.commit(
-            next,
+            edit,
             vec![change],
             "endpoint",
             vec![format!("endpoint/{id}")],
@@ -301,14 +301,17 @@ impl Agent {
     /// Deletes the endpoint; `false` in the reply's second field when datapath cleanup failed.
     pub fn delete_endpoint(&mut self, r: &EndpointRef) -> Result<(RevisionReply, bool), ApiError> {
         let id = self.resolve_ref(r)?;
-        let mut next = self.persisted.clone();
-        let spec = next
+        let spec = self
+            .persisted
             .endpoints
-            .remove(&id)
+            .get(&id)
+            .cloned()
             .ok_or_else(|| ApiError::not_found(format!("endpoint {id} not found")))?;
+        let mut edit = Edit::default();
+        edit.endpoints.insert(id, None);
         let change = Change::Endpoint { id, to: None };
         let reply = self.commit(
-            next,
+            edit,
             vec![change],
             "endpoint",
             vec![format!("endpoint/{id}")],
@@ -368,7 +371,7 @@ impl Agent {
         if req.sources.is_empty() {
             return Err(ApiError::bad_request("no policy sources in the request"));
         }
-        let mut next = self.persisted.clone();
+        let mut edit = Edit::default();
         let mut paths = Vec::new();
         let mut changes = Vec::new();
         for s in req.sources {
@@ -376,47 +379,54 @@ impl Agent {
                 return Err(ApiError::custom(460, format!("invalid path {:?}", s.path)));
             }
             paths.push(s.path.clone());
+            let current = match edit.sources.get(&s.path) {
+                Some(pending) => pending.as_ref(),
+                None => self.persisted.sources.get(&s.path),
+            };
             let unchanged =
-                next.sources.get(&s.path) == Some(&s.text) && !next.deleted.contains_key(&s.path);
+                current == Some(&s.text) && !self.persisted.deleted.contains_key(&s.path);
             // Re-applying the same text changes nothing (a new revision is still recorded).
-            if !unchanged {
-                let to = self.world.prepare_source(&s.path, &s.text, &[])?;
-                changes.push(Change::Source {
-                    path: s.path.clone(),
-                    to: Some(to),
-                });
-                next.deleted.remove(&s.path);
+            if unchanged {
+                continue;
             }
-            next.sources.insert(s.path, s.text);
+            let to = self.world.prepare_source(&s.path, &s.text, &[])?;
+            changes.push(Change::Source {
+                path: s.path.clone(),
+                to: Some(to),
+            });
+            if self.persisted.deleted.contains_key(&s.path) {
+                edit.deleted.insert(s.path.clone(), None);
+            }
+            edit.sources.insert(s.path, Some(s.text));
         }
-        self.commit(next, changes, "put", paths, req.wait)
+        self.commit(edit, changes, "put", paths, req.wait)
     }
 
     /// `DELETE /v1/policy`: everything, the sources at some paths, or exactly the rules that
     /// carry every one of some labels (seed §8), wherever they come from.
     pub fn delete_policy(&mut self, req: PolicyDelete) -> Result<RevisionReply, ApiError> {
-        let mut next = self.persisted.clone();
+        let mut edit = Edit::default();
         let mut changes = Vec::new();
         let removed: Vec<String> = if req.all {
-            next.deleted.clear();
-            std::mem::take(&mut next.sources).into_keys().collect()
+            self.persisted.sources.keys().cloned().collect()
         } else if !req.paths.is_empty() {
-            let mut out = Vec::new();
             for p in &req.paths {
-                if next.sources.remove(p).is_none() {
+                if !self.persisted.sources.contains_key(p) {
                     return Err(ApiError::not_found(format!("nothing was applied from {p}")));
                 }
-                next.deleted.remove(p);
-                out.push(p.clone());
             }
-            out
+            req.paths.clone()
         } else if !req.labels.is_empty() {
             let mut out = Vec::new();
             for (path, to) in self.world.without_labels(&req.labels) {
-                next.deleted
-                    .entry(path.clone())
-                    .or_default()
-                    .push(req.labels.clone());
+                let mut deleted = self
+                    .persisted
+                    .deleted
+                    .get(&path)
+                    .cloned()
+                    .unwrap_or_default();
+                deleted.push(req.labels.clone());
+                edit.deleted.insert(path.clone(), Some(deleted));
                 changes.push(Change::Source {
                     path: path.clone(),
                     to: Some(to),
@@ -433,12 +443,18 @@ impl Agent {
             return Err(ApiError::not_found("no policy matches"));
         }
         if req.all || !req.paths.is_empty() {
-            changes.extend(removed.iter().map(|p| Change::Source {
-                path: p.clone(),
-                to: None,
-            }));
+            for p in &removed {
+                edit.sources.insert(p.clone(), None);
+                if self.persisted.deleted.contains_key(p) {
+                    edit.deleted.insert(p.clone(), None);
+                }
+                changes.push(Change::Source {
+                    path: p.clone(),
+                    to: None,
+                });
+            }
         }
-        self.commit(next, changes, "delete", removed, req.wait)
+        self.commit(edit, changes, "delete", removed, req.wait)
     }
 
     pub fn revisions(&self) -> Vec<RevisionInfo> {
@@ -450,13 +466,13 @@ impl Agent {
     }
 
     /// Applies `changes` to the world, then (with `wait`) brings the datapath to it for the
-    /// endpoints they touched before persisting `next`: a change the datapath cannot take (a
+    /// endpoints they touched before persisting `edit`: a change the datapath cannot take (a
     /// map that would overflow, a program the verifier rejects) is undone and nothing changes.
     /// Without `wait` the change is persisted and the reply sent first; [`Agent::sync_pending`]
     /// enforces it right after.
     fn commit(
         &mut self,
-        mut next: Persisted,
+        mut edit: Edit,
         changes: Vec<Change>,
         action: &str,
         paths: Vec<String>,
@@ -473,7 +489,7 @@ impl Agent {
             Ok(t) => t,
             Err(e) => return Err(self.rollback(undo, e)),
         };
-        let revision = next.bump(action, paths);
+        let revision = self.persisted.revision + 1;
         if wait {
             let mut scope = touched.clone();
             scope.extend(self.pending.iter().copied());
@@ -488,7 +504,9 @@ impl Agent {
             // Nothing left to write: every endpoint enforces this revision.
             self.synced = revision;
         }
-        if let Err(e) = self.store.save(&self.persisted, &next) {
+        let inverse = self.persisted.apply(&mut edit, action, paths);
+        if let Err(e) = self.store.save(&edit, &self.persisted) {
+            self.persisted.undo(&inverse);
             let err = self.rollback(undo, ApiError::internal(e.to_string()));
             // The datapath may already enforce the change: bring it back.
             if wait {
@@ -496,7 +514,6 @@ impl Agent {
             }
             return Err(err);
         }
-        self.persisted = next;
         super::kvstore::retain_in_use(&self.cfg, &self.world.engine.cluster);
         if self.world.needs_compaction() {
             self.rebuild();

@@ -75,72 +75,81 @@ pub enum StoreError {
     },
 }
 
-/// One journal line: what one change did (`None`: removed).
-#[derive(Debug, Default, Serialize, Deserialize)]
-struct Entry {
-    revision: u64,
-    log: Option<RevisionInfo>,
+/// What one change does to the persisted state (`None`: removed), and its journal line.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Edit {
+    /// The revision the change produced, and its log entry (filled in by [`Persisted::apply`]).
     #[serde(default)]
-    sources: BTreeMap<String, Option<String>>,
+    pub revision: u64,
     #[serde(default)]
-    endpoints: BTreeMap<u16, Option<EndpointSpec>>,
+    pub log: Option<RevisionInfo>,
     #[serde(default)]
-    deleted: BTreeMap<String, Option<Vec<Vec<String>>>>,
+    pub sources: BTreeMap<String, Option<String>>,
+    #[serde(default)]
+    pub endpoints: BTreeMap<u16, Option<EndpointSpec>>,
+    #[serde(default)]
+    pub deleted: BTreeMap<String, Option<Vec<Vec<String>>>>,
 }
 
-/// The keys of `new` whose value differs from `old`'s, with the new value (`None`: removed).
-fn map_diff<K: Ord + Clone, V: PartialEq + Clone>(
-    old: &BTreeMap<K, V>,
-    new: &BTreeMap<K, V>,
-) -> BTreeMap<K, Option<V>> {
-    let mut out: BTreeMap<K, Option<V>> = new
-        .iter()
-        .filter(|(k, v)| old.get(*k) != Some(*v))
-        .map(|(k, v)| (k.clone(), Some(v.clone())))
-        .collect();
-    out.extend(
-        old.keys()
-            .filter(|k| !new.contains_key(*k))
-            .map(|k| (k.clone(), None)),
-    );
-    out
-}
-
-fn map_apply<K: Ord, V>(map: &mut BTreeMap<K, V>, diff: BTreeMap<K, Option<V>>) {
+fn map_apply<K: Ord + Clone, V: Clone>(map: &mut BTreeMap<K, V>, diff: &BTreeMap<K, Option<V>>) {
     for (k, v) in diff {
         match v {
-            Some(v) => map.insert(k, v),
-            None => map.remove(&k),
+            Some(v) => map.insert(k.clone(), v.clone()),
+            None => map.remove(k),
         };
     }
 }
 
-impl Entry {
-    fn between(old: &Persisted, new: &Persisted) -> Entry {
-        Entry {
-            revision: new.revision,
-            log: new
-                .revisions
-                .last()
-                .filter(|r| r.revision > old.revision)
-                .cloned(),
-            sources: map_diff(&old.sources, &new.sources),
-            endpoints: map_diff(&old.endpoints, &new.endpoints),
-            deleted: map_diff(&old.deleted, &new.deleted),
-        }
+/// The current values of the keys of `diff` (to undo it).
+fn map_old<K: Ord + Clone, V: Clone, W>(
+    map: &BTreeMap<K, V>,
+    diff: &BTreeMap<K, W>,
+) -> BTreeMap<K, Option<V>> {
+    diff.keys()
+        .map(|k| (k.clone(), map.get(k).cloned()))
+        .collect()
+}
+
+impl Persisted {
+    /// Records `edit` as the next revision, logged as `action` on `paths`: fills in its
+    /// revision and log entry and applies it. Returns the inverse, for [`Persisted::undo`].
+    pub fn apply(&mut self, edit: &mut Edit, action: &str, paths: Vec<String>) -> Edit {
+        let inverse = Edit {
+            revision: self.revision,
+            log: None,
+            sources: map_old(&self.sources, &edit.sources),
+            endpoints: map_old(&self.endpoints, &edit.endpoints),
+            deleted: map_old(&self.deleted, &edit.deleted),
+        };
+        edit.revision = self.bump(action, paths);
+        edit.log = self.revisions.last().cloned();
+        self.apply_maps(edit);
+        inverse
     }
 
-    fn replay(self, st: &mut Persisted) {
-        st.revision = self.revision;
-        if let Some(l) = self.log {
-            st.revisions.push(l);
-            if st.revisions.len() > REVISION_LOG {
-                st.revisions.remove(0);
+    /// Undoes [`Persisted::apply`] (the revision log loses its newest entry).
+    pub fn undo(&mut self, inverse: &Edit) {
+        self.revision = inverse.revision;
+        self.revisions.pop();
+        self.apply_maps(inverse);
+    }
+
+    fn apply_maps(&mut self, edit: &Edit) {
+        map_apply(&mut self.sources, &edit.sources);
+        map_apply(&mut self.endpoints, &edit.endpoints);
+        map_apply(&mut self.deleted, &edit.deleted);
+    }
+
+    /// Replays a journal line.
+    fn replay(&mut self, edit: &Edit) {
+        self.revision = edit.revision;
+        if let Some(l) = &edit.log {
+            self.revisions.push(l.clone());
+            if self.revisions.len() > REVISION_LOG {
+                self.revisions.remove(0);
             }
         }
-        map_apply(&mut st.sources, self.sources);
-        map_apply(&mut st.endpoints, self.endpoints);
-        map_apply(&mut st.deleted, self.deleted);
+        self.apply_maps(edit);
     }
 }
 
@@ -185,10 +194,10 @@ impl Store {
         };
         let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
         for (i, line) in lines.iter().enumerate() {
-            match serde_json::from_str::<Entry>(line) {
+            match serde_json::from_str::<Edit>(line) {
                 // Entries already in the snapshot (a crash between snapshot and truncation).
                 Ok(e) if e.revision <= st.revision => {}
-                Ok(e) => e.replay(&mut st),
+                Ok(e) => st.replay(&e),
                 // A torn last line: the change it recorded was never acknowledged.
                 Err(_) if i + 1 == lines.len() => {
                     tracing::warn!(journal = %self.journal.display(), "ignoring a torn last journal entry")
@@ -205,16 +214,15 @@ impl Store {
         Ok(st)
     }
 
-    /// Records the change from `old` to `new` durably.
-    pub fn save(&mut self, old: &Persisted, new: &Persisted) -> Result<(), StoreError> {
+    /// Records `edit` (already applied to `state`) durably.
+    pub fn save(&mut self, edit: &Edit, state: &Persisted) -> Result<(), StoreError> {
         if self.entries >= SNAPSHOT_EVERY {
-            return self.snapshot(new);
+            return self.snapshot(state);
         }
-        let mut line =
-            serde_json::to_vec(&Entry::between(old, new)).map_err(|e| StoreError::Corrupt {
-                path: self.journal.clone(),
-                source: e,
-            })?;
+        let mut line = serde_json::to_vec(edit).map_err(|e| StoreError::Corrupt {
+            path: self.journal.clone(),
+            source: e,
+        })?;
         line.push(b'\n');
         let mut f = std::fs::OpenOptions::new()
             .create(true)
@@ -255,47 +263,53 @@ mod tests {
         let _ = std::fs::remove_dir_all(&dir);
         let mut store = Store::new(&dir).unwrap();
         assert_eq!(store.load().unwrap(), Persisted::default());
-        let empty = Persisted::default();
         let mut st = Persisted::default();
-        st.sources.insert("a.json".into(), "[]".into());
-        st.sources.insert("b.json".into(), "[1]".into());
-        st.endpoints.insert(
-            7,
-            EndpointSpec {
-                id: 7,
-                iface: "veth7".into(),
-                labels: vec!["id=app1".into()],
-                ipv4: None,
-                ipv6: None,
-                pod: None,
-            },
-        );
-        assert_eq!(st.bump("put", vec!["a.json".into()]), 1);
-        store.save(&empty, &st).unwrap();
+        let spec = EndpointSpec {
+            id: 7,
+            iface: "veth7".into(),
+            labels: vec!["id=app1".into()],
+            ipv4: None,
+            ipv6: None,
+            pod: None,
+        };
+        let mut e1 = Edit::default();
+        e1.sources.insert("a.json".into(), Some("[]".into()));
+        e1.sources.insert("b.json".into(), Some("[1]".into()));
+        e1.endpoints.insert(7, Some(spec.clone()));
+        st.apply(&mut e1, "put", vec!["a.json".into()]);
+        assert_eq!(e1.revision, 1);
+        store.save(&e1, &st).unwrap();
         // A second change: one source removed, one deletion by labels recorded.
-        let mut st2 = st.clone();
-        st2.sources.remove("b.json");
-        st2.deleted
-            .insert("a.json".into(), vec![vec!["team=a".into()]]);
-        st2.bump("delete", vec!["b.json".into()]);
-        store.save(&st, &st2).unwrap();
+        let mut e2 = Edit::default();
+        e2.sources.insert("b.json".into(), None);
+        e2.deleted
+            .insert("a.json".into(), Some(vec![vec!["team=a".into()]]));
+        let before = st.clone();
+        let inverse = st.apply(&mut e2, "delete", vec!["b.json".into()]);
+        store.save(&e2, &st).unwrap();
         let journal = std::fs::read_to_string(dir.join("journal.jsonl")).unwrap();
         assert_eq!(journal.lines().count(), 2);
         assert!(
             !journal.lines().nth(1).unwrap().contains("veth7"),
             "only what changed"
         );
-        assert_eq!(Store::new(&dir).unwrap().load().unwrap(), st2);
+        assert_eq!(Store::new(&dir).unwrap().load().unwrap(), st);
+        assert_eq!(st.sources.len(), 1);
+        assert_eq!(st.endpoints[&7], spec);
+        // The inverse restores the previous state.
+        let mut undone = st.clone();
+        undone.undo(&inverse);
+        assert_eq!(undone, before);
         // A torn last line is ignored; the snapshot takes over the journal.
         std::fs::write(dir.join("journal.jsonl"), format!("{journal}{{\"revis")).unwrap();
         let mut again = Store::new(&dir).unwrap();
-        assert_eq!(again.load().unwrap(), st2);
-        again.snapshot(&st2).unwrap();
+        assert_eq!(again.load().unwrap(), st);
+        again.snapshot(&st).unwrap();
         assert_eq!(
             std::fs::read_to_string(dir.join("journal.jsonl")).unwrap(),
             ""
         );
-        assert_eq!(Store::new(&dir).unwrap().load().unwrap(), st2);
+        assert_eq!(Store::new(&dir).unwrap().load().unwrap(), st);
         std::fs::write(dir.join("state.json"), b"{not json").unwrap();
         assert!(matches!(
             Store::new(&dir).unwrap().load(),

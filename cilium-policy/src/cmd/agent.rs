@@ -31,8 +31,8 @@ pub struct Args {
     /// Also serve the API on this loopback TCP address (e.g. 127.0.0.1:9234).
     #[arg(long, value_parser = parse_loopback)]
     pub listen_tcp: Option<std::net::SocketAddr>,
-    /// Entries of each endpoint's connection-tracking map. It is preallocated (about 150
-    /// bytes an entry), so nodes with many endpoints may want fewer than the default.
+    /// Entries of each endpoint's connection-tracking maps. They are preallocated (about 105
+    /// bytes an IPv4 entry), so nodes with many endpoints may want fewer than the default.
     #[arg(long, default_value_t = codegen::MapSizes::default().ct_map,
           value_parser = clap::value_parser!(u32).range(256..=16_777_216))]
     pub ct_map_size: u32,

@@ -27,14 +27,25 @@ struct {
 	__type(value, __u64);
 } seen SEC(".maps");
 
+/* Per-CPU values (one 8-byte aligned slot per possible CPU): for RawMap's per-CPU layout. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 2);
+	__type(key, __u32);
+	__type(value, __u32);
+} per_cpu SEC(".maps");
+
 volatile const __u32 VERSION = 1;
 
 static __attribute__((always_inline)) int handle(struct __sk_buff *skb, __u32 slot)
 {
 	void *data = (void *)(long)skb->data, *end = (void *)(long)skb->data_end;
 	__u64 *c = bpf_map_lookup_elem(&seen, &slot);
+	__u32 *pc = bpf_map_lookup_elem(&per_cpu, &slot);
 	if (c)
 		__sync_fetch_and_add(c, VERSION);
+	if (pc)
+		*pc += 1;
 	struct ethhdr *eth = data;
 	if ((void *)(eth + 1) > end || eth->h_proto != __builtin_bswap16(ETH_P_IP))
 		return TC_ACT_OK;
