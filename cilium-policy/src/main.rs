@@ -6,6 +6,11 @@ use std::process::ExitCode;
 mod agent;
 mod cmd;
 
+/// mimalloc: the offline commands build and drop large spanned trees (a third less CPU for
+/// `trace` on a 10,000-pod inventory than glibc malloc, Documentation/policy-semantics.md).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Turn Kubernetes NetworkPolicy, CiliumNetworkPolicy and Cilium JSON rules into an enforced BPF datapath.
 ///
 /// Offline commands (lint, trace, test, connectivity, endpoints, compile) read policy files,

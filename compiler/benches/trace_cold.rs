@@ -2,7 +2,7 @@
 //! written as manifest files: exactly what `cilium-policy trace -f DIR --src ns3/pod4 --dst
 //! ns3/pod3 --dport 80` runs (`compiler::trace::trace_files`: read, parse, build identities and
 //! ipcache, trace) plus rendering the verdict, minus process start. Its own bench binary, so the
-//! process holds nothing else, as the CLI.
+//! process holds nothing else, and with the CLI's allocator (mimalloc, `cilium-policy/src/main.rs`).
 
 #[allow(dead_code)] // the IR generator is for the other benchmark
 mod gen;
@@ -12,6 +12,9 @@ use compiler::trace::{render, trace_files, PartySpec, Query};
 use criterion::{criterion_group, criterion_main, Criterion};
 use ir::Protocol;
 use std::time::Duration;
+
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn benches(c: &mut Criterion) {
     let dir = tempfile::tempdir().expect("temp dir");
