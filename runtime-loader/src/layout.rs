@@ -69,12 +69,20 @@ impl NodeLayout {
         self.root.join("endpoints").join(id.to_string())
     }
 
-    /// Pin path of an endpoint's own map; creates the endpoint's directory.
+    /// Pin path of an endpoint's own map; creates the endpoint's directory (for pinning).
     pub fn endpoint_map(&self, id: EndpointId, name: &str) -> Result<PathBuf> {
+        let path = self.endpoint_map_path(id, name)?;
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).map_err(|e| LoaderError::io(dir, e))?;
+        }
+        Ok(path)
+    }
+
+    /// Pin path of an endpoint's own map, without touching the filesystem (for maps already
+    /// pinned: the agent's writes look it up for every change).
+    pub fn endpoint_map_path(&self, id: EndpointId, name: &str) -> Result<PathBuf> {
         validate_name("map name", name, 15)?;
-        let dir = self.endpoint_dir(id).join("maps");
-        std::fs::create_dir_all(&dir).map_err(|e| LoaderError::io(&dir, e))?;
-        Ok(dir.join(name))
+        Ok(self.endpoint_dir(id).join("maps").join(name))
     }
 
     /// Pin path of an endpoint's tcx link for one hook; creates the endpoint's directory.

@@ -288,7 +288,7 @@ impl Datapath {
     fn state_of(&self, id: u16) -> EpState {
         let current = self
             .layout
-            .endpoint_map(id, "cp_state")
+            .endpoint_map_path(id, "cp_state")
             .ok()
             .filter(|p| p.exists())
             .and_then(|p| RawMap::open_pinned(&p).ok())
@@ -305,7 +305,7 @@ impl Datapath {
         // Every map's restricting changes go in before any map's widening ones.
         let mut deltas = Vec::new();
         for (name, want) in &plan.maps {
-            let pin = self.layout.endpoint_map(id, name).map_err(internal)?;
+            let pin = self.layout.endpoint_map_path(id, name).map_err(internal)?;
             // Maps compiled out of the endpoint's program (ranges, address classes) are not pinned.
             if pin.exists() {
                 // Policy maps: denies in and allows out first; address classes with the rest.
@@ -372,7 +372,10 @@ impl Datapath {
             self.programs.insert(id, plan.key.clone());
         }
         // A new revision makes the datapath re-check established connections (revocation).
-        let state_pin = self.layout.endpoint_map(id, "cp_state").map_err(internal)?;
+        let state_pin = self
+            .layout
+            .endpoint_map_path(id, "cp_state")
+            .map_err(internal)?;
         let state = RawMap::open_pinned(&state_pin).map_err(internal)?;
         let mut st = self.state_of(id);
         st.policy_rev = revision as u32;
