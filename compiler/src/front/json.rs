@@ -90,6 +90,8 @@ impl Reader<'_> {
             });
         }
         self.budget -= 1;
+        // Located now, while the line index's cursor is here (children move it further on).
+        let mut span = self.span(start, start);
         let kind = match self.bytes.get(self.pos) {
             Some(b'{' | b'[') if depth >= self.limits.max_depth => {
                 return Err(ReadError::TooDeep {
@@ -106,10 +108,8 @@ impl Reader<'_> {
             Some(_) => self.literal()?,
             None => return Err(self.syntax("unexpected end of input, expected a value")),
         };
-        Ok(Node {
-            span: self.span(start, self.pos),
-            kind,
-        })
+        span.len = (self.pos - start) as u32;
+        Ok(Node { span, kind })
     }
 
     fn object(&mut self, depth: usize) -> Result<Vec<(Key, Node)>, ReadError> {

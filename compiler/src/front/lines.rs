@@ -56,6 +56,8 @@ impl<'a> LineIndex<'a> {
         };
         let line = if on_line(cl) {
             cl
+        } else if cl + 1 < self.starts.len() && on_line(cl + 1) {
+            cl + 1
         } else {
             self.starts.partition_point(|&s| s <= byte) - 1
         };
