@@ -249,18 +249,45 @@ fn root_replace_leaves_no_gap() {
     }
 }
 
+/// The test program loaded (not attached) with its maps pinned on a private bpffs; the
+/// guards keep everything alive until the test ends.
+struct LoadedNode {
+    // Dropped in this order: programs and maps, pins, object, bpffs mount.
+    _bpf: Ebpf,
+    layout: NodeLayout,
+    _tmp: TempDir,
+    _fs: PrivateBpffs,
+}
+
+impl LoadedNode {
+    fn new() -> Self {
+        let fs = PrivateBpffs::new();
+        let tmp = TempDir::new("cplt");
+        let obj = compile(&tmp.path);
+        let layout = NodeLayout::create(&fs.path, "n").unwrap();
+        let bpf = load(&obj, &layout, 1);
+        LoadedNode {
+            _bpf: bpf,
+            layout,
+            _tmp: tmp,
+            _fs: fs,
+        }
+    }
+
+    /// The endpoint map `name`, opened through its pin.
+    fn map(&self, name: &str) -> RawMap {
+        RawMap::open_pinned(&self.layout.endpoint_map(EP, name).unwrap()).unwrap()
+    }
+}
+
 /// A delta that would overflow the map is refused before anything is written.
 #[test]
 fn root_overflowing_delta_is_refused_whole() {
     if !require_root("root_overflowing_delta_is_refused_whole") {
         return;
     }
-    let fs = PrivateBpffs::new();
-    let tmp = TempDir::new("cplt");
-    let obj = compile(&tmp.path);
-    let layout = NodeLayout::create(&fs.path, "n").unwrap();
-    let _bpf = load(&obj, &layout, 1);
-    let map = RawMap::open_pinned(&layout.endpoint_map(EP, "deny_proto").unwrap()).unwrap();
+    let node = LoadedNode::new();
+    let map = node.map("deny_proto");
     map.update(&1u32.to_ne_bytes(), &1u32.to_ne_bytes())
         .unwrap();
     let old = map.entries().unwrap();
@@ -284,12 +311,8 @@ fn root_per_cpu_values_round_trip() {
     if !require_root("root_per_cpu_values_round_trip") {
         return;
     }
-    let fs = PrivateBpffs::new();
-    let tmp = TempDir::new("cplt");
-    let obj = compile(&tmp.path);
-    let layout = NodeLayout::create(&fs.path, "n").unwrap();
-    let _bpf = load(&obj, &layout, 1);
-    let map = RawMap::open_pinned(&layout.endpoint_map(EP, "per_cpu").unwrap()).unwrap();
+    let node = LoadedNode::new();
+    let map = node.map("per_cpu");
     let cpus = aya::util::nr_cpus().unwrap();
     assert_eq!(map.value_size(), 4);
     assert_eq!(map.value_buffer_len(), 8 * cpus);
