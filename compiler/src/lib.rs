@@ -6,6 +6,7 @@ pub mod front;
 pub mod identity;
 pub mod labelsel;
 pub mod lint;
+pub mod par;
 pub mod policy;
 pub mod render;
 pub mod selcache;

@@ -33,7 +33,7 @@ fn origin(policy: &PolicySet, ep: &ir::Endpoint) -> Option<String> {
 
 /// `items.map(f)` on all available cores, in order.
 fn par_map<T: Sync, U: Send>(items: &[T], f: impl Fn(&T) -> U + Sync) -> Vec<U> {
-    let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let workers = crate::par::workers();
     let chunk = items.len().div_ceil(workers.max(1)).max(1);
     if workers <= 1 || items.len() < 256 {
         return items.iter().map(f).collect();

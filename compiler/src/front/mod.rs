@@ -87,9 +87,7 @@ pub fn parse_sources(sources: Vec<Source>) -> FrontOutput {
 
 /// Runs [`parse_one`] over every source on all available cores; results in input order.
 fn parse_all(sources: &[Source]) -> Vec<(Vec<Diagnostic>, objects::Owned)> {
-    let workers = std::thread::available_parallelism()
-        .map_or(1, |n| n.get())
-        .min(sources.len());
+    let workers = crate::par::workers().min(sources.len());
     if workers <= 1 {
         return sources
             .iter()
