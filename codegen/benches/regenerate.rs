@@ -2,40 +2,14 @@
 //! object; and with its map images serialized) against running clang for the endpoint.
 //! `cargo bench -p codegen --bench regenerate`.
 
-use codegen::{EndpointConfig, Generator, MapSizes};
+use codegen::{testkit, EndpointConfig, Generator, MapSizes};
 use criterion::{criterion_group, criterion_main, Criterion};
-use ir::{Direction, EndpointPolicy, MapEntry, MapKey, MapVerdict, NumericIdentity, RuleId};
+use ir::EndpointPolicy;
 
 fn endpoint(rules: u32) -> (EndpointConfig, EndpointPolicy) {
-    let ep = EndpointConfig {
-        id: 9,
-        name: "bench/ep".into(),
-        identity: NumericIdentity(1000),
-        ipv4: Some("10.0.0.1".parse().unwrap()),
-        ipv6: None,
-    };
-    let mut p = EndpointPolicy {
-        endpoint: ep.name.clone(),
-        identity: ep.identity,
-        ingress_enforced: true,
-        ..Default::default()
-    };
-    for i in 0..rules {
-        let key = MapKey {
-            identity: NumericIdentity(256 + i / 10),
-            direction: Direction::Ingress,
-            protocol: 6,
-            port: 1000 + (i % 10) as u16,
-            port_prefix_len: 16,
-        };
-        p.entries.insert(
-            key,
-            MapEntry {
-                verdict: MapVerdict::Allow,
-                rules: vec![RuleId(i)],
-            },
-        );
-    }
+    let ep = testkit::endpoint(9, "bench/ep", 1000, "10.0.0.1");
+    let mut p = testkit::ingress_policy(&ep);
+    testkit::synthetic_allows(&mut p, rules);
     (ep, p)
 }
 

@@ -13,6 +13,8 @@ pub mod output;
 pub mod reasons;
 pub mod rules;
 pub mod template;
+#[cfg(any(test, feature = "testkit"))]
+pub mod testkit;
 
 pub use endpoint::{EndpointConfig, Features, MapSizes};
 pub use generate::{CodegenError, EndpointArtefacts, Generator};

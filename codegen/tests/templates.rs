@@ -3,38 +3,14 @@
 
 use codegen::clang::Clang;
 use codegen::template::{Globals, PatchSites};
-use codegen::{headers, EndpointConfig, Generator, MapSizes};
-use ir::{Direction, EndpointPolicy, MapEntry, MapKey, MapVerdict, NumericIdentity, RuleId};
+use codegen::{headers, testkit, EndpointConfig, Generator, MapSizes};
+use ir::EndpointPolicy;
 use object::{Object, ObjectSection};
 
 fn endpoint() -> (EndpointConfig, EndpointPolicy) {
-    let ep = EndpointConfig {
-        id: 42,
-        name: "default/app1".into(),
-        identity: NumericIdentity(4711),
-        ipv4: Some("10.1.2.3".parse().unwrap()),
-        ipv6: None,
-    };
-    let mut p = EndpointPolicy {
-        endpoint: ep.name.clone(),
-        identity: ep.identity,
-        ingress_enforced: true,
-        ..Default::default()
-    };
-    let key = MapKey {
-        identity: NumericIdentity(300),
-        direction: Direction::Ingress,
-        protocol: 6,
-        port: 80,
-        port_prefix_len: 16,
-    };
-    p.entries.insert(
-        key,
-        MapEntry {
-            verdict: MapVerdict::Allow,
-            rules: vec![RuleId(0)],
-        },
-    );
+    let ep = testkit::endpoint(42, "default/app1", 4711, "10.1.2.3");
+    let mut p = testkit::ingress_policy(&ep);
+    testkit::allow_tcp_from(&mut p, 300, 80, 0);
     (ep, p)
 }
 

@@ -12,11 +12,9 @@ use codegen::clang::{Clang, ObjectCache};
 use codegen::entries::EndpointEntries;
 use codegen::ipcache::ipcache_images;
 use codegen::template::Globals;
-use codegen::{headers, EndpointConfig, Features, MapSizes};
+use codegen::{headers, testkit, EndpointConfig, Features, MapSizes};
 use criterion::{criterion_group, criterion_main, Criterion};
-use ir::{
-    Direction, EndpointPolicy, IpCache, MapEntry, MapKey, MapVerdict, NumericIdentity, RuleId,
-};
+use ir::{Direction, EndpointPolicy, IpCache, NumericIdentity};
 use runtime_loader::load::default_state;
 use runtime_loader::packet::PacketSpec;
 use runtime_loader::{load, test_run, Datapath, LoadOptions};
@@ -24,30 +22,12 @@ use std::time::Duration;
 
 const REPEAT: u32 = 1_000_000;
 
-fn policy(entries: u32, ipcache: &mut IpCache) -> EndpointPolicy {
-    let mut p = EndpointPolicy {
-        endpoint: "bench/ep".into(),
-        identity: NumericIdentity(1000),
-        ingress_enforced: true,
-        egress_enforced: true,
-        ..Default::default()
-    };
-    for i in 0..entries {
-        let id = 256 + i / 10;
-        let key = MapKey {
-            identity: NumericIdentity(id),
-            direction: Direction::Ingress,
-            protocol: 6,
-            port: 1000 + (i % 10) as u16,
-            port_prefix_len: 16,
-        };
-        p.entries.insert(
-            key,
-            MapEntry {
-                verdict: MapVerdict::Allow,
-                rules: vec![RuleId(i)],
-            },
-        );
+/// `entries` ingress allows (codegen's synthetic shape) and an ipcache address per peer identity.
+fn policy(ep: &EndpointConfig, entries: u32, ipcache: &mut IpCache) -> EndpointPolicy {
+    let mut p = testkit::ingress_policy(ep);
+    p.egress_enforced = true;
+    testkit::synthetic_allows(&mut p, entries);
+    for id in (0..entries.div_ceil(10)).map(|k| 256 + k) {
         let a = std::net::Ipv4Addr::from(0x0a01_0000 + id);
         ipcache.insert(
             ir::IpNet::from(std::net::IpAddr::V4(a)),
@@ -58,15 +38,9 @@ fn policy(entries: u32, ipcache: &mut IpCache) -> EndpointPolicy {
 }
 
 fn datapath(entries: u32) -> Datapath {
-    let ep = EndpointConfig {
-        id: 1,
-        name: "bench/ep".into(),
-        identity: NumericIdentity(1000),
-        ipv4: Some("10.0.0.1".parse().unwrap()),
-        ipv6: None,
-    };
+    let ep = testkit::endpoint(1, "bench/ep", 1000, "10.0.0.1");
     let mut cache = IpCache::default();
-    let p = policy(entries, &mut cache);
+    let p = policy(&ep, entries, &mut cache);
     let (features, _) = Features::derive(&ep, &p, None);
     let obj = compile(
         &headers::render_template(&features, &MapSizes::default()),
