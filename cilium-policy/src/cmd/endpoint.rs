@@ -1,5 +1,6 @@
 //! `cilium-policy endpoint add | list | delete` (seed §2.3.7 `cilium endpoint list`).
 
+use super::endpoint_table::{render, Row};
 use crate::agent::model::{EndpointSpec, EndpointStatus, RevisionReply};
 use hyper::Method;
 use std::net::{Ipv4Addr, Ipv6Addr};
@@ -98,38 +99,20 @@ pub fn run(args: Args, api_socket: Option<&Path>) -> miette::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// The seed's `cilium endpoint list` table: one row per endpoint, further labels on their own lines.
+/// The seed's `cilium endpoint list` table for the agent's endpoints.
 pub fn render_list(eps: &[EndpointStatus]) -> String {
-    let mut out = format!(
-        "{:<9} {:<16} {:<15} {:<9} {:<40} {:<26} {:<16} {}\n",
-        "ENDPOINT",
-        "POLICY (ingress)",
-        "POLICY (egress)",
-        "IDENTITY",
-        "LABELS (source:key[=value])",
-        "IPv6",
-        "IPv4",
-        "STATUS"
-    );
-    let onoff = |b: bool| if b { "Enabled" } else { "Disabled" };
-    for e in eps {
-        let first = e.labels.first().map(String::as_str).unwrap_or("no labels");
-        let v6 = e.ipv6.map(|a| a.to_string()).unwrap_or_default();
-        let v4 = e.ipv4.map(|a| a.to_string()).unwrap_or_default();
-        out += &format!(
-            "{:<9} {:<16} {:<15} {:<9} {:<40} {:<26} {:<16} {}\n",
-            e.id,
-            onoff(e.ingress_enforced),
-            onoff(e.egress_enforced),
-            e.identity,
-            first,
-            v6,
-            v4,
-            e.state
-        );
-        for l in e.labels.iter().skip(1) {
-            out += &format!("{:<9} {:<16} {:<15} {:<9} {}\n", "", "", "", "", l);
-        }
-    }
-    out
+    let rows: Vec<Row> = eps
+        .iter()
+        .map(|e| Row {
+            endpoint: e.id.to_string(),
+            ingress_enforced: e.ingress_enforced,
+            egress_enforced: e.egress_enforced,
+            identity: e.identity,
+            labels: e.labels.clone(),
+            ipv6: e.ipv6.map(|a| a.to_string()).unwrap_or_default(),
+            ipv4: e.ipv4.map(|a| a.to_string()).unwrap_or_default(),
+            status: e.state.clone(),
+        })
+        .collect();
+    render(&rows)
 }

@@ -1,6 +1,7 @@
 //! `cilium-policy endpoints`: the seed's `cilium endpoint list` view (endpoint, ingress/egress
 //! enforcement, identity, labels one per line, IPv6, IPv4, status).
 
+use super::endpoint_table::{render, Row};
 use super::semload::{load, InputArgs};
 use serde_json::json;
 use std::process::ExitCode;
@@ -44,7 +45,6 @@ pub fn run(a: Args) -> miette::Result<ExitCode> {
             .collect();
         rows.push((ep, ing, eg, relevant, v6, v4));
     }
-    let word = |b: bool| if b { "Enabled" } else { "Disabled" };
     match a.output {
         Output::Json => {
             let list: Vec<_> = rows
@@ -61,45 +61,20 @@ pub fn run(a: Args) -> miette::Result<ExitCode> {
             );
         }
         Output::Text => {
-            let w = rows
+            let table: Vec<Row> = rows
                 .iter()
-                .map(|r| r.0.name.len())
-                .max()
-                .unwrap_or(8)
-                .max(8);
-            let lw = rows
-                .iter()
-                .flat_map(|r| r.3.iter().map(|l| l.to_string().len()))
-                .max()
-                .unwrap_or(27)
-                .max(27);
-            println!(
-                "{:<w$}  {:<19}  {:<18}  {:<8}  {:<lw$}  {:<24}  {:<15}  STATUS",
-                "ENDPOINT",
-                "POLICY (ingress)",
-                "POLICY (egress)",
-                "IDENTITY",
-                "LABELS (source:key[=value])",
-                "IPv6",
-                "IPv4"
-            );
-            println!("{:<w$}  {:<19}  {:<18}", "", "ENFORCEMENT", "ENFORCEMENT");
-            for (ep, ing, eg, labels, v6, v4) in &rows {
-                let ls: Vec<String> = labels.iter().map(|l| l.to_string()).collect();
-                println!(
-                    "{:<w$}  {:<19}  {:<18}  {:<8}  {:<lw$}  {:<24}  {:<15}  ready",
-                    ep.name,
-                    word(*ing),
-                    word(*eg),
-                    ep.identity.0,
-                    ls.first().map(String::as_str).unwrap_or(""),
-                    v6.join(","),
-                    v4.join(",")
-                );
-                for l in ls.iter().skip(1) {
-                    println!("{:<w$}  {:<19}  {:<18}  {:<8}  {l}", "", "", "", "");
-                }
-            }
+                .map(|(ep, ing, eg, labels, v6, v4)| Row {
+                    endpoint: ep.name.clone(),
+                    ingress_enforced: *ing,
+                    egress_enforced: *eg,
+                    identity: ep.identity.0,
+                    labels: labels.iter().map(|l| l.to_string()).collect(),
+                    ipv6: v6.join(","),
+                    ipv4: v4.join(","),
+                    status: "ready".into(),
+                })
+                .collect();
+            print!("{}", render(&table));
         }
     }
     Ok(ExitCode::SUCCESS)

@@ -6,6 +6,7 @@ pub mod client_util;
 pub mod compile;
 pub mod connectivity;
 pub mod endpoint;
+pub mod endpoint_table;
 pub mod endpoints;
 pub mod lint;
 pub mod monitor;
