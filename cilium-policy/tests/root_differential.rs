@@ -5,7 +5,8 @@
 
 mod differential;
 
-use differential::{compare, gen, generator, probes, root_or_skip, scenario, sources_from};
+use differential::{compare, gen, generator, probes, scenario, sources_from};
+use runtime_loader::testkit::require_root;
 use std::path::PathBuf;
 
 fn repo(p: &str) -> PathBuf {
@@ -14,7 +15,7 @@ fn repo(p: &str) -> PathBuf {
 
 #[test]
 fn root_differential_getting_started() {
-    if !root_or_skip("root_differential_getting_started") {
+    if !require_root("root_differential_getting_started") {
         return;
     }
     let mut g = generator();
@@ -51,7 +52,7 @@ fn root_differential_getting_started() {
 
 #[test]
 fn root_differential_semantics_fixtures() {
-    if !root_or_skip("root_differential_semantics_fixtures") {
+    if !require_root("root_differential_semantics_fixtures") {
         return;
     }
     // DIFF_SEMANTICS_DIR points the test at another copy of the suites (e.g. a work tree).
@@ -77,7 +78,7 @@ fn root_differential_semantics_fixtures() {
 
 #[test]
 fn root_differential_random_policies() {
-    if !root_or_skip("root_differential_random_policies") {
+    if !require_root("root_differential_random_policies") {
         return;
     }
     let seeds: u64 = std::env::var("DIFF_SEEDS")

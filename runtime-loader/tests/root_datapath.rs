@@ -103,7 +103,7 @@ fn setup() -> Option<Datapath> {
 
 /// The endpoint 10.0.0.1 (and fd00::1 with `ipv6`) with [`policy`] loaded.
 fn setup_with(ipv6: bool) -> Option<Datapath> {
-    if !common::root_or_skip("root_datapath") {
+    if !runtime_loader::testkit::require_root("root_datapath") {
         return None;
     }
     let ep = EndpointConfig {

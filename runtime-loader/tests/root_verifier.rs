@@ -58,7 +58,7 @@ fn configurations() -> Vec<Features> {
 
 #[test]
 fn root_verifier_accepts_every_configuration() {
-    if !common::root_or_skip("root_verifier_accepts_every_configuration") {
+    if !runtime_loader::testkit::require_root("root_verifier_accepts_every_configuration") {
         return;
     }
     for f in configurations() {

@@ -17,15 +17,6 @@ use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::path::PathBuf;
 
-pub fn root_or_skip(test: &str) -> bool {
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
-        eprintln!("skipping {test}: needs root (BPF)");
-        return false;
-    }
-    true
-}
-
 /// Addresses outside the cluster used as peers (one inside the pod range but unassigned).
 pub const WORLD: [&str; 3] = ["8.8.8.8", "10.1.0.200", "2001:db8::1"];
 

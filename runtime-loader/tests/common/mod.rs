@@ -1,19 +1,9 @@
-//! Shared helpers of the kernel tests: root check, compiling an object for a configuration.
+//! Shared helpers of the kernel tests: compiling an object for a configuration.
 #![allow(dead_code)]
 
 use codegen::clang::{Clang, ObjectCache};
 use codegen::{headers, Features, MapSizes};
 use std::path::PathBuf;
-
-/// True when the test may use BPF; prints the skip line otherwise.
-pub fn root_or_skip(test: &str) -> bool {
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
-        eprintln!("skipping {test}: needs root (BPF)");
-        return false;
-    }
-    true
-}
 
 pub fn cache() -> ObjectCache {
     ObjectCache::new(PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("bpf-objects"))
