@@ -18,6 +18,7 @@ const volatile __u32 ep_ipv6_be[4] = EP_IPV6_BE;
 #include "parse.h"
 #include "policy.h"
 #include "ct.h"
+#include "flowcache.h"
 #include "events.h"
 
 #define MARK_MAGIC_TO_PROXY 0x0200
@@ -50,6 +51,9 @@ static __always_inline int handle(struct __sk_buff *skb, const __u8 dir)
 	const __u32 *peer;
 	__u64 now = 0;
 	int r;
+#ifdef ENABLE_CT
+	struct ct_ref ref = {};
+#endif
 
 	st = bpf_map_lookup_elem(&cp_state, &zero);
 	if (!st)
@@ -69,16 +73,27 @@ static __always_inline int handle(struct __sk_buff *skb, const __u8 dir)
 
 #ifdef ENABLE_CT
 	/* Tracked connections pass before any identity or policy lookup (their cost does not grow
-	 * with the ipcache or the policy): one CT lookup, no event; only a revision change
-	 * re-checks them. */
+	 * with the ipcache or the policy): the flow cache, else one CT lookup; no event; only a
+	 * revision change re-checks them. */
 	{
-		struct ct_ref ref = {};
+		__u32 rev = st->policy_rev;
 		struct ct_value *ct;
+#ifdef ENABLE_FLOW_CACHE
+		struct fc_slot slot;
+#endif
 
 		now = bpf_jiffies64();
+		ct_key_of(&p, &ref);
+#ifdef ENABLE_FLOW_CACHE
+		slot = fc_slot(&p, &ref);
+		if (fc_hit(slot, &p, &ref, dir, rev, now)) {
+			count(dir, REASON_FORWARDED, len);
+			return TC_ACT_OK;
+		}
+#endif
 		ct = ct_lookup(&p, dir, &ref, now);
 		if (ct) {
-			if (ct->policy_rev != st->policy_rev) {
+			if (ct->policy_rev != rev) {
 				peer_id = ipcache_identity(&p, peer);
 				policy_decide(ct->origin, peer_id, &p, peer, ct->policy_port_be, len, &d);
 				if (d.verdict != VERDICT_ALLOW && d.verdict != VERDICT_REDIRECT) {
@@ -87,10 +102,13 @@ static __always_inline int handle(struct __sk_buff *skb, const __u8 dir)
 						    d.verdict == VERDICT_DENY ? DROP_POLICY_DENY : DROP_POLICY,
 						    peer_id, &d, len);
 				}
-				ct->policy_rev = st->policy_rev;
+				ct->policy_rev = rev;
 				ct->rule_id = d.rule_id;
 			}
 			ct_refresh(ct, st, &p, now);
+#ifdef ENABLE_FLOW_CACHE
+			fc_fill(slot, &p, &ref, ct, st, rev, now);
+#endif
 			count(dir, REASON_FORWARDED, len);
 			return TC_ACT_OK;
 		}
@@ -105,7 +123,7 @@ static __always_inline int handle(struct __sk_buff *skb, const __u8 dir)
 		return drop(st, dir, &p, DROP_POLICY, peer_id, &d, len);
 
 #ifdef ENABLE_CT
-	if (p.ct_able && ct_create(&p, dir, st, &d, now) < 0)
+	if (p.ct_able && ct_create(&p, &ref, dir, st, &d, now) < 0)
 		return drop(st, dir, &p, DROP_CT_CREATE_FAILED, peer_id, &d, len);
 #endif
 #ifdef ENABLE_L7_REDIRECT

@@ -15,6 +15,8 @@
 #define __always_inline inline __attribute__((always_inline))
 /* Hides a value from the optimizer (keeps verifier-visible pointer provenance intact). */
 #define opaque(x) ({ typeof(x) __v = (x); asm volatile("" : "+r"(__v)); __v; })
+/* Keeps the compiler from moving memory accesses across it. */
+#define barrier() asm volatile("" ::: "memory")
 #define likely(x) __builtin_expect(!!(x), 1)
 #define unlikely(x) __builtin_expect(!!(x), 0)
 

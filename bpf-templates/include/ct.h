@@ -127,20 +127,27 @@ static __always_inline __u8 ct_closing(const struct pkt *p)
 		       0;
 }
 
-/* The tracked connection of `p` in direction `dir` (its key left in `r`), or 0. Stale
+/* Whether a packet of direction `dir` whose key is `r` belongs to the connection opened in
+ * direction `origin` (with CT_OPENER_A in `flags`): established (the opener's way in the
+ * origin direction) or reply (the other way in the other direction). */
+static __always_inline int ct_tracks(const struct ct_ref *r, __u8 origin, __u8 flags, __u8 dir)
+{
+	int same = r->src_is_a == !!(flags & CT_OPENER_A);
+
+	return r->symmetric || (origin == dir) == same;
+}
+
+/* The tracked connection of `p` (key `r`, from ct_key_of()) in direction `dir`, or 0. Stale
  * entries are removed. */
-static __always_inline struct ct_value *ct_lookup(const struct pkt *p, __u8 dir, struct ct_ref *r,
-						  __u64 now)
+static __always_inline struct ct_value *ct_lookup(const struct pkt *p, __u8 dir,
+						  const struct ct_ref *r, __u64 now)
 {
 	struct ct_value *v;
-	int same;
 
-	ct_key_of(p, r);
 	v = ct_map_lookup(p, r);
 	if (!v)
 		return 0;
-	same = r->src_is_a == !!(v->flags & CT_OPENER_A);
-	if (!(r->symmetric || (v->origin == dir) == same))
+	if (!ct_tracks(r, v->origin, v->flags, dir))
 		return 0;
 	if (v->expires < now) {
 		ct_map_delete(p, r);
@@ -167,14 +174,13 @@ static __always_inline void ct_refresh(struct ct_value *v, const struct ep_state
 		v->expires = expires;
 }
 
-static __always_inline int ct_create(const struct pkt *p, __u8 dir, const struct ep_state *st,
-				     const struct decision *d, __u64 now)
+/* Tracks the connection `p` opens (key `r`, from ct_key_of()). */
+static __always_inline int ct_create(const struct pkt *p, const struct ct_ref *r, __u8 dir,
+				     const struct ep_state *st, const struct decision *d, __u64 now)
 {
-	struct ct_ref r = {};
 	struct ct_value v = {};
 
-	ct_key_of(p, &r);
-	v.flags = (r.src_is_a ? CT_OPENER_A : 0) | ct_closing(p);
+	v.flags = (r->src_is_a ? CT_OPENER_A : 0) | ct_closing(p);
 	v.expires = now + ct_lifetime(st, p, v.flags);
 	v.policy_rev = st->policy_rev;
 	v.rule_id = d->rule_id;
@@ -182,10 +188,10 @@ static __always_inline int ct_create(const struct pkt *p, __u8 dir, const struct
 	v.policy_port_be = p->policy_port_be;
 #ifdef ENABLE_IPV4
 	if (p->family == FAMILY_IPV4)
-		return bpf_map_update_elem(&cp_ct4, &r.k4, &v, BPF_ANY);
+		return bpf_map_update_elem(&cp_ct4, &r->k4, &v, BPF_ANY);
 #endif
 #ifdef ENABLE_IPV6
-	return bpf_map_update_elem(&cp_ct6, &r.k6, &v, BPF_ANY);
+	return bpf_map_update_elem(&cp_ct6, &r->k6, &v, BPF_ANY);
 #else
 	return -1;
 #endif

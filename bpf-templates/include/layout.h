@@ -193,6 +193,40 @@ _Static_assert(__builtin_offsetof(struct ct_value, flags) == 17, "ct_value.flags
 _Static_assert(__builtin_offsetof(struct ct_value, policy_port_be) == 18, "ct_value.policy_port_be");
 _Static_assert(__builtin_offsetof(struct ct_value, pad) == 20, "ct_value.pad");
 
+/* Flow-cache slot, IPv4 (per-CPU array, direct-mapped by a hash of the CT key): an established connection recently confirmed by its CT entry (see ct.h, flowcache.h). */
+struct fc4_slot {
+	struct ct4_key key; /* @0: The connection's CT key. */
+	__u64 deadline; /* @16: bpf_jiffies64() from which the slot is invalid: at most one second after it was filled, never after the CT entry's expiry or the moment its expiry must next be written. */
+	__u32 policy_rev; /* @24: Policy revision the CT entry was checked against; the slot serves only this revision. */
+	__u8 origin; /* @28: The CT entry's origin (DIR_INGRESS or DIR_EGRESS). */
+	__u8 flags; /* @29: The CT entry's flags (CT_OPENER_A; never CT_CLOSING). */
+	__u16 pad; /* @30: Reserved, zero. */
+};
+_Static_assert(sizeof(struct fc4_slot) == 32, "fc4_slot size");
+_Static_assert(__builtin_offsetof(struct fc4_slot, key) == 0, "fc4_slot.key");
+_Static_assert(__builtin_offsetof(struct fc4_slot, deadline) == 16, "fc4_slot.deadline");
+_Static_assert(__builtin_offsetof(struct fc4_slot, policy_rev) == 24, "fc4_slot.policy_rev");
+_Static_assert(__builtin_offsetof(struct fc4_slot, origin) == 28, "fc4_slot.origin");
+_Static_assert(__builtin_offsetof(struct fc4_slot, flags) == 29, "fc4_slot.flags");
+_Static_assert(__builtin_offsetof(struct fc4_slot, pad) == 30, "fc4_slot.pad");
+
+/* Flow-cache slot, IPv6, as fc4_slot. */
+struct fc6_slot {
+	struct ct6_key key; /* @0: The connection's CT key. */
+	__u64 deadline; /* @40: As fc4_slot.deadline. */
+	__u32 policy_rev; /* @48: As fc4_slot.policy_rev. */
+	__u8 origin; /* @52: As fc4_slot.origin. */
+	__u8 flags; /* @53: As fc4_slot.flags. */
+	__u16 pad; /* @54: Reserved, zero. */
+};
+_Static_assert(sizeof(struct fc6_slot) == 56, "fc6_slot size");
+_Static_assert(__builtin_offsetof(struct fc6_slot, key) == 0, "fc6_slot.key");
+_Static_assert(__builtin_offsetof(struct fc6_slot, deadline) == 40, "fc6_slot.deadline");
+_Static_assert(__builtin_offsetof(struct fc6_slot, policy_rev) == 48, "fc6_slot.policy_rev");
+_Static_assert(__builtin_offsetof(struct fc6_slot, origin) == 52, "fc6_slot.origin");
+_Static_assert(__builtin_offsetof(struct fc6_slot, flags) == 53, "fc6_slot.flags");
+_Static_assert(__builtin_offsetof(struct fc6_slot, pad) == 54, "fc6_slot.pad");
+
 /* Per-endpoint runtime state (array map of one entry), written by the loader and agent. */
 struct ep_state {
 	__u32 policy_rev; /* @0: Current policy revision: connections checked against an older one are re-checked. */

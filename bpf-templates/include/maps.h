@@ -72,6 +72,28 @@ struct {
 	__uint(max_entries, CT_MAP_SIZE);
 } cp_ct6 SEC(".maps");
 #endif
+
+#if FLOW_CACHE_SLOTS > 0
+/* Per-CPU flow cache in front of CT (flowcache.h): direct-mapped slots, one map per family.
+ * Not pinned: a new program starts with an empty cache. */
+#define ENABLE_FLOW_CACHE 1
+#ifdef ENABLE_IPV4
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__type(key, __u32);
+	__type(value, struct fc4_slot);
+	__uint(max_entries, FLOW_CACHE_SLOTS);
+} cp_fc4 SEC(".maps");
+#endif
+#ifdef ENABLE_IPV6
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__type(key, __u32);
+	__type(value, struct fc6_slot);
+	__uint(max_entries, FLOW_CACHE_SLOTS);
+} cp_fc6 SEC(".maps");
+#endif
+#endif
 #endif
 
 /* Runtime state: policy revision, CT timeouts, event mask. */

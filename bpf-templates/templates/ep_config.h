@@ -31,5 +31,7 @@
 #define POLICY_MAP_SIZE {{ sizes.policy_map }}
 #define CT_MAP_SIZE {{ sizes.ct_map }}
 #define ADDR_MAP_SIZE {{ sizes.addr_map }}
+/* Flow-cache slots per CPU and family in front of connection tracking (0: no flow cache). */
+#define FLOW_CACHE_SLOTS {{ sizes.flow_cache }}
 
 #endif /* CP_EP_CONFIG_H */

@@ -34,6 +34,10 @@ pub const SOURCES: &[(&str, &str)] = &[
         include_str!("../../bpf-templates/include/ct.h"),
     ),
     (
+        "include/flowcache.h",
+        include_str!("../../bpf-templates/include/flowcache.h"),
+    ),
+    (
         "include/events.h",
         include_str!("../../bpf-templates/include/events.h"),
     ),

@@ -26,6 +26,9 @@ pub struct MapSizes {
     pub ipcache_map: u32,
     /// Ring buffer bytes (power of two, at least one page).
     pub events_ringbuf: u32,
+    /// Flow-cache slots per CPU and address family in front of connection tracking (a power
+    /// of two; 0 = no flow cache).
+    pub flow_cache: u32,
 }
 
 impl Default for MapSizes {
@@ -36,6 +39,7 @@ impl Default for MapSizes {
             addr_map: 1_024,
             ipcache_map: 512_000,
             events_ringbuf: 256 * 1024,
+            flow_cache: 256,
         }
     }
 }

@@ -201,6 +201,37 @@ layouts! {
         /// Reserved, zero.
         pad: u32 = "__u32",
     }
+    /// Flow-cache slot, IPv4 (per-CPU array, direct-mapped by a hash of the CT key): an
+    /// established connection recently confirmed by its CT entry (see ct.h, flowcache.h).
+    struct Fc4Slot as "fc4_slot" = 32 {
+        /// The connection's CT key.
+        key: Ct4Key = "struct ct4_key",
+        /// bpf_jiffies64() from which the slot is invalid: at most one second after it was filled, never after the CT entry's expiry or the moment its expiry must next be written.
+        deadline: u64 = "__u64",
+        /// Policy revision the CT entry was checked against; the slot serves only this revision.
+        policy_rev: u32 = "__u32",
+        /// The CT entry's origin (DIR_INGRESS or DIR_EGRESS).
+        origin: u8 = "__u8",
+        /// The CT entry's flags (CT_OPENER_A; never CT_CLOSING).
+        flags: u8 = "__u8",
+        /// Reserved, zero.
+        pad: u16 = "__u16",
+    }
+    /// Flow-cache slot, IPv6, as fc4_slot.
+    struct Fc6Slot as "fc6_slot" = 56 {
+        /// The connection's CT key.
+        key: Ct6Key = "struct ct6_key",
+        /// As fc4_slot.deadline.
+        deadline: u64 = "__u64",
+        /// As fc4_slot.policy_rev.
+        policy_rev: u32 = "__u32",
+        /// As fc4_slot.origin.
+        origin: u8 = "__u8",
+        /// As fc4_slot.flags.
+        flags: u8 = "__u8",
+        /// Reserved, zero.
+        pad: u16 = "__u16",
+    }
     /// Per-endpoint runtime state (array map of one entry), written by the loader and agent.
     struct EpState as "ep_state" = 24 {
         /// Current policy revision: connections checked against an older one are re-checked.

@@ -17,6 +17,36 @@ fn checked_in_layout_header_is_generated_one() {
     );
 }
 
+/// Size and alignment of a C field type: integers, or a shared struct (by its layout).
+fn size_align(c_type: &str) -> (usize, usize) {
+    if let Some(name) = c_type.strip_prefix("struct ") {
+        let s = codegen::layout::STRUCTS
+            .iter()
+            .find(|s| s.c_name == name)
+            .unwrap_or_else(|| panic!("unknown struct {name}"));
+        let align = s.fields.iter().map(|f| field_size_align(f.c_type).1).max();
+        return (s.size, align.unwrap_or(1));
+    }
+    let size = match c_type {
+        "__u8" => 1,
+        "__u16" => 2,
+        "__u32" => 4,
+        "__u64" => 8,
+        other => panic!("unknown C type {other}"),
+    };
+    (size, size)
+}
+
+/// Size and alignment of a field (arrays: `count` elements).
+fn field_size_align(c_type: &str) -> (usize, usize) {
+    let (base, count) = match c_type.split_once('[') {
+        Some((b, n)) => (b, n.trim_end_matches(']').parse::<usize>().unwrap()),
+        None => (c_type, 1),
+    };
+    let (size, align) = size_align(base);
+    (size * count, align)
+}
+
 #[test]
 fn rust_offsets_are_natural_c_offsets() {
     // C lays fields out at their natural alignment; the Rust side must agree field by field
@@ -25,21 +55,11 @@ fn rust_offsets_are_natural_c_offsets() {
         let mut expected = 0usize;
         let mut max_align = 1usize;
         for f in s.fields {
-            let (base, count) = match f.c_type.split_once('[') {
-                Some((b, n)) => (b, n.trim_end_matches(']').parse::<usize>().unwrap()),
-                None => (f.c_type, 1),
-            };
-            let size = match base {
-                "__u8" => 1,
-                "__u16" => 2,
-                "__u32" => 4,
-                "__u64" => 8,
-                other => panic!("unknown C type {other}"),
-            };
-            max_align = max_align.max(size);
-            expected = expected.div_ceil(size) * size;
+            let (size, align) = field_size_align(f.c_type);
+            max_align = max_align.max(align);
+            expected = expected.div_ceil(align) * align;
             assert_eq!(f.offset, expected, "{}.{}", s.c_name, f.name);
-            expected += size * count;
+            expected += size;
         }
         assert_eq!(
             s.size,

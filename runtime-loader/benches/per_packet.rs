@@ -1,11 +1,16 @@
 //! Per-packet cost through BPF_PROG_TEST_RUN (repeat ≥ 1e6) with 10 and 10,000 policy entries,
 //! against an empty classifier (the floor). Needs root: `sudo cargo bench -p runtime-loader
-//! --bench per_packet`. Packets: one of an established connection (CT hit), a new connection
-//! that policy denies (parse, CT miss, ipcache, every policy lookup; events off), and new
-//! connections that policy allows (CT miss, ipcache, policy, CT insert). A repeated packet is
-//! established after its first run, so allowed new connections are measured one run per
-//! distinct packet (repeat 1, 20,000 packets per sample) against the floor measured the same
-//! way (a single run includes the kernel's timer overhead, which repeat 1e6 amortises).
+//! --bench per_packet`. Packets: the ACK of an established connection (a flow-cache hit after
+//! its first run; also measured on the same datapath built without the flow cache, one CT
+//! lookup per packet), a new connection that policy denies (parse, CT miss, ipcache, every
+//! policy lookup; events off), and new connections that policy allows (CT miss, ipcache,
+//! policy, CT insert). A repeated packet is established after its first run, so allowed new
+//! connections are measured one run per distinct packet (repeat 1, 20,000 packets per sample)
+//! against the floor measured the same way (a single run includes the kernel's timer overhead,
+//! which repeat 1e6 amortises). Flow-cache misses are measured the same way: the ACKs of 4,096
+//! established connections, round-robin, evict each other from the cache's slots, so every
+//! run takes the CT lookup and refills a slot; compare with the single connection's ACK at
+//! repeat 1 (a hit every run).
 
 use aya::programs::SchedClassifier;
 use codegen::clang::{Clang, ObjectCache};
@@ -37,15 +42,13 @@ fn policy(ep: &EndpointConfig, entries: u32, ipcache: &mut IpCache) -> EndpointP
     p
 }
 
-fn datapath(entries: u32) -> Datapath {
+/// The endpoint's datapath with `entries` policy entries, built with `sizes`.
+fn datapath(entries: u32, sizes: &MapSizes) -> Datapath {
     let ep = testkit::endpoint(1, "bench/ep", 1000, "10.0.0.1");
     let mut cache = IpCache::default();
     let p = policy(&ep, entries, &mut cache);
     let (features, _) = Features::derive(&ep, &p, None);
-    let obj = compile(
-        &headers::render_template(&features, &MapSizes::default()),
-        None,
-    );
+    let obj = compile(&headers::render_template(&features, sizes), None);
     let e = EndpointEntries::build(&p);
     let mut images = vec![e.policy_image()];
     images.extend(ipcache_images(&cache));
@@ -104,38 +107,24 @@ fn measure(c: &mut Criterion, name: &str, prog: &SchedClassifier, pkt: &PacketSp
 
 const BATCH: u32 = 20_000;
 
-/// One run per distinct packet (`packet(i)` for a counter that never repeats), each passing.
+/// One run per call (repeat 1) of `frame(i)` for a counter that never repeats; every run must
+/// pass (`pass`) or be dropped.
 fn measure_each(
     c: &mut Criterion,
     name: &str,
     prog: &SchedClassifier,
-    mut packet: impl FnMut(u64) -> PacketSpec,
+    pass: bool,
+    mut frame: impl FnMut(u64) -> Vec<u8>,
 ) {
     let mut n = 0u64;
     c.bench_function(name, |b| {
         b.iter_custom(|iters| {
             let mut total = Duration::ZERO;
             for _ in 0..BATCH {
-                let r = test_run(prog, &packet(n).build(), 1).unwrap();
-                assert!(r.passed(), "{name}: packet {n} was dropped");
+                let r = test_run(prog, &frame(n), 1).unwrap();
+                assert_eq!(r.passed(), pass, "{name}: packet {n}");
                 total += r.per_run;
                 n += 1;
-            }
-            total.mul_f64(iters as f64 / f64::from(BATCH))
-        })
-    });
-}
-
-/// One run per call of a packet the program drops.
-fn measure_each_dropped(c: &mut Criterion, name: &str, prog: &SchedClassifier, pkt: &PacketSpec) {
-    let frame = pkt.build();
-    c.bench_function(name, |b| {
-        b.iter_custom(|iters| {
-            let mut total = Duration::ZERO;
-            for _ in 0..BATCH {
-                let r = test_run(prog, &frame, 1).unwrap();
-                assert!(!r.passed(), "{name}: the packet passed");
-                total += r.per_run;
             }
             total.mul_f64(iters as f64 / f64::from(BATCH))
         })
@@ -154,6 +143,33 @@ fn new_allowed(i: u64) -> PacketSpec {
         1024 + (i % 60_000) as u16,
         1000 + (i % 10) as u16,
     )
+}
+
+/// Established connections that evict each other from the flow cache: FLOWS connections
+/// from the first peer to port 1000 (more than the cache has slots, visited round-robin).
+const FLOWS: u16 = 4096;
+
+fn many_flows() -> Vec<PacketSpec> {
+    (0..FLOWS)
+        .map(|i| {
+            PacketSpec::new(
+                "10.1.1.0".parse().unwrap(),
+                "10.0.0.1".parse().unwrap(),
+                6,
+                20_000 + i,
+                1000,
+            )
+        })
+        .collect()
+}
+
+/// Opens the connection of `syn` (one run) and returns its ACK, an established packet.
+fn open(prog: &SchedClassifier, syn: &PacketSpec) -> PacketSpec {
+    assert!(test_run(prog, &syn.build(), 1).unwrap().passed());
+    PacketSpec {
+        tcp_flags: 0x10,
+        ..syn.clone()
+    }
 }
 
 fn bench(c: &mut Criterion) {
@@ -184,21 +200,57 @@ fn bench(c: &mut Criterion) {
         40000,
         2000,
     );
+    let syn_frame = syn.build();
     measure(c, "per_packet_empty_program_floor", prog, &syn);
-    measure_each(c, "per_packet_empty_program_floor_repeat_1", prog, |_| {
-        syn.clone()
-    });
+    measure_each(
+        c,
+        "per_packet_empty_program_floor_repeat_1",
+        prog,
+        true,
+        |_| syn_frame.clone(),
+    );
+    // The same datapath without the flow cache: every established packet looks CT up.
+    let no_cache = datapath(
+        10,
+        &MapSizes {
+            flow_cache: 0,
+            ..MapSizes::default()
+        },
+    );
+    let prog = no_cache.program(Direction::Ingress).unwrap();
+    let ack = open(prog, &syn);
+    measure(
+        c,
+        "per_packet_established_10_entries_no_flow_cache",
+        prog,
+        &ack,
+    );
     for n in [10u32, 10_000] {
-        let dp = datapath(n);
-        // Open the connection once so that the next runs are established packets.
-        let first = test_run(dp.program(Direction::Ingress).unwrap(), &syn.build(), 1).unwrap();
-        assert!(first.passed());
+        let dp = datapath(n, &MapSizes::default());
         let prog = dp.program(Direction::Ingress).unwrap();
+        // Open the connection once so that its ACKs are established packets.
+        let ack = open(prog, &syn);
         measure(
             c,
             &format!("per_packet_established_{n}_entries"),
             prog,
-            &syn,
+            &ack,
+        );
+        let ack_frame = ack.build();
+        measure_each(
+            c,
+            &format!("per_packet_established_{n}_entries_repeat_1"),
+            prog,
+            true,
+            |_| ack_frame.clone(),
+        );
+        let flows: Vec<Vec<u8>> = many_flows().iter().map(|s| open(prog, s).build()).collect();
+        measure_each(
+            c,
+            &format!("per_packet_established_{FLOWS}_flows_{n}_entries_repeat_1"),
+            prog,
+            true,
+            |i| flows[(i % flows.len() as u64) as usize].clone(),
         );
         measure(
             c,
@@ -210,15 +262,18 @@ fn bench(c: &mut Criterion) {
             c,
             &format!("per_packet_new_allowed_{n}_entries_repeat_1"),
             prog,
-            new_allowed,
+            true,
+            |i| new_allowed(i).build(),
         );
         // The denied packet measured the same way: what one run per packet adds to a packet
         // that creates no state (a cold start for every run).
-        measure_each_dropped(
+        let denied_frame = denied.build();
+        measure_each(
             c,
             &format!("per_packet_new_denied_{n}_entries_repeat_1"),
             prog,
-            &denied,
+            false,
+            |_| denied_frame.clone(),
         );
     }
 }

@@ -61,10 +61,23 @@ fn root_verifier_accepts_every_configuration() {
     if !runtime_loader::testkit::require_root("root_verifier_accepts_every_configuration") {
         return;
     }
-    for f in configurations() {
-        let obj = common::template_object(&f, &MapSizes::default());
+    let all = common::all_features();
+    // Every configuration with the default flow cache; the largest one also without it and
+    // with a single slot.
+    let sized = configurations()
+        .into_iter()
+        .map(|f| (f, MapSizes::default()))
+        .chain([0, 1].map(|flow_cache| {
+            let sizes = MapSizes {
+                flow_cache,
+                ..MapSizes::default()
+            };
+            (all, sizes)
+        }));
+    for (f, sizes) in sized {
+        let obj = common::template_object(&f, &sizes);
         if let Err(e) = load(&obj, &LoadOptions::default()) {
-            panic!("configuration {f:?} rejected: {e}");
+            panic!("configuration {f:?} with {sizes:?} rejected: {e}");
         }
     }
 }

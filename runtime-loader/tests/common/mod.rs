@@ -1,6 +1,8 @@
 //! Shared helpers of the kernel tests: compiling an object for a configuration.
 #![allow(dead_code)]
 
+pub mod datapath;
+
 use codegen::clang::{Clang, ObjectCache};
 use codegen::{headers, Features, MapSizes};
 use std::path::PathBuf;

@@ -1,0 +1,177 @@
+/* Per-CPU flow cache in front of connection tracking (ENABLE_FLOW_CACHE, FLOW_CACHE_SLOTS > 0).
+ *
+ * A per-CPU array of FLOW_CACHE_SLOTS direct-mapped slots per family, indexed by a cheap hash
+ * of the canonical CT key. The slow path fills a slot after its CT entry passed a packet (and
+ * was refreshed); a later packet of the connection on the same CPU passes from the slot
+ * without the CT hash lookup when all of these hold:
+ *  - the slot holds exactly the packet's CT key;
+ *  - the packet classifies as established or reply with the slot's origin and opener, by the
+ *    same test as the CT lookup (ct_tracks());
+ *  - the slot was filled at the endpoint's current policy revision (a revision bump, i.e.
+ *    every policy or ipcache change the agent writes, sends the very next packet of every
+ *    connection back through the CT re-check of revoked policy);
+ *  - now < deadline, where the deadline is at most one second after the fill, never after the
+ *    CT entry's expiry, and never after the first moment ct_refresh() would write the entry's
+ *    expiry again (so the once-a-second refresh of the CT entry still happens on the slow path);
+ *  - the packet is not a TCP SYN, FIN or RST (opening and closing are decided by CT as before).
+ * Entries that are closing (CT_CLOSING) are never cached.
+ *
+ * Slots are never cleared: the CT entries the slow path deletes are covered by the conditions
+ * above on every CPU at once (a revoked entry has an older revision, a stale one is past every
+ * slot's deadline), which clearing the local CPU's slot could not achieve. What the cache can
+ * pass that CT would not (Documentation/datapath.md): packets of a connection whose CT entry
+ * disappeared some other way — LRU eviction under CT pressure, or a delete from user space —
+ * for at most the slot's remaining lifetime (≤ 1 s), and never across a policy revision. The
+ * agent never deletes CT entries; programs that replace an endpoint's program get a new,
+ * empty cache (the cache maps are not pinned). */
+#ifndef CP_FLOWCACHE_H
+#define CP_FLOWCACHE_H
+
+#ifdef ENABLE_FLOW_CACHE
+_Static_assert((FLOW_CACHE_SLOTS & (FLOW_CACHE_SLOTS - 1)) == 0,
+	       "FLOW_CACHE_SLOTS must be a power of two");
+
+#define TCP_FLAGS_SLOW (TCP_FLAG_SYN | TCP_FLAG_FIN | TCP_FLAG_RST)
+
+/* The packet's slot: one of the two set, by family (the verifier follows each pointer's null
+ * check, not the family). */
+struct fc_slot {
+#ifdef ENABLE_IPV4
+	struct fc4_slot *s4;
+#endif
+#ifdef ENABLE_IPV6
+	struct fc6_slot *s6;
+#endif
+};
+
+static __always_inline __u32 fc_mix(__u32 h)
+{
+	h ^= h >> 16;
+	h *= 0x85ebca6bu;
+	h ^= h >> 13;
+	return h & (FLOW_CACHE_SLOTS - 1);
+}
+
+static __always_inline __u32 fc_ports(__u16 a, __u16 b, __u8 protocol)
+{
+	return (((__u32)a << 16) | b) ^ ((__u32)protocol << 8);
+}
+
+/* The slot the packet's connection maps to. */
+static __always_inline struct fc_slot fc_slot(const struct pkt *p, const struct ct_ref *r)
+{
+	struct fc_slot f = {};
+	__u32 h;
+
+#ifdef ENABLE_IPV4
+	if (p->family == FAMILY_IPV4) {
+		h = (r->k4.addr_a * 0x9e3779b1u) ^ r->k4.addr_b ^
+		    fc_ports(r->k4.port_a_be, r->k4.port_b_be, r->k4.protocol) * 0xc2b2ae35u;
+		h = fc_mix(h);
+		f.s4 = bpf_map_lookup_elem(&cp_fc4, &h);
+		return f;
+	}
+#endif
+#ifdef ENABLE_IPV6
+	h = fc_ports(r->k6.port_a_be, r->k6.port_b_be, r->k6.protocol) * 0xc2b2ae35u;
+#pragma unroll
+	for (int i = 0; i < 4; i++)
+		h = (h * 0x9e3779b1u) ^ r->k6.addr_a[i] ^ (r->k6.addr_b[i] * 0x27d4eb2fu);
+	h = fc_mix(h);
+	f.s6 = bpf_map_lookup_elem(&cp_fc6, &h);
+#endif
+	return f;
+}
+
+static __always_inline int fc_words_equal(const __u32 *a, const __u32 *b, int words)
+{
+	__u32 diff = 0;
+
+#pragma unroll
+	for (int i = 0; i < 10; i++) {
+		if (i < words)
+			diff |= a[i] ^ b[i];
+	}
+	return diff == 0;
+}
+
+/* The checks of one slot of either family (`key` is the packet's key of that family). */
+#define FC_HIT(s, k, r, dir, rev, now)                                                       \
+	((now) < (s)->deadline && (s)->policy_rev == (rev) &&                              \
+	 fc_words_equal((const __u32 *)&(s)->key, (const __u32 *)&(k),                     \
+			sizeof((s)->key) / 4) &&                                           \
+	 ct_tracks((r), (s)->origin, (s)->flags, (dir)))
+
+/* Whether the slot lets the packet pass without the CT lookup (the conditions at the top). */
+static __always_inline int fc_hit(struct fc_slot f, const struct pkt *p, const struct ct_ref *r,
+				  __u8 dir, __u32 rev, __u64 now)
+{
+	if (p->tcp_flags & TCP_FLAGS_SLOW)
+		return 0;
+#ifdef ENABLE_IPV4
+	if (f.s4)
+		return FC_HIT(f.s4, r->k4, r, dir, rev, now);
+#endif
+#ifdef ENABLE_IPV6
+	if (f.s6)
+		return FC_HIT(f.s6, r->k6, r, dir, rev, now);
+#endif
+	return 0;
+}
+
+/* The first jiffy the slot must not serve: one second after `now` at most, the first jiffy at
+ * which CT calls the entry stale (expires + 1), and the first jiffy at which ct_refresh()
+ * writes the expiry again (now + lifetime > expires + HZ). 0 (never valid) if the lifetime is
+ * beyond any expiry. */
+static __always_inline __u64 fc_deadline(const struct ct_value *ct, const struct ep_state *st,
+					 const struct pkt *p, __u64 now)
+{
+	__u64 hz = st->jiffies_hz, life = ct_lifetime(st, p, ct->flags);
+	__u64 d = ct->expires + 1;
+
+	if (life > hz) {
+		if (d <= life - hz)
+			return 0;
+		d -= life - hz;
+	}
+	return d < now + hz ? d : now + hz;
+}
+
+/* Fills slot `s` of either family; the deadline is written last, so that a nested run on
+ * this CPU sees a zero deadline, not a half-written slot, while the other fields change. */
+#define FC_FILL(s, k, ct, rev, deadline)                                                   \
+	do {                                                                               \
+		(s)->deadline = 0;                                                         \
+		barrier();                                                                 \
+		(s)->key = (k);                                                            \
+		(s)->policy_rev = (rev);                                                   \
+		(s)->origin = (ct)->origin;                                                \
+		(s)->flags = (ct)->flags;                                                  \
+		barrier();                                                                 \
+		(s)->deadline = (deadline);                                                \
+	} while (0)
+
+/* Remembers that `ct` (just checked at revision `rev` and refreshed) passes the connection. */
+static __always_inline void fc_fill(struct fc_slot f, const struct pkt *p, const struct ct_ref *r,
+				    const struct ct_value *ct, const struct ep_state *st,
+				    __u32 rev, __u64 now)
+{
+	__u64 deadline;
+
+	if (ct->flags & CT_CLOSING)
+		return;
+	deadline = fc_deadline(ct, st, p, now);
+#ifdef ENABLE_IPV4
+	if (f.s4) {
+		FC_FILL(f.s4, r->k4, ct, rev, deadline);
+		return;
+	}
+#endif
+#ifdef ENABLE_IPV6
+	if (f.s6)
+		FC_FILL(f.s6, r->k6, ct, rev, deadline);
+#endif
+}
+#endif
+
+#endif /* CP_FLOWCACHE_H */

@@ -1,0 +1,153 @@
+//! The hand-built endpoint of the datapath tests (truth table written from seed §3.7.2 and the
+//! documented datapath choices): 10.0.0.1 (identity EP) with a friend (10.0.0.2, fd00::2), a foe
+//! (10.0.0.3, 192.168.1.5), and a policy exercising identity, port-range, wildcard, deny,
+//! ICMP and address (ipBlock) entries.
+
+use codegen::entries::EndpointEntries;
+use codegen::ipcache::ipcache_images;
+use codegen::template::Globals;
+use codegen::{EndpointConfig, MapSizes};
+use ir::mapstate::AddrKey;
+use ir::{
+    Direction, EndpointPolicy, IpCache, MapEntry, MapKey, MapVerdict, NumericIdentity, RuleId,
+};
+use runtime_loader::packet::PacketSpec;
+use runtime_loader::{load, test_run, Datapath, LoadOptions};
+use std::net::IpAddr;
+
+pub const EP: u32 = 1000;
+pub const FRIEND: u32 = 2000;
+pub const FOE: u32 = 3000;
+
+pub fn ip(s: &str) -> IpAddr {
+    s.parse().unwrap()
+}
+
+pub fn key(id: u32, d: Direction, proto: u8, port: u16, plen: u8) -> MapKey {
+    MapKey {
+        identity: NumericIdentity(id),
+        direction: d,
+        protocol: proto,
+        port,
+        port_prefix_len: plen,
+    }
+}
+
+pub fn entry(v: MapVerdict, rule: u32) -> MapEntry {
+    MapEntry {
+        verdict: v,
+        rules: vec![RuleId(rule)],
+    }
+}
+
+pub fn policy() -> EndpointPolicy {
+    let mut p = EndpointPolicy {
+        endpoint: "default/ep".into(),
+        identity: NumericIdentity(EP),
+        ingress_enforced: true,
+        egress_enforced: true,
+        ..Default::default()
+    };
+    p.entries.insert(
+        key(FRIEND, Direction::Ingress, 6, 80, 16),
+        entry(MapVerdict::Allow, 1),
+    );
+    p.entries.insert(
+        key(FRIEND, Direction::Ingress, 6, 8080, 13),
+        entry(MapVerdict::Allow, 2),
+    ); // 8080-8087
+    p.entries.insert(
+        key(FOE, Direction::Ingress, 0, 0, 0),
+        entry(MapVerdict::Deny, 3),
+    );
+    // A wildcard deny inside the friend's range: the range allow must not end the decision.
+    p.entries.insert(
+        key(0, Direction::Ingress, 6, 8086, 16),
+        entry(MapVerdict::Deny, 9),
+    );
+    p.entries.insert(
+        key(0, Direction::Ingress, 6, 80, 16),
+        entry(MapVerdict::Allow, 4),
+    );
+    p.entries.insert(
+        key(0, Direction::Egress, 17, 53, 16),
+        entry(MapVerdict::Allow, 5),
+    );
+    p.entries.insert(
+        key(FRIEND, Direction::Ingress, 1, 8, 16),
+        entry(MapVerdict::Allow, 6),
+    );
+    p.entries.insert(
+        key(FRIEND, Direction::Ingress, 58, 128, 16),
+        entry(MapVerdict::Allow, 7),
+    );
+    p.addr_entries.insert(
+        AddrKey {
+            direction: Direction::Egress,
+            prefix: "192.168.0.0/16".parse().unwrap(),
+            protocol: 6,
+            port: 443,
+            port_prefix_len: 16,
+        },
+        entry(MapVerdict::Allow, 8),
+    );
+    p
+}
+
+pub fn setup() -> Option<Datapath> {
+    setup_with(true)
+}
+
+pub fn setup_with(ipv6: bool) -> Option<Datapath> {
+    setup_sized(ipv6, &MapSizes::default())
+}
+
+/// The endpoint 10.0.0.1 (and fd00::1 with `ipv6`) with [`policy`] loaded, built with `sizes`.
+pub fn setup_sized(ipv6: bool, sizes: &MapSizes) -> Option<Datapath> {
+    if !runtime_loader::testkit::require_root("root_datapath") {
+        return None;
+    }
+    let ep = EndpointConfig {
+        id: 7,
+        name: "default/ep".into(),
+        identity: NumericIdentity(EP),
+        ipv4: Some("10.0.0.1".parse().unwrap()),
+        ipv6: ipv6.then(|| "fd00::1".parse().unwrap()),
+    };
+    let pol = policy();
+    let (features, _) = codegen::Features::derive(&ep, &pol, None);
+    let obj = super::template_object(&features, sizes);
+    let mut cache = IpCache::default();
+    for (a, id) in [
+        ("10.0.0.1/32", EP),
+        ("10.0.0.2/32", FRIEND),
+        ("10.0.0.3/32", FOE),
+        ("fd00::2/128", FRIEND),
+        ("192.168.1.5/32", FOE),
+    ] {
+        cache.insert(a.parse().unwrap(), NumericIdentity(id));
+    }
+    let entries = EndpointEntries::build(&pol);
+    let mut images = vec![
+        entries.policy_image(),
+        entries.range_image(),
+        entries.addr_image(),
+    ];
+    images.extend(ipcache_images(&cache));
+    let opts = LoadOptions {
+        globals: Some(Globals::of(&ep)),
+        images: images.iter().collect(),
+        ..Default::default()
+    };
+    Some(load(&obj, &opts).unwrap_or_else(|e| panic!("{e}")))
+}
+
+pub fn run(dp: &Datapath, dir: Direction, p: &PacketSpec) -> bool {
+    test_run(dp.program(dir).unwrap(), &p.build(), 1)
+        .unwrap()
+        .passed()
+}
+
+pub fn tcp(src: &str, dst: &str, sport: u16, dport: u16) -> PacketSpec {
+    PacketSpec::new(ip(src), ip(dst), 6, sport, dport)
+}
