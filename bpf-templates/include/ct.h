@@ -16,7 +16,15 @@
  * Revoked policy (secure by default): each entry remembers the policy revision it was checked
  * against; when the endpoint's revision (cp_state) has moved on, the next packet of the
  * connection re-runs the policy decision of the opening direction, and the connection is
- * dropped (and forgotten) if the current policy no longer allows it. */
+ * dropped (and forgotten) if the current policy no longer allows it.
+ *
+ * Flow cache (flowcache.h, ENABLE_FLOW_CACHE): a per-CPU slot remembers an entry that just
+ * passed a packet, so later packets of the connection on that CPU skip the lookup here. It
+ * serves only the current policy revision, never a TCP SYN/FIN/RST nor a closing entry, and at
+ * most until the first moment this file would write the entry's expiry again or call it stale
+ * (at most one second). The one thing it can pass that CT would not: a connection whose entry
+ * left the map without going through this file (LRU eviction, a user-space delete), for at most
+ * the rest of that second and never across a revision bump (Documentation/datapath.md). */
 #ifndef CP_CT_H
 #define CP_CT_H
 

@@ -7,9 +7,9 @@
  *  - the slot holds exactly the packet's CT key;
  *  - the packet classifies as established or reply with the slot's origin and opener, by the
  *    same test as the CT lookup (ct_tracks());
- *  - the slot was filled at the endpoint's current policy revision (a revision bump, i.e.
- *    every policy or ipcache change the agent writes, sends the very next packet of every
- *    connection back through the CT re-check of revoked policy);
+ *  - the slot was filled at the endpoint's current policy revision (the agent bumps it after
+ *    writing a change of the endpoint's maps; the very next packet of every connection then
+ *    goes back through the CT re-check of revoked policy);
  *  - now < deadline, where the deadline is at most one second after the fill, never after the
  *    CT entry's expiry, and never after the first moment ct_refresh() would write the entry's
  *    expiry again (so the once-a-second refresh of the CT entry still happens on the slow path);

@@ -98,6 +98,29 @@ fn overfull_policy_map_is_refused_naming_the_endpoint() {
 }
 
 #[test]
+fn flow_cache_slots_reach_the_header_and_must_be_a_power_of_two() {
+    let args = |slots: &'static str| {
+        [
+            "-f",
+            "testdata/datapath/getting-started",
+            "--emit",
+            "c",
+            "--flow-cache-slots",
+            slots,
+        ]
+    };
+    let (code, stdout, stderr) = compile(&args("0"));
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stdout.contains("#define FLOW_CACHE_SLOTS 0\n"), "{stdout}");
+    let (code, _, stderr) = compile(&args("3"));
+    assert_ne!(code, 0);
+    assert!(
+        stderr.contains("3 is not 0 or a power of two up to 65536"),
+        "{stderr}"
+    );
+}
+
+#[test]
 fn root_every_compiled_object_loads_with_its_images() {
     // SAFETY: geteuid has no preconditions.
     if unsafe { libc::geteuid() } != 0 {

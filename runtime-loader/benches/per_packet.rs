@@ -172,6 +172,29 @@ fn open(prog: &SchedClassifier, syn: &PacketSpec) -> PacketSpec {
     }
 }
 
+/// Established packets: one connection's ACK (repeat 1e6 and repeat 1), and the ACKs of FLOWS
+/// connections round-robin (repeat 1).
+fn measure_established(c: &mut Criterion, label: &str, prog: &SchedClassifier, syn: &PacketSpec) {
+    let ack = open(prog, syn);
+    measure(c, &format!("per_packet_established_{label}"), prog, &ack);
+    let ack_frame = ack.build();
+    measure_each(
+        c,
+        &format!("per_packet_established_{label}_repeat_1"),
+        prog,
+        true,
+        |_| ack_frame.clone(),
+    );
+    let flows: Vec<Vec<u8>> = many_flows().iter().map(|s| open(prog, s).build()).collect();
+    measure_each(
+        c,
+        &format!("per_packet_established_{FLOWS}_flows_{label}_repeat_1"),
+        prog,
+        true,
+        |i| flows[(i % flows.len() as u64) as usize].clone(),
+    );
+}
+
 fn bench(c: &mut Criterion) {
     // SAFETY: geteuid has no preconditions.
     if unsafe { libc::geteuid() } != 0 {
@@ -218,40 +241,11 @@ fn bench(c: &mut Criterion) {
         },
     );
     let prog = no_cache.program(Direction::Ingress).unwrap();
-    let ack = open(prog, &syn);
-    measure(
-        c,
-        "per_packet_established_10_entries_no_flow_cache",
-        prog,
-        &ack,
-    );
+    measure_established(c, "10_entries_no_flow_cache", prog, &syn);
     for n in [10u32, 10_000] {
         let dp = datapath(n, &MapSizes::default());
         let prog = dp.program(Direction::Ingress).unwrap();
-        // Open the connection once so that its ACKs are established packets.
-        let ack = open(prog, &syn);
-        measure(
-            c,
-            &format!("per_packet_established_{n}_entries"),
-            prog,
-            &ack,
-        );
-        let ack_frame = ack.build();
-        measure_each(
-            c,
-            &format!("per_packet_established_{n}_entries_repeat_1"),
-            prog,
-            true,
-            |_| ack_frame.clone(),
-        );
-        let flows: Vec<Vec<u8>> = many_flows().iter().map(|s| open(prog, s).build()).collect();
-        measure_each(
-            c,
-            &format!("per_packet_established_{FLOWS}_flows_{n}_entries_repeat_1"),
-            prog,
-            true,
-            |i| flows[(i % flows.len() as u64) as usize].clone(),
-        );
+        measure_established(c, &format!("{n}_entries"), prog, &syn);
         measure(
             c,
             &format!("per_packet_new_denied_{n}_entries"),

@@ -6,7 +6,7 @@
 mod common;
 
 use codegen::layout::{CtValue, CT_CLOSING};
-use common::datapath::{ip, run, setup, setup_with, tcp, FRIEND};
+use common::datapath::{ip, revoke_port_80, run, setup, setup_with, tcp};
 use ir::Direction;
 use runtime_loader::packet::PacketSpec;
 use runtime_loader::Datapath;
@@ -80,16 +80,7 @@ fn root_datapath_revoked_policy_stops_established_flows() {
     let syn = tcp("10.0.0.2", "10.0.0.1", 45000, 80);
     assert!(run(&dp, Direction::Ingress, &syn));
     // Revoke: remove the friend's and the wildcard port-80 allows, bump the revision.
-    let map = dp.map("cp_policy").unwrap();
-    for id in [FRIEND, 0] {
-        let k = codegen::layout::PolicyKey {
-            identity: id,
-            dir_flags: 0,
-            protocol: 6,
-            dport_be: 80u16.to_be(),
-        };
-        assert!(map.delete(k.as_bytes()).unwrap());
-    }
+    revoke_port_80(&dp);
     // Still the old revision: the established flow continues.
     let mut ack = syn.clone();
     ack.tcp_flags = 0x10;

@@ -10,7 +10,7 @@ mod common;
 
 use codegen::layout::{Ct4Key, CtValue, Fc4Slot, CT_CLOSING};
 use codegen::MapSizes;
-use common::datapath::{run, setup, setup_sized, tcp, FRIEND};
+use common::datapath::{revoke_port_80, run, setup, setup_sized, tcp};
 use ir::Direction;
 use runtime_loader::packet::PacketSpec;
 use runtime_loader::Datapath;
@@ -89,6 +89,16 @@ fn bump_revision(dp: &Datapath, rev: u32) {
     dp.set_state(&st).unwrap();
 }
 
+/// Opens a connection from the friend to port 80 from `sport` and sends its first ACK (which
+/// fills this CPU's slot); returns the SYN and the ACK.
+fn open_from_friend(dp: &Datapath, sport: u16) -> (PacketSpec, PacketSpec) {
+    let syn = tcp("10.0.0.2", "10.0.0.1", sport, 80);
+    let ack = with_flags(&syn, ACK);
+    assert!(run(dp, Direction::Ingress, &syn));
+    assert!(run(dp, Direction::Ingress, &ack));
+    (syn, ack)
+}
+
 #[test]
 fn root_flow_cache_serves_established_packets_until_the_revision_changes() {
     let Some(dp) = setup() else { return };
@@ -130,23 +140,11 @@ fn root_flow_cache_serves_established_packets_until_the_revision_changes() {
 fn root_flow_cache_revoked_policy_drops_the_very_next_packet() {
     let Some(dp) = setup() else { return };
     let cpu = pin_cpu();
-    let syn = tcp("10.0.0.2", "10.0.0.1", 47100, 80);
-    let ack = with_flags(&syn, ACK);
-    assert!(run(&dp, Direction::Ingress, &syn));
-    assert!(run(&dp, Direction::Ingress, &ack));
+    let (syn, ack) = open_from_friend(&dp, 47100);
     assert!(run(&dp, Direction::Ingress, &ack));
     assert_eq!(slots_holding(&dp, cpu, &ct_key(&syn)).len(), 1);
     // Revoke the friend's and the wildcard port-80 allows, then bump the revision.
-    let map = dp.map("cp_policy").unwrap();
-    for id in [FRIEND, 0] {
-        let k = codegen::layout::PolicyKey {
-            identity: id,
-            dir_flags: 0,
-            protocol: 6,
-            dport_be: 80u16.to_be(),
-        };
-        assert!(map.delete(k.as_bytes()).unwrap());
-    }
+    revoke_port_80(&dp);
     assert!(
         run(&dp, Direction::Ingress, &ack),
         "old revision: still cached"
@@ -164,11 +162,8 @@ fn root_flow_cache_revoked_policy_drops_the_very_next_packet() {
 fn root_flow_cache_keeps_fin_and_syn_semantics() {
     let Some(dp) = setup() else { return };
     let cpu = pin_cpu();
-    let syn = tcp("10.0.0.2", "10.0.0.1", 47200, 80);
-    let ack = with_flags(&syn, ACK);
+    let (syn, ack) = open_from_friend(&dp, 47200);
     let key = ct_key(&syn);
-    assert!(run(&dp, Direction::Ingress, &syn));
-    assert!(run(&dp, Direction::Ingress, &ack));
     assert_eq!(slots_holding(&dp, cpu, &key).len(), 1, "warm cache");
     // The endpoint's FIN goes through CT (not the cache) and marks the connection closing.
     assert!(run(&dp, Direction::Egress, &with_flags(&syn.reply(), 0x11)));
@@ -241,11 +236,8 @@ fn root_flow_cache_hits_still_refresh_the_ct_expiry() {
     let Some(dp) = setup() else { return };
     let cpu = pin_cpu();
     let hz = u64::from(runtime_loader::hz::kernel_hz());
-    let syn = tcp("10.0.0.2", "10.0.0.1", 47400, 80);
-    let ack = with_flags(&syn, ACK);
+    let (syn, ack) = open_from_friend(&dp, 47400);
     let key = ct_key(&syn);
-    assert!(run(&dp, Direction::Ingress, &syn));
-    assert!(run(&dp, Direction::Ingress, &ack));
     let first = ct_entry(&dp, &key).expect("tracked").expires;
     let slot = slots_holding(&dp, cpu, &key)[0];
     assert!(slot.deadline <= first + 1);

@@ -151,3 +151,18 @@ pub fn run(dp: &Datapath, dir: Direction, p: &PacketSpec) -> bool {
 pub fn tcp(src: &str, dst: &str, sport: u16, dport: u16) -> PacketSpec {
     PacketSpec::new(ip(src), ip(dst), 6, sport, dport)
 }
+
+/// Removes the friend's and the wildcard identity's TCP/80 ingress allows from the policy map
+/// (the revision is left alone).
+pub fn revoke_port_80(dp: &Datapath) {
+    let map = dp.map("cp_policy").unwrap();
+    for id in [FRIEND, 0] {
+        let k = codegen::layout::PolicyKey {
+            identity: id,
+            dir_flags: 0,
+            protocol: 6,
+            dport_be: 80u16.to_be(),
+        };
+        assert!(map.delete(k.as_bytes()).unwrap());
+    }
+}
