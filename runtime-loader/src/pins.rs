@@ -25,8 +25,6 @@ pub struct RetiredPin {
 pub enum PinCheckError {
     #[error("parsing the object's map definitions: {0}")]
     Object(#[from] aya_obj::ParseError),
-    #[error("map {map}: the object has no definition for it")]
-    NoDefinition { map: String },
     #[error("{}: reading the pinned map: {message}", path.display())]
     Inspect { path: PathBuf, message: String },
     #[error("{}: removing the incompatible pin: {source}", path.display())]
@@ -86,7 +84,8 @@ fn pinned_shape(path: &Path) -> Result<Shape, PinCheckError> {
 }
 
 /// Unlinks every pin in `pins` (map name → path) whose map does not match `object`'s
-/// definition of that map; returns what was retired. Paths that do not exist are left alone.
+/// definition of that map; returns what was retired. Paths that do not exist, and pins of maps
+/// the object does not have, are left alone.
 pub fn retire_incompatible(
     object: &[u8],
     pins: &[(&str, PathBuf)],
@@ -98,12 +97,11 @@ pub fn retire_incompatible(
     let obj = aya_obj::Object::parse(object)?;
     let mut retired = Vec::new();
     for (name, path) in existing {
-        let def = obj
-            .maps
-            .get(*name)
-            .ok_or_else(|| PinCheckError::NoDefinition {
-                map: name.to_string(),
-            })?;
+        // A map compiled out of this object (e.g. CT without enforcement) is not loaded: its
+        // pin stays for the configurations that have it.
+        let Some(def) = obj.maps.get(*name) else {
+            continue;
+        };
         let want = Shape {
             map_type: def.map_type(),
             key_size: def.key_size(),

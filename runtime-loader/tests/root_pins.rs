@@ -53,9 +53,12 @@ fn root_pins_of_another_layout_are_retired_compatible_ones_reused() {
     let layout = NodeLayout::create(&fs.path, "n").unwrap();
     let sizes = MapSizes::default();
     let object = common::template_object(&features(), &sizes);
-    let names = ["cp_policy", "cp_ct4", "cp_state"];
+    // cp_ct6 is compiled out of this IPv4-only object: its pin is not the object's business.
+    let names = ["cp_policy", "cp_ct4", "cp_ct6", "cp_state"];
     let policy_pin = layout.endpoint_map(EP, "cp_policy").unwrap();
     pin_foreign_map(&policy_pin, "cp_policy");
+    let ct6_pin = layout.endpoint_map(EP, "cp_ct6").unwrap();
+    pin_foreign_map(&ct6_pin, "cp_ct6");
 
     // First load: the foreign policy map is retired and replaced; the others are created.
     let opts = LoadOptions {
@@ -74,6 +77,10 @@ fn root_pins_of_another_layout_are_retired_compatible_ones_reused() {
     let policy = RawMap::open_pinned(&policy_pin).unwrap();
     assert_eq!(policy.key_size(), dp.map("cp_policy").unwrap().key_size());
     assert_eq!(policy.max_entries(), sizes.policy_map);
+    assert!(
+        ct6_pin.exists(),
+        "a map the object does not have keeps its pin"
+    );
 
     // An entry written through the pin survives a reload of the same object.
     let ct = dp.map("cp_ct4").unwrap();
