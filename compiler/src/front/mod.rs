@@ -59,6 +59,15 @@ impl FrontOutput {
     pub fn has_errors(&self) -> bool {
         self.diagnostics.iter().any(Diagnostic::is_error)
     }
+
+    /// The messages of the error diagnostics (warnings left out).
+    pub fn error_messages(&self) -> Vec<String> {
+        self.diagnostics
+            .iter()
+            .filter(|d| d.is_error())
+            .map(|d| d.to_string())
+            .collect()
+    }
 }
 
 /// Reads the paths and parses them (see [`read_policy_inputs`] and [`parse_sources`]).
