@@ -75,6 +75,12 @@ fn could_not_run_exits_2() {
     assert_eq!(code(&lint(&[])), 2, "missing PATH is a usage error");
     assert_eq!(code(&lint(&["-o", "xml", "x.yaml"])), 2);
     assert_eq!(code(&lint(&["--explain", "CP0000"])), 2);
+    // A directory without a single policy file is a mistake, not a clean run.
+    let empty = temp_with("README.md", "not a policy");
+    let o = lint(&[empty.path().to_str().expect("utf-8 temp path")]);
+    assert_eq!(code(&o), 2);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("no policy files under"), "{err}");
 }
 
 #[test]

@@ -40,12 +40,7 @@ fn every_corpus_file_lowers_without_errors() {
         files.len()
     );
     let out = load(&[corpus_dir()]).expect("corpus is readable");
-    let errors: Vec<String> = out
-        .diagnostics
-        .iter()
-        .filter(|d| d.is_error())
-        .map(|d| d.to_string())
-        .collect();
+    let errors = out.error_messages();
     assert!(
         errors.is_empty(),
         "errors in the corpus:\n{}",

@@ -13,12 +13,7 @@ fn parse(text: &str) -> FrontOutput {
 
 /// The subject, peer and port lines of every rule (header and labels left out).
 fn body(out: &FrontOutput) -> String {
-    let errors: Vec<String> = out
-        .diagnostics
-        .iter()
-        .filter(|d| d.is_error())
-        .map(|d| d.to_string())
-        .collect();
+    let errors = out.error_messages();
     assert!(errors.is_empty(), "{errors:#?}");
     ir::text::render(&out.policy)
         .lines()

@@ -68,7 +68,7 @@ fn write_rule(out: &mut String, set: &PolicySet, r: &Rule) -> fmt::Result {
             write!(out, " {}", port.port)?;
         }
         if let Some(l7) = &port.l7 {
-            write!(out, " l7 {l7:?}")?;
+            write!(out, " l7 {l7}")?;
         }
         writeln!(out)?;
     }

@@ -6,7 +6,8 @@
 //! - [`rawmap`], [`delta`]: byte-level map access and entry deltas.
 //! - [`hz`]: the kernel's HZ, for connection-tracking lifetimes in jiffies.
 //! - [`load`]: load an object (globals, pinned maps, map images, state); [`test_run`]:
-//!   BPF_PROG_TEST_RUN; [`packet`]: test packets.
+//!   BPF_PROG_TEST_RUN; [`packet`]: test packets; [`pins`]: pinned maps of another layout
+//!   are retired before a load instead of being handed to the new program.
 //! - [`testkit`]: self-cleaning network namespaces, veth pairs and private bpffs mounts for
 //!   the root integration tests of this crate and of the agent.
 
@@ -18,6 +19,7 @@ pub mod hz;
 pub mod layout;
 pub mod load;
 pub mod packet;
+pub mod pins;
 pub mod probe;
 pub mod rawmap;
 pub mod test_run;

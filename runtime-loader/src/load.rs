@@ -1,8 +1,10 @@
 //! Loads a datapath object with aya: sets the endpoint's read-only globals (optional: templated
-//! objects already carry them), reuses pinned maps when asked, loads both programs through the
-//! verifier, fills maps from map images and writes the endpoint state.
+//! objects already carry them), reuses pinned maps when asked (retiring pins of another layout),
+//! loads both programs through the verifier, fills maps from map images and writes the
+//! endpoint state.
 
 use crate::hz::kernel_hz;
+use crate::pins::{retire_incompatible, RetiredPin};
 use crate::rawmap::RawMap;
 use aya::maps::Map;
 use aya::programs::SchedClassifier;
@@ -37,6 +39,8 @@ pub enum LoadError {
         source: aya::programs::ProgramError,
         log: String,
     },
+    #[error("checking pinned maps: {0}")]
+    Pins(#[from] crate::pins::PinCheckError),
     #[error("map {0} is missing from the object (compiled out?)")]
     MissingMap(String),
     #[error("map {map}: {source}")]
@@ -77,6 +81,9 @@ pub fn default_state() -> EpState {
 pub struct Datapath {
     pub ebpf: Ebpf,
     pub maps: BTreeMap<String, RawMap>,
+    /// Pins that held a map of another layout or size: removed before loading, so these maps
+    /// are new and empty (see [`crate::pins`]).
+    pub retired_pins: Vec<RetiredPin>,
 }
 
 /// Loads `object`: both programs through the verifier, then images and state into the maps.
@@ -89,6 +96,7 @@ pub fn load(object: &[u8], opts: &LoadOptions<'_>) -> Result<Datapath, LoadError
             .override_global("ep_ipv4_be", &g.ep_ipv4_be, true)
             .override_global("ep_ipv6_be", &g.ep_ipv6_be, true);
     }
+    let retired_pins = retire_incompatible(object, &opts.map_pins)?;
     for (name, path) in &opts.map_pins {
         loader.map_pin_path(name, path.as_path());
     }
@@ -132,7 +140,11 @@ pub fn load(object: &[u8], opts: &LoadOptions<'_>) -> Result<Datapath, LoadError
             })?;
         maps.insert(name, raw);
     }
-    let dp = Datapath { ebpf, maps };
+    let dp = Datapath {
+        ebpf,
+        maps,
+        retired_pins,
+    };
     for img in &opts.images {
         dp.fill(img)?;
     }

@@ -281,7 +281,24 @@ impl Datapath {
             images: vec![],
             state: Some(self.state_of(id)),
         };
-        load::load(&object, &opts).map_err(|e| super::verifier::load_error(id, name, e))
+        let dp =
+            load::load(&object, &opts).map_err(|e| super::verifier::load_error(id, name, e))?;
+        self.forget_retired(id, &dp.retired_pins);
+        Ok(dp)
+    }
+
+    /// Pins of another layout were replaced by new, empty maps: what this process remembers
+    /// writing into them no longer holds, so the next write diffs against the new map.
+    fn forget_retired(&mut self, id: u16, retired: &[runtime_loader::pins::RetiredPin]) {
+        for r in retired {
+            tracing::warn!(endpoint = id, map = %r.map, path = %r.path.display(), reason = %r.reason,
+                "pinned map had another layout; replaced by a new map");
+            if SHARED_MAPS.contains(&r.map.as_str()) {
+                self.ipcache = None;
+            } else if let Some(w) = self.written.get_mut(&id) {
+                w.maps.remove(r.map.as_str());
+            }
+        }
     }
 
     /// The endpoint's current state (kept across reloads), or the default for a new endpoint.

@@ -1,6 +1,7 @@
 //! The agent's REST API types (request and reply bodies), shared by the server and the CLI client.
 
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 use std::net::{Ipv4Addr, Ipv6Addr};
 
 /// An endpoint as created through `PUT /v1/endpoint/{id}`.
@@ -113,8 +114,12 @@ pub struct RevisionReply {
 pub struct PolicyReply {
     pub revision: u64,
     pub sources: Vec<SourceDoc>,
-    /// The rules in the IR's text form.
+    /// The rules in force, in the IR's text form.
     pub rules: String,
+    /// Per source path, the label lists of `policy delete` requests still applied to it: the
+    /// source text's rules carrying every label of one list are not in `rules`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub deleted_labels: BTreeMap<String, Vec<Vec<String>>>,
 }
 
 /// One entry of `GET /v1/policy/revisions`.

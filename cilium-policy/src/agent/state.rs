@@ -364,6 +364,7 @@ impl Agent {
             revision: self.persisted.revision,
             sources: self.persisted.source_docs(),
             rules: ir::text::render(&self.world.live_policy()),
+            deleted_labels: self.persisted.deleted.clone(),
         })
     }
 

@@ -292,6 +292,14 @@ fn delete_by_labels_removes_exactly_the_matching_rules() {
         "app2 → app1 no longer allowed"
     );
     assert_same_as_rebuilt(&a, "delete team=a,tier=one");
+    // `GET /v1/policy` says which label filters hide rules of the source text.
+    let reply = a.policy().unwrap();
+    assert_eq!(
+        reply.deleted_labels.get("labelled.json"),
+        Some(&vec![vec!["team=a".to_string(), "tier=one".to_string()]]),
+        "{:?}",
+        reply.deleted_labels
+    );
     // The deletion survives a restart.
     let kept = rules(&a);
     drop(a);
@@ -318,6 +326,7 @@ fn delete_by_labels_removes_exactly_the_matching_rules() {
     // Re-applying the file brings every rule back.
     put(&mut a, "labelled.json", LABELLED).unwrap();
     assert_eq!(rules(&a), all);
+    assert!(a.policy().unwrap().deleted_labels.is_empty());
     assert_same_as_rebuilt(&a, "re-apply");
     std::fs::remove_dir_all(&dir).unwrap();
 }

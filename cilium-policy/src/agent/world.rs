@@ -134,12 +134,7 @@ pub fn parse_source(
         text: text.as_bytes().to_vec(),
     }]);
     if front.has_errors() {
-        let diags = front
-            .diagnostics
-            .iter()
-            .filter(|d| d.is_error())
-            .map(|d| d.to_string())
-            .collect();
+        let diags = front.error_messages();
         return Err(
             ApiError::bad_request("the policy is invalid; nothing was changed")
                 .with_diagnostics(diags),

@@ -18,7 +18,7 @@ pub fn client(api_socket: Option<&Path>) -> miette::Result<Client> {
 /// Reads policy and inventory files (files, directories, `-`) into sources keyed by their
 /// absolute path, so that re-applying a file replaces what it applied before.
 pub fn read_sources(paths: &[PathBuf]) -> miette::Result<Vec<SourceDoc>> {
-    let sources = compiler::front::read_inputs(paths).map_err(|e| miette::miette!("{e}"))?;
+    let sources = compiler::front::read_policy_inputs(paths).map_err(|e| miette::miette!("{e}"))?;
     sources
         .into_iter()
         .map(|s| {

@@ -2,15 +2,9 @@
 //! enforcement, identity, labels one per line, IPv6, IPv4, status).
 
 use super::endpoint_table::{render, Row};
-use super::semload::{load, InputArgs};
+use super::semload::{load, InputArgs, TextOrJson as Output};
 use serde_json::json;
 use std::process::ExitCode;
-
-#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Output {
-    Text,
-    Json,
-}
 
 #[derive(clap::Args, Debug)]
 pub struct Args {

@@ -61,6 +61,11 @@ pub fn run(args: Args, api_socket: Option<&Path>) -> miette::Result<ExitCode> {
                 );
             } else {
                 print!("{}", p.rules);
+                for (path, lists) in &p.deleted_labels {
+                    for labels in lists {
+                        println!("Deleted from {path}: rules labelled {}", labels.join(","));
+                    }
+                }
                 println!("Revision: {}", p.revision);
             }
         }

@@ -6,6 +6,13 @@ use compiler::identity::LabelFilter;
 use compiler::policy::PolicyEngine;
 use std::path::PathBuf;
 
+/// `-o text|json` of `trace` and `endpoints`.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TextOrJson {
+    Text,
+    Json,
+}
+
 #[derive(clap::Args, Debug)]
 pub struct InputArgs {
     /// Policy and inventory files or directories (`*.yaml`, `*.yml`, `*.json`, recursively; `-` for stdin).

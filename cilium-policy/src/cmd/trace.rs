@@ -1,17 +1,11 @@
 //! `cilium-policy trace`: explain why a flow is allowed or denied, rule by rule (seed §5.3).
 
-use super::semload::{config, load_failed, InputArgs};
+use super::semload::{config, load_failed, InputArgs, TextOrJson as Output};
 use compiler::trace::{render, trace_files, HttpRequest, PartySpec, Query, TraceFilesError};
 use ir::{NumericIdentity, Protocol};
 use miette::miette;
 use std::net::IpAddr;
 use std::process::ExitCode;
-
-#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Output {
-    Text,
-    Json,
-}
 
 #[derive(clap::Args, Debug)]
 pub struct Args {

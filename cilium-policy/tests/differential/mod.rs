@@ -30,12 +30,7 @@ pub struct Scenario {
 /// Compiles and loads every endpoint of the sources (files or in-memory texts).
 pub fn scenario(sources: Vec<compiler::front::Source>, gen: &mut Generator) -> Scenario {
     let front = compiler::front::parse_sources(sources);
-    let errors: Vec<String> = front
-        .diagnostics
-        .iter()
-        .filter(|d| d.is_error())
-        .map(|d| d.to_string())
-        .collect();
+    let errors = front.error_messages();
     assert!(errors.is_empty(), "scenario has errors: {errors:#?}");
     let cluster =
         Cluster::build(&front.inventory, &front.policy, ClusterConfig::default()).unwrap();

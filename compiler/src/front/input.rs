@@ -26,6 +26,12 @@ pub enum InputError {
         help("pass a policy file, a directory of them, or `-` for stdin")
     )]
     NotFound { path: String },
+    #[error("no policy files under {paths}")]
+    #[diagnostic(
+        code(cilium_policy::input),
+        help("directories are searched recursively for *.yaml, *.yml and *.json files")
+    )]
+    NoPolicyFiles { paths: String },
 }
 
 /// Largest input file parsed (bytes). Larger inputs are read only up to one byte past the limit
@@ -77,6 +83,19 @@ fn read_limited(path: &str, mut r: impl Read, size_hint: u64) -> Result<Vec<u8>,
             source: e,
         })?;
     Ok(buf)
+}
+
+/// Like [`read_inputs`], but an input that yields nothing at all (directories without a policy
+/// file) is an error: a command given only an empty or mistyped directory must not pass quietly.
+pub fn read_policy_inputs(paths: &[PathBuf]) -> Result<Vec<Source>, InputError> {
+    let sources = read_inputs(paths)?;
+    if sources.is_empty() && !paths.is_empty() {
+        let shown: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
+        return Err(InputError::NoPolicyFiles {
+            paths: shown.join(", "),
+        });
+    }
+    Ok(sources)
 }
 
 /// Reads every input: a file as given (any extension), a directory recursively (policy

@@ -27,7 +27,7 @@ pub mod workload;
 pub mod yaml;
 
 pub use codes::FRONT_CODES;
-pub use input::{read_inputs, InputError, Source};
+pub use input::{read_inputs, read_policy_inputs, InputError, Source};
 
 use crate::diag::Diagnostic;
 use decode::Cx;
@@ -59,11 +59,20 @@ impl FrontOutput {
     pub fn has_errors(&self) -> bool {
         self.diagnostics.iter().any(Diagnostic::is_error)
     }
+
+    /// The messages of the error diagnostics (warnings left out).
+    pub fn error_messages(&self) -> Vec<String> {
+        self.diagnostics
+            .iter()
+            .filter(|d| d.is_error())
+            .map(|d| d.to_string())
+            .collect()
+    }
 }
 
-/// Reads the paths and parses them (see [`read_inputs`] and [`parse_sources`]).
+/// Reads the paths and parses them (see [`read_policy_inputs`] and [`parse_sources`]).
 pub fn load(paths: &[PathBuf]) -> Result<FrontOutput, InputError> {
-    Ok(parse_sources(read_inputs(paths)?))
+    Ok(parse_sources(read_policy_inputs(paths)?))
 }
 
 /// Parses, validates and lowers every source. Never fails: problems are diagnostics, and an

@@ -1,0 +1,161 @@
+//! Retires pinned maps that no longer match the object about to be loaded.
+//!
+//! aya reuses a map pinned at a requested path without comparing it with the object's
+//! definition. A map pinned by an older build or another configuration (other key or value
+//! size, map type, flags or size — e.g. after an upgrade, or a new `--ct-map-size`) would be
+//! handed to the new program: the verifier rejects the program, or worse, the program reads
+//! entries in the wrong layout. Before a load, every requested pin that exists is compared with
+//! the object's definition of that map; a pin that differs is unlinked, so the load creates and
+//! pins a new, empty map, and the caller refills it (the agent diffs against what a map holds
+//! when it has not written it yet). Programs still attached keep using the old map until they
+//! are replaced; nothing they enforce changes in between.
+
+use std::path::{Path, PathBuf};
+
+/// A pin removed because the map behind it did not match the object.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RetiredPin {
+    pub map: String,
+    pub path: PathBuf,
+    /// What differed, e.g. `value size 24 (want 32)`.
+    pub reason: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PinCheckError {
+    #[error("parsing the object's map definitions: {0}")]
+    Object(#[from] aya_obj::ParseError),
+    #[error("{}: reading the pinned map: {message}", path.display())]
+    Inspect { path: PathBuf, message: String },
+    #[error("{}: removing the incompatible pin: {source}", path.display())]
+    Unlink {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+/// The facts of a map definition that must agree for a pinned map to be reused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Shape {
+    map_type: u32,
+    key_size: u32,
+    value_size: u32,
+    max_entries: u32,
+    flags: u32,
+}
+
+const RINGBUF: u32 = 27; // BPF_MAP_TYPE_RINGBUF
+
+impl Shape {
+    /// What differs from `want`, or `None` when a map of this shape can be reused. A ring
+    /// buffer's size is rounded by the loader to a page multiple, so only its type is compared.
+    fn mismatch(&self, want: &Shape) -> Option<String> {
+        let fields = [
+            ("map type", self.map_type, want.map_type),
+            ("key size", self.key_size, want.key_size),
+            ("value size", self.value_size, want.value_size),
+            ("max entries", self.max_entries, want.max_entries),
+            ("flags", self.flags, want.flags),
+        ];
+        let diffs: Vec<String> = fields
+            .iter()
+            .filter(|(name, _, _)| want.map_type != RINGBUF || *name == "map type")
+            .filter(|(_, got, want)| got != want)
+            .map(|(name, got, want)| format!("{name} {got} (want {want})"))
+            .collect();
+        (!diffs.is_empty()).then(|| diffs.join(", "))
+    }
+}
+
+fn pinned_shape(path: &Path) -> Result<Shape, PinCheckError> {
+    let inspect = |message: String| PinCheckError::Inspect {
+        path: path.to_path_buf(),
+        message,
+    };
+    let info = aya::maps::MapInfo::from_pin(path).map_err(|e| inspect(e.to_string()))?;
+    let map_type = info.map_type().map_err(|e| inspect(e.to_string()))? as u32;
+    Ok(Shape {
+        map_type,
+        key_size: info.key_size(),
+        value_size: info.value_size(),
+        max_entries: info.max_entries(),
+        flags: info.map_flags(),
+    })
+}
+
+/// Unlinks every pin in `pins` (map name → path) whose map does not match `object`'s
+/// definition of that map; returns what was retired. Paths that do not exist, and pins of maps
+/// the object does not have, are left alone.
+pub fn retire_incompatible(
+    object: &[u8],
+    pins: &[(&str, PathBuf)],
+) -> Result<Vec<RetiredPin>, PinCheckError> {
+    let existing: Vec<&(&str, PathBuf)> = pins.iter().filter(|(_, p)| p.exists()).collect();
+    if existing.is_empty() {
+        return Ok(Vec::new());
+    }
+    let obj = aya_obj::Object::parse(object)?;
+    let mut retired = Vec::new();
+    for (name, path) in existing {
+        // A map compiled out of this object (e.g. CT without enforcement) is not loaded: its
+        // pin stays for the configurations that have it.
+        let Some(def) = obj.maps.get(*name) else {
+            continue;
+        };
+        let want = Shape {
+            map_type: def.map_type(),
+            key_size: def.key_size(),
+            value_size: def.value_size(),
+            max_entries: def.max_entries(),
+            flags: def.map_flags(),
+        };
+        if let Some(reason) = pinned_shape(path)?.mismatch(&want) {
+            std::fs::remove_file(path).map_err(|source| PinCheckError::Unlink {
+                path: path.clone(),
+                source,
+            })?;
+            retired.push(RetiredPin {
+                map: name.to_string(),
+                path: path.clone(),
+                reason,
+            });
+        }
+    }
+    Ok(retired)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn shape(map_type: u32, value_size: u32, max_entries: u32) -> Shape {
+        Shape {
+            map_type,
+            key_size: 8,
+            value_size,
+            max_entries,
+            flags: 1,
+        }
+    }
+
+    #[test]
+    fn every_difference_is_named() {
+        let want = shape(1, 32, 1024);
+        assert_eq!(shape(1, 32, 1024).mismatch(&want), None);
+        assert_eq!(
+            shape(9, 24, 1024).mismatch(&want).as_deref(),
+            Some("map type 9 (want 1), value size 24 (want 32)")
+        );
+        assert_eq!(
+            shape(1, 32, 65536).mismatch(&want).as_deref(),
+            Some("max entries 65536 (want 1024)")
+        );
+    }
+
+    #[test]
+    fn ring_buffers_compare_by_type_only() {
+        let want = shape(RINGBUF, 0, 4096);
+        assert_eq!(shape(RINGBUF, 0, 8192).mismatch(&want), None);
+        assert!(shape(1, 0, 4096).mismatch(&want).is_some());
+    }
+}

@@ -1,0 +1,109 @@
+//! Root test: pinned maps left by another layout or size are retired before a load (needs
+//! root, a private bpffs, clang-19 and bpftool), compatible pins are reused with their entries.
+
+mod common;
+
+use codegen::{Features, MapSizes};
+use runtime_loader::testkit::{require_root, PrivateBpffs};
+use runtime_loader::{load, LoadOptions, NodeLayout, RawMap};
+use std::path::{Path, PathBuf};
+
+const EP: u16 = 3;
+
+fn features() -> Features {
+    Features {
+        ipv4: true,
+        ipv6: false,
+        sip_check: false,
+        ingress_policy: true,
+        egress_policy: true,
+        ct: true,
+        l7_redirect: false,
+        addr_match: false,
+        port_ranges: false,
+    }
+}
+
+/// What an older build might have left: a hash map with 4-byte keys and values.
+fn pin_foreign_map(path: &Path, name: &str) {
+    let st = std::process::Command::new("bpftool")
+        .args(["map", "create"])
+        .arg(path)
+        .args([
+            "type", "hash", "key", "4", "value", "4", "entries", "16", "name", name,
+        ])
+        .status()
+        .expect("running bpftool (Debian package bpftool)");
+    assert!(st.success(), "bpftool map create failed");
+}
+
+fn pins<'a>(layout: &NodeLayout, names: &[&'a str]) -> Vec<(&'a str, PathBuf)> {
+    names
+        .iter()
+        .map(|n| (*n, layout.endpoint_map(EP, n).unwrap()))
+        .collect()
+}
+
+#[test]
+fn root_pins_of_another_layout_are_retired_compatible_ones_reused() {
+    if !require_root("root_pins_of_another_layout_are_retired_compatible_ones_reused") {
+        return;
+    }
+    let fs = PrivateBpffs::new();
+    let layout = NodeLayout::create(&fs.path, "n").unwrap();
+    let sizes = MapSizes::default();
+    let object = common::template_object(&features(), &sizes);
+    // cp_ct6 is compiled out of this IPv4-only object: its pin is not the object's business.
+    let names = ["cp_policy", "cp_ct4", "cp_ct6", "cp_state"];
+    let policy_pin = layout.endpoint_map(EP, "cp_policy").unwrap();
+    pin_foreign_map(&policy_pin, "cp_policy");
+    let ct6_pin = layout.endpoint_map(EP, "cp_ct6").unwrap();
+    pin_foreign_map(&ct6_pin, "cp_ct6");
+
+    // First load: the foreign policy map is retired and replaced; the others are created.
+    let opts = LoadOptions {
+        map_pins: pins(&layout, &names),
+        ..Default::default()
+    };
+    let dp = load(&object, &opts).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(dp.retired_pins.len(), 1, "{:?}", dp.retired_pins);
+    let r = &dp.retired_pins[0];
+    assert_eq!(r.map, "cp_policy");
+    assert!(
+        r.reason.contains("key size 4") && r.reason.contains("value size 4"),
+        "{}",
+        r.reason
+    );
+    let policy = RawMap::open_pinned(&policy_pin).unwrap();
+    assert_eq!(policy.key_size(), dp.map("cp_policy").unwrap().key_size());
+    assert_eq!(policy.max_entries(), sizes.policy_map);
+    assert!(
+        ct6_pin.exists(),
+        "a map the object does not have keeps its pin"
+    );
+
+    // An entry written through the pin survives a reload of the same object.
+    let ct = dp.map("cp_ct4").unwrap();
+    let key = vec![7u8; ct.key_size() as usize];
+    let value = vec![1u8; ct.value_buffer_len()];
+    ct.update(&key, &value).unwrap();
+    drop(dp);
+    let dp = load(&object, &opts).unwrap_or_else(|e| panic!("{e}"));
+    assert!(dp.retired_pins.is_empty(), "{:?}", dp.retired_pins);
+    assert_eq!(dp.map("cp_ct4").unwrap().lookup(&key).unwrap(), Some(value));
+    drop(dp);
+
+    // A new CT size (`--ct-map-size`) retires exactly the CT map, which starts empty.
+    let bigger = MapSizes {
+        ct_map: sizes.ct_map * 2,
+        ..MapSizes::default()
+    };
+    let object = common::template_object(&features(), &bigger);
+    let dp = load(&object, &opts).unwrap_or_else(|e| panic!("{e}"));
+    let retired: Vec<&str> = dp.retired_pins.iter().map(|r| r.map.as_str()).collect();
+    assert_eq!(retired, ["cp_ct4"]);
+    assert!(dp.retired_pins[0].reason.starts_with("max entries"));
+    let ct = dp.map("cp_ct4").unwrap();
+    assert_eq!(ct.max_entries(), bigger.ct_map);
+    assert_eq!(ct.lookup(&key).unwrap(), None);
+}
