@@ -22,6 +22,7 @@
 #define POLICY_HAS_EXACT 2u /* policy_value.flags bit (every-protocol key): the identity has exact-port keys */
 #define POLICY_HAS_PORTS 4u /* policy_value.flags bit (every-protocol key): the identity has every-port-of-a-protocol keys */
 #define POLICY_HAS_RANGES 8u /* policy_value.flags bit (every-protocol key): the identity has port-range keys */
+#define POLICY_NO_WILDCARD 16u /* policy_value.flags bit (every-protocol key of a peer identity or address class): the wildcard identity has no entries in this direction */
 #define VERDICT_NONE 0u /* lookup marker: an every-protocol key without an every-protocol entry */
 #define POLICY_RANGE_PROTO_PREFIX 48u /* policy_range_key prefixlen covering identity, direction and protocol */
 #define POLICY_RANGE_FULL_PREFIX 64u /* policy_range_key prefixlen of a lookup (every port bit) */

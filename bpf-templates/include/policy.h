@@ -13,7 +13,9 @@
  * Codegen installs a deny at every more specific key of the same identity it covers (so the
  * most specific entry of an identity is a deny whenever one of its denies applies), and marks
  * entries POLICY_FINAL when no deny of a later-consulted identity overlaps them: a final allow
- * ends the decision without the remaining lookups. */
+ * ends the decision without the remaining lookups. The every-protocol key of a peer identity or
+ * address class carries POLICY_NO_WILDCARD when the wildcard identity has no entries in the
+ * direction: its lookup (which could only miss) is skipped. */
 #ifndef CP_POLICY_H
 #define CP_POLICY_H
 
@@ -67,9 +69,9 @@ static __always_inline void take(struct policy_value *c, __u32 len, struct decis
 
 /* The most specific entry of identity `id` covering (dir, protocol, port), or 0. The
  * identity's every-protocol key comes first: no key, no entries at all (one lookup); its flags
- * say which more specific keys exist. */
+ * say which more specific keys exist, and are added to `*seen`. */
 static __always_inline struct policy_value *policy_of(__u32 id, __u8 dir, __u8 protocol,
-						      __u16 port_be)
+						      __u16 port_be, __u8 *seen)
 {
 	struct policy_key k = {.identity = id, .dir_flags = dir | POLICY_ALL_PORTS};
 	struct policy_value *m, *v;
@@ -77,6 +79,7 @@ static __always_inline struct policy_value *policy_of(__u32 id, __u8 dir, __u8 p
 	m = bpf_map_lookup_elem(&cp_policy, &k);
 	if (!m)
 		return 0;
+	*seen |= m->flags;
 	if (m->flags & POLICY_HAS_EXACT) {
 		k.dir_flags = dir;
 		k.protocol = protocol;
@@ -121,7 +124,8 @@ static __always_inline void policy_decide(__u8 dir, __u32 peer_id, const struct 
 					  const __u32 *peer_addr, __u16 port_be, __u32 len,
 					  struct decision *d)
 {
-	struct policy_value *v, *w, *a = 0;
+	struct policy_value *v, *w = 0, *a = 0;
+	__u8 seen = 0;
 
 	d->verdict = 0;
 	d->proxy_port = 0;
@@ -130,7 +134,7 @@ static __always_inline void policy_decide(__u8 dir, __u32 peer_id, const struct 
 		d->verdict = VERDICT_ALLOW;
 		return;
 	}
-	v = policy_of(peer_id, dir, p->protocol, port_be);
+	v = policy_of(peer_id, dir, p->protocol, port_be, &seen);
 	if (v && decisive(v))
 		return take(opaque(v), len, d);
 #ifdef ENABLE_ADDR_MATCH
@@ -144,7 +148,7 @@ static __always_inline void policy_decide(__u8 dir, __u32 peer_id, const struct 
 		__builtin_memcpy(ak.addr, peer_addr, 16);
 		av = bpf_map_lookup_elem(&cp_addr, &ak);
 		if (av)
-			a = policy_of(av->class_id, dir, p->protocol, port_be);
+			a = policy_of(av->class_id, dir, p->protocol, port_be, &seen);
 	}
 	/* A final allow of the class: no wildcard deny applies, the peer's allow (if any) or the
 	 * class's decides. */
@@ -154,7 +158,8 @@ static __always_inline void policy_decide(__u8 dir, __u32 peer_id, const struct 
 		return take(opaque(a), len, d);
 	}
 #endif
-	w = policy_of(0, dir, p->protocol, port_be);
+	if (!(seen & POLICY_NO_WILDCARD))
+		w = policy_of(0, dir, p->protocol, port_be, &seen);
 	/* opaque(): clang would otherwise merge the null-checked candidates arithmetically
 	 * (`v | a`), which the verifier rejects as pointer arithmetic. */
 	if (w && w->verdict == VERDICT_DENY)

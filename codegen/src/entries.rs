@@ -13,7 +13,9 @@
 //!   first one the datapath looks up; its flags say which other kinds of keys the identity has
 //!   (exact ports, all ports of a protocol, port ranges), so the datapath skips lookups that
 //!   cannot hit, and a peer without entries costs one lookup. Where the identity has no
-//!   every-protocol entry the key is a marker with `VERDICT_NONE`.
+//!   every-protocol entry the key is a marker with `VERDICT_NONE`. The every-protocol key of a
+//!   peer identity or address class also carries `POLICY_NO_WILDCARD` when the wildcard
+//!   identity has no entries in that direction, so the datapath skips the wildcard's lookup.
 //! - Address entries (NetworkPolicy ipBlock): each distinct (direction, prefix) becomes an
 //!   address class `ADDR_CLASS_BIT | n` in `cp_addr`; the class's policy entries are those of
 //!   every prefix containing it (the LPM lookup only returns the longest prefix).
@@ -221,6 +223,11 @@ impl EndpointEntries {
     fn add_lookup_markers(&mut self) {
         let old = std::mem::take(&mut self.policy);
         self.policy.reserve(old.len() + old.len() / 4);
+        // Directions in which the wildcard identity has entries.
+        let mut wildcard = [false; 2];
+        for e in old.iter().filter(|e| e.identity == 0) {
+            wildcard[usize::from(e.direction & 1)] = true;
+        }
         let mut i = 0;
         while i < old.len() {
             let group = (old[i].identity, old[i].direction);
@@ -254,6 +261,9 @@ impl EndpointEntries {
                     rules: (0, 0),
                     ..head
                 };
+            }
+            if head.identity != 0 && !wildcard[usize::from(head.direction & 1)] {
+                flags |= POLICY_NO_WILDCARD;
             }
             head.value.flags |= flags;
             self.policy.push(head);
@@ -465,12 +475,17 @@ mod tests {
     use ir::{MapKey, NumericIdentity};
 
     fn put(p: &mut EndpointPolicy, id: u32, proto: u8, port: u16, plen: u8, v: MapVerdict) {
+        put_dir(p, id, Direction::Ingress, (proto, port, plen), v);
+    }
+
+    /// (protocol, port, port prefix length) of `id` in direction `d`.
+    fn put_dir(p: &mut EndpointPolicy, id: u32, d: Direction, k: (u8, u16, u8), v: MapVerdict) {
         let key = MapKey {
             identity: NumericIdentity(id),
-            direction: Direction::Ingress,
-            protocol: proto,
-            port,
-            port_prefix_len: plen,
+            direction: d,
+            protocol: k.0,
+            port: k.1,
+            port_prefix_len: k.2,
         };
         let rules = vec![RuleId(p.entries.len() as u32)];
         p.entries.insert(key, MapEntry { verdict: v, rules });
@@ -520,5 +535,39 @@ mod tests {
         assert!(m0.is_marker() && m0.value.flags == POLICY_HAS_RANGES);
         // Hash: 300 (3 + marker), 0 (marker), 400 (3); trie: the range.
         assert_eq!((e.range_len(), e.hash_len()), (1, 8));
+    }
+
+    #[test]
+    fn markers_say_when_the_wildcard_identity_has_no_entries() {
+        let mut p = EndpointPolicy::default();
+        put(&mut p, 300, 6, 80, 16, MapVerdict::Allow);
+        put_dir(
+            &mut p,
+            300,
+            Direction::Egress,
+            (6, 80, 16),
+            MapVerdict::Allow,
+        );
+        // The wildcard identity has an egress entry only.
+        put_dir(
+            &mut p,
+            0,
+            Direction::Egress,
+            (17, 53, 16),
+            MapVerdict::Allow,
+        );
+        let e = EndpointEntries::build(&p);
+        let marker = |id: u32, d: Direction| {
+            e.policy
+                .iter()
+                .find(|x| x.identity == id && x.direction == dir_code(d) && x.protocol == 0)
+                .expect("marker")
+                .value
+                .flags
+        };
+        assert_ne!(marker(300, Direction::Ingress) & POLICY_NO_WILDCARD, 0);
+        assert_eq!(marker(300, Direction::Egress) & POLICY_NO_WILDCARD, 0);
+        // The wildcard identity's own markers never carry it.
+        assert_eq!(marker(0, Direction::Egress) & POLICY_NO_WILDCARD, 0);
     }
 }

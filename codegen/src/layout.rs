@@ -370,6 +370,11 @@ pub const CONSTANTS: &[(&str, u32, &str)] = &[
         "policy_value.flags bit (every-protocol key): the identity has port-range keys",
     ),
     (
+        "POLICY_NO_WILDCARD",
+        POLICY_NO_WILDCARD as u32,
+        "policy_value.flags bit (every-protocol key of a peer identity or address class): the wildcard identity has no entries in this direction",
+    ),
+    (
         "VERDICT_NONE",
         VERDICT_NONE as u32,
         "lookup marker: an every-protocol key without an every-protocol entry",
@@ -419,6 +424,7 @@ pub const POLICY_FINAL: u8 = 1;
 pub const POLICY_HAS_EXACT: u8 = 2;
 pub const POLICY_HAS_PORTS: u8 = 4;
 pub const POLICY_HAS_RANGES: u8 = 8;
+pub const POLICY_NO_WILDCARD: u8 = 16;
 pub const VERDICT_NONE: u8 = 0;
 pub const POLICY_RANGE_PROTO_PREFIX: u32 = 48;
 pub const POLICY_RANGE_FULL_PREFIX: u32 = 64;

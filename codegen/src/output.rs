@@ -186,6 +186,7 @@ pub fn render_entries(a: &EndpointArtefacts) -> String {
                 (POLICY_HAS_EXACT, "exact ports"),
                 (POLICY_HAS_PORTS, "all ports"),
                 (POLICY_HAS_RANGES, "port ranges"),
+                (POLICY_NO_WILDCARD, "no wildcard-identity lookup"),
             ]
             .iter()
             .filter(|(bit, _)| v.flags & bit != 0)
