@@ -8,12 +8,13 @@
 
 mod common;
 
-use codegen::layout::{Ct4Key, CtValue, Fc4Slot, CT_CLOSING};
+use codegen::layout::{Ct4Key, Ct6Key, CtValue, Fc4Slot, Fc6Slot, CT_CLOSING};
 use codegen::MapSizes;
 use common::datapath::{revoke_port_80, run, setup, setup_sized, tcp};
 use ir::Direction;
 use runtime_loader::packet::PacketSpec;
 use runtime_loader::Datapath;
+use std::net::IpAddr;
 
 const ACK: u8 = 0x10;
 
@@ -43,43 +44,101 @@ fn with_flags(p: &PacketSpec, flags: u8) -> PacketSpec {
     }
 }
 
-/// The CT key of an IPv4 TCP packet (canonical order: side a is the smaller (address, port)).
-fn ct_key(p: &PacketSpec) -> Ct4Key {
-    let (std::net::IpAddr::V4(s), std::net::IpAddr::V4(d)) = (p.src, p.dst) else {
-        panic!("IPv4 packet expected");
+/// A connection as the datapath's maps hold it: its CT key and the maps of its family.
+struct Conn {
+    key: Vec<u8>,
+    ct_map: &'static str,
+    fc_map: &'static str,
+}
+
+/// What a test reads of a flow-cache slot.
+#[derive(Clone, Copy)]
+struct Slot {
+    deadline: u64,
+    policy_rev: u32,
+}
+
+/// The connection of a packet (canonical order: side a is the smaller (address, port), both
+/// compared as the datapath does, addresses as native 32-bit words).
+fn conn(p: &PacketSpec) -> Conn {
+    let words = |a: IpAddr| -> Vec<u32> {
+        let b = match a {
+            IpAddr::V4(v) => v.octets().to_vec(),
+            IpAddr::V6(v) => v.octets().to_vec(),
+        };
+        b.chunks(4)
+            .map(|c| u32::from_ne_bytes([c[0], c[1], c[2], c[3]]))
+            .collect()
     };
-    let side = |a: std::net::Ipv4Addr, port: u16| {
-        let word = u32::from_ne_bytes(a.octets());
-        (word, port.to_be())
-    };
-    let (mut a, mut b) = (side(s, p.sport), side(d, p.dport));
-    if (a.0, a.1) > (b.0, b.1) {
+    let (mut a, mut b) = (
+        (words(p.src), p.sport.to_be()),
+        (words(p.dst), p.dport.to_be()),
+    );
+    if a > b {
         std::mem::swap(&mut a, &mut b);
     }
-    Ct4Key {
-        addr_a: a.0,
-        addr_b: b.0,
-        port_a_be: a.1,
-        port_b_be: b.1,
-        protocol: p.protocol,
-        pad: [0; 3],
+    match a.0.len() {
+        1 => Conn {
+            key: Ct4Key {
+                addr_a: a.0[0],
+                addr_b: b.0[0],
+                port_a_be: a.1,
+                port_b_be: b.1,
+                protocol: p.protocol,
+                pad: [0; 3],
+            }
+            .as_bytes()
+            .to_vec(),
+            ct_map: "cp_ct4",
+            fc_map: "cp_fc4",
+        },
+        _ => Conn {
+            key: Ct6Key {
+                addr_a: a.0.try_into().unwrap(),
+                addr_b: b.0.try_into().unwrap(),
+                port_a_be: a.1,
+                port_b_be: b.1,
+                protocol: p.protocol,
+                pad: [0; 3],
+            }
+            .as_bytes()
+            .to_vec(),
+            ct_map: "cp_ct6",
+            fc_map: "cp_fc6",
+        },
     }
 }
 
-/// This CPU's slots of the IPv4 flow cache holding `key`.
-fn slots_holding(dp: &Datapath, cpu: usize, key: &Ct4Key) -> Vec<Fc4Slot> {
-    let size = std::mem::size_of::<Fc4Slot>().div_ceil(8) * 8;
-    let map = dp.map("cp_fc4").unwrap();
+/// This CPU's valid-looking slots (non-zero deadline) holding `c`'s key.
+fn slots_holding(dp: &Datapath, cpu: usize, c: &Conn) -> Vec<Slot> {
+    let map = dp.map(c.fc_map).unwrap();
+    let size = (map.value_size() as usize).div_ceil(8) * 8;
+    let read = |b: &[u8]| -> Option<(Vec<u8>, Slot)> {
+        let (key, deadline, policy_rev) = match c.key.len() {
+            16 => Fc4Slot::from_bytes(b)
+                .map(|s| (s.key.as_bytes().to_vec(), s.deadline, s.policy_rev))?,
+            _ => Fc6Slot::from_bytes(b)
+                .map(|s| (s.key.as_bytes().to_vec(), s.deadline, s.policy_rev))?,
+        };
+        Some((
+            key,
+            Slot {
+                deadline,
+                policy_rev,
+            },
+        ))
+    };
     map.entries()
         .unwrap()
         .values()
-        .filter_map(|v| Fc4Slot::from_bytes(&v[cpu * size..cpu * size + size]))
-        .filter(|s| s.key == *key && s.deadline != 0)
+        .filter_map(|v| read(&v[cpu * size..cpu * size + map.value_size() as usize]))
+        .filter(|(key, s)| *key == c.key && s.deadline != 0)
+        .map(|(_, s)| s)
         .collect()
 }
 
-fn ct_entry(dp: &Datapath, key: &Ct4Key) -> Option<CtValue> {
-    let v = dp.map("cp_ct4").unwrap().lookup(key.as_bytes()).unwrap()?;
+fn ct_entry(dp: &Datapath, c: &Conn) -> Option<CtValue> {
+    let v = dp.map(c.ct_map).unwrap().lookup(&c.key).unwrap()?;
     CtValue::from_bytes(&v)
 }
 
@@ -101,39 +160,49 @@ fn open_from_friend(dp: &Datapath, sport: u16) -> (PacketSpec, PacketSpec) {
 
 #[test]
 fn root_flow_cache_serves_established_packets_until_the_revision_changes() {
-    let Some(dp) = setup() else { return };
-    let cpu = pin_cpu();
-    let syn = tcp("10.0.0.2", "10.0.0.1", 47000, 80);
-    let key = ct_key(&syn);
-    assert!(run(&dp, Direction::Ingress, &syn));
-    assert!(
-        slots_holding(&dp, cpu, &key).is_empty(),
-        "opening fills no slot"
-    );
-    // The endpoint's reply ACK passes through CT and fills this CPU's slot.
-    let reply = with_flags(&syn.reply(), ACK);
-    assert!(run(&dp, Direction::Egress, &reply));
-    let slots = slots_holding(&dp, cpu, &key);
-    assert_eq!(slots.len(), 1, "one slot for the connection");
-    assert_eq!(slots[0].policy_rev, 1);
-    let ct = ct_entry(&dp, &key).expect("tracked");
-    assert!(
-        slots[0].deadline <= ct.expires + 1,
-        "slot outlives its CT entry"
-    );
-    // Without its CT entry, the reply passes only from the cache (egress policy allows
-    // UDP/53 alone): proof of the hit, and the documented window of an evicted entry.
-    assert!(dp.map("cp_ct4").unwrap().delete(key.as_bytes()).unwrap());
-    assert!(
-        run(&dp, Direction::Egress, &reply),
-        "served from the flow cache"
-    );
-    // A new revision: the very next packet is re-checked, finds no connection and is dropped.
-    bump_revision(&dp, 2);
-    assert!(
-        !run(&dp, Direction::Egress, &reply),
-        "revision bump must end the hit"
-    );
+    for (peer, ep) in [("10.0.0.2", "10.0.0.1"), ("fd00::2", "fd00::1")] {
+        let Some(dp) = setup() else { return };
+        let cpu = pin_cpu();
+        let syn = tcp(peer, ep, 47000, 80);
+        let c = conn(&syn);
+        assert!(run(&dp, Direction::Ingress, &syn));
+        assert!(
+            slots_holding(&dp, cpu, &c).is_empty(),
+            "{peer}: opening fills no slot"
+        );
+        // The endpoint's reply ACK passes through CT and fills this CPU's slot.
+        let reply = with_flags(&syn.reply(), ACK);
+        assert!(run(&dp, Direction::Egress, &reply));
+        let slots = slots_holding(&dp, cpu, &c);
+        assert_eq!(slots.len(), 1, "{peer}: one slot for the connection");
+        assert_eq!(slots[0].policy_rev, 1);
+        let ct = ct_entry(&dp, &c).expect("tracked");
+        assert!(
+            slots[0].deadline <= ct.expires + 1,
+            "{peer}: slot outlives its CT entry"
+        );
+        // Without its CT entry, the reply passes only from the cache (egress policy allows
+        // UDP/53 alone): proof of the hit, and the documented window of an evicted entry.
+        assert!(dp.map(c.ct_map).unwrap().delete(&c.key).unwrap());
+        assert!(
+            run(&dp, Direction::Egress, &reply),
+            "{peer}: served from the flow cache"
+        );
+        // Another connection's packets do not pass from this slot.
+        let mut other = reply.clone();
+        other.dport += 1;
+        assert!(
+            !run(&dp, Direction::Egress, &other),
+            "{peer}: other connection passed"
+        );
+        // A new revision: the very next packet is re-checked, finds no connection and is
+        // dropped.
+        bump_revision(&dp, 2);
+        assert!(
+            !run(&dp, Direction::Egress, &reply),
+            "{peer}: revision bump must end the hit"
+        );
+    }
 }
 
 #[test]
@@ -142,7 +211,7 @@ fn root_flow_cache_revoked_policy_drops_the_very_next_packet() {
     let cpu = pin_cpu();
     let (syn, ack) = open_from_friend(&dp, 47100);
     assert!(run(&dp, Direction::Ingress, &ack));
-    assert_eq!(slots_holding(&dp, cpu, &ct_key(&syn)).len(), 1);
+    assert_eq!(slots_holding(&dp, cpu, &conn(&syn)).len(), 1);
     // Revoke the friend's and the wildcard port-80 allows, then bump the revision.
     revoke_port_80(&dp);
     assert!(
@@ -154,7 +223,7 @@ fn root_flow_cache_revoked_policy_drops_the_very_next_packet() {
         !run(&dp, Direction::Ingress, &ack),
         "revoked flow must stop"
     );
-    assert!(ct_entry(&dp, &ct_key(&syn)).is_none(), "and be forgotten");
+    assert!(ct_entry(&dp, &conn(&syn)).is_none(), "and be forgotten");
     assert!(!run(&dp, Direction::Egress, &with_flags(&syn.reply(), ACK)));
 }
 
@@ -163,7 +232,7 @@ fn root_flow_cache_keeps_fin_and_syn_semantics() {
     let Some(dp) = setup() else { return };
     let cpu = pin_cpu();
     let (syn, ack) = open_from_friend(&dp, 47200);
-    let key = ct_key(&syn);
+    let key = conn(&syn);
     assert_eq!(slots_holding(&dp, cpu, &key).len(), 1, "warm cache");
     // The endpoint's FIN goes through CT (not the cache) and marks the connection closing.
     assert!(run(&dp, Direction::Egress, &with_flags(&syn.reply(), 0x11)));
@@ -191,44 +260,54 @@ fn root_flow_cache_keeps_fin_and_syn_semantics() {
 
 #[test]
 fn root_flow_cache_colliding_flows_each_get_their_verdict() {
-    // One slot per CPU: every flow maps to it.
+    // One slot per CPU: every flow maps to it, so only the key comparison tells them apart.
     let sizes = MapSizes {
         flow_cache: 1,
         ..MapSizes::default()
     };
+    for (peer, ep) in [("10.0.0.2", "10.0.0.1"), ("fd00::2", "fd00::1")] {
+        let Some(dp) = setup_sized(true, &sizes) else {
+            return;
+        };
+        let cpu = pin_cpu();
+        let a = tcp(peer, ep, 47300, 80);
+        let b = tcp(peer, ep, 47301, 80);
+        for syn in [&a, &b] {
+            assert!(run(&dp, Direction::Ingress, syn));
+        }
+        for _ in 0..3 {
+            for syn in [&a, &b] {
+                assert!(run(&dp, Direction::Ingress, &with_flags(syn, ACK)));
+                assert_eq!(slots_holding(&dp, cpu, &conn(syn)).len(), 1, "{peer}");
+                assert!(run(&dp, Direction::Egress, &with_flags(&syn.reply(), ACK)));
+            }
+        }
+        // The slot holds b's connection: packets of other tuples are not served from it.
+        let mut other_port = with_flags(&b.reply(), ACK);
+        other_port.dport = 47302;
+        assert!(
+            !run(&dp, Direction::Egress, &other_port),
+            "{peer}: untracked reply passed"
+        );
+        // The same addresses and ports paired the other way round are another connection,
+        // which the endpoint's egress policy (TCP out is denied) decides.
+        assert!(run(&dp, Direction::Egress, &with_flags(&b.reply(), ACK)));
+        let crossed = with_flags(&tcp(ep, peer, 47301, 80), ACK);
+        assert!(
+            !run(&dp, Direction::Egress, &crossed),
+            "{peer}: crossed tuple passed"
+        );
+    }
+    // Another peer on the cached tuple's ports (the foe is denied every protocol).
     let Some(dp) = setup_sized(true, &sizes) else {
         return;
     };
-    let cpu = pin_cpu();
-    let a = tcp("10.0.0.2", "10.0.0.1", 47300, 80);
+    pin_cpu();
     let b = tcp("10.0.0.2", "10.0.0.1", 47301, 80);
-    for syn in [&a, &b] {
-        assert!(run(&dp, Direction::Ingress, syn));
-    }
-    for _ in 0..3 {
-        for syn in [&a, &b] {
-            assert!(run(&dp, Direction::Ingress, &with_flags(syn, ACK)));
-            assert_eq!(slots_holding(&dp, cpu, &ct_key(syn)).len(), 1);
-            assert!(run(&dp, Direction::Egress, &with_flags(&syn.reply(), ACK)));
-        }
-    }
-    // The slot holds b's connection: packets of other tuples are not served from it.
-    let mut other_port = with_flags(&b.reply(), ACK);
-    other_port.dport = 47302;
-    assert!(
-        !run(&dp, Direction::Egress, &other_port),
-        "untracked reply passed"
-    );
+    assert!(run(&dp, Direction::Ingress, &b));
+    assert!(run(&dp, Direction::Ingress, &with_flags(&b, ACK)));
     let foe = with_flags(&tcp("10.0.0.3", "10.0.0.1", 47301, 80), ACK);
     assert!(!run(&dp, Direction::Ingress, &foe), "foe passed");
-    // The same addresses and ports paired the other way round are another connection, which
-    // the endpoint's egress policy (TCP out is denied) decides.
-    assert!(run(&dp, Direction::Egress, &with_flags(&b.reply(), ACK)));
-    let crossed = with_flags(&tcp("10.0.0.1", "10.0.0.2", 47301, 80), ACK);
-    assert!(
-        !run(&dp, Direction::Egress, &crossed),
-        "crossed tuple passed"
-    );
 }
 
 #[test]
@@ -237,7 +316,7 @@ fn root_flow_cache_hits_still_refresh_the_ct_expiry() {
     let cpu = pin_cpu();
     let hz = u64::from(runtime_loader::hz::kernel_hz());
     let (syn, ack) = open_from_friend(&dp, 47400);
-    let key = ct_key(&syn);
+    let key = conn(&syn);
     let first = ct_entry(&dp, &key).expect("tracked").expires;
     let slot = slots_holding(&dp, cpu, &key)[0];
     assert!(slot.deadline <= first + 1);
