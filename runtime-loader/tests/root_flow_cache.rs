@@ -59,53 +59,39 @@ struct Slot {
 }
 
 /// The connection of a packet (canonical order: side a is the smaller (address, port), both
-/// compared as the datapath does, addresses as native 32-bit words).
+/// compared as the datapath does, addresses as native 32-bit words). Both key layouts are
+/// address a, address b, port a, port b (network order), protocol, 3 bytes of padding.
 fn conn(p: &PacketSpec) -> Conn {
-    let words = |a: IpAddr| -> Vec<u32> {
-        let b = match a {
+    let side = |a: IpAddr, port: u16| {
+        let bytes = match a {
             IpAddr::V4(v) => v.octets().to_vec(),
             IpAddr::V6(v) => v.octets().to_vec(),
         };
-        b.chunks(4)
+        let words: Vec<u32> = bytes
+            .chunks(4)
             .map(|c| u32::from_ne_bytes([c[0], c[1], c[2], c[3]]))
-            .collect()
+            .collect();
+        (words, port.to_be(), bytes)
     };
-    let (mut a, mut b) = (
-        (words(p.src), p.sport.to_be()),
-        (words(p.dst), p.dport.to_be()),
-    );
-    if a > b {
+    let (mut a, mut b) = (side(p.src, p.sport), side(p.dst, p.dport));
+    if (&a.0, a.1) > (&b.0, b.1) {
         std::mem::swap(&mut a, &mut b);
     }
-    match a.0.len() {
-        1 => Conn {
-            key: Ct4Key {
-                addr_a: a.0[0],
-                addr_b: b.0[0],
-                port_a_be: a.1,
-                port_b_be: b.1,
-                protocol: p.protocol,
-                pad: [0; 3],
-            }
-            .as_bytes()
-            .to_vec(),
-            ct_map: "cp_ct4",
-            fc_map: "cp_fc4",
-        },
-        _ => Conn {
-            key: Ct6Key {
-                addr_a: a.0.try_into().unwrap(),
-                addr_b: b.0.try_into().unwrap(),
-                port_a_be: a.1,
-                port_b_be: b.1,
-                protocol: p.protocol,
-                pad: [0; 3],
-            }
-            .as_bytes()
-            .to_vec(),
-            ct_map: "cp_ct6",
-            fc_map: "cp_fc6",
-        },
+    let mut key = [a.2, b.2].concat();
+    key.extend(a.1.to_ne_bytes());
+    key.extend(b.1.to_ne_bytes());
+    key.extend([p.protocol, 0, 0, 0]);
+    let v4 = a.0.len() == 1;
+    let want = if v4 {
+        std::mem::size_of::<Ct4Key>()
+    } else {
+        std::mem::size_of::<Ct6Key>()
+    };
+    assert_eq!(key.len(), want, "CT key layout");
+    Conn {
+        key,
+        ct_map: if v4 { "cp_ct4" } else { "cp_ct6" },
+        fc_map: if v4 { "cp_fc4" } else { "cp_fc6" },
     }
 }
 
