@@ -73,10 +73,9 @@ static __always_inline struct fc_slot fc_slot(const struct pkt *p, const struct 
 	}
 #endif
 #ifdef ENABLE_IPV6
-	h = fc_ports(r->k6.port_a_be, r->k6.port_b_be, r->k6.protocol) * 0xc2b2ae35u;
-#pragma unroll
-	for (int i = 0; i < 4; i++)
-		h = (h * 0x9e3779b1u) ^ r->k6.addr_a[i] ^ (r->k6.addr_b[i] * 0x27d4eb2fu);
+	/* The words that differ between hosts and connections of a prefix are the last ones. */
+	h = ((r->k6.addr_a[3] ^ r->k6.addr_a[2]) * 0x9e3779b1u) ^ r->k6.addr_b[3] ^
+	    r->k6.addr_b[2] ^ fc_ports(r->k6.port_a_be, r->k6.port_b_be, r->k6.protocol) * 0xc2b2ae35u;
 	h = fc_mix(h);
 	f.s6 = bpf_map_lookup_elem(&cp_fc6, &h);
 #endif

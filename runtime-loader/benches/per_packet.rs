@@ -10,7 +10,7 @@
 //! which repeat 1e6 amortises). Flow-cache misses are measured the same way: the ACKs of 4,096
 //! established connections, round-robin, evict each other from the cache's slots, so every
 //! run takes the CT lookup and refills a slot; compare with the single connection's ACK at
-//! repeat 1 (a hit every run).
+//! repeat 1 (a hit every run). IPv6 established packets are measured on a dual-stack endpoint.
 
 use aya::programs::SchedClassifier;
 use codegen::clang::{Clang, ObjectCache};
@@ -27,24 +27,31 @@ use std::time::Duration;
 
 const REPEAT: u32 = 1_000_000;
 
-/// `entries` ingress allows (codegen's synthetic shape) and an ipcache address per peer identity.
+/// `entries` ingress allows (codegen's synthetic shape) and an ipcache address per peer identity
+/// (identity `id` is 10.1.0.0 + id, and fd01::id when the endpoint has IPv6).
 fn policy(ep: &EndpointConfig, entries: u32, ipcache: &mut IpCache) -> EndpointPolicy {
     let mut p = testkit::ingress_policy(ep);
     p.egress_enforced = true;
     testkit::synthetic_allows(&mut p, entries);
     for id in (0..entries.div_ceil(10)).map(|k| 256 + k) {
-        let a = std::net::Ipv4Addr::from(0x0a01_0000 + id);
-        ipcache.insert(
-            ir::IpNet::from(std::net::IpAddr::V4(a)),
-            NumericIdentity(id),
-        );
+        let v4 = std::net::Ipv4Addr::from(0x0a01_0000 + id);
+        let v6 = std::net::Ipv6Addr::from((0xfd01u128 << 112) | u128::from(id));
+        let mut addrs = vec![std::net::IpAddr::V4(v4)];
+        if ep.ipv6.is_some() {
+            addrs.push(std::net::IpAddr::V6(v6));
+        }
+        for a in addrs {
+            ipcache.insert(ir::IpNet::from(a), NumericIdentity(id));
+        }
     }
     p
 }
 
-/// The endpoint's datapath with `entries` policy entries, built with `sizes`.
-fn datapath(entries: u32, sizes: &MapSizes) -> Datapath {
-    let ep = testkit::endpoint(1, "bench/ep", 1000, "10.0.0.1");
+/// The endpoint's datapath with `entries` policy entries, built with `sizes`; dual-stack with
+/// `ipv6` (fd00::1), else IPv4 only.
+fn datapath(entries: u32, sizes: &MapSizes, ipv6: bool) -> Datapath {
+    let mut ep = testkit::endpoint(1, "bench/ep", 1000, "10.0.0.1");
+    ep.ipv6 = ipv6.then(|| "fd00::1".parse().unwrap());
     let mut cache = IpCache::default();
     let p = policy(&ep, entries, &mut cache);
     let (features, _) = Features::derive(&ep, &p, None);
@@ -233,17 +240,15 @@ fn bench(c: &mut Criterion) {
         |_| syn_frame.clone(),
     );
     // The same datapath without the flow cache: every established packet looks CT up.
-    let no_cache = datapath(
-        10,
-        &MapSizes {
-            flow_cache: 0,
-            ..MapSizes::default()
-        },
-    );
+    let no_cache_sizes = MapSizes {
+        flow_cache: 0,
+        ..MapSizes::default()
+    };
+    let no_cache = datapath(10, &no_cache_sizes, false);
     let prog = no_cache.program(Direction::Ingress).unwrap();
     measure_established(c, "10_entries_no_flow_cache", prog, &syn);
     for n in [10u32, 10_000] {
-        let dp = datapath(n, &MapSizes::default());
+        let dp = datapath(n, &MapSizes::default(), false);
         let prog = dp.program(Direction::Ingress).unwrap();
         measure_established(c, &format!("{n}_entries"), prog, &syn);
         measure(
@@ -269,6 +274,23 @@ fn bench(c: &mut Criterion) {
             false,
             |_| denied_frame.clone(),
         );
+    }
+    // IPv6 (40-byte CT key) on a dual-stack endpoint, with and without the flow cache.
+    let syn6 = PacketSpec::new(
+        "fd01::100".parse().unwrap(),
+        "fd00::1".parse().unwrap(),
+        6,
+        40000,
+        1000,
+    );
+    for (label, sizes) in [
+        ("ipv6_10_entries", MapSizes::default()),
+        ("ipv6_10_entries_no_flow_cache", no_cache_sizes),
+    ] {
+        let dp = datapath(10, &sizes, true);
+        let prog = dp.program(Direction::Ingress).unwrap();
+        let ack = open(prog, &syn6);
+        measure(c, &format!("per_packet_established_{label}"), prog, &ack);
     }
 }
 
