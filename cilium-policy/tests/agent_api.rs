@@ -174,3 +174,32 @@ fn policy_dir_is_watched() {
     std::fs::remove_file(dir.path.join("np.yaml")).unwrap();
     wait_for(false);
 }
+
+/// Datapath sizes given on the command line are what `GET /v1/config` reports; a flow-cache
+/// size the datapath cannot index is refused before the agent starts.
+#[test]
+fn map_size_flags_are_reported_and_checked() {
+    let agent = Agent::start_api_only(vec![
+        "--ct-map-size".into(),
+        "2048".into(),
+        "--flow-cache-slots".into(),
+        "64".into(),
+    ]);
+    let cfg: serde_json::Value = serde_json::from_str(&get(&agent, "/v1/config")).unwrap();
+    assert_eq!(cfg["ct-map-size"], 2048, "{cfg}");
+    assert_eq!(cfg["flow-cache-slots"], 64, "{cfg}");
+    let out = std::process::Command::new(agent_harness::BIN)
+        .args([
+            "agent",
+            "--state-dir",
+            "/nonexistent",
+            "--flow-cache-slots",
+            "3",
+        ])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("not 0 or a power of two"), "{err}");
+}

@@ -17,6 +17,8 @@ pub struct AgentConfig {
     pub tcp: Option<std::net::SocketAddr>,
     /// Entries of each endpoint's connection-tracking map (an LRU hash, preallocated).
     pub ct_map_size: u32,
+    /// Flow-cache slots per CPU and family in each endpoint's program (0: no flow cache).
+    pub flow_cache_slots: u32,
     /// Cluster identities shared with other nodes (`--kvstore`); local numbering when `None`.
     pub kvstore: Option<std::sync::Arc<dyn compiler::identity::SharedIdentities>>,
 }

@@ -108,6 +108,7 @@ impl Datapath {
             mode: AttachMode::detect(),
             sizes: MapSizes {
                 ct_map: cfg.ct_map_size,
+                flow_cache: cfg.flow_cache_slots,
                 ..MapSizes::default()
             },
             clang: None,

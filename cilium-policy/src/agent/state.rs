@@ -98,6 +98,7 @@ impl Agent {
             "node": self.cfg.node,
             "debug": self.cfg.debug,
             "ct-map-size": self.cfg.ct_map_size,
+            "flow-cache-slots": self.cfg.flow_cache_slots,
             "datapath": self.datapath.as_ref().map_or("disabled", |d| d.mode_name()),
         })
     }

@@ -20,6 +20,7 @@ fn agent(dir: &Path) -> Agent {
         datapath: false,
         tcp: None,
         ct_map_size: 1024,
+        flow_cache_slots: 256,
         kvstore: None,
     };
     Agent::start(cfg, Box::new(|_| {})).unwrap()

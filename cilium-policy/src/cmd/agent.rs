@@ -36,6 +36,11 @@ pub struct Args {
     #[arg(long, default_value_t = codegen::MapSizes::default().ct_map,
           value_parser = clap::value_parser!(u32).range(256..=16_777_216))]
     pub ct_map_size: u32,
+    /// Flow-cache slots per CPU and address family in front of connection tracking, in every
+    /// endpoint's program (a power of two up to 65536; 0 compiles the flow cache out).
+    #[arg(long, default_value_t = codegen::MapSizes::default().flow_cache,
+          value_parser = super::parse_flow_cache_slots)]
+    pub flow_cache_slots: u32,
     #[command(flatten)]
     pub kvstore: crate::agent::kvstore::KvstoreArgs,
 }
@@ -72,6 +77,7 @@ pub fn run(args: Args, global_socket: Option<PathBuf>) -> miette::Result<ExitCod
         datapath: !args.no_datapath,
         tcp: args.listen_tcp,
         ct_map_size: args.ct_map_size,
+        flow_cache_slots: args.flow_cache_slots,
         kvstore,
     };
     let set_debug = Box::new(move |d: bool| {

@@ -42,19 +42,11 @@ pub struct Args {
     /// Flow-cache slots per CPU and address family in front of connection tracking (a power
     /// of two up to 65536; 0 compiles the flow cache out).
     #[arg(long, default_value_t = codegen::MapSizes::default().flow_cache,
-          value_parser = parse_flow_cache_slots)]
+          value_parser = super::parse_flow_cache_slots)]
     pub flow_cache_slots: u32,
     /// Object cache directory (default: OUTDIR/.cache).
     #[arg(long)]
     pub cache_dir: Option<PathBuf>,
-}
-
-fn parse_flow_cache_slots(s: &str) -> Result<u32, String> {
-    let n: u32 = s.parse().map_err(|e| format!("{e}"))?;
-    if n > 65_536 || (n != 0 && !n.is_power_of_two()) {
-        return Err(format!("{n} is not 0 or a power of two up to 65536"));
-    }
-    Ok(n)
 }
 
 /// An endpoint with its id, configuration and map state.

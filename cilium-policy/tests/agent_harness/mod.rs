@@ -70,7 +70,12 @@ pub fn trace_allows(files: &[String], parties: &[&str], port: u16, proto: &str) 
 
 impl Agent {
     pub fn start(node: &Netns) -> Agent {
-        Self::start_with(Some((PrivateBpffs::new(), node.path())), Vec::new())
+        Self::start_in(node, Vec::new())
+    }
+
+    /// An agent with a datapath in `node`, with extra flags.
+    pub fn start_in(node: &Netns, extra: Vec<String>) -> Agent {
+        Self::start_with(Some((PrivateBpffs::new(), node.path())), extra)
     }
 
     /// An agent without a datapath (API and policy computation only).
