@@ -50,14 +50,20 @@ static __always_inline int handle(struct __sk_buff *skb, const __u8 dir)
 	__u32 zero = 0, len = skb->len, peer_id;
 	const __u32 *peer;
 	__u64 now = 0;
+	__u32 rev;
 	int r;
 #ifdef ENABLE_CT
 	struct ct_ref ref = {};
+#endif
+#ifdef ENABLE_FLOW_CACHE
+	struct fc_slot slot = {};
+	__u32 gen = 0;
 #endif
 
 	st = bpf_map_lookup_elem(&cp_state, &zero);
 	if (!st)
 		return TC_ACT_SHOT;
+	rev = st->policy_rev;
 	r = parse_packet(skb, &p);
 	if (r < 0)
 		return drop(st, dir, &p, (__u8)-r, 0, &d, len);
@@ -76,11 +82,7 @@ static __always_inline int handle(struct __sk_buff *skb, const __u8 dir)
 	 * with the ipcache or the policy): the flow cache, else one CT lookup; no event; only a
 	 * revision change re-checks them. */
 	{
-		__u32 rev = st->policy_rev;
 		struct ct_value *ct;
-#ifdef ENABLE_FLOW_CACHE
-		struct fc_slot slot;
-#endif
 
 		now = bpf_jiffies64();
 		ct_key_of(&p, &ref);
@@ -112,6 +114,12 @@ static __always_inline int handle(struct __sk_buff *skb, const __u8 dir)
 			count(dir, REASON_FORWARDED, len);
 			return TC_ACT_OK;
 		}
+#ifdef ENABLE_FLOW_CACHE
+		/* No connection passes it: a remembered default deny (read before the ipcache). */
+		gen = fc_ipcache_gen();
+		if (fc_denied(slot, &p, &ref, dir, rev, gen, now, &peer_id))
+			return drop(st, dir, &p, DROP_POLICY, peer_id, &d, len);
+#endif
 	}
 #endif
 
@@ -119,8 +127,13 @@ static __always_inline int handle(struct __sk_buff *skb, const __u8 dir)
 	policy_decide(dir, peer_id, &p, peer, p.policy_port_be, len, &d);
 	if (d.verdict == VERDICT_DENY)
 		return drop(st, dir, &p, DROP_POLICY_DENY, peer_id, &d, len);
-	if (d.verdict != VERDICT_ALLOW && d.verdict != VERDICT_REDIRECT)
+	if (d.verdict != VERDICT_ALLOW && d.verdict != VERDICT_REDIRECT) {
+#ifdef ENABLE_FLOW_CACHE
+		if (d.verdict == VERDICT_NONE)
+			fc_fill_deny(slot, &p, &ref, dir, rev, gen, peer_id, now + st->jiffies_hz);
+#endif
 		return drop(st, dir, &p, DROP_POLICY, peer_id, &d, len);
+	}
 
 #ifdef ENABLE_CT
 	if (p.ct_able && ct_create(&p, &ref, dir, st, &d, now) < 0)

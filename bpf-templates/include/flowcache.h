@@ -96,7 +96,7 @@ static __always_inline int fc_words_equal(const __u32 *a, const __u32 *b, int wo
 
 /* The checks of one slot of either family (`key` is the packet's key of that family). */
 #define FC_HIT(s, k, r, dir, rev, now)                                                       \
-	((now) < (s)->deadline && (s)->policy_rev == (rev) &&                              \
+	((now) < (s)->deadline && (s)->policy_rev == (rev) && !((s)->flags & FC_DENY) &&    \
 	 fc_words_equal((const __u32 *)&(s)->key, (const __u32 *)&(k),                     \
 			sizeof((s)->key) / 4) &&                                           \
 	 ct_tracks((r), (s)->origin, (s)->flags, (dir)))
@@ -169,6 +169,89 @@ static __always_inline void fc_fill(struct fc_slot f, const struct pkt *p, const
 #ifdef ENABLE_IPV6
 	if (f.s6)
 		FC_FILL(f.s6, r->k6, ct, rev, deadline);
+#endif
+}
+/* Deny slots (FC_DENY in flags): a new connection denied because no policy entry matched (the
+ * default deny; a deciding deny entry counts its packets, so it is decided every time). The
+ * slot remembers the packet's direction and orientation (origin, CT_OPENER_A) and its peer
+ * identity, and is consulted only after the CT lookup found no connection passing the packet,
+ * so connection tracking decides exactly as without it. It serves a packet that has the slot's
+ * key, direction and orientation when now < deadline (one second after the fill), the
+ * endpoint's policy revision is the slot's (policy, port-range and address-class maps) and the
+ * node's ipcache generation is the slot's (the peer's identity); the generation is read before
+ * the ipcache lookup, and the agent increments it after writing the ipcache. ICMP is not
+ * cached (its policy port, the type, is not part of the key). */
+static __always_inline __u32 fc_ipcache_gen(void)
+{
+	__u32 zero = 0;
+	struct node_state *n = bpf_map_lookup_elem(&cp_node, &zero);
+
+	return n ? n->ipcache_gen : 0;
+}
+
+static __always_inline int fc_deny_able(const struct pkt *p)
+{
+	return p->protocol != PROTO_ICMP && p->protocol != PROTO_ICMPV6;
+}
+
+#define FC_DENIED(s, k, r, dir, rev, gen, now)                                              \
+	((now) < (s)->deadline && (s)->flags == (FC_DENY | (r)->src_is_a) &&                \
+	 (s)->origin == (dir) && (s)->policy_rev == (rev) && (s)->ipcache_gen == (gen) &&    \
+	 fc_words_equal((const __u32 *)&(s)->key, (const __u32 *)&(k), sizeof((s)->key) / 4))
+
+/* Whether the slot denies the packet; its peer identity in `*peer_id`. */
+static __always_inline int fc_denied(struct fc_slot f, const struct pkt *p, const struct ct_ref *r,
+				     __u8 dir, __u32 rev, __u32 gen, __u64 now, __u32 *peer_id)
+{
+	if (!fc_deny_able(p))
+		return 0;
+#ifdef ENABLE_IPV4
+	if (f.s4) {
+		*peer_id = f.s4->peer_identity;
+		return FC_DENIED(f.s4, r->k4, r, dir, rev, gen, now);
+	}
+#endif
+#ifdef ENABLE_IPV6
+	if (f.s6) {
+		*peer_id = f.s6->peer_identity;
+		return FC_DENIED(f.s6, r->k6, r, dir, rev, gen, now);
+	}
+#endif
+	return 0;
+}
+
+/* Fills a deny slot (deadline last, as FC_FILL). */
+#define FC_FILL_DENY(s, k, r, dir, rev, gen, peer_id, deadline)                             \
+	do {                                                                               \
+		(s)->deadline = 0;                                                         \
+		barrier();                                                                 \
+		(s)->key = (k);                                                            \
+		(s)->policy_rev = (rev);                                                   \
+		(s)->origin = (dir);                                                       \
+		(s)->flags = FC_DENY | (r)->src_is_a;                                      \
+		(s)->peer_identity = (peer_id);                                            \
+		(s)->ipcache_gen = (gen);                                                  \
+		barrier();                                                                 \
+		(s)->deadline = (deadline);                                                \
+	} while (0)
+
+/* Remembers that the packet was denied without a policy entry at revision `rev` and ipcache
+ * generation `gen` (both read before the lookups that decided it). */
+static __always_inline void fc_fill_deny(struct fc_slot f, const struct pkt *p,
+					 const struct ct_ref *r, __u8 dir, __u32 rev, __u32 gen,
+					 __u32 peer_id, __u64 deadline)
+{
+	if (!fc_deny_able(p))
+		return;
+#ifdef ENABLE_IPV4
+	if (f.s4) {
+		FC_FILL_DENY(f.s4, r->k4, r, dir, rev, gen, peer_id, deadline);
+		return;
+	}
+#endif
+#ifdef ENABLE_IPV6
+	if (f.s6)
+		FC_FILL_DENY(f.s6, r->k6, r, dir, rev, gen, peer_id, deadline);
 #endif
 }
 #endif

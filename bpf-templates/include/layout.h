@@ -28,6 +28,7 @@
 #define POLICY_RANGE_FULL_PREFIX 64u /* policy_range_key prefixlen of a lookup (every port bit) */
 #define CT_OPENER_A 1u /* ct_value.flags bit: side a of the key opened the connection */
 #define CT_CLOSING 2u /* ct_value.flags bit: TCP FIN or RST seen */
+#define FC_DENY 128u /* fc4_slot/fc6_slot.flags bit: the slot remembers a new connection denied without a policy entry */
 #define METRICS_ENTRIES 512u /* metrics map size: 2 directions x 256 reasons */
 
 #define REASON_FORWARDED 0 /* Success */
@@ -198,18 +199,22 @@ _Static_assert(__builtin_offsetof(struct ct_value, pad) == 20, "ct_value.pad");
 struct fc4_slot {
 	struct ct4_key key; /* @0: The connection's CT key. */
 	__u64 deadline; /* @16: bpf_jiffies64() from which the slot is invalid: at most one second after it was filled, never after the CT entry's expiry or the moment its expiry must next be written. */
-	__u32 policy_rev; /* @24: Policy revision the CT entry was checked against; the slot serves only this revision. */
-	__u8 origin; /* @28: The CT entry's origin (DIR_INGRESS or DIR_EGRESS). */
-	__u8 flags; /* @29: The CT entry's flags (CT_OPENER_A; never CT_CLOSING). */
+	__u32 policy_rev; /* @24: Policy revision the CT entry (or the denied packet) was checked against; the slot serves only this revision. */
+	__u8 origin; /* @28: The CT entry's origin (DIR_INGRESS or DIR_EGRESS); FC_DENY slots: the denied packet's direction. */
+	__u8 flags; /* @29: The CT entry's flags (CT_OPENER_A; never CT_CLOSING); FC_DENY slots: FC_DENY, and CT_OPENER_A when the denied packet's source is side a of the key. */
 	__u16 pad; /* @30: Reserved, zero. */
+	__u32 peer_identity; /* @32: FC_DENY slots: the denied packet's peer identity (for its drop event). */
+	__u32 ipcache_gen; /* @36: FC_DENY slots: node_state.ipcache_gen read before the peer's ipcache lookup; the slot serves only this generation. */
 };
-_Static_assert(sizeof(struct fc4_slot) == 32, "fc4_slot size");
+_Static_assert(sizeof(struct fc4_slot) == 40, "fc4_slot size");
 _Static_assert(__builtin_offsetof(struct fc4_slot, key) == 0, "fc4_slot.key");
 _Static_assert(__builtin_offsetof(struct fc4_slot, deadline) == 16, "fc4_slot.deadline");
 _Static_assert(__builtin_offsetof(struct fc4_slot, policy_rev) == 24, "fc4_slot.policy_rev");
 _Static_assert(__builtin_offsetof(struct fc4_slot, origin) == 28, "fc4_slot.origin");
 _Static_assert(__builtin_offsetof(struct fc4_slot, flags) == 29, "fc4_slot.flags");
 _Static_assert(__builtin_offsetof(struct fc4_slot, pad) == 30, "fc4_slot.pad");
+_Static_assert(__builtin_offsetof(struct fc4_slot, peer_identity) == 32, "fc4_slot.peer_identity");
+_Static_assert(__builtin_offsetof(struct fc4_slot, ipcache_gen) == 36, "fc4_slot.ipcache_gen");
 
 /* Flow-cache slot, IPv6, as fc4_slot. */
 struct fc6_slot {
@@ -219,14 +224,27 @@ struct fc6_slot {
 	__u8 origin; /* @52: As fc4_slot.origin. */
 	__u8 flags; /* @53: As fc4_slot.flags. */
 	__u16 pad; /* @54: Reserved, zero. */
+	__u32 peer_identity; /* @56: As fc4_slot.peer_identity. */
+	__u32 ipcache_gen; /* @60: As fc4_slot.ipcache_gen. */
 };
-_Static_assert(sizeof(struct fc6_slot) == 56, "fc6_slot size");
+_Static_assert(sizeof(struct fc6_slot) == 64, "fc6_slot size");
 _Static_assert(__builtin_offsetof(struct fc6_slot, key) == 0, "fc6_slot.key");
 _Static_assert(__builtin_offsetof(struct fc6_slot, deadline) == 40, "fc6_slot.deadline");
 _Static_assert(__builtin_offsetof(struct fc6_slot, policy_rev) == 48, "fc6_slot.policy_rev");
 _Static_assert(__builtin_offsetof(struct fc6_slot, origin) == 52, "fc6_slot.origin");
 _Static_assert(__builtin_offsetof(struct fc6_slot, flags) == 53, "fc6_slot.flags");
 _Static_assert(__builtin_offsetof(struct fc6_slot, pad) == 54, "fc6_slot.pad");
+_Static_assert(__builtin_offsetof(struct fc6_slot, peer_identity) == 56, "fc6_slot.peer_identity");
+_Static_assert(__builtin_offsetof(struct fc6_slot, ipcache_gen) == 60, "fc6_slot.ipcache_gen");
+
+/* Node-wide state shared by every endpoint's programs (array map of one entry, pinned with the ipcache). */
+struct node_state {
+	__u32 ipcache_gen; /* @0: Incremented by the agent after every write to the ipcache maps: flow-cache deny slots filled at another generation are not used. */
+	__u32 pad; /* @4: Reserved, zero. */
+};
+_Static_assert(sizeof(struct node_state) == 8, "node_state size");
+_Static_assert(__builtin_offsetof(struct node_state, ipcache_gen) == 0, "node_state.ipcache_gen");
+_Static_assert(__builtin_offsetof(struct node_state, pad) == 4, "node_state.pad");
 
 /* Per-endpoint runtime state (array map of one entry), written by the loader and agent. */
 struct ep_state {

@@ -96,6 +96,14 @@ struct {
 #endif
 #endif
 
+/* Node-wide state (shared and pinned like the ipcache): the ipcache generation. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__type(key, __u32);
+	__type(value, struct node_state);
+	__uint(max_entries, 1);
+} cp_node SEC(".maps");
+
 /* Runtime state: policy revision, CT timeouts, event mask. */
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);

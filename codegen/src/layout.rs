@@ -203,22 +203,26 @@ layouts! {
     }
     /// Flow-cache slot, IPv4 (per-CPU array, direct-mapped by a hash of the CT key): an
     /// established connection recently confirmed by its CT entry (see ct.h, flowcache.h).
-    struct Fc4Slot as "fc4_slot" = 32 {
+    struct Fc4Slot as "fc4_slot" = 40 {
         /// The connection's CT key.
         key: Ct4Key = "struct ct4_key",
         /// bpf_jiffies64() from which the slot is invalid: at most one second after it was filled, never after the CT entry's expiry or the moment its expiry must next be written.
         deadline: u64 = "__u64",
-        /// Policy revision the CT entry was checked against; the slot serves only this revision.
+        /// Policy revision the CT entry (or the denied packet) was checked against; the slot serves only this revision.
         policy_rev: u32 = "__u32",
-        /// The CT entry's origin (DIR_INGRESS or DIR_EGRESS).
+        /// The CT entry's origin (DIR_INGRESS or DIR_EGRESS); FC_DENY slots: the denied packet's direction.
         origin: u8 = "__u8",
-        /// The CT entry's flags (CT_OPENER_A; never CT_CLOSING).
+        /// The CT entry's flags (CT_OPENER_A; never CT_CLOSING); FC_DENY slots: FC_DENY, and CT_OPENER_A when the denied packet's source is side a of the key.
         flags: u8 = "__u8",
         /// Reserved, zero.
         pad: u16 = "__u16",
+        /// FC_DENY slots: the denied packet's peer identity (for its drop event).
+        peer_identity: u32 = "__u32",
+        /// FC_DENY slots: node_state.ipcache_gen read before the peer's ipcache lookup; the slot serves only this generation.
+        ipcache_gen: u32 = "__u32",
     }
     /// Flow-cache slot, IPv6, as fc4_slot.
-    struct Fc6Slot as "fc6_slot" = 56 {
+    struct Fc6Slot as "fc6_slot" = 64 {
         /// The connection's CT key.
         key: Ct6Key = "struct ct6_key",
         /// As fc4_slot.deadline.
@@ -231,6 +235,17 @@ layouts! {
         flags: u8 = "__u8",
         /// Reserved, zero.
         pad: u16 = "__u16",
+        /// As fc4_slot.peer_identity.
+        peer_identity: u32 = "__u32",
+        /// As fc4_slot.ipcache_gen.
+        ipcache_gen: u32 = "__u32",
+    }
+    /// Node-wide state shared by every endpoint's programs (array map of one entry, pinned with the ipcache).
+    struct NodeState as "node_state" = 8 {
+        /// Incremented by the agent after every write to the ipcache maps: flow-cache deny slots filled at another generation are not used.
+        ipcache_gen: u32 = "__u32",
+        /// Reserved, zero.
+        pad: u32 = "__u32",
     }
     /// Per-endpoint runtime state (array map of one entry), written by the loader and agent.
     struct EpState as "ep_state" = 24 {
@@ -400,6 +415,11 @@ pub const CONSTANTS: &[(&str, u32, &str)] = &[
         "ct_value.flags bit: TCP FIN or RST seen",
     ),
     (
+        "FC_DENY",
+        FC_DENY as u32,
+        "fc4_slot/fc6_slot.flags bit: the slot remembers a new connection denied without a policy entry",
+    ),
+    (
         "METRICS_ENTRIES",
         METRICS_ENTRIES,
         "metrics map size: 2 directions x 256 reasons",
@@ -430,6 +450,7 @@ pub const POLICY_RANGE_PROTO_PREFIX: u32 = 48;
 pub const POLICY_RANGE_FULL_PREFIX: u32 = 64;
 pub const CT_OPENER_A: u8 = 1;
 pub const CT_CLOSING: u8 = 2;
+pub const FC_DENY: u8 = 0x80;
 pub const METRICS_ENTRIES: u32 = 512;
 
 /// Renders `bpf-templates/include/layout.h`.

@@ -59,8 +59,7 @@ fn datapath(entries: u32, sizes: &MapSizes, ipv6: bool) -> Datapath {
     let e = EndpointEntries::build(&p);
     let mut images = vec![e.policy_image()];
     images.extend(ipcache_images(&cache));
-    let mut state = default_state();
-    state.events_mask = 0;
+    let state = quiet_state();
     load(
         &obj,
         &LoadOptions {
@@ -71,6 +70,14 @@ fn datapath(entries: u32, sizes: &MapSizes, ipv6: bool) -> Datapath {
         },
     )
     .unwrap()
+}
+
+/// The default endpoint state with events off.
+fn quiet_state() -> codegen::layout::EpState {
+    codegen::layout::EpState {
+        events_mask: 0,
+        ..default_state()
+    }
 }
 
 fn compile(ep_header: &str, source: Option<&str>) -> Vec<u8> {
@@ -257,6 +264,16 @@ fn bench(c: &mut Criterion) {
             prog,
             &denied,
         );
+        // With drop events on and nobody reading the ring buffer (full after its first few
+        // thousand runs: every later reserve fails).
+        dp.set_state(&default_state()).unwrap();
+        measure(
+            c,
+            &format!("per_packet_new_denied_{n}_entries_events_on_unread"),
+            prog,
+            &denied,
+        );
+        dp.set_state(&quiet_state()).unwrap();
         measure_each(
             c,
             &format!("per_packet_new_allowed_{n}_entries_repeat_1"),

@@ -28,7 +28,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 
 /// Maps every endpoint program shares, pinned under the node.
-pub const SHARED_MAPS: [&str; 3] = ["cp_ipcache_host", "cp_ipcache", "cp_events"];
+pub const SHARED_MAPS: [&str; 4] = ["cp_ipcache_host", "cp_ipcache", "cp_events", "cp_node"];
 /// Maps of one endpoint, pinned under the endpoint (those compiled out are skipped).
 pub const ENDPOINT_MAPS: [&str; 7] = [
     "cp_policy",
@@ -423,10 +423,16 @@ impl Datapath {
             // Without the ipcache no endpoint can be enforced correctly: refuse the change.
             let (_, map, len, delta) = self.delta(&pin, last, &want, byte_eq_rank)?;
             if !delta.is_empty() {
-                let stats = delta.apply(&map, len).map_err(|e| {
-                    self.ipcache = None;
-                    ApiError::internal(format!("updating the ipcache: {e}"))
-                })?;
+                // The generation moves after the entries, even after a partial write.
+                let applied = delta.apply(&map, len);
+                let node = self.layout.shared_map("cp_node").map_err(internal)?;
+                let stats = super::ipcache_gen::bump(&node)
+                    .map_err(|e| e.to_string())
+                    .and(applied.map_err(|e| e.to_string()))
+                    .map_err(|e| {
+                        self.ipcache = None;
+                        ApiError::internal(format!("updating the ipcache: {e}"))
+                    })?;
                 tracing::debug!(map = %pin.display(), ?stats, "map delta written");
             }
             written.insert(name, want);

@@ -8,6 +8,7 @@ pub mod client;
 pub mod config;
 pub mod datapath;
 pub mod error;
+pub mod ipcache_gen;
 pub mod kvstore;
 pub mod model;
 pub mod monitor;
