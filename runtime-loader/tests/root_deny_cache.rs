@@ -1,0 +1,168 @@
+//! Default denies remembered in the flow cache (bpf-templates/include/flowcache.h, "Deny
+//! slots"): a repeated denied packet is dropped from its slot, a policy revision bump or an
+//! ipcache generation bump makes the very next packet decided again, connection tracking still
+//! passes replies of connections opened the other way, and the drop counter counts every drop.
+//!
+//! Runs on the slow clock (a slot lives for a datapath second, many real minutes) with the
+//! thread pinned to one CPU (the slots are per CPU).
+
+mod common;
+
+use codegen::ipcache::ipcache_images;
+use codegen::layout::{Fc4Slot, MetricsValue, NodeState, PolicyKey, PolicyValue, FC_DENY};
+use common::datapath::{run, setup, slow_state, tcp, FRIEND};
+use ir::{Direction, IpCache, NumericIdentity};
+use runtime_loader::packet::PacketSpec;
+use runtime_loader::Datapath;
+
+const DROP_POLICY: u32 = 133;
+
+/// Pins the calling thread to the CPU it runs on.
+fn pin_cpu() {
+    // SAFETY: as in root_flow_cache.rs: no preconditions, the set is initialised before use.
+    unsafe {
+        let cpu = libc::sched_getcpu();
+        assert!(cpu >= 0, "sched_getcpu");
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(cpu as usize, &mut set);
+        assert_eq!(
+            libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set),
+            0
+        );
+    }
+}
+
+fn slow_setup() -> Option<Datapath> {
+    let dp = setup()?;
+    dp.set_state(&slow_state(1)).unwrap();
+    pin_cpu();
+    Some(dp)
+}
+
+/// Every CPU's IPv4 deny slots: (peer identity, ipcache generation, policy revision).
+fn deny_slots(dp: &Datapath) -> Vec<(u32, u32, u32)> {
+    let map = dp.map("cp_fc4").unwrap();
+    let size = std::mem::size_of::<Fc4Slot>();
+    let stride = size.div_ceil(8) * 8;
+    map.entries()
+        .unwrap()
+        .values()
+        .flat_map(|v| {
+            v.chunks(stride)
+                .map(|c| Fc4Slot::from_bytes(&c[..size]).unwrap())
+        })
+        .filter(|s| s.deadline != 0 && s.flags & FC_DENY != 0)
+        .map(|s| (s.peer_identity, s.ipcache_gen, s.policy_rev))
+        .collect()
+}
+
+/// Packets counted as dropped by policy (DROP_POLICY) in direction `dir`, every CPU.
+fn policy_drops(dp: &Datapath, dir: u32) -> u64 {
+    let map = dp.map("cp_metrics").unwrap();
+    let v = map
+        .lookup(&(dir * 256 + DROP_POLICY).to_ne_bytes())
+        .unwrap()
+        .unwrap();
+    v.chunks(std::mem::size_of::<MetricsValue>())
+        .map(|c| MetricsValue::from_bytes(c).unwrap().packets)
+        .sum()
+}
+
+/// Adds an ingress allow of TCP `port` for `identity` (the revision is left alone).
+fn allow_tcp(dp: &Datapath, identity: u32, port: u16) {
+    let key = PolicyKey {
+        identity,
+        dir_flags: 0,
+        protocol: 6,
+        dport_be: port.to_be(),
+    };
+    let value = PolicyValue {
+        verdict: codegen::layout::VERDICT_ALLOW,
+        rule_id: 99,
+        ..Default::default()
+    };
+    let map = dp.map("cp_policy").unwrap();
+    map.update(key.as_bytes(), value.as_bytes()).unwrap();
+}
+
+fn set_ipcache_gen(dp: &Datapath, gen: u32) {
+    let node = NodeState {
+        ipcache_gen: gen,
+        pad: 0,
+    };
+    let map = dp.map("cp_node").unwrap();
+    map.update(&0u32.to_ne_bytes(), node.as_bytes()).unwrap();
+}
+
+#[test]
+fn root_deny_cache_serves_repeated_denies_until_the_revision_changes() {
+    let Some(dp) = slow_setup() else { return };
+    // The friend has no entry for TCP/9999 (nor has the wildcard identity): a default deny.
+    let denied = tcp("10.0.0.2", "10.0.0.1", 41000, 9999);
+    for _ in 0..3 {
+        assert!(!run(&dp, Direction::Ingress, &denied));
+    }
+    assert_eq!(deny_slots(&dp), vec![(FRIEND, 0, 1)], "one deny slot");
+    assert_eq!(policy_drops(&dp, 0), 3, "every drop counted");
+    // An allow written without a revision bump is not seen by the slot (nor, in the agent,
+    // does it exist: the agent bumps the revision after writing an endpoint's maps).
+    allow_tcp(&dp, FRIEND, 9999);
+    assert!(
+        !run(&dp, Direction::Ingress, &denied),
+        "served from the slot"
+    );
+    assert_eq!(policy_drops(&dp, 0), 4);
+    dp.set_state(&slow_state(2)).unwrap();
+    assert!(
+        run(&dp, Direction::Ingress, &denied),
+        "revision bump: the very next packet is decided again"
+    );
+    assert_eq!(policy_drops(&dp, 0), 4);
+}
+
+#[test]
+fn root_deny_cache_ipcache_generation_bump_takes_effect_on_the_next_packet() {
+    let Some(dp) = slow_setup() else { return };
+    // 10.0.0.9 is not in the ipcache (world): TCP/8080 is the friend's alone.
+    let stranger = tcp("10.0.0.9", "10.0.0.1", 41100, 8080);
+    assert!(!run(&dp, Direction::Ingress, &stranger));
+    assert_eq!(deny_slots(&dp), vec![(2, 0, 1)], "world's deny slot");
+    // The address becomes the friend's: entries first, then the generation, as the agent does.
+    let mut cache = IpCache::default();
+    cache.insert("10.0.0.9/32".parse().unwrap(), NumericIdentity(FRIEND));
+    for img in ipcache_images(&cache) {
+        dp.fill(&img).unwrap();
+    }
+    assert!(
+        !run(&dp, Direction::Ingress, &stranger),
+        "same generation: still the slot's verdict"
+    );
+    set_ipcache_gen(&dp, 1);
+    assert!(
+        run(&dp, Direction::Ingress, &stranger),
+        "generation bump: the very next packet sees the new identity"
+    );
+    assert_eq!(policy_drops(&dp, 0), 2);
+}
+
+#[test]
+fn root_deny_cache_leaves_connection_tracking_first() {
+    let Some(dp) = slow_setup() else { return };
+    // The friend's UDP from port 53 to the endpoint is denied (no ingress UDP entry) ...
+    let inbound = PacketSpec::new(
+        common::datapath::ip("10.0.0.2"),
+        common::datapath::ip("10.0.0.1"),
+        17,
+        53,
+        40000,
+    );
+    assert!(!run(&dp, Direction::Ingress, &inbound));
+    assert!(!run(&dp, Direction::Ingress, &inbound));
+    assert_eq!(deny_slots(&dp).len(), 1);
+    // ... until the endpoint asks (egress UDP/53 is allowed): the same packet is now the reply
+    // of a tracked connection and passes, although its deny slot is still valid.
+    assert!(run(&dp, Direction::Egress, &inbound.reply()));
+    assert!(run(&dp, Direction::Ingress, &inbound), "reply dropped");
+    assert_eq!(policy_drops(&dp, 0), 2);
+    assert_eq!(policy_drops(&dp, 1), 0);
+}
