@@ -136,18 +136,29 @@ static __always_inline __u64 fc_deadline(const struct ct_value *ct, const struct
 	return d < now + hz ? d : now + hz;
 }
 
-/* Fills slot `s` of either family; the deadline is written last, so that a nested run on
- * this CPU sees a zero deadline, not a half-written slot, while the other fields change. */
-#define FC_FILL(s, k, ct, rev, deadline)                                                   \
+/* Writes slot `s` of either family. The deadline is zeroed first and written last, so that a
+ * run nested on this CPU (BPF_PROG_TEST_RUN interrupted by a softirq; tc programs do not nest)
+ * sees an invalid slot, not a half-written one; and a nested fill that completed between the
+ * two leaves fields of two fills: the last write checks that the slot still holds this fill's
+ * key, revision, origin and flags, and leaves the slot invalid otherwise. */
+#define FC_WRITE(s, k, rev, org, flg, peer, gen, deadline)                                  \
 	do {                                                                               \
 		(s)->deadline = 0;                                                         \
 		barrier();                                                                 \
 		(s)->key = (k);                                                            \
 		(s)->policy_rev = (rev);                                                   \
-		(s)->origin = (ct)->origin;                                                \
-		(s)->flags = (ct)->flags;                                                  \
+		(s)->origin = (org);                                                       \
+		(s)->flags = (flg);                                                        \
+		(s)->peer_identity = (peer);                                               \
+		(s)->ipcache_gen = (gen);                                                  \
 		barrier();                                                                 \
-		(s)->deadline = (deadline);                                                \
+		(s)->deadline = (s)->policy_rev == (rev) && (s)->origin == (org) &&        \
+					(s)->flags == (flg) &&                             \
+					fc_words_equal((const __u32 *)&(s)->key,           \
+						       (const __u32 *)&(k),               \
+						       sizeof((s)->key) / 4)              \
+				? (deadline)                                               \
+				: 0;                                                       \
 	} while (0)
 
 /* Remembers that `ct` (just checked at revision `rev` and refreshed) passes the connection. */
@@ -162,13 +173,13 @@ static __always_inline void fc_fill(struct fc_slot f, const struct pkt *p, const
 	deadline = fc_deadline(ct, st, p, now);
 #ifdef ENABLE_IPV4
 	if (f.s4) {
-		FC_FILL(f.s4, r->k4, ct, rev, deadline);
+		FC_WRITE(f.s4, r->k4, rev, ct->origin, ct->flags, 0, 0, deadline);
 		return;
 	}
 #endif
 #ifdef ENABLE_IPV6
 	if (f.s6)
-		FC_FILL(f.s6, r->k6, ct, rev, deadline);
+		FC_WRITE(f.s6, r->k6, rev, ct->origin, ct->flags, 0, 0, deadline);
 #endif
 }
 /* Deny slots (FC_DENY in flags): a new connection denied because no policy entry matched (the
@@ -220,21 +231,6 @@ static __always_inline int fc_denied(struct fc_slot f, const struct pkt *p, cons
 	return 0;
 }
 
-/* Fills a deny slot (deadline last, as FC_FILL). */
-#define FC_FILL_DENY(s, k, r, dir, rev, gen, peer_id, deadline)                             \
-	do {                                                                               \
-		(s)->deadline = 0;                                                         \
-		barrier();                                                                 \
-		(s)->key = (k);                                                            \
-		(s)->policy_rev = (rev);                                                   \
-		(s)->origin = (dir);                                                       \
-		(s)->flags = FC_DENY | (r)->src_is_a;                                      \
-		(s)->peer_identity = (peer_id);                                            \
-		(s)->ipcache_gen = (gen);                                                  \
-		barrier();                                                                 \
-		(s)->deadline = (deadline);                                                \
-	} while (0)
-
 /* Remembers that the packet was denied without a policy entry at revision `rev` and ipcache
  * generation `gen` (both read before the lookups that decided it). */
 static __always_inline void fc_fill_deny(struct fc_slot f, const struct pkt *p,
@@ -245,13 +241,13 @@ static __always_inline void fc_fill_deny(struct fc_slot f, const struct pkt *p,
 		return;
 #ifdef ENABLE_IPV4
 	if (f.s4) {
-		FC_FILL_DENY(f.s4, r->k4, r, dir, rev, gen, peer_id, deadline);
+		FC_WRITE(f.s4, r->k4, rev, dir, FC_DENY | r->src_is_a, peer_id, gen, deadline);
 		return;
 	}
 #endif
 #ifdef ENABLE_IPV6
 	if (f.s6)
-		FC_FILL_DENY(f.s6, r->k6, r, dir, rev, gen, peer_id, deadline);
+		FC_WRITE(f.s6, r->k6, rev, dir, FC_DENY | r->src_is_a, peer_id, gen, deadline);
 #endif
 }
 #endif
