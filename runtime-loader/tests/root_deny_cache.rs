@@ -10,27 +10,12 @@ mod common;
 
 use codegen::ipcache::ipcache_images;
 use codegen::layout::{Fc4Slot, MetricsValue, NodeState, PolicyKey, PolicyValue, FC_DENY};
-use common::datapath::{run, setup, slow_state, tcp, FRIEND};
+use common::datapath::{ip, pin_cpu, run, setup, slow_state, tcp, FRIEND};
 use ir::{Direction, IpCache, NumericIdentity};
 use runtime_loader::packet::PacketSpec;
 use runtime_loader::Datapath;
 
 const DROP_POLICY: u32 = 133;
-
-/// Pins the calling thread to the CPU it runs on.
-fn pin_cpu() {
-    // SAFETY: as in root_flow_cache.rs: no preconditions, the set is initialised before use.
-    unsafe {
-        let cpu = libc::sched_getcpu();
-        assert!(cpu >= 0, "sched_getcpu");
-        let mut set: libc::cpu_set_t = std::mem::zeroed();
-        libc::CPU_SET(cpu as usize, &mut set);
-        assert_eq!(
-            libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set),
-            0
-        );
-    }
-}
 
 fn slow_setup() -> Option<Datapath> {
     let dp = setup()?;
@@ -149,13 +134,7 @@ fn root_deny_cache_ipcache_generation_bump_takes_effect_on_the_next_packet() {
 fn root_deny_cache_leaves_connection_tracking_first() {
     let Some(dp) = slow_setup() else { return };
     // The friend's UDP from port 53 to the endpoint is denied (no ingress UDP entry) ...
-    let inbound = PacketSpec::new(
-        common::datapath::ip("10.0.0.2"),
-        common::datapath::ip("10.0.0.1"),
-        17,
-        53,
-        40000,
-    );
+    let inbound = PacketSpec::new(ip("10.0.0.2"), ip("10.0.0.1"), 17, 53, 40000);
     assert!(!run(&dp, Direction::Ingress, &inbound));
     assert!(!run(&dp, Direction::Ingress, &inbound));
     assert_eq!(deny_slots(&dp).len(), 1);

@@ -13,31 +13,13 @@ mod common;
 
 use codegen::layout::{Ct4Key, Ct6Key, CtValue, Fc4Slot, Fc6Slot, CT_CLOSING};
 use codegen::MapSizes;
-use common::datapath::{revoke_port_80, run, setup_sized, slow_hz, slow_state, tcp};
+use common::datapath::{pin_cpu, revoke_port_80, run, setup_sized, slow_hz, slow_state, tcp};
 use ir::Direction;
 use runtime_loader::packet::PacketSpec;
 use runtime_loader::Datapath;
 use std::net::IpAddr;
 
 const ACK: u8 = 0x10;
-
-/// Pins the calling thread to the CPU it runs on; returns that CPU.
-fn pin_cpu() -> usize {
-    // SAFETY: sched_getcpu has no preconditions; the cpu_set_t is zero-initialised and then
-    // filled with CPU_SET before sched_setaffinity reads it (pid 0 = this thread).
-    unsafe {
-        let cpu = libc::sched_getcpu();
-        assert!(cpu >= 0, "sched_getcpu");
-        let mut set: libc::cpu_set_t = std::mem::zeroed();
-        libc::CPU_SET(cpu as usize, &mut set);
-        assert_eq!(
-            libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set),
-            0,
-            "sched_setaffinity"
-        );
-        cpu as usize
-    }
-}
 
 /// The same packet with other TCP flags.
 fn with_flags(p: &PacketSpec, flags: u8) -> PacketSpec {

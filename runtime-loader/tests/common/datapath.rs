@@ -186,3 +186,21 @@ pub fn slow_state(rev: u32) -> codegen::layout::EpState {
         ..runtime_loader::load::default_state()
     }
 }
+
+/// Pins the calling thread to the CPU it runs on; returns that CPU.
+pub fn pin_cpu() -> usize {
+    // SAFETY: sched_getcpu has no preconditions; the cpu_set_t is zero-initialised and then
+    // filled with CPU_SET before sched_setaffinity reads it (pid 0 = this thread).
+    unsafe {
+        let cpu = libc::sched_getcpu();
+        assert!(cpu >= 0, "sched_getcpu");
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(cpu as usize, &mut set);
+        assert_eq!(
+            libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set),
+            0,
+            "sched_setaffinity"
+        );
+        cpu as usize
+    }
+}
