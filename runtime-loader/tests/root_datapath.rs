@@ -6,7 +6,7 @@
 mod common;
 
 use codegen::layout::{CtValue, CT_CLOSING};
-use common::datapath::{ip, revoke_port_80, run, setup, setup_with, tcp};
+use common::datapath::{ip, revoke_port_80, run, setup, setup_with, slow_hz, slow_state, tcp};
 use ir::Direction;
 use runtime_loader::packet::PacketSpec;
 use runtime_loader::Datapath;
@@ -108,7 +108,9 @@ fn only_ct_entry(dp: &Datapath) -> CtValue {
 #[test]
 fn root_datapath_tcp_close_shortens_lifetime_and_stale_entries_expire() {
     let Some(dp) = setup() else { return };
-    let hz = u64::from(runtime_loader::hz::kernel_hz());
+    // On the slow clock, "(almost) now" below allows a stall of many minutes.
+    dp.set_state(&slow_state(1)).unwrap();
+    let hz = slow_hz();
     let syn = tcp("10.0.0.2", "10.0.0.1", 46000, 80);
     assert!(run(&dp, Direction::Ingress, &syn));
     let open = only_ct_entry(&dp);

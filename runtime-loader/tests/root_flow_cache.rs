@@ -4,13 +4,16 @@
 //! verdict, and the CT entry's expiry is still refreshed while packets hit the cache.
 //!
 //! The cache is per CPU and BPF_PROG_TEST_RUN runs on the calling thread's CPU, so each test
-//! pins its thread to one CPU and reads that CPU's slots.
+//! pins its thread to one CPU and reads that CPU's slots. Every test runs on the slow clock
+//! (common::datapath::slow_state): a slot lives for a datapath second, i.e. many real minutes,
+//! so a stalled machine cannot end a hit a test relies on; the passing of time is simulated by
+//! moving expiries and deadlines into the past.
 
 mod common;
 
 use codegen::layout::{Ct4Key, Ct6Key, CtValue, Fc4Slot, Fc6Slot, CT_CLOSING};
 use codegen::MapSizes;
-use common::datapath::{revoke_port_80, run, setup, setup_sized, tcp};
+use common::datapath::{revoke_port_80, run, setup_sized, slow_hz, slow_state, tcp};
 use ir::Direction;
 use runtime_loader::packet::PacketSpec;
 use runtime_loader::Datapath;
@@ -97,30 +100,73 @@ fn conn(p: &PacketSpec) -> Conn {
 
 /// This CPU's valid-looking slots (non-zero deadline) holding `c`'s key.
 fn slots_holding(dp: &Datapath, cpu: usize, c: &Conn) -> Vec<Slot> {
+    slot_entries(dp, cpu, c)
+        .into_iter()
+        .map(|(_, s)| s)
+        .collect()
+}
+
+/// This CPU's part of a per-CPU slot value, and its length in the value buffer.
+fn cpu_part(value_size: u32, cpu: usize) -> std::ops::Range<usize> {
+    let stride = (value_size as usize).div_ceil(8) * 8;
+    cpu * stride..cpu * stride + value_size as usize
+}
+
+/// As [`slots_holding`], with each slot's index in the map.
+fn slot_entries(dp: &Datapath, cpu: usize, c: &Conn) -> Vec<(Vec<u8>, Slot)> {
     let map = dp.map(c.fc_map).unwrap();
-    let size = (map.value_size() as usize).div_ceil(8) * 8;
-    let read = |b: &[u8]| -> Option<(Vec<u8>, Slot)> {
-        let (key, deadline, policy_rev) = match c.key.len() {
+    let part = cpu_part(map.value_size(), cpu);
+    map.entries()
+        .unwrap()
+        .into_iter()
+        .filter_map(|(index, v)| {
+            let (key, slot) = read_slot(&v[part.clone()], c.key.len())?;
+            (key == c.key && slot.deadline != 0).then_some((index, slot))
+        })
+        .collect()
+}
+
+/// The key and the fields a test reads of one slot of the family of a `key_len`-byte key.
+fn read_slot(b: &[u8], key_len: usize) -> Option<(Vec<u8>, Slot)> {
+    let (key, deadline, policy_rev) =
+        match key_len {
             16 => Fc4Slot::from_bytes(b)
                 .map(|s| (s.key.as_bytes().to_vec(), s.deadline, s.policy_rev))?,
             _ => Fc6Slot::from_bytes(b)
                 .map(|s| (s.key.as_bytes().to_vec(), s.deadline, s.policy_rev))?,
         };
-        Some((
-            key,
-            Slot {
-                deadline,
-                policy_rev,
-            },
-        ))
-    };
-    map.entries()
-        .unwrap()
-        .values()
-        .filter_map(|v| read(&v[cpu * size..cpu * size + map.value_size() as usize]))
-        .filter(|(key, s)| *key == c.key && s.deadline != 0)
-        .map(|(_, s)| s)
-        .collect()
+    Some((
+        key,
+        Slot {
+            deadline,
+            policy_rev,
+        },
+    ))
+}
+
+/// Moves the deadline of this CPU's slot holding `c` `by` jiffies into the past, as if it had
+/// been filled that long ago.
+fn age_slot(dp: &Datapath, cpu: usize, c: &Conn, by: u64) {
+    let map = dp.map(c.fc_map).unwrap();
+    let part = cpu_part(map.value_size(), cpu);
+    let held = slot_entries(dp, cpu, c);
+    assert_eq!(held.len(), 1, "one slot holds the connection");
+    let index = &held[0].0;
+    let mut value = map.lookup(index).unwrap().expect("slot");
+    let b = &mut value[part];
+    match c.key.len() {
+        16 => {
+            let mut s = Fc4Slot::from_bytes(b).unwrap();
+            s.deadline -= by;
+            b.copy_from_slice(s.as_bytes());
+        }
+        _ => {
+            let mut s = Fc6Slot::from_bytes(b).unwrap();
+            s.deadline -= by;
+            b.copy_from_slice(s.as_bytes());
+        }
+    }
+    map.update(index, &value).unwrap();
 }
 
 fn ct_entry(dp: &Datapath, c: &Conn) -> Option<CtValue> {
@@ -129,9 +175,15 @@ fn ct_entry(dp: &Datapath, c: &Conn) -> Option<CtValue> {
 }
 
 fn bump_revision(dp: &Datapath, rev: u32) {
-    let mut st = runtime_loader::load::default_state();
-    st.policy_rev = rev;
-    dp.set_state(&st).unwrap();
+    dp.set_state(&slow_state(rev)).unwrap();
+}
+
+/// [`setup`] or [`setup_sized`] on the slow clock (at revision 1), this thread pinned to its
+/// CPU; returns the CPU.
+fn slow_setup(sizes: &MapSizes) -> Option<(Datapath, usize)> {
+    let dp = setup_sized(true, sizes)?;
+    dp.set_state(&slow_state(1)).unwrap();
+    Some((dp, pin_cpu()))
 }
 
 /// Opens a connection from the friend to port 80 from `sport` and sends its first ACK (which
@@ -147,8 +199,9 @@ fn open_from_friend(dp: &Datapath, sport: u16) -> (PacketSpec, PacketSpec) {
 #[test]
 fn root_flow_cache_serves_established_packets_until_the_revision_changes() {
     for (peer, ep) in [("10.0.0.2", "10.0.0.1"), ("fd00::2", "fd00::1")] {
-        let Some(dp) = setup() else { return };
-        let cpu = pin_cpu();
+        let Some((dp, cpu)) = slow_setup(&MapSizes::default()) else {
+            return;
+        };
         let syn = tcp(peer, ep, 47000, 80);
         let c = conn(&syn);
         assert!(run(&dp, Direction::Ingress, &syn));
@@ -193,8 +246,9 @@ fn root_flow_cache_serves_established_packets_until_the_revision_changes() {
 
 #[test]
 fn root_flow_cache_revoked_policy_drops_the_very_next_packet() {
-    let Some(dp) = setup() else { return };
-    let cpu = pin_cpu();
+    let Some((dp, cpu)) = slow_setup(&MapSizes::default()) else {
+        return;
+    };
     let (syn, ack) = open_from_friend(&dp, 47100);
     assert!(run(&dp, Direction::Ingress, &ack));
     assert_eq!(slots_holding(&dp, cpu, &conn(&syn)).len(), 1);
@@ -215,8 +269,9 @@ fn root_flow_cache_revoked_policy_drops_the_very_next_packet() {
 
 #[test]
 fn root_flow_cache_keeps_fin_and_syn_semantics() {
-    let Some(dp) = setup() else { return };
-    let cpu = pin_cpu();
+    let Some((dp, cpu)) = slow_setup(&MapSizes::default()) else {
+        return;
+    };
     let (syn, ack) = open_from_friend(&dp, 47200);
     let key = conn(&syn);
     assert_eq!(slots_holding(&dp, cpu, &key).len(), 1, "warm cache");
@@ -252,10 +307,9 @@ fn root_flow_cache_colliding_flows_each_get_their_verdict() {
         ..MapSizes::default()
     };
     for (peer, ep) in [("10.0.0.2", "10.0.0.1"), ("fd00::2", "fd00::1")] {
-        let Some(dp) = setup_sized(true, &sizes) else {
+        let Some((dp, cpu)) = slow_setup(&sizes) else {
             return;
         };
-        let cpu = pin_cpu();
         let a = tcp(peer, ep, 47300, 80);
         let b = tcp(peer, ep, 47301, 80);
         for syn in [&a, &b] {
@@ -285,10 +339,9 @@ fn root_flow_cache_colliding_flows_each_get_their_verdict() {
         );
     }
     // Another peer on the cached tuple's ports (the foe is denied every protocol).
-    let Some(dp) = setup_sized(true, &sizes) else {
+    let Some((dp, _)) = slow_setup(&sizes) else {
         return;
     };
-    pin_cpu();
     let b = tcp("10.0.0.2", "10.0.0.1", 47301, 80);
     assert!(run(&dp, Direction::Ingress, &b));
     assert!(run(&dp, Direction::Ingress, &with_flags(&b, ACK)));
@@ -298,26 +351,41 @@ fn root_flow_cache_colliding_flows_each_get_their_verdict() {
 
 #[test]
 fn root_flow_cache_hits_still_refresh_the_ct_expiry() {
-    let Some(dp) = setup() else { return };
-    let cpu = pin_cpu();
-    let hz = u64::from(runtime_loader::hz::kernel_hz());
+    let Some((dp, cpu)) = slow_setup(&MapSizes::default()) else {
+        return;
+    };
+    let hz = slow_hz();
     let (syn, ack) = open_from_friend(&dp, 47400);
     let key = conn(&syn);
-    let first = ct_entry(&dp, &key).expect("tracked").expires;
+    let ct = dp.map(key.ct_map).unwrap();
+    let first = ct_entry(&dp, &key).expect("tracked");
     let slot = slots_holding(&dp, cpu, &key)[0];
-    assert!(slot.deadline <= first + 1);
-    // Within the second, hits do not write the entry (nor would CT: one write per second).
+    assert!(slot.deadline <= first.expires + 1);
+    // Two seconds later for the CT entry: the slow path would write its expiry again, hits
+    // do not touch it.
+    let aged = CtValue {
+        expires: first.expires - 2 * hz,
+        ..first
+    };
+    ct.update(&key.key, aged.as_bytes()).unwrap();
     for _ in 0..100 {
         assert!(run(&dp, Direction::Ingress, &ack));
     }
-    // Past the slot's deadline (at most one second), the next packet refreshes the entry.
-    std::thread::sleep(std::time::Duration::from_millis(1050));
+    assert_eq!(
+        ct_entry(&dp, &key).expect("tracked").expires,
+        aged.expires,
+        "hit wrote CT"
+    );
+    // Two seconds later for the slot too (past its deadline, at most one second after the
+    // fill): the next packet goes through CT, which refreshes the entry and refills the slot.
+    age_slot(&dp, cpu, &key, 2 * hz);
     assert!(run(&dp, Direction::Ingress, &ack));
     let later = ct_entry(&dp, &key).expect("tracked").expires;
     assert!(
-        later >= first + hz,
-        "expiry not refreshed: {first} then {later} (HZ {hz})"
+        later >= first.expires && later > aged.expires + hz,
+        "expiry not refreshed: {} then {later} (HZ {hz})",
+        aged.expires
     );
     let refilled = slots_holding(&dp, cpu, &key)[0];
-    assert!(refilled.deadline > slot.deadline && refilled.deadline <= later + 1);
+    assert!(refilled.deadline > slot.deadline - 2 * hz && refilled.deadline <= later + 1);
 }

@@ -166,3 +166,23 @@ pub fn revoke_port_80(dp: &Datapath) {
         assert!(map.delete(k.as_bytes()).unwrap());
     }
 }
+
+/// How many times slower than the kernel's the tests' datapath clock runs (see
+/// [`slow_state`]).
+const SLOWDOWN: u32 = 1000;
+
+/// The `jiffies_hz` of [`slow_state`]: kernel jiffies per datapath second.
+pub fn slow_hz() -> u64 {
+    u64::from(runtime_loader::hz::kernel_hz()) * u64::from(SLOWDOWN)
+}
+
+/// The default endpoint state at revision `rev` with a datapath second of [`SLOWDOWN`] real
+/// seconds: every lifetime and deadline (all in jiffies, scaled by `jiffies_hz`) is that much
+/// longer, so assertions about "within the second" hold on a machine that stalls.
+pub fn slow_state(rev: u32) -> codegen::layout::EpState {
+    codegen::layout::EpState {
+        policy_rev: rev,
+        jiffies_hz: runtime_loader::hz::kernel_hz() * SLOWDOWN,
+        ..runtime_loader::load::default_state()
+    }
+}
