@@ -323,11 +323,11 @@ impl World {
         let label_ep = match &to {
             Some(spec) => match &spec.pod {
                 Some(pod) => {
-                    if !self
+                    if self
                         .engine
                         .cluster
                         .endpoint(pod)
-                        .is_some_and(|e| e.kind == "Pod")
+                        .is_none_or(|e| e.kind != "Pod")
                     {
                         return Err(ApiError::bad_request(format!(
                             "endpoint {id}: pod {pod} is not applied (apply its manifest first)"

@@ -74,7 +74,7 @@ pub fn run(args: Args, api_socket: Option<&Path>) -> miette::Result<ExitCode> {
             labels,
             no_wait,
         } => {
-            if all == !labels.is_empty() {
+            if all != labels.is_empty() {
                 return Err(miette::miette!(
                     "give either --all or labels of the rules to delete"
                 ));

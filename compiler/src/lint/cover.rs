@@ -123,15 +123,15 @@ mod tests {
             },
             l7: None,
         };
-        assert!(ports(&[any.clone()], &[udp.clone()]));
+        assert!(ports(std::slice::from_ref(&any), std::slice::from_ref(&udp)));
         assert!(!ports(&[udp], &[any]));
         let http = PortRule {
             l7: Some(L7Rules::Http(vec![HttpRule::default()])),
             ..tcp(80, 80)
         };
-        assert!(ports(&[tcp(80, 80)], &[http.clone()]));
-        assert!(!ports(&[http.clone()], &[tcp(80, 80)]));
-        assert!(ports(&[http.clone()], &[http]));
+        assert!(ports(&[tcp(80, 80)], std::slice::from_ref(&http)));
+        assert!(!ports(std::slice::from_ref(&http), &[tcp(80, 80)]));
+        assert!(ports(std::slice::from_ref(&http), std::slice::from_ref(&http)));
     }
 
     #[test]

@@ -110,7 +110,7 @@ mod tests {
         assert_eq!(total, 65535);
         assert!(b
             .iter()
-            .all(|(p, l)| *l == 0 || (*p as u32) % (1 << (16 - *l as u32)) == 0));
+            .all(|(p, l)| *l == 0 || (*p as u32).is_multiple_of(1 << (16 - *l as u32))));
     }
 
     #[test]

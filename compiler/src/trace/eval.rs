@@ -240,21 +240,19 @@ fn side(
         s.verdict = SideVerdict::Allowed;
         let at_top: Vec<&&Hit> = allows.iter().filter(|h| h.rank == top).collect();
         let host_key_wins = localhost && top < (0, false, true);
-        if !host_key_wins {
-            if at_top.iter().any(|h| h.l7.is_some()) {
-                s.l7 = match http {
-                    None => L7Verdict::Redirected,
-                    Some(req)
-                        if at_top
-                            .iter()
-                            .filter_map(|h| h.l7)
-                            .any(|l| l7_allows(l, req)) =>
-                    {
-                        L7Verdict::Allowed
-                    }
-                    Some(_) => L7Verdict::Denied,
-                };
-            }
+        if !host_key_wins && at_top.iter().any(|h| h.l7.is_some()) {
+            s.l7 = match http {
+                None => L7Verdict::Redirected,
+                Some(req)
+                    if at_top
+                        .iter()
+                        .filter_map(|h| h.l7)
+                        .any(|l| l7_allows(l, req)) =>
+                {
+                    L7Verdict::Allowed
+                }
+                Some(_) => L7Verdict::Denied,
+            };
         }
     } else if localhost {
         s.verdict = SideVerdict::Allowed;
