@@ -92,6 +92,10 @@ static __always_inline int handle(struct __sk_buff *skb, const __u8 dir)
 			count(dir, REASON_FORWARDED, len);
 			return TC_ACT_OK;
 		}
+		/* A remembered default deny (the generation is read before the ipcache lookup). */
+		gen = fc_ipcache_gen();
+		if (fc_denied(slot, &p, &ref, dir, rev, gen, now, &peer_id))
+			return drop(st, dir, &p, DROP_POLICY, peer_id, &d, len);
 #endif
 		ct = ct_lookup(&p, dir, &ref, now);
 		if (ct) {
@@ -114,12 +118,6 @@ static __always_inline int handle(struct __sk_buff *skb, const __u8 dir)
 			count(dir, REASON_FORWARDED, len);
 			return TC_ACT_OK;
 		}
-#ifdef ENABLE_FLOW_CACHE
-		/* No connection passes it: a remembered default deny (read before the ipcache). */
-		gen = fc_ipcache_gen();
-		if (fc_denied(slot, &p, &ref, dir, rev, gen, now, &peer_id))
-			return drop(st, dir, &p, DROP_POLICY, peer_id, &d, len);
-#endif
 	}
 #endif
 
@@ -136,8 +134,13 @@ static __always_inline int handle(struct __sk_buff *skb, const __u8 dir)
 	}
 
 #ifdef ENABLE_CT
-	if (p.ct_able && ct_create(&p, &ref, dir, st, &d, now) < 0)
-		return drop(st, dir, &p, DROP_CT_CREATE_FAILED, peer_id, &d, len);
+	if (p.ct_able) {
+		if (ct_create(&p, &ref, dir, st, &d, now) < 0)
+			return drop(st, dir, &p, DROP_CT_CREATE_FAILED, peer_id, &d, len);
+#ifdef ENABLE_FLOW_CACHE
+		fc_ct_created(slot);
+#endif
+	}
 #endif
 #ifdef ENABLE_L7_REDIRECT
 	if (d.verdict == VERDICT_REDIRECT)

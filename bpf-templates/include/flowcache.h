@@ -42,6 +42,7 @@ struct fc_slot {
 #ifdef ENABLE_IPV6
 	struct fc6_slot *s6;
 #endif
+	__u32 idx; /* the slot index, also the packet's cp_ctgen bucket */
 };
 
 static __always_inline __u32 fc_mix(__u32 h)
@@ -67,8 +68,8 @@ static __always_inline struct fc_slot fc_slot(const struct pkt *p, const struct 
 	if (p->family == FAMILY_IPV4) {
 		h = (r->k4.addr_a * 0x9e3779b1u) ^ r->k4.addr_b ^
 		    fc_ports(r->k4.port_a_be, r->k4.port_b_be, r->k4.protocol) * 0xc2b2ae35u;
-		h = fc_mix(h);
-		f.s4 = bpf_map_lookup_elem(&cp_fc4, &h);
+		f.idx = fc_mix(h);
+		f.s4 = bpf_map_lookup_elem(&cp_fc4, &f.idx);
 		return f;
 	}
 #endif
@@ -76,8 +77,8 @@ static __always_inline struct fc_slot fc_slot(const struct pkt *p, const struct 
 	/* The words that differ between hosts and connections of a prefix are the last ones. */
 	h = ((r->k6.addr_a[3] ^ r->k6.addr_a[2]) * 0x9e3779b1u) ^ r->k6.addr_b[3] ^
 	    r->k6.addr_b[2] ^ fc_ports(r->k6.port_a_be, r->k6.port_b_be, r->k6.protocol) * 0xc2b2ae35u;
-	h = fc_mix(h);
-	f.s6 = bpf_map_lookup_elem(&cp_fc6, &h);
+	f.idx = fc_mix(h);
+	f.s6 = bpf_map_lookup_elem(&cp_fc6, &f.idx);
 #endif
 	return f;
 }
@@ -141,7 +142,7 @@ static __always_inline __u64 fc_deadline(const struct ct_value *ct, const struct
  * sees an invalid slot, not a half-written one; and a nested fill that completed between the
  * two leaves fields of two fills: the last write checks that the slot still holds this fill's
  * key, revision, origin and flags, and leaves the slot invalid otherwise. */
-#define FC_WRITE(s, k, rev, org, flg, peer, gen, deadline)                                  \
+#define FC_WRITE(s, k, rev, org, flg, peer, gen, cgen, deadline)                                \
 	do {                                                                               \
 		(s)->deadline = 0;                                                         \
 		barrier();                                                                 \
@@ -151,6 +152,7 @@ static __always_inline __u64 fc_deadline(const struct ct_value *ct, const struct
 		(s)->flags = (flg);                                                        \
 		(s)->peer_identity = (peer);                                               \
 		(s)->ipcache_gen = (gen);                                                  \
+		(s)->ct_gen = (cgen);                                                      \
 		barrier();                                                                 \
 		(s)->deadline = (s)->policy_rev == (rev) && (s)->origin == (org) &&        \
 					(s)->flags == (flg) &&                             \
@@ -173,25 +175,31 @@ static __always_inline void fc_fill(struct fc_slot f, const struct pkt *p, const
 	deadline = fc_deadline(ct, st, p, now);
 #ifdef ENABLE_IPV4
 	if (f.s4) {
-		FC_WRITE(f.s4, r->k4, rev, ct->origin, ct->flags, 0, 0, deadline);
+		FC_WRITE(f.s4, r->k4, rev, ct->origin, ct->flags, 0, 0, 0, deadline);
 		return;
 	}
 #endif
 #ifdef ENABLE_IPV6
 	if (f.s6)
-		FC_WRITE(f.s6, r->k6, rev, ct->origin, ct->flags, 0, 0, deadline);
+		FC_WRITE(f.s6, r->k6, rev, ct->origin, ct->flags, 0, 0, 0, deadline);
 #endif
 }
 /* Deny slots (FC_DENY in flags): a new connection denied because no policy entry matched (the
  * default deny; a deciding deny entry counts its packets, so it is decided every time). The
  * slot remembers the packet's direction and orientation (origin, CT_OPENER_A) and its peer
- * identity, and is consulted only after the CT lookup found no connection passing the packet,
- * so connection tracking decides exactly as without it. It serves a packet that has the slot's
- * key, direction and orientation when now < deadline (one second after the fill), the
- * endpoint's policy revision is the slot's (policy, port-range and address-class maps) and the
- * node's ipcache generation is the slot's (the peer's identity); the generation is read before
- * the ipcache lookup, and the agent increments it after writing the ipcache. ICMP is not
- * cached (its policy port, the type, is not part of the key). */
+ * identity. It is consulted before the CT lookup and serves a packet that has the slot's key,
+ * direction and orientation when all of these still hold:
+ *  - now < deadline (one second after the fill);
+ *  - the endpoint's policy revision is the slot's (policy, port-range and address-class maps);
+ *  - the node's ipcache generation is the slot's (the peer's identity): read before the ipcache
+ *    lookup; the agent increments it after writing the ipcache;
+ *  - the count of CT entries created in the slot's bucket (cp_ctgen) is the slot's: no
+ *    connection with the slot's key can have appeared since the fill, on any CPU. The fill
+ *    reads the count with a fully ordered atomic and then looks the key up in CT again,
+ *    remembering nothing if an entry exists; ct creation increments the count (fully ordered)
+ *    after the insert. So either the fill's lookup sees the new entry, or the fill read the count
+ *    before the increment and the slot is invalid from then on.
+ * ICMP is not cached (its policy port, the type, is not part of the key). */
 static __always_inline __u32 fc_ipcache_gen(void)
 {
 	__u32 zero = 0;
@@ -208,7 +216,34 @@ static __always_inline int fc_deny_able(const struct pkt *p)
 #define FC_DENIED(s, k, r, dir, rev, gen, now)                                              \
 	((now) < (s)->deadline && (s)->flags == (FC_DENY | (r)->src_is_a) &&                \
 	 (s)->origin == (dir) && (s)->policy_rev == (rev) && (s)->ipcache_gen == (gen) &&    \
-	 fc_words_equal((const __u32 *)&(s)->key, (const __u32 *)&(k), sizeof((s)->key) / 4))
+	 fc_words_equal((const __u32 *)&(s)->key, (const __u32 *)&(k), sizeof((s)->key) / 4) && \
+	 fc_ct_gen_is(f, (s)->ct_gen))
+
+/* The packet's cp_ctgen bucket. */
+static __always_inline __u64 *fc_ctgen(struct fc_slot f)
+{
+	return bpf_map_lookup_elem(&cp_ctgen, &f.idx);
+}
+
+static __always_inline int fc_ct_gen_is(struct fc_slot f, __u32 want)
+{
+	__u64 *c = fc_ctgen(f);
+
+	return c && (__u32)*c == want;
+}
+
+/* After a CT entry was created with the packet's key: invalidates the bucket's deny slots on
+ * every CPU. A fetching atomic is fully ordered after the insert. */
+static __always_inline void fc_ct_created(struct fc_slot f)
+{
+	__u64 *c = fc_ctgen(f);
+	__u64 old;
+
+	if (!c)
+		return;
+	old = __sync_fetch_and_add(c, 1);
+	asm volatile("" : : "r"(old));
+}
 
 /* Whether the slot denies the packet; its peer identity in `*peer_id`. */
 static __always_inline int fc_denied(struct fc_slot f, const struct pkt *p, const struct ct_ref *r,
@@ -232,22 +267,32 @@ static __always_inline int fc_denied(struct fc_slot f, const struct pkt *p, cons
 }
 
 /* Remembers that the packet was denied without a policy entry at revision `rev` and ipcache
- * generation `gen` (both read before the lookups that decided it). */
+ * generation `gen` (both read before the lookups that decided it), unless its key has a CT
+ * entry after the bucket's count was read. */
 static __always_inline void fc_fill_deny(struct fc_slot f, const struct pkt *p,
 					 const struct ct_ref *r, __u8 dir, __u32 rev, __u32 gen,
 					 __u32 peer_id, __u64 deadline)
 {
+	__u64 *c;
+	__u32 cgen;
+
 	if (!fc_deny_able(p))
+		return;
+	c = fc_ctgen(f);
+	if (!c)
+		return;
+	cgen = (__u32)__sync_fetch_and_add(c, 0);
+	if (ct_map_lookup(p, r))
 		return;
 #ifdef ENABLE_IPV4
 	if (f.s4) {
-		FC_WRITE(f.s4, r->k4, rev, dir, FC_DENY | r->src_is_a, peer_id, gen, deadline);
+		FC_WRITE(f.s4, r->k4, rev, dir, FC_DENY | r->src_is_a, peer_id, gen, cgen, deadline);
 		return;
 	}
 #endif
 #ifdef ENABLE_IPV6
 	if (f.s6)
-		FC_WRITE(f.s6, r->k6, rev, dir, FC_DENY | r->src_is_a, peer_id, gen, deadline);
+		FC_WRITE(f.s6, r->k6, rev, dir, FC_DENY | r->src_is_a, peer_id, gen, cgen, deadline);
 #endif
 }
 #endif

@@ -205,8 +205,10 @@ struct fc4_slot {
 	__u16 pad; /* @30: Reserved, zero. */
 	__u32 peer_identity; /* @32: FC_DENY slots: the denied packet's peer identity (for its drop event). */
 	__u32 ipcache_gen; /* @36: FC_DENY slots: node_state.ipcache_gen read before the peer's ipcache lookup; the slot serves only this generation. */
+	__u32 ct_gen; /* @40: FC_DENY slots: the count of CT entries created in the slot's bucket (cp_ctgen) read, with a full barrier, before the CT lookup that found no entry; the slot serves only this count. */
+	__u32 pad2; /* @44: Reserved, zero. */
 };
-_Static_assert(sizeof(struct fc4_slot) == 40, "fc4_slot size");
+_Static_assert(sizeof(struct fc4_slot) == 48, "fc4_slot size");
 _Static_assert(__builtin_offsetof(struct fc4_slot, key) == 0, "fc4_slot.key");
 _Static_assert(__builtin_offsetof(struct fc4_slot, deadline) == 16, "fc4_slot.deadline");
 _Static_assert(__builtin_offsetof(struct fc4_slot, policy_rev) == 24, "fc4_slot.policy_rev");
@@ -215,6 +217,8 @@ _Static_assert(__builtin_offsetof(struct fc4_slot, flags) == 29, "fc4_slot.flags
 _Static_assert(__builtin_offsetof(struct fc4_slot, pad) == 30, "fc4_slot.pad");
 _Static_assert(__builtin_offsetof(struct fc4_slot, peer_identity) == 32, "fc4_slot.peer_identity");
 _Static_assert(__builtin_offsetof(struct fc4_slot, ipcache_gen) == 36, "fc4_slot.ipcache_gen");
+_Static_assert(__builtin_offsetof(struct fc4_slot, ct_gen) == 40, "fc4_slot.ct_gen");
+_Static_assert(__builtin_offsetof(struct fc4_slot, pad2) == 44, "fc4_slot.pad2");
 
 /* Flow-cache slot, IPv6, as fc4_slot. */
 struct fc6_slot {
@@ -226,8 +230,10 @@ struct fc6_slot {
 	__u16 pad; /* @54: Reserved, zero. */
 	__u32 peer_identity; /* @56: As fc4_slot.peer_identity. */
 	__u32 ipcache_gen; /* @60: As fc4_slot.ipcache_gen. */
+	__u32 ct_gen; /* @64: As fc4_slot.ct_gen. */
+	__u32 pad2; /* @68: Reserved, zero. */
 };
-_Static_assert(sizeof(struct fc6_slot) == 64, "fc6_slot size");
+_Static_assert(sizeof(struct fc6_slot) == 72, "fc6_slot size");
 _Static_assert(__builtin_offsetof(struct fc6_slot, key) == 0, "fc6_slot.key");
 _Static_assert(__builtin_offsetof(struct fc6_slot, deadline) == 40, "fc6_slot.deadline");
 _Static_assert(__builtin_offsetof(struct fc6_slot, policy_rev) == 48, "fc6_slot.policy_rev");
@@ -236,6 +242,8 @@ _Static_assert(__builtin_offsetof(struct fc6_slot, flags) == 53, "fc6_slot.flags
 _Static_assert(__builtin_offsetof(struct fc6_slot, pad) == 54, "fc6_slot.pad");
 _Static_assert(__builtin_offsetof(struct fc6_slot, peer_identity) == 56, "fc6_slot.peer_identity");
 _Static_assert(__builtin_offsetof(struct fc6_slot, ipcache_gen) == 60, "fc6_slot.ipcache_gen");
+_Static_assert(__builtin_offsetof(struct fc6_slot, ct_gen) == 64, "fc6_slot.ct_gen");
+_Static_assert(__builtin_offsetof(struct fc6_slot, pad2) == 68, "fc6_slot.pad2");
 
 /* Node-wide state shared by every endpoint's programs (array map of one entry, pinned with the ipcache). */
 struct node_state {

@@ -93,6 +93,14 @@ struct {
 	__uint(max_entries, FLOW_CACHE_SLOTS);
 } cp_fc6 SEC(".maps");
 #endif
+/* Per bucket (the flow-cache slot index, both families): how many CT entries were created
+ * with a key of that bucket; shared by every CPU and pinned with the CT maps. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__type(key, __u32);
+	__type(value, __u64);
+	__uint(max_entries, FLOW_CACHE_SLOTS);
+} cp_ctgen SEC(".maps");
 #endif
 #endif
 

@@ -203,7 +203,7 @@ layouts! {
     }
     /// Flow-cache slot, IPv4 (per-CPU array, direct-mapped by a hash of the CT key): an
     /// established connection recently confirmed by its CT entry (see ct.h, flowcache.h).
-    struct Fc4Slot as "fc4_slot" = 40 {
+    struct Fc4Slot as "fc4_slot" = 48 {
         /// The connection's CT key.
         key: Ct4Key = "struct ct4_key",
         /// bpf_jiffies64() from which the slot is invalid: at most one second after it was filled, never after the CT entry's expiry or the moment its expiry must next be written.
@@ -220,9 +220,13 @@ layouts! {
         peer_identity: u32 = "__u32",
         /// FC_DENY slots: node_state.ipcache_gen read before the peer's ipcache lookup; the slot serves only this generation.
         ipcache_gen: u32 = "__u32",
+        /// FC_DENY slots: the count of CT entries created in the slot's bucket (cp_ctgen) read, with a full barrier, before the CT lookup that found no entry; the slot serves only this count.
+        ct_gen: u32 = "__u32",
+        /// Reserved, zero.
+        pad2: u32 = "__u32",
     }
     /// Flow-cache slot, IPv6, as fc4_slot.
-    struct Fc6Slot as "fc6_slot" = 64 {
+    struct Fc6Slot as "fc6_slot" = 72 {
         /// The connection's CT key.
         key: Ct6Key = "struct ct6_key",
         /// As fc4_slot.deadline.
@@ -239,6 +243,10 @@ layouts! {
         peer_identity: u32 = "__u32",
         /// As fc4_slot.ipcache_gen.
         ipcache_gen: u32 = "__u32",
+        /// As fc4_slot.ct_gen.
+        ct_gen: u32 = "__u32",
+        /// Reserved, zero.
+        pad2: u32 = "__u32",
     }
     /// Node-wide state shared by every endpoint's programs (array map of one entry, pinned with the ipcache).
     struct NodeState as "node_state" = 8 {

@@ -145,3 +145,25 @@ fn root_deny_cache_leaves_connection_tracking_first() {
     assert_eq!(policy_drops(&dp, 0), 2);
     assert_eq!(policy_drops(&dp, 1), 0);
 }
+
+#[test]
+fn root_deny_cache_remembers_nothing_for_a_tuple_with_a_ct_entry() {
+    let Some(dp) = slow_setup() else { return };
+    // The friend's connection to port 80, closed by the endpoint's FIN.
+    let syn = tcp("10.0.0.2", "10.0.0.1", 41200, 80);
+    assert!(run(&dp, Direction::Ingress, &syn));
+    let mut reply = syn.reply();
+    reply.tcp_flags = 0x11;
+    assert!(run(&dp, Direction::Egress, &reply));
+    // A SYN from the endpoint on the closing connection is a new connection, which its egress
+    // policy (UDP/53 only) denies; the tuple has a CT entry, so nothing is remembered ...
+    reply.tcp_flags = 0x02;
+    assert!(!run(&dp, Direction::Egress, &reply));
+    assert!(deny_slots(&dp).is_empty(), "a deny slot over a CT entry");
+    // ... and the endpoint's last ACK, a reply of the closing connection, still passes.
+    reply.tcp_flags = 0x10;
+    assert!(
+        run(&dp, Direction::Egress, &reply),
+        "reply of a closing connection"
+    );
+}

@@ -30,12 +30,13 @@ use std::path::PathBuf;
 /// Maps every endpoint program shares, pinned under the node.
 pub const SHARED_MAPS: [&str; 4] = ["cp_ipcache_host", "cp_ipcache", "cp_events", "cp_node"];
 /// Maps of one endpoint, pinned under the endpoint (those compiled out are skipped).
-pub const ENDPOINT_MAPS: [&str; 7] = [
+pub const ENDPOINT_MAPS: [&str; 8] = [
     "cp_policy",
     "cp_policy_rng",
     "cp_addr",
     "cp_ct4",
     "cp_ct6",
+    "cp_ctgen",
     "cp_state",
     "cp_metrics",
 ];
