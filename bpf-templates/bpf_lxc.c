@@ -80,7 +80,8 @@ static __always_inline int handle(struct __sk_buff *skb, const __u8 dir)
 #ifdef ENABLE_CT
 	/* Tracked connections pass before any identity or policy lookup (their cost does not grow
 	 * with the ipcache or the policy): the flow cache, else one CT lookup; no event; only a
-	 * revision change re-checks them. */
+	 * revision change re-checks them. A default deny remembered in the flow cache (valid only
+	 * while no CT entry of its key was created since) drops before the CT lookup. */
 	{
 		struct ct_value *ct;
 
