@@ -10,7 +10,7 @@ mod common;
 
 use codegen::ipcache::ipcache_images;
 use codegen::layout::{Fc4Slot, MetricsValue, NodeState, PolicyKey, PolicyValue, FC_DENY};
-use common::datapath::{ip, pin_cpu, run, setup, slow_state, tcp, FRIEND};
+use common::datapath::{ip, pin_cpu, run, setup, setup_pinned, slow_state, tcp, FRIEND};
 use ir::{Direction, IpCache, NumericIdentity};
 use runtime_loader::packet::PacketSpec;
 use runtime_loader::Datapath;
@@ -165,5 +165,52 @@ fn root_deny_cache_remembers_nothing_for_a_tuple_with_a_ct_entry() {
     assert!(
         run(&dp, Direction::Egress, &reply),
         "reply of a closing connection"
+    );
+}
+
+#[test]
+fn root_deny_cache_drops_report_the_same_events() {
+    if !runtime_loader::testkit::require_root("root_deny_cache_drops_report_the_same_events") {
+        return;
+    }
+    let fs = runtime_loader::testkit::PrivateBpffs::new();
+    let pin = fs.path.join("cp_events");
+    let sizes = codegen::MapSizes::default();
+    let dp = setup_pinned(true, &sizes, vec![("cp_events", pin.clone())]).expect("root");
+    dp.set_state(&slow_state(1)).unwrap();
+    pin_cpu();
+    let denied = tcp("10.0.0.2", "10.0.0.1", 41300, 9999);
+    for _ in 0..3 {
+        assert!(!run(&dp, Direction::Ingress, &denied));
+    }
+    assert_eq!(
+        deny_slots(&dp).len(),
+        1,
+        "the last two were served from the slot"
+    );
+    let data = aya::maps::MapData::from_pin(&pin).unwrap();
+    let mut ring = aya::maps::RingBuf::try_from(aya::maps::Map::RingBuf(data)).unwrap();
+    let mut events = Vec::new();
+    while let Some(item) = ring.next() {
+        events.push(codegen::layout::Event::from_bytes(&item).expect("event layout"));
+    }
+    assert_eq!(events.len(), 3, "one drop event per packet");
+    for e in &events {
+        let want = codegen::layout::Event {
+            time_ns: e.time_ns,
+            ..events[0]
+        };
+        assert_eq!(*e, want, "cached drops report what the decision reported");
+    }
+    let e = events[0];
+    assert_eq!(
+        (e.kind, e.reason, e.peer_identity, e.rule_id, e.dport_be),
+        (
+            codegen::layout::EVENT_DROP,
+            DROP_POLICY as u8,
+            FRIEND,
+            codegen::layout::RULE_NONE,
+            9999u16.to_be()
+        )
     );
 }

@@ -104,6 +104,15 @@ pub fn setup_with(ipv6: bool) -> Option<Datapath> {
 
 /// The endpoint 10.0.0.1 (and fd00::1 with `ipv6`) with [`policy`] loaded, built with `sizes`.
 pub fn setup_sized(ipv6: bool, sizes: &MapSizes) -> Option<Datapath> {
+    setup_pinned(ipv6, sizes, vec![])
+}
+
+/// As [`setup_sized`], with maps pinned (and reused) at the given bpffs paths.
+pub fn setup_pinned(
+    ipv6: bool,
+    sizes: &MapSizes,
+    map_pins: Vec<(&str, std::path::PathBuf)>,
+) -> Option<Datapath> {
     if !runtime_loader::testkit::require_root("root_datapath") {
         return None;
     }
@@ -137,6 +146,7 @@ pub fn setup_sized(ipv6: bool, sizes: &MapSizes) -> Option<Datapath> {
     let opts = LoadOptions {
         globals: Some(Globals::of(&ep)),
         images: images.iter().collect(),
+        map_pins,
         ..Default::default()
     };
     Some(load(&obj, &opts).unwrap_or_else(|e| panic!("{e}")))
