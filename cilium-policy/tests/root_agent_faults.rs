@@ -6,7 +6,7 @@
 mod agent_harness;
 
 use agent_harness::setup;
-use runtime_loader::probe::{tcp_ok, TcpSession};
+use runtime_loader::probe::{tcp_ok, TcpSession, PASS_WAIT};
 use runtime_loader::testkit::{require_root, Endpoint};
 use std::net::Ipv4Addr;
 use std::os::unix::process::CommandExt;
@@ -32,7 +32,9 @@ fn root_agent_sigkill_and_restart_keep_enforcing() {
     let (s, mut agent) = setup(92);
     let f = agent.file("allow-app2.json", &app1_from("app2", 80));
     agent.ok(&["policy", "import", &f]);
-    assert!(tcp_ok(&s.app2.ns, s.app1.addr, 80, T) && !tcp_ok(&s.app3.ns, s.app1.addr, 80, T));
+    assert!(
+        tcp_ok(&s.app2.ns, s.app1.addr, 80, PASS_WAIT) && !tcp_ok(&s.app3.ns, s.app1.addr, 80, T)
+    );
 
     // Allowed traffic keeps flowing through the kill and the restart; denied stays denied.
     let stop = Arc::new(AtomicBool::new(false));
@@ -97,11 +99,16 @@ fn root_agent_sigkill_and_restart_keep_enforcing() {
     let policy = agent.ok(&["policy", "get", "-o", "json"]);
     let has_app3 = policy.contains("allow-app3.json");
     assert_eq!(
-        tcp_ok(&s.app3.ns, s.app1.addr, 80, T),
+        tcp_ok(
+            &s.app3.ns,
+            s.app1.addr,
+            80,
+            if has_app3 { PASS_WAIT } else { T }
+        ),
         has_app3,
         "enforcement matches the persisted policy\n{policy}"
     );
-    assert!(tcp_ok(&s.app2.ns, s.app1.addr, 80, T));
+    assert!(tcp_ok(&s.app2.ns, s.app1.addr, 80, PASS_WAIT));
     drop(s.node);
 }
 
@@ -136,7 +143,7 @@ fn root_agent_refuses_a_policy_that_overflows_the_map() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("endpoint 1") && err.contains("16384"), "{err}");
     assert!(
-        tcp_ok(&s.app2.ns, s.app1.addr, 80, T),
+        tcp_ok(&s.app2.ns, s.app1.addr, 80, PASS_WAIT),
         "previous enforcement intact"
     );
     assert!(!tcp_ok(&s.app3.ns, s.app1.addr, 80, T));

@@ -7,7 +7,7 @@
 mod agent_harness;
 
 use agent_harness::Agent;
-use runtime_loader::probe::{tcp_ok, udp_ok, Responder};
+use runtime_loader::probe::{tcp_ok, udp_ok, Responder, PASS_WAIT};
 use runtime_loader::testkit::{node_netns, require_root, Endpoint};
 use serde_json::json;
 use std::io::{Read, Write};
@@ -199,9 +199,10 @@ fn root_generated_policies_match_trace_on_real_sockets() {
                         PODS[to].1,
                     );
                     for dst in [IpAddr::V4(eps[to].addr), IpAddr::V6(v6(to))] {
+                        let t = if want { PASS_WAIT } else { T };
                         let got = match proto {
-                            "TCP" => tcp_ok(&eps[from].ns, dst, port, T),
-                            _ => udp_ok(&eps[from].ns, dst, port, T),
+                            "TCP" => tcp_ok(&eps[from].ns, dst, port, t),
+                            _ => udp_ok(&eps[from].ns, dst, port, t),
                         };
                         assert_eq!(
                             got,

@@ -4,7 +4,7 @@
 mod agent_harness;
 
 use agent_harness::Agent;
-use runtime_loader::probe::{tcp_ok, udp_ok, Responder};
+use runtime_loader::probe::{tcp_ok, udp_ok, Responder, PASS_WAIT};
 use runtime_loader::testkit::{node_netns, require_root, Endpoint};
 use std::net::Ipv4Addr;
 use std::time::Duration;
@@ -59,7 +59,7 @@ fn root_getting_started_l3_l4_policy() {
         "{list}"
     );
     assert!(
-        tcp_ok(&app3.ns, app1a.addr, 80, T),
+        tcp_ok(&app3.ns, app1a.addr, 80, PASS_WAIT),
         "no policy yet: app3 reaches app1"
     );
 
@@ -69,7 +69,7 @@ fn root_getting_started_l3_l4_policy() {
 
     for app1 in [&app1a, &app1b] {
         assert!(
-            tcp_ok(&app2.ns, app1.addr, 80, T),
+            tcp_ok(&app2.ns, app1.addr, 80, PASS_WAIT),
             "app2 -> {}:80 is allowed (and the reply flows)",
             app1.addr
         );
@@ -90,7 +90,7 @@ fn root_getting_started_l3_l4_policy() {
         );
     }
     assert!(
-        tcp_ok(&app1a.ns, app3.addr, 80, T),
+        tcp_ok(&app1a.ns, app3.addr, 80, PASS_WAIT),
         "app1's egress is not enforced"
     );
     let list = agent.ok(&["endpoint", "list", "-o", "json"]);
@@ -114,8 +114,8 @@ fn root_getting_started_l3_l4_policy() {
     let out = agent.ok(&["policy", "delete", "--all"]);
     assert!(out.starts_with("Revision: "), "{out}");
     assert!(
-        tcp_ok(&app3.ns, app1a.addr, 80, T),
+        tcp_ok(&app3.ns, app1a.addr, 80, PASS_WAIT),
         "app3 reaches app1 again"
     );
-    assert!(tcp_ok(&app2.ns, app1b.addr, 8080, T));
+    assert!(tcp_ok(&app2.ns, app1b.addr, 8080, PASS_WAIT));
 }

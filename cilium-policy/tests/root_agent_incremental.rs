@@ -9,7 +9,7 @@ mod agent_harness;
 
 use agent_harness::{setup, Agent};
 use codegen::layout::EpState;
-use runtime_loader::probe::tcp_ok;
+use runtime_loader::probe::{tcp_ok, PASS_WAIT};
 use runtime_loader::testkit::require_root;
 use runtime_loader::RawMap;
 use std::path::PathBuf;
@@ -62,7 +62,7 @@ fn root_agent_policy_change_touches_only_affected_endpoints() {
     let (s, agent) = setup(95);
     let f = agent.file("app1.json", APP1);
     agent.ok(&["policy", "import", &f]);
-    assert!(tcp_ok(&s.app2.ns, s.app1.addr, 80, T));
+    assert!(tcp_ok(&s.app2.ns, s.app1.addr, 80, PASS_WAIT));
     assert!(!tcp_ok(&s.app3.ns, s.app1.addr, 80, T));
     let before: Vec<_> = (1..=3).map(|id| snapshot(&agent, id)).collect();
     // Sorted before app1.json: a world rebuilt from the sources in path order would renumber
@@ -76,7 +76,7 @@ fn root_agent_policy_change_touches_only_affected_endpoints() {
     assert_ne!(after[2].0, before[2].0, "app3's policy entries changed");
     assert!(after[2].1 > before[2].1, "app3's policy revision bumped");
     // app1 is still enforced exactly as before.
-    assert!(tcp_ok(&s.app2.ns, s.app1.addr, 80, T));
+    assert!(tcp_ok(&s.app2.ns, s.app1.addr, 80, PASS_WAIT));
     assert!(!tcp_ok(&s.app3.ns, s.app1.addr, 80, T));
     // Deleting by labels removes exactly the app3 rule; app1 and app2 again untouched.
     agent.ok(&["policy", "delete", "team=three"]);
@@ -86,5 +86,5 @@ fn root_agent_policy_change_touches_only_affected_endpoints() {
     assert_eq!(last[2].0, before[2].0, "app3 back to its entries before");
     let rules = agent.ok(&["policy", "get"]);
     assert!(rules.contains("app1") && !rules.contains("8080"), "{rules}");
-    assert!(tcp_ok(&s.app2.ns, s.app1.addr, 80, T));
+    assert!(tcp_ok(&s.app2.ns, s.app1.addr, 80, PASS_WAIT));
 }

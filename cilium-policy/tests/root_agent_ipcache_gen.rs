@@ -8,7 +8,7 @@ mod agent_harness;
 
 use agent_harness::{setup, Agent};
 use codegen::layout::NodeState;
-use runtime_loader::probe::tcp_ok;
+use runtime_loader::probe::{tcp_ok, PASS_WAIT};
 use runtime_loader::testkit::{require_root, Endpoint};
 use runtime_loader::RawMap;
 use std::net::Ipv4Addr;
@@ -50,7 +50,7 @@ fn root_agent_bumps_the_ipcache_generation_after_ipcache_writes() {
     agent.add_endpoint(4, "id=app2", &app4);
     assert!(ipcache_gen(&agent) > first, "new address, new generation");
     assert!(
-        tcp_ok(&app4.ns, s.app1.addr, 80, T),
+        tcp_ok(&app4.ns, s.app1.addr, 80, PASS_WAIT),
         "app4 is app2's identity"
     );
 }

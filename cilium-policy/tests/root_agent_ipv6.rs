@@ -6,7 +6,7 @@
 mod agent_harness;
 
 use agent_harness::{trace_allows, Agent};
-use runtime_loader::probe::{tcp_ok, udp_ok, Responder};
+use runtime_loader::probe::{tcp_ok, udp_ok, Responder, PASS_WAIT};
 use runtime_loader::testkit::{node_netns, require_root, Endpoint};
 use std::net::{Ipv4Addr, Ipv6Addr};
 use std::time::Duration;
@@ -85,11 +85,11 @@ fn root_agent_ipv6_tcp_udp_match_trace() {
     }
     // Before the policy nothing is isolated: the denials below are the policy's doing.
     assert!(
-        tcp_ok(&eps[2].ns, v6(0), 80, T),
+        tcp_ok(&eps[2].ns, v6(0), 80, PASS_WAIT),
         "app3 -> app1 80/TCP before the policy"
     );
     assert!(
-        udp_ok(&eps[2].ns, v6(0), 53, T),
+        udp_ok(&eps[2].ns, v6(0), 53, PASS_WAIT),
         "app3 -> app1 53/UDP before the policy"
     );
     agent.ok(&["apply", "-f", &pol]);
@@ -130,9 +130,10 @@ fn root_agent_ipv6_tcp_udp_match_trace() {
         let (src, dst) = (v6(from).to_string(), v6(to).to_string());
         let traced = trace_allows(&files, &["--src-ip", &src, "--dst-ip", &dst], port, proto);
         assert_eq!(traced, want, "{what}: trace");
+        let t = if want { PASS_WAIT } else { T };
         let got = match proto {
-            "TCP" => tcp_ok(&eps[from].ns, v6(to), port, T),
-            _ => udp_ok(&eps[from].ns, v6(to), port, T),
+            "TCP" => tcp_ok(&eps[from].ns, v6(to), port, t),
+            _ => udp_ok(&eps[from].ns, v6(to), port, t),
         };
         assert_eq!(got, want, "{what}: real sockets\n{}", agent.log());
     }

@@ -11,7 +11,7 @@
 mod agent_harness;
 
 use agent_harness::{setup, Agent};
-use runtime_loader::probe::tcp_ok;
+use runtime_loader::probe::{tcp_ok, PASS_WAIT};
 use runtime_loader::testkit::{require_root, Netns, TempDir};
 use runtime_loader::RawMap;
 use std::os::unix::fs::PermissionsExt;
@@ -133,7 +133,7 @@ fn root_agent_verifier_rejection_keeps_previous_enforcement() {
     let (node, app1, app2, app3) = (&s.node, &s.app1, &s.app2, &s.app3);
     let before = agent.ok(&["policy", "import", &agent.file("l3-l4.json", L3_L4)]);
     assert!(
-        tcp_ok(&app2.ns, app1.addr, 80, T),
+        tcp_ok(&app2.ns, app1.addr, 80, PASS_WAIT),
         "app2 -> app1:80 allowed"
     );
     assert!(
@@ -175,7 +175,7 @@ fn root_agent_verifier_rejection_keeps_previous_enforcement() {
     assert_eq!(policy_entries(&agent, 1), entries, "policy map unchanged");
     agent.assert_unchanged_since(&before, "l7.json");
     assert!(
-        tcp_ok(&app2.ns, app1.addr, 80, T),
+        tcp_ok(&app2.ns, app1.addr, 80, PASS_WAIT),
         "allowed traffic still flows"
     );
     assert!(

@@ -100,6 +100,12 @@ fn serve_udp(
     }
 }
 
+/// How long a probe expected to pass may wait for its echo: long enough that a stalled CI
+/// machine cannot fail it (a passing probe returns as soon as the echo arrives). Probes expected
+/// to fail, and probes that must notice a dropped SYN (the kernel retransmits it after a
+/// second), use short timeouts instead.
+pub const PASS_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// Does a TCP connection from namespace `ns` to `dst:port` open and echo a message back?
 pub fn tcp_ok(ns: &Netns, dst: impl Into<IpAddr>, port: u16, timeout: Duration) -> bool {
     let dst = dst.into();

@@ -4,7 +4,7 @@
 
 use aya::programs::SchedClassifier;
 use aya::{Ebpf, EbpfLoader};
-use runtime_loader::probe::{tcp_ok, udp_ok, Responder};
+use runtime_loader::probe::{tcp_ok, udp_ok, Responder, PASS_WAIT as PASS};
 use runtime_loader::testkit::{node_netns, require_root, Endpoint, PrivateBpffs, TempDir};
 use runtime_loader::{AttachMode, Attached, Hook, LoaderError, MapDelta, NodeLayout, RawMap};
 use std::net::Ipv4Addr;
@@ -13,9 +13,6 @@ use std::time::Duration;
 
 /// How long a probe expected to fail waits (a stall can only make it fail, as expected).
 const T: Duration = Duration::from_millis(700);
-/// How long a probe expected to pass may take: long enough for a stalled CI machine (a passing
-/// probe returns as soon as its echo arrives).
-const PASS: Duration = Duration::from_secs(10);
 const EP: u16 = 7;
 
 /// Compiles the test program with clang-19 (fixed arguments) into `dir`.

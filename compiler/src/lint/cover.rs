@@ -123,7 +123,10 @@ mod tests {
             },
             l7: None,
         };
-        assert!(ports(std::slice::from_ref(&any), std::slice::from_ref(&udp)));
+        assert!(ports(
+            std::slice::from_ref(&any),
+            std::slice::from_ref(&udp)
+        ));
         assert!(!ports(&[udp], &[any]));
         let http = PortRule {
             l7: Some(L7Rules::Http(vec![HttpRule::default()])),
@@ -131,7 +134,10 @@ mod tests {
         };
         assert!(ports(&[tcp(80, 80)], std::slice::from_ref(&http)));
         assert!(!ports(std::slice::from_ref(&http), &[tcp(80, 80)]));
-        assert!(ports(std::slice::from_ref(&http), std::slice::from_ref(&http)));
+        assert!(ports(
+            std::slice::from_ref(&http),
+            std::slice::from_ref(&http)
+        ));
     }
 
     #[test]
