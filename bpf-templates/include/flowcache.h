@@ -213,11 +213,12 @@ static __always_inline int fc_deny_able(const struct pkt *p)
 	return p->protocol != PROTO_ICMP && p->protocol != PROTO_ICMPV6;
 }
 
-#define FC_DENIED(s, k, r, dir, rev, gen, now)                                              \
+/* The checks of deny slot `s` of either family, of the packet whose slot is `f`. */
+#define FC_DENIED(f, s, k, r, dir, rev, gen, now)                                           \
 	((now) < (s)->deadline && (s)->flags == (FC_DENY | (r)->src_is_a) &&                \
 	 (s)->origin == (dir) && (s)->policy_rev == (rev) && (s)->ipcache_gen == (gen) &&    \
 	 fc_words_equal((const __u32 *)&(s)->key, (const __u32 *)&(k), sizeof((s)->key) / 4) && \
-	 fc_ct_gen_is(f, (s)->ct_gen))
+	 fc_ct_gen_is((f), (s)->ct_gen))
 
 /* The packet's cp_ctgen bucket. */
 static __always_inline __u64 *fc_ctgen(struct fc_slot f)
@@ -254,13 +255,13 @@ static __always_inline int fc_denied(struct fc_slot f, const struct pkt *p, cons
 #ifdef ENABLE_IPV4
 	if (f.s4) {
 		*peer_id = f.s4->peer_identity;
-		return FC_DENIED(f.s4, r->k4, r, dir, rev, gen, now);
+		return FC_DENIED(f, f.s4, r->k4, r, dir, rev, gen, now);
 	}
 #endif
 #ifdef ENABLE_IPV6
 	if (f.s6) {
 		*peer_id = f.s6->peer_identity;
-		return FC_DENIED(f.s6, r->k6, r, dir, rev, gen, now);
+		return FC_DENIED(f, f.s6, r->k6, r, dir, rev, gen, now);
 	}
 #endif
 	return 0;
