@@ -48,7 +48,12 @@ fn value_buffer_len(map_type: Option<MapType>, value_size: u32) -> std::io::Resu
         return Ok(value_size as usize);
     }
     let cpus = aya::util::nr_cpus().map_err(|(_, e)| e)?;
-    Ok((value_size as usize).div_ceil(8) * 8 * cpus)
+    Ok(per_cpu_stride(value_size) * cpus)
+}
+
+/// Bytes from one CPU's value to the next in a per-CPU value buffer: the value size, 8-byte aligned.
+fn per_cpu_stride(value_size: u32) -> usize {
+    (value_size as usize).div_ceil(8) * 8
 }
 
 impl RawMap {
@@ -96,6 +101,18 @@ impl RawMap {
     /// per-CPU maps one 8-byte aligned slot per possible CPU.
     pub fn value_buffer_len(&self) -> usize {
         self.value_buf
+    }
+    /// Where CPU `cpu`'s value lies in a value buffer of this per-CPU map (as `lookup` returns
+    /// it and `update` takes it); for other maps `cpu_value_range(0)` is the whole value.
+    pub fn cpu_value_range(&self, cpu: usize) -> std::ops::Range<usize> {
+        let start = cpu * per_cpu_stride(self.value_size);
+        start..start + self.value_size as usize
+    }
+    /// Each possible CPU's value in `value` (as `lookup` returns it), in CPU order; the one value
+    /// of a map that is not per-CPU.
+    pub fn cpu_values<'a>(&'a self, value: &'a [u8]) -> impl Iterator<Item = &'a [u8]> + 'a {
+        let cpus = self.value_buf.div_ceil(per_cpu_stride(self.value_size));
+        (0..cpus).filter_map(move |cpu| value.get(self.cpu_value_range(cpu)))
     }
     pub fn max_entries(&self) -> u32 {
         self.max_entries

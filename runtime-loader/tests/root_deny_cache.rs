@@ -27,14 +27,13 @@ fn slow_setup() -> Option<Datapath> {
 /// Every CPU's IPv4 deny slots: (peer identity, ipcache generation, policy revision).
 fn deny_slots(dp: &Datapath) -> Vec<(u32, u32, u32)> {
     let map = dp.map("cp_fc4").unwrap();
-    let size = std::mem::size_of::<Fc4Slot>();
-    let stride = size.div_ceil(8) * 8;
     map.entries()
         .unwrap()
         .values()
         .flat_map(|v| {
-            v.chunks(stride)
-                .map(|c| Fc4Slot::from_bytes(&c[..size]).unwrap())
+            map.cpu_values(v)
+                .map(|c| Fc4Slot::from_bytes(c).unwrap())
+                .collect::<Vec<_>>()
         })
         .filter(|s| s.deadline != 0 && s.flags & FC_DENY != 0)
         .map(|s| (s.peer_identity, s.ipcache_gen, s.policy_rev))
@@ -48,7 +47,7 @@ fn policy_drops(dp: &Datapath, dir: u32) -> u64 {
         .lookup(&(dir * 256 + DROP_POLICY).to_ne_bytes())
         .unwrap()
         .unwrap();
-    v.chunks(std::mem::size_of::<MetricsValue>())
+    map.cpu_values(&v)
         .map(|c| MetricsValue::from_bytes(c).unwrap().packets)
         .sum()
 }

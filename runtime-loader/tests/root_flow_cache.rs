@@ -88,16 +88,10 @@ fn slots_holding(dp: &Datapath, cpu: usize, c: &Conn) -> Vec<Slot> {
         .collect()
 }
 
-/// This CPU's part of a per-CPU slot value, and its length in the value buffer.
-fn cpu_part(value_size: u32, cpu: usize) -> std::ops::Range<usize> {
-    let stride = (value_size as usize).div_ceil(8) * 8;
-    cpu * stride..cpu * stride + value_size as usize
-}
-
 /// As [`slots_holding`], with each slot's index in the map.
 fn slot_entries(dp: &Datapath, cpu: usize, c: &Conn) -> Vec<(Vec<u8>, Slot)> {
     let map = dp.map(c.fc_map).unwrap();
-    let part = cpu_part(map.value_size(), cpu);
+    let part = map.cpu_value_range(cpu);
     map.entries()
         .unwrap()
         .into_iter()
@@ -130,7 +124,7 @@ fn read_slot(b: &[u8], key_len: usize) -> Option<(Vec<u8>, Slot)> {
 /// been filled that long ago.
 fn age_slot(dp: &Datapath, cpu: usize, c: &Conn, by: u64) {
     let map = dp.map(c.fc_map).unwrap();
-    let part = cpu_part(map.value_size(), cpu);
+    let part = map.cpu_value_range(cpu);
     let held = slot_entries(dp, cpu, c);
     assert_eq!(held.len(), 1, "one slot holds the connection");
     let index = &held[0].0;

@@ -329,6 +329,15 @@ fn root_per_cpu_values_round_trip() {
         map.lookup(&1u32.to_ne_bytes()).unwrap(),
         Some(value.clone())
     );
+    let per_cpu: Vec<u32> = map
+        .cpu_values(&value)
+        .map(|c| u32::from_ne_bytes(c.try_into().unwrap()))
+        .collect();
+    assert_eq!(
+        per_cpu,
+        (0..cpus as u32).map(|c| c + 100).collect::<Vec<_>>()
+    );
+    assert_eq!(map.cpu_value_range(1), 8..12);
     let all = map.entries().unwrap();
     assert_eq!(all.len(), 2);
     assert_eq!(all[&1u32.to_ne_bytes().to_vec()], value);
