@@ -226,4 +226,19 @@ fn root_generated_policies_match_trace_on_real_sockets() {
         checked.0 > 0 && checked.1 > 0,
         "the scenarios cover both verdicts: {checked:?}"
     );
+    // The flag reaches the programs: every object the agent compiled for the enforcing
+    // endpoints has one flow-cache slot per family.
+    let objects = agent.dir.path.join("state/objects");
+    let mut compiled = 0;
+    for entry in std::fs::read_dir(&objects).expect("the agent's object cache") {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "o") {
+            let maps = runtime_loader::pins::object_maps(&std::fs::read(&path).unwrap()).unwrap();
+            for fc in ["cp_fc4", "cp_fc6"].iter().filter_map(|m| maps.get(*m)) {
+                assert_eq!(fc.max_entries, 1, "{}", path.display());
+                compiled += 1;
+            }
+        }
+    }
+    assert!(compiled > 0, "no flow cache in {}", objects.display());
 }

@@ -176,6 +176,16 @@ impl PolicySet {
             self.push_rule(r);
         }
     }
+    /// [`PolicySet::absorb`] for a set parsed alone: its rules become rules of this set's file
+    /// `file`. Returns the new rules' ids.
+    pub fn absorb_file(&mut self, mut other: PolicySet, file: FileId) -> Vec<RuleId> {
+        for r in &mut other.rules {
+            r.provenance.file = file;
+        }
+        let first = self.rules.len() as u32;
+        self.absorb(other);
+        (first..self.rules.len() as u32).map(RuleId).collect()
+    }
     pub fn rule(&self, id: RuleId) -> &Rule {
         &self.rules[id.0 as usize]
     }

@@ -10,6 +10,7 @@
 //! when it has not written it yet). Programs still attached keep using the old map until they
 //! are replaced; nothing they enforce changes in between.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 /// A pin removed because the map behind it did not match the object.
@@ -36,12 +37,13 @@ pub enum PinCheckError {
 
 /// The facts of a map definition that must agree for a pinned map to be reused.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-struct Shape {
-    map_type: u32,
-    key_size: u32,
-    value_size: u32,
-    max_entries: u32,
-    flags: u32,
+pub struct Shape {
+    /// `BPF_MAP_TYPE_*`.
+    pub map_type: u32,
+    pub key_size: u32,
+    pub value_size: u32,
+    pub max_entries: u32,
+    pub flags: u32,
 }
 
 const RINGBUF: u32 = 27; // BPF_MAP_TYPE_RINGBUF
@@ -83,6 +85,26 @@ fn pinned_shape(path: &Path) -> Result<Shape, PinCheckError> {
     })
 }
 
+/// The maps an object defines, by name, as the loader will create them (before a ring
+/// buffer's size is rounded to pages).
+pub fn object_maps(object: &[u8]) -> Result<BTreeMap<String, Shape>, PinCheckError> {
+    let obj = aya_obj::Object::parse(object)?;
+    Ok(obj
+        .maps
+        .iter()
+        .map(|(name, def)| {
+            let shape = Shape {
+                map_type: def.map_type(),
+                key_size: def.key_size(),
+                value_size: def.value_size(),
+                max_entries: def.max_entries(),
+                flags: def.map_flags(),
+            };
+            (name.clone(), shape)
+        })
+        .collect())
+}
+
 /// Unlinks every pin in `pins` (map name → path) whose map does not match `object`'s
 /// definition of that map; returns what was retired. Paths that do not exist, and pins of maps
 /// the object does not have, are left alone.
@@ -94,22 +116,15 @@ pub fn retire_incompatible(
     if existing.is_empty() {
         return Ok(Vec::new());
     }
-    let obj = aya_obj::Object::parse(object)?;
+    let defs = object_maps(object)?;
     let mut retired = Vec::new();
     for (name, path) in existing {
         // A map compiled out of this object (e.g. CT without enforcement) is not loaded: its
         // pin stays for the configurations that have it.
-        let Some(def) = obj.maps.get(*name) else {
+        let Some(want) = defs.get(*name) else {
             continue;
         };
-        let want = Shape {
-            map_type: def.map_type(),
-            key_size: def.key_size(),
-            value_size: def.value_size(),
-            max_entries: def.max_entries(),
-            flags: def.map_flags(),
-        };
-        if let Some(reason) = pinned_shape(path)?.mismatch(&want) {
+        if let Some(reason) = pinned_shape(path)?.mismatch(want) {
             std::fs::remove_file(path).map_err(|source| PinCheckError::Unlink {
                 path: path.clone(),
                 source,

@@ -7,7 +7,8 @@
 use super::error::ApiError;
 use super::model::EndpointSpec;
 use super::world::{
-    label_endpoint, parse_rule_labels, parse_source, rule_has_labels, spec_name, SourceState, World,
+    label_endpoint, parse_rule_labels, parse_source, pod_missing, rule_has_labels, spec_name,
+    SourceState, World,
 };
 use compiler::cluster::ClusterEndpoint;
 use compiler::identity::derive_labels;
@@ -25,6 +26,12 @@ pub enum Change {
     },
     /// The local endpoint `id` now has this spec (`None`: it is removed).
     Endpoint { id: u16, to: Option<EndpointSpec> },
+}
+
+/// The rules of `a` that `b` does not hold, in `a`'s order.
+fn rules_not_in(a: &[RuleId], b: &[RuleId]) -> Vec<RuleId> {
+    let b: HashSet<RuleId> = b.iter().copied().collect();
+    a.iter().copied().filter(|r| !b.contains(r)).collect()
 }
 
 fn internal(e: impl std::fmt::Display) -> ApiError {
@@ -170,20 +177,8 @@ impl World {
         self.check_source(&path, &new)?;
         let was = self.sources.remove(&path);
         let old = was.clone().unwrap_or_default();
-        let kept: HashSet<RuleId> = new.rules.iter().copied().collect();
-        let gone: Vec<RuleId> = old
-            .rules
-            .iter()
-            .copied()
-            .filter(|r| !kept.contains(r))
-            .collect();
-        let had: HashSet<RuleId> = old.rules.iter().copied().collect();
-        let added: Vec<RuleId> = new
-            .rules
-            .iter()
-            .copied()
-            .filter(|r| !had.contains(r))
-            .collect();
+        let gone = rules_not_in(&old.rules, &new.rules);
+        let added = rules_not_in(&new.rules, &old.rules);
         let deltas = self.engine.deactivate_rules(&gone);
         self.note(deltas);
         self.apply_inventory(&path, &old.inventory, &new.inventory)?;
@@ -261,8 +256,8 @@ impl World {
             .filter(|e| e.namespace.as_ref().is_some_and(|n| changed_ns.contains(n)))
             .filter_map(|e| {
                 let src = self.owner.get(&e.name).filter(|p| *p != path)?;
-                let ep = self.sources.get(src)?.inventory.endpoints.iter();
-                let ep = ep.clone().find(|x| x.name == e.name)?;
+                let endpoints = &self.sources.get(src)?.inventory.endpoints;
+                let ep = endpoints.iter().find(|x| x.name == e.name)?;
                 Some((ep.clone(), src.clone()))
             })
             .collect();
@@ -329,9 +324,7 @@ impl World {
                         .endpoint(pod)
                         .is_none_or(|e| e.kind != "Pod")
                     {
-                        return Err(ApiError::bad_request(format!(
-                            "endpoint {id}: pod {pod} is not applied (apply its manifest first)"
-                        )));
+                        return Err(pod_missing(id, pod));
                     }
                     None
                 }

@@ -411,6 +411,8 @@ impl Datapath {
             return Ok(());
         }
         let mut written = MapsWritten::new();
+        let mut changed = false;
+        let mut result = Ok(());
         for img in ipcache_images(ipcache) {
             let name = img.kind.map_name();
             let pin = self.layout.shared_map(name).map_err(internal)?;
@@ -424,19 +426,25 @@ impl Datapath {
             // Without the ipcache no endpoint can be enforced correctly: refuse the change.
             let (_, map, len, delta) = self.delta(&pin, last, &want, byte_eq_rank)?;
             if !delta.is_empty() {
-                // The generation moves after the entries, even after a partial write.
-                let applied = delta.apply(&map, len);
-                let node = self.layout.shared_map("cp_node").map_err(internal)?;
-                let stats = super::ipcache_gen::bump(&node)
-                    .map_err(|e| e.to_string())
-                    .and(applied.map_err(|e| e.to_string()))
-                    .map_err(|e| {
-                        self.ipcache = None;
-                        ApiError::internal(format!("updating the ipcache: {e}"))
-                    })?;
-                tracing::debug!(map = %pin.display(), ?stats, "map delta written");
+                changed = true;
+                match delta.apply(&map, len) {
+                    Ok(stats) => tracing::debug!(map = %pin.display(), ?stats, "map delta written"),
+                    Err(e) => {
+                        result = Err(e.to_string());
+                        break;
+                    }
+                }
             }
             written.insert(name, want);
+        }
+        // The generation moves once, after every map's entries, even after a partial write.
+        if changed {
+            let node = self.layout.shared_map("cp_node").map_err(internal)?;
+            result = super::ipcache_gen::bump(&node).and(result);
+        }
+        if let Err(e) = result {
+            self.ipcache = None;
+            return Err(ApiError::internal(format!("updating the ipcache: {e}")));
         }
         self.ipcache = Some((ipcache.clone(), written));
         Ok(())

@@ -204,19 +204,7 @@ impl Agent {
                 spec.iface, other.id
             )));
         }
-        let mut edit = Edit::default();
-        edit.endpoints.insert(spec.id, Some(spec.clone()));
-        let change = Change::Endpoint {
-            id: spec.id,
-            to: Some(spec.clone()),
-        };
-        self.commit(
-            edit,
-            vec![change],
-            "endpoint",
-            vec![format!("endpoint/{}", spec.id)],
-            true,
-        )
+        self.commit_endpoint(spec.id, Some(spec))
     }
 
     pub fn patch_endpoint(
@@ -280,16 +268,28 @@ impl Agent {
         f: impl FnOnce(&mut EndpointSpec) -> Result<(), ApiError>,
     ) -> Result<RevisionReply, ApiError> {
         let id = self.resolve_ref(r)?;
-        let mut spec = self
-            .persisted
+        let mut spec = self.persisted_endpoint(id)?;
+        f(&mut spec)?;
+        self.commit_endpoint(id, Some(spec))
+    }
+
+    fn persisted_endpoint(&self, id: u16) -> Result<EndpointSpec, ApiError> {
+        self.persisted
             .endpoints
             .get(&id)
             .cloned()
-            .ok_or_else(|| ApiError::not_found(format!("endpoint {id} not found")))?;
-        f(&mut spec)?;
+            .ok_or_else(|| ApiError::not_found(format!("endpoint {id} not found")))
+    }
+
+    /// Commits one endpoint's new spec (`None`: removed), waiting for the datapath.
+    fn commit_endpoint(
+        &mut self,
+        id: u16,
+        to: Option<EndpointSpec>,
+    ) -> Result<RevisionReply, ApiError> {
         let mut edit = Edit::default();
-        edit.endpoints.insert(id, Some(spec.clone()));
-        let change = Change::Endpoint { id, to: Some(spec) };
+        edit.endpoints.insert(id, to.clone());
+        let change = Change::Endpoint { id, to };
         self.commit(
             edit,
             vec![change],
@@ -302,22 +302,8 @@ impl Agent {
     /// Deletes the endpoint; `false` in the reply's second field when datapath cleanup failed.
     pub fn delete_endpoint(&mut self, r: &EndpointRef) -> Result<(RevisionReply, bool), ApiError> {
         let id = self.resolve_ref(r)?;
-        let spec = self
-            .persisted
-            .endpoints
-            .get(&id)
-            .cloned()
-            .ok_or_else(|| ApiError::not_found(format!("endpoint {id} not found")))?;
-        let mut edit = Edit::default();
-        edit.endpoints.insert(id, None);
-        let change = Change::Endpoint { id, to: None };
-        let reply = self.commit(
-            edit,
-            vec![change],
-            "endpoint",
-            vec![format!("endpoint/{id}")],
-            true,
-        )?;
+        let spec = self.persisted_endpoint(id)?;
+        let reply = self.commit_endpoint(id, None)?;
         // The datapath detached and unpinned it during the sync; an error there is reported.
         let clean = self.lagging.remove(&id).is_none();
         if !clean {
@@ -529,14 +515,12 @@ impl Agent {
     /// Undoes applied changes (their inverses, last first) and returns `err`. Should undoing
     /// fail, the world is rebuilt from the persisted state.
     fn rollback(&mut self, undo: Vec<Change>, err: ApiError) -> ApiError {
-        for inverse in undo.into_iter().rev() {
-            if let Err(e) = self.world.apply(inverse) {
-                tracing::error!(error = %e.body.error, "undoing a refused change failed; rebuilding");
-                self.rebuild();
-                return err;
-            }
-        }
-        if let Err(e) = self.world.refresh() {
+        let undone = undo
+            .into_iter()
+            .rev()
+            .try_for_each(|inverse| self.world.apply(inverse).map(drop))
+            .and_then(|()| self.world.refresh().map(drop));
+        if let Err(e) = undone {
             tracing::error!(error = %e.body.error, "undoing a refused change failed; rebuilding");
             self.rebuild();
         }

@@ -48,16 +48,21 @@ impl Persisted {
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_secs())
             .unwrap_or(0);
-        self.revisions.push(RevisionInfo {
+        self.log(RevisionInfo {
             revision: self.revision,
             unix_time,
             action: action.into(),
             paths,
         });
+        self.revision
+    }
+
+    /// Appends to the revision log, which keeps the newest [`REVISION_LOG`] entries.
+    fn log(&mut self, info: RevisionInfo) {
+        self.revisions.push(info);
         if self.revisions.len() > REVISION_LOG {
             self.revisions.remove(0);
         }
-        self.revision
     }
 }
 
@@ -71,6 +76,12 @@ pub enum StoreError {
     #[error("{path}: not a valid agent state file: {source}")]
     Corrupt {
         path: PathBuf,
+        source: serde_json::Error,
+    },
+    #[error("{path}:{line}: not a valid journal entry: {source}")]
+    CorruptJournal {
+        path: PathBuf,
+        line: usize,
         source: serde_json::Error,
     },
 }
@@ -144,10 +155,7 @@ impl Persisted {
     fn replay(&mut self, edit: &Edit) {
         self.revision = edit.revision;
         if let Some(l) = &edit.log {
-            self.revisions.push(l.clone());
-            if self.revisions.len() > REVISION_LOG {
-                self.revisions.remove(0);
-            }
+            self.log(l.clone());
         }
         self.apply_maps(edit);
     }
@@ -192,8 +200,13 @@ impl Store {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
             Err(e) => return Err(io(&self.journal)(e)),
         };
-        let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
-        for (i, line) in lines.iter().enumerate() {
+        // (line number in the file, line), blank lines left out.
+        let lines: Vec<(usize, &str)> = text
+            .lines()
+            .enumerate()
+            .filter(|(_, l)| !l.trim().is_empty())
+            .collect();
+        for (i, (n, line)) in lines.iter().enumerate() {
             match serde_json::from_str::<Edit>(line) {
                 // Entries already in the snapshot (a crash between snapshot and truncation).
                 Ok(e) if e.revision <= st.revision => {}
@@ -203,8 +216,9 @@ impl Store {
                     tracing::warn!(journal = %self.journal.display(), "ignoring a torn last journal entry")
                 }
                 Err(e) => {
-                    return Err(StoreError::Corrupt {
+                    return Err(StoreError::CorruptJournal {
                         path: self.journal.clone(),
+                        line: n + 1,
                         source: e,
                     })
                 }
@@ -310,6 +324,15 @@ mod tests {
             ""
         );
         assert_eq!(Store::new(&dir).unwrap().load().unwrap(), st);
+        // A bad line before the last is corruption, reported with its line number.
+        std::fs::write(dir.join("journal.jsonl"), format!("\n{{\"revis\n{journal}")).unwrap();
+        match Store::new(&dir).unwrap().load() {
+            Err(e @ StoreError::CorruptJournal { line: 2, .. }) => {
+                assert!(e.to_string().contains("journal.jsonl:2:"), "{e}")
+            }
+            other => panic!("expected a corrupt journal at line 2, got {other:?}"),
+        }
+        std::fs::write(dir.join("journal.jsonl"), "").unwrap();
         std::fs::write(dir.join("state.json"), b"{not json").unwrap();
         assert!(matches!(
             Store::new(&dir).unwrap().load(),

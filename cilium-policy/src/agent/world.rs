@@ -180,7 +180,7 @@ pub fn label_endpoint(spec: &EndpointSpec) -> Result<ir::Endpoint, ApiError> {
     })
 }
 
-fn pod_missing(id: u16, pod: &str) -> ApiError {
+pub(super) fn pod_missing(id: u16, pod: &str) -> ApiError {
     ApiError::bad_request(format!(
         "endpoint {id}: pod {pod} is not applied (apply its manifest first)"
     ))
@@ -194,13 +194,9 @@ impl World {
         let mut inventory = ir::Inventory::default();
         for (path, text) in &p.sources {
             let deleted = p.deleted.get(path).map_or(&[][..], Vec::as_slice);
-            let (mut set, inv) = parse_source(path, text, deleted)?;
+            let (set, inv) = parse_source(path, text, deleted)?;
             let file = policy.add_file(path.clone());
-            for r in &mut set.rules {
-                r.provenance.file = file;
-            }
-            let first = policy.rules.len() as u32;
-            policy.absorb(set);
+            let rules = policy.absorb_file(set, file);
             w.file_ids.insert(path.clone(), file);
             for ep in &inv.endpoints {
                 w.owner.insert(ep.name.clone(), path.clone());
@@ -213,7 +209,6 @@ impl World {
             }
             inventory.namespaces.extend(inv.namespaces.iter().cloned());
             inventory.endpoints.extend(inv.endpoints.iter().cloned());
-            let rules = (first..policy.rules.len() as u32).map(RuleId).collect();
             w.sources.insert(
                 path.clone(),
                 SourceState {

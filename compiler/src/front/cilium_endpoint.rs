@@ -51,11 +51,7 @@ fn addresses(cx: &mut Cx<'_>, status: &Map<'_>, ips: &mut Vec<IpAddr>) {
     else {
         return;
     };
-    for a in net
-        .get("addressing")
-        .map(|a| cx.seq(&a))
-        .unwrap_or_default()
-    {
+    for a in cx.seq_at(&net, "addressing") {
         let Some(am) = cx.map(&a, &[], Unknown::Ignore) else {
             continue;
         };
@@ -79,11 +75,7 @@ fn addresses(cx: &mut Cx<'_>, status: &Map<'_>, ips: &mut Vec<IpAddr>) {
 }
 
 fn named_ports(cx: &mut Cx<'_>, status: &Map<'_>, ports: &mut Vec<NamedPort>) {
-    for p in status
-        .get("named-ports")
-        .map(|p| cx.seq(&p))
-        .unwrap_or_default()
-    {
+    for p in cx.seq_at(&status, "named-ports") {
         let Some(pm) = cx.map(&p, &[], Unknown::Ignore) else {
             continue;
         };

@@ -194,7 +194,7 @@ fn icmp_field(cx: &mut Cx<'_>, f: &Field<'_>) -> Option<PortRule> {
 pub fn icmps_entry(cx: &mut Cx<'_>, f: &Field<'_>) -> Option<Vec<PortRule>> {
     let before = cx.errors();
     let m = cx.map(f, &["fields"], Unknown::Error)?;
-    let fields = m.get("fields").map(|x| cx.seq(&x)).unwrap_or_default();
+    let fields = cx.seq_at(&m, "fields");
     let out: Vec<PortRule> = fields.iter().filter_map(|x| icmp_field(cx, x)).collect();
     (cx.errors() == before).then_some(out)
 }

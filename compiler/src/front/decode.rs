@@ -200,6 +200,11 @@ impl<'f> Cx<'f> {
         f
     }
 
+    /// The items of the optional list `key` of `m` (absent or null reads as empty).
+    pub fn seq_at<'n>(&mut self, m: &Map<'n>, key: &str) -> Vec<Field<'n>> {
+        m.get(key).map(|f| self.seq(&f)).unwrap_or_default()
+    }
+
     /// The items of a list (null reads as empty).
     pub fn seq<'n>(&mut self, f: &Field<'n>) -> Vec<Field<'n>> {
         match &f.node.kind {

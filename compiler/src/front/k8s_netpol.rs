@@ -32,7 +32,7 @@ pub fn network_policy(cx: &mut Cx<'_>, spec: &Field<'_>, scope: &Scope, pending:
         (Direction::Ingress, "ingress", "from"),
         (Direction::Egress, "egress", "to"),
     ] {
-        let items = m.get(key).map(|l| cx.seq(&l)).unwrap_or_default();
+        let items = cx.seq_at(&m, key);
         let enabled = match &types {
             Some(t) => t.contains(&dir),
             None => dir == Direction::Ingress || !items.is_empty(),
@@ -93,13 +93,13 @@ fn rule_item(
 ) -> Option<PendingRule> {
     let before = cx.errors();
     let m = cx.map(f, &[peers_key, "ports"], Unknown::Error)?;
-    let peer_items = m.get(peers_key).map(|p| cx.seq(&p)).unwrap_or_default();
+    let peer_items = cx.seq_at(&m, peers_key);
     let mut peers = Vec::new();
     for item in &peer_items {
         peers.extend(peer(cx, item, ns));
     }
     let mut ports = Vec::new();
-    for item in m.get("ports").map(|p| cx.seq(&p)).unwrap_or_default() {
+    for item in cx.seq_at(&m, "ports") {
         ports.extend(port(cx, &item));
     }
     if cx.errors() > before {

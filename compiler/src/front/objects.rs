@@ -195,7 +195,7 @@ fn object(cx: &mut Cx<'_>, f: &Field<'_>, sink: &mut Sink<'_>) {
             let Some(m) = top_level(cx, f, &["apiVersion", "kind", "metadata", "items"]) else {
                 return;
             };
-            for item in m.get("items").map(|i| cx.seq(&i)).unwrap_or_default() {
+            for item in cx.seq_at(&m, "items") {
                 match item.node.kind {
                     NodeKind::Mapping(_) => object(cx, &item, sink),
                     _ => cx.at(

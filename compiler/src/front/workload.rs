@@ -124,15 +124,11 @@ fn pod_spec_into(cx: &mut Cx<'_>, spec: &Map<'_>, ep: &mut Endpoint) {
         .get("serviceAccountName")
         .or_else(|| spec.get("serviceAccount"));
     ep.service_account = sa.and_then(|s| cx.str(&s)).map(str::to_string);
-    for c in spec
-        .get("containers")
-        .map(|c| cx.seq(&c))
-        .unwrap_or_default()
-    {
+    for c in cx.seq_at(&spec, "containers") {
         let Some(cm) = cx.map(&c, &[], Unknown::Ignore) else {
             continue;
         };
-        for p in cm.get("ports").map(|p| cx.seq(&p)).unwrap_or_default() {
+        for p in cx.seq_at(&cm, "ports") {
             let Some(pm) = cx.map(&p, &[], Unknown::Ignore) else {
                 continue;
             };
@@ -184,7 +180,7 @@ fn pod_ips(cx: &mut Cx<'_>, status: &Map<'_>, ips: &mut Vec<IpAddr>) {
     if let Some(ip) = status.get("podIP") {
         push(cx, &ip);
     }
-    for item in status.get("podIPs").map(|p| cx.seq(&p)).unwrap_or_default() {
+    for item in cx.seq_at(&status, "podIPs") {
         if let Some(im) = cx.map(&item, &[], Unknown::Ignore) {
             if let Some(ip) = im.get("ip") {
                 push(cx, &ip);

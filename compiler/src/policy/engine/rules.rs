@@ -57,15 +57,8 @@ fn diff(old: &EndpointPolicy, new: &EndpointPolicy) -> MapDelta {
 impl PolicyEngine {
     /// Appends the rules of `set` (a front-end result for one source) as rules of this set's
     /// file `file`, without enforcing them; returns their ids for [`PolicyEngine::activate_rules`].
-    pub fn append_rules(&mut self, mut set: PolicySet, file: FileId) -> Vec<RuleId> {
-        for r in &mut set.rules {
-            r.provenance.file = file;
-        }
-        let first = self.policy.rules.len() as u32;
-        self.policy.absorb(set);
-        (first..self.policy.rules.len() as u32)
-            .map(RuleId)
-            .collect()
+    pub fn append_rules(&mut self, set: PolicySet, file: FileId) -> Vec<RuleId> {
+        self.policy.absorb_file(set, file)
     }
 
     /// Enforces appended (or previously deactivated) rules: allocates the CIDR identities they
