@@ -93,10 +93,12 @@ static __always_inline int handle(struct __sk_buff *skb, const __u8 dir)
 			count(dir, REASON_FORWARDED, len);
 			return TC_ACT_OK;
 		}
-		/* A remembered default deny (the generation is read before the ipcache lookup). */
+		/* A remembered deny, the default deny or a deny entry's (the generation is read
+		 * before the ipcache lookup). */
 		gen = fc_ipcache_gen();
-		if (fc_denied(slot, &p, &ref, dir, rev, gen, now, &peer_id))
-			return drop(st, dir, &p, DROP_POLICY, peer_id, &d, len);
+		if (fc_denied(slot, &p, &ref, dir, rev, gen, now, len, &peer_id, &d))
+			return drop(st, dir, &p, d.kind ? DROP_POLICY_DENY : DROP_POLICY, peer_id,
+				    &d, len);
 #endif
 		ct = ct_lookup(&p, dir, &ref, now);
 		if (ct) {
@@ -124,14 +126,14 @@ static __always_inline int handle(struct __sk_buff *skb, const __u8 dir)
 
 	peer_id = ipcache_identity(&p, peer);
 	policy_decide(dir, peer_id, &p, peer, p.policy_port_be, len, &d);
-	if (d.verdict == VERDICT_DENY)
-		return drop(st, dir, &p, DROP_POLICY_DENY, peer_id, &d, len);
 	if (d.verdict != VERDICT_ALLOW && d.verdict != VERDICT_REDIRECT) {
 #ifdef ENABLE_FLOW_CACHE
-		if (d.verdict == VERDICT_NONE)
-			fc_fill_deny(slot, &p, &ref, dir, rev, gen, peer_id, now + st->jiffies_hz);
+		if (d.verdict == VERDICT_DENY || d.verdict == VERDICT_NONE)
+			fc_fill_deny(slot, &p, &ref, dir, rev, gen, peer_id, &d,
+				     now + st->jiffies_hz);
 #endif
-		return drop(st, dir, &p, DROP_POLICY, peer_id, &d, len);
+		return drop(st, dir, &p, d.verdict == VERDICT_DENY ? DROP_POLICY_DENY : DROP_POLICY,
+			    peer_id, &d, len);
 	}
 
 #ifdef ENABLE_CT

@@ -2,6 +2,9 @@
 #ifndef CP_EVENTS_H
 #define CP_EVENTS_H
 
+/* What one event takes in the ring: the record and its 8-byte header, 8-byte aligned. */
+#define EVENT_RECORD_SIZE ((sizeof(struct event) + 8 + 7) & ~7ul)
+
 static __always_inline void count(__u8 dir, __u8 reason, __u32 len)
 {
 	__u32 idx = (__u32)dir * 256 + reason;
@@ -20,6 +23,13 @@ static __always_inline void emit(const struct ep_state *st, __u8 kind, __u8 reas
 	struct event *e;
 
 	if (!(st->events_mask & (kind == EVENT_DROP ? EVENTS_DROP : EVENTS_VERDICT)))
+		return;
+	/* A ring nobody drains is full: a reserve would take the ring's lock (irqs off) only to
+	 * fail. Unread data plus this record (8-byte header, 8-byte aligned) must stay below the
+	 * ring's size, the reserve's own condition; the unlocked read may be stale, which only
+	 * loses an event a reader was about to make room for. */
+	if (bpf_ringbuf_query(&cp_events, BPF_RB_AVAIL_DATA) + EVENT_RECORD_SIZE >=
+	    EVENTS_RINGBUF_SIZE)
 		return;
 	e = bpf_ringbuf_reserve(&cp_events, sizeof(*e), 0);
 	if (!e)

@@ -137,22 +137,57 @@ static __always_inline __u64 fc_deadline(const struct ct_value *ct, const struct
 	return d < now + hz ? d : now + hz;
 }
 
-/* Writes slot `s` of either family. The deadline is zeroed first and written last, so that a
- * run nested on this CPU (BPF_PROG_TEST_RUN interrupted by a softirq; tc programs do not nest)
- * sees an invalid slot, not a half-written one; and a nested fill that completed between the
- * two leaves fields of two fills: the last write checks that the slot still holds this fill's
- * key, revision, origin and flags, and leaves the slot invalid otherwise. */
-#define FC_WRITE(s, k, rev, org, flg, peer, gen, cgen, deadline)                                \
+/* What a deny slot remembers besides the key, revision and orientation (zero in CT slots). */
+struct fc_deny_info {
+	__u32 peer_identity;
+	__u32 ipcache_gen;
+	__u32 ct_gen;
+	__u32 deny_identity;
+	__u32 rule_id;
+	__u16 policy_port_be;
+	__u8 deny_kind;
+};
+
+/* Adds the packets a deny slot served to its entry's counters (the deny entry now at the key
+ * the slot remembers; nothing if that key no longer holds a deny). */
+#define FC_FLUSH(s)                                                                         \
 	do {                                                                               \
+		struct policy_value *v_ = policy_at((s)->deny_identity, (s)->deny_kind,     \
+						    (s)->origin, (s)->key.protocol,         \
+						    (s)->policy_port_be);                   \
+		if (v_ && v_->verdict == VERDICT_DENY) {                                   \
+			__sync_fetch_and_add(&v_->packets, (s)->pending_packets);           \
+			__sync_fetch_and_add(&v_->bytes, (s)->pending_bytes);               \
+		}                                                                          \
+		(s)->pending_packets = 0;                                                  \
+		(s)->pending_bytes = 0;                                                    \
+	} while (0)
+
+/* Writes slot `s` of either family, after flushing what the slot's previous deny served. The
+ * deadline is zeroed first and written last, so that a run nested on this CPU
+ * (BPF_PROG_TEST_RUN interrupted by a softirq; tc programs do not nest) sees an invalid slot,
+ * not a half-written one; and a nested fill that completed between the two leaves fields of
+ * two fills: the last write checks that the slot still holds this fill's key, revision, origin
+ * and flags, and leaves the slot invalid otherwise. */
+#define FC_WRITE(s, k, rev, org, flg, info, deadline)                                           \
+	do {                                                                               \
+		if ((s)->pending_packets)                                                  \
+			FC_FLUSH(s);                                                       \
 		(s)->deadline = 0;                                                         \
 		barrier();                                                                 \
 		(s)->key = (k);                                                            \
 		(s)->policy_rev = (rev);                                                   \
 		(s)->origin = (org);                                                       \
 		(s)->flags = (flg);                                                        \
-		(s)->peer_identity = (peer);                                               \
-		(s)->ipcache_gen = (gen);                                                  \
-		(s)->ct_gen = (cgen);                                                      \
+		(s)->peer_identity = (info)->peer_identity;                                \
+		(s)->ipcache_gen = (info)->ipcache_gen;                                    \
+		(s)->ct_gen = (info)->ct_gen;                                              \
+		(s)->deny_kind = (info)->deny_kind;                                        \
+		(s)->deny_identity = (info)->deny_identity;                                \
+		(s)->rule_id = (info)->rule_id;                                            \
+		(s)->policy_port_be = (info)->policy_port_be;                              \
+		(s)->pending_packets = 0;                                                  \
+		(s)->pending_bytes = 0;                                                    \
 		barrier();                                                                 \
 		(s)->deadline = (s)->policy_rev == (rev) && (s)->origin == (org) &&        \
 					(s)->flags == (flg) &&                             \
@@ -168,6 +203,7 @@ static __always_inline void fc_fill(struct fc_slot f, const struct pkt *p, const
 				    const struct ct_value *ct, const struct ep_state *st,
 				    __u32 rev, __u64 now)
 {
+	struct fc_deny_info none = {};
 	__u64 deadline;
 
 	if (ct->flags & CT_CLOSING)
@@ -175,20 +211,25 @@ static __always_inline void fc_fill(struct fc_slot f, const struct pkt *p, const
 	deadline = fc_deadline(ct, st, p, now);
 #ifdef ENABLE_IPV4
 	if (f.s4) {
-		FC_WRITE(f.s4, r->k4, rev, ct->origin, ct->flags, 0, 0, 0, deadline);
+		FC_WRITE(f.s4, r->k4, rev, ct->origin, ct->flags, &none, deadline);
 		return;
 	}
 #endif
 #ifdef ENABLE_IPV6
 	if (f.s6)
-		FC_WRITE(f.s6, r->k6, rev, ct->origin, ct->flags, 0, 0, 0, deadline);
+		FC_WRITE(f.s6, r->k6, rev, ct->origin, ct->flags, &none, deadline);
 #endif
 }
-/* Deny slots (FC_DENY in flags): a new connection denied because no policy entry matched (the
- * default deny; a deciding deny entry counts its packets, so it is decided every time). The
- * slot remembers the packet's direction and orientation (origin, CT_OPENER_A) and its peer
- * identity. It is consulted before the CT lookup and serves a packet that has the slot's key,
- * direction and orientation when all of these still hold:
+/* Deny slots (FC_DENY in flags): a denied new connection, either because no policy entry
+ * matched (the default deny) or by a deny entry. The slot remembers the packet's direction and
+ * orientation (origin, CT_OPENER_A), its peer identity, and for a deny entry which key decided
+ * (deny_kind, deny_identity) and its rule: a packet served from the slot reports what the
+ * decision reported, and is counted in the slot (per CPU, no atomics, no lookup); the slot adds
+ * its count to the entry's counters every FC_DENY_FLUSH packets and before it is rewritten
+ * (FC_FLUSH: one lookup of the entry's key). An entry's counters therefore lag by at most
+ * FC_DENY_FLUSH - 1 packets per slot and CPU, until that slot is next written. It is consulted
+ * before the CT lookup and serves a packet that has the slot's key, direction and orientation
+ * when all of these still hold:
  *  - now < deadline (one second after the fill);
  *  - the endpoint's policy revision is the slot's (policy, port-range and address-class maps);
  *  - the node's ipcache generation is the slot's (the peer's identity): read before the ipcache
@@ -246,54 +287,88 @@ static __always_inline void fc_ct_created(struct fc_slot f)
 	asm volatile("" : : "r"(old));
 }
 
-/* Whether the slot denies the packet; its peer identity in `*peer_id`. */
+/* The decision a deny slot remembers, for the packet's drop event. */
+#define FC_DECISION(s, peer_id, d)                                                          \
+	do {                                                                               \
+		*(peer_id) = (s)->peer_identity;                                           \
+		(d)->verdict = (s)->deny_kind ? VERDICT_DENY : VERDICT_NONE;               \
+		(d)->kind = (s)->deny_kind;                                                \
+		(d)->entry_id = (s)->deny_identity;                                        \
+		(d)->rule_id = (s)->rule_id;                                               \
+	} while (0)
+
+/* Counts a packet a deny entry's slot served: added to the entry in batches (FC_FLUSH). */
+#define FC_COUNT(s, len)                                                                    \
+	do {                                                                               \
+		(s)->pending_packets += 1;                                                 \
+		(s)->pending_bytes += (len);                                               \
+		if ((s)->pending_packets >= FC_DENY_FLUSH)                                 \
+			FC_FLUSH(s);                                                       \
+	} while (0)
+
+/* Whether the slot denies the packet: then its peer identity is in `*peer_id`, the decision
+ * (no entry, or a deny entry: kind, identity, rule) in `d`, and a deny entry's packet counted. */
 static __always_inline int fc_denied(struct fc_slot f, const struct pkt *p, const struct ct_ref *r,
-				     __u8 dir, __u32 rev, __u32 gen, __u64 now, __u32 *peer_id)
+				     __u8 dir, __u32 rev, __u32 gen, __u64 now, __u32 len,
+				     __u32 *peer_id, struct decision *d)
 {
 	if (!fc_deny_able(p))
 		return 0;
 #ifdef ENABLE_IPV4
 	if (f.s4) {
-		*peer_id = f.s4->peer_identity;
-		return FC_DENIED(f, f.s4, r->k4, r, dir, rev, gen, now);
+		if (!FC_DENIED(f, f.s4, r->k4, r, dir, rev, gen, now))
+			return 0;
+		FC_DECISION(f.s4, peer_id, d);
+		if (d->kind)
+			FC_COUNT(f.s4, len);
+		return 1;
 	}
 #endif
 #ifdef ENABLE_IPV6
 	if (f.s6) {
-		*peer_id = f.s6->peer_identity;
-		return FC_DENIED(f, f.s6, r->k6, r, dir, rev, gen, now);
+		if (!FC_DENIED(f, f.s6, r->k6, r, dir, rev, gen, now))
+			return 0;
+		FC_DECISION(f.s6, peer_id, d);
+		if (d->kind)
+			FC_COUNT(f.s6, len);
+		return 1;
 	}
 #endif
 	return 0;
 }
 
-/* Remembers that the packet was denied without a policy entry at revision `rev` and ipcache
- * generation `gen` (both read before the lookups that decided it), unless its key has a CT
- * entry after the bucket's count was read. */
+/* Remembers that the packet was denied (decision `d`: no entry, or a deny entry) at revision
+ * `rev` and ipcache generation `gen` (both read before the lookups that decided it), unless its
+ * key has a CT entry after the bucket's count was read. */
 static __always_inline void fc_fill_deny(struct fc_slot f, const struct pkt *p,
 					 const struct ct_ref *r, __u8 dir, __u32 rev, __u32 gen,
-					 __u32 peer_id, __u64 deadline)
+					 __u32 peer_id, const struct decision *d, __u64 deadline)
 {
+	struct fc_deny_info info = {.peer_identity = peer_id,
+				    .ipcache_gen = gen,
+				    .deny_identity = d->entry_id,
+				    .rule_id = d->rule_id,
+				    .policy_port_be = p->policy_port_be,
+				    .deny_kind = d->kind};
 	__u64 *c;
-	__u32 cgen;
 
 	if (!fc_deny_able(p))
 		return;
 	c = fc_ctgen(f);
 	if (!c)
 		return;
-	cgen = (__u32)__sync_fetch_and_add(c, 0);
+	info.ct_gen = (__u32)__sync_fetch_and_add(c, 0);
 	if (ct_map_lookup(p, r))
 		return;
 #ifdef ENABLE_IPV4
 	if (f.s4) {
-		FC_WRITE(f.s4, r->k4, rev, dir, FC_DENY | r->src_is_a, peer_id, gen, cgen, deadline);
+		FC_WRITE(f.s4, r->k4, rev, dir, FC_DENY | r->src_is_a, &info, deadline);
 		return;
 	}
 #endif
 #ifdef ENABLE_IPV6
 	if (f.s6)
-		FC_WRITE(f.s6, r->k6, rev, dir, FC_DENY | r->src_is_a, peer_id, gen, cgen, deadline);
+		FC_WRITE(f.s6, r->k6, rev, dir, FC_DENY | r->src_is_a, &info, deadline);
 #endif
 }
 #endif

@@ -28,7 +28,12 @@
 #define POLICY_RANGE_FULL_PREFIX 64u /* policy_range_key prefixlen of a lookup (every port bit) */
 #define CT_OPENER_A 1u /* ct_value.flags bit: side a of the key opened the connection */
 #define CT_CLOSING 2u /* ct_value.flags bit: TCP FIN or RST seen */
-#define FC_DENY 128u /* fc4_slot/fc6_slot.flags bit: the slot remembers a new connection denied without a policy entry */
+#define FC_DENY 128u /* fc4_slot/fc6_slot.flags bit: the slot remembers a denied new connection */
+#define FC_DENY_FLUSH 16u /* deny slots add the packets they served to their entry's counters in batches of this many */
+#define POLICY_KIND_EXACT 1u /* which key of an identity decided: its exact-port key */
+#define POLICY_KIND_RANGE 2u /* which key of an identity decided: a port block in cp_policy_rng */
+#define POLICY_KIND_PORTS 3u /* which key of an identity decided: every port of the protocol */
+#define POLICY_KIND_ALL 4u /* which key of an identity decided: every protocol */
 #define METRICS_ENTRIES 512u /* metrics map size: 2 directions x 256 reasons */
 
 #define REASON_FORWARDED 0 /* Success */
@@ -202,23 +207,35 @@ struct fc4_slot {
 	__u32 policy_rev; /* @24: Policy revision the CT entry (or the denied packet) was checked against; the slot serves only this revision. */
 	__u8 origin; /* @28: The CT entry's origin (DIR_INGRESS or DIR_EGRESS); FC_DENY slots: the denied packet's direction. */
 	__u8 flags; /* @29: The CT entry's flags (CT_OPENER_A; never CT_CLOSING); FC_DENY slots: FC_DENY, and CT_OPENER_A when the denied packet's source is side a of the key. */
-	__u16 pad; /* @30: Reserved, zero. */
+	__u8 deny_kind; /* @30: FC_DENY slots: POLICY_KIND_* of the deny entry that decided (its key: deny_identity, origin, the key's protocol, policy_port_be), 0 for a default deny (no entry matched). */
+	__u8 pad; /* @31: Reserved, zero. */
 	__u32 peer_identity; /* @32: FC_DENY slots: the denied packet's peer identity (for its drop event). */
 	__u32 ipcache_gen; /* @36: FC_DENY slots: node_state.ipcache_gen read before the peer's ipcache lookup; the slot serves only this generation. */
 	__u32 ct_gen; /* @40: FC_DENY slots: the count of CT entries created in the slot's bucket (cp_ctgen) read, with a full barrier, before the CT lookup that found no entry; the slot serves only this count. */
-	__u32 pad2; /* @44: Reserved, zero. */
+	__u32 deny_identity; /* @44: FC_DENY slots with a deny_kind: the policy-key identity of the deciding deny entry (the peer's, an address class or 0, the wildcard). */
+	__u32 rule_id; /* @48: FC_DENY slots with a deny_kind: the deciding entry's rule id (for drop events). */
+	__u32 pending_packets; /* @52: FC_DENY slots with a deny_kind: packets served from the slot not yet added to the entry's counters (flushed at FC_DENY_FLUSH and before the slot is rewritten). */
+	__u32 pending_bytes; /* @56: Bytes of those packets. */
+	__u16 policy_port_be; /* @60: FC_DENY slots: the denied packet's policy port (destination port), network order. */
+	__u16 pad2; /* @62: Reserved, zero. */
 };
-_Static_assert(sizeof(struct fc4_slot) == 48, "fc4_slot size");
+_Static_assert(sizeof(struct fc4_slot) == 64, "fc4_slot size");
 _Static_assert(__builtin_offsetof(struct fc4_slot, key) == 0, "fc4_slot.key");
 _Static_assert(__builtin_offsetof(struct fc4_slot, deadline) == 16, "fc4_slot.deadline");
 _Static_assert(__builtin_offsetof(struct fc4_slot, policy_rev) == 24, "fc4_slot.policy_rev");
 _Static_assert(__builtin_offsetof(struct fc4_slot, origin) == 28, "fc4_slot.origin");
 _Static_assert(__builtin_offsetof(struct fc4_slot, flags) == 29, "fc4_slot.flags");
-_Static_assert(__builtin_offsetof(struct fc4_slot, pad) == 30, "fc4_slot.pad");
+_Static_assert(__builtin_offsetof(struct fc4_slot, deny_kind) == 30, "fc4_slot.deny_kind");
+_Static_assert(__builtin_offsetof(struct fc4_slot, pad) == 31, "fc4_slot.pad");
 _Static_assert(__builtin_offsetof(struct fc4_slot, peer_identity) == 32, "fc4_slot.peer_identity");
 _Static_assert(__builtin_offsetof(struct fc4_slot, ipcache_gen) == 36, "fc4_slot.ipcache_gen");
 _Static_assert(__builtin_offsetof(struct fc4_slot, ct_gen) == 40, "fc4_slot.ct_gen");
-_Static_assert(__builtin_offsetof(struct fc4_slot, pad2) == 44, "fc4_slot.pad2");
+_Static_assert(__builtin_offsetof(struct fc4_slot, deny_identity) == 44, "fc4_slot.deny_identity");
+_Static_assert(__builtin_offsetof(struct fc4_slot, rule_id) == 48, "fc4_slot.rule_id");
+_Static_assert(__builtin_offsetof(struct fc4_slot, pending_packets) == 52, "fc4_slot.pending_packets");
+_Static_assert(__builtin_offsetof(struct fc4_slot, pending_bytes) == 56, "fc4_slot.pending_bytes");
+_Static_assert(__builtin_offsetof(struct fc4_slot, policy_port_be) == 60, "fc4_slot.policy_port_be");
+_Static_assert(__builtin_offsetof(struct fc4_slot, pad2) == 62, "fc4_slot.pad2");
 
 /* Flow-cache slot, IPv6, as fc4_slot. */
 struct fc6_slot {
@@ -227,23 +244,35 @@ struct fc6_slot {
 	__u32 policy_rev; /* @48: As fc4_slot.policy_rev. */
 	__u8 origin; /* @52: As fc4_slot.origin. */
 	__u8 flags; /* @53: As fc4_slot.flags. */
-	__u16 pad; /* @54: Reserved, zero. */
+	__u8 deny_kind; /* @54: As fc4_slot.deny_kind. */
+	__u8 pad; /* @55: Reserved, zero. */
 	__u32 peer_identity; /* @56: As fc4_slot.peer_identity. */
 	__u32 ipcache_gen; /* @60: As fc4_slot.ipcache_gen. */
 	__u32 ct_gen; /* @64: As fc4_slot.ct_gen. */
-	__u32 pad2; /* @68: Reserved, zero. */
+	__u32 deny_identity; /* @68: As fc4_slot.deny_identity. */
+	__u32 rule_id; /* @72: As fc4_slot.rule_id. */
+	__u32 pending_packets; /* @76: As fc4_slot.pending_packets. */
+	__u32 pending_bytes; /* @80: As fc4_slot.pending_bytes. */
+	__u16 policy_port_be; /* @84: As fc4_slot.policy_port_be. */
+	__u16 pad2; /* @86: Reserved, zero. */
 };
-_Static_assert(sizeof(struct fc6_slot) == 72, "fc6_slot size");
+_Static_assert(sizeof(struct fc6_slot) == 88, "fc6_slot size");
 _Static_assert(__builtin_offsetof(struct fc6_slot, key) == 0, "fc6_slot.key");
 _Static_assert(__builtin_offsetof(struct fc6_slot, deadline) == 40, "fc6_slot.deadline");
 _Static_assert(__builtin_offsetof(struct fc6_slot, policy_rev) == 48, "fc6_slot.policy_rev");
 _Static_assert(__builtin_offsetof(struct fc6_slot, origin) == 52, "fc6_slot.origin");
 _Static_assert(__builtin_offsetof(struct fc6_slot, flags) == 53, "fc6_slot.flags");
-_Static_assert(__builtin_offsetof(struct fc6_slot, pad) == 54, "fc6_slot.pad");
+_Static_assert(__builtin_offsetof(struct fc6_slot, deny_kind) == 54, "fc6_slot.deny_kind");
+_Static_assert(__builtin_offsetof(struct fc6_slot, pad) == 55, "fc6_slot.pad");
 _Static_assert(__builtin_offsetof(struct fc6_slot, peer_identity) == 56, "fc6_slot.peer_identity");
 _Static_assert(__builtin_offsetof(struct fc6_slot, ipcache_gen) == 60, "fc6_slot.ipcache_gen");
 _Static_assert(__builtin_offsetof(struct fc6_slot, ct_gen) == 64, "fc6_slot.ct_gen");
-_Static_assert(__builtin_offsetof(struct fc6_slot, pad2) == 68, "fc6_slot.pad2");
+_Static_assert(__builtin_offsetof(struct fc6_slot, deny_identity) == 68, "fc6_slot.deny_identity");
+_Static_assert(__builtin_offsetof(struct fc6_slot, rule_id) == 72, "fc6_slot.rule_id");
+_Static_assert(__builtin_offsetof(struct fc6_slot, pending_packets) == 76, "fc6_slot.pending_packets");
+_Static_assert(__builtin_offsetof(struct fc6_slot, pending_bytes) == 80, "fc6_slot.pending_bytes");
+_Static_assert(__builtin_offsetof(struct fc6_slot, policy_port_be) == 84, "fc6_slot.policy_port_be");
+_Static_assert(__builtin_offsetof(struct fc6_slot, pad2) == 86, "fc6_slot.pad2");
 
 /* Node-wide state shared by every endpoint's programs (array map of one entry, pinned with the ipcache). */
 struct node_state {

@@ -53,52 +53,73 @@ static __always_inline int dir_enforced(__u8 dir)
 
 struct decision {
 	__u8 verdict; /* 0 = no entry matched */
+	__u8 kind;    /* POLICY_KIND_* of the deciding entry's key, 0 = none */
 	__u16 proxy_port;
 	__u32 rule_id;
+	__u32 entry_id; /* the deciding entry's policy-key identity */
 };
 
-/* Counts the deciding entry and reports its verdict. */
-static __always_inline void take(struct policy_value *c, __u32 len, struct decision *d)
+/* A candidate entry: the value and which of its identity's keys it is. */
+struct candidate {
+	struct policy_value *v;
+	__u32 id;
+	__u8 kind;
+};
+
+/* Counts the deciding entry and reports its verdict and key. */
+static __always_inline void take(struct policy_value *c, __u32 id, __u8 kind, __u32 len,
+				 struct decision *d)
 {
 	__sync_fetch_and_add(&c->packets, 1);
 	__sync_fetch_and_add(&c->bytes, len);
 	d->verdict = c->verdict;
 	d->proxy_port = c->proxy_port;
 	d->rule_id = c->rule_id;
+	d->entry_id = id;
+	d->kind = kind;
 }
 
-/* The most specific entry of identity `id` covering (dir, protocol, port), or 0. The
+#define TAKE(c, len, d) take(opaque((c).v), (c).id, (c).kind, (len), (d))
+
+/* The range-trie key of (id, dir, protocol, port). */
+#define RANGE_KEY(id_, dir_, protocol_, port_be_)                                            \
+	((struct policy_range_key){.prefixlen = POLICY_RANGE_FULL_PREFIX,                   \
+				   .identity = (id_),                                       \
+				   .direction = (dir_),                                     \
+				   .protocol = (protocol_),                                 \
+				   .dport_be = (port_be_)})
+
+/* The most specific entry of identity `id` covering (dir, protocol, port), or none. The
  * identity's every-protocol key comes first: no key, no entries at all (one lookup); its flags
  * say which more specific keys exist, and are added to `*seen`. */
-static __always_inline struct policy_value *policy_of(__u32 id, __u8 dir, __u8 protocol,
-						      __u16 port_be, __u8 *seen)
+static __always_inline struct candidate policy_of(__u32 id, __u8 dir, __u8 protocol,
+						  __u16 port_be, __u8 *seen)
 {
 	struct policy_key k = {.identity = id, .dir_flags = dir | POLICY_ALL_PORTS};
-	struct policy_value *m, *v;
+	struct candidate c = {.id = id};
+	struct policy_value *m;
 
 	m = bpf_map_lookup_elem(&cp_policy, &k);
 	if (!m)
-		return 0;
+		return c;
 	*seen |= m->flags;
 	if (m->flags & POLICY_HAS_EXACT) {
 		k.dir_flags = dir;
 		k.protocol = protocol;
 		k.dport_be = port_be;
-		v = bpf_map_lookup_elem(&cp_policy, &k);
-		if (v)
-			return v;
+		c.v = bpf_map_lookup_elem(&cp_policy, &k);
+		c.kind = POLICY_KIND_EXACT;
+		if (c.v)
+			return c;
 	}
 #ifdef ENABLE_PORT_RANGES
 	if (m->flags & POLICY_HAS_RANGES) {
-		struct policy_range_key r = {.prefixlen = POLICY_RANGE_FULL_PREFIX,
-					     .identity = id,
-					     .direction = dir,
-					     .protocol = protocol,
-					     .dport_be = port_be};
+		struct policy_range_key r = RANGE_KEY(id, dir, protocol, port_be);
 
-		v = bpf_map_lookup_elem(&cp_policy_rng, &r);
-		if (v)
-			return v;
+		c.v = bpf_map_lookup_elem(&cp_policy_rng, &r);
+		c.kind = POLICY_KIND_RANGE;
+		if (c.v)
+			return c;
 	}
 #endif
 	/* Protocol 0's all-ports key is the marker itself. */
@@ -106,11 +127,42 @@ static __always_inline struct policy_value *policy_of(__u32 id, __u8 dir, __u8 p
 		k.dir_flags = dir | POLICY_ALL_PORTS;
 		k.protocol = protocol;
 		k.dport_be = 0;
-		v = bpf_map_lookup_elem(&cp_policy, &k);
-		if (v)
-			return v;
+		c.v = bpf_map_lookup_elem(&cp_policy, &k);
+		c.kind = POLICY_KIND_PORTS;
+		if (c.v)
+			return c;
 	}
-	return m->verdict != VERDICT_NONE ? m : 0;
+	c.v = m->verdict != VERDICT_NONE ? m : 0;
+	c.kind = POLICY_KIND_ALL;
+	return c;
+}
+
+/* The entry of identity `id` at its key of kind `kind` for (dir, protocol, port), or 0: the
+ * deciding entry a deny slot remembers, found again with one lookup when it adds its count. */
+static __always_inline struct policy_value *policy_at(__u32 id, __u8 kind, __u8 dir,
+						      __u8 protocol, __u16 port_be)
+{
+	struct policy_key k = {.identity = id, .dir_flags = dir};
+
+#ifdef ENABLE_PORT_RANGES
+	if (kind == POLICY_KIND_RANGE) {
+		struct policy_range_key r = RANGE_KEY(id, dir, protocol, port_be);
+
+		return bpf_map_lookup_elem(&cp_policy_rng, &r);
+	}
+#endif
+	if (kind == POLICY_KIND_EXACT) {
+		k.protocol = protocol;
+		k.dport_be = port_be;
+	} else if (kind == POLICY_KIND_PORTS) {
+		k.dir_flags |= POLICY_ALL_PORTS;
+		k.protocol = protocol;
+	} else if (kind == POLICY_KIND_ALL) {
+		k.dir_flags |= POLICY_ALL_PORTS;
+	} else {
+		return 0;
+	}
+	return bpf_map_lookup_elem(&cp_policy, &k);
 }
 
 /* An entry that decides on its own: a deny, or an allow no later lookup can overturn. */
@@ -124,19 +176,21 @@ static __always_inline void policy_decide(__u8 dir, __u32 peer_id, const struct 
 					  const __u32 *peer_addr, __u16 port_be, __u32 len,
 					  struct decision *d)
 {
-	struct policy_value *v, *w = 0, *a = 0;
+	struct candidate v, w = {}, a = {};
 	__u8 seen = 0;
 
 	d->verdict = 0;
+	d->kind = 0;
 	d->proxy_port = 0;
 	d->rule_id = RULE_NONE;
+	d->entry_id = 0;
 	if (!dir_enforced(dir)) {
 		d->verdict = VERDICT_ALLOW;
 		return;
 	}
 	v = policy_of(peer_id, dir, p->protocol, port_be, &seen);
-	if (v && decisive(v))
-		return take(opaque(v), len, d);
+	if (v.v && decisive(v.v))
+		return TAKE(v, len, d);
 #ifdef ENABLE_ADDR_MATCH
 	{
 		struct addr_key ak = {};
@@ -152,24 +206,24 @@ static __always_inline void policy_decide(__u8 dir, __u32 peer_id, const struct 
 	}
 	/* A final allow of the class: no wildcard deny applies, the peer's allow (if any) or the
 	 * class's decides. */
-	if (a && decisive(a)) {
-		if (a->verdict != VERDICT_DENY && v)
-			return take(opaque(v), len, d);
-		return take(opaque(a), len, d);
+	if (a.v && decisive(a.v)) {
+		if (a.v->verdict != VERDICT_DENY && v.v)
+			return TAKE(v, len, d);
+		return TAKE(a, len, d);
 	}
 #endif
 	if (!(seen & POLICY_NO_WILDCARD))
 		w = policy_of(0, dir, p->protocol, port_be, &seen);
-	/* opaque(): clang would otherwise merge the null-checked candidates arithmetically
+	/* TAKE's opaque(): clang would otherwise merge the null-checked candidates arithmetically
 	 * (`v | a`), which the verifier rejects as pointer arithmetic. */
-	if (w && w->verdict == VERDICT_DENY)
-		return take(opaque(w), len, d);
-	if (v)
-		return take(opaque(v), len, d);
-	if (a)
-		return take(opaque(a), len, d);
-	if (w)
-		return take(opaque(w), len, d);
+	if (w.v && w.v->verdict == VERDICT_DENY)
+		return TAKE(w, len, d);
+	if (v.v)
+		return TAKE(v, len, d);
+	if (a.v)
+		return TAKE(a, len, d);
+	if (w.v)
+		return TAKE(w, len, d);
 }
 
 #endif /* CP_POLICY_H */

@@ -203,7 +203,7 @@ layouts! {
     }
     /// Flow-cache slot, IPv4 (per-CPU array, direct-mapped by a hash of the CT key): an
     /// established connection recently confirmed by its CT entry (see ct.h, flowcache.h).
-    struct Fc4Slot as "fc4_slot" = 48 {
+    struct Fc4Slot as "fc4_slot" = 64 {
         /// The connection's CT key.
         key: Ct4Key = "struct ct4_key",
         /// bpf_jiffies64() from which the slot is invalid: at most one second after it was filled, never after the CT entry's expiry or the moment its expiry must next be written.
@@ -214,19 +214,31 @@ layouts! {
         origin: u8 = "__u8",
         /// The CT entry's flags (CT_OPENER_A; never CT_CLOSING); FC_DENY slots: FC_DENY, and CT_OPENER_A when the denied packet's source is side a of the key.
         flags: u8 = "__u8",
+        /// FC_DENY slots: POLICY_KIND_* of the deny entry that decided (its key: deny_identity, origin, the key's protocol, policy_port_be), 0 for a default deny (no entry matched).
+        deny_kind: u8 = "__u8",
         /// Reserved, zero.
-        pad: u16 = "__u16",
+        pad: u8 = "__u8",
         /// FC_DENY slots: the denied packet's peer identity (for its drop event).
         peer_identity: u32 = "__u32",
         /// FC_DENY slots: node_state.ipcache_gen read before the peer's ipcache lookup; the slot serves only this generation.
         ipcache_gen: u32 = "__u32",
         /// FC_DENY slots: the count of CT entries created in the slot's bucket (cp_ctgen) read, with a full barrier, before the CT lookup that found no entry; the slot serves only this count.
         ct_gen: u32 = "__u32",
+        /// FC_DENY slots with a deny_kind: the policy-key identity of the deciding deny entry (the peer's, an address class or 0, the wildcard).
+        deny_identity: u32 = "__u32",
+        /// FC_DENY slots with a deny_kind: the deciding entry's rule id (for drop events).
+        rule_id: u32 = "__u32",
+        /// FC_DENY slots with a deny_kind: packets served from the slot not yet added to the entry's counters (flushed at FC_DENY_FLUSH and before the slot is rewritten).
+        pending_packets: u32 = "__u32",
+        /// Bytes of those packets.
+        pending_bytes: u32 = "__u32",
+        /// FC_DENY slots: the denied packet's policy port (destination port), network order.
+        policy_port_be: u16 = "__u16",
         /// Reserved, zero.
-        pad2: u32 = "__u32",
+        pad2: u16 = "__u16",
     }
     /// Flow-cache slot, IPv6, as fc4_slot.
-    struct Fc6Slot as "fc6_slot" = 72 {
+    struct Fc6Slot as "fc6_slot" = 88 {
         /// The connection's CT key.
         key: Ct6Key = "struct ct6_key",
         /// As fc4_slot.deadline.
@@ -237,16 +249,28 @@ layouts! {
         origin: u8 = "__u8",
         /// As fc4_slot.flags.
         flags: u8 = "__u8",
+        /// As fc4_slot.deny_kind.
+        deny_kind: u8 = "__u8",
         /// Reserved, zero.
-        pad: u16 = "__u16",
+        pad: u8 = "__u8",
         /// As fc4_slot.peer_identity.
         peer_identity: u32 = "__u32",
         /// As fc4_slot.ipcache_gen.
         ipcache_gen: u32 = "__u32",
         /// As fc4_slot.ct_gen.
         ct_gen: u32 = "__u32",
+        /// As fc4_slot.deny_identity.
+        deny_identity: u32 = "__u32",
+        /// As fc4_slot.rule_id.
+        rule_id: u32 = "__u32",
+        /// As fc4_slot.pending_packets.
+        pending_packets: u32 = "__u32",
+        /// As fc4_slot.pending_bytes.
+        pending_bytes: u32 = "__u32",
+        /// As fc4_slot.policy_port_be.
+        policy_port_be: u16 = "__u16",
         /// Reserved, zero.
-        pad2: u32 = "__u32",
+        pad2: u16 = "__u16",
     }
     /// Node-wide state shared by every endpoint's programs (array map of one entry, pinned with the ipcache).
     struct NodeState as "node_state" = 8 {
@@ -425,7 +449,32 @@ pub const CONSTANTS: &[(&str, u32, &str)] = &[
     (
         "FC_DENY",
         FC_DENY as u32,
-        "fc4_slot/fc6_slot.flags bit: the slot remembers a new connection denied without a policy entry",
+        "fc4_slot/fc6_slot.flags bit: the slot remembers a denied new connection",
+    ),
+    (
+        "FC_DENY_FLUSH",
+        FC_DENY_FLUSH,
+        "deny slots add the packets they served to their entry's counters in batches of this many",
+    ),
+    (
+        "POLICY_KIND_EXACT",
+        POLICY_KIND_EXACT as u32,
+        "which key of an identity decided: its exact-port key",
+    ),
+    (
+        "POLICY_KIND_RANGE",
+        POLICY_KIND_RANGE as u32,
+        "which key of an identity decided: a port block in cp_policy_rng",
+    ),
+    (
+        "POLICY_KIND_PORTS",
+        POLICY_KIND_PORTS as u32,
+        "which key of an identity decided: every port of the protocol",
+    ),
+    (
+        "POLICY_KIND_ALL",
+        POLICY_KIND_ALL as u32,
+        "which key of an identity decided: every protocol",
     ),
     (
         "METRICS_ENTRIES",
@@ -459,6 +508,11 @@ pub const POLICY_RANGE_FULL_PREFIX: u32 = 64;
 pub const CT_OPENER_A: u8 = 1;
 pub const CT_CLOSING: u8 = 2;
 pub const FC_DENY: u8 = 0x80;
+pub const FC_DENY_FLUSH: u32 = 16;
+pub const POLICY_KIND_EXACT: u8 = 1;
+pub const POLICY_KIND_RANGE: u8 = 2;
+pub const POLICY_KIND_PORTS: u8 = 3;
+pub const POLICY_KIND_ALL: u8 = 4;
 pub const METRICS_ENTRIES: u32 = 512;
 
 /// Renders `bpf-templates/include/layout.h`.

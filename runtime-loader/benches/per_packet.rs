@@ -2,9 +2,10 @@
 //! against an empty classifier (the floor). Needs root: `sudo cargo bench -p runtime-loader
 //! --bench per_packet`. Packets: the ACK of an established connection (a flow-cache hit after
 //! its first run; also measured on the same datapath built without the flow cache, one CT
-//! lookup per packet), a new connection that policy denies (parse, CT miss, ipcache, every
-//! policy lookup; events off), and new connections that policy allows (CT miss, ipcache,
-//! policy, CT insert). A repeated packet is established after its first run, so allowed new
+//! lookup per packet), a new connection that policy denies, by default (no entry matches) and
+//! by a deny entry (a repeated denied packet is served from its flow-cache deny slot after its
+//! first run; events off, on with nobody reading the ring, and on with a reader draining it),
+//! and new connections that policy allows (CT miss, ipcache, policy, CT insert). A repeated packet is established after its first run, so allowed new
 //! connections are measured one run per distinct packet (repeat 1, 20,000 packets per sample)
 //! against the floor measured the same way (a single run includes the kernel's timer overhead,
 //! which repeat 1e6 amortises). Flow-cache misses are measured the same way: the ACKs of 4,096
@@ -27,12 +28,30 @@ use std::time::Duration;
 
 const REPEAT: u32 = 1_000_000;
 
-/// `entries` ingress allows (codegen's synthetic shape) and an ipcache address per peer identity
-/// (identity `id` is 10.1.0.0 + id, and fd01::id when the endpoint has IPv6).
+/// The port the first peer (identity 256, 10.1.1.0) is denied by a deny entry.
+const DENY_ENTRY_PORT: u16 = 3000;
+
+/// `entries` ingress allows (codegen's synthetic shape), one ingress deny of TCP/DENY_ENTRY_PORT
+/// from the first peer, and an ipcache address per peer identity (identity `id` is 10.1.0.0 +
+/// id, and fd01::id when the endpoint has IPv6).
 fn policy(ep: &EndpointConfig, entries: u32, ipcache: &mut IpCache) -> EndpointPolicy {
     let mut p = testkit::ingress_policy(ep);
     p.egress_enforced = true;
     testkit::synthetic_allows(&mut p, entries);
+    let deny = ir::MapKey {
+        identity: NumericIdentity(256),
+        direction: Direction::Ingress,
+        protocol: 6,
+        port: DENY_ENTRY_PORT,
+        port_prefix_len: 16,
+    };
+    p.entries.insert(
+        deny,
+        ir::MapEntry {
+            verdict: ir::MapVerdict::Deny,
+            rules: vec![ir::RuleId(entries)],
+        },
+    );
     for id in (0..entries.div_ceil(10)).map(|k| 256 + k) {
         let v4 = std::net::Ipv4Addr::from(0x0a01_0000 + id);
         let v6 = std::net::Ipv6Addr::from((0xfd01u128 << 112) | u128::from(id));
@@ -50,6 +69,16 @@ fn policy(ep: &EndpointConfig, entries: u32, ipcache: &mut IpCache) -> EndpointP
 /// The endpoint's datapath with `entries` policy entries, built with `sizes`; dual-stack with
 /// `ipv6` (fd00::1), else IPv4 only.
 fn datapath(entries: u32, sizes: &MapSizes, ipv6: bool) -> Datapath {
+    datapath_pinned(entries, sizes, ipv6, vec![])
+}
+
+/// As [`datapath`], with maps pinned at the given bpffs paths.
+fn datapath_pinned(
+    entries: u32,
+    sizes: &MapSizes,
+    ipv6: bool,
+    map_pins: Vec<(&str, std::path::PathBuf)>,
+) -> Datapath {
     let mut ep = testkit::endpoint(1, "bench/ep", 1000, "10.0.0.1");
     ep.ipv6 = ipv6.then(|| "fd00::1".parse().unwrap());
     let mut cache = IpCache::default();
@@ -66,6 +95,7 @@ fn datapath(entries: u32, sizes: &MapSizes, ipv6: bool) -> Datapath {
             globals: Some(Globals::of(&ep)),
             images: images.iter().collect(),
             state: Some(state),
+            map_pins,
             ..Default::default()
         },
     )
@@ -209,6 +239,48 @@ fn measure_established(c: &mut Criterion, label: &str, prog: &SchedClassifier, s
     );
 }
 
+/// The denied packet with drop events on and delivered: the ring buffer is pinned in a private
+/// bpffs and drained by a reader thread (the other core) for the whole measurement, as
+/// `monitor` does; prints how many events the reader got.
+fn measure_events_drained(c: &mut Criterion, entries: u32, denied: &PacketSpec) {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let fs = runtime_loader::testkit::PrivateBpffs::new();
+    let pin = fs.path.join("cp_events");
+    let dp = datapath_pinned(
+        entries,
+        &MapSizes::default(),
+        false,
+        vec![("cp_events", pin.clone())],
+    );
+    dp.set_state(&default_state()).unwrap();
+    let stop = std::sync::Arc::new(AtomicBool::new(false));
+    let reader = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            let data = aya::maps::MapData::from_pin(&pin).unwrap();
+            let mut ring = aya::maps::RingBuf::try_from(aya::maps::Map::RingBuf(data)).unwrap();
+            let mut n = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                while let Some(item) = ring.next() {
+                    n += u64::from(!item.is_empty());
+                }
+                std::hint::spin_loop();
+            }
+            n
+        })
+    };
+    let prog = dp.program(Direction::Ingress).unwrap();
+    measure(
+        c,
+        &format!("per_packet_new_denied_{entries}_entries_events_on_drained"),
+        prog,
+        denied,
+    );
+    stop.store(true, Ordering::Relaxed);
+    let n = reader.join().unwrap();
+    eprintln!("events_on_drained: the reader got {n} drop events");
+}
+
 fn bench(c: &mut Criterion) {
     // SAFETY: geteuid has no preconditions.
     if unsafe { libc::geteuid() } != 0 {
@@ -264,6 +336,16 @@ fn bench(c: &mut Criterion) {
             prog,
             &denied,
         );
+        let deny_entry = PacketSpec {
+            dport: DENY_ENTRY_PORT,
+            ..denied.clone()
+        };
+        measure(
+            c,
+            &format!("per_packet_new_denied_by_deny_entry_{n}_entries"),
+            prog,
+            &deny_entry,
+        );
         // With drop events on and nobody reading the ring buffer (full after its first few
         // thousand runs: every later reserve fails).
         dp.set_state(&default_state()).unwrap();
@@ -274,6 +356,7 @@ fn bench(c: &mut Criterion) {
             &denied,
         );
         dp.set_state(&quiet_state()).unwrap();
+        measure_events_drained(c, n, &denied);
         measure_each(
             c,
             &format!("per_packet_new_allowed_{n}_entries_repeat_1"),

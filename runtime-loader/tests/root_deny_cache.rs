@@ -9,8 +9,10 @@
 mod common;
 
 use codegen::ipcache::ipcache_images;
-use codegen::layout::{Fc4Slot, MetricsValue, NodeState, PolicyKey, PolicyValue, FC_DENY};
-use common::datapath::{ip, pin_cpu, run, setup, setup_pinned, slow_state, tcp, FRIEND};
+use codegen::layout::{MetricsValue, NodeState, PolicyKey, PolicyValue};
+use common::datapath::{
+    drain_events, fc4_deny_slots, ip, pin_cpu, run, setup, setup_pinned, slow_state, tcp, FRIEND,
+};
 use ir::{Direction, IpCache, NumericIdentity};
 use runtime_loader::packet::PacketSpec;
 use runtime_loader::Datapath;
@@ -26,16 +28,8 @@ fn slow_setup() -> Option<Datapath> {
 
 /// Every CPU's IPv4 deny slots: (peer identity, ipcache generation, policy revision).
 fn deny_slots(dp: &Datapath) -> Vec<(u32, u32, u32)> {
-    let map = dp.map("cp_fc4").unwrap();
-    map.entries()
-        .unwrap()
-        .values()
-        .flat_map(|v| {
-            map.cpu_values(v)
-                .map(|c| Fc4Slot::from_bytes(c).unwrap())
-                .collect::<Vec<_>>()
-        })
-        .filter(|s| s.deadline != 0 && s.flags & FC_DENY != 0)
+    fc4_deny_slots(dp)
+        .iter()
         .map(|s| (s.peer_identity, s.ipcache_gen, s.policy_rev))
         .collect()
 }
@@ -187,12 +181,7 @@ fn root_deny_cache_drops_report_the_same_events() {
         1,
         "the last two were served from the slot"
     );
-    let data = aya::maps::MapData::from_pin(&pin).unwrap();
-    let mut ring = aya::maps::RingBuf::try_from(aya::maps::Map::RingBuf(data)).unwrap();
-    let mut events = Vec::new();
-    while let Some(item) = ring.next() {
-        events.push(codegen::layout::Event::from_bytes(&item).expect("event layout"));
-    }
+    let events = drain_events(&pin);
     assert_eq!(events.len(), 3, "one drop event per packet");
     for e in &events {
         let want = codegen::layout::Event {

@@ -214,3 +214,29 @@ pub fn pin_cpu() -> usize {
         cpu as usize
     }
 }
+
+/// Every CPU's valid IPv4 deny slots (flow cache, FC_DENY).
+pub fn fc4_deny_slots(dp: &Datapath) -> Vec<codegen::layout::Fc4Slot> {
+    let map = dp.map("cp_fc4").unwrap();
+    map.entries()
+        .unwrap()
+        .values()
+        .flat_map(|v| {
+            map.cpu_values(v)
+                .map(|c| codegen::layout::Fc4Slot::from_bytes(c).unwrap())
+                .collect::<Vec<_>>()
+        })
+        .filter(|s| s.deadline != 0 && s.flags & codegen::layout::FC_DENY != 0)
+        .collect()
+}
+
+/// The drop events in the ring buffer pinned at `pin`, oldest first (drains it).
+pub fn drain_events(pin: &std::path::Path) -> Vec<codegen::layout::Event> {
+    let data = aya::maps::MapData::from_pin(pin).unwrap();
+    let mut ring = aya::maps::RingBuf::try_from(aya::maps::Map::RingBuf(data)).unwrap();
+    let mut events = Vec::new();
+    while let Some(item) = ring.next() {
+        events.push(codegen::layout::Event::from_bytes(&item).expect("event layout"));
+    }
+    events
+}
