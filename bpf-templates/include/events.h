@@ -21,6 +21,7 @@ static __always_inline void emit(const struct ep_state *st, __u8 kind, __u8 reas
 				 __u32 len)
 {
 	struct event *e;
+	__u64 avail;
 
 	if (!(st->events_mask & (kind == EVENT_DROP ? EVENTS_DROP : EVENTS_VERDICT)))
 		return;
@@ -28,8 +29,8 @@ static __always_inline void emit(const struct ep_state *st, __u8 kind, __u8 reas
 	 * fail. Unread data plus this record (8-byte header, 8-byte aligned) must stay below the
 	 * ring's size, the reserve's own condition; the unlocked read may be stale, which only
 	 * loses an event a reader was about to make room for. */
-	if (bpf_ringbuf_query(&cp_events, BPF_RB_AVAIL_DATA) + EVENT_RECORD_SIZE >=
-	    EVENTS_RINGBUF_SIZE)
+	avail = bpf_ringbuf_query(&cp_events, BPF_RB_AVAIL_DATA);
+	if (avail + EVENT_RECORD_SIZE >= EVENTS_RINGBUF_SIZE)
 		return;
 	e = bpf_ringbuf_reserve(&cp_events, sizeof(*e), 0);
 	if (!e)
@@ -51,7 +52,14 @@ static __always_inline void emit(const struct ep_state *st, __u8 kind, __u8 reas
 	__builtin_memcpy(e->saddr, p->saddr, 16);
 	__builtin_memcpy(e->daddr, p->daddr, 16);
 	e->time_ns = bpf_ktime_get_ns();
-	bpf_ringbuf_submit(e, 0);
+	/* Readers poll (the agent's monitor thread): a default submit would wake the ring's
+	 * waiters through irq_work (a self-IPI) whenever the reader has caught up, i.e. on every
+	 * event for a fast reader. A reader that sleeps in epoll is woken once each time the
+	 * unread data crosses half the ring. */
+	bpf_ringbuf_submit(e, avail < EVENTS_RINGBUF_SIZE / 2 &&
+					      avail + EVENT_RECORD_SIZE >= EVENTS_RINGBUF_SIZE / 2 ?
+				      BPF_RB_FORCE_WAKEUP :
+				      BPF_RB_NO_WAKEUP);
 }
 
 #endif /* CP_EVENTS_H */
