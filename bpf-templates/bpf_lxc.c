@@ -57,6 +57,8 @@ static __always_inline int handle(struct __sk_buff *skb, const __u8 dir)
 #endif
 #ifdef ENABLE_FLOW_CACHE
 	struct fc_slot slot = {};
+#endif
+#ifdef ENABLE_DENY_CACHE
 	__u32 gen = 0;
 #endif
 
@@ -93,6 +95,8 @@ static __always_inline int handle(struct __sk_buff *skb, const __u8 dir)
 			count(dir, REASON_FORWARDED, len);
 			return TC_ACT_OK;
 		}
+#endif
+#ifdef ENABLE_DENY_CACHE
 		/* A remembered deny, the default deny or a deny entry's (the generation is read
 		 * before the ipcache lookup). */
 		gen = fc_ipcache_gen();
@@ -127,7 +131,7 @@ static __always_inline int handle(struct __sk_buff *skb, const __u8 dir)
 	peer_id = ipcache_identity(&p, peer);
 	policy_decide(dir, peer_id, &p, peer, p.policy_port_be, len, &d);
 	if (d.verdict != VERDICT_ALLOW && d.verdict != VERDICT_REDIRECT) {
-#ifdef ENABLE_FLOW_CACHE
+#ifdef ENABLE_DENY_CACHE
 		if (d.verdict == VERDICT_DENY || d.verdict == VERDICT_NONE)
 			fc_fill_deny(slot, &p, &ref, dir, rev, gen, peer_id, &d,
 				     now + st->jiffies_hz);
@@ -140,7 +144,7 @@ static __always_inline int handle(struct __sk_buff *skb, const __u8 dir)
 	if (p.ct_able) {
 		if (ct_create(&p, &ref, dir, st, &d, now) < 0)
 			return drop(st, dir, &p, DROP_CT_CREATE_FAILED, peer_id, &d, len);
-#ifdef ENABLE_FLOW_CACHE
+#ifdef ENABLE_DENY_CACHE
 		fc_ct_created(slot);
 #endif
 	}

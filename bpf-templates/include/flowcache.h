@@ -163,6 +163,17 @@ struct fc_deny_info {
 		(s)->pending_bytes = 0;                                                    \
 	} while (0)
 
+/* Before a slot is rewritten: what its deny served goes to the deny entry's counters. */
+#ifdef ENABLE_DENY_CACHE
+#define FC_RETIRE(s)                                                                        \
+	do {                                                                               \
+		if ((s)->pending_packets)                                                  \
+			FC_FLUSH(s);                                                       \
+	} while (0)
+#else
+#define FC_RETIRE(s) ((void)0)
+#endif
+
 /* Writes slot `s` of either family, after flushing what the slot's previous deny served. The
  * deadline is zeroed first and written last, so that a run nested on this CPU
  * (BPF_PROG_TEST_RUN interrupted by a softirq; tc programs do not nest) sees an invalid slot,
@@ -171,8 +182,7 @@ struct fc_deny_info {
  * and flags, and leaves the slot invalid otherwise. */
 #define FC_WRITE(s, k, rev, org, flg, info, deadline)                                           \
 	do {                                                                               \
-		if ((s)->pending_packets)                                                  \
-			FC_FLUSH(s);                                                       \
+		FC_RETIRE(s);                                                              \
 		(s)->deadline = 0;                                                         \
 		barrier();                                                                 \
 		(s)->key = (k);                                                            \
@@ -220,7 +230,8 @@ static __always_inline void fc_fill(struct fc_slot f, const struct pkt *p, const
 		FC_WRITE(f.s6, r->k6, rev, ct->origin, ct->flags, &none, deadline);
 #endif
 }
-/* Deny slots (FC_DENY in flags): a denied new connection, either because no policy entry
+#ifdef ENABLE_DENY_CACHE
+/* Deny slots (ENABLE_DENY_CACHE; FC_DENY in flags): a denied new connection, either because no policy entry
  * matched (the default deny) or by a deny entry. The slot remembers the packet's direction and
  * orientation (origin, CT_OPENER_A), its peer identity, and for a deny entry which key decided
  * (deny_kind, deny_identity) and its rule: a packet served from the slot reports what the
@@ -306,6 +317,18 @@ static __always_inline void fc_ct_created(struct fc_slot f)
 			FC_FLUSH(s);                                                       \
 	} while (0)
 
+/* Whether deny slot `s` of either family denies the packet; if so, reports and counts it. */
+#define FC_SERVE_DENY(f, s, k, r, dir, rev, gen, now, len, peer_id, d)                     \
+	({                                                                                 \
+		int hit_ = FC_DENIED(f, s, k, r, dir, rev, gen, now);                      \
+		if (hit_) {                                                                \
+			FC_DECISION(s, peer_id, d);                                        \
+			if ((d)->kind)                                                     \
+				FC_COUNT(s, len);                                          \
+		}                                                                          \
+		hit_;                                                                      \
+	})
+
 /* Whether the slot denies the packet: then its peer identity is in `*peer_id`, the decision
  * (no entry, or a deny entry: kind, identity, rule) in `d`, and a deny entry's packet counted. */
 static __always_inline int fc_denied(struct fc_slot f, const struct pkt *p, const struct ct_ref *r,
@@ -315,24 +338,12 @@ static __always_inline int fc_denied(struct fc_slot f, const struct pkt *p, cons
 	if (!fc_deny_able(p))
 		return 0;
 #ifdef ENABLE_IPV4
-	if (f.s4) {
-		if (!FC_DENIED(f, f.s4, r->k4, r, dir, rev, gen, now))
-			return 0;
-		FC_DECISION(f.s4, peer_id, d);
-		if (d->kind)
-			FC_COUNT(f.s4, len);
-		return 1;
-	}
+	if (f.s4)
+		return FC_SERVE_DENY(f, f.s4, r->k4, r, dir, rev, gen, now, len, peer_id, d);
 #endif
 #ifdef ENABLE_IPV6
-	if (f.s6) {
-		if (!FC_DENIED(f, f.s6, r->k6, r, dir, rev, gen, now))
-			return 0;
-		FC_DECISION(f.s6, peer_id, d);
-		if (d->kind)
-			FC_COUNT(f.s6, len);
-		return 1;
-	}
+	if (f.s6)
+		return FC_SERVE_DENY(f, f.s6, r->k6, r, dir, rev, gen, now, len, peer_id, d);
 #endif
 	return 0;
 }
@@ -371,6 +382,7 @@ static __always_inline void fc_fill_deny(struct fc_slot f, const struct pkt *p,
 		FC_WRITE(f.s6, r->k6, rev, dir, FC_DENY | r->src_is_a, &info, deadline);
 #endif
 }
-#endif
+#endif /* ENABLE_DENY_CACHE */
+#endif /* ENABLE_FLOW_CACHE */
 
 #endif /* CP_FLOWCACHE_H */

@@ -93,6 +93,9 @@ struct {
 	__uint(max_entries, FLOW_CACHE_SLOTS);
 } cp_fc6 SEC(".maps");
 #endif
+#if FLOW_CACHE_DENY
+/* Deny slots (flowcache.h) need BPF atomics with fetch (Linux 5.12). */
+#define ENABLE_DENY_CACHE 1
 /* Per bucket (the flow-cache slot index, both families): how many CT entries were created
  * with a key of that bucket; shared by every CPU and pinned with the CT maps. */
 struct {
@@ -101,6 +104,7 @@ struct {
 	__type(value, __u64);
 	__uint(max_entries, FLOW_CACHE_SLOTS);
 } cp_ctgen SEC(".maps");
+#endif
 #endif
 #endif
 

@@ -33,5 +33,8 @@
 #define ADDR_MAP_SIZE {{ sizes.addr_map }}
 /* Flow-cache slots per CPU and family in front of connection tracking (0: no flow cache). */
 #define FLOW_CACHE_SLOTS {{ sizes.flow_cache }}
+/* Denied new connections remembered in flow-cache slots (1; uses BPF atomics with fetch, Linux
+ * 5.12+), or not (0). */
+#define FLOW_CACHE_DENY {% if sizes.deny_cache %}1{% else %}0{% endif %}
 
 #endif /* CP_EP_CONFIG_H */

@@ -17,7 +17,7 @@ pub struct EndpointConfig {
     pub ipv6: Option<Ipv6Addr>,
 }
 
-/// Map sizes (entries), configurable per compilation.
+/// Map sizes (entries) and the flow cache's shape, configurable per compilation.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct MapSizes {
     pub policy_map: u32,
@@ -29,6 +29,14 @@ pub struct MapSizes {
     /// Flow-cache slots per CPU and address family in front of connection tracking (a power
     /// of two; 0 = no flow cache).
     pub flow_cache: u32,
+    /// Whether the flow cache also remembers denied new connections (deny slots). They use
+    /// BPF atomics with fetch, which need Linux 5.12; without them the program runs on 5.10.
+    #[serde(default = "yes")]
+    pub deny_cache: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 impl Default for MapSizes {
@@ -40,6 +48,7 @@ impl Default for MapSizes {
             ipcache_map: 512_000,
             events_ringbuf: 256 * 1024,
             flow_cache: 256,
+            deny_cache: true,
         }
     }
 }
@@ -71,6 +80,21 @@ pub struct FeatureLine {
 }
 
 impl Features {
+    /// Every feature on: the largest program (verifier and compatibility tests).
+    pub fn all() -> Features {
+        Features {
+            ipv4: true,
+            ipv6: true,
+            sip_check: true,
+            ingress_policy: true,
+            egress_policy: true,
+            ct: true,
+            l7_redirect: true,
+            addr_match: true,
+            port_ranges: true,
+        }
+    }
+
     /// The features `policy` needs on an endpoint configured as `ep`, with explanations naming
     /// the contributing rules (by file:line when `set` is given).
     pub fn derive(

@@ -96,7 +96,6 @@ fn datapath_pinned(
             images: images.iter().collect(),
             state: Some(state),
             map_pins,
-            ..Default::default()
         },
     )
     .unwrap()

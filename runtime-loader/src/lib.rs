@@ -4,7 +4,8 @@
 //! - [`layout`]: where a node's maps and links are pinned, found again after a restart.
 //! - [`attach`]: tcx (or clsact/netlink) attach, atomic replace, detach.
 //! - [`rawmap`], [`delta`]: byte-level map access and entry deltas.
-//! - [`hz`]: the kernel's HZ, for connection-tracking lifetimes in jiffies.
+//! - [`hz`]: the kernel's HZ, for connection-tracking lifetimes in jiffies; [`kernel`]: what
+//!   the kernel's BPF supports (probed), for features compiled out on older kernels.
 //! - [`load`]: load an object (globals, pinned maps, map images, state); [`test_run`]:
 //!   BPF_PROG_TEST_RUN; [`packet`]: test packets; [`pins`]: pinned maps of another layout
 //!   are retired before a load instead of being handed to the new program.
@@ -16,6 +17,7 @@ pub mod bpffs;
 pub mod delta;
 pub mod error;
 pub mod hz;
+pub mod kernel;
 pub mod layout;
 pub mod load;
 pub mod packet;

@@ -6,7 +6,10 @@
 mod common;
 
 use codegen::layout::{CtValue, CT_CLOSING};
-use common::datapath::{ip, revoke_port_80, run, setup, setup_with, slow_hz, slow_state, tcp};
+use codegen::MapSizes;
+use common::datapath::{
+    ip, revoke_port_80, run, setup, setup_sized, setup_with, slow_hz, slow_state, tcp,
+};
 use ir::Direction;
 use runtime_loader::packet::PacketSpec;
 use runtime_loader::Datapath;
@@ -14,64 +17,89 @@ use runtime_loader::Datapath;
 #[test]
 fn root_datapath_truth_table() {
     let Some(dp) = setup() else { return };
+    truth_table(&dp);
+}
+
+/// The same on the build for kernels without BPF atomics with fetch (5.10, 5.11), and on the
+/// build without a flow cache.
+#[test]
+fn root_datapath_truth_table_without_deny_slots_and_without_flow_cache() {
+    for sizes in [
+        MapSizes {
+            deny_cache: false,
+            ..MapSizes::default()
+        },
+        MapSizes {
+            flow_cache: 0,
+            ..MapSizes::default()
+        },
+    ] {
+        let Some(dp) = setup_sized(true, &sizes) else {
+            return;
+        };
+        truth_table(&dp);
+    }
+}
+
+fn truth_table(dp: &Datapath) {
     let ing = Direction::Ingress;
     let eg = Direction::Egress;
     // Identity allow on an exact port, and on a port prefix (8080-8087).
-    assert!(run(&dp, ing, &tcp("10.0.0.2", "10.0.0.1", 40000, 80)));
-    assert!(run(&dp, ing, &tcp("10.0.0.2", "10.0.0.1", 40000, 8087)));
-    assert!(!run(&dp, ing, &tcp("10.0.0.2", "10.0.0.1", 40000, 8088)));
+    assert!(run(dp, ing, &tcp("10.0.0.2", "10.0.0.1", 40000, 80)));
+    assert!(run(dp, ing, &tcp("10.0.0.2", "10.0.0.1", 40000, 8087)));
+    assert!(!run(dp, ing, &tcp("10.0.0.2", "10.0.0.1", 40000, 8088)));
     // ... except 8086, denied for every identity.
-    assert!(!run(&dp, ing, &tcp("10.0.0.2", "10.0.0.1", 40000, 8086)));
+    assert!(!run(dp, ing, &tcp("10.0.0.2", "10.0.0.1", 40000, 8086)));
     // Wildcard identity allows port 80 from the world, nothing else.
-    assert!(run(&dp, ing, &tcp("1.1.1.1", "10.0.0.1", 40001, 80)));
-    assert!(!run(&dp, ing, &tcp("1.1.1.1", "10.0.0.1", 40001, 22)));
+    assert!(run(dp, ing, &tcp("1.1.1.1", "10.0.0.1", 40001, 80)));
+    assert!(!run(dp, ing, &tcp("1.1.1.1", "10.0.0.1", 40001, 22)));
     // Deny of the foe's identity beats the wildcard allow on 80.
-    assert!(!run(&dp, ing, &tcp("10.0.0.3", "10.0.0.1", 40002, 80)));
+    assert!(!run(dp, ing, &tcp("10.0.0.3", "10.0.0.1", 40002, 80)));
     // Egress: only UDP/53 anywhere; TCP out is denied unless it replies to an allowed connection.
     assert!(run(
-        &dp,
+        dp,
         eg,
         &PacketSpec::new(ip("10.0.0.1"), ip("8.8.8.8"), 17, 5353, 53)
     ));
-    assert!(!run(&dp, eg, &tcp("10.0.0.1", "10.0.0.2", 50000, 9000)));
+    assert!(!run(dp, eg, &tcp("10.0.0.1", "10.0.0.2", 50000, 9000)));
     let syn = tcp("10.0.0.2", "10.0.0.1", 41000, 80);
-    assert!(run(&dp, ing, &syn));
-    assert!(run(&dp, eg, &syn.reply()), "reply of an allowed connection");
+    assert!(run(dp, ing, &syn));
+    assert!(run(dp, eg, &syn.reply()), "reply of an allowed connection");
     // A spoofed source address is dropped.
     assert!(!run(
-        &dp,
+        dp,
         eg,
         &PacketSpec::new(ip("10.0.0.9"), ip("8.8.8.8"), 17, 5353, 53)
     ));
     // Non-first fragments are dropped; first fragments are policed normally.
     let mut frag = tcp("10.0.0.2", "10.0.0.1", 42000, 80);
     frag.fragment_offset = Some(0);
-    assert!(run(&dp, ing, &frag));
+    assert!(run(dp, ing, &frag));
     frag.fragment_offset = Some(100);
-    assert!(!run(&dp, ing, &frag));
+    assert!(!run(dp, ing, &frag));
     // ICMP echo from the friend is allowed and its reply goes out; echo from the world is not.
     let echo = PacketSpec::new(ip("10.0.0.2"), ip("10.0.0.1"), 1, 77, 8);
-    assert!(run(&dp, ing, &echo));
-    assert!(run(&dp, eg, &echo.reply()));
+    assert!(run(dp, ing, &echo));
+    assert!(run(dp, eg, &echo.reply()));
     assert!(!run(
-        &dp,
+        dp,
         ing,
         &PacketSpec::new(ip("1.1.1.1"), ip("10.0.0.1"), 1, 78, 8)
     ));
     // IPv6 through extension headers, ICMPv6 echo.
     let mut v6 = tcp("fd00::2", "fd00::1", 43000, 80);
     v6.ipv6_ext_headers = 2;
-    assert!(run(&dp, ing, &v6));
+    assert!(run(dp, ing, &v6));
     v6.dport = 81;
-    assert!(!run(&dp, ing, &v6));
+    assert!(!run(dp, ing, &v6));
     assert!(run(
-        &dp,
+        dp,
         ing,
         &PacketSpec::new(ip("fd00::2"), ip("fd00::1"), 58, 9, 128)
     ));
     // Address matching: 192.168.0.0/16 on 443 is allowed by address although its identity is the foe's.
-    assert!(run(&dp, eg, &tcp("10.0.0.1", "192.168.1.5", 44000, 443)));
-    assert!(!run(&dp, eg, &tcp("10.0.0.1", "192.168.1.5", 44000, 444)));
+    assert!(run(dp, eg, &tcp("10.0.0.1", "192.168.1.5", 44000, 443)));
+    assert!(!run(dp, eg, &tcp("10.0.0.1", "192.168.1.5", 44000, 444)));
 }
 
 #[test]

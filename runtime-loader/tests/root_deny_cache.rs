@@ -11,20 +11,14 @@ mod common;
 use codegen::ipcache::ipcache_images;
 use codegen::layout::{MetricsValue, NodeState, PolicyKey, PolicyValue};
 use common::datapath::{
-    drain_events, fc4_deny_slots, ip, pin_cpu, run, setup, setup_pinned, slow_state, tcp, FRIEND,
+    drain_events, fc4_deny_slots, ip, run, slow_setup, slow_setup_with_events, slow_state, tcp,
+    FRIEND,
 };
 use ir::{Direction, IpCache, NumericIdentity};
 use runtime_loader::packet::PacketSpec;
 use runtime_loader::Datapath;
 
 const DROP_POLICY: u32 = 133;
-
-fn slow_setup() -> Option<Datapath> {
-    let dp = setup()?;
-    dp.set_state(&slow_state(1)).unwrap();
-    pin_cpu();
-    Some(dp)
-}
 
 /// Every CPU's IPv4 deny slots: (peer identity, ipcache generation, policy revision).
 fn deny_slots(dp: &Datapath) -> Vec<(u32, u32, u32)> {
@@ -163,15 +157,9 @@ fn root_deny_cache_remembers_nothing_for_a_tuple_with_a_ct_entry() {
 
 #[test]
 fn root_deny_cache_drops_report_the_same_events() {
-    if !runtime_loader::testkit::require_root("root_deny_cache_drops_report_the_same_events") {
+    let Some((dp, _fs, pin)) = slow_setup_with_events() else {
         return;
-    }
-    let fs = runtime_loader::testkit::PrivateBpffs::new();
-    let pin = fs.path.join("cp_events");
-    let sizes = codegen::MapSizes::default();
-    let dp = setup_pinned(true, &sizes, vec![("cp_events", pin.clone())]).expect("root");
-    dp.set_state(&slow_state(1)).unwrap();
-    pin_cpu();
+    };
     let denied = tcp("10.0.0.2", "10.0.0.1", 41300, 9999);
     for _ in 0..3 {
         assert!(!run(&dp, Direction::Ingress, &denied));

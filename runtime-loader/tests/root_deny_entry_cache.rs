@@ -16,20 +16,14 @@ use codegen::layout::{
     VERDICT_ALLOW, VERDICT_DENY,
 };
 use common::datapath::{
-    drain_events, fc4_deny_slots, pin_cpu, run, setup, setup_pinned, slow_state, tcp, FOE, FRIEND,
+    drain_events, fc4_deny_slots, run, slow_setup, slow_setup_with_events, slow_state, tcp, FOE,
+    FRIEND,
 };
 use ir::Direction;
 use runtime_loader::packet::PacketSpec;
 use runtime_loader::Datapath;
 
 const DROP_POLICY_DENY: u8 = 181;
-
-fn slow_setup() -> Option<Datapath> {
-    let dp = setup()?;
-    dp.set_state(&slow_state(1)).unwrap();
-    pin_cpu();
-    Some(dp)
-}
 
 /// The key of the foe's every-protocol deny (rule 3 of the fixture).
 fn foe_deny() -> PolicyKey {
@@ -211,15 +205,9 @@ fn check_denied(
 
 #[test]
 fn root_deny_entry_cache_reports_the_same_events_for_every_kind_of_key() {
-    if !runtime_loader::testkit::require_root("root_deny_entry_cache_reports_the_same_events") {
+    let Some((dp, _fs, pin)) = slow_setup_with_events() else {
         return;
-    }
-    let fs = runtime_loader::testkit::PrivateBpffs::new();
-    let pin = fs.path.join("cp_events");
-    let sizes = codegen::MapSizes::default();
-    let dp = setup_pinned(true, &sizes, vec![("cp_events", pin.clone())]).expect("root");
-    dp.set_state(&slow_state(1)).unwrap();
-    pin_cpu();
+    };
     let foe = tcp("10.0.0.3", "10.0.0.1", 42300, 22);
     check_denied(&dp, &pin, "every protocol", &foe, (POLICY_KIND_ALL, FOE, 3));
     // The wildcard identity's deny inside the friend's allowed block, in both families.

@@ -13,7 +13,7 @@ mod common;
 
 use codegen::layout::{Ct4Key, Ct6Key, CtValue, Fc4Slot, Fc6Slot, CT_CLOSING};
 use codegen::MapSizes;
-use common::datapath::{pin_cpu, revoke_port_80, run, setup_sized, slow_hz, slow_state, tcp};
+use common::datapath::{revoke_port_80, run, slow_hz, slow_setup_sized, slow_state, tcp};
 use ir::Direction;
 use runtime_loader::packet::PacketSpec;
 use runtime_loader::Datapath;
@@ -154,14 +154,6 @@ fn bump_revision(dp: &Datapath, rev: u32) {
     dp.set_state(&slow_state(rev)).unwrap();
 }
 
-/// [`setup`] or [`setup_sized`] on the slow clock (at revision 1), this thread pinned to its
-/// CPU; returns the CPU.
-fn slow_setup(sizes: &MapSizes) -> Option<(Datapath, usize)> {
-    let dp = setup_sized(true, sizes)?;
-    dp.set_state(&slow_state(1)).unwrap();
-    Some((dp, pin_cpu()))
-}
-
 /// Opens a connection from the friend to port 80 from `sport` and sends its first ACK (which
 /// fills this CPU's slot); returns the SYN and the ACK.
 fn open_from_friend(dp: &Datapath, sport: u16) -> (PacketSpec, PacketSpec) {
@@ -175,7 +167,7 @@ fn open_from_friend(dp: &Datapath, sport: u16) -> (PacketSpec, PacketSpec) {
 #[test]
 fn root_flow_cache_serves_established_packets_until_the_revision_changes() {
     for (peer, ep) in [("10.0.0.2", "10.0.0.1"), ("fd00::2", "fd00::1")] {
-        let Some((dp, cpu)) = slow_setup(&MapSizes::default()) else {
+        let Some((dp, cpu)) = slow_setup_sized(&MapSizes::default()) else {
             return;
         };
         let syn = tcp(peer, ep, 47000, 80);
@@ -222,7 +214,7 @@ fn root_flow_cache_serves_established_packets_until_the_revision_changes() {
 
 #[test]
 fn root_flow_cache_revoked_policy_drops_the_very_next_packet() {
-    let Some((dp, cpu)) = slow_setup(&MapSizes::default()) else {
+    let Some((dp, cpu)) = slow_setup_sized(&MapSizes::default()) else {
         return;
     };
     let (syn, ack) = open_from_friend(&dp, 47100);
@@ -245,7 +237,7 @@ fn root_flow_cache_revoked_policy_drops_the_very_next_packet() {
 
 #[test]
 fn root_flow_cache_keeps_fin_and_syn_semantics() {
-    let Some((dp, cpu)) = slow_setup(&MapSizes::default()) else {
+    let Some((dp, cpu)) = slow_setup_sized(&MapSizes::default()) else {
         return;
     };
     let (syn, ack) = open_from_friend(&dp, 47200);
@@ -283,7 +275,7 @@ fn root_flow_cache_colliding_flows_each_get_their_verdict() {
         ..MapSizes::default()
     };
     for (peer, ep) in [("10.0.0.2", "10.0.0.1"), ("fd00::2", "fd00::1")] {
-        let Some((dp, cpu)) = slow_setup(&sizes) else {
+        let Some((dp, cpu)) = slow_setup_sized(&sizes) else {
             return;
         };
         let a = tcp(peer, ep, 47300, 80);
@@ -315,7 +307,7 @@ fn root_flow_cache_colliding_flows_each_get_their_verdict() {
         );
     }
     // Another peer on the cached tuple's ports (the foe is denied every protocol).
-    let Some((dp, _)) = slow_setup(&sizes) else {
+    let Some((dp, _)) = slow_setup_sized(&sizes) else {
         return;
     };
     let b = tcp("10.0.0.2", "10.0.0.1", 47301, 80);
@@ -327,7 +319,7 @@ fn root_flow_cache_colliding_flows_each_get_their_verdict() {
 
 #[test]
 fn root_flow_cache_hits_still_refresh_the_ct_expiry() {
-    let Some((dp, cpu)) = slow_setup(&MapSizes::default()) else {
+    let Some((dp, cpu)) = slow_setup_sized(&MapSizes::default()) else {
         return;
     };
     let hz = slow_hz();

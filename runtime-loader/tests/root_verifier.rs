@@ -62,8 +62,12 @@ fn root_verifier_accepts_every_configuration() {
         return;
     }
     let all = common::all_features();
-    // Every configuration with the default flow cache; the largest one also without it and
-    // with a single slot.
+    // Every configuration with the default flow cache; the largest one also without it, with
+    // a single slot, and without deny slots (the build for kernels before 5.12).
+    let no_deny = MapSizes {
+        deny_cache: false,
+        ..MapSizes::default()
+    };
     let sized = configurations()
         .into_iter()
         .map(|f| (f, MapSizes::default()))
@@ -73,7 +77,8 @@ fn root_verifier_accepts_every_configuration() {
                 ..MapSizes::default()
             };
             (all, sizes)
-        }));
+        }))
+        .chain([(all, no_deny)]);
     for (f, sizes) in sized {
         let obj = common::template_object(&f, &sizes);
         if let Err(e) = load(&obj, &LoadOptions::default()) {

@@ -19,6 +19,9 @@ pub struct AgentConfig {
     pub ct_map_size: u32,
     /// Flow-cache slots per CPU and family in each endpoint's program (0: no flow cache).
     pub flow_cache_slots: u32,
+    /// Remember denied new connections in the flow cache (compiled out anyway when the kernel
+    /// lacks BPF atomics with fetch, Linux < 5.12).
+    pub deny_cache: bool,
     /// Cluster identities shared with other nodes (`--kvstore`); local numbering when `None`.
     pub kvstore: Option<std::sync::Arc<dyn compiler::identity::SharedIdentities>>,
 }

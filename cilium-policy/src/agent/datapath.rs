@@ -96,6 +96,25 @@ struct Plan {
     maps: Vec<(&'static str, Entries)>,
 }
 
+/// Whether the kernel loads BPF atomics with fetch (the deny slots need them); a failed probe
+/// is logged and taken as yes (the programs' own load then reports what is wrong).
+fn kernel_has_fetch_atomics() -> bool {
+    match runtime_loader::kernel::has_fetch_atomics() {
+        Ok(true) => true,
+        Ok(false) => {
+            tracing::warn!(
+                "the kernel refuses BPF atomics with fetch (Linux < 5.12): \
+                 flow-cache deny slots are compiled out"
+            );
+            false
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "probing BPF atomics with fetch failed");
+            true
+        }
+    }
+}
+
 fn internal(e: impl std::fmt::Display) -> ApiError {
     ApiError::internal(e.to_string())
 }
@@ -110,6 +129,7 @@ impl Datapath {
             sizes: MapSizes {
                 ct_map: cfg.ct_map_size,
                 flow_cache: cfg.flow_cache_slots,
+                deny_cache: cfg.deny_cache && kernel_has_fetch_atomics(),
                 ..MapSizes::default()
             },
             clang: None,
@@ -119,6 +139,11 @@ impl Datapath {
             written: BTreeMap::new(),
             ipcache: None,
         })
+    }
+
+    /// Whether the endpoints' programs remember denied connections (flow-cache deny slots).
+    pub fn deny_cache(&self) -> bool {
+        self.sizes.deny_cache && self.sizes.flow_cache > 0
     }
 
     pub fn mode_name(&self) -> &'static str {

@@ -39,6 +39,11 @@ pub fn spawn_reader(pin: PathBuf) -> broadcast::Sender<Line> {
                 let mut any = false;
                 while let Some(item) = ring.next() {
                     any = true;
+                    // Drained either way (a full ring loses the next client's first events);
+                    // formatted only for a listening client.
+                    if out.receiver_count() == 0 {
+                        continue;
+                    }
                     if let Some(ev) = Event::from_bytes(&item) {
                         let _ = out.send(format_event(&ev));
                     }

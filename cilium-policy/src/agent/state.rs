@@ -99,6 +99,7 @@ impl Agent {
             "debug": self.cfg.debug,
             "ct-map-size": self.cfg.ct_map_size,
             "flow-cache-slots": self.cfg.flow_cache_slots,
+            "deny-cache": self.datapath.as_ref().is_some_and(|d| d.deny_cache()),
             "datapath": self.datapath.as_ref().map_or("disabled", |d| d.mode_name()),
         })
     }

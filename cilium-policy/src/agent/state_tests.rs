@@ -21,6 +21,7 @@ fn agent(dir: &Path) -> Agent {
         tcp: None,
         ct_map_size: 1024,
         flow_cache_slots: 256,
+        deny_cache: true,
         kvstore: None,
     };
     Agent::start(cfg, Box::new(|_| {})).unwrap()

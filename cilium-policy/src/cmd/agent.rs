@@ -41,6 +41,10 @@ pub struct Args {
     #[arg(long, default_value_t = codegen::MapSizes::default().flow_cache,
           value_parser = super::parse_flow_cache_slots)]
     pub flow_cache_slots: u32,
+    /// Do not remember denied new connections in the flow cache (its deny slots). Without
+    /// this flag they are on where the kernel supports them (BPF atomics with fetch, 5.12+).
+    #[arg(long)]
+    pub no_deny_cache: bool,
     #[command(flatten)]
     pub kvstore: crate::agent::kvstore::KvstoreArgs,
 }
@@ -78,6 +82,7 @@ pub fn run(args: Args, global_socket: Option<PathBuf>) -> miette::Result<ExitCod
         tcp: args.listen_tcp,
         ct_map_size: args.ct_map_size,
         flow_cache_slots: args.flow_cache_slots,
+        deny_cache: !args.no_deny_cache,
         kvstore,
     };
     let set_debug = Box::new(move |d: bool| {

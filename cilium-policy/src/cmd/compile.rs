@@ -44,6 +44,10 @@ pub struct Args {
     #[arg(long, default_value_t = codegen::MapSizes::default().flow_cache,
           value_parser = super::parse_flow_cache_slots)]
     pub flow_cache_slots: u32,
+    /// Do not remember denied new connections in the flow cache (its deny slots use BPF
+    /// atomics with fetch, Linux 5.12+): for nodes with Linux 5.10 or 5.11.
+    #[arg(long)]
+    pub no_deny_cache: bool,
     /// Object cache directory (default: OUTDIR/.cache).
     #[arg(long)]
     pub cache_dir: Option<PathBuf>,
@@ -111,6 +115,7 @@ pub fn run(args: Args) -> miette::Result<ExitCode> {
     let sizes = MapSizes {
         policy_map: args.policy_map_size,
         flow_cache: args.flow_cache_slots,
+        deny_cache: !args.no_deny_cache,
         ..MapSizes::default()
     };
     let ipcache = cluster.ipcache();

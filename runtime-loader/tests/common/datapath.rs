@@ -197,6 +197,37 @@ pub fn slow_state(rev: u32) -> codegen::layout::EpState {
     }
 }
 
+/// [`setup_sized`] (dual-stack) at revision 1 on the slow clock, the calling thread pinned to
+/// its CPU (flow-cache slots are per CPU); returns the CPU too.
+pub fn slow_setup_sized(sizes: &MapSizes) -> Option<(Datapath, usize)> {
+    let dp = setup_sized(true, sizes)?;
+    dp.set_state(&slow_state(1)).unwrap();
+    Some((dp, pin_cpu()))
+}
+
+/// [`slow_setup`] with the events ring pinned in a private bpffs (read it with
+/// [`drain_events`]): the datapath, the mount (unmounted when dropped) and the ring's pin.
+pub fn slow_setup_with_events() -> Option<(
+    Datapath,
+    runtime_loader::testkit::PrivateBpffs,
+    std::path::PathBuf,
+)> {
+    if !runtime_loader::testkit::require_root("root_datapath") {
+        return None;
+    }
+    let fs = runtime_loader::testkit::PrivateBpffs::new();
+    let pin = fs.path.join("cp_events");
+    let dp = setup_pinned(true, &MapSizes::default(), vec![("cp_events", pin.clone())])?;
+    dp.set_state(&slow_state(1)).unwrap();
+    pin_cpu();
+    Some((dp, fs, pin))
+}
+
+/// [`slow_setup_sized`] with the default sizes.
+pub fn slow_setup() -> Option<Datapath> {
+    slow_setup_sized(&MapSizes::default()).map(|(dp, _)| dp)
+}
+
 /// Pins the calling thread to the CPU it runs on; returns that CPU.
 pub fn pin_cpu() -> usize {
     // SAFETY: sched_getcpu has no preconditions; the cpu_set_t is zero-initialised and then

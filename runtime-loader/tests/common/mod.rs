@@ -24,15 +24,5 @@ pub fn template_object(features: &Features, sizes: &MapSizes) -> Vec<u8> {
 }
 
 pub fn all_features() -> Features {
-    Features {
-        ipv4: true,
-        ipv6: true,
-        sip_check: true,
-        ingress_policy: true,
-        egress_policy: true,
-        ct: true,
-        l7_redirect: true,
-        addr_match: true,
-        port_ranges: true,
-    }
+    Features::all()
 }
