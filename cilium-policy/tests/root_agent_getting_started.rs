@@ -98,8 +98,19 @@ fn root_getting_started_l3_l4_policy() {
     assert_eq!(eps[0]["ingress_enforced"], true, "{list}");
     assert_eq!(eps[2]["ingress_enforced"], false, "{list}");
 
-    // `monitor --type drop` shows app3's dropped SYN (seed §6.2 format).
-    let line = agent.first_policy_drop(|| assert!(!tcp_ok(&app3.ns, app1a.addr, 80, T)));
+    // Nobody listens: the programs emit no events.
+    let masks = agent.events_masks();
+    assert!(
+        !masks.is_empty() && masks.iter().all(|m| *m == 0),
+        "{masks:?}"
+    );
+    // `monitor --type drop` shows app3's dropped SYN (seed §6.2 format); while it listens,
+    // every endpoint emits drops and verdicts.
+    let line = agent.first_policy_drop(|| {
+        let masks = agent.events_masks();
+        assert!(masks.iter().all(|m| *m == 3), "{masks:?}");
+        assert!(!tcp_ok(&app3.ns, app1a.addr, 80, T));
+    });
     assert!(
         line.starts_with("xx drop (Policy denied (L3)) to endpoint 1, identity "),
         "{line}"
@@ -109,6 +120,13 @@ fn root_getting_started_l3_l4_policy() {
             && line.contains(&format!("-> {}:80 tcp", app1a.addr)),
         "{line}"
     );
+
+    // The monitor is gone: noticed when its next event cannot be written, then events are off.
+    let start = std::time::Instant::now();
+    while agent.events_masks().iter().any(|m| *m != 0) {
+        assert!(start.elapsed() < Duration::from_secs(10), "events still on");
+        assert!(!tcp_ok(&app3.ns, app1a.addr, 80, T));
+    }
 
     // Deleting the policy restores app3's access, without restarting anything.
     let out = agent.ok(&["policy", "delete", "--all"]);

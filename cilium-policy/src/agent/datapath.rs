@@ -63,6 +63,9 @@ pub struct Datapath {
     written: BTreeMap<u16, Written>,
     /// The ipcache this process last wrote, and the entries of each of its maps.
     ipcache: Option<(ir::IpCache, MapsWritten)>,
+    /// The events every endpoint's program emits (`ep_state.events_mask`): on only while a
+    /// `monitor` client listens (events.rs).
+    events_mask: u32,
 }
 
 /// Entries last written, by map name (the datapath's counters aside).
@@ -138,6 +141,7 @@ impl Datapath {
             programs: BTreeMap::new(),
             written: BTreeMap::new(),
             ipcache: None,
+            events_mask: 0,
         })
     }
 
@@ -155,6 +159,20 @@ impl Datapath {
 
     pub fn layout(&self) -> &NodeLayout {
         &self.layout
+    }
+
+    /// The endpoints this process enforces.
+    pub fn endpoint_ids(&self) -> std::collections::BTreeSet<u16> {
+        self.written
+            .keys()
+            .chain(self.programs.keys())
+            .copied()
+            .collect()
+    }
+
+    /// The events mask written with every endpoint state from now on.
+    pub fn set_events_mask(&mut self, mask: u32) {
+        self.events_mask = mask;
     }
 
     /// Brings the kernel in line with `world` for the endpoints in `scope` (see the module
@@ -328,7 +346,8 @@ impl Datapath {
         }
     }
 
-    /// The endpoint's current state (kept across reloads), or the default for a new endpoint.
+    /// The endpoint's current state (kept across reloads), or the default for a new endpoint;
+    /// with this process's events mask.
     fn state_of(&self, id: u16) -> EpState {
         let current = self
             .layout
@@ -338,7 +357,10 @@ impl Datapath {
             .and_then(|p| RawMap::open_pinned(&p).ok())
             .and_then(|m| m.lookup(&0u32.to_ne_bytes()).ok().flatten())
             .and_then(|v| EpState::from_bytes(&v));
-        current.unwrap_or_else(load::default_state)
+        EpState {
+            events_mask: self.events_mask,
+            ..current.unwrap_or_else(load::default_state)
+        }
     }
 
     /// Writes one endpoint's plan; returns the entries now in its pinned maps.

@@ -8,6 +8,7 @@ pub mod client;
 pub mod config;
 pub mod datapath;
 pub mod error;
+pub mod events;
 pub mod ipcache_gen;
 pub mod kvstore;
 pub mod model;
@@ -61,6 +62,8 @@ async fn serve(cfg: AgentConfig, set_debug: Box<dyn Fn(bool) + Send>) -> Result<
         let tx = monitor::spawn_reader(pin);
         if let Ok(mut a) = shared.lock() {
             a.events = Some(tx);
+            // No client yet: endpoints restored from before a restart stop emitting events.
+            a.set_listening(false);
         }
     }
     let listener = bind_socket(&cfg.api_socket)?;

@@ -70,6 +70,15 @@ impl Agent {
     }
 
     /// Pin path of the node's event ring buffer (for the monitor reader).
+    /// Turns the endpoints' datapath events on (a `monitor` client listens) or off.
+    pub fn set_listening(&mut self, on: bool) {
+        if let Some(dp) = self.datapath.as_mut() {
+            if let Err(e) = super::events::set_listening(dp, on) {
+                tracing::warn!(error = %e, on, "switching datapath events");
+            }
+        }
+    }
+
     pub fn events_pin(&self) -> Option<std::path::PathBuf> {
         self.datapath
             .as_ref()

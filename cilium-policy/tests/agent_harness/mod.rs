@@ -210,6 +210,33 @@ impl Agent {
         line.expect("a policy drop event")
     }
 
+    /// Every endpoint's `ep_state.events_mask` (what its programs emit), read from its pinned
+    /// `cp_state`.
+    pub fn events_masks(&self) -> Vec<u32> {
+        let (bpffs, _) = self.datapath.as_ref().expect("an agent with a datapath");
+        let mut masks = Vec::new();
+        let nodes = bpffs.path.join("cilium-policy");
+        for node in std::fs::read_dir(nodes).into_iter().flatten().flatten() {
+            let eps = node.path().join("endpoints");
+            for ep in std::fs::read_dir(eps).into_iter().flatten().flatten() {
+                let pin = ep.path().join("maps/cp_state");
+                let Ok(map) = runtime_loader::RawMap::open_pinned(&pin) else {
+                    continue;
+                };
+                let v = map
+                    .lookup(&0u32.to_ne_bytes())
+                    .unwrap()
+                    .expect("cp_state[0]");
+                masks.push(
+                    codegen::layout::EpState::from_bytes(&v)
+                        .unwrap()
+                        .events_mask,
+                );
+            }
+        }
+        masks
+    }
+
     /// Writes `text` to a file in the test directory and returns its path.
     pub fn file(&self, name: &str, text: &str) -> String {
         let p = self.dir.path.join(name);
