@@ -88,8 +88,14 @@ impl Client {
         serde_json::from_slice(&bytes).map_err(|e| ClientError::Decode(e.to_string()))
     }
 
-    /// Streams a reply body, calling `line` for every line until the agent closes it.
-    pub fn stream_lines(&self, path: &str, mut line: impl FnMut(&str)) -> Result<(), ClientError> {
+    /// Streams a reply body: `connected` once the agent has answered (its status was a
+    /// success), then `line` for every line until the agent closes it.
+    pub fn stream_lines(
+        &self,
+        path: &str,
+        connected: impl FnOnce(),
+        mut line: impl FnMut(&str),
+    ) -> Result<(), ClientError> {
         self.rt.block_on(async {
             let mut resp = self.send(Method::GET, path, None::<&()>).await?;
             if !resp.status().is_success() {
@@ -99,6 +105,7 @@ impl Client {
                     diagnostics: vec![],
                 });
             }
+            connected();
             let mut buf = Vec::new();
             while let Some(frame) = resp.body_mut().frame().await {
                 let frame = frame.map_err(|e| ClientError::Http(e.to_string()))?;

@@ -16,7 +16,9 @@ pub fn run(args: Args, api_socket: Option<&Path>) -> miette::Result<ExitCode> {
         Some(k) => format!("/v1/monitor?type={k}"),
         None => "/v1/monitor".to_string(),
     };
-    println!("Listening for events; press Ctrl-C to quit");
-    client.stream_lines(&path, |line| println!("{line}"))?;
+    // Printed once the agent answered: it subscribed this client (and turned the endpoints'
+    // events on) before replying, so every event from now on is shown.
+    let listening = || println!("Listening for events; press Ctrl-C to quit");
+    client.stream_lines(&path, listening, |line| println!("{line}"))?;
     Ok(ExitCode::SUCCESS)
 }

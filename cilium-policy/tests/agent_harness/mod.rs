@@ -197,8 +197,8 @@ impl Agent {
             .expect("monitor");
         let mut lines = BufReader::new(mon.stdout.take().expect("monitor stdout")).lines();
         let first = lines.next().and_then(|l| l.ok()).unwrap_or_default();
+        // Printed once the agent has subscribed the client: no wait is needed.
         assert!(first.starts_with("Listening"), "{first}");
-        std::thread::sleep(Duration::from_millis(300));
         trigger();
         let line = lines
             .by_ref()
