@@ -75,7 +75,7 @@ fn addresses(cx: &mut Cx<'_>, status: &Map<'_>, ips: &mut Vec<IpAddr>) {
 }
 
 fn named_ports(cx: &mut Cx<'_>, status: &Map<'_>, ports: &mut Vec<NamedPort>) {
-    for p in cx.seq_at(&status, "named-ports") {
+    for p in cx.seq_at(status, "named-ports") {
         let Some(pm) = cx.map(&p, &[], Unknown::Ignore) else {
             continue;
         };

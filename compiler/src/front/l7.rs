@@ -98,10 +98,12 @@ fn http_rule(cx: &mut Cx<'_>, f: &Field<'_>) -> Option<HttpRule> {
         &["method", "path", "host", "headers", "headerMatches"],
         Unknown::Error,
     )?;
-    let mut rule = HttpRule::default();
-    rule.method = m.get("method").and_then(|x| check_regex(cx, &x, "method"));
-    rule.path = m.get("path").and_then(|x| check_regex(cx, &x, "path"));
-    rule.host = m.get("host").and_then(|x| check_regex(cx, &x, "host"));
+    let mut rule = HttpRule {
+        method: m.get("method").and_then(|x| check_regex(cx, &x, "method")),
+        path: m.get("path").and_then(|x| check_regex(cx, &x, "path")),
+        host: m.get("host").and_then(|x| check_regex(cx, &x, "host")),
+        ..HttpRule::default()
+    };
     if let Some(h) = m.get("headers") {
         for (item, text) in cx.strings(&h) {
             let (name, value) = match text.split_once(':') {

@@ -124,7 +124,7 @@ fn pod_spec_into(cx: &mut Cx<'_>, spec: &Map<'_>, ep: &mut Endpoint) {
         .get("serviceAccountName")
         .or_else(|| spec.get("serviceAccount"));
     ep.service_account = sa.and_then(|s| cx.str(&s)).map(str::to_string);
-    for c in cx.seq_at(&spec, "containers") {
+    for c in cx.seq_at(spec, "containers") {
         let Some(cm) = cx.map(&c, &[], Unknown::Ignore) else {
             continue;
         };
@@ -180,7 +180,7 @@ fn pod_ips(cx: &mut Cx<'_>, status: &Map<'_>, ips: &mut Vec<IpAddr>) {
     if let Some(ip) = status.get("podIP") {
         push(cx, &ip);
     }
-    for item in cx.seq_at(&status, "podIPs") {
+    for item in cx.seq_at(status, "podIPs") {
         if let Some(im) = cx.map(&item, &[], Unknown::Ignore) {
             if let Some(ip) = im.get("ip") {
                 push(cx, &ip);
