@@ -26,15 +26,41 @@ fn compile(args: &[&str]) -> (i32, String, String) {
 
 /// Compiles the getting-started fixture into a temporary `out/`: (dir, exit code, stderr).
 fn compile_getting_started() -> (tempfile::TempDir, i32, String) {
+    compile_getting_started_with(&[])
+}
+
+/// As [`compile_getting_started`], with more flags.
+fn compile_getting_started_with(flags: &[&str]) -> (tempfile::TempDir, i32, String) {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("out");
-    let (code, _, stderr) = compile(&[
-        "-f",
-        fixture("getting-started").to_str().unwrap(),
-        "-o",
-        out.to_str().unwrap(),
-    ]);
+    let fixture = fixture("getting-started");
+    let mut args = vec!["-f", fixture.to_str().unwrap(), "-o", out.to_str().unwrap()];
+    args.extend_from_slice(flags);
+    let (code, _, stderr) = compile(&args);
     (dir, code, stderr)
+}
+
+#[test]
+fn no_deny_cache_builds_objects_for_linux_5_10() {
+    let (dir, code, stderr) = compile_getting_started_with(&["--no-deny-cache"]);
+    if stderr.contains("clang not found") {
+        eprintln!("skipping: {stderr}");
+        return;
+    }
+    assert_eq!(code, 0, "{stderr}");
+    let out = dir.path().join("out");
+    let manifest: codegen::output::Manifest =
+        serde_json::from_slice(&std::fs::read(out.join("manifest.json")).unwrap()).unwrap();
+    assert_eq!(manifest.min_kernel, "5.10");
+    assert!(!manifest.sizes.deny_cache);
+    let mut cached = 0;
+    for ep in &manifest.endpoints {
+        let obj = std::fs::read(out.join(&ep.object)).unwrap();
+        let maps = runtime_loader::pins::object_maps(&obj).unwrap();
+        assert!(!maps.contains_key("cp_ctgen"), "{}: no deny slots", ep.name);
+        cached += usize::from(maps.contains_key("cp_fc4"));
+    }
+    assert!(cached > 0, "the flow cache itself stays");
 }
 
 #[test]
@@ -58,6 +84,11 @@ fn output_directory_has_manifest_and_endpoint_folders() {
     assert_eq!(code, 0, "{stderr}");
     let manifest: serde_json::Value =
         serde_json::from_slice(&std::fs::read(out.join("manifest.json")).unwrap()).unwrap();
+    assert_eq!(
+        manifest["min_kernel"], "5.12",
+        "deny slots are on by default"
+    );
+    assert_eq!(manifest["sizes"]["flow_cache"], 256);
     let eps = manifest["endpoints"].as_array().unwrap();
     assert_eq!(eps.len(), 4);
     for ep in eps {

@@ -39,6 +39,18 @@ fn yes() -> bool {
     true
 }
 
+impl MapSizes {
+    /// The oldest Linux the objects built with these sizes load on: 5.12 with the flow cache's
+    /// deny slots (BPF atomics with fetch), else 5.10 (Documentation/datapath.md).
+    pub fn min_kernel(&self) -> &'static str {
+        if self.deny_cache && self.flow_cache > 0 {
+            "5.12"
+        } else {
+            "5.10"
+        }
+    }
+}
+
 impl Default for MapSizes {
     fn default() -> Self {
         MapSizes {

@@ -11,11 +11,15 @@ use std::fmt::Write;
 use std::path::{Path, PathBuf};
 
 /// Version of the manifest format.
-pub const MANIFEST_VERSION: u32 = 2;
+pub const MANIFEST_VERSION: u32 = 3;
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Manifest {
     pub version: u32,
+    /// The map sizes and flow-cache shape every object was built with.
+    pub sizes: crate::MapSizes,
+    /// The oldest Linux the objects load on ([`crate::MapSizes::min_kernel`]).
+    pub min_kernel: String,
     /// `node_config.h`, relative to the output directory.
     pub node_header: String,
     /// The ipcache prefix image (`cp_ipcache`, prefixes shorter than a host address).
@@ -124,6 +128,7 @@ pub fn write_endpoint(out: &Path, a: &EndpointArtefacts) -> Result<ManifestEndpo
 /// Writes the node artefacts and the manifest.
 pub fn write_node(
     out: &Path,
+    sizes: &crate::MapSizes,
     node_header: &str,
     ipcache: &[crate::image::MapImage; 2],
     rules: &[RuleRow],
@@ -136,6 +141,8 @@ pub fn write_node(
     write(&out.join("rules.json"), to_json(&rules).as_bytes())?;
     let manifest = Manifest {
         version: MANIFEST_VERSION,
+        sizes: *sizes,
+        min_kernel: sizes.min_kernel().into(),
         node_header: "node_config.h".into(),
         ipcache_image: "ipcache.img".into(),
         ipcache_host_image: "ipcache_host.img".into(),

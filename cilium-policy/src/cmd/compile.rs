@@ -201,6 +201,7 @@ pub fn run(args: Args) -> miette::Result<ExitCode> {
     let node = gen.node_header(planned.len(), ipcache);
     let manifest = output::write_node(
         &dir,
+        &sizes,
         &node,
         &ipcache_images,
         &codegen::rules::rule_table(set),
