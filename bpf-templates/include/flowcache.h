@@ -144,9 +144,12 @@ struct fc_deny_info {
 	__u32 ct_gen;
 	__u32 deny_identity;
 	__u32 rule_id;
-	__u16 policy_port_be;
 	__u8 deny_kind;
 };
+
+/* A deny slot's policy port: the denied packet's destination port, the key's side b when its
+ * source was side a (CT_OPENER_A; deny slots never hold ICMP, whose policy port is the type). */
+#define FC_POLICY_PORT(s) ((s)->flags & CT_OPENER_A ? (s)->key.port_b_be : (s)->key.port_a_be)
 
 /* Adds the packets a deny slot served to its entry's counters (the deny entry now at the key
  * the slot remembers; nothing if that key no longer holds a deny). */
@@ -154,7 +157,7 @@ struct fc_deny_info {
 	do {                                                                               \
 		struct policy_value *v_ = policy_at((s)->deny_identity, (s)->deny_kind,     \
 						    (s)->origin, (s)->key.protocol,         \
-						    (s)->policy_port_be);                   \
+						    FC_POLICY_PORT(s));                     \
 		if (v_ && v_->verdict == VERDICT_DENY) {                                   \
 			__sync_fetch_and_add(&v_->packets, (s)->pending_packets);           \
 			__sync_fetch_and_add(&v_->bytes, (s)->pending_bytes);               \
@@ -195,7 +198,6 @@ struct fc_deny_info {
 		(s)->deny_kind = (info)->deny_kind;                                        \
 		(s)->deny_identity = (info)->deny_identity;                                \
 		(s)->rule_id = (info)->rule_id;                                            \
-		(s)->policy_port_be = (info)->policy_port_be;                              \
 		(s)->pending_packets = 0;                                                  \
 		(s)->pending_bytes = 0;                                                    \
 		barrier();                                                                 \
@@ -359,7 +361,6 @@ static __always_inline void fc_fill_deny(struct fc_slot f, const struct pkt *p,
 				    .ipcache_gen = gen,
 				    .deny_identity = d->entry_id,
 				    .rule_id = d->rule_id,
-				    .policy_port_be = p->policy_port_be,
 				    .deny_kind = d->kind};
 	__u64 *c;
 

@@ -207,7 +207,7 @@ struct fc4_slot {
 	__u32 policy_rev; /* @24: Policy revision the CT entry (or the denied packet) was checked against; the slot serves only this revision. */
 	__u8 origin; /* @28: The CT entry's origin (DIR_INGRESS or DIR_EGRESS); FC_DENY slots: the denied packet's direction. */
 	__u8 flags; /* @29: The CT entry's flags (CT_OPENER_A; never CT_CLOSING); FC_DENY slots: FC_DENY, and CT_OPENER_A when the denied packet's source is side a of the key. */
-	__u8 deny_kind; /* @30: FC_DENY slots: POLICY_KIND_* of the deny entry that decided (its key: deny_identity, origin, the key's protocol, policy_port_be), 0 for a default deny (no entry matched). */
+	__u8 deny_kind; /* @30: FC_DENY slots: POLICY_KIND_* of the deny entry that decided (its key: deny_identity, origin, the key's protocol and the denied packet's destination port, side b's when CT_OPENER_A is set, else side a's), 0 for a default deny (no entry matched). */
 	__u8 pad; /* @31: Reserved, zero. */
 	__u32 peer_identity; /* @32: FC_DENY slots: the denied packet's peer identity (for its drop event). */
 	__u32 ipcache_gen; /* @36: FC_DENY slots: node_state.ipcache_gen read before the peer's ipcache lookup; the slot serves only this generation. */
@@ -216,8 +216,7 @@ struct fc4_slot {
 	__u32 rule_id; /* @48: FC_DENY slots with a deny_kind: the deciding entry's rule id (for drop events). */
 	__u32 pending_packets; /* @52: FC_DENY slots with a deny_kind: packets served from the slot not yet added to the entry's counters (flushed at FC_DENY_FLUSH and before the slot is rewritten). */
 	__u32 pending_bytes; /* @56: Bytes of those packets. */
-	__u16 policy_port_be; /* @60: FC_DENY slots: the denied packet's policy port (destination port), network order. */
-	__u16 pad2; /* @62: Reserved, zero. */
+	__u32 pad2; /* @60: Reserved, zero. */
 };
 _Static_assert(sizeof(struct fc4_slot) == 64, "fc4_slot size");
 _Static_assert(__builtin_offsetof(struct fc4_slot, key) == 0, "fc4_slot.key");
@@ -234,8 +233,7 @@ _Static_assert(__builtin_offsetof(struct fc4_slot, deny_identity) == 44, "fc4_sl
 _Static_assert(__builtin_offsetof(struct fc4_slot, rule_id) == 48, "fc4_slot.rule_id");
 _Static_assert(__builtin_offsetof(struct fc4_slot, pending_packets) == 52, "fc4_slot.pending_packets");
 _Static_assert(__builtin_offsetof(struct fc4_slot, pending_bytes) == 56, "fc4_slot.pending_bytes");
-_Static_assert(__builtin_offsetof(struct fc4_slot, policy_port_be) == 60, "fc4_slot.policy_port_be");
-_Static_assert(__builtin_offsetof(struct fc4_slot, pad2) == 62, "fc4_slot.pad2");
+_Static_assert(__builtin_offsetof(struct fc4_slot, pad2) == 60, "fc4_slot.pad2");
 
 /* Flow-cache slot, IPv6, as fc4_slot. */
 struct fc6_slot {
@@ -253,8 +251,7 @@ struct fc6_slot {
 	__u32 rule_id; /* @72: As fc4_slot.rule_id. */
 	__u32 pending_packets; /* @76: As fc4_slot.pending_packets. */
 	__u32 pending_bytes; /* @80: As fc4_slot.pending_bytes. */
-	__u16 policy_port_be; /* @84: As fc4_slot.policy_port_be. */
-	__u16 pad2; /* @86: Reserved, zero. */
+	__u32 pad2; /* @84: Reserved, zero. */
 };
 _Static_assert(sizeof(struct fc6_slot) == 88, "fc6_slot size");
 _Static_assert(__builtin_offsetof(struct fc6_slot, key) == 0, "fc6_slot.key");
@@ -271,8 +268,7 @@ _Static_assert(__builtin_offsetof(struct fc6_slot, deny_identity) == 68, "fc6_sl
 _Static_assert(__builtin_offsetof(struct fc6_slot, rule_id) == 72, "fc6_slot.rule_id");
 _Static_assert(__builtin_offsetof(struct fc6_slot, pending_packets) == 76, "fc6_slot.pending_packets");
 _Static_assert(__builtin_offsetof(struct fc6_slot, pending_bytes) == 80, "fc6_slot.pending_bytes");
-_Static_assert(__builtin_offsetof(struct fc6_slot, policy_port_be) == 84, "fc6_slot.policy_port_be");
-_Static_assert(__builtin_offsetof(struct fc6_slot, pad2) == 86, "fc6_slot.pad2");
+_Static_assert(__builtin_offsetof(struct fc6_slot, pad2) == 84, "fc6_slot.pad2");
 
 /* Node-wide state shared by every endpoint's programs (array map of one entry, pinned with the ipcache). */
 struct node_state {

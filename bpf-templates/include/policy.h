@@ -81,64 +81,8 @@ static __always_inline void take(struct policy_value *c, __u32 id, __u8 kind, __
 
 #define TAKE(c, len, d) take(opaque((c).v), (c).id, (c).kind, (len), (d))
 
-/* The range-trie key of (id, dir, protocol, port). */
-#define RANGE_KEY(id_, dir_, protocol_, port_be_)                                            \
-	((struct policy_range_key){.prefixlen = POLICY_RANGE_FULL_PREFIX,                   \
-				   .identity = (id_),                                       \
-				   .direction = (dir_),                                     \
-				   .protocol = (protocol_),                                 \
-				   .dport_be = (port_be_)})
-
-/* The most specific entry of identity `id` covering (dir, protocol, port), or none. The
- * identity's every-protocol key comes first: no key, no entries at all (one lookup); its flags
- * say which more specific keys exist, and are added to `*seen`. */
-static __always_inline struct candidate policy_of(__u32 id, __u8 dir, __u8 protocol,
-						  __u16 port_be, __u8 *seen)
-{
-	struct policy_key k = {.identity = id, .dir_flags = dir | POLICY_ALL_PORTS};
-	struct candidate c = {.id = id};
-	struct policy_value *m;
-
-	m = bpf_map_lookup_elem(&cp_policy, &k);
-	if (!m)
-		return c;
-	*seen |= m->flags;
-	if (m->flags & POLICY_HAS_EXACT) {
-		k.dir_flags = dir;
-		k.protocol = protocol;
-		k.dport_be = port_be;
-		c.v = bpf_map_lookup_elem(&cp_policy, &k);
-		c.kind = POLICY_KIND_EXACT;
-		if (c.v)
-			return c;
-	}
-#ifdef ENABLE_PORT_RANGES
-	if (m->flags & POLICY_HAS_RANGES) {
-		struct policy_range_key r = RANGE_KEY(id, dir, protocol, port_be);
-
-		c.v = bpf_map_lookup_elem(&cp_policy_rng, &r);
-		c.kind = POLICY_KIND_RANGE;
-		if (c.v)
-			return c;
-	}
-#endif
-	/* Protocol 0's all-ports key is the marker itself. */
-	if ((m->flags & POLICY_HAS_PORTS) && protocol != 0) {
-		k.dir_flags = dir | POLICY_ALL_PORTS;
-		k.protocol = protocol;
-		k.dport_be = 0;
-		c.v = bpf_map_lookup_elem(&cp_policy, &k);
-		c.kind = POLICY_KIND_PORTS;
-		if (c.v)
-			return c;
-	}
-	c.v = m->verdict != VERDICT_NONE ? m : 0;
-	c.kind = POLICY_KIND_ALL;
-	return c;
-}
-
-/* The entry of identity `id` at its key of kind `kind` for (dir, protocol, port), or 0: the
- * deciding entry a deny slot remembers, found again with one lookup when it adds its count. */
+/* The entry of identity `id` at its key of kind `kind` for (dir, protocol, port), or 0: one
+ * lookup, used by policy_of() for each kind and by a deny slot to find its entry again. */
 static __always_inline struct policy_value *policy_at(__u32 id, __u8 kind, __u8 dir,
 						      __u8 protocol, __u16 port_be)
 {
@@ -146,7 +90,11 @@ static __always_inline struct policy_value *policy_at(__u32 id, __u8 kind, __u8 
 
 #ifdef ENABLE_PORT_RANGES
 	if (kind == POLICY_KIND_RANGE) {
-		struct policy_range_key r = RANGE_KEY(id, dir, protocol, port_be);
+		struct policy_range_key r = {.prefixlen = POLICY_RANGE_FULL_PREFIX,
+					     .identity = id,
+					     .direction = dir,
+					     .protocol = protocol,
+					     .dport_be = port_be};
 
 		return bpf_map_lookup_elem(&cp_policy_rng, &r);
 	}
@@ -163,6 +111,45 @@ static __always_inline struct policy_value *policy_at(__u32 id, __u8 kind, __u8 
 		return 0;
 	}
 	return bpf_map_lookup_elem(&cp_policy, &k);
+}
+
+/* The most specific entry of identity `id` covering (dir, protocol, port), or none. The
+ * identity's every-protocol key comes first: no key, no entries at all (one lookup); its flags
+ * say which more specific keys exist, and are added to `*seen`. */
+static __always_inline struct candidate policy_of(__u32 id, __u8 dir, __u8 protocol,
+						  __u16 port_be, __u8 *seen)
+{
+	struct candidate c = {.id = id};
+	struct policy_value *m;
+
+	m = policy_at(id, POLICY_KIND_ALL, dir, protocol, port_be);
+	if (!m)
+		return c;
+	*seen |= m->flags;
+	if (m->flags & POLICY_HAS_EXACT) {
+		c.kind = POLICY_KIND_EXACT;
+		c.v = policy_at(id, c.kind, dir, protocol, port_be);
+		if (c.v)
+			return c;
+	}
+#ifdef ENABLE_PORT_RANGES
+	if (m->flags & POLICY_HAS_RANGES) {
+		c.kind = POLICY_KIND_RANGE;
+		c.v = policy_at(id, c.kind, dir, protocol, port_be);
+		if (c.v)
+			return c;
+	}
+#endif
+	/* Protocol 0's all-ports key is the marker itself. */
+	if ((m->flags & POLICY_HAS_PORTS) && protocol != 0) {
+		c.kind = POLICY_KIND_PORTS;
+		c.v = policy_at(id, c.kind, dir, protocol, port_be);
+		if (c.v)
+			return c;
+	}
+	c.kind = POLICY_KIND_ALL;
+	c.v = m->verdict != VERDICT_NONE ? m : 0;
+	return c;
 }
 
 /* An entry that decides on its own: a deny, or an allow no later lookup can overturn. */

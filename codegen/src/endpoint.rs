@@ -40,10 +40,15 @@ fn yes() -> bool {
 }
 
 impl MapSizes {
+    /// Whether the programs have deny slots: asked for, and a flow cache to hold them.
+    pub fn deny_slots(&self) -> bool {
+        self.deny_cache && self.flow_cache > 0
+    }
+
     /// The oldest Linux the objects built with these sizes load on: 5.12 with the flow cache's
     /// deny slots (BPF atomics with fetch), else 5.10 (Documentation/datapath.md).
     pub fn min_kernel(&self) -> &'static str {
-        if self.deny_cache && self.flow_cache > 0 {
+        if self.deny_slots() {
             "5.12"
         } else {
             "5.10"

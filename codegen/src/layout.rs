@@ -214,7 +214,7 @@ layouts! {
         origin: u8 = "__u8",
         /// The CT entry's flags (CT_OPENER_A; never CT_CLOSING); FC_DENY slots: FC_DENY, and CT_OPENER_A when the denied packet's source is side a of the key.
         flags: u8 = "__u8",
-        /// FC_DENY slots: POLICY_KIND_* of the deny entry that decided (its key: deny_identity, origin, the key's protocol, policy_port_be), 0 for a default deny (no entry matched).
+        /// FC_DENY slots: POLICY_KIND_* of the deny entry that decided (its key: deny_identity, origin, the key's protocol and the denied packet's destination port, side b's when CT_OPENER_A is set, else side a's), 0 for a default deny (no entry matched).
         deny_kind: u8 = "__u8",
         /// Reserved, zero.
         pad: u8 = "__u8",
@@ -232,10 +232,8 @@ layouts! {
         pending_packets: u32 = "__u32",
         /// Bytes of those packets.
         pending_bytes: u32 = "__u32",
-        /// FC_DENY slots: the denied packet's policy port (destination port), network order.
-        policy_port_be: u16 = "__u16",
         /// Reserved, zero.
-        pad2: u16 = "__u16",
+        pad2: u32 = "__u32",
     }
     /// Flow-cache slot, IPv6, as fc4_slot.
     struct Fc6Slot as "fc6_slot" = 88 {
@@ -267,10 +265,8 @@ layouts! {
         pending_packets: u32 = "__u32",
         /// As fc4_slot.pending_bytes.
         pending_bytes: u32 = "__u32",
-        /// As fc4_slot.policy_port_be.
-        policy_port_be: u16 = "__u16",
         /// Reserved, zero.
-        pad2: u16 = "__u16",
+        pad2: u32 = "__u32",
     }
     /// Node-wide state shared by every endpoint's programs (array map of one entry, pinned with the ipcache).
     struct NodeState as "node_state" = 8 {

@@ -194,9 +194,13 @@ fn check_denied(
         "{what}"
     );
     if p.src.is_ipv4() {
+        let ports = |s: &codegen::layout::Fc4Slot| {
+            let (a, b) = (u16::from_be(s.key.port_a_be), u16::from_be(s.key.port_b_be));
+            (a.min(b), a.max(b)) == (p.sport.min(p.dport), p.sport.max(p.dport))
+        };
         let s = fc4_deny_slots(dp)
             .into_iter()
-            .find(|s| s.rule_id == rule && s.policy_port_be == p.dport.to_be())
+            .find(|s| s.rule_id == rule && ports(s))
             .unwrap_or_else(|| panic!("{what}: no deny slot"));
         let got = (s.deny_kind, s.deny_identity, s.pending_packets);
         assert_eq!(got, (kind, entry, 2), "{what}");

@@ -147,7 +147,7 @@ impl Datapath {
 
     /// Whether the endpoints' programs remember denied connections (flow-cache deny slots).
     pub fn deny_cache(&self) -> bool {
-        self.sizes.deny_cache && self.sizes.flow_cache > 0
+        self.sizes.deny_slots()
     }
 
     pub fn mode_name(&self) -> &'static str {
