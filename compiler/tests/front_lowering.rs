@@ -104,12 +104,49 @@ fn cnp_peers_keep_their_own_namespace_and_reserved_selectors_get_none() {
     );
 }
 
+/// Cilium's `getEndpointSelector` (pkg/k8s/apis/cilium.io/utils/utils.go): clusterwide peer
+/// selectors without a pod-namespace key get `k8s:io.kubernetes.pod.namespace` Exists, unless
+/// they are endpoint selectors with a reserved key or the subject selects `reserved:init`;
+/// requires selectors are scoped even with a reserved key.
 #[test]
-fn ccnp_and_json_rules_add_no_namespace() {
+fn ccnp_peer_scoping_follows_cilium() {
+    let ccnp = "apiVersion: cilium.io/v2\nkind: CiliumClusterwideNetworkPolicy\nmetadata: {name: c}\nspec:\n  endpointSelector: {}\n  ingress:\n  - fromEndpoints:\n    - {}\n    - matchLabels: {reserved:host: \"\"}\n    - matchLabels: {io.kubernetes.pod.namespace: kube-system}\n    - matchLabels: {k8s:io.cilium.k8s.namespace.labels.team: a}\n    fromRequires:\n    - matchLabels: {reserved:world: \"\"}\n";
+    assert_eq!(
+        body(&parse(ccnp)),
+        "subject {}\n\
+         allow endpoints {k8s:io.kubernetes.pod.namespace}\n\
+         allow endpoints {reserved:host=}\n\
+         allow endpoints {any:io.kubernetes.pod.namespace=kube-system}\n\
+         allow endpoints {k8s:io.cilium.k8s.namespace.labels.team=a, k8s:io.kubernetes.pod.namespace}\n\
+         requires {k8s:io.kubernetes.pod.namespace, reserved:world=}\nports *\n"
+    );
+    // A policy for initializing endpoints: they have no namespace label, so nothing is added.
+    let init = "apiVersion: cilium.io/v2\nkind: CiliumClusterwideNetworkPolicy\nmetadata: {name: c}\nspec:\n  endpointSelector: {matchLabels: {reserved:init: \"\"}}\n  egress:\n  - toEndpoints: [{}]\n";
+    assert_eq!(
+        body(&parse(init)),
+        "subject {reserved:init=}\nallow endpoints {}\nports *\n"
+    );
+}
+
+#[test]
+fn cnp_requires_with_reserved_keys_are_namespaced() {
+    let out = parse(&format!(
+        "{CNP}spec:\n  endpointSelector: {{}}\n  ingress:\n  - fromEndpoints: [{{matchLabels: {{app: x}}}}]\n    fromRequires: [{{matchLabels: {{reserved:world: \"\"}}}}]\n"
+    ));
+    assert_eq!(
+        body(&out),
+        "subject {k8s:io.kubernetes.pod.namespace=shop}\n\
+         allow endpoints {any:app=x, k8s:io.kubernetes.pod.namespace=shop}\n\
+         requires {k8s:io.kubernetes.pod.namespace=shop, reserved:world=}\nports *\n"
+    );
+}
+
+#[test]
+fn ccnp_peers_select_only_pods_and_json_rules_add_no_namespace() {
     let ccnp = "apiVersion: cilium.io/v2\nkind: CiliumClusterwideNetworkPolicy\nmetadata: {name: c}\nspec:\n  endpointSelector: {matchLabels: {app: a}}\n  egress:\n  - toEndpoints: [{matchLabels: {app: b}}]\n    icmps: [{fields: [{type: 8}, {type: EchoRequest, family: IPv6}]}]\n";
     assert_eq!(
         body(&parse(ccnp)),
-        "subject {any:app=a}\nallow endpoints {any:app=b}\nport ICMP type 8\nport ICMPv6 type 128\n"
+        "subject {any:app=a}\nallow endpoints {any:app=b, k8s:io.kubernetes.pod.namespace}\nport ICMP type 8\nport ICMPv6 type 128\n"
     );
     let json = r#"[{"endpointSelector": {"matchLabels": {"app": "a"}}, "ingressDeny": [{"fromCIDRSet": [{"cidr": "10.0.0.0/8", "except": ["10.1.0.0/16"]}], "toPorts": [{"ports": [{"port": "80", "endPort": 90}]}]}]}]"#;
     let out = parse_sources(vec![Source {

@@ -4,7 +4,7 @@
 use super::codes;
 use super::decode::{Cx, Field, Map, Unknown};
 use super::l7::dns_rule;
-use super::lower::{namespaced_peer, PendingPeer};
+use super::lower::PendingPeer;
 use super::selector::{selector, KeyStyle};
 use ir::{Direction, Peer};
 
@@ -101,10 +101,9 @@ fn service(cx: &mut Cx<'_>, f: &Field<'_>, ns: Option<&str>, peers: &mut Vec<Pen
             .and_then(|n| cx.str(&n))
             .map(str::to_string)
             .or(ns.map(str::to_string));
-        let sel = cx
+        let selector = cx
             .required(&sm, "selector")
             .and_then(|x| selector(cx, &x, KeyStyle::Cilium));
-        let selector = sel.map(|s| namespaced_peer(s, None));
         peers.push(PendingPeer::Service {
             name: None,
             namespace,

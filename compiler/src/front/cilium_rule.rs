@@ -5,7 +5,9 @@ use super::cidr::{cidr, cidr_set};
 use super::cilium_ports::{icmps_entry, to_ports_entry};
 use super::codes;
 use super::decode::{did_you_mean, Cx, Field, Map, Unknown};
-use super::lower::{namespaced_peer, namespaced_subject, Pending, PendingPeer, PendingRule, Scope};
+use super::lower::{
+    namespaced_subject, scoped_peer, PeerField, PeerScope, Pending, PendingPeer, PendingRule, Scope,
+};
 use super::selector::{selector, KeyStyle};
 use ir::{Action, CidrSet, Direction, Entity, Label, LabelSource, Peer, Selector};
 
@@ -72,6 +74,7 @@ pub fn cilium_rule(cx: &mut Cx<'_>, f: &Field<'_>, scope: &Scope, pending: &mut 
         .as_ref()
         .and_then(|s| selector(cx, s, KeyStyle::Cilium))
         .unwrap_or_default();
+    let peer_scope = PeerScope::of(&scope, &sel);
     let (subject_sel, overridden) = namespaced_subject(sel, scope.namespace.as_deref());
     if let (true, Some(s)) = (overridden, &subject) {
         let msg = format!(
@@ -88,7 +91,16 @@ pub fn cilium_rule(cx: &mut Cx<'_>, f: &Field<'_>, scope: &Scope, pending: &mut 
     ] {
         let Some(list) = m.get(key) else { continue };
         for (i, item) in cx.seq(&list).into_iter().enumerate() {
-            match rule_item(cx, &item, dir, action, &subject_sel, &scope, i as u32) {
+            let item = rule_item(
+                cx,
+                &item,
+                (dir, action),
+                &subject_sel,
+                peer_scope,
+                &scope,
+                i,
+            );
+            match item {
                 Some(rule) if lower => pending.push(&scope, rule),
                 _ => {}
             }
@@ -163,11 +175,11 @@ fn non_empty<'n>(m: &Map<'n>, name: &str) -> Option<Field<'n>> {
 fn rule_item(
     cx: &mut Cx<'_>,
     f: &Field<'_>,
-    dir: Direction,
-    action: Action,
+    (dir, action): (Direction, Action),
     subject: &Selector,
+    peer_scope: PeerScope<'_>,
     scope: &Scope,
-    index: u32,
+    index: usize,
 ) -> Option<PendingRule> {
     let before = cx.errors();
     let known = known_item_fields(dir, action);
@@ -180,14 +192,16 @@ fn rule_item(
         has_l3 = true;
         for item in cx.seq(&x) {
             if let Some(s) = selector(cx, &item, KeyStyle::Cilium) {
-                peers.push(PendingPeer::Endpoints(namespaced_peer(s, ns)));
+                let s = scoped_peer(s, peer_scope, PeerField::Endpoints);
+                peers.push(PendingPeer::Endpoints(s));
             }
         }
     }
     let mut requires = Vec::new();
     if let Some(x) = m.get(req_f) {
         for item in cx.seq(&x) {
-            requires.extend(selector(cx, &item, KeyStyle::Cilium).map(|s| namespaced_peer(s, ns)));
+            let s = selector(cx, &item, KeyStyle::Cilium);
+            requires.extend(s.map(|s| scoped_peer(s, peer_scope, PeerField::Requires)));
         }
     }
     if let Some(x) = non_empty(&m, cidr_f) {
@@ -273,6 +287,6 @@ fn rule_item(
         requires,
         ports,
         span: f.span(),
-        rule_index: index,
+        rule_index: index as u32,
     })
 }

@@ -65,18 +65,85 @@ pub fn constrains_namespace(s: &Selector) -> bool {
     s.requirements.iter().any(|r| is_namespace_key(&r.key))
 }
 
-/// A namespaced policy's peer selector: restricted to the policy's namespace unless it already
-/// constrains the namespace or selects reserved identities (`reserved:init`, …).
-pub fn namespaced_peer(s: Selector, ns: Option<&str>) -> Selector {
+/// How a policy kind scopes the endpoint selectors of its peers (Cilium's
+/// `getEndpointSelector` in `pkg/k8s/apis/cilium.io/utils/utils.go`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PeerScope<'a> {
+    /// A namespaced kind (NetworkPolicy, CiliumNetworkPolicy): the policy's own namespace.
+    Namespace(&'a str),
+    /// A CiliumClusterwideNetworkPolicy: every namespace, but only pods, so an empty selector never
+    /// selects a reserved identity; not added when the subject selects `reserved:init` (initializing
+    /// endpoints have no namespace label).
+    Clusterwide { subject_matches_init: bool },
+    /// Cilium JSON rules (`cilium policy import`): selectors are taken as written.
+    Unscoped,
+}
+
+impl<'a> PeerScope<'a> {
+    /// The scope of a rule in `scope` whose subject is `subject` (as written, before namespacing).
+    pub fn of(scope: &'a Scope, subject: &Selector) -> Self {
+        match (scope.kind, scope.namespace.as_deref()) {
+            (_, Some(ns)) => PeerScope::Namespace(ns),
+            (PolicyKind::CiliumClusterwideNetworkPolicy, None) => PeerScope::Clusterwide {
+                subject_matches_init: selects_init(subject),
+            },
+            _ => PeerScope::Unscoped,
+        }
+    }
+}
+
+/// Which peer field a selector comes from: Cilium leaves reserved-label selectors unscoped in
+/// `fromEndpoints`/`toEndpoints` only, not in `fromRequires`/`toRequires`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PeerField {
+    Endpoints,
+    Requires,
+}
+
+fn is_pod_namespace_key(k: &LabelKey) -> bool {
+    matches!(k.source, LabelSource::K8s | LabelSource::Any) && k.key == POD_NAMESPACE_LABEL
+}
+
+/// Does the selector have a requirement on the key `reserved:init`?
+pub fn selects_init(s: &Selector) -> bool {
+    s.requirements
+        .iter()
+        .any(|r| r.key.source == LabelSource::Reserved && r.key.key == "init")
+}
+
+/// A peer selector with the namespace scoping Cilium adds for the policy's kind:
+/// * a selector of `fromEndpoints`/`toEndpoints` with any `reserved:` key is kept as written;
+/// * a selector with a pod-namespace key (`k8s:` or `any:`) is kept as written;
+/// * namespaced kinds add `k8s:io.kubernetes.pod.namespace=<ns>` unless a namespace-label key
+///   (`io.cilium.k8s.namespace.labels.*`) already says which namespaces;
+/// * clusterwide policies add `k8s:io.kubernetes.pod.namespace` Exists (only pods, every
+///   namespace) unless the subject selects `reserved:init`.
+pub fn scoped_peer(s: Selector, scope: PeerScope<'_>, field: PeerField) -> Selector {
     let reserved = s
         .requirements
         .iter()
         .any(|r| r.key.source == LabelSource::Reserved);
-    match ns {
-        Some(ns) if !constrains_namespace(&s) && !reserved => {
+    if (field == PeerField::Endpoints && reserved)
+        || s.requirements.iter().any(|r| is_pod_namespace_key(&r.key))
+    {
+        return s;
+    }
+    match scope {
+        PeerScope::Namespace(ns) if !constrains_namespace(&s) => {
             s.and(&Selector::new(vec![namespace_requirement(ns)]))
         }
+        PeerScope::Clusterwide {
+            subject_matches_init: false,
+        } => s.and(&any_namespace()),
         _ => s,
+    }
+}
+
+/// A NetworkPolicy `podSelector` peer: restricted to the policy's namespace.
+pub fn namespaced_peer(s: Selector, ns: Option<&str>) -> Selector {
+    match ns {
+        Some(ns) => scoped_peer(s, PeerScope::Namespace(ns), PeerField::Endpoints),
+        None => s,
     }
 }
 
