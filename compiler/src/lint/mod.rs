@@ -2,6 +2,7 @@
 //! inventory) rather than one file's syntax. One rule per file; each declares its stable code
 //! with its documentation and implements [`LintRule`].
 
+pub mod clusterwide_any_pod;
 pub mod cover;
 pub mod grants_nothing;
 pub mod selects_nothing;
@@ -49,6 +50,7 @@ pub static RULES: &[&dyn LintRule] = &[
     &selects_nothing::SelectsNothing,
     &shadowed::Shadowed,
     &world_all_ports::WorldAllPorts,
+    &clusterwide_any_pod::ClusterwideAnyPod,
 ];
 
 /// The codes of [`RULES`] (for the registry in `crate::diag::codes`).
@@ -57,6 +59,7 @@ pub static LINT_CODES: &[&Code] = &[
     &selects_nothing::CODE,
     &shadowed::CODE,
     &world_all_ports::CODE,
+    &clusterwide_any_pod::CODE,
 ];
 
 /// Lints the front end's output: its diagnostics followed by every lint rule's findings over
