@@ -4,14 +4,12 @@
 
 pub mod api;
 pub mod change;
-pub mod client;
 pub mod config;
 pub mod datapath;
 pub mod error;
 pub mod events;
 pub mod ipcache_gen;
 pub mod kvstore;
-pub mod model;
 pub mod monitor;
 pub mod resolve;
 pub mod state;
@@ -19,6 +17,8 @@ pub mod store;
 pub mod verifier;
 pub mod watch;
 pub mod world;
+
+pub use ::api::{client, model};
 
 use config::AgentConfig;
 use state::Agent;

@@ -1,6 +1,6 @@
 //! The CLI's client for the agent API: HTTP/1.1 over the agent's unix socket.
 
-use super::model::ErrorReply;
+use crate::model::ErrorReply;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Bytes;
 use hyper::{Method, Request, StatusCode};
