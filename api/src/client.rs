@@ -29,6 +29,8 @@ pub enum ClientError {
     },
     #[error("unexpected reply from the agent: {0}")]
     Decode(String),
+    #[error("the agent did not answer within {0:?}")]
+    Timeout(std::time::Duration),
 }
 
 fn render_diags(d: &[String]) -> String {
@@ -38,6 +40,9 @@ fn render_diags(d: &[String]) -> String {
 pub struct Client {
     socket: PathBuf,
     rt: tokio::runtime::Runtime,
+    /// Bound on one whole request (connect, send, reply); none by default (the CLI waits for
+    /// long regenerations; the CNI plugin bounds them).
+    timeout: Option<std::time::Duration>,
 }
 
 impl Client {
@@ -49,7 +54,26 @@ impl Client {
         Ok(Client {
             socket: socket.into(),
             rt,
+            timeout: None,
         })
+    }
+
+    /// Every request fails with [`ClientError::Timeout`] after `limit`.
+    pub fn with_timeout(mut self, limit: std::time::Duration) -> Self {
+        self.timeout = Some(limit);
+        self
+    }
+
+    pub fn put<B: Serialize, T: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &B,
+    ) -> Result<T, ClientError> {
+        self.call(Method::PUT, path, Some(body))
+    }
+
+    pub fn delete<T: DeserializeOwned>(&self, path: &str) -> Result<T, ClientError> {
+        self.call(Method::DELETE, path, None::<&()>)
     }
 
     pub fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T, ClientError> {
@@ -63,7 +87,7 @@ impl Client {
         path: &str,
         body: Option<&B>,
     ) -> Result<T, ClientError> {
-        let bytes = self.rt.block_on(async {
+        let bytes = self.rt.block_on(self.bounded(async {
             let mut resp = self.send(method, path, body).await?;
             let status = resp.status();
             let body = resp
@@ -84,7 +108,7 @@ impl Client {
                 });
             }
             Ok(body)
-        })?;
+        }))?;
         serde_json::from_slice(&bytes).map_err(|e| ClientError::Decode(e.to_string()))
     }
 
@@ -119,6 +143,18 @@ impl Client {
             }
             Ok(())
         })
+    }
+
+    async fn bounded<T>(
+        &self,
+        f: impl std::future::Future<Output = Result<T, ClientError>>,
+    ) -> Result<T, ClientError> {
+        match self.timeout {
+            None => f.await,
+            Some(limit) => tokio::time::timeout(limit, f)
+                .await
+                .map_err(|_| ClientError::Timeout(limit))?,
+        }
     }
 
     async fn send<B: Serialize>(

@@ -17,9 +17,13 @@ pub struct EndpointSpec {
     pub ipv4: Option<Ipv4Addr>,
     #[serde(default)]
     pub ipv6: Option<Ipv6Addr>,
-    /// `namespace/name` of an applied Pod: labels and addresses come from it.
+    /// `namespace/name` of an applied Pod: labels come from it, and addresses too unless
+    /// `ipv4`/`ipv6` are given (a CNI plugin passes the addresses the runtime assigned).
     #[serde(default)]
     pub pod: Option<String>,
+    /// The container runtime's id of a CNI endpoint (`PUT /v1/endpoint/container-id:ID`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub container_id: Option<String>,
 }
 
 /// `PATCH /v1/endpoint/{id}`: fields to change.
@@ -50,6 +54,9 @@ pub struct EndpointStatus {
     pub id: u16,
     pub iface: String,
     pub pod: Option<String>,
+    /// The container of a CNI endpoint.
+    #[serde(default)]
+    pub container_id: Option<String>,
     /// Every label of the endpoint (`source:key=value`).
     pub labels: Vec<String>,
     pub identity: u32,

@@ -53,19 +53,28 @@ async fn with<T: Send + 'static>(
     .map_err(|e| ApiError::internal(format!("agent task failed: {e}")))?
 }
 
-/// Endpoint ids as the seed writes them: `[prefix:]id`; `cilium-local:` is the default prefix
-/// and `pod-name:NAMESPACE:NAME` names an endpoint by its pod.
+/// Endpoint ids as the seed writes them: `[prefix:]id`; `cilium-local:` is the default prefix,
+/// `pod-name:NAMESPACE:NAME` names an endpoint by its pod and `container-id:ID` by the container
+/// of a CNI endpoint.
 pub enum EndpointRef {
     Id(u16),
     Pod(String),
+    Container(String),
 }
 
 pub fn parse_endpoint_ref(s: &str) -> Result<EndpointRef, ApiError> {
     let bad = || {
         ApiError::bad_request(format!(
-            "invalid endpoint id {s:?}: expected [cilium-local:]N or pod-name:NAMESPACE:NAME"
+            "invalid endpoint id {s:?}: expected [cilium-local:]N, pod-name:NAMESPACE:NAME or container-id:ID"
         ))
     };
+    if let Some(c) = s.strip_prefix("container-id:") {
+        let valid = |b: u8| b.is_ascii_alphanumeric() || b"-_.".contains(&b);
+        if c.is_empty() || c.len() > 128 || !c.bytes().all(valid) {
+            return Err(bad());
+        }
+        return Ok(EndpointRef::Container(c.to_string()));
+    }
     if let Some(rest) = s.strip_prefix("pod-name:") {
         let (ns, name) = rest.split_once(':').ok_or_else(bad)?;
         if ns.is_empty() || name.is_empty() {
@@ -140,8 +149,20 @@ async fn put_endpoint(
     Path(id): Path<String>,
     Json(spec): Json<EndpointSpec>,
 ) -> Result<(StatusCode, Json<RevisionReply>), ApiError> {
-    let EndpointRef::Id(id) = parse_endpoint_ref(&id)? else {
-        return Err(ApiError::bad_request("endpoints are created by numeric id"));
+    let id = match parse_endpoint_ref(&id)? {
+        EndpointRef::Id(id) => id,
+        EndpointRef::Container(c) => {
+            return with(a, move |a| {
+                a.put_cni_endpoint(&c, spec)
+                    .map(|r| (StatusCode::CREATED, Json(r)))
+            })
+            .await
+        }
+        EndpointRef::Pod(_) => {
+            return Err(ApiError::bad_request(
+                "endpoints are created by numeric id or container-id:ID",
+            ))
+        }
     };
     if spec.id != id {
         return Err(ApiError::bad_request(format!(
@@ -261,7 +282,17 @@ mod tests {
         assert!(
             matches!(parse_endpoint_ref("pod-name:default:app1"), Ok(EndpointRef::Pod(p)) if p == "default/app1")
         );
-        for bad in ["", "x", "70000", "pod-name:x", "container-id:1"] {
+        assert!(
+            matches!(parse_endpoint_ref("container-id:3f2a_b.c-1"), Ok(EndpointRef::Container(c)) if c == "3f2a_b.c-1")
+        );
+        for bad in [
+            "",
+            "x",
+            "70000",
+            "pod-name:x",
+            "container-id:",
+            "container-id:a/b",
+        ] {
             assert!(parse_endpoint_ref(bad).is_err(), "{bad}");
         }
     }

@@ -7,8 +7,8 @@
 use super::error::ApiError;
 use super::model::EndpointSpec;
 use super::world::{
-    label_endpoint, parse_rule_labels, parse_source, pod_missing, rule_has_labels, spec_name,
-    SourceState, World,
+    label_endpoint, parse_rule_labels, parse_source, pod_missing, rule_has_labels, spec_ips,
+    spec_name, SourceState, World,
 };
 use compiler::cluster::ClusterEndpoint;
 use compiler::identity::derive_labels;
@@ -295,7 +295,11 @@ impl World {
             kind: ep.kind.clone(),
             labels: derive_labels(ep, ns, &cluster.config.cluster_name),
             identity: ir::NumericIdentity::WILDCARD,
-            ips: ep.ips.clone(),
+            ips: match ep.kind.as_str() {
+                "Pod" => self.pod_addresses(&ep.name),
+                _ => None,
+            }
+            .unwrap_or_else(|| ep.ips.clone()),
             ports: ep.ports.clone(),
             origin: path.map(|p| format!("{p}:{}", ep.span.line)),
         };
@@ -326,6 +330,7 @@ impl World {
                     {
                         return Err(pod_missing(id, pod));
                     }
+                    self.check_addresses(pod, &spec_ips(spec), &HashSet::new())?;
                     None
                 }
                 None => {
@@ -337,6 +342,12 @@ impl World {
             None => None,
         };
         let was = self.specs.remove(&id);
+        // Pods whose addresses a CNI endpoint gave or takes back: re-put from their manifest.
+        let mut repod = Vec::new();
+        if let Some((pod, ips)) = was.as_ref().and_then(cni_pod) {
+            self.release_addresses(&pod, &ips);
+            repod.push(pod);
+        }
         if let Some(old) = &was {
             let name = spec_name(old);
             if let Some(ids) = self.by_name.get_mut(&name) {
@@ -363,7 +374,36 @@ impl World {
                 self.claim_addresses(&ep.name, &ep.ips);
                 self.put_cluster_endpoint(&ep, None)?;
             }
+            if let Some((pod, ips)) = self.specs.get(&id).and_then(cni_pod) {
+                self.claim_addresses(&pod, &ips);
+                repod.push(pod);
+            }
+        }
+        for pod in repod {
+            self.reput_pod(&pod)?;
         }
         Ok(Change::Endpoint { id, to: was })
     }
+
+    /// Puts a pod again from its manifest (with the addresses a CNI endpoint gives it, if any).
+    fn reput_pod(&mut self, pod: &str) -> Result<(), ApiError> {
+        let Some(src) = self.owner.get(pod).cloned() else {
+            return Ok(());
+        };
+        let ep = self
+            .sources
+            .get(&src)
+            .and_then(|s| s.inventory.endpoints.iter().find(|e| e.name == pod))
+            .cloned();
+        match ep {
+            Some(ep) => self.put_cluster_endpoint(&ep, Some(&src)),
+            None => Ok(()),
+        }
+    }
+}
+
+/// A pod endpoint that carries its own addresses (made by the CNI plugin): the pod and them.
+fn cni_pod(spec: &EndpointSpec) -> Option<(String, Vec<std::net::IpAddr>)> {
+    let ips = spec_ips(spec);
+    Some((spec.pod.clone()?, ips)).filter(|(_, ips)| !ips.is_empty())
 }

@@ -4,6 +4,8 @@
 
 pub mod api;
 pub mod change;
+pub mod cni;
+pub mod cni_gc;
 pub mod config;
 pub mod datapath;
 pub mod error;
@@ -68,6 +70,9 @@ async fn serve(cfg: AgentConfig, set_debug: Box<dyn Fn(bool) + Send>) -> Result<
     }
     let listener = bind_socket(&cfg.api_socket)?;
     tokio::spawn(sync_pending_loop(shared.clone()));
+    if cfg.datapath {
+        cni_gc::spawn(shared.clone());
+    }
     if let Some(dir) = cfg.policy_dir.clone() {
         tokio::spawn(watch::watch(dir, shared.clone()));
     }

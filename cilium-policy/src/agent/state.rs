@@ -17,7 +17,7 @@ use std::collections::{BTreeMap, BTreeSet};
 pub struct Agent {
     pub cfg: AgentConfig,
     store: Store,
-    persisted: Persisted,
+    pub(super) persisted: Persisted,
     world: World,
     datapath: Option<Datapath>,
     /// The revision every endpoint enforces, except those in `lagging`.
@@ -159,6 +159,9 @@ impl Agent {
                 .find(|e| e.pod.as_deref() == Some(p))
                 .map(|e| e.id)
                 .ok_or_else(|| ApiError::not_found(format!("no endpoint for pod {p}"))),
+            EndpointRef::Container(c) => self
+                .container_endpoint(c)
+                .ok_or_else(|| ApiError::not_found(format!("no endpoint for container {c}"))),
         }
     }
 
@@ -174,6 +177,7 @@ impl Agent {
         Some(EndpointStatus {
             id,
             iface: spec.iface.clone(),
+            container_id: spec.container_id.clone(),
             pod: spec.pod.clone(),
             labels: local.labels.iter().map(|l| l.to_string()).collect(),
             identity: local.identity.0,

@@ -158,6 +158,7 @@ fn endpoint(id: u16, labels: &[&str], ip: &str) -> EndpointSpec {
         ipv4: Some(ip.parse().unwrap()),
         ipv6: None,
         pod: None,
+        container_id: None,
     }
 }
 
@@ -217,6 +218,7 @@ fn incremental_world_equals_a_rebuilt_one() {
         ipv4: None,
         ipv6: None,
         pod: Some(pod),
+        container_id: None,
     })
     .unwrap();
     assert_same_as_rebuilt(&a, "pod endpoint");
@@ -331,4 +333,72 @@ fn delete_by_labels_removes_exactly_the_matching_rules() {
     assert!(a.policy().unwrap().deleted_labels.is_empty());
     assert_same_as_rebuilt(&a, "re-apply");
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// CNI endpoints: the agent numbers them, a repeated ADD is idempotent, the pod's addresses are
+/// the runtime's (not the manifest's) and go back to the manifest's when the endpoint goes.
+#[test]
+fn cni_endpoints_are_numbered_by_the_agent_and_carry_runtime_addresses() {
+    let dir = std::env::temp_dir().join(format!("cp-cni-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let mut a = agent(&dir);
+    let pods = "apiVersion: v1\nkind: Pod\nmetadata: {name: web, namespace: default, labels: {app: web}}\n\
+                ---\napiVersion: v1\nkind: Pod\nmetadata: {name: db, namespace: default, labels: {app: db}}\n\
+                status: {podIP: 10.9.8.7}\n";
+    put(&mut a, "pods.yaml", pods).unwrap();
+    let cni = |pod: &str, iface: &str, ip: &str| EndpointSpec {
+        id: 0,
+        iface: iface.into(),
+        labels: vec![],
+        ipv4: Some(ip.parse().unwrap()),
+        ipv6: None,
+        pod: Some(pod.into()),
+        container_id: None,
+    };
+    let addr = |a: &Agent, ip: &str| {
+        let entries = &a.world.engine.cluster.ipcache().entries;
+        entries
+            .iter()
+            .find(|(net, _)| net.prefix_len() == 32 && net.addr().to_string() == ip)
+            .map(|(_, id)| *id)
+    };
+    a.put_cni_endpoint("c1", cni("default/web", "veth1", "10.88.0.2"))
+        .unwrap();
+    let web = a.endpoint(&EndpointRef::Container("c1".into())).unwrap();
+    assert_eq!((web.id, web.container_id.as_deref()), (1, Some("c1")));
+    assert_eq!(addr(&a, "10.88.0.2").map(|i| i.0), Some(web.identity));
+    assert_same_as_rebuilt(&a, "cni endpoint");
+    // The runtime retries an ADD: same answer, no second endpoint; another interface conflicts.
+    a.put_cni_endpoint("c1", cni("default/web", "veth1", "10.88.0.2"))
+        .unwrap();
+    assert_eq!(a.endpoints().len(), 1);
+    let e = a
+        .put_cni_endpoint("c1", cni("default/web", "veth9", "10.88.0.2"))
+        .unwrap_err();
+    assert!(
+        e.body.error.contains("another configuration"),
+        "{:?}",
+        e.body
+    );
+    // The runtime's address replaces the manifest's podIP.
+    a.put_cni_endpoint("c2", cni("default/db", "veth2", "10.88.0.3"))
+        .unwrap();
+    assert_eq!(a.container_endpoint("c2"), Some(2));
+    assert!(addr(&a, "10.9.8.7").is_none() && addr(&a, "10.88.0.3").is_some());
+    assert_same_as_rebuilt(&a, "cni endpoint over a podIP");
+    // An address another workload holds, or an unknown pod, is refused.
+    let e = a
+        .put_cni_endpoint("c3", cni("default/web", "veth3", "10.88.0.3"))
+        .unwrap_err();
+    assert!(e.body.error.contains("already belongs"), "{:?}", e.body);
+    let e = a
+        .put_cni_endpoint("c4", cni("default/nobody", "veth4", "10.88.0.4"))
+        .unwrap_err();
+    assert!(e.body.error.contains("not applied"), "{:?}", e.body);
+    // Gone: the manifest's address is back, the runtime's is free.
+    a.delete_endpoint(&EndpointRef::Container("c2".into()))
+        .unwrap();
+    assert!(addr(&a, "10.9.8.7").is_some() && addr(&a, "10.88.0.3").is_none());
+    assert_same_as_rebuilt(&a, "cni endpoint deleted");
+    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -285,6 +285,7 @@ mod tests {
             ipv4: None,
             ipv6: None,
             pod: None,
+            container_id: None,
         };
         let mut e1 = Edit::default();
         e1.sources.insert("a.json".into(), Some("[]".into()));

@@ -160,12 +160,7 @@ pub fn label_endpoint(spec: &EndpointSpec) -> Result<ir::Endpoint, ApiError> {
         .iter()
         .map(|l| parse_endpoint_label(l))
         .collect::<Result<Vec<_>, _>>()?;
-    let ips = spec
-        .ipv4
-        .map(IpAddr::V4)
-        .into_iter()
-        .chain(spec.ipv6.map(IpAddr::V6))
-        .collect();
+    let ips = spec_ips(spec);
     Ok(ir::Endpoint {
         name: endpoint_name(spec.id),
         namespace: None,
@@ -178,6 +173,16 @@ pub fn label_endpoint(spec: &EndpointSpec) -> Result<ir::Endpoint, ApiError> {
         file: None,
         span: ir::Span::default(),
     })
+}
+
+/// The addresses an endpoint spec gives (for a pod endpoint, those the CNI runtime assigned;
+/// they replace the manifest's).
+pub fn spec_ips(spec: &EndpointSpec) -> Vec<IpAddr> {
+    spec.ipv4
+        .map(IpAddr::V4)
+        .into_iter()
+        .chain(spec.ipv6.map(IpAddr::V6))
+        .collect()
 }
 
 pub(super) fn pod_missing(id: u16, pod: &str) -> ApiError {
@@ -220,12 +225,16 @@ impl World {
         for spec in p.endpoints.values() {
             match &spec.pod {
                 Some(pod) => {
-                    if !inventory
+                    let Some(ep) = inventory
                         .endpoints
-                        .iter()
-                        .any(|e| &e.name == pod && e.kind == "Pod")
-                    {
+                        .iter_mut()
+                        .find(|e| &e.name == pod && e.kind == "Pod")
+                    else {
                         return Err(pod_missing(spec.id, pod));
+                    };
+                    let ips = spec_ips(spec);
+                    if !ips.is_empty() {
+                        ep.ips = ips;
                     }
                 }
                 None => inventory.endpoints.push(label_endpoint(spec)?),
@@ -275,6 +284,15 @@ impl World {
             self.endpoints.insert(*id, local);
         }
         Ok(touched)
+    }
+
+    /// The addresses a local endpoint gives its pod, if any (CNI endpoints).
+    pub fn pod_addresses(&self, pod: &str) -> Option<Vec<IpAddr>> {
+        self.specs
+            .values()
+            .filter(|s| s.pod.as_deref() == Some(pod))
+            .map(spec_ips)
+            .find(|ips| !ips.is_empty())
     }
 
     /// The rules in force, in a policy set of their own (for `GET /v1/policy`).

@@ -74,6 +74,7 @@ pub fn run(args: Args, api_socket: Option<&Path>) -> miette::Result<ExitCode> {
                 ipv4,
                 ipv6,
                 pod,
+                container_id: None,
             };
             let r: RevisionReply =
                 client.call(Method::PUT, &format!("/v1/endpoint/{id}"), Some(&spec))?;
@@ -112,6 +113,10 @@ pub fn render_list(eps: &[EndpointStatus]) -> String {
             ipv6: e.ipv6.map(|a| a.to_string()).unwrap_or_default(),
             ipv4: e.ipv4.map(|a| a.to_string()).unwrap_or_default(),
             status: e.state.clone(),
+            detail: e
+                .container_id
+                .as_ref()
+                .map(|c| format!("container:{}", c.chars().take(12).collect::<String>())),
         })
         .collect();
     render(&rows)

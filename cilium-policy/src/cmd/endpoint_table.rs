@@ -13,13 +13,19 @@ pub struct Row {
     pub ipv6: String,
     pub ipv4: String,
     pub status: String,
+    /// Shown under the endpoint on the next line (a CNI endpoint's `container:ID`).
+    pub detail: Option<String>,
 }
 
 /// The table, columns as wide as their widest cell.
 pub fn render(rows: &[Row]) -> String {
     let w = rows
         .iter()
-        .map(|r| r.endpoint.len())
+        .map(|r| {
+            r.endpoint
+                .len()
+                .max(r.detail.as_ref().map_or(0, String::len))
+        })
         .max()
         .unwrap_or(8)
         .max(8);
@@ -53,8 +59,19 @@ pub fn render(rows: &[Row]) -> String {
             r.ipv4,
             r.status
         );
-        for l in r.labels.iter().skip(1) {
-            out += &format!("{:<w$}  {:<19}  {:<18}  {:<8}  {l}\n", "", "", "", "");
+        let more = r.labels.len().max(1 + usize::from(r.detail.is_some()));
+        for i in 1..more {
+            let under = if i == 1 { r.detail.as_deref() } else { None };
+            let l = r.labels.get(i).map(String::as_str).unwrap_or("");
+            let line = format!(
+                "{:<w$}  {:<19}  {:<18}  {:<8}  {l}",
+                under.unwrap_or(""),
+                "",
+                "",
+                ""
+            );
+            out += line.trim_end();
+            out += "\n";
         }
     }
     out

@@ -66,6 +66,7 @@ pub fn run(a: Args) -> miette::Result<ExitCode> {
                     ipv6: v6.join(","),
                     ipv4: v4.join(","),
                     status: "ready".into(),
+                    detail: None,
                 })
                 .collect();
             print!("{}", render(&table));

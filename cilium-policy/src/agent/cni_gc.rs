@@ -1,0 +1,116 @@
+//! Garbage collection of CNI endpoints whose container went away without a CNI DEL (killed,
+//! runtime crash): their host-side veth disappears with the container's network namespace. The
+//! agent listens to the kernel's link notifications (rtnetlink `RTMGRP_LINK`) and, after each
+//! batch, deletes the CNI endpoints whose interface no longer exists — endpoint, maps and pins,
+//! as a DEL would. Event-driven: nothing runs while no link changes.
+
+use super::api::{EndpointRef, Shared};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+
+/// `RTMGRP_LINK`: the multicast group of link (interface) changes.
+const RTMGRP_LINK: u32 = 1;
+
+/// A netlink socket subscribed to link changes.
+fn link_events() -> std::io::Result<OwnedFd> {
+    // SAFETY: plain socket(2); the descriptor is owned from here on.
+    let fd = unsafe {
+        libc::socket(
+            libc::AF_NETLINK,
+            libc::SOCK_RAW | libc::SOCK_CLOEXEC,
+            libc::NETLINK_ROUTE,
+        )
+    };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: `fd` is a fresh descriptor nobody else owns.
+    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+    // SAFETY: sockaddr_nl is plain data; zeroed is a valid value.
+    let mut addr: libc::sockaddr_nl = unsafe { std::mem::zeroed() };
+    addr.nl_family = libc::AF_NETLINK as u16;
+    addr.nl_groups = RTMGRP_LINK;
+    // SAFETY: `addr` is a valid sockaddr_nl of the given length.
+    let rc = unsafe {
+        libc::bind(
+            fd.as_raw_fd(),
+            (&addr as *const libc::sockaddr_nl).cast(),
+            std::mem::size_of::<libc::sockaddr_nl>() as u32,
+        )
+    };
+    if rc < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(fd)
+}
+
+/// Blocks until the next batch of link notifications (or an error such as ENOBUFS, which also
+/// means "something changed").
+fn wait(fd: &OwnedFd, buf: &mut [u8]) {
+    // SAFETY: `buf` is a valid writable buffer of its length.
+    unsafe { libc::recv(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0) };
+    // Drain what queued up behind it, so one burst (50 containers leaving) is one sweep.
+    loop {
+        // SAFETY: as above, non-blocking.
+        let n = unsafe {
+            libc::recv(
+                fd.as_raw_fd(),
+                buf.as_mut_ptr().cast(),
+                buf.len(),
+                libc::MSG_DONTWAIT,
+            )
+        };
+        if n <= 0 {
+            break;
+        }
+    }
+}
+
+/// Deletes the CNI endpoints whose interface is gone; returns their ids.
+pub fn sweep(agent: &Shared) -> Vec<u16> {
+    let Ok(mut a) = agent.lock() else {
+        return Vec::new();
+    };
+    let gone: Vec<(u16, String)> = a
+        .endpoints()
+        .into_iter()
+        .filter(|e| e.container_id.is_some())
+        .filter(|e| !runtime_loader::attach::interface_exists(&e.iface))
+        .map(|e| (e.id, e.iface))
+        .collect();
+    let mut deleted = Vec::new();
+    for (id, iface) in gone {
+        match a.delete_endpoint(&EndpointRef::Id(id)) {
+            Ok(_) => {
+                tracing::info!(id, %iface, "CNI endpoint's interface is gone: endpoint deleted");
+                deleted.push(id);
+            }
+            Err(e) => {
+                tracing::warn!(id, %iface, error = %e, "deleting a CNI endpoint whose interface is gone")
+            }
+        }
+    }
+    deleted
+}
+
+/// Runs the collector on its own thread for the agent's lifetime: one sweep at start (links
+/// that vanished while the agent was down), then one after every batch of link changes.
+pub fn spawn(agent: Shared) {
+    let fd = match link_events() {
+        Ok(fd) => fd,
+        Err(e) => {
+            tracing::warn!(error = %e, "no link notifications: CNI endpoints of vanished containers are not collected");
+            return;
+        }
+    };
+    std::thread::Builder::new()
+        .name("cni-gc".into())
+        .spawn(move || {
+            let mut buf = vec![0u8; 64 * 1024];
+            loop {
+                sweep(&agent);
+                wait(&fd, &mut buf);
+            }
+        })
+        .map(drop)
+        .unwrap_or_else(|e| tracing::warn!(error = %e, "starting the CNI endpoint collector"));
+}
