@@ -1,0 +1,115 @@
+//! CNI ADD latency as a runtime sees it: the `cilium-policy-cni` process spawned with the CNI
+//! environment and a ptp-style `prevResult` on stdin, until it exits with the result — through
+//! the agent creating the endpoint, loading and attaching its programs (template cache warm)
+//! and writing its policy maps. Each sample is an ADD of a fresh container on its own veth
+//! pair (both ends in a private node namespace), followed by a DEL outside the timing.
+//! Root only (skips otherwise). Prints p50/p90/p99/max.
+//!
+//! `cargo build --release -p cilium-policy-cni && cargo bench -p cilium-policy --bench cni_add`
+//! (`CP_BENCH_SAMPLES`, default 200).
+
+#[path = "../tests/agent_harness/mod.rs"]
+mod agent_harness;
+#[path = "../tests/podman/mod.rs"]
+mod podman;
+
+use agent_harness::Agent;
+use runtime_loader::testkit::{node_netns, require_root};
+use std::io::Write;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn main() {
+    if !require_root("cni_add") {
+        return;
+    }
+    let samples: usize = std::env::var("CP_BENCH_SAMPLES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(200);
+    let cni = podman::cni_binary();
+    let node = node_netns();
+    let agent = Agent::start(&node);
+    let pods: String = (0..samples + 10)
+        .map(|i| {
+            format!(
+                "apiVersion: v1\nkind: Pod\nmetadata: {{name: p{i}, namespace: default, labels: {{app: a{}}}}}\n---\n",
+                i % 20
+            )
+        })
+        .collect();
+    agent.ok(&["apply", "-f", &agent.file("pods.yaml", &pods)]);
+    let policy = "[{\"endpointSelector\": {\"matchLabels\": {\"app\": \"a1\"}},\n\
+        \"ingress\": [{\"fromEndpoints\": [{\"matchLabels\": {\"app\": \"a2\"}}],\n\
+        \"toPorts\": [{\"ports\": [{\"port\": \"80\", \"protocol\": \"TCP\"}]}]}]}]";
+    agent.ok(&["policy", "import", &agent.file("p.json", policy)]);
+    let socket = agent.socket.display().to_string();
+    let mut times = Vec::with_capacity(samples);
+    for i in 0..samples + 10 {
+        let host = format!("cpb{i}h");
+        node.exec(&[
+            "ip",
+            "link",
+            "add",
+            &host,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            &format!("cpb{i}c"),
+        ]);
+        node.exec(&["ip", "link", "set", &host, "up"]);
+        let conf = format!(
+            r#"{{"cniVersion": "1.0.0", "name": "bench", "type": "cilium-policy-cni",
+                "apiSocket": "{socket}", "prevResult": {{"cniVersion": "1.0.0",
+                "interfaces": [{{"name": "{host}"}}, {{"name": "eth0", "sandbox": "/run/netns/x"}}],
+                "ips": [{{"address": "10.77.{}.{}/32", "interface": 1}}]}}}}"#,
+            i / 250,
+            i % 250 + 1
+        );
+        let run = |command: &str| {
+            let t = Instant::now();
+            let mut c = Command::new("nsenter");
+            c.arg(format!("--net={}", node.path().display()))
+                .arg(&cni)
+                .env("CNI_COMMAND", command)
+                .env("CNI_CONTAINERID", format!("bench{i}"))
+                .env("CNI_NETNS", "/run/netns/x")
+                .env("CNI_IFNAME", "eth0")
+                .env("CNI_ARGS", format!("K8S_POD_NAME=p{i}"))
+                .stdin(Stdio::piped())
+                .stdout(Stdio::piped());
+            let mut child = c.spawn().expect("spawning the plugin");
+            child
+                .stdin
+                .take()
+                .unwrap()
+                .write_all(conf.as_bytes())
+                .unwrap();
+            let out = child.wait_with_output().unwrap();
+            assert!(
+                out.status.success(),
+                "{command} {i}: {}",
+                String::from_utf8_lossy(&out.stdout)
+            );
+            t.elapsed()
+        };
+        let add = run("ADD");
+        if i >= 10 {
+            times.push(add);
+        }
+        run("DEL");
+        node.exec(&["ip", "link", "del", &host]);
+    }
+    times.sort();
+    let at = |q: f64| times[((times.len() as f64 * q) as usize).min(times.len() - 1)];
+    let ms = |d: Duration| format!("{:.2} ms", d.as_secs_f64() * 1e3);
+    println!(
+        "cni ADD (process spawn → result), {} samples: p50 {} p90 {} p99 {} max {}",
+        times.len(),
+        ms(at(0.5)),
+        ms(at(0.9)),
+        ms(at(0.99)),
+        ms(*times.last().unwrap())
+    );
+}
