@@ -218,6 +218,23 @@ fn root_cni_podman_ptp() {
     }
     assert!(until(Duration::from_secs(10), || endpoints(&agent).len() == 1));
 
+    // An agent restart keeps CNI endpoints and their enforcement.
+    agent.kill();
+    agent.spawn();
+    let again = endpoint_of(&agent, "web").expect("web's endpoint after a restart");
+    assert_eq!((again.id, &again.container_id), (web.id, &web.container_id));
+    let ok = pm.container("client-ok", false, &get);
+    assert!(
+        has_page(&ok),
+        "allowed client after a restart: {}",
+        stderr(&ok)
+    );
+    let bad = pm.container("client-bad", false, &get);
+    assert!(
+        !bad.status.success(),
+        "denied client reached web after a restart"
+    );
+
     // A pod the agent does not know: ADD fails, the container does not start.
     let stranger = pm.container("stranger", false, &["true"]);
     assert!(!stranger.status.success());
