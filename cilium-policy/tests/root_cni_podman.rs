@@ -91,6 +91,23 @@ fn has_page(o: &std::process::Output) -> bool {
     o.status.success() && stdout(o).contains("hello from web")
 }
 
+/// `client-ok` gets web's page and `client-bad` cannot connect, each on its first connection.
+fn check_verdicts(pm: &Podman, get: &[&str], when: &str) {
+    let ok = pm.container("client-ok", false, get);
+    assert!(
+        has_page(&ok),
+        "allowed client {when}: {}{}",
+        stdout(&ok),
+        stderr(&ok)
+    );
+    let bad = pm.container("client-bad", false, get);
+    assert!(
+        !bad.status.success(),
+        "denied client reached web {when}: {}",
+        stdout(&bad)
+    );
+}
+
 fn until(limit: Duration, mut f: impl FnMut() -> bool) -> bool {
     let t = Instant::now();
     while t.elapsed() < limit {
@@ -139,19 +156,7 @@ fn root_cni_podman_ptp() {
     let get: Vec<&str> = get.iter().map(String::as_str).collect();
 
     // Enforced from the first packet: the client's first connection is its whole life.
-    let ok = pm.container("client-ok", false, &get);
-    assert!(
-        has_page(&ok),
-        "allowed client: {}{}",
-        stdout(&ok),
-        stderr(&ok)
-    );
-    let bad = pm.container("client-bad", false, &get);
-    assert!(
-        !bad.status.success(),
-        "denied client reached web: {}",
-        stdout(&bad)
-    );
+    check_verdicts(&pm, &get, "on ptp");
 
     // A policy applied after the client started takes effect on it.
     let late = pm.container("client-late", true, &["sleep", "600"]);
@@ -223,17 +228,7 @@ fn root_cni_podman_ptp() {
     agent.spawn();
     let again = endpoint_of(&agent, "web").expect("web's endpoint after a restart");
     assert_eq!((again.id, &again.container_id), (web.id, &web.container_id));
-    let ok = pm.container("client-ok", false, &get);
-    assert!(
-        has_page(&ok),
-        "allowed client after a restart: {}",
-        stderr(&ok)
-    );
-    let bad = pm.container("client-bad", false, &get);
-    assert!(
-        !bad.status.success(),
-        "denied client reached web after a restart"
-    );
+    check_verdicts(&pm, &get, "after a restart");
 
     // A pod the agent does not know: ADD fails, the container does not start.
     let stranger = pm.container("stranger", false, &["true"]);
@@ -287,16 +282,5 @@ fn root_cni_podman_bridge() {
     let web_ip = pm.address("web");
     let get = http_get(&web_ip);
     let get: Vec<&str> = get.iter().map(String::as_str).collect();
-    let ok = pm.container("client-ok", false, &get);
-    assert!(
-        has_page(&ok),
-        "allowed client: {}{}",
-        stdout(&ok),
-        stderr(&ok)
-    );
-    let bad = pm.container("client-bad", false, &get);
-    assert!(
-        !bad.status.success(),
-        "denied client reached web over the bridge"
-    );
+    check_verdicts(&pm, &get, "on a bridge");
 }
