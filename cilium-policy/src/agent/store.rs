@@ -3,13 +3,18 @@
 //! atomically: temporary file, fsync, rename) plus a journal of the changes since
 //! (`journal.jsonl`, one line per change, appended and fdatasync'ed): a change costs what it
 //! changed, not the size of the whole state. The snapshot is rewritten (and the journal
-//! emptied) every [`SNAPSHOT_EVERY`] changes. A crash leaves the old or the new state (a torn
-//! last journal line is ignored).
+//! emptied) every [`SNAPSHOT_EVERY`] changes. Journal records are framed with their length
+//! and CRC-32 (`journal_frame.rs`): a crash or a full disk leaves the old or the new state (a
+//! torn last record is dropped and cut off; a failed append is cut off before the error is
+//! answered). The directory (0700) and its files (0600) are private, and locked by one agent.
 
+use super::journal_frame;
+use super::lock::{self, Lock};
 use super::model::{EndpointSpec, RevisionInfo, SourceDoc};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
-use std::io::Write;
+use std::io::{Seek, Write};
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 /// How many revision log entries are kept.
@@ -84,6 +89,32 @@ pub enum StoreError {
         line: usize,
         source: serde_json::Error,
     },
+    #[error("{path}:{line}: not a valid journal record: {reason}, and records follow it")]
+    CorruptRecord {
+        path: PathBuf,
+        line: usize,
+        reason: &'static str,
+    },
+    #[error("{path}:{line}: journal entry of revision {found} where {expected} was expected (was the state directory shared by two agents?)")]
+    RevisionOutOfOrder {
+        path: PathBuf,
+        line: usize,
+        found: u64,
+        expected: u64,
+    },
+    #[error("{snapshot} is missing but {journal} holds changes: the journal alone is not the whole state; restore the snapshot or remove both files to start empty")]
+    MissingSnapshot { snapshot: PathBuf, journal: PathBuf },
+    #[error("{path}: writing the journal failed: {source}{}", match cut {
+        Some(e) => format!("; the partial record could not be removed yet ({e}), the next change removes it first"),
+        None => "; the partial record was removed".into(),
+    })]
+    Append {
+        path: PathBuf,
+        source: std::io::Error,
+        cut: Option<std::io::Error>,
+    },
+    #[error(transparent)]
+    Lock(#[from] lock::LockError),
 }
 
 /// What one change does to the persisted state (`None`: removed), and its journal line.
@@ -166,6 +197,12 @@ pub struct Store {
     journal: PathBuf,
     /// Entries in the journal.
     entries: usize,
+    /// Bytes of the journal's complete records: the next record is written there.
+    len: u64,
+    /// A failed append may have left bytes past `len` that could not be removed yet.
+    dirty: bool,
+    /// This agent's exclusive hold on the state directory.
+    _lock: Lock,
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> StoreError + '_ {
@@ -175,76 +212,173 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> StoreError + '_ {
     }
 }
 
+/// Reads a file, `None` when it does not exist.
+fn read_optional(path: &Path) -> Result<Option<Vec<u8>>, StoreError> {
+    match std::fs::read(path) {
+        Ok(b) => Ok(Some(b)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(io(path)(e)),
+    }
+}
+
+/// Opens a state file for writing, created readable by its owner only.
+fn open_private(path: &Path) -> Result<std::fs::File, StoreError> {
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .open(path)
+        .map_err(io(path))
+}
+
 impl Store {
+    /// Opens the state directory (created, or restricted, to mode 0700) and takes its lock:
+    /// a second agent on the same directory is refused.
     pub fn new(state_dir: &Path) -> Result<Store, StoreError> {
         std::fs::create_dir_all(state_dir).map_err(io(state_dir))?;
+        std::fs::set_permissions(state_dir, std::fs::Permissions::from_mode(0o700))
+            .map_err(io(state_dir))?;
+        let lock = lock::acquire(&state_dir.join("lock"), "state directory")?;
         Ok(Store {
             path: state_dir.join("state.json"),
             journal: state_dir.join("journal.jsonl"),
             entries: 0,
+            len: 0,
+            dirty: false,
+            _lock: lock,
         })
     }
 
-    /// The saved state (snapshot plus journal), or an empty one on first start.
+    /// The saved state (snapshot plus journal), or an empty one on first start. A torn last
+    /// record (a crash or a full disk while appending: never acknowledged) is dropped and cut
+    /// off the file; any other bad record stops the load with its line.
     pub fn load(&mut self) -> Result<Persisted, StoreError> {
-        let mut st = match std::fs::read(&self.path) {
-            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| StoreError::Corrupt {
+        let snapshot = read_optional(&self.path)?;
+        let bytes = read_optional(&self.journal)?.unwrap_or_default();
+        for f in [&self.path, &self.journal] {
+            if f.exists() {
+                std::fs::set_permissions(f, std::fs::Permissions::from_mode(0o600))
+                    .map_err(io(f))?;
+            }
+        }
+        let scan = journal_frame::scan(&bytes);
+        let legacy = scan.records.iter().any(|r| r.legacy);
+        let mut st = match &snapshot {
+            Some(b) => serde_json::from_slice(b).map_err(|e| StoreError::Corrupt {
                 path: self.path.clone(),
                 source: e,
             })?,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Persisted::default(),
-            Err(e) => return Err(io(&self.path)(e)),
+            None if scan.records.is_empty() && scan.bad.is_none() => Persisted::default(),
+            // Agents before framed journals wrote no snapshot before 1,000 changes.
+            None if scan.records.iter().all(|r| r.legacy) && legacy => Persisted::default(),
+            None => {
+                return Err(StoreError::MissingSnapshot {
+                    snapshot: self.path.clone(),
+                    journal: self.journal.clone(),
+                })
+            }
         };
-        let text = match std::fs::read_to_string(&self.journal) {
-            Ok(t) => t,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
-            Err(e) => return Err(io(&self.journal)(e)),
-        };
-        // (line number in the file, line), blank lines left out.
-        let lines: Vec<(usize, &str)> = text
-            .lines()
-            .enumerate()
-            .filter(|(_, l)| !l.trim().is_empty())
-            .collect();
-        for (i, (n, line)) in lines.iter().enumerate() {
-            match serde_json::from_str::<Edit>(line) {
-                // Entries already in the snapshot (a crash between snapshot and truncation).
-                Ok(e) if e.revision <= st.revision => {}
-                Ok(e) => st.replay(&e),
-                // A torn last line: the change it recorded was never acknowledged.
-                Err(_) if i + 1 == lines.len() => {
-                    tracing::warn!(journal = %self.journal.display(), "ignoring a torn last journal entry")
+        let mut good = 0;
+        let mut replayed = false;
+        for (i, r) in scan.records.iter().enumerate() {
+            let e = match serde_json::from_slice::<Edit>(r.payload) {
+                Ok(e) => e,
+                // An unframed torn last line of an earlier agent: never acknowledged.
+                Err(_) if r.legacy && i + 1 == scan.records.len() && scan.bad.is_none() => {
+                    self.torn(r.line, "not a complete JSON document");
+                    break;
                 }
                 Err(e) => {
                     return Err(StoreError::CorruptJournal {
                         path: self.journal.clone(),
-                        line: n + 1,
+                        line: r.line,
                         source: e,
                     })
                 }
+            };
+            good = r.end;
+            // Entries already in the snapshot (a crash between snapshot and truncation).
+            if e.revision <= st.revision && !replayed {
+                continue;
             }
+            if e.revision != st.revision + 1 {
+                return Err(StoreError::RevisionOutOfOrder {
+                    path: self.journal.clone(),
+                    line: r.line,
+                    found: e.revision,
+                    expected: st.revision + 1,
+                });
+            }
+            st.replay(&e);
+            replayed = true;
         }
-        self.entries = lines.len();
+        match &scan.bad {
+            Some((bad, true)) => self.torn(bad.line, bad.reason),
+            Some((bad, false)) => {
+                return Err(StoreError::CorruptRecord {
+                    path: self.journal.clone(),
+                    line: bad.line,
+                    reason: bad.reason,
+                })
+            }
+            None => {}
+        }
+        self.entries = scan.records.len();
+        self.len = good as u64;
+        if good < bytes.len() {
+            // Cut what was dropped, so that the next record does not follow it.
+            let f = open_private(&self.journal)?;
+            f.set_len(self.len).map_err(io(&self.journal))?;
+            f.sync_data().map_err(io(&self.journal))?;
+        }
+        if snapshot.is_none() || legacy {
+            // First start (the snapshot exists from now on), or the one-time migration of an
+            // unframed journal into the snapshot.
+            self.snapshot(&st)?;
+        }
         Ok(st)
     }
 
-    /// Records `edit` (already applied to `state`) durably.
+    fn torn(&self, line: usize, reason: &str) {
+        tracing::warn!(
+            "{}:{line}: dropping a torn last journal record ({reason}): the change it \
+             recorded was never acknowledged",
+            self.journal.display()
+        );
+    }
+
+    /// Records `edit` (already applied to `state`) durably. A failed write is cut off the
+    /// journal again before the error is returned: the next record never follows a partial one.
     pub fn save(&mut self, edit: &Edit, state: &Persisted) -> Result<(), StoreError> {
         if self.entries >= SNAPSHOT_EVERY {
             return self.snapshot(state);
         }
-        let mut line = serde_json::to_vec(edit).map_err(|e| StoreError::Corrupt {
+        let payload = serde_json::to_vec(edit).map_err(|e| StoreError::Corrupt {
             path: self.journal.clone(),
             source: e,
         })?;
-        line.push(b'\n');
-        let mut f = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&self.journal)
-            .map_err(io(&self.journal))?;
-        f.write_all(&line).map_err(io(&self.journal))?;
-        f.sync_data().map_err(io(&self.journal))?;
+        let record = journal_frame::encode(&payload);
+        let mut f = open_private(&self.journal)?;
+        let written = (|| {
+            if self.dirty {
+                f.set_len(self.len)?;
+            }
+            f.seek(std::io::SeekFrom::Start(self.len))?;
+            f.write_all(&record)?;
+            f.sync_data()
+        })();
+        if let Err(source) = written {
+            let cut = f.set_len(self.len).and_then(|()| f.sync_data());
+            self.dirty = cut.is_err();
+            return Err(StoreError::Append {
+                path: self.journal.clone(),
+                source,
+                cut: cut.err(),
+            });
+        }
+        self.dirty = false;
+        self.len += record.len() as u64;
         self.entries += 1;
         Ok(())
     }
@@ -256,89 +390,32 @@ impl Store {
             path: tmp.clone(),
             source: e,
         })?;
-        let mut f = std::fs::File::create(&tmp).map_err(io(&tmp))?;
-        f.write_all(&bytes).map_err(io(&tmp))?;
-        f.sync_all().map_err(io(&tmp))?;
+        let _ = std::fs::remove_file(&tmp);
+        let written = open_private(&tmp).and_then(|mut f| {
+            f.write_all(&bytes).map_err(io(&tmp))?;
+            f.sync_all().map_err(io(&tmp))
+        });
+        if let Err(e) = written {
+            let _ = std::fs::remove_file(&tmp);
+            return Err(e);
+        }
         std::fs::rename(&tmp, &self.path).map_err(io(&self.path))?;
+        if let Some(dir) = self.path.parent() {
+            std::fs::File::open(dir)
+                .and_then(|d| d.sync_all())
+                .map_err(io(dir))?;
+        }
         // Entries at or below the snapshot's revision are skipped on load, so a crash here is safe.
-        std::fs::write(&self.journal, b"").map_err(io(&self.journal))?;
+        let f = open_private(&self.journal)?;
+        f.set_len(0).map_err(io(&self.journal))?;
+        f.sync_data().map_err(io(&self.journal))?;
         self.entries = 0;
+        self.len = 0;
+        self.dirty = false;
         Ok(())
     }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn state_survives_a_save_and_load() {
-        let dir = std::env::temp_dir().join(format!("cp-store-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        let mut store = Store::new(&dir).unwrap();
-        assert_eq!(store.load().unwrap(), Persisted::default());
-        let mut st = Persisted::default();
-        let spec = EndpointSpec {
-            id: 7,
-            iface: "veth7".into(),
-            labels: vec!["id=app1".into()],
-            ipv4: None,
-            ipv6: None,
-            pod: None,
-            container_id: None,
-        };
-        let mut e1 = Edit::default();
-        e1.sources.insert("a.json".into(), Some("[]".into()));
-        e1.sources.insert("b.json".into(), Some("[1]".into()));
-        e1.endpoints.insert(7, Some(spec.clone()));
-        st.apply(&mut e1, "put", vec!["a.json".into()]);
-        assert_eq!(e1.revision, 1);
-        store.save(&e1, &st).unwrap();
-        // A second change: one source removed, one deletion by labels recorded.
-        let mut e2 = Edit::default();
-        e2.sources.insert("b.json".into(), None);
-        e2.deleted
-            .insert("a.json".into(), Some(vec![vec!["team=a".into()]]));
-        let before = st.clone();
-        let inverse = st.apply(&mut e2, "delete", vec!["b.json".into()]);
-        store.save(&e2, &st).unwrap();
-        let journal = std::fs::read_to_string(dir.join("journal.jsonl")).unwrap();
-        assert_eq!(journal.lines().count(), 2);
-        assert!(
-            !journal.lines().nth(1).unwrap().contains("veth7"),
-            "only what changed"
-        );
-        assert_eq!(Store::new(&dir).unwrap().load().unwrap(), st);
-        assert_eq!(st.sources.len(), 1);
-        assert_eq!(st.endpoints[&7], spec);
-        // The inverse restores the previous state.
-        let mut undone = st.clone();
-        undone.undo(&inverse);
-        assert_eq!(undone, before);
-        // A torn last line is ignored; the snapshot takes over the journal.
-        std::fs::write(dir.join("journal.jsonl"), format!("{journal}{{\"revis")).unwrap();
-        let mut again = Store::new(&dir).unwrap();
-        assert_eq!(again.load().unwrap(), st);
-        again.snapshot(&st).unwrap();
-        assert_eq!(
-            std::fs::read_to_string(dir.join("journal.jsonl")).unwrap(),
-            ""
-        );
-        assert_eq!(Store::new(&dir).unwrap().load().unwrap(), st);
-        // A bad line before the last is corruption, reported with its line number.
-        std::fs::write(dir.join("journal.jsonl"), format!("\n{{\"revis\n{journal}")).unwrap();
-        match Store::new(&dir).unwrap().load() {
-            Err(e @ StoreError::CorruptJournal { line: 2, .. }) => {
-                assert!(e.to_string().contains("journal.jsonl:2:"), "{e}")
-            }
-            other => panic!("expected a corrupt journal at line 2, got {other:?}"),
-        }
-        std::fs::write(dir.join("journal.jsonl"), "").unwrap();
-        std::fs::write(dir.join("state.json"), b"{not json").unwrap();
-        assert!(matches!(
-            Store::new(&dir).unwrap().load(),
-            Err(StoreError::Corrupt { .. })
-        ));
-        std::fs::remove_dir_all(&dir).unwrap();
-    }
-}
+#[path = "store_tests.rs"]
+mod tests;
