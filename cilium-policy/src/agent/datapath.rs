@@ -50,6 +50,8 @@ struct ProgramKey {
 }
 
 pub struct Datapath {
+    /// This agent's exclusive hold on the node's pin directory.
+    _lock: super::lock::Lock,
     layout: NodeLayout,
     mode: AttachMode,
     sizes: MapSizes,
@@ -126,7 +128,11 @@ impl Datapath {
     pub fn open(cfg: &AgentConfig) -> Result<Datapath, ApiError> {
         runtime_loader::bpffs::ensure_bpffs(&cfg.bpf_root).map_err(internal)?;
         let layout = NodeLayout::create(&cfg.bpf_root, &cfg.node).map_err(internal)?;
+        // One agent per node: a second one on the same pins stops before touching them.
+        let lock =
+            super::lock::acquire_dir(layout.root(), "node pin directory").map_err(internal)?;
         Ok(Datapath {
+            _lock: lock,
             layout,
             mode: AttachMode::detect(),
             sizes: MapSizes {

@@ -16,6 +16,7 @@ pub mod kvstore;
 pub mod lock;
 pub mod monitor;
 pub mod resolve;
+pub mod socket;
 pub mod state;
 pub mod store;
 pub mod verifier;
@@ -26,7 +27,6 @@ pub use ::api::{client, model};
 
 use config::AgentConfig;
 use state::Agent;
-use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -41,6 +41,10 @@ pub enum AgentError {
     },
     #[error("{path} exists and is not a socket; refusing to replace it")]
     NotASocket { path: String },
+    #[error("{path}: another agent is serving on this socket; refusing to start")]
+    LiveSocket { path: String },
+    #[error(transparent)]
+    Lock(#[from] lock::LockError),
 }
 
 /// Runs the agent until SIGINT or SIGTERM.
@@ -54,6 +58,8 @@ pub fn run(cfg: AgentConfig, set_debug: Box<dyn Fn(bool) + Send>) -> Result<(), 
 }
 
 async fn serve(cfg: AgentConfig, set_debug: Box<dyn Fn(bool) + Send>) -> Result<(), AgentError> {
+    // Claimed before anything else: a second agent on this socket stops here, untouched.
+    let mut socket = socket::ApiSocket::claim(&cfg.api_socket)?;
     let agent = tokio::task::spawn_blocking({
         let cfg = cfg.clone();
         move || Agent::start(cfg, set_debug)
@@ -70,7 +76,7 @@ async fn serve(cfg: AgentConfig, set_debug: Box<dyn Fn(bool) + Send>) -> Result<
             a.set_listening(false);
         }
     }
-    let listener = bind_socket(&cfg.api_socket)?;
+    let listener = socket.bind()?;
     tokio::spawn(sync_pending_loop(shared.clone()));
     if cfg.datapath {
         cni_gc::spawn(shared.clone());
@@ -97,37 +103,9 @@ async fn serve(cfg: AgentConfig, set_debug: Box<dyn Fn(bool) + Send>) -> Result<
             path: cfg.api_socket.display().to_string(),
             source: e,
         })?;
-    let _ = std::fs::remove_file(&cfg.api_socket);
+    socket.remove();
     tracing::info!("agent stopped; the datapath keeps enforcing from pinned state");
     Ok(())
-}
-
-/// Binds the API socket with mode 0660: only root and the socket's group may connect.
-fn bind_socket(path: &std::path::Path) -> Result<tokio::net::UnixListener, AgentError> {
-    let p = path.display().to_string();
-    match std::fs::symlink_metadata(path) {
-        Ok(m) if m.file_type().is_socket() => {
-            std::fs::remove_file(path).map_err(|e| AgentError::Socket {
-                path: p.clone(),
-                source: e,
-            })?
-        }
-        Ok(_) => return Err(AgentError::NotASocket { path: p }),
-        Err(_) => {}
-    }
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).map_err(|e| AgentError::Socket {
-            path: dir.display().to_string(),
-            source: e,
-        })?;
-    }
-    let listener = tokio::net::UnixListener::bind(path).map_err(|e| AgentError::Socket {
-        path: p.clone(),
-        source: e,
-    })?;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o660))
-        .map_err(|e| AgentError::Socket { path: p, source: e })?;
-    Ok(listener)
 }
 
 async fn sync_pending_loop(agent: api::Shared) {

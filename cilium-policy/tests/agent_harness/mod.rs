@@ -290,3 +290,28 @@ pub fn setup(net: u8) -> (Setup, Agent) {
         agent,
     )
 }
+
+/// Runs `cilium-policy agent ARGS...` expected to exit by itself (e.g. refused at start) and
+/// returns its output; fails the test if it still runs after 20 s.
+pub fn agent_until_exit(args: &[&std::ffi::OsStr]) -> Output {
+    let mut child = Command::new(BIN)
+        .arg("agent")
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("starting an agent");
+    let t = Instant::now();
+    while child.try_wait().expect("waiting for the agent").is_none() {
+        if t.elapsed() > Duration::from_secs(20) {
+            let _ = child.kill();
+            let out = child.wait_with_output().expect("agent output");
+            panic!(
+                "the agent kept running: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    child.wait_with_output().expect("agent output")
+}
