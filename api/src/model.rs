@@ -26,9 +26,13 @@ pub struct EndpointSpec {
     pub container_id: Option<String>,
 }
 
-/// `PATCH /v1/endpoint/{id}`: fields to change.
+/// `PATCH /v1/endpoint/{id}`: fields to change (any other field is refused). `id` may only
+/// repeat the endpoint's own; a pod endpoint's labels and addresses come from its Pod.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct EndpointPatch {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<u16>,
     #[serde(default)]
     pub iface: Option<String>,
     #[serde(default)]

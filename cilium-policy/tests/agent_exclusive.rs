@@ -11,21 +11,6 @@ use std::ffi::OsStr;
 const POLICY: &str = r#"[{"endpointSelector": {"matchLabels": {"id": "app1"}},
   "ingress": [{"fromEndpoints": [{"matchLabels": {"id": "app2"}}]}]}]"#;
 
-/// The revisions of the journal's records, in order.
-fn journal_revisions(agent: &Agent) -> Vec<u64> {
-    let bytes = std::fs::read(agent.dir.path.join("state/journal.jsonl")).unwrap();
-    bytes
-        .split(|&b| b == b'\n')
-        .filter(|l| !l.is_empty())
-        .map(|l| {
-            // LEN:CRC:PAYLOAD
-            let payload = l.splitn(3, |&b| b == b':').nth(2).expect("a framed record");
-            let v: serde_json::Value = serde_json::from_slice(payload).unwrap();
-            v["revision"].as_u64().unwrap()
-        })
-        .collect()
-}
-
 #[test]
 fn a_second_agent_on_the_same_socket_or_state_dir_exits_and_the_first_is_untouched() {
     let mut agent = Agent::start_api_only(vec![]);
@@ -78,7 +63,7 @@ fn a_second_agent_on_the_same_socket_or_state_dir_exits_and_the_first_is_untouch
     );
     let g = agent.file("q.json", &POLICY.replace("app2", "app3"));
     assert_eq!(agent.ok(&["policy", "import", &g]).trim(), "Revision: 2");
-    assert_eq!(journal_revisions(&agent), [1, 2]);
+    assert_eq!(agent.journal_revisions(), [1, 2]);
 
     // A killed agent leaves a stale socket, which the next agent replaces.
     agent.kill();

@@ -179,9 +179,11 @@ async fn put_endpoint(
 async fn patch_endpoint(
     State(a): State<Shared>,
     Path(id): Path<String>,
-    Json(patch): Json<EndpointPatch>,
+    Json(body): Json<serde_json::Value>,
 ) -> Result<Json<RevisionReply>, ApiError> {
     let r = parse_endpoint_ref(&id)?;
+    let patch: EndpointPatch = serde_json::from_value(body)
+        .map_err(|e| ApiError::bad_request(format!("invalid endpoint patch: {e}")))?;
     with(a, move |a| a.patch_endpoint(&r, patch).map(Json)).await
 }
 

@@ -113,23 +113,26 @@ impl Agent {
         })
     }
 
-    /// `PATCH /v1/config`: only `debug` is mutable.
+    /// `PATCH /v1/config`: only `debug` is mutable; all or nothing.
     pub fn patch_config(
         &mut self,
         body: &BTreeMap<String, serde_json::Value>,
     ) -> Result<(), ApiError> {
+        // Every field is checked before any is applied: a refused request changes nothing.
+        let mut debug = None;
         for (k, v) in body {
             match (k.as_str(), v) {
-                ("debug", serde_json::Value::Bool(b)) => {
-                    self.cfg.debug = *b;
-                    (self.set_debug)(*b);
-                }
+                ("debug", serde_json::Value::Bool(b)) => debug = Some(*b),
                 _ => {
                     return Err(ApiError::bad_request(format!(
-                        "configuration {k}={v} cannot be changed"
+                        "configuration {k}={v} cannot be changed; nothing was changed"
                     )))
                 }
             }
+        }
+        if let Some(b) = debug {
+            self.cfg.debug = b;
+            (self.set_debug)(b);
         }
         Ok(())
     }
@@ -206,18 +209,7 @@ impl Agent {
                 spec.id
             )));
         }
-        self.check_iface(&spec.iface)?;
-        if let Some(other) = self
-            .persisted
-            .endpoints
-            .values()
-            .find(|e| e.iface == spec.iface)
-        {
-            return Err(ApiError::conflict(format!(
-                "interface {} already belongs to endpoint {}",
-                spec.iface, other.id
-            )));
-        }
+        self.check_iface(spec.id, &spec.iface)?;
         self.commit_endpoint(spec.id, Some(spec))
     }
 
@@ -226,10 +218,29 @@ impl Agent {
         r: &EndpointRef,
         patch: EndpointPatch,
     ) -> Result<RevisionReply, ApiError> {
+        let id = self.resolve_ref(r)?;
+        if patch.id.is_some_and(|p| p != id) {
+            return Err(ApiError::bad_request(format!(
+                "the id of endpoint {id} cannot change (delete it and create another)"
+            )));
+        }
         if let Some(i) = &patch.iface {
-            self.check_iface(i)?;
+            self.check_iface(id, i)?;
         }
         self.edit_endpoint(r, |ep| {
+            if let Some(pod) = &ep.pod {
+                let fixed = [
+                    ("labels", patch.labels.is_some()),
+                    ("ipv4", patch.ipv4.is_some()),
+                    ("ipv6", patch.ipv6.is_some()),
+                ];
+                if let Some((field, _)) = fixed.iter().find(|f| f.1) {
+                    return Err(ApiError::bad_request(format!(
+                        "{field} of endpoint {} come from its Pod {pod}; re-apply the Pod",
+                        ep.id
+                    )));
+                }
+            }
             if let Some(i) = patch.iface {
                 ep.iface = i;
             }
@@ -326,13 +337,26 @@ impl Agent {
         Ok((reply, clean))
     }
 
-    /// The interface name is valid and (with a datapath) exists in the agent's namespace.
-    fn check_iface(&self, iface: &str) -> Result<(), ApiError> {
+    /// The interface name is valid, (with a datapath) exists in the agent's namespace, and
+    /// belongs to no endpoint other than `id` (409): two endpoints' programs on one interface
+    /// would leave one of them unenforced.
+    fn check_iface(&self, id: u16, iface: &str) -> Result<(), ApiError> {
         runtime_loader::layout::validate_name("interface name", iface, 15)
             .map_err(|e| ApiError::bad_request(e.to_string()))?;
         if self.datapath.is_some() && !runtime_loader::attach::interface_exists(iface) {
             return Err(ApiError::bad_request(format!(
                 "interface {iface} does not exist on this node"
+            )));
+        }
+        if let Some(other) = self
+            .persisted
+            .endpoints
+            .values()
+            .find(|e| e.iface == iface && e.id != id)
+        {
+            return Err(ApiError::conflict(format!(
+                "interface {iface} already belongs to endpoint {}",
+                other.id
             )));
         }
         Ok(())

@@ -237,6 +237,27 @@ impl Agent {
         masks
     }
 
+    /// `METHOD path` with a JSON `body` over the agent's socket: (status, body).
+    pub fn request(&self, method: &str, path: &str, body: &str) -> (u16, String) {
+        let s = std::os::unix::net::UnixStream::connect(&self.socket).expect("agent socket");
+        http(s, method, path, &[("Host", "agent")], body)
+    }
+
+    /// The revisions of the journal's records (`LEN:CRC:PAYLOAD` lines), in order.
+    pub fn journal_revisions(&self) -> Vec<u64> {
+        let bytes = std::fs::read(self.dir.path.join("state/journal.jsonl")).unwrap_or_default();
+        bytes
+            .split(|&b| b == b'\n')
+            .filter(|l| !l.is_empty())
+            .map(|l| {
+                let payload = l.splitn(3, |&b| b == b':').nth(2).expect("a framed record");
+                let v: serde_json::Value =
+                    serde_json::from_slice(payload).expect("a journal entry");
+                v["revision"].as_u64().expect("a revision")
+            })
+            .collect()
+    }
+
     /// Writes `text` to a file in the test directory and returns its path.
     pub fn file(&self, name: &str, text: &str) -> String {
         let p = self.dir.path.join(name);
@@ -314,4 +335,32 @@ pub fn agent_until_exit(args: &[&std::ffi::OsStr]) -> Output {
         std::thread::sleep(Duration::from_millis(50));
     }
     child.wait_with_output().expect("agent output")
+}
+
+/// One HTTP/1.0 request on `stream` with `headers` and a JSON `body`: (status, body).
+pub fn http(
+    mut stream: impl std::io::Read + std::io::Write,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> (u16, String) {
+    let mut req = format!("{method} {path} HTTP/1.0\r\n");
+    for (k, v) in headers {
+        req += &format!("{k}: {v}\r\n");
+    }
+    req += &format!(
+        "Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    stream.write_all(req.as_bytes()).expect("sending a request");
+    let mut out = String::new();
+    stream.read_to_string(&mut out).expect("reading the reply");
+    let status = out
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or_else(|| panic!("not an HTTP reply: {out}"));
+    let body = out.split_once("\r\n\r\n").map_or("", |x| x.1).to_string();
+    (status, body)
 }
