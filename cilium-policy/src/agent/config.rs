@@ -13,8 +13,8 @@ pub struct AgentConfig {
     pub debug: bool,
     /// Load and attach programs (false: API and policy computation only, e.g. without root).
     pub datapath: bool,
-    /// Also serve the API on this loopback TCP address.
-    pub tcp: Option<std::net::SocketAddr>,
+    /// Also serve the API on a loopback TCP address, to clients presenting a token.
+    pub tcp: Option<TcpApi>,
     /// Entries of each endpoint's connection-tracking map (an LRU hash, preallocated).
     pub ct_map_size: u32,
     /// Flow-cache slots per CPU and family in each endpoint's program (0: no flow cache).
@@ -34,4 +34,12 @@ impl AgentConfig {
             ..Default::default()
         }
     }
+}
+
+/// `--listen-tcp ADDR --api-token-file PATH`.
+#[derive(Clone, Debug)]
+pub struct TcpApi {
+    pub addr: std::net::SocketAddr,
+    /// Holds the token every TCP request must present (`Authorization: Bearer`).
+    pub token_file: PathBuf,
 }

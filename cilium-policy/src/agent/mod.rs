@@ -15,10 +15,13 @@ pub mod journal_frame;
 pub mod kvstore;
 pub mod lock;
 pub mod monitor;
+pub mod policy_dir;
+pub mod privileges;
 pub mod resolve;
 pub mod socket;
 pub mod state;
 pub mod store;
+pub mod tcp_auth;
 pub mod verifier;
 pub mod watch;
 pub mod world;
@@ -45,6 +48,8 @@ pub enum AgentError {
     LiveSocket { path: String },
     #[error(transparent)]
     Lock(#[from] lock::LockError),
+    #[error("--api-token-file {path}: {reason}")]
+    TokenFile { path: String, reason: String },
 }
 
 /// Runs the agent until SIGINT or SIGTERM.
@@ -85,14 +90,18 @@ async fn serve(cfg: AgentConfig, set_debug: Box<dyn Fn(bool) + Send>) -> Result<
         tokio::spawn(watch::watch(dir, shared.clone()));
     }
     let app = api::router(shared.clone());
-    if let Some(addr) = cfg.tcp {
+    if let Some(tcp) = &cfg.tcp {
+        let addr = tcp.addr;
+        let auth = Arc::new(tcp_auth::TcpAuth::new(addr, &tcp.token_file)?);
         let tcp = tokio::net::TcpListener::bind(addr)
             .await
             .map_err(|e| AgentError::Socket {
                 path: addr.to_string(),
                 source: e,
             })?;
-        let app = app.clone();
+        let app = app
+            .clone()
+            .layer(axum::middleware::from_fn_with_state(auth, tcp_auth::check));
         tokio::spawn(async move { axum::serve(tcp, app).await });
     }
     tracing::info!(socket = %cfg.api_socket.display(), "API listening");

@@ -35,6 +35,9 @@ impl Agent {
     /// Loads the persisted state, builds the world and brings the datapath (pinned state
     /// left by a previous agent, if any) in line with it.
     pub fn start(cfg: AgentConfig, set_debug: Box<dyn Fn(bool) + Send>) -> Result<Agent, ApiError> {
+        if cfg.datapath {
+            super::privileges::check_datapath().map_err(ApiError::internal)?;
+        }
         let mut store =
             Store::new(&cfg.state_dir).map_err(|e| ApiError::internal(e.to_string()))?;
         let persisted = store

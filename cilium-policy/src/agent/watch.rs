@@ -1,7 +1,8 @@
 //! `--policy-dir`: the directory's policy files are applied when they appear or change and
 //! withdrawn when they disappear. Polled once a second (no inotify dependency; a change is
 //! picked up within about a second). A file set that fails validation is logged with its
-//! diagnostics and changes nothing until the files change again.
+//! diagnostics and changes nothing until the files change again. Symbolic links out of the
+//! directory are not followed (`policy_dir.rs`).
 
 use super::api::Shared;
 use super::model::{PolicyDelete, PolicyPut, SourceDoc};
@@ -13,8 +14,9 @@ pub async fn watch(dir: PathBuf, agent: Shared) {
     let dir = std::fs::canonicalize(&dir).unwrap_or(dir);
     let mut seen: BTreeMap<String, String> = BTreeMap::new();
     let mut last_failed: Option<BTreeMap<String, String>> = None;
+    let mut refused = Vec::new();
     loop {
-        let now = match scan(&dir) {
+        let now = match scan(&dir, &mut refused) {
             Ok(s) => s,
             Err(e) => {
                 tracing::warn!(dir = %dir.display(), error = %e, "reading the policy directory");
@@ -43,12 +45,20 @@ pub async fn watch(dir: PathBuf, agent: Shared) {
     }
 }
 
-fn scan(dir: &std::path::Path) -> Result<BTreeMap<String, String>, String> {
-    let sources = compiler::front::read_inputs(&[dir.to_path_buf()]).map_err(|e| e.to_string())?;
-    Ok(sources
-        .into_iter()
-        .map(|s| (s.path, String::from_utf8_lossy(&s.text).into_owned()))
-        .collect())
+/// The directory's policy files; refused entries are logged (by name only) when they first
+/// appear.
+fn scan(
+    dir: &std::path::Path,
+    logged: &mut Vec<(String, &'static str)>,
+) -> Result<BTreeMap<String, String>, String> {
+    let s = super::policy_dir::scan(dir).map_err(|e| e.to_string())?;
+    for (path, why) in &s.refused {
+        if !logged.iter().any(|l| &l.0 == path) {
+            tracing::warn!(path = %path, "policy directory entry ignored: {why}");
+        }
+    }
+    *logged = s.refused;
+    Ok(s.files)
 }
 
 fn diff(

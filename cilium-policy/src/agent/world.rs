@@ -199,7 +199,19 @@ impl World {
         let mut inventory = ir::Inventory::default();
         for (path, text) in &p.sources {
             let deleted = p.deleted.get(path).map_or(&[][..], Vec::as_slice);
-            let (set, inv) = parse_source(path, text, deleted)?;
+            let (set, inv) = parse_source(path, text, deleted).map_err(|e| {
+                // A persisted source that no longer parses (edited by hand, or an older agent
+                // accepted what this one refuses): say where it is stored.
+                let mut msg = format!(
+                    "{}: the persisted policy source {path} is not valid: {}",
+                    cfg.state_dir.join("state.json").display(),
+                    e.body.error
+                );
+                for d in &e.body.diagnostics {
+                    msg += &format!("\n  {d}");
+                }
+                ApiError::internal(msg)
+            })?;
             let file = policy.add_file(path.clone());
             let rules = policy.absorb_file(set, file);
             w.file_ids.insert(path.clone(), file);

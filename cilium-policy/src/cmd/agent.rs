@@ -28,9 +28,14 @@ pub struct Args {
     /// Serve the API without loading programs (policy computation only; no root needed).
     #[arg(long)]
     pub no_datapath: bool,
-    /// Also serve the API on this loopback TCP address (e.g. 127.0.0.1:9234).
-    #[arg(long, value_parser = parse_loopback)]
+    /// Also serve the API on this loopback TCP address (e.g. 127.0.0.1:9234), to clients
+    /// presenting the token of --api-token-file.
+    #[arg(long, value_parser = parse_loopback, requires = "api_token_file")]
     pub listen_tcp: Option<std::net::SocketAddr>,
+    /// File holding the token TCP clients must send (`Authorization: Bearer TOKEN`); owned
+    /// by root or the agent's user, mode 0600.
+    #[arg(long, requires = "listen_tcp")]
+    pub api_token_file: Option<PathBuf>,
     /// Entries of each endpoint's connection-tracking maps. They are preallocated (about 105
     /// bytes an IPv4 entry), so nodes with many endpoints may want fewer than the default.
     #[arg(long, default_value_t = codegen::MapSizes::default().ct_map,
@@ -54,7 +59,7 @@ fn parse_loopback(s: &str) -> Result<std::net::SocketAddr, String> {
     if a.ip().is_loopback() {
         Ok(a)
     } else {
-        Err("only loopback addresses are allowed (the API has no authentication)".into())
+        Err("only loopback addresses are allowed".into())
     }
 }
 
@@ -79,7 +84,10 @@ pub fn run(args: Args, global_socket: Option<PathBuf>) -> miette::Result<ExitCod
         node: args.node,
         debug: args.debug,
         datapath: !args.no_datapath,
-        tcp: args.listen_tcp,
+        tcp: args
+            .listen_tcp
+            .zip(args.api_token_file)
+            .map(|(addr, token_file)| crate::agent::config::TcpApi { addr, token_file }),
         ct_map_size: args.ct_map_size,
         flow_cache_slots: args.flow_cache_slots,
         deny_cache: !args.no_deny_cache,
