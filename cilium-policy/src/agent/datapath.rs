@@ -26,6 +26,10 @@ use runtime_loader::load::{self, LoadOptions, PROG_FROM_CONTAINER, PROG_TO_CONTA
 use runtime_loader::{AttachMode, Entries, Hook, MapDelta, MapOp, NodeLayout, RawMap};
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
+use verify::Reload;
+
+#[path = "datapath_verify.rs"]
+mod verify;
 
 /// Maps every endpoint program shares, pinned under the node.
 pub const SHARED_MAPS: [&str; 4] = ["cp_ipcache_host", "cp_ipcache", "cp_events", "cp_node"];
@@ -52,6 +56,8 @@ struct ProgramKey {
 pub struct Datapath {
     /// This agent's exclusive hold on the node's pin directory.
     _lock: super::lock::Lock,
+    bpf_root: PathBuf,
+    node: String,
     layout: NodeLayout,
     mode: AttachMode,
     sizes: MapSizes,
@@ -133,6 +139,8 @@ impl Datapath {
             super::lock::acquire_dir(layout.root(), "node pin directory").map_err(internal)?;
         Ok(Datapath {
             _lock: lock,
+            bpf_root: cfg.bpf_root.clone(),
+            node: cfg.node.clone(),
             layout,
             mode: AttachMode::detect(),
             sizes: MapSizes {
@@ -190,10 +198,21 @@ impl Datapath {
         scope: Scope,
         revision: u64,
     ) -> Result<Results, ApiError> {
-        let ids: Vec<u16> = match scope {
+        let mut ids: Vec<u16> = match scope {
             Scope::All => world.endpoints.keys().copied().collect(),
             Scope::Only(ids) => ids.iter().copied().collect(),
         };
+        // What was loaded must still be what the pins hold before anything is written.
+        let more: Vec<u16> = match self.verify(&ids)? {
+            Reload::Nothing => Vec::new(),
+            Reload::Some(more) => more.into_iter().collect(),
+            Reload::All => world.endpoints.keys().copied().collect(),
+        };
+        for id in more {
+            if !ids.contains(&id) {
+                ids.push(id);
+            }
+        }
         let mut plans = Vec::new();
         let mut results = Results::new();
         let mut gone = Vec::new();
@@ -239,6 +258,14 @@ impl Datapath {
         }
         for id in gone {
             results.insert(id, self.remove(id).map_err(|e| e.to_string()));
+        }
+        // Only the endpoint's own links decide on its interface.
+        for (id, res) in results.iter_mut() {
+            if res.is_ok() {
+                if let Err(e) = self.own_interface(*id) {
+                    *res = Err(e.body.error);
+                }
+            }
         }
         Ok(results)
     }
@@ -470,6 +497,14 @@ impl Datapath {
             let name = img.kind.map_name();
             let pin = self.layout.shared_map(name).map_err(internal)?;
             if !pin.exists() {
+                if !self.programs.is_empty() {
+                    // Programs use the map: a change would be acknowledged and never enforced.
+                    self.ipcache = None;
+                    return Err(ApiError::internal(format!(
+                        "{}: the pinned ipcache map is missing; the change was refused",
+                        pin.display()
+                    )));
+                }
                 // Not created yet: nothing is cached, so the next sync looks again.
                 self.ipcache = None;
                 return Ok(());

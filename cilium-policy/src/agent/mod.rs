@@ -10,6 +10,7 @@ pub mod config;
 pub mod datapath;
 pub mod error;
 pub mod events;
+pub mod integrity;
 pub mod ipcache_gen;
 pub mod journal_frame;
 pub mod kvstore;

@@ -526,6 +526,13 @@ impl Agent {
                 return Err(self.rollback(undo, e));
             }
             self.pending.clear();
+            // A 200 means enforced: an endpoint the change touched that could not take it
+            // refuses the change, and the others go back to the previous revision.
+            if let Some(failed) = self.failed_among(&touched) {
+                let err = self.rollback(undo, ApiError::internal(failed));
+                let _ = self.sync_datapath(Scope::Only(&touched), self.persisted.revision);
+                return Err(err);
+            }
         } else if self.datapath.is_some() {
             self.pending.extend(touched.iter().copied());
         }
@@ -550,6 +557,24 @@ impl Agent {
         Ok(RevisionReply {
             revision,
             enforced: self.pending.is_empty(),
+        })
+    }
+
+    /// The errors of the endpoints of `ids` whose last sync failed, if any.
+    fn failed_among(&self, ids: &BTreeSet<u16>) -> Option<String> {
+        let failed: Vec<String> = ids
+            .iter()
+            .filter_map(|id| {
+                self.lagging
+                    .get(id)
+                    .map(|(_, e)| format!("endpoint {id}: {e}"))
+            })
+            .collect();
+        (!failed.is_empty()).then(|| {
+            format!(
+                "{}; the change was refused and the previous policy stays enforced",
+                failed.join("; ")
+            )
         })
     }
 

@@ -1,0 +1,141 @@
+//! Before a sync writes anything, [`Datapath::verify`] checks what the writes rely on (see
+//! `integrity.rs`): bpffs is still mounted at `--bpf-root` (remounted when it is not), and for
+//! each endpoint this process attached, the pins it writes hold the maps its programs use. An
+//! endpoint whose pins are missing or foreign is reloaded (new pins, new maps filled
+//! completely); a broken shared pin reloads every endpoint. After the writes,
+//! [`Datapath::own_interfaces`] detaches every program on an endpoint's interface that is not
+//! attached through its own link (another node name's, an older run's).
+
+use super::{internal, Datapath, ENDPOINT_MAPS, SHARED_MAPS};
+use crate::agent::error::ApiError;
+use crate::agent::integrity::{self, IntegrityError, Pins};
+use runtime_loader::{AttachMode, Hook, NodeLayout};
+use std::collections::BTreeSet;
+
+/// What must be loaded again because the kernel no longer matches what was loaded.
+pub enum Reload {
+    Nothing,
+    /// These endpoints (their own pins).
+    Some(BTreeSet<u16>),
+    /// Every endpoint (a shared pin, or the whole bpffs).
+    All,
+}
+
+impl Datapath {
+    /// Checks bpffs and the pins of the endpoints in `ids` this process attached (and of one
+    /// more, for the shared maps, when none of them is), and forgets what was loaded where
+    /// they do not hold: the sync that follows reloads it.
+    pub(super) fn verify(&mut self, ids: &[u16]) -> Result<Reload, ApiError> {
+        if !runtime_loader::bpffs::is_bpffs(&self.bpf_root).unwrap_or(false) {
+            tracing::error!(bpf_root = %self.bpf_root.display(),
+                "the BPF filesystem is gone; mounting it again and reloading every endpoint");
+            runtime_loader::bpffs::ensure_bpffs(&self.bpf_root).map_err(internal)?;
+            self.layout = NodeLayout::create(&self.bpf_root, &self.node).map_err(internal)?;
+            self._lock = crate::agent::lock::acquire_dir(self.layout.root(), "node pin directory")
+                .map_err(internal)?;
+            self.forget_all();
+            return Ok(Reload::All);
+        }
+        let mut check: Vec<u16> = ids
+            .iter()
+            .copied()
+            .filter(|id| self.programs.contains_key(id))
+            .collect();
+        if check.is_empty() {
+            check.extend(self.programs.keys().next().copied());
+        }
+        let mut reload = BTreeSet::new();
+        for id in check {
+            let Err(e) = self.check_endpoint(id) else {
+                continue;
+            };
+            let shared = match &e {
+                IntegrityError::MissingPin { path }
+                | IntegrityError::ForeignPin { path, .. }
+                | IntegrityError::UnpinnedMap { path, .. } => {
+                    path.starts_with(self.layout.root().join("maps"))
+                }
+                _ => false,
+            };
+            tracing::warn!(endpoint = id, error = %e, shared,
+                "pinned state does not match the attached programs; reloading");
+            if shared {
+                self.forget_all();
+                return Ok(Reload::All);
+            }
+            self.programs.remove(&id);
+            self.written.remove(&id);
+            reload.insert(id);
+        }
+        Ok(if reload.is_empty() {
+            Reload::Nothing
+        } else {
+            Reload::Some(reload)
+        })
+    }
+
+    fn forget_all(&mut self) {
+        self.programs.clear();
+        self.written.clear();
+        self.ipcache = None;
+    }
+
+    /// The endpoint's programs (through its link pins) against its map pins.
+    fn check_endpoint(&self, id: u16) -> Result<(), IntegrityError> {
+        let path = |r: runtime_loader::Result<std::path::PathBuf>| {
+            r.map_err(|e| IntegrityError::Bpf {
+                what: format!("endpoint {id}"),
+                source: std::io::Error::other(e.to_string()),
+            })
+        };
+        let mut pins = Pins::new();
+        for m in SHARED_MAPS {
+            pins.insert(m.into(), path(self.layout.shared_map(m))?);
+        }
+        for m in ENDPOINT_MAPS {
+            pins.insert(m.into(), path(self.layout.endpoint_map_path(id, m))?);
+        }
+        if self.mode != AttachMode::Tcx {
+            // cls_bpf filters have no pinned link to find the programs by.
+            return Ok(());
+        }
+        let links = Hook::BOTH
+            .iter()
+            .map(|h| path(self.layout.link(id, *h)))
+            .collect::<Result<Vec<_>, _>>()?;
+        integrity::check_pins(&links, &pins)
+    }
+
+    /// Detaches every program on the endpoint's interface not attached through its own links
+    /// (tcx); an error when that fails or its own links are not attached.
+    pub(super) fn own_interface(&self, id: u16) -> Result<(), ApiError> {
+        let Some(key) = self.programs.get(&id) else {
+            return Ok(());
+        };
+        if self.mode != AttachMode::Tcx {
+            return Ok(());
+        }
+        let ifindex = integrity::ifindex(&key.iface);
+        if ifindex == 0 {
+            return Err(ApiError::internal(format!(
+                "endpoint {id}: interface {} is gone",
+                key.iface
+            )));
+        }
+        for hook in Hook::BOTH {
+            let own = self.layout.link(id, hook).map_err(internal)?;
+            let detached = integrity::keep_only_own_link(
+                &key.iface,
+                ifindex,
+                hook == Hook::FromEndpoint,
+                &own,
+            )
+            .map_err(|e| ApiError::internal(format!("endpoint {id}: {e}")))?;
+            for d in detached {
+                tracing::warn!(endpoint = id, iface = %key.iface, hook = hook.name(), detached = %d,
+                    "detached a program that was not the endpoint's own (another node name or an older run)");
+            }
+        }
+        Ok(())
+    }
+}

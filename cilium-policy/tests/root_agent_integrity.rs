@@ -1,0 +1,138 @@
+//! A 200 means enforced, on real packets: a PATCH onto another endpoint's interface is
+//! refused and both endpoints stay enforced; a pinned map removed, and the whole bpffs
+//! unmounted, under the agent are restored (programs reloaded) before the next change is
+//! acknowledged; an agent restarted under another `--node` detaches the links the old node
+//! name left in front of its own.
+
+mod agent_harness;
+
+use agent_harness::setup;
+use runtime_loader::probe::{tcp_ok, PASS_WAIT};
+use runtime_loader::testkit::require_root;
+use std::time::Duration;
+
+const T: Duration = Duration::from_millis(800);
+
+fn app1_from(labels: &[&str]) -> String {
+    let peers: Vec<String> = labels
+        .iter()
+        .map(|l| format!(r#"{{"matchLabels": {{"id": "{l}"}}}}"#))
+        .collect();
+    format!(
+        r#"[{{"endpointSelector": {{"matchLabels": {{"id": "app1"}}}},
+            "ingress": [{{"fromEndpoints": [{}],
+                         "toPorts": [{{"ports": [{{"port": "80", "protocol": "TCP"}}]}}]}}]}}]"#,
+        peers.join(", ")
+    )
+}
+
+#[test]
+fn root_agent_patch_onto_another_interface_is_refused() {
+    if !require_root("root_agent_patch_onto_another_interface_is_refused") {
+        return;
+    }
+    let (s, agent) = setup(95);
+    let f = agent.file("p.json", &app1_from(&["app2"]));
+    agent.ok(&["policy", "import", &f]);
+    let revisions = agent.journal_revisions();
+    let (code, body) = agent.request(
+        "PATCH",
+        "/v1/endpoint/3",
+        &format!(r#"{{"iface": "{}"}}"#, s.app1.host),
+    );
+    assert_eq!(code, 409, "{body}");
+    assert_eq!(agent.journal_revisions(), revisions, "nothing recorded");
+    // Both endpoints' programs stay on their own interfaces: app1 still admits app2 only, and
+    // app3's own egress still runs (it reaches nothing it is denied).
+    assert!(tcp_ok(&s.app2.ns, s.app1.addr, 80, PASS_WAIT));
+    assert!(!tcp_ok(&s.app3.ns, s.app1.addr, 80, T));
+    let ep: serde_json::Value =
+        serde_json::from_str(&agent.request("GET", "/v1/endpoint/3", "").1).unwrap();
+    assert_eq!(ep["iface"], s.app3.host.as_str());
+    assert_eq!(ep["state"], "ready");
+}
+
+#[test]
+fn root_agent_lost_pins_and_bpffs_are_restored_before_acknowledging() {
+    if !require_root("root_agent_lost_pins_and_bpffs_are_restored_before_acknowledging") {
+        return;
+    }
+    let (s, agent) = setup(93);
+    let f = agent.file("p.json", &app1_from(&["app2"]));
+    agent.ok(&["policy", "import", &f]);
+    assert!(tcp_ok(&s.app2.ns, s.app1.addr, 80, PASS_WAIT));
+    assert!(!tcp_ok(&s.app3.ns, s.app1.addr, 80, T));
+    let bpffs = agent.datapath.as_ref().unwrap().0.path.clone();
+
+    // app1's policy map pin is deleted: the next change must still reach app1's program.
+    std::fs::remove_file(bpffs.join("cilium-policy/node0/endpoints/1/maps/cp_policy")).unwrap();
+    let g = agent.file("p.json", &app1_from(&["app2", "app3"]));
+    agent.ok(&["policy", "import", &g]);
+    assert!(
+        tcp_ok(&s.app3.ns, s.app1.addr, 80, PASS_WAIT),
+        "the acknowledged change is enforced: {}",
+        agent.log()
+    );
+    assert!(bpffs
+        .join("cilium-policy/node0/endpoints/1/maps/cp_policy")
+        .exists());
+
+    // The whole bpffs goes away under the agent (its links with it).
+    let out = std::process::Command::new("umount")
+        .arg("-l")
+        .arg(&bpffs)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let h = agent.file("p.json", &app1_from(&["app2"]));
+    agent.ok(&["policy", "import", &h]);
+    assert!(
+        runtime_loader::bpffs::is_bpffs(&bpffs).unwrap(),
+        "mounted again"
+    );
+    assert!(
+        !tcp_ok(&s.app3.ns, s.app1.addr, 80, T),
+        "the acknowledged change is enforced after the remount: {}",
+        agent.log()
+    );
+    assert!(tcp_ok(&s.app2.ns, s.app1.addr, 80, PASS_WAIT));
+    assert!(bpffs
+        .join("cilium-policy/node0/endpoints/1/link-to-endpoint")
+        .exists());
+    let log = agent.log();
+    assert!(log.contains("BPF filesystem is gone"), "{log}");
+}
+
+#[test]
+fn root_agent_restart_under_another_node_detaches_the_old_links() {
+    if !require_root("root_agent_restart_under_another_node_detaches_the_old_links") {
+        return;
+    }
+    let (s, mut agent) = setup(94);
+    let f = agent.file("p.json", &app1_from(&["app2"]));
+    agent.ok(&["policy", "import", &f]);
+    assert!(!tcp_ok(&s.app3.ns, s.app1.addr, 80, T));
+    agent.kill();
+    agent
+        .extra
+        .extend(["--node".to_string(), "other".to_string()]);
+    agent.spawn();
+    // Every later change reaches the program that decides: the old node's program (which
+    // admits app2 only) would pass or drop packets before the new one ran.
+    let g = agent.file("p.json", &app1_from(&["app2", "app3"]));
+    agent.ok(&["policy", "import", &g]);
+    assert!(
+        tcp_ok(&s.app3.ns, s.app1.addr, 80, PASS_WAIT),
+        "the new node's program decides: {}",
+        agent.log()
+    );
+    let h = agent.file("p.json", &app1_from(&["app3"]));
+    agent.ok(&["policy", "import", &h]);
+    assert!(!tcp_ok(&s.app2.ns, s.app1.addr, 80, T));
+    let log = agent.log();
+    assert!(log.contains("detached a program"), "{log}");
+}
