@@ -183,3 +183,38 @@ fn an_agent_without_privileges_says_what_it_lacks() {
     );
     assert!(!tmp.path.join("agent.sock").exists());
 }
+
+#[test]
+fn a_persisted_source_that_does_not_parse_is_reported_with_where_it_is_stored() {
+    let tmp = TempDir::new("cpbad");
+    let state = tmp.path.join("state");
+    std::fs::create_dir_all(&state).unwrap();
+    let snapshot = serde_json::json!({
+        "revision": 1,
+        "sources": {"bad.json": "[{\"endpointSelector\": 5}]"},
+        "endpoints": {},
+        "revisions": []
+    });
+    std::fs::write(state.join("state.json"), snapshot.to_string()).unwrap();
+    let socket = tmp.path.join("agent.sock");
+    let out = agent_until_exit(&[
+        OsStr::new("--state-dir"),
+        state.as_os_str(),
+        OsStr::new("--api-socket"),
+        socket.as_os_str(),
+        OsStr::new("--no-datapath"),
+    ]);
+    // miette wraps long lines: compare words.
+    let err: Vec<&str> = std::str::from_utf8(&out.stderr)
+        .unwrap()
+        .split_whitespace()
+        .filter(|w| *w != "│")
+        .collect();
+    let err = err.join(" ");
+    assert!(!out.status.success(), "{err}");
+    let want = format!(
+        "{}: the persisted policy source bad.json is not valid",
+        state.join("state.json").display()
+    );
+    assert!(err.contains(&want) && err.contains("bad.json:1:"), "{err}");
+}

@@ -203,10 +203,12 @@ impl World {
                 // A persisted source that no longer parses (edited by hand, or an older agent
                 // accepted what this one refuses): say where it is stored.
                 let mut msg = format!(
-                    "{}: the persisted policy source {path} is not valid: {}",
+                    "{}: the persisted policy source {path} is not valid",
                     cfg.state_dir.join("state.json").display(),
-                    e.body.error
                 );
+                if e.body.diagnostics.is_empty() {
+                    msg += &format!(": {}", e.body.error);
+                }
                 for d in &e.body.diagnostics {
                     msg += &format!("\n  {d}");
                 }
