@@ -231,6 +231,19 @@ impl Agent {
             self.check_iface(id, i)?;
         }
         self.edit_endpoint(r, |ep| {
+            if let Some(c) = &ep.container_id {
+                let fixed = [
+                    ("iface", patch.iface.is_some()),
+                    ("ipv4", patch.ipv4.is_some()),
+                    ("ipv6", patch.ipv6.is_some()),
+                ];
+                if let Some((field, _)) = fixed.iter().find(|f| f.1) {
+                    return Err(ApiError::bad_request(format!(
+                        "{field} of endpoint {} comes from its container {c} (CNI)",
+                        ep.id
+                    )));
+                }
+            }
             if let Some(pod) = &ep.pod {
                 let fixed = [
                     ("labels", patch.labels.is_some()),

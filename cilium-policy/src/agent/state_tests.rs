@@ -386,6 +386,19 @@ fn cni_endpoints_are_numbered_by_the_agent_and_carry_runtime_addresses() {
     assert_eq!(a.container_endpoint("c2"), Some(2));
     assert!(addr(&a, "10.9.8.7").is_none() && addr(&a, "10.88.0.3").is_some());
     assert_same_as_rebuilt(&a, "cni endpoint over a podIP");
+    // The runtime's interface and addresses cannot be patched.
+    let patch = EndpointPatch {
+        iface: Some("veth7".into()),
+        ..Default::default()
+    };
+    let e = a
+        .patch_endpoint(&EndpointRef::Container("c2".into()), patch)
+        .unwrap_err();
+    assert!(
+        e.body.error.contains("comes from its container c2"),
+        "{:?}",
+        e.body
+    );
     // An address another workload holds, or an unknown pod, is refused.
     let e = a
         .put_cni_endpoint("c3", cni("default/web", "veth3", "10.88.0.3"))
