@@ -37,6 +37,14 @@ macro_rules! layouts {
             pub struct $name { $( #[doc = $fdoc] pub $field: $ty ),* }
             const _: () = assert!(std::mem::size_of::<$name>() == $size);
             impl $name {
+                /// The struct's layout (its entry in [`STRUCTS`]).
+                pub const LAYOUT: StructLayout = StructLayout {
+                    c_name: $cname, size: $size, doc: concat!($($doc),+),
+                    fields: &[ $( FieldLayout {
+                        name: stringify!($field), c_type: $cty,
+                        offset: std::mem::offset_of!($name, $field), doc: $fdoc,
+                    } ),* ],
+                };
                 /// The struct's bytes as the kernel sees them.
                 pub fn as_bytes(&self) -> &[u8] {
                     // SAFETY: repr(C), only integer fields and explicit padding fields, so
@@ -54,13 +62,7 @@ macro_rules! layouts {
             }
         )*
         /// Every shared struct, in declaration order (the order of `layout.h`).
-        pub const STRUCTS: &[StructLayout] = &[ $( StructLayout {
-            c_name: $cname, size: $size, doc: concat!($($doc),+),
-            fields: &[ $( FieldLayout {
-                name: stringify!($field), c_type: $cty,
-                offset: std::mem::offset_of!($name, $field), doc: $fdoc,
-            } ),* ],
-        } ),* ];
+        pub const STRUCTS: &[StructLayout] = &[ $( $name::LAYOUT ),* ];
     };
 }
 

@@ -1,4 +1,4 @@
-//! Datapath code generation: the shared key/value layouts, per-endpoint headers (askama), map
+//! Datapath code generation: the shared key/value layouts and the map table, per-endpoint headers (askama), map
 //! images, the clang driver and templated objects. Entry point: [`generate::Generator`].
 
 pub mod clang;
@@ -9,6 +9,7 @@ pub mod headers;
 pub mod image;
 pub mod ipcache;
 pub mod layout;
+pub mod maps;
 pub mod output;
 pub mod reasons;
 pub mod rules;

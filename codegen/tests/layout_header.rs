@@ -1,22 +1,32 @@
-//! The checked-in `bpf-templates/include/layout.h` must equal the header generated from the Rust
-//! layouts. Regenerate with `UPDATE_LAYOUT=1 cargo test -p codegen --test layout_header`.
+//! The checked-in headers generated from Rust, `bpf-templates/include/layout.h` (the layouts)
+//! and `bpf-templates/include/maps.h` (the map table), must equal the generated ones.
+//! Regenerate both with `UPDATE_LAYOUT=1 cargo test -p codegen --test layout_header`.
 
 use std::path::PathBuf;
 
-#[test]
-fn checked_in_layout_header_is_generated_one() {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../bpf-templates/include/layout.h");
-    let generated = codegen::layout::render_c_header();
+fn check_generated(file: &str, generated: &str) {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../bpf-templates/include")
+        .join(file);
     if std::env::var_os("UPDATE_LAYOUT").is_some() {
-        std::fs::write(&path, &generated).expect("write layout.h");
+        std::fs::write(&path, generated).expect("write the header");
     }
-    let on_disk = std::fs::read_to_string(&path).expect("read layout.h");
+    let on_disk = std::fs::read_to_string(&path).expect("read the header");
     assert!(
         on_disk == generated,
-        "bpf-templates/include/layout.h is stale; run UPDATE_LAYOUT=1 cargo test -p codegen --test layout_header"
+        "bpf-templates/include/{file} is stale; run UPDATE_LAYOUT=1 cargo test -p codegen --test layout_header"
     );
 }
 
+#[test]
+fn checked_in_layout_header_is_generated_one() {
+    check_generated("layout.h", &codegen::layout::render_c_header());
+}
+
+#[test]
+fn checked_in_maps_header_is_generated_one() {
+    check_generated("maps.h", &codegen::maps::render_c_header());
+}
 /// Size and alignment of a C field type: integers, or a shared struct (by its layout).
 fn size_align(c_type: &str) -> (usize, usize) {
     if let Some(name) = c_type.strip_prefix("struct ") {

@@ -1,0 +1,512 @@
+//! The one table of the datapath's maps: name, BPF map type, key and value layout, flags, where
+//! the size comes from, the compile-time switches a map sits under and where it is pinned.
+//! `bpf-templates/include/maps.h` is generated from it ([`render_c_header`]; a test keeps the
+//! checked-in header equal to the generated one) with a `_Static_assert` on each map's key and
+//! value size; the image writer, the loader and the agent take names and shapes from here.
+
+use crate::endpoint::MapSizes;
+use crate::layout::{
+    AddrKey, AddrValue, Ct4Key, Ct6Key, CtValue, EpState, Fc4Slot, Fc6Slot, IpcacheHostKey,
+    IpcacheKey, IpcacheValue, MetricsValue, NodeState, PolicyKey, PolicyRangeKey, PolicyValue,
+    StructLayout,
+};
+use std::fmt::Write;
+
+/// Longest BPF object name the kernel keeps (BPF_OBJ_NAME_LEN - 1).
+pub const MAX_NAME_LEN: usize = 15;
+
+/// `BPF_MAP_TYPE_*` of a map.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MapType {
+    Hash,
+    Array,
+    PercpuArray,
+    LruHash,
+    LpmTrie,
+    Ringbuf,
+}
+
+impl MapType {
+    /// The kernel's number for the type (`enum bpf_map_type`).
+    pub const fn id(self) -> u32 {
+        match self {
+            MapType::Hash => 1,
+            MapType::Array => 2,
+            MapType::PercpuArray => 6,
+            MapType::LruHash => 9,
+            MapType::LpmTrie => 11,
+            MapType::Ringbuf => 27,
+        }
+    }
+
+    /// The C constant.
+    pub const fn c_name(self) -> &'static str {
+        match self {
+            MapType::Hash => "BPF_MAP_TYPE_HASH",
+            MapType::Array => "BPF_MAP_TYPE_ARRAY",
+            MapType::PercpuArray => "BPF_MAP_TYPE_PERCPU_ARRAY",
+            MapType::LruHash => "BPF_MAP_TYPE_LRU_HASH",
+            MapType::LpmTrie => "BPF_MAP_TYPE_LPM_TRIE",
+            MapType::Ringbuf => "BPF_MAP_TYPE_RINGBUF",
+        }
+    }
+}
+
+/// The type of a map's key or value.
+#[derive(Clone, Copy, Debug)]
+pub enum Slot {
+    /// No key or value (ring buffers).
+    None,
+    U32,
+    U64,
+    /// A shared struct of `layout.rs`.
+    Struct(&'static StructLayout),
+}
+
+impl Slot {
+    /// Size in bytes (0 for [`Slot::None`]).
+    pub const fn size(&self) -> usize {
+        match self {
+            Slot::None => 0,
+            Slot::U32 => 4,
+            Slot::U64 => 8,
+            Slot::Struct(s) => s.size,
+        }
+    }
+
+    /// The C type, `None` for [`Slot::None`].
+    pub fn c_type(&self) -> Option<String> {
+        match self {
+            Slot::None => None,
+            Slot::U32 => Some("__u32".into()),
+            Slot::U64 => Some("__u64".into()),
+            Slot::Struct(s) => Some(format!("struct {}", s.c_name)),
+        }
+    }
+}
+
+/// Where a map's `max_entries` comes from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MaxEntries {
+    /// [`MapSizes::policy_map`] (`POLICY_MAP_SIZE`).
+    PolicyMap,
+    /// [`MapSizes::ct_map`] (`CT_MAP_SIZE`).
+    CtMap,
+    /// [`MapSizes::addr_map`] (`ADDR_MAP_SIZE`).
+    AddrMap,
+    /// [`MapSizes::ipcache_map`] (`IPCACHE_MAP_SIZE`).
+    IpcacheMap,
+    /// [`MapSizes::flow_cache`] (`FLOW_CACHE_SLOTS`).
+    FlowCacheSlots,
+    /// [`MapSizes::events_ringbuf`] bytes (`EVENTS_RINGBUF_SIZE`).
+    EventsRingbuf,
+    /// [`crate::layout::METRICS_ENTRIES`].
+    Metrics,
+    /// One entry.
+    One,
+}
+
+impl MaxEntries {
+    /// The C expression in the map definition.
+    pub const fn c_expr(self) -> &'static str {
+        match self {
+            MaxEntries::PolicyMap => "POLICY_MAP_SIZE",
+            MaxEntries::CtMap => "CT_MAP_SIZE",
+            MaxEntries::AddrMap => "ADDR_MAP_SIZE",
+            MaxEntries::IpcacheMap => "IPCACHE_MAP_SIZE",
+            MaxEntries::FlowCacheSlots => "FLOW_CACHE_SLOTS",
+            MaxEntries::EventsRingbuf => "EVENTS_RINGBUF_SIZE",
+            MaxEntries::Metrics => "METRICS_ENTRIES",
+            MaxEntries::One => "1",
+        }
+    }
+
+    /// The value for objects built with `sizes`.
+    pub const fn of(self, sizes: &MapSizes) -> u32 {
+        match self {
+            MaxEntries::PolicyMap => sizes.policy_map,
+            MaxEntries::CtMap => sizes.ct_map,
+            MaxEntries::AddrMap => sizes.addr_map,
+            MaxEntries::IpcacheMap => sizes.ipcache_map,
+            MaxEntries::FlowCacheSlots => sizes.flow_cache,
+            MaxEntries::EventsRingbuf => sizes.events_ringbuf,
+            MaxEntries::Metrics => crate::layout::METRICS_ENTRIES,
+            MaxEntries::One => 1,
+        }
+    }
+}
+
+/// Where a map is pinned, so that it outlives a program replacement (runtime-loader's layout).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Pin {
+    /// Under the node: one map shared by every endpoint's programs.
+    Node,
+    /// Under the endpoint: shared by its two programs and kept across reloads.
+    Endpoint,
+    /// Not pinned: a new program starts with an empty map.
+    None,
+}
+
+/// A preprocessor condition a map definition sits under.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Cond {
+    /// The opening line, e.g. `#ifdef ENABLE_CT`.
+    pub open: &'static str,
+    /// A macro defined to 1 right after the opening line (the rest of the program tests it).
+    pub define: Option<&'static str>,
+    /// Why the condition exists (a C comment after the opening line).
+    pub doc: &'static str,
+}
+
+const PORT_RANGES: Cond = Cond {
+    open: "#ifdef ENABLE_PORT_RANGES",
+    define: None,
+    doc: "",
+};
+const ADDR_MATCH: Cond = Cond {
+    open: "#ifdef ENABLE_ADDR_MATCH",
+    define: None,
+    doc: "",
+};
+const CT: Cond = Cond {
+    open: "#ifdef ENABLE_CT",
+    define: None,
+    doc: "",
+};
+const IPV4: Cond = Cond {
+    open: "#ifdef ENABLE_IPV4",
+    define: None,
+    doc: "",
+};
+const IPV6: Cond = Cond {
+    open: "#ifdef ENABLE_IPV6",
+    define: None,
+    doc: "",
+};
+const FLOW_CACHE: Cond = Cond {
+    open: "#if FLOW_CACHE_SLOTS > 0",
+    define: Some("ENABLE_FLOW_CACHE"),
+    doc: "Per-CPU flow cache in front of CT (flowcache.h): direct-mapped slots.",
+};
+const DENY_CACHE: Cond = Cond {
+    open: "#if FLOW_CACHE_DENY",
+    define: Some("ENABLE_DENY_CACHE"),
+    doc: "Deny slots (flowcache.h) need BPF atomics with fetch (Linux 5.12).",
+};
+
+/// One map of the datapath.
+#[derive(Debug)]
+pub struct MapDef {
+    /// The map's name in the object, its pin file name and its name in map images.
+    pub name: &'static str,
+    pub doc: &'static str,
+    pub map_type: MapType,
+    pub key: Slot,
+    pub value: Slot,
+    pub max_entries: MaxEntries,
+    /// `BPF_F_NO_PREALLOC`: entries are allocated as they are inserted.
+    pub no_prealloc: bool,
+    pub pin: Pin,
+    /// The conditions the definition sits under, outermost first (none: always present).
+    pub conds: &'static [&'static Cond],
+}
+
+impl MapDef {
+    /// `map_flags` of the definition.
+    pub const fn flags(&self) -> u32 {
+        if self.no_prealloc {
+            BPF_F_NO_PREALLOC
+        } else {
+            0
+        }
+    }
+}
+
+/// `BPF_F_NO_PREALLOC`.
+pub const BPF_F_NO_PREALLOC: u32 = 1;
+
+pub const POLICY: MapDef = MapDef {
+    name: "cp_policy",
+    doc: "Per-endpoint policy: (identity, direction, protocol, port or wildcard) -> verdict + counters. Not preallocated (as Cilium's policy maps by default): an endpoint pays for the entries it has, not for POLICY_MAP_SIZE of them (1.5 MB each at 16,384); lookups cost the same.",
+    map_type: MapType::Hash,
+    key: Slot::Struct(&PolicyKey::LAYOUT),
+    value: Slot::Struct(&PolicyValue::LAYOUT),
+    max_entries: MaxEntries::PolicyMap,
+    no_prealloc: true,
+    pin: Pin::Endpoint,
+    conds: &[],
+};
+pub const POLICY_RANGES: MapDef = MapDef {
+    name: "cp_policy_rng",
+    doc: "Port ranges of the policy (aligned power-of-two blocks), consulted after the exact port.",
+    map_type: MapType::LpmTrie,
+    key: Slot::Struct(&PolicyRangeKey::LAYOUT),
+    value: Slot::Struct(&PolicyValue::LAYOUT),
+    max_entries: MaxEntries::PolicyMap,
+    no_prealloc: true,
+    pin: Pin::Endpoint,
+    conds: &[&PORT_RANGES],
+};
+pub const IPCACHE_HOST: MapDef = MapDef {
+    name: "cp_ipcache_host",
+    doc: "Node-wide ipcache (shared by every endpoint's program), host addresses -> identity.",
+    map_type: MapType::Hash,
+    key: Slot::Struct(&IpcacheHostKey::LAYOUT),
+    value: Slot::Struct(&IpcacheValue::LAYOUT),
+    max_entries: MaxEntries::IpcacheMap,
+    no_prealloc: true,
+    pin: Pin::Node,
+    conds: &[],
+};
+pub const IPCACHE: MapDef = MapDef {
+    name: "cp_ipcache",
+    doc: "Node-wide ipcache, prefixes shorter than a host address -> identity (looked up after cp_ipcache_host).",
+    map_type: MapType::LpmTrie,
+    key: Slot::Struct(&IpcacheKey::LAYOUT),
+    value: Slot::Struct(&IpcacheValue::LAYOUT),
+    max_entries: MaxEntries::IpcacheMap,
+    no_prealloc: true,
+    pin: Pin::Node,
+    conds: &[],
+};
+pub const ADDR: MapDef = MapDef {
+    name: "cp_addr",
+    doc: "Address classes of NetworkPolicy ipBlock peers: prefix -> class id (a policy-map identity).",
+    map_type: MapType::LpmTrie,
+    key: Slot::Struct(&AddrKey::LAYOUT),
+    value: Slot::Struct(&AddrValue::LAYOUT),
+    max_entries: MaxEntries::AddrMap,
+    no_prealloc: true,
+    pin: Pin::Endpoint,
+    conds: &[&ADDR_MATCH],
+};
+pub const CT4: MapDef = MapDef {
+    name: "cp_ct4",
+    doc: "IPv4 connection tracking of the endpoint, shared by its two programs.",
+    map_type: MapType::LruHash,
+    key: Slot::Struct(&Ct4Key::LAYOUT),
+    value: Slot::Struct(&CtValue::LAYOUT),
+    max_entries: MaxEntries::CtMap,
+    no_prealloc: false,
+    pin: Pin::Endpoint,
+    conds: &[&CT, &IPV4],
+};
+pub const CT6: MapDef = MapDef {
+    name: "cp_ct6",
+    doc: "IPv6 connection tracking of the endpoint, shared by its two programs.",
+    map_type: MapType::LruHash,
+    key: Slot::Struct(&Ct6Key::LAYOUT),
+    value: Slot::Struct(&CtValue::LAYOUT),
+    max_entries: MaxEntries::CtMap,
+    no_prealloc: false,
+    pin: Pin::Endpoint,
+    conds: &[&CT, &IPV6],
+};
+pub const FC4: MapDef = MapDef {
+    name: "cp_fc4",
+    doc: "IPv4 flow-cache slots per CPU. Not pinned: a new program starts with an empty cache.",
+    map_type: MapType::PercpuArray,
+    key: Slot::U32,
+    value: Slot::Struct(&Fc4Slot::LAYOUT),
+    max_entries: MaxEntries::FlowCacheSlots,
+    no_prealloc: false,
+    pin: Pin::None,
+    conds: &[&CT, &FLOW_CACHE, &IPV4],
+};
+pub const FC6: MapDef = MapDef {
+    name: "cp_fc6",
+    doc: "IPv6 flow-cache slots per CPU. Not pinned: a new program starts with an empty cache.",
+    map_type: MapType::PercpuArray,
+    key: Slot::U32,
+    value: Slot::Struct(&Fc6Slot::LAYOUT),
+    max_entries: MaxEntries::FlowCacheSlots,
+    no_prealloc: false,
+    pin: Pin::None,
+    conds: &[&CT, &FLOW_CACHE, &IPV6],
+};
+pub const CTGEN: MapDef = MapDef {
+    name: "cp_ctgen",
+    doc: "Per bucket (the flow-cache slot index, both families): how many CT entries were created with a key of that bucket; shared by every CPU and pinned with the CT maps.",
+    map_type: MapType::Array,
+    key: Slot::U32,
+    value: Slot::U64,
+    max_entries: MaxEntries::FlowCacheSlots,
+    no_prealloc: false,
+    pin: Pin::Endpoint,
+    conds: &[&CT, &FLOW_CACHE, &DENY_CACHE],
+};
+pub const NODE: MapDef = MapDef {
+    name: "cp_node",
+    doc: "Node-wide state (shared and pinned like the ipcache): the ipcache generation.",
+    map_type: MapType::Array,
+    key: Slot::U32,
+    value: Slot::Struct(&NodeState::LAYOUT),
+    max_entries: MaxEntries::One,
+    no_prealloc: false,
+    pin: Pin::Node,
+    conds: &[],
+};
+pub const STATE: MapDef = MapDef {
+    name: "cp_state",
+    doc: "Runtime state: policy revision, CT timeouts, event mask.",
+    map_type: MapType::Array,
+    key: Slot::U32,
+    value: Slot::Struct(&EpState::LAYOUT),
+    max_entries: MaxEntries::One,
+    no_prealloc: false,
+    pin: Pin::Endpoint,
+    conds: &[],
+};
+pub const METRICS: MapDef = MapDef {
+    name: "cp_metrics",
+    doc: "Per-CPU packet/byte counters by direction and reason (0 = forwarded).",
+    map_type: MapType::PercpuArray,
+    key: Slot::U32,
+    value: Slot::Struct(&MetricsValue::LAYOUT),
+    max_entries: MaxEntries::Metrics,
+    no_prealloc: false,
+    pin: Pin::Endpoint,
+    conds: &[],
+};
+pub const EVENTS: MapDef = MapDef {
+    name: "cp_events",
+    doc: "Drop and verdict events for `monitor` (ring buffer of struct event).",
+    map_type: MapType::Ringbuf,
+    key: Slot::None,
+    value: Slot::None,
+    max_entries: MaxEntries::EventsRingbuf,
+    no_prealloc: false,
+    pin: Pin::Node,
+    conds: &[],
+};
+
+/// Every map, in the order of `maps.h`.
+pub const MAPS: &[&MapDef] = &[
+    &POLICY,
+    &POLICY_RANGES,
+    &IPCACHE_HOST,
+    &IPCACHE,
+    &ADDR,
+    &CT4,
+    &CT6,
+    &FC4,
+    &FC6,
+    &CTGEN,
+    &NODE,
+    &STATE,
+    &METRICS,
+    &EVENTS,
+];
+
+const _: () = {
+    let mut i = 0;
+    while i < MAPS.len() {
+        assert!(MAPS[i].name.len() <= MAX_NAME_LEN, "map name too long");
+        i += 1;
+    }
+};
+
+/// The map called `name`.
+pub fn by_name(name: &str) -> Option<&'static MapDef> {
+    MAPS.iter().copied().find(|m| m.name == name)
+}
+
+/// The maps pinned at `pin`, in table order.
+pub fn pinned(pin: Pin) -> impl Iterator<Item = &'static MapDef> {
+    MAPS.iter().copied().filter(move |m| m.pin == pin)
+}
+
+/// Renders `bpf-templates/include/maps.h`.
+pub fn render_c_header() -> String {
+    let mut out = String::new();
+    out.push_str("/* Generated by codegen/src/maps.rs (render_c_header); do not edit. */\n");
+    out.push_str(
+        "/* The datapath's maps (BTF-style definitions aya loads). Sizes come from the endpoint and\n * node headers; layouts from layout.h. */\n",
+    );
+    out.push_str("#ifndef CP_MAPS_H\n#define CP_MAPS_H\n");
+    let mut open: Vec<&Cond> = Vec::new();
+    for m in MAPS {
+        let common = open
+            .iter()
+            .zip(m.conds.iter())
+            .take_while(|(a, b)| a == b)
+            .count();
+        while open.len() > common {
+            open.pop();
+            out.push_str("#endif\n");
+        }
+        for c in &m.conds[common..] {
+            let _ = writeln!(out, "\n{}", c.open);
+            if !c.doc.is_empty() {
+                let _ = writeln!(out, "/* {} */", c.doc);
+            }
+            if let Some(d) = c.define {
+                let _ = writeln!(out, "#define {d} 1");
+            }
+            open.push(c);
+        }
+        render_map(&mut out, m);
+    }
+    for _ in open {
+        out.push_str("#endif\n");
+    }
+    out.push_str("\n#endif /* CP_MAPS_H */\n");
+    out
+}
+
+fn render_map(out: &mut String, m: &MapDef) {
+    let _ = writeln!(out, "\n/* {} */\nstruct {{", m.doc);
+    let _ = writeln!(out, "\t__uint(type, {});", m.map_type.c_name());
+    for (what, slot) in [("key", &m.key), ("value", &m.value)] {
+        if let Some(t) = slot.c_type() {
+            let _ = writeln!(out, "\t__type({what}, {t});");
+        }
+    }
+    let _ = writeln!(out, "\t__uint(max_entries, {});", m.max_entries.c_expr());
+    if m.no_prealloc {
+        out.push_str("\t__uint(map_flags, BPF_F_NO_PREALLOC);\n");
+    }
+    let _ = writeln!(out, "}} {} SEC(\".maps\");", m.name);
+    for (what, slot) in [("key", &m.key), ("value", &m.value)] {
+        if !matches!(slot, Slot::None) {
+            let _ = writeln!(
+                out,
+                "_Static_assert(sizeof(*{name}.{what}) == {size}, \"{name} {what} size\");",
+                name = m.name,
+                size = slot.size()
+            );
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_unique() {
+        let mut names: Vec<_> = MAPS.iter().map(|m| m.name).collect();
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(names.len(), MAPS.len());
+    }
+
+    #[test]
+    fn every_map_is_closed_and_guarded_as_listed() {
+        let h = render_c_header();
+        assert_eq!(h.matches("#if").count(), h.matches("#endif").count());
+        let fc6 = h.find("} cp_fc6 SEC").unwrap();
+        let before = &h[..fc6];
+        let opened = |line: &str| before.rfind(line).unwrap();
+        assert!(opened("#ifdef ENABLE_IPV6") > opened("#if FLOW_CACHE_SLOTS > 0"));
+        assert!(opened("#if FLOW_CACHE_SLOTS > 0") > opened("#ifdef ENABLE_CT"));
+    }
+
+    #[test]
+    fn sizes_follow_map_sizes() {
+        let sizes = MapSizes::default();
+        assert_eq!(POLICY.max_entries.of(&sizes), sizes.policy_map);
+        assert_eq!(EVENTS.max_entries.of(&sizes), sizes.events_ringbuf);
+        assert_eq!(STATE.max_entries.of(&sizes), 1);
+    }
+}
