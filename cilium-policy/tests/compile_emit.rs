@@ -57,8 +57,12 @@ fn no_deny_cache_builds_objects_for_linux_5_10() {
     for ep in &manifest.endpoints {
         let obj = std::fs::read(out.join(&ep.object)).unwrap();
         let maps = runtime_loader::pins::object_maps(&obj).unwrap();
-        assert!(!maps.contains_key("cp_ctgen"), "{}: no deny slots", ep.name);
-        cached += usize::from(maps.contains_key("cp_fc4"));
+        assert!(
+            !maps.contains_key(codegen::maps::CTGEN.name),
+            "{}: no deny slots",
+            ep.name
+        );
+        cached += usize::from(maps.contains_key(codegen::maps::FC4.name));
     }
     assert!(cached > 0, "the flow cache itself stays");
 }

@@ -234,10 +234,17 @@ fn root_generated_policies_match_trace_on_real_sockets() {
         let path = entry.unwrap().path();
         if path.extension().is_some_and(|e| e == "o") {
             let maps = runtime_loader::pins::object_maps(&std::fs::read(&path).unwrap()).unwrap();
-            for fc in ["cp_fc4", "cp_fc6"].iter().filter_map(|m| maps.get(*m)) {
+            for fc in [codegen::maps::FC4.name, codegen::maps::FC6.name]
+                .iter()
+                .filter_map(|m| maps.get(*m))
+            {
                 assert_eq!(fc.max_entries, 1, "{}", path.display());
                 // This kernel has BPF atomics with fetch: the deny slots are compiled in.
-                assert!(maps.contains_key("cp_ctgen"), "{}", path.display());
+                assert!(
+                    maps.contains_key(codegen::maps::CTGEN.name),
+                    "{}",
+                    path.display()
+                );
                 compiled += 1;
             }
         }

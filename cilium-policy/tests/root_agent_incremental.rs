@@ -9,6 +9,7 @@ mod agent_harness;
 
 use agent_harness::{setup, Agent};
 use codegen::layout::EpState;
+use codegen::maps;
 use runtime_loader::probe::{tcp_ok, PASS_WAIT};
 use runtime_loader::testkit::require_root;
 use runtime_loader::RawMap;
@@ -28,14 +29,14 @@ fn pin(agent: &Agent, id: u16, name: &str) -> PathBuf {
 /// Endpoint `id`'s policy-map entries (verdicts and rule ids, without the counters) and the
 /// policy revision its `cp_state` holds.
 fn snapshot(agent: &Agent, id: u16) -> (Vec<(Vec<u8>, Vec<u8>)>, u32) {
-    let policy = RawMap::open_pinned(&pin(agent, id, "cp_policy"))
+    let policy = RawMap::open_pinned(&pin(agent, id, maps::POLICY.name))
         .expect("policy map")
         .entries()
         .expect("policy entries")
         .into_iter()
         .map(|(k, v)| (k, v[..8].to_vec()))
         .collect();
-    let state = RawMap::open_pinned(&pin(agent, id, "cp_state"))
+    let state = RawMap::open_pinned(&pin(agent, id, maps::STATE.name))
         .expect("state map")
         .lookup(&0u32.to_ne_bytes())
         .expect("state lookup")

@@ -22,7 +22,10 @@ const APP1: &str = r#"[{"endpointSelector": {"matchLabels": {"id": "app1"}},
 
 fn ipcache_gen(agent: &Agent) -> u32 {
     let (bpffs, _) = agent.datapath.as_ref().expect("agent with a datapath");
-    let pin = bpffs.path.join("cilium-policy/node0/maps/cp_node");
+    let pin = bpffs
+        .path
+        .join("cilium-policy/node0/maps")
+        .join(codegen::maps::NODE.name);
     RawMap::open_pinned(&pin)
         .expect("cp_node pinned")
         .lookup(&0u32.to_ne_bytes())

@@ -20,6 +20,7 @@ use crate::layout::{
     AddrKey, AddrValue, IpcacheHostKey, IpcacheKey, IpcacheValue, PolicyKey, PolicyRangeKey,
     PolicyValue,
 };
+use crate::maps::{self, MapDef};
 use sha2::{Digest, Sha256};
 
 pub const MAGIC: &[u8; 8] = b"CPMAPIMG";
@@ -56,27 +57,40 @@ impl ImageKind {
     pub fn from_code(c: u16) -> Option<ImageKind> {
         Self::ALL.into_iter().find(|k| k.code() == c)
     }
-    /// The map this image fills (names in `bpf-templates/include/maps.h`).
-    pub fn map_name(self) -> &'static str {
+    /// The map this image fills.
+    pub fn map(self) -> &'static MapDef {
         match self {
-            ImageKind::Policy => "cp_policy",
-            ImageKind::Ipcache => "cp_ipcache",
-            ImageKind::Addr => "cp_addr",
-            ImageKind::IpcacheHost => "cp_ipcache_host",
-            ImageKind::PolicyRanges => "cp_policy_rng",
+            ImageKind::Policy => &maps::POLICY,
+            ImageKind::Ipcache => &maps::IPCACHE,
+            ImageKind::Addr => &maps::ADDR,
+            ImageKind::IpcacheHost => &maps::IPCACHE_HOST,
+            ImageKind::PolicyRanges => &maps::POLICY_RANGES,
         }
+    }
+    /// The name of the map this image fills.
+    pub fn map_name(self) -> &'static str {
+        self.map().name
     }
     /// (key size, value size) of the kernel layout.
     pub fn sizes(self) -> (usize, usize) {
-        match self {
-            ImageKind::Policy => (size_of::<PolicyKey>(), size_of::<PolicyValue>()),
-            ImageKind::Ipcache => (size_of::<IpcacheKey>(), size_of::<IpcacheValue>()),
-            ImageKind::Addr => (size_of::<AddrKey>(), size_of::<AddrValue>()),
-            ImageKind::IpcacheHost => (size_of::<IpcacheHostKey>(), size_of::<IpcacheValue>()),
-            ImageKind::PolicyRanges => (size_of::<PolicyRangeKey>(), size_of::<PolicyValue>()),
-        }
+        let m = self.map();
+        (m.key.size(), m.value.size())
     }
 }
+
+// The typed entries the images are built from have the sizes of the maps they fill.
+const _: () = {
+    assert!(maps::POLICY.key.size() == size_of::<PolicyKey>());
+    assert!(maps::POLICY.value.size() == size_of::<PolicyValue>());
+    assert!(maps::POLICY_RANGES.key.size() == size_of::<PolicyRangeKey>());
+    assert!(maps::POLICY_RANGES.value.size() == size_of::<PolicyValue>());
+    assert!(maps::IPCACHE.key.size() == size_of::<IpcacheKey>());
+    assert!(maps::IPCACHE.value.size() == size_of::<IpcacheValue>());
+    assert!(maps::IPCACHE_HOST.key.size() == size_of::<IpcacheHostKey>());
+    assert!(maps::IPCACHE_HOST.value.size() == size_of::<IpcacheValue>());
+    assert!(maps::ADDR.key.size() == size_of::<AddrKey>());
+    assert!(maps::ADDR.value.size() == size_of::<AddrValue>());
+};
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum ImageError {

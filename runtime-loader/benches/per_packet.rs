@@ -17,6 +17,7 @@ use aya::programs::SchedClassifier;
 use codegen::clang::{Clang, ObjectCache};
 use codegen::entries::EndpointEntries;
 use codegen::ipcache::ipcache_images;
+use codegen::maps;
 use codegen::template::Globals;
 use codegen::{headers, testkit, EndpointConfig, Features, MapSizes};
 use criterion::{criterion_group, criterion_main, Criterion};
@@ -244,12 +245,12 @@ fn measure_established(c: &mut Criterion, label: &str, prog: &SchedClassifier, s
 fn measure_events_drained(c: &mut Criterion, entries: u32, denied: &PacketSpec) {
     use std::sync::atomic::{AtomicBool, Ordering};
     let fs = runtime_loader::testkit::PrivateBpffs::new();
-    let pin = fs.path.join("cp_events");
+    let pin = fs.path.join(maps::EVENTS.name);
     let dp = datapath_pinned(
         entries,
         &MapSizes::default(),
         false,
-        vec![("cp_events", pin.clone())],
+        vec![(maps::EVENTS.name, pin.clone())],
     );
     dp.set_state(&default_state()).unwrap();
     let stop = std::sync::Arc::new(AtomicBool::new(false));

@@ -20,7 +20,7 @@ use std::path::{Path, PathBuf};
 pub const PROG_FROM_CONTAINER: &str = "cil_from_container";
 pub const PROG_TO_CONTAINER: &str = "cil_to_container";
 /// The endpoint state map (one entry).
-pub const STATE_MAP: &str = "cp_state";
+pub const STATE_MAP: &str = codegen::maps::STATE.name;
 
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {

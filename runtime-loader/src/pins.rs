@@ -10,6 +10,8 @@
 //! when it has not written it yet). Programs still attached keep using the old map until they
 //! are replaced; nothing they enforce changes in between.
 
+use codegen::maps::{MapDef, MapType};
+use codegen::MapSizes;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
@@ -46,9 +48,20 @@ pub struct Shape {
     pub flags: u32,
 }
 
-const RINGBUF: u32 = 27; // BPF_MAP_TYPE_RINGBUF
+const RINGBUF: u32 = MapType::Ringbuf.id();
 
 impl Shape {
+    /// The shape the map table gives `map` in objects built with `sizes`.
+    pub fn of(map: &MapDef, sizes: &MapSizes) -> Shape {
+        Shape {
+            map_type: map.map_type.id(),
+            key_size: map.key.size() as u32,
+            value_size: map.value.size() as u32,
+            max_entries: map.max_entries.of(sizes),
+            flags: map.flags(),
+        }
+    }
+
     /// What differs from `want`, or `None` when a map of this shape can be reused. A ring
     /// buffer's size is rounded by the loader to a page multiple, so only its type is compared.
     fn mismatch(&self, want: &Shape) -> Option<String> {

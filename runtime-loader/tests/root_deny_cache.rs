@@ -10,6 +10,7 @@ mod common;
 
 use codegen::ipcache::ipcache_images;
 use codegen::layout::{MetricsValue, NodeState, PolicyKey, PolicyValue};
+use codegen::maps;
 use common::datapath::{
     drain_events, fc4_deny_slots, ip, run, slow_setup, slow_setup_with_events, slow_state, tcp,
     FRIEND,
@@ -30,7 +31,7 @@ fn deny_slots(dp: &Datapath) -> Vec<(u32, u32, u32)> {
 
 /// Packets counted as dropped by policy (DROP_POLICY) in direction `dir`, every CPU.
 fn policy_drops(dp: &Datapath, dir: u32) -> u64 {
-    let map = dp.map("cp_metrics").unwrap();
+    let map = dp.map(maps::METRICS.name).unwrap();
     let v = map
         .lookup(&(dir * 256 + DROP_POLICY).to_ne_bytes())
         .unwrap()
@@ -53,7 +54,7 @@ fn allow_tcp(dp: &Datapath, identity: u32, port: u16) {
         rule_id: 99,
         ..Default::default()
     };
-    let map = dp.map("cp_policy").unwrap();
+    let map = dp.map(maps::POLICY.name).unwrap();
     map.update(key.as_bytes(), value.as_bytes()).unwrap();
 }
 
@@ -62,7 +63,7 @@ fn set_ipcache_gen(dp: &Datapath, gen: u32) {
         ipcache_gen: gen,
         pad: 0,
     };
-    let map = dp.map("cp_node").unwrap();
+    let map = dp.map(maps::NODE.name).unwrap();
     map.update(&0u32.to_ne_bytes(), node.as_bytes()).unwrap();
 }
 

@@ -15,6 +15,7 @@ use codegen::layout::{
     POLICY_HAS_PORTS, POLICY_KIND_ALL, POLICY_KIND_EXACT, POLICY_KIND_PORTS, POLICY_KIND_RANGE,
     VERDICT_ALLOW, VERDICT_DENY,
 };
+use codegen::maps;
 use common::datapath::{
     drain_events, fc4_deny_slots, run, slow_setup, slow_setup_with_events, slow_state, tcp, FOE,
     FRIEND,
@@ -36,12 +37,12 @@ fn foe_deny() -> PolicyKey {
 }
 
 fn policy_value(dp: &Datapath, key: &PolicyKey) -> PolicyValue {
-    let map = dp.map("cp_policy").unwrap();
+    let map = dp.map(maps::POLICY.name).unwrap();
     PolicyValue::from_bytes(&map.lookup(key.as_bytes()).unwrap().expect("entry")).unwrap()
 }
 
 fn set_policy_value(dp: &Datapath, key: &PolicyKey, value: &PolicyValue) {
-    let map = dp.map("cp_policy").unwrap();
+    let map = dp.map(maps::POLICY.name).unwrap();
     map.update(key.as_bytes(), value.as_bytes()).unwrap();
 }
 
@@ -129,7 +130,7 @@ fn root_deny_entry_cache_revision_bump_sees_a_removed_deny() {
 /// Turns the friend's 8080-8087 block into a deny (rule 42) and adds a deny of every UDP port
 /// (rule 43), with the flag on the friend's lookup marker that says it has such a key.
 fn friend_denies(dp: &Datapath) -> (PolicyRangeKey, PolicyKey) {
-    let rng = dp.map("cp_policy_rng").unwrap();
+    let rng = dp.map(maps::POLICY_RANGES.name).unwrap();
     let block = PolicyRangeKey {
         prefixlen: 48 + 13,
         identity: FRIEND,
@@ -244,7 +245,7 @@ fn root_deny_entry_cache_reports_the_same_events_for_every_kind_of_key() {
         protocol: 6,
         dport_be: 8086u16.to_be(),
     };
-    let rng = dp.map("cp_policy_rng").unwrap();
+    let rng = dp.map(maps::POLICY_RANGES.name).unwrap();
     let block_value = PolicyValue::from_bytes(&rng.lookup(block.as_bytes()).unwrap().unwrap());
     assert_eq!(block_value.unwrap().packets, 1, "port block");
     assert_eq!(policy_value(&dp, &udp).packets, 1, "every UDP port");

@@ -5,6 +5,7 @@
 
 mod common;
 
+use codegen::maps;
 use common::datapath::{run, setup_pinned, tcp};
 use ir::Direction;
 use std::os::fd::AsRawFd;
@@ -25,9 +26,9 @@ fn root_events_wake_a_sleeping_reader_once_half_the_ring_is_unread() {
         RECORD
     );
     let fs = runtime_loader::testkit::PrivateBpffs::new();
-    let pin = fs.path.join("cp_events");
+    let pin = fs.path.join(maps::EVENTS.name);
     let sizes = codegen::MapSizes::default();
-    let dp = setup_pinned(false, &sizes, vec![("cp_events", pin.clone())]).expect("root");
+    let dp = setup_pinned(false, &sizes, vec![(maps::EVENTS.name, pin.clone())]).expect("root");
     let data = aya::maps::MapData::from_pin(&pin).unwrap();
     let ring = aya::maps::RingBuf::try_from(aya::maps::Map::RingBuf(data)).unwrap();
     let fd = ring.as_raw_fd();

@@ -12,6 +12,7 @@
 mod common;
 
 use codegen::layout::{Ct4Key, Ct6Key, CtValue, Fc4Slot, Fc6Slot, CT_CLOSING};
+use codegen::maps;
 use codegen::MapSizes;
 use common::datapath::{revoke_port_80, run, slow_hz, slow_setup_sized, slow_state, tcp};
 use ir::Direction;
@@ -75,8 +76,8 @@ fn conn(p: &PacketSpec) -> Conn {
     assert_eq!(key.len(), want, "CT key layout");
     Conn {
         key,
-        ct_map: if v4 { "cp_ct4" } else { "cp_ct6" },
-        fc_map: if v4 { "cp_fc4" } else { "cp_fc6" },
+        ct_map: if v4 { maps::CT4.name } else { maps::CT6.name },
+        fc_map: if v4 { maps::FC4.name } else { maps::FC6.name },
     }
 }
 

@@ -3,6 +3,7 @@
 
 mod common;
 
+use codegen::maps;
 use codegen::{Features, MapSizes};
 use runtime_loader::testkit::{require_root, PrivateBpffs};
 use runtime_loader::{load, LoadOptions, NodeLayout, RawMap};
@@ -54,11 +55,16 @@ fn root_pins_of_another_layout_are_retired_compatible_ones_reused() {
     let sizes = MapSizes::default();
     let object = common::template_object(&features(), &sizes);
     // cp_ct6 is compiled out of this IPv4-only object: its pin is not the object's business.
-    let names = ["cp_policy", "cp_ct4", "cp_ct6", "cp_state"];
-    let policy_pin = layout.endpoint_map(EP, "cp_policy").unwrap();
-    pin_foreign_map(&policy_pin, "cp_policy");
-    let ct6_pin = layout.endpoint_map(EP, "cp_ct6").unwrap();
-    pin_foreign_map(&ct6_pin, "cp_ct6");
+    let names = [
+        maps::POLICY.name,
+        maps::CT4.name,
+        maps::CT6.name,
+        maps::STATE.name,
+    ];
+    let policy_pin = layout.endpoint_map(EP, maps::POLICY.name).unwrap();
+    pin_foreign_map(&policy_pin, maps::POLICY.name);
+    let ct6_pin = layout.endpoint_map(EP, maps::CT6.name).unwrap();
+    pin_foreign_map(&ct6_pin, maps::CT6.name);
 
     // First load: the foreign policy map is retired and replaced; the others are created.
     let opts = LoadOptions {
@@ -68,14 +74,17 @@ fn root_pins_of_another_layout_are_retired_compatible_ones_reused() {
     let dp = load(&object, &opts).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(dp.retired_pins.len(), 1, "{:?}", dp.retired_pins);
     let r = &dp.retired_pins[0];
-    assert_eq!(r.map, "cp_policy");
+    assert_eq!(r.map, maps::POLICY.name);
     assert!(
         r.reason.contains("key size 4") && r.reason.contains("value size 4"),
         "{}",
         r.reason
     );
     let policy = RawMap::open_pinned(&policy_pin).unwrap();
-    assert_eq!(policy.key_size(), dp.map("cp_policy").unwrap().key_size());
+    assert_eq!(
+        policy.key_size(),
+        dp.map(maps::POLICY.name).unwrap().key_size()
+    );
     assert_eq!(policy.max_entries(), sizes.policy_map);
     assert!(
         ct6_pin.exists(),
@@ -83,14 +92,17 @@ fn root_pins_of_another_layout_are_retired_compatible_ones_reused() {
     );
 
     // An entry written through the pin survives a reload of the same object.
-    let ct = dp.map("cp_ct4").unwrap();
+    let ct = dp.map(maps::CT4.name).unwrap();
     let key = vec![7u8; ct.key_size() as usize];
     let value = vec![1u8; ct.value_buffer_len()];
     ct.update(&key, &value).unwrap();
     drop(dp);
     let dp = load(&object, &opts).unwrap_or_else(|e| panic!("{e}"));
     assert!(dp.retired_pins.is_empty(), "{:?}", dp.retired_pins);
-    assert_eq!(dp.map("cp_ct4").unwrap().lookup(&key).unwrap(), Some(value));
+    assert_eq!(
+        dp.map(maps::CT4.name).unwrap().lookup(&key).unwrap(),
+        Some(value)
+    );
     drop(dp);
 
     // A new CT size (`--ct-map-size`) retires exactly the CT map, which starts empty.
@@ -101,9 +113,9 @@ fn root_pins_of_another_layout_are_retired_compatible_ones_reused() {
     let object = common::template_object(&features(), &bigger);
     let dp = load(&object, &opts).unwrap_or_else(|e| panic!("{e}"));
     let retired: Vec<&str> = dp.retired_pins.iter().map(|r| r.map.as_str()).collect();
-    assert_eq!(retired, ["cp_ct4"]);
+    assert_eq!(retired, [maps::CT4.name]);
     assert!(dp.retired_pins[0].reason.starts_with("max entries"));
-    let ct = dp.map("cp_ct4").unwrap();
+    let ct = dp.map(maps::CT4.name).unwrap();
     assert_eq!(ct.max_entries(), bigger.ct_map);
     assert_eq!(ct.lookup(&key).unwrap(), None);
 }

@@ -219,7 +219,7 @@ impl Agent {
         for node in std::fs::read_dir(nodes).into_iter().flatten().flatten() {
             let eps = node.path().join("endpoints");
             for ep in std::fs::read_dir(eps).into_iter().flatten().flatten() {
-                let pin = ep.path().join("maps/cp_state");
+                let pin = ep.path().join("maps").join(codegen::maps::STATE.name);
                 let Ok(map) = runtime_loader::RawMap::open_pinned(&pin) else {
                     continue;
                 };

@@ -5,6 +5,7 @@
 
 use codegen::entries::EndpointEntries;
 use codegen::ipcache::ipcache_images;
+use codegen::maps;
 use codegen::template::Globals;
 use codegen::{EndpointConfig, MapSizes};
 use ir::mapstate::AddrKey;
@@ -165,7 +166,7 @@ pub fn tcp(src: &str, dst: &str, sport: u16, dport: u16) -> PacketSpec {
 /// Removes the friend's and the wildcard identity's TCP/80 ingress allows from the policy map
 /// (the revision is left alone).
 pub fn revoke_port_80(dp: &Datapath) {
-    let map = dp.map("cp_policy").unwrap();
+    let map = dp.map(maps::POLICY.name).unwrap();
     for id in [FRIEND, 0] {
         let k = codegen::layout::PolicyKey {
             identity: id,
@@ -216,8 +217,12 @@ pub fn slow_setup_with_events() -> Option<(
         return None;
     }
     let fs = runtime_loader::testkit::PrivateBpffs::new();
-    let pin = fs.path.join("cp_events");
-    let dp = setup_pinned(true, &MapSizes::default(), vec![("cp_events", pin.clone())])?;
+    let pin = fs.path.join(maps::EVENTS.name);
+    let dp = setup_pinned(
+        true,
+        &MapSizes::default(),
+        vec![(maps::EVENTS.name, pin.clone())],
+    )?;
     dp.set_state(&slow_state(1)).unwrap();
     pin_cpu();
     Some((dp, fs, pin))
@@ -248,7 +253,7 @@ pub fn pin_cpu() -> usize {
 
 /// Every CPU's valid IPv4 deny slots (flow cache, FC_DENY).
 pub fn fc4_deny_slots(dp: &Datapath) -> Vec<codegen::layout::Fc4Slot> {
-    let map = dp.map("cp_fc4").unwrap();
+    let map = dp.map(maps::FC4.name).unwrap();
     map.entries()
         .unwrap()
         .values()
