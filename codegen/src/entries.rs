@@ -403,6 +403,15 @@ impl EndpointEntries {
         self.policy.iter().filter(|e| !e.is_range()).count()
     }
 
+    /// Entries per map image, as the capacity check ([`crate::generate::overflow`]) counts them.
+    pub fn counts(&self) -> [(ImageKind, usize); 3] {
+        [
+            (ImageKind::Policy, self.hash_len()),
+            (ImageKind::PolicyRanges, self.range_len()),
+            (ImageKind::Addr, self.addr.len()),
+        ]
+    }
+
     /// Entries of the `cp_policy_rng` trie (the endpoint needs ENABLE_PORT_RANGES when > 0).
     pub fn range_len(&self) -> usize {
         self.policy.iter().filter(|e| e.is_range()).count()

@@ -5,8 +5,9 @@ use crate::clang::{Clang, ClangError, ObjectCache};
 use crate::endpoint::{EndpointConfig, Features, MapSizes};
 use crate::entries::EndpointEntries;
 use crate::headers;
-use crate::image::MapImage;
+use crate::image::{ImageKind, MapImage};
 use crate::ipcache::ipcache_images;
+use crate::maps::MapDef;
 use crate::template::{Globals, PatchSites, TemplateError};
 use ir::{Direction, EndpointPolicy, IpCache, PolicySet};
 use std::collections::HashMap;
@@ -154,12 +155,11 @@ impl Generator {
 
     /// The ipcache images (`[cp_ipcache_host, cp_ipcache]`), checked against the map size.
     pub fn ipcache_images(&self, ipcache: &IpCache) -> Result<[MapImage; 2], CodegenError> {
-        let max = self.sizes.ipcache_map;
         let images = ipcache_images(ipcache);
-        if let Some(img) = images.iter().find(|i| i.len() > max as usize) {
+        if let Some(o) = overflow(&self.sizes, images.iter().map(|i| (i.kind, i.len()))) {
             return Err(CodegenError::IpcacheFull {
-                needed: img.len(),
-                max,
+                needed: o.needed,
+                max: o.max,
             });
         }
         Ok(images)
@@ -189,6 +189,34 @@ impl Generator {
     }
 }
 
+/// A map whose entries would not fit.
+#[derive(Clone, Copy, Debug)]
+pub struct Overflow {
+    /// The image kind whose map overflows.
+    pub kind: ImageKind,
+    pub map: &'static MapDef,
+    pub needed: usize,
+    pub max: u32,
+}
+
+/// The one capacity check (of `compile`, the node artefacts and the agent): the first map in
+/// `counts` (entries per map image) that would need more entries than its size in `sizes`.
+pub fn overflow(
+    sizes: &MapSizes,
+    counts: impl IntoIterator<Item = (ImageKind, usize)>,
+) -> Option<Overflow> {
+    counts.into_iter().find_map(|(kind, needed)| {
+        let map = kind.map();
+        let max = map.max_entries.of(sizes);
+        (needed > max as usize).then_some(Overflow {
+            kind,
+            map,
+            needed,
+            max,
+        })
+    })
+}
+
 /// Refuses an endpoint whose maps would overflow, saying why.
 pub fn check_sizes(
     sizes: &MapSizes,
@@ -196,38 +224,36 @@ pub fn check_sizes(
     policy: &EndpointPolicy,
     entries: &EndpointEntries,
 ) -> Result<(), CodegenError> {
-    let max = sizes.policy_map;
-    let needed = entries.hash_len().max(entries.range_len());
-    if needed > max as usize {
-        let per_dir = |d: Direction| {
-            let keys: Vec<_> = policy.entries.keys().filter(|k| k.direction == d).collect();
-            let ids: std::collections::BTreeSet<_> = keys.iter().map(|k| k.identity).collect();
-            format!(
-                "{} {} map-state entries over {} peer identities",
-                keys.len(),
-                d.name(),
-                ids.len()
-            )
-        };
-        let why = format!(
-            "{}, {}, {} address entries; each identity also needs its every-protocol key (lookup marker), port ranges become prefix blocks (in their own map of the same size) and ANY becomes TCP, UDP and SCTP",
-            per_dir(Direction::Ingress),
-            per_dir(Direction::Egress),
-            policy.addr_entries.len()
-        );
-        return Err(CodegenError::PolicyMapFull {
-            endpoint: ep.name.clone(),
-            needed,
-            max,
-            why,
-        });
-    }
-    if entries.addr.len() > sizes.addr_map as usize {
+    let Some(o) = overflow(sizes, entries.counts()) else {
+        return Ok(());
+    };
+    if o.kind == ImageKind::Addr {
         return Err(CodegenError::AddrMapFull {
             endpoint: ep.name.clone(),
-            needed: entries.addr.len(),
-            max: sizes.addr_map,
+            needed: o.needed,
+            max: o.max,
         });
     }
-    Ok(())
+    let per_dir = |d: Direction| {
+        let keys: Vec<_> = policy.entries.keys().filter(|k| k.direction == d).collect();
+        let ids: std::collections::BTreeSet<_> = keys.iter().map(|k| k.identity).collect();
+        format!(
+            "{} {} map-state entries over {} peer identities",
+            keys.len(),
+            d.name(),
+            ids.len()
+        )
+    };
+    let why = format!(
+        "{}, {}, {} address entries; each identity also needs its every-protocol key (lookup marker), port ranges become prefix blocks (in their own map of the same size) and ANY becomes TCP, UDP and SCTP",
+        per_dir(Direction::Ingress),
+        per_dir(Direction::Egress),
+        policy.addr_entries.len()
+    );
+    Err(CodegenError::PolicyMapFull {
+        endpoint: ep.name.clone(),
+        needed: entries.hash_len().max(entries.range_len()),
+        max: o.max,
+        why,
+    })
 }
