@@ -8,7 +8,7 @@
 mod agent_harness;
 
 use agent_harness::{setup, Agent};
-use codegen::layout::EpState;
+use codegen::layout::{EpState, PolicyValue};
 use codegen::maps;
 use runtime_loader::probe::{tcp_ok, PASS_WAIT};
 use runtime_loader::testkit::require_root;
@@ -34,7 +34,7 @@ fn snapshot(agent: &Agent, id: u16) -> (Vec<(Vec<u8>, Vec<u8>)>, u32) {
         .entries()
         .expect("policy entries")
         .into_iter()
-        .map(|(k, v)| (k, v[..8].to_vec()))
+        .map(|(k, v)| (k, v[..PolicyValue::DECISION_LEN].to_vec()))
         .collect();
     let state = RawMap::open_pinned(&pin(agent, id, maps::STATE.name))
         .expect("state map")

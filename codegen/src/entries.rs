@@ -283,7 +283,7 @@ impl EndpointEntries {
         prefixes.dedup();
         for (n, (dir, prefix)) in prefixes.iter().enumerate() {
             let class = ADDR_CLASS_BIT | n as u32;
-            let (family, addr) = addr_bytes(prefix);
+            let (family, addr) = addr_bytes(prefix.network());
             self.addr.push((
                 AddrKey {
                     prefixlen: 32 + prefix.prefix_len() as u32,
@@ -463,18 +463,6 @@ impl EndpointEntries {
             AddrKey::as_bytes,
             AddrValue::as_bytes,
         )
-    }
-}
-
-/// (family, 16 address bytes, IPv4 in the first 4).
-pub fn addr_bytes(p: &IpNet) -> (u8, [u8; 16]) {
-    let mut addr = [0u8; 16];
-    match p {
-        IpNet::V4(n) => {
-            addr[..4].copy_from_slice(&n.network().octets());
-            (FAMILY_IPV4, addr)
-        }
-        IpNet::V6(n) => (FAMILY_IPV6, n.network().octets()),
     }
 }
 

@@ -2,8 +2,8 @@
 //! (one lookup for the common case), shorter prefixes to the `cp_ipcache` LPM trie, which the
 //! datapath consults only when the hash misses.
 
-use crate::entries::addr_bytes;
 use crate::image::{ImageKind, MapImage};
+use crate::layout::addr_bytes;
 use crate::layout::*;
 use ir::{IpCache, IpNet};
 
@@ -25,7 +25,7 @@ pub fn host_entries(cache: &IpCache) -> Vec<(IpcacheHostKey, IpcacheValue)> {
         .iter()
         .filter(|(p, _)| is_host(p))
         .map(|(p, id)| {
-            let (family, addr) = addr_bytes(p);
+            let (family, addr) = addr_bytes(p.network());
             let key = IpcacheHostKey {
                 family,
                 pad: [0; 3],
@@ -43,7 +43,7 @@ pub fn prefix_entries(cache: &IpCache) -> Vec<(IpcacheKey, IpcacheValue)> {
         .iter()
         .filter(|(p, _)| !is_host(p))
         .map(|(p, id)| {
-            let (family, addr) = addr_bytes(p);
+            let (family, addr) = addr_bytes(p.network());
             let key = IpcacheKey {
                 prefixlen: 32 + p.prefix_len() as u32,
                 family,

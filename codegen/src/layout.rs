@@ -7,6 +7,7 @@
 //! as LPM prefixes or copied from packets); every other integer is in host byte order.
 
 use std::fmt::Write;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 /// One field of a shared struct: name, C type (`__u8[16]` for arrays) and byte offset.
 #[derive(Debug, Clone, Copy)]
@@ -338,6 +339,46 @@ layouts! {
     }
 }
 
+impl PolicyValue {
+    /// Bytes of the value that carry the decision (verdict, flags, proxy port, rule); the
+    /// counters after them are the datapath's.
+    pub const DECISION_LEN: usize = std::mem::offset_of!(PolicyValue, packets);
+
+    /// Whether two policy-map values decide the same, ignoring their counters. Byte strings
+    /// that are not policy values (another map's) compare whole.
+    pub fn same_decision(a: &[u8], b: &[u8]) -> bool {
+        let n = size_of::<PolicyValue>();
+        if a.len() == n && b.len() == n {
+            a[..Self::DECISION_LEN] == b[..Self::DECISION_LEN]
+        } else {
+            a == b
+        }
+    }
+}
+
+/// An address as the keys and events hold it: (FAMILY_IPV4 or FAMILY_IPV6, 16 bytes in network
+/// order, IPv4 in the first 4 and the rest zero).
+pub fn addr_bytes(addr: IpAddr) -> (u8, [u8; 16]) {
+    match addr {
+        IpAddr::V4(a) => {
+            let mut b = [0u8; 16];
+            b[..4].copy_from_slice(&a.octets());
+            (FAMILY_IPV4, b)
+        }
+        IpAddr::V6(a) => (FAMILY_IPV6, a.octets()),
+    }
+}
+
+/// The address of a key's or event's (family, bytes), as [`addr_bytes`] writes them; any
+/// family other than FAMILY_IPV4 reads as IPv6.
+pub fn ip_addr(family: u8, b: [u8; 16]) -> IpAddr {
+    if family == FAMILY_IPV4 {
+        IpAddr::V4(Ipv4Addr::new(b[0], b[1], b[2], b[3]))
+    } else {
+        IpAddr::V6(Ipv6Addr::from(b))
+    }
+}
+
 /// Constants shared by C and Rust: (C name, value, meaning).
 pub const CONSTANTS: &[(&str, u32, &str)] = &[
     (
@@ -556,4 +597,34 @@ pub fn render_c_header() -> String {
     }
     out.push_str("\n#endif /* CP_LAYOUT_H */\n");
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn addresses_round_trip_through_key_bytes() {
+        for a in ["10.1.2.3", "fd00::1", "::ffff:10.0.0.1"] {
+            let a: IpAddr = a.parse().unwrap();
+            let (family, b) = addr_bytes(a);
+            assert_eq!(ip_addr(family, b), a);
+        }
+        let (family, b) = addr_bytes("10.1.2.3".parse().unwrap());
+        assert_eq!((family, &b[4..]), (FAMILY_IPV4, &[0u8; 12][..]));
+    }
+
+    #[test]
+    fn policy_values_compare_without_counters() {
+        let v = |verdict, packets| PolicyValue {
+            verdict,
+            packets,
+            ..Default::default()
+        };
+        let same =
+            |a: PolicyValue, b: PolicyValue| PolicyValue::same_decision(a.as_bytes(), b.as_bytes());
+        assert!(same(v(VERDICT_ALLOW, 1), v(VERDICT_ALLOW, 9)));
+        assert!(!same(v(VERDICT_ALLOW, 1), v(VERDICT_DENY, 1)));
+        assert!(!PolicyValue::same_decision(&[1, 2], &[1, 3]));
+    }
 }

@@ -226,11 +226,7 @@ pub fn render_entries(a: &EndpointArtefacts) -> String {
             "egress"
         };
         let len = k.prefixlen - 32;
-        let addr = if k.family == FAMILY_IPV4 {
-            std::net::Ipv4Addr::new(k.addr[0], k.addr[1], k.addr[2], k.addr[3]).to_string()
-        } else {
-            std::net::Ipv6Addr::from(k.addr).to_string()
-        };
+        let addr = ip_addr(k.family, k.addr);
         let _ = writeln!(
             s,
             "  {dir} address {addr}/{len} -> addr-class {}",
