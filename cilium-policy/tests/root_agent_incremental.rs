@@ -26,9 +26,12 @@ fn pin(agent: &Agent, id: u16, name: &str) -> PathBuf {
         .join(format!("cilium-policy/node0/endpoints/{id}/maps/{name}"))
 }
 
+/// (key, value) bytes of a map's entries.
+type Entries = Vec<(Vec<u8>, Vec<u8>)>;
+
 /// Endpoint `id`'s policy-map entries (verdicts and rule ids, without the counters) and the
 /// policy revision its `cp_state` holds.
-fn snapshot(agent: &Agent, id: u16) -> (Vec<(Vec<u8>, Vec<u8>)>, u32) {
+fn snapshot(agent: &Agent, id: u16) -> (Entries, u32) {
     let policy = RawMap::open_pinned(&pin(agent, id, maps::POLICY.name))
         .expect("policy map")
         .entries()

@@ -74,9 +74,10 @@ pub fn driver(name: &str) -> Option<String> {
     if fd < 0 {
         return None;
     }
-    // SAFETY: both are plain data; zeroed is valid.
+    // SAFETY: `DrvInfo` is plain data; zeroed is valid.
     let mut info: DrvInfo = unsafe { std::mem::zeroed() };
     info.cmd = ETHTOOL_GDRVINFO;
+    // SAFETY: `ifreq` is plain data (a name and a union of plain data); zeroed is valid.
     let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
     for (d, s) in req.ifr_name.iter_mut().zip(name.bytes()) {
         *d = s as libc::c_char;

@@ -11,6 +11,7 @@ const BPF_FS_MAGIC: i64 = 0xcafe4a11;
 /// Is `path` the root of (or inside) a mounted BPF filesystem?
 pub fn is_bpffs(path: &Path) -> Result<bool> {
     let c = cstring(path)?;
+    // SAFETY: `statfs` is a plain C struct of integers, for which all zeroes is a valid value.
     let mut st: libc::statfs = unsafe { std::mem::zeroed() };
     // SAFETY: `c` is a valid NUL-terminated path and `st` a properly sized out-buffer.
     let rc = unsafe { libc::statfs(c.as_ptr(), &mut st) };

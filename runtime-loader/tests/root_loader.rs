@@ -80,7 +80,7 @@ fn deny_tcp_delta(map: &RawMap, deny: bool) -> MapDelta {
     if deny {
         new.insert(6u32.to_ne_bytes().to_vec(), 1u32.to_ne_bytes().to_vec());
     } else {
-        new.remove(&6u32.to_ne_bytes().to_vec());
+        new.remove(6u32.to_ne_bytes().as_slice());
     }
     MapDelta::between(&old, &new)
 }

@@ -41,7 +41,7 @@ pub fn to_ports_entry(cx: &mut Cx<'_>, f: &Field<'_>, deny: bool) -> Option<Vec<
             );
             None
         }
-        Some(r) => l7_rules(cx, &r).ok().flatten(),
+        Some(r) => l7_rules(cx, &r),
         None => None,
     };
     let mut out = Vec::new();

@@ -7,12 +7,10 @@ use ir::{DnsRule, HeaderMatch, HttpRule, L7Rules};
 
 const L7_FIELDS: &[&str] = &["http", "HTTP", "dns", "kafka", "l7proto", "l7"];
 
-/// Decodes `rules:`; `Ok(None)` when it holds nothing the IR keeps. `Err(())` after errors.
-pub fn l7_rules(cx: &mut Cx<'_>, f: &Field<'_>) -> Result<Option<L7Rules>, ()> {
+/// Decodes `rules:`; `None` when it holds nothing the IR keeps or has errors (reported in `cx`).
+pub fn l7_rules(cx: &mut Cx<'_>, f: &Field<'_>) -> Option<L7Rules> {
     let before = cx.errors();
-    let Some(m) = cx.map(f, L7_FIELDS, Unknown::Error) else {
-        return Err(());
-    };
+    let m = cx.map(f, L7_FIELDS, Unknown::Error)?;
     let mut out = None;
     let http = match (m.get("http"), m.get("HTTP")) {
         (Some(h), Some(old)) => {
@@ -68,9 +66,9 @@ pub fn l7_rules(cx: &mut Cx<'_>, f: &Field<'_>) -> Result<Option<L7Rules>, ()> {
         }
     }
     if cx.errors() > before {
-        return Err(());
+        return None;
     }
-    Ok(out)
+    out
 }
 
 fn check_regex(cx: &mut Cx<'_>, f: &Field<'_>, what: &str) -> Option<String> {

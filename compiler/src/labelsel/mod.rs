@@ -2,6 +2,10 @@
 //! CLI flags such as `trace -s/-d`, parsed with an lalrpop grammar (`grammar.lalrpop`) into
 //! [`ir::Selector`], and the plain label-list form (`id.curl,k8s:app=web`) into [`ir::LabelSet`].
 
+// A `SelectorError` carries its input for the miette report, so it is large; it is returned at
+// most once per command-line flag, where its size costs nothing.
+#![allow(clippy::result_large_err)]
+
 mod error;
 mod raw;
 mod validate;

@@ -50,12 +50,11 @@ pub fn blocks(first: u16, last: u16) -> Vec<(u16, u8)> {
     out
 }
 
-/// The port blocks of one port rule. `named` resolves a port name for the given protocols to
-/// (protocol, port) pairs on the destination.
-pub fn port_keys(
-    rule: &PortRule,
-    named: &dyn Fn(&str, &[Protocol]) -> Vec<(Protocol, u16)>,
-) -> Vec<PortKey> {
+/// Resolves a port name for the given protocols to (protocol, port) pairs on the destination.
+pub type NamedPorts<'a> = dyn Fn(&str, &[Protocol]) -> Vec<(Protocol, u16)> + 'a;
+
+/// The port blocks of one port rule. `named` resolves named ports.
+pub fn port_keys(rule: &PortRule, named: &NamedPorts) -> Vec<PortKey> {
     let protos = rule.protocol.expand();
     let mut out = Vec::new();
     match &rule.port {
@@ -110,7 +109,7 @@ mod tests {
         assert_eq!(total, 65535);
         assert!(b
             .iter()
-            .all(|(p, l)| *l == 0 || (*p as u32).is_multiple_of(1 << (16 - *l as u32))));
+            .all(|(p, l)| *l == 0 || (*p as u32) % (1 << (16 - *l as u32)) == 0));
     }
 
     #[test]
