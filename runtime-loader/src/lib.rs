@@ -9,8 +9,9 @@
 //! - [`load`]: load an object (globals, pinned maps, map images, state); [`test_run`]:
 //!   BPF_PROG_TEST_RUN; [`packet`]: test packets; [`pins`]: pinned maps of another layout
 //!   are retired before a load instead of being handed to the new program.
-//! - [`testkit`]: self-cleaning network namespaces, veth pairs and private bpffs mounts for
-//!   the root integration tests of this crate and of the agent.
+//! - `testkit` and `probe` (feature `testkit`): self-cleaning network namespaces, veth pairs
+//!   and private bpffs mounts and connectivity probes for the root integration tests of this
+//!   crate and of the agent.
 
 pub mod attach;
 pub mod bpffs;
@@ -22,9 +23,11 @@ pub mod layout;
 pub mod load;
 pub mod packet;
 pub mod pins;
+#[cfg(any(test, feature = "testkit"))]
 pub mod probe;
 pub mod rawmap;
 pub mod test_run;
+#[cfg(any(test, feature = "testkit"))]
 pub mod testkit;
 
 pub use attach::{AttachMode, Attached, Hook};
