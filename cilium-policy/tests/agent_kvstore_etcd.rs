@@ -8,6 +8,7 @@
 mod agent_harness;
 
 use agent_harness::Agent;
+use codegen::testkit::skip::{skip, Need};
 use compiler::identity::{alloc::key_of, IdAllocator, LabelFilter};
 use ir::{Label, LabelSet, LabelSource};
 use runtime_loader::testkit::TempDir;
@@ -29,9 +30,10 @@ fn free_port() -> u16 {
 }
 
 impl Etcd {
-    fn start() -> Option<Etcd> {
+    /// Starts etcd, or records `test` as skipped when there is no etcd binary.
+    fn start(test: &str) -> Option<Etcd> {
         if Command::new("etcd").arg("--version").output().is_err() {
-            eprintln!("skipping: no etcd binary (Debian package etcd-server)");
+            skip(test, Need::Etcd);
             return None;
         }
         let dir = TempDir::new("cpetcd");
@@ -133,7 +135,11 @@ fn colliding(prefix: &str, n: usize) -> Vec<String> {
 
 #[test]
 fn kvstore_etcd_two_agents_agree_and_collisions_get_distinct_numbers() {
-    let Some(etcd) = Etcd::start() else { return };
+    let Some(etcd) =
+        Etcd::start("kvstore_etcd_two_agents_agree_and_collisions_get_distinct_numbers")
+    else {
+        return;
+    };
     let (a, b) = (etcd.agent("node-a"), etcd.agent("node-b"));
 
     // The same label set on two nodes: one number.
@@ -222,7 +228,9 @@ fn kvstore_etcd_unreachable_refuses_the_change() {
 /// any node still uses it.
 #[test]
 fn kvstore_etcd_unused_identities_are_freed() {
-    let Some(etcd) = Etcd::start() else { return };
+    let Some(etcd) = Etcd::start("kvstore_etcd_unused_identities_are_freed") else {
+        return;
+    };
     let (a, b) = (etcd.agent("node-a"), etcd.agent("node-b"));
     let [p, q] = <[String; 2]>::try_from(colliding("g", 2)).unwrap();
     let slot = u64::from(local_number(&p));

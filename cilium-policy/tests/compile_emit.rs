@@ -1,6 +1,8 @@
 //! `cilium-policy compile --emit ir|c|maps` on the testdata fixtures (snapshots), the output
 //! directory, and the refusal of an overfull policy map.
 
+use codegen::testkit::skip::{skip, Need};
+use runtime_loader::testkit::require_root;
 use std::path::PathBuf;
 use std::process::Command;
 
@@ -44,7 +46,7 @@ fn compile_getting_started_with(flags: &[&str]) -> (tempfile::TempDir, i32, Stri
 fn no_deny_cache_builds_objects_for_linux_5_10() {
     let (dir, code, stderr) = compile_getting_started_with(&["--no-deny-cache"]);
     if stderr.contains("clang not found") {
-        eprintln!("skipping: {stderr}");
+        skip("no_deny_cache_builds_objects_for_linux_5_10", Need::Clang);
         return;
     }
     assert_eq!(code, 0, "{stderr}");
@@ -82,7 +84,10 @@ fn output_directory_has_manifest_and_endpoint_folders() {
     let (dir, code, stderr) = compile_getting_started();
     let out = dir.path().join("out");
     if stderr.contains("clang not found") {
-        eprintln!("skipping: {stderr}");
+        skip(
+            "output_directory_has_manifest_and_endpoint_folders",
+            Need::Clang,
+        );
         return;
     }
     assert_eq!(code, 0, "{stderr}");
@@ -157,9 +162,7 @@ fn flow_cache_slots_reach_the_header_and_must_be_a_power_of_two() {
 
 #[test]
 fn root_every_compiled_object_loads_with_its_images() {
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
-        eprintln!("skipping root_every_compiled_object_loads_with_its_images: needs root (BPF)");
+    if !require_root("root_every_compiled_object_loads_with_its_images") {
         return;
     }
     let (dir, code, stderr) = compile_getting_started();

@@ -3,6 +3,7 @@
 //! (`MapSizes::deny_cache`); without them, with every feature on, none do.
 
 use codegen::clang::{Clang, ObjectCache};
+use codegen::testkit::skip::{skip, Need};
 use codegen::{headers, Features, MapSizes};
 use object::{Object, ObjectSection, SectionKind};
 
@@ -33,9 +34,7 @@ fn fetch_atomics(obj: &[u8]) -> usize {
 #[test]
 fn only_deny_slots_use_fetching_atomics() {
     let Ok(clang) = Clang::find() else {
-        eprintln!(
-            "skipping only_deny_slots_use_fetching_atomics: no clang (Debian package clang-19)"
-        );
+        skip("only_deny_slots_use_fetching_atomics", Need::Clang);
         return;
     };
     let dir = tempfile::tempdir().unwrap();

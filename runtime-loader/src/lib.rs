@@ -10,8 +10,8 @@
 //!   BPF_PROG_TEST_RUN; [`packet`]: test packets; [`pins`]: pinned maps of another layout
 //!   are retired before a load instead of being handed to the new program.
 //! - `testkit` and `probe` (feature `testkit`): self-cleaning network namespaces, veth pairs
-//!   and private bpffs mounts and connectivity probes for the root integration tests of this
-//!   crate and of the agent.
+//!   and private bpffs mounts, connectivity probes and skip records for the root integration
+//!   tests of this crate and of the agent.
 
 pub mod attach;
 pub mod bpffs;

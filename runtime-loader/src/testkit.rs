@@ -3,17 +3,19 @@
 //! Names are generated here, never taken from input.
 
 use crate::bpffs;
+use codegen::testkit::skip::{skip, Need};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::atomic::{AtomicU32, Ordering};
 
-/// True when running as root; otherwise prints a skip line for `test` and returns false.
+/// True when running as root; otherwise records `test` as skipped (`codegen::testkit::skip`)
+/// and returns false.
 pub fn require_root(test: &str) -> bool {
     // SAFETY: geteuid has no preconditions.
     if unsafe { libc::geteuid() } == 0 {
         return true;
     }
-    eprintln!("skipping {test}: needs root (BPF, network namespaces)");
+    skip(test, Need::Root);
     false
 }
 

@@ -1,5 +1,8 @@
 //! Builders of synthetic endpoints and map states for codegen's and the loader's tests and
-//! benchmarks (one place, so the benchmarks measure the same shapes the tests check).
+//! benchmarks (one place, so the benchmarks measure the same shapes the tests check), and the
+//! record of tests skipped for want of root, clang or etcd ([`skip`]).
+
+pub mod skip;
 
 use crate::EndpointConfig;
 use ir::{Direction, EndpointPolicy, MapEntry, MapKey, MapVerdict, NumericIdentity, RuleId};
