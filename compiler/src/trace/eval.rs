@@ -5,11 +5,11 @@ use super::l7::{l7_allows, HttpRequest, L7Verdict};
 use super::party::Party;
 use crate::cluster::{ports::resolve, Cluster};
 use crate::identity::entity_selects;
-use crate::policy::ports::port_keys;
+use crate::policy::ports::NamedPorts;
 use crate::selcache::{selects, PeerSel};
 use ir::{
     Action, Direction, Entity, L7Rules, NamedPort, NumericIdentity, Peer, PeerSet, PolicySet,
-    Protocol, Rule, RuleId,
+    PortRule, PortSpec, Protocol, Rule, RuleId,
 };
 
 /// How one rule selecting the subject relates to the flow.
@@ -125,39 +125,80 @@ fn peer_match(
     }
 }
 
-/// The rank of the best port entry of `r` containing the flow, with its L7 rules.
+/// The rank of the best port entry of `r` containing the flow, with its L7 rules: (port
+/// specificity, specific protocol, L7 rules). A rule without ports ranks lowest; on a tie the
+/// first port rule wins.
 fn port_match<'a>(
     r: &'a Rule,
     proto: Protocol,
     port: u16,
-    named: &dyn Fn(&str, &[Protocol]) -> Vec<(Protocol, u16)>,
+    named: &NamedPorts,
 ) -> Option<(u8, bool, Option<&'a L7Rules>)> {
     if r.ports.is_empty() {
         return Some((0, false, None));
     }
     let mut best: Option<(u8, bool, Option<&L7Rules>)> = None;
     for pr in &r.ports {
-        for k in port_keys(pr, named) {
-            if k.covers(proto.number(), port)
-                && best.is_none_or(|b| (k.prefix_len, k.protocol != 0) > (b.0, b.1))
-            {
-                best = Some((k.prefix_len, k.protocol != 0, pr.l7.as_ref()));
+        if let Some(rank) = port_rank(pr, proto, port, named) {
+            if best.is_none_or(|b| rank > b.0) {
+                best = Some((rank, true, pr.l7.as_ref()));
             }
         }
     }
     best
 }
 
+/// Whether the port rule covers `proto`/`port`, matched on the rule itself (first <= port <=
+/// last for ranges, not through the map state's blocks), and if so how specific the
+/// datapath's entry for it is: 16 for one port, 0 for every port, and for a range the prefix
+/// length of the largest aligned power-of-two block around `port` inside the range (the
+/// datapath holds a range as such blocks and the most specific entry decides).
+fn port_rank(pr: &PortRule, proto: Protocol, port: u16, named: &NamedPorts) -> Option<u8> {
+    let protos = pr.protocol.expand();
+    if !protos.contains(&proto) {
+        return None;
+    }
+    match &pr.port {
+        PortSpec::All => Some(0),
+        PortSpec::Range { first, last } => {
+            (*first <= port && port <= *last).then(|| range_rank(*first, *last, port))
+        }
+        PortSpec::Named(name) => named(name, protos).contains(&(proto, port)).then_some(16),
+        PortSpec::IcmpType(t) => (u16::from(*t) == port).then_some(16),
+    }
+}
+
+/// The prefix length of the largest aligned block of `2^(16 - len)` ports that holds `port`
+/// and lies inside `first..=last` (`first <= port <= last`; the block of `port` alone always
+/// does).
+fn range_rank(first: u16, last: u16, port: u16) -> u8 {
+    (0..16u8)
+        .find(|len| {
+            let size = 1u32 << (16 - u32::from(*len));
+            let base = u32::from(port) & !(size - 1);
+            base >= u32::from(first) && base + size - 1 <= u32::from(last)
+        })
+        .unwrap_or(16)
+}
+
+/// The traced flow's layer 4 and HTTP request, the same for both sides.
+#[derive(Clone, Copy)]
+struct Flow<'a> {
+    proto: Protocol,
+    port: u16,
+    http: Option<&'a HttpRequest>,
+}
+
+/// The verdict of `subject`'s rules in `dir` on the flow with `peer`.
 fn side(
     policy: &PolicySet,
     c: &Cluster,
     subject: &Party,
     peer: &Party,
     dir: Direction,
-    proto: Protocol,
-    port: u16,
-    http: Option<&HttpRequest>,
+    flow: Flow<'_>,
 ) -> Side {
+    let Flow { proto, port, http } = flow;
     let mut s = Side {
         direction: dir,
         rules: Vec::new(),
@@ -315,8 +356,9 @@ pub fn trace(
     port: u16,
     http: Option<&HttpRequest>,
 ) -> Trace {
-    let egress = side(policy, c, &src, &dst, Direction::Egress, proto, port, http);
-    let ingress = side(policy, c, &dst, &src, Direction::Ingress, proto, port, http);
+    let flow = Flow { proto, port, http };
+    let egress = side(policy, c, &src, &dst, Direction::Egress, flow);
+    let ingress = side(policy, c, &dst, &src, Direction::Ingress, flow);
     let l3 = l3_verdict(policy, &dst, &src);
     let l7_ok = |s: &Side| s.l7 != L7Verdict::Denied;
     let allowed =
@@ -330,5 +372,33 @@ pub fn trace(
         egress,
         ingress,
         allowed,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::range_rank;
+    use crate::policy::ports::blocks;
+
+    #[test]
+    fn range_rank_is_the_map_state_block_of_the_port() {
+        // The trace ranks a range on its own; the map state splits it into blocks. Both must
+        // give every port of the range the same specificity.
+        let edges = [0u16, 1, 79, 80, 81, 1023, 1024, 32000, 32768, 65534, 65535];
+        for &first in &edges {
+            for &last in edges.iter().filter(|l| **l >= first) {
+                for (base, len) in blocks(first, last) {
+                    let end = u32::from(base) + (1u32 << (16 - u32::from(len))) - 1;
+                    for port in [u32::from(base), (u32::from(base) + end) / 2, end] {
+                        let port = port as u16;
+                        assert_eq!(
+                            range_rank(first, last, port),
+                            len,
+                            "{first}-{last} port {port}"
+                        );
+                    }
+                }
+            }
+        }
     }
 }
