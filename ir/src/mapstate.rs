@@ -53,6 +53,22 @@ pub struct AddrKey {
 }
 
 /// What one endpoint enforces.
+///
+/// Invariants, established by `compiler::policy` (full and incremental computation alike) and
+/// relied on by `codegen::entries`, the datapath and `compiler::policy`'s lookup:
+/// - Every key's port block is aligned: `port_prefix_len <= 16` and the low
+///   `16 - port_prefix_len` bits of `port` are zero (every port: port 0, length 0). A port range
+///   is the fewest such blocks covering it.
+/// - Deny precedence in `entries`: wherever a deny key and a non-deny key overlap, the key of
+///   their overlap (the specific identity of the two, the narrower protocol and port block)
+///   holds a deny. A lookup that stops at the most specific key it finds therefore never
+///   returns an allow that hides a deny (`compiler::policy::deny::propagate` is the only place
+///   that establishes this in the map state; `codegen::entries` re-applies it per identity
+///   after expanding keys to kernel entries, where address classes inherit the entries of every
+///   containing prefix).
+/// - `addr_entries` are not pushed down: each applies to every address of its prefix.
+/// - Colliding contributions are merged into one entry: deny over redirect over allow, and each
+///   entry's `rules` are sorted ascending without duplicates.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct EndpointPolicy {
     /// Endpoint name (`namespace/name`).
