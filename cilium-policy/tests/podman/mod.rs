@@ -5,6 +5,7 @@
 
 #![allow(dead_code)]
 
+use codegen::testkit::skip::{skip, Need};
 use runtime_loader::testkit::{unique_name, Netns, TempDir};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -12,8 +13,8 @@ use std::process::{Command, Output, Stdio};
 /// Where Debian's containernetworking-plugins are.
 const CNI_PLUGINS: &str = "/usr/lib/cni";
 
-/// True when podman, runc, the CNI plugins and busybox-static are installed; otherwise prints a
-/// skip line for `test`.
+/// True when podman, runc, the CNI plugins and busybox-static are installed; otherwise records
+/// `test` as skipped.
 pub fn available(test: &str) -> bool {
     let have = |p: &str| Path::new(p).exists();
     let ok = have("/usr/bin/podman")
@@ -21,9 +22,7 @@ pub fn available(test: &str) -> bool {
         && have(&format!("{CNI_PLUGINS}/ptp"))
         && have("/bin/busybox");
     if !ok {
-        eprintln!(
-            "skipping {test}: needs podman, runc, containernetworking-plugins and busybox-static (Debian)"
-        );
+        skip(test, Need::Podman);
     }
     ok
 }

@@ -1,4 +1,4 @@
-//! Tests that cannot run here (not root, no clang, no etcd) pass without running; so that a
+//! Tests that cannot run here (not root, no clang, no etcd, no podman) pass without running; so that a
 //! green run does not hide them, each skip is printed and, when `CP_TEST_SKIP_LOG` names a
 //! file (`tools/test.sh` sets it), appended to it as `need<TAB>test`, and the script ends the
 //! run with a count per need.
@@ -18,6 +18,8 @@ pub enum Need {
     Clang,
     /// An `etcd` binary.
     Etcd,
+    /// Real containers: podman, runc, the CNI plugins and busybox-static.
+    Podman,
 }
 
 impl Need {
@@ -27,6 +29,7 @@ impl Need {
             Need::Root => "root",
             Need::Clang => "clang",
             Need::Etcd => "etcd",
+            Need::Podman => "podman",
         }
     }
 
@@ -36,6 +39,9 @@ impl Need {
             Need::Root => "needs root (BPF, network namespaces)",
             Need::Clang => "no clang (Debian package clang-19)",
             Need::Etcd => "no etcd binary (Debian package etcd-server)",
+            Need::Podman => {
+                "needs podman, runc, containernetworking-plugins and busybox-static (Debian)"
+            }
         }
     }
 }
@@ -71,8 +77,8 @@ mod tests {
 
     #[test]
     fn every_need_has_a_distinct_tag() {
-        let tags = [Need::Root, Need::Clang, Need::Etcd].map(Need::tag);
-        assert_eq!(tags, ["root", "clang", "etcd"]);
+        let tags = [Need::Root, Need::Clang, Need::Etcd, Need::Podman].map(Need::tag);
+        assert_eq!(tags, ["root", "clang", "etcd", "podman"]);
     }
 
     #[test]
