@@ -6,7 +6,7 @@
 mod agent_harness;
 
 use agent_harness::{agent_until_exit, http, Agent};
-use runtime_loader::testkit::TempDir;
+use runtime_loader::testkit::{require_root, TempDir};
 use std::ffi::OsStr;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::Path;
@@ -155,11 +155,8 @@ fn listen_tcp_needs_a_private_token_and_its_own_host() {
 
 #[test]
 fn an_agent_without_privileges_says_what_it_lacks() {
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
-        eprintln!(
-            "skipping an_agent_without_privileges_says_what_it_lacks: needs root to drop them"
-        );
+    // Needs root to drop its privileges.
+    if !require_root("an_agent_without_privileges_says_what_it_lacks") {
         return;
     }
     use std::os::unix::process::CommandExt;

@@ -65,7 +65,10 @@ fn root_agent_lost_pins_and_bpffs_are_restored_before_acknowledging() {
     let bpffs = agent.datapath.as_ref().unwrap().0.path.clone();
 
     // app1's policy map pin is deleted: the next change must still reach app1's program.
-    std::fs::remove_file(bpffs.join("cilium-policy/node0/endpoints/1/maps/cp_policy")).unwrap();
+    let policy_pin = bpffs
+        .join("cilium-policy/node0/endpoints/1/maps")
+        .join(codegen::maps::POLICY.name);
+    std::fs::remove_file(&policy_pin).unwrap();
     let g = agent.file("p.json", &app1_from(&["app2", "app3"]));
     agent.ok(&["policy", "import", &g]);
     assert!(
@@ -73,9 +76,7 @@ fn root_agent_lost_pins_and_bpffs_are_restored_before_acknowledging() {
         "the acknowledged change is enforced: {}",
         agent.log()
     );
-    assert!(bpffs
-        .join("cilium-policy/node0/endpoints/1/maps/cp_policy")
-        .exists());
+    assert!(policy_pin.exists());
 
     // The whole bpffs goes away under the agent (its links with it).
     let out = std::process::Command::new("umount")

@@ -11,6 +11,7 @@
 mod agent_harness;
 
 use agent_harness::{setup, Agent};
+use codegen::layout::PolicyValue;
 use runtime_loader::probe::{tcp_ok, PASS_WAIT};
 use runtime_loader::testkit::{require_root, Netns, TempDir};
 use runtime_loader::RawMap;
@@ -106,18 +107,19 @@ fn collect_prog_ids(v: &serde_json::Value, out: &mut Vec<u64>) {
     }
 }
 
-/// The endpoint's policy map: keys with verdict, proxy port and rule (the first 8 value
-/// bytes; the rest are packet counters the datapath updates).
+/// The endpoint's policy map: keys with verdict, proxy port and rule (the value without the
+/// packet counters the datapath updates).
 fn policy_entries(agent: &Agent, id: u16) -> Vec<(Vec<u8>, Vec<u8>)> {
     let (bpffs, _) = agent.datapath.as_ref().expect("datapath");
     let pin = bpffs
         .path
-        .join(format!("cilium-policy/node0/endpoints/{id}/maps/cp_policy"));
+        .join(format!("cilium-policy/node0/endpoints/{id}/maps"))
+        .join(codegen::maps::POLICY.name);
     let map = RawMap::open_pinned(&pin).expect("pinned policy map");
     map.entries()
         .expect("policy map entries")
         .into_iter()
-        .map(|(k, v)| (k, v[..8.min(v.len())].to_vec()))
+        .map(|(k, v)| (k, v[..PolicyValue::DECISION_LEN.min(v.len())].to_vec()))
         .collect()
 }
 
