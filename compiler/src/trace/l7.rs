@@ -26,13 +26,17 @@ pub enum L7Verdict {
     Denied,
 }
 
+/// The regex an HTTP rule's `method`, `path` or `host` field stands for: the field anchored at
+/// both ends, or `None` when the field matches every value (absent or empty). The L7 proxy
+/// compiles the same patterns, so trace and proxy read a rule the same way.
+pub fn anchored_pattern(re: Option<&str>) -> Option<String> {
+    re.filter(|r| !r.is_empty()).map(|r| format!("^(?:{r})$"))
+}
+
 fn full(re: &Option<String>, value: &str) -> bool {
-    match re {
+    match anchored_pattern(re.as_deref()) {
         None => true,
-        Some(r) if r.is_empty() => true,
-        Some(r) => Regex::new(&format!("^(?:{r})$"))
-            .map(|re| re.is_match(value))
-            .unwrap_or(false),
+        Some(r) => Regex::new(&r).map(|re| re.is_match(value)).unwrap_or(false),
     }
 }
 

@@ -11,5 +11,5 @@ pub mod render;
 
 pub use eval::{trace, RuleMatch, Side, SideVerdict, Trace};
 pub use files::{trace_files, Query, TraceFilesError};
-pub use l7::{HttpRequest, L7Verdict};
+pub use l7::{anchored_pattern, HttpRequest, L7Verdict};
 pub use party::{resolve_party, Party, PartyError, PartySpec};

@@ -1,0 +1,9 @@
+//! The L7 (HTTP) proxy: a transparent HTTP/1.1 proxy that enforces the HTTP rules of the map
+//! state's proxy redirects. See Documentation/l7.md.
+//!
+//! - [`matcher`]: the HTTP rules of one map key compiled into `RegexSet`s.
+//! - [`table`]: every endpoint's redirect keys with their matchers, built once per policy
+//!   change and swapped atomically ([`table::SharedTable`]).
+
+pub mod matcher;
+pub mod table;
