@@ -5,5 +5,15 @@
 //! - [`table`]: every endpoint's redirect keys with their matchers, built once per policy
 //!   change and swapped atomically ([`table::SharedTable`]).
 
+mod conn;
+pub mod event;
 pub mod matcher;
+pub mod proxy;
+pub mod sniff;
 pub mod table;
+pub mod upstream;
+
+pub use event::{format_event, Event, EventKind, Events, Names, Verdict};
+pub use matcher::{HttpMatcher, Limits};
+pub use proxy::{ConnInfo, Proxy, ProxyConfig, ProxyError};
+pub use table::{PolicyTable, SharedTable, TableError};

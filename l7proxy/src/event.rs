@@ -1,0 +1,246 @@
+//! Events: one per request (and one per connection refused before HTTP), sent on a bounded
+//! channel. Nothing is built while nobody subscribes; when the subscriber lags, events are
+//! dropped and counted rather than buffered.
+
+use arc_swap::ArcSwapOption;
+use ir::{Direction, NumericIdentity};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::mpsc;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    Forwarded,
+    Denied,
+    /// Allowed, but the original destination could not be reached.
+    Error,
+}
+
+impl Verdict {
+    pub fn name(self) -> &'static str {
+        match self {
+            Verdict::Forwarded => "Forwarded",
+            Verdict::Denied => "Denied",
+            Verdict::Error => "Error",
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum EventKind {
+    Request {
+        method: String,
+        /// `http://HOST/PATH` (HOST: the `Host` header, else the original destination).
+        url: String,
+        host: String,
+        verdict: Verdict,
+        /// The status sent to the client (403 for a denial).
+        status: u16,
+        /// From the request head to the response head.
+        latency: Duration,
+    },
+    /// The first bytes were not an HTTP request line; the connection was closed.
+    NotHttp,
+    /// The connection ended on an HTTP error (malformed request, header section too large,
+    /// header timeout); hyper answered 400/431 when it could.
+    BadRequest { reason: String },
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Event {
+    pub endpoint: u16,
+    pub endpoint_identity: NumericIdentity,
+    pub direction: Direction,
+    pub peer_identity: NumericIdentity,
+    pub client: SocketAddr,
+    pub original_dst: SocketAddr,
+    pub kind: EventKind,
+}
+
+/// The event sink shared by every connection of a proxy.
+#[derive(Clone, Default)]
+pub struct Events {
+    inner: Arc<Inner>,
+}
+
+#[derive(Default)]
+struct Inner {
+    tx: ArcSwapOption<mpsc::Sender<Event>>,
+    dropped: AtomicU64,
+}
+
+impl Events {
+    /// A new subscriber (replacing any previous one) receiving up to `capacity` queued events.
+    pub fn subscribe(&self, capacity: usize) -> mpsc::Receiver<Event> {
+        let (tx, rx) = mpsc::channel(capacity.max(1));
+        self.inner.tx.store(Some(Arc::new(tx)));
+        rx
+    }
+
+    /// Whether a subscriber is listening (events are built only then).
+    pub fn active(&self) -> bool {
+        self.inner
+            .tx
+            .load()
+            .as_ref()
+            .is_some_and(|t| !t.is_closed())
+    }
+
+    /// Sends the event `make` builds, if someone listens; never waits.
+    pub fn emit(&self, make: impl FnOnce() -> Event) {
+        let guard = self.inner.tx.load();
+        let Some(tx) = guard.as_ref().filter(|t| !t.is_closed()) else {
+            return;
+        };
+        if tx.try_send(make()).is_err() {
+            self.inner.dropped.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Events dropped because the subscriber's queue was full.
+    pub fn dropped(&self) -> u64 {
+        self.inner.dropped.load(Ordering::Relaxed)
+    }
+}
+
+/// How the formatter names an identity: the endpoint id holding it (0 if none) and its labels.
+pub trait Names {
+    fn endpoint_of(&self, identity: NumericIdentity) -> u16;
+    fn labels_of(&self, identity: NumericIdentity) -> String;
+}
+
+/// The seed's §6 style line of an event, e.g. `<- Request http from 3 ([k8s:id=app2]) to 1
+/// ([k8s:id=app1]), identity 12345->54321, verdict Denied GET http://10.0.0.11/private => 403`.
+/// For ingress the peer is the source; for egress the endpoint is.
+pub fn format_event(e: &Event, names: &dyn Names) -> String {
+    let ep = (
+        e.endpoint,
+        names.labels_of(e.endpoint_identity),
+        e.endpoint_identity,
+    );
+    let peer = (
+        names.endpoint_of(e.peer_identity),
+        names.labels_of(e.peer_identity),
+        e.peer_identity,
+    );
+    let (src, dst) = match e.direction {
+        Direction::Ingress => (peer, ep),
+        Direction::Egress => (ep, peer),
+    };
+    let parties = format!(
+        "from {} ([{}]) to {} ([{}]), identity {}->{}",
+        src.0, src.1, dst.0, dst.1, src.2, dst.2
+    );
+    match &e.kind {
+        EventKind::Request {
+            method,
+            url,
+            verdict,
+            status,
+            latency,
+            ..
+        } => {
+            let mut line = format!(
+                "<- Request http {parties}, verdict {} {method} {url} => {status}",
+                verdict.name()
+            );
+            if *verdict != Verdict::Denied {
+                line.push_str(&format!(" ({} µs)", latency.as_micros()));
+            }
+            line
+        }
+        EventKind::NotHttp => format!(
+            "xx drop (Not HTTP) {parties}: {} -> {} tcp",
+            e.client, e.original_dst
+        ),
+        EventKind::BadRequest { reason } => format!(
+            "xx drop (Bad HTTP request: {reason}) {parties}: {} -> {} tcp",
+            e.client, e.original_dst
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct Fixed;
+    impl Names for Fixed {
+        fn endpoint_of(&self, identity: NumericIdentity) -> u16 {
+            if identity.0 == 12345 {
+                3
+            } else {
+                0
+            }
+        }
+        fn labels_of(&self, identity: NumericIdentity) -> String {
+            match identity.0 {
+                12345 => "k8s:id=app2".into(),
+                54321 => "k8s:id=app1".into(),
+                _ => String::new(),
+            }
+        }
+    }
+
+    fn event(kind: EventKind) -> Event {
+        Event {
+            endpoint: 1,
+            endpoint_identity: NumericIdentity(54321),
+            direction: Direction::Ingress,
+            peer_identity: NumericIdentity(12345),
+            client: "10.0.0.12:40000".parse().unwrap(),
+            original_dst: "10.0.0.11:80".parse().unwrap(),
+            kind,
+        }
+    }
+
+    #[test]
+    fn seed_style_lines() {
+        let denied = event(EventKind::Request {
+            method: "GET".into(),
+            url: "http://10.0.0.11/private".into(),
+            host: "10.0.0.11".into(),
+            verdict: Verdict::Denied,
+            status: 403,
+            latency: Duration::from_micros(12),
+        });
+        assert_eq!(
+            format_event(&denied, &Fixed),
+            "<- Request http from 3 ([k8s:id=app2]) to 1 ([k8s:id=app1]), identity \
+             12345->54321, verdict Denied GET http://10.0.0.11/private => 403"
+        );
+        let mut ok = denied.clone();
+        if let EventKind::Request {
+            verdict, status, ..
+        } = &mut ok.kind
+        {
+            *verdict = Verdict::Forwarded;
+            *status = 200;
+        }
+        assert!(format_event(&ok, &Fixed)
+            .ends_with("verdict Forwarded GET http://10.0.0.11/private => 200 (12 µs)"));
+        assert_eq!(
+            format_event(&event(EventKind::NotHttp), &Fixed),
+            "xx drop (Not HTTP) from 3 ([k8s:id=app2]) to 1 ([k8s:id=app1]), identity \
+             12345->54321: 10.0.0.12:40000 -> 10.0.0.11:80 tcp"
+        );
+    }
+
+    #[test]
+    fn nothing_is_built_without_a_subscriber() {
+        let events = Events::default();
+        events.emit(|| panic!("built without a subscriber"));
+        let rx = events.subscribe(1);
+        assert!(events.active());
+        drop(rx);
+        assert!(!events.active());
+        events.emit(|| panic!("built after the subscriber left"));
+        let mut rx = events.subscribe(1);
+        events.emit(|| event(EventKind::NotHttp));
+        events.emit(|| event(EventKind::NotHttp));
+        assert_eq!(events.dropped(), 1);
+        assert_eq!(rx.try_recv().unwrap().kind, EventKind::NotHttp);
+    }
+}

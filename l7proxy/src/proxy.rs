@@ -1,0 +1,148 @@
+//! The proxy: configuration, the accept loop with its connection cap, and what the caller tells
+//! it about each accepted connection.
+
+use crate::conn;
+use crate::event::Events;
+use crate::table::SharedTable;
+use ir::{Direction, NumericIdentity};
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Semaphore;
+
+#[derive(Clone, Debug)]
+pub struct ProxyConfig {
+    /// Time allowed to receive a request's header section (the first one included).
+    pub header_timeout: Duration,
+    /// Largest header section accepted; larger ones are answered 431.
+    pub max_header_bytes: usize,
+    /// Connections served at once; the accept loop waits for a free slot beyond that.
+    pub max_connections: usize,
+    /// Time allowed to connect to the original destination.
+    pub connect_timeout: Duration,
+    /// Connect to the original destination from the client's address (`IP_TRANSPARENT`).
+    pub transparent_source: bool,
+    /// Largest body of a denied request read and discarded so the connection stays usable;
+    /// beyond it the connection is closed after the 403.
+    pub max_discard_bytes: u64,
+}
+
+impl Default for ProxyConfig {
+    fn default() -> Self {
+        ProxyConfig {
+            header_timeout: Duration::from_secs(5),
+            max_header_bytes: 64 * 1024,
+            max_connections: 4096,
+            connect_timeout: Duration::from_secs(5),
+            transparent_source: false,
+            max_discard_bytes: 1 << 20,
+        }
+    }
+}
+
+/// What the caller knows about an accepted connection.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ConnInfo {
+    pub client: SocketAddr,
+    /// Where the client was connecting to (from the redirected socket).
+    pub original_dst: SocketAddr,
+    /// The endpoint whose policy applies and in which direction.
+    pub endpoint: u16,
+    pub direction: Direction,
+    /// The other side's identity (the client's for ingress, the server's for egress).
+    pub peer_identity: NumericIdentity,
+}
+
+pub(crate) struct Shared {
+    pub config: ProxyConfig,
+    pub table: SharedTable,
+    pub events: Events,
+}
+
+/// A proxy instance: cheap to clone, every clone shares the table, events and connection cap.
+#[derive(Clone)]
+pub struct Proxy {
+    shared: Arc<Shared>,
+    slots: Arc<Semaphore>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ProxyError {
+    #[error("accepting a connection failed: {0}")]
+    Accept(io::Error),
+    #[error("max_connections must be at least 1")]
+    NoConnections,
+}
+
+impl Proxy {
+    pub fn new(
+        config: ProxyConfig,
+        table: SharedTable,
+        events: Events,
+    ) -> Result<Self, ProxyError> {
+        if config.max_connections == 0 {
+            return Err(ProxyError::NoConnections);
+        }
+        let slots = Arc::new(Semaphore::new(config.max_connections));
+        Ok(Proxy {
+            shared: Arc::new(Shared {
+                config,
+                table,
+                events,
+            }),
+            slots,
+        })
+    }
+
+    /// Connections being served now.
+    pub fn active_connections(&self) -> usize {
+        self.shared.config.max_connections - self.slots.available_permits()
+    }
+
+    /// Accepts connections until accept fails with a non-transient error. A connection slot is
+    /// taken before each accept, so at the cap new clients wait in the listen backlog.
+    /// `classify` tells where each accepted connection was going; one it cannot classify is
+    /// closed.
+    pub async fn serve<F>(&self, listener: TcpListener, classify: F) -> Result<(), ProxyError>
+    where
+        F: Fn(&TcpStream, SocketAddr) -> Option<ConnInfo>,
+    {
+        loop {
+            let Ok(slot) = self.slots.clone().acquire_owned().await else {
+                return Ok(()); // The semaphore is never closed.
+            };
+            let (stream, client) = match listener.accept().await {
+                Ok(x) => x,
+                Err(e) if transient(&e) => {
+                    // Out of descriptors or a connection reset before accept: retry shortly.
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                    continue;
+                }
+                Err(e) => return Err(ProxyError::Accept(e)),
+            };
+            if let Some(info) = classify(&stream, client) {
+                let shared = self.shared.clone();
+                tokio::spawn(conn::serve(shared, stream, info, Some(slot)));
+            }
+        }
+    }
+
+    /// Serves one connection accepted elsewhere (outside the connection cap).
+    pub async fn serve_connection(&self, stream: TcpStream, info: ConnInfo) {
+        conn::serve(self.shared.clone(), stream, info, None).await
+    }
+}
+
+fn transient(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::ConnectionAborted
+            | io::ErrorKind::ConnectionReset
+            | io::ErrorKind::Interrupted
+    ) || matches!(
+        e.raw_os_error(),
+        Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM)
+    )
+}
