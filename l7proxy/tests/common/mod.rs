@@ -113,7 +113,37 @@ pub async fn backend() -> SocketAddr {
     addr
 }
 
-async fn backend_request(mut req: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infallible> {
+/// A streamed body of `left` bytes, produced 64 KiB at a time.
+pub struct Zeros {
+    pub left: u64,
+}
+
+impl hyper::body::Body for Zeros {
+    type Data = Bytes;
+    type Error = Infallible;
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        _cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, Infallible>>> {
+        static CHUNK: [u8; 65536] = [b'z'; 65536];
+        if self.left == 0 {
+            return std::task::Poll::Ready(None);
+        }
+        let n = self.left.min(CHUNK.len() as u64);
+        self.left -= n;
+        std::task::Poll::Ready(Some(Ok(hyper::body::Frame::data(Bytes::from_static(
+            &CHUNK[..n as usize],
+        )))))
+    }
+}
+
+type BackendBody = http_body_util::Either<Full<Bytes>, Zeros>;
+
+async fn backend_request(mut req: Request<Incoming>) -> Result<Response<BackendBody>, Infallible> {
+    if let Some(n) = req.uri().path().strip_prefix("/big/") {
+        let left = n.parse().unwrap_or(0);
+        return Ok(Response::new(http_body_util::Either::Right(Zeros { left })));
+    }
     if req.headers().contains_key(hyper::header::UPGRADE) {
         let on = hyper::upgrade::on(&mut req);
         tokio::spawn(async move {
@@ -127,7 +157,7 @@ async fn backend_request(mut req: Request<Incoming>) -> Result<Response<Full<Byt
                 }
             }
         });
-        let mut r = Response::new(Full::new(Bytes::new()));
+        let mut r = Response::new(http_body_util::Either::Left(Full::new(Bytes::new())));
         *r.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
         r.headers_mut()
             .insert(hyper::header::UPGRADE, "websocket".parse().unwrap());
@@ -144,7 +174,9 @@ async fn backend_request(mut req: Request<Incoming>) -> Result<Response<Full<Byt
         }
     }
     let text = if n > 0 { format!("{head} {n}") } else { head };
-    Ok(Response::new(Full::new(Bytes::from(text))))
+    Ok(Response::new(http_body_util::Either::Left(Full::new(
+        Bytes::from(text),
+    ))))
 }
 
 /// The proxy on loopback in front of `backend`, every connection classified as app2 → app1
