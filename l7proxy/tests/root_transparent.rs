@@ -73,7 +73,17 @@ fn root_upstream_leaves_from_the_client_address() {
         return;
     }
     let ns = Netns::new("l7t");
-    ns.exec(&["ip", "route", "add", "local", "192.0.2.0/24", "dev", "lo", "table", "100"]);
+    ns.exec(&[
+        "ip",
+        "route",
+        "add",
+        "local",
+        "192.0.2.0/24",
+        "dev",
+        "lo",
+        "table",
+        "100",
+    ]);
     ns.exec(&["ip", "rule", "add", "to", "192.0.2.0/24", "lookup", "100"]);
     let (plain, transparent) = ns.run(|| {
         let rt = tokio::runtime::Builder::new_current_thread()
