@@ -18,6 +18,7 @@ use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use ir::Direction;
 use std::convert::Infallible;
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::net::TcpStream;
@@ -44,6 +45,7 @@ pub(crate) async fn serve(
 ) {
     let _ = stream.set_nodelay(true);
     let timeout = shared.config.header_timeout;
+    shared.active.fetch_add(1, Ordering::Relaxed);
     let conn = Arc::new(Conn {
         shared,
         info,
@@ -92,6 +94,12 @@ fn text(status: StatusCode, body: &'static str) -> Response<Body> {
     r.headers_mut()
         .insert(CONTENT_TYPE, HeaderValue::from_static("text/plain"));
     r
+}
+
+impl Drop for Conn {
+    fn drop(&mut self) {
+        self.shared.active.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 impl Conn {

@@ -4,6 +4,10 @@
 //! - [`matcher`]: the HTTP rules of one map key compiled into `RegexSet`s.
 //! - [`table`]: every endpoint's redirect keys with their matchers, built once per policy
 //!   change and swapped atomically ([`table::SharedTable`]).
+//! - [`proxy`]: configuration and the accept loop (connection cap); `conn` serves one
+//!   connection (sniff, hyper server, 403 or forward, upgrades), [`upstream`] connects to the
+//!   original destination, [`sniff`] tells HTTP from other bytes.
+//! - [`event`]: per-request events and their seed §6 style lines.
 
 mod conn;
 pub mod event;

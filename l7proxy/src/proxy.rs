@@ -7,6 +7,7 @@ use crate::table::SharedTable;
 use ir::{Direction, NumericIdentity};
 use std::io;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::{TcpListener, TcpStream};
@@ -59,6 +60,8 @@ pub(crate) struct Shared {
     pub config: ProxyConfig,
     pub table: SharedTable,
     pub events: Events,
+    /// Connections being served (a connection's upgraded stream included).
+    pub active: AtomicUsize,
 }
 
 /// A proxy instance: cheap to clone, every clone shares the table, events and connection cap.
@@ -91,6 +94,7 @@ impl Proxy {
                 config,
                 table,
                 events,
+                active: AtomicUsize::new(0),
             }),
             slots,
         })
@@ -98,7 +102,7 @@ impl Proxy {
 
     /// Connections being served now.
     pub fn active_connections(&self) -> usize {
-        self.shared.config.max_connections - self.slots.available_permits()
+        self.shared.active.load(Ordering::Relaxed)
     }
 
     /// Accepts connections until accept fails with a non-transient error. A connection slot is

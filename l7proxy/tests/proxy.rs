@@ -302,3 +302,44 @@ async fn each_request_gives_an_event() {
         "{ok:?}"
     );
 }
+
+#[tokio::test]
+async fn ipv6_original_destination() {
+    let backend = backend_on("[::1]:0").await;
+    let world = World::new(&ingress_policy(backend.port(), RULES));
+    let p = proxy(
+        world.table(),
+        world.identity("app2"),
+        backend,
+        ProxyConfig::default(),
+    )
+    .await;
+    let mut c = client(p.addr).await;
+    assert_eq!(send(&mut c, "GET", "/public", &[]).await.2, "GET /public");
+    assert_eq!(send(&mut c, "GET", "/private", &[]).await.0, 403);
+}
+
+#[tokio::test]
+async fn idle_keep_alive_connections_are_closed_after_the_header_timeout() {
+    let config = ProxyConfig {
+        header_timeout: Duration::from_millis(300),
+        ..ProxyConfig::default()
+    };
+    let (_w, p) = setup(config).await;
+    let mut s = TcpStream::connect(p.addr).await.unwrap();
+    s.write_all(b"GET /public HTTP/1.1\r\nHost: a\r\n\r\n")
+        .await
+        .unwrap();
+    let mut buf = vec![0u8; 4096];
+    let n = s.read(&mut buf).await.unwrap();
+    assert_eq!(statuses(&buf[..n]), ["200"]);
+    // Idle: the slot is given back once the next request's header section does not come.
+    let start = Instant::now();
+    let n = tokio::time::timeout(Duration::from_secs(3), s.read(&mut buf))
+        .await
+        .expect("closed");
+    assert!(matches!(n, Ok(0) | Err(_)), "{n:?}");
+    assert!(start.elapsed() >= Duration::from_millis(250));
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert_eq!(p.proxy.active_connections(), 0);
+}

@@ -94,7 +94,12 @@ impl World {
 /// A backend: `GET` answers `METHOD PATH`; a body is streamed and answered with its length;
 /// `Upgrade` gets 101 and the upgraded stream echoes.
 pub async fn backend() -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    backend_on("127.0.0.1:0").await
+}
+
+/// [`backend`] listening on `addr`.
+pub async fn backend_on(addr: &str) -> SocketAddr {
+    let listener = TcpListener::bind(addr).await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move {
         loop {
