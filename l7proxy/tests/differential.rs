@@ -1,13 +1,15 @@
 //! The proxy against `trace`: generated L7 policies (methods, path and host regexes, headers,
-//! L3/L4-only and wider-peer rules next to them) and generated requests; every request goes
-//! through the real proxy, and its verdict (403 or forwarded) must equal `compiler::trace`'s for
-//! the same flow and HTTP request. The proxy reads the map state; trace reads the rules.
+//! L3/L4-only and wider-peer rules next to them, ingress on app1 and egress on the clients) and
+//! generated requests from app2 or app3 to app1; every request goes through the real egress
+//! proxy of its client and the real ingress proxy of app1, and the two verdicts together (both
+//! forwarded, or a 403) must equal `compiler::trace`'s for the same flow and HTTP request. The
+//! proxy reads the map state; trace reads the rules.
 
 mod common;
 
 use common::*;
 use compiler::trace::{resolve_party, trace, HttpRequest, PartySpec};
-use ir::{NumericIdentity, Protocol};
+use ir::{Direction, NumericIdentity, Protocol};
 use l7proxy::{ProxyConfig, SharedTable};
 use proptest::prelude::*;
 use std::net::SocketAddr;
@@ -50,7 +52,9 @@ struct GenHttp {
 
 #[derive(Clone, Debug)]
 struct GenRule {
-    /// 0: app2, 1: app3, 2: every endpoint.
+    /// An egress rule of the clients (else an ingress rule of app1).
+    egress: bool,
+    /// Ingress: the peer, egress: the subject. 0: app2, 1: app3, 2: every endpoint.
     peer: usize,
     /// None: no port (L3 only); Some(false): the port; Some(true): a range around it.
     port: Option<bool>,
@@ -75,23 +79,42 @@ fn http_strategy() -> impl Strategy<Value = GenHttp> {
 
 fn rule_strategy() -> impl Strategy<Value = GenRule> {
     (
+        prop::bool::weighted(0.3),
         0..3usize,
         prop::option::weighted(0.85, any::<bool>()),
         prop::option::weighted(0.75, prop::collection::vec(http_strategy(), 0..4)),
     )
-        .prop_map(|(peer, port, http)| GenRule { peer, port, http })
+        .prop_map(|(egress, peer, port, http)| GenRule {
+            egress,
+            peer,
+            port,
+            http,
+        })
 }
 
 fn yaml(rules: &[GenRule], port: u16) -> String {
     let mut out = String::new();
     for (i, r) in rules.iter().enumerate() {
-        let peer = [
-            "[{matchLabels: {id: app2}}]",
-            "[{matchLabels: {id: app3}}]",
-            "[{}]",
+        let sel = [
+            "{matchLabels: {id: app2}}",
+            "{matchLabels: {id: app3}}",
+            "{}",
         ][r.peer];
+        let (subject, dir, peers) = if r.egress {
+            (
+                sel,
+                "egress",
+                "toEndpoints: [{matchLabels: {id: app1}}]".to_string(),
+            )
+        } else {
+            (
+                "{matchLabels: {id: app1}}",
+                "ingress",
+                format!("fromEndpoints: [{sel}]"),
+            )
+        };
         out.push_str(&format!(
-            "---\napiVersion: cilium.io/v2\nkind: CiliumNetworkPolicy\nmetadata: {{name: r{i}, namespace: default}}\nspec:\n  endpointSelector: {{matchLabels: {{id: app1}}}}\n  ingress:\n  - fromEndpoints: {peer}\n"
+            "---\napiVersion: cilium.io/v2\nkind: CiliumNetworkPolicy\nmetadata: {{name: r{i}, namespace: default}}\nspec:\n  endpointSelector: {subject}\n  {dir}:\n  - {peers}\n"
         ));
         let Some(range) = r.port else { continue };
         let ports = if range {
@@ -164,56 +187,74 @@ fn request_strategy() -> impl Strategy<Value = GenRequest> {
         })
 }
 
-/// One runtime, backend and pair of proxies (clients app2 and app3) for every case; each case
-/// stores its own table in both.
+/// One runtime and backend, and for each client (app2, app3) its egress proxy and app1's ingress
+/// proxy for its connections; each case stores its own table in all four.
 struct Fixture {
     rt: tokio::runtime::Runtime,
     backend: SocketAddr,
-    /// The proxies whose connections come from app2 and app3, with their tables.
-    proxies: [(SocketAddr, SharedTable); 2],
+    /// Per client: (egress proxy, ingress proxy) addresses.
+    proxies: [(SocketAddr, SocketAddr); 2],
+    tables: Vec<SharedTable>,
 }
 
 fn fixture() -> &'static Fixture {
     static F: OnceLock<Fixture> = OnceLock::new();
     F.get_or_init(|| {
         let rt = tokio::runtime::Runtime::new().unwrap();
-        let (backend, proxies) = rt.block_on(async {
+        let (backend, proxies, tables) = rt.block_on(async {
             let backend = backend().await;
             // Identities depend on labels only: any world gives the same numbers (tested below).
             let world = World::new(&ingress_policy(backend.port(), "        - {}"));
+            let app1 = world.identity("app1");
             let mut proxies = Vec::new();
-            for pod in ["app2", "app3"] {
-                let p = proxy(
-                    world.table(),
-                    world.identity(pod),
-                    backend,
-                    ProxyConfig::default(),
-                )
-                .await;
-                proxies.push((p.addr, p.table));
+            let mut tables = Vec::new();
+            for (id, pod) in [(2, "app2"), (3, "app3")] {
+                let config = ProxyConfig::default;
+                let egress = (id, Direction::Egress, app1);
+                let e = proxy_as(world.table(), egress, backend, config()).await;
+                let ingress = (1, Direction::Ingress, world.identity(pod));
+                let i = proxy_as(world.table(), ingress, backend, config()).await;
+                proxies.push((e.addr, i.addr));
+                tables.extend([e.table, i.table]);
             }
-            (backend, proxies)
+            (backend, proxies, tables)
         });
-        let [a, b]: [(SocketAddr, SharedTable); 2] = proxies.try_into().ok().unwrap();
         Fixture {
             rt,
             backend,
-            proxies: [a, b],
+            proxies: [proxies[0], proxies[1]],
+            tables,
         }
     })
+}
+
+/// Sends the request through one proxy on a new connection; true when forwarded.
+fn forwarded(
+    f: &Fixture,
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> bool {
+    let status = f.rt.block_on(async {
+        let mut c = client(addr).await;
+        send(&mut c, method, path, headers).await.0
+    });
+    assert!(status == 200 || status == 403, "status {status}");
+    status == 200
 }
 
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(96))]
     #[test]
     fn proxy_verdicts_equal_trace(
-        rules in prop::collection::vec(rule_strategy(), 1..4),
+        rules in prop::collection::vec(rule_strategy(), 1..5),
         requests in prop::collection::vec(request_strategy(), 1..10),
     ) {
         let f = fixture();
         let port = f.backend.port();
         let world = World::new(&yaml(&rules, port));
-        for (_, table) in &f.proxies {
+        for table in &f.tables {
             table.store(world.table());
         }
         let engine = &world.engine;
@@ -229,19 +270,17 @@ proptest! {
                 headers: headers.iter().map(|(n, v)| (n.to_string(), v.to_string())).collect(),
             };
             let t = trace(&engine.policy, &engine.cluster, src, dst.clone(), Protocol::Tcp, port, Some(&http));
-            let addr = f.proxies[usize::from(r.from_app3)].0;
+            let (egress, ingress) = f.proxies[usize::from(r.from_app3)];
             let mut all = headers.clone();
             all.push(("host", REQ_HOSTS[r.host]));
-            let status = f.rt.block_on(async {
-                let mut c = client(addr).await;
-                send(&mut c, REQ_METHODS[r.method], REQ_PATHS[r.path], &all).await.0
-            });
-            prop_assert!(status == 200 || status == 403, "status {status}");
+            let (method, path) = (REQ_METHODS[r.method], REQ_PATHS[r.path]);
+            let out = forwarded(f, egress, method, path, &all);
+            let into = forwarded(f, ingress, method, path, &all);
             prop_assert_eq!(
-                status == 200,
+                out && into,
                 t.allowed,
-                "request {:?} from {}\npolicy:\n{}",
-                http, src_name, yaml(&rules, port)
+                "request {:?} from {} (egress proxy {}, ingress proxy {})\npolicy:\n{}",
+                http, src_name, out, into, yaml(&rules, port)
             );
         }
     }

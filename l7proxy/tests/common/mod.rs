@@ -85,9 +85,14 @@ impl World {
             .identity
     }
 
-    /// app1 is endpoint 1.
+    /// app1 is endpoint 1, app2 endpoint 2, app3 endpoint 3.
     pub fn table(&self) -> PolicyTable {
-        PolicyTable::build(&self.engine, &[(1, "default/app1")], &Limits::default()).unwrap()
+        let endpoints = [
+            (1, "default/app1"),
+            (2, "default/app2"),
+            (3, "default/app3"),
+        ];
+        PolicyTable::build(&self.engine, &endpoints, &Limits::default()).unwrap()
     }
 }
 
@@ -200,6 +205,18 @@ pub async fn proxy(
     backend: SocketAddr,
     config: ProxyConfig,
 ) -> Running {
+    proxy_as(table, (1, Direction::Ingress, peer), backend, config).await
+}
+
+/// The proxy on loopback in front of `backend`, every connection classified as `side`
+/// (endpoint id, direction, peer identity).
+pub async fn proxy_as(
+    table: PolicyTable,
+    side: (u16, Direction, NumericIdentity),
+    backend: SocketAddr,
+    config: ProxyConfig,
+) -> Running {
+    let (endpoint, direction, peer) = side;
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let table = SharedTable::new(table);
@@ -211,8 +228,8 @@ pub async fn proxy(
             Some(ConnInfo {
                 client,
                 original_dst: backend,
-                endpoint: 1,
-                direction: Direction::Ingress,
+                endpoint,
+                direction,
                 peer_identity: peer,
             })
         })
