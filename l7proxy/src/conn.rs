@@ -20,7 +20,7 @@ use ir::Direction;
 use std::convert::Infallible;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 use tokio::net::TcpStream;
 use tokio::sync::OwnedSemaphorePermit;
 
@@ -258,12 +258,12 @@ impl Conn {
         connect_http(self.info.original_dst, source, config.connect_timeout).await
     }
 
-    /// Reads and drops a denied request's body; false when it is longer than allowed (the
-    /// connection is then closed after the answer).
+    /// Reads and drops a denied request's body; false when it is longer than allowed or does not
+    /// arrive within the header timeout (the connection is then closed after the answer).
     async fn discard(&self, mut body: Incoming) -> bool {
         let limit = self.shared.config.max_discard_bytes;
         let mut seen = 0u64;
-        let deadline = Duration::from_secs(10).max(self.shared.config.header_timeout);
+        let deadline = self.shared.config.header_timeout;
         let drain = async {
             while let Some(frame) = body.frame().await {
                 let Ok(frame) = frame else { return false };

@@ -15,7 +15,8 @@ use tokio::sync::Semaphore;
 
 #[derive(Clone, Debug)]
 pub struct ProxyConfig {
-    /// Time allowed to receive a request's header section (the first one included).
+    /// Time allowed to receive a request's header section (the first one included; an idle
+    /// keep-alive connection is closed after it), and a denied request's body.
     pub header_timeout: Duration,
     /// Largest header section accepted; larger ones are answered 431.
     pub max_header_bytes: usize,
