@@ -55,10 +55,10 @@ pub(crate) async fn serve(
     });
     let prefix = match tokio::time::timeout(timeout, sniff(&mut stream)).await {
         Ok(Ok(Sniffed::Http(prefix))) => prefix,
-        Ok(Ok(Sniffed::NotHttp)) => return conn.event(EventKind::NotHttp),
+        Ok(Ok(Sniffed::NotHttp)) => return conn.event(|| EventKind::NotHttp),
         Ok(Ok(Sniffed::Eof)) | Ok(Err(_)) => return,
         Err(_) => {
-            return conn.event(EventKind::BadRequest {
+            return conn.event(|| EventKind::BadRequest {
                 reason: "header timeout".into(),
             })
         }
@@ -79,7 +79,7 @@ pub(crate) async fn serve(
         .await;
     if let Err(e) = result {
         if e.is_parse() || e.is_parse_too_large() || e.is_timeout() {
-            conn.event(EventKind::BadRequest {
+            conn.event(|| EventKind::BadRequest {
                 reason: e.to_string(),
             });
         }
@@ -103,21 +103,16 @@ impl Drop for Conn {
 }
 
 impl Conn {
-    fn event(&self, kind: EventKind) {
-        let endpoint_identity = self
-            .resolved
-            .lock()
-            .ok()
-            .and_then(|r| r.as_ref().map(|(_, r)| r.endpoint_identity))
-            .unwrap_or_default();
+    /// Sends the event `kind` builds, if someone listens (nothing is built otherwise).
+    fn event(&self, kind: impl FnOnce() -> EventKind) {
         self.shared.events.emit(|| Event {
             endpoint: self.info.endpoint,
-            endpoint_identity,
+            endpoint_identity: self.decision().endpoint_identity,
             direction: self.info.direction,
             peer_identity: self.info.peer_identity,
             client: self.info.client,
             original_dst: self.info.original_dst,
-            kind,
+            kind: kind(),
         });
     }
 
@@ -168,9 +163,9 @@ impl Conn {
                 headers: req.headers(),
             }),
         };
-        let method = req.method().to_string();
+        let method = req.method().clone();
         let record = |verdict: Verdict, status: StatusCode| {
-            self.event(EventKind::Request {
+            self.event(|| EventKind::Request {
                 url: format!(
                     "http://{}{path}",
                     if host.is_empty() {
@@ -179,7 +174,7 @@ impl Conn {
                         host.clone()
                     }
                 ),
-                method: method.clone(),
+                method: method.to_string(),
                 host: host.clone(),
                 verdict,
                 status: status.as_u16(),

@@ -178,7 +178,7 @@ async fn trickled_headers_time_out() {
 
 #[tokio::test]
 async fn non_http_bytes_are_closed_with_an_event() {
-    let (_w, p) = setup(ProxyConfig::default()).await;
+    let (w, p) = setup(ProxyConfig::default()).await;
     let mut events = p.events.subscribe(16);
     // A TLS ClientHello's first bytes.
     let out = raw(
@@ -190,6 +190,9 @@ async fn non_http_bytes_are_closed_with_an_event() {
     assert!(out.is_empty(), "{out:?}");
     let e = events.recv().await.unwrap();
     assert_eq!(e.kind, EventKind::NotHttp);
+    // Named like a request's event, before any request was read.
+    assert_eq!(e.endpoint_identity, w.identity("app1"));
+    assert_eq!(e.peer_identity, w.identity("app2"));
 }
 
 #[tokio::test]
