@@ -2,6 +2,7 @@
 
 pub mod cluster;
 pub mod diag;
+pub mod diff;
 pub mod flow;
 pub mod front;
 pub mod identity;

@@ -5,6 +5,7 @@ pub mod apply;
 pub mod client_util;
 pub mod compile;
 pub mod connectivity;
+pub mod diff;
 pub mod endpoint;
 pub mod endpoint_table;
 pub mod endpoints;
@@ -15,6 +16,7 @@ pub mod semload;
 pub mod status;
 pub mod test;
 pub mod trace;
+pub mod verdicts;
 
 /// `--flow-cache-slots` of `compile` and `agent`: 0 (no flow cache) or a power of two up to
 /// 65536 (the datapath indexes slots with a mask).

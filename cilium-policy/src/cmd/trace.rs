@@ -54,17 +54,17 @@ pub struct Args {
     pub output: Output,
 }
 
-/// `PORT[/PROTO]`.
-pub fn parse_dport(s: &str) -> miette::Result<(u16, Protocol)> {
+/// `PORT[/PROTO]` of the flag `flag` (TCP when the protocol is omitted).
+pub fn parse_port(flag: &str, s: &str) -> miette::Result<(u16, Protocol)> {
     let (port, proto) = s.split_once('/').unwrap_or((s, "tcp"));
     let port: u16 = port
         .trim()
         .parse()
-        .map_err(|_| miette!("--dport `{s}`: `{port}` is not a port number (0-65535)"))?;
+        .map_err(|_| miette!("{flag} `{s}`: `{port}` is not a port number (0-65535)"))?;
     let proto = Protocol::parse(proto.trim())
         .filter(|p| *p != Protocol::Any)
         .ok_or_else(|| {
-            miette!("--dport `{s}`: unknown protocol `{proto}` (tcp, udp, sctp, icmp, icmpv6)")
+            miette!("{flag} `{s}`: unknown protocol `{proto}` (tcp, udp, sctp, icmp, icmpv6)")
         })?;
     Ok((port, proto))
 }
@@ -124,7 +124,7 @@ fn http(a: &Args) -> miette::Result<Option<HttpRequest>> {
 }
 
 pub fn run(a: Args) -> miette::Result<ExitCode> {
-    let (port, proto) = parse_dport(&a.dport)?;
+    let (port, proto) = parse_port("--dport", &a.dport)?;
     let src = spec("src", &a.src, &a.src_labels, a.src_identity, a.src_ip)?;
     let dst = spec("dst", &a.dst, &a.dst_labels, a.dst_identity, a.dst_ip)?;
     let query = Query {

@@ -13,7 +13,8 @@ use ir::{
 };
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
-pub(super) type GroupKey = (NumericIdentity, Vec<NamedPort>);
+/// A group of endpoints sharing one map state: their identity and sorted container ports.
+pub type GroupKey = (NumericIdentity, Vec<NamedPort>);
 
 /// The map-entry changes of one endpoint.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -71,7 +72,8 @@ fn rule_sels(policy: &PolicySet, r: &ir::Rule) -> Vec<(PeerSel, bool)> {
     v
 }
 
-pub(super) fn key_of(ep: &ClusterEndpoint) -> GroupKey {
+/// The group `ep` belongs to.
+pub fn key_of(ep: &ClusterEndpoint) -> GroupKey {
     let mut ports = ep.ports.clone();
     ports.sort();
     (ep.identity, ports)
@@ -167,6 +169,11 @@ impl PolicyEngine {
             .endpoints()
             .filter_map(|e| Some((e.name.clone(), self.endpoint_policy(&e.name)?)))
             .collect()
+    }
+
+    /// Every group's map state (shared by the group's members).
+    pub fn groups(&self) -> &HashMap<GroupKey, EndpointPolicy> {
+        &self.groups
     }
 
     /// Number of distinct map states (groups) computed.

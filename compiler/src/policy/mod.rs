@@ -10,7 +10,7 @@ mod incremental;
 pub mod lookup;
 pub mod ports;
 
-pub use engine::{MapDelta, PolicyEngine};
+pub use engine::{key_of, GroupKey, MapDelta, PolicyEngine};
 pub use lookup::{lookup, Lookup};
 
 use ir::{Direction, L7Rules};

@@ -1,0 +1,81 @@
+//! Which rules differ between the two sides, and swapping them in the engine.
+//!
+//! Both sides' rules live in one policy set (one selector arena), so two rules are the same rule
+//! when everything but their id and provenance is equal. Equal rules are matched one to one; the
+//! old side's unmatched rules are deactivated and the new side's unmatched rules activated.
+
+use super::{DiffError, OldStates};
+use crate::policy::{key_of, GroupKey, PolicyEngine};
+use ir::{PolicySet, Rule, RuleId};
+use std::collections::{HashMap, HashSet};
+
+/// The rules to swap, and the old rules kept under a new rule's name.
+#[derive(Debug, Default)]
+pub(super) struct Plan {
+    pub remove: Vec<RuleId>,
+    pub add: Vec<RuleId>,
+    /// Old rule → the equal new rule (the new side names its own rules).
+    pub kept: HashMap<RuleId, RuleId>,
+}
+
+/// The same rule, provenance aside.
+fn same(a: &Rule, b: &Rule) -> bool {
+    a.kind == b.kind
+        && a.subject == b.subject
+        && a.direction == b.direction
+        && a.action == b.action
+        && a.peers == b.peers
+        && a.requires == b.requires
+        && a.ports == b.ports
+}
+
+pub(super) fn plan(policy: &PolicySet, old: &[RuleId], new: &[RuleId]) -> Plan {
+    let mut buckets: HashMap<_, Vec<RuleId>> = HashMap::new();
+    for &id in old {
+        let r = policy.rule(id);
+        buckets
+            .entry((r.subject, r.direction, r.action))
+            .or_default()
+            .push(id);
+    }
+    let mut p = Plan::default();
+    for &id in new {
+        let r = policy.rule(id);
+        let bucket = buckets
+            .entry((r.subject, r.direction, r.action))
+            .or_default();
+        match bucket.iter().position(|o| same(policy.rule(*o), r)) {
+            Some(at) => {
+                p.kept.insert(bucket.swap_remove(at), id);
+            }
+            None => p.add.push(id),
+        }
+    }
+    p.remove = buckets.into_values().flatten().collect();
+    p.remove.sort();
+    p
+}
+
+/// Applies the plan; returns the old map state of every group whose state changed.
+pub(super) fn apply(
+    engine: &mut PolicyEngine,
+    plan: &Plan,
+) -> Result<(OldStates, HashSet<GroupKey>), DiffError> {
+    if plan.remove.is_empty() && plan.add.is_empty() {
+        return Ok(Default::default());
+    }
+    let before = engine.groups().clone();
+    let mut deltas = engine.deactivate_rules(&plan.remove);
+    deltas.extend(engine.activate_rules(&plan.add)?);
+    let mut changed = HashSet::new();
+    for d in &deltas {
+        if let Some(ep) = engine.cluster.endpoint(&d.endpoint) {
+            changed.insert(key_of(ep));
+        }
+    }
+    let old = before
+        .into_iter()
+        .filter(|(k, _)| changed.contains(k))
+        .collect();
+    Ok((old, changed))
+}
