@@ -13,7 +13,7 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 /// Turn Kubernetes NetworkPolicy, CiliumNetworkPolicy and Cilium JSON rules into an enforced BPF datapath.
 ///
-/// Offline commands (lint, trace, test, connectivity, diff, endpoints, compile) read policy files,
+/// Offline commands (lint, trace, test, connectivity, diff, replay, endpoints, compile) read policy files,
 /// directories (*.yaml, *.yml, *.json, recursively) or `-` for stdin. Agent commands talk to a
 /// running `cilium-policy agent` through --api-socket.
 #[derive(Parser, Debug)]
@@ -40,6 +40,8 @@ pub enum Command {
     Connectivity(cmd::connectivity::Args),
     /// The connectivity difference between two policy sets over one inventory (exit 1 when any).
     Diff(cmd::diff::Args),
+    /// Recorded flows (`monitor -o json`, flow export) whose verdict the given policies change.
+    Replay(cmd::replay::Args),
     /// List endpoints with their identities, labels and enforcement.
     Endpoints(cmd::endpoints::Args),
     /// Run the resident agent: loads the datapath and keeps it in step with policies and endpoints.
@@ -72,6 +74,7 @@ fn main() -> ExitCode {
         Command::Test(a) => cmd::test::run(a),
         Command::Connectivity(a) => cmd::connectivity::run(a),
         Command::Diff(a) => cmd::diff::run(a),
+        Command::Replay(a) => cmd::replay::run(a),
         Command::Endpoints(a) => cmd::endpoints::run(a),
         Command::Agent(a) => cmd::agent::run(a, cli.api_socket.clone()),
         Command::Status(a) => cmd::status::run(a, cli.api_socket.as_deref()),

@@ -1,4 +1,4 @@
-//! `diff` on the fixtures under testdata/diff, whose expected
+//! `diff` and `replay` on the fixtures under testdata/diff and testdata/replay, whose expected
 //! output (`expect.tsv`) is written from the policies' meaning (see each README.md); exit codes
 //! and bad input.
 
@@ -144,4 +144,57 @@ fn diff_errors_exit_2() {
     let (_, stderr) = text(&out);
     assert_eq!(out.status.code(), Some(2));
     assert!(stderr.contains(&format!("{b}:7:")), "{stderr}");
+}
+
+const REPLAY: &str = "testdata/replay/tighten";
+
+fn replay(flows: &str, side: &str, extra: &[&str]) -> Output {
+    let f = format!("{REPLAY}/{flows}");
+    let (c, p) = (format!("{TIGHTEN}/common"), format!("{TIGHTEN}/{side}"));
+    let mut args = vec!["replay", "--flows", &f, "-f", &c, &p];
+    args.extend_from_slice(extra);
+    run(&args)
+}
+
+#[test]
+fn replay_lists_the_recorded_flows_the_new_policy_changes() {
+    let out = replay("flows.json", "new", &["-o", "tsv"]);
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert_eq!(stdout, expected("testdata/replay/tighten/expect.tsv"));
+    assert!(
+        stderr.contains("skipped 1 replies and 1 drops for reasons other than policy"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("flows.json:9: shop/gone"), "{stderr}");
+    let json = replay("flows.json", "new", &["-o", "json"]);
+    let doc: serde_json::Value = serde_json::from_slice(&json.stdout).expect("json");
+    assert_eq!(doc["compared"], 7);
+    let first = &doc["changes"][0];
+    assert_eq!(
+        first["old"]["ingress_allowed_by"][0]["source"],
+        "old/backend.yaml:12"
+    );
+    assert_eq!(first["new"]["ingress"]["decision"], "default deny");
+}
+
+#[test]
+fn replay_on_the_recording_policy_changes_nothing() {
+    let out = replay("flows.json", "old", &[]);
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{stdout}{stderr}");
+    assert!(stdout.contains("0 of 7 flows would change"), "{stdout}");
+}
+
+#[test]
+fn replay_names_the_bad_line_and_field() {
+    let out = replay("bad-flows.json", "new", &[]);
+    let (_, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr.contains("bad-flows.json:2: field `l4.TCP.destination_port`"),
+        "{stderr}"
+    );
+    let out = replay("missing.json", "new", &[]);
+    assert_eq!(out.status.code(), Some(2));
 }

@@ -12,6 +12,7 @@ pub mod endpoints;
 pub mod lint;
 pub mod monitor;
 pub mod policy;
+pub mod replay;
 pub mod semload;
 pub mod status;
 pub mod test;

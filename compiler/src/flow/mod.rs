@@ -1,11 +1,14 @@
 //! Flows as Hubble's `Flow` spells them: the records `monitor -o json` and the flow export
 //! write and `replay` reads. Plain serde types (no agent or HTTP types), so the agent's monitor
 //! and the offline commands share one definition. Fields this project does not produce (Hubble
-//! has many more) are ignored when reading.
+//! has many more) are ignored when reading. `replay.rs` compares recorded verdicts with a
+//! policy set's.
 
 mod read;
+mod replay;
 
 pub use read::{parse_flows, read_flows, FlowReadError, Recorded};
+pub use replay::{replay, Replay, Replayed, Skipped};
 
 use ir::{PolicySet, RuleId};
 use serde::{Deserialize, Serialize};
