@@ -303,3 +303,26 @@ fn connectivity_reports_icmp_types_in_every_format() {
     assert!(out("md").contains(&format!("| {tie} | {star} | {want} |")));
     assert!(out("dot").contains(&format!("{tie:?} -> {star:?} [label={want:?}];")));
 }
+
+/// `connectivity --group identity`: app1's two pods (one identity) collapse into one row with
+/// their count; app2 reaches them on TCP 80 only, and they do not reach each other (app1 admits
+/// only app2).
+#[test]
+fn connectivity_groups_endpoints_by_identity() {
+    let k = "testdata/getting-started/kubernetes";
+    let out = run(&["connectivity", "-f", k, "--group", "identity", "-o", "md"]);
+    assert!(out.status.success());
+    let s = String::from_utf8_lossy(&out.stdout);
+    let row =
+        |l: &&str| l.contains("default [id=app2] ×1 | identity") && l.contains("[id=app1] ×2");
+    let app2_app1: Vec<&str> = s.lines().filter(row).collect();
+    assert_eq!(app2_app1.len(), 1, "{s}");
+    assert!(app2_app1[0].ends_with("| TCP 80 |"), "{s}");
+    assert!(
+        !s.lines().any(|l| l.matches("[id=app1] ×2").count() == 2),
+        "app1 to app1: {s}"
+    );
+    let pods = run(&["connectivity", "-f", k, "-o", "tsv"]);
+    let grouped = run(&["connectivity", "-f", k, "--group", "pod", "-o", "tsv"]);
+    assert_eq!(pods.stdout, grouped.stdout);
+}

@@ -1,10 +1,12 @@
 //! `cilium-policy connectivity`: every endpoint pair (and world) with the protocols and ports
-//! (ICMP types for ICMP/ICMPv6) allowed between them, computed from the map state.
+//! (ICMP types for ICMP/ICMPv6) allowed between them, computed from the map state per map state
+//! and peer class (`compiler::policy::reach`), per pod or with the endpoints of one identity (and
+//! container ports) collapsed into one row.
 
 use super::semload::{load, InputArgs};
-use compiler::policy::connectivity::{allowed_ranges, is_full, End, PortRange, PROTOCOLS};
-use compiler::policy::PolicyEngine;
-use ir::{NumericIdentity, Protocol};
+use compiler::policy::connectivity::{is_full, End, PortRange, PROTOCOLS};
+use compiler::policy::reach::{parties, reach, Grouping, Party};
+use ir::Protocol;
 use serde_json::json;
 use std::fmt::Write;
 use std::process::ExitCode;
@@ -18,19 +20,31 @@ pub enum Output {
     Dot,
 }
 
+/// What one row stands for.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Group {
+    /// One row per endpoint.
+    Pod,
+    /// Endpoints sharing an identity (and container ports, hence a map state) collapse into one
+    /// row with their count.
+    Identity,
+}
+
 #[derive(clap::Args, Debug)]
 pub struct Args {
     #[command(flatten)]
     pub input: InputArgs,
     #[arg(short = 'o', long, value_enum, default_value = "text")]
     pub output: Output,
+    #[arg(long, value_enum, default_value = "pod")]
+    pub group: Group,
 }
 
 /// One allowed pair.
-pub struct Conn {
-    pub src: String,
-    pub dst: String,
-    pub ranges: Vec<PortRange>,
+pub struct Conn<'a> {
+    pub src: &'a Party,
+    pub dst: &'a Party,
+    pub ranges: &'a [PortRange],
 }
 
 /// `TCP 80, UDP 53, SCTP 1000-2000, ICMP type 8, ICMPv6 *`, or `all` when every port and every
@@ -56,74 +70,43 @@ pub fn ports_text(ranges: &[PortRange]) -> String {
     list.join(", ")
 }
 
-/// Every allowed connection between endpoints, from world to endpoints, and from endpoints to world.
-pub fn connections(e: &PolicyEngine) -> Vec<Conn> {
-    let world = End {
-        policy: None,
-        identity: NumericIdentity::WORLD,
-        addr: None,
-    };
-    let ends: Vec<(String, End)> = e
-        .cluster
-        .endpoints()
-        .map(|ep| {
-            (
-                ep.name.clone(),
-                End {
-                    policy: e.policy_of(&ep.name),
-                    identity: ep.identity,
-                    addr: ep.ips.first().copied(),
-                },
-            )
-        })
-        .collect();
-    let mut out = Vec::new();
-    let mut push = |src: &str, dst: &str, s: End, d: End| {
-        let ranges = allowed_ranges(s, d);
-        if !ranges.is_empty() {
-            out.push(Conn {
-                src: src.to_string(),
-                dst: dst.to_string(),
-                ranges,
-            });
-        }
-    };
-    for (sn, s) in &ends {
-        for (dn, d) in &ends {
-            if sn != dn {
-                push(sn, dn, *s, *d);
-            }
-        }
-        push(sn, "world", *s, world);
-    }
-    for (dn, d) in &ends {
-        push("world", dn, world, *d);
-    }
-    out
-}
-
-fn render(conns: &[Conn], o: Output) -> String {
+fn render(conns: &[Conn], g: Group, o: Output) -> String {
     let mut s = String::new();
     match o {
         Output::Text => {
             let mut last = "";
             for c in conns {
-                if c.src != last {
-                    let _ = writeln!(s, "{}", c.src);
-                    last = &c.src;
+                if c.src.name != last {
+                    let _ = writeln!(s, "{}{}", c.src.name, count(g, c.src));
+                    last = &c.src.name;
                 }
-                let _ = writeln!(s, "  => {:<40} {}", c.dst, ports_text(&c.ranges));
+                let dst = format!("{}{}", c.dst.name, count(g, c.dst));
+                let _ = writeln!(s, "  => {dst:<40} {}", ports_text(c.ranges));
             }
         }
         Output::Tsv => {
-            let _ = writeln!(s, "src\tdst\tproto\tports");
+            match g {
+                Group::Pod => {
+                    let _ = writeln!(s, "src\tdst\tproto\tports");
+                }
+                Group::Identity => {
+                    let _ = writeln!(s, "src\tsrc_count\tdst\tdst_count\tproto\tports");
+                }
+            }
             for c in conns {
-                for r in &c.ranges {
+                let (src, dst) = match g {
+                    Group::Pod => (c.src.name.clone(), c.dst.name.clone()),
+                    Group::Identity => (
+                        format!("{}\t{}", c.src.name, c.src.count),
+                        format!("{}\t{}", c.dst.name, c.dst.count),
+                    ),
+                };
+                for r in c.ranges {
                     let _ = writeln!(
                         s,
                         "{}\t{}\t{}\t{}-{}",
-                        c.src,
-                        c.dst,
+                        src,
+                        dst,
                         r.protocol.name().to_lowercase(),
                         r.first,
                         r.last
@@ -146,7 +129,13 @@ fn render(conns: &[Conn], o: Output) -> String {
                             json!({"protocol": r.protocol.name(), "unit": unit, "first": r.first, "last": r.last})
                         })
                         .collect();
-                    json!({"src": c.src, "dst": c.dst, "ports": ports})
+                    let party = |p: &Party| match g {
+                        Group::Pod => json!(p.name),
+                        Group::Identity => {
+                            json!({"name": p.name, "identity": p.identity.0, "endpoints": p.count})
+                        }
+                    };
+                    json!({"src": party(c.src), "dst": party(c.dst), "ports": ports})
                 })
                 .collect();
             s = serde_json::to_string_pretty(&list).unwrap_or_default() + "\n";
@@ -154,7 +143,15 @@ fn render(conns: &[Conn], o: Output) -> String {
         Output::Md => {
             let _ = writeln!(s, "| source | destination | allowed |\n|---|---|---|");
             for c in conns {
-                let _ = writeln!(s, "| {} | {} | {} |", c.src, c.dst, ports_text(&c.ranges));
+                let _ = writeln!(
+                    s,
+                    "| {}{} | {}{} | {} |",
+                    c.src.name,
+                    count(g, c.src),
+                    c.dst.name,
+                    count(g, c.dst),
+                    ports_text(c.ranges)
+                );
             }
         }
         Output::Dot => {
@@ -163,9 +160,9 @@ fn render(conns: &[Conn], o: Output) -> String {
                 let _ = writeln!(
                     s,
                     "  {:?} -> {:?} [label={:?}];",
-                    c.src,
-                    c.dst,
-                    ports_text(&c.ranges)
+                    c.src.name,
+                    c.dst.name,
+                    ports_text(c.ranges)
                 );
             }
             let _ = writeln!(s, "}}");
@@ -174,8 +171,35 @@ fn render(conns: &[Conn], o: Output) -> String {
     s
 }
 
+/// ` ×N` after a group's name.
+fn count(g: Group, p: &Party) -> String {
+    match g {
+        Group::Identity if p.count > 0 => format!(" ×{}", p.count),
+        _ => String::new(),
+    }
+}
+
 pub fn run(a: Args) -> miette::Result<ExitCode> {
     let engine = load(&a.input)?;
-    print!("{}", render(&connections(&engine), a.output));
+    let grouping = match a.group {
+        Group::Pod => Grouping::Endpoint,
+        Group::Identity => Grouping::MapState,
+    };
+    let parties = parties(&engine, grouping);
+    let ends: Vec<End> = parties.iter().map(|(_, e)| *e).collect();
+    let r = reach(&ends, |i| parties[i].0.count > 1);
+    let conns: Vec<Conn> = r
+        .pairs
+        .iter()
+        .map(|&(s, d, k)| Conn {
+            src: &parties[s as usize].0,
+            dst: &parties[d as usize].0,
+            ranges: &r.ranges[k as usize],
+        })
+        .collect();
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    std::io::Write::write_all(&mut out, render(&conns, a.group, a.output).as_bytes())
+        .and_then(|_| std::io::Write::flush(&mut out))
+        .map_err(|e| miette::miette!("writing the output: {e}"))?;
     Ok(ExitCode::SUCCESS)
 }

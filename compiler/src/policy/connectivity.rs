@@ -16,7 +16,7 @@ pub struct End<'a> {
 }
 
 /// An allowed range: ports, or ICMP types for ICMP/ICMPv6.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct PortRange {
     pub protocol: Protocol,
     pub first: u16,

@@ -9,6 +9,7 @@ mod engine;
 mod incremental;
 pub mod lookup;
 pub mod ports;
+pub mod reach;
 
 pub use engine::{key_of, GroupKey, MapDelta, PolicyEngine};
 pub use lookup::{lookup, Lookup};

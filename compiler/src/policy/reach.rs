@@ -1,0 +1,328 @@
+//! Connectivity at cluster scale: what every party may open to every other, without evaluating
+//! each pair from scratch.
+//!
+//! A connection is allowed where the source's egress and the destination's ingress both allow
+//! it, so each side's allowed ranges are computed on their own and intersected. A side's ranges
+//! depend on its map state and on the peer only through the peer's class there: its identity
+//! if the state has entries for that identity in that direction (else every peer looks the same:
+//! only wildcard entries apply), and its address if the state has address entries in that
+//! direction. Side ranges are computed once per (state, peer class) and interned; the
+//! intersection once per pair of interned lists. What remains per pair is three hash lookups.
+
+use super::connectivity::{allowed_ranges, End, PortRange};
+use super::{key_of, GroupKey, PolicyEngine};
+use ir::{Direction, EndpointPolicy, NumericIdentity};
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::net::IpAddr;
+
+/// What one party of the output stands for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Grouping {
+    /// Each endpoint.
+    Endpoint,
+    /// The endpoints sharing an identity and container ports (hence one map state); split by
+    /// address when some map state has address entries (then a lookup depends on it).
+    MapState,
+}
+
+/// `NAMESPACE [k=v,...]`: an identity's namespace and its own labels (those Cilium derives from
+/// the namespace, cluster and service account left out).
+fn short_name(labels: &ir::LabelSet) -> String {
+    const NS: &str = "io.kubernetes.pod.namespace";
+    let ns = labels
+        .iter()
+        .find(|l| l.key == NS)
+        .map(|l| format!("{} ", l.value))
+        .unwrap_or_default();
+    let own: Vec<String> = labels
+        .iter()
+        .filter(|l| l.key != NS && !l.key.starts_with("io.cilium.k8s."))
+        .map(|l| format!("{}={}", l.key, l.value))
+        .collect();
+    format!("{ns}[{}]", own.join(","))
+}
+
+/// One row's party: an endpoint, a group of endpoints, or world.
+pub struct Party {
+    pub name: String,
+    /// Endpoints it stands for (0 for world).
+    pub count: usize,
+    pub identity: NumericIdentity,
+}
+
+/// The parties of a grouping, each with the map state and address it is looked up with.
+pub fn parties(e: &PolicyEngine, g: Grouping) -> Vec<(Party, End<'_>)> {
+    let c = &e.cluster;
+    let mut out = Vec::new();
+    let end = |name: &str, identity, addr| End {
+        policy: e.policy_of(name),
+        identity,
+        addr,
+    };
+    match g {
+        Grouping::Endpoint => {
+            for ep in c.endpoints() {
+                let p = Party {
+                    name: ep.name.clone(),
+                    count: 1,
+                    identity: ep.identity,
+                };
+                out.push((p, end(&ep.name, ep.identity, ep.ips.first().copied())));
+            }
+        }
+        Grouping::MapState => {
+            // Address entries make a lookup depend on the peer's address: then each address
+            // is a party of its own.
+            let by_addr = e.groups().values().any(|p| !p.addr_entries.is_empty());
+            let mut groups: BTreeMap<(GroupKey, Option<IpAddr>), Vec<&str>> = BTreeMap::new();
+            for ep in c.endpoints() {
+                let addr = ep.ips.first().copied().filter(|_| by_addr);
+                groups.entry((key_of(ep), addr)).or_default().push(&ep.name);
+            }
+            let mut per_identity: BTreeMap<NumericIdentity, usize> = BTreeMap::new();
+            for (key, _) in groups.keys() {
+                *per_identity.entry(key.0).or_default() += 1;
+            }
+            for ((key, addr), members) in groups {
+                let name = c
+                    .identity(key.0)
+                    .map(|i| short_name(&i.labels))
+                    .unwrap_or_default();
+                // Told apart by their container ports or address when an identity has several.
+                let mut which = String::new();
+                if per_identity[&key.0] > 1 {
+                    let ports: Vec<String> = key
+                        .1
+                        .iter()
+                        .map(|p| format!("{}={}/{}", p.name, p.port, p.protocol.name()))
+                        .collect();
+                    which = format!(" ports({})", ports.join(","));
+                    if let Some(a) = addr {
+                        which += &format!(" {a}");
+                    }
+                }
+                let p = Party {
+                    name: format!("identity {} {name}{which}", key.0 .0),
+                    count: members.len(),
+                    identity: key.0,
+                };
+                out.push((p, end(members[0], key.0, addr)));
+            }
+        }
+    }
+    let world = Party {
+        name: "world".into(),
+        count: 0,
+        identity: NumericIdentity::WORLD,
+    };
+    out.push((
+        world,
+        End {
+            policy: None,
+            identity: NumericIdentity::WORLD,
+            addr: None,
+        },
+    ));
+    out
+}
+
+/// Every pair with something allowed: `(src, dst, index into ranges)` (u32: a 5,000-pod
+/// cluster has millions of pairs).
+#[derive(Clone, Debug, Default)]
+pub struct Reach {
+    /// Distinct allowed range lists.
+    pub ranges: Vec<Vec<PortRange>>,
+    pub pairs: Vec<(u32, u32, u32)>,
+}
+
+/// What of a state's entries a direction keys specifically.
+struct StateInfo {
+    /// Identities with their own entries, per direction (ingress, egress).
+    special: [HashSet<NumericIdentity>; 2],
+    /// Whether address entries exist, per direction.
+    by_addr: [bool; 2],
+}
+
+fn dir_index(d: Direction) -> usize {
+    match d {
+        Direction::Ingress => 0,
+        Direction::Egress => 1,
+    }
+}
+
+impl StateInfo {
+    fn of(p: &EndpointPolicy) -> Self {
+        let mut s = StateInfo {
+            special: [HashSet::new(), HashSet::new()],
+            by_addr: [false; 2],
+        };
+        for k in p.entries.keys() {
+            if k.identity != NumericIdentity::WILDCARD {
+                s.special[dir_index(k.direction)].insert(k.identity);
+            }
+        }
+        for k in p.addr_entries.keys() {
+            s.by_addr[dir_index(k.direction)] = true;
+        }
+        s
+    }
+}
+
+/// A peer as one state sees it.
+type Class = (Option<NumericIdentity>, Option<IpAddr>);
+
+/// Intersects two lists of disjoint ranges sorted by protocol and first port.
+pub fn intersect(a: &[PortRange], b: &[PortRange]) -> Vec<PortRange> {
+    let mut out = Vec::new();
+    let (mut i, mut j) = (0, 0);
+    while i < a.len() && j < b.len() {
+        let (x, y) = (&a[i], &b[j]);
+        if x.protocol != y.protocol {
+            if x.protocol < y.protocol {
+                i += 1;
+            } else {
+                j += 1;
+            }
+            continue;
+        }
+        let (first, last) = (x.first.max(y.first), x.last.min(y.last));
+        if first <= last {
+            out.push(PortRange {
+                protocol: x.protocol,
+                first,
+                last,
+            });
+        }
+        if x.last < y.last {
+            i += 1;
+        } else {
+            j += 1;
+        }
+    }
+    out
+}
+
+struct Memo<'a> {
+    states: Vec<&'a EndpointPolicy>,
+    infos: Vec<StateInfo>,
+    side: HashMap<(usize, usize, Class), usize>,
+    lists: Vec<Vec<PortRange>>,
+    interned: HashMap<Vec<PortRange>, usize>,
+    pair: HashMap<(usize, usize), usize>,
+    full: usize,
+}
+
+impl<'a> Memo<'a> {
+    fn intern(&mut self, v: Vec<PortRange>) -> usize {
+        if let Some(i) = self.interned.get(&v) {
+            return *i;
+        }
+        self.lists.push(v.clone());
+        self.interned.insert(v, self.lists.len() - 1);
+        self.lists.len() - 1
+    }
+
+    /// The ranges state `st` allows in `dir` with `peer` (interned).
+    fn side(&mut self, st: Option<usize>, dir: Direction, peer: &End) -> usize {
+        let Some(st) = st else {
+            return self.full;
+        };
+        let d = dir_index(dir);
+        let info = &self.infos[st];
+        let class: Class = (
+            info.special[d]
+                .contains(&peer.identity)
+                .then_some(peer.identity),
+            peer.addr.filter(|_| info.by_addr[d]),
+        );
+        if let Some(i) = self.side.get(&(st, d, class)) {
+            return *i;
+        }
+        // Any identity of the class stands for it: not special means no entry keys it.
+        let me = End {
+            policy: Some(self.states[st]),
+            identity: NumericIdentity::WILDCARD,
+            addr: None,
+        };
+        let other = End {
+            policy: None,
+            identity: peer.identity,
+            addr: class.1,
+        };
+        let v = match dir {
+            Direction::Egress => allowed_ranges(me, other),
+            Direction::Ingress => allowed_ranges(other, me),
+        };
+        let i = self.intern(v);
+        self.side.insert((st, d, class), i);
+        i
+    }
+}
+
+/// Who may open what to whom among `parties`. `with_self(i)` says whether party `i` is paired
+/// with itself (a party standing for several endpoints); world-like parties (no map state) are
+/// never paired with each other.
+pub fn reach(parties: &[End], with_self: impl Fn(usize) -> bool) -> Reach {
+    let mut index: HashMap<*const EndpointPolicy, usize> = HashMap::new();
+    let mut memo = Memo {
+        states: Vec::new(),
+        infos: Vec::new(),
+        side: HashMap::new(),
+        lists: Vec::new(),
+        interned: HashMap::new(),
+        pair: HashMap::new(),
+        full: 0,
+    };
+    let full = allowed_ranges(
+        End {
+            policy: None,
+            identity: NumericIdentity::WORLD,
+            addr: None,
+        },
+        End {
+            policy: None,
+            identity: NumericIdentity::WORLD,
+            addr: None,
+        },
+    );
+    memo.full = memo.intern(full);
+    let state_of: Vec<Option<usize>> = parties
+        .iter()
+        .map(|p| {
+            p.policy.map(|s| {
+                *index.entry(s as *const _).or_insert_with(|| {
+                    memo.states.push(s);
+                    memo.infos.push(StateInfo::of(s));
+                    memo.states.len() - 1
+                })
+            })
+        })
+        .collect();
+    let mut pairs = Vec::new();
+    for (i, s) in parties.iter().enumerate() {
+        for (j, d) in parties.iter().enumerate() {
+            let unmanaged = state_of[i].is_none() && state_of[j].is_none();
+            if (i == j && !with_self(i)) || unmanaged {
+                continue;
+            }
+            let e = memo.side(state_of[i], Direction::Egress, d);
+            let g = memo.side(state_of[j], Direction::Ingress, s);
+            let r = match memo.pair.get(&(e, g)) {
+                Some(r) => *r,
+                None => {
+                    let v = intersect(&memo.lists[e], &memo.lists[g]);
+                    let r = memo.intern(v);
+                    memo.pair.insert((e, g), r);
+                    r
+                }
+            };
+            if !memo.lists[r].is_empty() {
+                pairs.push((i as u32, j as u32, r as u32));
+            }
+        }
+    }
+    Reach {
+        ranges: memo.lists,
+        pairs,
+    }
+}
