@@ -5,7 +5,8 @@
 //! looked up from every source identity (and its egress towards every destination identity) on
 //! both sides, once per identity and port (per address only where address entries make the
 //! lookup depend on it); only where that side's answer differs are the member pairs expanded and
-//! the whole flow evaluated.
+//! the whole flow evaluated. A peer identity that no entry of the group's old or new state keys
+//! in that direction meets only the wildcard entries, so all such identities share one answer.
 
 use super::OldStates;
 use crate::cluster::{Cluster, ClusterEndpoint};
@@ -224,13 +225,26 @@ impl<'a> Sides<'a> {
         };
         for (k, mine) in groups.iter().filter(|(k, _)| self.changed.contains(k)) {
             for dir in [Direction::Ingress, Direction::Egress] {
-                let by_addr =
-                    has_addr(self.state(k, true), dir) || has_addr(self.state(k, false), dir);
+                let (o_st, n_st) = (self.state(k, true), self.state(k, false));
+                let by_addr = has_addr(o_st, dir) || has_addr(n_st, dir);
+                // A peer identity no entry of either state keys is looked up through the
+                // wildcard entries only: one answer for all of them (per address, if any).
+                let special: HashSet<NumericIdentity> = [o_st, n_st]
+                    .iter()
+                    .flat_map(|p| p.entries.keys())
+                    .filter(|key| key.direction == dir && key.identity != NumericIdentity::WILDCARD)
+                    .map(|key| key.identity)
+                    .collect();
+                let mut memo: HashMap<(Option<NumericIdentity>, Option<IpAddr>, usize), bool> =
+                    HashMap::new();
                 for (_, others) in &groups {
-                    for &port in self.ports {
-                        let differs = |o: &ClusterEndpoint| {
+                    for (pi, &port) in self.ports.iter().enumerate() {
+                        let mut differs = |o: &ClusterEndpoint| {
                             let addr = by_addr.then(|| o.ips.first().copied()).flatten();
-                            self.side_differs(k, dir, o.identity, addr, port)
+                            let class = special.contains(&o.identity).then_some(o.identity);
+                            *memo.entry((class, addr, pi)).or_insert_with(|| {
+                                self.side_differs(k, dir, o.identity, addr, port)
+                            })
                         };
                         let hit: Vec<&ClusterEndpoint> = if by_addr {
                             others.iter().copied().filter(|o| differs(o)).collect()
