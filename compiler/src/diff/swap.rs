@@ -56,7 +56,24 @@ pub(super) fn plan(policy: &PolicySet, old: &[RuleId], new: &[RuleId]) -> Plan {
     p
 }
 
-/// Applies the plan; returns the old map state of every group whose state changed.
+/// Deactivates `remove` and activates `add`; returns the groups whose map state changed.
+fn swap(
+    engine: &mut PolicyEngine,
+    remove: &[RuleId],
+    add: &[RuleId],
+) -> Result<HashSet<GroupKey>, DiffError> {
+    let mut deltas = engine.deactivate_rules(remove);
+    deltas.extend(engine.activate_rules(add)?);
+    Ok(deltas
+        .iter()
+        .filter_map(|d| engine.cluster.endpoint(&d.endpoint))
+        .map(key_of)
+        .collect())
+}
+
+/// Applies the plan; returns the old map state of every group whose state changed, and those
+/// groups. The old states are had by swapping back and forth (each swap recomputes only the
+/// touched groups), which is cheaper than copying every group's state beforehand.
 pub(super) fn apply(
     engine: &mut PolicyEngine,
     plan: &Plan,
@@ -64,18 +81,12 @@ pub(super) fn apply(
     if plan.remove.is_empty() && plan.add.is_empty() {
         return Ok(Default::default());
     }
-    let before = engine.groups().clone();
-    let mut deltas = engine.deactivate_rules(&plan.remove);
-    deltas.extend(engine.activate_rules(&plan.add)?);
-    let mut changed = HashSet::new();
-    for d in &deltas {
-        if let Some(ep) = engine.cluster.endpoint(&d.endpoint) {
-            changed.insert(key_of(ep));
-        }
-    }
-    let old = before
-        .into_iter()
-        .filter(|(k, _)| changed.contains(k))
+    let changed = swap(engine, &plan.remove, &plan.add)?;
+    swap(engine, &plan.add, &plan.remove)?;
+    let old = changed
+        .iter()
+        .filter_map(|k| Some((k.clone(), engine.groups().get(k)?.clone())))
         .collect();
+    swap(engine, &plan.remove, &plan.add)?;
     Ok((old, changed))
 }
