@@ -3,16 +3,18 @@
 //!
 //! A connection is allowed where the source's egress and the destination's ingress both allow
 //! it, so each side's allowed ranges are computed on their own and intersected. A side's ranges
-//! depend on its map state and on the peer only through the peer's class there: its identity
-//! if the state has entries for that identity in that direction (else every peer looks the same:
-//! only wildcard entries apply), and its address if the state has address entries in that
-//! direction. Side ranges are computed once per (state, peer class) and interned; the
-//! intersection once per pair of interned lists. What remains per pair is three hash lookups.
+//! depend on its map state and on the peer only through the peer's class there: the entries
+//! keyed by its identity in that direction (identities with equal entries are alike; an
+//! identity without entries meets only the wildcard entries), and its address if the state has
+//! address entries in that direction. Side ranges are computed once per (state, peer class) and interned; the
+//! intersection once per pair of interned lists. What remains per pair is a binary search in
+//! each side's few specially keyed identities and one lookup in the pair cache.
 
 use super::connectivity::{allowed_ranges, End, PortRange};
 use super::{key_of, GroupKey, PolicyEngine};
-use ir::{Direction, EndpointPolicy, NumericIdentity};
-use std::collections::{BTreeMap, HashMap, HashSet};
+use ir::{Direction, EndpointPolicy, MapVerdict, NumericIdentity};
+use std::collections::{BTreeMap, HashMap};
+use std::hash::{BuildHasherDefault, Hasher};
 use std::net::IpAddr;
 
 /// What one party of the output stands for.
@@ -137,10 +139,15 @@ pub struct Reach {
 
 /// What of a state's entries a direction keys specifically.
 struct StateInfo {
-    /// Identities with their own entries, per direction (ingress, egress).
-    special: [HashSet<NumericIdentity>; 2],
+    /// Identities with their own entries, per direction (ingress, egress), sorted, each with the
+    /// number of its entry signature: identities keyed by the same entries (ports and
+    /// verdicts) behave alike, so they share one class (a namespace selector makes hundreds of
+    /// identities special with the same entries).
+    special: [Vec<(NumericIdentity, u32)>; 2],
     /// Whether address entries exist, per direction.
     by_addr: [bool; 2],
+    /// The ranges of a peer of no special identity (when addresses do not matter), once known.
+    common: [Option<u32>; 2],
 }
 
 fn dir_index(d: Direction) -> usize {
@@ -150,15 +157,31 @@ fn dir_index(d: Direction) -> usize {
     }
 }
 
+/// The entries one identity is keyed by in one direction: (protocol, port, prefix, verdict).
+type Signature = Vec<(u8, u16, u8, MapVerdict)>;
+
 impl StateInfo {
     fn of(p: &EndpointPolicy) -> Self {
         let mut s = StateInfo {
-            special: [HashSet::new(), HashSet::new()],
+            special: [Vec::new(), Vec::new()],
             by_addr: [false; 2],
+            common: [None; 2],
         };
-        for k in p.entries.keys() {
+        let mut by_id: [BTreeMap<NumericIdentity, Signature>; 2] = Default::default();
+        for (k, e) in &p.entries {
             if k.identity != NumericIdentity::WILDCARD {
-                s.special[dir_index(k.direction)].insert(k.identity);
+                by_id[dir_index(k.direction)]
+                    .entry(k.identity)
+                    .or_default()
+                    .push((k.protocol, k.port, k.port_prefix_len, e.verdict));
+            }
+        }
+        for (d, ids) in by_id.into_iter().enumerate() {
+            let mut sigs: HashMap<Signature, u32> = HashMap::new();
+            for (id, sig) in ids {
+                let n = sigs.len() as u32;
+                let class = *sigs.entry(sig).or_insert(n);
+                s.special[d].push((id, class));
             }
         }
         for k in p.addr_entries.keys() {
@@ -169,7 +192,7 @@ impl StateInfo {
 }
 
 /// A peer as one state sees it.
-type Class = (Option<NumericIdentity>, Option<IpAddr>);
+type Class = (Option<u32>, Option<IpAddr>);
 
 /// Intersects two lists of disjoint ranges sorted by protocol and first port.
 pub fn intersect(a: &[PortRange], b: &[PortRange]) -> Vec<PortRange> {
@@ -202,42 +225,51 @@ pub fn intersect(a: &[PortRange], b: &[PortRange]) -> Vec<PortRange> {
     out
 }
 
+/// A multiply-xorshift hasher for the pair cache's `u64` keys (SipHash was most of the
+/// per-pair cost).
+#[derive(Default)]
+struct PairHasher(u64);
+
+impl Hasher for PairHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.write_u64(*b as u64);
+        }
+    }
+    fn write_u64(&mut self, n: u64) {
+        let x = (self.0 ^ n).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        self.0 = x ^ (x >> 29);
+    }
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
 struct Memo<'a> {
     states: Vec<&'a EndpointPolicy>,
     infos: Vec<StateInfo>,
-    side: HashMap<(usize, usize, Class), usize>,
+    /// Ranges per (state, direction, class) for special classes.
+    side: HashMap<(usize, usize, Class), u32>,
     lists: Vec<Vec<PortRange>>,
-    interned: HashMap<Vec<PortRange>, usize>,
-    pair: HashMap<(usize, usize), usize>,
-    full: usize,
+    interned: HashMap<Vec<PortRange>, u32>,
+    pair: HashMap<u64, u32, BuildHasherDefault<PairHasher>>,
+    full: u32,
 }
 
 impl<'a> Memo<'a> {
-    fn intern(&mut self, v: Vec<PortRange>) -> usize {
+    fn intern(&mut self, v: Vec<PortRange>) -> u32 {
         if let Some(i) = self.interned.get(&v) {
             return *i;
         }
+        let i = self.lists.len() as u32;
         self.lists.push(v.clone());
-        self.interned.insert(v, self.lists.len() - 1);
-        self.lists.len() - 1
+        self.interned.insert(v, i);
+        i
     }
 
-    /// The ranges state `st` allows in `dir` with `peer` (interned).
-    fn side(&mut self, st: Option<usize>, dir: Direction, peer: &End) -> usize {
-        let Some(st) = st else {
-            return self.full;
-        };
-        let d = dir_index(dir);
-        let info = &self.infos[st];
-        let class: Class = (
-            info.special[d]
-                .contains(&peer.identity)
-                .then_some(peer.identity),
-            peer.addr.filter(|_| info.by_addr[d]),
-        );
-        if let Some(i) = self.side.get(&(st, d, class)) {
-            return *i;
-        }
+    /// The ranges state `st` allows in `dir` with a peer of `peer`'s class (any member of a
+    /// class stands for it).
+    fn compute(&mut self, st: usize, dir: Direction, peer: &End, addr: Option<IpAddr>) -> u32 {
         // Any identity of the class stands for it: not special means no entry keys it.
         let me = End {
             policy: Some(self.states[st]),
@@ -247,13 +279,39 @@ impl<'a> Memo<'a> {
         let other = End {
             policy: None,
             identity: peer.identity,
-            addr: class.1,
+            addr,
         };
         let v = match dir {
             Direction::Egress => allowed_ranges(me, other),
             Direction::Ingress => allowed_ranges(other, me),
         };
-        let i = self.intern(v);
+        self.intern(v)
+    }
+
+    /// The ranges state `st` allows in `dir` with `peer` (interned).
+    fn side(&mut self, st: Option<usize>, dir: Direction, peer: &End) -> u32 {
+        let Some(st) = st else {
+            return self.full;
+        };
+        let d = dir_index(dir);
+        let info = &self.infos[st];
+        let special = info.special[d]
+            .binary_search_by_key(&peer.identity, |(id, _)| *id)
+            .ok()
+            .map(|at| info.special[d][at].1);
+        if special.is_none() && !info.by_addr[d] {
+            if let Some(i) = info.common[d] {
+                return i;
+            }
+            let i = self.compute(st, dir, peer, None);
+            self.infos[st].common[d] = Some(i);
+            return i;
+        }
+        let class: Class = (special, peer.addr.filter(|_| info.by_addr[d]));
+        if let Some(i) = self.side.get(&(st, d, class)) {
+            return *i;
+        }
+        let i = self.compute(st, dir, peer, class.1);
         self.side.insert((st, d, class), i);
         i
     }
@@ -270,7 +328,7 @@ pub fn reach(parties: &[End], with_self: impl Fn(usize) -> bool) -> Reach {
         side: HashMap::new(),
         lists: Vec::new(),
         interned: HashMap::new(),
-        pair: HashMap::new(),
+        pair: HashMap::default(),
         full: 0,
     };
     let full = allowed_ranges(
@@ -307,17 +365,18 @@ pub fn reach(parties: &[End], with_self: impl Fn(usize) -> bool) -> Reach {
             }
             let e = memo.side(state_of[i], Direction::Egress, d);
             let g = memo.side(state_of[j], Direction::Ingress, s);
-            let r = match memo.pair.get(&(e, g)) {
+            let key = (e as u64) << 32 | g as u64;
+            let r = match memo.pair.get(&key) {
                 Some(r) => *r,
                 None => {
-                    let v = intersect(&memo.lists[e], &memo.lists[g]);
+                    let v = intersect(&memo.lists[e as usize], &memo.lists[g as usize]);
                     let r = memo.intern(v);
-                    memo.pair.insert((e, g), r);
+                    memo.pair.insert(key, r);
                     r
                 }
             };
-            if !memo.lists[r].is_empty() {
-                pairs.push((i as u32, j as u32, r as u32));
+            if !memo.lists[r as usize].is_empty() {
+                pairs.push((i as u32, j as u32, r));
             }
         }
     }
