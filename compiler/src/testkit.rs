@@ -105,6 +105,7 @@ pub fn rule(
         peers,
         requires: vec![],
         ports,
+        default_deny: true,
         provenance: Provenance {
             kind,
             namespace: Some("default".into()),

@@ -29,6 +29,8 @@ struct R {
     deny: bool,
     peers: Option<Vec<P>>,
     ports: Vec<(u16, u16)>,
+    /// `enableDefaultDeny` of the rule's direction.
+    default_deny: bool,
 }
 
 fn rule_strategy() -> impl Strategy<Value = R> {
@@ -46,13 +48,15 @@ fn rule_strategy() -> impl Strategy<Value = R> {
         prop::bool::weighted(0.2),
         prop::option::of(prop::collection::vec(peer, 0..3)),
         prop::collection::vec(port, 0..3),
+        prop::bool::weighted(0.8),
     )
-        .prop_map(|(subject, egress, deny, peers, ports)| R {
+        .prop_map(|(subject, egress, deny, peers, ports, default_deny)| R {
             subject,
             egress,
             deny,
             peers,
             ports,
+            default_deny,
         })
 }
 
@@ -105,8 +109,9 @@ fn build(rules: &[R]) -> PolicySet {
             false => Action::Allow,
         };
         let kind = PolicyKind::CiliumClusterwideNetworkPolicy;
-        let r = testkit::rule(subject, direction, action, peers, ports);
-        p.push_rule(testkit::named(r, kind, None, "p"));
+        let mut rule = testkit::rule(subject, direction, action, peers, ports);
+        rule.default_deny = r.default_deny;
+        p.push_rule(testkit::named(rule, kind, None, "p"));
     }
     p
 }
@@ -153,7 +158,9 @@ fn reference_side(
         mine.iter()
             .any(|r| r.deny == deny && port_ok(r) && peer_ok(r))
     };
-    !hit(true) && hit(false)
+    // Without a rule that turns default deny on here, what no deny rule denies is allowed.
+    let default_allow = mine.iter().all(|r| !r.default_deny);
+    !hit(true) && (hit(false) || default_allow)
 }
 
 proptest! {

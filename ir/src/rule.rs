@@ -123,7 +123,17 @@ pub struct Rule {
     pub requires: Vec<Handle<Selector>>,
     /// Empty: every port and protocol.
     pub ports: Vec<PortRule>,
+    /// Whether this rule puts its subject into default deny in its direction (Cilium's
+    /// `enableDefaultDeny`, true unless a Cilium rule sets it `false`). An endpoint whose rules
+    /// in a direction all say `false` allows what no deny rule denies; their allows still decide
+    /// L7 redirects.
+    #[serde(default = "default_deny")]
+    pub default_deny: bool,
     pub provenance: Provenance,
+}
+
+fn default_deny() -> bool {
+    true
 }
 
 /// Everything the front ends produced: files, interned selectors, rules.

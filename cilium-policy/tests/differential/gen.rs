@@ -103,6 +103,13 @@ fn netpol(r: &mut Rng, j: usize, out: &mut String) {
 fn cnp(r: &mut Rng, j: usize, out: &mut String) {
     let ns = r.pick(&NSES);
     let _ = writeln!(out, "---\napiVersion: cilium.io/v2\nkind: CiliumNetworkPolicy\nmetadata: {{name: cnp{j}, namespace: {ns}}}\nspec:\n  endpointSelector: {{matchLabels: {{app: {}}}}}", r.pick(&APPS));
+    if r.chance(25) {
+        let (ingress, egress) = (r.chance(50), r.chance(50));
+        let _ = writeln!(
+            out,
+            "  enableDefaultDeny: {{ingress: {ingress}, egress: {egress}}}"
+        );
+    }
     for (dir, eps, ents, cidr) in [
         ("ingress", "fromEndpoints", "fromEntities", "fromCIDR"),
         ("egress", "toEndpoints", "toEntities", "toCIDR"),

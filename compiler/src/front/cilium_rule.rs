@@ -40,11 +40,13 @@ pub fn cilium_rule(cx: &mut Cx<'_>, f: &Field<'_>, scope: &Scope, pending: &mut 
     if let Some(d) = m.get("description") {
         cx.str(&d);
     }
-    for extra in ["enableDefaultDeny", "log"] {
-        if let Some(x) = m.get(extra) {
-            cx.not_enforced(&x, &format!("`{extra}`"));
-        }
+    if let Some(x) = m.get("log") {
+        cx.not_enforced(&x, "`log`");
     }
+    let default_deny = m
+        .get("enableDefaultDeny")
+        .map(|f| enable_default_deny(cx, &f))
+        .unwrap_or((true, true));
     // After an error in the subject the items are still checked (the object is rejected anyway).
     let mut lower = true;
     let subject = match (m.get("endpointSelector"), m.get("nodeSelector")) {
@@ -101,11 +103,27 @@ pub fn cilium_rule(cx: &mut Cx<'_>, f: &Field<'_>, scope: &Scope, pending: &mut 
                 i,
             );
             match item {
-                Some(rule) if lower => pending.push(&scope, rule),
+                Some(mut rule) if lower => {
+                    rule.default_deny = match dir {
+                        Direction::Ingress => default_deny.0,
+                        Direction::Egress => default_deny.1,
+                    };
+                    pending.push(&scope, rule)
+                }
                 _ => {}
             }
         }
     }
+}
+
+/// `enableDefaultDeny: {ingress, egress}` (Cilium 1.16): whether the rule puts its subject
+/// into default deny in each direction; an absent direction keeps the default, true.
+fn enable_default_deny(cx: &mut Cx<'_>, f: &Field<'_>) -> (bool, bool) {
+    let Some(m) = cx.map(f, &["ingress", "egress"], Unknown::Error) else {
+        return (true, true);
+    };
+    let mut get = |k: &str| m.get(k).and_then(|x| cx.bool(&x)).unwrap_or(true);
+    (get("ingress"), get("egress"))
 }
 
 /// `labels:` of a rule: `{key, value, source}` objects or `source:key=value` strings.
@@ -288,5 +306,6 @@ fn rule_item(
         ports,
         span: f.span(),
         rule_index: index as u32,
+        default_deny: true,
     })
 }

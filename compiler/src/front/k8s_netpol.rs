@@ -52,6 +52,7 @@ pub fn network_policy(cx: &mut Cx<'_>, spec: &Field<'_>, scope: &Scope, pending:
                 ports: vec![],
                 span,
                 rule_index: 0,
+                default_deny: true,
             };
             pending.push(scope, rule);
         }
@@ -119,6 +120,7 @@ fn rule_item(
         ports,
         span: f.span(),
         rule_index: index,
+        default_deny: true,
     })
 }
 

@@ -175,6 +175,8 @@ pub struct PendingRule {
     pub ports: Vec<PortRule>,
     pub span: Span,
     pub rule_index: u32,
+    /// See [`Rule::default_deny`].
+    pub default_deny: bool,
 }
 
 /// A peer whose endpoint selector is not yet interned.
@@ -248,6 +250,7 @@ impl Pending {
                 peers,
                 requires,
                 ports: r.ports,
+                default_deny: r.default_deny,
                 provenance: Provenance {
                     kind: scope.kind,
                     namespace: scope.namespace,

@@ -49,6 +49,7 @@ impl Builder {
             peers: PeerSet::Any,
             requires: vec![],
             ports: vec![],
+            default_deny: true,
             provenance: Provenance {
                 kind: PolicyKind::CiliumNetworkPolicy,
                 namespace: Some("default".into()),

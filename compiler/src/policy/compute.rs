@@ -170,6 +170,19 @@ pub fn compute(
                 filter,
             );
         }
+        if !here.iter().any(|r| r.default_deny) {
+            // Every rule here says `enableDefaultDeny: false`: what no deny rule denies is
+            // allowed, through an allow-all entry below every more specific one (which still
+            // decide L7 redirects and denies).
+            let any = MapKey {
+                identity: NumericIdentity::WILDCARD,
+                direction: dir,
+                protocol: 0,
+                port: 0,
+                port_prefix_len: 0,
+            };
+            merge(&mut out.entries, any, MapVerdict::Allow, &[]);
+        }
         let host = NumericIdentity::HOST;
         let want_host = match filter {
             PeerFilter::All => true,

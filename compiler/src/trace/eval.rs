@@ -36,13 +36,19 @@ pub enum SideVerdict {
     DeniedByRule,
     /// Enforced and no rule allows it.
     DeniedDefault,
+    /// No rule allows or denies it, and every rule selecting the endpoint in this direction
+    /// says `enableDefaultDeny: false`.
+    AllowedNoDefaultDeny,
 }
 
 impl SideVerdict {
     pub fn allowed(self) -> bool {
         matches!(
             self,
-            SideVerdict::NotManaged | SideVerdict::NotEnforced | SideVerdict::Allowed
+            SideVerdict::NotManaged
+                | SideVerdict::NotEnforced
+                | SideVerdict::Allowed
+                | SideVerdict::AllowedNoDefaultDeny
         )
     }
 }
@@ -301,9 +307,19 @@ fn side(
     } else if !addr_hits.is_empty() {
         s.verdict = SideVerdict::Allowed;
     } else {
-        s.verdict = SideVerdict::DeniedDefault;
+        s.verdict = default_verdict(&rules);
     }
     s
+}
+
+/// What a direction decides when no rule allows or denies: deny, unless every rule selecting
+/// the endpoint there turned default deny off.
+fn default_verdict(rules: &[&Rule]) -> SideVerdict {
+    if rules.iter().any(|r| r.default_deny) {
+        SideVerdict::DeniedDefault
+    } else {
+        SideVerdict::AllowedNoDefaultDeny
+    }
 }
 
 /// The labels-only verdict at `dst`'s ingress.
@@ -341,7 +357,7 @@ fn l3_verdict(policy: &PolicySet, dst: &Party, src: &Party) -> SideVerdict {
     {
         SideVerdict::Allowed
     } else {
-        SideVerdict::DeniedDefault
+        default_verdict(&rules)
     }
 }
 

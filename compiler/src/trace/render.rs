@@ -67,6 +67,9 @@ fn verdict_word(v: SideVerdict) -> &'static str {
         SideVerdict::Allowed => "allowed",
         SideVerdict::DeniedByRule => "denied (deny rule)",
         SideVerdict::DeniedDefault => "denied (no rule allows it)",
+        SideVerdict::AllowedNoDefaultDeny => {
+            "allowed (no rule allows or denies it; enableDefaultDeny is false)"
+        }
     }
 }
 
@@ -279,6 +282,11 @@ pub fn reason(policy: &PolicySet, t: &Trace) -> String {
                     s.rules.len()
                 )
             }
+            SideVerdict::AllowedNoDefaultDeny => format!(
+                "{name} of {}: {} rule(s) without default deny, none denies it",
+                who.display,
+                s.rules.len()
+            ),
         };
         parts.push(what);
     }
