@@ -1,7 +1,8 @@
 //! The REST API (seed §8) under `/v1`: routes and handlers. Every handler runs the agent
 //! operation on a blocking thread under the agent's lock, so concurrent clients are serialized.
 
-use super::error::ApiError;
+use super::error::AgentError;
+use super::http_error::HttpError;
 use super::model::*;
 use super::state::Agent;
 use axum::extract::{Path, Query, State};
@@ -41,16 +42,17 @@ pub fn router(agent: Shared) -> Router {
 /// Runs `f` with the agent locked, off the async runtime.
 async fn with<T: Send + 'static>(
     agent: Shared,
-    f: impl FnOnce(&mut Agent) -> Result<T, ApiError> + Send + 'static,
-) -> Result<T, ApiError> {
+    f: impl FnOnce(&mut Agent) -> Result<T, AgentError> + Send + 'static,
+) -> Result<T, HttpError> {
     tokio::task::spawn_blocking(move || {
         let mut guard = agent
             .lock()
-            .map_err(|_| ApiError::internal("agent state lock poisoned"))?;
+            .map_err(|_| AgentError::Internal("agent state lock poisoned".into()))?;
         f(&mut guard)
     })
     .await
-    .map_err(|e| ApiError::internal(format!("agent task failed: {e}")))?
+    .map_err(|e| AgentError::Internal(format!("agent task failed: {e}")))?
+    .map_err(HttpError::from)
 }
 
 /// Endpoint ids as the seed writes them: `[prefix:]id`; `cilium-local:` is the default prefix,
@@ -62,9 +64,9 @@ pub enum EndpointRef {
     Container(String),
 }
 
-pub fn parse_endpoint_ref(s: &str) -> Result<EndpointRef, ApiError> {
+pub fn parse_endpoint_ref(s: &str) -> Result<EndpointRef, AgentError> {
     let bad = || {
-        ApiError::bad_request(format!(
+        AgentError::invalid(format!(
             "invalid endpoint id {s:?}: expected [cilium-local:]N, pod-name:NAMESPACE:NAME or container-id:ID"
         ))
     };
@@ -86,18 +88,18 @@ pub fn parse_endpoint_ref(s: &str) -> Result<EndpointRef, ApiError> {
     n.parse::<u16>().map(EndpointRef::Id).map_err(|_| bad())
 }
 
-async fn healthz(State(a): State<Shared>) -> Result<Json<Healthz>, ApiError> {
+async fn healthz(State(a): State<Shared>) -> Result<Json<Healthz>, HttpError> {
     with(a, |a| Ok(Json(a.healthz()))).await
 }
 
-async fn get_config(State(a): State<Shared>) -> Result<Json<serde_json::Value>, ApiError> {
+async fn get_config(State(a): State<Shared>) -> Result<Json<serde_json::Value>, HttpError> {
     with(a, |a| Ok(Json(a.config_json()))).await
 }
 
 async fn patch_config(
     State(a): State<Shared>,
     Json(body): Json<BTreeMap<String, serde_json::Value>>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<serde_json::Value>, HttpError> {
     with(a, move |a| {
         a.patch_config(&body)?;
         Ok(Json(a.config_json()))
@@ -108,7 +110,7 @@ async fn patch_config(
 async fn list_endpoints(
     State(a): State<Shared>,
     Query(q): Query<BTreeMap<String, String>>,
-) -> Result<Json<Vec<EndpointStatus>>, ApiError> {
+) -> Result<Json<Vec<EndpointStatus>>, HttpError> {
     with(a, move |a| {
         let all = a.endpoints();
         // `?labels=k=v,k2=v2`: endpoints carrying all of these labels; none → 404 (seed §8).
@@ -127,7 +129,7 @@ async fn list_endpoints(
             })
             .collect();
         if hits.is_empty() {
-            return Err(ApiError::not_found(format!(
+            return Err(AgentError::NotFound(format!(
                 "no endpoint has labels {filter}"
             )));
         }
@@ -139,7 +141,7 @@ async fn list_endpoints(
 async fn get_endpoint(
     State(a): State<Shared>,
     Path(id): Path<String>,
-) -> Result<Json<EndpointStatus>, ApiError> {
+) -> Result<Json<EndpointStatus>, HttpError> {
     let r = parse_endpoint_ref(&id)?;
     with(a, move |a| a.endpoint(&r).map(Json)).await
 }
@@ -148,7 +150,7 @@ async fn put_endpoint(
     State(a): State<Shared>,
     Path(id): Path<String>,
     Json(spec): Json<EndpointSpec>,
-) -> Result<(StatusCode, Json<RevisionReply>), ApiError> {
+) -> Result<(StatusCode, Json<RevisionReply>), HttpError> {
     let id = match parse_endpoint_ref(&id)? {
         EndpointRef::Id(id) => id,
         EndpointRef::Container(c) => {
@@ -159,16 +161,18 @@ async fn put_endpoint(
             .await
         }
         EndpointRef::Pod(_) => {
-            return Err(ApiError::bad_request(
+            return Err(AgentError::invalid(
                 "endpoints are created by numeric id or container-id:ID",
-            ))
+            )
+            .into())
         }
     };
     if spec.id != id {
-        return Err(ApiError::bad_request(format!(
+        return Err(AgentError::invalid(format!(
             "body id {} does not match path id {id}",
             spec.id
-        )));
+        ))
+        .into());
     }
     with(a, move |a| {
         a.put_endpoint(spec).map(|r| (StatusCode::CREATED, Json(r)))
@@ -180,17 +184,17 @@ async fn patch_endpoint(
     State(a): State<Shared>,
     Path(id): Path<String>,
     Json(body): Json<serde_json::Value>,
-) -> Result<Json<RevisionReply>, ApiError> {
+) -> Result<Json<RevisionReply>, HttpError> {
     let r = parse_endpoint_ref(&id)?;
     let patch: EndpointPatch = serde_json::from_value(body)
-        .map_err(|e| ApiError::bad_request(format!("invalid endpoint patch: {e}")))?;
+        .map_err(|e| AgentError::invalid(format!("invalid endpoint patch: {e}")))?;
     with(a, move |a| a.patch_endpoint(&r, patch).map(Json)).await
 }
 
 async fn delete_endpoint(
     State(a): State<Shared>,
     Path(id): Path<String>,
-) -> Result<(StatusCode, Json<RevisionReply>), ApiError> {
+) -> Result<(StatusCode, Json<RevisionReply>), HttpError> {
     let r = parse_endpoint_ref(&id)?;
     with(a, move |a| {
         let (reply, clean) = a.delete_endpoint(&r)?;
@@ -210,7 +214,7 @@ async fn delete_endpoint(
 async fn get_labels(
     State(a): State<Shared>,
     Path(id): Path<String>,
-) -> Result<Json<Vec<String>>, ApiError> {
+) -> Result<Json<Vec<String>>, HttpError> {
     let r = parse_endpoint_ref(&id)?;
     with(a, move |a| a.endpoint(&r).map(|e| Json(e.labels))).await
 }
@@ -219,51 +223,51 @@ async fn put_labels(
     State(a): State<Shared>,
     Path(id): Path<String>,
     Json(patch): Json<LabelsPatch>,
-) -> Result<Json<RevisionReply>, ApiError> {
+) -> Result<Json<RevisionReply>, HttpError> {
     let r = parse_endpoint_ref(&id)?;
     with(a, move |a| a.modify_labels(&r, patch).map(Json)).await
 }
 
-async fn list_identities(State(a): State<Shared>) -> Result<Json<Vec<IdentityReply>>, ApiError> {
+async fn list_identities(State(a): State<Shared>) -> Result<Json<Vec<IdentityReply>>, HttpError> {
     with(a, |a| Ok(Json(a.identities()))).await
 }
 
 async fn get_identity(
     State(a): State<Shared>,
     Path(id): Path<String>,
-) -> Result<Json<IdentityReply>, ApiError> {
+) -> Result<Json<IdentityReply>, HttpError> {
     let id: u32 = id
         .parse()
-        .map_err(|_| ApiError::bad_request(format!("invalid identity {id:?}")))?;
+        .map_err(|_| AgentError::invalid(format!("invalid identity {id:?}")))?;
     with(a, move |a| a.identity(id).map(Json)).await
 }
 
-async fn get_policy(State(a): State<Shared>) -> Result<Json<PolicyReply>, ApiError> {
+async fn get_policy(State(a): State<Shared>) -> Result<Json<PolicyReply>, HttpError> {
     with(a, |a| a.policy().map(Json)).await
 }
 
 async fn put_policy(
     State(a): State<Shared>,
     Json(req): Json<PolicyPut>,
-) -> Result<Json<RevisionReply>, ApiError> {
+) -> Result<Json<RevisionReply>, HttpError> {
     with(a, move |a| a.put_policy(req).map(Json)).await
 }
 
 async fn delete_policy(
     State(a): State<Shared>,
     Json(req): Json<PolicyDelete>,
-) -> Result<Json<RevisionReply>, ApiError> {
+) -> Result<Json<RevisionReply>, HttpError> {
     with(a, move |a| a.delete_policy(req).map(Json)).await
 }
 
-async fn revisions(State(a): State<Shared>) -> Result<Json<Vec<RevisionInfo>>, ApiError> {
+async fn revisions(State(a): State<Shared>) -> Result<Json<Vec<RevisionInfo>>, HttpError> {
     with(a, |a| Ok(Json(a.revisions()))).await
 }
 
 async fn resolve(
     State(a): State<Shared>,
     Query(q): Query<BTreeMap<String, String>>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<serde_json::Value>, HttpError> {
     with(a, move |a| a.resolve(&q).map(Json)).await
 }
 

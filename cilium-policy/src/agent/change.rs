@@ -4,7 +4,7 @@
 //! datapath refuses is undone without recomputing anything else. What a change touches is
 //! collected for [`World::refresh`].
 
-use super::error::ApiError;
+use super::error::AgentError;
 use super::model::EndpointSpec;
 use super::world::{
     label_endpoint, parse_rule_labels, parse_source, pod_missing, rule_has_labels, spec_ips,
@@ -34,8 +34,8 @@ fn rules_not_in(a: &[RuleId], b: &[RuleId]) -> Vec<RuleId> {
     a.iter().copied().filter(|r| !b.contains(r)).collect()
 }
 
-fn internal(e: impl std::fmt::Display) -> ApiError {
-    ApiError::internal(e.to_string())
+fn internal(e: compiler::cluster::ClusterError) -> AgentError {
+    AgentError::cluster(e, AgentError::Internal)
 }
 
 impl World {
@@ -46,7 +46,7 @@ impl World {
         path: &str,
         text: &str,
         deleted: &[Vec<String>],
-    ) -> Result<SourceState, ApiError> {
+    ) -> Result<SourceState, AgentError> {
         let (set, inventory) = parse_source(path, text, deleted)?;
         let file = match self.file_ids.get(path) {
             Some(f) => *f,
@@ -90,7 +90,7 @@ impl World {
     /// Applies `change`; returns its inverse. Refusals (a workload another source defines, a
     /// pod a local endpoint still uses, invalid labels) come before anything changes; an error
     /// after that (identities exhausted) leaves the world to be rebuilt by the caller.
-    pub fn apply(&mut self, change: Change) -> Result<Change, ApiError> {
+    pub fn apply(&mut self, change: Change) -> Result<Change, AgentError> {
         match change {
             Change::Source { path, to } => self.apply_source(path, to),
             Change::Endpoint { id, to } => self.apply_endpoint(id, to),
@@ -105,18 +105,18 @@ impl World {
         }
     }
 
-    fn check_source(&self, path: &str, new: &SourceState) -> Result<(), ApiError> {
+    fn check_source(&self, path: &str, new: &SourceState) -> Result<(), AgentError> {
         let mut seen = HashSet::new();
         for ep in &new.inventory.endpoints {
             if !seen.insert(ep.name.as_str()) {
-                return Err(ApiError::bad_request(format!(
+                return Err(AgentError::invalid(format!(
                     "{path}: workload {} is defined twice",
                     ep.name
                 )));
             }
             match self.owner.get(&ep.name) {
                 Some(other) if other != path => {
-                    return Err(ApiError::bad_request(format!(
+                    return Err(AgentError::invalid(format!(
                         "{path}: workload {} is already defined by {other}",
                         ep.name
                     )))
@@ -143,7 +143,7 @@ impl World {
                 .values()
                 .find(|s| s.pod.as_deref() == Some(&ep.name))
             {
-                return Err(ApiError::bad_request(format!(
+                return Err(AgentError::invalid(format!(
                     "endpoint {}: pod {} would no longer be applied (delete the endpoint first)",
                     spec.id, ep.name
                 )));
@@ -159,11 +159,11 @@ impl World {
         name: &str,
         ips: &[std::net::IpAddr],
         leaving: &HashSet<&str>,
-    ) -> Result<(), ApiError> {
+    ) -> Result<(), AgentError> {
         for ip in ips {
             if let Some(other) = self.addr_owner.get(ip) {
                 if other != name && !leaving.contains(other.as_str()) {
-                    return Err(ApiError::bad_request(format!(
+                    return Err(AgentError::invalid(format!(
                         "{name}: address {ip} already belongs to {other}"
                     )));
                 }
@@ -172,7 +172,11 @@ impl World {
         Ok(())
     }
 
-    fn apply_source(&mut self, path: String, to: Option<SourceState>) -> Result<Change, ApiError> {
+    fn apply_source(
+        &mut self,
+        path: String,
+        to: Option<SourceState>,
+    ) -> Result<Change, AgentError> {
         let new = to.clone().unwrap_or_default();
         self.check_source(&path, &new)?;
         let was = self.sources.remove(&path);
@@ -196,7 +200,7 @@ impl World {
         path: &str,
         old: &ir::Inventory,
         new: &ir::Inventory,
-    ) -> Result<(), ApiError> {
+    ) -> Result<(), AgentError> {
         let mut changed_ns = BTreeSet::new();
         let names: BTreeSet<&String> = old
             .namespaces
@@ -286,7 +290,7 @@ impl World {
         &mut self,
         ep: &ir::Endpoint,
         path: Option<&str>,
-    ) -> Result<(), ApiError> {
+    ) -> Result<(), AgentError> {
         let cluster = &self.engine.cluster;
         let ns = ep.namespace.as_deref().and_then(|n| cluster.namespace(n));
         let cep = ClusterEndpoint {
@@ -318,7 +322,7 @@ impl World {
         Ok(())
     }
 
-    fn apply_endpoint(&mut self, id: u16, to: Option<EndpointSpec>) -> Result<Change, ApiError> {
+    fn apply_endpoint(&mut self, id: u16, to: Option<EndpointSpec>) -> Result<Change, AgentError> {
         let label_ep = match &to {
             Some(spec) => match &spec.pod {
                 Some(pod) => {
@@ -386,7 +390,7 @@ impl World {
     }
 
     /// Puts a pod again from its manifest (with the addresses a CNI endpoint gives it, if any).
-    fn reput_pod(&mut self, pod: &str) -> Result<(), ApiError> {
+    fn reput_pod(&mut self, pod: &str) -> Result<(), AgentError> {
         let Some(src) = self.owner.get(pod).cloned() else {
             return Ok(());
         };

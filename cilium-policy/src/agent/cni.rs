@@ -1,7 +1,7 @@
 //! Endpoints created by the CNI plugin: named by their container id, numbered by the agent.
 
 use super::api::EndpointRef;
-use super::error::ApiError;
+use super::error::AgentError;
 use super::model::{EndpointSpec, RevisionReply};
 use super::state::Agent;
 
@@ -26,15 +26,15 @@ impl Agent {
         &mut self,
         container: &str,
         mut spec: EndpointSpec,
-    ) -> Result<RevisionReply, ApiError> {
+    ) -> Result<RevisionReply, AgentError> {
         if spec.container_id.as_deref().is_some_and(|c| c != container) {
-            return Err(ApiError::bad_request(format!(
+            return Err(AgentError::invalid(format!(
                 "body container_id {:?} does not match path container {container}",
                 spec.container_id.unwrap_or_default()
             )));
         }
         if spec.id != 0 {
-            return Err(ApiError::bad_request(
+            return Err(AgentError::invalid(
                 "a container's endpoint id is chosen by the agent: send id 0",
             ));
         }
@@ -43,7 +43,7 @@ impl Agent {
             let have = &self.persisted.endpoints[&id];
             let same = EndpointSpec { id, ..spec.clone() };
             if *have != same {
-                return Err(ApiError::conflict(format!(
+                return Err(AgentError::Conflict(format!(
                     "container {container} already has endpoint {id} with another configuration"
                 )));
             }
@@ -55,7 +55,7 @@ impl Agent {
         }
         spec.id = (1..=MAX_ID)
             .find(|id| !self.persisted.endpoints.contains_key(id))
-            .ok_or_else(|| ApiError::conflict(format!("all {MAX_ID} endpoint ids are in use")))?;
+            .ok_or_else(|| AgentError::Conflict(format!("all {MAX_ID} endpoint ids are in use")))?;
         self.put_endpoint(spec)
     }
 }

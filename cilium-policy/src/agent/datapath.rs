@@ -13,7 +13,7 @@
 //! from a previous agent, and for maps this process has not written yet).
 
 use super::config::AgentConfig;
-use super::error::ApiError;
+use super::error::AgentError;
 use super::world::{LocalEndpoint, World};
 use codegen::clang::{Clang, ObjectCache};
 use codegen::entries::EndpointEntries;
@@ -126,12 +126,12 @@ fn kernel_has_fetch_atomics() -> bool {
     }
 }
 
-fn internal(e: impl std::fmt::Display) -> ApiError {
-    ApiError::internal(e.to_string())
+fn internal(e: impl std::fmt::Display) -> AgentError {
+    AgentError::datapath(e)
 }
 
 impl Datapath {
-    pub fn open(cfg: &AgentConfig) -> Result<Datapath, ApiError> {
+    pub fn open(cfg: &AgentConfig) -> Result<Datapath, AgentError> {
         runtime_loader::bpffs::ensure_bpffs(&cfg.bpf_root).map_err(internal)?;
         let layout = NodeLayout::create(&cfg.bpf_root, &cfg.node).map_err(internal)?;
         // One agent per node: a second one on the same pins stops before touching them.
@@ -197,7 +197,7 @@ impl Datapath {
         world: &World,
         scope: Scope,
         revision: u64,
-    ) -> Result<Results, ApiError> {
+    ) -> Result<Results, AgentError> {
         let mut ids: Vec<u16> = match scope {
             Scope::All => world.endpoints.keys().copied().collect(),
             Scope::Only(ids) => ids.iter().copied().collect(),
@@ -263,7 +263,7 @@ impl Datapath {
         for (id, res) in results.iter_mut() {
             if res.is_ok() {
                 if let Err(e) = self.own_interface(*id) {
-                    *res = Err(e.body.error);
+                    *res = Err(e.to_string());
                 }
             }
         }
@@ -275,7 +275,7 @@ impl Datapath {
         id: u16,
         ep: &LocalEndpoint,
         policy: &ir::EndpointPolicy,
-    ) -> Result<Plan, ApiError> {
+    ) -> Result<Plan, AgentError> {
         let cfg = EndpointConfig {
             id: u32::from(id),
             name: ep.name.clone(),
@@ -299,7 +299,7 @@ impl Datapath {
             ("address", maps[2].1.len(), self.sizes.addr_map),
         ] {
             if n > max as usize {
-                return Err(ApiError::internal(format!(
+                return Err(AgentError::MapFull(format!(
                     "endpoint {id} ({}): its {what} map would need {n} entries, more than its size {max}; the change was refused and the previous policy stays enforced",
                     ep.name
                 )));
@@ -325,7 +325,12 @@ impl Datapath {
 
     /// Instantiates the endpoint's object from its configuration's template and loads it
     /// (maps pinned: existing pins are reused, so the running program's maps stay shared).
-    fn load(&mut self, id: u16, name: &str, key: &ProgramKey) -> Result<load::Datapath, ApiError> {
+    fn load(
+        &mut self,
+        id: u16,
+        name: &str,
+        key: &ProgramKey,
+    ) -> Result<load::Datapath, AgentError> {
         if !self.templates.contains_key(&key.features) {
             let clang = match &self.clang {
                 Some(c) => c,
@@ -339,8 +344,10 @@ impl Datapath {
                 .get_or_compile(clang, &ep_header, &node_header, "endpoint template")
                 .map_err(internal)?;
             tracing::debug!(?key.features, cached, "template object ready");
-            let bytes = std::fs::read(&path)
-                .map_err(|e| ApiError::internal(format!("{}: {e}", path.display())))?;
+            let bytes = std::fs::read(&path).map_err(|source| AgentError::Io {
+                context: path.display().to_string(),
+                source,
+            })?;
             let sites = PatchSites::find(&bytes).map_err(internal)?;
             self.templates.insert(key.features, (bytes, sites));
         }
@@ -397,7 +404,7 @@ impl Datapath {
     }
 
     /// Writes one endpoint's plan; returns the entries now in its pinned maps.
-    fn apply(&mut self, mut plan: Plan, revision: u64) -> Result<MapsWritten, ApiError> {
+    fn apply(&mut self, mut plan: Plan, revision: u64) -> Result<MapsWritten, AgentError> {
         let id = plan.id;
         let mut written = MapsWritten::new();
         // Entries first: the running program shares these maps, and the new one finds them ready.
@@ -457,7 +464,7 @@ impl Datapath {
                     .ebpf
                     .program_mut(name)
                     .and_then(|p| p.try_into().ok())
-                    .ok_or_else(|| ApiError::internal(format!("program {name} missing")))?;
+                    .ok_or_else(|| AgentError::Datapath(format!("program {name} missing")))?;
                 let pin = self.layout.link(id, hook).map_err(internal)?;
                 runtime_loader::attach::attach_or_replace(
                     prog,
@@ -486,7 +493,7 @@ impl Datapath {
 
     /// Writes the ipcache's changes since the last write (nothing when it did not change).
     /// The first endpoint's load creates the ipcache maps; before that there is nothing to write.
-    fn write_ipcache(&mut self, ipcache: &ir::IpCache) -> Result<(), ApiError> {
+    fn write_ipcache(&mut self, ipcache: &ir::IpCache) -> Result<(), AgentError> {
         if self.ipcache.as_ref().is_some_and(|(c, _)| c == ipcache) {
             return Ok(());
         }
@@ -500,7 +507,7 @@ impl Datapath {
                 if !self.programs.is_empty() {
                     // Programs use the map: a change would be acknowledged and never enforced.
                     self.ipcache = None;
-                    return Err(ApiError::internal(format!(
+                    return Err(AgentError::Datapath(format!(
                         "{}: the pinned ipcache map is missing; the change was refused",
                         pin.display()
                     )));
@@ -532,7 +539,7 @@ impl Datapath {
         }
         if let Err(e) = result {
             self.ipcache = None;
-            return Err(ApiError::internal(format!("updating the ipcache: {e}")));
+            return Err(AgentError::Datapath(format!("updating the ipcache: {e}")));
         }
         self.ipcache = Some((ipcache.clone(), written));
         Ok(())
@@ -546,7 +553,7 @@ impl Datapath {
         last: Option<&Entries>,
         want: &Entries,
         rank: fn(&MapOp) -> u8,
-    ) -> Result<(PathBuf, RawMap, usize, MapDelta), ApiError> {
+    ) -> Result<(PathBuf, RawMap, usize, MapDelta), AgentError> {
         let map = RawMap::open_pinned(pin).map_err(internal)?;
         let read;
         let have = match last {
@@ -561,7 +568,7 @@ impl Datapath {
     }
 
     /// Detaches an endpoint's programs and unpins its maps.
-    pub fn remove(&mut self, id: u16) -> Result<(), ApiError> {
+    pub fn remove(&mut self, id: u16) -> Result<(), AgentError> {
         self.written.remove(&id);
         let iface = self.programs.remove(&id).map(|k| k.iface);
         for hook in Hook::BOTH {

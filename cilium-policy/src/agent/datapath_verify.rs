@@ -7,7 +7,7 @@
 //! attached through its own link (another node name's, an older run's).
 
 use super::{internal, Datapath, ENDPOINT_MAPS, SHARED_MAPS};
-use crate::agent::error::ApiError;
+use crate::agent::error::AgentError;
 use crate::agent::integrity::{self, IntegrityError, Pins};
 use runtime_loader::{AttachMode, Hook, NodeLayout};
 use std::collections::BTreeSet;
@@ -25,7 +25,7 @@ impl Datapath {
     /// Checks bpffs and the pins of the endpoints in `ids` this process attached (and of one
     /// more, for the shared maps, when none of them is), and forgets what was loaded where
     /// they do not hold: the sync that follows reloads it.
-    pub(super) fn verify(&mut self, ids: &[u16]) -> Result<Reload, ApiError> {
+    pub(super) fn verify(&mut self, ids: &[u16]) -> Result<Reload, AgentError> {
         if !runtime_loader::bpffs::is_bpffs(&self.bpf_root).unwrap_or(false) {
             tracing::error!(bpf_root = %self.bpf_root.display(),
                 "the BPF filesystem is gone; mounting it again and reloading every endpoint");
@@ -108,7 +108,7 @@ impl Datapath {
 
     /// Detaches every program on the endpoint's interface not attached through its own links
     /// (tcx); an error when that fails or its own links are not attached.
-    pub(super) fn own_interface(&self, id: u16) -> Result<(), ApiError> {
+    pub(super) fn own_interface(&self, id: u16) -> Result<(), AgentError> {
         let Some(key) = self.programs.get(&id) else {
             return Ok(());
         };
@@ -117,7 +117,7 @@ impl Datapath {
         }
         let ifindex = integrity::ifindex(&key.iface);
         if ifindex == 0 {
-            return Err(ApiError::internal(format!(
+            return Err(AgentError::Datapath(format!(
                 "endpoint {id}: interface {} is gone",
                 key.iface
             )));
@@ -130,7 +130,7 @@ impl Datapath {
                 hook == Hook::FromEndpoint,
                 &own,
             )
-            .map_err(|e| ApiError::internal(format!("endpoint {id}: {e}")))?;
+            .map_err(|e| AgentError::Datapath(format!("endpoint {id}: {e}")))?;
             for d in detached {
                 tracing::warn!(endpoint = id, iface = %key.iface, hook = hook.name(), detached = %d,
                     "detached a program that was not the endpoint's own (another node name or an older run)");

@@ -3,13 +3,13 @@
 //! otherwise, so a drop flood with nobody watching costs no ring-buffer write per packet.
 
 use super::datapath::Datapath;
-use super::error::ApiError;
+use super::error::AgentError;
 use codegen::layout::{EpState, EVENTS_DROP, EVENTS_VERDICT};
 use runtime_loader::RawMap;
 
 /// Turns every endpoint's events on or off (and the mask new endpoints get). Every endpoint
 /// is tried; the first failure is returned.
-pub fn set_listening(dp: &mut Datapath, on: bool) -> Result<(), ApiError> {
+pub fn set_listening(dp: &mut Datapath, on: bool) -> Result<(), AgentError> {
     let mask = if on { EVENTS_DROP | EVENTS_VERDICT } else { 0 };
     dp.set_events_mask(mask);
     let mut first = Ok(());
@@ -19,8 +19,8 @@ pub fn set_listening(dp: &mut Datapath, on: bool) -> Result<(), ApiError> {
         };
         // An endpoint whose maps are not pinned (yet) gets the mask when its state is written.
         if pin.exists() {
-            let r =
-                set_mask(&pin, mask).map_err(|e| ApiError::internal(format!("endpoint {id}: {e}")));
+            let r = set_mask(&pin, mask)
+                .map_err(|e| AgentError::Datapath(format!("endpoint {id}: {e}")));
             first = first.and(r);
         }
     }

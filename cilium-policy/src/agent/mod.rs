@@ -10,6 +10,7 @@ pub mod config;
 pub mod datapath;
 pub mod error;
 pub mod events;
+pub mod http_error;
 pub mod integrity;
 pub mod ipcache_gen;
 pub mod journal_frame;
@@ -35,7 +36,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 #[derive(Debug, thiserror::Error, miette::Diagnostic)]
-pub enum AgentError {
+pub enum ServeError {
     #[error("starting the agent: {0}")]
     Start(String),
     #[error("{path}: {source}")]
@@ -54,16 +55,16 @@ pub enum AgentError {
 }
 
 /// Runs the agent until SIGINT or SIGTERM.
-pub fn run(cfg: AgentConfig, set_debug: Box<dyn Fn(bool) + Send>) -> Result<(), AgentError> {
+pub fn run(cfg: AgentConfig, set_debug: Box<dyn Fn(bool) + Send>) -> Result<(), ServeError> {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
-        .map_err(|e| AgentError::Start(e.to_string()))?;
+        .map_err(|e| ServeError::Start(e.to_string()))?;
     rt.block_on(serve(cfg, set_debug))
 }
 
-async fn serve(cfg: AgentConfig, set_debug: Box<dyn Fn(bool) + Send>) -> Result<(), AgentError> {
+async fn serve(cfg: AgentConfig, set_debug: Box<dyn Fn(bool) + Send>) -> Result<(), ServeError> {
     // Claimed before anything else: a second agent on this socket stops here, untouched.
     let mut socket = socket::ApiSocket::claim(&cfg.api_socket)?;
     let agent = tokio::task::spawn_blocking({
@@ -71,8 +72,8 @@ async fn serve(cfg: AgentConfig, set_debug: Box<dyn Fn(bool) + Send>) -> Result<
         move || Agent::start(cfg, set_debug)
     })
     .await
-    .map_err(|e| AgentError::Start(e.to_string()))?
-    .map_err(|e| AgentError::Start(e.to_string()))?;
+    .map_err(|e| ServeError::Start(e.to_string()))?
+    .map_err(|e| ServeError::Start(e.to_string()))?;
     let shared = Arc::new(Mutex::new(agent));
     if let Some(pin) = shared.lock().ok().and_then(|a| a.events_pin()) {
         let tx = monitor::spawn_reader(pin);
@@ -96,7 +97,7 @@ async fn serve(cfg: AgentConfig, set_debug: Box<dyn Fn(bool) + Send>) -> Result<
         let auth = Arc::new(tcp_auth::TcpAuth::new(addr, &tcp.token_file)?);
         let tcp = tokio::net::TcpListener::bind(addr)
             .await
-            .map_err(|e| AgentError::Socket {
+            .map_err(|e| ServeError::Socket {
                 path: addr.to_string(),
                 source: e,
             })?;
@@ -109,7 +110,7 @@ async fn serve(cfg: AgentConfig, set_debug: Box<dyn Fn(bool) + Send>) -> Result<
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown_signal())
         .await
-        .map_err(|e| AgentError::Socket {
+        .map_err(|e| ServeError::Socket {
             path: cfg.api_socket.display().to_string(),
             source: e,
         })?;

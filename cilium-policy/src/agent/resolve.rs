@@ -3,7 +3,7 @@
 //! datapath does (A's egress, then B's ingress). Endpoints are local ids or cluster names
 //! (`namespace/pod`, `endpoint-ID`); a peer that is no endpoint can be given as an address.
 
-use super::error::ApiError;
+use super::error::AgentError;
 use super::world::World;
 use compiler::policy::{lookup, Lookup};
 use ir::{Direction, NumericIdentity};
@@ -19,7 +19,7 @@ struct Side {
     policy: Option<ir::EndpointPolicy>,
 }
 
-fn side(world: &World, s: &str) -> Result<Side, ApiError> {
+fn side(world: &World, s: &str) -> Result<Side, AgentError> {
     let cluster = &world.engine.cluster;
     if let Ok(addr) = s.parse::<IpAddr>() {
         return Ok(Side {
@@ -34,12 +34,12 @@ fn side(world: &World, s: &str) -> Result<Side, ApiError> {
             .endpoints
             .get(&id)
             .map(|e| e.name.clone())
-            .ok_or_else(|| ApiError::not_found(format!("endpoint {id} not found")))?,
+            .ok_or_else(|| AgentError::NotFound(format!("endpoint {id} not found")))?,
         Err(_) => s.to_string(),
     };
     let ep = cluster
         .endpoint(&name)
-        .ok_or_else(|| ApiError::not_found(format!("endpoint {name} not found")))?;
+        .ok_or_else(|| AgentError::NotFound(format!("endpoint {name} not found")))?;
     Ok(Side {
         name: name.clone(),
         identity: ep.identity,
@@ -68,20 +68,23 @@ fn describe(world: &World, l: &Lookup) -> serde_json::Value {
     }
 }
 
-pub fn resolve(world: &World, q: &BTreeMap<String, String>) -> Result<serde_json::Value, ApiError> {
+pub fn resolve(
+    world: &World,
+    q: &BTreeMap<String, String>,
+) -> Result<serde_json::Value, AgentError> {
     let get = |k: &str| {
         q.get(k)
-            .ok_or_else(|| ApiError::bad_request(format!("missing query parameter {k}")))
+            .ok_or_else(|| AgentError::invalid(format!("missing query parameter {k}")))
     };
     let from = side(world, get("from")?)?;
     let to = side(world, get("to")?)?;
     let port: u16 = get("port")?
         .parse()
-        .map_err(|_| ApiError::bad_request("port must be 0-65535"))?;
+        .map_err(|_| AgentError::invalid("port must be 0-65535"))?;
     let proto = q.get("protocol").map_or("tcp", String::as_str);
     let protocol = ir::Protocol::parse(proto)
         .filter(|p| *p != ir::Protocol::Any)
-        .ok_or_else(|| ApiError::bad_request(format!("unknown protocol {proto}")))?
+        .ok_or_else(|| AgentError::invalid(format!("unknown protocol {proto}")))?
         .number();
     let egress = from
         .policy

@@ -4,7 +4,7 @@
 //! still the one this agent bound.
 
 use super::lock::{self, Lock};
-use super::AgentError;
+use super::ServeError;
 use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
@@ -16,8 +16,8 @@ pub struct ApiSocket {
     bound: Option<(u64, u64)>,
 }
 
-fn err(path: &Path) -> impl FnOnce(std::io::Error) -> AgentError + '_ {
-    move |e| AgentError::Socket {
+fn err(path: &Path) -> impl FnOnce(std::io::Error) -> ServeError + '_ {
+    move |e| ServeError::Socket {
         path: path.display().to_string(),
         source: e,
     }
@@ -25,7 +25,7 @@ fn err(path: &Path) -> impl FnOnce(std::io::Error) -> AgentError + '_ {
 
 impl ApiSocket {
     /// Takes the socket's lock and checks that no live agent answers on it.
-    pub fn claim(path: &Path) -> Result<ApiSocket, AgentError> {
+    pub fn claim(path: &Path) -> Result<ApiSocket, ServeError> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).map_err(err(dir))?;
         }
@@ -36,7 +36,7 @@ impl ApiSocket {
             Ok(m) if m.file_type().is_socket() => {
                 match std::os::unix::net::UnixStream::connect(path) {
                     Ok(_) => {
-                        return Err(AgentError::LiveSocket {
+                        return Err(ServeError::LiveSocket {
                             path: path.display().to_string(),
                         })
                     }
@@ -48,7 +48,7 @@ impl ApiSocket {
                 }
             }
             Ok(_) => {
-                return Err(AgentError::NotASocket {
+                return Err(ServeError::NotASocket {
                     path: path.display().to_string(),
                 })
             }
@@ -62,7 +62,7 @@ impl ApiSocket {
     }
 
     /// Binds the socket with mode 0660: only root and the socket's group may connect.
-    pub fn bind(&mut self) -> Result<tokio::net::UnixListener, AgentError> {
+    pub fn bind(&mut self) -> Result<tokio::net::UnixListener, ServeError> {
         let path = &self.path;
         match std::fs::remove_file(path) {
             Ok(()) => {}

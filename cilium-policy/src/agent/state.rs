@@ -8,7 +8,7 @@ use super::api::EndpointRef;
 use super::change::Change;
 use super::config::AgentConfig;
 use super::datapath::{Datapath, Scope};
-use super::error::ApiError;
+use super::error::AgentError;
 use super::model::*;
 use super::store::{Edit, Persisted, Store};
 use super::world::World;
@@ -34,15 +34,15 @@ pub struct Agent {
 impl Agent {
     /// Loads the persisted state, builds the world and brings the datapath (pinned state
     /// left by a previous agent, if any) in line with it.
-    pub fn start(cfg: AgentConfig, set_debug: Box<dyn Fn(bool) + Send>) -> Result<Agent, ApiError> {
+    pub fn start(
+        cfg: AgentConfig,
+        set_debug: Box<dyn Fn(bool) + Send>,
+    ) -> Result<Agent, AgentError> {
         if cfg.datapath {
-            super::privileges::check_datapath().map_err(ApiError::internal)?;
+            super::privileges::check_datapath().map_err(AgentError::Datapath)?;
         }
-        let mut store =
-            Store::new(&cfg.state_dir).map_err(|e| ApiError::internal(e.to_string()))?;
-        let persisted = store
-            .load()
-            .map_err(|e| ApiError::internal(e.to_string()))?;
+        let mut store = Store::new(&cfg.state_dir)?;
+        let persisted = store.load()?;
         let world = World::build(&persisted, &cfg)?;
         super::kvstore::retain_in_use(&cfg, &world.engine.cluster);
         let datapath = if cfg.datapath {
@@ -120,14 +120,14 @@ impl Agent {
     pub fn patch_config(
         &mut self,
         body: &BTreeMap<String, serde_json::Value>,
-    ) -> Result<(), ApiError> {
+    ) -> Result<(), AgentError> {
         // Every field is checked before any is applied: a refused request changes nothing.
         let mut debug = None;
         for (k, v) in body {
             match (k.as_str(), v) {
                 ("debug", serde_json::Value::Bool(b)) => debug = Some(*b),
                 _ => {
-                    return Err(ApiError::bad_request(format!(
+                    return Err(AgentError::invalid(format!(
                         "configuration {k}={v} cannot be changed; nothing was changed"
                     )))
                 }
@@ -148,26 +148,26 @@ impl Agent {
             .collect()
     }
 
-    pub fn endpoint(&self, r: &EndpointRef) -> Result<EndpointStatus, ApiError> {
+    pub fn endpoint(&self, r: &EndpointRef) -> Result<EndpointStatus, AgentError> {
         let id = self.resolve_ref(r)?;
         self.status(id)
-            .ok_or_else(|| ApiError::not_found(format!("endpoint {id} not found")))
+            .ok_or_else(|| AgentError::NotFound(format!("endpoint {id} not found")))
     }
 
-    fn resolve_ref(&self, r: &EndpointRef) -> Result<u16, ApiError> {
+    fn resolve_ref(&self, r: &EndpointRef) -> Result<u16, AgentError> {
         match r {
             EndpointRef::Id(id) if self.persisted.endpoints.contains_key(id) => Ok(*id),
-            EndpointRef::Id(id) => Err(ApiError::not_found(format!("endpoint {id} not found"))),
+            EndpointRef::Id(id) => Err(AgentError::NotFound(format!("endpoint {id} not found"))),
             EndpointRef::Pod(p) => self
                 .persisted
                 .endpoints
                 .values()
                 .find(|e| e.pod.as_deref() == Some(p))
                 .map(|e| e.id)
-                .ok_or_else(|| ApiError::not_found(format!("no endpoint for pod {p}"))),
+                .ok_or_else(|| AgentError::NotFound(format!("no endpoint for pod {p}"))),
             EndpointRef::Container(c) => self
                 .container_endpoint(c)
-                .ok_or_else(|| ApiError::not_found(format!("no endpoint for container {c}"))),
+                .ok_or_else(|| AgentError::NotFound(format!("no endpoint for container {c}"))),
         }
     }
 
@@ -202,12 +202,12 @@ impl Agent {
         })
     }
 
-    pub fn put_endpoint(&mut self, spec: EndpointSpec) -> Result<RevisionReply, ApiError> {
+    pub fn put_endpoint(&mut self, spec: EndpointSpec) -> Result<RevisionReply, AgentError> {
         if spec.id == 0 {
-            return Err(ApiError::bad_request("endpoint id 0 is reserved"));
+            return Err(AgentError::invalid("endpoint id 0 is reserved"));
         }
         if self.persisted.endpoints.contains_key(&spec.id) {
-            return Err(ApiError::conflict(format!(
+            return Err(AgentError::Conflict(format!(
                 "endpoint {} already exists",
                 spec.id
             )));
@@ -220,10 +220,10 @@ impl Agent {
         &mut self,
         r: &EndpointRef,
         patch: EndpointPatch,
-    ) -> Result<RevisionReply, ApiError> {
+    ) -> Result<RevisionReply, AgentError> {
         let id = self.resolve_ref(r)?;
         if patch.id.is_some_and(|p| p != id) {
-            return Err(ApiError::bad_request(format!(
+            return Err(AgentError::invalid(format!(
                 "the id of endpoint {id} cannot change (delete it and create another)"
             )));
         }
@@ -238,7 +238,7 @@ impl Agent {
                     ("ipv6", patch.ipv6.is_some()),
                 ];
                 if let Some((field, _)) = fixed.iter().find(|f| f.1) {
-                    return Err(ApiError::bad_request(format!(
+                    return Err(AgentError::invalid(format!(
                         "{field} of endpoint {} comes from its container {c} (CNI)",
                         ep.id
                     )));
@@ -251,7 +251,7 @@ impl Agent {
                     ("ipv6", patch.ipv6.is_some()),
                 ];
                 if let Some((field, _)) = fixed.iter().find(|f| f.1) {
-                    return Err(ApiError::bad_request(format!(
+                    return Err(AgentError::invalid(format!(
                         "{field} of endpoint {} come from its Pod {pod}; re-apply the Pod",
                         ep.id
                     )));
@@ -278,10 +278,10 @@ impl Agent {
         &mut self,
         r: &EndpointRef,
         patch: LabelsPatch,
-    ) -> Result<RevisionReply, ApiError> {
+    ) -> Result<RevisionReply, AgentError> {
         self.edit_endpoint(r, |ep| {
             if ep.pod.is_some() {
-                return Err(ApiError::bad_request(
+                return Err(AgentError::invalid(
                     "labels of a pod endpoint come from its Pod; re-apply the Pod",
                 ));
             }
@@ -290,7 +290,7 @@ impl Agent {
                     .labels
                     .iter()
                     .position(|l| l == d)
-                    .ok_or_else(|| ApiError::custom(460, format!("label {d} not found")))?;
+                    .ok_or_else(|| AgentError::LabelNotFound(d.clone()))?;
                 ep.labels.remove(pos);
             }
             for a in patch.add {
@@ -306,20 +306,20 @@ impl Agent {
     fn edit_endpoint(
         &mut self,
         r: &EndpointRef,
-        f: impl FnOnce(&mut EndpointSpec) -> Result<(), ApiError>,
-    ) -> Result<RevisionReply, ApiError> {
+        f: impl FnOnce(&mut EndpointSpec) -> Result<(), AgentError>,
+    ) -> Result<RevisionReply, AgentError> {
         let id = self.resolve_ref(r)?;
         let mut spec = self.persisted_endpoint(id)?;
         f(&mut spec)?;
         self.commit_endpoint(id, Some(spec))
     }
 
-    fn persisted_endpoint(&self, id: u16) -> Result<EndpointSpec, ApiError> {
+    fn persisted_endpoint(&self, id: u16) -> Result<EndpointSpec, AgentError> {
         self.persisted
             .endpoints
             .get(&id)
             .cloned()
-            .ok_or_else(|| ApiError::not_found(format!("endpoint {id} not found")))
+            .ok_or_else(|| AgentError::NotFound(format!("endpoint {id} not found")))
     }
 
     /// Commits one endpoint's new spec (`None`: removed), waiting for the datapath.
@@ -327,7 +327,7 @@ impl Agent {
         &mut self,
         id: u16,
         to: Option<EndpointSpec>,
-    ) -> Result<RevisionReply, ApiError> {
+    ) -> Result<RevisionReply, AgentError> {
         let mut edit = Edit::default();
         edit.endpoints.insert(id, to.clone());
         let change = Change::Endpoint { id, to };
@@ -341,7 +341,10 @@ impl Agent {
     }
 
     /// Deletes the endpoint; `false` in the reply's second field when datapath cleanup failed.
-    pub fn delete_endpoint(&mut self, r: &EndpointRef) -> Result<(RevisionReply, bool), ApiError> {
+    pub fn delete_endpoint(
+        &mut self,
+        r: &EndpointRef,
+    ) -> Result<(RevisionReply, bool), AgentError> {
         let id = self.resolve_ref(r)?;
         let spec = self.persisted_endpoint(id)?;
         let reply = self.commit_endpoint(id, None)?;
@@ -356,11 +359,11 @@ impl Agent {
     /// The interface name is valid, (with a datapath) exists in the agent's namespace, and
     /// belongs to no endpoint other than `id` (409): two endpoints' programs on one interface
     /// would leave one of them unenforced.
-    fn check_iface(&self, id: u16, iface: &str) -> Result<(), ApiError> {
+    fn check_iface(&self, id: u16, iface: &str) -> Result<(), AgentError> {
         runtime_loader::layout::validate_name("interface name", iface, 15)
-            .map_err(|e| ApiError::bad_request(e.to_string()))?;
+            .map_err(|e| AgentError::invalid(e.to_string()))?;
         if self.datapath.is_some() && !runtime_loader::attach::interface_exists(iface) {
-            return Err(ApiError::bad_request(format!(
+            return Err(AgentError::invalid(format!(
                 "interface {iface} does not exist on this node"
             )));
         }
@@ -370,7 +373,7 @@ impl Agent {
             .values()
             .find(|e| e.iface == iface && e.id != id)
         {
-            return Err(ApiError::conflict(format!(
+            return Err(AgentError::Conflict(format!(
                 "interface {iface} already belongs to endpoint {}",
                 other.id
             )));
@@ -390,16 +393,16 @@ impl Agent {
             .collect()
     }
 
-    pub fn identity(&self, id: u32) -> Result<IdentityReply, ApiError> {
+    pub fn identity(&self, id: u32) -> Result<IdentityReply, AgentError> {
         self.identities()
             .into_iter()
             .find(|i| i.id == id)
-            .ok_or_else(|| ApiError::not_found(format!("identity {id} not found")))
+            .ok_or_else(|| AgentError::NotFound(format!("identity {id} not found")))
     }
 
-    pub fn policy(&self) -> Result<PolicyReply, ApiError> {
+    pub fn policy(&self) -> Result<PolicyReply, AgentError> {
         if self.persisted.sources.is_empty() {
-            return Err(ApiError::not_found("no policy rules found"));
+            return Err(AgentError::NotFound("no policy rules found".into()));
         }
         Ok(PolicyReply {
             revision: self.persisted.revision,
@@ -409,16 +412,16 @@ impl Agent {
         })
     }
 
-    pub fn put_policy(&mut self, req: PolicyPut) -> Result<RevisionReply, ApiError> {
+    pub fn put_policy(&mut self, req: PolicyPut) -> Result<RevisionReply, AgentError> {
         if req.sources.is_empty() {
-            return Err(ApiError::bad_request("no policy sources in the request"));
+            return Err(AgentError::invalid("no policy sources in the request"));
         }
         let mut edit = Edit::default();
         let mut paths = Vec::new();
         let mut changes = Vec::new();
         for s in req.sources {
             if s.path.is_empty() || s.path.contains('\0') {
-                return Err(ApiError::custom(460, format!("invalid path {:?}", s.path)));
+                return Err(AgentError::InvalidPath(s.path));
             }
             paths.push(s.path.clone());
             let current = match edit.sources.get(&s.path) {
@@ -446,7 +449,7 @@ impl Agent {
 
     /// `DELETE /v1/policy`: everything, the sources at some paths, or exactly the rules that
     /// carry every one of some labels (seed §8), wherever they come from.
-    pub fn delete_policy(&mut self, req: PolicyDelete) -> Result<RevisionReply, ApiError> {
+    pub fn delete_policy(&mut self, req: PolicyDelete) -> Result<RevisionReply, AgentError> {
         let mut edit = Edit::default();
         let mut changes = Vec::new();
         let removed: Vec<String> = if req.all {
@@ -454,7 +457,9 @@ impl Agent {
         } else if !req.paths.is_empty() {
             for p in &req.paths {
                 if !self.persisted.sources.contains_key(p) {
-                    return Err(ApiError::not_found(format!("nothing was applied from {p}")));
+                    return Err(AgentError::NotFound(format!(
+                        "nothing was applied from {p}"
+                    )));
                 }
             }
             req.paths.clone()
@@ -477,12 +482,12 @@ impl Agent {
             }
             out
         } else {
-            return Err(ApiError::bad_request(
+            return Err(AgentError::invalid(
                 "say what to delete: all, paths or labels",
             ));
         };
         if removed.is_empty() && !req.all {
-            return Err(ApiError::not_found("no policy matches"));
+            return Err(AgentError::NotFound("no policy matches".into()));
         }
         if req.all || !req.paths.is_empty() {
             for p in &removed {
@@ -503,7 +508,7 @@ impl Agent {
         self.persisted.revisions.clone()
     }
 
-    pub fn resolve(&self, q: &BTreeMap<String, String>) -> Result<serde_json::Value, ApiError> {
+    pub fn resolve(&self, q: &BTreeMap<String, String>) -> Result<serde_json::Value, AgentError> {
         super::resolve::resolve(&self.world, q)
     }
 
@@ -519,7 +524,7 @@ impl Agent {
         action: &str,
         paths: Vec<String>,
         wait: bool,
-    ) -> Result<RevisionReply, ApiError> {
+    ) -> Result<RevisionReply, AgentError> {
         let mut undo = Vec::new();
         for c in changes {
             match self.world.apply(c) {
@@ -542,7 +547,7 @@ impl Agent {
             // A 200 means enforced: an endpoint the change touched that could not take it
             // refuses the change, and the others go back to the previous revision.
             if let Some(failed) = self.failed_among(&touched) {
-                let err = self.rollback(undo, ApiError::internal(failed));
+                let err = self.rollback(undo, AgentError::Datapath(failed));
                 let _ = self.sync_datapath(Scope::Only(&touched), self.persisted.revision);
                 return Err(err);
             }
@@ -556,7 +561,7 @@ impl Agent {
         let inverse = self.persisted.apply(&mut edit, action, paths);
         if let Err(e) = self.store.save(&edit, &self.persisted) {
             self.persisted.undo(&inverse);
-            let err = self.rollback(undo, ApiError::internal(e.to_string()));
+            let err = self.rollback(undo, e.into());
             // The datapath may already enforce the change: bring it back.
             if wait {
                 let _ = self.sync_datapath(Scope::Only(&touched), self.persisted.revision);
@@ -593,14 +598,14 @@ impl Agent {
 
     /// Undoes applied changes (their inverses, last first) and returns `err`. Should undoing
     /// fail, the world is rebuilt from the persisted state.
-    fn rollback(&mut self, undo: Vec<Change>, err: ApiError) -> ApiError {
+    fn rollback(&mut self, undo: Vec<Change>, err: AgentError) -> AgentError {
         let undone = undo
             .into_iter()
             .rev()
             .try_for_each(|inverse| self.world.apply(inverse).map(drop))
             .and_then(|()| self.world.refresh().map(drop));
         if let Err(e) = undone {
-            tracing::error!(error = %e.body.error, "undoing a refused change failed; rebuilding");
+            tracing::error!(error = %e, "undoing a refused change failed; rebuilding");
             self.rebuild();
         }
         err
@@ -612,12 +617,12 @@ impl Agent {
         match World::build(&self.persisted, &self.cfg) {
             Ok(w) => self.world = w,
             Err(e) => {
-                tracing::error!(error = %e.body.error, "rebuilding the agent state failed");
+                tracing::error!(error = %e, "rebuilding the agent state failed");
                 return;
             }
         }
         if let Err(e) = self.sync_datapath(Scope::All, self.persisted.revision) {
-            tracing::error!(error = %e.body.error, "enforcing the rebuilt state failed");
+            tracing::error!(error = %e, "enforcing the rebuilt state failed");
         }
     }
 
@@ -628,13 +633,13 @@ impl Agent {
         }
         let scope = std::mem::take(&mut self.pending);
         if let Err(e) = self.sync_datapath(Scope::Only(&scope), self.persisted.revision) {
-            tracing::error!(error = %e.body.error, "enforcing the latest revision failed; endpoints keep their previous policy");
+            tracing::error!(error = %e, "enforcing the latest revision failed; endpoints keep their previous policy");
             for id in scope
                 .iter()
                 .filter(|id| self.world.endpoints.contains_key(id))
             {
                 let rev = self.lagging.get(id).map_or(self.synced, |l| l.0);
-                self.lagging.insert(*id, (rev, e.body.error.clone()));
+                self.lagging.insert(*id, (rev, e.to_string()));
             }
             self.synced = self.persisted.revision;
         }
@@ -642,7 +647,7 @@ impl Agent {
 
     /// Syncs `scope` (plus the endpoints whose last sync failed) to the datapath and records
     /// which revision each endpoint enforces.
-    fn sync_datapath(&mut self, scope: Scope, revision: u64) -> Result<(), ApiError> {
+    fn sync_datapath(&mut self, scope: Scope, revision: u64) -> Result<(), AgentError> {
         let Some(dp) = self.datapath.as_mut() else {
             self.synced = revision;
             return Ok(());

@@ -4,7 +4,7 @@
 //! `Host` header. The token file must be a regular file readable by its owner only, owned by
 //! root or by the agent's user.
 
-use super::AgentError;
+use super::ServeError;
 use axum::extract::{Request, State};
 use axum::http::{header, StatusCode};
 use axum::middleware::Next;
@@ -24,8 +24,8 @@ pub struct TcpAuth {
     hosts: [String; 2],
 }
 
-fn token_error(path: &Path, reason: impl Into<String>) -> AgentError {
-    AgentError::TokenFile {
+fn token_error(path: &Path, reason: impl Into<String>) -> ServeError {
+    ServeError::TokenFile {
         path: path.display().to_string(),
         reason: reason.into(),
     }
@@ -33,7 +33,7 @@ fn token_error(path: &Path, reason: impl Into<String>) -> AgentError {
 
 impl TcpAuth {
     /// Reads and checks the token file.
-    pub fn new(addr: SocketAddr, token_file: &Path) -> Result<TcpAuth, AgentError> {
+    pub fn new(addr: SocketAddr, token_file: &Path) -> Result<TcpAuth, ServeError> {
         let m = std::fs::symlink_metadata(token_file)
             .map_err(|e| token_error(token_file, e.to_string()))?;
         if !m.file_type().is_file() {
@@ -112,7 +112,7 @@ fn same(a: &[u8], b: &[u8]) -> bool {
 pub async fn check(State(auth): State<Arc<TcpAuth>>, req: Request, next: Next) -> Response {
     match auth.refuse(&req) {
         Some((status, error)) => {
-            let mut r = super::error::ApiError::new(status, error).into_response();
+            let mut r = super::http_error::HttpError::transport(status, error).into_response();
             if status == StatusCode::UNAUTHORIZED {
                 r.headers_mut().insert(
                     header::WWW_AUTHENTICATE,

@@ -2,14 +2,14 @@
 //! verifier's verdict and the tail of its log (the full log runs to thousands of lines; the
 //! reason is at its end), and that nothing changed.
 
-use super::error::ApiError;
+use super::error::AgentError;
 use runtime_loader::load::LoadError;
 
 /// Lines of the verifier log kept in the error.
 pub const LOG_TAIL_LINES: usize = 20;
 
 /// The API error for a failed load of endpoint `id` (`name`).
-pub fn load_error(id: u16, name: &str, e: LoadError) -> ApiError {
+pub fn load_error(id: u16, name: &str, e: LoadError) -> AgentError {
     let unchanged = "the change was refused and the previous policy stays enforced";
     match e {
         LoadError::Verifier {
@@ -24,12 +24,12 @@ pub fn load_error(id: u16, name: &str, e: LoadError) -> ApiError {
                 }
                 other => other.to_string(),
             };
-            ApiError::internal(format!(
+            AgentError::Verifier(format!(
                 "endpoint {id} ({name}): the kernel verifier rejected program {prog} ({why}); {unchanged}\nverifier log (last {LOG_TAIL_LINES} lines):\n{}",
                 tail(&log, LOG_TAIL_LINES)
             ))
         }
-        other => ApiError::internal(format!("endpoint {id} ({name}): {other}; {unchanged}")),
+        other => AgentError::Datapath(format!("endpoint {id} ({name}): {other}; {unchanged}")),
     }
 }
 

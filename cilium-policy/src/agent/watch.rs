@@ -35,7 +35,7 @@ pub async fn watch(dir: PathBuf, agent: Shared) {
                     last_failed = None;
                 }
                 Ok(Err(e)) => {
-                    tracing::error!(dir = %dir.display(), error = %e, diagnostics = ?e.body.diagnostics, "policy directory refused; nothing changed");
+                    tracing::error!(dir = %dir.display(), error = %e, diagnostics = ?e.diagnostics(), "policy directory refused; nothing changed");
                     last_failed = Some(now);
                 }
                 Err(e) => tracing::error!(error = %e, "policy directory task failed"),
@@ -85,10 +85,10 @@ fn apply(
     agent: &Shared,
     changed: Vec<SourceDoc>,
     removed: Vec<String>,
-) -> Result<u64, super::error::ApiError> {
+) -> Result<u64, super::error::AgentError> {
     let mut a = agent
         .lock()
-        .map_err(|_| super::error::ApiError::internal("agent state lock poisoned"))?;
+        .map_err(|_| super::error::AgentError::Internal("agent state lock poisoned".into()))?;
     let mut rev = 0;
     if !changed.is_empty() {
         rev = a

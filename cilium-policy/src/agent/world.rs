@@ -4,7 +4,7 @@
 //! applied incrementally (`change.rs`), and only the endpoints it touches are refreshed.
 
 use super::config::AgentConfig;
-use super::error::ApiError;
+use super::error::AgentError;
 use super::model::EndpointSpec;
 use super::store::Persisted;
 use compiler::cluster::{Cluster, ClusterConfig, ClusterEndpoint};
@@ -78,12 +78,10 @@ impl Default for World {
 
 /// Parses `[source:]key[=value]` with `container` as the default source (endpoint labels
 /// given by hand, as Docker's `-l id=app1` becomes `container:id=app1`).
-pub fn parse_endpoint_label(s: &str) -> Result<ir::Label, ApiError> {
+pub fn parse_endpoint_label(s: &str) -> Result<ir::Label, AgentError> {
     let l = parse_label(s, LabelSource::Container);
     if l.key.is_empty() || l.source == LabelSource::Any {
-        return Err(ApiError::bad_request(format!(
-            "invalid endpoint label {s:?}"
-        )));
+        return Err(AgentError::invalid(format!("invalid endpoint label {s:?}")));
     }
     Ok(l)
 }
@@ -128,17 +126,17 @@ pub fn parse_source(
     path: &str,
     text: &str,
     deleted: &[Vec<String>],
-) -> Result<(ir::PolicySet, ir::Inventory), ApiError> {
+) -> Result<(ir::PolicySet, ir::Inventory), AgentError> {
     let front = parse_sources(vec![Source {
         path: path.to_string(),
         text: text.as_bytes().to_vec(),
     }]);
     if front.has_errors() {
         let diags = front.error_messages();
-        return Err(
-            ApiError::bad_request("the policy is invalid; nothing was changed")
-                .with_diagnostics(diags),
-        );
+        return Err(AgentError::Invalid {
+            message: "the policy is invalid; nothing was changed".into(),
+            diagnostics: diags,
+        });
     }
     let mut policy = front.policy;
     if !deleted.is_empty() {
@@ -154,7 +152,7 @@ pub fn parse_source(
 }
 
 /// An endpoint given by labels, as the inventory would hold it.
-pub fn label_endpoint(spec: &EndpointSpec) -> Result<ir::Endpoint, ApiError> {
+pub fn label_endpoint(spec: &EndpointSpec) -> Result<ir::Endpoint, AgentError> {
     let labels = spec
         .labels
         .iter()
@@ -185,15 +183,15 @@ pub fn spec_ips(spec: &EndpointSpec) -> Vec<IpAddr> {
         .collect()
 }
 
-pub(super) fn pod_missing(id: u16, pod: &str) -> ApiError {
-    ApiError::bad_request(format!(
+pub(super) fn pod_missing(id: u16, pod: &str) -> AgentError {
+    AgentError::invalid(format!(
         "endpoint {id}: pod {pod} is not applied (apply its manifest first)"
     ))
 }
 
 impl World {
     /// Builds the whole world from the persisted state (at start, and as a fallback).
-    pub fn build(p: &Persisted, cfg: &AgentConfig) -> Result<World, ApiError> {
+    pub fn build(p: &Persisted, cfg: &AgentConfig) -> Result<World, AgentError> {
         let mut w = World::default();
         let mut policy = ir::PolicySet::default();
         let mut inventory = ir::Inventory::default();
@@ -206,13 +204,13 @@ impl World {
                     "{}: the persisted policy source {path} is not valid",
                     cfg.state_dir.join("state.json").display(),
                 );
-                if e.body.diagnostics.is_empty() {
-                    msg += &format!(": {}", e.body.error);
+                if e.diagnostics().is_empty() {
+                    msg += &format!(": {e}");
                 }
-                for d in &e.body.diagnostics {
+                for d in e.diagnostics() {
                     msg += &format!("\n  {d}");
                 }
-                ApiError::internal(msg)
+                AgentError::Internal(msg)
             })?;
             let file = policy.add_file(path.clone());
             let rules = policy.absorb_file(set, file);
@@ -260,7 +258,7 @@ impl World {
             }
         }
         let cluster = Cluster::build(&inventory, &policy, cfg.cluster_config())
-            .map_err(|e| ApiError::bad_request(e.to_string()))?;
+            .map_err(|e| AgentError::cluster(e, AgentError::invalid))?;
         w.engine = PolicyEngine::new(policy, cluster);
         for spec in p.endpoints.values() {
             w.by_name
@@ -276,7 +274,7 @@ impl World {
 
     /// Recomputes the local endpoints touched since the last refresh (their cluster endpoint
     /// and map state); returns their ids (removed endpoints included).
-    pub fn refresh(&mut self) -> Result<BTreeSet<u16>, ApiError> {
+    pub fn refresh(&mut self) -> Result<BTreeSet<u16>, AgentError> {
         let touched = std::mem::take(&mut self.touched);
         for id in &touched {
             let Some(spec) = self.specs.get(id) else {
@@ -289,7 +287,7 @@ impl World {
                 .engine
                 .cluster
                 .endpoint(&name)
-                .ok_or_else(|| ApiError::internal(format!("endpoint {name} vanished")))?;
+                .ok_or_else(|| AgentError::Internal(format!("endpoint {name} vanished")))?;
             let local = local_endpoint(ep, &spec.iface);
             match self.engine.endpoint_policy(&name) {
                 Some(p) => self.policies.insert(*id, p),
