@@ -3,8 +3,8 @@
 use clap::{CommandFactory, Parser, Subcommand};
 use std::process::ExitCode;
 
-mod agent;
 mod cmd;
+mod server;
 
 /// mimalloc: the offline commands build and drop large spanned trees (a third less CPU for
 /// `trace` on a 10,000-pod inventory than glibc malloc, Documentation/policy-semantics.md).

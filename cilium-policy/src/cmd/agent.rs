@@ -1,6 +1,6 @@
 //! `cilium-policy agent`: run the resident agent in the foreground (logs with tracing).
 
-use crate::agent::config::AgentConfig;
+use agent::config::{AgentConfig, TcpApi};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use tracing_subscriber::{reload, EnvFilter};
@@ -51,7 +51,27 @@ pub struct Args {
     #[arg(long)]
     pub no_deny_cache: bool,
     #[command(flatten)]
-    pub kvstore: crate::agent::kvstore::KvstoreArgs,
+    pub kvstore: KvstoreArgs,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum KvstoreKind {
+    /// etcd v3, through its JSON gateway (`/v3/kv/...`).
+    Etcd,
+}
+
+/// The agent's kvstore flags.
+#[derive(clap::Args, Debug, Clone)]
+pub struct KvstoreArgs {
+    /// Share cluster identities with the other nodes' agents through this store.
+    #[arg(long, value_enum, requires = "kvstore_endpoint")]
+    pub kvstore: Option<KvstoreKind>,
+    /// The store's client URL (`http://HOST:PORT`), e.g. `http://127.0.0.1:2379`.
+    #[arg(long, requires = "kvstore")]
+    pub kvstore_endpoint: Option<String>,
+    /// Key prefix under which identities live (`PREFIX/id/N`, `PREFIX/value/LABELS`).
+    #[arg(long, default_value = agent::kvstore::identities::DEFAULT_PREFIX, requires = "kvstore")]
+    pub kvstore_prefix: String,
 }
 
 fn parse_loopback(s: &str) -> Result<std::net::SocketAddr, String> {
@@ -75,7 +95,15 @@ pub fn run(args: Args, global_socket: Option<PathBuf>) -> miette::Result<ExitCod
         .api_socket
         .or(global_socket)
         .ok_or_else(|| miette::miette!("--api-socket PATH is required"))?;
-    let kvstore = args.kvstore.open(&args.node)?;
+    let kv = &args.kvstore;
+    let kvstore = match (kv.kvstore, &kv.kvstore_endpoint) {
+        (Some(KvstoreKind::Etcd), Some(url)) => Some(agent::kvstore::open_etcd(
+            url,
+            &kv.kvstore_prefix,
+            &args.node,
+        )?),
+        _ => None,
+    };
     let cfg = AgentConfig {
         state_dir: args.state_dir,
         api_socket,
@@ -87,7 +115,7 @@ pub fn run(args: Args, global_socket: Option<PathBuf>) -> miette::Result<ExitCod
         tcp: args
             .listen_tcp
             .zip(args.api_token_file)
-            .map(|(addr, token_file)| crate::agent::config::TcpApi { addr, token_file }),
+            .map(|(addr, token_file)| TcpApi { addr, token_file }),
         ct_map_size: args.ct_map_size,
         flow_cache_slots: args.flow_cache_slots,
         deny_cache: !args.no_deny_cache,
@@ -96,6 +124,6 @@ pub fn run(args: Args, global_socket: Option<PathBuf>) -> miette::Result<ExitCod
     let set_debug = Box::new(move |d: bool| {
         let _ = handle.modify(|f| *f = level(d));
     });
-    crate::agent::run(cfg, set_debug)?;
+    crate::server::run(cfg, set_debug)?;
     Ok(ExitCode::SUCCESS)
 }

@@ -1,7 +1,7 @@
 //! `cilium-policy apply -f FILE...` and `delete -f FILE...`: send Namespaces, Pods and policies
 //! (NetworkPolicy, CNP, CCNP, Cilium JSON) to the agent, or withdraw what those files applied.
 
-use crate::agent::model::{PolicyDelete, PolicyPut, RevisionReply};
+use agent::model::{PolicyDelete, PolicyPut, RevisionReply};
 use hyper::Method;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;

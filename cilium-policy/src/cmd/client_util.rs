@@ -1,7 +1,7 @@
 //! Shared plumbing of the agent client subcommands: finding the socket, reading policy files.
 
-use crate::agent::client::Client;
-use crate::agent::model::SourceDoc;
+use agent::client::Client;
+use agent::model::SourceDoc;
 use std::path::{Path, PathBuf};
 
 /// The client for `--api-socket`, or a clear error when it is missing.

@@ -1,7 +1,7 @@
 //! `cilium-policy endpoint add | list | delete` (seed §2.3.7 `cilium endpoint list`).
 
 use super::endpoint_table::{render, Row};
-use crate::agent::model::{EndpointSpec, EndpointStatus, RevisionReply};
+use agent::model::{EndpointSpec, EndpointStatus, RevisionReply};
 use hyper::Method;
 use std::net::{Ipv4Addr, Ipv6Addr};
 use std::path::Path;

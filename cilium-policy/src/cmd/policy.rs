@@ -1,6 +1,6 @@
 //! `cilium-policy policy import FILE | get | delete (--all | LABEL...)` (seed §2.2.8, §2.3.8).
 
-use crate::agent::model::{PolicyDelete, PolicyPut, PolicyReply, RevisionReply};
+use agent::model::{PolicyDelete, PolicyPut, PolicyReply, RevisionReply};
 use hyper::Method;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;

@@ -1,6 +1,6 @@
 //! `cilium-policy status`: the agent's health (seed §2.2.5).
 
-use crate::agent::model::Healthz;
+use agent::model::Healthz;
 use std::path::Path;
 use std::process::ExitCode;
 

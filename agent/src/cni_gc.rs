@@ -4,7 +4,7 @@
 //! batch, deletes the CNI endpoints whose interface no longer exists — endpoint, maps and pins,
 //! as a DEL would. Event-driven: nothing runs while no link changes.
 
-use super::api::{EndpointRef, Shared};
+use super::{EndpointRef, Shared};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 
 /// `RTMGRP_LINK`: the multicast group of link (interface) changes.

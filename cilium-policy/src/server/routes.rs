@@ -1,18 +1,17 @@
 //! The REST API (seed §8) under `/v1`: routes and handlers. Every handler runs the agent
 //! operation on a blocking thread under the agent's lock, so concurrent clients are serialized.
 
-use super::error::AgentError;
-use super::http_error::HttpError;
-use super::model::*;
-use super::state::Agent;
+use super::error::HttpError;
+use agent::model::*;
+use agent::state::Agent;
+use agent::{AgentError, EndpointRef};
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::routing::get;
 use axum::{Json, Router};
 use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex};
 
-pub type Shared = Arc<Mutex<Agent>>;
+pub use agent::Shared;
 
 pub fn router(agent: Shared) -> Router {
     Router::new()
@@ -53,39 +52,6 @@ async fn with<T: Send + 'static>(
     .await
     .map_err(|e| AgentError::Internal(format!("agent task failed: {e}")))?
     .map_err(HttpError::from)
-}
-
-/// Endpoint ids as the seed writes them: `[prefix:]id`; `cilium-local:` is the default prefix,
-/// `pod-name:NAMESPACE:NAME` names an endpoint by its pod and `container-id:ID` by the container
-/// of a CNI endpoint.
-pub enum EndpointRef {
-    Id(u16),
-    Pod(String),
-    Container(String),
-}
-
-pub fn parse_endpoint_ref(s: &str) -> Result<EndpointRef, AgentError> {
-    let bad = || {
-        AgentError::invalid(format!(
-            "invalid endpoint id {s:?}: expected [cilium-local:]N, pod-name:NAMESPACE:NAME or container-id:ID"
-        ))
-    };
-    if let Some(c) = s.strip_prefix("container-id:") {
-        let valid = |b: u8| b.is_ascii_alphanumeric() || b"-_.".contains(&b);
-        if c.is_empty() || c.len() > 128 || !c.bytes().all(valid) {
-            return Err(bad());
-        }
-        return Ok(EndpointRef::Container(c.to_string()));
-    }
-    if let Some(rest) = s.strip_prefix("pod-name:") {
-        let (ns, name) = rest.split_once(':').ok_or_else(bad)?;
-        if ns.is_empty() || name.is_empty() {
-            return Err(bad());
-        }
-        return Ok(EndpointRef::Pod(format!("{ns}/{name}")));
-    }
-    let n = s.strip_prefix("cilium-local:").unwrap_or(s);
-    n.parse::<u16>().map(EndpointRef::Id).map_err(|_| bad())
 }
 
 async fn healthz(State(a): State<Shared>) -> Result<Json<Healthz>, HttpError> {
@@ -142,7 +108,7 @@ async fn get_endpoint(
     State(a): State<Shared>,
     Path(id): Path<String>,
 ) -> Result<Json<EndpointStatus>, HttpError> {
-    let r = parse_endpoint_ref(&id)?;
+    let r = EndpointRef::parse(&id)?;
     with(a, move |a| a.endpoint(&r).map(Json)).await
 }
 
@@ -151,7 +117,7 @@ async fn put_endpoint(
     Path(id): Path<String>,
     Json(spec): Json<EndpointSpec>,
 ) -> Result<(StatusCode, Json<RevisionReply>), HttpError> {
-    let id = match parse_endpoint_ref(&id)? {
+    let id = match EndpointRef::parse(&id)? {
         EndpointRef::Id(id) => id,
         EndpointRef::Container(c) => {
             return with(a, move |a| {
@@ -185,7 +151,7 @@ async fn patch_endpoint(
     Path(id): Path<String>,
     Json(body): Json<serde_json::Value>,
 ) -> Result<Json<RevisionReply>, HttpError> {
-    let r = parse_endpoint_ref(&id)?;
+    let r = EndpointRef::parse(&id)?;
     let patch: EndpointPatch = serde_json::from_value(body)
         .map_err(|e| AgentError::invalid(format!("invalid endpoint patch: {e}")))?;
     with(a, move |a| a.patch_endpoint(&r, patch).map(Json)).await
@@ -195,7 +161,7 @@ async fn delete_endpoint(
     State(a): State<Shared>,
     Path(id): Path<String>,
 ) -> Result<(StatusCode, Json<RevisionReply>), HttpError> {
-    let r = parse_endpoint_ref(&id)?;
+    let r = EndpointRef::parse(&id)?;
     with(a, move |a| {
         let (reply, clean) = a.delete_endpoint(&r)?;
         // 206: deleted, but cleaning up the datapath reported errors (seed §8).
@@ -215,7 +181,7 @@ async fn get_labels(
     State(a): State<Shared>,
     Path(id): Path<String>,
 ) -> Result<Json<Vec<String>>, HttpError> {
-    let r = parse_endpoint_ref(&id)?;
+    let r = EndpointRef::parse(&id)?;
     with(a, move |a| a.endpoint(&r).map(|e| Json(e.labels))).await
 }
 
@@ -224,7 +190,7 @@ async fn put_labels(
     Path(id): Path<String>,
     Json(patch): Json<LabelsPatch>,
 ) -> Result<Json<RevisionReply>, HttpError> {
-    let r = parse_endpoint_ref(&id)?;
+    let r = EndpointRef::parse(&id)?;
     with(a, move |a| a.modify_labels(&r, patch).map(Json)).await
 }
 
@@ -269,37 +235,4 @@ async fn resolve(
     Query(q): Query<BTreeMap<String, String>>,
 ) -> Result<Json<serde_json::Value>, HttpError> {
     with(a, move |a| a.resolve(&q).map(Json)).await
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn endpoint_ids_follow_the_seed_prefixes() {
-        assert!(matches!(
-            parse_endpoint_ref("25729"),
-            Ok(EndpointRef::Id(25729))
-        ));
-        assert!(matches!(
-            parse_endpoint_ref("cilium-local:7"),
-            Ok(EndpointRef::Id(7))
-        ));
-        assert!(
-            matches!(parse_endpoint_ref("pod-name:default:app1"), Ok(EndpointRef::Pod(p)) if p == "default/app1")
-        );
-        assert!(
-            matches!(parse_endpoint_ref("container-id:3f2a_b.c-1"), Ok(EndpointRef::Container(c)) if c == "3f2a_b.c-1")
-        );
-        for bad in [
-            "",
-            "x",
-            "70000",
-            "pod-name:x",
-            "container-id:",
-            "container-id:a/b",
-        ] {
-            assert!(parse_endpoint_ref(bad).is_err(), "{bad}");
-        }
-    }
 }

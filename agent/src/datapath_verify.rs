@@ -7,8 +7,8 @@
 //! attached through its own link (another node name's, an older run's).
 
 use super::{internal, Datapath, ENDPOINT_MAPS, SHARED_MAPS};
-use crate::agent::error::AgentError;
-use crate::agent::integrity::{self, IntegrityError, Pins};
+use crate::error::AgentError;
+use crate::integrity::{self, IntegrityError, Pins};
 use runtime_loader::{AttachMode, Hook, NodeLayout};
 use std::collections::BTreeSet;
 
@@ -31,7 +31,7 @@ impl Datapath {
                 "the BPF filesystem is gone; mounting it again and reloading every endpoint");
             runtime_loader::bpffs::ensure_bpffs(&self.bpf_root).map_err(internal)?;
             self.layout = NodeLayout::create(&self.bpf_root, &self.node).map_err(internal)?;
-            self._lock = crate::agent::lock::acquire_dir(self.layout.root(), "node pin directory")
+            self._lock = crate::lock::acquire_dir(self.layout.root(), "node pin directory")
                 .map_err(internal)?;
             self.forget_all();
             return Ok(Reload::All);

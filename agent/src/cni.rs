@@ -1,9 +1,9 @@
 //! Endpoints created by the CNI plugin: named by their container id, numbered by the agent.
 
-use super::api::EndpointRef;
 use super::error::AgentError;
 use super::model::{EndpointSpec, RevisionReply};
 use super::state::Agent;
+use super::EndpointRef;
 
 /// Endpoint ids the agent hands out (Cilium's endpoint ids are 12 bits; 0 is reserved).
 const MAX_ID: u16 = 4095;

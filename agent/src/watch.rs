@@ -4,8 +4,8 @@
 //! diagnostics and changes nothing until the files change again. Symbolic links out of the
 //! directory are not followed (`policy_dir.rs`).
 
-use super::api::Shared;
 use super::model::{PolicyDelete, PolicyPut, SourceDoc};
+use super::Shared;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;

@@ -33,49 +33,23 @@ pub enum KvError {
     },
 }
 
-#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Kind {
-    /// etcd v3, through its JSON gateway (`/v3/kv/...`).
-    Etcd,
-}
-
-/// The agent's kvstore flags.
-#[derive(clap::Args, Debug, Clone)]
-pub struct KvstoreArgs {
-    /// Share cluster identities with the other nodes' agents through this store.
-    #[arg(long, value_enum, requires = "kvstore_endpoint")]
-    pub kvstore: Option<Kind>,
-    /// The store's client URL (`http://HOST:PORT`), e.g. `http://127.0.0.1:2379`.
-    #[arg(long, requires = "kvstore")]
-    pub kvstore_endpoint: Option<String>,
-    /// Key prefix under which identities live (`PREFIX/id/N`, `PREFIX/value/LABELS`).
-    #[arg(long, default_value = identities::DEFAULT_PREFIX, requires = "kvstore")]
-    pub kvstore_prefix: String,
-}
-
-impl KvstoreArgs {
-    /// The shared identity allocator of node `node`, when `--kvstore` is given (nothing is
-    /// contacted yet).
-    pub fn open(&self, node: &str) -> Result<Option<Arc<dyn SharedIdentities>>, KvError> {
-        let (Some(Kind::Etcd), Some(url)) = (self.kvstore, &self.kvstore_endpoint) else {
-            return Ok(None);
-        };
-        let client = etcd::Etcd::new(http::HttpEndpoint::parse(url)?);
-        Ok(Some(Arc::new(identities::EtcdIdentities::new(
-            client,
-            &self.kvstore_prefix,
-            node,
-        ))))
-    }
+/// The shared identity allocator of node `node` in the etcd at `url` (its client URL,
+/// `http://HOST:PORT`), under key prefix `prefix`. Nothing is contacted yet.
+pub fn open_etcd(
+    url: &str,
+    prefix: &str,
+    node: &str,
+) -> Result<Arc<dyn SharedIdentities>, KvError> {
+    let client = etcd::Etcd::new(http::HttpEndpoint::parse(url)?);
+    Ok(Arc::new(identities::EtcdIdentities::new(
+        client, prefix, node,
+    )))
 }
 
 /// After a change took effect (and at start): tells the kvstore every label set the agent's
 /// cluster uses, so that it drops the node's claims on the others. Failures are logged and
 /// retried after the next change.
-pub fn retain_in_use(
-    cfg: &crate::agent::config::AgentConfig,
-    cluster: &compiler::cluster::Cluster,
-) {
+pub fn retain_in_use(cfg: &crate::config::AgentConfig, cluster: &compiler::cluster::Cluster) {
     let Some(kv) = &cfg.kvstore else {
         return;
     };

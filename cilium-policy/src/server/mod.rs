@@ -1,37 +1,17 @@
-//! The resident agent (`cilium-policy agent`): keeps the datapath in step with policies and
-//! endpoints, serves the REST API (seed §8) on a unix socket, optionally watches a policy
-//! directory. See Documentation/agent.md.
+//! The agent's HTTP server (`cilium-policy agent`): the REST API (seed §8) over the `agent`
+//! library on a unix socket and, with a token, on loopback TCP. Routes, the status of each
+//! [`agent::AgentError`] kind and the transport's own checks live here and nowhere below.
+//! See Documentation/agent.md.
 
-pub mod api;
-pub mod change;
-pub mod cni;
-pub mod cni_gc;
-pub mod config;
-pub mod datapath;
-pub mod error;
-pub mod events;
-pub mod http_error;
-pub mod integrity;
-pub mod ipcache_gen;
-pub mod journal_frame;
-pub mod kvstore;
-pub mod lock;
-pub mod monitor;
-pub mod policy_dir;
-pub mod privileges;
-pub mod resolve;
-pub mod socket;
-pub mod state;
-pub mod store;
-pub mod tcp_auth;
-pub mod verifier;
-pub mod watch;
-pub mod world;
+mod error;
+mod monitor;
+mod routes;
+mod socket;
+mod tcp_auth;
 
-pub use ::api::{client, model};
-
-use config::AgentConfig;
-use state::Agent;
+use agent::config::AgentConfig;
+use agent::state::Agent;
+use agent::{cni_gc, lock, watch};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -76,7 +56,7 @@ async fn serve(cfg: AgentConfig, set_debug: Box<dyn Fn(bool) + Send>) -> Result<
     .map_err(|e| ServeError::Start(e.to_string()))?;
     let shared = Arc::new(Mutex::new(agent));
     if let Some(pin) = shared.lock().ok().and_then(|a| a.events_pin()) {
-        let tx = monitor::spawn_reader(pin);
+        let tx = agent::monitor::spawn_reader(pin);
         if let Ok(mut a) = shared.lock() {
             a.events = Some(tx);
             // No client yet: endpoints restored from before a restart stop emitting events.
@@ -91,7 +71,7 @@ async fn serve(cfg: AgentConfig, set_debug: Box<dyn Fn(bool) + Send>) -> Result<
     if let Some(dir) = cfg.policy_dir.clone() {
         tokio::spawn(watch::watch(dir, shared.clone()));
     }
-    let app = api::router(shared.clone());
+    let app = routes::router(shared.clone());
     if let Some(tcp) = &cfg.tcp {
         let addr = tcp.addr;
         let auth = Arc::new(tcp_auth::TcpAuth::new(addr, &tcp.token_file)?);
@@ -119,7 +99,7 @@ async fn serve(cfg: AgentConfig, set_debug: Box<dyn Fn(bool) + Send>) -> Result<
     Ok(())
 }
 
-async fn sync_pending_loop(agent: api::Shared) {
+async fn sync_pending_loop(agent: agent::Shared) {
     loop {
         tokio::time::sleep(Duration::from_millis(20)).await;
         let a = agent.clone();

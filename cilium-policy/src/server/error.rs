@@ -1,8 +1,8 @@
 //! The one place an [`AgentError`] becomes an HTTP status and an [`ErrorReply`] body (the
 //! seed's codes, §8).
 
-use super::error::AgentError;
-use super::model::ErrorReply;
+use agent::model::ErrorReply;
+use agent::AgentError;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 

@@ -112,7 +112,7 @@ fn same(a: &[u8], b: &[u8]) -> bool {
 pub async fn check(State(auth): State<Arc<TcpAuth>>, req: Request, next: Next) -> Response {
     match auth.refuse(&req) {
         Some((status, error)) => {
-            let mut r = super::http_error::HttpError::transport(status, error).into_response();
+            let mut r = super::error::HttpError::transport(status, error).into_response();
             if status == StatusCode::UNAUTHORIZED {
                 r.headers_mut().insert(
                     header::WWW_AUTHENTICATE,

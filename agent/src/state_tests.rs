@@ -5,7 +5,7 @@
 //! state (rules compared by their file:line, since rule ids differ between the two).
 
 use super::*;
-use crate::agent::world::World;
+use crate::world::World;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 

@@ -4,7 +4,6 @@
 //! the endpoints it touched only; a change that fails validation or cannot be enforced is
 //! undone (its inverse applied) and leaves state and datapath as they were.
 
-use super::api::EndpointRef;
 use super::change::Change;
 use super::config::AgentConfig;
 use super::datapath::{Datapath, Scope};
@@ -12,6 +11,7 @@ use super::error::AgentError;
 use super::model::*;
 use super::store::{Edit, Persisted, Store};
 use super::world::World;
+use super::EndpointRef;
 use std::collections::{BTreeMap, BTreeSet};
 
 pub struct Agent {

@@ -1,0 +1,37 @@
+//! The resident agent as a library: keeps the datapath in step with policies and endpoints.
+//! The policy repository and endpoints (`store`, journalled), the derived world (`world`,
+//! `change`: identities and per-endpoint map state, changed incrementally), the datapath
+//! (`datapath`: programs, pins, maps), the kvstore, datapath events and the `--policy-dir`
+//! watcher. No transport: the HTTP server and the command line live in `cilium-policy`, and
+//! errors are [`AgentError`] kinds, never HTTP statuses. See ARCHITECTURE.md and
+//! Documentation/agent.md.
+
+pub mod change;
+pub mod cni;
+pub mod cni_gc;
+pub mod config;
+pub mod datapath;
+pub mod endpoint_ref;
+pub mod error;
+pub mod events;
+pub mod integrity;
+pub mod ipcache_gen;
+pub mod journal_frame;
+pub mod kvstore;
+pub mod lock;
+pub mod monitor;
+pub mod policy_dir;
+pub mod privileges;
+pub mod resolve;
+pub mod state;
+pub mod store;
+pub mod verifier;
+pub mod watch;
+pub mod world;
+
+pub use ::api::{client, model};
+pub use endpoint_ref::EndpointRef;
+pub use error::AgentError;
+
+/// The agent, shared between the server's handlers and the background tasks.
+pub type Shared = std::sync::Arc<std::sync::Mutex<state::Agent>>;
