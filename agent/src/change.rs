@@ -7,8 +7,8 @@
 use super::error::AgentError;
 use super::model::EndpointSpec;
 use super::world::{
-    label_endpoint, parse_rule_labels, parse_source, pod_missing, rule_has_labels, spec_ips,
-    spec_name, SourceState, World,
+    label_endpoint, parse_rule_labels, pod_missing, rule_has_labels, spec_ips, spec_name,
+    SourceState, World,
 };
 use compiler::cluster::ClusterEndpoint;
 use compiler::identity::derive_labels;
@@ -39,15 +39,13 @@ fn internal(e: compiler::cluster::ClusterError) -> AgentError {
 }
 
 impl World {
-    /// Parses a source and appends its rules (not yet enforced) to the policy set; the result
-    /// goes into a [`Change::Source`].
+    /// Appends a parsed source's rules (`world::parse_source`; not yet enforced) to the policy
+    /// set; the result goes into a [`Change::Source`].
     pub fn prepare_source(
         &mut self,
         path: &str,
-        text: &str,
-        deleted: &[Vec<String>],
-    ) -> Result<SourceState, AgentError> {
-        let (set, inventory) = parse_source(path, text, deleted)?;
+        (set, inventory): (ir::PolicySet, ir::Inventory),
+    ) -> SourceState {
         let file = match self.file_ids.get(path) {
             Some(f) => *f,
             None => {
@@ -57,7 +55,7 @@ impl World {
             }
         };
         let rules = self.engine.append_rules(set, file);
-        Ok(SourceState { rules, inventory })
+        SourceState { rules, inventory }
     }
 
     /// Per source holding a rule that carries every one of `labels`: its state without those

@@ -3,13 +3,21 @@
 use super::error::AgentError;
 use super::model::{EndpointSpec, RevisionReply};
 use super::state::Agent;
-use super::EndpointRef;
 
 /// Endpoint ids the agent hands out (Cilium's endpoint ids are 12 bits; 0 is reserved).
 const MAX_ID: u16 = 4095;
 
 impl Agent {
     /// The endpoint of a container, if the CNI plugin created one.
+    /// The CNI endpoints: (id, host-side interface).
+    pub fn cni_endpoints(&self) -> impl Iterator<Item = (u16, String)> + '_ {
+        self.persisted
+            .endpoints
+            .values()
+            .filter(|e| e.container_id.is_some())
+            .map(|e| (e.id, e.iface.clone()))
+    }
+
     pub fn container_endpoint(&self, container: &str) -> Option<u16> {
         self.persisted
             .endpoints
@@ -47,7 +55,9 @@ impl Agent {
                     "container {container} already has endpoint {id} with another configuration"
                 )));
             }
-            let st = self.endpoint(&EndpointRef::Id(id))?;
+            let st = self
+                .status(id)
+                .ok_or_else(|| AgentError::NotFound(format!("endpoint {id} not found")))?;
             return Ok(RevisionReply {
                 revision: st.policy_revision,
                 enforced: st.state == "ready",

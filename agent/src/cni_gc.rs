@@ -4,7 +4,8 @@
 //! batch, deletes the CNI endpoints whose interface no longer exists — endpoint, maps and pins,
 //! as a DEL would. Event-driven: nothing runs while no link changes.
 
-use super::{EndpointRef, Shared};
+use super::state::Agent;
+use super::{EndpointRef, Handle};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 
 /// `RTMGRP_LINK`: the multicast group of link (interface) changes.
@@ -65,17 +66,11 @@ fn wait(fd: &OwnedFd, buf: &mut [u8]) {
     }
 }
 
-/// Deletes the CNI endpoints whose interface is gone; returns their ids.
-pub fn sweep(agent: &Shared) -> Vec<u16> {
-    let Ok(mut a) = agent.lock() else {
-        return Vec::new();
-    };
+/// Deletes the CNI endpoints whose interface is gone; returns their ids. Runs on the writer.
+pub fn sweep(a: &mut Agent) -> Vec<u16> {
     let gone: Vec<(u16, String)> = a
-        .endpoints()
-        .into_iter()
-        .filter(|e| e.container_id.is_some())
-        .filter(|e| !runtime_loader::attach::interface_exists(&e.iface))
-        .map(|e| (e.id, e.iface))
+        .cni_endpoints()
+        .filter(|(_, iface)| !runtime_loader::attach::interface_exists(iface))
         .collect();
     let mut deleted = Vec::new();
     for (id, iface) in gone {
@@ -94,7 +89,7 @@ pub fn sweep(agent: &Shared) -> Vec<u16> {
 
 /// Runs the collector on its own thread for the agent's lifetime: one sweep at start (links
 /// that vanished while the agent was down), then one after every batch of link changes.
-pub fn spawn(agent: Shared) {
+pub fn spawn(agent: Handle) {
     let fd = match link_events() {
         Ok(fd) => fd,
         Err(e) => {
@@ -107,7 +102,9 @@ pub fn spawn(agent: Shared) {
         .spawn(move || {
             let mut buf = vec![0u8; 64 * 1024];
             loop {
-                sweep(&agent);
+                if agent.write_blocking(|a| Ok(sweep(a))).is_err() {
+                    return; // the agent is stopping
+                }
                 wait(&fd, &mut buf);
             }
         })

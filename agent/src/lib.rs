@@ -23,15 +23,16 @@ pub mod monitor;
 pub mod policy_dir;
 pub mod privileges;
 pub mod resolve;
+pub mod snapshot;
 pub mod state;
 pub mod store;
 pub mod verifier;
 pub mod watch;
 pub mod world;
+pub mod writer;
 
 pub use ::api::{client, model};
 pub use endpoint_ref::EndpointRef;
 pub use error::AgentError;
-
-/// The agent, shared between the server's handlers and the background tasks.
-pub type Shared = std::sync::Arc<std::sync::Mutex<state::Agent>>;
+pub use snapshot::Snapshot;
+pub use writer::Handle;

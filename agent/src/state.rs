@@ -13,12 +13,17 @@ use super::store::{Edit, Persisted, Store};
 use super::world::World;
 use super::EndpointRef;
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 pub struct Agent {
     pub cfg: AgentConfig,
     store: Store,
     pub(super) persisted: Persisted,
-    world: World,
+    /// Written only by the agent's writer (in memory, never across a datapath sync or the
+    /// journal); `GET /v1/policy/resolve` reads it.
+    world: Arc<RwLock<World>>,
+    /// The policy repository changed since the last [`Agent::snapshot`].
+    pub(crate) policy_changed: bool,
     datapath: Option<Datapath>,
     /// The revision every endpoint enforces, except those in `lagging`.
     synced: u64,
@@ -26,8 +31,6 @@ pub struct Agent {
     lagging: BTreeMap<u16, (u64, String)>,
     /// Endpoints touched by changes accepted without waiting and not enforced yet.
     pending: BTreeSet<u16>,
-    /// Datapath events for `GET /v1/monitor` (none without a datapath).
-    pub events: Option<tokio::sync::broadcast::Sender<super::monitor::Line>>,
     set_debug: Box<dyn Fn(bool) + Send>,
 }
 
@@ -55,11 +58,11 @@ impl Agent {
             store,
             synced: persisted.revision,
             persisted,
-            world,
+            world: Arc::new(RwLock::new(world)),
+            policy_changed: true,
             datapath,
             lagging: BTreeMap::new(),
             pending: BTreeSet::new(),
-            events: None,
             set_debug,
         };
         // Adopts what a previous agent pinned and writes only what differs.
@@ -88,12 +91,27 @@ impl Agent {
             .and_then(|d| d.layout().shared_map("cp_events").ok())
     }
 
-    pub fn healthz(&self) -> Healthz {
+    /// The world, for reading. A poisoned lock (a panic while it was written) is taken as it is:
+    /// the writer rebuilds the world when undoing a change fails.
+    pub(crate) fn world(&self) -> RwLockReadGuard<'_, World> {
+        self.world.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn world_mut(&self) -> RwLockWriteGuard<'_, World> {
+        self.world.write().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The world shared with `GET /v1/policy/resolve`.
+    pub fn shared_world(&self) -> Arc<RwLock<World>> {
+        self.world.clone()
+    }
+
+    pub(crate) fn healthz(&self) -> Healthz {
         Healthz {
             status: "ok".into(),
             policy_revision: self.persisted.revision,
             endpoints: self.persisted.endpoints.len(),
-            identities: self.world.engine.cluster.identities().len(),
+            identities: self.world().engine.cluster.identities().len(),
             datapath: self
                 .datapath
                 .as_ref()
@@ -101,7 +119,7 @@ impl Agent {
         }
     }
 
-    pub fn config_json(&self) -> serde_json::Value {
+    pub(crate) fn config_json(&self) -> serde_json::Value {
         serde_json::json!({
             "state-dir": self.cfg.state_dir,
             "api-socket": self.cfg.api_socket,
@@ -140,20 +158,6 @@ impl Agent {
         Ok(())
     }
 
-    pub fn endpoints(&self) -> Vec<EndpointStatus> {
-        self.persisted
-            .endpoints
-            .keys()
-            .filter_map(|id| self.status(*id))
-            .collect()
-    }
-
-    pub fn endpoint(&self, r: &EndpointRef) -> Result<EndpointStatus, AgentError> {
-        let id = self.resolve_ref(r)?;
-        self.status(id)
-            .ok_or_else(|| AgentError::NotFound(format!("endpoint {id} not found")))
-    }
-
     fn resolve_ref(&self, r: &EndpointRef) -> Result<u16, AgentError> {
         match r {
             EndpointRef::Id(id) if self.persisted.endpoints.contains_key(id) => Ok(*id),
@@ -171,10 +175,11 @@ impl Agent {
         }
     }
 
-    fn status(&self, id: u16) -> Option<EndpointStatus> {
+    pub(crate) fn status(&self, id: u16) -> Option<EndpointStatus> {
         let spec = self.persisted.endpoints.get(&id)?;
-        let local = self.world.endpoints.get(&id)?;
-        let pol = self.world.policies.get(&id);
+        let world = self.world();
+        let local = world.endpoints.get(&id)?;
+        let pol = world.policies.get(&id);
         let (rev, err) = match self.lagging.get(&id) {
             Some((rev, err)) => (*rev, Some(err.clone())),
             None => (self.synced, None),
@@ -381,8 +386,8 @@ impl Agent {
         Ok(())
     }
 
-    pub fn identities(&self) -> Vec<IdentityReply> {
-        self.world
+    pub(crate) fn identities(&self) -> Vec<IdentityReply> {
+        self.world()
             .engine
             .cluster
             .identities()
@@ -393,21 +398,15 @@ impl Agent {
             .collect()
     }
 
-    pub fn identity(&self, id: u32) -> Result<IdentityReply, AgentError> {
-        self.identities()
-            .into_iter()
-            .find(|i| i.id == id)
-            .ok_or_else(|| AgentError::NotFound(format!("identity {id} not found")))
-    }
-
-    pub fn policy(&self) -> Result<PolicyReply, AgentError> {
+    /// The policy repository, `None` when no source is applied.
+    pub(crate) fn policy_reply(&self) -> Option<PolicyReply> {
         if self.persisted.sources.is_empty() {
-            return Err(AgentError::NotFound("no policy rules found".into()));
+            return None;
         }
-        Ok(PolicyReply {
+        Some(PolicyReply {
             revision: self.persisted.revision,
             sources: self.persisted.source_docs(),
-            rules: ir::text::render(&self.world.live_policy()),
+            rules: ir::text::render(&self.world().live_policy()),
             deleted_labels: self.persisted.deleted.clone(),
         })
     }
@@ -434,7 +433,9 @@ impl Agent {
             if unchanged {
                 continue;
             }
-            let to = self.world.prepare_source(&s.path, &s.text, &[])?;
+            // Parsed before the world is locked: a large source does not hold up reads.
+            let parsed = super::world::parse_source(&s.path, &s.text, &[])?;
+            let to = self.world_mut().prepare_source(&s.path, parsed);
             changes.push(Change::Source {
                 path: s.path.clone(),
                 to: Some(to),
@@ -465,7 +466,7 @@ impl Agent {
             req.paths.clone()
         } else if !req.labels.is_empty() {
             let mut out = Vec::new();
-            for (path, to) in self.world.without_labels(&req.labels) {
+            for (path, to) in self.world().without_labels(&req.labels) {
                 let mut deleted = self
                     .persisted
                     .deleted
@@ -504,14 +505,6 @@ impl Agent {
         self.commit(edit, changes, "delete", removed, req.wait)
     }
 
-    pub fn revisions(&self) -> Vec<RevisionInfo> {
-        self.persisted.revisions.clone()
-    }
-
-    pub fn resolve(&self, q: &BTreeMap<String, String>) -> Result<serde_json::Value, AgentError> {
-        super::resolve::resolve(&self.world, q)
-    }
-
     /// Applies `changes` to the world, then (with `wait`) brings the datapath to it for the
     /// endpoints they touched before persisting `edit`: a change the datapath cannot take (a
     /// map that would overflow, a program the verifier rejects) is undone and nothing changes.
@@ -527,12 +520,14 @@ impl Agent {
     ) -> Result<RevisionReply, AgentError> {
         let mut undo = Vec::new();
         for c in changes {
-            match self.world.apply(c) {
+            let applied = self.world_mut().apply(c);
+            match applied {
                 Ok(inverse) => undo.push(inverse),
                 Err(e) => return Err(self.rollback(undo, e)),
             }
         }
-        let touched = match self.world.refresh() {
+        let refreshed = self.world_mut().refresh();
+        let touched = match refreshed {
             Ok(t) => t,
             Err(e) => return Err(self.rollback(undo, e)),
         };
@@ -568,8 +563,12 @@ impl Agent {
             }
             return Err(err);
         }
-        super::kvstore::retain_in_use(&self.cfg, &self.world.engine.cluster);
-        if self.world.needs_compaction() {
+        if !(edit.sources.is_empty() && edit.deleted.is_empty()) {
+            self.policy_changed = true;
+        }
+        super::kvstore::retain_in_use(&self.cfg, &self.world().engine.cluster);
+        let compact = self.world().needs_compaction();
+        if compact {
             self.rebuild();
         }
         Ok(RevisionReply {
@@ -602,8 +601,8 @@ impl Agent {
         let undone = undo
             .into_iter()
             .rev()
-            .try_for_each(|inverse| self.world.apply(inverse).map(drop))
-            .and_then(|()| self.world.refresh().map(drop));
+            .try_for_each(|inverse| self.world_mut().apply(inverse).map(drop))
+            .and_then(|()| self.world_mut().refresh().map(drop));
         if let Err(e) = undone {
             tracing::error!(error = %e, "undoing a refused change failed; rebuilding");
             self.rebuild();
@@ -615,7 +614,10 @@ impl Agent {
     /// a failed undo, and to drop replaced rules from the policy set).
     fn rebuild(&mut self) {
         match World::build(&self.persisted, &self.cfg) {
-            Ok(w) => self.world = w,
+            Ok(w) => {
+                *self.world_mut() = w;
+                self.policy_changed = true;
+            }
             Err(e) => {
                 tracing::error!(error = %e, "rebuilding the agent state failed");
                 return;
@@ -626,7 +628,12 @@ impl Agent {
         }
     }
 
-    /// Enforces changes accepted with `wait: false` (called by the agent's background task).
+    /// Changes accepted without waiting are not enforced yet.
+    pub fn has_pending(&self) -> bool {
+        !self.pending.is_empty()
+    }
+
+    /// Enforces changes accepted with `wait: false` (run by the writer when no job is queued).
     pub fn sync_pending(&mut self) {
         if self.pending.is_empty() {
             return;
@@ -634,10 +641,15 @@ impl Agent {
         let scope = std::mem::take(&mut self.pending);
         if let Err(e) = self.sync_datapath(Scope::Only(&scope), self.persisted.revision) {
             tracing::error!(error = %e, "enforcing the latest revision failed; endpoints keep their previous policy");
-            for id in scope
-                .iter()
-                .filter(|id| self.world.endpoints.contains_key(id))
-            {
+            let live: Vec<u16> = {
+                let world = self.world();
+                scope
+                    .iter()
+                    .copied()
+                    .filter(|id| world.endpoints.contains_key(id))
+                    .collect()
+            };
+            for id in &live {
                 let rev = self.lagging.get(id).map_or(self.synced, |l| l.0);
                 self.lagging.insert(*id, (rev, e.to_string()));
             }
@@ -653,11 +665,19 @@ impl Agent {
             return Ok(());
         };
         let results = match scope {
-            Scope::All => dp.sync(&self.world, Scope::All, revision)?,
+            Scope::All => dp.sync(
+                &self.world.read().unwrap_or_else(|e| e.into_inner()),
+                Scope::All,
+                revision,
+            )?,
             Scope::Only(ids) => {
                 let mut ids = ids.clone();
                 ids.extend(self.lagging.keys().copied());
-                dp.sync(&self.world, Scope::Only(&ids), revision)?
+                dp.sync(
+                    &self.world.read().unwrap_or_else(|e| e.into_inner()),
+                    Scope::Only(&ids),
+                    revision,
+                )?
             }
         };
         let before = self.synced;

@@ -51,7 +51,7 @@ fn normalize(w: &World, p: &ir::EndpointPolicy) -> (bool, bool, Norm, Norm) {
 
 fn assert_same_as_rebuilt(a: &Agent, step: &str) {
     let built = World::build(&a.persisted, &a.cfg).unwrap();
-    let w = &a.world;
+    let w = &*a.world();
     assert_eq!(w.endpoints, built.endpoints, "{step}: local endpoints");
     assert_eq!(
         w.engine.cluster.ipcache(),
@@ -203,7 +203,7 @@ fn incremental_world_equals_a_rebuilt_one() {
     assert_same_as_rebuilt(&a, "put labelled.json");
     // A pod endpoint, then a relabelled and a removed endpoint.
     let pod = a
-        .world
+        .world()
         .engine
         .cluster
         .endpoints()
@@ -263,7 +263,7 @@ fn delete_by_labels_removes_exactly_the_matching_rules() {
     a.put_endpoint(endpoint(2, &["id=app2"], "10.8.0.2"))
         .unwrap();
     put(&mut a, "labelled.json", LABELLED).unwrap();
-    let rules = |a: &Agent| a.policy().map(|p| p.rules).unwrap_or_default();
+    let rules = |a: &Agent| a.policy_reply().map(|p| p.rules).unwrap_or_default();
     let before = a.persisted.revision;
     let all = rules(&a);
     assert!(all.contains("192.0.2.0/24") && all.contains("80"), "{all}");
@@ -283,16 +283,16 @@ fn delete_by_labels_removes_exactly_the_matching_rules() {
         "team=a rule without tier=one kept: {left}"
     );
     assert!(
-        !a.world.policies[&1]
+        !a.world().policies[&1]
             .entries
             .keys()
             .any(|k| k.direction == ir::Direction::Ingress
-                && k.identity == a.world.endpoints[&2].identity),
+                && k.identity == a.world().endpoints[&2].identity),
         "app2 → app1 no longer allowed"
     );
     assert_same_as_rebuilt(&a, "delete team=a,tier=one");
     // `GET /v1/policy` says which label filters hide rules of the source text.
-    let reply = a.policy().unwrap();
+    let reply = a.policy_reply().unwrap();
     assert_eq!(
         reply.deleted_labels.get("labelled.json"),
         Some(&vec![vec!["team=a".to_string(), "tier=one".to_string()]]),
@@ -325,7 +325,7 @@ fn delete_by_labels_removes_exactly_the_matching_rules() {
     // Re-applying the file brings every rule back.
     put(&mut a, "labelled.json", LABELLED).unwrap();
     assert_eq!(rules(&a), all);
-    assert!(a.policy().unwrap().deleted_labels.is_empty());
+    assert!(a.policy_reply().unwrap().deleted_labels.is_empty());
     assert_same_as_rebuilt(&a, "re-apply");
     std::fs::remove_dir_all(&dir).unwrap();
 }
@@ -351,7 +351,8 @@ fn cni_endpoints_are_numbered_by_the_agent_and_carry_runtime_addresses() {
         container_id: None,
     };
     let addr = |a: &Agent, ip: &str| {
-        let entries = &a.world.engine.cluster.ipcache().entries;
+        let world = a.world();
+        let entries = &world.engine.cluster.ipcache().entries;
         entries
             .iter()
             .find(|(net, _)| net.prefix_len() == 32 && net.addr().to_string() == ip)
@@ -359,14 +360,17 @@ fn cni_endpoints_are_numbered_by_the_agent_and_carry_runtime_addresses() {
     };
     a.put_cni_endpoint("c1", cni("default/web", "veth1", "10.88.0.2"))
         .unwrap();
-    let web = a.endpoint(&EndpointRef::Container("c1".into())).unwrap();
+    let web = a
+        .snapshot(None)
+        .endpoint(&EndpointRef::Container("c1".into()))
+        .unwrap();
     assert_eq!((web.id, web.container_id.as_deref()), (1, Some("c1")));
     assert_eq!(addr(&a, "10.88.0.2").map(|i| i.0), Some(web.identity));
     assert_same_as_rebuilt(&a, "cni endpoint");
     // The runtime retries an ADD: same answer, no second endpoint; another interface conflicts.
     a.put_cni_endpoint("c1", cni("default/web", "veth1", "10.88.0.2"))
         .unwrap();
-    assert_eq!(a.endpoints().len(), 1);
+    assert_eq!(a.snapshot(None).endpoints.len(), 1);
     let e = a
         .put_cni_endpoint("c1", cni("default/web", "veth9", "10.88.0.2"))
         .unwrap_err();

@@ -5,12 +5,13 @@
 //! directory are not followed (`policy_dir.rs`).
 
 use super::model::{PolicyDelete, PolicyPut, SourceDoc};
-use super::Shared;
+use super::state::Agent;
+use super::Handle;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
-pub async fn watch(dir: PathBuf, agent: Shared) {
+pub async fn watch(dir: PathBuf, agent: Handle) {
     let dir = std::fs::canonicalize(&dir).unwrap_or(dir);
     let mut seen: BTreeMap<String, String> = BTreeMap::new();
     let mut last_failed: Option<BTreeMap<String, String>> = None;
@@ -26,19 +27,17 @@ pub async fn watch(dir: PathBuf, agent: Shared) {
         };
         if now != seen && last_failed.as_ref() != Some(&now) {
             let (changed, removed) = diff(&seen, &now);
-            let a = agent.clone();
-            let res = tokio::task::spawn_blocking(move || apply(&a, changed, removed)).await;
+            let res = agent.write(move |a| apply(a, changed, removed)).await;
             match res {
-                Ok(Ok(rev)) => {
+                Ok(rev) => {
                     tracing::info!(dir = %dir.display(), revision = rev, "policy directory applied");
                     seen = now;
                     last_failed = None;
                 }
-                Ok(Err(e)) => {
+                Err(e) => {
                     tracing::error!(dir = %dir.display(), error = %e, diagnostics = ?e.diagnostics(), "policy directory refused; nothing changed");
                     last_failed = Some(now);
                 }
-                Err(e) => tracing::error!(error = %e, "policy directory task failed"),
             }
         }
         tokio::time::sleep(Duration::from_secs(1)).await;
@@ -82,13 +81,10 @@ fn diff(
 }
 
 fn apply(
-    agent: &Shared,
+    a: &mut Agent,
     changed: Vec<SourceDoc>,
     removed: Vec<String>,
 ) -> Result<u64, super::error::AgentError> {
-    let mut a = agent
-        .lock()
-        .map_err(|_| super::error::AgentError::Internal("agent state lock poisoned".into()))?;
     let mut rev = 0;
     if !changed.is_empty() {
         rev = a

@@ -11,14 +11,15 @@ mod tcp_auth;
 
 use agent::config::AgentConfig;
 use agent::state::Agent;
-use agent::{cni_gc, lock, watch};
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use agent::{cni_gc, lock, watch, AgentError, Handle};
+use std::sync::Arc;
 
 #[derive(Debug, thiserror::Error, miette::Diagnostic)]
 pub enum ServeError {
     #[error("starting the agent: {0}")]
     Start(String),
+    #[error("starting the agent: {0}")]
+    Agent(#[from] AgentError),
     #[error("{path}: {source}")]
     Socket {
         path: String,
@@ -52,19 +53,13 @@ async fn serve(cfg: AgentConfig, set_debug: Box<dyn Fn(bool) + Send>) -> Result<
         move || Agent::start(cfg, set_debug)
     })
     .await
-    .map_err(|e| ServeError::Start(e.to_string()))?
-    .map_err(|e| ServeError::Start(e.to_string()))?;
-    let shared = Arc::new(Mutex::new(agent));
-    if let Some(pin) = shared.lock().ok().and_then(|a| a.events_pin()) {
-        let tx = agent::monitor::spawn_reader(pin);
-        if let Ok(mut a) = shared.lock() {
-            a.events = Some(tx);
-            // No client yet: endpoints restored from before a restart stop emitting events.
-            a.set_listening(false);
-        }
-    }
+    .map_err(|e| ServeError::Start(e.to_string()))??;
+    let mut agent = agent;
+    let events = agent.events_pin().map(agent::monitor::spawn_reader);
+    // No client yet: endpoints restored from before a restart stop emitting events.
+    agent.set_listening(false);
+    let shared = Handle::spawn(agent, events)?;
     let listener = socket.bind()?;
-    tokio::spawn(sync_pending_loop(shared.clone()));
     if cfg.datapath {
         cni_gc::spawn(shared.clone());
     }
@@ -97,19 +92,6 @@ async fn serve(cfg: AgentConfig, set_debug: Box<dyn Fn(bool) + Send>) -> Result<
     socket.remove();
     tracing::info!("agent stopped; the datapath keeps enforcing from pinned state");
     Ok(())
-}
-
-async fn sync_pending_loop(agent: agent::Shared) {
-    loop {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-        let a = agent.clone();
-        let _ = tokio::task::spawn_blocking(move || {
-            if let Ok(mut g) = a.lock() {
-                g.sync_pending();
-            }
-        })
-        .await;
-    }
 }
 
 async fn shutdown_signal() {

@@ -1,43 +1,33 @@
 //! `GET /v1/monitor`: the agent's datapath events streamed to the client as text lines.
 
-use super::routes::Shared;
-use agent::monitor::Line;
+use agent::Handle;
 use axum::body::Body;
 use axum::extract::{Query, State};
 use axum::response::Response;
 use std::collections::BTreeMap;
 use tokio::sync::broadcast;
 
-/// A new listener: the first one turns the endpoints' events on before its stream starts.
-fn subscribe(agent: &Shared) -> Option<broadcast::Receiver<Line>> {
-    let mut a = agent.lock().ok()?;
-    let rx = a.events.as_ref()?.subscribe();
-    if a.events.as_ref().is_some_and(|t| t.receiver_count() == 1) {
-        a.set_listening(true);
-    }
-    Some(rx)
-}
-
 /// Held by a listener's stream: when the last listener goes (its stream is dropped once the
 /// client is gone, noticed at the latest when the next event cannot be written), the
 /// endpoints' events are turned off.
-struct Listener(Shared);
+struct Listener(Handle);
 
 impl Drop for Listener {
     fn drop(&mut self) {
-        let Ok(mut a) = self.0.lock() else { return };
-        if a.events.as_ref().is_some_and(|t| t.receiver_count() == 0) {
-            a.set_listening(false);
-        }
+        self.0.update_listening_later();
     }
 }
 
 /// Streams events until the client goes away; `?type=drop|verdict` filters.
 pub async fn stream(
-    State(agent): State<Shared>,
+    State(agent): State<Handle>,
     Query(q): Query<BTreeMap<String, String>>,
 ) -> Response {
-    let rx = subscribe(&agent);
+    let rx = agent.subscribe_events();
+    if rx.is_some() {
+        // The endpoints emit events before the stream starts.
+        agent.update_listening().await;
+    }
     let want = q.get("type").cloned();
     let body = match rx {
         // The receiver goes before the guard (tuple fields drop in order).

@@ -1,0 +1,178 @@
+//! The agent's one writer. Every change (API writes, the `--policy-dir` watcher, the CNI link
+//! collector, switching datapath events on and off) is a job sent to one thread that owns the
+//! [`Agent`]; jobs run one at a time in arrival order. After each job the writer publishes a
+//! new [`Snapshot`] (before the job's reply goes out, so a client reads its own write), and
+//! reads load the last one without waiting for the job in progress. Changes accepted without
+//! waiting for enforcement are enforced as soon as no job is queued: the writer wakes itself,
+//! nothing polls.
+
+use super::error::AgentError;
+use super::monitor::Line;
+use super::snapshot::Snapshot;
+use super::state::Agent;
+use super::world::World;
+use arc_swap::ArcSwap;
+use std::collections::BTreeMap;
+use std::panic::AssertUnwindSafe;
+use std::sync::mpsc::{self, TryRecvError};
+use std::sync::{Arc, RwLock};
+use tokio::sync::{broadcast, oneshot};
+
+/// A job: runs on the agent and returns what delivers its reply (called once the snapshot
+/// that includes the job's effect is published).
+type Job = Box<dyn FnOnce(&mut Agent) -> Reply + Send>;
+type Reply = Box<dyn FnOnce() + Send>;
+
+/// The handle every task holds: sends jobs to the writer and loads snapshots.
+#[derive(Clone)]
+pub struct Handle {
+    jobs: mpsc::Sender<Job>,
+    snapshot: Arc<ArcSwap<Snapshot>>,
+    world: Arc<RwLock<World>>,
+    events: Option<broadcast::Sender<Line>>,
+}
+
+fn stopped() -> AgentError {
+    AgentError::Internal("the agent's writer has stopped".into())
+}
+
+impl Handle {
+    /// Starts the writer thread, which owns `agent` from now on. `events` publishes the
+    /// datapath's events (none without a datapath).
+    pub fn spawn(
+        mut agent: Agent,
+        events: Option<broadcast::Sender<Line>>,
+    ) -> Result<Handle, AgentError> {
+        let first = agent.snapshot(None);
+        let snapshot = Arc::new(ArcSwap::from_pointee(first));
+        let world = agent.shared_world();
+        let (jobs, rx) = mpsc::channel::<Job>();
+        let published = snapshot.clone();
+        std::thread::Builder::new()
+            .name("agent-writer".into())
+            .spawn(move || run(agent, rx, published))
+            .map_err(|source| AgentError::Io {
+                context: "starting the agent's writer thread".into(),
+                source,
+            })?;
+        Ok(Handle {
+            jobs,
+            snapshot,
+            world,
+            events,
+        })
+    }
+
+    /// The agent as of its last completed write.
+    pub fn snapshot(&self) -> Arc<Snapshot> {
+        self.snapshot.load_full()
+    }
+
+    fn send<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Agent) -> Result<T, AgentError> + Send + 'static,
+    ) -> Result<oneshot::Receiver<Result<T, AgentError>>, AgentError> {
+        let (tx, rx) = oneshot::channel();
+        let job: Job = Box::new(move |a| {
+            let res = f(a);
+            Box::new(move || {
+                // The requester may have gone (a client that hung up): nothing to deliver.
+                let _ = tx.send(res);
+            })
+        });
+        self.jobs.send(job).map_err(|_| stopped())?;
+        Ok(rx)
+    }
+
+    /// Runs `f` on the writer and returns its result once a snapshot including it is
+    /// published.
+    pub async fn write<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Agent) -> Result<T, AgentError> + Send + 'static,
+    ) -> Result<T, AgentError> {
+        self.send(f)?.await.map_err(|_| stopped())?
+    }
+
+    /// [`Handle::write`] from a thread outside the async runtime.
+    pub fn write_blocking<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Agent) -> Result<T, AgentError> + Send + 'static,
+    ) -> Result<T, AgentError> {
+        self.send(f)?.blocking_recv().map_err(|_| stopped())?
+    }
+
+    /// `GET /v1/policy/resolve`: evaluated on the world the writer keeps. The writer holds it
+    /// only while it changes it in memory, never across a datapath sync or the journal.
+    pub fn resolve(&self, q: &BTreeMap<String, String>) -> Result<serde_json::Value, AgentError> {
+        let world = self.world.read().unwrap_or_else(|e| e.into_inner());
+        super::resolve::resolve(&world, q)
+    }
+
+    /// A new listener of the datapath's events (none without a datapath). The endpoints emit
+    /// events only while someone listens: call [`Handle::update_listening`] after subscribing
+    /// and after a listener went away.
+    pub fn subscribe_events(&self) -> Option<broadcast::Receiver<Line>> {
+        self.events.as_ref().map(broadcast::Sender::subscribe)
+    }
+
+    /// Turns the endpoints' datapath events on when anyone listens and off otherwise (decided
+    /// when the writer runs it, so racing subscribers and leavers settle on the right state).
+    pub async fn update_listening(&self) {
+        let Some(events) = self.events.clone() else {
+            return;
+        };
+        let _ = self
+            .write(move |a| {
+                a.set_listening(events.receiver_count() > 0);
+                Ok(())
+            })
+            .await;
+    }
+
+    /// [`Handle::update_listening`] without waiting (from a `Drop`).
+    pub fn update_listening_later(&self) {
+        let Some(events) = self.events.clone() else {
+            return;
+        };
+        let _ = self.send(move |a| {
+            a.set_listening(events.receiver_count() > 0);
+            Ok(())
+        });
+    }
+}
+
+/// The writer's loop: one job at a time; with none queued, the changes accepted without
+/// waiting are enforced; with nothing to do, it sleeps until the next job.
+fn run(mut agent: Agent, jobs: mpsc::Receiver<Job>, published: Arc<ArcSwap<Snapshot>>) {
+    loop {
+        let job = match jobs.try_recv() {
+            Ok(job) => Some(job),
+            Err(TryRecvError::Empty) if agent.has_pending() => None,
+            Err(TryRecvError::Empty) => match jobs.recv() {
+                Ok(job) => Some(job),
+                Err(_) => return,
+            },
+            Err(TryRecvError::Disconnected) => return,
+        };
+        let reply = std::panic::catch_unwind(AssertUnwindSafe(|| match job {
+            Some(job) => Some(job(&mut agent)),
+            None => {
+                agent.sync_pending();
+                None
+            }
+        }));
+        let reply = match reply {
+            Ok(reply) => reply,
+            Err(_) => {
+                // The job's reply is dropped: its requester gets an error. The agent goes on.
+                tracing::error!("an agent job panicked; its request failed");
+                None
+            }
+        };
+        let next = agent.snapshot(Some(&published.load()));
+        published.store(Arc::new(next));
+        if let Some(reply) = reply {
+            reply();
+        }
+    }
+}
