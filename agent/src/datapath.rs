@@ -17,9 +17,10 @@ use super::error::AgentError;
 use super::world::{LocalEndpoint, World};
 use codegen::clang::{Clang, ObjectCache};
 use codegen::entries::EndpointEntries;
-use codegen::image::MapImage;
+use codegen::image::{ImageKind, MapImage};
 use codegen::ipcache::ipcache_images;
-use codegen::layout::{EpState, VERDICT_DENY};
+use codegen::layout::{EpState, PolicyValue, VERDICT_DENY};
+use codegen::maps::{self, Pin};
 use codegen::template::{Globals, PatchSites};
 use codegen::{EndpointConfig, Features, MapSizes};
 use runtime_loader::load::{self, LoadOptions, PROG_FROM_CONTAINER, PROG_TO_CONTAINER};
@@ -31,19 +32,15 @@ use verify::Reload;
 #[path = "datapath_verify.rs"]
 mod verify;
 
-/// Maps every endpoint program shares, pinned under the node.
-pub const SHARED_MAPS: [&str; 4] = ["cp_ipcache_host", "cp_ipcache", "cp_events", "cp_node"];
+/// Maps every endpoint program shares, pinned under the node (codegen's map table).
+pub fn shared_maps() -> impl Iterator<Item = &'static str> {
+    maps::pinned(Pin::Node).map(|m| m.name)
+}
+
 /// Maps of one endpoint, pinned under the endpoint (those compiled out are skipped).
-pub const ENDPOINT_MAPS: [&str; 8] = [
-    "cp_policy",
-    "cp_policy_rng",
-    "cp_addr",
-    "cp_ct4",
-    "cp_ct6",
-    "cp_ctgen",
-    "cp_state",
-    "cp_metrics",
-];
+pub fn endpoint_maps() -> impl Iterator<Item = &'static str> {
+    maps::pinned(Pin::Endpoint).map(|m| m.name)
+}
 
 /// What identifies a loaded program: reloaded only when this changes.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -293,17 +290,18 @@ impl Datapath {
         .iter()
         .map(|img| (img.kind.map_name(), image_entries(img)))
         .collect();
-        for (what, n, max) in [
-            ("policy", maps[0].1.len(), self.sizes.policy_map),
-            ("port-range policy", maps[1].1.len(), self.sizes.policy_map),
-            ("address", maps[2].1.len(), self.sizes.addr_map),
-        ] {
-            if n > max as usize {
-                return Err(AgentError::MapFull(format!(
-                    "endpoint {id} ({}): its {what} map would need {n} entries, more than its size {max}; the change was refused and the previous policy stays enforced",
-                    ep.name
-                )));
-            }
+        // The capacity check `compile` makes too (codegen's map table gives the sizes).
+        if let Some(o) = codegen::generate::overflow(&self.sizes, entries.counts()) {
+            let what = match o.kind {
+                ImageKind::Policy => "policy",
+                ImageKind::PolicyRanges => "port-range policy",
+                ImageKind::Addr => "address",
+                _ => o.map.name,
+            };
+            return Err(AgentError::MapFull(format!(
+                "endpoint {id} ({}): its {what} map would need {} entries, more than its size {}; the change was refused and the previous policy stays enforced",
+                ep.name, o.needed, o.max
+            )));
         }
         let key = ProgramKey {
             features,
@@ -354,10 +352,10 @@ impl Datapath {
         let (template, sites) = &self.templates[&key.features];
         let object = sites.instantiate(template, &key.globals);
         let mut pins: Vec<(&str, PathBuf)> = Vec::new();
-        for m in SHARED_MAPS {
+        for m in shared_maps() {
             pins.push((m, self.layout.shared_map(m).map_err(internal)?));
         }
-        for m in ENDPOINT_MAPS {
+        for m in endpoint_maps() {
             pins.push((m, self.layout.endpoint_map(id, m).map_err(internal)?));
         }
         let opts = LoadOptions {
@@ -378,7 +376,7 @@ impl Datapath {
         for r in retired {
             tracing::warn!(endpoint = id, map = %r.map, path = %r.path.display(), reason = %r.reason,
                 "pinned map had another layout; replaced by a new map");
-            if SHARED_MAPS.contains(&r.map.as_str()) {
+            if shared_maps().any(|m| m == r.map) {
                 self.ipcache = None;
             } else if let Some(w) = self.written.get_mut(&id) {
                 w.maps.remove(r.map.as_str());
@@ -391,7 +389,7 @@ impl Datapath {
     fn state_of(&self, id: u16) -> EpState {
         let current = self
             .layout
-            .endpoint_map_path(id, "cp_state")
+            .endpoint_map_path(id, maps::STATE.name)
             .ok()
             .filter(|p| p.exists())
             .and_then(|p| RawMap::open_pinned(&p).ok())
@@ -415,7 +413,7 @@ impl Datapath {
             // Maps compiled out of the endpoint's program (ranges, address classes) are not pinned.
             if pin.exists() {
                 // Policy maps: denies in and allows out first; address classes with the rest.
-                let (rank, restricts): Ranking = if *name == "cp_addr" {
+                let (rank, restricts): Ranking = if *name == maps::ADDR.name {
                     (byte_eq_rank, |_| false)
                 } else {
                     (policy_rank, |op| policy_rank(op) < 2)
@@ -480,7 +478,7 @@ impl Datapath {
         // A new revision makes the datapath re-check established connections (revocation).
         let state_pin = self
             .layout
-            .endpoint_map_path(id, "cp_state")
+            .endpoint_map_path(id, maps::STATE.name)
             .map_err(internal)?;
         let state = RawMap::open_pinned(&state_pin).map_err(internal)?;
         let mut st = self.state_of(id);
@@ -534,7 +532,7 @@ impl Datapath {
         }
         // The generation moves once, after every map's entries, even after a partial write.
         if changed {
-            let node = self.layout.shared_map("cp_node").map_err(internal)?;
+            let node = self.layout.shared_map(maps::NODE.name).map_err(internal)?;
             result = super::ipcache_gen::bump(&node).and(result);
         }
         if let Err(e) = result {
@@ -563,7 +561,7 @@ impl Datapath {
                 &read
             }
         };
-        let delta = MapDelta::between_with(have, want, policy_value_eq, rank);
+        let delta = MapDelta::between_with(have, want, PolicyValue::same_decision, rank);
         Ok((pin.to_path_buf(), map, have.len(), delta))
     }
 
@@ -590,16 +588,6 @@ fn image_entries(img: &MapImage) -> Entries {
     img.entries()
         .map(|(k, v)| (k.to_vec(), v.to_vec()))
         .collect()
-}
-
-/// Policy values are equal when verdict, proxy port and rule agree; the counters (bytes
-/// 8..24, updated by the datapath) do not count. Other maps' values compare whole.
-fn policy_value_eq(a: &[u8], b: &[u8]) -> bool {
-    if a.len() == 24 && b.len() == 24 {
-        a[..8] == b[..8]
-    } else {
-        a == b
-    }
 }
 
 /// Restrict before widening: new or changed deny entries, then removed allow entries, then

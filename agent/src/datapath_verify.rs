@@ -6,7 +6,7 @@
 //! [`Datapath::own_interfaces`] detaches every program on an endpoint's interface that is not
 //! attached through its own link (another node name's, an older run's).
 
-use super::{internal, Datapath, ENDPOINT_MAPS, SHARED_MAPS};
+use super::{endpoint_maps, internal, shared_maps, Datapath};
 use crate::error::AgentError;
 use crate::integrity::{self, IntegrityError, Pins};
 use runtime_loader::{AttachMode, Hook, NodeLayout};
@@ -89,10 +89,10 @@ impl Datapath {
             })
         };
         let mut pins = Pins::new();
-        for m in SHARED_MAPS {
+        for m in shared_maps() {
             pins.insert(m.into(), path(self.layout.shared_map(m))?);
         }
-        for m in ENDPOINT_MAPS {
+        for m in endpoint_maps() {
             pins.insert(m.into(), path(self.layout.endpoint_map_path(id, m))?);
         }
         if self.mode != AttachMode::Tcx {

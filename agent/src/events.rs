@@ -14,7 +14,7 @@ pub fn set_listening(dp: &mut Datapath, on: bool) -> Result<(), AgentError> {
     dp.set_events_mask(mask);
     let mut first = Ok(());
     for id in dp.endpoint_ids() {
-        let Ok(pin) = dp.layout().endpoint_map_path(id, "cp_state") else {
+        let Ok(pin) = dp.layout().endpoint_map_path(id, codegen::maps::STATE.name) else {
             continue;
         };
         // An endpoint whose maps are not pinned (yet) gets the mask when its state is written.

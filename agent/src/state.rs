@@ -88,7 +88,7 @@ impl Agent {
     pub fn events_pin(&self) -> Option<std::path::PathBuf> {
         self.datapath
             .as_ref()
-            .and_then(|d| d.layout().shared_map("cp_events").ok())
+            .and_then(|d| d.layout().shared_map(codegen::maps::EVENTS.name).ok())
     }
 
     /// The world, for reading. A poisoned lock (a panic while it was written) is taken as it is:
