@@ -699,4 +699,4 @@ impl Agent {
 
 #[cfg(test)]
 #[path = "state_tests.rs"]
-mod tests;
+pub(crate) mod tests;

@@ -9,7 +9,7 @@ use crate::world::World;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-fn agent(dir: &Path) -> Agent {
+pub(crate) fn agent(dir: &Path) -> Agent {
     let cfg = AgentConfig {
         state_dir: dir.to_path_buf(),
         api_socket: dir.join("api.sock"),
@@ -98,7 +98,7 @@ fn assert_same_as_rebuilt(a: &Agent, step: &str) {
     assert_eq!(live(w), live(&built), "{step}: rules in force");
 }
 
-fn put(a: &mut Agent, path: &str, text: &str) -> Result<RevisionReply, AgentError> {
+pub(crate) fn put(a: &mut Agent, path: &str, text: &str) -> Result<RevisionReply, AgentError> {
     a.put_policy(PolicyPut {
         sources: vec![SourceDoc {
             path: path.into(),

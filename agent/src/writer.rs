@@ -176,3 +176,67 @@ fn run(mut agent: Agent, jobs: mpsc::Receiver<Job>, published: Arc<ArcSwap<Snaps
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::state::tests::{agent, put};
+
+    const RULE: &str = r#"[{"endpointSelector": {"matchLabels": {"app": "a"}},
+        "ingress": [{"fromEndpoints": [{"matchLabels": {"app": "b"}}]}]}]"#;
+
+    #[test]
+    fn reads_answer_while_a_write_is_in_progress() {
+        let dir = tempfile::tempdir().unwrap();
+        let h = Handle::spawn(agent(dir.path()), None).unwrap();
+        let (started_tx, started) = mpsc::channel();
+        let (release, gate) = mpsc::channel::<()>();
+        let writer = std::thread::spawn({
+            let h = h.clone();
+            move || {
+                h.write_blocking(move |a| {
+                    started_tx.send(()).unwrap();
+                    gate.recv().unwrap();
+                    put(a, "a.json", RULE)
+                })
+            }
+        });
+        started.recv().unwrap();
+        // The writer is inside the job: reads still answer, from the state before it.
+        let before = h.snapshot();
+        assert_eq!(before.healthz.policy_revision, 0);
+        assert!(before.policy.is_none());
+        release.send(()).unwrap();
+        let reply = writer.join().unwrap().unwrap();
+        // Its reply went out after its snapshot: the next read sees the write.
+        let after = h.snapshot();
+        assert_eq!(after.healthz.policy_revision, reply.revision);
+        assert_eq!(after.policy().unwrap().revision, reply.revision);
+    }
+
+    #[test]
+    fn a_refused_write_leaves_the_published_state_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let h = Handle::spawn(agent(dir.path()), None).unwrap();
+        h.write_blocking(|a| put(a, "a.json", RULE)).unwrap();
+        let e = h
+            .write_blocking(|a| put(a, "b.json", "[{\"endpointSelector\": 7}]"))
+            .unwrap_err();
+        assert!(matches!(e, AgentError::Invalid { .. }), "{e:?}");
+        let s = h.snapshot();
+        assert_eq!(s.healthz.policy_revision, 1);
+        assert_eq!(s.policy().unwrap().sources.len(), 1);
+    }
+
+    #[test]
+    fn a_job_that_panics_fails_its_request_and_the_writer_goes_on() {
+        let dir = tempfile::tempdir().unwrap();
+        let h = Handle::spawn(agent(dir.path()), None).unwrap();
+        let e = h
+            .write_blocking(|_| -> Result<(), AgentError> { panic!("a bug") })
+            .unwrap_err();
+        assert!(matches!(e, AgentError::Internal(_)), "{e:?}");
+        let reply = h.write_blocking(|a| put(a, "a.json", RULE)).unwrap();
+        assert_eq!(reply.revision, 1);
+    }
+}
