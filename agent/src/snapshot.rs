@@ -5,9 +5,11 @@
 use super::error::AgentError;
 use super::model::*;
 use super::state::Agent;
+use super::world::World;
 use super::EndpointRef;
+use ir::RuleId;
 use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock, RwLock};
 
 /// The agent as of its last completed write.
 #[derive(Clone, Debug)]
@@ -20,7 +22,61 @@ pub struct Snapshot {
     pub revisions: Arc<Vec<RevisionInfo>>,
     /// The policy repository (`None`: no source applied). Shared with the previous snapshot
     /// when the write left the policy alone.
-    pub policy: Option<Arc<PolicyReply>>,
+    pub policy: Option<Arc<PolicyView>>,
+}
+
+/// The policy repository of a snapshot. Its rules are rendered on the first read (rendering
+/// thousands of rules on every write would slow every write down), from the world's policy set
+/// by rule id: the set only grows between rebuilds, so the ids still name the committed rules
+/// while the writer works on the next change.
+#[derive(Debug)]
+pub struct PolicyView {
+    sources: Vec<SourceDoc>,
+    deleted: BTreeMap<String, Vec<Vec<String>>>,
+    live: Vec<RuleId>,
+    epoch: u64,
+    rules: OnceLock<String>,
+}
+
+impl PolicyView {
+    pub(crate) fn new(
+        sources: Vec<SourceDoc>,
+        deleted: BTreeMap<String, Vec<Vec<String>>>,
+        live: Vec<RuleId>,
+        epoch: u64,
+    ) -> Self {
+        PolicyView {
+            sources,
+            deleted,
+            live,
+            epoch,
+            rules: OnceLock::new(),
+        }
+    }
+
+    /// The reply at `revision`, rendering the rules from `world` the first time. Should the
+    /// world have been rebuilt since (a compaction, rule ids renumbered), the rules in force
+    /// now are rendered instead, uncached.
+    pub(crate) fn reply(&self, revision: u64, world: &RwLock<World>) -> PolicyReply {
+        let rules = match self.rules.get() {
+            Some(r) => r.clone(),
+            None => {
+                let w = world.read().unwrap_or_else(|e| e.into_inner());
+                if w.epoch == self.epoch {
+                    let text = ir::text::render(&w.policy_of(&self.live));
+                    self.rules.get_or_init(|| text).clone()
+                } else {
+                    ir::text::render(&w.live_policy())
+                }
+            }
+        };
+        PolicyReply {
+            revision,
+            sources: self.sources.clone(),
+            rules,
+            deleted_labels: self.deleted.clone(),
+        }
+    }
 }
 
 impl Snapshot {
@@ -78,11 +134,13 @@ impl Snapshot {
             .ok_or_else(|| AgentError::NotFound(format!("identity {id} not found")))
     }
 
-    pub fn policy(&self) -> Result<PolicyReply, AgentError> {
-        self.policy
+    /// `GET /v1/policy`, with the rules of `world` (the agent's, see [`PolicyView`]).
+    pub fn policy(&self, world: &RwLock<World>) -> Result<PolicyReply, AgentError> {
+        let view = self
+            .policy
             .as_deref()
-            .cloned()
-            .ok_or_else(|| AgentError::NotFound("no policy rules found".into()))
+            .ok_or_else(|| AgentError::NotFound("no policy rules found".into()))?;
+        Ok(view.reply(self.healthz.policy_revision, world))
     }
 }
 
@@ -94,7 +152,7 @@ impl Agent {
             Some(p) if !std::mem::take(&mut self.policy_changed) => p.policy.clone(),
             _ => {
                 self.policy_changed = false;
-                self.policy_reply().map(Arc::new)
+                self.policy_view().map(Arc::new)
             }
         };
         Snapshot {

@@ -9,6 +9,7 @@ use super::config::AgentConfig;
 use super::datapath::{Datapath, Scope};
 use super::error::AgentError;
 use super::model::*;
+use super::snapshot::PolicyView;
 use super::store::{Edit, Persisted, Store};
 use super::world::World;
 use super::EndpointRef;
@@ -398,17 +399,26 @@ impl Agent {
             .collect()
     }
 
-    /// The policy repository, `None` when no source is applied.
-    pub(crate) fn policy_reply(&self) -> Option<PolicyReply> {
+    /// The policy repository, `None` when no source is applied; its rules are rendered when
+    /// first read.
+    pub(crate) fn policy_view(&self) -> Option<PolicyView> {
         if self.persisted.sources.is_empty() {
             return None;
         }
-        Some(PolicyReply {
-            revision: self.persisted.revision,
-            sources: self.persisted.source_docs(),
-            rules: ir::text::render(&self.world().live_policy()),
-            deleted_labels: self.persisted.deleted.clone(),
-        })
+        let world = self.world();
+        Some(PolicyView::new(
+            self.persisted.source_docs(),
+            self.persisted.deleted.clone(),
+            world.live_rule_ids(),
+            world.epoch,
+        ))
+    }
+
+    /// The policy repository as `GET /v1/policy` shows it (rendered now).
+    #[cfg(test)]
+    pub(crate) fn policy_reply(&self) -> Option<PolicyReply> {
+        let view = self.policy_view()?;
+        Some(view.reply(self.persisted.revision, &self.world))
     }
 
     pub fn put_policy(&mut self, req: PolicyPut) -> Result<RevisionReply, AgentError> {
@@ -614,8 +624,11 @@ impl Agent {
     /// a failed undo, and to drop replaced rules from the policy set).
     fn rebuild(&mut self) {
         match World::build(&self.persisted, &self.cfg) {
-            Ok(w) => {
-                *self.world_mut() = w;
+            Ok(mut w) => {
+                let mut world = self.world_mut();
+                w.epoch = world.epoch + 1;
+                *world = w;
+                drop(world);
                 self.policy_changed = true;
             }
             Err(e) => {

@@ -53,6 +53,8 @@ pub struct World {
     pub(super) by_name: HashMap<String, BTreeSet<u16>>,
     /// Local endpoints a change touched since the last [`World::refresh`].
     pub(super) touched: BTreeSet<u16>,
+    /// How many times the agent rebuilt its world (rule ids are stable within an epoch).
+    pub epoch: u64,
 }
 
 impl Default for World {
@@ -72,6 +74,7 @@ impl Default for World {
             addr_owner: HashMap::new(),
             by_name: HashMap::new(),
             touched: BTreeSet::new(),
+            epoch: 0,
         }
     }
 }
@@ -309,20 +312,31 @@ impl World {
 
     /// The rules in force, in a policy set of their own (for `GET /v1/policy`).
     pub fn live_policy(&self) -> ir::PolicySet {
-        let all = &self.engine.policy;
-        let mut out = ir::PolicySet {
-            files: all.files.clone(),
-            selectors: all.selectors.clone(),
-            rules: Vec::new(),
-        };
+        self.policy_of(&self.live_rule_ids())
+    }
+
+    /// The ids of the rules in force, in order. They name the same rules until the world is
+    /// rebuilt ([`World::epoch`]): the policy set only grows in between.
+    pub fn live_rule_ids(&self) -> Vec<RuleId> {
         let mut ids: Vec<RuleId> = self
             .sources
             .values()
             .flat_map(|s| s.rules.iter().copied())
             .collect();
         ids.sort();
+        ids
+    }
+
+    /// The rules `ids` (of this epoch), in a policy set of their own.
+    pub fn policy_of(&self, ids: &[RuleId]) -> ir::PolicySet {
+        let all = &self.engine.policy;
+        let mut out = ir::PolicySet {
+            files: all.files.clone(),
+            selectors: all.selectors.clone(),
+            rules: Vec::new(),
+        };
         for id in ids {
-            out.push_rule(all.rule(id).clone());
+            out.push_rule(all.rule(*id).clone());
         }
         out
     }

@@ -7,6 +7,7 @@
 //! nothing polls.
 
 use super::error::AgentError;
+use super::model::PolicyReply;
 use super::monitor::Line;
 use super::snapshot::Snapshot;
 use super::state::Agent;
@@ -99,6 +100,11 @@ impl Handle {
         f: impl FnOnce(&mut Agent) -> Result<T, AgentError> + Send + 'static,
     ) -> Result<T, AgentError> {
         self.send(f)?.blocking_recv().map_err(|_| stopped())?
+    }
+
+    /// `GET /v1/policy` as of the last snapshot.
+    pub fn policy(&self) -> Result<PolicyReply, AgentError> {
+        self.snapshot().policy(&self.world)
     }
 
     /// `GET /v1/policy/resolve`: evaluated on the world the writer keeps. The writer holds it
@@ -211,7 +217,7 @@ mod tests {
         // Its reply went out after its snapshot: the next read sees the write.
         let after = h.snapshot();
         assert_eq!(after.healthz.policy_revision, reply.revision);
-        assert_eq!(after.policy().unwrap().revision, reply.revision);
+        assert_eq!(h.policy().unwrap().revision, reply.revision);
     }
 
     #[test]
@@ -225,7 +231,7 @@ mod tests {
         assert!(matches!(e, AgentError::Invalid { .. }), "{e:?}");
         let s = h.snapshot();
         assert_eq!(s.healthz.policy_revision, 1);
-        assert_eq!(s.policy().unwrap().sources.len(), 1);
+        assert_eq!(h.policy().unwrap().sources.len(), 1);
     }
 
     #[test]

@@ -155,8 +155,12 @@ async fn get_identity(State(a): State<Handle>, Path(id): Path<String>) -> Reply<
     Ok(Json(a.snapshot().identity(id)?))
 }
 
+/// On a blocking thread: the first read of a snapshot renders its rules.
 async fn get_policy(State(a): State<Handle>) -> Reply<PolicyReply> {
-    Ok(Json(a.snapshot().policy()?))
+    let reply = tokio::task::spawn_blocking(move || a.policy())
+        .await
+        .map_err(|e| AgentError::Internal(format!("reading the policy failed: {e}")))??;
+    Ok(Json(reply))
 }
 
 async fn put_policy(State(a): State<Handle>, Json(req): Json<PolicyPut>) -> Reply<RevisionReply> {
