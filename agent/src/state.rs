@@ -464,7 +464,38 @@ impl Agent {
         let mut edit = Edit::default();
         let mut changes = Vec::new();
         let removed: Vec<String> = if req.all {
-            self.persisted.sources.keys().cloned().collect()
+            // Every policy rule goes (seed §2.3.8); Namespaces and Pods stay, as in Cilium,
+            // where they are not policy: a source with inventory keeps it with all its rules
+            // deleted (an empty label list matches every rule), one with only rules goes.
+            let mut out = Vec::new();
+            for (path, to) in self.world().without_labels(&[]) {
+                let inv = &to.inventory;
+                if inv.endpoints.is_empty() && inv.namespaces.is_empty() {
+                    edit.sources.insert(path.clone(), None);
+                    if self.persisted.deleted.contains_key(&path) {
+                        edit.deleted.insert(path.clone(), None);
+                    }
+                    changes.push(Change::Source {
+                        path: path.clone(),
+                        to: None,
+                    });
+                } else {
+                    let mut deleted = self
+                        .persisted
+                        .deleted
+                        .get(&path)
+                        .cloned()
+                        .unwrap_or_default();
+                    deleted.push(Vec::new());
+                    edit.deleted.insert(path.clone(), Some(deleted));
+                    changes.push(Change::Source {
+                        path: path.clone(),
+                        to: Some(to),
+                    });
+                }
+                out.push(path);
+            }
+            out
         } else if !req.paths.is_empty() {
             for p in &req.paths {
                 if !self.persisted.sources.contains_key(p) {
@@ -500,7 +531,7 @@ impl Agent {
         if removed.is_empty() && !req.all {
             return Err(AgentError::NotFound("no policy matches".into()));
         }
-        if req.all || !req.paths.is_empty() {
+        if !req.all && !req.paths.is_empty() {
             for p in &removed {
                 edit.sources.insert(p.clone(), None);
                 if self.persisted.deleted.contains_key(p) {

@@ -409,3 +409,53 @@ fn cni_endpoints_are_numbered_by_the_agent_and_carry_runtime_addresses() {
     assert_same_as_rebuilt(&a, "cni endpoint deleted");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// `policy delete --all` deletes every rule (seed §2.3.8) and keeps Namespaces and Pods, also
+/// those local endpoints use and those defined in the same file as a policy; re-applying a file
+/// brings its rules back.
+#[test]
+fn delete_all_keeps_the_inventory() {
+    let dir = std::env::temp_dir().join(format!("cp-delall-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let mut a = agent(&dir);
+    let mixed = "apiVersion: v1\nkind: Pod\nmetadata: {name: app1, namespace: default, labels: {id: app1}}\n\
+                 status: {podIP: 10.9.7.1}\n---\napiVersion: cilium.io/v2\nkind: CiliumNetworkPolicy\n\
+                 metadata: {name: p, namespace: default}\nspec:\n  endpointSelector: {matchLabels: {id: app1}}\n\
+                 \x20 ingress: [{}]\n";
+    put(&mut a, "mixed.yaml", mixed).unwrap();
+    put(&mut a, "only-rules.json", LABELLED).unwrap();
+    let spec = EndpointSpec {
+        id: 1,
+        iface: "lxc1".into(),
+        labels: vec![],
+        ipv4: None,
+        ipv6: None,
+        pod: Some("default/app1".into()),
+        container_id: None,
+    };
+    a.put_endpoint(spec).unwrap();
+    assert!(a.snapshot(None).endpoints(None).unwrap()[0].ingress_enforced);
+    a.delete_policy(PolicyDelete {
+        all: true,
+        ..Default::default()
+    })
+    .unwrap();
+    assert_eq!(a.world().live_policy().rules.len(), 0);
+    assert!(
+        !a.snapshot(None).endpoints(None).unwrap()[0].ingress_enforced,
+        "no rule selects app1 any more"
+    );
+    assert!(
+        a.persisted.sources.contains_key("mixed.yaml"),
+        "the Pod stays"
+    );
+    assert!(!a.persisted.sources.contains_key("only-rules.json"));
+    assert_same_as_rebuilt(&a, "delete --all");
+    put(&mut a, "mixed.yaml", mixed).unwrap();
+    assert!(
+        a.snapshot(None).endpoints(None).unwrap()[0].ingress_enforced,
+        "re-applied rules are back"
+    );
+    assert_same_as_rebuilt(&a, "re-applied");
+    let _ = std::fs::remove_dir_all(&dir);
+}

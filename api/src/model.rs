@@ -94,8 +94,8 @@ pub struct PolicyPut {
     pub wait: bool,
 }
 
-/// `DELETE /v1/policy`: everything, the sources at these paths, or exactly the rules that
-/// carry all of these labels (seed §8).
+/// `DELETE /v1/policy`: every rule (`all`: Namespaces and Pods stay), the sources at these
+/// paths (rules and inventory), or exactly the rules that carry all of these labels (seed §8).
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct PolicyDelete {
     #[serde(default)]

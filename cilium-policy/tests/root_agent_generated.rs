@@ -175,9 +175,10 @@ fn root_generated_policies_match_trace_on_real_sockets() {
                 )
             })
             .collect();
-        // `policy delete --all` would also withdraw the pods (and is refused while endpoints
-        // use them): withdraw the previous scenario's files instead.
+        // `policy delete --all` deletes every rule and keeps the pods the endpoints use (seed
+        // §2.3.8); the previous scenario's files are then withdrawn too, by path.
         if !previous.is_empty() {
+            agent.ok(&["policy", "delete", "--all"]);
             let mut args = vec!["delete", "-f"];
             args.extend(previous.iter().map(String::as_str));
             agent.ok(&args);
