@@ -20,8 +20,7 @@ const volatile __u32 ep_ipv6_be[4] = EP_IPV6_BE;
 #include "ct.h"
 #include "flowcache.h"
 #include "events.h"
-
-#define MARK_MAGIC_TO_PROXY 0x0200
+#include "proxy.h"
 
 static __always_inline int drop(const struct ep_state *st, __u8 dir, const struct pkt *p,
 				__u8 reason, __u32 peer_id, const struct decision *d, __u32 len)
@@ -30,6 +29,23 @@ static __always_inline int drop(const struct ep_state *st, __u8 dir, const struc
 	emit(st, EVENT_DROP, reason, dir, p, peer_id, d, len);
 	return TC_ACT_SHOT;
 }
+
+#ifdef ENABLE_L7_REDIRECT
+/* Sends a packet of a connection redirected to the L7 proxy on its way: assigned to the
+ * proxy's socket here (endpoint egress: the host-side ingress hook), or through lo (endpoint
+ * ingress: the egress hook cannot assign). TC_ACT_OK, TC_ACT_REDIRECT or
+ * -DROP_PROXY_LOOKUP_FAILED (no proxy socket: fail closed). */
+static __always_inline int to_proxy(struct __sk_buff *skb, __u8 dir, const struct pkt *p,
+				    __u16 proxy_port)
+{
+	int r;
+
+	if (dir == DIR_INGRESS)
+		return proxy_redirect_lo(skb, p, proxy_port);
+	r = proxy_assign(skb, p, proxy_port);
+	return r < 0 ? r : TC_ACT_OK;
+}
+#endif
 
 #ifdef ENABLE_SIP_CHECK
 /* Packets the endpoint sends must carry one of its addresses. */
@@ -51,9 +67,10 @@ static __always_inline int handle(struct __sk_buff *skb, const __u8 dir)
 	const __u32 *peer;
 	__u64 now = 0;
 	__u32 rev;
-	int r;
+	int r, act = TC_ACT_OK;
 #ifdef ENABLE_CT
 	struct ct_ref ref = {};
+	__u8 proxy = 0;
 #endif
 #ifdef ENABLE_FLOW_CACHE
 	struct fc_slot slot = {};
@@ -119,6 +136,28 @@ static __always_inline int handle(struct __sk_buff *skb, const __u8 dir)
 				ct->rule_id = d.rule_id;
 			}
 			ct_refresh(ct, st, &p, now);
+			/* Proxied connections never enter the flow cache: every packet comes here. */
+			if (ct->flags & (CT_PROXY | CT_FROM_PROXY)) {
+#ifdef ENABLE_L7_REDIRECT
+				/* The opener's packets go to the proxy (not the proxy's own, should
+				 * its upstream connection reuse the tuple). */
+				if ((ct->flags & CT_PROXY) && dir == ct->origin &&
+				    !from_proxy(skb->mark)) {
+					act = to_proxy(skb, dir, &p, ct->proxy_port);
+					if (act < 0) {
+						d.rule_id = ct->rule_id;
+						return drop(st, dir, &p, (__u8)-act,
+							    ipcache_identity(&p, peer), &d, len);
+					}
+				}
+#endif
+				/* Replies to the proxy's upstream connection: routed as local, to
+				 * its transparent socket. */
+				if ((ct->flags & CT_FROM_PROXY) && dir != ct->origin)
+					skb->mark = MARK_MAGIC_TO_PROXY;
+				count(dir, REASON_FORWARDED, len);
+				return act;
+			}
 #ifdef ENABLE_FLOW_CACHE
 			fc_fill(slot, &p, &ref, ct, st, rev, now);
 #endif
@@ -128,6 +167,25 @@ static __always_inline int handle(struct __sk_buff *skb, const __u8 dir)
 	}
 #endif
 
+#ifdef ENABLE_CT
+	/* A connection the L7 proxy opens (its upstream after a redirect; only processes of the
+	 * node namespace can set the mark, a veth clears it) is never redirected again. After an
+	 * ingress redirect the proxy has applied this endpoint's policy: not decided nor counted
+	 * twice. After an egress redirect this endpoint's ingress policy still applies (below). */
+	if (dir == DIR_INGRESS && mark_is(skb->mark, MARK_MAGIC_PROXY_INGRESS)) {
+		/* Tracked with CT_FROM_PROXY: the endpoint's replies go back to the proxy. */
+		d.verdict = VERDICT_ALLOW;
+		if (p.ct_able) {
+			if (ct_create(&p, &ref, dir, st, &d, now, CT_FROM_PROXY) < 0)
+				return drop(st, dir, &p, DROP_CT_CREATE_FAILED, 0, &d, len);
+#ifdef ENABLE_DENY_CACHE
+			fc_ct_created(slot);
+#endif
+		}
+		count(dir, REASON_FORWARDED, len);
+		return TC_ACT_OK;
+	}
+#endif
 	peer_id = ipcache_identity(&p, peer);
 	policy_decide(dir, peer_id, &p, peer, p.policy_port_be, len, &d);
 	if (d.verdict != VERDICT_ALLOW && d.verdict != VERDICT_REDIRECT) {
@@ -141,8 +199,14 @@ static __always_inline int handle(struct __sk_buff *skb, const __u8 dir)
 	}
 
 #ifdef ENABLE_CT
+	if (dir == DIR_INGRESS && from_proxy(skb->mark))
+		proxy = CT_FROM_PROXY;
+#ifdef ENABLE_L7_REDIRECT
+	else if (d.verdict == VERDICT_REDIRECT)
+		proxy = CT_PROXY;
+#endif
 	if (p.ct_able) {
-		if (ct_create(&p, &ref, dir, st, &d, now) < 0)
+		if (ct_create(&p, &ref, dir, st, &d, now, proxy) < 0)
 			return drop(st, dir, &p, DROP_CT_CREATE_FAILED, peer_id, &d, len);
 #ifdef ENABLE_DENY_CACHE
 		fc_ct_created(slot);
@@ -150,13 +214,21 @@ static __always_inline int handle(struct __sk_buff *skb, const __u8 dir)
 	}
 #endif
 #ifdef ENABLE_L7_REDIRECT
-	if (d.verdict == VERDICT_REDIRECT)
-		skb->mark = MARK_MAGIC_TO_PROXY | ((__u32)d.proxy_port << 16);
+	if (d.verdict == VERDICT_REDIRECT && !from_proxy(skb->mark)) {
+		act = to_proxy(skb, dir, &p, d.proxy_port);
+		if (act < 0) {
+#ifdef ENABLE_CT
+			if (p.ct_able)
+				ct_map_delete(&p, &ref);
+#endif
+			return drop(st, dir, &p, (__u8)-act, peer_id, &d, len);
+		}
+	}
 #endif
 	if (dir_enforced(dir))
 		emit(st, EVENT_VERDICT, REASON_FORWARDED, dir, &p, peer_id, &d, len);
 	count(dir, REASON_FORWARDED, len);
-	return TC_ACT_OK;
+	return act;
 }
 
 SEC("classifier")

@@ -23,9 +23,11 @@
 #if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
 #define bpf_htons(x) __builtin_bswap16(x)
 #define bpf_ntohs(x) __builtin_bswap16(x)
+#define bpf_htonl(x) __builtin_bswap32(x)
 #else
 #define bpf_htons(x) (x)
 #define bpf_ntohs(x) (x)
+#define bpf_htonl(x) (x)
 #endif
 
 static void *(*bpf_map_lookup_elem)(void *map, const void *key) = (void *)BPF_FUNC_map_lookup_elem;
@@ -42,5 +44,14 @@ static void *(*bpf_ringbuf_reserve)(void *ringbuf, __u64 size,
 				    __u64 flags) = (void *)BPF_FUNC_ringbuf_reserve;
 static void (*bpf_ringbuf_submit)(void *data, __u64 flags) = (void *)BPF_FUNC_ringbuf_submit;
 static __u64 (*bpf_ringbuf_query)(void *ringbuf, __u64 flags) = (void *)BPF_FUNC_ringbuf_query;
+/* Socket assignment to the L7 proxy (proxy.h). */
+static struct bpf_sock *(*bpf_skc_lookup_tcp)(void *skb, struct bpf_sock_tuple *tuple,
+					      __u32 tuple_size, __u64 netns,
+					      __u64 flags) = (void *)BPF_FUNC_skc_lookup_tcp;
+static long (*bpf_sk_release)(void *sk) = (void *)BPF_FUNC_sk_release;
+static long (*bpf_sk_assign)(void *skb, void *sk, __u64 flags) = (void *)BPF_FUNC_sk_assign;
+static long (*bpf_redirect)(__u32 ifindex, __u64 flags) = (void *)BPF_FUNC_redirect;
+static long (*bpf_skb_store_bytes)(void *skb, __u32 offset, const void *from, __u32 len,
+				   __u64 flags) = (void *)BPF_FUNC_skb_store_bytes;
 
 #endif /* CP_BPF_API_H */

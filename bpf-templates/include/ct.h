@@ -182,13 +182,16 @@ static __always_inline void ct_refresh(struct ct_value *v, const struct ep_state
 		v->expires = expires;
 }
 
-/* Tracks the connection `p` opens (key `r`, from ct_key_of()). */
+/* Tracks the connection `p` opens (key `r`, from ct_key_of()); `proxy` is CT_PROXY (redirected
+ * to d->proxy_port), CT_FROM_PROXY (opened by the L7 proxy) or 0. */
 static __always_inline int ct_create(const struct pkt *p, const struct ct_ref *r, __u8 dir,
-				     const struct ep_state *st, const struct decision *d, __u64 now)
+				     const struct ep_state *st, const struct decision *d, __u64 now,
+				     __u8 proxy)
 {
 	struct ct_value v = {};
 
-	v.flags = (r->src_is_a ? CT_OPENER_A : 0) | ct_closing(p);
+	v.flags = (r->src_is_a ? CT_OPENER_A : 0) | ct_closing(p) | proxy;
+	v.proxy_port = proxy == CT_PROXY ? d->proxy_port : 0;
 	v.expires = now + ct_lifetime(st, p, v.flags);
 	v.policy_rev = st->policy_rev;
 	v.rule_id = d->rule_id;

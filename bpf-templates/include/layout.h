@@ -28,6 +28,12 @@
 #define POLICY_RANGE_FULL_PREFIX 64u /* policy_range_key prefixlen of a lookup (every port bit) */
 #define CT_OPENER_A 1u /* ct_value.flags bit: side a of the key opened the connection */
 #define CT_CLOSING 2u /* ct_value.flags bit: TCP FIN or RST seen */
+#define CT_PROXY 4u /* ct_value.flags bit: the connection is redirected to the L7 proxy (proxy_port) */
+#define CT_FROM_PROXY 8u /* ct_value.flags bit: the L7 proxy opened the connection; its replies are marked MARK_MAGIC_TO_PROXY */
+#define MARK_MAGIC_MASK 3840u /* skb->mark bits that say who marked a packet */
+#define MARK_MAGIC_TO_PROXY 512u /* skb->mark of a packet for the L7 proxy (| proxy port << 16): routed as local by the node's rule */
+#define MARK_MAGIC_PROXY_INGRESS 2560u /* SO_MARK of the L7 proxy's sockets for ingress redirects: the destination's policy is not applied again */
+#define MARK_MAGIC_PROXY_EGRESS 2816u /* SO_MARK of the L7 proxy's sockets for egress redirects: the destination's ingress policy still applies */
 #define FC_DENY 128u /* fc4_slot/fc6_slot.flags bit: the slot remembers a denied new connection */
 #define FC_DENY_FLUSH 16u /* deny slots add the packets they served to their entry's counters in batches of this many */
 #define POLICY_KIND_EXACT 1u /* which key of an identity decided: its exact-port key */
@@ -45,6 +51,7 @@
 #define DROP_CT_CREATE_FAILED 155 /* CT: Map insertion failed */
 #define DROP_INVALID_EXTHDR 156 /* Invalid IPv6 extension header */
 #define DROP_FRAG_NOSUPPORT 157 /* IP fragmentation not supported */
+#define DROP_PROXY_LOOKUP_FAILED 176 /* Proxy lookup failed */
 #define DROP_POLICY_DENY 181 /* Policy denied by denylist */
 
 /* Policy map key (hash). Exact key: the packet's (identity, direction, protocol, port); with POLICY_ALL_PORTS in `dir_flags` and port 0: every port of `protocol`, and with protocol 0 as well: every protocol. Identity 0 = every identity. */
@@ -187,9 +194,10 @@ struct ct_value {
 	__u32 policy_rev; /* @8: Policy revision the connection was last checked against. */
 	__u32 rule_id; /* @12: Rule that allowed the connection. */
 	__u8 origin; /* @16: DIR_INGRESS or DIR_EGRESS: the direction of the opening packet. */
-	__u8 flags; /* @17: CT_OPENER_A: the opening packet was sent by side a of the key; CT_CLOSING: a TCP FIN or RST was seen. */
+	__u8 flags; /* @17: CT_OPENER_A: the opening packet was sent by side a of the key; CT_CLOSING: a TCP FIN or RST was seen; CT_PROXY: redirected to the L7 proxy; CT_FROM_PROXY: opened by the L7 proxy. */
 	__u16 policy_port_be; /* @18: Port used for the policy decision (ICMP: request type), network order. */
-	__u32 pad; /* @20: Reserved, zero. */
+	__u16 proxy_port; /* @20: CT_PROXY: the proxy's port (host order) its opening-direction packets are assigned to. */
+	__u16 pad; /* @22: Reserved, zero. */
 };
 _Static_assert(sizeof(struct ct_value) == 24, "ct_value size");
 _Static_assert(__builtin_offsetof(struct ct_value, expires) == 0, "ct_value.expires");
@@ -198,7 +206,8 @@ _Static_assert(__builtin_offsetof(struct ct_value, rule_id) == 12, "ct_value.rul
 _Static_assert(__builtin_offsetof(struct ct_value, origin) == 16, "ct_value.origin");
 _Static_assert(__builtin_offsetof(struct ct_value, flags) == 17, "ct_value.flags");
 _Static_assert(__builtin_offsetof(struct ct_value, policy_port_be) == 18, "ct_value.policy_port_be");
-_Static_assert(__builtin_offsetof(struct ct_value, pad) == 20, "ct_value.pad");
+_Static_assert(__builtin_offsetof(struct ct_value, proxy_port) == 20, "ct_value.proxy_port");
+_Static_assert(__builtin_offsetof(struct ct_value, pad) == 22, "ct_value.pad");
 
 /* Flow-cache slot, IPv4 (per-CPU array, direct-mapped by a hash of the CT key): an established connection recently confirmed by its CT entry (see ct.h, flowcache.h). */
 struct fc4_slot {

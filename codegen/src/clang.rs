@@ -9,6 +9,7 @@ use std::process::Command;
 /// The datapath sources, embedded so the binary compiles from anywhere.
 pub const SOURCES: &[(&str, &str)] = &[
     ("bpf_lxc.c", include_str!("../../bpf-templates/bpf_lxc.c")),
+    ("bpf_node.c", include_str!("../../bpf-templates/bpf_node.c")),
     (
         "include/bpf_api.h",
         include_str!("../../bpf-templates/include/bpf_api.h"),
@@ -41,7 +42,29 @@ pub const SOURCES: &[(&str, &str)] = &[
         "include/events.h",
         include_str!("../../bpf-templates/include/events.h"),
     ),
+    (
+        "include/proxy.h",
+        include_str!("../../bpf-templates/include/proxy.h"),
+    ),
 ];
+
+/// The programs built from [`SOURCES`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Program {
+    /// `bpf_lxc.c`: an endpoint's pair, configured by `ep_config.h` and `node_config.h`.
+    Endpoint,
+    /// `bpf_node.c`: the node's L7-redirect program on `lo` (no configuration).
+    Node,
+}
+
+impl Program {
+    pub const fn source(self) -> &'static str {
+        match self {
+            Program::Endpoint => "bpf_lxc.c",
+            Program::Node => "bpf_node.c",
+        }
+    }
+}
 
 /// The fixed optimisation/target flags (include paths and `-c`/`-o` are added around them).
 pub const FLAGS: &[&str] = &["-O2", "-g", "-target", "bpf", "-Wall"];
@@ -119,6 +142,18 @@ impl Clang {
         out: &Path,
         what: &str,
     ) -> Result<(), ClangError> {
+        self.compile_program(Program::Endpoint, ep_header, node_header, out, what)
+    }
+
+    /// Compiles `program` (the headers are unused by [`Program::Node`]) into `out`.
+    pub fn compile_program(
+        &self,
+        program: Program,
+        ep_header: &str,
+        node_header: &str,
+        out: &Path,
+        what: &str,
+    ) -> Result<(), ClangError> {
         let dir = tempfile::tempdir().map_err(io(Path::new("temporary directory")))?;
         for (name, text) in SOURCES
             .iter()
@@ -140,7 +175,7 @@ impl Clang {
             cmd.arg("-I").arg(multiarch);
         }
         cmd.arg("-c")
-            .arg(dir.path().join("bpf_lxc.c"))
+            .arg(dir.path().join(program.source()))
             .arg("-o")
             .arg(out);
         let output = cmd.output().map_err(io(&self.path))?;
@@ -175,8 +210,13 @@ impl ObjectCache {
 
     /// The hash of everything that determines the object.
     pub fn key(clang: &Clang, ep_header: &str, node_header: &str) -> String {
+        Self::program_key(clang, Program::Endpoint, ep_header, node_header)
+    }
+
+    fn program_key(clang: &Clang, program: Program, ep_header: &str, node_header: &str) -> String {
         let mut h = Sha256::new();
         for part in [
+            program.source(),
             clang.version.as_str(),
             &FLAGS.join(" "),
             ep_header,
@@ -201,7 +241,23 @@ impl ObjectCache {
         node_header: &str,
         what: &str,
     ) -> Result<(PathBuf, bool), ClangError> {
-        let key = Self::key(clang, ep_header, node_header);
+        self.get_or_compile_program(clang, Program::Endpoint, ep_header, node_header, what)
+    }
+
+    /// The node's L7-redirect object (`bpf_node.c`), compiled on a miss.
+    pub fn node_object(&self, clang: &Clang) -> Result<(PathBuf, bool), ClangError> {
+        self.get_or_compile_program(clang, Program::Node, "", "", "the node program")
+    }
+
+    fn get_or_compile_program(
+        &self,
+        clang: &Clang,
+        program: Program,
+        ep_header: &str,
+        node_header: &str,
+        what: &str,
+    ) -> Result<(PathBuf, bool), ClangError> {
+        let key = Self::program_key(clang, program, ep_header, node_header);
         let path = self.dir.join(format!("{key}.o"));
         if path.is_file() {
             return Ok((path, true));
@@ -213,7 +269,7 @@ impl ObjectCache {
             .suffix(".tmp")
             .tempfile_in(&self.dir)
             .map_err(io(&self.dir))?;
-        clang.compile(ep_header, node_header, tmp.path(), what)?;
+        clang.compile_program(program, ep_header, node_header, tmp.path(), what)?;
         tmp.persist(&path).map_err(|e| ClangError::Io {
             path: path.clone(),
             source: e.error,

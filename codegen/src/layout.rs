@@ -197,12 +197,14 @@ layouts! {
         rule_id: u32 = "__u32",
         /// DIR_INGRESS or DIR_EGRESS: the direction of the opening packet.
         origin: u8 = "__u8",
-        /// CT_OPENER_A: the opening packet was sent by side a of the key; CT_CLOSING: a TCP FIN or RST was seen.
+        /// CT_OPENER_A: the opening packet was sent by side a of the key; CT_CLOSING: a TCP FIN or RST was seen; CT_PROXY: redirected to the L7 proxy; CT_FROM_PROXY: opened by the L7 proxy.
         flags: u8 = "__u8",
         /// Port used for the policy decision (ICMP: request type), network order.
         policy_port_be: u16 = "__u16",
+        /// CT_PROXY: the proxy's port (host order) its opening-direction packets are assigned to.
+        proxy_port: u16 = "__u16",
         /// Reserved, zero.
-        pad: u32 = "__u32",
+        pad: u16 = "__u16",
     }
     /// Flow-cache slot, IPv4 (per-CPU array, direct-mapped by a hash of the CT key): an
     /// established connection recently confirmed by its CT entry (see ct.h, flowcache.h).
@@ -486,6 +488,36 @@ pub const CONSTANTS: &[(&str, u32, &str)] = &[
         "ct_value.flags bit: TCP FIN or RST seen",
     ),
     (
+        "CT_PROXY",
+        CT_PROXY as u32,
+        "ct_value.flags bit: the connection is redirected to the L7 proxy (proxy_port)",
+    ),
+    (
+        "CT_FROM_PROXY",
+        CT_FROM_PROXY as u32,
+        "ct_value.flags bit: the L7 proxy opened the connection; its replies are marked MARK_MAGIC_TO_PROXY",
+    ),
+    (
+        "MARK_MAGIC_MASK",
+        MARK_MAGIC_MASK,
+        "skb->mark bits that say who marked a packet",
+    ),
+    (
+        "MARK_MAGIC_TO_PROXY",
+        MARK_MAGIC_TO_PROXY,
+        "skb->mark of a packet for the L7 proxy (| proxy port << 16): routed as local by the node's rule",
+    ),
+    (
+        "MARK_MAGIC_PROXY_INGRESS",
+        MARK_MAGIC_PROXY_INGRESS,
+        "SO_MARK of the L7 proxy's sockets for ingress redirects: the destination's policy is not applied again",
+    ),
+    (
+        "MARK_MAGIC_PROXY_EGRESS",
+        MARK_MAGIC_PROXY_EGRESS,
+        "SO_MARK of the L7 proxy's sockets for egress redirects: the destination's ingress policy still applies",
+    ),
+    (
         "FC_DENY",
         FC_DENY as u32,
         "fc4_slot/fc6_slot.flags bit: the slot remembers a denied new connection",
@@ -546,6 +578,12 @@ pub const POLICY_RANGE_PROTO_PREFIX: u32 = 48;
 pub const POLICY_RANGE_FULL_PREFIX: u32 = 64;
 pub const CT_OPENER_A: u8 = 1;
 pub const CT_CLOSING: u8 = 2;
+pub const CT_PROXY: u8 = 4;
+pub const CT_FROM_PROXY: u8 = 8;
+pub const MARK_MAGIC_MASK: u32 = 0x0F00;
+pub const MARK_MAGIC_TO_PROXY: u32 = 0x0200;
+pub const MARK_MAGIC_PROXY_INGRESS: u32 = 0x0A00;
+pub const MARK_MAGIC_PROXY_EGRESS: u32 = 0x0B00;
 pub const FC_DENY: u8 = 0x80;
 pub const FC_DENY_FLUSH: u32 = 16;
 pub const POLICY_KIND_EXACT: u8 = 1;

@@ -16,6 +16,7 @@ pub const DROP_REASONS: &[(u8, &str, &str)] = &[
     (155, "DROP_CT_CREATE_FAILED", "CT: Map insertion failed"),
     (156, "DROP_INVALID_EXTHDR", "Invalid IPv6 extension header"),
     (157, "DROP_FRAG_NOSUPPORT", "IP fragmentation not supported"),
+    (176, "DROP_PROXY_LOOKUP_FAILED", "Proxy lookup failed"),
     (181, "DROP_POLICY_DENY", "Policy denied by denylist"),
 ];
 
