@@ -65,6 +65,11 @@ impl NodeLayout {
         Ok(self.root.join("maps").join(name))
     }
 
+    /// Pin path of the tcx link of the node's L7-redirect program on `lo` ([`crate::proxy`]).
+    pub fn proxy_link(&self) -> PathBuf {
+        self.root.join("link-lo-to-proxy")
+    }
+
     pub fn endpoint_dir(&self, id: EndpointId) -> PathBuf {
         self.root.join("endpoints").join(id.to_string())
     }
