@@ -6,6 +6,11 @@
 //!   or replies to the proxy's upstream connections) are routed as local:
 //!   `ip rule add fwmark 0x200/0xf00 pref 9 lookup 2004` and
 //!   `ip route add local 0.0.0.0/0 dev lo table 2004`, and the same for IPv6. No iptables.
+//! - **No TCP early demux** (`net.ipv4.tcp_early_demux = 0`, which covers IPv6 too): after an
+//!   ingress redirect the proxy's accepted socket has the very 4-tuple of the connection the
+//!   node forwards to the server's veth; early demux would attach that socket to the client's
+//!   forwarded packets, and `ip_forward` drops a packet with a socket, before the server's
+//!   `cil_to_container` could redirect it. Local TCP then costs one route lookup more.
 //! - **The node program** `cil_lo_to_proxy` (`bpf-templates/bpf_node.c`) on the tc ingress
 //!   hook of `lo`: assigns the packets an endpoint's `cil_to_container` redirected there.
 //!
@@ -49,6 +54,11 @@ pub enum ProxyError {
     Verifier {
         source: aya::programs::ProgramError,
         log: String,
+    },
+    #[error("writing {path}: {source}")]
+    Sysctl {
+        path: &'static str,
+        source: std::io::Error,
     },
     #[error(transparent)]
     Loader(#[from] LoaderError),
@@ -148,16 +158,21 @@ pub fn install_node_redirect(
         })?;
     prog.load().map_err(|source| {
         let log = match &source {
-            aya::programs::ProgramError::LoadError { verifier_log, .. } => {
-                verifier_log.to_string()
-            }
+            aya::programs::ProgramError::LoadError { verifier_log, .. } => verifier_log.to_string(),
             _ => String::new(),
         };
         ProxyError::Verifier { source, log }
     })?;
     let existed = link_pin.exists();
-    let result = routing_add()
-        .and_then(|()| Ok(attach::attach_or_replace(prog, LO, Hook::FromEndpoint, mode, link_pin)?));
+    let result = routing_add().and_then(|()| {
+        Ok(attach::attach_or_replace(
+            prog,
+            LO,
+            Hook::FromEndpoint,
+            mode,
+            link_pin,
+        )?)
+    });
     if let Err(e) = result {
         // Nothing half-applied: a first install that failed is taken back whole (a failed
         // reinstall leaves the previous one, whose rules and routes are the same).
@@ -169,7 +184,20 @@ pub fn install_node_redirect(
     Ok(())
 }
 
+/// The per-namespace switch of TCP early demux.
+pub const TCP_EARLY_DEMUX: &str = "/proc/sys/net/ipv4/tcp_early_demux";
+
+fn set_early_demux(on: bool) -> Result<(), ProxyError> {
+    std::fs::write(TCP_EARLY_DEMUX, if on { "1" } else { "0" }).map_err(|source| {
+        ProxyError::Sysctl {
+            path: TCP_EARLY_DEMUX,
+            source,
+        }
+    })
+}
+
 fn routing_add() -> Result<(), ProxyError> {
+    set_early_demux(false)?;
     for family in FAMILIES {
         ip(&route(family, "replace"), &[])?;
         // The kernel refuses a duplicate rule (EEXIST): the rule is there already.
@@ -185,13 +213,17 @@ pub fn remove_node_redirect(link_pin: &Path, mode: AttachMode) -> Result<(), Pro
         attach::detach(LO, Hook::FromEndpoint, mode, link_pin)?;
     }
     for family in FAMILIES {
-        while ip(&with_verb(rule(family), "del"), &["No such file", "not exist"])? {}
+        while ip(
+            &with_verb(rule(family), "del"),
+            &["No such file", "not exist"],
+        )? {}
         ip(
             &route(family, "del"),
             &["No such process", "No such file", "not exist"],
         )?;
     }
-    Ok(())
+    // The kernel's default.
+    set_early_demux(true)
 }
 
 /// Whether both families' rules are in place (for checks and tests).

@@ -9,7 +9,7 @@
 
 mod common;
 
-use codegen::clang::{Clang, ObjectCache};
+use codegen::clang::Clang;
 use codegen::entries::EndpointEntries;
 use codegen::ipcache::ipcache_images;
 use codegen::layout::{Event, EVENT_DROP, MARK_MAGIC_PROXY_EGRESS, MARK_MAGIC_PROXY_INGRESS};
@@ -62,7 +62,8 @@ fn policy(identity: u32, peer: u32, dir: Direction, redirect: bool) -> EndpointP
     };
     p.entries
         .insert(key(0, Direction::Ingress, 0, 0, 0), allow(1));
-    p.entries.insert(key(0, Direction::Egress, 0, 0, 0), allow(2));
+    p.entries
+        .insert(key(0, Direction::Egress, 0, 0, 0), allow(2));
     let verdict = if redirect {
         MapVerdict::Redirect {
             proxy_port: PROXY_PORT,
@@ -87,6 +88,8 @@ struct Setup {
     /// The endpoints' events rings, pinned.
     client_events: PathBuf,
     server_events: PathBuf,
+    /// The pinned link of the node program on `lo`.
+    link: PathBuf,
     _dps: [Datapath; 2],
     _fs: PrivateBpffs,
 }
@@ -182,10 +185,19 @@ fn setup(side: Side, n: u8) -> Setup {
     let layout = NodeLayout::create(&fs.path, "n1").unwrap();
     let object = node_object();
     let hosts = [client.host.clone(), server.host.clone()];
+    let link = layout.proxy_link();
+    let link2 = link.clone();
     let (client_dp2, server_dp2) = node.run(move || {
-        for (id, dp, iface) in [(1, &mut client_dp, &hosts[0]), (2, &mut server_dp, &hosts[1])] {
+        let link = link2;
+        for (id, dp, iface) in [
+            (1, &mut client_dp, &hosts[0]),
+            (2, &mut server_dp, &hosts[1]),
+        ] {
             for (hook, name) in [
-                (Hook::FromEndpoint, runtime_loader::load::PROG_FROM_CONTAINER),
+                (
+                    Hook::FromEndpoint,
+                    runtime_loader::load::PROG_FROM_CONTAINER,
+                ),
                 (Hook::ToEndpoint, runtime_loader::load::PROG_TO_CONTAINER),
             ] {
                 let prog: &mut aya::programs::SchedClassifier =
@@ -200,7 +212,6 @@ fn setup(side: Side, n: u8) -> Setup {
                 .unwrap();
             }
         }
-        let link = layout.proxy_link();
         runtime_loader::proxy::install_node_redirect(&object, &link, AttachMode::Tcx).unwrap();
         // Idempotent: a second install replaces the program and keeps one rule per family.
         runtime_loader::proxy::install_node_redirect(&object, &link, AttachMode::Tcx).unwrap();
@@ -213,6 +224,7 @@ fn setup(side: Side, n: u8) -> Setup {
         server,
         client_events,
         server_events,
+        link,
         _dps: [client_dp2, server_dp2],
         _fs: fs,
     }
@@ -254,6 +266,26 @@ fn proxy_listener(v6: bool, mark: u32) -> TcpListener {
     s.into()
 }
 
+/// Accepts one connection within [`IO_TIMEOUT`] (a test that fails does not hang).
+fn accept_within(l: &TcpListener) -> std::io::Result<(TcpStream, SocketAddr)> {
+    l.set_nonblocking(true)?;
+    let start = std::time::Instant::now();
+    loop {
+        match l.accept() {
+            Ok((c, peer)) => {
+                c.set_nonblocking(false)?;
+                return Ok((c, peer));
+            }
+            Err(e)
+                if e.kind() == std::io::ErrorKind::WouldBlock && start.elapsed() < IO_TIMEOUT =>
+            {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
 /// What the test proxy saw of one connection.
 #[derive(Debug)]
 struct Proxied {
@@ -264,7 +296,7 @@ struct Proxied {
 /// Accepts one connection, connects upstream to its original destination from the client's
 /// address (transparently, marked), and relays one line each way.
 fn proxy_once(listener: TcpListener, mark: u32) -> std::io::Result<Proxied> {
-    let (client, peer) = listener.accept()?;
+    let (client, peer) = accept_within(&listener)?;
     let local = client.local_addr()?;
     client.set_read_timeout(Some(IO_TIMEOUT))?;
     let up = proxy_socket(&peer.ip(), mark);
@@ -285,7 +317,7 @@ fn proxy_once(listener: TcpListener, mark: u32) -> std::io::Result<Proxied> {
 /// address it sees.
 fn serve_once(addr: IpAddr) -> std::io::Result<SocketAddr> {
     let l = TcpListener::bind(SocketAddr::new(addr, 80))?;
-    let (c, peer) = l.accept()?;
+    let (c, peer) = accept_within(&l)?;
     c.set_read_timeout(Some(IO_TIMEOUT))?;
     let mut line = String::new();
     BufReader::new(&c).read_line(&mut line)?;
@@ -322,22 +354,34 @@ fn redirect_end_to_end(side: Side, n: u8) {
         let server = s.server.ns.run_detached(move || serve_once(server_ip));
         std::thread::sleep(Duration::from_millis(200));
         let dst = SocketAddr::new(server_ip, 80);
-        let reply = s
-            .client
-            .ns
-            .run(move || client_once(dst, IO_TIMEOUT))
-            .unwrap_or_else(|e| panic!("{server_ip}: client: {e}"));
-        let proxied = proxy.join().unwrap().unwrap();
-        let seen = server.join().unwrap().unwrap();
-        assert_eq!(proxied.local, dst, "the proxy sees the original destination");
+        let reply = s.client.ns.run(move || client_once(dst, IO_TIMEOUT));
+        let (proxied, seen) = (proxy.join().unwrap(), server.join().unwrap());
+        let (Ok(reply), Ok(proxied), Ok(seen)) = (&reply, &proxied, &seen) else {
+            panic!("{server_ip}: client {reply:?}, proxy {proxied:?}, server {seen:?}");
+        };
+        assert_eq!(
+            proxied.local, dst,
+            "the proxy sees the original destination"
+        );
         assert_eq!(proxied.peer.ip(), client_ip, "the proxy sees the client");
         assert_eq!(seen.ip(), client_ip, "the server sees the client's address");
         assert_eq!(
-            reply,
+            *reply,
             format!("peer={client_ip} got=via-proxy hello\n"),
             "data went client → proxy → server and back"
         );
     }
+    // Removal takes everything away, and is idempotent too.
+    let link = s.link.clone();
+    s.node.run(move || {
+        for _ in 0..2 {
+            runtime_loader::proxy::remove_node_redirect(&link, AttachMode::Tcx).unwrap();
+        }
+        assert!(!runtime_loader::proxy::rules_installed().unwrap());
+        assert!(!link.exists(), "the lo program's link is unpinned");
+        let demux = std::fs::read_to_string(runtime_loader::proxy::TCP_EARLY_DEMUX).unwrap();
+        assert_eq!(demux.trim(), "1");
+    });
 }
 
 #[test]
