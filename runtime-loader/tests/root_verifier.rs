@@ -44,6 +44,17 @@ fn configurations() -> Vec<Features> {
             l7_redirect: true,
             ..Default::default()
         },
+        Features {
+            ipv6: true,
+            egress_policy: true,
+            ct: true,
+            l7_redirect: true,
+            ..Default::default()
+        },
+        Features {
+            l7_redirect: false,
+            ..all
+        },
         Features { ct: false, ..all },
         Features {
             ipv4: true,
@@ -84,5 +95,26 @@ fn root_verifier_accepts_every_configuration() {
         if let Err(e) = load(&obj, &LoadOptions::default()) {
             panic!("configuration {f:?} with {sizes:?} rejected: {e}");
         }
+    }
+}
+
+/// The node's L7-redirect program (bpf_node.c) loads through the verifier.
+#[test]
+fn root_verifier_accepts_the_node_program() {
+    if !runtime_loader::testkit::require_root("root_verifier_accepts_the_node_program") {
+        return;
+    }
+    let clang = codegen::clang::Clang::find().expect("clang");
+    let (path, _) = common::cache()
+        .node_object(&clang)
+        .unwrap_or_else(|e| panic!("{e}"));
+    let mut ebpf = aya::Ebpf::load(&std::fs::read(path).unwrap()).unwrap();
+    let prog: &mut aya::programs::SchedClassifier = ebpf
+        .program_mut(runtime_loader::proxy::PROG_LO)
+        .unwrap()
+        .try_into()
+        .unwrap();
+    if let Err(e) = prog.load() {
+        panic!("the node program was rejected: {e:?}");
     }
 }
