@@ -30,23 +30,6 @@ static __always_inline int drop(const struct ep_state *st, __u8 dir, const struc
 	return TC_ACT_SHOT;
 }
 
-#ifdef ENABLE_L7_REDIRECT
-/* Sends a packet of a connection redirected to the L7 proxy on its way: assigned to the
- * proxy's socket here (endpoint egress: the host-side ingress hook), or through lo (endpoint
- * ingress: the egress hook cannot assign). TC_ACT_OK, TC_ACT_REDIRECT or
- * -DROP_PROXY_LOOKUP_FAILED (no proxy socket: fail closed). */
-static __always_inline int to_proxy(struct __sk_buff *skb, __u8 dir, const struct pkt *p,
-				    __u16 proxy_port)
-{
-	int r;
-
-	if (dir == DIR_INGRESS)
-		return proxy_redirect_lo(skb, p, proxy_port);
-	r = proxy_assign(skb, p, proxy_port);
-	return r < 0 ? r : TC_ACT_OK;
-}
-#endif
-
 #ifdef ENABLE_SIP_CHECK
 /* Packets the endpoint sends must carry one of its addresses. */
 static __always_inline int source_is_endpoint(const struct pkt *p)
@@ -199,12 +182,13 @@ static __always_inline int handle(struct __sk_buff *skb, const __u8 dir)
 	}
 
 #ifdef ENABLE_CT
-	if (dir == DIR_INGRESS && from_proxy(skb->mark))
-		proxy = CT_FROM_PROXY;
 #ifdef ENABLE_L7_REDIRECT
-	else if (d.verdict == VERDICT_REDIRECT)
+	if (d.verdict == VERDICT_REDIRECT)
 		proxy = CT_PROXY;
 #endif
+	/* A proxy's connection after an egress redirect: not redirected again. */
+	if (dir == DIR_INGRESS && from_proxy(skb->mark))
+		proxy = CT_FROM_PROXY;
 	if (p.ct_able) {
 		if (ct_create(&p, &ref, dir, st, &d, now, proxy) < 0)
 			return drop(st, dir, &p, DROP_CT_CREATE_FAILED, peer_id, &d, len);

@@ -107,4 +107,19 @@ static __always_inline int proxy_redirect_lo(struct __sk_buff *skb, const struct
 	return (int)bpf_redirect(LOOPBACK_IFINDEX, BPF_F_INGRESS);
 }
 
+/* Sends a packet of a connection redirected to the L7 proxy on its way: assigned to the
+ * proxy's socket here (endpoint egress: the host-side ingress hook), or through lo (endpoint
+ * ingress: the egress hook cannot assign). TC_ACT_OK, TC_ACT_REDIRECT or
+ * -DROP_PROXY_LOOKUP_FAILED (no proxy socket: fail closed). */
+static __always_inline int to_proxy(struct __sk_buff *skb, __u8 dir, const struct pkt *p,
+				    __u16 proxy_port)
+{
+	int r;
+
+	if (dir == DIR_INGRESS)
+		return proxy_redirect_lo(skb, p, proxy_port);
+	r = proxy_assign(skb, p, proxy_port);
+	return r < 0 ? r : TC_ACT_OK;
+}
+
 #endif /* CP_PROXY_H */
