@@ -1,7 +1,9 @@
 //! Kernel-vs-trace differential harness: compiles a scenario (policy + pods), loads every
 //! endpoint's object with its map images, and for every probe compares the kernel's verdict
 //! (BPF_PROG_TEST_RUN through the source's egress and the destination's ingress program) with
-//! `trace`'s; replies of allowed connections must pass both programs back.
+//! `trace`'s; replies of allowed connections must pass both programs back. A flow `trace`
+//! allows with an L7 redirect must go to the proxy: with no proxy in the test, the kernel drops
+//! it with 176 `Proxy lookup failed` (fail closed), counted in the endpoint's metrics.
 #![allow(dead_code)]
 
 pub mod gen;
@@ -9,7 +11,7 @@ pub mod gen;
 use codegen::{EndpointConfig, Generator, MapSizes};
 use compiler::cluster::{Cluster, ClusterConfig};
 use compiler::policy::PolicyEngine;
-use compiler::trace::{resolve_party, trace, PartySpec};
+use compiler::trace::{resolve_party, trace, L7Verdict, PartySpec};
 use ir::{Direction, Protocol};
 use runtime_loader::packet::PacketSpec;
 use runtime_loader::{load, test_run, Datapath, LoadOptions};
@@ -157,18 +159,66 @@ fn addr_of(s: &Scenario, who: &str, v6: bool) -> Option<IpAddr> {
     addrs.into_iter().find(|a| a.is_ipv6() == v6)
 }
 
-fn pass(s: &Scenario, who: &str, dir: Direction, p: &PacketSpec) -> bool {
-    match s.eps.get(who) {
-        Some((_, dp)) => test_run(dp.program(dir).unwrap(), &p.build(), 1)
-            .unwrap()
-            .passed(),
-        None => true,
+/// What became of a probe's packet.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Fate {
+    Passed,
+    Dropped,
+    /// Sent to the L7 proxy (here: dropped with 176 for want of a proxy socket).
+    ToProxy,
+}
+
+/// Packets `dp` dropped in `dir` for want of a proxy socket, every CPU.
+fn proxy_drops(dp: &Datapath, dir: Direction) -> u64 {
+    let map = dp.map(codegen::maps::METRICS.name).unwrap();
+    let idx = u32::from(dir == Direction::Egress) * 256 + 176;
+    let Some(v) = map.lookup(&idx.to_ne_bytes()).unwrap() else {
+        return 0;
+    };
+    map.cpu_values(&v)
+        .map(|c| {
+            codegen::layout::MetricsValue::from_bytes(c)
+                .unwrap()
+                .packets
+        })
+        .sum()
+}
+
+fn fate(s: &Scenario, who: &str, dir: Direction, p: &PacketSpec) -> Fate {
+    let Some((_, dp)) = s.eps.get(who) else {
+        return Fate::Passed;
+    };
+    let before = proxy_drops(dp, dir);
+    if test_run(dp.program(dir).unwrap(), &p.build(), 1)
+        .unwrap()
+        .passed()
+    {
+        Fate::Passed
+    } else if proxy_drops(dp, dir) > before {
+        Fate::ToProxy
+    } else {
+        Fate::Dropped
     }
 }
 
-/// Whether `p` from `src` reaches `dst`: out of the source endpoint, into the destination.
+/// What becomes of `p` from `src` to `dst`: out of the source endpoint, into the destination.
+/// After an egress redirect the proxy's upstream meets the destination's ingress policy (a
+/// redirect there counts as allowed): a drop there drops the flow.
+fn crosses_to(s: &Scenario, src: &str, dst: &str, p: &PacketSpec) -> Fate {
+    let out = fate(s, src, Direction::Egress, p);
+    if out == Fate::Dropped {
+        return out;
+    }
+    match (out, fate(s, dst, Direction::Ingress, p)) {
+        (_, Fate::Dropped) => Fate::Dropped,
+        (Fate::ToProxy, _) | (_, Fate::ToProxy) => Fate::ToProxy,
+        _ => Fate::Passed,
+    }
+}
+
+/// Whether `p` from `src` reaches `dst` without a proxy.
 fn crosses(s: &Scenario, src: &str, dst: &str, p: &PacketSpec) -> bool {
-    pass(s, src, Direction::Egress, p) && pass(s, dst, Direction::Ingress, p)
+    crosses_to(s, src, dst, p) == Fate::Passed
 }
 
 /// Runs every probe; returns the disagreements (empty when the kernel agrees with trace).
@@ -182,10 +232,18 @@ pub fn compare(s: &Scenario, probes: &[Probe]) -> Vec<String> {
         );
         let src = resolve_party(&s.cluster, &PartySpec::Addr(sa)).unwrap();
         let dst = resolve_party(&s.cluster, &PartySpec::Addr(da)).unwrap();
-        let want = trace(&s.policy, &s.cluster, src, dst, p.proto, p.port, None).allowed;
+        let t = trace(&s.policy, &s.cluster, src, dst, p.proto, p.port, None);
+        let redirected = [&t.egress.l7, &t.ingress.l7]
+            .iter()
+            .any(|v| **v != L7Verdict::NotRedirected);
+        let want = match (t.allowed, redirected) {
+            (false, _) => Fate::Dropped,
+            (true, false) => Fate::Passed,
+            (true, true) => Fate::ToProxy,
+        };
         let sport = 20000 + i as u16;
         let pkt = PacketSpec::new(sa, da, p.proto.number(), sport, p.port);
-        let got = crosses(s, &p.src, &p.dst, &pkt);
+        let got = crosses_to(s, &p.src, &p.dst, &pkt);
         if got != want {
             bad.push(format!(
                 "{sa} ({}) -> {da} ({}) {}/{}: trace {} kernel {}",
@@ -198,7 +256,12 @@ pub fn compare(s: &Scenario, probes: &[Probe]) -> Vec<String> {
             ));
             continue;
         }
-        if !got {
+        if got == Fate::ToProxy {
+            // Its replies come from the proxy's socket, not from the destination.
+            allowed += 1;
+            continue;
+        }
+        if got == Fate::Dropped {
             // Again: a repeat is dropped from the deny slot the first one filled (flow cache)
             // when it runs on the same CPU, else decided again; either way, still denied.
             if crosses(s, &p.src, &p.dst, &pkt) {
@@ -225,10 +288,10 @@ pub fn compare(s: &Scenario, probes: &[Probe]) -> Vec<String> {
     bad
 }
 
-fn verdict(b: bool) -> &'static str {
-    if b {
-        "allowed"
-    } else {
-        "denied"
+fn verdict(f: Fate) -> &'static str {
+    match f {
+        Fate::Passed => "allowed",
+        Fate::Dropped => "denied",
+        Fate::ToProxy => "allowed through the L7 proxy",
     }
 }
