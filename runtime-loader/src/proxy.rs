@@ -69,12 +69,12 @@ pub fn fwmark() -> String {
     format!("{MARK_MAGIC_TO_PROXY:#x}/{MARK_MAGIC_MASK:#x}")
 }
 
-/// `[family, args…]` of the rule of each family (without the add/del verb).
-fn rule(family: &'static str) -> Vec<String> {
+/// `ip` arguments adding or deleting (`verb`) the rule of `family` (`-4`, `-6`).
+fn rule(family: &'static str, verb: &str) -> Vec<String> {
     [
         family,
         "rule",
-        "VERB",
+        verb,
         "fwmark",
         &fwmark(),
         "pref",
@@ -102,15 +102,6 @@ fn route(family: &'static str, verb: &str) -> Vec<String> {
     ]
     .map(String::from)
     .to_vec()
-}
-
-fn with_verb(mut args: Vec<String>, verb: &str) -> Vec<String> {
-    for a in &mut args {
-        if a == "VERB" {
-            *a = verb.to_string();
-        }
-    }
-    args
 }
 
 /// Runs `ip args`; `Ok(false)` when it failed with one of the `tolerated` messages.
@@ -201,7 +192,7 @@ fn routing_add() -> Result<(), ProxyError> {
     for family in FAMILIES {
         ip(&route(family, "replace"), &[])?;
         // The kernel refuses a duplicate rule (EEXIST): the rule is there already.
-        ip(&with_verb(rule(family), "add"), &["File exists"])?;
+        ip(&rule(family, "add"), &["File exists"])?;
     }
     Ok(())
 }
@@ -213,10 +204,7 @@ pub fn remove_node_redirect(link_pin: &Path, mode: AttachMode) -> Result<(), Pro
         attach::detach(LO, Hook::FromEndpoint, mode, link_pin)?;
     }
     for family in FAMILIES {
-        while ip(
-            &with_verb(rule(family), "del"),
-            &["No such file", "not exist"],
-        )? {}
+        while ip(&rule(family, "del"), &["No such file", "not exist"])? {}
         ip(
             &route(family, "del"),
             &["No such process", "No such file", "not exist"],
