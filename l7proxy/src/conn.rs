@@ -250,7 +250,13 @@ impl Conn {
         }
         let config = &self.shared.config;
         let source = config.transparent_source.then_some(self.info.client);
-        connect_http(self.info.original_dst, source, config.connect_timeout).await
+        let mark = config
+            .upstream_marks
+            .map(|(ingress, egress)| match self.info.direction {
+                ir::Direction::Ingress => ingress,
+                ir::Direction::Egress => egress,
+            });
+        connect_http(self.info.original_dst, source, mark, config.connect_timeout).await
     }
 
     /// Reads and drops a denied request's body; false when it is longer than allowed or does not

@@ -26,6 +26,9 @@ pub struct ProxyConfig {
     pub connect_timeout: Duration,
     /// Connect to the original destination from the client's address (`IP_TRANSPARENT`).
     pub transparent_source: bool,
+    /// `SO_MARK` of upstream connections after an ingress and after an egress redirect (the
+    /// datapath's `MARK_MAGIC_PROXY_INGRESS`/`_EGRESS`: not redirected again); none: unmarked.
+    pub upstream_marks: Option<(u32, u32)>,
     /// Largest body of a denied request read and discarded so the connection stays usable;
     /// beyond it the connection is closed after the 403.
     pub max_discard_bytes: u64,
@@ -39,6 +42,7 @@ impl Default for ProxyConfig {
             max_connections: 4096,
             connect_timeout: Duration::from_secs(5),
             transparent_source: false,
+            upstream_marks: None,
             max_discard_bytes: 1 << 20,
         }
     }

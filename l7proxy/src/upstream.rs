@@ -17,6 +17,8 @@ pub enum UpstreamError {
     Transparent { addr: SocketAddr, source: io::Error },
     #[error("cannot connect to {dst}: {source}")]
     Connect { dst: SocketAddr, source: io::Error },
+    #[error("cannot mark the upstream socket {mark:#x} (SO_MARK needs CAP_NET_ADMIN): {source}")]
+    Mark { mark: u32, source: io::Error },
     #[error("connecting to {0} timed out")]
     Timeout(SocketAddr),
     #[error("HTTP handshake with {dst} failed: {source}")]
@@ -50,11 +52,30 @@ fn set_transparent(sock: &TcpSocket, v4: bool) -> io::Result<()> {
     }
 }
 
+fn set_mark(sock: &TcpSocket, mark: u32) -> io::Result<()> {
+    // SAFETY: a valid socket descriptor and a u32 option of the right size.
+    let rc = unsafe {
+        libc::setsockopt(
+            sock.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_MARK,
+            (&mark as *const u32).cast(),
+            std::mem::size_of::<u32>() as libc::socklen_t,
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
 /// A TCP connection to `dst`, from `source` when given (transparently: the address need not be
-/// local).
+/// local), with `SO_MARK` `mark` when given (so the datapath does not redirect it again).
 pub async fn connect_tcp(
     dst: SocketAddr,
     source: Option<SocketAddr>,
+    mark: Option<u32>,
     timeout: Duration,
 ) -> Result<TcpStream, UpstreamError> {
     let conn_err = |source| UpstreamError::Connect { dst, source };
@@ -64,6 +85,9 @@ pub async fn connect_tcp(
         TcpSocket::new_v6()
     }
     .map_err(conn_err)?;
+    if let Some(m) = mark {
+        set_mark(&sock, m).map_err(|source| UpstreamError::Mark { mark: m, source })?;
+    }
     if let Some(addr) = source {
         let bind = || -> io::Result<()> {
             set_transparent(&sock, addr.is_ipv4())?;
@@ -84,9 +108,10 @@ pub async fn connect_tcp(
 pub async fn connect_http(
     dst: SocketAddr,
     source: Option<SocketAddr>,
+    mark: Option<u32>,
     timeout: Duration,
 ) -> Result<SendRequest<Incoming>, UpstreamError> {
-    let stream = connect_tcp(dst, source, timeout).await?;
+    let stream = connect_tcp(dst, source, mark, timeout).await?;
     let (sender, conn) = hyper::client::conn::http1::Builder::new()
         .handshake::<_, Incoming>(TokioIo::new(stream))
         .await
@@ -96,4 +121,39 @@ pub async fn connect_http(
         let _ = conn.with_upgrades().await;
     });
     Ok(sender)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The upstream socket carries the mark the datapath reads to skip a second redirect.
+    #[tokio::test]
+    async fn upstream_connections_carry_the_mark() {
+        // SAFETY: geteuid has no preconditions.
+        if unsafe { libc::geteuid() } != 0 {
+            eprintln!("skipping upstream_connections_carry_the_mark: SO_MARK needs root");
+            return;
+        }
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let dst = listener.local_addr().unwrap();
+        let s = connect_tcp(dst, None, Some(0x0A00), Duration::from_secs(2))
+            .await
+            .unwrap();
+        let mut mark: u32 = 0;
+        let mut len = std::mem::size_of::<u32>() as libc::socklen_t;
+        // SAFETY: a valid socket and a u32 buffer of `len` bytes.
+        let rc = unsafe {
+            libc::getsockopt(
+                s.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_MARK,
+                (&mut mark as *mut u32).cast(),
+                &mut len,
+            )
+        };
+        assert_eq!((rc, mark), (0, 0x0A00));
+        let unmarked = connect_tcp(dst, None, None, Duration::from_secs(2)).await;
+        assert!(unmarked.is_ok());
+    }
 }
