@@ -237,31 +237,8 @@ impl Agent {
             self.check_iface(id, i)?;
         }
         self.edit_endpoint(r, |ep| {
-            if let Some(c) = &ep.container_id {
-                let fixed = [
-                    ("iface", patch.iface.is_some()),
-                    ("ipv4", patch.ipv4.is_some()),
-                    ("ipv6", patch.ipv6.is_some()),
-                ];
-                if let Some((field, _)) = fixed.iter().find(|f| f.1) {
-                    return Err(AgentError::invalid(format!(
-                        "{field} of endpoint {} comes from its container {c} (CNI)",
-                        ep.id
-                    )));
-                }
-            }
-            if let Some(pod) = &ep.pod {
-                let fixed = [
-                    ("labels", patch.labels.is_some()),
-                    ("ipv4", patch.ipv4.is_some()),
-                    ("ipv6", patch.ipv6.is_some()),
-                ];
-                if let Some((field, _)) = fixed.iter().find(|f| f.1) {
-                    return Err(AgentError::invalid(format!(
-                        "{field} of endpoint {} come from its Pod {pod}; re-apply the Pod",
-                        ep.id
-                    )));
-                }
+            if let Some(why) = unchangeable(ep, &patch) {
+                return Err(AgentError::invalid(why));
             }
             if let Some(i) = patch.iface {
                 ep.iface = i;
@@ -744,3 +721,25 @@ impl Agent {
 #[cfg(test)]
 #[path = "state_tests.rs"]
 pub(crate) mod tests;
+
+/// Why `patch` may not be applied to `ep`: the first field it sets that the endpoint's owner
+/// decides (a CNI endpoint's interface and addresses are the runtime's, a pod endpoint's labels
+/// and addresses the Pod's).
+fn unchangeable(ep: &EndpointSpec, patch: &EndpointPatch) -> Option<String> {
+    let set = [
+        ("iface", patch.iface.is_some()),
+        ("labels", patch.labels.is_some()),
+        ("ipv4", patch.ipv4.is_some()),
+        ("ipv6", patch.ipv6.is_some()),
+    ];
+    let owner = |field: &str| match (&ep.container_id, &ep.pod) {
+        (Some(c), _) if field != "labels" => Some(format!("comes from its container {c} (CNI)")),
+        (_, Some(pod)) if field != "iface" => {
+            Some(format!("come from its Pod {pod}; re-apply the Pod"))
+        }
+        _ => None,
+    };
+    set.iter()
+        .filter(|(_, given)| *given)
+        .find_map(|(field, _)| owner(field).map(|o| format!("{field} of endpoint {} {o}", ep.id)))
+}
