@@ -88,7 +88,7 @@ static __always_inline int handle(struct __sk_buff *skb, const __u8 dir)
 		struct ct_value *ct;
 
 		now = bpf_jiffies64();
-		ct_key_of(&p, &ref);
+		ct_key_of(&p, st, &ref);
 #ifdef ENABLE_FLOW_CACHE
 		slot = fc_slot(&p, &ref);
 		if (fc_hit(slot, &p, &ref, dir, rev, now)) {
@@ -105,19 +105,26 @@ static __always_inline int handle(struct __sk_buff *skb, const __u8 dir)
 				    &d, len);
 #endif
 		ct = ct_lookup(&p, dir, &ref, now);
-		if (ct) {
-			if (ct->policy_rev != rev) {
-				peer_id = ipcache_identity(&p, peer);
-				policy_decide(ct->origin, peer_id, &p, peer, ct->policy_port_be, len, &d);
-				if (d.verdict != VERDICT_ALLOW && d.verdict != VERDICT_REDIRECT) {
-					ct_map_delete(&p, &ref);
-					return drop(st, dir, &p,
-						    d.verdict == VERDICT_DENY ? DROP_POLICY_DENY : DROP_POLICY,
-						    peer_id, &d, len);
-				}
+		if (ct && ct->policy_rev != rev) {
+			/* Re-checked without holding the entry across the decision (ct.h). */
+			__u16 port_be = ct->policy_port_be;
+			__u8 origin = ct->origin;
+
+			peer_id = ipcache_identity(&p, peer);
+			policy_decide(origin, peer_id, &p, peer, port_be, len, &d);
+			if (d.verdict != VERDICT_ALLOW && d.verdict != VERDICT_REDIRECT) {
+				ct_map_delete(&p, &ref);
+				return drop(st, dir, &p,
+					    d.verdict == VERDICT_DENY ? DROP_POLICY_DENY : DROP_POLICY,
+					    peer_id, &d, len);
+			}
+			ct = ct_map_lookup(&p, &ref);
+			if (ct) {
 				ct->policy_rev = rev;
 				ct->rule_id = d.rule_id;
 			}
+		}
+		if (ct) {
 			ct_refresh(ct, st, &p, now);
 			/* Proxied connections never enter the flow cache: every packet comes here. */
 			if (ct->flags & (CT_PROXY | CT_FROM_PROXY)) {

@@ -15,8 +15,10 @@ pub struct AgentConfig {
     pub datapath: bool,
     /// Also serve the API on a loopback TCP address, to clients presenting a token.
     pub tcp: Option<TcpApi>,
-    /// Entries of each endpoint's connection-tracking map (an LRU hash, preallocated).
-    pub ct_map_size: u32,
+    /// Entries of the node's TCP connection-tracking maps (LRU hashes, preallocated).
+    pub ct_tcp_max: u32,
+    /// Entries of the node's non-TCP connection-tracking maps.
+    pub ct_any_max: u32,
     /// Flow-cache slots per CPU and family in each endpoint's program (0: no flow cache).
     pub flow_cache_slots: u32,
     /// Remember denied new connections in the flow cache (compiled out anyway when the kernel

@@ -141,7 +141,8 @@ impl Datapath {
             layout,
             mode: AttachMode::detect(),
             sizes: MapSizes {
-                ct_map: cfg.ct_map_size,
+                ct_tcp: cfg.ct_tcp_max,
+                ct_any: cfg.ct_any_max,
                 flow_cache: cfg.flow_cache_slots,
                 deny_cache: cfg.deny_cache && kernel_has_fetch_atomics(),
                 ..MapSizes::default()

@@ -1,4 +1,11 @@
-/* Connection tracking (LRU hash per family), one entry per connection.
+/* Connection tracking, one entry per connection, in the node's maps (LRU hashes shared by every
+ * endpoint: cp_ct4_tcp / cp_ct4_any for IPv4 TCP / other protocols, cp_ct6_* for IPv6).
+ *
+ * Endpoints are kept apart by the key (ct4_ep_key): the connection's tuple, the endpoint's id
+ * and its nonce (ep_state.ep_nonce, drawn when the endpoint's state is created). An endpoint
+ * only ever builds keys with its own id and nonce, so it never finds another endpoint's entry,
+ * nor one a deleted endpoint with the same id and address left behind (those age out or are
+ * evicted by the LRU).
  *
  * The key holds both ends in canonical order (side a = the smaller (address, port)), so a
  * packet of either direction finds its connection with one lookup; the value remembers which
@@ -31,14 +38,17 @@
 #ifdef ENABLE_CT
 #define CT_CLOSE_TIMEOUT_S 10
 
-/* The key of `p`'s connection in `k` (either family), whether the packet's source is side a,
- * and whether both sides are equal (a packet to itself). */
+/* The key of `p`'s connection (either family): the tuple `k4`/`k6` (what the flow cache keeps)
+ * is the first member of the map key `e4`/`e6`; whether the packet's source is side a, and
+ * whether both sides are equal (a packet to itself). */
 struct ct_ref {
 	union {
 #ifdef ENABLE_IPV4
+		struct ct4_ep_key e4;
 		struct ct4_key k4;
 #endif
 #ifdef ENABLE_IPV6
+		struct ct6_ep_key e6;
 		struct ct6_key k6;
 #endif
 		__u8 any;
@@ -63,7 +73,8 @@ static __always_inline int side_cmp(const __u32 *a, const __u32 *b, int words, _
 	return 0;
 }
 
-static __always_inline void ct_key_of(const struct pkt *p, struct ct_ref *r)
+static __always_inline void ct_key_of(const struct pkt *p, const struct ep_state *st,
+				      struct ct_ref *r)
 {
 	int c = side_cmp(p->saddr, p->daddr, p->family == FAMILY_IPV4 ? 1 : 4, p->sport_be,
 			 p->dport_be);
@@ -79,6 +90,8 @@ static __always_inline void ct_key_of(const struct pkt *p, struct ct_ref *r)
 		r->k4.port_a_be = c <= 0 ? p->sport_be : p->dport_be;
 		r->k4.port_b_be = c <= 0 ? p->dport_be : p->sport_be;
 		r->k4.protocol = p->protocol;
+		r->e4.ep_id = ep_id;
+		r->e4.ep_nonce = st->ep_nonce;
 		return;
 	}
 #endif
@@ -88,17 +101,35 @@ static __always_inline void ct_key_of(const struct pkt *p, struct ct_ref *r)
 	r->k6.port_a_be = c <= 0 ? p->sport_be : p->dport_be;
 	r->k6.port_b_be = c <= 0 ? p->dport_be : p->sport_be;
 	r->k6.protocol = p->protocol;
+	r->e6.ep_id = ep_id;
+	r->e6.ep_nonce = st->ep_nonce;
 #endif
 }
+
+
+/* The node map holding `p`'s connection is chosen at every call, each map with its own call:
+ * the verifier then knows the map at each call site (and inlines lookups), and the two branches
+ * meet again as soon as the value pointer is dead. A map pointer kept in ct_ref instead would
+ * keep TCP and other packets apart through the whole policy decision (twice the verifier's
+ * work), and a pointer into a CT entry must not be held across a policy decision for the same
+ * reason (bpf_lxc.c re-looks the entry up after a revocation check). */
+#ifdef ENABLE_IPV4
+#define CT_CALL4(p, call, ...)                                                                    \
+	((p)->protocol == PROTO_TCP ? call(&cp_ct4_tcp, __VA_ARGS__) : call(&cp_ct4_any, __VA_ARGS__))
+#endif
+#ifdef ENABLE_IPV6
+#define CT_CALL6(p, call, ...)                                                                    \
+	((p)->protocol == PROTO_TCP ? call(&cp_ct6_tcp, __VA_ARGS__) : call(&cp_ct6_any, __VA_ARGS__))
+#endif
 
 static __always_inline struct ct_value *ct_map_lookup(const struct pkt *p, const struct ct_ref *r)
 {
 #ifdef ENABLE_IPV4
 	if (p->family == FAMILY_IPV4)
-		return bpf_map_lookup_elem(&cp_ct4, &r->k4);
+		return CT_CALL4(p, bpf_map_lookup_elem, &r->e4);
 #endif
 #ifdef ENABLE_IPV6
-	return bpf_map_lookup_elem(&cp_ct6, &r->k6);
+	return CT_CALL6(p, bpf_map_lookup_elem, &r->e6);
 #else
 	return 0;
 #endif
@@ -108,12 +139,12 @@ static __always_inline void ct_map_delete(const struct pkt *p, const struct ct_r
 {
 #ifdef ENABLE_IPV4
 	if (p->family == FAMILY_IPV4) {
-		bpf_map_delete_elem(&cp_ct4, &r->k4);
+		CT_CALL4(p, bpf_map_delete_elem, &r->e4);
 		return;
 	}
 #endif
 #ifdef ENABLE_IPV6
-	bpf_map_delete_elem(&cp_ct6, &r->k6);
+	CT_CALL6(p, bpf_map_delete_elem, &r->e6);
 #endif
 }
 
@@ -199,10 +230,10 @@ static __always_inline int ct_create(const struct pkt *p, const struct ct_ref *r
 	v.policy_port_be = p->policy_port_be;
 #ifdef ENABLE_IPV4
 	if (p->family == FAMILY_IPV4)
-		return bpf_map_update_elem(&cp_ct4, &r->k4, &v, BPF_ANY);
+		return CT_CALL4(p, bpf_map_update_elem, &r->e4, &v, BPF_ANY);
 #endif
 #ifdef ENABLE_IPV6
-	return bpf_map_update_elem(&cp_ct6, &r->k6, &v, BPF_ANY);
+	return CT_CALL6(p, bpf_map_update_elem, &r->e6, &v, BPF_ANY);
 #else
 	return -1;
 #endif

@@ -188,7 +188,29 @@ _Static_assert(__builtin_offsetof(struct ct6_key, port_b_be) == 34, "ct6_key.por
 _Static_assert(__builtin_offsetof(struct ct6_key, protocol) == 36, "ct6_key.protocol");
 _Static_assert(__builtin_offsetof(struct ct6_key, pad) == 37, "ct6_key.pad");
 
-/* Connection-tracking value (both CT maps). */
+/* Key of the node's IPv4 connection-tracking maps: the connection's tuple and the endpoint it belongs to, so that no endpoint ever finds another's entry. */
+struct ct4_ep_key {
+	struct ct4_key tuple; /* @0: The connection (first, so that a ct4_key aliases it). */
+	__u32 ep_id; /* @16: The endpoint's id. */
+	__u32 ep_nonce; /* @20: The endpoint's nonce (ep_state.ep_nonce, drawn when its state was created): a new endpoint reusing a deleted one's id and address does not find its entries. */
+};
+_Static_assert(sizeof(struct ct4_ep_key) == 24, "ct4_ep_key size");
+_Static_assert(__builtin_offsetof(struct ct4_ep_key, tuple) == 0, "ct4_ep_key.tuple");
+_Static_assert(__builtin_offsetof(struct ct4_ep_key, ep_id) == 16, "ct4_ep_key.ep_id");
+_Static_assert(__builtin_offsetof(struct ct4_ep_key, ep_nonce) == 20, "ct4_ep_key.ep_nonce");
+
+/* Key of the node's IPv6 connection-tracking maps, as ct4_ep_key. */
+struct ct6_ep_key {
+	struct ct6_key tuple; /* @0: The connection. */
+	__u32 ep_id; /* @40: The endpoint's id. */
+	__u32 ep_nonce; /* @44: The endpoint's nonce. */
+};
+_Static_assert(sizeof(struct ct6_ep_key) == 48, "ct6_ep_key size");
+_Static_assert(__builtin_offsetof(struct ct6_ep_key, tuple) == 0, "ct6_ep_key.tuple");
+_Static_assert(__builtin_offsetof(struct ct6_ep_key, ep_id) == 40, "ct6_ep_key.ep_id");
+_Static_assert(__builtin_offsetof(struct ct6_ep_key, ep_nonce) == 44, "ct6_ep_key.ep_nonce");
+
+/* Connection-tracking value (every CT map). */
 struct ct_value {
 	__u64 expires; /* @0: bpf_jiffies64() after which the entry is stale. */
 	__u32 policy_rev; /* @8: Policy revision the connection was last checked against. */
@@ -295,7 +317,7 @@ struct ep_state {
 	__u32 ct_timeout_other_s; /* @8: Lifetime of other connection-tracking entries after their last packet, seconds. */
 	__u32 events_mask; /* @12: EVENTS_DROP | EVENTS_VERDICT: which events go to the ring buffer. */
 	__u32 jiffies_hz; /* @16: Kernel HZ (bpf_jiffies64() ticks per second), detected by the loader. */
-	__u32 pad; /* @20: Reserved, zero. */
+	__u32 ep_nonce; /* @20: Random, non-zero, drawn by the loader when the endpoint's state is first written and kept across reloads: part of every CT key of the endpoint (ct4_ep_key). */
 };
 _Static_assert(sizeof(struct ep_state) == 24, "ep_state size");
 _Static_assert(__builtin_offsetof(struct ep_state, policy_rev) == 0, "ep_state.policy_rev");
@@ -303,7 +325,7 @@ _Static_assert(__builtin_offsetof(struct ep_state, ct_timeout_tcp_s) == 4, "ep_s
 _Static_assert(__builtin_offsetof(struct ep_state, ct_timeout_other_s) == 8, "ep_state.ct_timeout_other_s");
 _Static_assert(__builtin_offsetof(struct ep_state, events_mask) == 12, "ep_state.events_mask");
 _Static_assert(__builtin_offsetof(struct ep_state, jiffies_hz) == 16, "ep_state.jiffies_hz");
-_Static_assert(__builtin_offsetof(struct ep_state, pad) == 20, "ep_state.pad");
+_Static_assert(__builtin_offsetof(struct ep_state, ep_nonce) == 20, "ep_state.ep_nonce");
 
 /* Per-CPU counter value of the metrics map (index = direction * 256 + reason). */
 struct metrics_value {

@@ -69,28 +69,48 @@ _Static_assert(sizeof(*cp_addr.value) == 4, "cp_addr value size");
 
 #ifdef ENABLE_IPV4
 
-/* IPv4 connection tracking of the endpoint, shared by its two programs. */
+/* IPv4 TCP connection tracking of the node (every endpoint; the key holds the endpoint). */
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
-	__type(key, struct ct4_key);
+	__type(key, struct ct4_ep_key);
 	__type(value, struct ct_value);
-	__uint(max_entries, CT_MAP_SIZE);
-} cp_ct4 SEC(".maps");
-_Static_assert(sizeof(*cp_ct4.key) == 16, "cp_ct4 key size");
-_Static_assert(sizeof(*cp_ct4.value) == 24, "cp_ct4 value size");
+	__uint(max_entries, CT_TCP_MAP_SIZE);
+} cp_ct4_tcp SEC(".maps");
+_Static_assert(sizeof(*cp_ct4_tcp.key) == 24, "cp_ct4_tcp key size");
+_Static_assert(sizeof(*cp_ct4_tcp.value) == 24, "cp_ct4_tcp value size");
+
+/* IPv4 non-TCP (UDP, SCTP, ICMP echo) connection tracking of the node. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__type(key, struct ct4_ep_key);
+	__type(value, struct ct_value);
+	__uint(max_entries, CT_ANY_MAP_SIZE);
+} cp_ct4_any SEC(".maps");
+_Static_assert(sizeof(*cp_ct4_any.key) == 24, "cp_ct4_any key size");
+_Static_assert(sizeof(*cp_ct4_any.value) == 24, "cp_ct4_any value size");
 #endif
 
 #ifdef ENABLE_IPV6
 
-/* IPv6 connection tracking of the endpoint, shared by its two programs. */
+/* IPv6 TCP connection tracking of the node. */
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
-	__type(key, struct ct6_key);
+	__type(key, struct ct6_ep_key);
 	__type(value, struct ct_value);
-	__uint(max_entries, CT_MAP_SIZE);
-} cp_ct6 SEC(".maps");
-_Static_assert(sizeof(*cp_ct6.key) == 40, "cp_ct6 key size");
-_Static_assert(sizeof(*cp_ct6.value) == 24, "cp_ct6 value size");
+	__uint(max_entries, CT_TCP_MAP_SIZE);
+} cp_ct6_tcp SEC(".maps");
+_Static_assert(sizeof(*cp_ct6_tcp.key) == 48, "cp_ct6_tcp key size");
+_Static_assert(sizeof(*cp_ct6_tcp.value) == 24, "cp_ct6_tcp value size");
+
+/* IPv6 non-TCP connection tracking of the node. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__type(key, struct ct6_ep_key);
+	__type(value, struct ct_value);
+	__uint(max_entries, CT_ANY_MAP_SIZE);
+} cp_ct6_any SEC(".maps");
+_Static_assert(sizeof(*cp_ct6_any.key) == 48, "cp_ct6_any key size");
+_Static_assert(sizeof(*cp_ct6_any.value) == 24, "cp_ct6_any value size");
 #endif
 
 #if FLOW_CACHE_SLOTS > 0
@@ -127,7 +147,7 @@ _Static_assert(sizeof(*cp_fc6.value) == 88, "cp_fc6 value size");
 /* Deny slots (flowcache.h) need BPF atomics with fetch (Linux 5.12). */
 #define ENABLE_DENY_CACHE 1
 
-/* Per bucket (the flow-cache slot index, both families): how many CT entries were created with a key of that bucket; shared by every CPU and pinned with the CT maps. */
+/* Per bucket (the flow-cache slot index, both families): how many CT entries of this endpoint were created with a key of that bucket; shared by every CPU and pinned with the endpoint (only its own program creates entries with its key). */
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
 	__type(key, __u32);

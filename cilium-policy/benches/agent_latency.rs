@@ -20,8 +20,8 @@ use std::time::{Duration, Instant};
 /// Distinct `app` label values: each policy selects the endpoints of one app as subject and
 /// another app as peer.
 const APPS: usize = 200;
-/// Entries of each endpoint's connection-tracking map (`--ct-map-size`); the default 65,536
-/// preallocated LRU entries per endpoint would need ~10 GB for 1,000 endpoints.
+/// Entries of the node's connection-tracking maps (`--bpf-ct-global-tcp-max` and `-any-max`):
+/// small, so the benchmark does not depend on the machine's memory.
 const CT_MAP_SIZE: &str = "1024";
 
 fn env(name: &str, default: usize) -> usize {
@@ -136,7 +136,12 @@ fn main() {
         datapath: Some((PrivateBpffs::new(), node.path())),
         dir,
         socket: socket.clone(),
-        extra: vec!["--ct-map-size".into(), CT_MAP_SIZE.into()],
+        extra: vec![
+            "--bpf-ct-global-tcp-max".into(),
+            CT_MAP_SIZE.into(),
+            "--bpf-ct-global-any-max".into(),
+            CT_MAP_SIZE.into(),
+        ],
     };
     agent.spawn();
     let t = Instant::now();

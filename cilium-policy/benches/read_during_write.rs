@@ -98,7 +98,12 @@ fn main() {
         datapath: Some((PrivateBpffs::new(), node.path())),
         dir,
         socket: socket.clone(),
-        extra: vec!["--ct-map-size".into(), "1024".into()],
+        extra: vec![
+            "--bpf-ct-global-tcp-max".into(),
+            "1024".into(),
+            "--bpf-ct-global-any-max".into(),
+            "1024".into(),
+        ],
     };
     agent.spawn();
     let put = |range: bool| {

@@ -180,13 +180,16 @@ fn policy_dir_is_watched() {
 #[test]
 fn map_size_flags_are_reported_and_checked() {
     let agent = Agent::start_api_only(vec![
-        "--ct-map-size".into(),
+        "--bpf-ct-global-tcp-max".into(),
         "2048".into(),
+        "--bpf-ct-global-any-max".into(),
+        "1024".into(),
         "--flow-cache-slots".into(),
         "64".into(),
     ]);
     let cfg: serde_json::Value = serde_json::from_str(&get(&agent, "/v1/config")).unwrap();
-    assert_eq!(cfg["ct-map-size"], 2048, "{cfg}");
+    assert_eq!(cfg["bpf-ct-global-tcp-max"], 2048, "{cfg}");
+    assert_eq!(cfg["bpf-ct-global-any-max"], 1024, "{cfg}");
     assert_eq!(cfg["flow-cache-slots"], 64, "{cfg}");
     let out = std::process::Command::new(agent_harness::BIN)
         .args([

@@ -71,9 +71,18 @@ fn no_deny_cache_builds_objects_for_linux_5_10() {
 
 #[test]
 fn emit_snapshots_getting_started() {
+    // Explicit CT sizes: the defaults follow the machine's memory.
     for emit in ["ir", "c", "maps"] {
-        let (code, stdout, stderr) =
-            compile(&["-f", "testdata/datapath/getting-started", "--emit", emit]);
+        let (code, stdout, stderr) = compile(&[
+            "-f",
+            "testdata/datapath/getting-started",
+            "--emit",
+            emit,
+            "--bpf-ct-global-tcp-max",
+            "131072",
+            "--bpf-ct-global-any-max",
+            "65536",
+        ]);
         assert_eq!(code, 0, "{stderr}");
         insta::assert_snapshot!(format!("getting_started_{emit}"), stdout);
     }

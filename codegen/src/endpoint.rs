@@ -21,7 +21,11 @@ pub struct EndpointConfig {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct MapSizes {
     pub policy_map: u32,
-    pub ct_map: u32,
+    /// Entries of the node's TCP connection-tracking maps (`cp_ct4_tcp`, `cp_ct6_tcp`; every
+    /// endpoint's objects must agree, or the pin check replaces the node's maps).
+    pub ct_tcp: u32,
+    /// Entries of the node's non-TCP connection-tracking maps (`cp_ct4_any`, `cp_ct6_any`).
+    pub ct_any: u32,
     pub addr_map: u32,
     pub ipcache_map: u32,
     /// Ring buffer bytes (power of two, at least one page).
@@ -60,7 +64,10 @@ impl Default for MapSizes {
     fn default() -> Self {
         MapSizes {
             policy_map: 16_384,
-            ct_map: 65_536,
+            // Small fixed sizes for libraries and tests; the CLI derives the node's from its
+            // memory (crate::ctsize).
+            ct_tcp: 65_536,
+            ct_any: 32_768,
             addr_map: 1_024,
             ipcache_map: 512_000,
             events_ringbuf: 256 * 1024,

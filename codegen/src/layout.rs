@@ -187,7 +187,26 @@ layouts! {
         /// Reserved, zero.
         pad: [u8; 3] = "__u8[3]",
     }
-    /// Connection-tracking value (both CT maps).
+    /// Key of the node's IPv4 connection-tracking maps: the connection's tuple and the
+    /// endpoint it belongs to, so that no endpoint ever finds another's entry.
+    struct Ct4EpKey as "ct4_ep_key" = 24 {
+        /// The connection (first, so that a ct4_key aliases it).
+        tuple: Ct4Key = "struct ct4_key",
+        /// The endpoint's id.
+        ep_id: u32 = "__u32",
+        /// The endpoint's nonce (ep_state.ep_nonce, drawn when its state was created): a new endpoint reusing a deleted one's id and address does not find its entries.
+        ep_nonce: u32 = "__u32",
+    }
+    /// Key of the node's IPv6 connection-tracking maps, as ct4_ep_key.
+    struct Ct6EpKey as "ct6_ep_key" = 48 {
+        /// The connection.
+        tuple: Ct6Key = "struct ct6_key",
+        /// The endpoint's id.
+        ep_id: u32 = "__u32",
+        /// The endpoint's nonce.
+        ep_nonce: u32 = "__u32",
+    }
+    /// Connection-tracking value (every CT map).
     struct CtValue as "ct_value" = 24 {
         /// bpf_jiffies64() after which the entry is stale.
         expires: u64 = "__u64",
@@ -292,8 +311,8 @@ layouts! {
         events_mask: u32 = "__u32",
         /// Kernel HZ (bpf_jiffies64() ticks per second), detected by the loader.
         jiffies_hz: u32 = "__u32",
-        /// Reserved, zero.
-        pad: u32 = "__u32",
+        /// Random, non-zero, drawn by the loader when the endpoint's state is first written and kept across reloads: part of every CT key of the endpoint (ct4_ep_key).
+        ep_nonce: u32 = "__u32",
     }
     /// Per-CPU counter value of the metrics map (index = direction * 256 + reason).
     struct MetricsValue as "metrics_value" = 16 {

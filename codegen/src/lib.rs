@@ -2,6 +2,7 @@
 //! images, the clang driver and templated objects. Entry point: [`generate::Generator`].
 
 pub mod clang;
+pub mod ctsize;
 pub mod endpoint;
 pub mod entries;
 pub mod generate;

@@ -6,7 +6,7 @@
 
 use crate::endpoint::MapSizes;
 use crate::layout::{
-    AddrKey, AddrValue, Ct4Key, Ct6Key, CtValue, EpState, Fc4Slot, Fc6Slot, IpcacheHostKey,
+    AddrKey, AddrValue, Ct4EpKey, Ct6EpKey, CtValue, EpState, Fc4Slot, Fc6Slot, IpcacheHostKey,
     IpcacheKey, IpcacheValue, MetricsValue, NodeState, PolicyKey, PolicyRangeKey, PolicyValue,
     StructLayout,
 };
@@ -90,8 +90,10 @@ impl Slot {
 pub enum MaxEntries {
     /// [`MapSizes::policy_map`] (`POLICY_MAP_SIZE`).
     PolicyMap,
-    /// [`MapSizes::ct_map`] (`CT_MAP_SIZE`).
-    CtMap,
+    /// [`MapSizes::ct_tcp`] (`CT_TCP_MAP_SIZE`).
+    CtTcp,
+    /// [`MapSizes::ct_any`] (`CT_ANY_MAP_SIZE`).
+    CtAny,
     /// [`MapSizes::addr_map`] (`ADDR_MAP_SIZE`).
     AddrMap,
     /// [`MapSizes::ipcache_map`] (`IPCACHE_MAP_SIZE`).
@@ -111,7 +113,8 @@ impl MaxEntries {
     pub const fn c_expr(self) -> &'static str {
         match self {
             MaxEntries::PolicyMap => "POLICY_MAP_SIZE",
-            MaxEntries::CtMap => "CT_MAP_SIZE",
+            MaxEntries::CtTcp => "CT_TCP_MAP_SIZE",
+            MaxEntries::CtAny => "CT_ANY_MAP_SIZE",
             MaxEntries::AddrMap => "ADDR_MAP_SIZE",
             MaxEntries::IpcacheMap => "IPCACHE_MAP_SIZE",
             MaxEntries::FlowCacheSlots => "FLOW_CACHE_SLOTS",
@@ -125,7 +128,8 @@ impl MaxEntries {
     pub const fn of(self, sizes: &MapSizes) -> u32 {
         match self {
             MaxEntries::PolicyMap => sizes.policy_map,
-            MaxEntries::CtMap => sizes.ct_map,
+            MaxEntries::CtTcp => sizes.ct_tcp,
+            MaxEntries::CtAny => sizes.ct_any,
             MaxEntries::AddrMap => sizes.addr_map,
             MaxEntries::IpcacheMap => sizes.ipcache_map,
             MaxEntries::FlowCacheSlots => sizes.flow_cache,
@@ -280,28 +284,56 @@ pub const ADDR: MapDef = MapDef {
     pin: Pin::Endpoint,
     conds: &[&ADDR_MATCH],
 };
-pub const CT4: MapDef = MapDef {
-    name: "cp_ct4",
-    doc: "IPv4 connection tracking of the endpoint, shared by its two programs.",
-    map_type: MapType::LruHash,
-    key: Slot::Struct(&Ct4Key::LAYOUT),
-    value: Slot::Struct(&CtValue::LAYOUT),
-    max_entries: MaxEntries::CtMap,
-    no_prealloc: false,
-    pin: Pin::Endpoint,
-    conds: &[&CT, &IPV4],
-};
-pub const CT6: MapDef = MapDef {
-    name: "cp_ct6",
-    doc: "IPv6 connection tracking of the endpoint, shared by its two programs.",
-    map_type: MapType::LruHash,
-    key: Slot::Struct(&Ct6Key::LAYOUT),
-    value: Slot::Struct(&CtValue::LAYOUT),
-    max_entries: MaxEntries::CtMap,
-    no_prealloc: false,
-    pin: Pin::Endpoint,
-    conds: &[&CT, &IPV6],
-};
+/// A node-wide connection-tracking map: every endpoint's entries, kept apart by the key's
+/// endpoint id and nonce (`ct4_ep_key`). Preallocated (the kernel has no LRU hash without).
+const fn ct_map(
+    name: &'static str,
+    doc: &'static str,
+    key: &'static crate::layout::StructLayout,
+    max_entries: MaxEntries,
+    conds: &'static [&'static Cond],
+) -> MapDef {
+    MapDef {
+        name,
+        doc,
+        map_type: MapType::LruHash,
+        key: Slot::Struct(key),
+        value: Slot::Struct(&CtValue::LAYOUT),
+        max_entries,
+        no_prealloc: false,
+        pin: Pin::Node,
+        conds,
+    }
+}
+
+pub const CT4_TCP: MapDef = ct_map(
+    "cp_ct4_tcp",
+    "IPv4 TCP connection tracking of the node (every endpoint; the key holds the endpoint).",
+    &Ct4EpKey::LAYOUT,
+    MaxEntries::CtTcp,
+    &[&CT, &IPV4],
+);
+pub const CT4_ANY: MapDef = ct_map(
+    "cp_ct4_any",
+    "IPv4 non-TCP (UDP, SCTP, ICMP echo) connection tracking of the node.",
+    &Ct4EpKey::LAYOUT,
+    MaxEntries::CtAny,
+    &[&CT, &IPV4],
+);
+pub const CT6_TCP: MapDef = ct_map(
+    "cp_ct6_tcp",
+    "IPv6 TCP connection tracking of the node.",
+    &Ct6EpKey::LAYOUT,
+    MaxEntries::CtTcp,
+    &[&CT, &IPV6],
+);
+pub const CT6_ANY: MapDef = ct_map(
+    "cp_ct6_any",
+    "IPv6 non-TCP connection tracking of the node.",
+    &Ct6EpKey::LAYOUT,
+    MaxEntries::CtAny,
+    &[&CT, &IPV6],
+);
 pub const FC4: MapDef = MapDef {
     name: "cp_fc4",
     doc: "IPv4 flow-cache slots per CPU. Not pinned: a new program starts with an empty cache.",
@@ -326,7 +358,7 @@ pub const FC6: MapDef = MapDef {
 };
 pub const CTGEN: MapDef = MapDef {
     name: "cp_ctgen",
-    doc: "Per bucket (the flow-cache slot index, both families): how many CT entries were created with a key of that bucket; shared by every CPU and pinned with the CT maps.",
+    doc: "Per bucket (the flow-cache slot index, both families): how many CT entries of this endpoint were created with a key of that bucket; shared by every CPU and pinned with the endpoint (only its own program creates entries with its key).",
     map_type: MapType::Array,
     key: Slot::U32,
     value: Slot::U64,
@@ -387,8 +419,10 @@ pub const MAPS: &[&MapDef] = &[
     &IPCACHE_HOST,
     &IPCACHE,
     &ADDR,
-    &CT4,
-    &CT6,
+    &CT4_TCP,
+    &CT4_ANY,
+    &CT6_TCP,
+    &CT6_ANY,
     &FC4,
     &FC6,
     &CTGEN,
@@ -405,6 +439,15 @@ const _: () = {
         i += 1;
     }
 };
+
+/// Maps earlier builds pinned that the table no longer has, with where they were pinned: the
+/// pin check (runtime-loader's `pins`) unlinks them wherever it is asked about a map of the
+/// same scope.
+pub const RETIRED: &[(&str, Pin)] = &[
+    // Per-endpoint connection tracking, before the node-wide cp_ct{4,6}_{tcp,any} (issue 15).
+    ("cp_ct4", Pin::Endpoint),
+    ("cp_ct6", Pin::Endpoint),
+];
 
 /// The map called `name`.
 pub fn by_name(name: &str) -> Option<&'static MapDef> {

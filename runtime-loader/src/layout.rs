@@ -1,8 +1,8 @@
 //! Where a node's pinned state lives under the BPF filesystem:
 //!
 //! ```text
-//! <bpf-root>/cilium-policy/<node>/maps/<name>                      shared maps (ipcache, ct, events)
-//! <bpf-root>/cilium-policy/<node>/endpoints/<id>/maps/<name>       per-endpoint maps (policy)
+//! <bpf-root>/cilium-policy/<node>/maps/<name>                      shared maps (ipcache, CT, events)
+//! <bpf-root>/cilium-policy/<node>/endpoints/<id>/maps/<name>       per-endpoint maps (policy, state)
 //! <bpf-root>/cilium-policy/<node>/endpoints/<id>/link-<hook>       tcx links (kernels ≥ 6.6)
 //! ```
 //!
@@ -88,6 +88,15 @@ impl NodeLayout {
     pub fn endpoint_map_path(&self, id: EndpointId, name: &str) -> Result<PathBuf> {
         validate_name("map name", name, 15)?;
         Ok(self.endpoint_dir(id).join("maps").join(name))
+    }
+
+    /// Every pinned map of the table (`codegen::maps`) with its pin path for endpoint `id`:
+    /// node maps under the node, the endpoint's own under the endpoint (creates its directory).
+    pub fn map_pins(&self, id: EndpointId) -> Result<Vec<(&'static str, PathBuf)>> {
+        use codegen::maps::{pinned, Pin};
+        let node = pinned(Pin::Node).map(|m| Ok((m.name, self.shared_map(m.name)?)));
+        let own = pinned(Pin::Endpoint).map(|m| Ok((m.name, self.endpoint_map(id, m.name)?)));
+        node.chain(own).collect()
     }
 
     /// Pin path of an endpoint's tcx link for one hook; creates the endpoint's directory.

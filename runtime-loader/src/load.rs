@@ -43,6 +43,8 @@ pub enum LoadError {
     Pins(#[from] crate::pins::PinCheckError),
     #[error("map {0} is missing from the object (compiled out?)")]
     MissingMap(String),
+    #[error("drawing the endpoint's CT nonce: {0}")]
+    Nonce(std::io::Error),
     #[error("map {map}: {source}")]
     Map {
         map: String,
@@ -64,7 +66,7 @@ pub struct LoadOptions<'a> {
 }
 
 /// Revision 1, TCP entries live 6 h after their last packet, others 60 s, all events on, the
-/// kernel's HZ.
+/// kernel's HZ, and a nonce drawn when written (0: see [`Datapath::set_state`]).
 pub fn default_state() -> EpState {
     EpState {
         policy_rev: 1,
@@ -72,7 +74,7 @@ pub fn default_state() -> EpState {
         ct_timeout_other_s: 60,
         events_mask: codegen::layout::EVENTS_DROP | codegen::layout::EVENTS_VERDICT,
         jiffies_hz: kernel_hz(),
-        pad: 0,
+        ep_nonce: 0,
     }
 }
 
@@ -189,17 +191,51 @@ impl Datapath {
     }
 
     /// Writes the endpoint state (policy revision, CT timeouts, event mask); a `jiffies_hz` of
-    /// 0 is replaced by the kernel's HZ.
+    /// 0 is replaced by the kernel's HZ, an `ep_nonce` of 0 by the one the map holds (a reload
+    /// keeps the endpoint's connections) or, in a new map, by a new random one (a new endpoint
+    /// never finds the CT entries of a deleted one with the same id and address).
     pub fn set_state(&self, state: &EpState) -> Result<(), LoadError> {
+        let map_err = |source| LoadError::Map {
+            map: STATE_MAP.to_string(),
+            source,
+        };
+        let map = self.map(STATE_MAP)?;
         let mut state = *state;
         if state.jiffies_hz == 0 {
             state.jiffies_hz = kernel_hz();
         }
-        self.map(STATE_MAP)?
-            .update(&0u32.to_ne_bytes(), state.as_bytes())
-            .map_err(|source| LoadError::Map {
-                map: STATE_MAP.to_string(),
-                source,
-            })
+        if state.ep_nonce == 0 {
+            let current = map
+                .lookup(&0u32.to_ne_bytes())
+                .map_err(map_err)?
+                .and_then(|v| EpState::from_bytes(&v))
+                .map_or(0, |s| s.ep_nonce);
+            state.ep_nonce = match current {
+                0 => new_nonce().map_err(LoadError::Nonce)?,
+                n => n,
+            };
+        }
+        map.update(&0u32.to_ne_bytes(), state.as_bytes())
+            .map_err(map_err)
+    }
+}
+
+/// A random non-zero endpoint nonce from the kernel's generator.
+fn new_nonce() -> std::io::Result<u32> {
+    loop {
+        let mut b = [0u8; 4];
+        // SAFETY: the buffer is valid for 4 bytes; flags 0 blocks only until the generator is
+        // seeded.
+        let n = unsafe { libc::getrandom(b.as_mut_ptr().cast(), b.len(), 0) };
+        if n < 0 {
+            let e = std::io::Error::last_os_error();
+            if e.kind() == std::io::ErrorKind::Interrupted {
+                continue;
+            }
+            return Err(e);
+        }
+        if n == 4 && u32::from_ne_bytes(b) != 0 {
+            return Ok(u32::from_ne_bytes(b));
+        }
     }
 }

@@ -9,8 +9,12 @@
 //! pins a new, empty map, and the caller refills it (the agent diffs against what a map holds
 //! when it has not written it yet). Programs still attached keep using the old map until they
 //! are replaced; nothing they enforce changes in between.
+//!
+//! Maps the table no longer has ([`codegen::maps::RETIRED`], e.g. the per-endpoint CT maps of
+//! builds before the node-wide CT) are unlinked from every directory a requested pin of the
+//! same scope lives in.
 
-use codegen::maps::{MapDef, MapType};
+use codegen::maps::{MapDef, MapType, Pin};
 use codegen::MapSizes;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -119,18 +123,19 @@ pub fn object_maps(object: &[u8]) -> Result<BTreeMap<String, Shape>, PinCheckErr
 }
 
 /// Unlinks every pin in `pins` (map name → path) whose map does not match `object`'s
-/// definition of that map; returns what was retired. Paths that do not exist, and pins of maps
-/// the object does not have, are left alone.
+/// definition of that map, and the pins of retired maps beside pins of their scope; returns
+/// what was retired. Paths that do not exist, and pins of maps the object does not have, are
+/// left alone.
 pub fn retire_incompatible(
     object: &[u8],
     pins: &[(&str, PathBuf)],
 ) -> Result<Vec<RetiredPin>, PinCheckError> {
+    let mut retired = retire_obsolete(pins)?;
     let existing: Vec<&(&str, PathBuf)> = pins.iter().filter(|(_, p)| p.exists()).collect();
     if existing.is_empty() {
-        return Ok(Vec::new());
+        return Ok(retired);
     }
     let defs = object_maps(object)?;
-    let mut retired = Vec::new();
     for (name, path) in existing {
         // A map compiled out of this object (e.g. CT without enforcement) is not loaded: its
         // pin stays for the configurations that have it.
@@ -146,6 +151,39 @@ pub fn retire_incompatible(
                 map: name.to_string(),
                 path: path.clone(),
                 reason,
+            });
+        }
+    }
+    Ok(retired)
+}
+
+/// Unlinks the pins of [`codegen::maps::RETIRED`] maps found in a directory that holds (or
+/// would hold) a requested pin of a current map of the same scope.
+fn retire_obsolete(pins: &[(&str, PathBuf)]) -> Result<Vec<RetiredPin>, PinCheckError> {
+    let mut retired = Vec::new();
+    let mut dirs: Vec<(&Path, Pin)> = Vec::new();
+    for (name, path) in pins {
+        let (Some(map), Some(dir)) = (codegen::maps::by_name(name), path.parent()) else {
+            continue;
+        };
+        if !dirs.contains(&(dir, map.pin)) {
+            dirs.push((dir, map.pin));
+        }
+    }
+    for (dir, scope) in dirs {
+        for (old, pin) in codegen::maps::RETIRED {
+            let path = dir.join(old);
+            if *pin != scope || !path.exists() {
+                continue;
+            }
+            std::fs::remove_file(&path).map_err(|source| PinCheckError::Unlink {
+                path: path.clone(),
+                source,
+            })?;
+            retired.push(RetiredPin {
+                map: old.to_string(),
+                path,
+                reason: "no longer in the map table".into(),
             });
         }
     }

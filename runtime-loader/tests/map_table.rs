@@ -26,7 +26,8 @@ fn object_maps_are_the_map_table() {
     // Not the defaults, so that each size is seen to come from its own field.
     let sizes = MapSizes {
         policy_map: 1_000,
-        ct_map: 2_000,
+        ct_tcp: 2_000,
+        ct_any: 1_500,
         addr_map: 300,
         ipcache_map: 4_000,
         events_ringbuf: 64 * 1024,

@@ -14,7 +14,9 @@ mod common;
 use codegen::layout::{Ct4Key, Ct6Key, CtValue, Fc4Slot, Fc6Slot, CT_CLOSING};
 use codegen::maps;
 use codegen::MapSizes;
-use common::datapath::{revoke_port_80, run, slow_hz, slow_setup_sized, slow_state, tcp};
+use common::datapath::{
+    ct_map_key, ct_map_name, revoke_port_80, run, slow_hz, slow_setup_sized, slow_state, tcp, EP_ID,
+};
 use ir::Direction;
 use runtime_loader::packet::PacketSpec;
 use runtime_loader::Datapath;
@@ -30,9 +32,10 @@ fn with_flags(p: &PacketSpec, flags: u8) -> PacketSpec {
     }
 }
 
-/// A connection as the datapath's maps hold it: its CT key and the maps of its family.
+/// A connection as the datapath's maps hold it: its tuple (the flow cache's key; the CT map's
+/// key adds the endpoint, [`ct_map_key`]) and the maps of its family and protocol.
 struct Conn {
-    key: Vec<u8>,
+    tuple: Vec<u8>,
     ct_map: &'static str,
     fc_map: &'static str,
 }
@@ -75,8 +78,8 @@ fn conn(p: &PacketSpec) -> Conn {
     };
     assert_eq!(key.len(), want, "CT key layout");
     Conn {
-        key,
-        ct_map: if v4 { maps::CT4.name } else { maps::CT6.name },
+        ct_map: ct_map_name(key.len(), p.protocol),
+        tuple: key,
         fc_map: if v4 { maps::FC4.name } else { maps::FC6.name },
     }
 }
@@ -97,8 +100,8 @@ fn slot_entries(dp: &Datapath, cpu: usize, c: &Conn) -> Vec<(Vec<u8>, Slot)> {
         .unwrap()
         .into_iter()
         .filter_map(|(index, v)| {
-            let (key, slot) = read_slot(&v[part.clone()], c.key.len())?;
-            (key == c.key && slot.deadline != 0).then_some((index, slot))
+            let (key, slot) = read_slot(&v[part.clone()], c.tuple.len())?;
+            (key == c.tuple && slot.deadline != 0).then_some((index, slot))
         })
         .collect()
 }
@@ -131,7 +134,7 @@ fn age_slot(dp: &Datapath, cpu: usize, c: &Conn, by: u64) {
     let index = &held[0].0;
     let mut value = map.lookup(index).unwrap().expect("slot");
     let b = &mut value[part];
-    match c.key.len() {
+    match c.tuple.len() {
         16 => {
             let mut s = Fc4Slot::from_bytes(b).unwrap();
             s.deadline -= by;
@@ -147,7 +150,11 @@ fn age_slot(dp: &Datapath, cpu: usize, c: &Conn, by: u64) {
 }
 
 fn ct_entry(dp: &Datapath, c: &Conn) -> Option<CtValue> {
-    let v = dp.map(c.ct_map).unwrap().lookup(&c.key).unwrap()?;
+    let v = dp
+        .map(c.ct_map)
+        .unwrap()
+        .lookup(&ct_map_key(dp, EP_ID, &c.tuple))
+        .unwrap()?;
     CtValue::from_bytes(&v)
 }
 
@@ -191,7 +198,11 @@ fn root_flow_cache_serves_established_packets_until_the_revision_changes() {
         );
         // Without its CT entry, the reply passes only from the cache (egress policy allows
         // UDP/53 alone): proof of the hit, and the documented window of an evicted entry.
-        assert!(dp.map(c.ct_map).unwrap().delete(&c.key).unwrap());
+        assert!(dp
+            .map(c.ct_map)
+            .unwrap()
+            .delete(&ct_map_key(&dp, EP_ID, &c.tuple))
+            .unwrap());
         assert!(
             run(&dp, Direction::Egress, &reply),
             "{peer}: served from the flow cache"
@@ -336,7 +347,8 @@ fn root_flow_cache_hits_still_refresh_the_ct_expiry() {
         expires: first.expires - 2 * hz,
         ..first
     };
-    ct.update(&key.key, aged.as_bytes()).unwrap();
+    ct.update(&ct_map_key(&dp, EP_ID, &key.tuple), aged.as_bytes())
+        .unwrap();
     for _ in 0..100 {
         assert!(run(&dp, Direction::Ingress, &ack));
     }

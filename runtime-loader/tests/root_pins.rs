@@ -1,5 +1,6 @@
-//! Root test: pinned maps left by another layout or size are retired before a load (needs
-//! root, a private bpffs, clang-19 and bpftool), compatible pins are reused with their entries.
+//! Root test: pinned maps left by another layout or size, or by a map the table no longer has,
+//! are retired before a load (needs root, a private bpffs, clang-19 and bpftool), compatible
+//! pins are reused with their entries.
 
 mod common;
 
@@ -38,11 +39,16 @@ fn pin_foreign_map(path: &Path, name: &str) {
     assert!(st.success(), "bpftool map create failed");
 }
 
+/// The pin path of map `name` by its scope in the map table.
+fn pin_of(layout: &NodeLayout, name: &str) -> PathBuf {
+    match maps::by_name(name).unwrap().pin {
+        maps::Pin::Node => layout.shared_map(name).unwrap(),
+        _ => layout.endpoint_map(EP, name).unwrap(),
+    }
+}
+
 fn pins<'a>(layout: &NodeLayout, names: &[&'a str]) -> Vec<(&'a str, PathBuf)> {
-    names
-        .iter()
-        .map(|n| (*n, layout.endpoint_map(EP, n).unwrap()))
-        .collect()
+    names.iter().map(|n| (*n, pin_of(layout, n))).collect()
 }
 
 #[test]
@@ -54,26 +60,37 @@ fn root_pins_of_another_layout_are_retired_compatible_ones_reused() {
     let layout = NodeLayout::create(&fs.path, "n").unwrap();
     let sizes = MapSizes::default();
     let object = common::template_object(&features(), &sizes);
-    // cp_ct6 is compiled out of this IPv4-only object: its pin is not the object's business.
+    // cp_ct6_tcp is compiled out of this IPv4-only object: its pin is not the object's business.
     let names = [
         maps::POLICY.name,
-        maps::CT4.name,
-        maps::CT6.name,
+        maps::CT4_TCP.name,
+        maps::CT6_TCP.name,
         maps::STATE.name,
     ];
     let policy_pin = layout.endpoint_map(EP, maps::POLICY.name).unwrap();
     pin_foreign_map(&policy_pin, maps::POLICY.name);
-    let ct6_pin = layout.endpoint_map(EP, maps::CT6.name).unwrap();
-    pin_foreign_map(&ct6_pin, maps::CT6.name);
+    let ct6_pin = pin_of(&layout, maps::CT6_TCP.name);
+    pin_foreign_map(&ct6_pin, maps::CT6_TCP.name);
+    // The per-endpoint CT of builds before the node-wide CT, and a node pin of the same name
+    // (not of the retired map's scope, so not the check's business).
+    let old_ct = layout.endpoint_map(EP, "cp_ct4").unwrap();
+    pin_foreign_map(&old_ct, "cp_ct4");
+    let node_namesake = layout.shared_map("cp_ct4").unwrap();
+    pin_foreign_map(&node_namesake, "cp_ct4");
 
-    // First load: the foreign policy map is retired and replaced; the others are created.
+    // First load: the foreign policy map and the old CT pin are retired and the policy map
+    // replaced; the others are created.
     let opts = LoadOptions {
         map_pins: pins(&layout, &names),
         ..Default::default()
     };
     let dp = load(&object, &opts).unwrap_or_else(|e| panic!("{e}"));
-    assert_eq!(dp.retired_pins.len(), 1, "{:?}", dp.retired_pins);
-    let r = &dp.retired_pins[0];
+    assert_eq!(dp.retired_pins.len(), 2, "{:?}", dp.retired_pins);
+    let old = &dp.retired_pins[0];
+    assert_eq!((old.map.as_str(), &old.path), ("cp_ct4", &old_ct));
+    assert!(!old_ct.exists(), "the old per-endpoint CT pin is gone");
+    assert!(node_namesake.exists());
+    let r = &dp.retired_pins[1];
     assert_eq!(r.map, maps::POLICY.name);
     assert!(
         r.reason.contains("key size 4") && r.reason.contains("value size 4"),
@@ -92,7 +109,7 @@ fn root_pins_of_another_layout_are_retired_compatible_ones_reused() {
     );
 
     // An entry written through the pin survives a reload of the same object.
-    let ct = dp.map(maps::CT4.name).unwrap();
+    let ct = dp.map(maps::CT4_TCP.name).unwrap();
     let key = vec![7u8; ct.key_size() as usize];
     let value = vec![1u8; ct.value_buffer_len()];
     ct.update(&key, &value).unwrap();
@@ -100,22 +117,22 @@ fn root_pins_of_another_layout_are_retired_compatible_ones_reused() {
     let dp = load(&object, &opts).unwrap_or_else(|e| panic!("{e}"));
     assert!(dp.retired_pins.is_empty(), "{:?}", dp.retired_pins);
     assert_eq!(
-        dp.map(maps::CT4.name).unwrap().lookup(&key).unwrap(),
+        dp.map(maps::CT4_TCP.name).unwrap().lookup(&key).unwrap(),
         Some(value)
     );
     drop(dp);
 
-    // A new CT size (`--ct-map-size`) retires exactly the CT map, which starts empty.
+    // A new CT size (`--bpf-ct-global-tcp-max`) retires exactly that CT map, which starts empty.
     let bigger = MapSizes {
-        ct_map: sizes.ct_map * 2,
+        ct_tcp: sizes.ct_tcp * 2,
         ..MapSizes::default()
     };
     let object = common::template_object(&features(), &bigger);
     let dp = load(&object, &opts).unwrap_or_else(|e| panic!("{e}"));
     let retired: Vec<&str> = dp.retired_pins.iter().map(|r| r.map.as_str()).collect();
-    assert_eq!(retired, [maps::CT4.name]);
+    assert_eq!(retired, [maps::CT4_TCP.name]);
     assert!(dp.retired_pins[0].reason.starts_with("max entries"));
-    let ct = dp.map(maps::CT4.name).unwrap();
-    assert_eq!(ct.max_entries(), bigger.ct_map);
+    let ct = dp.map(maps::CT4_TCP.name).unwrap();
+    assert_eq!(ct.max_entries(), bigger.ct_tcp);
     assert_eq!(ct.lookup(&key).unwrap(), None);
 }

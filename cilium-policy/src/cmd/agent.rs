@@ -36,11 +36,8 @@ pub struct Args {
     /// by root or the agent's user, mode 0600.
     #[arg(long, requires = "listen_tcp")]
     pub api_token_file: Option<PathBuf>,
-    /// Entries of each endpoint's connection-tracking maps. They are preallocated (about 105
-    /// bytes an IPv4 entry), so nodes with many endpoints may want fewer than the default.
-    #[arg(long, default_value_t = codegen::MapSizes::default().ct_map,
-          value_parser = clap::value_parser!(u32).range(256..=16_777_216))]
-    pub ct_map_size: u32,
+    #[command(flatten)]
+    pub ct: super::ct_size::CtSizeArgs,
     /// Flow-cache slots per CPU and address family in front of connection tracking, in every
     /// endpoint's program (a power of two up to 65536; 0 compiles the flow cache out).
     #[arg(long, default_value_t = codegen::MapSizes::default().flow_cache,
@@ -104,6 +101,7 @@ pub fn run(args: Args, global_socket: Option<PathBuf>) -> miette::Result<ExitCod
         )?),
         _ => None,
     };
+    let (ct_tcp_max, ct_any_max) = args.ct.resolve()?;
     let cfg = AgentConfig {
         state_dir: args.state_dir,
         api_socket,
@@ -116,7 +114,8 @@ pub fn run(args: Args, global_socket: Option<PathBuf>) -> miette::Result<ExitCod
             .listen_tcp
             .zip(args.api_token_file)
             .map(|(addr, token_file)| TcpApi { addr, token_file }),
-        ct_map_size: args.ct_map_size,
+        ct_tcp_max,
+        ct_any_max,
         flow_cache_slots: args.flow_cache_slots,
         deny_cache: !args.no_deny_cache,
         kvstore,

@@ -48,6 +48,8 @@ pub struct Args {
     /// atomics with fetch, Linux 5.12+): for nodes with Linux 5.10 or 5.11.
     #[arg(long)]
     pub no_deny_cache: bool,
+    #[command(flatten)]
+    pub ct: super::ct_size::CtSizeArgs,
     /// Object cache directory (default: OUTDIR/.cache).
     #[arg(long)]
     pub cache_dir: Option<PathBuf>,
@@ -112,8 +114,11 @@ pub fn run(args: Args) -> miette::Result<ExitCode> {
         .map_err(|e| miette::miette!("{e}"))?;
     let engine = PolicyEngine::new(set.clone(), cluster.clone());
     let planned = plan(&cluster, &engine);
+    let (ct_tcp, ct_any) = args.ct.resolve()?;
     let sizes = MapSizes {
         policy_map: args.policy_map_size,
+        ct_tcp,
+        ct_any,
         flow_cache: args.flow_cache_slots,
         deny_cache: !args.no_deny_cache,
         ..MapSizes::default()

@@ -5,6 +5,7 @@ pub mod apply;
 pub mod client_util;
 pub mod compile;
 pub mod connectivity;
+pub mod ct_size;
 pub mod diff;
 pub mod endpoint;
 pub mod endpoint_table;

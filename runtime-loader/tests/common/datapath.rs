@@ -114,11 +114,21 @@ pub fn setup_pinned(
     sizes: &MapSizes,
     map_pins: Vec<(&str, std::path::PathBuf)>,
 ) -> Option<Datapath> {
+    setup_endpoint(EP_ID, ipv6, sizes, map_pins)
+}
+
+/// As [`setup_pinned`], as endpoint `id`.
+pub fn setup_endpoint(
+    id: u32,
+    ipv6: bool,
+    sizes: &MapSizes,
+    map_pins: Vec<(&str, std::path::PathBuf)>,
+) -> Option<Datapath> {
     if !runtime_loader::testkit::require_root("root_datapath") {
         return None;
     }
     let ep = EndpointConfig {
-        id: 7,
+        id,
         name: "default/ep".into(),
         identity: NumericIdentity(EP),
         ipv4: Some("10.0.0.1".parse().unwrap()),
@@ -151,6 +161,39 @@ pub fn setup_pinned(
         ..Default::default()
     };
     Some(load(&obj, &opts).unwrap_or_else(|e| panic!("{e}")))
+}
+
+/// The id [`setup_pinned`] gives the endpoint.
+pub const EP_ID: u32 = 7;
+
+/// The node CT map holding connections of `protocol` in the family of a `tuple_len`-byte tuple.
+pub fn ct_map_name(tuple_len: usize, protocol: u8) -> &'static str {
+    match (
+        tuple_len == std::mem::size_of::<codegen::layout::Ct4Key>(),
+        protocol,
+    ) {
+        (true, 6) => maps::CT4_TCP.name,
+        (true, _) => maps::CT4_ANY.name,
+        (false, 6) => maps::CT6_TCP.name,
+        (false, _) => maps::CT6_ANY.name,
+    }
+}
+
+/// The CT map key of `tuple` (a ct4_key or ct6_key) for endpoint `id` of the loaded `dp`:
+/// the tuple, the id and the endpoint's nonce from its state.
+pub fn ct_map_key(dp: &Datapath, id: u32, tuple: &[u8]) -> Vec<u8> {
+    let state = dp
+        .map(maps::STATE.name)
+        .unwrap()
+        .lookup(&0u32.to_ne_bytes())
+        .unwrap()
+        .expect("endpoint state");
+    let state = codegen::layout::EpState::from_bytes(&state).unwrap();
+    assert_ne!(state.ep_nonce, 0, "the loader draws a nonce");
+    let mut key = tuple.to_vec();
+    key.extend(id.to_ne_bytes());
+    key.extend(state.ep_nonce.to_ne_bytes());
+    key
 }
 
 pub fn run(dp: &Datapath, dir: Direction, p: &PacketSpec) -> bool {
