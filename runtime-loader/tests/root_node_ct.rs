@@ -1,0 +1,153 @@
+//! Root tests of the node-wide connection tracking (needs root, a private bpffs and clang-19):
+//! endpoints sharing the node's CT maps never see each other's entries, a new endpoint on a
+//! deleted one's id and address starts clean, a reload keeps connections, and a churn of
+//! 1,000,000 short connections through a small CT neither passes a denied flow nor drops an
+//! active allowed one (BPF_PROG_TEST_RUN).
+
+mod common;
+
+use codegen::layout::{Ct4EpKey, EpState};
+use codegen::{maps, MapSizes};
+use common::datapath::{ip, run, setup_endpoint, tcp, EP_ID};
+use ir::Direction;
+use runtime_loader::packet::PacketSpec;
+use runtime_loader::testkit::PrivateBpffs;
+use runtime_loader::{Datapath, NodeLayout};
+
+/// A UDP/53 query the endpoint (10.0.0.1) sends to the friend: its egress policy allows it;
+/// the reply passes only as a tracked connection (no ingress rule allows UDP).
+fn query(sport: u16) -> PacketSpec {
+    PacketSpec::new(ip("10.0.0.1"), ip("10.0.0.2"), 17, sport, 53)
+}
+
+fn load(layout: &NodeLayout, id: u32, sizes: &MapSizes) -> Option<Datapath> {
+    let pins = layout.map_pins(id as u16).unwrap();
+    setup_endpoint(id, false, sizes, pins)
+}
+
+fn nonce(dp: &Datapath) -> u32 {
+    let v = dp
+        .map(maps::STATE.name)
+        .unwrap()
+        .lookup(&0u32.to_ne_bytes())
+        .unwrap()
+        .unwrap();
+    EpState::from_bytes(&v).unwrap().ep_nonce
+}
+
+/// The endpoints (id, nonce) of the entries of the node's IPv4 non-TCP CT map.
+fn ct_owners(dp: &Datapath) -> Vec<(u32, u32)> {
+    let map = dp.map(maps::CT4_ANY.name).unwrap();
+    let mut owners: Vec<(u32, u32)> = map
+        .entries()
+        .unwrap()
+        .keys()
+        .map(|k| {
+            let k = Ct4EpKey::from_bytes(k).unwrap();
+            (k.ep_id, k.ep_nonce)
+        })
+        .collect();
+    owners.sort_unstable();
+    owners
+}
+
+#[test]
+fn root_node_ct_keeps_endpoints_apart_and_a_reused_address_starts_clean() {
+    let fs = PrivateBpffs::new();
+    let layout = NodeLayout::create(&fs.path, "n").unwrap();
+    let sizes = MapSizes::default();
+    let Some(a) = load(&layout, EP_ID, &sizes) else {
+        return;
+    };
+    // Another endpoint with the same address (as a deleted pod's successor could have) and
+    // the same policy, sharing the node's CT maps.
+    let b = load(&layout, EP_ID + 1, &sizes).unwrap();
+    let q = query(5000);
+    assert!(run(&a, Direction::Egress, &q));
+    assert!(
+        run(&a, Direction::Ingress, &q.reply()),
+        "a's reply is tracked"
+    );
+    assert!(
+        !run(&b, Direction::Ingress, &q.reply()),
+        "b never matches a's entry"
+    );
+    assert_eq!(ct_owners(&a), [(EP_ID, nonce(&a))]);
+    // Both programs use the one node map.
+    assert_eq!(ct_owners(&b), ct_owners(&a));
+
+    // The agent restarts: the programs are loaded again on the same pins and the endpoint
+    // keeps its nonce, so its connections survive.
+    let first_nonce = nonce(&a);
+    drop(a);
+    let a = load(&layout, EP_ID, &sizes).unwrap();
+    assert_eq!(nonce(&a), first_nonce);
+    assert!(
+        run(&a, Direction::Ingress, &q.reply()),
+        "established across a reload"
+    );
+
+    // The endpoint is deleted (its pins removed) and a new one gets its id and address: its
+    // new state has a new nonce, and the old entry, still in the node map until it ages out,
+    // is never its.
+    drop(a);
+    layout.remove_endpoint(EP_ID as u16).unwrap();
+    let a2 = load(&layout, EP_ID, &sizes).unwrap();
+    assert_ne!(nonce(&a2), first_nonce);
+    assert_eq!(
+        ct_owners(&a2),
+        [(EP_ID, first_nonce)],
+        "the old entry is left"
+    );
+    assert!(
+        !run(&a2, Direction::Ingress, &q.reply()),
+        "the new endpoint starts clean"
+    );
+    // Its own connections are tracked as usual.
+    assert!(run(&a2, Direction::Egress, &q));
+    assert!(run(&a2, Direction::Ingress, &q.reply()));
+}
+
+/// 1,000,000 short UDP connections through a CT of 4,096 non-TCP entries (no flow cache, so
+/// every packet of the active connection is a CT lookup): every 100 new connections the
+/// endpoint's long-lived connection sends a reply, which must pass, and a denied peer tries
+/// to connect, which must be dropped.
+#[test]
+fn root_node_ct_churn_keeps_active_connections_and_denies() {
+    let fs = PrivateBpffs::new();
+    let layout = NodeLayout::create(&fs.path, "n").unwrap();
+    let sizes = MapSizes {
+        ct_tcp: 4_096,
+        ct_any: 4_096,
+        flow_cache: 0,
+        ..MapSizes::default()
+    };
+    let Some(dp) = load(&layout, EP_ID, &sizes) else {
+        return;
+    };
+    let active = query(1);
+    assert!(run(&dp, Direction::Egress, &active));
+    let denied = tcp("10.0.0.3", "10.0.0.1", 40000, 80);
+    for n in 0..1_000_000u32 {
+        // Distinct tuples: source ports 1024.. and destinations 10.1.x.y (all allowed on
+        // UDP/53, peers of the world identity).
+        let dst = std::net::Ipv4Addr::from(0x0a01_0000 | (n >> 14));
+        let sport = 1024 + (n & 0x3fff) as u16;
+        let q = PacketSpec::new(ip("10.0.0.1"), dst.into(), 17, sport, 53);
+        assert!(run(&dp, Direction::Egress, &q), "new connection {n}");
+        if n % 100 == 0 {
+            assert!(
+                run(&dp, Direction::Ingress, &active.reply()),
+                "active connection dropped after {n} new ones"
+            );
+            assert!(
+                !run(&dp, Direction::Ingress, &denied),
+                "denied flow passed after {n} new connections"
+            );
+        }
+    }
+    // The churn did evict: the first short connection is forgotten, so its reply is decided by
+    // policy again (no ingress rule allows it).
+    let first = PacketSpec::new(ip("10.0.0.1"), ip("10.1.0.0"), 17, 1024, 53);
+    assert!(!run(&dp, Direction::Ingress, &first.reply()));
+}
