@@ -2,9 +2,9 @@
 //!
 //! aya reuses a map pinned at a requested path without comparing it with the object's
 //! definition. A map pinned by an older build or another configuration (other key or value
-//! size, map type, flags or size — e.g. after an upgrade, or a new `--ct-map-size`) would be
-//! handed to the new program: the verifier rejects the program, or worse, the program reads
-//! entries in the wrong layout. Before a load, every requested pin that exists is compared with
+//! size, map type, flags or size — e.g. after an upgrade, or new `--bpf-ct-global-*-max`
+//! sizes) would be handed to the new program: the verifier rejects the program, or worse, the
+//! program reads entries in the wrong layout. Before a load, every requested pin that exists is compared with
 //! the object's definition of that map; a pin that differs is unlinked, so the load creates and
 //! pins a new, empty map, and the caller refills it (the agent diffs against what a map holds
 //! when it has not written it yet). Programs still attached keep using the old map until they
