@@ -1,5 +1,5 @@
 /* Connection tracking, one entry per connection, in the node's maps (LRU hashes shared by every
- * endpoint: cp_ct4_tcp / cp_ct4_any for IPv4 TCP / other protocols, cp_ct6_* for IPv6).
+ * endpoint: cp_ct4_global for IPv4, cp_ct6_global for IPv6; every protocol).
  *
  * Endpoints are kept apart by the key (ct4_ep_key): the connection's tuple, the endpoint's id
  * and its nonce (ep_state.ep_nonce, drawn when the endpoint's state is created). An endpoint
@@ -107,19 +107,13 @@ static __always_inline void ct_key_of(const struct pkt *p, const struct ep_state
 }
 
 
-/* The node map holding `p`'s connection is chosen at every call, each map with its own call:
- * the verifier then knows the map at each call site (and inlines lookups), and the two branches
- * meet again as soon as the value pointer is dead. A map pointer kept in ct_ref instead would
- * keep TCP and other packets apart through the whole policy decision (twice the verifier's
- * work), and a pointer into a CT entry must not be held across a policy decision for the same
- * reason (bpf_lxc.c re-looks the entry up after a revocation check). */
+/* The node's map of `p`'s family (one per family, every protocol: a TCP/other split made the
+ * verifier walk the policy decision once per map, past its limit with every feature on). */
 #ifdef ENABLE_IPV4
-#define CT_CALL4(p, call, ...)                                                                    \
-	((p)->protocol == PROTO_TCP ? call(&cp_ct4_tcp, __VA_ARGS__) : call(&cp_ct4_any, __VA_ARGS__))
+#define CT_CALL4(p, call, ...) call(&cp_ct4_global, __VA_ARGS__)
 #endif
 #ifdef ENABLE_IPV6
-#define CT_CALL6(p, call, ...)                                                                    \
-	((p)->protocol == PROTO_TCP ? call(&cp_ct6_tcp, __VA_ARGS__) : call(&cp_ct6_any, __VA_ARGS__))
+#define CT_CALL6(p, call, ...) call(&cp_ct6_global, __VA_ARGS__)
 #endif
 
 static __always_inline struct ct_value *ct_map_lookup(const struct pkt *p, const struct ct_ref *r)

@@ -69,48 +69,28 @@ _Static_assert(sizeof(*cp_addr.value) == 4, "cp_addr value size");
 
 #ifdef ENABLE_IPV4
 
-/* IPv4 TCP connection tracking of the node (every endpoint; the key holds the endpoint). */
+/* IPv4 connection tracking of the node, every protocol (every endpoint; the key holds the endpoint). One map per family: a TCP/other split doubled the verifier's work on the all-features program past its limit. */
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
 	__type(key, struct ct4_ep_key);
 	__type(value, struct ct_value);
-	__uint(max_entries, CT_TCP_MAP_SIZE);
-} cp_ct4_tcp SEC(".maps");
-_Static_assert(sizeof(*cp_ct4_tcp.key) == 24, "cp_ct4_tcp key size");
-_Static_assert(sizeof(*cp_ct4_tcp.value) == 24, "cp_ct4_tcp value size");
-
-/* IPv4 non-TCP (UDP, SCTP, ICMP echo) connection tracking of the node. */
-struct {
-	__uint(type, BPF_MAP_TYPE_LRU_HASH);
-	__type(key, struct ct4_ep_key);
-	__type(value, struct ct_value);
-	__uint(max_entries, CT_ANY_MAP_SIZE);
-} cp_ct4_any SEC(".maps");
-_Static_assert(sizeof(*cp_ct4_any.key) == 24, "cp_ct4_any key size");
-_Static_assert(sizeof(*cp_ct4_any.value) == 24, "cp_ct4_any value size");
+	__uint(max_entries, CT_GLOBAL_MAP_SIZE);
+} cp_ct4_global SEC(".maps");
+_Static_assert(sizeof(*cp_ct4_global.key) == 24, "cp_ct4_global key size");
+_Static_assert(sizeof(*cp_ct4_global.value) == 24, "cp_ct4_global value size");
 #endif
 
 #ifdef ENABLE_IPV6
 
-/* IPv6 TCP connection tracking of the node. */
+/* IPv6 connection tracking of the node, every protocol. */
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
 	__type(key, struct ct6_ep_key);
 	__type(value, struct ct_value);
-	__uint(max_entries, CT_TCP_MAP_SIZE);
-} cp_ct6_tcp SEC(".maps");
-_Static_assert(sizeof(*cp_ct6_tcp.key) == 48, "cp_ct6_tcp key size");
-_Static_assert(sizeof(*cp_ct6_tcp.value) == 24, "cp_ct6_tcp value size");
-
-/* IPv6 non-TCP connection tracking of the node. */
-struct {
-	__uint(type, BPF_MAP_TYPE_LRU_HASH);
-	__type(key, struct ct6_ep_key);
-	__type(value, struct ct_value);
-	__uint(max_entries, CT_ANY_MAP_SIZE);
-} cp_ct6_any SEC(".maps");
-_Static_assert(sizeof(*cp_ct6_any.key) == 48, "cp_ct6_any key size");
-_Static_assert(sizeof(*cp_ct6_any.value) == 24, "cp_ct6_any value size");
+	__uint(max_entries, CT_GLOBAL_MAP_SIZE);
+} cp_ct6_global SEC(".maps");
+_Static_assert(sizeof(*cp_ct6_global.key) == 48, "cp_ct6_global key size");
+_Static_assert(sizeof(*cp_ct6_global.value) == 24, "cp_ct6_global value size");
 #endif
 
 #if FLOW_CACHE_SLOTS > 0

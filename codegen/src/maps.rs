@@ -90,10 +90,8 @@ impl Slot {
 pub enum MaxEntries {
     /// [`MapSizes::policy_map`] (`POLICY_MAP_SIZE`).
     PolicyMap,
-    /// [`MapSizes::ct_tcp`] (`CT_TCP_MAP_SIZE`).
-    CtTcp,
-    /// [`MapSizes::ct_any`] (`CT_ANY_MAP_SIZE`).
-    CtAny,
+    /// [`MapSizes::ct_tcp`] + [`MapSizes::ct_any`] (`CT_GLOBAL_MAP_SIZE`).
+    CtGlobal,
     /// [`MapSizes::addr_map`] (`ADDR_MAP_SIZE`).
     AddrMap,
     /// [`MapSizes::ipcache_map`] (`IPCACHE_MAP_SIZE`).
@@ -113,8 +111,7 @@ impl MaxEntries {
     pub const fn c_expr(self) -> &'static str {
         match self {
             MaxEntries::PolicyMap => "POLICY_MAP_SIZE",
-            MaxEntries::CtTcp => "CT_TCP_MAP_SIZE",
-            MaxEntries::CtAny => "CT_ANY_MAP_SIZE",
+            MaxEntries::CtGlobal => "CT_GLOBAL_MAP_SIZE",
             MaxEntries::AddrMap => "ADDR_MAP_SIZE",
             MaxEntries::IpcacheMap => "IPCACHE_MAP_SIZE",
             MaxEntries::FlowCacheSlots => "FLOW_CACHE_SLOTS",
@@ -128,8 +125,7 @@ impl MaxEntries {
     pub const fn of(self, sizes: &MapSizes) -> u32 {
         match self {
             MaxEntries::PolicyMap => sizes.policy_map,
-            MaxEntries::CtTcp => sizes.ct_tcp,
-            MaxEntries::CtAny => sizes.ct_any,
+            MaxEntries::CtGlobal => sizes.ct_tcp + sizes.ct_any,
             MaxEntries::AddrMap => sizes.addr_map,
             MaxEntries::IpcacheMap => sizes.ipcache_map,
             MaxEntries::FlowCacheSlots => sizes.flow_cache,
@@ -306,32 +302,20 @@ const fn ct_map(
     }
 }
 
-pub const CT4_TCP: MapDef = ct_map(
-    "cp_ct4_tcp",
-    "IPv4 TCP connection tracking of the node (every endpoint; the key holds the endpoint).",
+pub const CT4: MapDef = ct_map(
+    "cp_ct4_global",
+    "IPv4 connection tracking of the node, every protocol (every endpoint; the key holds the \
+     endpoint). One map per family: a TCP/other split doubled the verifier's work on the \
+     all-features program past its limit.",
     &Ct4EpKey::LAYOUT,
-    MaxEntries::CtTcp,
+    MaxEntries::CtGlobal,
     &[&CT, &IPV4],
 );
-pub const CT4_ANY: MapDef = ct_map(
-    "cp_ct4_any",
-    "IPv4 non-TCP (UDP, SCTP, ICMP echo) connection tracking of the node.",
-    &Ct4EpKey::LAYOUT,
-    MaxEntries::CtAny,
-    &[&CT, &IPV4],
-);
-pub const CT6_TCP: MapDef = ct_map(
-    "cp_ct6_tcp",
-    "IPv6 TCP connection tracking of the node.",
+pub const CT6: MapDef = ct_map(
+    "cp_ct6_global",
+    "IPv6 connection tracking of the node, every protocol.",
     &Ct6EpKey::LAYOUT,
-    MaxEntries::CtTcp,
-    &[&CT, &IPV6],
-);
-pub const CT6_ANY: MapDef = ct_map(
-    "cp_ct6_any",
-    "IPv6 non-TCP connection tracking of the node.",
-    &Ct6EpKey::LAYOUT,
-    MaxEntries::CtAny,
+    MaxEntries::CtGlobal,
     &[&CT, &IPV6],
 );
 pub const FC4: MapDef = MapDef {
@@ -419,10 +403,8 @@ pub const MAPS: &[&MapDef] = &[
     &IPCACHE_HOST,
     &IPCACHE,
     &ADDR,
-    &CT4_TCP,
-    &CT4_ANY,
-    &CT6_TCP,
-    &CT6_ANY,
+    &CT4,
+    &CT6,
     &FC4,
     &FC6,
     &CTGEN,

@@ -37,7 +37,7 @@ fn nonce(dp: &Datapath) -> u32 {
 
 /// The endpoints (id, nonce) of the entries of the node's IPv4 non-TCP CT map.
 fn ct_owners(dp: &Datapath) -> Vec<(u32, u32)> {
-    let map = dp.map(maps::CT4_ANY.name).unwrap();
+    let map = dp.map(maps::CT4.name).unwrap();
     let mut owners: Vec<(u32, u32)> = map
         .entries()
         .unwrap()

@@ -60,17 +60,17 @@ fn root_pins_of_another_layout_are_retired_compatible_ones_reused() {
     let layout = NodeLayout::create(&fs.path, "n").unwrap();
     let sizes = MapSizes::default();
     let object = common::template_object(&features(), &sizes);
-    // cp_ct6_tcp is compiled out of this IPv4-only object: its pin is not the object's business.
+    // cp_ct6_global is compiled out of this IPv4-only object: its pin is not the object's business.
     let names = [
         maps::POLICY.name,
-        maps::CT4_TCP.name,
-        maps::CT6_TCP.name,
+        maps::CT4.name,
+        maps::CT6.name,
         maps::STATE.name,
     ];
     let policy_pin = layout.endpoint_map(EP, maps::POLICY.name).unwrap();
     pin_foreign_map(&policy_pin, maps::POLICY.name);
-    let ct6_pin = pin_of(&layout, maps::CT6_TCP.name);
-    pin_foreign_map(&ct6_pin, maps::CT6_TCP.name);
+    let ct6_pin = pin_of(&layout, maps::CT6.name);
+    pin_foreign_map(&ct6_pin, maps::CT6.name);
     // The per-endpoint CT of builds before the node-wide CT, and a node pin of the same name
     // (not of the retired map's scope, so not the check's business).
     let old_ct = layout.endpoint_map(EP, "cp_ct4").unwrap();
@@ -109,7 +109,7 @@ fn root_pins_of_another_layout_are_retired_compatible_ones_reused() {
     );
 
     // An entry written through the pin survives a reload of the same object.
-    let ct = dp.map(maps::CT4_TCP.name).unwrap();
+    let ct = dp.map(maps::CT4.name).unwrap();
     let key = vec![7u8; ct.key_size() as usize];
     let value = vec![1u8; ct.value_buffer_len()];
     ct.update(&key, &value).unwrap();
@@ -117,7 +117,7 @@ fn root_pins_of_another_layout_are_retired_compatible_ones_reused() {
     let dp = load(&object, &opts).unwrap_or_else(|e| panic!("{e}"));
     assert!(dp.retired_pins.is_empty(), "{:?}", dp.retired_pins);
     assert_eq!(
-        dp.map(maps::CT4_TCP.name).unwrap().lookup(&key).unwrap(),
+        dp.map(maps::CT4.name).unwrap().lookup(&key).unwrap(),
         Some(value)
     );
     drop(dp);
@@ -130,9 +130,9 @@ fn root_pins_of_another_layout_are_retired_compatible_ones_reused() {
     let object = common::template_object(&features(), &bigger);
     let dp = load(&object, &opts).unwrap_or_else(|e| panic!("{e}"));
     let retired: Vec<&str> = dp.retired_pins.iter().map(|r| r.map.as_str()).collect();
-    assert_eq!(retired, [maps::CT4_TCP.name]);
+    assert_eq!(retired, [maps::CT4.name]);
     assert!(dp.retired_pins[0].reason.starts_with("max entries"));
-    let ct = dp.map(maps::CT4_TCP.name).unwrap();
-    assert_eq!(ct.max_entries(), bigger.ct_tcp);
+    let ct = dp.map(maps::CT4.name).unwrap();
+    assert_eq!(ct.max_entries(), bigger.ct_tcp + bigger.ct_any);
     assert_eq!(ct.lookup(&key).unwrap(), None);
 }

@@ -166,16 +166,13 @@ pub fn setup_endpoint(
 /// The id [`setup_pinned`] gives the endpoint.
 pub const EP_ID: u32 = 7;
 
-/// The node CT map holding connections of `protocol` in the family of a `tuple_len`-byte tuple.
-pub fn ct_map_name(tuple_len: usize, protocol: u8) -> &'static str {
-    match (
-        tuple_len == std::mem::size_of::<codegen::layout::Ct4Key>(),
-        protocol,
-    ) {
-        (true, 6) => maps::CT4_TCP.name,
-        (true, _) => maps::CT4_ANY.name,
-        (false, 6) => maps::CT6_TCP.name,
-        (false, _) => maps::CT6_ANY.name,
+/// The node CT map holding connections of the family of a `tuple_len`-byte tuple (every
+/// protocol).
+pub fn ct_map_name(tuple_len: usize) -> &'static str {
+    if tuple_len == std::mem::size_of::<codegen::layout::Ct4Key>() {
+        maps::CT4.name
+    } else {
+        maps::CT6.name
     }
 }
 
