@@ -10,10 +10,8 @@
 #[path = "../tests/agent_harness/mod.rs"]
 mod agent_harness;
 
-use agent_harness::Agent;
+use agent_harness::{api_ok as ok, bench_env as env, percentile, Agent};
 use runtime_loader::testkit::{node_netns, require_root, PrivateBpffs, TempDir};
-use std::io::{Read, Write};
-use std::os::unix::net::UnixStream;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -23,45 +21,6 @@ const APPS: usize = 200;
 /// Entries of the node's connection-tracking maps (`--bpf-ct-global-tcp-max` and `-any-max`):
 /// small, so the benchmark does not depend on the machine's memory.
 const CT_MAP_SIZE: &str = "1024";
-
-fn env(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
-/// One HTTP/1.0 request over the API socket; returns (status, body).
-fn call(socket: &Path, method: &str, path: &str, body: &str) -> (u16, String) {
-    let mut s = UnixStream::connect(socket).expect("connecting to the agent");
-    write!(
-        s,
-        "{method} {path} HTTP/1.0\r\nHost: agent\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
-    )
-    .expect("sending the request");
-    let mut out = String::new();
-    s.read_to_string(&mut out).expect("reading the reply");
-    let status = out
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    let body = out
-        .split_once("\r\n\r\n")
-        .map_or("", |(_, b)| b)
-        .to_string();
-    (status, body)
-}
-
-fn ok(socket: &Path, method: &str, path: &str, body: &str) -> String {
-    let (status, reply) = call(socket, method, path, body);
-    assert!(
-        (200..300).contains(&status),
-        "{method} {path}: {status} {reply}"
-    );
-    reply
-}
 
 /// Policy `j`: app `j % apps` accepts TCP on `port` from app `(7j + 1) % apps`.
 fn policy(j: usize, port: u16, apps: usize) -> String {
@@ -82,11 +41,6 @@ fn put_policies(socket: &Path, docs: &[(String, String)]) {
         .collect();
     let body = serde_json::json!({"sources": sources, "wait": true}).to_string();
     ok(socket, "PUT", "/v1/policy", &body);
-}
-
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[i]
 }
 
 fn rss_kib(pid: u32) -> String {

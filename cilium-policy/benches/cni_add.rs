@@ -23,10 +23,7 @@ fn main() {
     if !require_root("cni_add") {
         return;
     }
-    let samples: usize = std::env::var("CP_BENCH_SAMPLES")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(200);
+    let samples = agent_harness::bench_env("CP_BENCH_SAMPLES", 200);
     let cni = podman::cni_binary();
     let node = node_netns();
     let agent = Agent::start(&node);

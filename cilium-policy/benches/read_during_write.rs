@@ -13,34 +13,12 @@
 #[path = "../tests/agent_harness/mod.rs"]
 mod agent_harness;
 
-use agent_harness::Agent;
+use agent_harness::{api_call as request, api_ok as ok, bench_env as env, percentile, Agent};
 use runtime_loader::testkit::{node_netns, require_root, PrivateBpffs, TempDir};
 use std::collections::BTreeMap;
-use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-
-fn env(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
-fn request(socket: &Path, method: &str, path: &str, body: &str) -> (u16, String) {
-    let s = std::os::unix::net::UnixStream::connect(socket).expect("agent socket");
-    agent_harness::http(s, method, path, &[("Host", "agent")], body)
-}
-
-fn ok(socket: &Path, method: &str, path: &str, body: &str) -> String {
-    let (status, reply) = request(socket, method, path, body);
-    assert!(
-        (200..300).contains(&status),
-        "{method} {path}: {status} {reply}"
-    );
-    reply
-}
 
 /// Every endpoint accepts TCP from every other on port 8000, or (with `range`) on 8000-8100:
 /// the range turns each endpoint's port-range map and program code on.
@@ -52,11 +30,6 @@ fn policy(range: bool) -> String {
                "toPorts": [{{"ports": [{{"port": "8000"{end}, "protocol": "TCP"}}]}}]}}],
   "labels": [{{"key": "policy", "value": "all"}}]}}]"#
     )
-}
-
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[i]
 }
 
 /// One read: (path, when it started, how long it took).

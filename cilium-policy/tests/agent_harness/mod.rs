@@ -364,3 +364,33 @@ pub fn http(
     let body = out.split_once("\r\n\r\n").map_or("", |x| x.1).to_string();
     (status, body)
 }
+
+/// One API request over the agent's unix socket (HTTP/1.0, `Host: agent`); (status, body).
+pub fn api_call(socket: &std::path::Path, method: &str, path: &str, body: &str) -> (u16, String) {
+    let s = std::os::unix::net::UnixStream::connect(socket).expect("connecting to the agent");
+    http(s, method, path, &[("Host", "agent")], body)
+}
+
+/// [`api_call`] that must succeed (2xx); the reply body.
+pub fn api_ok(socket: &std::path::Path, method: &str, path: &str, body: &str) -> String {
+    let (status, reply) = api_call(socket, method, path, body);
+    assert!(
+        (200..300).contains(&status),
+        "{method} {path}: {status} {reply}"
+    );
+    reply
+}
+
+/// A benchmark size from the environment (`CP_BENCH_*`), or `default`.
+pub fn bench_env(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// The `p` quantile (0..=1) of sorted samples.
+pub fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i]
+}
