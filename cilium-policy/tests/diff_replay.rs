@@ -2,23 +2,10 @@
 //! output (`expect.tsv`) is written from the policies' meaning (see each README.md); exit codes
 //! and bad input.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+mod cli_harness;
 
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("workspace root")
-        .to_path_buf()
-}
-
-fn run(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_cilium-policy"))
-        .args(args)
-        .current_dir(root())
-        .output()
-        .expect("runs the binary")
-}
+use cli_harness::{root, run};
+use std::process::Output;
 
 fn expected(path: &str) -> String {
     std::fs::read_to_string(root().join(path)).expect("expect.tsv")

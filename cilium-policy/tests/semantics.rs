@@ -1,23 +1,10 @@
 //! Runs `cilium-policy test` on every fixture suite (expected verdicts written from the
 //! Kubernetes and Cilium documentation) and checks the seed's getting-started outcomes with `trace`.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+mod cli_harness;
 
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("workspace root")
-        .to_path_buf()
-}
-
-fn run(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_cilium-policy"))
-        .args(args)
-        .current_dir(root())
-        .output()
-        .expect("runs the binary")
-}
+use cli_harness::{root, run};
+use std::path::PathBuf;
 
 fn suites(dir: &str) -> Vec<PathBuf> {
     let mut v: Vec<PathBuf> = std::fs::read_dir(root().join(dir))
