@@ -37,6 +37,24 @@ pub fn legacy_name(code: u8) -> Option<&'static str> {
     }
 }
 
+/// The name of a drop reason in Hubble's `DropReason` enum (`flow.proto`), which flows carry
+/// as `drop_reason_desc`.
+pub fn hubble_name(code: u8) -> Option<&'static str> {
+    Some(match code {
+        132 => "INVALID_SOURCE_IP",
+        133 => "POLICY_DENIED",
+        134 => "INVALID_PACKET_DROPPED",
+        135 => "CT_TRUNCATED_OR_INVALID_HEADER",
+        139 => "UNSUPPORTED_L3_PROTOCOL",
+        155 => "CT_MAP_INSERTION_FAILED",
+        156 => "INVALID_IPV6_EXTENSION_HEADER",
+        157 => "IP_FRAGMENTATION_NOT_SUPPORTED",
+        176 => "SOCKET_LOOKUP_FAILED",
+        181 => "POLICY_DENY",
+        _ => return None,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -49,5 +67,14 @@ mod tests {
         assert_eq!(legacy_name(133), Some("Policy denied (L3)"));
         assert_eq!(name(157), Some("IP fragmentation not supported"));
         assert_eq!(name(1), None);
+    }
+
+    #[test]
+    fn every_reason_has_a_hubble_name() {
+        for (code, _, _) in DROP_REASONS.iter().filter(|r| r.0 != 0) {
+            assert!(hubble_name(*code).is_some(), "reason {code}");
+        }
+        assert_eq!(hubble_name(133), Some("POLICY_DENIED"));
+        assert_eq!(hubble_name(181), Some("POLICY_DENY"));
     }
 }

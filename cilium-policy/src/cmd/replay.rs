@@ -122,6 +122,12 @@ fn render(policy: &ir::PolicySet, path: &str, r: &Replay, o: Output) -> String {
 
 fn skipped_note(path: &str, r: &Replay) {
     let k = &r.skipped;
+    if k.no_l4 > 0 {
+        eprintln!(
+            "{path}: skipped {} flows of protocols without ports or ICMP type",
+            k.no_l4
+        );
+    }
     if k.replies + k.not_policy > 0 {
         eprintln!(
             "{path}: skipped {} replies and {} drops for reasons other than policy",

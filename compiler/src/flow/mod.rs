@@ -173,7 +173,9 @@ pub struct Flow {
     pub drop_reason_desc: Option<String>,
     #[serde(rename = "IP")]
     pub ip: FlowIp,
-    pub l4: Layer4,
+    /// Absent for protocols without ports or ICMP types (as in Hubble).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub l4: Option<Layer4>,
     #[serde(default)]
     pub source: FlowEndpoint,
     #[serde(default)]

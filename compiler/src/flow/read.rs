@@ -136,10 +136,10 @@ mod tests {
         assert_eq!(f.traffic_direction, TrafficDirection::Ingress);
         assert_eq!(
             f.l4,
-            Layer4::Tcp(crate::flow::Ports {
+            Some(Layer4::Tcp(crate::flow::Ports {
                 source_port: 40000,
                 destination_port: 80
-            })
+            }))
         );
         assert_eq!(f.source.pod_name, "x");
         assert!(f.policy_drop());

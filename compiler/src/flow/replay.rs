@@ -59,6 +59,8 @@ pub struct Skipped {
     pub replies: usize,
     /// Dropped for a reason other than policy.
     pub not_policy: usize,
+    /// Protocols other than TCP, UDP, SCTP and ICMP (no `l4`).
+    pub no_l4: usize,
     /// A named pod not in the inventory whose address is no endpoint's either: `(line, name)`.
     pub unknown: Vec<(usize, String)>,
 }
@@ -126,6 +128,10 @@ pub fn replay(e: &PolicyEngine, flows: &[Recorded]) -> Replay {
             out.skipped.not_policy += 1;
             continue;
         }
+        let Some(l4) = &f.l4 else {
+            out.skipped.no_l4 += 1;
+            continue;
+        };
         let ends = (
             resolve(e, &f.source, f.ip.source),
             resolve(e, &f.destination, f.ip.destination),
@@ -137,7 +143,7 @@ pub fn replay(e: &PolicyEngine, flows: &[Recorded]) -> Replay {
                 continue;
             }
         };
-        let port = f.l4.policy_port();
+        let port = l4.policy_port();
         let new = Verdict {
             egress: side(e, &src, &dst, f.ip.destination, Direction::Egress, port),
             ingress: side(e, &dst, &src, f.ip.source, Direction::Ingress, port),
