@@ -26,6 +26,10 @@ pub struct AgentConfig {
     pub deny_cache: bool,
     /// Cluster identities shared with other nodes (`--kvstore`); local numbering when `None`.
     pub kvstore: Option<std::sync::Arc<dyn compiler::identity::SharedIdentities>>,
+    /// Write every datapath flow to a file (`--flow-export`).
+    pub flow_export: Option<crate::flows::export::ExportConfig>,
+    /// Serve `GET /metrics` on this loopback address too (`--metrics-listen`).
+    pub metrics_listen: Option<std::net::SocketAddr>,
 }
 
 impl AgentConfig {

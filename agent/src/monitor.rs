@@ -1,28 +1,43 @@
-//! The datapath's drop and verdict events (dp's ring buffer, pinned under the node) as text
-//! lines in the seed's format (§6.2), published to every listener (`GET /v1/monitor`).
+//! The datapath's drop and verdict events (dp's ring buffer, pinned under the node), published
+//! to every listener (`GET /v1/monitor`, the flow export) as a flow with the policies behind its
+//! verdict (`flows`) and a text line in the seed's format (§6.2) ending with them.
 
-use codegen::layout::{Event, DIR_INGRESS, EVENT_DROP, FAMILY_IPV4};
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use super::flows::{attribution_suffix, event_addr, FlowBuilder};
+use super::writer::Handle;
+use codegen::layout::{Event, DIR_INGRESS, EVENT_DROP};
+use compiler::flow::Flow;
+use std::net::SocketAddr;
+use std::os::fd::AsRawFd;
 use std::path::PathBuf;
-use std::time::Duration;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
 use tokio::sync::broadcast;
 
-/// One formatted event and its kind (`drop` or `verdict`).
+/// One event: its kind (`drop`, `policy-verdict`, `l7`), the text line and, for datapath
+/// events, the flow.
 #[derive(Clone, Debug)]
 pub struct Line {
     pub kind: &'static str,
     pub text: String,
+    pub flow: Option<Arc<Flow>>,
+}
+
+/// The channel events are published on (give its sender to [`Handle::spawn`] and
+/// [`spawn_reader`]).
+pub fn channel() -> broadcast::Sender<Line> {
+    broadcast::channel(4096).0
 }
 
 /// Starts the reader thread: opens the pinned ring buffer (once the first endpoint created
-/// it) and publishes every event.
-pub fn spawn_reader(pin: PathBuf) -> broadcast::Sender<Line> {
-    let (tx, _) = broadcast::channel(4096);
-    let out = tx.clone();
+/// it), waits on it, and publishes every event while anyone listens, named from
+/// `agent`'s snapshots.
+pub fn spawn_reader(pin: PathBuf, out: broadcast::Sender<Line>, agent: Handle, node: String) {
+    let mut flows = FlowBuilder::new(node, agent.shared_world());
     std::thread::Builder::new()
         .name("monitor".into())
         .spawn(move || loop {
             let Ok(data) = aya::maps::MapData::from_pin(&pin) else {
+                // Before the first endpoint there is no ring buffer to wait on.
                 std::thread::sleep(Duration::from_millis(200));
                 continue;
             };
@@ -31,39 +46,55 @@ pub fn spawn_reader(pin: PathBuf) -> broadcast::Sender<Line> {
                 return;
             };
             loop {
-                let mut any = false;
                 while let Some(item) = ring.next() {
-                    any = true;
                     // Drained either way (a full ring loses the next client's first events);
-                    // formatted only for a listening client.
+                    // named and formatted only for a listener.
                     if out.receiver_count() == 0 {
                         continue;
                     }
                     if let Some(ev) = Event::from_bytes(&item) {
-                        let _ = out.send(format_event(&ev));
+                        let snap = agent.snapshot();
+                        let flow = flows.flow(&ev, &snap, SystemTime::now());
+                        let _ = out.send(line_of(&ev, flow));
                     }
                 }
-                if !any {
-                    std::thread::sleep(Duration::from_millis(10));
-                }
+                wait_readable(ring.as_raw_fd());
             }
         })
         .expect("spawning the monitor thread");
-    tx
 }
 
-fn addr(family: u8, b: [u8; 16]) -> IpAddr {
-    if family == FAMILY_IPV4 {
-        IpAddr::V4(Ipv4Addr::new(b[0], b[1], b[2], b[3]))
-    } else {
-        IpAddr::V6(Ipv6Addr::from(b))
+/// Waits up to 10 ms for the ring buffer. The datapath wakes waiters only when the unread data
+/// crosses half the ring (`events.h`: a wake-up per event would cost a self-IPI per packet), so
+/// a reader takes what arrived every 10 ms and is woken at once under a burst.
+fn wait_readable(fd: i32) {
+    let mut p = libc::pollfd {
+        fd,
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    // SAFETY: one valid pollfd for the duration of the call.
+    let r = unsafe { libc::poll(&mut p, 1, 10) };
+    if r < 0 {
+        // EINTR or a broken fd: do not spin.
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// The published event of `e` and its flow.
+pub fn line_of(e: &Event, flow: Flow) -> Line {
+    let (kind, text) = format_event(e);
+    Line {
+        kind,
+        text: text + &attribution_suffix(&flow),
+        flow: Some(Arc::new(flow)),
     }
 }
 
 /// `xx drop (REASON) to endpoint ID, identity SRC->DST: SADDR:SPORT -> DADDR:DPORT PROTO` for
 /// drops (as seed §6.2), `-> verdict ...` for allowed decisions.
-pub fn format_event(e: &Event) -> Line {
-    let (s, d) = (addr(e.family, e.saddr), addr(e.family, e.daddr));
+pub fn format_event(e: &Event) -> (&'static str, String) {
+    let (s, d) = (event_addr(e.family, e.saddr), event_addr(e.family, e.daddr));
     let (sp, dp) = (u16::from_be(e.sport_be), u16::from_be(e.dport_be));
     // `10.0.0.1:80`, `[fd00::1]:80` (as Cilium's monitor prints IPv6 endpoints).
     let (ss, ds) = (SocketAddr::new(s, sp), SocketAddr::new(d, dp));
@@ -91,20 +122,20 @@ pub fn format_event(e: &Event) -> Line {
     if e.kind == EVENT_DROP {
         let reason = codegen::reasons::legacy_name(e.reason)
             .map_or_else(|| format!("reason {}", e.reason), str::to_string);
-        Line {
-            kind: "drop",
-            text: format!(
+        (
+            "drop",
+            format!(
                 "xx drop ({reason}) {side} endpoint {}, identity {src}->{dst}: {flow}",
                 e.ep_id
             ),
-        }
+        )
     } else {
-        Line {
-            kind: "verdict",
-            text: format!(
+        (
+            "policy-verdict",
+            format!(
                 "-> verdict allow {side} endpoint {}, identity {src}->{dst}: {flow}",
                 e.ep_id
             ),
-        }
+        )
     }
 }

@@ -86,6 +86,11 @@ impl Agent {
         }
     }
 
+    /// The node's pin layout (`None` without a datapath).
+    pub fn node_layout(&self) -> Option<runtime_loader::layout::NodeLayout> {
+        self.datapath.as_ref().map(|d| d.layout().clone())
+    }
+
     pub fn events_pin(&self) -> Option<std::path::PathBuf> {
         self.datapath
             .as_ref()

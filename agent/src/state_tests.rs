@@ -24,6 +24,8 @@ pub(crate) fn agent(dir: &Path) -> Agent {
         flow_cache_slots: 256,
         deny_cache: true,
         kvstore: None,
+        flow_export: None,
+        metrics_listen: None,
     };
     Agent::start(cfg, Box::new(|_| {})).unwrap()
 }

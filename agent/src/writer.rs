@@ -7,12 +7,14 @@
 //! nothing polls.
 
 use super::error::AgentError;
+use super::metrics::AgentMetrics;
 use super::model::PolicyReply;
 use super::monitor::Line;
 use super::snapshot::Snapshot;
 use super::state::Agent;
 use super::world::World;
 use arc_swap::ArcSwap;
+use runtime_loader::layout::NodeLayout;
 use std::collections::BTreeMap;
 use std::panic::AssertUnwindSafe;
 use std::sync::mpsc::{self, TryRecvError};
@@ -31,6 +33,8 @@ pub struct Handle {
     snapshot: Arc<ArcSwap<Snapshot>>,
     world: Arc<RwLock<World>>,
     events: Option<broadcast::Sender<Line>>,
+    metrics: Arc<AgentMetrics>,
+    layout: Option<Arc<NodeLayout>>,
 }
 
 fn stopped() -> AgentError {
@@ -47,11 +51,14 @@ impl Handle {
         let first = agent.snapshot(None);
         let snapshot = Arc::new(ArcSwap::from_pointee(first));
         let world = agent.shared_world();
+        let layout = agent.node_layout().map(Arc::new);
+        let metrics = Arc::new(AgentMetrics::default());
         let (jobs, rx) = mpsc::channel::<Job>();
         let published = snapshot.clone();
+        let m = metrics.clone();
         std::thread::Builder::new()
             .name("agent-writer".into())
-            .spawn(move || run(agent, rx, published))
+            .spawn(move || run(agent, rx, published, &m))
             .map_err(|source| AgentError::Io {
                 context: "starting the agent's writer thread".into(),
                 source,
@@ -61,7 +68,30 @@ impl Handle {
             snapshot,
             world,
             events,
+            metrics,
+            layout,
         })
+    }
+
+    /// The agent's own counters (the flow exporter registers its own here).
+    pub fn metrics(&self) -> &Arc<AgentMetrics> {
+        &self.metrics
+    }
+
+    /// Every metric in Prometheus text format, read now.
+    pub fn metrics_text(&self) -> String {
+        super::metrics::render(
+            &self.metrics,
+            &self.snapshot(),
+            &self.world,
+            self.layout.as_deref(),
+        )
+    }
+
+    /// The world the writer keeps (rules by id, identities), for readers that need more than
+    /// the snapshot; the writer holds it only while it changes it in memory.
+    pub fn shared_world(&self) -> Arc<RwLock<World>> {
+        self.world.clone()
     }
 
     /// The agent as of its last completed write.
@@ -149,7 +179,12 @@ impl Handle {
 
 /// The writer's loop: one job at a time; with none queued, the changes accepted without
 /// waiting are enforced; with nothing to do, it sleeps until the next job.
-fn run(mut agent: Agent, jobs: mpsc::Receiver<Job>, published: Arc<ArcSwap<Snapshot>>) {
+fn run(
+    mut agent: Agent,
+    jobs: mpsc::Receiver<Job>,
+    published: Arc<ArcSwap<Snapshot>>,
+    metrics: &AgentMetrics,
+) {
     loop {
         let job = match jobs.try_recv() {
             Ok(job) => Some(job),
@@ -160,6 +195,8 @@ fn run(mut agent: Agent, jobs: mpsc::Receiver<Job>, published: Arc<ArcSwap<Snaps
             },
             Err(TryRecvError::Disconnected) => return,
         };
+        let started = std::time::Instant::now();
+        let pending = job.is_none();
         let reply = std::panic::catch_unwind(AssertUnwindSafe(|| match job {
             Some(job) => Some(job(&mut agent)),
             None => {
@@ -175,7 +212,11 @@ fn run(mut agent: Agent, jobs: mpsc::Receiver<Job>, published: Arc<ArcSwap<Snaps
                 None
             }
         };
+        let before = published.load().healthz.policy_revision;
         let next = agent.snapshot(Some(&published.load()));
+        if pending || next.healthz.policy_revision != before {
+            metrics.regeneration.observe(started.elapsed());
+        }
         published.store(Arc::new(next));
         if let Some(reply) = reply {
             reply();

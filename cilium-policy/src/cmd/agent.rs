@@ -49,6 +49,8 @@ pub struct Args {
     pub no_deny_cache: bool,
     #[command(flatten)]
     pub kvstore: KvstoreArgs,
+    #[command(flatten)]
+    pub observe: super::agent_observe::ObserveArgs,
 }
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -71,7 +73,7 @@ pub struct KvstoreArgs {
     pub kvstore_prefix: String,
 }
 
-fn parse_loopback(s: &str) -> Result<std::net::SocketAddr, String> {
+pub(super) fn parse_loopback(s: &str) -> Result<std::net::SocketAddr, String> {
     let a: std::net::SocketAddr = s.parse().map_err(|e| format!("{e}"))?;
     if a.ip().is_loopback() {
         Ok(a)
@@ -119,6 +121,8 @@ pub fn run(args: Args, global_socket: Option<PathBuf>) -> miette::Result<ExitCod
         flow_cache_slots: args.flow_cache_slots,
         deny_cache: !args.no_deny_cache,
         kvstore,
+        flow_export: args.observe.export(),
+        metrics_listen: args.observe.metrics_listen,
     };
     let set_debug = Box::new(move |d: bool| {
         let _ = handle.modify(|f| *f = level(d));

@@ -1,6 +1,7 @@
 //! One module per subcommand; each exposes `Args` (clap) and `run(Args) -> miette::Result<ExitCode>`.
 
 pub mod agent;
+pub mod agent_observe;
 pub mod apply;
 pub mod client_util;
 pub mod compile;

@@ -4,6 +4,7 @@
 //! See Documentation/agent.md.
 
 mod error;
+mod metrics;
 mod monitor;
 mod routes;
 mod socket;
@@ -55,10 +56,32 @@ async fn serve(cfg: AgentConfig, set_debug: Box<dyn Fn(bool) + Send>) -> Result<
     .await
     .map_err(|e| ServeError::Start(e.to_string()))??;
     let mut agent = agent;
-    let events = agent.events_pin().map(agent::monitor::spawn_reader);
+    let events_pin = agent.events_pin();
+    let events = events_pin.as_ref().map(|_| agent::monitor::channel());
     // No client yet: endpoints restored from before a restart stop emitting events.
     agent.set_listening(false);
-    let shared = Handle::spawn(agent, events)?;
+    let shared = Handle::spawn(agent, events.clone())?;
+    if let (Some(pin), Some(tx)) = (events_pin, events.as_ref()) {
+        agent::monitor::spawn_reader(pin, tx.clone(), shared.clone(), cfg.node.clone());
+    }
+    if let (Some(export), Some(tx)) = (cfg.flow_export.clone(), events.as_ref()) {
+        let stats = agent::flows::export::spawn(export, tx.subscribe(), cfg.node.clone())
+            .map_err(|e| ServeError::Start(e.to_string()))?;
+        let _ = shared.metrics().export.set(stats);
+        // A listener from now on: the endpoints emit events.
+        shared.update_listening().await;
+    }
+    if let Some(addr) = cfg.metrics_listen {
+        let tcp = tokio::net::TcpListener::bind(addr)
+            .await
+            .map_err(|e| ServeError::Socket {
+                path: addr.to_string(),
+                source: e,
+            })?;
+        let app = metrics::router(shared.clone());
+        tokio::spawn(async move { axum::serve(tcp, app).await });
+        tracing::info!(%addr, "metrics listening");
+    }
     let listener = socket.bind()?;
     if cfg.datapath {
         cni_gc::spawn(shared.clone());

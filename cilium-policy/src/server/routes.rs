@@ -34,6 +34,7 @@ pub fn router(agent: Handle) -> Router {
         .route("/v1/policy/revisions", get(revisions))
         .route("/v1/policy/resolve", get(resolve))
         .route("/v1/monitor", get(super::monitor::stream))
+        .route("/v1/metrics", get(super::metrics::scrape))
         .with_state(agent)
 }
 
