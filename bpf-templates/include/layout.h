@@ -12,6 +12,7 @@
 #define VERDICT_DENY 2u /* policy entry denies (wins over any allow) */
 #define VERDICT_REDIRECT 3u /* allow, redirected to the L7 proxy port */
 #define RULE_NONE 4294967295u /* no rule (default verdicts) */
+#define RULE_AUDIT_BIT 2147483648u /* rule-id bit: the entry passes what this (audit-mode) rule would deny */
 #define ADDR_CLASS_BIT 2147483648u /* policy-key identity bit of address classes */
 #define EVENT_DROP 1u /* event kind: packet dropped */
 #define EVENT_VERDICT 2u /* event kind: new connection allowed */
@@ -87,7 +88,7 @@ struct policy_value {
 	__u8 verdict; /* @0: VERDICT_ALLOW, VERDICT_DENY or VERDICT_REDIRECT; VERDICT_NONE on a lookup marker. */
 	__u8 flags; /* @1: POLICY_FINAL: no deny of a later-consulted identity overlaps; every-protocol keys also POLICY_HAS_EXACT/_PORTS/_RANGES (the identity's other keys). */
 	__u16 proxy_port; /* @2: L7 proxy port for VERDICT_REDIRECT (host order). */
-	__u32 rule_id; /* @4: First contributing rule (index into rules.json); RULE_NONE if none. */
+	__u32 rule_id; /* @4: First contributing rule (index into rules.json), or with RULE_AUDIT_BIT the audit-mode rule that would deny what the entry passes; RULE_NONE if none. */
 	__u64 packets; /* @8: Packets that matched this entry (policy decisions, not established-flow packets). */
 	__u64 bytes; /* @16: Bytes of those packets. */
 };

@@ -156,10 +156,16 @@ fn value_of(e: &MapEntry) -> PolicyValue {
         MapVerdict::Deny => (VERDICT_DENY, 0),
         MapVerdict::Redirect { proxy_port } => (VERDICT_REDIRECT, proxy_port),
     };
+    // An audited entry names the rule that would deny what it passes (events report AUDIT).
+    let rule_id = match (e.audited.first(), e.rules.first()) {
+        (Some(a), _) => a.0 | RULE_AUDIT_BIT,
+        (None, Some(r)) => r.0,
+        (None, None) => RULE_NONE,
+    };
     PolicyValue {
         verdict,
         proxy_port,
-        rule_id: e.rules.first().map(|r| r.0).unwrap_or(RULE_NONE),
+        rule_id,
         ..Default::default()
     }
 }
@@ -485,7 +491,14 @@ mod tests {
             port_prefix_len: k.2,
         };
         let rules = vec![RuleId(p.entries.len() as u32)];
-        p.entries.insert(key, MapEntry { verdict: v, rules });
+        p.entries.insert(
+            key,
+            MapEntry {
+                verdict: v,
+                rules,
+                audited: vec![],
+            },
+        );
     }
 
     fn find(e: &EndpointEntries, id: u32, proto: u8, port: u16, plen: u8) -> PolicyEntry {

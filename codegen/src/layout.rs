@@ -104,7 +104,7 @@ layouts! {
         flags: u8 = "__u8",
         /// L7 proxy port for VERDICT_REDIRECT (host order).
         proxy_port: u16 = "__u16",
-        /// First contributing rule (index into rules.json); RULE_NONE if none.
+        /// First contributing rule (index into rules.json), or with RULE_AUDIT_BIT the audit-mode rule that would deny what the entry passes; RULE_NONE if none.
         rule_id: u32 = "__u32",
         /// Packets that matched this entry (policy decisions, not established-flow packets).
         packets: u64 = "__u64",
@@ -427,6 +427,11 @@ pub const CONSTANTS: &[(&str, u32, &str)] = &[
     ),
     ("RULE_NONE", RULE_NONE, "no rule (default verdicts)"),
     (
+        "RULE_AUDIT_BIT",
+        RULE_AUDIT_BIT,
+        "rule-id bit: the entry passes what this (audit-mode) rule would deny",
+    ),
+    (
         "ADDR_CLASS_BIT",
         ADDR_CLASS_BIT,
         "policy-key identity bit of address classes",
@@ -581,6 +586,7 @@ pub const VERDICT_ALLOW: u8 = 1;
 pub const VERDICT_DENY: u8 = 2;
 pub const VERDICT_REDIRECT: u8 = 3;
 pub const RULE_NONE: u32 = u32::MAX;
+pub const RULE_AUDIT_BIT: u32 = 1 << 31;
 pub const ADDR_CLASS_BIT: u32 = 1 << 31;
 pub const EVENT_DROP: u8 = 1;
 pub const EVENT_VERDICT: u8 = 2;

@@ -42,6 +42,7 @@ pub fn namespace(name: &str, labels: &[(&str, &str)]) -> Namespace {
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect(),
+        audit: false,
         file: None,
         span: Span::default(),
     }
@@ -106,6 +107,7 @@ pub fn rule(
         requires: vec![],
         ports,
         default_deny: true,
+        audit: false,
         provenance: Provenance {
             kind,
             namespace: Some("default".into()),

@@ -12,6 +12,10 @@ pub struct Namespace {
     pub name: String,
     /// Raw Kubernetes labels of the namespace (key → value).
     pub labels: Vec<(String, String)>,
+    /// Annotated `cilium-policy.io/audit-mode: "true"`: the policy of every endpoint in the
+    /// namespace is in audit mode.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub audit: bool,
     pub file: Option<FileId>,
     pub span: Span,
 }

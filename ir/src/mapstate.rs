@@ -40,6 +40,10 @@ pub struct MapEntry {
     pub verdict: MapVerdict,
     /// Every rule that contributed, for `trace` and the datapath's rule table.
     pub rules: Vec<RuleId>,
+    /// Audit mode: rules (of policies in audit mode) that would deny what this entry passes.
+    /// The datapath passes it and reports the verdict as audited, naming the first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub audited: Vec<RuleId>,
 }
 
 /// Address-matched entry (NetworkPolicy `ipBlock` semantics: matches pod addresses too).

@@ -129,6 +129,10 @@ pub struct Rule {
     /// L7 redirects.
     #[serde(default = "default_deny")]
     pub default_deny: bool,
+    /// The rule's policy is in audit mode (annotation `cilium-policy.io/audit-mode: "true"`):
+    /// what only audit-mode rules would deny passes and is reported as audited.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub audit: bool,
     pub provenance: Provenance,
 }
 

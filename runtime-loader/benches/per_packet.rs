@@ -51,6 +51,7 @@ fn policy(ep: &EndpointConfig, entries: u32, ipcache: &mut IpCache) -> EndpointP
         ir::MapEntry {
             verdict: ir::MapVerdict::Deny,
             rules: vec![ir::RuleId(entries)],
+            audited: vec![],
         },
     );
     for id in (0..entries.div_ceil(10)).map(|k| 256 + k) {

@@ -59,6 +59,7 @@ fn policy(identity: u32, peer: u32, dir: Direction, redirect: bool) -> EndpointP
     let allow = |rule| MapEntry {
         verdict: MapVerdict::Allow,
         rules: vec![ir::RuleId(rule)],
+        audited: vec![],
     };
     p.entries
         .insert(key(0, Direction::Ingress, 0, 0, 0), allow(1));
@@ -76,6 +77,7 @@ fn policy(identity: u32, peer: u32, dir: Direction, redirect: bool) -> EndpointP
         MapEntry {
             verdict,
             rules: vec![ir::RuleId(3)],
+            audited: vec![],
         },
     );
     p

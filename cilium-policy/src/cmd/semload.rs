@@ -23,6 +23,10 @@ pub struct InputArgs {
     /// namespace and reserved ones).
     #[arg(long = "labels", value_delimiter = ',')]
     pub label_prefixes: Vec<String>,
+    /// Every policy in audit mode, as the agent's `--policy-audit-mode`: what would be denied
+    /// passes and is reported as audited.
+    #[arg(long)]
+    pub policy_audit_mode: bool,
 }
 
 /// Loads the inputs and computes every endpoint's map state.
@@ -35,6 +39,7 @@ pub fn load(a: &InputArgs) -> miette::Result<PolicyEngine> {
 pub fn config(a: &InputArgs) -> miette::Result<ClusterConfig> {
     Ok(ClusterConfig {
         label_filter: LabelFilter::with_prefixes(&a.label_prefixes)?,
+        audit_all: a.policy_audit_mode,
         ..Default::default()
     })
 }

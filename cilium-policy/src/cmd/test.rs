@@ -35,7 +35,34 @@ struct Row {
     dst: String,
     port: u16,
     proto: Protocol,
-    allow: bool,
+    expect: Outcome,
+}
+
+/// A flow's outcome: `allow`, `deny`, or `audit` (allowed only because the policy that would
+/// deny it is in audit mode).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Outcome {
+    Allow,
+    Deny,
+    Audit,
+}
+
+impl Outcome {
+    fn of(t: &compiler::trace::Trace) -> Outcome {
+        let audited = !t.egress.audited_by.is_empty() || !t.ingress.audited_by.is_empty();
+        match (t.allowed, audited) {
+            (false, _) => Outcome::Deny,
+            (true, true) => Outcome::Audit,
+            (true, false) => Outcome::Allow,
+        }
+    }
+    fn word(self) -> &'static str {
+        match self {
+            Outcome::Allow => "allow",
+            Outcome::Deny => "deny",
+            Outcome::Audit => "audit",
+        }
+    }
 }
 
 fn party(s: &str) -> miette::Result<PartySpec> {
@@ -89,12 +116,13 @@ fn parse(path: &str, text: &str) -> miette::Result<Vec<Row>> {
                     "{path}:{line}: field `proto`: `{proto}` is not tcp, udp, sctp, icmp or icmpv6"
                 )
             })?;
-        let allow = match *verdict {
-            "allow" => true,
-            "deny" => false,
+        let expect = match *verdict {
+            "allow" => Outcome::Allow,
+            "deny" => Outcome::Deny,
+            "audit" => Outcome::Audit,
             v => {
                 return Err(miette!(
-                    "{path}:{line}: field `verdict`: `{v}` is not `allow` or `deny`"
+                    "{path}:{line}: field `verdict`: `{v}` is not `allow`, `deny` or `audit`"
                 ))
             }
         };
@@ -104,7 +132,7 @@ fn parse(path: &str, text: &str) -> miette::Result<Vec<Row>> {
             dst: dst.to_string(),
             port,
             proto,
-            allow,
+            expect,
         });
     }
     if !header {
@@ -132,10 +160,9 @@ pub fn run(a: Args) -> miette::Result<ExitCode> {
             r.port,
             None,
         );
-        results.push((r, t.allowed, render::reason(&policy, &t)));
+        results.push((r, Outcome::of(&t), render::reason(&policy, &t)));
     }
-    let word = |b: bool| if b { "allow" } else { "deny" };
-    let mismatch = |r: &Row, got: bool, why: &str| {
+    let mismatch = |r: &Row, got: Outcome, why: &str| {
         format!(
             "{path}:{}: {} -> {} {}/{}: expected {}, got {}: {why}",
             r.line,
@@ -143,13 +170,13 @@ pub fn run(a: Args) -> miette::Result<ExitCode> {
             r.dst,
             r.port,
             r.proto,
-            word(r.allow),
-            word(got)
+            r.expect.word(),
+            got.word()
         )
     };
     let failed: Vec<_> = results
         .iter()
-        .filter(|(r, got, _)| r.allow != *got)
+        .filter(|(r, got, _)| r.expect != *got)
         .collect();
     match a.output {
         Output::Tsv => {
@@ -161,8 +188,8 @@ pub fn run(a: Args) -> miette::Result<ExitCode> {
                     r.dst,
                     r.port,
                     r.proto.name().to_lowercase(),
-                    word(r.allow),
-                    word(*got)
+                    r.expect.word(),
+                    got.word()
                 );
             }
         }
@@ -171,7 +198,7 @@ pub fn run(a: Args) -> miette::Result<ExitCode> {
                 .iter()
                 .map(|(r, got, why)| {
                     json!({"line": r.line, "src": r.src, "dst": r.dst, "port": r.port, "proto": r.proto.name().to_lowercase(),
-                           "expected": word(r.allow), "actual": word(*got), "ok": r.allow == *got, "reason": why})
+                           "expected": r.expect.word(), "actual": got.word(), "ok": r.expect == *got, "reason": why})
                 })
                 .collect();
             let doc = json!({"passed": results.len() - failed.len(), "failed": failed.len(), "results": list});

@@ -42,6 +42,7 @@ pub fn allow_tcp_from(p: &mut EndpointPolicy, identity: u32, port: u16, rule: u3
         MapEntry {
             verdict: MapVerdict::Allow,
             rules: vec![RuleId(rule)],
+            audited: vec![],
         },
     );
 }

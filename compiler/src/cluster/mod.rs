@@ -31,6 +31,8 @@ pub struct ClusterConfig {
     /// Endpoint identities numbered cluster-wide by this store (the agent's `--kvstore`)
     /// instead of locally.
     pub shared_identities: Option<std::sync::Arc<dyn crate::identity::SharedIdentities>>,
+    /// Every endpoint's policy in audit mode (the agent's `--policy-audit-mode`).
+    pub audit_all: bool,
 }
 
 impl Default for ClusterConfig {
@@ -41,6 +43,7 @@ impl Default for ClusterConfig {
             dual_stack: false,
             allow_localhost: true,
             shared_identities: None,
+            audit_all: false,
         }
     }
 }

@@ -21,6 +21,8 @@ pub struct Scope {
     pub spec_index: Option<u32>,
     /// Derived `io.cilium.k8s.policy.*` labels plus the rule's own `labels:`.
     pub labels: LabelSet,
+    /// The policy object is in audit mode ([`Rule::audit`]).
+    pub audit: bool,
 }
 
 impl Scope {
@@ -251,6 +253,7 @@ impl Pending {
                 requires,
                 ports: r.ports,
                 default_deny: r.default_deny,
+                audit: scope.audit,
                 provenance: Provenance {
                     kind: scope.kind,
                     namespace: scope.namespace,

@@ -6,6 +6,7 @@
 //! ([`k8s_netpol`], [`cilium_rule`], [`workload`], [`cilium_endpoint`]); [`lower`] applies Cilium's namespacing and
 //! commits an object's rules only if it decoded without error.
 
+pub mod annotations;
 pub mod cidr;
 pub mod cilium_endpoint;
 pub mod cilium_peers;

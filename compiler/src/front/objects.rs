@@ -104,6 +104,7 @@ fn json_scope(sink: &Sink<'_>, index: Option<u32>) -> Scope {
         file: sink.file,
         spec_index: index,
         labels: LabelSet::default(),
+        audit: false,
     }
 }
 
@@ -125,6 +126,8 @@ fn commit_rules(
 pub struct Meta {
     pub name: String,
     pub namespace: Option<String>,
+    /// `cilium-policy.io/audit-mode: "true"` ([`super::annotations`]).
+    pub audit: bool,
 }
 
 pub fn metadata(cx: &mut Cx<'_>, m: &Map<'_>) -> Option<Meta> {
@@ -143,7 +146,12 @@ pub fn metadata(cx: &mut Cx<'_>, m: &Map<'_>) -> Option<Meta> {
         Some(n) => Some(cx.str(&n)?.to_string()),
         None => None,
     };
-    Some(Meta { name, namespace })
+    let audit = super::annotations::audit_mode(cx, &mm);
+    Some(Meta {
+        name,
+        namespace,
+        audit,
+    })
 }
 
 /// Checks top-level fields: unknown ones are pruned by the API server (warning); a rule field
@@ -296,6 +304,7 @@ fn policy(cx: &mut Cx<'_>, f: &Field<'_>, sink: &mut Sink<'_>, kind: PolicyKind)
         file: sink.file,
         spec_index: None,
         labels,
+        audit: meta.audit,
     };
     let mut pending = Pending::default();
     match kind {

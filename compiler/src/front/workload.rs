@@ -58,6 +58,7 @@ pub fn inventory_object(cx: &mut Cx<'_>, f: &Field<'_>, kind: &str, sink: &mut S
             sink.inventory.namespaces.push(Namespace {
                 name: meta.name,
                 labels,
+                audit: meta.audit,
                 file: Some(sink.file),
                 span: f.span(),
             });

@@ -50,6 +50,7 @@ impl Builder {
             requires: vec![],
             ports: vec![],
             default_deny: true,
+            audit: false,
             provenance: Provenance {
                 kind: PolicyKind::CiliumNetworkPolicy,
                 namespace: Some("default".into()),

@@ -124,10 +124,6 @@ pub fn compute(
         f => f,
     };
     let wanted = keep;
-    let mut out = EndpointPolicy {
-        identity: subject,
-        ..Default::default()
-    };
     let rules: Vec<&Rule> = ctx
         .subjects
         .get(&subject)
@@ -135,6 +131,62 @@ pub fn compute(
         .flatten()
         .map(|r| ctx.policy.rule(*r))
         .collect();
+    let mut out = state(ctx, subject, &rules, own_ports, filter, Mode::Full);
+    if let Some(audit) = super::audit::AuditView::of(ctx, subject, &rules) {
+        let enforced = state(
+            ctx,
+            subject,
+            &rules,
+            own_ports,
+            filter,
+            Mode::Enforced(&audit),
+        );
+        out = audit.combine(ctx, out, enforced);
+    }
+    if let PeerFilter::Only(k) = wanted {
+        out.entries.retain(|key, _| k.contains(&key.identity));
+    }
+    out
+}
+
+/// Which rules a [`state`] takes whole.
+#[derive(Clone, Copy)]
+pub(super) enum Mode<'a> {
+    /// Every rule, as written.
+    Full,
+    /// What is enforced in audit mode: the deny rules of `audit` add nothing and its rules do
+    /// not put the endpoint into default deny.
+    Enforced(&'a super::audit::AuditView),
+}
+
+impl Mode<'_> {
+    fn adds_entries(self, r: &Rule) -> bool {
+        match self {
+            Mode::Full => true,
+            Mode::Enforced(a) => !(a.is_audit(r) && r.action == Action::Deny),
+        }
+    }
+    fn default_deny(self, r: &Rule) -> bool {
+        match self {
+            Mode::Full => r.default_deny,
+            Mode::Enforced(a) => r.default_deny && !a.is_audit(r),
+        }
+    }
+}
+
+/// The map state `rules` (those selecting `subject`) give in `mode`.
+fn state(
+    ctx: &Ctx,
+    subject: NumericIdentity,
+    rules: &[&Rule],
+    own_ports: &[NamedPort],
+    filter: PeerFilter,
+    mode: Mode,
+) -> EndpointPolicy {
+    let mut out = EndpointPolicy {
+        identity: subject,
+        ..Default::default()
+    };
     for dir in [Direction::Ingress, Direction::Egress] {
         let here: Vec<&Rule> = rules
             .iter()
@@ -149,14 +201,14 @@ pub fn compute(
             Direction::Egress => out.egress_enforced = true,
         }
         let mut reqs: Vec<&IdSet> = Vec::new();
-        for r in &here {
+        for r in here.iter().filter(|r| mode.adds_entries(r)) {
             for q in &r.requires {
                 if let Some(s) = ctx.set(PeerSel::Selector(*q)) {
                     reqs.push(s);
                 }
             }
         }
-        for r in &here {
+        for r in here.iter().filter(|r| mode.adds_entries(r)) {
             direction_rule(
                 ctx,
                 &mut out,
@@ -170,18 +222,11 @@ pub fn compute(
                 filter,
             );
         }
-        if !here.iter().any(|r| r.default_deny) {
-            // Every rule here says `enableDefaultDeny: false`: what no deny rule denies is
-            // allowed, through an allow-all entry below every more specific one (which still
-            // decide L7 redirects and denies).
-            let any = MapKey {
-                identity: NumericIdentity::WILDCARD,
-                direction: dir,
-                protocol: 0,
-                port: 0,
-                port_prefix_len: 0,
-            };
-            merge(&mut out.entries, any, MapVerdict::Allow, &[]);
+        if !here.iter().any(|r| mode.default_deny(r)) {
+            // Every rule here says `enableDefaultDeny: false` (or is in audit mode): what no
+            // deny rule denies is allowed, through an allow-all entry below every more specific
+            // one (which still decide L7 redirects and denies).
+            merge(&mut out.entries, wildcard_key(dir), MapVerdict::Allow, &[]);
         }
         let host = NumericIdentity::HOST;
         let want_host = match filter {
@@ -191,19 +236,24 @@ pub fn compute(
         if dir == Direction::Ingress && ctx.cluster.config.allow_localhost && want_host {
             let key = MapKey {
                 identity: host,
-                direction: dir,
-                protocol: 0,
-                port: 0,
-                port_prefix_len: 0,
+                ..wildcard_key(dir)
             };
             merge(&mut out.entries, key, MapVerdict::Allow, &[]);
         }
     }
     propagate(&mut out.entries);
-    if let PeerFilter::Only(k) = wanted {
-        out.entries.retain(|key, _| k.contains(&key.identity));
-    }
     out
+}
+
+/// The key of every peer, protocol and port in `dir`.
+pub(super) fn wildcard_key(dir: Direction) -> MapKey {
+    MapKey {
+        identity: NumericIdentity::WILDCARD,
+        direction: dir,
+        protocol: 0,
+        port: 0,
+        port_prefix_len: 0,
+    }
 }
 
 /// Adds the entries of one rule.
@@ -294,6 +344,7 @@ fn direction_rule(
                         let e = out.addr_entries.entry(key).or_insert(ir::MapEntry {
                             verdict: v,
                             rules: vec![],
+                            audited: vec![],
                         });
                         if !e.rules.contains(&r.id) {
                             e.rules.push(r.id);

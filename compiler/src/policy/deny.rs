@@ -59,9 +59,14 @@ pub fn merge(
     let e = entries.entry(key).or_insert(MapEntry {
         verdict,
         rules: Vec::new(),
+        audited: Vec::new(),
     });
     if rank(&verdict) > rank(&e.verdict) {
         e.verdict = verdict;
+    }
+    if e.verdict == MapVerdict::Deny {
+        // A deny is enforced even in audit mode: nothing here passes.
+        e.audited.clear();
     }
     for r in rules {
         if let Err(i) = e.rules.binary_search(r) {

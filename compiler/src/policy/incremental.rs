@@ -165,6 +165,51 @@ impl PolicyEngine {
     }
 }
 
+impl PolicyEngine {
+    /// Recomputes the map state of every group in namespace `ns` (after its audit mode changed:
+    /// the annotation changes no identity, so nothing else would).
+    pub fn recompute_namespace(&mut self, ns: &str) -> Vec<MapDelta> {
+        let in_ns = |c: &crate::cluster::Cluster, id: NumericIdentity| {
+            c.identity(id).is_some_and(|i| {
+                i.labels
+                    .iter()
+                    .any(|l| l.key == "io.kubernetes.pod.namespace" && l.value == ns)
+            })
+        };
+        let keys: Vec<GroupKey> = self
+            .groups
+            .keys()
+            .filter(|g| in_ns(&self.cluster, g.0))
+            .cloned()
+            .collect();
+        let mut deltas = Vec::new();
+        for g in keys {
+            let fresh = compute(&self.ctx(), g.0, &g.1, PeerFilter::All);
+            let Some(cur) = self.groups.get_mut(&g) else {
+                continue;
+            };
+            let ids: IdSet = cur
+                .entries
+                .keys()
+                .chain(fresh.entries.keys())
+                .map(|k| k.identity)
+                .collect();
+            let d = replace_entries(cur, fresh, &ids);
+            if d.is_empty() {
+                continue;
+            }
+            for name in self.members.get(&g).into_iter().flatten() {
+                deltas.push(MapDelta {
+                    endpoint: name.clone(),
+                    identity: g.0,
+                    ..d.clone()
+                });
+            }
+        }
+        deltas
+    }
+}
+
 /// The entries of `cur` keyed by one of `ids`, in key order (a range per identity).
 fn keys_of(cur: &EndpointPolicy, ids: &IdSet) -> Vec<MapKey> {
     ids.iter()

@@ -2,6 +2,7 @@
 //! the whole cluster and kept up to date incrementally (see Documentation/policy-semantics.md).
 
 pub mod addr;
+pub mod audit;
 pub mod compute;
 pub mod connectivity;
 pub mod deny;

@@ -62,6 +62,9 @@ pub struct Side {
     /// Allowed because the host may always reach its endpoints (allow-localhost).
     pub by_localhost: bool,
     pub l7: L7Verdict,
+    /// Audit mode: the audit-mode rules that would deny the flow, which passes (empty when the
+    /// verdict is not audited).
+    pub audited_by: Vec<RuleId>,
 }
 
 /// The whole trace.
@@ -195,7 +198,7 @@ struct Flow<'a> {
     http: Option<&'a HttpRequest>,
 }
 
-/// The verdict of `subject`'s rules in `dir` on the flow with `peer`.
+/// The verdict of `subject`'s rules in `dir` on the flow with `peer`, audit mode included.
 fn side(
     policy: &PolicySet,
     c: &Cluster,
@@ -204,6 +207,39 @@ fn side(
     dir: Direction,
     flow: Flow<'_>,
 ) -> Side {
+    let full = side_in(policy, c, subject, peer, dir, flow, None);
+    if full.verdict.allowed() {
+        return full;
+    }
+    let Some(is_audit) = super::audit::audit_rules(policy, c, subject) else {
+        return full;
+    };
+    let enforced = side_in(policy, c, subject, peer, dir, flow, Some(&is_audit));
+    if !enforced.verdict.allowed() {
+        return full;
+    }
+    let audited_by = super::audit::would_deny(policy, &full, &is_audit);
+    Side {
+        verdict: enforced.verdict,
+        by_localhost: enforced.by_localhost,
+        l7: enforced.l7,
+        audited_by,
+        ..full
+    }
+}
+
+/// The verdict of `subject`'s rules; with `audit`, only what audit mode enforces (the deny
+/// rules of audit-mode rules left out, and those rules not putting the subject into default
+/// deny).
+fn side_in(
+    policy: &PolicySet,
+    c: &Cluster,
+    subject: &Party,
+    peer: &Party,
+    dir: Direction,
+    flow: Flow<'_>,
+    audit: Option<&dyn Fn(&Rule) -> bool>,
+) -> Side {
     let Flow { proto, port, http } = flow;
     let mut s = Side {
         direction: dir,
@@ -211,11 +247,12 @@ fn side(
         verdict: SideVerdict::NotManaged,
         by_localhost: false,
         l7: L7Verdict::NotRedirected,
+        audited_by: Vec::new(),
     };
     if !subject.managed() {
         return s;
     }
-    let rules: Vec<&Rule> = policy
+    let mut rules: Vec<&Rule> = policy
         .rules
         .iter()
         .filter(|r| r.direction == dir && policy.selectors[r.subject].matches(&subject.info.labels))
@@ -223,6 +260,10 @@ fn side(
     if rules.is_empty() {
         s.verdict = SideVerdict::NotEnforced;
         return s;
+    }
+    let default_deny = |r: &Rule| r.default_deny && !audit.is_some_and(|a| a(r));
+    if let Some(is_audit) = audit {
+        rules.retain(|r| !(is_audit(r) && r.action == Action::Deny));
     }
     let reqs: Vec<&ir::Selector> = rules
         .iter()
@@ -306,8 +347,10 @@ fn side(
         s.by_localhost = true;
     } else if !addr_hits.is_empty() {
         s.verdict = SideVerdict::Allowed;
+    } else if rules.iter().any(|r| default_deny(r)) {
+        s.verdict = SideVerdict::DeniedDefault;
     } else {
-        s.verdict = default_verdict(&rules);
+        s.verdict = SideVerdict::AllowedNoDefaultDeny;
     }
     s
 }

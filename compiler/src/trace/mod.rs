@@ -3,6 +3,7 @@
 //! semantics are those of the map state (Documentation/policy-semantics.md); the test suite checks
 //! that both agree.
 
+mod audit;
 mod eval;
 mod files;
 mod l7;

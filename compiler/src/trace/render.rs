@@ -144,6 +144,13 @@ pub fn text(policy: &PolicySet, t: &Trace) -> String {
             );
         }
         let _ = writeln!(o, "L4 {name} verdict: {}", verdict_word(s.verdict));
+        if !s.audited_by.is_empty() {
+            let _ = writeln!(
+                o,
+                "    Audit: would be denied by {}",
+                audited(policy, &s.audited_by)
+            );
+        }
         match &s.l7 {
             L7Verdict::NotRedirected => {}
             L7Verdict::Redirected => {
@@ -161,12 +168,36 @@ pub fn text(policy: &PolicySet, t: &Trace) -> String {
         }
     }
     let _ = writeln!(o);
-    let _ = writeln!(
-        o,
-        "Verdict: {}",
-        if t.allowed { "allowed" } else { "denied" }
-    );
+    let _ = writeln!(o, "Verdict: {}", overall(policy, t));
     o
+}
+
+/// `allowed`, `denied`, or `allowed (audit: would be denied by …)`.
+pub fn overall(policy: &PolicySet, t: &Trace) -> String {
+    if !t.allowed {
+        return "denied".into();
+    }
+    let by: Vec<RuleId> = [&t.egress, &t.ingress]
+        .iter()
+        .flat_map(|s| s.audited_by.iter().copied())
+        .collect();
+    if by.is_empty() {
+        "allowed".into()
+    } else {
+        format!(
+            "allowed (audit: would be denied by {})",
+            audited(policy, &by)
+        )
+    }
+}
+
+/// The audit-mode rules, described.
+fn audited(policy: &PolicySet, rules: &[RuleId]) -> String {
+    rules
+        .iter()
+        .map(|r| policy.describe_rule(*r))
+        .collect::<Vec<_>>()
+        .join("; ")
 }
 
 fn party(p: &super::Party) -> String {
@@ -188,6 +219,11 @@ fn side_json(policy: &PolicySet, s: &Side) -> Value {
         "reason": format!("{:?}", s.verdict),
         "enforced": !matches!(s.verdict, SideVerdict::NotEnforced | SideVerdict::NotManaged),
         "allowed_by_localhost": s.by_localhost,
+        "audited_by": s.audited_by.iter().map(|r| {
+            let p = &policy.rule(*r).provenance;
+            json!({"id": r.0, "kind": p.kind.name(), "namespace": p.namespace, "name": p.name,
+                   "location": policy.location(*r)})
+        }).collect::<Vec<_>>(),
         "l7": format!("{:?}", s.l7),
         "rules": rules,
     })
@@ -224,6 +260,7 @@ pub fn json(policy: &PolicySet, t: &Trace) -> Value {
     };
     json!({
         "verdict": if t.allowed { "allowed" } else { "denied" },
+        "audit": t.egress.audited_by.len() + t.ingress.audited_by.len() > 0,
         "src": party(&t.src),
         "dst": party(&t.dst),
         "protocol": t.protocol.name(),
@@ -288,7 +325,14 @@ pub fn reason(policy: &PolicySet, t: &Trace) -> String {
                 s.rules.len()
             ),
         };
-        parts.push(what);
+        if s.audited_by.is_empty() {
+            parts.push(what);
+        } else {
+            parts.push(format!(
+                "{what} (audit: would be denied by {})",
+                audited(policy, &s.audited_by)
+            ));
+        }
     }
     parts.join("; ")
 }

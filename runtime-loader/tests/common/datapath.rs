@@ -38,6 +38,7 @@ pub fn entry(v: MapVerdict, rule: u32) -> MapEntry {
     MapEntry {
         verdict: v,
         rules: vec![RuleId(rule)],
+        audited: vec![],
     }
 }
 
