@@ -220,9 +220,15 @@ impl World {
             if before.as_ref().map(|n| &n.labels) != after.as_ref().map(|n| &n.labels) {
                 changed_ns.insert(name.clone());
             }
+            let audit = |n: &Option<ir::Namespace>| n.as_ref().is_some_and(|n| n.audit);
+            let audit_changed = audit(&before) != audit(&after);
             match after {
                 Some(ns) => self.engine.cluster.set_namespace(ns),
                 None => self.engine.cluster.remove_namespace(name),
+            }
+            if audit_changed {
+                let deltas = self.engine.recompute_namespace(name);
+                self.note(deltas);
             }
         }
         let new_eps: HashMap<&str, &ir::Endpoint> =

@@ -30,6 +30,8 @@ pub struct AgentConfig {
     pub flow_export: Option<crate::flows::export::ExportConfig>,
     /// Serve `GET /metrics` on this loopback address too (`--metrics-listen`).
     pub metrics_listen: Option<std::net::SocketAddr>,
+    /// Every endpoint's policy in audit mode (`--policy-audit-mode`, Cilium's flag).
+    pub policy_audit_mode: bool,
 }
 
 impl AgentConfig {
@@ -37,6 +39,7 @@ impl AgentConfig {
     pub fn cluster_config(&self) -> compiler::cluster::ClusterConfig {
         compiler::cluster::ClusterConfig {
             shared_identities: self.kvstore.clone(),
+            audit_all: self.policy_audit_mode,
             ..Default::default()
         }
     }

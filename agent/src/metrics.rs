@@ -7,7 +7,9 @@
 use crate::flows::export::ExportStats;
 use crate::snapshot::Snapshot;
 use crate::world::World;
-use codegen::layout::{MetricsValue, PolicyKey, PolicyValue, DIR_INGRESS, RULE_NONE};
+use codegen::layout::{
+    MetricsValue, PolicyKey, PolicyValue, DIR_INGRESS, RULE_AUDIT_BIT, RULE_NONE,
+};
 use compiler::flow::PolicyRef;
 use runtime_loader::layout::NodeLayout;
 use runtime_loader::RawMap;
@@ -280,13 +282,16 @@ fn render_decisions(
     let rev = snap.healthz.policy_revision;
     let mut merged: BTreeMap<(u8, &'static str, String, String, String), u64> = BTreeMap::new();
     for ((dir, verdict, rule), n) in decisions {
+        let audit = *rule != RULE_NONE && rule & RULE_AUDIT_BIT != 0;
+        let rule = &(rule & !RULE_AUDIT_BIT);
         let verdict = match *verdict {
+            _ if audit => "audit",
             codegen::layout::VERDICT_ALLOW => "allow",
             codegen::layout::VERDICT_DENY => "deny",
             codegen::layout::VERDICT_REDIRECT => "redirect",
             _ => continue,
         };
-        let r = if *rule != RULE_NONE && (*rule as usize) < policy.rules.len() {
+        let r = if (*rule as usize) < policy.rules.len() {
             PolicyRef::of_rule(policy, ir::RuleId(*rule), rev)
         } else {
             PolicyRef::default()

@@ -26,6 +26,7 @@ pub(crate) fn agent(dir: &Path) -> Agent {
         kvstore: None,
         flow_export: None,
         metrics_listen: None,
+        policy_audit_mode: false,
     };
     Agent::start(cfg, Box::new(|_| {})).unwrap()
 }
@@ -42,7 +43,10 @@ fn normalize(w: &World, p: &ir::EndpointPolicy) -> (bool, bool, Norm, Norm) {
     let entries = p
         .entries
         .iter()
-        .map(|(k, e)| (format!("{k:?}"), (format!("{:?}", e.verdict), at(&e.rules))))
+        .map(|(k, e)| {
+            let verdict = format!("{:?} audited {:?}", e.verdict, at(&e.audited));
+            (format!("{k:?}"), (verdict, at(&e.rules)))
+        })
         .collect();
     let addr = p
         .addr_entries
@@ -163,6 +167,45 @@ fn endpoint(id: u16, labels: &[&str], ip: &str) -> EndpointSpec {
         pod: None,
         container_id: None,
     }
+}
+
+#[test]
+fn annotating_a_namespace_puts_its_endpoints_into_audit_mode() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut a = agent(dir.path());
+    let pods = r#"apiVersion: v1
+kind: Pod
+metadata: {name: db, namespace: staging, labels: {app: db}}
+status: {podIP: 10.1.0.1}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: tester, namespace: staging, labels: {app: tester}}
+status: {podIP: 10.1.0.2}
+"#;
+    let policy = r#"apiVersion: cilium.io/v2
+kind: CiliumNetworkPolicy
+metadata: {name: db, namespace: staging}
+spec:
+  endpointSelector: {matchLabels: {app: db}}
+  ingress:
+  - fromEndpoints: [{matchLabels: {app: tester}}]
+"#;
+    put(&mut a, "pods.yaml", pods).unwrap();
+    put(&mut a, "db.yaml", policy).unwrap();
+    let audited = |a: &Agent| {
+        let w = a.world();
+        let p = w.engine.policy_of("staging/db").expect("db's map state");
+        p.entries.values().any(|e| !e.audited.is_empty())
+    };
+    assert!(!audited(&a), "enforced as written");
+    let ns = "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: staging\n  annotations:\n    cilium-policy.io/audit-mode: \"true\"\n";
+    put(&mut a, "ns.yaml", ns).unwrap();
+    assert!(audited(&a), "the default deny is audited");
+    assert_same_as_rebuilt(&a, "namespace annotated");
+    put(&mut a, "ns.yaml", &ns.replace("\"true\"", "\"false\"")).unwrap();
+    assert!(!audited(&a), "enforced again");
+    assert_same_as_rebuilt(&a, "annotation off");
 }
 
 #[test]

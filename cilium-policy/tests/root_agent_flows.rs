@@ -107,44 +107,46 @@ fn wait_flow(rx: &mpsc::Receiver<Flow>, from: &str, port: u16) -> Flow {
     panic!("no flow {from} -> app1:{port}; seen:\n{}", seen.join("\n"));
 }
 
-#[test]
-fn root_agent_flows_name_their_policies() {
-    if !require_root("root_agent_flows_name_their_policies") {
-        return;
-    }
+/// The node and app1..app3 (app1 serves 80 and 81).
+fn pods() -> (
+    runtime_loader::testkit::Netns,
+    Vec<Endpoint>,
+    Vec<Responder>,
+) {
     let node = node_netns();
     let eps: Vec<Endpoint> = (0..3)
         .map(|i| Endpoint::new(&node, Ipv4Addr::new(10, 97, 0, i + 1)))
         .collect();
-    let _srv: Vec<Responder> = [80, 81]
+    let srv = [80, 81]
         .iter()
         .map(|p| Responder::start(&eps[0].ns, eps[0].addr, *p))
         .collect();
-    let export_dir = tempfile::tempdir().unwrap();
-    let export = export_dir.path().join("flows.json");
-    let agent = Agent::start_in(
-        &node,
-        vec!["--flow-export".into(), export.display().to_string()],
-    );
+    (node, eps, srv)
+}
+
+/// Applies the Pods and adds their endpoints (ids 1..3); the Pods' file.
+fn endpoints(agent: &Agent, eps: &[Endpoint]) -> String {
     let mut manifests = String::new();
-    for (app, ep) in PODS.iter().zip(&eps) {
+    for (app, ep) in PODS.iter().zip(eps) {
         manifests += &format!(
             "apiVersion: v1\nkind: Pod\nmetadata:\n  name: {app}\n  namespace: default\n  labels:\n    app: {app}\nstatus:\n  podIP: {}\n---\n",
             ep.addr
         );
     }
     let pods = agent.file("pods.yaml", &manifests);
-    let pol = agent.file("policies.yaml", POLICIES);
     agent.ok(&["apply", "-f", &pods]);
-    for (i, (app, ep)) in PODS.iter().zip(&eps).enumerate() {
+    for (i, (app, ep)) in PODS.iter().zip(eps).enumerate() {
         let (id, pod) = ((i + 1).to_string(), format!("default/{app}"));
         agent.ok(&[
             "endpoint", "add", "--id", &id, "--pod", &pod, "--iface", &ep.host,
         ]);
     }
-    agent.ok(&["apply", "-f", &pol]);
+    pods
+}
 
-    // `monitor -o json`, only flows to app1: "Listening" on stderr, flows on stdout.
+/// `monitor -o json --to-pod default/app1` once listening ("Listening" on stderr), and its
+/// flows.
+fn monitor_json(agent: &Agent) -> (std::process::Child, mpsc::Receiver<Flow>) {
     let mut mon = Command::new(BIN)
         .arg("--api-socket")
         .arg(&agent.socket)
@@ -167,6 +169,78 @@ fn root_agent_flows_name_their_policies() {
             }
         }
     });
+    (mon, rx)
+}
+
+/// A policy in audit mode isolates nothing: app2's connection to a port it does not allow
+/// passes, reported with verdict AUDIT naming the policy; `trace` gives the same verdict.
+#[test]
+fn root_agent_audit_mode_passes_and_reports() {
+    if !require_root("root_agent_audit_mode_passes_and_reports") {
+        return;
+    }
+    let (node, eps, _srv) = pods();
+    let agent = Agent::start(&node);
+    let pods = endpoints(&agent, &eps);
+    let audit = POLICIES.split("---").next().unwrap().replace(
+        "  namespace: default\n",
+        "  namespace: default\n  annotations:\n    cilium-policy.io/audit-mode: \"true\"\n",
+    );
+    let pol = agent.file("audit.yaml", &audit);
+    agent.ok(&["apply", "-f", &pol]);
+    let (mut mon, rx) = monitor_json(&agent);
+    assert!(
+        tcp_ok(&eps[1].ns, eps[0].addr, 80, PASS_WAIT),
+        "allowed as written"
+    );
+    assert_eq!(wait_flow(&rx, "app2", 80).verdict, FlowVerdict::Forwarded);
+    assert!(
+        tcp_ok(&eps[1].ns, eps[0].addr, 81, PASS_WAIT),
+        "81 passes: only the audit-mode policy would deny it"
+    );
+    let audited = wait_flow(&rx, "app2", 81);
+    assert_eq!(audited.verdict, FlowVerdict::Audit);
+    assert_eq!(names(&audited.ingress_denied_by), ["app1-allow"]);
+    assert!(tcp_ok(&eps[2].ns, eps[0].addr, 80, PASS_WAIT), "app3 too");
+    assert_eq!(wait_flow(&rx, "app3", 80).verdict, FlowVerdict::Audit);
+    let _ = mon.kill();
+    let _ = mon.wait();
+    let out = Command::new(BIN)
+        .args(["trace", "-f", &pods, "-f", &pol])
+        .args([
+            "--src",
+            "default/app2",
+            "--dst",
+            "default/app1",
+            "--dport",
+            "81",
+        ])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("Verdict: allowed (audit: would be denied by")
+            && text.contains("default/app1-allow"),
+        "{text}"
+    );
+}
+
+#[test]
+fn root_agent_flows_name_their_policies() {
+    if !require_root("root_agent_flows_name_their_policies") {
+        return;
+    }
+    let (node, eps, _srv) = pods();
+    let export_dir = tempfile::tempdir().unwrap();
+    let export = export_dir.path().join("flows.json");
+    let agent = Agent::start_in(
+        &node,
+        vec!["--flow-export".into(), export.display().to_string()],
+    );
+    let pods = endpoints(&agent, &eps);
+    let pol = agent.file("policies.yaml", POLICIES);
+    agent.ok(&["apply", "-f", &pol]);
+    let (mut mon, rx) = monitor_json(&agent);
 
     let app1 = eps[0].addr;
     assert!(tcp_ok(&eps[1].ns, app1, 80, PASS_WAIT), "app2 -> app1:80");

@@ -11,7 +11,9 @@ pub use time::rfc3339;
 
 use super::snapshot::Snapshot;
 use super::world::World;
-use codegen::layout::{Event, DIR_INGRESS, EVENT_DROP, FAMILY_IPV4, RULE_NONE, VERDICT_REDIRECT};
+use codegen::layout::{
+    Event, DIR_INGRESS, EVENT_DROP, FAMILY_IPV4, RULE_AUDIT_BIT, RULE_NONE, VERDICT_REDIRECT,
+};
 use compiler::flow::{
     Flow, FlowEndpoint, FlowIp, FlowVerdict, Icmp, IpVersion, Layer4, PolicyRef, Ports,
     TrafficDirection,
@@ -103,8 +105,10 @@ impl FlowBuilder {
             (local, peer)
         };
         let dropped = e.kind == EVENT_DROP;
+        let audited = !dropped && e.rule_id != RULE_NONE && e.rule_id & RULE_AUDIT_BIT != 0;
         let verdict = match (dropped, e.verdict) {
             (true, _) => FlowVerdict::Dropped,
+            _ if audited => FlowVerdict::Audit,
             (false, VERDICT_REDIRECT) => FlowVerdict::Redirected,
             (false, _) => FlowVerdict::Forwarded,
         };
@@ -146,7 +150,8 @@ impl FlowBuilder {
             egress_denied_by: Vec::new(),
             node_name: Some(self.node.clone()),
         };
-        let slot = match (ingress, dropped) {
+        // An audited verdict names the rule that would have denied it.
+        let slot = match (ingress, dropped || audited) {
             (true, false) => &mut flow.ingress_allowed_by,
             (true, true) => &mut flow.ingress_denied_by,
             (false, false) => &mut flow.egress_allowed_by,
@@ -162,8 +167,9 @@ impl FlowBuilder {
         let world = self.world.read().unwrap_or_else(|p| p.into_inner());
         let policy = &world.engine.policy;
         let known = |id: u32| (id as usize) < policy.rules.len();
-        if e.rule_id != RULE_NONE && known(e.rule_id) {
-            return vec![PolicyRef::of_rule(policy, RuleId(e.rule_id), revision)];
+        let rule = e.rule_id & !RULE_AUDIT_BIT;
+        if e.rule_id != RULE_NONE && known(rule) {
+            return vec![PolicyRef::of_rule(policy, RuleId(rule), revision)];
         }
         if e.kind != EVENT_DROP || e.reason != REASON_POLICY_DENIED {
             return Vec::new();

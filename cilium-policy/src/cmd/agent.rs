@@ -51,6 +51,10 @@ pub struct Args {
     pub kvstore: KvstoreArgs,
     #[command(flatten)]
     pub observe: super::agent_observe::ObserveArgs,
+    /// Every endpoint's policy in audit mode (Cilium's flag): what policy would deny passes and
+    /// is reported with verdict AUDIT.
+    #[arg(long)]
+    pub policy_audit_mode: bool,
 }
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -123,6 +127,7 @@ pub fn run(args: Args, global_socket: Option<PathBuf>) -> miette::Result<ExitCod
         kvstore,
         flow_export: args.observe.export(),
         metrics_listen: args.observe.metrics_listen,
+        policy_audit_mode: args.policy_audit_mode,
     };
     let set_debug = Box::new(move |d: bool| {
         let _ = handle.modify(|f| *f = level(d));
