@@ -249,7 +249,12 @@ impl Conn {
             }
         }
         let config = &self.shared.config;
-        let source = config.transparent_source.then_some(self.info.client);
+        // The client's address with a port of the kernel's choosing: the upstream connection
+        // must not have the redirected connection's 4-tuple, which the endpoint's connection
+        // tracking already holds as redirected (the upstream one is tracked as the proxy's).
+        let source = config
+            .transparent_source
+            .then_some(std::net::SocketAddr::new(self.info.client.ip(), 0));
         let mark = config
             .upstream_marks
             .map(|(ingress, egress)| match self.info.direction {

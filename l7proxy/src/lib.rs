@@ -6,14 +6,17 @@
 //!   change and swapped atomically ([`table::SharedTable`]).
 //! - [`proxy`]: configuration and the accept loop (connection cap); `conn` serves one
 //!   connection (sniff, hyper server, 403 or forward, upgrades), [`upstream`] connects to the
-//!   original destination, [`sniff`] tells HTTP from other bytes.
+//!   original destination, [`sniff`] tells HTTP from other bytes, [`listen`] opens the
+//!   transparent listeners the datapath assigns redirected connections to.
 //! - [`event`]: per-request events and their seed §6 style lines.
 
 mod conn;
 pub mod event;
+pub mod listen;
 pub mod matcher;
 pub mod proxy;
 pub mod sniff;
+mod sockopt;
 pub mod table;
 pub mod upstream;
 

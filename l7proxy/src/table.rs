@@ -45,16 +45,19 @@ pub struct RefusedPattern {
     pub reason: String,
 }
 
+/// `file:line:column: HTTP path `PATTERN` of RULE refused: REASON`.
+impl std::fmt::Display for RefusedPattern {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{}: HTTP {} `{}` of {} refused: {}",
+            self.location, self.field, self.pattern, self.rule, self.reason
+        )
+    }
+}
+
 fn refused_list(list: &[RefusedPattern]) -> String {
-    let lines: Vec<String> = list
-        .iter()
-        .map(|r| {
-            format!(
-                "{}: HTTP {} `{}` of {} refused: {}",
-                r.location, r.field, r.pattern, r.rule, r.reason
-            )
-        })
-        .collect();
+    let lines: Vec<String> = list.iter().map(ToString::to_string).collect();
     format!(
         "{} HTTP pattern(s) refused; the policy is not applied:\n{}",
         list.len(),

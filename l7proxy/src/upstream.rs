@@ -2,12 +2,12 @@
 //! (`IP_TRANSPARENT`, so the server sees the client, as in Cilium's tproxy mode), then an HTTP/1.1
 //! client connection driven by its own task.
 
+use crate::sockopt::{set_mark, set_transparent};
 use hyper::body::Incoming;
 use hyper::client::conn::http1::SendRequest;
 use hyper_util::rt::TokioIo;
 use std::io;
 use std::net::SocketAddr;
-use std::os::fd::AsRawFd;
 use std::time::Duration;
 use tokio::net::{TcpSocket, TcpStream};
 
@@ -26,48 +26,6 @@ pub enum UpstreamError {
         dst: SocketAddr,
         source: hyper::Error,
     },
-}
-
-fn set_transparent(sock: &TcpSocket, v4: bool) -> io::Result<()> {
-    let (level, name) = if v4 {
-        (libc::SOL_IP, libc::IP_TRANSPARENT)
-    } else {
-        (libc::SOL_IPV6, libc::IPV6_TRANSPARENT)
-    };
-    let one: libc::c_int = 1;
-    // SAFETY: a valid socket descriptor and an int option of the right size.
-    let rc = unsafe {
-        libc::setsockopt(
-            sock.as_raw_fd(),
-            level,
-            name,
-            (&one as *const libc::c_int).cast(),
-            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-        )
-    };
-    if rc == 0 {
-        Ok(())
-    } else {
-        Err(io::Error::last_os_error())
-    }
-}
-
-fn set_mark(sock: &TcpSocket, mark: u32) -> io::Result<()> {
-    // SAFETY: a valid socket descriptor and a u32 option of the right size.
-    let rc = unsafe {
-        libc::setsockopt(
-            sock.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_MARK,
-            (&mark as *const u32).cast(),
-            std::mem::size_of::<u32>() as libc::socklen_t,
-        )
-    };
-    if rc == 0 {
-        Ok(())
-    } else {
-        Err(io::Error::last_os_error())
-    }
 }
 
 /// A TCP connection to `dst`, from `source` when given (transparently: the address need not be
@@ -126,6 +84,7 @@ pub async fn connect_http(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::fd::AsRawFd;
 
     /// The upstream socket carries the mark the datapath reads to skip a second redirect.
     #[tokio::test]
