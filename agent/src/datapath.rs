@@ -123,6 +123,14 @@ fn kernel_has_fetch_atomics() -> bool {
     }
 }
 
+/// clang, found on first use.
+fn found_clang(slot: &mut Option<Clang>) -> Result<&Clang, AgentError> {
+    if slot.is_none() {
+        *slot = Some(Clang::find().map_err(internal)?);
+    }
+    slot.as_ref().ok_or_else(|| internal("clang was not found"))
+}
+
 fn internal(e: impl std::fmt::Display) -> AgentError {
     AgentError::datapath(e)
 }
@@ -171,6 +179,21 @@ impl Datapath {
 
     pub fn layout(&self) -> &NodeLayout {
         &self.layout
+    }
+
+    /// How programs are attached (tcx links or netlink filters).
+    pub fn mode(&self) -> AttachMode {
+        self.mode
+    }
+
+    /// The node's L7-redirect object (`bpf_node.c`), compiled once and cached by content.
+    pub fn node_object(&mut self) -> Result<Vec<u8>, AgentError> {
+        let clang = found_clang(&mut self.clang)?;
+        let (path, _) = self.cache.node_object(clang).map_err(internal)?;
+        std::fs::read(&path).map_err(|source| AgentError::Io {
+            context: path.display().to_string(),
+            source,
+        })
     }
 
     /// The endpoints this process enforces.
@@ -331,10 +354,7 @@ impl Datapath {
         key: &ProgramKey,
     ) -> Result<load::Datapath, AgentError> {
         if !self.templates.contains_key(&key.features) {
-            let clang = match &self.clang {
-                Some(c) => c,
-                None => self.clang.insert(Clang::find().map_err(internal)?),
-            };
+            let clang = found_clang(&mut self.clang)?;
             let ep_header = codegen::headers::render_template(&key.features, &self.sizes);
             // The node header's counts are comments only; fixed so templates stay shared.
             let node_header = codegen::headers::render_node(&self.sizes, 0, 0);

@@ -24,6 +24,7 @@ pub mod metrics;
 pub mod monitor;
 pub mod policy_dir;
 pub mod privileges;
+pub mod proxy;
 pub mod resolve;
 pub mod snapshot;
 pub mod state;

@@ -9,6 +9,7 @@ use super::config::AgentConfig;
 use super::datapath::{Datapath, Scope};
 use super::error::AgentError;
 use super::model::*;
+use super::proxy::{L7Shared, L7};
 use super::snapshot::PolicyView;
 use super::store::{Edit, Persisted, Store};
 use super::world::World;
@@ -32,6 +33,8 @@ pub struct Agent {
     lagging: BTreeMap<u16, (u64, String)>,
     /// Endpoints touched by changes accepted without waiting and not enforced yet.
     pending: BTreeSet<u16>,
+    /// The L7 proxy's table, rebuilt for changes that concern L7 (`proxy/table.rs`).
+    l7: L7,
     set_debug: Box<dyn Fn(bool) + Send>,
 }
 
@@ -50,7 +53,11 @@ impl Agent {
         let world = World::build(&persisted, &cfg)?;
         super::kvstore::retain_in_use(&cfg, &world.engine.cluster);
         let datapath = if cfg.datapath {
-            Some(Datapath::open(&cfg)?)
+            let mut dp = Datapath::open(&cfg)?;
+            // Before any endpoint redirects: with no proxy listening yet, redirected flows
+            // are dropped (reason 176), never passed unfiltered.
+            super::proxy::install_node_redirect(&mut dp)?;
+            Some(dp)
         } else {
             None
         };
@@ -64,10 +71,12 @@ impl Agent {
             datapath,
             lagging: BTreeMap::new(),
             pending: BTreeSet::new(),
+            l7: L7::new(l7proxy::Limits::default()),
             set_debug,
         };
         // Adopts what a previous agent pinned and writes only what differs.
         agent.sync_datapath(Scope::All, agent.persisted.revision)?;
+        agent.refresh_l7();
         tracing::info!(
             revision = agent.persisted.revision,
             endpoints = agent.persisted.endpoints.len(),
@@ -76,7 +85,27 @@ impl Agent {
         Ok(agent)
     }
 
-    /// Pin path of the node's event ring buffer (for the monitor reader).
+    /// What the L7 proxy reads: its table, the committed addresses, its events.
+    pub fn l7_shared(&self) -> L7Shared {
+        self.l7.shared()
+    }
+
+    /// Builds and installs the L7 table of the whole world (at start and after a rebuild). A
+    /// build refused here (a persisted rule an earlier agent accepted) leaves the table in use,
+    /// empty at start: the proxy then answers 403 to every request (fail closed).
+    fn refresh_l7(&mut self) {
+        let prepared = self.l7.prepare(&self.world(), None);
+        match prepared {
+            Ok(Some(p)) => self.l7.commit(p),
+            Ok(None) => {}
+            Err(e) => tracing::error!(
+                error = %e,
+                diagnostics = ?e.diagnostics(),
+                "the L7 proxy cannot enforce the persisted policy; its requests are denied"
+            ),
+        }
+    }
+
     /// Turns the endpoints' datapath events on (a `monitor` client listens) or off.
     pub fn set_listening(&mut self, on: bool) {
         if let Some(dp) = self.datapath.as_mut() {
@@ -91,6 +120,7 @@ impl Agent {
         self.datapath.as_ref().map(|d| d.layout().clone())
     }
 
+    /// Pin path of the node's event ring buffer (for the monitor reader).
     pub fn events_pin(&self) -> Option<std::path::PathBuf> {
         self.datapath
             .as_ref()
@@ -555,6 +585,13 @@ impl Agent {
             Ok(t) => t,
             Err(e) => return Err(self.rollback(undo, e)),
         };
+        // The proxy's table for the new state, before anything is written: a rule it cannot
+        // enforce refuses the change.
+        let l7 = self.l7.prepare(&self.world(), Some(&touched));
+        let l7 = match l7 {
+            Ok(p) => p,
+            Err(e) => return Err(self.rollback(undo, e)),
+        };
         let revision = self.persisted.revision + 1;
         if wait {
             let mut scope = touched.clone();
@@ -591,6 +628,15 @@ impl Agent {
             self.policy_changed = true;
         }
         super::kvstore::retain_in_use(&self.cfg, &self.world().engine.cluster);
+        // The proxy applies the change with the datapath: now when it was enforced, else
+        // when the writer enforces it (`sync_pending`).
+        if let Some(p) = l7 {
+            if wait || self.datapath.is_none() {
+                self.l7.commit(p);
+            } else {
+                self.l7.stage(p);
+            }
+        }
         let compact = self.world().needs_compaction();
         if compact {
             self.rebuild();
@@ -653,6 +699,7 @@ impl Agent {
         if let Err(e) = self.sync_datapath(Scope::All, self.persisted.revision) {
             tracing::error!(error = %e, "enforcing the rebuilt state failed");
         }
+        self.refresh_l7();
     }
 
     /// Changes accepted without waiting are not enforced yet.
@@ -666,7 +713,11 @@ impl Agent {
             return;
         }
         let scope = std::mem::take(&mut self.pending);
-        if let Err(e) = self.sync_datapath(Scope::Only(&scope), self.persisted.revision) {
+        let synced = self.sync_datapath(Scope::Only(&scope), self.persisted.revision);
+        // The proxy takes the latest accepted change either way, as the endpoints that did
+        // take it do.
+        self.l7.commit_staged();
+        if let Err(e) = synced {
             tracing::error!(error = %e, "enforcing the latest revision failed; endpoints keep their previous policy");
             let live: Vec<u16> = {
                 let world = self.world();

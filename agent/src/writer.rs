@@ -10,6 +10,7 @@ use super::error::AgentError;
 use super::metrics::AgentMetrics;
 use super::model::PolicyReply;
 use super::monitor::Line;
+use super::proxy::{L7Events, L7Listener, L7Shared, Supervisor};
 use super::snapshot::Snapshot;
 use super::state::Agent;
 use super::world::World;
@@ -35,6 +36,14 @@ pub struct Handle {
     events: Option<broadcast::Sender<Line>>,
     metrics: Arc<AgentMetrics>,
     layout: Option<Arc<NodeLayout>>,
+    /// The L7 proxy, when this agent runs one ([`Handle::start_proxy`]).
+    proxy: Option<Arc<ProxyRuntime>>,
+}
+
+/// The running L7 proxy: its supervisor and its events' listeners.
+struct ProxyRuntime {
+    supervisor: Supervisor,
+    events: Option<Arc<L7Events>>,
 }
 
 fn stopped() -> AgentError {
@@ -70,7 +79,33 @@ impl Handle {
             events,
             metrics,
             layout,
+            proxy: None,
         })
+    }
+
+    /// Starts the L7 proxy's listeners and their supervisor on the current tokio runtime,
+    /// serving with what the writer publishes in `l7` (`Agent::l7_shared`).
+    pub fn start_proxy(mut self, l7: L7Shared) -> Result<Handle, AgentError> {
+        let events = self
+            .events
+            .clone()
+            .map(|out| L7Events::new(l7.events.clone(), out, self.snapshot.clone()));
+        let supervisor = Supervisor::spawn(l7)
+            .map_err(|e| AgentError::Internal(format!("starting the L7 proxy: {e}")))?;
+        self.proxy = Some(Arc::new(ProxyRuntime { supervisor, events }));
+        Ok(self)
+    }
+
+    /// The L7 proxy's supervisor, when the agent runs the proxy.
+    pub fn proxy(&self) -> Option<&Supervisor> {
+        self.proxy.as_deref().map(|p| &p.supervisor)
+    }
+
+    /// A listener of the L7 proxy's events, published as `l7` lines with the datapath's
+    /// events while it is held (none without a proxy).
+    pub fn listen_l7(&self) -> Option<L7Listener> {
+        let events = self.proxy.as_ref()?.events.as_ref()?;
+        Some(events.listen())
     }
 
     /// The agent's own counters (the flow exporter registers its own here).

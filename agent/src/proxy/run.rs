@@ -1,0 +1,135 @@
+//! The proxy's listeners and their supervisor, on the agent's tokio runtime. One transparent
+//! listener per HTTP proxy port and family (`127.0.0.1` and `[::1]`, ports 10080 ingress and
+//! 10081 egress); each accepted connection is classified from the addresses of the last
+//! committed state. When a listener dies (its accept loop fails, its task panics, or
+//! [`Supervisor::crash`] stops it), every listener is closed, a line is logged and all of them
+//! are bound again after [`RESTART_DELAY`]; meanwhile the datapath drops redirected flows with
+//! reason 176 (fail closed). Connections already accepted are served on until they end.
+
+use super::{L7Shared, HTTP_PORTS};
+use l7proxy::listen::transparent_listener;
+use l7proxy::{Proxy, ProxyConfig, ProxyError};
+use std::io;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{watch, Notify};
+use tokio::task::{JoinError, JoinSet};
+
+/// How long the proxy stays down after a listener died before it is bound again.
+pub const RESTART_DELAY: Duration = Duration::from_secs(1);
+
+/// How long [`Supervisor::crash`] waits for the listeners to close.
+const CLOSE_WAIT: Duration = Duration::from_secs(5);
+
+/// The running proxy's supervisor.
+pub struct Supervisor {
+    crash: Arc<Notify>,
+    up: watch::Receiver<bool>,
+}
+
+/// The proxy configuration the datapath redirect needs: the server sees the client's address,
+/// and upstream connections carry the marks that keep them from being redirected again.
+pub fn proxy_config() -> ProxyConfig {
+    let mark = |d| HTTP_PORTS.iter().find(|p| p.1 == d).map_or(0, |p| p.2);
+    ProxyConfig {
+        transparent_source: true,
+        upstream_marks: Some((mark(ir::Direction::Ingress), mark(ir::Direction::Egress))),
+        ..ProxyConfig::default()
+    }
+}
+
+impl Supervisor {
+    /// Starts the proxy on the current tokio runtime.
+    pub fn spawn(shared: L7Shared) -> Result<Supervisor, ProxyError> {
+        let proxy = Proxy::new(proxy_config(), shared.table.clone(), shared.events.clone())?;
+        let crash = Arc::new(Notify::new());
+        let (up_tx, up) = watch::channel(false);
+        tokio::spawn(supervise(proxy, shared, crash.clone(), up_tx));
+        Ok(Supervisor { crash, up })
+    }
+
+    /// Whether the listeners are bound.
+    pub fn is_up(&self) -> bool {
+        *self.up.borrow()
+    }
+
+    /// Stops the listeners as if they had died (fault injection for tests and drills) and
+    /// returns once they are closed; the supervisor restarts them after [`RESTART_DELAY`].
+    pub async fn crash(&self) -> bool {
+        let mut up = self.up.clone();
+        self.crash.notify_waiters();
+        tokio::time::timeout(CLOSE_WAIT, up.wait_for(|up| !*up))
+            .await
+            .is_ok_and(|r| r.is_ok())
+    }
+
+    /// Waits until the listeners are bound (or `limit` passed); whether they are.
+    pub async fn wait_up(&self, limit: Duration) -> bool {
+        let mut up = self.up.clone();
+        tokio::time::timeout(limit, up.wait_for(|up| *up))
+            .await
+            .is_ok_and(|r| r.is_ok())
+    }
+}
+
+/// Why a listener stopped.
+fn ended(r: Result<Result<(), ProxyError>, JoinError>) -> String {
+    match r {
+        Ok(Ok(())) => "its accept loop ended".into(),
+        Ok(Err(e)) => e.to_string(),
+        Err(e) if e.is_panic() => "it panicked".into(),
+        Err(e) => e.to_string(),
+    }
+}
+
+async fn supervise(proxy: Proxy, shared: L7Shared, crash: Arc<Notify>, up: watch::Sender<bool>) {
+    loop {
+        let mut set = JoinSet::new();
+        let mut bound = Ok(());
+        for (port, direction, mark) in HTTP_PORTS {
+            for v6 in [false, true] {
+                let listener = match transparent_listener(v6, port, mark) {
+                    Ok(l) => l,
+                    Err(e) => {
+                        bound = Err(e.to_string());
+                        continue;
+                    }
+                };
+                let (proxy, addresses, crash) =
+                    (proxy.clone(), shared.addresses.clone(), crash.clone());
+                set.spawn(async move {
+                    let classify = move |s: &tokio::net::TcpStream, client| {
+                        let original_dst = s.local_addr().ok()?;
+                        Some(addresses.load().classify(direction, client, original_dst))
+                    };
+                    tokio::select! {
+                        r = proxy.serve(listener, classify) => r,
+                        _ = crash.notified() => Err(ProxyError::Accept(io::Error::other(
+                            "stopped by request (fault injection)",
+                        ))),
+                    }
+                });
+            }
+        }
+        let why = match bound {
+            Err(e) => e,
+            Ok(()) => {
+                let _ = up.send(true);
+                tracing::info!(ports = ?HTTP_PORTS.map(|p| p.0), "L7 proxy listening");
+                match set.join_next().await {
+                    Some(r) => ended(r),
+                    None => "no listener".into(),
+                }
+            }
+        };
+        // All or none: the others are closed before the restart.
+        set.abort_all();
+        while set.join_next().await.is_some() {}
+        let _ = up.send(false);
+        tracing::error!(
+            reason = %why,
+            "the L7 proxy's listener died; redirected connections are dropped (reason 176) until it is restarted in {RESTART_DELAY:?}"
+        );
+        tokio::time::sleep(RESTART_DELAY).await;
+    }
+}
