@@ -60,7 +60,14 @@ async fn serve(cfg: AgentConfig, set_debug: Box<dyn Fn(bool) + Send>) -> Result<
     let events = events_pin.as_ref().map(|_| agent::monitor::channel());
     // No client yet: endpoints restored from before a restart stop emitting events.
     agent.set_listening(false);
+    let l7 = agent.l7_shared();
     let shared = Handle::spawn(agent, events.clone())?;
+    // The proxy serves the datapath's L7 redirects: only with a datapath.
+    let shared = if cfg.datapath {
+        shared.start_proxy(l7)?
+    } else {
+        shared
+    };
     if let (Some(pin), Some(tx)) = (events_pin, events.as_ref()) {
         agent::monitor::spawn_reader(pin, tx.clone(), shared.clone(), cfg.node.clone());
     }

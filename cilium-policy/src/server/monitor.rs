@@ -121,10 +121,15 @@ pub async fn stream(
         // The endpoints emit events before the stream starts.
         agent.update_listening().await;
     }
+    // The proxy builds its events only while someone shows them.
+    let l7 = match filter.kind.as_deref() {
+        None | Some("l7") => agent.listen_l7(),
+        Some(_) => None,
+    };
     let body = match rx {
-        // The receiver goes before the guard (tuple fields drop in order).
+        // The receiver goes before the guards (tuple fields drop in order).
         Some(rx) => Body::from_stream(futures_util::stream::unfold(
-            (rx, filter, Listener(agent.clone())),
+            (rx, filter, (Listener(agent.clone()), l7)),
             |(mut rx, filter, guard)| async move {
                 loop {
                     match rx.recv().await {

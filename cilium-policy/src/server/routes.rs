@@ -35,6 +35,8 @@ pub fn router(agent: Handle) -> Router {
         .route("/v1/policy/resolve", get(resolve))
         .route("/v1/monitor", get(super::monitor::stream))
         .route("/v1/metrics", get(super::metrics::scrape))
+        .route("/v1/proxy", get(proxy_status))
+        .route("/v1/debug/proxy/crash", axum::routing::post(proxy_crash))
         .with_state(agent)
 }
 
@@ -189,4 +191,30 @@ async fn resolve(
         .await
         .map_err(|e| AgentError::Internal(format!("resolving failed: {e}")))??;
     Ok(Json(value))
+}
+
+fn no_proxy() -> AgentError {
+    AgentError::NotFound("this agent runs no L7 proxy (no datapath)".into())
+}
+
+/// `GET /v1/proxy`: whether the L7 proxy's listeners are bound.
+async fn proxy_status(State(a): State<Handle>) -> Reply<serde_json::Value> {
+    let p = a.proxy().ok_or_else(no_proxy)?;
+    Ok(Json(serde_json::json!({
+        "listening": p.is_up(),
+        "ports": agent::proxy::HTTP_PORTS.map(|p| p.0),
+    })))
+}
+
+/// `POST /v1/debug/proxy/crash`: stops the L7 proxy's listeners as if they had died (fault
+/// injection); answers once they are closed. The supervisor restarts them.
+async fn proxy_crash(State(a): State<Handle>) -> Reply<serde_json::Value> {
+    let p = a.proxy().ok_or_else(no_proxy)?;
+    if !p.crash().await {
+        return Err(AgentError::Internal("the L7 proxy's listeners did not close".into()).into());
+    }
+    Ok(Json(serde_json::json!({
+        "listening": false,
+        "restart_in_ms": agent::proxy::RESTART_DELAY.as_millis() as u64,
+    })))
 }
