@@ -1,8 +1,11 @@
 //! The seed's getting-started scenario (§2.2, §2.3) on real packets: app1 ×2, app2, app3 in
-//! network namespaces behind veth pairs, the agent enforcing, driven through the CLI.
+//! network namespaces behind veth pairs, the agent enforcing, driven through the CLI; then its
+//! L7 step (§2.1.6) with pods from manifests, a real HTTP server and `curl`, through the
+//! agent's proxy.
 
 mod agent_harness;
 
+use agent_harness::http::{curl, HttpServer, Monitor};
 use agent_harness::Agent;
 use runtime_loader::probe::{tcp_ok, udp_ok, Responder, PASS_WAIT};
 use runtime_loader::testkit::{node_netns, require_root, Endpoint};
@@ -136,4 +139,132 @@ fn root_getting_started_l3_l4_policy() {
         "app3 reaches app1 again"
     );
     assert!(tcp_ok(&app2.ns, app1b.addr, 8080, PASS_WAIT));
+}
+
+/// The seed's L7 policy (§2.1.6), verbatim.
+const L7_POLICY: &str =
+    include_str!("../../testdata/getting-started/kubernetes/l3_l4_l7_policy.yaml");
+
+/// The seed's three pods (labels `id=appN`) at the test endpoints' addresses.
+fn pods(apps: &[(&str, &Endpoint)]) -> String {
+    apps.iter()
+        .map(|(name, ep)| {
+            format!(
+                "apiVersion: v1\nkind: Pod\nmetadata:\n  name: {name}\n  namespace: default\n  labels:\n    id: {name}\nstatus:\n  podIP: {}\n---\n",
+                ep.addr
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn root_getting_started_l7_policy() {
+    if !require_root("root_getting_started_l7_policy") {
+        return;
+    }
+    let node = node_netns();
+    let app1 = Endpoint::new(&node, Ipv4Addr::new(10, 92, 0, 11));
+    let app2 = Endpoint::new(&node, Ipv4Addr::new(10, 92, 0, 12));
+    let app3 = Endpoint::new(&node, Ipv4Addr::new(10, 92, 0, 13));
+    let _web = HttpServer::start(
+        &app1.ns,
+        app1.addr.into(),
+        80,
+        &[("public", "public page\n"), ("private", "private page\n")],
+    );
+    let agent = Agent::start(&node);
+    let pods = agent.file(
+        "pods.yaml",
+        &pods(&[("app1", &app1), ("app2", &app2), ("app3", &app3)]),
+    );
+    agent.ok(&["apply", "-f", &pods]);
+    // Endpoint ids as in the seed's monitor example (app2 is 3, app1 is 1).
+    for (id, pod, ep) in [(1, "app1", &app1), (3, "app2", &app2), (4, "app3", &app3)] {
+        let (id, pod) = (id.to_string(), format!("default/{pod}"));
+        agent.ok(&[
+            "endpoint", "add", "--id", &id, "--pod", &pod, "--iface", &ep.host,
+        ]);
+    }
+    let url = |path: &str| format!("http://{}/{path}", app1.addr);
+    let get = |ep: &Endpoint, path: &str| curl(&ep.ns, &url(path), &[], Duration::from_secs(3));
+    assert_eq!(get(&app3, "private").0, 200, "no policy yet");
+
+    let policy = agent.file("l3_l4_l7_policy.yaml", L7_POLICY);
+    let out = agent.ok(&["apply", "-f", &policy]);
+    assert!(out.contains("Revision"), "{out}");
+    let mut monitor = Monitor::start(&agent, Some("l7"));
+    assert_eq!(
+        get(&app2, "public"),
+        (200, "public page\n".into()),
+        "{}",
+        agent.log()
+    );
+    assert_eq!(
+        get(&app2, "private"),
+        (403, "Access denied".into()),
+        "the seed's L7 denial: 403 with its body"
+    );
+    assert_eq!(
+        get(&app2, "public").0,
+        200,
+        "the proxy keeps serving after a denial"
+    );
+    assert_eq!(
+        get(&app3, "public").0,
+        0,
+        "app3 is cut off at L3: no answer at all"
+    );
+
+    // `monitor --type l7`: the seed §6 line with endpoint ids, labels and identities.
+    let ids: serde_json::Value =
+        serde_json::from_str(&agent.ok(&["endpoint", "list", "-o", "json"])).unwrap();
+    let identity = |id: u64| {
+        ids.as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["id"] == id)
+            .map(|e| e["identity"].to_string())
+            .unwrap()
+    };
+    let denied = monitor
+        .wait_for(Duration::from_secs(5), |l| l.contains("verdict Denied"))
+        .unwrap_or_else(|| panic!("no Denied line: {:?}\n{}", monitor.seen, agent.log()));
+    assert!(
+        denied.starts_with("<- Request http from 3 ([k8s:id=app2 ")
+            && denied.contains(") to 1 ([k8s:id=app1 ")
+            && denied.ends_with(&format!(
+                "identity {}->{}, verdict Denied GET http://{}/private => 403",
+                identity(3),
+                identity(1),
+                app1.addr
+            )),
+        "{denied}"
+    );
+    let allowed = monitor
+        .wait_for(Duration::from_secs(5), |l| l.contains("verdict Forwarded"))
+        .expect("a Forwarded line");
+    assert!(
+        allowed.contains(&format!("GET http://{}/public => 200 (", app1.addr)),
+        "{allowed}"
+    );
+    drop(monitor);
+
+    // Deleting every rule opens /private again, without restarting the agent.
+    let pid = agent.child.as_ref().map(|c| c.id());
+    let out = agent.ok(&["policy", "delete", "--all"]);
+    assert!(out.starts_with("Revision: "), "{out}");
+    assert_eq!(get(&app2, "private"), (200, "private page\n".into()));
+    assert_eq!(get(&app3, "private").0, 200, "app3 reaches app1 again");
+    assert_eq!(
+        agent.child.as_ref().map(|c| c.id()),
+        pid,
+        "same agent process"
+    );
+    let list = agent.ok(&["endpoint", "list"]);
+    assert!(
+        ["k8s:id=app1", "k8s:id=app2", "k8s:id=app3"]
+            .iter()
+            .all(|l| list.contains(l)),
+        "the pods and their endpoints stay: {list}"
+    );
 }

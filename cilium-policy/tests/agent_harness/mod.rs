@@ -5,6 +5,8 @@
 // Shared by several test binaries; each uses a subset.
 #![allow(dead_code)]
 
+pub mod http;
+
 use runtime_loader::probe::Responder;
 use runtime_loader::testkit::{node_netns, Endpoint, Netns};
 use runtime_loader::testkit::{PrivateBpffs, TempDir};
