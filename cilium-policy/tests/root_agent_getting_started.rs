@@ -5,7 +5,7 @@
 
 mod agent_harness;
 
-use agent_harness::http::{curl, HttpServer, Monitor};
+use agent_harness::http::{add_pods, curl, HttpServer, Monitor};
 use agent_harness::Agent;
 use runtime_loader::probe::{tcp_ok, udp_ok, Responder, PASS_WAIT};
 use runtime_loader::testkit::{node_netns, require_root, Endpoint};
@@ -145,18 +145,6 @@ fn root_getting_started_l3_l4_policy() {
 const L7_POLICY: &str =
     include_str!("../../testdata/getting-started/kubernetes/l3_l4_l7_policy.yaml");
 
-/// The seed's three pods (labels `id=appN`) at the test endpoints' addresses.
-fn pods(apps: &[(&str, &Endpoint)]) -> String {
-    apps.iter()
-        .map(|(name, ep)| {
-            format!(
-                "apiVersion: v1\nkind: Pod\nmetadata:\n  name: {name}\n  namespace: default\n  labels:\n    id: {name}\nstatus:\n  podIP: {}\n---\n",
-                ep.addr
-            )
-        })
-        .collect()
-}
-
 #[test]
 fn root_getting_started_l7_policy() {
     if !require_root("root_getting_started_l7_policy") {
@@ -173,18 +161,11 @@ fn root_getting_started_l7_policy() {
         &[("public", "public page\n"), ("private", "private page\n")],
     );
     let agent = Agent::start(&node);
-    let pods = agent.file(
-        "pods.yaml",
-        &pods(&[("app1", &app1), ("app2", &app2), ("app3", &app3)]),
-    );
-    agent.ok(&["apply", "-f", &pods]);
     // Endpoint ids as in the seed's monitor example (app2 is 3, app1 is 1).
-    for (id, pod, ep) in [(1, "app1", &app1), (3, "app2", &app2), (4, "app3", &app3)] {
-        let (id, pod) = (id.to_string(), format!("default/{pod}"));
-        agent.ok(&[
-            "endpoint", "add", "--id", &id, "--pod", &pod, "--iface", &ep.host,
-        ]);
-    }
+    add_pods(
+        &agent,
+        &[(1, "app1", &app1), (3, "app2", &app2), (4, "app3", &app3)],
+    );
     let url = |path: &str| format!("http://{}/{path}", app1.addr);
     let get = |ep: &Endpoint, path: &str| curl(&ep.ns, &url(path), &[], Duration::from_secs(3));
     assert_eq!(get(&app3, "private").0, 200, "no policy yet");

@@ -3,35 +3,85 @@
 //! `monitor` process whose lines a test can wait for.
 
 use super::{in_netns, Agent, BIN};
-use runtime_loader::testkit::{Netns, TempDir};
+use runtime_loader::testkit::{Endpoint, Netns, TempDir};
 use std::io::{BufRead, BufReader};
-use std::net::{IpAddr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-/// A static HTTP server process in a namespace, serving `files` (name, content); killed on drop.
+/// An HTTP server process in a namespace (python3), killed on drop.
 pub struct HttpServer {
     child: Child,
     _dir: TempDir,
 }
 
+/// A WebSocket server for the upgrade tests: answers an `Upgrade: websocket` request with 101
+/// and then echoes the bytes it receives.
+const WEBSOCKET_ECHO: &str = r#"
+import base64, hashlib, socketserver, sys
+class H(socketserver.StreamRequestHandler):
+    def handle(self):
+        head = b""
+        while b"\r\n\r\n" not in head:
+            b = self.request.recv(4096)
+            if not b:
+                return
+            head += b
+        key = ""
+        for line in head.decode().split("\r\n"):
+            if line.lower().startswith("sec-websocket-key:"):
+                key = line.split(":", 1)[1].strip()
+        magic = key + "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+        accept = base64.b64encode(hashlib.sha1(magic.encode()).digest()).decode()
+        self.request.sendall(("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+            "Connection: Upgrade\r\nSec-WebSocket-Accept: " + accept + "\r\n\r\n").encode())
+        while True:
+            b = self.request.recv(4096)
+            if not b:
+                return
+            self.request.sendall(b)
+socketserver.ThreadingTCPServer.allow_reuse_address = True
+socketserver.ThreadingTCPServer((sys.argv[1], int(sys.argv[2])), H).serve_forever()
+"#;
+
 impl HttpServer {
-    pub fn start(ns: &Netns, addr: IpAddr, port: u16, files: &[(&str, &str)]) -> HttpServer {
+    /// A static file server (`python3 -m http.server`) on `bind:port` serving `files` (path,
+    /// content); `::` serves both families.
+    pub fn start(ns: &Netns, bind: IpAddr, port: u16, files: &[(&str, &str)]) -> HttpServer {
         let dir = TempDir::new("cphttp");
         for (name, text) in files {
-            std::fs::write(dir.path.join(name), text).expect("writing a served file");
+            let path = dir.path.join(name);
+            if let Some(parent) = path.parent() {
+                std::fs::create_dir_all(parent).expect("a served directory");
+            }
+            std::fs::write(path, text).expect("writing a served file");
         }
         let mut cmd = Command::new("python3");
         cmd.args(["-m", "http.server", &port.to_string(), "--bind"])
-            .arg(addr.to_string())
+            .arg(bind.to_string())
             .arg("--directory")
-            .arg(&dir.path)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null());
+            .arg(&dir.path);
+        Self::spawn(ns, cmd, bind, port, dir)
+    }
+
+    /// The WebSocket echo server on `addr:port` (IPv4).
+    pub fn websocket_echo(ns: &Netns, addr: Ipv4Addr, port: u16) -> HttpServer {
+        let mut cmd = Command::new("python3");
+        cmd.args(["-c", WEBSOCKET_ECHO, &addr.to_string(), &port.to_string()]);
+        Self::spawn(ns, cmd, addr.into(), port, TempDir::new("cpws"))
+    }
+
+    fn spawn(ns: &Netns, mut cmd: Command, bind: IpAddr, port: u16, dir: TempDir) -> HttpServer {
+        cmd.stdout(Stdio::null()).stderr(Stdio::null());
         in_netns(&mut cmd, &ns.path());
         let child = cmd.spawn().expect("python3 (the test HTTP server)");
-        let sa = SocketAddr::new(addr, port);
+        let probe = if bind.is_unspecified() {
+            IpAddr::V4(Ipv4Addr::LOCALHOST)
+        } else {
+            bind
+        };
+        let sa = SocketAddr::new(probe, port);
         let up = ns.run(move || {
             let t = Instant::now();
             while t.elapsed() < Duration::from_secs(10) {
@@ -51,6 +101,36 @@ impl Drop for HttpServer {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// Pod manifests (namespace `default`, label `id: NAME`) at the endpoints' addresses (both
+/// families for dual-stack endpoints).
+pub fn pod_manifests(apps: &[(&str, &Endpoint)]) -> String {
+    apps.iter()
+        .map(|(name, ep)| {
+            let mut ips = format!("  - ip: {}\n", ep.addr);
+            if let Some(v6) = ep.addr6 {
+                ips += &format!("  - ip: {v6}\n");
+            }
+            format!(
+                "apiVersion: v1\nkind: Pod\nmetadata:\n  name: {name}\n  namespace: default\n  labels:\n    id: {name}\nstatus:\n  podIP: {}\n  podIPs:\n{ips}---\n",
+                ep.addr
+            )
+        })
+        .collect()
+}
+
+/// Applies `pods` and adds each as an endpoint (`--pod default/NAME`) with its id.
+pub fn add_pods(agent: &Agent, pods: &[(u16, &str, &Endpoint)]) {
+    let apps: Vec<(&str, &Endpoint)> = pods.iter().map(|(_, n, e)| (*n, *e)).collect();
+    let file = agent.file("pods.yaml", &pod_manifests(&apps));
+    agent.ok(&["apply", "-f", &file]);
+    for (id, name, ep) in pods {
+        let (id, pod) = (id.to_string(), format!("default/{name}"));
+        agent.ok(&[
+            "endpoint", "add", "--id", &id, "--pod", &pod, "--iface", &ep.host,
+        ]);
     }
 }
 
