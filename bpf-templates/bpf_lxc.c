@@ -122,6 +122,17 @@ static __always_inline int handle(struct __sk_buff *skb, const __u8 dir)
 			if (ct) {
 				ct->policy_rev = rev;
 				ct->rule_id = d.rule_id;
+#ifdef ENABLE_L7_REDIRECT
+				/* Established before its redirect: from now on the opener's packets go
+				 * to the proxy, which has no socket for it, so its listener answers
+				 * the next one with a reset (proxy.h): the client sees the connection
+				 * reset instead of hanging, and its new connection is proxied. */
+				if (d.verdict == VERDICT_REDIRECT &&
+				    !(ct->flags & (CT_PROXY | CT_FROM_PROXY))) {
+					ct->flags |= CT_PROXY;
+					ct->proxy_port = d.proxy_port;
+				}
+#endif
 			}
 		}
 		if (ct) {

@@ -2,8 +2,10 @@
  * iptables). Shared by the endpoint programs (bpf_lxc.c) and the node program (bpf_node.c).
  *
  * A packet for the proxy is given the proxy's socket with bpf_sk_assign (tc ingress only):
- * first the established socket of its 4-tuple (the connection the proxy accepted), else, for a
- * SYN, the proxy's listener on 127.0.0.1 / ::1 at the proxy port. The packet carries
+ * first the established socket of its 4-tuple (the connection the proxy accepted), else the
+ * proxy's listener on 127.0.0.1 / ::1 at the proxy port. A SYN opens a connection there; any
+ * other segment (a connection established before its redirect, or one whose proxy socket went
+ * away) is answered by the listener with a TCP reset, so its client does not hang. The packet carries
  * MARK_MAGIC_TO_PROXY, for which the node's policy-routing rule routes it as local; the
  * listener must be IP_TRANSPARENT, so the accepted socket keeps the original destination as its
  * local address. No socket: the caller drops with DROP_PROXY_LOOKUP_FAILED (fail closed).
@@ -57,9 +59,7 @@ static __always_inline struct bpf_sock *proxy_socket(struct __sk_buff *skb, cons
 			return sk;
 		bpf_sk_release(sk);
 	}
-	if ((p->tcp_flags & (TCP_FLAG_SYN | TCP_FLAG_ACK)) != TCP_FLAG_SYN)
-		return 0;
-	/* A new connection: the proxy's listener. */
+	/* The proxy's listener: it accepts a SYN and resets anything else. */
 	if (p->family == FAMILY_IPV4) {
 		t.ipv4.daddr = bpf_htonl(0x7f000001);
 		t.ipv4.dport = bpf_htons(proxy_port);

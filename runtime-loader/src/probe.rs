@@ -163,11 +163,22 @@ impl TcpSession {
 
     /// Sends a message and waits for its echo; false when it does not come back in `timeout`.
     pub fn exchange(&mut self, timeout: Duration) -> bool {
+        self.exchange_err(timeout).is_none()
+    }
+
+    /// [`TcpSession::exchange`] telling why it failed: `None` when the echo came back, else
+    /// the error (`TimedOut`/`WouldBlock` after `timeout`, `ConnectionReset`, `InvalidData`
+    /// for another reply, ...).
+    pub fn exchange_err(&mut self, timeout: Duration) -> Option<std::io::Error> {
         let _ = self.stream.set_read_timeout(Some(timeout));
-        if self.stream.write_all(b"probe").is_err() {
-            return false;
+        if let Err(e) = self.stream.write_all(b"probe") {
+            return Some(e);
         }
         let mut buf = [0u8; 5];
-        self.stream.read_exact(&mut buf).is_ok() && &buf == b"probe"
+        match self.stream.read_exact(&mut buf) {
+            Ok(()) if &buf == b"probe" => None,
+            Ok(()) => Some(std::io::ErrorKind::InvalidData.into()),
+            Err(e) => Some(e),
+        }
     }
 }
