@@ -3,12 +3,14 @@
 //! with the rule's place while the other rules stay enforced; the proxy's listeners dying
 //! (fail closed with drop reason 176, then restored by the supervisor); the agent killed with
 //! a connection open and restarted; an egress rule with a path regex and a header, over IPv4
-//! and IPv6; a WebSocket upgrade judged and then spliced.
+//! and IPv6; a WebSocket upgrade judged and then spliced; connections established before an L7
+//! rule covered their port reset rather than left hanging.
 
 mod agent_harness;
 
 use agent_harness::http::{add_pods, curl, curl_until, HttpServer, Monitor};
 use agent_harness::Agent;
+use runtime_loader::probe::{Responder, TcpSession};
 use runtime_loader::testkit::{node_netns, require_root, Endpoint};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpStream};
@@ -294,4 +296,65 @@ fn root_l7_egress_regex_and_header_ipv6_and_websocket() {
     assert_eq!(echo, b"\x81\x05hello", "frames flow after the upgrade");
     let (head, _) = app2.ns.run(move || websocket(dst, "other"));
     assert!(head.starts_with("HTTP/1.1 403"), "denied upgrade: {head}");
+}
+
+/// A connection established before an L7 rule covers its port is reset at its next packet
+/// (the proxy's listener answers it), so its client does not hang; new connections are
+/// proxied. IPv4 and IPv6.
+#[test]
+fn root_l7_connections_established_before_the_rule_are_reset() {
+    if !require_root("root_l7_connections_established_before_the_rule_are_reset") {
+        return;
+    }
+    let node = node_netns();
+    let app1 = Endpoint::dual_stack(
+        &node,
+        Ipv4Addr::new(10, 95, 0, 11),
+        "fd00:95::11".parse().unwrap(),
+    );
+    let app2 = Endpoint::dual_stack(
+        &node,
+        Ipv4Addr::new(10, 95, 0, 12),
+        "fd00:95::12".parse().unwrap(),
+    );
+    let v6 = IpAddr::V6(app1.addr6.unwrap());
+    // A TCP echo on 80 for the long-lived connections, HTTP on 8000 for the new ones.
+    let _echo = [
+        Responder::start(&app1.ns, app1.addr, 80),
+        Responder::start(&app1.ns, v6, 80),
+    ];
+    let agent = Agent::start(&node);
+    add_pods(&agent, &[(1, "app1", &app1), (2, "app2", &app2)]);
+    // app1 already enforces ingress (app2 allowed on 80): its connections are tracked.
+    let l4_only = SEED_L7
+        .split("      rules:")
+        .next()
+        .expect("the seed rule")
+        .to_string();
+    assert!(!l4_only.contains("http"), "{l4_only}");
+    let l4 = agent.file("l3_l4_policy.yaml", &l4_only);
+    agent.ok(&["apply", "-f", &l4]);
+    let mut sessions: Vec<TcpSession> = [IpAddr::V4(app1.addr), v6]
+        .into_iter()
+        .map(|dst| TcpSession::open(&app2.ns, dst, 80, T).expect("connect"))
+        .collect();
+    for s in &mut sessions {
+        assert!(s.exchange(T), "established before the L7 rule");
+    }
+    let seed = agent.file("l3_l4_l7_policy.yaml", SEED_L7);
+    agent.ok(&["apply", "-f", &seed]);
+    for (s, family) in sessions.iter_mut().zip(["IPv4", "IPv6"]) {
+        let t = Instant::now();
+        let err = s.exchange_err(Duration::from_secs(10));
+        assert_eq!(
+            err.map(|e| e.kind()),
+            Some(std::io::ErrorKind::ConnectionReset),
+            "{family}: reset, not served unfiltered nor left hanging"
+        );
+        assert!(t.elapsed() < Duration::from_secs(5), "{family}: at once");
+    }
+    // The connection opened now goes through the proxy: the echo is not HTTP, so the proxy
+    // closes it.
+    let mut again = TcpSession::open(&app2.ns, app1.addr, 80, T).expect("connect");
+    assert!(!again.exchange(T), "new connections are the proxy's");
 }
