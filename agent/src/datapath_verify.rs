@@ -1,5 +1,6 @@
 //! Before a sync writes anything, [`Datapath::verify`] checks what the writes rely on (see
-//! `integrity.rs`): bpffs is still mounted at `--bpf-root` (remounted when it is not), and for
+//! `integrity.rs`): bpffs is still mounted at `--bpf-root` (remounted when it is not), the
+//! node's L7-redirect program is still pinned (installed again when it is not), and for
 //! each endpoint this process attached, the pins it writes hold the maps its programs use. An
 //! endpoint whose pins are missing or foreign is reloaded (new pins, new maps filled
 //! completely); a broken shared pin reloads every endpoint. After the writes,
@@ -34,7 +35,13 @@ impl Datapath {
             self._lock = crate::lock::acquire_dir(self.layout.root(), "node pin directory")
                 .map_err(internal)?;
             self.forget_all();
+            crate::proxy::install_node_redirect(self)?;
             return Ok(Reload::All);
+        }
+        if !self.layout.proxy_link().exists() {
+            tracing::warn!(link = %self.layout.proxy_link().display(),
+                "the node's L7-redirect program is no longer pinned; installing it again");
+            crate::proxy::install_node_redirect(self)?;
         }
         let mut check: Vec<u16> = ids
             .iter()

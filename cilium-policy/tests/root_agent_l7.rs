@@ -144,6 +144,24 @@ fn root_l7_refused_pattern_proxy_crash_and_agent_restart() {
     let (_, proxy) = agent.request("GET", "/v1/proxy", "");
     assert!(proxy.contains("\"listening\":true"), "{proxy}");
 
+    // The node's `lo` program unpinned (its link goes with the pin): the next change finds
+    // it missing and installs it again.
+    let (bpffs, _) = agent.datapath.as_ref().expect("a datapath");
+    let link = bpffs.path.join("cilium-policy/node0/link-lo-to-proxy");
+    std::fs::remove_file(&link).expect("the lo program's link is pinned");
+    // The kernel frees the unpinned link asynchronously: wait until ingress redirects fail.
+    let t = Instant::now();
+    while curl(&app2.ns, &url("public"), &[], Duration::from_millis(300)).0 != 0 {
+        assert!(
+            t.elapsed() < Duration::from_secs(10),
+            "ingress redirects need the lo program"
+        );
+    }
+    let other = agent.file("other.yaml", &TOO_LARGE.replace("(a{1000}){1000}", "/x"));
+    agent.ok(&["apply", "-f", &other]);
+    assert!(link.exists(), "installed again: {}", agent.log());
+    assert_eq!((get("public"), get("private")), (200, 403));
+
     // The agent is killed with a kept-alive connection open: the connection ends (the
     // kernel closes the proxy's sockets), it does not hang; new connections fail closed
     // until the restarted agent listens again.
