@@ -1,10 +1,11 @@
 //! L7 failure modes and variants through the agent, on real processes in network namespaces
-//! (Documentation/l7.md, "In the agent"): a pattern the proxy cannot compile refused at apply
-//! with the rule's place while the other rules stay enforced; the proxy's listeners dying
-//! (fail closed with drop reason 176, then restored by the supervisor); the agent killed with
-//! a connection open and restarted; an egress rule with a path regex and a header, over IPv4
-//! and IPv6; a WebSocket upgrade judged and then spliced; connections established before an L7
-//! rule covered their port reset rather than left hanging.
+//! (Documentation/l7.md, "In the agent"): the seed's ingress rule over IPv4 and IPv6; a
+//! pattern the proxy cannot compile refused at apply with the rule's place while the other
+//! rules stay enforced; the proxy's listeners dying (fail closed with drop reason 176, then
+//! restored by the supervisor); the agent killed with a connection open and restarted; an
+//! egress rule with a path regex and a header, over IPv4 and IPv6; a WebSocket upgrade judged
+//! and then spliced; connections established before an L7 rule covered their port reset
+//! rather than left hanging.
 
 mod agent_harness;
 
@@ -78,10 +79,12 @@ fn root_l7_refused_pattern_proxy_crash_and_agent_restart() {
         return;
     }
     let node = node_netns();
-    let app1 = Endpoint::new(&node, Ipv4Addr::new(10, 93, 0, 11));
-    let app2 = Endpoint::new(&node, Ipv4Addr::new(10, 93, 0, 12));
-    let app3 = Endpoint::new(&node, Ipv4Addr::new(10, 93, 0, 13));
-    let _web = HttpServer::start(&app1.ns, app1.addr.into(), 80, FILES);
+    let ep = |n: u8| {
+        let v6 = format!("fd00:93::{n}").parse().unwrap();
+        Endpoint::dual_stack(&node, Ipv4Addr::new(10, 93, 0, n), v6)
+    };
+    let (app1, app2, app3) = (ep(11), ep(12), ep(13));
+    let _web = HttpServer::start(&app1.ns, "::".parse().unwrap(), 80, FILES);
     let mut agent = Agent::start(&node);
     add_pods(
         &agent,
@@ -97,6 +100,12 @@ fn root_l7_refused_pattern_proxy_crash_and_agent_restart() {
         "{}",
         agent.log()
     );
+    // The same over IPv6 (the ingress listener on [::1]).
+    let url6 = |path: &str| format!("http://[{}]/{path}", app1.addr6.unwrap());
+    let get6 = |path: &str| curl(&app2.ns, &url6(path), &[], T);
+    assert_eq!(get6("public"), (200, "public page\n".into()));
+    assert_eq!(get6("private"), (403, "Access denied".into()));
+    assert_eq!(curl(&app3.ns, &url6("public"), &[], T).0, 0, "app3 cut off");
 
     // Refused at apply, with the rule's file and line; the rules in force stay enforced.
     let big = agent.file("too_large.yaml", TOO_LARGE);
