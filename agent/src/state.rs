@@ -55,7 +55,7 @@ impl Agent {
         let datapath = if cfg.datapath {
             let mut dp = Datapath::open(&cfg)?;
             // Before any endpoint redirects: with no proxy listening yet, redirected flows
-            // are dropped (reason 176), never passed unfiltered.
+            // are dropped (reason 178), never passed unfiltered.
             super::proxy::install_node_redirect(&mut dp)?;
             Some(dp)
         } else {

@@ -52,7 +52,7 @@
 #define DROP_CT_CREATE_FAILED 155 /* CT: Map insertion failed */
 #define DROP_INVALID_EXTHDR 156 /* Invalid IPv6 extension header */
 #define DROP_FRAG_NOSUPPORT 157 /* IP fragmentation not supported */
-#define DROP_PROXY_LOOKUP_FAILED 176 /* Proxy lookup failed */
+#define DROP_PROXY_LOOKUP_FAILED 178 /* Proxy lookup failed */
 #define DROP_POLICY_DENY 181 /* Policy denied by denylist */
 
 /* Policy map key (hash). Exact key: the packet's (identity, direction, protocol, port); with POLICY_ALL_PORTS in `dir_flags` and port 0: every port of `protocol`, and with protocol 0 as well: every protocol. Identity 0 = every identity. */

@@ -1,7 +1,7 @@
 //! L7 failure modes and variants through the agent, on real processes in network namespaces
 //! (Documentation/l7.md, "In the agent"): the seed's ingress rule over IPv4 and IPv6; a
 //! pattern the proxy cannot compile refused at apply with the rule's place while the other
-//! rules stay enforced; the proxy's listeners dying (fail closed with drop reason 176, then
+//! rules stay enforced; the proxy's listeners dying (fail closed with drop reason 178, then
 //! restored by the supervisor); the agent killed with a connection open and restarted; an
 //! egress rule with a path regex and a header, over IPv4 and IPv6; a WebSocket upgrade judged
 //! and then spliced; connections established before an L7 rule covered their port reset
@@ -129,7 +129,7 @@ fn root_l7_refused_pattern_proxy_crash_and_agent_restart() {
     );
     assert_eq!((get("public"), get("private")), (200, 403));
 
-    // The listeners die: redirected connections fail closed (dropped, reason 176, shown by
+    // The listeners die: redirected connections fail closed (dropped, reason 178, shown by
     // `monitor`) until the supervisor binds them again.
     let mut drops = Monitor::start(&agent, Some("drop"));
     let (status, body) = agent.request("POST", "/v1/debug/proxy/crash", "");
@@ -141,7 +141,7 @@ fn root_l7_refused_pattern_proxy_crash_and_agent_restart() {
     );
     let line = drops
         .wait_for(T, |l| l.contains("Proxy lookup failed"))
-        .unwrap_or_else(|| panic!("no reason-176 drop: {:?}", drops.seen));
+        .unwrap_or_else(|| panic!("no reason-178 drop: {:?}", drops.seen));
     assert!(line.contains(&format!("-> {}:80 tcp", app1.addr)), "{line}");
     drop(drops);
     let (status, _) = curl_until(&app2.ns, &url("public"), &[], 200, Duration::from_secs(10));

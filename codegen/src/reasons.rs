@@ -1,6 +1,10 @@
 //! Drop reasons the datapath reports, with Cilium's numeric codes and names
 //! (`pkg/monitor/api/drop.go`), so `monitor` output reads like Cilium's.
 
+/// A redirected packet found no proxy socket (Cilium's `DROP_PROXY_LOOKUP_FAILED`, -178 in
+/// `bpf/lib/common.h`; Hubble's `SOCKET_LOOKUP_FAILED`).
+pub const DROP_PROXY_LOOKUP_FAILED: u8 = 178;
+
 /// (code, C macro, Cilium's name). Code 0 is "forwarded" in the metrics map.
 pub const DROP_REASONS: &[(u8, &str, &str)] = &[
     (0, "REASON_FORWARDED", "Success"),
@@ -16,7 +20,11 @@ pub const DROP_REASONS: &[(u8, &str, &str)] = &[
     (155, "DROP_CT_CREATE_FAILED", "CT: Map insertion failed"),
     (156, "DROP_INVALID_EXTHDR", "Invalid IPv6 extension header"),
     (157, "DROP_FRAG_NOSUPPORT", "IP fragmentation not supported"),
-    (176, "DROP_PROXY_LOOKUP_FAILED", "Proxy lookup failed"),
+    (
+        DROP_PROXY_LOOKUP_FAILED,
+        "DROP_PROXY_LOOKUP_FAILED",
+        "Proxy lookup failed",
+    ),
     (181, "DROP_POLICY_DENY", "Policy denied by denylist"),
 ];
 
@@ -49,7 +57,7 @@ pub fn hubble_name(code: u8) -> Option<&'static str> {
         155 => "CT_MAP_INSERTION_FAILED",
         156 => "INVALID_IPV6_EXTENSION_HEADER",
         157 => "IP_FRAGMENTATION_NOT_SUPPORTED",
-        176 => "SOCKET_LOOKUP_FAILED",
+        DROP_PROXY_LOOKUP_FAILED => "SOCKET_LOOKUP_FAILED",
         181 => "POLICY_DENY",
         _ => return None,
     })

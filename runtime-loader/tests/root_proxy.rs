@@ -5,7 +5,7 @@
 //! reaches the proxy with the original destination as its local address and the client as its
 //! peer; the proxy's upstream connection, bound to the client's address, reaches the server,
 //! which sees the client's address; data flows both ways. IPv4 and IPv6. With nothing
-//! listening, the connection fails and a drop event with reason 176 is emitted.
+//! listening, the connection fails and a drop event with reason 178 is emitted.
 
 mod common;
 
@@ -415,7 +415,7 @@ fn drops_with_reason(pin: &std::path::Path, reason: u8) -> Vec<Event> {
     out
 }
 
-/// With no proxy listening, redirected connections fail closed, with reason 176 in the
+/// With no proxy listening, redirected connections fail closed, with reason 178 in the
 /// redirecting endpoint's events, on both sides and in both families.
 #[test]
 fn root_proxy_without_listener_fails_closed_with_a_drop_event() {
@@ -450,14 +450,18 @@ fn root_proxy_without_listener_fails_closed_with_a_drop_event() {
             Side::ServerIngress => &s.server_events,
             Side::ClientEgress => &s.client_events,
         };
-        let drops = drops_with_reason(pin, 176);
-        assert_eq!(codegen::reasons::name(176), Some("Proxy lookup failed"));
+        let drops = drops_with_reason(pin, codegen::reasons::DROP_PROXY_LOOKUP_FAILED);
+        assert_eq!(
+            codegen::reasons::name(178),
+            Some("Proxy lookup failed"),
+            "Cilium's code and text"
+        );
         for family in [4u8, 6] {
             assert!(
                 drops
                     .iter()
                     .any(|e| e.family == family && u16::from_be(e.dport_be) == 80),
-                "no drop event 176 for family {family}: {drops:?}"
+                "no drop event 178 for family {family}: {drops:?}"
             );
         }
     }

@@ -106,7 +106,7 @@ impl Addresses {
 
 /// Installs the node's side of the redirect (routing rules, no TCP early demux, the `lo`
 /// program; idempotent) so redirected flows reach the listeners, or are dropped with reason
-/// 176 while none listens.
+/// 178 while none listens.
 pub fn install_node_redirect(dp: &mut Datapath) -> Result<(), AgentError> {
     let object = dp.node_object()?;
     runtime_loader::proxy::install_node_redirect(&object, &dp.layout().proxy_link(), dp.mode())

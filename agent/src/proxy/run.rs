@@ -4,7 +4,7 @@
 //! committed state. When a listener dies (its accept loop fails, its task panics, or
 //! [`Supervisor::crash`] stops it), every listener is closed, a line is logged and all of them
 //! are bound again after [`RESTART_DELAY`]; meanwhile the datapath drops redirected flows with
-//! reason 176 (fail closed). Connections already accepted are served on until they end.
+//! reason 178 (fail closed). Connections already accepted are served on until they end.
 
 use super::{L7Shared, HTTP_PORTS};
 use l7proxy::listen::transparent_listener;
@@ -128,7 +128,7 @@ async fn supervise(proxy: Proxy, shared: L7Shared, crash: Arc<Notify>, up: watch
         let _ = up.send(false);
         tracing::error!(
             reason = %why,
-            "the L7 proxy's listener died; redirected connections are dropped (reason 176) until it is restarted in {RESTART_DELAY:?}"
+            "the L7 proxy's listener died; redirected connections are dropped (reason 178) until it is restarted in {RESTART_DELAY:?}"
         );
         tokio::time::sleep(RESTART_DELAY).await;
     }

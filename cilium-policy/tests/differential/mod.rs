@@ -3,7 +3,7 @@
 //! (BPF_PROG_TEST_RUN through the source's egress and the destination's ingress program) with
 //! `trace`'s; replies of allowed connections must pass both programs back. A flow `trace`
 //! allows with an L7 redirect must go to the proxy: with no proxy in the test, the kernel drops
-//! it with 176 `Proxy lookup failed` (fail closed), counted in the endpoint's metrics.
+//! it with 178 `Proxy lookup failed` (fail closed), counted in the endpoint's metrics.
 #![allow(dead_code)]
 
 pub mod gen;
@@ -164,14 +164,15 @@ fn addr_of(s: &Scenario, who: &str, v6: bool) -> Option<IpAddr> {
 pub enum Fate {
     Passed,
     Dropped,
-    /// Sent to the L7 proxy (here: dropped with 176 for want of a proxy socket).
+    /// Sent to the L7 proxy (here: dropped with 178 for want of a proxy socket).
     ToProxy,
 }
 
 /// Packets `dp` dropped in `dir` for want of a proxy socket, every CPU.
 fn proxy_drops(dp: &Datapath, dir: Direction) -> u64 {
     let map = dp.map(codegen::maps::METRICS.name).unwrap();
-    let idx = u32::from(dir == Direction::Egress) * 256 + 176;
+    let idx = u32::from(dir == Direction::Egress) * 256
+        + u32::from(codegen::reasons::DROP_PROXY_LOOKUP_FAILED);
     let Some(v) = map.lookup(&idx.to_ne_bytes()).unwrap() else {
         return 0;
     };
