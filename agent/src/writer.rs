@@ -85,11 +85,11 @@ impl Handle {
 
     /// Starts the L7 proxy's listeners and their supervisor on the current tokio runtime,
     /// serving with what the writer publishes in `l7` (`Agent::l7_shared`).
-    pub fn start_proxy(mut self, l7: L7Shared) -> Result<Handle, AgentError> {
-        let events = self
-            .events
-            .clone()
-            .map(|out| L7Events::new(l7.events.clone(), out, self.snapshot.clone()));
+    pub fn start_proxy(mut self, l7: L7Shared, node: String) -> Result<Handle, AgentError> {
+        let events = self.events.clone().map(|out| {
+            let (snapshot, world) = (self.snapshot.clone(), self.world.clone());
+            L7Events::new(l7.events.clone(), out, snapshot, world, node)
+        });
         let supervisor = Supervisor::spawn(l7)
             .map_err(|e| AgentError::Internal(format!("starting the L7 proxy: {e}")))?;
         self.proxy = Some(Arc::new(ProxyRuntime { supervisor, events }));

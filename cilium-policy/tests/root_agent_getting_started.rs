@@ -174,6 +174,7 @@ fn root_getting_started_l7_policy() {
     let out = agent.ok(&["apply", "-f", &policy]);
     assert!(out.contains("Revision"), "{out}");
     let mut monitor = Monitor::start(&agent, Some("l7"));
+    let mut flows = Monitor::start_with(&agent, &["--type", "l7", "-o", "json"]);
     assert_eq!(
         get(&app2, "public"),
         (200, "public page\n".into()),
@@ -229,6 +230,24 @@ fn root_getting_started_l7_policy() {
         "{allowed}"
     );
     drop(monitor);
+    // `monitor -o json --type l7`: the same request as a Hubble-style flow with its `l7` layer.
+    let line = flows
+        .wait_for(Duration::from_secs(5), |l| l.contains("/private"))
+        .unwrap_or_else(|| panic!("no L7 flow: {:?}", flows.seen));
+    let f: compiler::flow::Flow = serde_json::from_str(&line).expect("a flow");
+    let http = f.l7.as_ref().and_then(|l| l.http.clone()).expect("l7.http");
+    assert_eq!(
+        (f.verdict, http.code, http.method.as_str()),
+        (compiler::flow::FlowVerdict::Dropped, 403, "GET"),
+        "{line}"
+    );
+    assert_eq!(http.url, format!("http://{}/private", app1.addr));
+    assert_eq!(
+        (f.source.pod_name.as_str(), f.destination.pod_name.as_str()),
+        ("app2", "app1"),
+        "{line}"
+    );
+    drop(flows);
 
     // Deleting every rule opens /private again, without restarting the agent.
     let pid = agent.child.as_ref().map(|c| c.id());

@@ -5,6 +5,7 @@
 //! here runs while nobody listens.
 
 pub mod export;
+mod l7;
 mod time;
 
 pub use time::rfc3339;
@@ -36,9 +37,9 @@ pub struct FlowBuilder {
 }
 
 #[derive(Default)]
-struct Indexes {
+pub(super) struct Indexes {
     labels: HashMap<u32, Vec<String>>,
-    by_addr: HashMap<IpAddr, u16>,
+    pub(super) by_addr: HashMap<IpAddr, u16>,
 }
 
 impl Indexes {
@@ -77,7 +78,7 @@ impl FlowBuilder {
         }
     }
 
-    fn indexes(&mut self, snap: &Arc<Snapshot>) -> &Indexes {
+    pub(super) fn indexes(&mut self, snap: &Arc<Snapshot>) -> &Indexes {
         let stale = !matches!(&self.cached, Some((s, _)) if Arc::ptr_eq(s, snap));
         if stale {
             self.cached = Some((snap.clone(), Indexes::of(snap)));
@@ -136,6 +137,7 @@ impl FlowBuilder {
                 },
             },
             l4: layer4(e),
+            l7: None,
             source,
             destination,
             traffic_direction: if ingress {
@@ -194,7 +196,12 @@ impl FlowBuilder {
 
 /// The endpoint at one end: a local endpoint by id (with its pod name), else what the identity
 /// says.
-fn endpoint_of(snap: &Snapshot, ix: &Indexes, id: Option<u16>, identity: u32) -> FlowEndpoint {
+pub(super) fn endpoint_of(
+    snap: &Snapshot,
+    ix: &Indexes,
+    id: Option<u16>,
+    identity: u32,
+) -> FlowEndpoint {
     let labels = ix.labels.get(&identity).cloned().unwrap_or_default();
     let label_ns = labels
         .iter()

@@ -4,12 +4,15 @@
 //! subscribes to the proxy's events and starts the forwarding task, the last one to go stops
 //! it (dropping the subscription, so the proxy builds nothing again).
 
+use crate::flows::FlowBuilder;
 use crate::monitor::Line;
 use crate::snapshot::Snapshot;
+use crate::world::World;
 use arc_swap::ArcSwap;
 use ir::NumericIdentity;
 use l7proxy::{format_event, Events, Names};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::SystemTime;
 use tokio::sync::broadcast;
 use tokio::task::JoinHandle;
 
@@ -43,6 +46,9 @@ pub(crate) struct L7Events {
     events: Events,
     out: broadcast::Sender<Line>,
     snapshot: Arc<ArcSwap<Snapshot>>,
+    /// Names the flows (`node_name`, endpoints).
+    world: Arc<RwLock<World>>,
+    node: String,
     /// Listeners, and the forwarding task while there are any.
     state: Mutex<(usize, Option<JoinHandle<()>>)>,
 }
@@ -52,11 +58,15 @@ impl L7Events {
         events: Events,
         out: broadcast::Sender<Line>,
         snapshot: Arc<ArcSwap<Snapshot>>,
+        world: Arc<RwLock<World>>,
+        node: String,
     ) -> Arc<L7Events> {
         Arc::new(L7Events {
             events,
             out,
             snapshot,
+            world,
+            node,
             state: Mutex::new((0, None)),
         })
     }
@@ -68,14 +78,16 @@ impl L7Events {
         if state.1.is_none() {
             let mut rx = self.events.subscribe(QUEUE);
             let (out, snapshot) = (self.out.clone(), self.snapshot.clone());
+            let mut flows = FlowBuilder::new(self.node.clone(), self.world.clone());
             state.1 = Some(tokio::spawn(async move {
                 while let Some(ev) = rx.recv().await {
-                    let snap = snapshot.load();
+                    let snap = snapshot.load_full();
                     let text = format_event(&ev, &SnapshotNames(&snap));
+                    let flow = flows.l7_flow(&ev, &snap, SystemTime::now());
                     let _ = out.send(Line {
                         kind: "l7",
                         text,
-                        flow: None,
+                        flow: flow.map(Arc::new),
                     });
                 }
             }));

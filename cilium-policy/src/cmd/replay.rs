@@ -122,6 +122,12 @@ fn render(policy: &ir::PolicySet, path: &str, r: &Replay, o: Output) -> String {
 
 fn skipped_note(path: &str, r: &Replay) {
     let k = &r.skipped;
+    if k.l7 > 0 {
+        eprintln!(
+            "{path}: skipped {} L7 requests (replay judges connections, not requests)",
+            k.l7
+        );
+    }
     if k.no_l4 > 0 {
         eprintln!(
             "{path}: skipped {} flows of protocols without ports or ICMP type",

@@ -64,19 +64,22 @@ async fn serve(cfg: AgentConfig, set_debug: Box<dyn Fn(bool) + Send>) -> Result<
     let shared = Handle::spawn(agent, events.clone())?;
     // The proxy serves the datapath's L7 redirects: only with a datapath.
     let shared = if cfg.datapath {
-        shared.start_proxy(l7)?
+        shared.start_proxy(l7, cfg.node.clone())?
     } else {
         shared
     };
     if let (Some(pin), Some(tx)) = (events_pin, events.as_ref()) {
         agent::monitor::spawn_reader(pin, tx.clone(), shared.clone(), cfg.node.clone());
     }
+    // Held while the agent serves: the exporter also records the proxy's requests.
+    let mut _export_l7 = None;
     if let (Some(export), Some(tx)) = (cfg.flow_export.clone(), events.as_ref()) {
         let stats = agent::flows::export::spawn(export, tx.subscribe(), cfg.node.clone())
             .map_err(|e| ServeError::Start(e.to_string()))?;
         let _ = shared.metrics().export.set(stats);
-        // A listener from now on: the endpoints emit events.
+        // A listener from now on: the endpoints and the proxy emit events.
         shared.update_listening().await;
+        _export_l7 = shared.listen_l7();
     }
     if let Some(addr) = cfg.metrics_listen {
         let tcp = tokio::net::TcpListener::bind(addr)

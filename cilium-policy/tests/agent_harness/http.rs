@@ -186,12 +186,30 @@ pub struct Monitor {
 impl Monitor {
     /// Starts the monitor and returns once the agent subscribed it.
     pub fn start(agent: &Agent, kind: Option<&str>) -> Monitor {
+        let kind: Vec<&str> = kind.map(|k| vec!["--type", k]).unwrap_or_default();
+        Self::start_with(agent, &kind)
+    }
+
+    /// [`Monitor::start`] with other `monitor` arguments; with `-o json` the "Listening" line
+    /// is read from stderr and the lines are flows.
+    pub fn start_with(agent: &Agent, args: &[&str]) -> Monitor {
         let mut cmd = Command::new(BIN);
-        cmd.arg("--api-socket").arg(&agent.socket).arg("monitor");
-        if let Some(k) = kind {
-            cmd.args(["--type", k]);
+        cmd.arg("--api-socket")
+            .arg(&agent.socket)
+            .arg("monitor")
+            .args(args);
+        let json = args.windows(2).any(|w| w == ["-o", "json"]);
+        if json {
+            cmd.stderr(Stdio::piped());
         }
         let mut child = cmd.stdout(Stdio::piped()).spawn().expect("monitor");
+        let mut first_err = None;
+        if json {
+            let mut err = BufReader::new(child.stderr.take().expect("monitor stderr"));
+            let mut line = String::new();
+            let _ = err.read_line(&mut line);
+            first_err = Some(line);
+        }
         let out = BufReader::new(child.stdout.take().expect("monitor stdout"));
         let (tx, lines) = mpsc::channel();
         std::thread::spawn(move || {
@@ -201,9 +219,11 @@ impl Monitor {
                 }
             }
         });
-        let first = lines
-            .recv_timeout(Duration::from_secs(10))
-            .unwrap_or_default();
+        let first = first_err.unwrap_or_else(|| {
+            lines
+                .recv_timeout(Duration::from_secs(10))
+                .unwrap_or_default()
+        });
         assert!(first.starts_with("Listening"), "{first}");
         Monitor {
             child,

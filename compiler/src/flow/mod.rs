@@ -119,6 +119,32 @@ pub struct FlowEndpoint {
     pub labels: Vec<String>,
 }
 
+/// `l7.http`: one HTTP request as the proxy judged it.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Http {
+    /// The status sent to the client (403 for a denial).
+    #[serde(default)]
+    pub code: u32,
+    #[serde(default)]
+    pub method: String,
+    #[serde(default)]
+    pub url: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub protocol: String,
+}
+
+/// `l7`: what the L7 proxy saw (Hubble's `Layer7`; only HTTP requests here).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Layer7 {
+    /// `REQUEST` (each event is a request with the response's status).
+    #[serde(rename = "type")]
+    pub kind: String,
+    #[serde(default)]
+    pub latency_ns: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub http: Option<Http>,
+}
+
 /// One entry of `*_allowed_by` / `*_denied_by`: the policy behind a verdict.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PolicyRef {
@@ -176,6 +202,9 @@ pub struct Flow {
     /// Absent for protocols without ports or ICMP types (as in Hubble).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub l4: Option<Layer4>,
+    /// Set on the L7 proxy's flows (one per HTTP request).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub l7: Option<Layer7>,
     #[serde(default)]
     pub source: FlowEndpoint,
     #[serde(default)]

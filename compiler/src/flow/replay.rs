@@ -61,6 +61,8 @@ pub struct Skipped {
     pub not_policy: usize,
     /// Protocols other than TCP, UDP, SCTP and ICMP (no `l4`).
     pub no_l4: usize,
+    /// L7 requests (the proxy's verdicts, not the connection's).
+    pub l7: usize,
     /// A named pod not in the inventory whose address is no endpoint's either: `(line, name)`.
     pub unknown: Vec<(usize, String)>,
 }
@@ -126,6 +128,10 @@ pub fn replay(e: &PolicyEngine, flows: &[Recorded]) -> Replay {
         }
         if !f.verdict.passed() && !f.policy_drop() {
             out.skipped.not_policy += 1;
+            continue;
+        }
+        if f.l7.is_some() {
+            out.skipped.l7 += 1;
             continue;
         }
         let Some(l4) = &f.l4 else {
