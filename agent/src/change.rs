@@ -301,6 +301,7 @@ impl World {
             name: ep.name.clone(),
             namespace: ep.namespace.clone(),
             kind: ep.kind.clone(),
+            workload: ep.workload.clone(),
             labels: derive_labels(ep, ns, &cluster.config.cluster_name),
             identity: ir::NumericIdentity::WILDCARD,
             ips: match ep.kind.as_str() {

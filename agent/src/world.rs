@@ -166,6 +166,7 @@ pub fn label_endpoint(spec: &EndpointSpec) -> Result<ir::Endpoint, AgentError> {
         name: endpoint_name(spec.id),
         namespace: None,
         kind: "Endpoint".into(),
+        workload: None,
         k8s_labels: Vec::new(),
         labels: LabelSet::new(labels),
         service_account: None,

@@ -313,3 +313,61 @@ fn connectivity_groups_endpoints_by_identity() {
     let grouped = run(&["connectivity", "-f", k, "--group", "pod", "-o", "tsv"]);
     assert_eq!(pods.stdout, grouped.stdout);
 }
+
+/// `connectivity --group workload`: pods collapse into their controller (a ReplicaSet of a
+/// Deployment counts as the Deployment), a workload manifest is its own workload, a bare Pod is
+/// its own row.
+#[test]
+fn connectivity_groups_endpoints_by_workload() {
+    let dir = tempfile::tempdir().unwrap();
+    let pod = |name: &str, app: &str, owner: &str, hash: &str| {
+        format!(
+            "apiVersion: v1\nkind: Pod\nmetadata:\n  name: {name}\n  namespace: shop\n  labels:\n    app: {app}\n{hash}{owner}status:\n  podIP: 10.3.0.{}\n---\n",
+            name.len()
+        )
+    };
+    let rs = |rs: &str| {
+        format!("  ownerReferences:\n  - {{apiVersion: apps/v1, kind: ReplicaSet, name: {rs}, uid: u1, controller: true}}\n")
+    };
+    let mut inv = String::new();
+    inv += &pod(
+        "web-5d4f8-abcde",
+        "web",
+        &rs("web-5d4f8"),
+        "    pod-template-hash: 5d4f8\n",
+    );
+    inv += &pod(
+        "web-5d4f8-fghij1",
+        "web",
+        &rs("web-5d4f8"),
+        "    pod-template-hash: 5d4f8\n",
+    );
+    inv += &pod("debug", "debug", "", "");
+    inv += "apiVersion: apps/v1\nkind: StatefulSet\nmetadata:\n  name: db\n  namespace: shop\nspec:\n  template:\n    metadata:\n      labels:\n        app: db\n    spec:\n      containers: []\n---\n";
+    let policy = r#"apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: db, namespace: shop}
+spec:
+  podSelector: {matchLabels: {app: db}}
+  ingress:
+  - from: [{podSelector: {matchLabels: {app: web}}}]
+    ports: [{port: 5432}]
+"#;
+    std::fs::write(dir.path().join("inv.yaml"), inv).unwrap();
+    std::fs::write(dir.path().join("db.yaml"), policy).unwrap();
+    let d = dir.path().display().to_string();
+    let out = run(&["connectivity", "-f", &d, "--group", "workload", "-o", "tsv"]);
+    let s = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{s}");
+    let row = "shop/Deployment/web\t2\tshop/StatefulSet/db\t1\ttcp\t5432-5432";
+    assert!(s.lines().any(|l| l == row), "{s}");
+    assert!(
+        !s.lines()
+            .any(|l| l.starts_with("shop/Pod/debug\t1\tshop/StatefulSet/db")),
+        "debug is not allowed to db: {s}"
+    );
+    assert!(
+        s.contains("shop/Pod/debug\t1\t"),
+        "a bare Pod is its own row: {s}"
+    );
+}

@@ -13,6 +13,7 @@ pub fn pod(namespace: &str, name: &str, labels: &[(&str, &str)]) -> Endpoint {
         name: format!("{namespace}/{name}"),
         namespace: Some(namespace.into()),
         kind: "Pod".into(),
+        workload: None,
         k8s_labels: labels
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
@@ -55,6 +56,7 @@ pub fn cluster_endpoint(ep: &Endpoint, ns: Option<&Namespace>) -> ClusterEndpoin
         name: ep.name.clone(),
         namespace: ep.namespace.clone(),
         kind: ep.kind.clone(),
+        workload: ep.workload.clone(),
         labels: derive_labels(ep, ns, "default"),
         identity: NumericIdentity::WILDCARD,
         ips: ep.ips.clone(),

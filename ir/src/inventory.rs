@@ -35,6 +35,10 @@ pub struct Endpoint {
     pub namespace: Option<String>,
     /// What kind of object produced it (`Pod`, `Deployment`, …, `Endpoint`).
     pub kind: String,
+    /// The workload it belongs to, `Kind/name`: a Pod's controller (`metadata.ownerReferences`,
+    /// a ReplicaSet of a Deployment taken as the Deployment), a workload template itself.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub workload: Option<String>,
     /// Raw Kubernetes labels (key → value) as written in the manifest; the identity stage
     /// derives Cilium labels (`k8s:` source, namespace labels, service account) from these.
     pub k8s_labels: Vec<(String, String)>,

@@ -28,6 +28,10 @@ pub enum Group {
     /// Endpoints sharing an identity (and container ports, hence a map state) collapse into one
     /// row with their count.
     Identity,
+    /// The endpoints of one workload (`namespace/Kind/name`: a Pod's controller from its
+    /// ownerReferences, a Deployment's ReplicaSet taken as the Deployment; a workload
+    /// manifest's template) collapse into one row with their count.
+    Workload,
 }
 
 #[derive(clap::Args, Debug)]
@@ -89,14 +93,14 @@ fn render(conns: &[Conn], g: Group, o: Output) -> String {
                 Group::Pod => {
                     let _ = writeln!(s, "src\tdst\tproto\tports");
                 }
-                Group::Identity => {
+                Group::Identity | Group::Workload => {
                     let _ = writeln!(s, "src\tsrc_count\tdst\tdst_count\tproto\tports");
                 }
             }
             for c in conns {
                 let (src, dst) = match g {
                     Group::Pod => (c.src.name.clone(), c.dst.name.clone()),
-                    Group::Identity => (
+                    Group::Identity | Group::Workload => (
                         format!("{}\t{}", c.src.name, c.src.count),
                         format!("{}\t{}", c.dst.name, c.dst.count),
                     ),
@@ -131,7 +135,7 @@ fn render(conns: &[Conn], g: Group, o: Output) -> String {
                         .collect();
                     let party = |p: &Party| match g {
                         Group::Pod => json!(p.name),
-                        Group::Identity => {
+                        Group::Identity | Group::Workload => {
                             json!({"name": p.name, "identity": p.identity.0, "endpoints": p.count})
                         }
                     };
@@ -174,7 +178,7 @@ fn render(conns: &[Conn], g: Group, o: Output) -> String {
 /// ` ×N` after a group's name.
 fn count(g: Group, p: &Party) -> String {
     match g {
-        Group::Identity if p.count > 0 => format!(" ×{}", p.count),
+        Group::Identity | Group::Workload if p.count > 0 => format!(" ×{}", p.count),
         _ => String::new(),
     }
 }
@@ -184,6 +188,7 @@ pub fn run(a: Args) -> miette::Result<ExitCode> {
     let grouping = match a.group {
         Group::Pod => Grouping::Endpoint,
         Group::Identity => Grouping::MapState,
+        Group::Workload => Grouping::Workload,
     };
     let parties = parties(&engine, grouping);
     let ends: Vec<End> = parties.iter().map(|(_, e)| *e).collect();

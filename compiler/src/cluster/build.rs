@@ -87,6 +87,7 @@ impl Cluster {
                 name: ep.name.clone(),
                 namespace: ep.namespace.clone(),
                 kind: ep.kind.clone(),
+                workload: ep.workload.clone(),
                 labels,
                 identity: ir::NumericIdentity::WILDCARD,
                 ips: ep.ips.clone(),

@@ -55,6 +55,8 @@ pub struct ClusterEndpoint {
     pub name: String,
     pub namespace: Option<String>,
     pub kind: String,
+    /// `Kind/name` of its workload ([`ir::Endpoint::workload`]).
+    pub workload: Option<String>,
     /// All derived labels (shown by `endpoints`); `identity` is allocated from the relevant subset.
     pub labels: LabelSet,
     pub identity: NumericIdentity,

@@ -124,6 +124,7 @@ pub fn cilium_endpoint(cx: &mut Cx<'_>, f: &Field<'_>, sink: &mut Sink<'_>) {
         name: format!("{namespace}/{}", meta.name),
         namespace: Some(namespace),
         kind: crate::identity::CILIUM_ENDPOINT_KIND.to_string(),
+        workload: None,
         k8s_labels: Vec::new(),
         labels,
         service_account: None,

@@ -77,11 +77,22 @@ pub fn inventory_object(cx: &mut Cx<'_>, f: &Field<'_>, kind: &str, sink: &mut S
             .and_then(|x| cx.map(&x, &[], Unknown::Ignore));
         (tm, t.get("spec"))
     };
-    let k8s_labels = pod_meta.map(|pm| labels(cx, &pm)).unwrap_or_default();
+    let k8s_labels = pod_meta
+        .as_ref()
+        .map(|pm| labels(cx, pm))
+        .unwrap_or_default();
+    let workload = if kind == "Pod" {
+        pod_meta
+            .as_ref()
+            .and_then(|pm| controller(cx, pm, &k8s_labels))
+    } else {
+        Some(format!("{kind}/{}", meta.name))
+    };
     let mut ep = Endpoint {
         name: format!("{namespace}/{}", meta.name),
         namespace: Some(namespace),
         kind: kind.to_string(),
+        workload,
         k8s_labels,
         labels: LabelSet::default(),
         service_account: None,
@@ -104,6 +115,35 @@ pub fn inventory_object(cx: &mut Cx<'_>, f: &Field<'_>, kind: &str, sink: &mut S
     if cx.errors() == before {
         sink.inventory.endpoints.push(ep);
     }
+}
+
+/// A Pod's workload from its controller owner reference (`Kind/name`); a ReplicaSet named
+/// `<deployment>-<pod-template-hash>` stands for its Deployment.
+fn controller(cx: &mut Cx<'_>, md: &Map<'_>, k8s_labels: &[(String, String)]) -> Option<String> {
+    for r in cx.seq_at(md, "ownerReferences") {
+        let m = cx.map(&r, &[], Unknown::Ignore)?;
+        let is_controller = match m.get("controller") {
+            Some(c) => cx.bool(&c) == Some(true),
+            None => false,
+        };
+        if !is_controller {
+            continue;
+        }
+        let (kind_f, name_f) = (cx.required(&m, "kind")?, cx.required(&m, "name")?);
+        let kind = cx.str(&kind_f)?.to_string();
+        let name = cx.str(&name_f)?.to_string();
+        let hash = k8s_labels
+            .iter()
+            .find(|(k, _)| k == "pod-template-hash")
+            .map(|(_, v)| format!("-{v}"));
+        if kind == "ReplicaSet" {
+            if let Some(deployment) = hash.and_then(|h| name.strip_suffix(&h).map(str::to_string)) {
+                return Some(format!("Deployment/{deployment}"));
+            }
+        }
+        return Some(format!("{kind}/{name}"));
+    }
+    None
 }
 
 /// The pod template of a workload (`spec.template`, or `spec.jobTemplate.spec.template`).

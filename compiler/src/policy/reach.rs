@@ -12,6 +12,7 @@
 
 use super::connectivity::{allowed_ranges, End, PortRange};
 use super::{key_of, GroupKey, PolicyEngine};
+use crate::cluster::ClusterEndpoint;
 use ir::{Direction, EndpointPolicy, MapVerdict, NumericIdentity};
 use std::collections::{BTreeMap, HashMap};
 use std::hash::{BuildHasherDefault, Hasher};
@@ -25,6 +26,9 @@ pub enum Grouping {
     /// The endpoints sharing an identity and container ports (hence one map state); split by
     /// address when some map state has address entries (then a lookup depends on it).
     MapState,
+    /// The endpoints of one workload (a Pod's controller, a workload template; a Pod without
+    /// one is its own), split like [`Grouping::MapState`] when they differ in map state.
+    Workload,
 }
 
 /// `NAMESPACE [k=v,...]`: an identity's namespace and its own labels (those Cilium derives from
@@ -72,45 +76,14 @@ pub fn parties(e: &PolicyEngine, g: Grouping) -> Vec<(Party, End<'_>)> {
                 out.push((p, end(&ep.name, ep.identity, ep.ips.first().copied())));
             }
         }
-        Grouping::MapState => {
-            // Address entries make a lookup depend on the peer's address: then each address
-            // is a party of its own.
-            let by_addr = e.groups().values().any(|p| !p.addr_entries.is_empty());
-            let mut groups: BTreeMap<(GroupKey, Option<IpAddr>), Vec<&str>> = BTreeMap::new();
-            for ep in c.endpoints() {
-                let addr = ep.ips.first().copied().filter(|_| by_addr);
-                groups.entry((key_of(ep), addr)).or_default().push(&ep.name);
-            }
-            let mut per_identity: BTreeMap<NumericIdentity, usize> = BTreeMap::new();
-            for (key, _) in groups.keys() {
-                *per_identity.entry(key.0).or_default() += 1;
-            }
-            for ((key, addr), members) in groups {
-                let name = c
-                    .identity(key.0)
-                    .map(|i| short_name(&i.labels))
-                    .unwrap_or_default();
-                // Told apart by their container ports or address when an identity has several.
-                let mut which = String::new();
-                if per_identity[&key.0] > 1 {
-                    let ports: Vec<String> = key
-                        .1
-                        .iter()
-                        .map(|p| format!("{}={}/{}", p.name, p.port, p.protocol.name()))
-                        .collect();
-                    which = format!(" ports({})", ports.join(","));
-                    if let Some(a) = addr {
-                        which += &format!(" {a}");
-                    }
-                }
-                let p = Party {
-                    name: format!("identity {} {name}{which}", key.0 .0),
-                    count: members.len(),
-                    identity: key.0,
-                };
-                out.push((p, end(members[0], key.0, addr)));
-            }
-        }
+        Grouping::MapState => grouped(e, &mut out, |_| None),
+        Grouping::Workload => grouped(e, &mut out, |ep| {
+            let ns = ep.namespace.as_deref().unwrap_or_default();
+            Some(match &ep.workload {
+                Some(w) => format!("{ns}/{w}"),
+                None => format!("{ns}/{}/{}", ep.kind, short(&ep.name)),
+            })
+        }),
     }
     let world = Party {
         name: "world".into(),
@@ -126,6 +99,73 @@ pub fn parties(e: &PolicyEngine, g: Grouping) -> Vec<(Party, End<'_>)> {
         },
     ));
     out
+}
+
+/// `namespace/name` without its namespace.
+fn short(name: &str) -> &str {
+    name.split_once('/').map_or(name, |x| x.1)
+}
+
+/// Parties of endpoints sharing a map state (and, with `workload`, a workload): one per
+/// (workload, group key, address when address entries make lookups depend on it).
+fn grouped<'e>(
+    e: &'e PolicyEngine,
+    out: &mut Vec<(Party, End<'e>)>,
+    workload: impl Fn(&ClusterEndpoint) -> Option<String>,
+) {
+    let c = &e.cluster;
+    // Address entries make a lookup depend on the peer's address: then each address is a
+    // party of its own.
+    let by_addr = e.groups().values().any(|p| !p.addr_entries.is_empty());
+    type Key = (Option<String>, GroupKey, Option<IpAddr>);
+    let mut groups: BTreeMap<Key, Vec<&str>> = BTreeMap::new();
+    for ep in c.endpoints() {
+        let addr = ep.ips.first().copied().filter(|_| by_addr);
+        groups
+            .entry((workload(ep), key_of(ep), addr))
+            .or_default()
+            .push(&ep.name);
+    }
+    // How many parties share a name: those are told apart by ports and address.
+    let mut per_name: BTreeMap<(Option<String>, NumericIdentity), usize> = BTreeMap::new();
+    for (w, key, _) in groups.keys() {
+        *per_name.entry((w.clone(), key.0)).or_default() += 1;
+    }
+    for ((w, key, addr), members) in groups {
+        let name = match &w {
+            Some(w) => w.clone(),
+            None => {
+                let labels = c
+                    .identity(key.0)
+                    .map(|i| short_name(&i.labels))
+                    .unwrap_or_default();
+                format!("identity {} {labels}", key.0 .0)
+            }
+        };
+        let mut which = String::new();
+        if per_name[&(w, key.0)] > 1 {
+            let ports: Vec<String> = key
+                .1
+                .iter()
+                .map(|p| format!("{}={}/{}", p.name, p.port, p.protocol.name()))
+                .collect();
+            which = format!(" ports({})", ports.join(","));
+            if let Some(a) = addr {
+                which += &format!(" {a}");
+            }
+        }
+        let p = Party {
+            name: format!("{name}{which}"),
+            count: members.len(),
+            identity: key.0,
+        };
+        let end = End {
+            policy: e.policy_of(members[0]),
+            identity: key.0,
+            addr,
+        };
+        out.push((p, end));
+    }
 }
 
 /// Every pair with something allowed: `(src, dst, index into ranges)` (u32: a 5,000-pod
