@@ -242,6 +242,20 @@ fn root_getting_started_l7_policy() {
         "{line}"
     );
     assert_eq!(http.url, format!("http://{}/private", app1.addr));
+    let names = |refs: &[compiler::flow::PolicyRef]| -> Vec<String> {
+        refs.iter().map(|r| r.name.clone()).collect()
+    };
+    assert_eq!(
+        names(&f.ingress_denied_by),
+        ["rule1"],
+        "the policy whose HTTP rules the request failed: {line}"
+    );
+    let line = flows
+        .wait_for(Duration::from_secs(5), |l| l.contains("/public"))
+        .unwrap_or_else(|| panic!("no L7 flow for /public: {:?}", flows.seen));
+    let ok: compiler::flow::Flow = serde_json::from_str(&line).expect("a flow");
+    assert_eq!(ok.verdict, compiler::flow::FlowVerdict::Forwarded, "{line}");
+    assert_eq!(names(&ok.ingress_allowed_by), ["rule1"], "{line}");
     assert_eq!(
         (f.source.pod_name.as_str(), f.destination.pod_name.as_str()),
         ("app2", "app1"),

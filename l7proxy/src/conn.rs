@@ -153,15 +153,24 @@ impl Conn {
             .path_and_query()
             .map_or("", |p| p.as_str())
             .to_string();
-        let allowed = match self.decision().decision {
-            Decision::AllowAll => true,
-            Decision::DenyAll(_) => false,
-            Decision::Rules(m) => m.allows(&RequestView {
-                method: req.method().as_str(),
-                path: &path,
-                host: &host,
-                headers: req.headers(),
-            }),
+        // The verdict and the rules behind it: the HTTP rule that allowed the request, or those
+        // of the key it failed.
+        let (allowed, rules) = match self.decision().decision {
+            Decision::AllowAll => (true, Vec::new()),
+            Decision::DenyAll(_) => (false, Vec::new()),
+            Decision::Rules(m) => {
+                let view = RequestView {
+                    method: req.method().as_str(),
+                    path: &path,
+                    host: &host,
+                    headers: req.headers(),
+                };
+                match m.first_match(&view) {
+                    Some(id) => (true, vec![id]),
+                    None if m.allows(&view) => (true, Vec::new()),
+                    None => (false, m.rule_ids()),
+                }
+            }
         };
         let method = req.method().clone();
         let record = |verdict: Verdict, status: StatusCode| {
@@ -179,6 +188,7 @@ impl Conn {
                 verdict,
                 status: status.as_u16(),
                 latency: start.elapsed(),
+                rules: rules.clone(),
             })
         };
         if !allowed {

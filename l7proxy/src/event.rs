@@ -40,6 +40,9 @@ pub enum EventKind {
         status: u16,
         /// From the request head to the response head.
         latency: Duration,
+        /// The IR rule whose HTTP rule allowed it, or the rules of the key a denied request
+        /// failed (empty: no L7 rule decided, e.g. an L3/L4 denial or no HTTP rules).
+        rules: Vec<ir::RuleId>,
     },
     /// The first bytes were not an HTTP request line; the connection was closed.
     NotHttp,
@@ -205,6 +208,7 @@ mod tests {
             verdict: Verdict::Denied,
             status: 403,
             latency: Duration::from_micros(12),
+            rules: vec![],
         });
         assert_eq!(
             format_event(&denied, &Fixed),

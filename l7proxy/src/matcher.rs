@@ -68,6 +68,8 @@ impl FieldSet {
 
 #[derive(Debug)]
 struct CompiledRule {
+    /// The IR rule it comes from.
+    id: RuleId,
     method: Option<usize>,
     host: Option<usize>,
     headers: Vec<HeaderMatch>,
@@ -188,6 +190,7 @@ impl HttpMatcher {
         let mut allow_all = rules.is_empty();
         for (id, r) in rules {
             let rule = CompiledRule {
+                id: *id,
                 method: m.intern(r.method.as_deref(), *id),
                 host: h.intern(r.host.as_deref(), *id),
                 headers: r.headers.clone(),
@@ -237,26 +240,34 @@ impl HttpMatcher {
 
     /// Does some rule allow the request?
     pub fn allows(&self, req: &RequestView) -> bool {
-        if self.allow_all {
-            return true;
-        }
+        self.allow_all || self.first_match(req).is_some()
+    }
+
+    /// A rule that allows the request (those with a matching path first).
+    pub fn first_match(&self, req: &RequestView) -> Option<RuleId> {
         let paths = self.path.set.matches(req.path);
         let mut candidates = paths
             .iter()
             .flat_map(|pi| self.by_path[pi].iter())
             .chain(self.no_path.iter())
             .peekable();
-        if candidates.peek().is_none() {
-            return false;
-        }
+        candidates.peek()?;
         let methods = self.method.matches(req.method);
         let hosts = self.host.matches(req.host);
-        candidates.any(|&i| {
-            let r = &self.rules[i];
-            r.method.is_none_or(|m| methods[m])
+        candidates.map(|&i| &self.rules[i]).find_map(|r| {
+            let ok = r.method.is_none_or(|m| methods[m])
                 && r.host.is_none_or(|h| hosts[h])
-                && r.headers.iter().all(|h| header_present(req.headers, h))
+                && r.headers.iter().all(|h| header_present(req.headers, h));
+            ok.then_some(r.id)
         })
+    }
+
+    /// The IR rules whose HTTP rules are compiled here (what a denied request failed), sorted.
+    pub fn rule_ids(&self) -> Vec<RuleId> {
+        let mut ids: Vec<RuleId> = self.rules.iter().map(|r| r.id).collect();
+        ids.sort();
+        ids.dedup();
+        ids
     }
 }
 

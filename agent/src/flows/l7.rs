@@ -1,7 +1,8 @@
 //! The L7 proxy's request events as flows: the connection's addresses and endpoints as for
 //! datapath events, and Hubble's `l7` layer (`REQUEST`, latency, `http` code/method/url).
 //! A denied request is `DROPPED` (as Hubble reports L7 denials), a request that could not reach
-//! its destination `DROPPED` with no drop reason. The deciding L7 rule is not named yet.
+//! its destination `DROPPED` with no drop reason. An allowed request names the policy of the
+//! HTTP rule that allowed it, a denied one the policies whose HTTP rules it failed.
 
 use super::{rfc3339, FlowBuilder};
 use crate::snapshot::Snapshot;
@@ -27,12 +28,15 @@ impl FlowBuilder {
             verdict,
             status,
             latency,
+            rules,
             ..
         } = &ev.kind
         else {
             return None;
         };
         let (client, server) = (ev.client, ev.original_dst);
+        let by = self.policy_refs(rules, snap.healthz.policy_revision);
+        let node = self.node.clone();
         let ix = self.indexes(snap);
         let end = |addr: std::net::IpAddr, identity: u32| {
             super::endpoint_of(snap, ix, ix.by_addr.get(&addr).copied(), identity)
@@ -42,7 +46,8 @@ impl FlowBuilder {
             Direction::Ingress => (ev.peer_identity.0, ev.endpoint_identity.0),
             Direction::Egress => (ev.endpoint_identity.0, ev.peer_identity.0),
         };
-        Some(Flow {
+        let denied = *verdict == Verdict::Denied;
+        let mut flow = Flow {
             time: Some(rfc3339(at)),
             verdict: match verdict {
                 Verdict::Forwarded => FlowVerdict::Forwarded,
@@ -84,7 +89,15 @@ impl FlowBuilder {
             ingress_denied_by: Vec::new(),
             egress_allowed_by: Vec::new(),
             egress_denied_by: Vec::new(),
-            node_name: Some(self.node.clone()),
-        })
+            node_name: Some(node),
+        };
+        let slot = match (ev.direction, denied) {
+            (Direction::Ingress, false) => &mut flow.ingress_allowed_by,
+            (Direction::Ingress, true) => &mut flow.ingress_denied_by,
+            (Direction::Egress, false) => &mut flow.egress_allowed_by,
+            (Direction::Egress, true) => &mut flow.egress_denied_by,
+        };
+        *slot = by;
+        Some(flow)
     }
 }

@@ -163,34 +163,47 @@ impl FlowBuilder {
         flow
     }
 
+    /// The policies of `rules` (one entry per policy, not per rule of it), as of `revision`.
+    pub(super) fn policy_refs(&self, rules: &[RuleId], revision: u64) -> Vec<PolicyRef> {
+        let world = self.world.read().unwrap_or_else(|p| p.into_inner());
+        let policy = &world.engine.policy;
+        let mut refs: Vec<PolicyRef> = Vec::new();
+        for id in rules.iter().filter(|r| (r.0 as usize) < policy.rules.len()) {
+            let p = PolicyRef::of_rule(policy, *id, revision);
+            if !refs
+                .iter()
+                .any(|q| q.kind == p.kind && q.namespace == p.namespace && q.name == p.name)
+            {
+                refs.push(p);
+            }
+        }
+        refs
+    }
+
     /// The policies behind `e`'s verdict: its deciding rule, or for a default deny the rules
     /// that put the endpoint into default deny in that direction.
     fn attribution(&self, e: &Event, dir: Direction, revision: u64) -> Vec<PolicyRef> {
-        let world = self.world.read().unwrap_or_else(|p| p.into_inner());
-        let policy = &world.engine.policy;
-        let known = |id: u32| (id as usize) < policy.rules.len();
-        let rule = e.rule_id & !RULE_AUDIT_BIT;
-        if e.rule_id != RULE_NONE && known(rule) {
-            return vec![PolicyRef::of_rule(policy, RuleId(rule), revision)];
+        if e.rule_id != RULE_NONE {
+            return self.policy_refs(&[RuleId(e.rule_id & !RULE_AUDIT_BIT)], revision);
         }
         if e.kind != EVENT_DROP || e.reason != REASON_POLICY_DENIED {
             return Vec::new();
         }
-        let mut refs: Vec<PolicyRef> = Vec::new();
-        for id in world.engine.rules_selecting(NumericIdentity(e.ep_identity)) {
-            let r = policy.rule(*id);
-            if r.direction == dir && r.default_deny {
-                let p = PolicyRef::of_rule(policy, *id, revision);
-                // One entry per policy, not per rule of it.
-                if !refs
-                    .iter()
-                    .any(|q| q.kind == p.kind && q.namespace == p.namespace && q.name == p.name)
-                {
-                    refs.push(p);
-                }
-            }
-        }
-        refs
+        let isolating: Vec<RuleId> = {
+            let world = self.world.read().unwrap_or_else(|p| p.into_inner());
+            let policy = &world.engine.policy;
+            world
+                .engine
+                .rules_selecting(NumericIdentity(e.ep_identity))
+                .iter()
+                .copied()
+                .filter(|id| {
+                    let r = policy.rule(*id);
+                    r.direction == dir && r.default_deny
+                })
+                .collect()
+        };
+        self.policy_refs(&isolating, revision)
     }
 }
 
