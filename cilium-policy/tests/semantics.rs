@@ -371,3 +371,30 @@ spec:
         "a bare Pod is its own row: {s}"
     );
 }
+
+/// `connectivity` marks what passes only in audit mode, as `trace` does (the fixture's
+/// expectations: client → web 80 is audited, client → api 8080 is allowed as written).
+#[test]
+fn connectivity_marks_audited_ranges() {
+    let out = run(&["connectivity", "-f", "testdata/semantics/cilium-audit-mode"]);
+    let s = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{s}");
+    let from_client: Vec<&str> = s
+        .lines()
+        .skip_while(|l| *l != "default/client")
+        .skip(1)
+        .take_while(|l| l.starts_with("  => "))
+        .collect();
+    let to = |dst: &str| {
+        from_client
+            .iter()
+            .find(|l| l.split_whitespace().nth(1) == Some(dst))
+            .map(|l| l.split_once(dst).unwrap().1.trim().to_string())
+            .unwrap_or_else(|| panic!("no row to {dst}: {s}"))
+    };
+    assert_eq!(to("default/web"), "TCP 80 (audit)");
+    assert!(
+        to("default/api").starts_with("TCP 0-8079 (audit), TCP 8080, TCP 8081-65535 (audit)"),
+        "{s}"
+    );
+}

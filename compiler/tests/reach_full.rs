@@ -105,6 +105,7 @@ fn intersection_of_range_lists() {
         protocol: p,
         first: a,
         last: b,
+        audit: false,
     };
     let a = [
         r(Protocol::Tcp, 0, 100),

@@ -52,9 +52,13 @@ pub struct Conn<'a> {
 }
 
 /// `TCP 80, UDP 53, SCTP 1000-2000, ICMP type 8, ICMPv6 *`, or `all` when every port and every
-/// ICMP type of every protocol is open.
+/// ICMP type of every protocol is open; ranges open only in audit mode end with ` (audit)`.
 pub fn ports_text(ranges: &[PortRange]) -> String {
-    let full = |p: &Protocol| ranges.iter().any(|r| r.protocol == *p && is_full(r));
+    let full = |p: &Protocol| {
+        ranges
+            .iter()
+            .any(|r| r.protocol == *p && is_full(r) && !r.audit)
+    };
     if PROTOCOLS.iter().all(full) {
         return "all".into();
     }
@@ -62,12 +66,17 @@ pub fn ports_text(ranges: &[PortRange]) -> String {
         .iter()
         .map(|r| {
             let icmp = matches!(r.protocol, Protocol::Icmp | Protocol::IcmpV6);
-            match (r.first, r.last) {
+            let text = match (r.first, r.last) {
                 _ if is_full(r) => format!("{} *", r.protocol),
                 (a, b) if a == b && icmp => format!("{} type {a}", r.protocol),
                 (a, b) if icmp => format!("{} types {a}-{b}", r.protocol),
                 (a, b) if a == b => format!("{} {a}", r.protocol),
                 (a, b) => format!("{} {a}-{b}", r.protocol),
+            };
+            if r.audit {
+                text + " (audit)"
+            } else {
+                text
             }
         })
         .collect();
@@ -130,7 +139,11 @@ fn render(conns: &[Conn], g: Group, o: Output) -> String {
                                 Protocol::Icmp | Protocol::IcmpV6 => "type",
                                 _ => "port",
                             };
-                            json!({"protocol": r.protocol.name(), "unit": unit, "first": r.first, "last": r.last})
+                            let mut v = json!({"protocol": r.protocol.name(), "unit": unit, "first": r.first, "last": r.last});
+                            if r.audit {
+                                v["audit"] = json!(true);
+                            }
+                            v
                         })
                         .collect();
                     let party = |p: &Party| match g {

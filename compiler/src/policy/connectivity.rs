@@ -2,7 +2,7 @@
 //! ICMPv6) a connection from one party to another is allowed on (the source's egress and the
 //! destination's ingress both allow it).
 
-use super::lookup::lookup;
+use super::lookup::{lookup, Lookup};
 use ir::{Direction, EndpointPolicy, NumericIdentity, Protocol};
 use std::net::IpAddr;
 
@@ -21,6 +21,8 @@ pub struct PortRange {
     pub protocol: Protocol,
     pub first: u16,
     pub last: u16,
+    /// Allowed only because the policy that would deny it is in audit mode.
+    pub audit: bool,
 }
 
 /// The protocols connectivity reports on.
@@ -64,10 +66,26 @@ fn boundaries(p: Option<&EndpointPolicy>, dir: Direction, proto: u8, out: &mut V
 
 /// Is a connection from `src` to `dst` on `proto`/`port` allowed by both map states?
 pub fn allowed(src: End, dst: End, proto: Protocol, port: u16) -> bool {
-    let side = |p: Option<&EndpointPolicy>, dir, peer: &End| {
-        p.is_none_or(|p| lookup(p, dir, peer.identity, peer.addr, proto.number(), port).allowed())
+    verdict(src, dst, proto, port).is_some()
+}
+
+/// `None` when denied, else whether it passes only in audit mode (either side's deciding entry
+/// is audited).
+fn verdict(src: End, dst: End, proto: Protocol, port: u16) -> Option<bool> {
+    let side = |p: Option<&EndpointPolicy>, dir, peer: &End| -> Option<bool> {
+        let Some(p) = p else { return Some(false) };
+        let l = lookup(p, dir, peer.identity, peer.addr, proto.number(), port);
+        if !l.allowed() {
+            return None;
+        }
+        Some(match l {
+            Lookup::Entry { key, .. } => p.entries.get(&key).is_some_and(|e| !e.audited.is_empty()),
+            _ => false,
+        })
     };
-    side(src.policy, Direction::Egress, &dst) && side(dst.policy, Direction::Ingress, &src)
+    let egress = side(src.policy, Direction::Egress, &dst)?;
+    let ingress = side(dst.policy, Direction::Ingress, &src)?;
+    Some(egress || ingress)
 }
 
 /// Every allowed (protocol, port range) from `src` to `dst`, merged into maximal ranges.
@@ -81,24 +99,32 @@ pub fn allowed_ranges(src: End, dst: End) -> Vec<PortRange> {
         b.retain(|x| *x <= space);
         b.sort_unstable();
         b.dedup();
-        let mut open: Option<u16> = None;
+        // The range being built: (first port, audited).
+        let mut open: Option<(u16, bool)> = None;
         for w in b.windows(2) {
             let (lo, hi) = (w[0] as u16, (w[1] - 1) as u16);
-            if allowed(src, dst, proto, lo) {
-                open.get_or_insert(lo);
+            let here = verdict(src, dst, proto, lo);
+            if let Some((first, audit)) = open {
+                if here != Some(audit) {
+                    out.push(PortRange {
+                        protocol: proto,
+                        first,
+                        last: lo - 1,
+                        audit,
+                    });
+                    open = None;
+                }
+            }
+            if let Some(audit) = here {
+                let (first, _) = *open.get_or_insert((lo, audit));
                 if w[1] == space {
                     out.push(PortRange {
                         protocol: proto,
-                        first: open.take().unwrap_or(lo),
+                        first,
                         last: hi,
+                        audit,
                     });
                 }
-            } else if let Some(first) = open.take() {
-                out.push(PortRange {
-                    protocol: proto,
-                    first,
-                    last: lo - 1,
-                });
             }
         }
     }

@@ -254,6 +254,7 @@ pub fn intersect(a: &[PortRange], b: &[PortRange]) -> Vec<PortRange> {
                 protocol: x.protocol,
                 first,
                 last,
+                audit: x.audit || y.audit,
             });
         }
         if x.last < y.last {
