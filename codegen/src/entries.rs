@@ -4,9 +4,9 @@
 //!   block); protocol 0 with a port is expanded to TCP, UDP and SCTP (Cilium's `ANY`). Exact
 //!   ports and wildcards go to the `cp_policy` hash, port blocks of 1..15 bits to the
 //!   `cp_policy_rng` LPM trie.
-//! - Deny push-down: an allow covered by a less specific deny of the same identity and direction
-//!   is installed as that deny, so the most specific entry of one identity is never an allow
-//!   hiding a deny.
+//! - Deny push-down is the map state's (`compiler::policy::deny`, the invariant documented on
+//!   `ir::EndpointPolicy`): the entries are encoded as they are, so the most specific entry of
+//!   one identity or address class is never an allow hiding a deny when the map state keeps it.
 //! - `POLICY_FINAL`: an allow of a peer identity (address class) with no overlapping deny of an
 //!   address class or the wildcard identity (of the wildcard identity) ends the decision early.
 //! - Lookup markers: every (identity, direction) with entries has its every-protocol key, the
@@ -59,15 +59,6 @@ impl PolicyEntry {
             | u128::from(self.port_prefix_len)
     }
 
-    /// Longest-match rank within one identity: every protocol < every port < longer blocks.
-    fn specificity(&self) -> u8 {
-        if self.protocol == 0 {
-            0
-        } else {
-            1 + self.port_prefix_len
-        }
-    }
-
     /// A lookup marker: an every-protocol key carrying no verdict.
     pub fn is_marker(&self) -> bool {
         self.value.verdict == VERDICT_NONE
@@ -94,13 +85,6 @@ impl PolicyEntry {
             protocol: self.protocol,
             dport_be: if exact { self.port.to_be() } else { 0 },
         })
-    }
-
-    /// Does `self` (less specific) cover every packet of `other`, within one identity?
-    fn covers(&self, other: &PolicyEntry) -> bool {
-        self.identity == other.identity
-            && self.specificity() < other.specificity()
-            && self.overlaps(other)
     }
 
     /// Is there a packet (of the same direction) both entries apply to, identities aside?
@@ -218,7 +202,6 @@ impl EndpointEntries {
         // Stable: colliding keys keep their insertion order for the merge.
         out.policy.sort_by_key(PolicyEntry::order);
         out.merge_duplicates();
-        out.push_down_denies();
         out.mark_final();
         out.add_lookup_markers();
         out
@@ -343,37 +326,6 @@ impl EndpointEntries {
             r = end;
         }
         self.policy.truncate(w);
-    }
-
-    /// Installs each deny at every more specific key of the same identity it covers (the most
-    /// specific covering deny decides, its rule is the one reported).
-    fn push_down_denies(&mut self) {
-        let denies: Vec<PolicyEntry> = self
-            .policy
-            .iter()
-            .filter(|e| e.value.verdict == VERDICT_DENY)
-            .copied()
-            .collect();
-        if denies.is_empty() {
-            return;
-        }
-        for e in self.policy.iter_mut() {
-            if e.value.verdict == VERDICT_DENY {
-                continue;
-            }
-            // Denies are in entry order: those of e's identity and direction are contiguous.
-            let from =
-                denies.partition_point(|d| (d.identity, d.direction) < (e.identity, e.direction));
-            let cover = denies[from..]
-                .iter()
-                .take_while(|d| (d.identity, d.direction) == (e.identity, e.direction))
-                .filter(|d| d.covers(e))
-                .max_by_key(|d| d.specificity());
-            if let Some(d) = cover {
-                e.value = d.value;
-                e.rules = d.rules;
-            }
-        }
     }
 
     /// Sets POLICY_FINAL on allows that no deny of a later-consulted identity overlaps.
@@ -511,26 +463,29 @@ mod tests {
     }
 
     #[test]
-    fn final_allows_markers_and_push_down() {
+    fn final_allows_and_markers() {
         let mut p = EndpointPolicy::default();
         put(&mut p, 300, 6, 80, 16, MapVerdict::Allow);
         put(&mut p, 300, 17, 0, 0, MapVerdict::Allow);
         put(&mut p, 300, 6, 8080, 16, MapVerdict::Allow);
         // Every identity is denied 8080-8087 (a range of the wildcard identity).
         put(&mut p, 0, 6, 8080, 13, MapVerdict::Deny);
-        // Identity 400: every protocol allowed, TCP denied.
+        // Identity 400: every protocol allowed, TCP denied; its TCP/443 allow holds the deny
+        // the map state pushed down onto it (`compiler::policy::deny`).
         put(&mut p, 400, 0, 0, 0, MapVerdict::Allow);
         put(&mut p, 400, 6, 0, 0, MapVerdict::Deny);
-        put(&mut p, 400, 6, 443, 16, MapVerdict::Allow);
+        put(&mut p, 400, 6, 443, 16, MapVerdict::Deny);
         let e = EndpointEntries::build(&p);
         // 300's TCP/80 and UDP allows overlap no wildcard deny: final. Its TCP/8080 does.
         assert_ne!(find(&e, 300, 6, 80, 16).value.flags & POLICY_FINAL, 0);
         assert_ne!(find(&e, 300, 17, 0, 0).value.flags & POLICY_FINAL, 0);
         assert_eq!(find(&e, 300, 6, 8080, 16).value.flags & POLICY_FINAL, 0);
-        // 400's TCP/443 allow is covered by its own TCP deny: installed as that deny.
-        let pushed = find(&e, 400, 6, 443, 16);
-        assert_eq!(pushed.value.verdict, VERDICT_DENY);
-        assert_eq!(e.rules_of(&pushed), &[RuleId(5)]);
+        // Entries are encoded as the map state holds them: no verdict is changed.
+        for (k, m) in &p.entries {
+            let x = find(&e, k.identity.0, k.protocol, k.port, k.port_prefix_len);
+            assert_eq!(x.value.verdict, value_of(m).verdict);
+            assert_eq!(e.rules_of(&x), m.rules.as_slice());
+        }
         // Markers: 300 has none of its own (no every-protocol entry), 400's is its allow.
         let m300 = find(&e, 300, 0, 0, 0);
         assert!(m300.is_marker());

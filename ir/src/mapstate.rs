@@ -66,11 +66,15 @@ pub struct AddrKey {
 /// - Deny precedence in `entries`: wherever a deny key and a non-deny key overlap, the key of
 ///   their overlap (the specific identity of the two, the narrower protocol and port block)
 ///   holds a deny. A lookup that stops at the most specific key it finds therefore never
-///   returns an allow that hides a deny (`compiler::policy::deny::propagate` is the only place
-///   that establishes this in the map state; `codegen::entries` re-applies it per identity
-///   after expanding keys to kernel entries, where address classes inherit the entries of every
-///   containing prefix).
-/// - `addr_entries` are not pushed down: each applies to every address of its prefix.
+///   returns an allow that hides a deny.
+/// - Deny precedence in `addr_entries`, likewise: wherever a deny and a non-deny address key
+///   overlap (one prefix contains the other and the port parts overlap), the key of the longer
+///   prefix and the narrower protocol and port block holds a deny, so the datapath's address
+///   class of a prefix (the entries of every prefix containing it) never holds an allow more
+///   specific than one of its denies.
+/// - `compiler::policy::deny::propagate` is the only place that establishes both (deny
+///   push-down has one owner): `codegen::entries` encodes the map state without changing any
+///   verdict, so what the datapath enforces is this map state.
 /// - Colliding contributions are merged into one entry: deny over redirect over allow, and each
 ///   entry's `rules` are sorted ascending without duplicates.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]

@@ -125,7 +125,7 @@ impl AuditView {
             enforced.entries.entry(k).or_insert(e);
         }
         // Denies of rules not in audit mode still win over the marked keys they overlap.
-        propagate(&mut enforced.entries);
+        propagate(&mut enforced);
         enforced
     }
 }

@@ -241,7 +241,7 @@ fn state(
             merge(&mut out.entries, key, MapVerdict::Allow, &[]);
         }
     }
-    propagate(&mut out.entries);
+    propagate(&mut out);
     out
 }
 
@@ -341,15 +341,7 @@ fn direction_rule(
                             port: k.port,
                             port_prefix_len: k.prefix_len,
                         };
-                        let e = out.addr_entries.entry(key).or_insert(ir::MapEntry {
-                            verdict: v,
-                            rules: vec![],
-                            audited: vec![],
-                        });
-                        if !e.rules.contains(&r.id) {
-                            e.rules.push(r.id);
-                            e.rules.sort();
-                        }
+                        merge(&mut out.addr_entries, key, v, &[r.id]);
                     }
                 }
             }
