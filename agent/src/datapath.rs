@@ -48,6 +48,9 @@ struct ProgramKey {
     features: Features,
     globals: Globals,
     iface: String,
+    /// `max_entries` of the endpoint's policy map (`MapSizes::policy_capacity`): a change that
+    /// needs more reloads the endpoint with a larger map.
+    policy_capacity: u32,
 }
 
 pub struct Datapath {
@@ -331,6 +334,7 @@ impl Datapath {
             features,
             globals: Globals::of(&cfg),
             iface: ep.iface.clone(),
+            policy_capacity: self.policy_capacity(id, &maps)?,
         };
         let load = if self.programs.get(&id) == Some(&key) {
             None
@@ -342,6 +346,48 @@ impl Datapath {
             load,
             key,
             maps,
+        })
+    }
+
+    /// The size of the endpoint's policy map for writing `maps`: the loaded one's while the
+    /// write fits in it, else one sized from what the write needs (a larger map, filled whole
+    /// before the reloaded programs are attached). A write needs room for every entry the map
+    /// holds or will hold (`MapDelta::apply` inserts before it deletes some entries), what this
+    /// process last wrote or, for a map it has not written, what the pin holds. The map never
+    /// shrinks while the endpoint's programs stay loaded.
+    fn policy_capacity(
+        &self,
+        id: u16,
+        maps: &[(&'static str, Entries)],
+    ) -> Result<u32, AgentError> {
+        let Some((_, want)) = maps.iter().find(|(name, _)| *name == maps::POLICY.name) else {
+            return Ok(self.sizes.policy_capacity(0));
+        };
+        let last = self
+            .written
+            .get(&id)
+            .and_then(|w| w.maps.get(maps::POLICY.name));
+        let read;
+        let have = match last {
+            Some(l) => Some(l),
+            None => {
+                let pin = self
+                    .layout
+                    .endpoint_map_path(id, maps::POLICY.name)
+                    .map_err(internal)?;
+                read = pin
+                    .exists()
+                    .then(|| RawMap::open_pinned(&pin).and_then(|m| m.entries()))
+                    .transpose()
+                    .map_err(internal)?;
+                read.as_ref()
+            }
+        };
+        let gone = have.map_or(0, |h| h.keys().filter(|k| !want.contains_key(*k)).count());
+        let needed = want.len() + gone;
+        Ok(match self.programs.get(&id) {
+            Some(k) if needed <= k.policy_capacity as usize => k.policy_capacity,
+            _ => self.sizes.policy_capacity(needed),
         })
     }
 
@@ -383,6 +429,7 @@ impl Datapath {
             globals: None,
             map_pins: pins,
             images: vec![],
+            max_entries: maps::endpoint_max_entries(key.policy_capacity),
             state: Some(self.state_of(id)),
         };
         let dp =

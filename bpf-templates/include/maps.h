@@ -4,7 +4,7 @@
 #ifndef CP_MAPS_H
 #define CP_MAPS_H
 
-/* Per-endpoint policy: (identity, direction, protocol, port or wildcard) -> verdict + counters. Not preallocated (as Cilium's policy maps by default): an endpoint pays for the entries it has, not for POLICY_MAP_SIZE of them (1.5 MB each at 16,384); lookups cost the same. */
+/* Per-endpoint policy: (identity, direction, protocol, port or wildcard) -> verdict + counters. Not preallocated (as Cilium's policy maps by default): an endpoint pays for the entries it has, not for POLICY_MAP_SIZE of them (1.5 MB each at 16,384); lookups cost the same. POLICY_MAP_SIZE is the most: the loader creates it sized from the endpoint's entries (its bucket array is allocated whole, 16 bytes per entry of max_entries). */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__type(key, struct policy_key);

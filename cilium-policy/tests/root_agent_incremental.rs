@@ -92,3 +92,62 @@ fn root_agent_policy_change_touches_only_affected_endpoints() {
     assert!(rules.contains("app1") && !rules.contains("8080"), "{rules}");
     assert!(tcp_ok(&s.app2.ns, s.app1.addr, 80, PASS_WAIT));
 }
+
+/// app1 accepting TCP from app2 on `ports` more even ports from 20000 (no two adjacent, so
+/// no port blocks: every one a hash entry),
+/// 40 to a `toPorts` entry (the front end's limit).
+fn app1_many_ports(ports: u16) -> String {
+    let list: Vec<String> = (0..ports)
+        .map(|i| format!(r#"{{"port": "{}", "protocol": "TCP"}}"#, 20_000 + 2 * i))
+        .collect();
+    let to_ports: Vec<String> = list
+        .chunks(40)
+        .map(|c| format!(r#"{{"ports": [{}]}}"#, c.join(", ")))
+        .collect();
+    format!(
+        r#"[{{"endpointSelector": {{"matchLabels": {{"id": "app1"}}}},
+  "ingress": [{{"fromEndpoints": [{{"matchLabels": {{"id": "app2"}}}}],
+               "toPorts": [{}]}}],
+  "labels": [{{"key": "team", "value": "big"}}]}}]"#,
+        to_ports.join(", ")
+    )
+}
+
+/// An endpoint's policy map is created sized from its entries (issue 15: its bucket array is
+/// allocated whole); a change that needs more than that reloads the endpoint with a larger map,
+/// filled whole before the new programs are attached, and enforcement goes on; fewer entries
+/// later keep the larger map (no reload to shrink).
+#[test]
+fn root_agent_policy_map_grows_by_reload_when_a_change_needs_more() {
+    if !require_root("root_agent_policy_map_grows_by_reload_when_a_change_needs_more") {
+        return;
+    }
+    let (s, agent) = setup(96);
+    let f = agent.file("app1.json", APP1);
+    agent.ok(&["policy", "import", &f]);
+    let capacity = |id| {
+        RawMap::open_pinned(&pin(&agent, id, maps::POLICY.name))
+            .expect("policy map")
+            .max_entries()
+    };
+    assert_eq!(capacity(1), codegen::endpoint::POLICY_MIN_CAPACITY);
+    assert!(tcp_ok(&s.app2.ns, s.app1.addr, 80, PASS_WAIT));
+    assert!(!tcp_ok(&s.app3.ns, s.app1.addr, 80, T));
+
+    // 1,100 more exact ports from app2: more than the map holds, so a map of twice what the
+    // change needs (1,100 ports, app2's every-protocol marker and the 80 entry), rounded up.
+    let g = agent.file("big.json", &app1_many_ports(1_100));
+    agent.ok(&["policy", "import", &g]);
+    assert_eq!(capacity(1), 4_096, "app1 reloaded with a larger policy map");
+    assert_eq!(capacity(2), codegen::endpoint::POLICY_MIN_CAPACITY);
+    let (entries, _) = snapshot(&agent, 1);
+    assert!(entries.len() > 1_100, "{} entries", entries.len());
+    assert!(tcp_ok(&s.app2.ns, s.app1.addr, 80, PASS_WAIT));
+    assert!(!tcp_ok(&s.app3.ns, s.app1.addr, 80, T));
+
+    agent.ok(&["policy", "delete", "team=big"]);
+    assert_eq!(capacity(1), 4_096, "no reload to shrink");
+    assert!(snapshot(&agent, 1).0.len() < 10);
+    assert!(tcp_ok(&s.app2.ns, s.app1.addr, 80, PASS_WAIT));
+    assert!(!tcp_ok(&s.app3.ns, s.app1.addr, 80, T));
+}

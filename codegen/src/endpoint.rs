@@ -44,7 +44,26 @@ fn yes() -> bool {
     true
 }
 
+/// The fewest entries an endpoint's `cp_policy` is created with ([`MapSizes::policy_capacity`]):
+/// a 16 KiB bucket array, room for an endpoint of 512 entries to double without a reload.
+pub const POLICY_MIN_CAPACITY: u32 = 1_024;
+
 impl MapSizes {
+    /// The `max_entries` an endpoint's `cp_policy` is created with when it must hold `needed`
+    /// entries: twice that (room for live updates without a reload), rounded up to a power of
+    /// two (the hash's bucket count is rounded so anyway), at least [`POLICY_MIN_CAPACITY`] and
+    /// at most `policy_map`, the most any endpoint may have (`--policy-map-size`, what objects
+    /// carry as `POLICY_MAP_SIZE`). The kernel allocates the bucket array (16 bytes a bucket)
+    /// at creation even without preallocation, so this, not `policy_map`, is what an
+    /// endpoint's policy map costs before its entries (Documentation/performance.md).
+    pub fn policy_capacity(&self, needed: usize) -> u32 {
+        let want = (needed as u64)
+            .saturating_mul(2)
+            .max(u64::from(POLICY_MIN_CAPACITY))
+            .next_power_of_two();
+        want.min(u64::from(self.policy_map)) as u32
+    }
+
     /// Whether the programs have deny slots: asked for, and a flow cache to hold them.
     pub fn deny_slots(&self) -> bool {
         self.deny_cache && self.flow_cache > 0

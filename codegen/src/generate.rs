@@ -65,6 +65,9 @@ pub struct EndpointArtefacts {
     /// The template object it was instantiated from.
     pub template: PathBuf,
     pub entries: EndpointEntries,
+    /// `max_entries` its policy map is created with ([`MapSizes::policy_capacity`] of its
+    /// entries; loaders pass [`crate::maps::endpoint_max_entries`] of it).
+    pub policy_capacity: u32,
 }
 
 impl EndpointArtefacts {
@@ -184,6 +187,7 @@ impl Generator {
             header,
             object,
             template: t.path.clone(),
+            policy_capacity: self.sizes.policy_capacity(entries.hash_len()),
             entries,
         })
     }

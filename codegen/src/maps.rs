@@ -90,6 +90,10 @@ impl Slot {
 pub enum MaxEntries {
     /// [`MapSizes::policy_map`] (`POLICY_MAP_SIZE`).
     PolicyMap,
+    /// Sized per endpoint: the object carries the most an endpoint may have,
+    /// [`MapSizes::policy_map`] (`POLICY_MAP_SIZE`); loaders create the map with the endpoint's
+    /// [`MapSizes::policy_capacity`] ([`endpoint_max_entries`]).
+    PerEndpoint,
     /// [`MapSizes::ct_tcp`] + [`MapSizes::ct_any`] (`CT_GLOBAL_MAP_SIZE`).
     CtGlobal,
     /// [`MapSizes::addr_map`] (`ADDR_MAP_SIZE`).
@@ -110,7 +114,7 @@ impl MaxEntries {
     /// The C expression in the map definition.
     pub const fn c_expr(self) -> &'static str {
         match self {
-            MaxEntries::PolicyMap => "POLICY_MAP_SIZE",
+            MaxEntries::PolicyMap | MaxEntries::PerEndpoint => "POLICY_MAP_SIZE",
             MaxEntries::CtGlobal => "CT_GLOBAL_MAP_SIZE",
             MaxEntries::AddrMap => "ADDR_MAP_SIZE",
             MaxEntries::IpcacheMap => "IPCACHE_MAP_SIZE",
@@ -121,10 +125,10 @@ impl MaxEntries {
         }
     }
 
-    /// The value for objects built with `sizes`.
+    /// The value for objects built with `sizes` (for [`MaxEntries::PerEndpoint`], the most).
     pub const fn of(self, sizes: &MapSizes) -> u32 {
         match self {
-            MaxEntries::PolicyMap => sizes.policy_map,
+            MaxEntries::PolicyMap | MaxEntries::PerEndpoint => sizes.policy_map,
             MaxEntries::CtGlobal => sizes.ct_tcp + sizes.ct_any,
             MaxEntries::AddrMap => sizes.addr_map,
             MaxEntries::IpcacheMap => sizes.ipcache_map,
@@ -227,11 +231,11 @@ pub const BPF_F_NO_PREALLOC: u32 = 1;
 
 pub const POLICY: MapDef = MapDef {
     name: "cp_policy",
-    doc: "Per-endpoint policy: (identity, direction, protocol, port or wildcard) -> verdict + counters. Not preallocated (as Cilium's policy maps by default): an endpoint pays for the entries it has, not for POLICY_MAP_SIZE of them (1.5 MB each at 16,384); lookups cost the same.",
+    doc: "Per-endpoint policy: (identity, direction, protocol, port or wildcard) -> verdict + counters. Not preallocated (as Cilium's policy maps by default): an endpoint pays for the entries it has, not for POLICY_MAP_SIZE of them (1.5 MB each at 16,384); lookups cost the same. POLICY_MAP_SIZE is the most: the loader creates it sized from the endpoint's entries (its bucket array is allocated whole, 16 bytes per entry of max_entries).",
     map_type: MapType::Hash,
     key: Slot::Struct(&PolicyKey::LAYOUT),
     value: Slot::Struct(&PolicyValue::LAYOUT),
-    max_entries: MaxEntries::PolicyMap,
+    max_entries: MaxEntries::PerEndpoint,
     no_prealloc: true,
     pin: Pin::Endpoint,
     conds: &[],
@@ -441,6 +445,16 @@ pub fn pinned(pin: Pin) -> impl Iterator<Item = &'static MapDef> {
     MAPS.iter().copied().filter(move |m| m.pin == pin)
 }
 
+/// The `max_entries` overrides loaders pass for an endpoint whose per-endpoint maps
+/// ([`MaxEntries::PerEndpoint`]) are created with `capacity` entries
+/// ([`MapSizes::policy_capacity`]): (map name, entries).
+pub fn endpoint_max_entries(capacity: u32) -> Vec<(&'static str, u32)> {
+    MAPS.iter()
+        .filter(|m| m.max_entries == MaxEntries::PerEndpoint)
+        .map(|m| (m.name, capacity))
+        .collect()
+}
+
 /// Renders `bpf-templates/include/maps.h`.
 pub fn render_c_header() -> String {
     let mut out = String::new();
@@ -525,6 +539,26 @@ mod tests {
         let opened = |line: &str| before.rfind(line).unwrap();
         assert!(opened("#ifdef ENABLE_IPV6") > opened("#if FLOW_CACHE_SLOTS > 0"));
         assert!(opened("#if FLOW_CACHE_SLOTS > 0") > opened("#ifdef ENABLE_CT"));
+    }
+
+    #[test]
+    fn the_policy_map_is_sized_from_the_endpoint_entries() {
+        let sizes = MapSizes::default();
+        assert_eq!(
+            sizes.policy_capacity(0),
+            crate::endpoint::POLICY_MIN_CAPACITY
+        );
+        assert_eq!(sizes.policy_capacity(512), 1_024);
+        assert_eq!(sizes.policy_capacity(513), 2_048);
+        assert_eq!(sizes.policy_capacity(3_000), 8_192);
+        // Never more than the most an endpoint may have, whatever that is.
+        assert_eq!(sizes.policy_capacity(9_000), sizes.policy_map);
+        let odd = MapSizes {
+            policy_map: 3_000,
+            ..sizes
+        };
+        assert_eq!(odd.policy_capacity(2_000), 3_000);
+        assert_eq!(endpoint_max_entries(2_048), [(POLICY.name, 2_048)]);
     }
 
     #[test]

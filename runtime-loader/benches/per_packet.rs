@@ -98,6 +98,8 @@ fn datapath_pinned(
             images: images.iter().collect(),
             state: Some(state),
             map_pins,
+            // The policy map sized from the endpoint's entries, as the agent creates it.
+            max_entries: codegen::maps::endpoint_max_entries(sizes.policy_capacity(e.hash_len())),
         },
     )
     .unwrap()

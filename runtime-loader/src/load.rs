@@ -61,6 +61,9 @@ pub struct LoadOptions<'a> {
     pub map_pins: Vec<(&'a str, PathBuf)>,
     /// Map images to write after loading.
     pub images: Vec<&'a MapImage>,
+    /// `max_entries` of these maps instead of the object's (an endpoint's policy map sized
+    /// from its entries: `codegen::maps::endpoint_max_entries`); pins are compared with it.
+    pub max_entries: Vec<(&'a str, u32)>,
     /// Initial endpoint state; `None` writes [`default_state`].
     pub state: Option<EpState>,
 }
@@ -98,7 +101,10 @@ pub fn load(object: &[u8], opts: &LoadOptions<'_>) -> Result<Datapath, LoadError
             .override_global("ep_ipv4_be", &g.ep_ipv4_be, true)
             .override_global("ep_ipv6_be", &g.ep_ipv6_be, true);
     }
-    let retired_pins = retire_incompatible(object, &opts.map_pins)?;
+    for (name, entries) in &opts.max_entries {
+        loader.map_max_entries(name, *entries);
+    }
+    let retired_pins = retire_incompatible(object, &opts.map_pins, &opts.max_entries)?;
     for (name, path) in &opts.map_pins {
         loader.map_pin_path(name, path.as_path());
     }

@@ -5,7 +5,8 @@
 //! size, map type, flags or size — e.g. after an upgrade, or new `--bpf-ct-global-*-max`
 //! sizes) would be handed to the new program: the verifier rejects the program, or worse, the
 //! program reads entries in the wrong layout. Before a load, every requested pin that exists is compared with
-//! the object's definition of that map; a pin that differs is unlinked, so the load creates and
+//! the object's definition of that map (with the loader's `max_entries` overrides, e.g. an
+//! endpoint's policy map sized from its entries); a pin that differs is unlinked, so the load creates and
 //! pins a new, empty map, and the caller refills it (the agent diffs against what a map holds
 //! when it has not written it yet). Programs still attached keep using the old map until they
 //! are replaced; nothing they enforce changes in between.
@@ -123,19 +124,25 @@ pub fn object_maps(object: &[u8]) -> Result<BTreeMap<String, Shape>, PinCheckErr
 }
 
 /// Unlinks every pin in `pins` (map name → path) whose map does not match `object`'s
-/// definition of that map, and the pins of retired maps beside pins of their scope; returns
-/// what was retired. Paths that do not exist, and pins of maps the object does not have, are
-/// left alone.
+/// definition of that map (with `max_entries` overriding the object's sizes, as the loader
+/// creates the maps), and the pins of retired maps beside pins of their scope; returns what was
+/// retired. Paths that do not exist, and pins of maps the object does not have, are left alone.
 pub fn retire_incompatible(
     object: &[u8],
     pins: &[(&str, PathBuf)],
+    max_entries: &[(&str, u32)],
 ) -> Result<Vec<RetiredPin>, PinCheckError> {
     let mut retired = retire_obsolete(pins)?;
     let existing: Vec<&(&str, PathBuf)> = pins.iter().filter(|(_, p)| p.exists()).collect();
     if existing.is_empty() {
         return Ok(retired);
     }
-    let defs = object_maps(object)?;
+    let mut defs = object_maps(object)?;
+    for (name, entries) in max_entries {
+        if let Some(def) = defs.get_mut(*name) {
+            def.max_entries = *entries;
+        }
+    }
     for (name, path) in existing {
         // A map compiled out of this object (e.g. CT without enforcement) is not loaded: its
         // pin stays for the configurations that have it.

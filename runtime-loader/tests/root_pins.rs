@@ -136,3 +136,48 @@ fn root_pins_of_another_layout_are_retired_compatible_ones_reused() {
     assert_eq!(ct.max_entries(), bigger.ct_tcp + bigger.ct_any);
     assert_eq!(ct.lookup(&key).unwrap(), None);
 }
+
+/// The policy map sized per endpoint (`LoadOptions::max_entries`): created at that size, the pin
+/// reused while the size is the same (entries kept), retired for another size.
+#[test]
+fn root_policy_map_is_created_and_compared_at_its_endpoint_size() {
+    if !require_root("root_policy_map_is_created_and_compared_at_its_endpoint_size") {
+        return;
+    }
+    let fs = PrivateBpffs::new();
+    let layout = NodeLayout::create(&fs.path, "n").unwrap();
+    let sizes = MapSizes::default();
+    let object = common::template_object(&features(), &sizes);
+    let with = |capacity: u32| LoadOptions {
+        map_pins: pins(&layout, &[maps::POLICY.name, maps::STATE.name]),
+        max_entries: maps::endpoint_max_entries(capacity),
+        ..Default::default()
+    };
+    let small = sizes.policy_capacity(10);
+    let dp = load(&object, &with(small)).unwrap_or_else(|e| panic!("{e}"));
+    let policy = dp.map(maps::POLICY.name).unwrap();
+    assert_eq!(policy.max_entries(), small);
+    assert!(small < sizes.policy_map);
+    let key = vec![7u8; policy.key_size() as usize];
+    let value = vec![1u8; policy.value_buffer_len()];
+    policy.update(&key, &value).unwrap();
+    drop(dp);
+
+    let dp = load(&object, &with(small)).unwrap_or_else(|e| panic!("{e}"));
+    assert!(dp.retired_pins.is_empty(), "{:?}", dp.retired_pins);
+    let policy = dp.map(maps::POLICY.name).unwrap();
+    assert_eq!(policy.lookup(&key).unwrap(), Some(value));
+    drop(dp);
+
+    let larger = small * 4;
+    let dp = load(&object, &with(larger)).unwrap_or_else(|e| panic!("{e}"));
+    let retired: Vec<&str> = dp.retired_pins.iter().map(|r| r.map.as_str()).collect();
+    assert_eq!(retired, [maps::POLICY.name]);
+    assert_eq!(
+        dp.retired_pins[0].reason,
+        format!("max entries {small} (want {larger})")
+    );
+    let policy = RawMap::open_pinned(&pin_of(&layout, maps::POLICY.name)).unwrap();
+    assert_eq!(policy.max_entries(), larger);
+    assert_eq!(policy.lookup(&key).unwrap(), None, "a new, empty map");
+}

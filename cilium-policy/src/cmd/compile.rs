@@ -168,6 +168,7 @@ pub fn run(args: Args) -> miette::Result<ExitCode> {
                     header: String::new(),
                     object: Vec::new(),
                     template: PathBuf::new(),
+                    policy_capacity: sizes.policy_capacity(entries.hash_len()),
                     entries,
                 };
                 out(&mut stdout, &output::render_entries(&art))?;

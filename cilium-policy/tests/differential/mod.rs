@@ -74,6 +74,7 @@ pub fn scenario(sources: Vec<compiler::front::Source>, gen: &mut Generator) -> S
             &art.object,
             &LoadOptions {
                 images,
+                max_entries: codegen::maps::endpoint_max_entries(art.policy_capacity),
                 ..Default::default()
             },
         )

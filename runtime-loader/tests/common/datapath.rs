@@ -155,10 +155,12 @@ pub fn setup_endpoint(
         entries.addr_image(),
     ];
     images.extend(ipcache_images(&cache));
+    // The policy map sized from the endpoint's entries, as the agent creates it.
     let opts = LoadOptions {
         globals: Some(Globals::of(&ep)),
         images: images.iter().collect(),
         map_pins,
+        max_entries: maps::endpoint_max_entries(sizes.policy_capacity(entries.hash_len())),
         ..Default::default()
     };
     Some(load(&obj, &opts).unwrap_or_else(|e| panic!("{e}")))
