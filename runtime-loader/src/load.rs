@@ -104,10 +104,29 @@ pub fn load(object: &[u8], opts: &LoadOptions<'_>) -> Result<Datapath, LoadError
     for (name, entries) in &opts.max_entries {
         loader.map_max_entries(name, *entries);
     }
-    let retired_pins = retire_incompatible(object, &opts.map_pins, &opts.max_entries)?;
+    let retired = retire_incompatible(object, &opts.map_pins, &opts.max_entries)?;
     for (name, path) in &opts.map_pins {
         loader.map_pin_path(name, path.as_path());
     }
+    match load_retired(object, &mut loader, opts) {
+        Ok(mut dp) => {
+            dp.retired_pins = retired.commit()?;
+            Ok(dp)
+        }
+        Err(e) => {
+            // Nothing of a failed load stays pinned in place of what it retired.
+            retired.restore();
+            Err(e)
+        }
+    }
+}
+
+/// The load itself, once incompatible pins are out of the way.
+fn load_retired(
+    object: &[u8],
+    loader: &mut EbpfLoader<'_>,
+    opts: &LoadOptions<'_>,
+) -> Result<Datapath, LoadError> {
     let mut ebpf = loader.load(object)?;
     for name in [PROG_FROM_CONTAINER, PROG_TO_CONTAINER] {
         let prog = ebpf
@@ -151,7 +170,7 @@ pub fn load(object: &[u8], opts: &LoadOptions<'_>) -> Result<Datapath, LoadError
     let dp = Datapath {
         ebpf,
         maps,
-        retired_pins,
+        retired_pins: Vec::new(),
     };
     for img in &opts.images {
         dp.fill(img)?;

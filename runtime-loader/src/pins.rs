@@ -6,10 +6,14 @@
 //! sizes) would be handed to the new program: the verifier rejects the program, or worse, the
 //! program reads entries in the wrong layout. Before a load, every requested pin that exists is compared with
 //! the object's definition of that map (with the loader's `max_entries` overrides, e.g. an
-//! endpoint's policy map sized from its entries); a pin that differs is unlinked, so the load creates and
-//! pins a new, empty map, and the caller refills it (the agent diffs against what a map holds
-//! when it has not written it yet). Programs still attached keep using the old map until they
-//! are replaced; nothing they enforce changes in between.
+//! endpoint's policy map sized from its entries); a pin that differs is set aside (renamed to
+//! `<name>_retiring` beside it), so the load creates and pins a new, empty map, and the caller
+//! refills it (the agent diffs against what a map holds when it has not written it yet). Once
+//! the load succeeded the set-aside pins are unlinked ([`Retired::commit`]); when it fails
+//! (the verifier, an allocation) the new pins are removed and the old ones put back
+//! ([`Retired::restore`]), so a failed load leaves the pins as they were. Programs still
+//! attached keep using the old map until they are replaced; nothing they enforce changes in
+//! between.
 //!
 //! Maps the table no longer has ([`codegen::maps::RETIRED`], e.g. the per-endpoint CT maps of
 //! builds before the node-wide CT) are unlinked from every directory a requested pin of the
@@ -40,6 +44,57 @@ pub enum PinCheckError {
         path: PathBuf,
         source: std::io::Error,
     },
+    #[error("{}: setting the incompatible pin aside: {source}", path.display())]
+    SetAside {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+/// Pins [`retire_incompatible`] retired: those of maps the table no longer has are unlinked,
+/// those of another shape set aside until the load that replaces them succeeds or fails.
+#[derive(Debug)]
+#[must_use = "commit after a successful load, restore after a failed one"]
+pub struct Retired {
+    pins: Vec<RetiredPin>,
+    /// (set-aside path, original path) of each pin set aside.
+    aside: Vec<(PathBuf, PathBuf)>,
+}
+
+impl Retired {
+    /// The load succeeded: unlinks the set-aside pins; returns every retired pin.
+    pub fn commit(self) -> Result<Vec<RetiredPin>, PinCheckError> {
+        for (aside, _) in &self.aside {
+            std::fs::remove_file(aside).map_err(|source| PinCheckError::Unlink {
+                path: aside.clone(),
+                source,
+            })?;
+        }
+        Ok(self.pins)
+    }
+
+    /// The load failed: removes what it pinned in the set-aside pins' places and puts them
+    /// back. Best effort: a failure is logged (the caller reports the load's error).
+    pub fn restore(self) {
+        for (aside, path) in &self.aside {
+            let res = match std::fs::remove_file(path) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+                _ => std::fs::rename(aside, path),
+            };
+            if let Err(e) = res {
+                tracing::error!(pin = %path.display(), aside = %aside.display(), error = %e,
+                    "putting back a pinned map after a failed load failed");
+            }
+        }
+    }
+}
+
+/// Where a pin of another shape waits while the load that replaces it runs (bpffs refuses
+/// names with a dot).
+fn aside_path(path: &Path) -> PathBuf {
+    let mut name = path.file_name().unwrap_or_default().to_os_string();
+    name.push("_retiring");
+    path.with_file_name(name)
 }
 
 /// The facts of a map definition that must agree for a pinned map to be reused.
@@ -123,16 +178,20 @@ pub fn object_maps(object: &[u8]) -> Result<BTreeMap<String, Shape>, PinCheckErr
         .collect())
 }
 
-/// Unlinks every pin in `pins` (map name → path) whose map does not match `object`'s
+/// Sets aside every pin in `pins` (map name → path) whose map does not match `object`'s
 /// definition of that map (with `max_entries` overriding the object's sizes, as the loader
-/// creates the maps), and the pins of retired maps beside pins of their scope; returns what was
-/// retired. Paths that do not exist, and pins of maps the object does not have, are left alone.
+/// creates the maps), and unlinks the pins of retired maps beside pins of their scope; returns
+/// what was retired. Paths that do not exist, and pins of maps the object does not have, are
+/// left alone.
 pub fn retire_incompatible(
     object: &[u8],
     pins: &[(&str, PathBuf)],
     max_entries: &[(&str, u32)],
-) -> Result<Vec<RetiredPin>, PinCheckError> {
-    let mut retired = retire_obsolete(pins)?;
+) -> Result<Retired, PinCheckError> {
+    let mut retired = Retired {
+        pins: retire_obsolete(pins)?,
+        aside: Vec::new(),
+    };
     let existing: Vec<&(&str, PathBuf)> = pins.iter().filter(|(_, p)| p.exists()).collect();
     if existing.is_empty() {
         return Ok(retired);
@@ -150,11 +209,18 @@ pub fn retire_incompatible(
             continue;
         };
         if let Some(reason) = pinned_shape(path)?.mismatch(want) {
-            std::fs::remove_file(path).map_err(|source| PinCheckError::Unlink {
-                path: path.clone(),
-                source,
-            })?;
-            retired.push(RetiredPin {
+            let aside = aside_path(path);
+            // One left by a load that crashed before it committed or restored.
+            let _ = std::fs::remove_file(&aside);
+            if let Err(source) = std::fs::rename(path, &aside) {
+                retired.restore();
+                return Err(PinCheckError::SetAside {
+                    path: path.clone(),
+                    source,
+                });
+            }
+            retired.aside.push((aside, path.clone()));
+            retired.pins.push(RetiredPin {
                 map: name.to_string(),
                 path: path.clone(),
                 reason,

@@ -181,3 +181,51 @@ fn root_policy_map_is_created_and_compared_at_its_endpoint_size() {
     assert_eq!(policy.max_entries(), larger);
     assert_eq!(policy.lookup(&key).unwrap(), None, "a new, empty map");
 }
+
+/// A load that fails after the pin check (here: a map the kernel refuses to create) puts the
+/// pins it set aside back, entries and all, and leaves no set-aside pin behind.
+#[test]
+fn root_a_failed_load_puts_the_retired_pins_back() {
+    if !require_root("root_a_failed_load_puts_the_retired_pins_back") {
+        return;
+    }
+    let fs = PrivateBpffs::new();
+    let layout = NodeLayout::create(&fs.path, "n").unwrap();
+    let sizes = MapSizes::default();
+    let object = common::template_object(&features(), &sizes);
+    let policy_pin = pin_of(&layout, maps::POLICY.name);
+    let small = sizes.policy_capacity(10);
+    let opts = LoadOptions {
+        map_pins: pins(&layout, &[maps::POLICY.name, maps::STATE.name]),
+        max_entries: maps::endpoint_max_entries(small),
+        ..Default::default()
+    };
+    let dp = load(&object, &opts).unwrap_or_else(|e| panic!("{e}"));
+    let policy = dp.map(maps::POLICY.name).unwrap();
+    let key = vec![7u8; policy.key_size() as usize];
+    let value = vec![1u8; policy.value_buffer_len()];
+    policy.update(&key, &value).unwrap();
+    drop(dp);
+
+    // A larger policy map (its pin set aside) and a state map of no entries (refused).
+    let mut failing = maps::endpoint_max_entries(small * 4);
+    failing.push((maps::STATE.name, 0));
+    let opts = LoadOptions {
+        max_entries: failing,
+        ..opts
+    };
+    let err = match load(&object, &opts) {
+        Ok(_) => panic!("a map of no entries loaded"),
+        Err(e) => e.to_string(),
+    };
+    let policy = RawMap::open_pinned(&policy_pin).unwrap();
+    assert_eq!(policy.max_entries(), small, "the old map is back ({err})");
+    assert_eq!(policy.lookup(&key).unwrap(), Some(value));
+    let dir = policy_pin.parent().unwrap();
+    let leftovers: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .filter(|n| n.ends_with("_retiring"))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+}
