@@ -51,8 +51,7 @@ fn no_deny_cache_builds_objects_for_linux_5_10() {
     }
     assert_eq!(code, 0, "{stderr}");
     let out = dir.path().join("out");
-    let manifest: codegen::output::Manifest =
-        serde_json::from_slice(&std::fs::read(out.join("manifest.json")).unwrap()).unwrap();
+    let manifest = codegen::output::Manifest::read(&out).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(manifest.min_kernel, "5.10");
     assert!(!manifest.sizes.deny_cache);
     let mut cached = 0;
@@ -107,6 +106,7 @@ fn output_directory_has_manifest_and_endpoint_folders() {
         "deny slots are on by default"
     );
     assert_eq!(manifest["sizes"]["flow_cache"], 256);
+    assert_eq!(manifest["version"], codegen::output::MANIFEST_VERSION);
     let eps = manifest["endpoints"].as_array().unwrap();
     assert_eq!(eps.len(), 4);
     for ep in eps {
@@ -177,8 +177,7 @@ fn root_every_compiled_object_loads_with_its_images() {
     let (dir, code, stderr) = compile_getting_started();
     let out = dir.path().join("out");
     assert_eq!(code, 0, "{stderr}");
-    let manifest: codegen::output::Manifest =
-        serde_json::from_slice(&std::fs::read(out.join("manifest.json")).unwrap()).unwrap();
+    let manifest = codegen::output::Manifest::read(&out).unwrap_or_else(|e| panic!("{e}"));
     let read_image = |rel: &str| {
         codegen::image::MapImage::from_bytes(&std::fs::read(out.join(rel)).unwrap()).unwrap()
     };
@@ -195,10 +194,14 @@ fn root_every_compiled_object_loads_with_its_images() {
         images.extend(addr.as_ref());
         let opts = runtime_loader::LoadOptions {
             images,
+            max_entries: codegen::maps::endpoint_max_entries(ep.policy_capacity),
             ..Default::default()
         };
         let dp =
             runtime_loader::load(&object, &opts).unwrap_or_else(|e| panic!("{}: {e}", ep.name));
+        let policy = dp.map(codegen::maps::POLICY.name).unwrap();
+        assert_eq!(policy.max_entries(), ep.policy_capacity, "{}", ep.name);
+        assert!(ep.policy_capacity < manifest.sizes.policy_map);
         // The patched constants are the endpoint's: its own source address passes the check.
         let me: std::net::IpAddr = ep.addresses[0].parse().unwrap();
         let pkt =

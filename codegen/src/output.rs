@@ -10,8 +10,29 @@ use serde::{Deserialize, Serialize};
 use std::fmt::Write;
 use std::path::{Path, PathBuf};
 
-/// Version of the manifest format.
-pub const MANIFEST_VERSION: u32 = 3;
+/// Version of the manifest format and of the object layout it describes: 4 since the node-wide
+/// CT maps (`cp_ct4_global`, `cp_ct6_global`, keys holding the endpoint) replaced each
+/// endpoint's CT map and each endpoint's policy map got its own size (`policy_capacity`).
+pub const MANIFEST_VERSION: u32 = 4;
+
+/// Why a `compile` output directory's manifest cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ManifestError {
+    #[error("{}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{}:{line}:{column}: not a compile manifest: {message}", path.display())]
+    Parse {
+        path: PathBuf,
+        line: usize,
+        column: usize,
+        message: String,
+    },
+    #[error("{}: manifest version {found}, but this build loads only version {MANIFEST_VERSION} (objects of another version have other map layouts); run `cilium-policy compile` again with this build", path.display())]
+    Version { path: PathBuf, found: u32 },
+}
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Manifest {
@@ -33,6 +54,35 @@ pub struct Manifest {
     pub endpoints: Vec<ManifestEndpoint>,
 }
 
+impl Manifest {
+    /// Reads `dir/manifest.json`, refusing a manifest of another [`MANIFEST_VERSION`] before
+    /// reading anything else of it.
+    pub fn read(dir: &Path) -> Result<Manifest, ManifestError> {
+        #[derive(Deserialize)]
+        struct Version {
+            version: u32,
+        }
+        let path = dir.join("manifest.json");
+        let text = std::fs::read(&path).map_err(|source| ManifestError::Io {
+            path: path.clone(),
+            source,
+        })?;
+        let parse = |e: serde_json::Error| ManifestError::Parse {
+            path: path.clone(),
+            line: e.line(),
+            column: e.column(),
+            message: e.to_string(),
+        };
+        let found = serde_json::from_slice::<Version>(&text)
+            .map_err(parse)?
+            .version;
+        if found != MANIFEST_VERSION {
+            return Err(ManifestError::Version { path, found });
+        }
+        serde_json::from_slice(&text).map_err(parse)
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ManifestEndpoint {
     pub id: u32,
@@ -48,6 +98,9 @@ pub struct ManifestEndpoint {
     pub addr_image: Option<String>,
     /// Entries of the policy image.
     pub policy_entries: usize,
+    /// `max_entries` to create its `cp_policy` with (the object carries the most,
+    /// `sizes.policy_map`): loaders pass `maps::endpoint_max_entries(policy_capacity)`.
+    pub policy_capacity: u32,
     /// Entries of the range image.
     pub range_entries: usize,
     pub addr_entries: usize,
@@ -117,6 +170,7 @@ pub fn write_endpoint(out: &Path, a: &EndpointArtefacts) -> Result<ManifestEndpo
         range_image,
         addr_image,
         policy_entries: a.entries.hash_len(),
+        policy_capacity: a.policy_capacity,
         range_entries: a.entries.range_len(),
         addr_entries: a.entries.addr.len(),
         ingress_enforced: a.features.ingress_policy,
@@ -243,4 +297,40 @@ pub fn render_ipcache(cache: &IpCache) -> String {
         .iter()
         .map(|(p, id)| format!("  {p} -> {id}\n"))
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn dir_with(manifest: &str) -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("manifest.json"), manifest).unwrap();
+        dir
+    }
+
+    #[test]
+    fn a_manifest_of_another_version_is_refused_by_its_version() {
+        // A version 3 manifest (per-endpoint CT maps, no policy capacity) is refused as such,
+        // not as a missing field.
+        let dir = dir_with(r#"{"version": 3, "sizes": {}, "endpoints": []}"#);
+        let err = Manifest::read(dir.path()).unwrap_err();
+        assert!(
+            matches!(err, ManifestError::Version { found: 3, .. }),
+            "{err}"
+        );
+        let msg = err.to_string();
+        assert!(
+            msg.contains("manifest version 3") && msg.contains("only version 4"),
+            "{msg}"
+        );
+        let bad = dir_with("{\"version\": 4,\n \"sizes\": [}");
+        let err = Manifest::read(bad.path()).unwrap_err();
+        assert!(matches!(err, ManifestError::Parse { line: 2, .. }), "{err}");
+        let missing = tempfile::tempdir().unwrap();
+        assert!(matches!(
+            Manifest::read(missing.path()),
+            Err(ManifestError::Io { .. })
+        ));
+    }
 }
