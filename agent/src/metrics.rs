@@ -120,6 +120,7 @@ pub fn render(
     snap: &Snapshot,
     world: &RwLock<World>,
     layout: Option<&NodeLayout>,
+    proxy: Option<[(l7proxy::Outcome, u64); 5]>,
 ) -> String {
     let mut out = String::new();
     let mut drops: BTreeMap<(u8, u8), (u64, u64)> = BTreeMap::new();
@@ -236,6 +237,21 @@ pub fn render(
         "cilium_endpoint_regeneration_time_stats_seconds",
         "Duration of the writes that recomputed and enforced policy.",
     );
+    if let Some(counts) = proxy {
+        header(
+            &mut out,
+            "cilium_policy_proxy_requests_total",
+            "HTTP requests the L7 proxy judged, and connections it closed before HTTP, by outcome.",
+            "counter",
+        );
+        for (o, n) in counts {
+            let _ = writeln!(
+                out,
+                "cilium_policy_proxy_requests_total{{outcome=\"{}\"}} {n}",
+                o.name()
+            );
+        }
+    }
     if let Some(x) = m.export.get() {
         header(
             &mut out,

@@ -44,6 +44,8 @@ pub struct Handle {
 struct ProxyRuntime {
     supervisor: Supervisor,
     events: Option<Arc<L7Events>>,
+    /// The proxy's event sink, for its request counts.
+    counters: l7proxy::Events,
 }
 
 fn stopped() -> AgentError {
@@ -90,9 +92,14 @@ impl Handle {
             let (snapshot, world) = (self.snapshot.clone(), self.world.clone());
             L7Events::new(l7.events.clone(), out, snapshot, world, node)
         });
+        let counters = l7.events.clone();
         let supervisor = Supervisor::spawn(l7)
             .map_err(|e| AgentError::Internal(format!("starting the L7 proxy: {e}")))?;
-        self.proxy = Some(Arc::new(ProxyRuntime { supervisor, events }));
+        self.proxy = Some(Arc::new(ProxyRuntime {
+            supervisor,
+            events,
+            counters,
+        }));
         Ok(self)
     }
 
@@ -120,6 +127,7 @@ impl Handle {
             &self.snapshot(),
             &self.world,
             self.layout.as_deref(),
+            self.proxy.as_ref().map(|p| p.counters.counts()),
         )
     }
 

@@ -256,6 +256,29 @@ fn root_getting_started_l7_policy() {
     let ok: compiler::flow::Flow = serde_json::from_str(&line).expect("a flow");
     assert_eq!(ok.verdict, compiler::flow::FlowVerdict::Forwarded, "{line}");
     assert_eq!(names(&ok.ingress_allowed_by), ["rule1"], "{line}");
+    // The proxy's requests by outcome in the metrics (Prometheus text, parsed).
+    let (status, text) = agent.request("GET", "/v1/metrics", "");
+    assert_eq!(status, 200);
+    let scrape = prometheus_parse::Scrape::parse(text.lines().map(|l| Ok(l.to_string())))
+        .expect("Prometheus text");
+    let requests = |outcome: &str| {
+        scrape
+            .samples
+            .iter()
+            .find(|s| {
+                s.metric == "cilium_policy_proxy_requests_total"
+                    && s.labels.get("outcome") == Some(outcome)
+            })
+            .map(|s| match s.value {
+                prometheus_parse::Value::Counter(v) => v,
+                _ => f64::NAN,
+            })
+            .unwrap_or_else(|| panic!("no {outcome} count: {text}"))
+    };
+    assert!(
+        requests("denied") >= 1.0 && requests("forwarded") >= 2.0,
+        "{text}"
+    );
     assert_eq!(
         (f.source.pod_name.as_str(), f.destination.pod_name.as_str()),
         ("app2", "app1"),

@@ -3,7 +3,7 @@
 //! table current when its head arrives and either answered 403 or forwarded, bodies streamed
 //! both ways, over one upstream connection kept alive for the client connection's lifetime.
 
-use crate::event::{Event, EventKind, Verdict};
+use crate::event::{Event, EventKind, Outcome, Verdict};
 use crate::matcher::RequestView;
 use crate::proxy::{ConnInfo, Shared};
 use crate::sniff::{sniff, Prefixed, Sniffed};
@@ -55,12 +55,16 @@ pub(crate) async fn serve(
     });
     let prefix = match tokio::time::timeout(timeout, sniff(&mut stream)).await {
         Ok(Ok(Sniffed::Http(prefix))) => prefix,
-        Ok(Ok(Sniffed::NotHttp)) => return conn.event(|| EventKind::NotHttp),
+        Ok(Ok(Sniffed::NotHttp)) => {
+            conn.shared.events.count(Outcome::NotHttp);
+            return conn.event(|| EventKind::NotHttp);
+        }
         Ok(Ok(Sniffed::Eof)) | Ok(Err(_)) => return,
         Err(_) => {
+            conn.shared.events.count(Outcome::BadRequest);
             return conn.event(|| EventKind::BadRequest {
                 reason: "header timeout".into(),
-            })
+            });
         }
     };
     let io = TokioIo::new(Prefixed::new(prefix, stream));
@@ -79,6 +83,7 @@ pub(crate) async fn serve(
         .await;
     if let Err(e) = result {
         if e.is_parse() || e.is_parse_too_large() || e.is_timeout() {
+            conn.shared.events.count(Outcome::BadRequest);
             conn.event(|| EventKind::BadRequest {
                 reason: e.to_string(),
             });
@@ -174,6 +179,7 @@ impl Conn {
         };
         let method = req.method().clone();
         let record = |verdict: Verdict, status: StatusCode| {
+            self.shared.events.count(verdict.into());
             self.event(|| EventKind::Request {
                 url: format!(
                     "http://{}{path}",

@@ -62,6 +62,47 @@ pub struct Event {
     pub kind: EventKind,
 }
 
+/// What the proxy counts for every request or refused connection, listened to or not (one
+/// relaxed atomic add each): `Verdict`s of requests, and connections closed before HTTP.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    Forwarded,
+    Denied,
+    Error,
+    NotHttp,
+    BadRequest,
+}
+
+impl Outcome {
+    pub const ALL: [Outcome; 5] = [
+        Outcome::Forwarded,
+        Outcome::Denied,
+        Outcome::Error,
+        Outcome::NotHttp,
+        Outcome::BadRequest,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Outcome::Forwarded => "forwarded",
+            Outcome::Denied => "denied",
+            Outcome::Error => "error",
+            Outcome::NotHttp => "not_http",
+            Outcome::BadRequest => "bad_request",
+        }
+    }
+}
+
+impl From<Verdict> for Outcome {
+    fn from(v: Verdict) -> Self {
+        match v {
+            Verdict::Forwarded => Outcome::Forwarded,
+            Verdict::Denied => Outcome::Denied,
+            Verdict::Error => Outcome::Error,
+        }
+    }
+}
+
 /// The event sink shared by every connection of a proxy.
 #[derive(Clone, Default)]
 pub struct Events {
@@ -72,6 +113,8 @@ pub struct Events {
 struct Inner {
     tx: ArcSwapOption<mpsc::Sender<Event>>,
     dropped: AtomicU64,
+    /// By [`Outcome`], in the order of [`Outcome::ALL`].
+    counts: [AtomicU64; 5],
 }
 
 impl Events {
@@ -100,6 +143,16 @@ impl Events {
         if tx.try_send(make()).is_err() {
             self.inner.dropped.fetch_add(1, Ordering::Relaxed);
         }
+    }
+
+    /// Counts one outcome.
+    pub fn count(&self, o: Outcome) {
+        self.inner.counts[o as usize].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Every outcome's count.
+    pub fn counts(&self) -> [(Outcome, u64); 5] {
+        Outcome::ALL.map(|o| (o, self.inner.counts[o as usize].load(Ordering::Relaxed)))
     }
 
     /// Events dropped because the subscriber's queue was full.
