@@ -6,110 +6,13 @@
 //! skip line and returns.
 
 mod agent_harness;
+mod etcd_harness;
 
 use agent_harness::Agent;
-use codegen::testkit::skip::{skip, Need};
 use compiler::identity::{alloc::key_of, IdAllocator, LabelFilter};
+use etcd_harness::{add, free_port, identity, Etcd};
 use ir::{Label, LabelSet, LabelSource};
-use runtime_loader::testkit::TempDir;
 use std::collections::HashMap;
-use std::net::TcpListener;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
-
-/// An etcd server on free loopback ports, killed on drop.
-struct Etcd {
-    child: Child,
-    url: String,
-    _dir: TempDir,
-}
-
-fn free_port() -> u16 {
-    let l = TcpListener::bind("127.0.0.1:0").expect("bind");
-    l.local_addr().expect("addr").port()
-}
-
-impl Etcd {
-    /// Starts etcd, or records `test` as skipped when there is no etcd binary.
-    fn start(test: &str) -> Option<Etcd> {
-        if Command::new("etcd").arg("--version").output().is_err() {
-            skip(test, Need::Etcd);
-            return None;
-        }
-        let dir = TempDir::new("cpetcd");
-        let (client, peer) = (free_port(), free_port());
-        let url = format!("http://127.0.0.1:{client}");
-        let peer_url = format!("http://127.0.0.1:{peer}");
-        let child = Command::new("etcd")
-            .args(["--name", "n0", "--data-dir"])
-            .arg(dir.path.join("data"))
-            .args([
-                "--listen-client-urls",
-                &url,
-                "--advertise-client-urls",
-                &url,
-            ])
-            .args(["--listen-peer-urls", &peer_url])
-            .args(["--initial-advertise-peer-urls", &peer_url])
-            .args(["--initial-cluster", &format!("n0={peer_url}")])
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(dir.path.join("etcd.log")).expect("log"))
-            .spawn()
-            .expect("starting etcd");
-        let etcd = Etcd {
-            child,
-            url,
-            _dir: dir,
-        };
-        let t = Instant::now();
-        while std::net::TcpStream::connect(("127.0.0.1", client)).is_err() {
-            assert!(
-                t.elapsed() < Duration::from_secs(20),
-                "etcd did not come up"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        Some(etcd)
-    }
-
-    /// An agent for node `node` (node names must differ between agents sharing a kvstore).
-    fn agent(&self, node: &str) -> Agent {
-        let args = [
-            "--kvstore",
-            "etcd",
-            "--kvstore-endpoint",
-            &self.url,
-            "--node",
-            node,
-        ];
-        Agent::start_api_only(args.iter().map(|s| s.to_string()).collect())
-    }
-}
-
-impl Drop for Etcd {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// The identity the agent gave its endpoint `id`.
-fn identity(agent: &Agent, id: u16) -> u64 {
-    let list: serde_json::Value =
-        serde_json::from_str(&agent.ok(&["endpoint", "list", "-o", "json"])).expect("json");
-    list.as_array()
-        .and_then(|a| a.iter().find(|e| e["id"] == id))
-        .and_then(|e| e["identity"].as_u64())
-        .unwrap_or_else(|| panic!("endpoint {id} missing: {list}"))
-}
-
-fn add(agent: &Agent, id: u16, app: &str) -> u64 {
-    let (n, label, iface) = (id.to_string(), format!("id={app}"), format!("lxc{id}"));
-    agent.ok(&[
-        "endpoint", "add", "--id", &n, "--labels", &label, "--iface", &iface,
-    ]);
-    identity(agent, id)
-}
 
 /// The number local allocation would give `container:id=APP` in an empty cluster.
 fn local_number(app: &str) -> u32 {
@@ -140,7 +43,7 @@ fn kvstore_etcd_two_agents_agree_and_collisions_get_distinct_numbers() {
     else {
         return;
     };
-    let (a, b) = (etcd.agent("node-a"), etcd.agent("node-b"));
+    let (a, b) = (etcd.agent("node-a", &[]), etcd.agent("node-b", &[]));
 
     // The same label set on two nodes: one number.
     let web = add(&a, 1, "web");
@@ -194,7 +97,7 @@ fn kvstore_etcd_two_agents_agree_and_collisions_get_distinct_numbers() {
         (identity(&a, 1), identity(&a, 2), identity(&a, 3)),
         (web, x_a, y_b)
     );
-    let c = etcd.agent("node-c");
+    let c = etcd.agent("node-c", &[]);
     assert_eq!(add(&c, 1, &y), y_b);
     assert_eq!(add(&c, 2, &x), x_a);
     assert_eq!(add(&c, 3, "web"), web);
@@ -231,7 +134,7 @@ fn kvstore_etcd_unused_identities_are_freed() {
     let Some(etcd) = Etcd::start("kvstore_etcd_unused_identities_are_freed") else {
         return;
     };
-    let (a, b) = (etcd.agent("node-a"), etcd.agent("node-b"));
+    let (a, b) = (etcd.agent("node-a", &[]), etcd.agent("node-b", &[]));
     let [p, q] = <[String; 2]>::try_from(colliding("g", 2)).unwrap();
     let slot = u64::from(local_number(&p));
 

@@ -1,56 +1,52 @@
-//! The etcd v3 calls identity allocation needs, through etcd's JSON gateway (`/v3/kv/range`,
-//! `/v3/kv/txn`; keys and values base64-encoded, 64-bit numbers as strings).
+//! The etcd v3 calls the kvstore makes, over gRPC (`etcd-client`). They are `async` and run on
+//! the kvstore's own runtime (one thread, see `connect`); [`Etcd::block_on`] is how the
+//! agent's synchronous writer waits for one.
 
-use super::http::HttpEndpoint;
 use super::KvError;
-use base64::engine::general_purpose::STANDARD as B64;
-use base64::Engine;
-use serde_json::{json, Value};
+use etcd_client::{Compare, CompareOp, GetOptions, PutOptions, TxnOp, TxnOpResponse};
+use std::future::Future;
 
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct Etcd {
-    http: HttpEndpoint,
+    client: etcd_client::Client,
+    endpoint: String,
+    rt: tokio::runtime::Handle,
 }
 
-/// Comparisons and operations of a transaction (JSON gateway form).
+impl std::fmt::Debug for Etcd {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Etcd")
+            .field("endpoint", &self.endpoint)
+            .finish()
+    }
+}
+
+/// Comparisons and operations of a transaction.
 pub mod op {
-    use super::{json, Value, B64};
-    use base64::Engine;
+    use super::{Compare, CompareOp, GetOptions, PutOptions, TxnOp};
 
     /// `key` does not exist.
-    pub fn absent(key: &str) -> Value {
-        json!({"key": B64.encode(key), "target": "CREATE", "result": "EQUAL", "create_revision": "0"})
+    pub fn absent(key: &str) -> Compare {
+        Compare::create_revision(key, CompareOp::Equal, 0)
     }
     /// `key` holds `value`.
-    pub fn holds(key: &str, value: &str) -> Value {
-        json!({"key": B64.encode(key), "target": "VALUE", "result": "EQUAL", "value": B64.encode(value)})
+    pub fn holds(key: &str, value: &str) -> Compare {
+        Compare::value(key, CompareOp::Equal, value)
     }
     /// No key starts with `prefix` (every key of an empty range has version 0).
-    pub fn none_under(prefix: &str) -> Value {
-        json!({"key": B64.encode(prefix), "range_end": B64.encode(super::prefix_end(prefix)),
-               "target": "VERSION", "result": "EQUAL", "version": "0"})
+    pub fn none_under(prefix: &str) -> Compare {
+        Compare::version(prefix, CompareOp::Equal, 0).with_prefix()
     }
-    pub fn put(key: &str, value: &str) -> Value {
-        json!({"request_put": {"key": B64.encode(key), "value": B64.encode(value)}})
+    /// Puts `key` under lease `lease` (0: none).
+    pub fn put(key: &str, value: &str, lease: i64) -> TxnOp {
+        TxnOp::put(key, value, Some(PutOptions::new().with_lease(lease)))
     }
-    pub fn delete(key: &str) -> Value {
-        json!({"request_delete_range": {"key": B64.encode(key)}})
+    pub fn delete(key: &str) -> TxnOp {
+        TxnOp::delete(key, None)
     }
-    pub fn get(key: &str) -> Value {
-        json!({"request_range": {"key": B64.encode(key)}})
+    pub fn get(key: &str) -> TxnOp {
+        TxnOp::get(key, Some(GetOptions::new()))
     }
-}
-
-/// The first key after every key starting with `prefix` (etcd's `range_end` for a prefix).
-fn prefix_end(prefix: &str) -> Vec<u8> {
-    let mut end = prefix.as_bytes().to_vec();
-    while let Some(last) = end.pop() {
-        if last < 0xff {
-            end.push(last + 1);
-            return end;
-        }
-    }
-    vec![0]
 }
 
 /// The result of a transaction: whether the comparisons held, and the values its range
@@ -61,95 +57,149 @@ pub struct TxnResult {
     pub values: Vec<Option<String>>,
 }
 
+/// The error under an etcd error and its causes, outermost first (`etcd_client::Error` does
+/// not expose them as its `source`).
+pub fn causes(e: &etcd_client::Error) -> impl Iterator<Item = &(dyn std::error::Error + 'static)> {
+    let first: Option<&(dyn std::error::Error + 'static)> = match e {
+        etcd_client::Error::GRpcStatus(s) => Some(s),
+        etcd_client::Error::TransportError(t) => Some(t),
+        etcd_client::Error::IoError(io) => Some(io),
+        _ => None,
+    };
+    std::iter::successors(first, |s| s.source())
+}
+
+/// An etcd error as one line: the gRPC status message or the transport error with its causes
+/// (the TLS or connection failure underneath).
+pub fn describe(e: &etcd_client::Error) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    let head = match e {
+        etcd_client::Error::GRpcStatus(s) => format!("{:?}: {}", s.code(), s.message()),
+        other => other.to_string(),
+    };
+    for s in std::iter::once(head).chain(causes(e).skip(1).map(|c| c.to_string())) {
+        if !s.is_empty() && !parts.iter().any(|p| p.contains(&s)) {
+            parts.push(s);
+        }
+    }
+    parts.join(": ")
+}
+
 impl Etcd {
-    pub fn new(http: HttpEndpoint) -> Etcd {
-        Etcd { http }
+    pub fn new(client: etcd_client::Client, endpoint: String, rt: tokio::runtime::Handle) -> Etcd {
+        Etcd {
+            client,
+            endpoint,
+            rt,
+        }
     }
 
-    pub fn endpoint(&self) -> String {
-        self.http.name()
+    pub fn endpoint(&self) -> &str {
+        &self.endpoint
     }
 
-    fn reply(&self, path: &str, why: impl Into<String>) -> KvError {
-        KvError::Reply {
-            endpoint: self.http.name(),
-            path: path.to_string(),
+    pub fn client(&self) -> etcd_client::Client {
+        self.client.clone()
+    }
+
+    pub fn runtime(&self) -> &tokio::runtime::Handle {
+        &self.rt
+    }
+
+    pub fn call_error(&self, op: &'static str, e: &etcd_client::Error) -> KvError {
+        KvError::Call {
+            endpoint: self.endpoint.clone(),
+            op,
+            why: describe(e),
+        }
+    }
+
+    fn stored(&self, key: &[u8], why: impl Into<String>) -> KvError {
+        KvError::Stored {
+            endpoint: self.endpoint.clone(),
+            key: String::from_utf8_lossy(key).into_owned(),
             why: why.into(),
         }
     }
 
-    /// The value of `key`, if it exists.
-    pub fn get(&self, key: &str) -> Result<Option<String>, KvError> {
-        let path = "/v3/kv/range";
-        let r = self
-            .http
-            .post_json(path, &json!({"key": B64.encode(key)}))?;
-        self.first_value(path, &r)
-    }
-
-    /// The keys starting with `prefix`, without it.
-    pub fn keys_under(&self, prefix: &str) -> Result<Vec<String>, KvError> {
-        let path = "/v3/kv/range";
-        let body = json!({"key": B64.encode(prefix), "range_end": B64.encode(prefix_end(prefix)),
-                          "keys_only": true});
-        let r = self.http.post_json(path, &body)?;
-        let mut out = Vec::new();
-        for kv in r["kvs"].as_array().into_iter().flatten() {
-            let k = self.decode(path, kv["key"].as_str().unwrap_or(""))?;
-            if let Some(rest) = k.strip_prefix(prefix) {
-                out.push(rest.to_string());
-            }
-        }
-        Ok(out)
-    }
-
-    /// Runs `success` if every comparison holds, else `failure` (see [`op`]).
-    pub fn txn(
+    /// Runs `fut` on the kvstore's runtime and waits for it (from a thread that is not one of
+    /// that runtime's).
+    pub fn block_on<T: Send + 'static>(
         &self,
-        compare: Vec<Value>,
-        success: Vec<Value>,
-        failure: Vec<Value>,
-    ) -> Result<TxnResult, KvError> {
-        let path = "/v3/kv/txn";
-        let body = json!({"compare": compare, "success": success, "failure": failure});
-        let r = self.http.post_json(path, &body)?;
-        let mut values = Vec::new();
-        for resp in r["responses"].as_array().into_iter().flatten() {
-            if let Some(range) = resp.get("response_range") {
-                values.push(self.first_value(path, range)?);
-            }
-        }
-        Ok(TxnResult {
-            succeeded: r["succeeded"].as_bool() == Some(true),
-            values,
+        fut: impl Future<Output = Result<T, KvError>> + Send + 'static,
+    ) -> Result<T, KvError> {
+        let (tx, rx) = std::sync::mpsc::sync_channel(1);
+        self.rt.spawn(async move {
+            let _ = tx.send(fut.await);
+        });
+        rx.recv().unwrap_or_else(|_| {
+            Err(KvError::Call {
+                endpoint: self.endpoint.clone(),
+                op: "call",
+                why: "the kvstore's runtime stopped".into(),
+            })
         })
     }
 
-    /// The decoded value of the first key-value of a range reply.
-    fn first_value(&self, path: &str, range: &Value) -> Result<Option<String>, KvError> {
-        let Some(kv) = range["kvs"].as_array().and_then(|a| a.first()) else {
-            return Ok(None);
-        };
-        // An empty value is omitted from the JSON.
-        self.decode(path, kv["value"].as_str().unwrap_or(""))
-            .map(Some)
+    fn text(&self, key: &[u8], value: &[u8]) -> Result<String, KvError> {
+        String::from_utf8(value.to_vec()).map_err(|_| self.stored(key, "value is not UTF-8"))
     }
 
-    fn decode(&self, path: &str, b64: &str) -> Result<String, KvError> {
-        let bytes = B64
-            .decode(b64)
-            .map_err(|e| self.reply(path, format!("not base64: {e}")))?;
-        String::from_utf8(bytes).map_err(|_| self.reply(path, "not UTF-8"))
+    /// The value of `key`, if it exists.
+    pub async fn get(&self, key: &str) -> Result<Option<String>, KvError> {
+        let mut kv = self.client.kv_client();
+        let r = kv
+            .get(key, None)
+            .await
+            .map_err(|e| self.call_error("get", &e))?;
+        r.kvs()
+            .first()
+            .map(|kv| self.text(kv.key(), kv.value()))
+            .transpose()
     }
-}
 
-#[cfg(test)]
-mod tests {
-    use super::prefix_end;
+    /// The keys starting with `prefix`, without it (keys that are not UTF-8 are skipped).
+    pub async fn keys_under(&self, prefix: &str) -> Result<Vec<String>, KvError> {
+        let mut kv = self.client.kv_client();
+        let r = kv
+            .get(
+                prefix,
+                Some(GetOptions::new().with_prefix().with_keys_only()),
+            )
+            .await
+            .map_err(|e| self.call_error("list", &e))?;
+        Ok(r.kvs()
+            .iter()
+            .filter_map(|kv| kv.key_str().ok()?.strip_prefix(prefix).map(str::to_string))
+            .collect())
+    }
 
-    #[test]
-    fn prefix_ends() {
-        assert_eq!(prefix_end("/a/"), b"/a0".to_vec());
-        assert_eq!(prefix_end("a\u{7f}"), b"a\x80".to_vec());
+    /// Runs `success` if every comparison holds, else `failure` (see [`op`]).
+    pub async fn txn(
+        &self,
+        compare: Vec<Compare>,
+        success: Vec<TxnOp>,
+        failure: Vec<TxnOp>,
+    ) -> Result<TxnResult, KvError> {
+        let mut kv = self.client.kv_client();
+        let txn = etcd_client::Txn::new()
+            .when(compare)
+            .and_then(success)
+            .or_else(failure);
+        let r = kv
+            .txn(txn)
+            .await
+            .map_err(|e| self.call_error("transaction", &e))?;
+        let mut values = Vec::new();
+        for resp in r.op_responses() {
+            if let TxnOpResponse::Get(range) = resp {
+                let v = range.kvs().first();
+                values.push(v.map(|kv| self.text(kv.key(), kv.value())).transpose()?);
+            }
+        }
+        Ok(TxnResult {
+            succeeded: r.succeeded(),
+            values,
+        })
     }
 }

@@ -13,14 +13,23 @@
 //!   label sets it no longer uses, then delete the pair in a transaction that requires no claim
 //!   under `PREFIX/users/HEX(L)/` and `PREFIX/value/L` to still hold `N`.
 //!
+//! - Leases: both claim keys are put under the node's lease ([`Lease`]). When the node dies
+//!   they vanish a TTL later; every agent watches `PREFIX/users/` and, for each claim deleted,
+//!   frees the number as a release does (and sweeps all of `PREFIX/value/` whenever its watch
+//!   starts, so that nothing deleted while it was not watching stays). When this node's lease
+//!   expired while etcd did not answer, its claims are put again under the new lease.
+//!
 //! Every node therefore agrees on every number, two label sets never share one, and a number
 //! is freed only when no node claims its label set, whatever the concurrency.
 
 use super::etcd::{op, Etcd};
+use super::lease::Lease;
+use super::KvError;
 use compiler::identity::SharedIdentities;
 use ir::NumericIdentity;
 use std::collections::{BTreeSet, HashMap};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 pub const DEFAULT_PREFIX: &str = "/cilium-policy/identities";
 /// Transactions tried for one label set before giving up.
@@ -29,9 +38,18 @@ const MAX_TRIES: u32 = 1024;
 const FIRST: u32 = NumericIdentity::MIN_ALLOCATED.0;
 const LAST: u32 = 65535;
 
+/// Pause before watching again after a watch failed.
+const REWATCH: Duration = Duration::from_secs(1);
+
 #[derive(Debug)]
 pub struct EtcdIdentities {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
     etcd: Etcd,
+    lease: Lease,
     prefix: String,
     node: String,
     /// Label sets this node claims, with their numbers (each costs one lookup per claim).
@@ -53,16 +71,24 @@ fn unhex(s: &str) -> Option<String> {
 }
 
 impl EtcdIdentities {
-    pub fn new(etcd: Etcd, prefix: &str, node: &str) -> EtcdIdentities {
-        EtcdIdentities {
-            etcd,
+    /// The allocator of `node`, and its background tasks: claims put again under each new
+    /// lease, and numbers of label sets no node claims any more freed.
+    pub fn start(etcd: Etcd, lease: Lease, prefix: &str, node: &str) -> EtcdIdentities {
+        let inner = Arc::new(Inner {
+            etcd: etcd.clone(),
+            lease,
             prefix: prefix.trim_end_matches('/').to_string(),
             node: node.to_string(),
             known: Mutex::new(HashMap::new()),
             earlier: Mutex::new(None),
-        }
+        });
+        etcd.runtime().spawn(inner.clone().reclaim_on_new_lease());
+        etcd.runtime().spawn(inner.clone().free_unclaimed());
+        EtcdIdentities { inner }
     }
+}
 
+impl Inner {
     fn value_key(&self, l: &str) -> String {
         format!("{}/value/{l}", self.prefix)
     }
@@ -90,13 +116,19 @@ impl EtcdIdentities {
         }
     }
 
-    fn fetch_or_create(&self, key: &str, candidate: NumericIdentity) -> Result<u32, String> {
-        let e = |e: super::KvError| e.to_string();
+    async fn fetch_or_create(&self, key: &str, candidate: NumericIdentity) -> Result<u32, String> {
+        let e = |e: KvError| e.to_string();
         let value_key = self.value_key(key);
         let claims = self.claim_keys(key);
-        let claim_ops = || claims.iter().map(|k| op::put(k, "")).collect::<Vec<_>>();
+        let lease = self.lease.id().await.map_err(e)?;
+        let claim_ops = || {
+            claims
+                .iter()
+                .map(|k| op::put(k, "", lease))
+                .collect::<Vec<_>>()
+        };
         let mut n = candidate.0.clamp(FIRST, LAST);
-        let mut stored = self.etcd.get(&value_key).map_err(e)?;
+        let mut stored = self.etcd.get(&value_key).await.map_err(e)?;
         for _ in 0..MAX_TRIES {
             if let Some(v) = stored.take() {
                 let have = self.parse(key, &v)?;
@@ -107,6 +139,7 @@ impl EtcdIdentities {
                         claim_ops(),
                         vec![op::get(&value_key)],
                     )
+                    .await
                     .map_err(e)?;
                 if t.succeeded {
                     return Ok(have);
@@ -116,7 +149,10 @@ impl EtcdIdentities {
                 continue;
             }
             let id_key = self.id_key(n);
-            let mut ops = vec![op::put(&id_key, key), op::put(&value_key, &n.to_string())];
+            let mut ops = vec![
+                op::put(&id_key, key, 0),
+                op::put(&value_key, &n.to_string(), 0),
+            ];
             ops.extend(claim_ops());
             let t = self
                 .etcd
@@ -125,6 +161,7 @@ impl EtcdIdentities {
                     ops,
                     vec![op::get(&value_key)],
                 )
+                .await
                 .map_err(e)?;
             if t.succeeded {
                 tracing::info!(
@@ -148,23 +185,199 @@ impl EtcdIdentities {
     }
 
     /// Drops this node's claim on `l` and frees its number if no node claims it any more.
-    fn release(&self, l: &str) -> Result<(), super::KvError> {
+    async fn release(&self, l: &str) -> Result<(), KvError> {
         let drop_claims = self.claim_keys(l).iter().map(|k| op::delete(k)).collect();
-        self.etcd.txn(vec![], drop_claims, vec![])?;
+        self.etcd.txn(vec![], drop_claims, vec![]).await?;
+        self.free_if_unclaimed(l).await
+    }
+
+    /// Deletes the pair of `l` if no node claims `l` (in one transaction that requires it).
+    async fn free_if_unclaimed(&self, l: &str) -> Result<(), KvError> {
         let value_key = self.value_key(l);
-        let Some(v) = self.etcd.get(&value_key)? else {
+        let Some(v) = self.etcd.get(&value_key).await? else {
             return Ok(());
         };
-        let freed = self.etcd.txn(
-            vec![op::none_under(&self.users(l)), op::holds(&value_key, &v)],
-            vec![
-                op::delete(&value_key),
-                op::delete(&format!("{}/id/{v}", self.prefix)),
-            ],
-            vec![],
-        )?;
+        let freed = self
+            .etcd
+            .txn(
+                vec![op::none_under(&self.users(l)), op::holds(&value_key, &v)],
+                vec![
+                    op::delete(&value_key),
+                    op::delete(&format!("{}/id/{v}", self.prefix)),
+                ],
+                vec![],
+            )
+            .await?;
         if freed.succeeded {
             tracing::info!(labels = l, identity = %v, "identity freed in the kvstore");
+        }
+        Ok(())
+    }
+
+    /// Claims `l` (numbered `n` by this node) again under `lease`: its claims expired with
+    /// an earlier lease. If the number was freed meanwhile, it is stored again; if another
+    /// label set took it, the conflict is logged (this node keeps enforcing with `n` until
+    /// the agent restarts and renumbers).
+    async fn reclaim(&self, l: &str, n: NumericIdentity, lease: i64) -> Result<(), KvError> {
+        let (value_key, id_key) = (self.value_key(l), self.id_key(n.0));
+        let claims: Vec<_> = self
+            .claim_keys(l)
+            .iter()
+            .map(|k| op::put(k, "", lease))
+            .collect();
+        let n_text = n.0.to_string();
+        let held = self
+            .etcd
+            .txn(vec![op::holds(&value_key, &n_text)], claims.clone(), vec![])
+            .await?;
+        if held.succeeded {
+            return Ok(());
+        }
+        let mut ops = vec![op::put(&id_key, l, 0), op::put(&value_key, &n_text, 0)];
+        ops.extend(claims);
+        let stored = self
+            .etcd
+            .txn(
+                vec![op::absent(&id_key), op::absent(&value_key)],
+                ops,
+                vec![],
+            )
+            .await?;
+        if !stored.succeeded {
+            tracing::error!(
+                labels = l,
+                identity = n.0,
+                "while this node's lease was expired, its identity went to another label set; \
+                 restart the agent to renumber"
+            );
+        }
+        Ok(())
+    }
+
+    /// Puts this node's claims again under every lease granted after the first.
+    async fn reclaim_on_new_lease(self: Arc<Self>) {
+        let mut leases = self.lease.subscribe();
+        let mut first = true;
+        while leases.changed().await.is_ok() {
+            let lease = *leases.borrow_and_update();
+            if lease == 0 {
+                continue;
+            }
+            if std::mem::take(&mut first) {
+                continue;
+            }
+            let known: Vec<_> = match self.known.lock() {
+                Ok(k) => k.iter().map(|(l, n)| (l.clone(), *n)).collect(),
+                Err(_) => continue,
+            };
+            for (l, n) in known {
+                if let Err(e) = self.reclaim(&l, n, lease).await {
+                    tracing::warn!(labels = l, error = %e, "claiming again under the new lease failed");
+                }
+            }
+            tracing::info!(lease, "kvstore claims put again under the new lease");
+        }
+    }
+
+    /// Frees the numbers of label sets no node claims: all of them when a watch starts, then
+    /// each label set whose claim is deleted (released, or expired with a node's lease).
+    async fn free_unclaimed(self: Arc<Self>) {
+        let users = format!("{}/users/", self.prefix);
+        loop {
+            let mut client = self.etcd.client();
+            let opts = etcd_client::WatchOptions::new()
+                .with_prefix()
+                .with_filters([etcd_client::WatchFilterType::NoPut]);
+            match client.watch(users.as_str(), Some(opts)).await {
+                Ok(mut stream) => {
+                    self.sweep().await;
+                    loop {
+                        let events = match stream.message().await {
+                            Ok(Some(r)) if !r.canceled() => r,
+                            Ok(_) => break,
+                            Err(e) => {
+                                tracing::debug!(error = %super::etcd::describe(&e), "kvstore watch ended");
+                                break;
+                            }
+                        };
+                        for ev in events.events() {
+                            let Some(l) =
+                                ev.kv().and_then(|kv| self.claimed_labels(&users, kv.key()))
+                            else {
+                                continue;
+                            };
+                            if let Err(e) = self.free_if_unclaimed(&l).await {
+                                tracing::warn!(labels = l, error = %e, "freeing an unclaimed identity failed");
+                            }
+                        }
+                    }
+                }
+                Err(e) => {
+                    tracing::debug!(error = %super::etcd::describe(&e), "kvstore watch failed")
+                }
+            }
+            tokio::time::sleep(REWATCH).await;
+        }
+    }
+
+    /// The label set of a claim key `USERS/HEX(L)/NODE`.
+    fn claimed_labels(&self, users: &str, key: &[u8]) -> Option<String> {
+        let rest = std::str::from_utf8(key).ok()?.strip_prefix(users)?;
+        unhex(rest.split_once('/')?.0)
+    }
+
+    /// Tries to free every stored label set (see [`Inner::free_unclaimed`]).
+    async fn sweep(&self) {
+        let labels = match self
+            .etcd
+            .keys_under(&format!("{}/value/", self.prefix))
+            .await
+        {
+            Ok(l) => l,
+            Err(e) => {
+                tracing::debug!(error = %e, "kvstore sweep failed");
+                return;
+            }
+        };
+        for l in labels {
+            if let Err(e) = self.free_if_unclaimed(&l).await {
+                tracing::debug!(labels = l, error = %e, "kvstore sweep failed");
+                return;
+            }
+        }
+    }
+
+    async fn retain(&self, in_use: &BTreeSet<String>) -> Result<(), KvError> {
+        let unread = self.earlier.lock().map(|e| e.is_none()).unwrap_or(true);
+        if unread {
+            let index = format!("{}/nodes/{}/", self.prefix, self.node);
+            let keys = self.etcd.keys_under(&index).await?;
+            if let Ok(mut e) = self.earlier.lock() {
+                *e = Some(keys.iter().filter_map(|k| unhex(k)).collect());
+            }
+        }
+        let claimed: BTreeSet<String> = {
+            let known = self
+                .known
+                .lock()
+                .map(|k| k.keys().cloned().collect::<Vec<_>>());
+            let earlier = self.earlier.lock().map(|e| e.clone().unwrap_or_default());
+            known
+                .unwrap_or_default()
+                .into_iter()
+                .chain(earlier.unwrap_or_default())
+                .collect()
+        };
+        for l in claimed.difference(in_use) {
+            self.release(l).await?;
+            if let Ok(mut k) = self.known.lock() {
+                k.remove(l);
+            }
+            if let Ok(mut e) = self.earlier.lock() {
+                if let Some(e) = e.as_mut() {
+                    e.remove(l);
+                }
+            }
         }
         Ok(())
     }
@@ -172,37 +385,31 @@ impl EtcdIdentities {
 
 impl SharedIdentities for EtcdIdentities {
     fn allocate(&self, key: &str, candidate: NumericIdentity) -> Result<NumericIdentity, String> {
-        if let Some(id) = self.known.lock().ok().and_then(|k| k.get(key).copied()) {
+        let inner = &self.inner;
+        if let Some(id) = inner.known.lock().ok().and_then(|k| k.get(key).copied()) {
             return Ok(id);
         }
-        let id = NumericIdentity(self.fetch_or_create(key, candidate)?);
-        if let Ok(mut k) = self.known.lock() {
+        let (task, label) = (inner.clone(), key.to_string());
+        let n = inner
+            .etcd
+            .block_on(async move {
+                let r = task.fetch_or_create(&label, candidate).await;
+                Ok(r)
+            })
+            .map_err(|e| e.to_string())??;
+        let id = NumericIdentity(n);
+        if let Ok(mut k) = inner.known.lock() {
             k.insert(key.to_string(), id);
         }
         Ok(id)
     }
 
     fn retain(&self, in_use: &BTreeSet<String>) -> Result<(), String> {
-        let mut earlier = self.earlier.lock().map_err(|e| e.to_string())?;
-        if earlier.is_none() {
-            let index = format!("{}/nodes/{}/", self.prefix, self.node);
-            let keys = self.etcd.keys_under(&index).map_err(|e| e.to_string())?;
-            *earlier = Some(keys.iter().filter_map(|k| unhex(k)).collect());
-        }
-        let mut known = self.known.lock().map_err(|e| e.to_string())?;
-        let claimed: BTreeSet<String> = known
-            .keys()
-            .cloned()
-            .chain(earlier.iter().flatten().cloned())
-            .collect();
-        for l in claimed.difference(in_use) {
-            self.release(l).map_err(|e| e.to_string())?;
-            known.remove(l);
-            if let Some(e) = earlier.as_mut() {
-                e.remove(l);
-            }
-        }
-        Ok(())
+        let (task, in_use) = (self.inner.clone(), in_use.clone());
+        self.inner
+            .etcd
+            .block_on(async move { task.retain(&in_use).await })
+            .map_err(|e| e.to_string())
     }
 }
 

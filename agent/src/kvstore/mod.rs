@@ -1,49 +1,79 @@
 //! The agent's key-value store (`--kvstore etcd --kvstore-endpoint URL`): cluster identities
 //! shared between nodes, so every agent gives the same identity-relevant label set the same
-//! number. See Documentation/agent.md ("Identities shared between nodes").
+//! number, claimed under a lease that expires with the node. See Documentation/agent.md
+//! ("Identities shared between nodes").
+//!
+//! - `connect`: endpoint URL and TLS files to a client, and the check made at start.
+//! - `etcd`: the blocking calls the agent makes, run on the kvstore's own tokio runtime.
+//! - `lease`: the node's lease, kept alive while the agent runs and granted anew after it expired.
+//! - `identities`: allocation, claims, release and the freeing of dead nodes' identities.
 
+pub mod connect;
 pub mod etcd;
-pub mod http;
 pub mod identities;
+pub mod lease;
 
 use compiler::identity::SharedIdentities;
+use std::path::PathBuf;
 use std::sync::Arc;
 
 #[derive(Debug, thiserror::Error, miette::Diagnostic)]
 pub enum KvError {
     #[error("kvstore endpoint {url:?}: {why}")]
-    BadEndpoint { url: String, why: &'static str },
-    #[error("kvstore {endpoint}: {source}")]
-    Io {
-        endpoint: String,
-        source: std::io::Error,
+    BadEndpoint { url: String, why: String },
+    #[error("kvstore: reading the {what} {}: {error}", path.display())]
+    File {
+        what: &'static str,
+        path: PathBuf,
+        error: std::io::Error,
     },
-    #[error("kvstore {endpoint}{path}: HTTP {status}: {body}")]
-    Status {
+    #[error("kvstore {endpoint}: {why}")]
+    #[diagnostic(help(
+        "check --kvstore-ca (the CA that signed etcd's server certificate) and \
+         --kvstore-cert/--kvstore-key (a client certificate etcd's --trusted-ca-file accepts)"
+    ))]
+    Refused { endpoint: String, why: String },
+    #[error("kvstore {endpoint}: {op}: {why}")]
+    Call {
         endpoint: String,
-        path: String,
-        status: u16,
-        body: String,
+        op: &'static str,
+        why: String,
     },
-    #[error("kvstore {endpoint}{path}: unexpected reply: {why}")]
-    Reply {
+    #[error("kvstore {endpoint}: {key}: {why}")]
+    Stored {
         endpoint: String,
-        path: String,
+        key: String,
         why: String,
     },
 }
 
-/// The shared identity allocator of node `node` in the etcd at `url` (its client URL,
-/// `http://HOST:PORT`), under key prefix `prefix`. Nothing is contacted yet.
-pub fn open_etcd(
-    url: &str,
-    prefix: &str,
-    node: &str,
-) -> Result<Arc<dyn SharedIdentities>, KvError> {
-    let client = etcd::Etcd::new(http::HttpEndpoint::parse(url)?);
-    Ok(Arc::new(identities::EtcdIdentities::new(
-        client, prefix, node,
-    )))
+/// How to reach etcd and what this node keeps there.
+#[derive(Clone, Debug)]
+pub struct EtcdConfig {
+    /// Client URL, `http://HOST:PORT` or `https://HOST:PORT`.
+    pub endpoint: String,
+    /// PEM CA certificate(s) that sign etcd's server certificate (`https://` only).
+    pub ca: Option<PathBuf>,
+    /// PEM client certificate and key, for etcd's `--client-cert-auth` (`https://` only).
+    pub cert: Option<PathBuf>,
+    pub key: Option<PathBuf>,
+    /// Key prefix of identities.
+    pub prefix: String,
+    /// This node's name (claims are per node).
+    pub node: String,
+    /// Seconds the node's lease outlives its last keep-alive.
+    pub lease_ttl: i64,
+}
+
+/// The shared identity allocator of this node in etcd. Checks the endpoint once (a TLS or
+/// authentication failure is refused here; an unreachable etcd is only logged: changes that
+/// need it are refused until it answers), then keeps the node's lease alive and frees the
+/// identities of nodes whose lease expired, in the background.
+pub fn open_etcd(cfg: &EtcdConfig) -> Result<Arc<dyn SharedIdentities>, KvError> {
+    let etcd = connect::connect(cfg)?;
+    let lease = lease::Lease::start(etcd.clone(), cfg.lease_ttl);
+    let ids = identities::EtcdIdentities::start(etcd, lease, &cfg.prefix, &cfg.node);
+    Ok(Arc::new(ids))
 }
 
 /// After a change took effect (and at start): tells the kvstore every label set the agent's

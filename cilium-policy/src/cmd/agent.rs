@@ -59,7 +59,7 @@ pub struct Args {
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
 pub enum KvstoreKind {
-    /// etcd v3, through its JSON gateway (`/v3/kv/...`).
+    /// etcd v3, over gRPC.
     Etcd,
 }
 
@@ -69,9 +69,23 @@ pub struct KvstoreArgs {
     /// Share cluster identities with the other nodes' agents through this store.
     #[arg(long, value_enum, requires = "kvstore_endpoint")]
     pub kvstore: Option<KvstoreKind>,
-    /// The store's client URL (`http://HOST:PORT`), e.g. `http://127.0.0.1:2379`.
+    /// The store's client URL (`http://HOST:PORT` or `https://HOST:PORT`), e.g.
+    /// `http://127.0.0.1:2379`.
     #[arg(long, requires = "kvstore")]
     pub kvstore_endpoint: Option<String>,
+    /// PEM file of the CA that signed the store's server certificate (`https://` endpoints).
+    #[arg(long, requires = "kvstore")]
+    pub kvstore_ca: Option<PathBuf>,
+    /// PEM client certificate presented to the store (its `--client-cert-auth`).
+    #[arg(long, requires_all = ["kvstore", "kvstore_key"])]
+    pub kvstore_cert: Option<PathBuf>,
+    /// PEM private key of --kvstore-cert.
+    #[arg(long, requires_all = ["kvstore", "kvstore_cert"])]
+    pub kvstore_key: Option<PathBuf>,
+    /// Seconds the node's claims outlive its agent: the TTL of the lease they are kept under.
+    #[arg(long, default_value_t = 15, value_parser = clap::value_parser!(i64).range(2..=86400),
+          requires = "kvstore")]
+    pub kvstore_lease_ttl: i64,
     /// Key prefix under which identities live (`PREFIX/id/N`, `PREFIX/value/LABELS`).
     #[arg(long, default_value = agent::kvstore::identities::DEFAULT_PREFIX, requires = "kvstore")]
     pub kvstore_prefix: String,
@@ -100,11 +114,17 @@ pub fn run(args: Args, global_socket: Option<PathBuf>) -> miette::Result<ExitCod
         .ok_or_else(|| miette::miette!("--api-socket PATH is required"))?;
     let kv = &args.kvstore;
     let kvstore = match (kv.kvstore, &kv.kvstore_endpoint) {
-        (Some(KvstoreKind::Etcd), Some(url)) => Some(agent::kvstore::open_etcd(
-            url,
-            &kv.kvstore_prefix,
-            &args.node,
-        )?),
+        (Some(KvstoreKind::Etcd), Some(url)) => {
+            Some(agent::kvstore::open_etcd(&agent::kvstore::EtcdConfig {
+                endpoint: url.clone(),
+                ca: kv.kvstore_ca.clone(),
+                cert: kv.kvstore_cert.clone(),
+                key: kv.kvstore_key.clone(),
+                prefix: kv.kvstore_prefix.clone(),
+                node: args.node.clone(),
+                lease_ttl: kv.kvstore_lease_ttl,
+            })?)
+        }
         _ => None,
     };
     let (ct_tcp_max, ct_any_max) = args.ct.resolve()?;

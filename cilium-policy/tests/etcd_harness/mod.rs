@@ -1,0 +1,240 @@
+//! A real etcd for integration tests (Debian `etcd-server`), on free loopback ports in a
+//! temporary directory, killed on drop: plain, or with TLS and client-certificate
+//! authentication on certificates the test generates ([`Pki`]). It can be stopped and started
+//! again on the same data, and its keys read back through the agent's own client.
+
+// Shared by several test binaries; each uses a subset.
+#![allow(dead_code)]
+
+use crate::agent_harness::Agent;
+use codegen::testkit::skip::{skip, Need};
+use rcgen::{
+    BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose, IsCa,
+    KeyPair, KeyUsagePurpose,
+};
+use runtime_loader::testkit::TempDir;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub fn free_port() -> u16 {
+    let l = TcpListener::bind("127.0.0.1:0").expect("bind");
+    l.local_addr().expect("addr").port()
+}
+
+/// A CA, a server certificate for 127.0.0.1 and a client certificate it signed, and the
+/// certificate of another CA (that signed neither), as PEM files in a temporary directory.
+pub struct Pki {
+    pub dir: TempDir,
+}
+
+impl Pki {
+    pub fn new() -> Pki {
+        let dir = TempDir::new("cppki");
+        let ca = Self::ca("cilium-policy test CA", &dir.path, "ca");
+        Self::ca("another CA", &dir.path, "other-ca");
+        Self::leaf(&ca, "etcd", ExtendedKeyUsagePurpose::ServerAuth, &dir.path);
+        Self::leaf(&ca, "node", ExtendedKeyUsagePurpose::ClientAuth, &dir.path);
+        Pki { dir }
+    }
+
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.path.join(name)
+    }
+
+    fn ca(name: &str, dir: &Path, file: &str) -> CertifiedIssuer<'static, KeyPair> {
+        let mut params = CertificateParams::new(Vec::<String>::new()).expect("params");
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        params.distinguished_name.push(DnType::CommonName, name);
+        params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+        let ca = CertifiedIssuer::self_signed(params, KeyPair::generate().expect("key"))
+            .expect("CA certificate");
+        std::fs::write(dir.join(format!("{file}.pem")), ca.pem()).expect("write CA");
+        ca
+    }
+
+    fn leaf(
+        ca: &CertifiedIssuer<'static, KeyPair>,
+        name: &str,
+        usage: ExtendedKeyUsagePurpose,
+        dir: &Path,
+    ) {
+        let key = KeyPair::generate().expect("key");
+        let mut params =
+            CertificateParams::new(vec!["127.0.0.1".to_string(), "localhost".to_string()])
+                .expect("params");
+        params.distinguished_name.push(DnType::CommonName, name);
+        params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+        params.extended_key_usages = vec![usage];
+        let cert = params.signed_by(&key, ca).expect("certificate");
+        std::fs::write(dir.join(format!("{name}.pem")), cert.pem()).expect("write cert");
+        std::fs::write(dir.join(format!("{name}-key.pem")), key.serialize_pem()).expect("key");
+    }
+}
+
+/// An etcd server, killed on drop.
+pub struct Etcd {
+    child: Option<Child>,
+    pub url: String,
+    client_port: u16,
+    args: Vec<String>,
+    dir: TempDir,
+    /// The client of [`Etcd::keys_under`], made at its first call.
+    client: std::sync::OnceLock<agent::kvstore::etcd::Etcd>,
+}
+
+impl Etcd {
+    /// Starts a plain etcd, or records `test` as skipped when there is no etcd binary.
+    pub fn start(test: &str) -> Option<Etcd> {
+        Self::start_with(test, None)
+    }
+
+    /// Starts etcd with TLS (server certificate of `pki`) that requires client certificates
+    /// signed by `pki`'s CA.
+    pub fn start_tls(test: &str, pki: &Pki) -> Option<Etcd> {
+        Self::start_with(test, Some(pki))
+    }
+
+    fn start_with(test: &str, pki: Option<&Pki>) -> Option<Etcd> {
+        if Command::new("etcd").arg("--version").output().is_err() {
+            skip(test, Need::Etcd);
+            return None;
+        }
+        let dir = TempDir::new("cpetcd");
+        let (client, peer) = (free_port(), free_port());
+        let scheme = if pki.is_some() { "https" } else { "http" };
+        let url = format!("{scheme}://127.0.0.1:{client}");
+        let peer_url = format!("http://127.0.0.1:{peer}");
+        let data = dir.path.join("data").display().to_string();
+        let mut args: Vec<String> = [
+            "--name",
+            "n0",
+            "--data-dir",
+            &data,
+            "--listen-client-urls",
+            &url,
+            "--advertise-client-urls",
+            &url,
+            "--listen-peer-urls",
+            &peer_url,
+            "--initial-advertise-peer-urls",
+            &peer_url,
+            "--initial-cluster",
+            &format!("n0={peer_url}"),
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        if let Some(pki) = pki {
+            for (flag, file) in [
+                ("--cert-file", "etcd.pem"),
+                ("--key-file", "etcd-key.pem"),
+                ("--trusted-ca-file", "ca.pem"),
+            ] {
+                args.push(flag.to_string());
+                args.push(pki.path(file).display().to_string());
+            }
+            args.push("--client-cert-auth".to_string());
+        }
+        let mut etcd = Etcd {
+            child: None,
+            url,
+            client_port: client,
+            args,
+            dir,
+            client: std::sync::OnceLock::new(),
+        };
+        etcd.restart();
+        Some(etcd)
+    }
+
+    /// Starts the server (again, on the same data and ports) and waits for its port.
+    pub fn restart(&mut self) {
+        assert!(self.child.is_none(), "etcd already runs");
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.path.join("etcd.log"))
+            .expect("log");
+        self.child = Some(
+            Command::new("etcd")
+                .args(&self.args)
+                .stdout(Stdio::null())
+                .stderr(log)
+                .spawn()
+                .expect("starting etcd"),
+        );
+        let t = Instant::now();
+        while std::net::TcpStream::connect(("127.0.0.1", self.client_port)).is_err() {
+            assert!(
+                t.elapsed() < Duration::from_secs(20),
+                "etcd did not come up"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Kills the server (its data stays).
+    pub fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// An agent without a datapath for node `node` (names must differ between agents sharing
+    /// a kvstore), with extra flags.
+    pub fn agent(&self, node: &str, extra: &[&str]) -> Agent {
+        let mut args: Vec<String> = ["--kvstore", "etcd", "--kvstore-endpoint", &self.url]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        args.extend(["--node", node].iter().chain(extra).map(|s| s.to_string()));
+        Agent::start_api_only(args)
+    }
+
+    /// The keys under `prefix` (plain etcd only), through the agent's own client.
+    pub fn keys_under(&self, prefix: &str) -> Vec<String> {
+        let etcd = self.client.get_or_init(|| {
+            let cfg = agent::kvstore::EtcdConfig {
+                endpoint: self.url.clone(),
+                ca: None,
+                cert: None,
+                key: None,
+                prefix: prefix.to_string(),
+                node: "test".to_string(),
+                lease_ttl: 15,
+            };
+            agent::kvstore::connect::connect(&cfg).expect("client")
+        });
+        let (client, prefix) = (etcd.clone(), prefix.to_string());
+        etcd.block_on(async move { client.keys_under(&prefix).await })
+            .expect("listing keys")
+    }
+}
+
+/// The identity `agent` gave its endpoint `id`.
+pub fn identity(agent: &Agent, id: u16) -> u64 {
+    let list: serde_json::Value =
+        serde_json::from_str(&agent.ok(&["endpoint", "list", "-o", "json"])).expect("json");
+    list.as_array()
+        .and_then(|a| a.iter().find(|e| e["id"] == id))
+        .and_then(|e| e["identity"].as_u64())
+        .unwrap_or_else(|| panic!("endpoint {id} missing: {list}"))
+}
+
+/// Adds endpoint `id` labelled `id=APP` to `agent` and returns its identity.
+pub fn add(agent: &Agent, id: u16, app: &str) -> u64 {
+    let (n, label, iface) = (id.to_string(), format!("id={app}"), format!("lxc{id}"));
+    agent.ok(&[
+        "endpoint", "add", "--id", &n, "--labels", &label, "--iface", &iface,
+    ]);
+    identity(agent, id)
+}
+
+impl Drop for Etcd {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
