@@ -196,7 +196,43 @@ impl Etcd {
 
     /// The keys under `prefix` (plain etcd only), through the agent's own client.
     pub fn keys_under(&self, prefix: &str) -> Vec<String> {
-        let etcd = self.client.get_or_init(|| {
+        let etcd = self.client(prefix);
+        let (client, prefix) = (etcd.clone(), prefix.to_string());
+        etcd.block_on(async move { client.keys_under(&prefix).await })
+            .expect("listing keys")
+    }
+
+    /// The value of `key` (plain etcd only).
+    pub fn get(&self, key: &str) -> Option<String> {
+        let etcd = self.client(key);
+        let (client, key) = (etcd.clone(), key.to_string());
+        etcd.block_on(async move { client.get(&key).await })
+            .expect("reading a key")
+    }
+
+    /// Revokes every lease (as if they had expired), deleting the keys put under them; how
+    /// many there were.
+    pub fn revoke_all_leases(&self) -> usize {
+        let etcd = self.client("/");
+        let (mut client, e) = (etcd.client(), etcd.clone());
+        etcd.block_on(async move {
+            let leases = client
+                .leases()
+                .await
+                .map_err(|err| e.call_error("leases", &err))?;
+            for l in leases.leases() {
+                client
+                    .lease_revoke(l.id())
+                    .await
+                    .map_err(|err| e.call_error("revoke", &err))?;
+            }
+            Ok(leases.leases().len())
+        })
+        .expect("revoking leases")
+    }
+
+    fn client(&self, prefix: &str) -> &agent::kvstore::etcd::Etcd {
+        self.client.get_or_init(|| {
             let cfg = agent::kvstore::EtcdConfig {
                 endpoint: self.url.clone(),
                 ca: None,
@@ -207,10 +243,7 @@ impl Etcd {
                 lease_ttl: 15,
             };
             agent::kvstore::connect::connect(&cfg).expect("client")
-        });
-        let (client, prefix) = (etcd.clone(), prefix.to_string());
-        etcd.block_on(async move { client.keys_under(&prefix).await })
-            .expect("listing keys")
+        })
     }
 }
 
