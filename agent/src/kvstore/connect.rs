@@ -164,7 +164,16 @@ pub fn connect(cfg: &EtcdConfig) -> Result<Etcd, KvError> {
             tracing::warn!(endpoint, error = %describe(&e),
                 "the kvstore does not answer yet; identities new to this node wait for it");
         }
-        Err(e) => return Err(refused(describe(&e))),
+        Err(e) => {
+            let mut why = describe(&e);
+            if tls && cfg.cert.is_none() {
+                // With TLS 1.3 the server's refusal of a missing client certificate may arrive
+                // as a closed stream rather than as its alert: say what is missing.
+                why += "; no client certificate was given (--kvstore-cert, --kvstore-key), \
+                        which an etcd started with --client-cert-auth requires";
+            }
+            return Err(refused(why));
+        }
     }
     Ok(etcd)
 }
