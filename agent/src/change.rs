@@ -26,6 +26,11 @@ pub enum Change {
     },
     /// The local endpoint `id` now has this spec (`None`: it is removed).
     Endpoint { id: u16, to: Option<EndpointSpec> },
+    /// The endpoint `name` of another node (`remote.rs`) is now this (`None`: it is gone).
+    Remote {
+        name: String,
+        to: Option<super::remote::RemoteEndpoint>,
+    },
 }
 
 /// The rules of `a` that `b` does not hold, in `a`'s order.
@@ -92,10 +97,11 @@ impl World {
         match change {
             Change::Source { path, to } => self.apply_source(path, to),
             Change::Endpoint { id, to } => self.apply_endpoint(id, to),
+            Change::Remote { name, to } => self.apply_remote(name, to),
         }
     }
 
-    fn note(&mut self, deltas: Vec<MapDelta>) {
+    pub(super) fn note(&mut self, deltas: Vec<MapDelta>) {
         for d in deltas {
             if let Some(ids) = self.by_name.get(&d.endpoint) {
                 self.touched.extend(ids.iter().copied());
@@ -152,7 +158,7 @@ impl World {
 
     /// Addresses are unique across workloads: `ips` may only belong to `name` or to a workload
     /// the same change removes.
-    fn check_addresses(
+    pub(super) fn check_addresses(
         &self,
         name: &str,
         ips: &[std::net::IpAddr],
@@ -275,7 +281,7 @@ impl World {
         Ok(())
     }
 
-    fn release_addresses(&mut self, name: &str, ips: &[std::net::IpAddr]) {
+    pub(super) fn release_addresses(&mut self, name: &str, ips: &[std::net::IpAddr]) {
         for ip in ips {
             if self.addr_owner.get(ip).is_some_and(|o| o == name) {
                 self.addr_owner.remove(ip);
@@ -283,7 +289,7 @@ impl World {
         }
     }
 
-    fn claim_addresses(&mut self, name: &str, ips: &[std::net::IpAddr]) {
+    pub(super) fn claim_addresses(&mut self, name: &str, ips: &[std::net::IpAddr]) {
         for ip in ips {
             self.addr_owner.insert(*ip, name.to_string());
         }

@@ -32,6 +32,8 @@ pub struct AgentConfig {
     pub metrics_listen: Option<std::net::SocketAddr>,
     /// Every endpoint's policy in audit mode (`--policy-audit-mode`, Cilium's flag).
     pub policy_audit_mode: bool,
+    /// The cluster-wide ipcache shared through the kvstore (`--kvstore`).
+    pub ipcache_sync: Option<std::sync::Arc<crate::kvstore::sync::IpcacheSync>>,
 }
 
 impl AgentConfig {

@@ -25,6 +25,7 @@ pub mod monitor;
 pub mod policy_dir;
 pub mod privileges;
 pub mod proxy;
+pub mod remote;
 pub mod resolve;
 pub mod snapshot;
 pub mod state;

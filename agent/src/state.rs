@@ -77,6 +77,7 @@ impl Agent {
         // Adopts what a previous agent pinned and writes only what differs.
         agent.sync_datapath(Scope::All, agent.persisted.revision)?;
         agent.refresh_l7();
+        agent.publish_local();
         tracing::info!(
             revision = agent.persisted.revision,
             endpoints = agent.persisted.endpoints.len(),
@@ -637,6 +638,7 @@ impl Agent {
                 self.l7.stage(p);
             }
         }
+        self.publish_local();
         let compact = self.world().needs_compaction();
         if compact {
             self.rebuild();
@@ -686,6 +688,7 @@ impl Agent {
         match World::build(&self.persisted, &self.cfg) {
             Ok(mut w) => {
                 let mut world = self.world_mut();
+                Agent::carry_remote(&world, &mut w);
                 w.epoch = world.epoch + 1;
                 *world = w;
                 drop(world);
@@ -778,6 +781,9 @@ impl Agent {
 #[cfg(test)]
 #[path = "state_tests.rs"]
 pub(crate) mod tests;
+
+#[path = "state_remote.rs"]
+mod remote;
 
 /// Why `patch` may not be applied to `ep`: the first field it sets that the endpoint's owner
 /// decides (a CNI endpoint's interface and addresses are the runtime's, a pod endpoint's labels

@@ -27,6 +27,7 @@ pub(crate) fn agent(dir: &Path) -> Agent {
         flow_export: None,
         metrics_listen: None,
         policy_audit_mode: false,
+        ipcache_sync: None,
     };
     Agent::start(cfg, Box::new(|_| {})).unwrap()
 }

@@ -55,6 +55,8 @@ pub struct World {
     pub(super) touched: BTreeSet<u16>,
     /// How many times the agent rebuilt its world (rule ids are stable within an epoch).
     pub epoch: u64,
+    /// Endpoints of other nodes, by cluster endpoint name (`remote.rs`).
+    pub(super) remote: BTreeMap<String, super::remote::RemoteEndpoint>,
 }
 
 impl Default for World {
@@ -75,6 +77,7 @@ impl Default for World {
             by_name: HashMap::new(),
             touched: BTreeSet::new(),
             epoch: 0,
+            remote: BTreeMap::new(),
         }
     }
 }

@@ -174,6 +174,43 @@ impl Etcd {
             .collect())
     }
 
+    /// The keys starting with `prefix` (without it) and their values, and the store's
+    /// revision they were read at (to watch from the next one).
+    pub async fn list(&self, prefix: &str) -> Result<(Vec<(String, Vec<u8>)>, i64), KvError> {
+        let mut kv = self.client.kv_client();
+        let r = kv
+            .get(prefix, Some(GetOptions::new().with_prefix()))
+            .await
+            .map_err(|e| self.call_error("list", &e))?;
+        let revision = r.header().map_or(0, |h| h.revision());
+        let kvs = r
+            .kvs()
+            .iter()
+            .filter_map(|kv| {
+                let rest = kv.key_str().ok()?.strip_prefix(prefix)?;
+                Some((rest.to_string(), kv.value().to_vec()))
+            })
+            .collect();
+        Ok((kvs, revision))
+    }
+
+    /// Puts `key` under lease `lease` (0: none).
+    pub async fn put(&self, key: &str, value: &str, lease: i64) -> Result<(), KvError> {
+        let mut kv = self.client.kv_client();
+        kv.put(key, value, Some(PutOptions::new().with_lease(lease)))
+            .await
+            .map_err(|e| self.call_error("put", &e))?;
+        Ok(())
+    }
+
+    pub async fn delete(&self, key: &str) -> Result<(), KvError> {
+        let mut kv = self.client.kv_client();
+        kv.delete(key, None)
+            .await
+            .map_err(|e| self.call_error("delete", &e))?;
+        Ok(())
+    }
+
     /// Runs `success` if every comparison holds, else `failure` (see [`op`]).
     pub async fn txn(
         &self,

@@ -7,11 +7,15 @@
 //! - `etcd`: the blocking calls the agent makes, run on the kvstore's own tokio runtime.
 //! - `lease`: the node's lease, kept alive while the agent runs and granted anew after it expired.
 //! - `identities`: allocation, claims, release and the freeing of dead nodes' identities.
+//! - `ipcache`, `sync`: the node's endpoints published, the other nodes' watched (the
+//!   cluster-wide ipcache).
 
 pub mod connect;
 pub mod etcd;
 pub mod identities;
+pub mod ipcache;
 pub mod lease;
+pub mod sync;
 
 use compiler::identity::SharedIdentities;
 use std::path::PathBuf;
@@ -59,21 +63,33 @@ pub struct EtcdConfig {
     pub key: Option<PathBuf>,
     /// Key prefix of identities.
     pub prefix: String,
+    /// Key prefix of the cluster-wide ipcache.
+    pub ipcache_prefix: String,
     /// This node's name (claims are per node).
     pub node: String,
     /// Seconds the node's lease outlives its last keep-alive.
     pub lease_ttl: i64,
 }
 
-/// The shared identity allocator of this node in etcd. Checks the endpoint once (a TLS or
-/// authentication failure is refused here; an unreachable etcd is only logged: changes that
-/// need it are refused until it answers), then keeps the node's lease alive and frees the
-/// identities of nodes whose lease expired, in the background.
-pub fn open_etcd(cfg: &EtcdConfig) -> Result<Arc<dyn SharedIdentities>, KvError> {
+/// What the agent shares through etcd.
+pub struct Kvstore {
+    pub identities: Arc<dyn SharedIdentities>,
+    pub ipcache: Arc<sync::IpcacheSync>,
+}
+
+/// This node in etcd. Checks the endpoint once (a TLS or authentication failure is refused
+/// here; an unreachable etcd is only logged: changes that need it are refused until it
+/// answers), then keeps the node's lease alive, frees the identities of nodes whose lease
+/// expired and publishes the node's endpoints, in the background.
+pub fn open_etcd(cfg: &EtcdConfig) -> Result<Kvstore, KvError> {
     let etcd = connect::connect(cfg)?;
     let lease = lease::Lease::start(etcd.clone(), cfg.lease_ttl);
-    let ids = identities::EtcdIdentities::start(etcd, lease, &cfg.prefix, &cfg.node);
-    Ok(Arc::new(ids))
+    let ids =
+        identities::EtcdIdentities::start(etcd.clone(), lease.clone(), &cfg.prefix, &cfg.node);
+    Ok(Kvstore {
+        identities: Arc::new(ids),
+        ipcache: sync::IpcacheSync::start(etcd, lease, &cfg.ipcache_prefix, &cfg.node),
+    })
 }
 
 /// After a change took effect (and at start): tells the kvstore every label set the agent's

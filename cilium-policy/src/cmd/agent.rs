@@ -89,6 +89,10 @@ pub struct KvstoreArgs {
     /// Key prefix under which identities live (`PREFIX/id/N`, `PREFIX/value/LABELS`).
     #[arg(long, default_value = agent::kvstore::identities::DEFAULT_PREFIX, requires = "kvstore")]
     pub kvstore_prefix: String,
+    /// Key prefix under which each node publishes its endpoints (`PREFIX/NODE/ID`) and
+    /// watches the others'.
+    #[arg(long, default_value = agent::kvstore::ipcache::DEFAULT_PREFIX, requires = "kvstore")]
+    pub kvstore_ipcache_prefix: String,
 }
 
 pub(super) fn parse_loopback(s: &str) -> Result<std::net::SocketAddr, String> {
@@ -121,6 +125,7 @@ pub fn run(args: Args, global_socket: Option<PathBuf>) -> miette::Result<ExitCod
                 cert: kv.kvstore_cert.clone(),
                 key: kv.kvstore_key.clone(),
                 prefix: kv.kvstore_prefix.clone(),
+                ipcache_prefix: kv.kvstore_ipcache_prefix.clone(),
                 node: args.node.clone(),
                 lease_ttl: kv.kvstore_lease_ttl,
             })?)
@@ -144,7 +149,8 @@ pub fn run(args: Args, global_socket: Option<PathBuf>) -> miette::Result<ExitCod
         ct_any_max,
         flow_cache_slots: args.flow_cache_slots,
         deny_cache: !args.no_deny_cache,
-        kvstore,
+        kvstore: kvstore.as_ref().map(|k| k.identities.clone()),
+        ipcache_sync: kvstore.map(|k| k.ipcache),
         flow_export: args.observe.export(),
         metrics_listen: args.observe.metrics_listen,
         policy_audit_mode: args.policy_audit_mode,

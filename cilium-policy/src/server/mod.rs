@@ -92,6 +92,9 @@ async fn serve(cfg: AgentConfig, set_debug: Box<dyn Fn(bool) + Send>) -> Result<
         tokio::spawn(async move { axum::serve(tcp, app).await });
         tracing::info!(%addr, "metrics listening");
     }
+    if let Some(sync) = &cfg.ipcache_sync {
+        sync.watch(shared.clone());
+    }
     let listener = socket.bind()?;
     if cfg.datapath {
         cni_gc::spawn(shared.clone());

@@ -210,6 +210,14 @@ impl Etcd {
             .expect("reading a key")
     }
 
+    /// Puts `key` (plain etcd only), as another node would.
+    pub fn put(&self, key: &str, value: &str) {
+        let etcd = self.client(key);
+        let (client, key, value) = (etcd.clone(), key.to_string(), value.to_string());
+        etcd.block_on(async move { client.put(&key, &value, 0).await })
+            .expect("putting a key")
+    }
+
     /// Revokes every lease (as if they had expired), deleting the keys put under them; how
     /// many there were.
     pub fn revoke_all_leases(&self) -> usize {
@@ -239,6 +247,7 @@ impl Etcd {
                 cert: None,
                 key: None,
                 prefix: prefix.to_string(),
+                ipcache_prefix: agent::kvstore::ipcache::DEFAULT_PREFIX.to_string(),
                 node: "test".to_string(),
                 lease_ttl: 15,
             };

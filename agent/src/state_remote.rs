@@ -1,0 +1,83 @@
+//! The agent's side of the cluster-wide ipcache (`kvstore::sync`): the other nodes'
+//! endpoints applied through the writer like any change (all or nothing for the datapath, not
+//! persisted, no new revision), and this node's endpoints handed to the kvstore after every
+//! change.
+
+use super::{Agent, Scope};
+use crate::change::Change;
+use crate::error::AgentError;
+use crate::remote::{diff, RemoteEndpoint};
+use std::collections::BTreeMap;
+
+impl Agent {
+    /// Makes the world's remote endpoints `want` and brings the datapath's ipcache and the
+    /// endpoints whose policy they change to it. An endpoint refused by the world (an address
+    /// this node already gives another endpoint) is skipped with a log line; should the
+    /// datapath refuse the result, nothing of it stays.
+    pub fn apply_remote(
+        &mut self,
+        want: &BTreeMap<String, RemoteEndpoint>,
+    ) -> Result<(), AgentError> {
+        let changes = diff(self.world().remote(), want);
+        if changes.is_empty() {
+            return Ok(());
+        }
+        let mut undo = Vec::new();
+        for c in changes {
+            let name = match &c {
+                Change::Remote { name, .. } => name.clone(),
+                _ => String::new(),
+            };
+            let applied = self.world_mut().apply(c);
+            match applied {
+                Ok(inverse) => undo.push(inverse),
+                Err(e @ AgentError::Invalid { .. }) => {
+                    tracing::warn!(endpoint = name, error = %e, "skipping another node's endpoint");
+                }
+                Err(e) => return Err(self.rollback(undo, e)),
+            }
+        }
+        let refreshed = self.world_mut().refresh();
+        let mut scope = match refreshed {
+            Ok(t) => t,
+            Err(e) => return Err(self.rollback(undo, e)),
+        };
+        scope.extend(self.pending.iter().copied());
+        if let Err(e) = self.sync_datapath(Scope::Only(&scope), self.persisted.revision) {
+            return Err(self.rollback(undo, e));
+        }
+        self.pending.clear();
+        super::super::kvstore::retain_in_use(&self.cfg, &self.world().engine.cluster);
+        Ok(())
+    }
+
+    /// Hands this node's endpoints to the kvstore (when it shares the ipcache).
+    pub(super) fn publish_local(&self) {
+        let Some(sync) = &self.cfg.ipcache_sync else {
+            return;
+        };
+        let world = self.world();
+        let cluster = &world.engine.cluster;
+        let entries =
+            crate::kvstore::ipcache::local_entries(&self.cfg.node, world.endpoints.iter(), |id| {
+                cluster.identity(id).map(|i| i.labels.clone())
+            });
+        sync.publish(entries);
+    }
+
+    /// The remote endpoints of the world `old`, applied to the rebuilt world `new`.
+    pub(super) fn carry_remote(old: &crate::world::World, new: &mut crate::world::World) {
+        for (name, r) in old.remote() {
+            let change = Change::Remote {
+                name: name.clone(),
+                to: Some(r.clone()),
+            };
+            if let Err(e) = new.apply(change) {
+                tracing::warn!(endpoint = name, error = %e, "a remote endpoint did not survive the rebuild");
+            }
+        }
+        if let Err(e) = new.refresh() {
+            tracing::warn!(error = %e, "refreshing the rebuilt world");
+        }
+    }
+}
