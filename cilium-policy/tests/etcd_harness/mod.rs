@@ -6,7 +6,7 @@
 // Shared by several test binaries; each uses a subset.
 #![allow(dead_code)]
 
-use crate::agent_harness::Agent;
+use crate::agent_harness::{in_netns, Agent};
 use codegen::testkit::skip::{skip, Need};
 use rcgen::{
     BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose, IsCa,
@@ -77,7 +77,11 @@ impl Pki {
 pub struct Etcd {
     child: Option<Child>,
     pub url: String,
+    /// Where it listens (`127.0.0.1`, or an address in `netns`) and its client port.
+    host: String,
     client_port: u16,
+    /// The network namespace it runs in (the caller's when `None`).
+    netns: Option<PathBuf>,
     args: Vec<String>,
     dir: TempDir,
     /// The client of [`Etcd::keys_under`], made at its first call.
@@ -87,25 +91,34 @@ pub struct Etcd {
 impl Etcd {
     /// Starts a plain etcd, or records `test` as skipped when there is no etcd binary.
     pub fn start(test: &str) -> Option<Etcd> {
-        Self::start_with(test, None)
+        Self::start_with(test, None, None)
+    }
+
+    /// Starts a plain etcd inside the network namespace `netns`, listening on `host` (an
+    /// address there), on ports 2379 and 2380.
+    pub fn start_in(test: &str, netns: &Path, host: &str) -> Option<Etcd> {
+        Self::start_with(test, None, Some((netns, host)))
     }
 
     /// Starts etcd with TLS (server certificate of `pki`) that requires client certificates
     /// signed by `pki`'s CA.
     pub fn start_tls(test: &str, pki: &Pki) -> Option<Etcd> {
-        Self::start_with(test, Some(pki))
+        Self::start_with(test, Some(pki), None)
     }
 
-    fn start_with(test: &str, pki: Option<&Pki>) -> Option<Etcd> {
+    fn start_with(test: &str, pki: Option<&Pki>, netns: Option<(&Path, &str)>) -> Option<Etcd> {
         if Command::new("etcd").arg("--version").output().is_err() {
             skip(test, Need::Etcd);
             return None;
         }
         let dir = TempDir::new("cpetcd");
-        let (client, peer) = (free_port(), free_port());
+        let (host, (client, peer)) = match netns {
+            Some((_, host)) => (host.to_string(), (2379, 2380)),
+            None => ("127.0.0.1".to_string(), (free_port(), free_port())),
+        };
         let scheme = if pki.is_some() { "https" } else { "http" };
-        let url = format!("{scheme}://127.0.0.1:{client}");
-        let peer_url = format!("http://127.0.0.1:{peer}");
+        let url = format!("{scheme}://{host}:{client}");
+        let peer_url = format!("http://{host}:{peer}");
         let data = dir.path.join("data").display().to_string();
         let mut args: Vec<String> = [
             "--name",
@@ -140,7 +153,9 @@ impl Etcd {
         let mut etcd = Etcd {
             child: None,
             url,
+            host,
             client_port: client,
+            netns: netns.map(|(p, _)| p.to_path_buf()),
             args,
             dir,
             client: std::sync::OnceLock::new(),
@@ -157,22 +172,27 @@ impl Etcd {
             .append(true)
             .open(self.dir.path.join("etcd.log"))
             .expect("log");
-        self.child = Some(
-            Command::new("etcd")
-                .args(&self.args)
-                .stdout(Stdio::null())
-                .stderr(log)
-                .spawn()
-                .expect("starting etcd"),
-        );
-        let t = Instant::now();
-        while std::net::TcpStream::connect(("127.0.0.1", self.client_port)).is_err() {
-            assert!(
-                t.elapsed() < Duration::from_secs(20),
-                "etcd did not come up"
-            );
-            std::thread::sleep(Duration::from_millis(50));
+        let mut cmd = Command::new("etcd");
+        cmd.args(&self.args).stdout(Stdio::null()).stderr(log);
+        if let Some(ns) = &self.netns {
+            in_netns(&mut cmd, ns);
         }
+        self.child = Some(cmd.spawn().expect("starting etcd"));
+        let (addr, netns) = ((self.host.clone(), self.client_port), self.netns.clone());
+        let up = std::thread::spawn(move || {
+            if let Some(ns) = netns {
+                runtime_loader::testkit::enter_netns(&ns).expect("entering etcd's namespace");
+            }
+            let t = Instant::now();
+            while std::net::TcpStream::connect((addr.0.as_str(), addr.1)).is_err() {
+                if t.elapsed() > Duration::from_secs(20) {
+                    return false;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            true
+        });
+        assert!(up.join().unwrap_or(false), "etcd did not come up");
     }
 
     /// Kills the server (its data stays).
