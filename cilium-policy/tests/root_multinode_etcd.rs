@@ -10,52 +10,17 @@ mod agent_harness;
 mod etcd_harness;
 
 use agent_harness::Agent;
-use etcd_harness::Etcd;
+use etcd_harness::Fabric;
 use runtime_loader::probe::{tcp_ok, Responder, PASS_WAIT};
-use runtime_loader::testkit::{node_netns, require_root, unique_name, Endpoint, Netns};
+use runtime_loader::testkit::{require_root, Endpoint};
 use std::net::Ipv4Addr;
 use std::time::{Duration, Instant};
 
 const POLICY: &str = "testdata/getting-started/docker/l3_l4_policy.json";
-const ETCD: &str = "10.255.0.254";
 /// Lease TTL of the agents, in seconds.
 const TTL: u64 = 2;
 /// A probe expected to be refused: the SYN is dropped, so any short wait tells.
 const DENY_WAIT: Duration = Duration::from_millis(300);
-
-/// Node `i` (1-based): its namespace, on the fabric as `10.255.0.i/24`, pods in `10.20.i.0/24`.
-fn node(fabric: &Netns, i: u8) -> Netns {
-    let node = node_netns();
-    let peer = unique_name("cpf");
-    node.exec(&[
-        "ip",
-        "link",
-        "add",
-        "fab",
-        "type",
-        "veth",
-        "peer",
-        "name",
-        &peer,
-        "netns",
-        &fabric.name,
-    ]);
-    node.exec(&[
-        "ip",
-        "addr",
-        "add",
-        &format!("10.255.0.{i}/24"),
-        "dev",
-        "fab",
-    ]);
-    node.exec(&["ip", "link", "set", "fab", "up"]);
-    fabric.exec(&["ip", "link", "set", &peer, "master", "br0", "up"]);
-    for j in (1..=3u8).filter(|j| *j != i) {
-        let (net, via) = (format!("10.20.{j}.0/24"), format!("10.255.0.{j}"));
-        node.exec(&["ip", "route", "add", &net, "via", &via]);
-    }
-    node
-}
 
 /// How long until `probe` gives `want` (probing every 50 ms), failing after `limit`.
 fn until(limit: Duration, what: &str, want: bool, probe: impl Fn() -> bool) -> Duration {
@@ -79,14 +44,10 @@ fn root_multinode_etcd_cross_node_policy_moves_and_expiry() {
     if !require_root(NAME) {
         return;
     }
-    let fabric = Netns::new("cpfab");
-    fabric.exec(&["ip", "link", "add", "br0", "type", "bridge"]);
-    fabric.exec(&["ip", "addr", "add", &format!("{ETCD}/24"), "dev", "br0"]);
-    fabric.exec(&["ip", "link", "set", "br0", "up"]);
-    let Some(etcd) = Etcd::start_in(NAME, &fabric.path(), ETCD) else {
+    let Some(fabric) = Fabric::new(NAME, 3) else {
         return;
     };
-    let nodes: Vec<Netns> = (1..=3).map(|i| node(&fabric, i)).collect();
+    let nodes = &fabric.nodes;
     let app2 = Endpoint::new(&nodes[0], Ipv4Addr::new(10, 20, 1, 10));
     let app1 = Endpoint::new(&nodes[1], Ipv4Addr::new(10, 20, 2, 10));
     let app3 = Endpoint::new(&nodes[2], Ipv4Addr::new(10, 20, 3, 10));
@@ -98,20 +59,7 @@ fn root_multinode_etcd_cross_node_policy_moves_and_expiry() {
     let mut agents: Vec<Agent> = nodes
         .iter()
         .enumerate()
-        .map(|(i, n)| {
-            let node = format!("node-{}", i + 1);
-            let args = [
-                "--kvstore",
-                "etcd",
-                "--kvstore-endpoint",
-                &etcd.url,
-                "--node",
-                &node,
-                "--kvstore-lease-ttl",
-                &ttl,
-            ];
-            Agent::start_in(n, args.iter().map(|s| s.to_string()).collect())
-        })
+        .map(|(i, n)| Agent::start_in(n, fabric.agent_args(i + 1, &["--kvstore-lease-ttl", &ttl])))
         .collect();
     let policy = format!("{}/../{POLICY}", env!("CARGO_MANIFEST_DIR"));
     for a in &agents {
@@ -160,5 +108,4 @@ fn root_multinode_etcd_cross_node_policy_moves_and_expiry() {
         "denied after {t:?}, before the lease could expire"
     );
     drop(agents);
-    drop(etcd);
 }

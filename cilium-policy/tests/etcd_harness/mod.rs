@@ -12,7 +12,7 @@ use rcgen::{
     BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose, IsCa,
     KeyPair, KeyUsagePurpose,
 };
-use runtime_loader::testkit::TempDir;
+use runtime_loader::testkit::{node_netns, unique_name, Netns, TempDir};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -70,6 +70,88 @@ impl Pki {
         let cert = params.signed_by(&key, ca).expect("certificate");
         std::fs::write(dir.join(format!("{name}.pem")), cert.pem()).expect("write cert");
         std::fs::write(dir.join(format!("{name}-key.pem")), key.serialize_pem()).expect("key");
+    }
+}
+
+/// Nodes routed to one another through a bridge in a fabric namespace, where etcd runs (at
+/// [`Fabric::ETCD`]): node `i` (1-based) is `10.255.0.i/24` on the fabric, its pods are in
+/// `10.20.i.0/24`, routed to the node that holds them.
+pub struct Fabric {
+    pub nodes: Vec<Netns>,
+    pub etcd: Etcd,
+    /// Last: the namespace goes after etcd and the nodes' links.
+    pub ns: Netns,
+}
+
+impl Fabric {
+    pub const ETCD: &str = "10.255.0.254";
+
+    /// `n` nodes (at most 250) and etcd, or `None` (skip recorded) without an etcd binary.
+    pub fn new(test: &str, n: u8) -> Option<Fabric> {
+        let ns = Netns::new("cpfab");
+        ns.exec(&["ip", "link", "add", "br0", "type", "bridge"]);
+        ns.exec(&[
+            "ip",
+            "addr",
+            "add",
+            &format!("{}/24", Self::ETCD),
+            "dev",
+            "br0",
+        ]);
+        ns.exec(&["ip", "link", "set", "br0", "up"]);
+        let etcd = Etcd::start_in(test, &ns.path(), Self::ETCD)?;
+        let nodes = (1..=n).map(|i| Self::node(&ns, i, n)).collect();
+        Some(Fabric { nodes, etcd, ns })
+    }
+
+    fn node(fabric: &Netns, i: u8, n: u8) -> Netns {
+        let node = node_netns();
+        let peer = unique_name("cpf");
+        node.exec(&[
+            "ip",
+            "link",
+            "add",
+            "fab",
+            "type",
+            "veth",
+            "peer",
+            "name",
+            &peer,
+            "netns",
+            &fabric.name,
+        ]);
+        node.exec(&[
+            "ip",
+            "addr",
+            "add",
+            &format!("10.255.0.{i}/24"),
+            "dev",
+            "fab",
+        ]);
+        node.exec(&["ip", "link", "set", "fab", "up"]);
+        fabric.exec(&["ip", "link", "set", &peer, "master", "br0", "up"]);
+        for j in (1..=n).filter(|j| *j != i) {
+            let (net, via) = (format!("10.20.{j}.0/24"), format!("10.255.0.{j}"));
+            node.exec(&["ip", "route", "add", &net, "via", &via]);
+        }
+        node
+    }
+
+    /// The agent flags of node `i` (`--node node-I`) on this etcd.
+    pub fn agent_args(&self, i: usize, extra: &[&str]) -> Vec<String> {
+        let node = format!("node-{i}");
+        [
+            "--kvstore",
+            "etcd",
+            "--kvstore-endpoint",
+            &self.etcd.url,
+            "--node",
+            &node,
+        ]
+        .iter()
+        .chain(extra)
+        .map(|s| s.to_string())
+        .collect()
     }
 }
 
