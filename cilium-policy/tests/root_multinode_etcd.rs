@@ -4,7 +4,9 @@
 //! its own pods: the others' reach its ipcache maps through etcd. One policy applied on every
 //! node lets app2 (node 1) reach app1 (node 2) on port 80 only and denies app3 (node 3); app2
 //! moved to node 3 with a new address is allowed there and its old address denied within a
-//! second; node 3's agent killed, its pods lose their identity on node 2 after the lease TTL.
+//! second; with etcd stopped for longer than the lease TTL every node keeps enforcing, and a
+//! change made meanwhile reaches the others once etcd is back; node 3's agent killed, its pods
+//! lose their identity on node 2 after the lease TTL.
 
 mod agent_harness;
 mod etcd_harness;
@@ -44,19 +46,19 @@ fn root_multinode_etcd_cross_node_policy_moves_and_expiry() {
     if !require_root(NAME) {
         return;
     }
-    let Some(fabric) = Fabric::new(NAME, 3) else {
+    let Some(mut fabric) = Fabric::new(NAME, 3) else {
         return;
     };
-    let nodes = &fabric.nodes;
-    let app2 = Endpoint::new(&nodes[0], Ipv4Addr::new(10, 20, 1, 10));
-    let app1 = Endpoint::new(&nodes[1], Ipv4Addr::new(10, 20, 2, 10));
-    let app3 = Endpoint::new(&nodes[2], Ipv4Addr::new(10, 20, 3, 10));
+    let app2 = Endpoint::new(&fabric.nodes[0], Ipv4Addr::new(10, 20, 1, 10));
+    let app1 = Endpoint::new(&fabric.nodes[1], Ipv4Addr::new(10, 20, 2, 10));
+    let app3 = Endpoint::new(&fabric.nodes[2], Ipv4Addr::new(10, 20, 3, 10));
     let _srv = [
         Responder::start(&app1.ns, app1.addr, 80),
         Responder::start(&app1.ns, app1.addr, 8080),
     ];
     let ttl = TTL.to_string();
-    let mut agents: Vec<Agent> = nodes
+    let mut agents: Vec<Agent> = fabric
+        .nodes
         .iter()
         .enumerate()
         .map(|(i, n)| Agent::start_in(n, fabric.agent_args(i + 1, &["--kvstore-lease-ttl", &ttl])))
@@ -83,7 +85,7 @@ fn root_multinode_etcd_cross_node_policy_moves_and_expiry() {
 
     // app2 moves: deleted on node 1, created on node 3 with a new address.
     agents[0].ok(&["endpoint", "delete", "1"]);
-    let moved = Endpoint::new(&nodes[2], Ipv4Addr::new(10, 20, 3, 20));
+    let moved = Endpoint::new(&fabric.nodes[2], Ipv4Addr::new(10, 20, 3, 20));
     agents[2].add_endpoint(2, "id=app2", &moved);
     let second = Duration::from_secs(1);
     let t = until(second, "moved app2 → app1:80", true, || {
@@ -93,6 +95,25 @@ fn root_multinode_etcd_cross_node_policy_moves_and_expiry() {
     until(second, "old app2 address → app1:80", false, || {
         allowed(&app2, 80)
     });
+
+    // etcd away for longer than the lease TTL: every node keeps enforcing what it has. A
+    // change made meanwhile (app2 back on node 1, a label set node 1 knows) takes effect
+    // locally and reaches node 2 once etcd is back.
+    fabric.etcd.stop();
+    std::thread::sleep(Duration::from_secs(TTL + 1));
+    assert!(
+        tcp_ok(&moved.ns, app1.addr, 80, PASS_WAIT),
+        "kept during the outage"
+    );
+    assert!(!allowed(&app3, 80), "still denied during the outage");
+    agents[0].add_endpoint(1, "id=app2", &app2);
+    assert!(!allowed(&app2, 80), "node 2 cannot know it yet");
+    fabric.etcd.restart();
+    let t = until(Duration::from_secs(15), "app2 back on node 1", true, || {
+        allowed(&app2, 80)
+    });
+    eprintln!("node 2 resynchronised {t:?} after etcd came back");
+    assert!(tcp_ok(&moved.ns, app1.addr, 80, PASS_WAIT));
 
     // Node 3's agent dies: after its lease, node 2 no longer knows its pods.
     agents[2].kill();
