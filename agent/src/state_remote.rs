@@ -1,7 +1,7 @@
 //! The agent's side of the cluster-wide ipcache (`kvstore::sync`): the other nodes'
-//! endpoints applied through the writer like any change (all or nothing for the datapath, not
-//! persisted, no new revision), and this node's endpoints handed to the kvstore after every
-//! change.
+//! endpoints applied through the writer like any change (all or nothing for the datapath and
+//! the L7 proxy's table, not persisted, no new revision), and this node's endpoints handed to
+//! the kvstore after every change.
 
 use super::{Agent, Scope};
 use crate::change::Change;
@@ -42,11 +42,22 @@ impl Agent {
             Ok(t) => t,
             Err(e) => return Err(self.rollback(undo, e)),
         };
+        // The L7 proxy's table and addresses follow, as for any change.
+        let l7 = self.l7.prepare(&self.world(), Some(&scope));
+        let l7 = match l7 {
+            Ok(p) => p,
+            Err(e) => return Err(self.rollback(undo, e)),
+        };
         scope.extend(self.pending.iter().copied());
         if let Err(e) = self.sync_datapath(Scope::Only(&scope), self.persisted.revision) {
             return Err(self.rollback(undo, e));
         }
         self.pending.clear();
+        // Pending endpoints were enforced too: a table staged for them goes in use.
+        match l7 {
+            Some(p) => self.l7.commit(p),
+            None => self.l7.commit_staged(),
+        }
         super::super::kvstore::retain_in_use(&self.cfg, &self.world().engine.cluster);
         Ok(())
     }
