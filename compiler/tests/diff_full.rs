@@ -100,7 +100,7 @@ fn split(dir: &Path) -> (Vec<PathBuf>, Vec<PathBuf>) {
     files.sort();
     files.into_iter().partition(|f| {
         let out = compiler::front::load(std::slice::from_ref(f)).expect("reads");
-        !out.inventory.endpoints.is_empty() || !out.inventory.namespaces.is_empty()
+        !out.inventory.is_empty()
     })
 }
 

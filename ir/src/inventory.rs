@@ -1,8 +1,10 @@
-//! What exists in the cluster: namespaces and endpoints (pods, workload templates, or endpoints
-//! given directly by labels). The front end fills it from `Namespace`, `Pod` and workload kinds.
+//! What exists in the cluster: namespaces, endpoints (pods, workload templates, or endpoints
+//! given directly by labels) and CIDR groups. The front end fills it from `Namespace`, `Pod`,
+//! workload and `CiliumCIDRGroup` kinds.
 
 use crate::l4::Protocol;
 use crate::label::LabelSet;
+use crate::net::IpNet;
 use crate::source::{FileId, Span};
 use serde::{Deserialize, Serialize};
 use std::net::IpAddr;
@@ -51,8 +53,33 @@ pub struct Endpoint {
     pub span: Span,
 }
 
+/// A `CiliumCIDRGroup`: a named list of external CIDRs that `cidrGroupRef` refers to.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CidrGroup {
+    pub name: String,
+    /// `spec.externalCIDRs`, truncated to their prefix, in manifest order.
+    pub cidrs: Vec<IpNet>,
+    pub file: Option<FileId>,
+    pub span: Span,
+}
+
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Inventory {
     pub namespaces: Vec<Namespace>,
     pub endpoints: Vec<Endpoint>,
+    #[serde(default)]
+    pub cidr_groups: Vec<CidrGroup>,
+}
+
+impl Inventory {
+    /// Appends everything `other` holds (one file's objects, merged in input order).
+    pub fn extend(&mut self, other: Inventory) {
+        self.namespaces.extend(other.namespaces);
+        self.endpoints.extend(other.endpoints);
+        self.cidr_groups.extend(other.cidr_groups);
+    }
+    /// Whether it holds no object at all.
+    pub fn is_empty(&self) -> bool {
+        self.namespaces.is_empty() && self.endpoints.is_empty() && self.cidr_groups.is_empty()
+    }
 }

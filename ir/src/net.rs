@@ -35,3 +35,49 @@ impl fmt::Display for CidrSet {
         Ok(())
     }
 }
+
+/// The CIDR sets a `cidrGroupRef` with `except` stands for: each of the group's prefixes minus
+/// the excepted prefixes inside it; a prefix inside an excepted one is left out whole (Cilium
+/// selects the group's CIDR identities that carry no excepted `cidr:` label, and a prefix's
+/// identity carries the labels of the prefixes containing it).
+pub fn group_sets(cidrs: &[IpNet], except: &[IpNet]) -> Vec<CidrSet> {
+    let mut out: Vec<CidrSet> = cidrs
+        .iter()
+        .map(IpNet::trunc)
+        .filter(|p| !except.iter().any(|e| e.contains(p)))
+        .map(|p| {
+            let inside = except.iter().filter(|e| p.contains(*e)).copied().collect();
+            CidrSet::new(p, inside)
+        })
+        .collect();
+    out.sort();
+    out.dedup();
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn net(s: &str) -> IpNet {
+        s.parse().expect("test prefix")
+    }
+
+    #[test]
+    fn group_sets_apply_excepts_per_prefix() {
+        let cidrs = [
+            net("10.48.0.0/24"),
+            net("10.16.0.0/24"),
+            net("192.0.2.0/28"),
+        ];
+        let except = [net("10.48.0.128/25"), net("192.0.2.0/24")];
+        assert_eq!(
+            group_sets(&cidrs, &except),
+            vec![
+                CidrSet::new(net("10.16.0.0/24"), vec![]),
+                CidrSet::new(net("10.48.0.0/24"), vec![net("10.48.0.128/25")]),
+            ]
+        );
+        assert!(group_sets(&[], &except).is_empty());
+    }
+}

@@ -5,7 +5,7 @@ use crate::entity::Entity;
 use crate::l4::PortRule;
 use crate::l7::DnsRule;
 use crate::label::LabelSet;
-use crate::net::CidrSet;
+use crate::net::{CidrSet, IpNet};
 use crate::selector::Selector;
 use crate::source::{FileId, SourceFile, Span};
 use serde::{Deserialize, Serialize};
@@ -71,6 +71,13 @@ pub enum Peer {
         by_address: bool,
     },
     Entity(Entity),
+    /// `cidrGroupRef` of a CIDR set: the prefixes of the `CiliumCIDRGroup` named `name` (from
+    /// the inventory, by identity like a Cilium CIDR set) minus `except`; none when no such
+    /// group exists.
+    CidrGroup {
+        name: String,
+        except: Vec<IpNet>,
+    },
     /// `toFQDNs` (understood, not enforced).
     Fqdn(DnsRule),
     /// `toServices` (understood, not enforced): service name and namespace, or a selector.

@@ -37,6 +37,13 @@ fn write_rule(out: &mut String, set: &PolicySet, r: &Rule) -> fmt::Result {
                         if *by_address { " (by address)" } else { "" }
                     )?,
                     Peer::Entity(e) => writeln!(out, "entity {e}")?,
+                    Peer::CidrGroup { name, except } => {
+                        write!(out, "cidr-group {name}")?;
+                        for e in except {
+                            write!(out, " except {e}")?;
+                        }
+                        writeln!(out)?
+                    }
                     Peer::Fqdn(d) => writeln!(out, "fqdn {d:?}")?,
                     Peer::Service {
                         name,

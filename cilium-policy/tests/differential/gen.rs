@@ -1,6 +1,6 @@
 //! Random scenarios for the differential test: namespaces, pods (IPv4, some dual-stack) and a
-//! few NetworkPolicies and CiliumNetworkPolicies mixing label, namespace, ipBlock, CIDR and
-//! entity peers, ports, port ranges, deny rules. Deterministic per seed.
+//! few NetworkPolicies and CiliumNetworkPolicies mixing label, namespace, ipBlock, CIDR, CIDR
+//! group and entity peers, ports, port ranges, deny rules. Deterministic per seed.
 
 use compiler::front::Source;
 use std::fmt::Write;
@@ -120,10 +120,18 @@ fn cnp(r: &mut Rng, j: usize, out: &mut String) {
             continue;
         }
         let _ = writeln!(out, "  {dir}:");
-        let peer = match r.below(4) {
+        let peer = match r.below(5) {
             0 => format!("{eps}: [{{matchLabels: {{app: {}}}}}]", r.pick(&APPS)),
             1 => format!("{ents}: [{}]", r.pick(&["world", "cluster", "all"])),
             2 => format!("{cidr}: [8.8.8.0/24]"),
+            3 => format!(
+                "{cidr}Set: [{}]",
+                r.pick(&[
+                    "{cidrGroupRef: outside}",
+                    "{cidrGroupRef: outside, except: [8.8.8.8/32, 10.1.0.128/25]}",
+                    "{cidrGroupRef: missing}",
+                ])
+            ),
             _ => format!("{eps}: [{{}}]"),
         };
         if r.chance(60) {
@@ -155,6 +163,8 @@ pub fn scenario(seed: u64) -> Vec<Source> {
         };
         let _ = writeln!(pods, "---\napiVersion: v1\nkind: Pod\nmetadata: {{name: p{i}, namespace: {ns}, labels: {{app: {app}}}}}\nstatus: {{{ips}}}");
     }
+    // A CIDR group over the outside addresses the probes use (and one of the pods' own).
+    pods.push_str("---\napiVersion: cilium.io/v2alpha1\nkind: CiliumCIDRGroup\nmetadata: {name: outside}\nspec: {externalCIDRs: [8.8.8.0/24, 10.1.0.0/24, \"2001:db8::/64\"]}\n");
     let mut policies = String::new();
     for j in 0..1 + r.below(3) {
         if r.chance(50) {

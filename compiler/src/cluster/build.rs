@@ -2,7 +2,7 @@
 
 use super::{Cluster, ClusterConfig, ClusterEndpoint};
 use crate::identity::{alloc::key_of, derive_labels};
-use ir::{Inventory, LabelSet, Peer, PeerSet, PolicySet};
+use ir::{Inventory, LabelSet, PeerSet, PolicySet};
 use std::collections::HashMap;
 
 #[derive(Debug, thiserror::Error, miette::Diagnostic)]
@@ -23,12 +23,26 @@ pub enum ClusterError {
         first: String,
         second: String,
     },
+    #[error("CiliumCIDRGroup `{name}` is defined twice ({first} and {second})")]
+    #[diagnostic(
+        code(cluster::duplicate_cidr_group),
+        help("CiliumCIDRGroup names are cluster-wide and must be unique")
+    )]
+    DuplicateCidrGroup {
+        name: String,
+        first: String,
+        second: String,
+    },
+}
+
+/// `file:line` of an inventory object.
+fn origin_at(policy: &PolicySet, file: Option<ir::FileId>, span: ir::Span) -> Option<String> {
+    let path = policy.files.get(file?.0 as usize)?.path.as_str();
+    Some(format!("{path}:{}", span.line))
 }
 
 fn origin(policy: &PolicySet, ep: &ir::Endpoint) -> Option<String> {
-    let f = ep.file?;
-    let path = policy.files.get(f.0 as usize)?.path.as_str();
-    Some(format!("{path}:{}", ep.span.line))
+    origin_at(policy, ep.file, ep.span)
 }
 
 /// `items.map(f)` on all available cores, in order.
@@ -52,7 +66,7 @@ fn par_map<T: Sync, U: Send>(items: &[T], f: impl Fn(&T) -> U + Sync) -> Vec<U> 
 }
 
 impl Cluster {
-    /// Every inventory endpoint with its derived labels, and a CIDR identity for every prefix
+    /// Every inventory endpoint with its derived labels, the CIDR groups, and a CIDR identity for every prefix
     /// (and `except` prefix) of an identity-based CIDR peer in `policy`.
     ///
     /// Endpoint label sets are allocated in sorted order, so the numbering does not depend on the
@@ -65,6 +79,18 @@ impl Cluster {
         let mut c = Cluster::new(config);
         for ns in &inventory.namespaces {
             c.namespaces.insert(ns.name.clone(), ns.clone());
+        }
+        for g in &inventory.cidr_groups {
+            if let Some(first) = c.cidr_groups.insert(g.name.clone(), g.clone()) {
+                let at = |x: &ir::CidrGroup| {
+                    origin_at(policy, x.file, x.span).unwrap_or_else(|| "input".into())
+                };
+                return Err(ClusterError::DuplicateCidrGroup {
+                    name: g.name.clone(),
+                    first: at(&first),
+                    second: at(g),
+                });
+            }
         }
         let mut seen: HashMap<&str, &ir::Endpoint> = HashMap::new();
         for ep in &inventory.endpoints {
@@ -110,20 +136,15 @@ impl Cluster {
         Ok(c)
     }
 
-    /// Allocates CIDR identities for the identity-based CIDR peers of `policy`.
+    /// Allocates CIDR identities for the identity-based CIDR peers of `policy` (CIDR sets and
+    /// the prefixes of the CIDR groups they refer to).
     pub fn add_policy_cidrs(&mut self, policy: &PolicySet) -> Result<(), ClusterError> {
         let mut prefixes = std::collections::BTreeSet::new();
         for rule in &policy.rules {
             if let PeerSet::Some(peers) = &rule.peers {
-                for p in peers {
-                    if let Peer::Cidr {
-                        set,
-                        by_address: false,
-                    } = p
-                    {
-                        prefixes.insert(set.cidr);
-                        prefixes.extend(set.except.iter().copied());
-                    }
+                for set in peers.iter().flat_map(|p| self.identity_cidrs(p)) {
+                    prefixes.insert(set.cidr);
+                    prefixes.extend(set.except.iter().copied());
                 }
             }
         }
@@ -154,6 +175,7 @@ mod tests {
                 pod("a2", "app1", "10.0.0.2"),
                 pod("b", "app2", "10.0.0.3"),
             ],
+            ..Default::default()
         };
         let c = Cluster::build(&inv, &PolicySet::default(), ClusterConfig::default()).unwrap();
         let id = |n: &str| c.endpoint(n).unwrap().identity;
@@ -181,6 +203,7 @@ mod tests {
         let inv = Inventory {
             namespaces: vec![],
             endpoints: vec![pod("a1", "app1", "10.0.0.1")],
+            ..Default::default()
         };
         let c0 = Cluster::build(&inv, &PolicySet::default(), ClusterConfig::default()).unwrap();
         let ep = c0.endpoint("default/a1").unwrap().clone();

@@ -78,6 +78,8 @@ pub struct Cluster {
     cidr_ids: IdAllocator,
     ipcache: IpCache,
     namespaces: HashMap<String, ir::Namespace>,
+    /// `CiliumCIDRGroup`s by name (what `cidrGroupRef` refers to).
+    cidr_groups: BTreeMap<String, ir::CidrGroup>,
 }
 
 /// What adding or removing an endpoint did to the identities.
@@ -114,6 +116,7 @@ impl Cluster {
             cidr_ids: IdAllocator::local(),
             ipcache: IpCache::default(),
             namespaces: HashMap::new(),
+            cidr_groups: BTreeMap::new(),
         }
     }
 
@@ -142,6 +145,29 @@ impl Cluster {
     }
     pub fn namespace(&self, name: &str) -> Option<&ir::Namespace> {
         self.namespaces.get(name)
+    }
+
+    pub fn cidr_group(&self, name: &str) -> Option<&ir::CidrGroup> {
+        self.cidr_groups.get(name)
+    }
+
+    /// The CIDR sets an identity-based CIDR peer selects: a `toCIDR`/`toCIDRSet` set itself, a
+    /// `cidrGroupRef` its group's prefixes minus its `except`s (none for an unknown group, as
+    /// in Cilium); nothing for other peers. Map state, trace and CIDR identity allocation all
+    /// resolve CIDR peers through this.
+    pub fn identity_cidrs(&self, peer: &ir::Peer) -> Vec<ir::CidrSet> {
+        match peer {
+            ir::Peer::Cidr {
+                set,
+                by_address: false,
+            } => vec![set.clone()],
+            ir::Peer::CidrGroup { name, except } => self
+                .cidr_groups
+                .get(name)
+                .map(|g| ir::net::group_sets(&g.cidrs, except))
+                .unwrap_or_default(),
+            _ => Vec::new(),
+        }
     }
 
     /// The identity of an address: longest ipcache prefix, else `world` (`world-ipv4`/`world-ipv6`

@@ -39,7 +39,7 @@ pub enum DiffError {
     #[diagnostic(transparent)]
     Load(#[from] LoadError),
     /// `--old`/`--new` may hold policies only: both sides share one inventory.
-    #[error("{side} files define {what}; the inventory (Namespaces, Pods, workloads, endpoints) belongs in the common files (-f), which both sides share")]
+    #[error("{side} files define {what}; the inventory (Namespaces, Pods, workloads, endpoints, CiliumCIDRGroups) belongs in the common files (-f), which both sides share")]
     #[diagnostic(code(cilium_policy::diff_inventory))]
     InventoryInSide { side: &'static str, what: String },
     #[error("--peer {addr} is the address of endpoint {endpoint}, which is compared with every other endpoint already; --peer is for addresses outside the cluster")]
@@ -75,11 +75,12 @@ fn front(paths: &[PathBuf]) -> Result<FrontOutput, LoadError> {
 
 fn policies_only(side: &'static str, out: &FrontOutput) -> Result<(), DiffError> {
     let inv = &out.inventory;
-    if inv.namespaces.is_empty() && inv.endpoints.is_empty() {
+    if inv.is_empty() {
         return Ok(());
     }
     let mut names: Vec<String> = inv.namespaces.iter().map(|n| n.name.clone()).collect();
     names.extend(inv.endpoints.iter().map(|e| e.name.clone()));
+    names.extend(inv.cidr_groups.iter().map(|g| g.name.clone()));
     let more = names.len().saturating_sub(3);
     names.truncate(3);
     let mut what = names.join(", ");

@@ -1,8 +1,10 @@
-//! CIDR peers: `fromCIDR`/`toCIDR` strings, `fromCIDRSet`/`toCIDRSet` and NetworkPolicy `ipBlock`.
+//! CIDR peers: `fromCIDR`/`toCIDR` strings, `fromCIDRSet`/`toCIDRSet` (with `cidrGroupRef`) and
+//! NetworkPolicy `ipBlock`.
 
 use super::codes;
-use super::decode::{Cx, Field, Unknown};
-use ir::{CidrSet, IpNet};
+use super::decode::{Cx, Field, Map, Unknown};
+use super::selector::is_dns_subdomain;
+use ir::{CidrSet, IpNet, Peer};
 use std::net::IpAddr;
 
 /// Parses `a.b.c.d/len`, `x::y/len`, or a bare address (a host prefix).
@@ -57,23 +59,69 @@ pub fn cidr(cx: &mut Cx<'_>, f: &Field<'_>) -> Option<IpNet> {
         .ok()
 }
 
-/// `cidr` + `except` (a CIDR set or an ipBlock); `group_fields`: accept Cilium's CIDR group
-/// references (understood, not enforced).
-pub fn cidr_set(cx: &mut Cx<'_>, f: &Field<'_>, group_fields: bool) -> Option<CidrSet> {
+/// `cidr` + `except` of a NetworkPolicy `ipBlock`.
+pub fn cidr_set(cx: &mut Cx<'_>, f: &Field<'_>) -> Option<CidrSet> {
     let before = cx.errors();
-    let known: &[&str] = if group_fields {
-        &["cidr", "except", "cidrGroupRef", "cidrGroupSelector"]
-    } else {
-        &["cidr", "except"]
-    };
-    let m = cx.map(f, known, Unknown::Error)?;
-    for g in ["cidrGroupRef", "cidrGroupSelector"] {
-        if let Some(x) = m.get(g).filter(|_| group_fields) {
-            cx.not_enforced(&x, &format!("`{g}` (CIDR groups)"));
+    let m = cx.map(f, &["cidr", "except"], Unknown::Error)?;
+    let net = cx.required(&m, "cidr").and_then(|c| cidr(cx, &c));
+    let except = excepts(cx, &m, net);
+    if cx.errors() > before {
+        return None;
+    }
+    Some(CidrSet::new(net?, except))
+}
+
+/// One entry of a Cilium `fromCIDRSet`/`toCIDRSet`: a CIDR or a reference to a
+/// `CiliumCIDRGroup`, each with its `except` prefixes.
+pub fn cilium_cidr_rule(cx: &mut Cx<'_>, f: &Field<'_>) -> Option<Peer> {
+    let before = cx.errors();
+    let known = ["cidr", "except", "cidrGroupRef", "cidrGroupSelector"];
+    let m = cx.map(f, &known, Unknown::Error)?;
+    if let Some(x) = m.get("cidrGroupSelector") {
+        cx.not_enforced(&x, "`cidrGroupSelector` (CIDR groups selected by label)");
+        return None;
+    }
+    let peer = match (m.get("cidr"), m.get("cidrGroupRef")) {
+        (Some(_), Some(g)) => {
+            let msg = "`cidr` and `cidrGroupRef` cannot both be set in one CIDR rule";
+            cx.at(&codes::CONFLICTING_FIELDS, &g, msg);
             return None;
         }
+        (None, Some(g)) => {
+            let name = group_name(cx, &g);
+            let except = excepts(cx, &m, None);
+            Peer::CidrGroup {
+                name: name?,
+                except,
+            }
+        }
+        _ => {
+            let net = cx.required(&m, "cidr").and_then(|c| cidr(cx, &c));
+            let except = excepts(cx, &m, net);
+            Peer::Cidr {
+                set: CidrSet::new(net?, except),
+                by_address: false,
+            }
+        }
+    };
+    (cx.errors() == before).then_some(peer)
+}
+
+/// A `cidrGroupRef`: the name of a `CiliumCIDRGroup` (a DNS subdomain, as the CRD requires).
+fn group_name(cx: &mut Cx<'_>, f: &Field<'_>) -> Option<String> {
+    let name = cx.str(f)?;
+    if !is_dns_subdomain(name) {
+        let msg = format!(
+            "cidrGroupRef `{name}` is not a lowercase DNS subdomain (a-z, 0-9, `-`, `.`; at most 253 characters)"
+        );
+        cx.at(&codes::INVALID_VALUE, f, msg);
+        return None;
     }
-    let net = cx.required(&m, "cidr").and_then(|c| cidr(cx, &c));
+    Some(name.to_string())
+}
+
+/// The `except` prefixes, each inside `net` when there is one.
+fn excepts(cx: &mut Cx<'_>, m: &Map<'_>, net: Option<IpNet>) -> Vec<IpNet> {
     let mut except = Vec::new();
     if let Some(e) = m.get("except") {
         for item in cx.seq(&e) {
@@ -85,11 +133,8 @@ pub fn cidr_set(cx: &mut Cx<'_>, f: &Field<'_>, group_fields: bool) -> Option<Ci
                     continue;
                 }
             }
-            except.push(x);
+            except.push(x.trunc());
         }
     }
-    if cx.errors() > before {
-        return None;
-    }
-    Some(CidrSet::new(net?, except))
+    except
 }

@@ -1,7 +1,7 @@
 //! One Cilium rule (`spec` of a CNP/CCNP, an element of a `cilium policy import` array): subject,
 //! ingress/egress (allow and deny) rule items, labels; lowered into pending IR rules.
 
-use super::cidr::{cidr, cidr_set};
+use super::cidr::{cidr, cilium_cidr_rule};
 use super::cilium_ports::{icmps_entry, to_ports_entry};
 use super::codes;
 use super::decode::{did_you_mean, Cx, Field, Map, Unknown};
@@ -236,11 +236,8 @@ fn rule_item(
     if let Some(x) = non_empty(&m, set_f) {
         has_l3 = true;
         for item in cx.seq(&x) {
-            if let Some(set) = cidr_set(cx, &item, true) {
-                peers.push(PendingPeer::Other(Peer::Cidr {
-                    set,
-                    by_address: false,
-                }));
+            if let Some(peer) = cilium_cidr_rule(cx, &item) {
+                peers.push(PendingPeer::Other(peer));
             }
         }
     }

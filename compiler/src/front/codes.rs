@@ -201,7 +201,7 @@ declare_code!(
     Warning,
     "A field that cilium-policy understands but later stages do not enforce (FQDN and service \
      peers, DNS and non-HTTP L7 rules, header secrets and mismatch actions, node selectors, \
-     authentication, CIDR groups). The rule is kept, but the datapath will not implement that part."
+     authentication, CIDR groups selected by label). The rule is kept, but the datapath will not implement that part."
 );
 declare_code!(
     PRUNED_FIELD,

@@ -144,7 +144,7 @@ fn peer(cx: &mut Cx<'_>, f: &Field<'_>, ns: Option<&str>) -> Option<PendingPeer>
             );
             return None;
         }
-        let set = cidr_set(cx, &b, false)?;
+        let set = cidr_set(cx, &b)?;
         return Some(PendingPeer::Other(Peer::Cidr {
             set,
             by_address: true,

@@ -3,11 +3,12 @@
 //!
 //! Stages: [`input`] reads paths; [`yaml`] builds [`node::Node`] trees (JSON is read as YAML 1.2
 //! flow); [`objects`] recognises each document and dispatches to the decoders
-//! ([`k8s_netpol`], [`cilium_rule`], [`workload`], [`cilium_endpoint`]); [`lower`] applies Cilium's namespacing and
+//! ([`k8s_netpol`], [`cilium_rule`], [`workload`], [`cilium_endpoint`], [`cidr_group`]); [`lower`] applies Cilium's namespacing and
 //! commits an object's rules only if it decoded without error.
 
 pub mod annotations;
 pub mod cidr;
+pub mod cidr_group;
 pub mod cilium_endpoint;
 pub mod cilium_peers;
 pub mod cilium_ports;
@@ -87,8 +88,7 @@ pub fn parse_sources(sources: Vec<Source>) -> FrontOutput {
     for (diags, file) in parse_all(&sources) {
         out.diagnostics.extend(diags);
         out.policy.absorb(file.policy);
-        out.inventory.namespaces.extend(file.inventory.namespaces);
-        out.inventory.endpoints.extend(file.inventory.endpoints);
+        out.inventory.extend(file.inventory);
         out.skipped.extend(file.skipped);
     }
     out.sources = sources;

@@ -233,6 +233,9 @@ fn object(cx: &mut Cx<'_>, f: &Field<'_>, sink: &mut Sink<'_>) {
             policy(cx, f, sink, PolicyKind::CiliumClusterwideNetworkPolicy)
         }
         ("cilium.io/v2", "CiliumEndpoint") => super::cilium_endpoint::cilium_endpoint(cx, f, sink),
+        ("cilium.io/v2alpha1" | "cilium.io/v2", "CiliumCIDRGroup") => {
+            super::cidr_group::cidr_group(cx, f, sink)
+        }
         ("v1", "Namespace" | "Pod") => workload::inventory_object(cx, f, &kind, sink),
         (a, k) if workload::is_workload(a, k) => workload::inventory_object(cx, f, &kind, sink),
         (_, k) if POLICY_KINDS.contains(&k) => {

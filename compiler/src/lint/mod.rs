@@ -7,6 +7,7 @@ pub mod cover;
 pub mod grants_nothing;
 pub mod selects_nothing;
 pub mod shadowed;
+pub mod unknown_reference;
 pub mod world_all_ports;
 
 use crate::diag::{Code, Diagnostic};
@@ -51,6 +52,7 @@ pub static RULES: &[&dyn LintRule] = &[
     &shadowed::Shadowed,
     &world_all_ports::WorldAllPorts,
     &clusterwide_any_pod::ClusterwideAnyPod,
+    &unknown_reference::UnknownReference,
 ];
 
 /// The codes of [`RULES`] (for the registry in `crate::diag::codes`).
@@ -60,6 +62,7 @@ pub static LINT_CODES: &[&Code] = &[
     &shadowed::CODE,
     &world_all_ports::CODE,
     &clusterwide_any_pod::CODE,
+    &unknown_reference::CODE,
 ];
 
 /// Lints the front end's output: its diagnostics followed by every lint rule's findings over

@@ -40,23 +40,25 @@ impl<'a> Ctx<'a> {
         self.cache.get(&sel)
     }
 
-    /// Identity peers of one L3 peer (`None` for peers without identities).
-    fn ids(&self, peer: &Peer) -> Option<Ids<'a>> {
-        Some(match peer {
-            Peer::Endpoints(h) if self.policy.selectors[*h].is_all() => Ids::Wildcard,
-            Peer::Endpoints(h) => Ids::Set(self.set(PeerSel::Selector(*h))?),
-            Peer::Entity(Entity::All) => Ids::Wildcard,
-            Peer::Entity(e) => Ids::Set(self.set(PeerSel::Entity(*e))?),
-            Peer::Cidr {
-                set,
-                by_address: false,
-            } => Ids::Set(self.set(PeerSel::Cidr(set.clone()))?),
-            Peer::Cidr {
-                by_address: true, ..
+    /// Identity peers of one L3 peer (none for peers without identities; a CIDR group gives
+    /// one set per prefix).
+    fn ids(&self, peer: &Peer) -> Vec<Ids<'a>> {
+        let one = match peer {
+            Peer::Endpoints(h) if self.policy.selectors[*h].is_all() => Some(Ids::Wildcard),
+            Peer::Endpoints(h) => self.set(PeerSel::Selector(*h)).map(Ids::Set),
+            Peer::Entity(Entity::All) => Some(Ids::Wildcard),
+            Peer::Entity(e) => self.set(PeerSel::Entity(*e)).map(Ids::Set),
+            Peer::Cidr { .. } | Peer::CidrGroup { .. } => {
+                return self
+                    .cluster
+                    .identity_cidrs(peer)
+                    .into_iter()
+                    .filter_map(|set| self.set(PeerSel::Cidr(set)).map(Ids::Set))
+                    .collect()
             }
-            | Peer::Fqdn(_)
-            | Peer::Service { .. } => return None,
-        })
+            Peer::Fqdn(_) | Peer::Service { .. } => None,
+        };
+        one.into_iter().collect()
     }
 
     /// The identities `ids` stands for once `requires` apply, restricted by `filter`.
@@ -273,9 +275,11 @@ fn direction_rule(
         PeerSet::Any => ctx.expand(&Ids::Wildcard, reqs, filter),
         PeerSet::Some(_) => peers
             .iter()
-            .filter_map(|p| Some((ctx.ids(p)?, matches!(p, Peer::Endpoints(_)))))
-            .flat_map(|(i, constrained)| {
-                ctx.expand(&i, if constrained { reqs } else { &[] }, filter)
+            .flat_map(|p| {
+                let constrained = matches!(p, Peer::Endpoints(_));
+                ctx.ids(p)
+                    .into_iter()
+                    .flat_map(move |i| ctx.expand(&i, if constrained { reqs } else { &[] }, filter))
             })
             .collect(),
     };

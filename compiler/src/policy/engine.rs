@@ -51,7 +51,7 @@ pub struct PolicyEngine {
 }
 
 /// Every identity selector a rule uses, with whether it is the subject.
-fn rule_sels(policy: &PolicySet, r: &ir::Rule) -> Vec<(PeerSel, bool)> {
+fn rule_sels(policy: &PolicySet, cluster: &Cluster, r: &ir::Rule) -> Vec<(PeerSel, bool)> {
     let mut v = vec![(PeerSel::Selector(r.subject), true)];
     v.extend(r.requires.iter().map(|q| (PeerSel::Selector(*q), false)));
     if let PeerSet::Some(peers) = &r.peers {
@@ -61,10 +61,12 @@ fn rule_sels(policy: &PolicySet, r: &ir::Rule) -> Vec<(PeerSel, bool)> {
                     v.push((PeerSel::Selector(*h), false))
                 }
                 Peer::Entity(e) if *e != ir::Entity::All => v.push((PeerSel::Entity(*e), false)),
-                Peer::Cidr {
-                    set,
-                    by_address: false,
-                } => v.push((PeerSel::Cidr(set.clone()), false)),
+                Peer::Cidr { .. } | Peer::CidrGroup { .. } => v.extend(
+                    cluster
+                        .identity_cidrs(p)
+                        .into_iter()
+                        .map(|set| (PeerSel::Cidr(set), false)),
+                ),
                 _ => {}
             }
         }
@@ -86,7 +88,7 @@ impl PolicyEngine {
         let mut rules_by_sel: HashMap<PeerSel, Vec<(RuleId, bool)>> = HashMap::new();
         let mut subjects: HashMap<NumericIdentity, Vec<RuleId>> = HashMap::new();
         for r in &policy.rules {
-            for (sel, is_subject) in rule_sels(&policy, r) {
+            for (sel, is_subject) in rule_sels(&policy, &cluster, r) {
                 let set = cache.resolve(&policy, &cluster, &sel);
                 if is_subject {
                     for id in set {

@@ -94,6 +94,7 @@ struct Hit<'a> {
 /// (`Some(true)`), the wildcard (`Some(false)`), or by address only (`Some` via `addr`).
 fn peer_match(
     policy: &PolicySet,
+    c: &Cluster,
     r: &Rule,
     peer: &Party,
     reqs: &[&ir::Selector],
@@ -115,9 +116,13 @@ fn peer_match(
                     Peer::Entity(Entity::All) => Some(false),
                     Peer::Entity(e) => entity_selects(*e, &peer.info).then_some(true),
                     Peer::Cidr {
-                        set,
-                        by_address: false,
-                    } => selects(policy, &PeerSel::Cidr(set.clone()), &peer.info).then_some(true),
+                        by_address: false, ..
+                    }
+                    | Peer::CidrGroup { .. } => c
+                        .identity_cidrs(p)
+                        .into_iter()
+                        .any(|set| selects(policy, &PeerSel::Cidr(set), &peer.info))
+                        .then_some(true),
                     Peer::Cidr {
                         set,
                         by_address: true,
@@ -285,6 +290,7 @@ fn side_in(
     for r in &rules {
         let (l3, by_addr) = peer_match(
             policy,
+            c,
             r,
             peer,
             if r.action == Action::Allow {
@@ -366,7 +372,7 @@ fn default_verdict(rules: &[&Rule]) -> SideVerdict {
 }
 
 /// The labels-only verdict at `dst`'s ingress.
-fn l3_verdict(policy: &PolicySet, dst: &Party, src: &Party) -> SideVerdict {
+fn l3_verdict(policy: &PolicySet, c: &Cluster, dst: &Party, src: &Party) -> SideVerdict {
     if !dst.managed() {
         return SideVerdict::NotManaged;
     }
@@ -386,7 +392,7 @@ fn l3_verdict(policy: &PolicySet, dst: &Party, src: &Party) -> SideVerdict {
         .flat_map(|r| r.requires.iter().map(|q| &policy.selectors[*q]))
         .collect();
     let m = |r: &&Rule, q: &[&ir::Selector]| {
-        let (l3, by_addr) = peer_match(policy, r, src, q);
+        let (l3, by_addr) = peer_match(policy, c, r, src, q);
         l3.is_some() || by_addr
     };
     if rules
@@ -418,7 +424,7 @@ pub fn trace(
     let flow = Flow { proto, port, http };
     let egress = side(policy, c, &src, &dst, Direction::Egress, flow);
     let ingress = side(policy, c, &dst, &src, Direction::Ingress, flow);
-    let l3 = l3_verdict(policy, &dst, &src);
+    let l3 = l3_verdict(policy, c, &dst, &src);
     let l7_ok = |s: &Side| s.l7 != L7Verdict::Denied;
     let allowed =
         egress.verdict.allowed() && ingress.verdict.allowed() && l7_ok(&egress) && l7_ok(&ingress);

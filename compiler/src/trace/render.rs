@@ -32,6 +32,13 @@ fn peers(policy: &PolicySet, id: RuleId) -> String {
                     if *by_address { " (by address)" } else { "" }
                 ),
                 Peer::Entity(e) => format!("entity {e}"),
+                Peer::CidrGroup { name, except } => {
+                    let mut g = format!("CIDR group {name}");
+                    for e in except {
+                        write!(g, " except {e}").ok();
+                    }
+                    g
+                }
                 Peer::Fqdn(d) => format!("FQDN {d:?} (not enforced offline)"),
                 Peer::Service { name, .. } => format!(
                     "service {} (not enforced offline)",

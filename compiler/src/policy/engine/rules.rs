@@ -5,25 +5,19 @@
 //! stable) but no longer counts anywhere.
 
 use super::{compute, has_named_egress, rule_sels, GroupKey, MapDelta, PeerFilter, PolicyEngine};
-use crate::cluster::ClusterError;
+use crate::cluster::{Cluster, ClusterError};
 use crate::selcache::{IdSet, PeerSel};
-use ir::{EndpointPolicy, FileId, IpNet, Peer, PeerSet, PolicySet, RuleId};
+use ir::{EndpointPolicy, FileId, IpNet, PeerSet, PolicySet, RuleId};
 use std::collections::BTreeSet;
 
 /// The prefixes of the identity-based CIDR peers of `ids` (those that get CIDR identities).
-fn cidr_prefixes(policy: &PolicySet, ids: &[RuleId]) -> BTreeSet<IpNet> {
+fn cidr_prefixes(policy: &PolicySet, cluster: &Cluster, ids: &[RuleId]) -> BTreeSet<IpNet> {
     let mut out = BTreeSet::new();
     for id in ids {
         if let PeerSet::Some(peers) = &policy.rule(*id).peers {
-            for p in peers {
-                if let Peer::Cidr {
-                    set,
-                    by_address: false,
-                } = p
-                {
-                    out.insert(set.cidr.trunc());
-                    out.extend(set.except.iter().map(|e| e.trunc()));
-                }
+            for set in peers.iter().flat_map(|p| cluster.identity_cidrs(p)) {
+                out.insert(set.cidr.trunc());
+                out.extend(set.except.iter().map(|e| e.trunc()));
             }
         }
     }
@@ -66,7 +60,7 @@ impl PolicyEngine {
     /// the deltas of every endpoint whose map state changed (entries, enforcement or addresses).
     pub fn activate_rules(&mut self, ids: &[RuleId]) -> Result<Vec<MapDelta>, ClusterError> {
         let mut touched = IdSet::new();
-        for prefix in cidr_prefixes(&self.policy, ids) {
+        for prefix in cidr_prefixes(&self.policy, &self.cluster, ids) {
             if self.cluster.cidr_identity(prefix).is_some() {
                 continue;
             }
@@ -86,7 +80,7 @@ impl PolicyEngine {
                     self.named_egress.insert(at, rid);
                 }
             }
-            for (sel, is_subject) in rule_sels(&self.policy, self.policy.rule(rid)) {
+            for (sel, is_subject) in rule_sels(&self.policy, &self.cluster, self.policy.rule(rid)) {
                 let set = self.cache.resolve(&self.policy, &self.cluster, &sel);
                 if is_subject {
                     for i in set {
@@ -113,7 +107,7 @@ impl PolicyEngine {
         let gone: BTreeSet<RuleId> = ids.iter().copied().collect();
         self.named_egress.retain(|r| !gone.contains(r));
         for &rid in ids {
-            for (sel, is_subject) in rule_sels(&self.policy, self.policy.rule(rid)) {
+            for (sel, is_subject) in rule_sels(&self.policy, &self.cluster, self.policy.rule(rid)) {
                 if let Some(v) = self.rules_by_sel.get_mut(&sel) {
                     v.retain(|(r, _)| *r != rid);
                     if v.is_empty() {
@@ -134,7 +128,7 @@ impl PolicyEngine {
                 }
             }
         }
-        for prefix in cidr_prefixes(&self.policy, ids) {
+        for prefix in cidr_prefixes(&self.policy, &self.cluster, ids) {
             let used = self.rules_by_sel.keys().any(|s| {
                 matches!(s, PeerSel::Cidr(set)
                     if set.cidr.trunc() == prefix || set.except.iter().any(|e| e.trunc() == prefix))
