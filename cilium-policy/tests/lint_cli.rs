@@ -108,13 +108,12 @@ fn explain_prints_the_doc() {
 
 #[test]
 fn verbose_lists_skipped_objects() {
-    let svc =
-        "apiVersion: v1\nkind: Service\nmetadata:\n  name: web\nspec:\n  ports:\n  - port: 80\n";
-    let dir = temp_with("svc.yaml", svc);
+    let cm = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: web\ndata:\n  a: b\n";
+    let dir = temp_with("cm.yaml", cm);
     let o = lint(&[dir.path().to_str().unwrap(), "-v"]);
     assert_eq!(code(&o), 0);
     assert!(
-        stdout(&o).contains("skipped v1 Service/web at "),
+        stdout(&o).contains("skipped v1 ConfigMap/web at "),
         "{}",
         stdout(&o)
     );

@@ -398,3 +398,66 @@ fn connectivity_marks_audited_ranges() {
         "{s}"
     );
 }
+
+#[test]
+fn trace_to_a_service_traces_each_backend() {
+    let d = "testdata/semantics/cilium-services";
+    let to = |svc: &str, port: &str| {
+        trace(&[
+            "-f",
+            d,
+            "--src",
+            "default/app2",
+            "--dst-service",
+            svc,
+            "--dport",
+            port,
+        ])
+    };
+    // A service with a selector: its pods, one trace each, on the rule's port only.
+    let t = to("default/db", "5432");
+    assert!(
+        t.contains("[default/db-0 (backend 1 of 2 of service default/db)]"),
+        "{t}"
+    );
+    assert!(
+        t.contains("[default/db-1 (backend 2 of 2 of service default/db)]"),
+        "{t}"
+    );
+    assert!(
+        t.trim_end()
+            .ends_with("Service verdict: allowed to 2 of 2 backend(s)"),
+        "{t}"
+    );
+    let t = to("db", "5433");
+    assert!(
+        t.trim_end()
+            .ends_with("Service verdict: allowed to 0 of 2 backend(s)"),
+        "{t}"
+    );
+    // Without a selector: each EndpointSlice address.
+    let t = to("default/myservice", "443");
+    for (i, a) in ["8.8.8.8", "192.0.2.10", "2001:db8::1"].iter().enumerate() {
+        let line = format!(
+            "[{a} (backend {} of 3 of service default/myservice)]",
+            i + 1
+        );
+        assert!(t.contains(&line), "{line}\n{t}");
+    }
+    assert!(t.contains("allowed to 3 of 3"), "{t}");
+    // An unknown service is an error naming it.
+    let out = run(&[
+        "trace",
+        "-f",
+        d,
+        "--src",
+        "default/app2",
+        "--dst-service",
+        "default/nope",
+        "--dport",
+        "80",
+    ]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("no Service named `default/nope`"), "{err}");
+}

@@ -32,8 +32,8 @@ fn benches(c: &mut Criterion) {
     g.bench_function("trace_cold_start_from_manifests", |b| {
         b.iter(|| {
             let (p, t) = trace_files(&paths, ClusterConfig::default(), &query).expect("trace");
-            assert!(t.allowed, "np-app allows app4 -> app3 on 80 in ns3");
-            render::text(&p, &t)
+            assert!(t[0].allowed, "np-app allows app4 -> app3 on 80 in ns3");
+            render::text(&p, &t[0])
         })
     });
     g.finish();

@@ -1,6 +1,7 @@
 //! What exists in the cluster: namespaces, endpoints (pods, workload templates, or endpoints
-//! given directly by labels) and CIDR groups. The front end fills it from `Namespace`, `Pod`,
-//! workload and `CiliumCIDRGroup` kinds.
+//! given directly by labels), CIDR groups, services and their EndpointSlices. The front end
+//! fills it from `Namespace`, `Pod`, workload, `CiliumCIDRGroup`, `Service` and `EndpointSlice`
+//! kinds.
 
 use crate::l4::Protocol;
 use crate::label::LabelSet;
@@ -63,12 +64,43 @@ pub struct CidrGroup {
     pub span: Span,
 }
 
+/// A Kubernetes `Service`: its labels (what `k8sServiceSelector` matches) and its pod selector.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Service {
+    pub name: String,
+    pub namespace: String,
+    /// `metadata.labels` (key → value).
+    pub labels: Vec<(String, String)>,
+    /// `spec.selector` (key → value); empty for a service without a selector, whose backends
+    /// are the addresses of its EndpointSlices.
+    pub selector: Vec<(String, String)>,
+    pub file: Option<FileId>,
+    pub span: Span,
+}
+
+/// A `discovery.k8s.io/v1` EndpointSlice: the addresses of some backends of one service.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EndpointSlice {
+    pub name: String,
+    pub namespace: String,
+    /// The `kubernetes.io/service-name` label: the service in `namespace` it belongs to.
+    pub service: String,
+    /// Every address of every endpoint (IPv4 and IPv6 slices; FQDN slices have none).
+    pub addresses: Vec<IpAddr>,
+    pub file: Option<FileId>,
+    pub span: Span,
+}
+
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Inventory {
     pub namespaces: Vec<Namespace>,
     pub endpoints: Vec<Endpoint>,
     #[serde(default)]
     pub cidr_groups: Vec<CidrGroup>,
+    #[serde(default)]
+    pub services: Vec<Service>,
+    #[serde(default)]
+    pub endpoint_slices: Vec<EndpointSlice>,
 }
 
 impl Inventory {
@@ -77,9 +109,15 @@ impl Inventory {
         self.namespaces.extend(other.namespaces);
         self.endpoints.extend(other.endpoints);
         self.cidr_groups.extend(other.cidr_groups);
+        self.services.extend(other.services);
+        self.endpoint_slices.extend(other.endpoint_slices);
     }
     /// Whether it holds no object at all.
     pub fn is_empty(&self) -> bool {
-        self.namespaces.is_empty() && self.endpoints.is_empty() && self.cidr_groups.is_empty()
+        self.namespaces.is_empty()
+            && self.endpoints.is_empty()
+            && self.cidr_groups.is_empty()
+            && self.services.is_empty()
+            && self.endpoint_slices.is_empty()
     }
 }

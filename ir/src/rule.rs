@@ -80,7 +80,10 @@ pub enum Peer {
     },
     /// `toFQDNs` (understood, not enforced).
     Fqdn(DnsRule),
-    /// `toServices` (understood, not enforced): service name and namespace, or a selector.
+    /// `toServices`: a service by name (`k8sService`) or the services whose labels a selector
+    /// matches (`k8sServiceSelector`), in `namespace` (every namespace when `None`). Resolved
+    /// against the inventory: a service with a pod selector stands for its pods, one without
+    /// for the addresses of its EndpointSlices (by identity, like a CIDR: never a pod).
     Service {
         name: Option<String>,
         namespace: Option<String>,

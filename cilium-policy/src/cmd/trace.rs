@@ -35,6 +35,10 @@ pub struct Args {
     /// Destination address.
     #[arg(long)]
     pub dst_ip: Option<IpAddr>,
+    /// Destination Service `namespace/name` (`name` alone: namespace `default`): traces to each
+    /// of its backends, the pods its selector matches or the addresses of its EndpointSlices.
+    #[arg(long)]
+    pub dst_service: Option<String>,
     /// Destination port and protocol: `80`, `80/tcp`, `53/udp`, `9000/sctp` (TCP when omitted).
     #[arg(long)]
     pub dport: String,
@@ -75,8 +79,12 @@ fn spec(
     labels: &[String],
     id: Option<u32>,
     ip: Option<IpAddr>,
+    service: Option<&String>,
 ) -> miette::Result<PartySpec> {
     let mut found = Vec::new();
+    if let Some(s) = service {
+        found.push(PartySpec::Service(s.clone()));
+    }
     if let Some(e) = ep {
         found.push(PartySpec::Endpoint(e.clone()));
     }
@@ -93,8 +101,17 @@ fn spec(
     }
     match found.len() {
         1 => Ok(found.remove(0)),
-        0 => Err(miette!("no {which} given: use --{which}, -{}, --{which}-identity or --{which}-ip", &which[..1])),
-        _ => Err(miette!("give the {which} once: --{which}, -{}, --{which}-identity and --{which}-ip exclude each other", &which[..1])),
+        0 => Err(miette!("no {which} given: use --{which}, -{}, --{which}-identity or --{which}-ip{}", &which[..1], services(which))),
+        _ => Err(miette!("give the {which} once: --{which}, -{}, --{which}-identity, --{which}-ip{} exclude each other", &which[..1], services(which))),
+    }
+}
+
+/// The service flag of a side, for messages (only the destination has one).
+fn services(which: &str) -> &'static str {
+    if which == "dst" {
+        " or --dst-service"
+    } else {
+        ""
     }
 }
 
@@ -125,8 +142,16 @@ fn http(a: &Args) -> miette::Result<Option<HttpRequest>> {
 
 pub fn run(a: Args) -> miette::Result<ExitCode> {
     let (port, proto) = parse_port("--dport", &a.dport)?;
-    let src = spec("src", &a.src, &a.src_labels, a.src_identity, a.src_ip)?;
-    let dst = spec("dst", &a.dst, &a.dst_labels, a.dst_identity, a.dst_ip)?;
+    let src = spec("src", &a.src, &a.src_labels, a.src_identity, a.src_ip, None)?;
+    let dst = spec(
+        "dst",
+        &a.dst,
+        &a.dst_labels,
+        a.dst_identity,
+        a.dst_ip,
+        a.dst_service.as_ref(),
+    )?;
+    let to_service = a.dst_service.is_some();
     let query = Query {
         src,
         dst,
@@ -134,17 +159,31 @@ pub fn run(a: Args) -> miette::Result<ExitCode> {
         port,
         http: http(&a)?,
     };
-    let (policy, t) =
+    let (policy, traces) =
         trace_files(&a.input.files, config(&a.input)?, &query).map_err(|e| match e {
             TraceFilesError::Load(e) => load_failed(e),
             e => miette::Report::new(e),
         })?;
-    match a.output {
-        Output::Text => print!("{}", render::text(&policy, &t)),
-        Output::Json => println!(
+    match (a.output, to_service) {
+        (Output::Text, _) => {
+            let texts: Vec<String> = traces.iter().map(|t| render::text(&policy, t)).collect();
+            print!("{}", texts.join("\n"));
+            if to_service {
+                let allowed = traces.iter().filter(|t| t.allowed).count();
+                println!(
+                    "\nService verdict: allowed to {allowed} of {} backend(s)",
+                    traces.len()
+                );
+            }
+        }
+        (Output::Json, false) => println!(
             "{}",
-            serde_json::to_string_pretty(&render::json(&policy, &t)).unwrap_or_default()
+            serde_json::to_string_pretty(&render::json(&policy, &traces[0])).unwrap_or_default()
         ),
+        (Output::Json, true) => {
+            let all: Vec<_> = traces.iter().map(|t| render::json(&policy, t)).collect();
+            println!("{}", serde_json::to_string_pretty(&all).unwrap_or_default())
+        }
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -1,6 +1,6 @@
 //! Random scenarios for the differential test: namespaces, pods (IPv4, some dual-stack) and a
 //! few NetworkPolicies and CiliumNetworkPolicies mixing label, namespace, ipBlock, CIDR, CIDR
-//! group and entity peers, ports, port ranges, deny rules. Deterministic per seed.
+//! group, service and entity peers, ports, port ranges, deny rules. Deterministic per seed.
 
 use compiler::front::Source;
 use std::fmt::Write;
@@ -120,10 +120,18 @@ fn cnp(r: &mut Rng, j: usize, out: &mut String) {
             continue;
         }
         let _ = writeln!(out, "  {dir}:");
-        let peer = match r.below(5) {
+        let peer = match r.below(6) {
             0 => format!("{eps}: [{{matchLabels: {{app: {}}}}}]", r.pick(&APPS)),
             1 => format!("{ents}: [{}]", r.pick(&["world", "cluster", "all"])),
             2 => format!("{cidr}: [8.8.8.0/24]"),
+            4 if dir.starts_with("egress") => format!(
+                "toServices: [{}]",
+                r.pick(&[
+                    "{k8sService: {serviceName: outside, namespace: default}}",
+                    "{k8sService: {serviceName: apps-a}}",
+                    "{k8sServiceSelector: {selector: {matchLabels: {tier: front}}}}",
+                ])
+            ),
             3 => format!(
                 "{cidr}Set: [{}]",
                 r.pick(&[
@@ -165,6 +173,12 @@ pub fn scenario(seed: u64) -> Vec<Source> {
     }
     // A CIDR group over the outside addresses the probes use (and one of the pods' own).
     pods.push_str("---\napiVersion: cilium.io/v2alpha1\nkind: CiliumCIDRGroup\nmetadata: {name: outside}\nspec: {externalCIDRs: [8.8.8.0/24, 10.1.0.0/24, \"2001:db8::/64\"]}\n");
+    // Services: one without a selector (its EndpointSlice lists outside addresses and a pod's
+    // address, which it must not open), and per namespace one selecting app=a pods.
+    pods.push_str("---\napiVersion: v1\nkind: Service\nmetadata: {name: outside, namespace: default}\nspec: {ports: [{port: 80}]}\n---\napiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata: {name: outside-1, namespace: default, labels: {kubernetes.io/service-name: outside}}\naddressType: IPv4\nendpoints: [{addresses: [8.8.8.8, 10.1.0.10]}]\n---\napiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata: {name: outside-2, namespace: default, labels: {kubernetes.io/service-name: outside}}\naddressType: IPv6\nendpoints: [{addresses: [\"2001:db8::1\"]}]\n");
+    for ns in NSES {
+        let _ = writeln!(pods, "---\napiVersion: v1\nkind: Service\nmetadata: {{name: apps-a, namespace: {ns}, labels: {{tier: front}}}}\nspec: {{selector: {{app: a}}}}");
+    }
     let mut policies = String::new();
     for j in 0..1 + r.below(3) {
         if r.chance(50) {

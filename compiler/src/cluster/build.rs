@@ -23,12 +23,13 @@ pub enum ClusterError {
         first: String,
         second: String,
     },
-    #[error("CiliumCIDRGroup `{name}` is defined twice ({first} and {second})")]
+    #[error("{kind} `{name}` is defined twice ({first} and {second})")]
     #[diagnostic(
-        code(cluster::duplicate_cidr_group),
-        help("CiliumCIDRGroup names are cluster-wide and must be unique")
+        code(cluster::duplicate_object),
+        help("a {kind} is named once per namespace (CiliumCIDRGroups once per cluster)")
     )]
-    DuplicateCidrGroup {
+    DuplicateObject {
+        kind: &'static str,
         name: String,
         first: String,
         second: String,
@@ -66,7 +67,8 @@ fn par_map<T: Sync, U: Send>(items: &[T], f: impl Fn(&T) -> U + Sync) -> Vec<U> 
 }
 
 impl Cluster {
-    /// Every inventory endpoint with its derived labels, the CIDR groups, and a CIDR identity for every prefix
+    /// Every inventory endpoint with its derived labels, the CIDR groups, services and their
+    /// EndpointSlice addresses, and a CIDR identity for every prefix
     /// (and `except` prefix) of an identity-based CIDR peer in `policy`.
     ///
     /// Endpoint label sets are allocated in sorted order, so the numbering does not depend on the
@@ -80,17 +82,39 @@ impl Cluster {
         for ns in &inventory.namespaces {
             c.namespaces.insert(ns.name.clone(), ns.clone());
         }
+        let at = |file, span| origin_at(policy, file, span).unwrap_or_else(|| "input".into());
+        type At = (Option<ir::FileId>, ir::Span);
+        let dup = |kind, name: String, first: At, second: At| ClusterError::DuplicateObject {
+            kind,
+            name,
+            first: at(first.0, first.1),
+            second: at(second.0, second.1),
+        };
         for g in &inventory.cidr_groups {
             if let Some(first) = c.cidr_groups.insert(g.name.clone(), g.clone()) {
-                let at = |x: &ir::CidrGroup| {
-                    origin_at(policy, x.file, x.span).unwrap_or_else(|| "input".into())
-                };
-                return Err(ClusterError::DuplicateCidrGroup {
-                    name: g.name.clone(),
-                    first: at(&first),
-                    second: at(g),
-                });
+                let name = g.name.clone();
+                return Err(dup(
+                    "CiliumCIDRGroup",
+                    name,
+                    (first.file, first.span),
+                    (g.file, g.span),
+                ));
             }
+        }
+        for svc in &inventory.services {
+            let key = (svc.namespace.clone(), svc.name.clone());
+            if let Some(first) = c.services.insert(key, svc.clone()) {
+                let name = format!("{}/{}", svc.namespace, svc.name);
+                let (a, b) = ((first.file, first.span), (svc.file, svc.span));
+                return Err(dup("Service", name, a, b));
+            }
+        }
+        for slice in &inventory.endpoint_slices {
+            let key = (slice.namespace.clone(), slice.service.clone());
+            let addrs = c.service_addrs.entry(key).or_default();
+            addrs.extend(slice.addresses.iter().copied());
+            addrs.sort();
+            addrs.dedup();
         }
         let mut seen: HashMap<&str, &ir::Endpoint> = HashMap::new();
         for ep in &inventory.endpoints {
@@ -136,13 +160,14 @@ impl Cluster {
         Ok(c)
     }
 
-    /// Allocates CIDR identities for the identity-based CIDR peers of `policy` (CIDR sets and
-    /// the prefixes of the CIDR groups they refer to).
+    /// Allocates CIDR identities for the identity-based CIDR peers of `policy` (CIDR sets, the
+    /// prefixes of the CIDR groups they refer to, the EndpointSlice addresses of services
+    /// without a selector).
     pub fn add_policy_cidrs(&mut self, policy: &PolicySet) -> Result<(), ClusterError> {
         let mut prefixes = std::collections::BTreeSet::new();
         for rule in &policy.rules {
             if let PeerSet::Some(peers) = &rule.peers {
-                for set in peers.iter().flat_map(|p| self.identity_cidrs(p)) {
+                for set in peers.iter().flat_map(|p| self.peer_ids(policy, p).cidrs) {
                     prefixes.insert(set.cidr);
                     prefixes.extend(set.except.iter().copied());
                 }

@@ -5,9 +5,11 @@
 mod build;
 mod load;
 pub mod ports;
+mod refs;
 
 pub use build::ClusterError;
 pub use load::{load, LoadError};
+pub use refs::{service_labels, service_pods, PeerIds};
 
 use crate::identity::{
     alloc::key_of, reserved_labels, IdAllocator, IdentityInfo, IdentityKind, LabelFilter,
@@ -80,6 +82,9 @@ pub struct Cluster {
     namespaces: HashMap<String, ir::Namespace>,
     /// `CiliumCIDRGroup`s by name (what `cidrGroupRef` refers to).
     cidr_groups: BTreeMap<String, ir::CidrGroup>,
+    /// Services by (namespace, name), and the addresses of their EndpointSlices.
+    services: BTreeMap<(String, String), ir::Service>,
+    service_addrs: BTreeMap<(String, String), Vec<IpAddr>>,
 }
 
 /// What adding or removing an endpoint did to the identities.
@@ -117,6 +122,8 @@ impl Cluster {
             ipcache: IpCache::default(),
             namespaces: HashMap::new(),
             cidr_groups: BTreeMap::new(),
+            services: BTreeMap::new(),
+            service_addrs: BTreeMap::new(),
         }
     }
 
@@ -145,29 +152,6 @@ impl Cluster {
     }
     pub fn namespace(&self, name: &str) -> Option<&ir::Namespace> {
         self.namespaces.get(name)
-    }
-
-    pub fn cidr_group(&self, name: &str) -> Option<&ir::CidrGroup> {
-        self.cidr_groups.get(name)
-    }
-
-    /// The CIDR sets an identity-based CIDR peer selects: a `toCIDR`/`toCIDRSet` set itself, a
-    /// `cidrGroupRef` its group's prefixes minus its `except`s (none for an unknown group, as
-    /// in Cilium); nothing for other peers. Map state, trace and CIDR identity allocation all
-    /// resolve CIDR peers through this.
-    pub fn identity_cidrs(&self, peer: &ir::Peer) -> Vec<ir::CidrSet> {
-        match peer {
-            ir::Peer::Cidr {
-                set,
-                by_address: false,
-            } => vec![set.clone()],
-            ir::Peer::CidrGroup { name, except } => self
-                .cidr_groups
-                .get(name)
-                .map(|g| ir::net::group_sets(&g.cidrs, except))
-                .unwrap_or_default(),
-            _ => Vec::new(),
-        }
     }
 
     /// The identity of an address: longest ipcache prefix, else `world` (`world-ipv4`/`world-ipv6`

@@ -39,7 +39,7 @@ pub enum DiffError {
     #[diagnostic(transparent)]
     Load(#[from] LoadError),
     /// `--old`/`--new` may hold policies only: both sides share one inventory.
-    #[error("{side} files define {what}; the inventory (Namespaces, Pods, workloads, endpoints, CiliumCIDRGroups) belongs in the common files (-f), which both sides share")]
+    #[error("{side} files define {what}; the inventory (Namespaces, Pods, workloads, endpoints, CiliumCIDRGroups, Services, EndpointSlices) belongs in the common files (-f), which both sides share")]
     #[diagnostic(code(cilium_policy::diff_inventory))]
     InventoryInSide { side: &'static str, what: String },
     #[error("--peer {addr} is the address of endpoint {endpoint}, which is compared with every other endpoint already; --peer is for addresses outside the cluster")]
@@ -81,6 +81,16 @@ fn policies_only(side: &'static str, out: &FrontOutput) -> Result<(), DiffError>
     let mut names: Vec<String> = inv.namespaces.iter().map(|n| n.name.clone()).collect();
     names.extend(inv.endpoints.iter().map(|e| e.name.clone()));
     names.extend(inv.cidr_groups.iter().map(|g| g.name.clone()));
+    names.extend(
+        inv.services
+            .iter()
+            .map(|s| format!("{}/{}", s.namespace, s.name)),
+    );
+    names.extend(
+        inv.endpoint_slices
+            .iter()
+            .map(|s| format!("{}/{}", s.namespace, s.name)),
+    );
     let more = names.len().saturating_sub(3);
     names.truncate(3);
     let mut what = names.join(", ");

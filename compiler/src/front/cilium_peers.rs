@@ -1,5 +1,7 @@
-//! Cilium peers that later stages understand but do not enforce: `toFQDNs`, `toServices`,
-//! `fromGroups`/`toGroups`, `fromNodes`/`toNodes`. Each produces a `not-enforced` warning.
+//! Cilium peers besides endpoints, CIDRs and entities: `toServices` (resolved against the
+//! inventory's Services and EndpointSlices), and those later stages understand but do not
+//! enforce, each with a `not-enforced` warning: `toFQDNs`, `fromGroups`/`toGroups`,
+//! `fromNodes`/`toNodes`.
 
 use super::codes;
 use super::decode::{Cx, Field, Map, Unknown};
@@ -61,7 +63,6 @@ pub fn extra_peers(
     }
     if let Some(x) = present(m, "toServices") {
         any = true;
-        cx.not_enforced(&x, "`toServices` (Kubernetes service peers)");
         for item in cx.seq(&x) {
             service(cx, &item, ns, peers);
         }

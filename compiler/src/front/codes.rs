@@ -199,7 +199,7 @@ declare_code!(
     "CP1102",
     "not-enforced",
     Warning,
-    "A field that cilium-policy understands but later stages do not enforce (FQDN and service \
+    "A field that cilium-policy understands but later stages do not enforce (FQDN \
      peers, DNS and non-HTTP L7 rules, header secrets and mismatch actions, node selectors, \
      authentication, CIDR groups selected by label). The rule is kept, but the datapath will not implement that part."
 );

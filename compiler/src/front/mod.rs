@@ -3,7 +3,8 @@
 //!
 //! Stages: [`input`] reads paths; [`yaml`] builds [`node::Node`] trees (JSON is read as YAML 1.2
 //! flow); [`objects`] recognises each document and dispatches to the decoders
-//! ([`k8s_netpol`], [`cilium_rule`], [`workload`], [`cilium_endpoint`], [`cidr_group`]); [`lower`] applies Cilium's namespacing and
+//! ([`k8s_netpol`], [`cilium_rule`], [`workload`], [`cilium_endpoint`], [`cidr_group`],
+//! [`service`]); [`lower`] applies Cilium's namespacing and
 //! commits an object's rules only if it decoded without error.
 
 pub mod annotations;
@@ -25,6 +26,7 @@ pub mod node;
 pub mod objects;
 pub mod ports;
 pub mod selector;
+pub mod service;
 pub mod workload;
 pub mod yaml;
 

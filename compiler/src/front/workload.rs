@@ -24,12 +24,18 @@ pub fn is_workload(api: &str, kind: &str) -> bool {
 /// The label Kubernetes sets on every namespace (since 1.21) to its name.
 const NAMESPACE_NAME_LABEL: &str = "kubernetes.io/metadata.name";
 
-fn labels(cx: &mut Cx<'_>, m: &Map<'_>) -> Vec<(String, String)> {
-    let Some(f) = m.get("labels") else {
-        return Vec::new();
-    };
+/// `metadata.labels` of the metadata mapping `m`.
+pub(super) fn labels(cx: &mut Cx<'_>, m: &Map<'_>) -> Vec<(String, String)> {
+    match m.get("labels") {
+        Some(f) => label_map(cx, &f),
+        None => Vec::new(),
+    }
+}
+
+/// A Kubernetes label mapping (`labels`, a Service's `selector`), keys and values checked.
+pub(super) fn label_map(cx: &mut Cx<'_>, f: &Field<'_>) -> Vec<(String, String)> {
     let mut out = Vec::new();
-    for (k, v, value) in cx.string_map(&f) {
+    for (k, v, value) in cx.string_map(f) {
         let checked = check_key(&k.text).and_then(|_| check_value(value));
         match checked {
             Ok(()) => out.push((k.text.clone(), value.to_string())),

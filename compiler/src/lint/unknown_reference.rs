@@ -1,7 +1,8 @@
-//! `unknown-reference`: a peer that refers to an object by name (`cidrGroupRef`) that is not
-//! among the inputs; only checked when the inputs hold inventory objects.
+//! `unknown-reference`: a peer that refers to objects (`cidrGroupRef`, `toServices`) none of
+//! which is among the inputs; only checked when the inputs hold inventory objects.
 
 use super::{Context, LintRule};
+use crate::cluster::service_labels;
 use crate::declare_code;
 use crate::diag::{Code, Diagnostic};
 use crate::front::decode::did_you_mean;
@@ -13,11 +14,13 @@ declare_code!(
     "CP2006",
     "unknown-reference",
     Warning,
-    "A `cidrGroupRef` names a CiliumCIDRGroup that is not among the inputs. As in Cilium, the \
-     reference then stands for no address: the peer allows (or denies) nothing until a group \
-     of that name exists. Usually a typo in the name, or the group's manifest was not passed \
-     with the policies. Only checked when the inputs contain inventory objects (Namespaces, \
-     Pods, workloads, CiliumCIDRGroups)."
+    "A `cidrGroupRef` names a CiliumCIDRGroup that is not among the inputs, or a `toServices` \
+     entry (`k8sService` by name, `k8sServiceSelector` by labels) matches no Service of the \
+     inputs. As in Cilium, the reference then stands for no address: the peer allows (or \
+     denies) nothing until such an object exists. Usually a typo in the name, the wrong \
+     namespace, or the object's manifest was not passed with the policies. Only checked when \
+     the inputs contain inventory objects (Namespaces, Pods, workloads, CiliumCIDRGroups, \
+     Services, EndpointSlices)."
 );
 
 pub struct UnknownReference;
@@ -38,11 +41,11 @@ impl LintRule for UnknownReference {
                 continue;
             };
             for p in peers {
-                if let Peer::CidrGroup { name, .. } = p {
-                    if !groups.contains(name.as_str()) {
-                        let msg = format!(
-                            "`cidrGroupRef: {name}` names no CiliumCIDRGroup of the inputs, so this peer selects nothing"
-                        );
+                let found = match p {
+                    Peer::CidrGroup { name, .. } => {
+                        if groups.contains(name.as_str()) {
+                            continue;
+                        }
                         let help = match did_you_mean(name, groups.iter().copied()) {
                             Some(s) => format!("did you mean `{s}`?"),
                             None => format!(
@@ -50,9 +53,42 @@ impl LintRule for UnknownReference {
                                 list(&groups)
                             ),
                         };
-                        out.push(cx.at_rule(&CODE, rule, msg).with_help(help));
+                        let msg = format!(
+                            "`cidrGroupRef: {name}` names no CiliumCIDRGroup of the inputs, so this peer selects nothing"
+                        );
+                        (msg, help)
                     }
-                }
+                    Peer::Service {
+                        name,
+                        namespace,
+                        selector,
+                    } => {
+                        let sel = selector.map(|h| &cx.policy.selectors[h]);
+                        let matches = |svc: &&ir::Service| {
+                            namespace.as_deref().is_none_or(|n| n == svc.namespace)
+                                && name.as_deref().is_none_or(|n| n == svc.name)
+                                && sel.is_none_or(|s| s.matches(&service_labels(svc)))
+                        };
+                        if inv.services.iter().any(|s| matches(&s)) {
+                            continue;
+                        }
+                        let ns = namespace.as_deref().unwrap_or("any namespace");
+                        let what = match (name, sel) {
+                            (Some(n), _) => format!("`k8sService` {n} in {ns}"),
+                            (None, Some(s)) => format!("`k8sServiceSelector` {s} in {ns}"),
+                            (None, None) => continue,
+                        };
+                        let msg = format!(
+                            "{what} matches no Service of the inputs, so this peer selects nothing"
+                        );
+                        let help =
+                            "check the name, labels and namespace, or add the Service's manifest"
+                                .to_string();
+                        (msg, help)
+                    }
+                    _ => continue,
+                };
+                out.push(cx.at_rule(&CODE, rule, found.0).with_help(found.1));
             }
         }
     }
@@ -113,5 +149,31 @@ spec:
     #[test]
     fn policies_alone_are_not_checked() {
         assert!(lint(POLICY).is_empty());
+    }
+
+    #[test]
+    fn reports_services_matching_nothing() {
+        let text = "apiVersion: v1
+kind: Service
+metadata: {name: db, namespace: default, labels: {tier: data}}
+spec: {selector: {app: db}}
+---
+apiVersion: cilium.io/v2
+kind: CiliumNetworkPolicy
+metadata: {name: p, namespace: default}
+spec:
+  endpointSelector: {}
+  egress:
+  - toServices:
+    - k8sService: {serviceName: db}
+    - k8sService: {serviceName: db, namespace: prod}
+    - k8sServiceSelector: {selector: {matchLabels: {tier: data}}}
+    - k8sServiceSelector: {selector: {matchLabels: {tier: web}}}
+";
+        let got = lint(text);
+        assert_eq!(got.len(), 2, "{got:?}");
+        assert!(got[0].contains("`k8sService` db in prod"), "{got:?}");
+        assert!(got[1].contains("`k8sServiceSelector`"), "{got:?}");
+        assert!(got[1].contains("tier"), "{got:?}");
     }
 }

@@ -40,25 +40,29 @@ impl<'a> Ctx<'a> {
         self.cache.get(&sel)
     }
 
-    /// Identity peers of one L3 peer (none for peers without identities; a CIDR group gives
-    /// one set per prefix).
-    fn ids(&self, peer: &Peer) -> Vec<Ids<'a>> {
+    /// Identity peers of one L3 peer (none for peers without identities; a CIDR group or a
+    /// service gives one set per prefix or pod selector), each with whether `fromRequires` /
+    /// `toRequires` constrain it (endpoint selectors, including a service's pods).
+    fn ids(&self, peer: &Peer) -> Vec<(Ids<'a>, bool)> {
         let one = match peer {
             Peer::Endpoints(h) if self.policy.selectors[*h].is_all() => Some(Ids::Wildcard),
             Peer::Endpoints(h) => self.set(PeerSel::Selector(*h)).map(Ids::Set),
             Peer::Entity(Entity::All) => Some(Ids::Wildcard),
             Peer::Entity(e) => self.set(PeerSel::Entity(*e)).map(Ids::Set),
-            Peer::Cidr { .. } | Peer::CidrGroup { .. } => {
-                return self
-                    .cluster
-                    .identity_cidrs(peer)
-                    .into_iter()
-                    .filter_map(|set| self.set(PeerSel::Cidr(set)).map(Ids::Set))
-                    .collect()
+            Peer::Cidr { .. } | Peer::CidrGroup { .. } | Peer::Service { .. } => {
+                let ids = self.cluster.peer_ids(self.policy, peer);
+                let cidrs = ids.cidrs.into_iter().map(|s| (PeerSel::Cidr(s), false));
+                let pods = ids.pods.into_iter().map(|s| (PeerSel::Labels(s), true));
+                return cidrs
+                    .chain(pods)
+                    .filter_map(|(sel, constrained)| Some((Ids::Set(self.set(sel)?), constrained)))
+                    .collect();
             }
-            Peer::Fqdn(_) | Peer::Service { .. } => None,
+            Peer::Fqdn(_) => None,
         };
-        one.into_iter().collect()
+        one.into_iter()
+            .map(|i| (i, matches!(peer, Peer::Endpoints(_))))
+            .collect()
     }
 
     /// The identities `ids` stands for once `requires` apply, restricted by `filter`.
@@ -275,11 +279,9 @@ fn direction_rule(
         PeerSet::Any => ctx.expand(&Ids::Wildcard, reqs, filter),
         PeerSet::Some(_) => peers
             .iter()
-            .flat_map(|p| {
-                let constrained = matches!(p, Peer::Endpoints(_));
-                ctx.ids(p)
-                    .into_iter()
-                    .flat_map(move |i| ctx.expand(&i, if constrained { reqs } else { &[] }, filter))
+            .flat_map(|p| ctx.ids(p))
+            .flat_map(|(i, constrained)| {
+                ctx.expand(&i, if constrained { reqs } else { &[] }, filter)
             })
             .collect(),
     };

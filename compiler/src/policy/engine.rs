@@ -61,12 +61,11 @@ fn rule_sels(policy: &PolicySet, cluster: &Cluster, r: &ir::Rule) -> Vec<(PeerSe
                     v.push((PeerSel::Selector(*h), false))
                 }
                 Peer::Entity(e) if *e != ir::Entity::All => v.push((PeerSel::Entity(*e), false)),
-                Peer::Cidr { .. } | Peer::CidrGroup { .. } => v.extend(
-                    cluster
-                        .identity_cidrs(p)
-                        .into_iter()
-                        .map(|set| (PeerSel::Cidr(set), false)),
-                ),
+                Peer::Cidr { .. } | Peer::CidrGroup { .. } | Peer::Service { .. } => {
+                    let ids = cluster.peer_ids(policy, p);
+                    v.extend(ids.cidrs.into_iter().map(|s| (PeerSel::Cidr(s), false)));
+                    v.extend(ids.pods.into_iter().map(|s| (PeerSel::Labels(s), false)));
+                }
                 _ => {}
             }
         }

@@ -34,7 +34,7 @@ fn anchor(reqs: &[Requirement]) -> Option<&Requirement> {
 impl SelIndex {
     /// Files `sel` (once per selector; the cache calls this on first resolution).
     pub fn insert(&mut self, policy: &PolicySet, sel: &PeerSel) {
-        let PeerSel::Selector(h) = sel else {
+        let Some(reqs) = super::requirements(policy, sel) else {
             let list = match sel {
                 PeerSel::Cidr(_) => &mut self.cidr,
                 _ => &mut self.always,
@@ -42,7 +42,7 @@ impl SelIndex {
             list.push(sel.clone());
             return;
         };
-        match anchor(&policy.selectors[*h].requirements) {
+        match anchor(reqs) {
             Some(r) if r.operator == Operator::In => {
                 for v in &r.values {
                     self.by_value

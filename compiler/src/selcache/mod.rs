@@ -17,6 +17,9 @@ pub enum PeerSel {
     /// A CIDR set matched by identity (Cilium `toCIDR`/`toCIDRSet`): the CIDR identities inside it,
     /// and `world` for a `/0`.
     Cidr(CidrSet),
+    /// A label selector derived from the inventory rather than written in a rule (the pods of
+    /// a service with a selector).
+    Labels(Selector),
 }
 
 pub type IdSet = BTreeSet<NumericIdentity>;
@@ -46,6 +49,7 @@ fn namespace_of(info: &IdentityInfo) -> Option<&str> {
 pub fn selects(policy: &PolicySet, sel: &PeerSel, info: &IdentityInfo) -> bool {
     match sel {
         PeerSel::Selector(h) => policy.selectors[*h].matches(&info.labels),
+        PeerSel::Labels(s) => s.matches(&info.labels),
         PeerSel::Entity(e) => entity_selects(*e, info),
         PeerSel::Cidr(set) => match info.kind {
             IdentityKind::Cidr(p) => {
@@ -67,13 +71,18 @@ pub fn selects(policy: &PolicySet, sel: &PeerSel, info: &IdentityInfo) -> bool {
     }
 }
 
+/// The requirements of a label selector (`None` for entities and CIDR sets).
+fn requirements<'a>(policy: &'a PolicySet, sel: &'a PeerSel) -> Option<&'a [ir::Requirement]> {
+    match sel {
+        PeerSel::Selector(h) => Some(&policy.selectors[*h].requirements),
+        PeerSel::Labels(s) => Some(&s.requirements),
+        PeerSel::Entity(_) | PeerSel::Cidr(_) => None,
+    }
+}
+
 /// The namespaces a selector is restricted to, if it has a `namespace In (...)` requirement.
-fn namespaces<'a>(policy: &'a PolicySet, sel: &PeerSel) -> Option<&'a [String]> {
-    let PeerSel::Selector(h) = sel else {
-        return None;
-    };
-    policy.selectors[*h]
-        .requirements
+fn namespaces<'a>(policy: &'a PolicySet, sel: &'a PeerSel) -> Option<&'a [String]> {
+    requirements(policy, sel)?
         .iter()
         .find(|r| {
             r.key.key == NAMESPACE_LABEL

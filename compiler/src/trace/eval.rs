@@ -118,11 +118,17 @@ fn peer_match(
                     Peer::Cidr {
                         by_address: false, ..
                     }
-                    | Peer::CidrGroup { .. } => c
-                        .identity_cidrs(p)
-                        .into_iter()
-                        .any(|set| selects(policy, &PeerSel::Cidr(set), &peer.info))
-                        .then_some(true),
+                    | Peer::CidrGroup { .. }
+                    | Peer::Service { .. } => {
+                        let ids = c.peer_ids(policy, p);
+                        let by_cidr = ids
+                            .cidrs
+                            .into_iter()
+                            .any(|set| selects(policy, &PeerSel::Cidr(set), &peer.info));
+                        let by_pods =
+                            || ids.pods.iter().any(|s| s.matches(&peer.info.labels)) && req_ok();
+                        (by_cidr || by_pods()).then_some(true)
+                    }
                     Peer::Cidr {
                         set,
                         by_address: true,
@@ -130,7 +136,7 @@ fn peer_match(
                         by_addr |= peer.addr.is_some_and(|a| set.contains(a));
                         None
                     }
-                    Peer::Fqdn(_) | Peer::Service { .. } => None,
+                    Peer::Fqdn(_) => None,
                 };
                 best = best.max(m);
             }

@@ -1,7 +1,7 @@
 //! `trace` from files, start to finish: load the inputs, resolve both ends, evaluate. This is what
 //! the CLI runs (and what the cold-start benchmark times).
 
-use super::{resolve_party, trace, HttpRequest, PartyError, PartySpec, Trace};
+use super::{resolve_parties, resolve_party, trace, HttpRequest, PartyError, PartySpec, Trace};
 use crate::cluster::{load, ClusterConfig, LoadError};
 use ir::{PolicySet, Protocol};
 use std::path::PathBuf;
@@ -26,23 +26,21 @@ pub enum TraceFilesError {
     Party(#[from] PartyError),
 }
 
-/// Loads `paths` with `config` and traces `q`; returns the policy (for rendering) and the trace.
+/// Loads `paths` with `config` and traces `q`; returns the policy (for rendering) and the
+/// traces: one, or one per backend when the destination is a Service.
 pub fn trace_files(
     paths: &[PathBuf],
     config: ClusterConfig,
     q: &Query,
-) -> Result<(PolicySet, Trace), TraceFilesError> {
+) -> Result<(PolicySet, Vec<Trace>), TraceFilesError> {
     let (policy, cluster) = load(paths, config)?;
     let src = resolve_party(&cluster, &q.src)?;
-    let dst = resolve_party(&cluster, &q.dst)?;
-    let t = trace(
-        &policy,
-        &cluster,
-        src,
-        dst,
-        q.protocol,
-        q.port,
-        q.http.as_ref(),
-    );
-    Ok((policy, t))
+    let traces = resolve_parties(&cluster, &q.dst)?
+        .into_iter()
+        .map(|dst| {
+            let (proto, port, http) = (q.protocol, q.port, q.http.as_ref());
+            trace(&policy, &cluster, src.clone(), dst, proto, port, http)
+        })
+        .collect();
+    Ok((policy, traces))
 }

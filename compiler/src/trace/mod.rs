@@ -13,4 +13,4 @@ pub mod render;
 pub use eval::{trace, RuleMatch, Side, SideVerdict, Trace};
 pub use files::{trace_files, Query, TraceFilesError};
 pub use l7::{anchored_pattern, HttpRequest, L7Verdict};
-pub use party::{resolve_party, Party, PartyError, PartySpec};
+pub use party::{resolve_parties, resolve_party, Party, PartyError, PartySpec};

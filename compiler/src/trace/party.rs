@@ -1,7 +1,7 @@
 //! The two ends of a traced flow: a cluster endpoint, a hypothetical endpoint given by labels, a
 //! numeric identity, or an address outside (or inside) the cluster.
 
-use crate::cluster::Cluster;
+use crate::cluster::{service_pods, Cluster};
 use crate::identity::{IdentityInfo, IdentityKind};
 use ir::{LabelSet, NamedPort, NumericIdentity};
 use std::net::IpAddr;
@@ -15,6 +15,9 @@ pub enum PartySpec {
     Labels(LabelSet),
     Identity(NumericIdentity),
     Addr(IpAddr),
+    /// `namespace/name` of a Service: each of its backends (the pods its selector matches, or
+    /// the addresses of its EndpointSlices), traced one by one.
+    Service(String),
 }
 
 #[derive(Debug, thiserror::Error, miette::Diagnostic)]
@@ -25,6 +28,18 @@ pub enum PartyError {
     #[error("identity {0} is not known (not reserved, not allocated to an endpoint or CIDR)")]
     #[diagnostic(code(trace::unknown_identity))]
     UnknownIdentity(NumericIdentity),
+    #[error("no Service named `{0}` in the inventory")]
+    #[diagnostic(
+        code(trace::unknown_service),
+        help("services are `namespace/name` of the Service objects in the input files")
+    )]
+    UnknownService(String),
+    #[error("Service `{0}` has no backend: {1}")]
+    #[diagnostic(code(trace::no_backend))]
+    NoBackend(String, &'static str),
+    #[error("a Service stands for several endpoints; it can only be the destination")]
+    #[diagnostic(code(trace::service_not_one_party))]
+    ServiceNotOneParty,
 }
 
 /// One resolved end of a flow.
@@ -58,6 +73,52 @@ fn from_endpoint(c: &Cluster, name: &str) -> Option<Party> {
         addr: ep.ips.first().copied(),
         ports: ep.ports.clone(),
     })
+}
+
+/// Resolves a destination, which may be a Service: one party per backend (pods matched by
+/// its selector, by name; or the addresses of its EndpointSlices), each displayed with the
+/// backend it is.
+pub fn resolve_parties(c: &Cluster, spec: &PartySpec) -> Result<Vec<Party>, PartyError> {
+    let PartySpec::Service(name) = spec else {
+        return Ok(vec![resolve_party(c, spec)?]);
+    };
+    let (ns, svc_name) = name.split_once('/').unwrap_or(("default", name));
+    let svc = c
+        .service(ns, svc_name)
+        .ok_or_else(|| PartyError::UnknownService(name.clone()))?;
+    let full = format!("{}/{}", svc.namespace, svc.name);
+    let specs: Vec<PartySpec> = if svc.selector.is_empty() {
+        let addrs = c.service_addresses(svc);
+        if addrs.is_empty() {
+            let why = "it has no selector and no EndpointSlice address";
+            return Err(PartyError::NoBackend(full, why));
+        }
+        addrs.iter().map(|a| PartySpec::Addr(*a)).collect()
+    } else {
+        let pods = service_pods(svc);
+        let eps: Vec<PartySpec> = c
+            .endpoints()
+            .filter(|e| pods.matches(&e.labels))
+            .map(|e| PartySpec::Endpoint(e.name.clone()))
+            .collect();
+        if eps.is_empty() {
+            return Err(PartyError::NoBackend(
+                full,
+                "no endpoint matches its selector",
+            ));
+        }
+        eps
+    };
+    let n = specs.len();
+    specs
+        .iter()
+        .enumerate()
+        .map(|(i, s)| {
+            let mut p = resolve_party(c, s)?;
+            p.display = format!("{} (backend {} of {n} of service {full})", p.display, i + 1);
+            Ok(p)
+        })
+        .collect()
 }
 
 /// Resolves what the user typed against the cluster.
@@ -120,5 +181,6 @@ pub fn resolve_party(c: &Cluster, spec: &PartySpec) -> Result<Party, PartyError>
                 ports: Vec::new(),
             })
         }
+        PartySpec::Service(_) => Err(PartyError::ServiceNotOneParty),
     }
 }

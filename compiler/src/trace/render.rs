@@ -40,10 +40,20 @@ fn peers(policy: &PolicySet, id: RuleId) -> String {
                     g
                 }
                 Peer::Fqdn(d) => format!("FQDN {d:?} (not enforced offline)"),
-                Peer::Service { name, .. } => format!(
-                    "service {} (not enforced offline)",
-                    name.as_deref().unwrap_or("*")
-                ),
+                Peer::Service {
+                    name,
+                    namespace,
+                    selector,
+                } => {
+                    let ns = namespace.as_deref().unwrap_or("*");
+                    match (name, selector) {
+                        (Some(n), _) => format!("service {ns}/{n}"),
+                        (None, Some(h)) => {
+                            format!("services in {ns} labelled {}", policy.selectors[*h])
+                        }
+                        (None, None) => format!("services in {ns}"),
+                    }
+                }
             })
             .collect(),
     };

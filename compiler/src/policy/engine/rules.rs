@@ -15,7 +15,7 @@ fn cidr_prefixes(policy: &PolicySet, cluster: &Cluster, ids: &[RuleId]) -> BTree
     let mut out = BTreeSet::new();
     for id in ids {
         if let PeerSet::Some(peers) = &policy.rule(*id).peers {
-            for set in peers.iter().flat_map(|p| cluster.identity_cidrs(p)) {
+            for set in peers.iter().flat_map(|p| cluster.peer_ids(policy, p).cidrs) {
                 out.insert(set.cidr.trunc());
                 out.extend(set.except.iter().map(|e| e.trunc()));
             }
