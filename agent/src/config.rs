@@ -42,6 +42,7 @@ impl AgentConfig {
         compiler::cluster::ClusterConfig {
             shared_identities: self.kvstore.clone(),
             audit_all: self.policy_audit_mode,
+            local_node: self.node.clone(),
             ..Default::default()
         }
     }

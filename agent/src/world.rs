@@ -175,6 +175,7 @@ pub fn label_endpoint(spec: &EndpointSpec) -> Result<ir::Endpoint, AgentError> {
         service_account: None,
         ports: Vec::new(),
         ips,
+        node: None,
         file: None,
         span: ir::Span::default(),
     })

@@ -22,6 +22,7 @@ pub fn pod(namespace: &str, name: &str, labels: &[(&str, &str)]) -> Endpoint {
         service_account: None,
         ports: vec![],
         ips: vec![],
+        node: None,
         file: None,
         span: Span::default(),
     }

@@ -1,7 +1,7 @@
 //! What exists in the cluster: namespaces, endpoints (pods, workload templates, or endpoints
-//! given directly by labels), CIDR groups, services and their EndpointSlices. The front end
-//! fills it from `Namespace`, `Pod`, workload, `CiliumCIDRGroup`, `Service` and `EndpointSlice`
-//! kinds.
+//! given directly by labels), CIDR groups, services and their EndpointSlices, nodes. The front
+//! end fills it from `Namespace`, `Pod`, workload, `CiliumCIDRGroup`, `Service`,
+//! `EndpointSlice` and `Node` kinds.
 
 use crate::l4::Protocol;
 use crate::label::LabelSet;
@@ -50,6 +50,19 @@ pub struct Endpoint {
     pub service_account: Option<String>,
     pub ports: Vec<NamedPort>,
     pub ips: Vec<IpAddr>,
+    /// `spec.nodeName`: the node the pod runs on (`None`: the local node).
+    #[serde(default)]
+    pub node: Option<String>,
+    pub file: Option<FileId>,
+    pub span: Span,
+}
+
+/// A Kubernetes `Node`: its labels and its `InternalIP` addresses (`status.addresses`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Node {
+    pub name: String,
+    pub labels: Vec<(String, String)>,
+    pub addresses: Vec<IpAddr>,
     pub file: Option<FileId>,
     pub span: Span,
 }
@@ -101,6 +114,8 @@ pub struct Inventory {
     pub services: Vec<Service>,
     #[serde(default)]
     pub endpoint_slices: Vec<EndpointSlice>,
+    #[serde(default)]
+    pub nodes: Vec<Node>,
 }
 
 impl Inventory {
@@ -111,6 +126,7 @@ impl Inventory {
         self.cidr_groups.extend(other.cidr_groups);
         self.services.extend(other.services);
         self.endpoint_slices.extend(other.endpoint_slices);
+        self.nodes.extend(other.nodes);
     }
     /// Whether it holds no object at all.
     pub fn is_empty(&self) -> bool {
@@ -119,5 +135,6 @@ impl Inventory {
             && self.cidr_groups.is_empty()
             && self.services.is_empty()
             && self.endpoint_slices.is_empty()
+            && self.nodes.is_empty()
     }
 }

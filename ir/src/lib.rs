@@ -27,7 +27,9 @@ pub mod text;
 pub use arena::{Arena, Handle};
 pub use entity::Entity;
 pub use identity::NumericIdentity;
-pub use inventory::{CidrGroup, Endpoint, EndpointSlice, Inventory, NamedPort, Namespace, Service};
+pub use inventory::{
+    CidrGroup, Endpoint, EndpointSlice, Inventory, NamedPort, Namespace, Node, Service,
+};
 pub use ipcache::IpCache;
 pub use l4::{PortRule, PortSpec, Protocol};
 pub use l7::{DnsRule, HeaderMatch, HttpRule, L7Rules};

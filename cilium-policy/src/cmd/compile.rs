@@ -53,6 +53,11 @@ pub struct Args {
     /// Object cache directory (default: OUTDIR/.cache).
     #[arg(long)]
     pub cache_dir: Option<PathBuf>,
+    /// The node to compile for, as the agent's `--node`: only its endpoints (pods without
+    /// `spec.nodeName` or naming it) are compiled, and the ipcache is its view (its `Node`
+    /// addresses are `host`, other nodes' `remote-node`).
+    #[arg(long, default_value = compiler::cluster::DEFAULT_NODE)]
+    pub node: String,
 }
 
 /// An endpoint with its id, configuration and map state.
@@ -63,7 +68,11 @@ struct Planned {
 
 fn plan(cluster: &Cluster, engine: &PolicyEngine) -> Vec<Planned> {
     let policies = engine.all_policies();
-    let mut eps: Vec<_> = cluster.endpoints().collect();
+    let local = cluster.config.local_node.as_str();
+    let mut eps: Vec<_> = cluster
+        .endpoints()
+        .filter(|ep| cluster.node_of(&ep.name) == local)
+        .collect();
     eps.sort_by(|a, b| a.name.cmp(&b.name));
     eps.into_iter()
         .enumerate()
@@ -110,8 +119,12 @@ pub fn run(args: Args) -> miette::Result<ExitCode> {
         out(&mut stdout, &ir::text::render(set))?;
         return Ok(ExitCode::SUCCESS);
     }
-    let cluster = Cluster::build(&front.inventory, set, ClusterConfig::default())
-        .map_err(|e| miette::miette!("{e}"))?;
+    let config = ClusterConfig {
+        local_node: args.node.clone(),
+        ..ClusterConfig::default()
+    };
+    let cluster =
+        Cluster::build(&front.inventory, set, config).map_err(|e| miette::miette!("{e}"))?;
     let engine = PolicyEngine::new(set.clone(), cluster.clone());
     let planned = plan(&cluster, &engine);
     let (ct_tcp, ct_any) = args.ct.resolve()?;

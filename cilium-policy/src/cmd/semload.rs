@@ -27,6 +27,10 @@ pub struct InputArgs {
     /// passes and is reported as audited.
     #[arg(long)]
     pub policy_audit_mode: bool,
+    /// The local node, as the agent's `--node`: pods without `spec.nodeName` run there, and a
+    /// `Node`'s addresses are `host` on itself and `remote-node` on other nodes.
+    #[arg(long = "node", default_value = compiler::cluster::DEFAULT_NODE)]
+    pub node: String,
 }
 
 /// Loads the inputs and computes every endpoint's map state.
@@ -40,6 +44,7 @@ pub fn config(a: &InputArgs) -> miette::Result<ClusterConfig> {
     Ok(ClusterConfig {
         label_filter: LabelFilter::with_prefixes(&a.label_prefixes)?,
         audit_all: a.policy_audit_mode,
+        local_node: a.node.clone(),
         ..Default::default()
     })
 }

@@ -1,6 +1,7 @@
-//! Random scenarios for the differential test: namespaces, pods (IPv4, some dual-stack) and a
-//! few NetworkPolicies and CiliumNetworkPolicies mixing label, namespace, ipBlock, CIDR, CIDR
-//! group, service and entity peers, ports, port ranges, deny rules. Deterministic per seed.
+//! Random scenarios for the differential test: namespaces, two nodes, pods (IPv4, some
+//! dual-stack, some on the non-local node) and a few NetworkPolicies and CiliumNetworkPolicies
+//! mixing label, namespace, ipBlock, CIDR, CIDR group, service and entity peers, ports, port
+//! ranges, deny rules. Deterministic per seed.
 
 use compiler::front::Source;
 use std::fmt::Write;
@@ -122,7 +123,10 @@ fn cnp(r: &mut Rng, j: usize, out: &mut String) {
         let _ = writeln!(out, "  {dir}:");
         let peer = match r.below(6) {
             0 => format!("{eps}: [{{matchLabels: {{app: {}}}}}]", r.pick(&APPS)),
-            1 => format!("{ents}: [{}]", r.pick(&["world", "cluster", "all"])),
+            1 => format!(
+                "{ents}: [{}]",
+                r.pick(&["world", "cluster", "all", "host", "remote-node"])
+            ),
             2 => format!("{cidr}: [8.8.8.0/24]"),
             4 if dir.starts_with("egress") => format!(
                 "toServices: [{}]",
@@ -169,7 +173,14 @@ pub fn scenario(seed: u64) -> Vec<Source> {
         } else {
             format!("podIP: {v4}")
         };
-        let _ = writeln!(pods, "---\napiVersion: v1\nkind: Pod\nmetadata: {{name: p{i}, namespace: {ns}, labels: {{app: {app}}}}}\nstatus: {{{ips}}}");
+        // Some pods run on node1 (the others on the local node0).
+        let node = if r.chance(30) { "spec: {nodeName: node1}\n" } else { "" };
+        let _ = writeln!(pods, "---\napiVersion: v1\nkind: Pod\nmetadata: {{name: p{i}, namespace: {ns}, labels: {{app: {app}}}}}\n{node}status: {{{ips}}}");
+    }
+    // Two nodes: each is host to its own pods and remote-node to the others; node1's address
+    // is inside the CIDR group below, which must not select it.
+    for (n, ip) in [("node0", "10.1.0.250"), ("node1", "10.1.0.251")] {
+        let _ = writeln!(pods, "---\napiVersion: v1\nkind: Node\nmetadata: {{name: {n}}}\nstatus: {{addresses: [{{type: InternalIP, address: {ip}}}]}}");
     }
     // A CIDR group over the outside addresses the probes use (and one of the pods' own).
     pods.push_str("---\napiVersion: cilium.io/v2alpha1\nkind: CiliumCIDRGroup\nmetadata: {name: outside}\nspec: {externalCIDRs: [8.8.8.0/24, 10.1.0.0/24, \"2001:db8::/64\"]}\n");

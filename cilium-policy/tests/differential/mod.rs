@@ -37,7 +37,9 @@ pub fn scenario(sources: Vec<compiler::front::Source>, gen: &mut Generator) -> S
     let cluster =
         Cluster::build(&front.inventory, &front.policy, ClusterConfig::default()).unwrap();
     let engine = PolicyEngine::new(front.policy.clone(), cluster.clone());
-    let ipcache = gen.ipcache_images(cluster.ipcache()).unwrap();
+    // Each node's ipcache is its own view (its Node addresses are host, the others
+    // remote-node): an endpoint gets the one of the node it runs on.
+    let mut ipcaches = BTreeMap::new();
     let mut eps = BTreeMap::new();
     for (i, (name, pol)) in engine.all_policies().into_iter().enumerate() {
         let ep = cluster.endpoint(&name).unwrap();
@@ -69,7 +71,11 @@ pub fn scenario(sources: Vec<compiler::front::Source>, gen: &mut Generator) -> S
             .endpoint(&cfg, &pol, Some(&front.policy))
             .unwrap_or_else(|e| panic!("{e}"));
         let own = art.images();
-        let images = own.iter().chain(&ipcache).collect();
+        let node = cluster.node_of(&name).to_string();
+        let ipcache = ipcaches
+            .entry(node)
+            .or_insert_with_key(|n| gen.ipcache_images(&cluster.ipcache_for(n)).unwrap());
+        let images = own.iter().chain(ipcache.iter()).collect();
         let dp = load(
             &art.object,
             &LoadOptions {
@@ -108,10 +114,13 @@ pub struct Probe {
     pub port: u16,
 }
 
-/// Every endpoint pair and endpoint↔world pair on these protocols and ports, plus ICMP echo.
+/// Every endpoint pair and endpoint↔world and endpoint↔node-address pair on these protocols
+/// and ports, plus ICMP echo.
 pub fn probes(s: &Scenario, ports: &[u16]) -> Vec<Probe> {
     let mut names: Vec<String> = s.eps.keys().cloned().collect();
     names.extend(WORLD.iter().map(|a| a.to_string()));
+    let nodes = s.cluster.nodes().flat_map(|n| n.addresses.iter());
+    names.extend(nodes.map(|a| a.to_string()));
     let mut out = Vec::new();
     for src in &names {
         for dst in &names {

@@ -156,6 +156,7 @@ impl Cluster {
             }
             last = c.add_with_relevant(ep, relevant, &key)?.identity;
         }
+        c.add_nodes(inventory, at)?;
         c.add_policy_cidrs(policy)?;
         Ok(c)
     }

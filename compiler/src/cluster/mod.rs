@@ -1,14 +1,17 @@
 //! The world the policies apply to: endpoints with their labels, identities and addresses, every
-//! identity (reserved, endpoint, CIDR), and the ipcache. Built from the front end's inventory and
-//! the policy set (for CIDR identities), and updated endpoint by endpoint by the agent.
+//! identity (reserved, endpoint, CIDR), nodes, the objects peers refer to (CIDR groups,
+//! services), and the ipcache. Built from the front end's inventory and the policy set (for
+//! CIDR identities), and updated endpoint by endpoint by the agent.
 
 mod build;
 mod load;
+mod nodes;
 pub mod ports;
 mod refs;
 
 pub use build::ClusterError;
 pub use load::{load, LoadError};
+pub use nodes::DEFAULT_NODE;
 pub use refs::{service_labels, service_pods, PeerIds};
 
 use crate::identity::{
@@ -35,6 +38,10 @@ pub struct ClusterConfig {
     pub shared_identities: Option<std::sync::Arc<dyn crate::identity::SharedIdentities>>,
     /// Every endpoint's policy in audit mode (the agent's `--policy-audit-mode`).
     pub audit_all: bool,
+    /// The local node (the agent's `--node`, `--node` of the offline commands): pods without
+    /// `spec.nodeName` run here, and the ipcache is this node's view (its own `Node`
+    /// addresses are `host`, other nodes' `remote-node`).
+    pub local_node: String,
 }
 
 impl Default for ClusterConfig {
@@ -46,6 +53,7 @@ impl Default for ClusterConfig {
             allow_localhost: true,
             shared_identities: None,
             audit_all: false,
+            local_node: DEFAULT_NODE.into(),
         }
     }
 }
@@ -85,6 +93,11 @@ pub struct Cluster {
     /// Services by (namespace, name), and the addresses of their EndpointSlices.
     services: BTreeMap<(String, String), ir::Service>,
     service_addrs: BTreeMap<(String, String), Vec<IpAddr>>,
+    /// Nodes by name, the node of each node address, and the node of each endpoint that
+    /// names one (`spec.nodeName`).
+    nodes: BTreeMap<String, ir::Node>,
+    node_of_addr: HashMap<IpAddr, String>,
+    node_of_endpoint: HashMap<String, String>,
 }
 
 /// What adding or removing an endpoint did to the identities.
@@ -124,6 +137,9 @@ impl Cluster {
             cidr_groups: BTreeMap::new(),
             services: BTreeMap::new(),
             service_addrs: BTreeMap::new(),
+            nodes: BTreeMap::new(),
+            node_of_addr: HashMap::new(),
+            node_of_endpoint: HashMap::new(),
         }
     }
 
@@ -255,6 +271,7 @@ impl Cluster {
     /// Removes an endpoint, its ipcache entries, and its identity when it was the last holder.
     pub fn remove_endpoint(&mut self, name: &str) -> Option<EndpointChange> {
         let ep = self.endpoints.remove(name)?;
+        self.node_of_endpoint.remove(name);
         for ip in &ep.ips {
             let net = IpNet::from(*ip);
             if self.ipcache.entries.get(&net) == Some(&ep.identity) {

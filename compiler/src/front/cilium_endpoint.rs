@@ -130,6 +130,7 @@ pub fn cilium_endpoint(cx: &mut Cx<'_>, f: &Field<'_>, sink: &mut Sink<'_>) {
         service_account: None,
         ports: Vec::new(),
         ips: Vec::new(),
+        node: None,
         file: Some(sink.file),
         span: f.span(),
     };

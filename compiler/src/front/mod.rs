@@ -4,7 +4,7 @@
 //! Stages: [`input`] reads paths; [`yaml`] builds [`node::Node`] trees (JSON is read as YAML 1.2
 //! flow); [`objects`] recognises each document and dispatches to the decoders
 //! ([`k8s_netpol`], [`cilium_rule`], [`workload`], [`cilium_endpoint`], [`cidr_group`],
-//! [`service`]); [`lower`] applies Cilium's namespacing and
+//! [`service`], [`node_object`]); [`lower`] applies Cilium's namespacing and
 //! commits an object's rules only if it decoded without error.
 
 pub mod annotations;
@@ -23,6 +23,7 @@ pub mod l7;
 pub mod lines;
 pub mod lower;
 pub mod node;
+pub mod node_object;
 pub mod objects;
 pub mod ports;
 pub mod selector;

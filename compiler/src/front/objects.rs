@@ -236,6 +236,7 @@ fn object(cx: &mut Cx<'_>, f: &Field<'_>, sink: &mut Sink<'_>) {
         ("cilium.io/v2alpha1" | "cilium.io/v2", "CiliumCIDRGroup") => {
             super::cidr_group::cidr_group(cx, f, sink)
         }
+        ("v1", "Node") => super::node_object::node(cx, f, sink),
         ("v1", "Service") => super::service::service(cx, f, sink),
         ("discovery.k8s.io/v1", "EndpointSlice") => super::service::endpoint_slice(cx, f, sink),
         ("v1", "Namespace" | "Pod") => workload::inventory_object(cx, f, &kind, sink),

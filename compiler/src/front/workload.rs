@@ -104,6 +104,7 @@ pub fn inventory_object(cx: &mut Cx<'_>, f: &Field<'_>, kind: &str, sink: &mut S
         service_account: None,
         ports: Vec::new(),
         ips: Vec::new(),
+        node: None,
         file: Some(sink.file),
         span: f.span(),
     };
@@ -167,6 +168,9 @@ fn template<'n>(cx: &mut Cx<'_>, m: &Map<'n>, kind: &str) -> Option<Map<'n>> {
 }
 
 fn pod_spec_into(cx: &mut Cx<'_>, spec: &Map<'_>, ep: &mut Endpoint) {
+    if let Some(n) = spec.get("nodeName") {
+        ep.node = cx.str(&n).map(str::to_string);
+    }
     let sa = spec
         .get("serviceAccountName")
         .or_else(|| spec.get("serviceAccount"));

@@ -416,6 +416,27 @@ fn l3_verdict(policy: &PolicySet, c: &Cluster, dst: &Party, src: &Party) -> Side
     }
 }
 
+/// `peer` as the endpoint `subject` sees it: a node's address is `host` on that node and
+/// `remote-node` elsewhere (each node's ipcache is its own view), so its identity is taken
+/// from the subject's node; every other party is the same for all.
+fn seen_by(c: &Cluster, peer: &Party, subject: &Party) -> Party {
+    let viewer = subject
+        .endpoint
+        .as_deref()
+        .map_or(c.config.local_node.as_str(), |e| c.node_of(e));
+    let node_id = match (&peer.endpoint, peer.addr) {
+        (None, Some(a)) => c.seen_from(a, viewer),
+        _ => None,
+    };
+    match node_id.and_then(|id| c.identity(id)) {
+        Some(info) => Party {
+            info: info.clone(),
+            ..peer.clone()
+        },
+        None => peer.clone(),
+    }
+}
+
 /// Traces a connection from `src` to `dst` on `proto`/`port` (and an HTTP request, if given).
 /// Replies of an allowed connection are allowed (stateful); the verdict is about establishing it.
 pub fn trace(
@@ -428,9 +449,17 @@ pub fn trace(
     http: Option<&HttpRequest>,
 ) -> Trace {
     let flow = Flow { proto, port, http };
-    let egress = side(policy, c, &src, &dst, Direction::Egress, flow);
-    let ingress = side(policy, c, &dst, &src, Direction::Ingress, flow);
-    let l3 = l3_verdict(policy, c, &dst, &src);
+    let egress = side(
+        policy,
+        c,
+        &src,
+        &seen_by(c, &dst, &src),
+        Direction::Egress,
+        flow,
+    );
+    let src_at_dst = seen_by(c, &src, &dst);
+    let ingress = side(policy, c, &dst, &src_at_dst, Direction::Ingress, flow);
+    let l3 = l3_verdict(policy, c, &dst, &src_at_dst);
     let l7_ok = |s: &Side| s.l7 != L7Verdict::Denied;
     let allowed =
         egress.verdict.allowed() && ingress.verdict.allowed() && l7_ok(&egress) && l7_ok(&ingress);
