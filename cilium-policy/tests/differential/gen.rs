@@ -174,7 +174,11 @@ pub fn scenario(seed: u64) -> Vec<Source> {
             format!("podIP: {v4}")
         };
         // Some pods run on node1 (the others on the local node0).
-        let node = if r.chance(30) { "spec: {nodeName: node1}\n" } else { "" };
+        let node = if r.chance(30) {
+            "spec: {nodeName: node1}\n"
+        } else {
+            ""
+        };
         let _ = writeln!(pods, "---\napiVersion: v1\nkind: Pod\nmetadata: {{name: p{i}, namespace: {ns}, labels: {{app: {app}}}}}\n{node}status: {{{ips}}}");
     }
     // Two nodes: each is host to its own pods and remote-node to the others; node1's address

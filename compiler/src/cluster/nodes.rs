@@ -80,3 +80,52 @@ impl Cluster {
         c
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cluster::ClusterConfig;
+    use ir::PolicySet;
+
+    fn node(name: &str, ip: &str) -> ir::Node {
+        ir::Node {
+            name: name.into(),
+            labels: vec![],
+            addresses: vec![ip.parse().expect("test address")],
+            file: None,
+            span: ir::Span::default(),
+        }
+    }
+
+    #[test]
+    fn a_node_is_host_to_itself_and_remote_to_the_others() {
+        let mut on_b = crate::testkit::pod_at("default", "p", &[("app", "x")], &[]);
+        on_b.node = Some("b".into());
+        let inv = Inventory {
+            nodes: vec![node("node0", "172.18.0.2"), node("b", "172.18.0.3")],
+            endpoints: vec![on_b],
+            ..Default::default()
+        };
+        let c = Cluster::build(&inv, &PolicySet::default(), ClusterConfig::default()).unwrap();
+        let (a, b) = ("172.18.0.2".parse().unwrap(), "172.18.0.3".parse().unwrap());
+        assert_eq!(c.identity_of_addr(a), NumericIdentity::HOST);
+        assert_eq!(c.identity_of_addr(b), NumericIdentity::REMOTE_NODE);
+        assert_eq!(c.node_of("default/p"), "b");
+        assert_eq!(c.node_of("default/other"), DEFAULT_NODE);
+        assert_eq!(c.seen_from(b, "b"), Some(NumericIdentity::HOST));
+        assert_eq!(c.seen_from(a, "b"), Some(NumericIdentity::REMOTE_NODE));
+        assert_eq!(c.seen_from("10.0.0.1".parse().unwrap(), "b"), None);
+        let on_b = c.ipcache_for("b");
+        assert_eq!(on_b.lookup(a), NumericIdentity::REMOTE_NODE);
+        assert_eq!(on_b.lookup(b), NumericIdentity::HOST);
+        let twice = Inventory {
+            nodes: vec![node("b", "172.18.0.3"), node("b", "172.18.0.4")],
+            ..Default::default()
+        };
+        let e = Cluster::build(&twice, &PolicySet::default(), ClusterConfig::default());
+        assert!(e
+            .unwrap_err()
+            .to_string()
+            .contains("Node `b` is defined twice"));
+    }
+}
