@@ -26,7 +26,7 @@ pub enum ClusterError {
     #[error("{kind} `{name}` is defined twice ({first} and {second})")]
     #[diagnostic(
         code(cluster::duplicate_object),
-        help("a {kind} is named once per namespace (CiliumCIDRGroups once per cluster)")
+        help("names are unique per namespace for Services, per cluster for Nodes and CiliumCIDRGroups")
     )]
     DuplicateObject {
         kind: &'static str,
