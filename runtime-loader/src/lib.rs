@@ -31,6 +31,7 @@ pub mod rawmap;
 pub mod test_run;
 #[cfg(any(test, feature = "testkit"))]
 pub mod testkit;
+pub mod verify;
 
 pub use attach::{AttachMode, Attached, Hook};
 pub use delta::{DeltaStats, MapDelta, MapOp};

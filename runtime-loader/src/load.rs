@@ -135,14 +135,10 @@ fn load_retired(
         let prog: &mut SchedClassifier = prog
             .try_into()
             .map_err(|source| LoadError::ProgramType { name, source })?;
-        prog.load().map_err(|source| {
-            let log = match &source {
-                aya::programs::ProgramError::LoadError { verifier_log, .. } => {
-                    verifier_log.to_string()
-                }
-                _ => String::new(),
-            };
-            LoadError::Verifier { name, source, log }
+        crate::verify::load_verified(prog).map_err(|(source, log)| LoadError::Verifier {
+            name,
+            source,
+            log,
         })?;
     }
     let names: Vec<String> = ebpf.maps().map(|(n, _)| n.to_string()).collect();

@@ -147,13 +147,8 @@ pub fn install_node_redirect(
             source,
             log: String::new(),
         })?;
-    prog.load().map_err(|source| {
-        let log = match &source {
-            aya::programs::ProgramError::LoadError { verifier_log, .. } => verifier_log.to_string(),
-            _ => String::new(),
-        };
-        ProxyError::Verifier { source, log }
-    })?;
+    crate::verify::load_verified(prog)
+        .map_err(|(source, log)| ProxyError::Verifier { source, log })?;
     let existed = link_pin.exists();
     let result = routing_add().and_then(|()| {
         Ok(attach::attach_or_replace(
