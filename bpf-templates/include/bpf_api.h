@@ -48,6 +48,9 @@ static __u64 (*bpf_ringbuf_query)(void *ringbuf, __u64 flags) = (void *)BPF_FUNC
 static struct bpf_sock *(*bpf_skc_lookup_tcp)(void *skb, struct bpf_sock_tuple *tuple,
 					      __u32 tuple_size, __u64 netns,
 					      __u64 flags) = (void *)BPF_FUNC_skc_lookup_tcp;
+static struct bpf_sock *(*bpf_sk_lookup_udp)(void *skb, struct bpf_sock_tuple *tuple,
+					     __u32 tuple_size, __u64 netns,
+					     __u64 flags) = (void *)BPF_FUNC_sk_lookup_udp;
 static long (*bpf_sk_release)(void *sk) = (void *)BPF_FUNC_sk_release;
 static long (*bpf_sk_assign)(void *skb, void *sk, __u64 flags) = (void *)BPF_FUNC_sk_assign;
 static long (*bpf_redirect)(__u32 ifindex, __u64 flags) = (void *)BPF_FUNC_redirect;

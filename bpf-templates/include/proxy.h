@@ -30,7 +30,9 @@ static __always_inline int from_proxy(__u32 mark)
 	return mark_is(mark, MARK_MAGIC_PROXY_INGRESS) || mark_is(mark, MARK_MAGIC_PROXY_EGRESS);
 }
 
-/* The proxy's socket for `p` (a reference the caller releases), or 0. Only TCP has one. */
+/* The proxy's socket for `p` (a reference the caller releases), or 0. TCP: the accepted
+ * connection, else the listener. UDP (the DNS proxy): always the listener, which reads each
+ * datagram's original destination (IP_RECVORIGDSTADDR). Other protocols have none. */
 static __always_inline struct bpf_sock *proxy_socket(struct __sk_buff *skb, const struct pkt *p,
 						     __u16 proxy_port)
 {
@@ -38,7 +40,7 @@ static __always_inline struct bpf_sock *proxy_socket(struct __sk_buff *skb, cons
 	struct bpf_sock *sk;
 	__u32 len = sizeof(t.ipv4);
 
-	if (p->protocol != PROTO_TCP)
+	if (p->protocol != PROTO_TCP && p->protocol != PROTO_UDP)
 		return 0;
 	if (p->family == FAMILY_IPV4) {
 		t.ipv4.saddr = p->saddr[0];
@@ -53,11 +55,13 @@ static __always_inline struct bpf_sock *proxy_socket(struct __sk_buff *skb, cons
 		len = sizeof(t.ipv6);
 	}
 	/* The connection the proxy accepted (a listener on the original port is not it). */
-	sk = bpf_skc_lookup_tcp(skb, &t, len, BPF_F_CURRENT_NETNS, 0);
-	if (sk) {
-		if (sk->state != BPF_TCP_LISTEN)
-			return sk;
-		bpf_sk_release(sk);
+	if (p->protocol == PROTO_TCP) {
+		sk = bpf_skc_lookup_tcp(skb, &t, len, BPF_F_CURRENT_NETNS, 0);
+		if (sk) {
+			if (sk->state != BPF_TCP_LISTEN)
+				return sk;
+			bpf_sk_release(sk);
+		}
 	}
 	/* The proxy's listener: it accepts a SYN and resets anything else. */
 	if (p->family == FAMILY_IPV4) {
@@ -68,6 +72,8 @@ static __always_inline struct bpf_sock *proxy_socket(struct __sk_buff *skb, cons
 		t.ipv6.daddr[3] = bpf_htonl(1);
 		t.ipv6.dport = bpf_htons(proxy_port);
 	}
+	if (p->protocol == PROTO_UDP)
+		return bpf_sk_lookup_udp(skb, &t, len, BPF_F_CURRENT_NETNS, 0);
 	return bpf_skc_lookup_tcp(skb, &t, len, BPF_F_CURRENT_NETNS, 0);
 }
 

@@ -140,6 +140,7 @@ impl Conn {
             direction: i.direction,
             peer: i.peer_identity,
             peer_addr: Some(peer_addr),
+            protocol: crate::table::TCP,
             port,
         });
         *cached = Some((table, r.clone()));
@@ -162,7 +163,7 @@ impl Conn {
         // of the key it failed.
         let (allowed, rules) = match self.decision().decision {
             Decision::AllowAll => (true, Vec::new()),
-            Decision::DenyAll(_) => (false, Vec::new()),
+            Decision::DenyAll(_) | Decision::Dns(_) => (false, Vec::new()),
             Decision::Rules(m) => {
                 let view = RequestView {
                     method: req.method().as_str(),

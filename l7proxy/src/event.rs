@@ -49,6 +49,18 @@ pub enum EventKind {
     /// The connection ended on an HTTP error (malformed request, header section too large,
     /// header timeout); hyper answered 400/431 when it could.
     BadRequest { reason: String },
+    /// A DNS query: `name` (lower-case, trailing dot) of type `qtype`; `rcode` of the answer
+    /// sent to the client (5 `REFUSED` for a denial; none when nothing was sent).
+    Dns {
+        name: String,
+        qtype: u16,
+        verdict: Verdict,
+        rcode: Option<u8>,
+        /// From the query to the answer.
+        latency: Duration,
+    },
+    /// A datagram (query or answer) that is not a valid DNS message, dropped.
+    BadDns { reason: String },
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -215,6 +227,49 @@ pub fn format_event(e: &Event, names: &dyn Names) -> String {
             "xx drop (Bad HTTP request: {reason}) {parties}: {} -> {} tcp",
             e.client, e.original_dst
         ),
+        EventKind::Dns {
+            name,
+            qtype,
+            verdict,
+            rcode,
+            latency,
+        } => {
+            let answer = rcode.map_or("no answer".to_string(), rcode_name);
+            let mut line = format!(
+                "<- Request dns {parties}, verdict {} {name} {} => {answer}",
+                verdict.name(),
+                qtype_name(*qtype)
+            );
+            if *verdict != Verdict::Denied {
+                line.push_str(&format!(" ({} µs)", latency.as_micros()));
+            }
+            line
+        }
+        EventKind::BadDns { reason } => format!(
+            "xx drop (Bad DNS message: {reason}) {parties}: {} -> {} udp",
+            e.client, e.original_dst
+        ),
+    }
+}
+
+fn rcode_name(rcode: u8) -> String {
+    match rcode {
+        0 => "NOERROR".into(),
+        1 => "FORMERR".into(),
+        2 => "SERVFAIL".into(),
+        3 => "NXDOMAIN".into(),
+        4 => "NOTIMP".into(),
+        5 => "REFUSED".into(),
+        n => format!("RCODE{n}"),
+    }
+}
+
+fn qtype_name(qtype: u16) -> String {
+    match qtype {
+        1 => "A".into(),
+        5 => "CNAME".into(),
+        28 => "AAAA".into(),
+        n => format!("TYPE{n}"),
     }
 }
 
@@ -283,6 +338,24 @@ mod tests {
             "xx drop (Not HTTP) from 3 ([k8s:id=app2]) to 1 ([k8s:id=app1]), identity \
              12345->54321: 10.0.0.12:40000 -> 10.0.0.11:80 tcp"
         );
+    }
+
+    #[test]
+    fn dns_lines() {
+        let kind = |verdict, rcode| EventKind::Dns {
+            name: "blocked.test.".into(),
+            qtype: 1,
+            verdict,
+            rcode,
+            latency: Duration::from_micros(84),
+        };
+        assert_eq!(
+            format_event(&event(kind(Verdict::Denied, Some(5))), &Fixed),
+            "<- Request dns from 3 ([k8s:id=app2]) to 1 ([k8s:id=app1]), identity \
+             12345->54321, verdict Denied blocked.test. A => REFUSED"
+        );
+        assert!(format_event(&event(kind(Verdict::Error, None)), &Fixed)
+            .ends_with("verdict Error blocked.test. A => no answer (84 µs)"));
     }
 
     #[test]

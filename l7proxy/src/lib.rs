@@ -8,9 +8,11 @@
 //!   connection (sniff, hyper server, 403 or forward, upgrades), [`upstream`] connects to the
 //!   original destination, [`sniff`] tells HTTP from other bytes, [`listen`] opens the
 //!   transparent listeners the datapath assigns redirected connections to.
+//! - [`dns`]: the DNS proxy (UDP): `rules.dns` per query, `REFUSED` for denied names.
 //! - [`event`]: per-request events and their seed §6 style lines.
 
 mod conn;
+pub mod dns;
 pub mod event;
 pub mod listen;
 pub mod matcher;

@@ -6,7 +6,7 @@ use std::io;
 use std::os::fd::AsRawFd;
 
 /// Sets an `int`-valued option.
-fn set_int(
+pub fn set_int(
     fd: &impl AsRawFd,
     level: libc::c_int,
     name: libc::c_int,

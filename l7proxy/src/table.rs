@@ -8,6 +8,7 @@
 //! A build either succeeds for every endpoint or fails listing every refused pattern with its
 //! rule's file:line:column; the table in use is then left as it was ([`SharedTable`]).
 
+use crate::dns::NameMatcher;
 use crate::matcher::{HttpMatcher, Limits, PatternError};
 use arc_swap::ArcSwap;
 use compiler::cluster::{ports::resolve, Cluster};
@@ -20,7 +21,8 @@ use std::collections::{BTreeSet, HashMap};
 use std::net::IpAddr;
 use std::sync::Arc;
 
-const TCP: u8 = 6;
+pub const TCP: u8 = 6;
+pub const UDP: u8 = 17;
 
 /// Why a table could not be built.
 #[derive(Debug, thiserror::Error)]
@@ -74,6 +76,8 @@ pub enum Decision {
     DenyAll(DenyReason),
     /// The HTTP rules at the deciding redirect key.
     Rules(Arc<HttpMatcher>),
+    /// The DNS rules (`rules.dns`) at the deciding redirect key.
+    Dns(Arc<NameMatcher>),
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -81,8 +85,8 @@ pub enum DenyReason {
     UnknownEndpoint,
     /// The map state denies the connection (deny rule or no allowing entry).
     Policy,
-    /// The deciding key redirects to a non-HTTP (DNS) proxy.
-    NotHttp,
+    /// The deciding key redirects to a proxy of another kind (DNS for HTTP, or HTTP for DNS).
+    OtherProxy,
 }
 
 /// A connection as the proxy sees it.
@@ -93,6 +97,8 @@ pub struct Flow {
     pub peer: NumericIdentity,
     /// The peer's address, for `ipBlock` (address) entries.
     pub peer_addr: Option<IpAddr>,
+    /// IP protocol number ([`TCP`] or [`UDP`]).
+    pub protocol: u8,
     /// The destination port (the endpoint's for ingress, the peer's for egress).
     pub port: u16,
 }
@@ -103,10 +109,26 @@ pub struct Resolved {
     pub endpoint_identity: NumericIdentity,
 }
 
+/// The L7 rules of one redirect key.
+#[derive(Clone)]
+enum KeyRules {
+    Http(Arc<HttpMatcher>),
+    Dns(Arc<NameMatcher>),
+}
+
+impl KeyRules {
+    fn decision(&self) -> Decision {
+        match self {
+            KeyRules::Http(m) => Decision::Rules(m.clone()),
+            KeyRules::Dns(m) => Decision::Dns(m.clone()),
+        }
+    }
+}
+
 struct EndpointTable {
     policy: EndpointPolicy,
-    matchers: HashMap<MapKey, Arc<HttpMatcher>>,
-    addr_matchers: Vec<(AddrKey, Arc<HttpMatcher>)>,
+    matchers: HashMap<MapKey, KeyRules>,
+    addr_matchers: Vec<(AddrKey, KeyRules)>,
 }
 
 /// Every endpoint's redirect keys with their compiled HTTP rules.
@@ -116,8 +138,24 @@ pub struct PolicyTable {
 }
 
 /// The contributions at one key: (rule, port rule index) pairs, and whether one of them is an
-/// empty `http` block (which allows every request).
+/// empty `http` / `dns` block (which allows every request / query).
 type Contributions = (Vec<(RuleId, usize)>, bool);
+
+/// The kind of L7 rules a redirect key has.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Http,
+    Dns,
+}
+
+/// Whether `l7` is of `kind`, and then whether it is empty.
+fn of_kind(l7: &L7Rules, kind: Kind) -> Option<bool> {
+    match (l7, kind) {
+        (L7Rules::Http(h), Kind::Http) => Some(h.is_empty()),
+        (L7Rules::Dns(d), Kind::Dns) => Some(d.is_empty()),
+        _ => None,
+    }
+}
 
 struct Builder<'a> {
     policy: &'a PolicySet,
@@ -129,9 +167,11 @@ struct Builder<'a> {
 }
 
 impl Builder<'_> {
-    /// The HTTP port rules of `rules` that produce the key (`peer` resolves egress named ports).
+    /// The `kind` port rules of `rules` that produce the key (`peer` resolves egress named
+    /// ports).
     fn contributions(
         &self,
+        kind: Kind,
         rules: &[RuleId],
         own: &[NamedPort],
         dir: Direction,
@@ -146,7 +186,7 @@ impl Builder<'_> {
                 continue;
             }
             for (i, pr) in r.ports.iter().enumerate() {
-                let Some(L7Rules::Http(http)) = &pr.l7 else {
+                let Some(is_empty) = pr.l7.as_ref().and_then(|l7| of_kind(l7, kind)) else {
                     continue;
                 };
                 let named = |name: &str, protos: &[Protocol]| match dir {
@@ -155,11 +195,45 @@ impl Builder<'_> {
                 };
                 if port_keys(pr, &named).contains(&key) {
                     out.push((*id, i));
-                    empty |= http.is_empty();
+                    empty |= is_empty;
                 }
             }
         }
         (out, empty)
+    }
+
+    /// The rules of a redirect key with `rules` (the deciding entry's), as for [`Self::contributions`].
+    fn key_rules(
+        &mut self,
+        rules: &[RuleId],
+        own: &[NamedPort],
+        dir: Direction,
+        peer: NumericIdentity,
+        key: PortKey,
+    ) -> Option<KeyRules> {
+        let http = self.contributions(Kind::Http, rules, own, dir, peer, key);
+        if !http.0.is_empty() {
+            return self.matcher(http).map(KeyRules::Http);
+        }
+        let dns = self.contributions(Kind::Dns, rules, own, dir, peer, key);
+        if dns.0.is_empty() {
+            return None;
+        }
+        Some(KeyRules::Dns(Arc::new(self.names(&dns))))
+    }
+
+    /// The `rules.dns` of the contributions as one matcher (an empty block allows every name).
+    fn names(&self, c: &Contributions) -> NameMatcher {
+        if c.1 {
+            return NameMatcher::all();
+        }
+        let mut m = NameMatcher::default();
+        for (id, i) in &c.0 {
+            if let Some(L7Rules::Dns(rules)) = &self.policy.rule(*id).ports[*i].l7 {
+                rules.iter().for_each(|r| m.add(r));
+            }
+        }
+        m
     }
 
     fn matcher(&mut self, c: Contributions) -> Option<Arc<HttpMatcher>> {
@@ -236,11 +310,7 @@ impl PolicyTable {
                     port: key.port,
                     prefix_len: key.port_prefix_len,
                 };
-                let c = b.contributions(&entry.rules, own, key.direction, key.identity, pk);
-                if c.0.is_empty() {
-                    continue; // A DNS redirect.
-                }
-                if let Some(m) = b.matcher(c) {
+                if let Some(m) = b.key_rules(&entry.rules, own, key.direction, key.identity, pk) {
                     matchers.insert(*key, m);
                 }
             }
@@ -254,17 +324,8 @@ impl PolicyTable {
                     port: key.port,
                     prefix_len: key.port_prefix_len,
                 };
-                let c = b.contributions(
-                    &entry.rules,
-                    own,
-                    key.direction,
-                    NumericIdentity::WILDCARD,
-                    pk,
-                );
-                if c.0.is_empty() {
-                    continue;
-                }
-                if let Some(m) = b.matcher(c) {
+                let wildcard = NumericIdentity::WILDCARD;
+                if let Some(m) = b.key_rules(&entry.rules, own, key.direction, wildcard, pk) {
                     addr_matchers.push((*key, m));
                 }
             }
@@ -317,7 +378,7 @@ impl PolicyTable {
             flow.direction,
             flow.peer,
             flow.peer_addr,
-            TCP,
+            flow.protocol,
             flow.port,
         );
         let decision = match found {
@@ -327,8 +388,8 @@ impl PolicyTable {
                 MapVerdict::Allow => Decision::AllowAll,
                 MapVerdict::Deny => Decision::DenyAll(DenyReason::Policy),
                 MapVerdict::Redirect { .. } => match ep.matchers.get(&key) {
-                    Some(m) => Decision::Rules(m.clone()),
-                    None => Decision::DenyAll(DenyReason::NotHttp),
+                    Some(m) => m.decision(),
+                    None => Decision::DenyAll(DenyReason::OtherProxy),
                 },
             },
             Lookup::Address { verdict, .. } => match verdict {
@@ -346,10 +407,10 @@ impl PolicyTable {
                                     port: k.port,
                                     prefix_len: k.port_prefix_len,
                                 }
-                                .covers(TCP, flow.port)
+                                .covers(flow.protocol, flow.port)
                         })
-                        .map_or(Decision::DenyAll(DenyReason::NotHttp), |(_, m)| {
-                            Decision::Rules(m.clone())
+                        .map_or(Decision::DenyAll(DenyReason::OtherProxy), |(_, m)| {
+                            m.decision()
                         })
                 }
             },

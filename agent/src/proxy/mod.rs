@@ -14,7 +14,7 @@ mod table;
 
 pub(crate) use events::L7Events;
 pub use events::{L7Listener, SnapshotNames};
-pub use run::{proxy_config, Supervisor, RESTART_DELAY};
+pub use run::{dns_config, proxy_config, Supervisor, RESTART_DELAY};
 pub use table::{Prepared, L7};
 
 use super::datapath::Datapath;
@@ -33,6 +33,12 @@ use std::sync::Arc;
 pub const HTTP_PORTS: [(u16, Direction, u32); 2] = [
     (10080, Direction::Ingress, MARK_MAGIC_PROXY_INGRESS),
     (10081, Direction::Egress, MARK_MAGIC_PROXY_EGRESS),
+];
+
+/// The DNS proxy ports (`compiler::policy::proxy_port`), as [`HTTP_PORTS`].
+pub const DNS_PORTS: [(u16, Direction, u32); 2] = [
+    (10053, Direction::Ingress, MARK_MAGIC_PROXY_INGRESS),
+    (10054, Direction::Egress, MARK_MAGIC_PROXY_EGRESS),
 ];
 
 /// What the writer publishes for the proxy and its accept loop: cheap to clone.

@@ -1,13 +1,15 @@
 //! The proxy's listeners and their supervisor, on the agent's tokio runtime. One transparent
 //! listener per HTTP proxy port and family (`127.0.0.1` and `[::1]`, ports 10080 ingress and
-//! 10081 egress); each accepted connection is classified from the addresses of the last
-//! committed state. When a listener dies (its accept loop fails, its task panics, or
+//! 10081 egress), and one transparent UDP socket per DNS proxy port and family (10053
+//! ingress, 10054 egress); each accepted connection and each query is classified from the
+//! addresses of the last committed state. When a listener dies (its accept loop fails, its task panics, or
 //! [`Supervisor::crash`] stops it), every listener is closed, a line is logged and all of them
 //! are bound again after [`RESTART_DELAY`]; meanwhile the datapath drops redirected flows with
 //! reason 178 (fail closed). Connections already accepted are served on until they end.
 
-use super::{L7Shared, HTTP_PORTS};
-use l7proxy::listen::transparent_listener;
+use super::{L7Shared, DNS_PORTS, HTTP_PORTS};
+use l7proxy::dns::udp::{udp_listener, DnsConfig, DnsProxy, Learn};
+use l7proxy::listen::{transparent_listener, ListenError};
 use l7proxy::{Proxy, ProxyConfig, ProxyError};
 use std::io;
 use std::sync::Arc;
@@ -38,13 +40,44 @@ pub fn proxy_config() -> ProxyConfig {
     }
 }
 
+/// The DNS proxy's configuration: queries go to the server from the client's address, marked
+/// like the HTTP proxy's upstream connections.
+pub fn dns_config() -> DnsConfig {
+    let mark = |d| DNS_PORTS.iter().find(|p| p.1 == d).map_or(0, |p| p.2);
+    DnsConfig {
+        transparent_source: true,
+        marks: Some((mark(ir::Direction::Ingress), mark(ir::Direction::Egress))),
+        ..DnsConfig::default()
+    }
+}
+
+/// Both proxies, started together.
+#[derive(Clone)]
+struct Proxies {
+    http: Proxy,
+    dns: DnsProxy,
+}
+
 impl Supervisor {
-    /// Starts the proxy on the current tokio runtime.
-    pub fn spawn(shared: L7Shared) -> Result<Supervisor, ProxyError> {
-        let proxy = Proxy::new(proxy_config(), shared.table.clone(), shared.events.clone())?;
+    /// Starts the proxies on the current tokio runtime; `learn` gets the addresses of every
+    /// allowed DNS answer before it is relayed.
+    pub fn spawn(shared: L7Shared, learn: Option<Learn>) -> Result<Supervisor, ProxyError> {
+        let http = Proxy::new(proxy_config(), shared.table.clone(), shared.events.clone())?;
+        let dns = DnsProxy::new(
+            dns_config(),
+            shared.table.clone(),
+            shared.events.clone(),
+            learn,
+        )
+        .map_err(|e| ProxyError::Accept(io::Error::other(e.to_string())))?;
         let crash = Arc::new(Notify::new());
         let (up_tx, up) = watch::channel(false);
-        tokio::spawn(supervise(proxy, shared, crash.clone(), up_tx));
+        tokio::spawn(supervise(
+            Proxies { http, dns },
+            shared,
+            crash.clone(),
+            up_tx,
+        ));
         Ok(Supervisor { crash, up })
     }
 
@@ -73,49 +106,94 @@ impl Supervisor {
 }
 
 /// Why a listener stopped.
-fn ended(r: Result<Result<(), ProxyError>, JoinError>) -> String {
+fn ended(r: Result<Result<(), String>, JoinError>) -> String {
     match r {
         Ok(Ok(())) => "its accept loop ended".into(),
-        Ok(Err(e)) => e.to_string(),
+        Ok(Err(e)) => e,
         Err(e) if e.is_panic() => "it panicked".into(),
         Err(e) => e.to_string(),
     }
 }
 
-async fn supervise(proxy: Proxy, shared: L7Shared, crash: Arc<Notify>, up: watch::Sender<bool>) {
+const STOPPED: &str = "stopped by request (fault injection)";
+
+/// Binds every listener and spawns its loop into `set`; the first bind error, if any.
+fn bind_all(
+    proxies: &Proxies,
+    shared: &L7Shared,
+    crash: &Arc<Notify>,
+    set: &mut JoinSet<Result<(), String>>,
+) -> Result<(), ListenError> {
+    let mut bound = Ok(());
+    for (port, direction, mark) in HTTP_PORTS {
+        for v6 in [false, true] {
+            let listener = match transparent_listener(v6, port, mark) {
+                Ok(l) => l,
+                Err(e) => {
+                    bound = Err(e);
+                    continue;
+                }
+            };
+            let (proxy, addresses, crash) = (
+                proxies.http.clone(),
+                shared.addresses.clone(),
+                crash.clone(),
+            );
+            set.spawn(async move {
+                let classify = move |s: &tokio::net::TcpStream, client| {
+                    let original_dst = s.local_addr().ok()?;
+                    Some(addresses.load().classify(direction, client, original_dst))
+                };
+                tokio::select! {
+                    r = proxy.serve(listener, classify) => r.map_err(|e| e.to_string()),
+                    _ = crash.notified() => Err(STOPPED.into()),
+                }
+            });
+        }
+    }
+    for (port, direction, mark) in DNS_PORTS {
+        for v6 in [false, true] {
+            let socket = match udp_listener(v6, port, mark) {
+                Ok(l) => l,
+                Err(e) => {
+                    bound = Err(e);
+                    continue;
+                }
+            };
+            let (proxy, addresses, crash) =
+                (proxies.dns.clone(), shared.addresses.clone(), crash.clone());
+            set.spawn(async move {
+                let classify = move |client, original_dst| {
+                    addresses.load().classify(direction, client, original_dst)
+                };
+                tokio::select! {
+                    r = proxy.serve(socket, classify) => r.map_err(|e| e.to_string()),
+                    _ = crash.notified() => Err(STOPPED.into()),
+                }
+            });
+        }
+    }
+    bound
+}
+
+async fn supervise(
+    proxies: Proxies,
+    shared: L7Shared,
+    crash: Arc<Notify>,
+    up: watch::Sender<bool>,
+) {
     loop {
         let mut set = JoinSet::new();
-        let mut bound = Ok(());
-        for (port, direction, mark) in HTTP_PORTS {
-            for v6 in [false, true] {
-                let listener = match transparent_listener(v6, port, mark) {
-                    Ok(l) => l,
-                    Err(e) => {
-                        bound = Err(e.to_string());
-                        continue;
-                    }
-                };
-                let (proxy, addresses, crash) =
-                    (proxy.clone(), shared.addresses.clone(), crash.clone());
-                set.spawn(async move {
-                    let classify = move |s: &tokio::net::TcpStream, client| {
-                        let original_dst = s.local_addr().ok()?;
-                        Some(addresses.load().classify(direction, client, original_dst))
-                    };
-                    tokio::select! {
-                        r = proxy.serve(listener, classify) => r,
-                        _ = crash.notified() => Err(ProxyError::Accept(io::Error::other(
-                            "stopped by request (fault injection)",
-                        ))),
-                    }
-                });
-            }
-        }
+        let bound = bind_all(&proxies, &shared, &crash, &mut set).map_err(|e| e.to_string());
         let why = match bound {
             Err(e) => e,
             Ok(()) => {
                 let _ = up.send(true);
-                tracing::info!(ports = ?HTTP_PORTS.map(|p| p.0), "L7 proxy listening");
+                tracing::info!(
+                    http = ?HTTP_PORTS.map(|p| p.0),
+                    dns = ?DNS_PORTS.map(|p| p.0),
+                    "L7 proxy listening"
+                );
                 match set.join_next().await {
                     Some(r) => ended(r),
                     None => "no listener".into(),

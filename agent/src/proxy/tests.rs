@@ -40,6 +40,7 @@ fn decision(l7: &L7Shared, peer: NumericIdentity) -> Decision {
         direction: Direction::Ingress,
         peer,
         peer_addr: None,
+        protocol: l7proxy::table::TCP,
         port: 80,
     };
     l7.table.load().resolve(&flow).decision

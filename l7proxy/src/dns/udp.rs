@@ -1,0 +1,423 @@
+//! The DNS proxy over UDP. The datapath assigns a redirected query to the transparent listener
+//! at `127.0.0.1:port` / `[::1]:port` (`bpf_sk_lookup_udp` + `bpf_sk_assign`); the listener
+//! reads the original destination of each datagram (`IP_RECVORIGDSTADDR` /
+//! `IPV6_RECVORIGDSTADDR`). Each query is judged by the `rules.dns` of the deciding redirect
+//! key ([`SharedTable`], looked up as UDP to the original port); an allowed query goes to the
+//! original server from the client's address (`IP_TRANSPARENT`, marked so it is not redirected
+//! again) and the server's answer is relayed; a denied one is answered `REFUSED`. Answers to
+//! the client always come from the original server's address and port (a transparent socket
+//! bound to it), so the client's resolver accepts them.
+//!
+//! Bounds: datagrams of at most [`MAX_MESSAGE`] bytes (longer ones are dropped with an event),
+//! at most `max_inflight` queries at once (the listener stops reading beyond it; the kernel's
+//! socket buffer then drops), `query_timeout` for the server's answer (then `SERVFAIL`).
+
+use super::message::{self, Question, Record, MAX_MESSAGE};
+use crate::event::{Event, EventKind, Events, Verdict};
+use crate::listen::{loopback, ListenError};
+use crate::proxy::ConnInfo;
+use crate::sockopt::{set_int, set_mark, set_transparent, set_v6_only};
+use crate::table::{Decision, Flow, SharedTable, UDP};
+use ir::Direction;
+use socket2::{Domain, Protocol, Socket, Type};
+use std::future::Future;
+use std::io;
+use std::mem::{size_of, MaybeUninit};
+use std::net::SocketAddr;
+use std::os::fd::AsRawFd;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::io::Interest;
+use tokio::net::UdpSocket;
+use tokio::sync::Semaphore;
+
+/// RCODE 2, sent when the server does not answer in time.
+const RCODE_SERVFAIL: u8 = 2;
+
+#[derive(Clone, Debug)]
+pub struct DnsConfig {
+    /// Time allowed for the server's answer; then the client gets `SERVFAIL`.
+    pub query_timeout: Duration,
+    /// Queries being handled at once.
+    pub max_inflight: usize,
+    /// Send queries to the server from the client's address (`IP_TRANSPARENT`).
+    pub transparent_source: bool,
+    /// `SO_MARK` of the sockets after an ingress and after an egress redirect.
+    pub marks: Option<(u32, u32)>,
+}
+
+impl Default for DnsConfig {
+    fn default() -> Self {
+        DnsConfig {
+            query_timeout: Duration::from_secs(5),
+            max_inflight: 1024,
+            transparent_source: false,
+            marks: None,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DnsProxyError {
+    #[error("receiving a DNS query failed: {0}")]
+    Receive(io::Error),
+    #[error("max_inflight must be at least 1")]
+    NoQueries,
+}
+
+/// What an allowed answer taught, before it is relayed: the caller (the agent) learns the
+/// addresses of `toFQDNs` names and returns once the datapath allows them, so the client never
+/// connects to an address its policy does not know yet.
+pub type Learn =
+    Arc<dyn Fn(ConnInfo, Vec<Record>) -> Pin<Box<dyn Future<Output = ()> + Send>> + Send + Sync>;
+
+struct Shared {
+    config: DnsConfig,
+    table: SharedTable,
+    events: Events,
+    learn: Option<Learn>,
+}
+
+/// The DNS proxy: cheap to clone; clones share the table, events and the in-flight cap.
+#[derive(Clone)]
+pub struct DnsProxy {
+    shared: Arc<Shared>,
+    slots: Arc<Semaphore>,
+}
+
+fn socket(v6: bool) -> io::Result<Socket> {
+    let domain = if v6 { Domain::IPV6 } else { Domain::IPV4 };
+    let s = Socket::new(domain, Type::DGRAM, Some(Protocol::UDP))?;
+    s.set_nonblocking(true)?;
+    s.set_cloexec(true)?;
+    Ok(s)
+}
+
+/// A transparent UDP listener on `127.0.0.1:port` or `[::1]:port` (IPv6 only), marked `mark`,
+/// reporting each datagram's original destination. Must be called inside a tokio runtime.
+pub fn udp_listener(v6: bool, port: u16, mark: u32) -> Result<UdpSocket, ListenError> {
+    let addr = SocketAddr::new(loopback(v6), port);
+    let bind = || -> io::Result<UdpSocket> {
+        let s = socket(v6)?;
+        if v6 {
+            set_v6_only(&s)?;
+            set_int(&s, libc::SOL_IPV6, libc::IPV6_RECVORIGDSTADDR, 1)?;
+        } else {
+            set_int(&s, libc::SOL_IP, libc::IP_RECVORIGDSTADDR, 1)?;
+        }
+        set_transparent(&s, !v6)?;
+        set_mark(&s, mark)?;
+        s.set_reuse_address(true)?;
+        s.bind(&addr.into())?;
+        UdpSocket::from_std(s.into())
+    };
+    bind().map_err(|source| ListenError { addr, mark, source })
+}
+
+/// One datagram: its length, sender, original destination (when the kernel gave it) and
+/// whether it was truncated.
+type Received = (usize, SocketAddr, Option<SocketAddr>, bool);
+
+/// `recvmsg` with the original-destination control message.
+fn recv_orig(fd: &impl AsRawFd, buf: &mut [u8]) -> io::Result<Received> {
+    let mut name = MaybeUninit::<libc::sockaddr_storage>::zeroed();
+    let mut control = [0u64; 16];
+    let mut iov = libc::iovec {
+        iov_base: buf.as_mut_ptr().cast(),
+        iov_len: buf.len(),
+    };
+    // SAFETY: every pointer refers to a live buffer of the given length.
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_name = name.as_mut_ptr().cast();
+    msg.msg_namelen = size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+    msg.msg_iov = &mut iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control.as_mut_ptr().cast();
+    msg.msg_controllen = size_of::<[u64; 16]>() as _;
+    // SAFETY: as above.
+    let n = unsafe { libc::recvmsg(fd.as_raw_fd(), &mut msg, 0) };
+    if n < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: zeroed, then written by the kernel.
+    let from = to_socket_addr(unsafe { &name.assume_init() })
+        .ok_or_else(|| io::Error::other("datagram without an IP source"))?;
+    let mut orig = None;
+    // SAFETY: the CMSG_* walk stays within msg_controllen, as the kernel filled it.
+    unsafe {
+        let mut c = libc::CMSG_FIRSTHDR(&msg);
+        while !c.is_null() {
+            let (level, kind) = ((*c).cmsg_level, (*c).cmsg_type);
+            let v4 = level == libc::SOL_IP && kind == libc::IP_ORIGDSTADDR;
+            let v6 = level == libc::SOL_IPV6 && kind == libc::IPV6_ORIGDSTADDR;
+            if v4 || v6 {
+                let mut ss: libc::sockaddr_storage = std::mem::zeroed();
+                let len = if v4 {
+                    size_of::<libc::sockaddr_in>()
+                } else {
+                    size_of::<libc::sockaddr_in6>()
+                };
+                let room = ((*c).cmsg_len as usize)
+                    .saturating_sub(libc::CMSG_LEN(0) as usize)
+                    .min(len);
+                std::ptr::copy_nonoverlapping(
+                    libc::CMSG_DATA(c),
+                    (&mut ss as *mut libc::sockaddr_storage).cast(),
+                    room,
+                );
+                orig = to_socket_addr(&ss);
+            }
+            c = libc::CMSG_NXTHDR(&msg, c);
+        }
+    }
+    let truncated = msg.msg_flags & libc::MSG_TRUNC != 0;
+    Ok((n as usize, from, orig, truncated))
+}
+
+/// The IP socket address in `ss`, if it holds one.
+fn to_socket_addr(ss: &libc::sockaddr_storage) -> Option<SocketAddr> {
+    let p: *const libc::sockaddr_storage = ss;
+    match libc::c_int::from(ss.ss_family) {
+        libc::AF_INET => {
+            // SAFETY: the family says it is a sockaddr_in, which fits in the storage.
+            let a = unsafe { &*p.cast::<libc::sockaddr_in>() };
+            let ip = std::net::Ipv4Addr::from(u32::from_be(a.sin_addr.s_addr));
+            Some(SocketAddr::new(ip.into(), u16::from_be(a.sin_port)))
+        }
+        libc::AF_INET6 => {
+            // SAFETY: as above, a sockaddr_in6.
+            let a = unsafe { &*p.cast::<libc::sockaddr_in6>() };
+            let ip = std::net::Ipv6Addr::from(a.sin6_addr.s6_addr);
+            Some(SocketAddr::new(ip.into(), u16::from_be(a.sin6_port)))
+        }
+        _ => None,
+    }
+}
+
+/// Sends `answer` to `client` from `from` (the original server: a non-local address, bound
+/// transparently), marked `mark`.
+fn send_as(
+    from: SocketAddr,
+    client: SocketAddr,
+    answer: &[u8],
+    mark: Option<u32>,
+) -> io::Result<()> {
+    let s = socket(from.is_ipv6())?;
+    set_transparent(&s, from.is_ipv4())?;
+    if let Some(m) = mark {
+        set_mark(&s, m)?;
+    }
+    s.set_reuse_address(true)?;
+    s.bind(&from.into())?;
+    s.send_to(answer, &client.into())?;
+    Ok(())
+}
+
+impl DnsProxy {
+    pub fn new(
+        config: DnsConfig,
+        table: SharedTable,
+        events: Events,
+        learn: Option<Learn>,
+    ) -> Result<DnsProxy, DnsProxyError> {
+        if config.max_inflight == 0 {
+            return Err(DnsProxyError::NoQueries);
+        }
+        let slots = Arc::new(Semaphore::new(config.max_inflight));
+        Ok(DnsProxy {
+            shared: Arc::new(Shared {
+                config,
+                table,
+                events,
+                learn,
+            }),
+            slots,
+        })
+    }
+
+    /// Reads queries until reading fails with a non-transient error. `classify` tells whose
+    /// query a datagram is from its sender and original destination; a datagram without an
+    /// original destination is dropped.
+    pub async fn serve<F>(&self, socket: UdpSocket, classify: F) -> Result<(), DnsProxyError>
+    where
+        F: Fn(SocketAddr, SocketAddr) -> ConnInfo,
+    {
+        loop {
+            let Ok(slot) = self.slots.clone().acquire_owned().await else {
+                return Ok(()); // The semaphore is never closed.
+            };
+            let mut buf = vec![0u8; MAX_MESSAGE];
+            let got = socket
+                .async_io(Interest::READABLE, || recv_orig(&socket, &mut buf))
+                .await;
+            let (n, client, orig, truncated) = match got {
+                Ok(x) => x,
+                Err(e) if transient(&e) => continue,
+                Err(e) => return Err(DnsProxyError::Receive(e)),
+            };
+            let Some(orig) = orig else { continue };
+            buf.truncate(n);
+            let info = classify(client, orig);
+            let shared = self.shared.clone();
+            tokio::spawn(async move {
+                query(&shared, info, buf, truncated).await;
+                drop(slot);
+            });
+        }
+    }
+}
+
+fn transient(e: &io::Error) -> bool {
+    // ICMP errors of earlier sends surface on the next receive; descriptors may run out.
+    matches!(
+        e.raw_os_error(),
+        Some(libc::ECONNREFUSED | libc::EINTR | libc::ENOBUFS | libc::ENOMEM | libc::EMFILE)
+    )
+}
+
+impl Shared {
+    fn event(
+        &self,
+        info: &ConnInfo,
+        endpoint_identity: ir::NumericIdentity,
+        kind: impl FnOnce() -> EventKind,
+    ) {
+        self.events.emit(|| Event {
+            endpoint: info.endpoint,
+            endpoint_identity,
+            direction: info.direction,
+            peer_identity: info.peer_identity,
+            client: info.client,
+            original_dst: info.original_dst,
+            kind: kind(),
+        });
+    }
+
+    fn mark(&self, direction: Direction) -> Option<u32> {
+        self.config.marks.map(|(i, e)| match direction {
+            Direction::Ingress => i,
+            Direction::Egress => e,
+        })
+    }
+}
+
+/// Handles one query datagram.
+async fn query(shared: &Shared, info: ConnInfo, buf: Vec<u8>, truncated: bool) {
+    let start = Instant::now();
+    let peer_addr = match info.direction {
+        Direction::Ingress => info.client.ip(),
+        Direction::Egress => info.original_dst.ip(),
+    };
+    let resolved = shared.table.load().resolve(&Flow {
+        endpoint: info.endpoint,
+        direction: info.direction,
+        peer: info.peer_identity,
+        peer_addr: Some(peer_addr),
+        protocol: UDP,
+        port: info.original_dst.port(),
+    });
+    let ep_id = resolved.endpoint_identity;
+    let q = match parse(&buf, truncated) {
+        Ok(q) => q,
+        Err(reason) => return shared.event(&info, ep_id, || EventKind::BadDns { reason }),
+    };
+    let allowed = match &resolved.decision {
+        Decision::AllowAll => true,
+        Decision::Dns(names) => names.matches(&q.name),
+        Decision::DenyAll(_) | Decision::Rules(_) => false,
+    };
+    let mark = shared.mark(info.direction);
+    let (verdict, answer) = if allowed {
+        match exchange(shared, &info, &buf, &q, mark).await {
+            Ok(answer) => (Verdict::Forwarded, answer),
+            Err(Exchange::Malformed(reason)) => {
+                return shared.event(&info, ep_id, || EventKind::BadDns { reason })
+            }
+            Err(Exchange::Failed) => (
+                Verdict::Error,
+                message::error_answer(&buf, &q, RCODE_SERVFAIL),
+            ),
+        }
+    } else {
+        (
+            Verdict::Denied,
+            message::error_answer(&buf, &q, message::RCODE_REFUSED),
+        )
+    };
+    let sent = send_as(info.original_dst, info.client, &answer, mark).is_ok();
+    shared.event(&info, ep_id, || EventKind::Dns {
+        name: q.name.clone(),
+        qtype: q.qtype,
+        verdict,
+        rcode: if sent { message::rcode(&answer) } else { None },
+        latency: start.elapsed(),
+    });
+}
+
+fn parse(buf: &[u8], truncated: bool) -> Result<Question, String> {
+    if truncated {
+        return Err(format!("query longer than {MAX_MESSAGE} bytes"));
+    }
+    message::parse_query(buf).map_err(|e| e.to_string())
+}
+
+enum Exchange {
+    /// The server's answer is not a valid DNS message: nothing is relayed.
+    Malformed(String),
+    /// No answer (unreachable, timed out): the client gets `SERVFAIL`.
+    Failed,
+}
+
+/// Sends the query to the original server and returns its answer (learned from first, when
+/// the proxy learns).
+async fn exchange(
+    shared: &Shared,
+    info: &ConnInfo,
+    query: &[u8],
+    q: &Question,
+    mark: Option<u32>,
+) -> Result<Vec<u8>, Exchange> {
+    let dst = info.original_dst;
+    let open = || -> io::Result<UdpSocket> {
+        let s = socket(dst.is_ipv6())?;
+        if let Some(m) = mark {
+            set_mark(&s, m)?;
+        }
+        if shared.config.transparent_source {
+            set_transparent(&s, dst.is_ipv4())?;
+            s.set_reuse_address(true)?;
+            s.bind(&SocketAddr::new(info.client.ip(), 0).into())?;
+        }
+        s.connect(&dst.into())?;
+        UdpSocket::from_std(s.into())
+    };
+    let sock = open().map_err(|_| Exchange::Failed)?;
+    sock.send(query).await.map_err(|_| Exchange::Failed)?;
+    let mut buf = vec![0u8; MAX_MESSAGE];
+    let answer = tokio::time::timeout(shared.config.query_timeout, async {
+        loop {
+            let n = sock.recv(&mut buf).await.map_err(|_| Exchange::Failed)?;
+            // Another id (a stray or late datagram): keep waiting.
+            if n >= 2 && buf[..2] == query[..2] {
+                return Ok(buf[..n].to_vec());
+            }
+        }
+    })
+    .await
+    .map_err(|_| Exchange::Failed)??;
+    let (aq, records) =
+        message::parse_answer(&answer).map_err(|e| Exchange::Malformed(e.to_string()))?;
+    if aq.name != q.name || aq.qtype != q.qtype {
+        return Err(Exchange::Malformed(format!(
+            "answer for {} type {} to a query for {} type {}",
+            aq.name, aq.qtype, q.name, q.qtype
+        )));
+    }
+    if let Some(learn) = &shared.learn {
+        if !records.is_empty() {
+            learn(*info, records).await;
+        }
+    }
+    Ok(answer)
+}
