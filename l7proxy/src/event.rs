@@ -236,9 +236,10 @@ pub fn format_event(e: &Event, names: &dyn Names) -> String {
         } => {
             let answer = rcode.map_or("no answer".to_string(), rcode_name);
             let mut line = format!(
-                "<- Request dns {parties}, verdict {} {name} {} => {answer}",
+                "<- Request dns {parties}, verdict {} {name} {} to {} => {answer}",
                 verdict.name(),
-                qtype_name(*qtype)
+                qtype_name(*qtype),
+                e.original_dst
             );
             if *verdict != Verdict::Denied {
                 line.push_str(&format!(" ({} µs)", latency.as_micros()));
@@ -352,10 +353,10 @@ mod tests {
         assert_eq!(
             format_event(&event(kind(Verdict::Denied, Some(5))), &Fixed),
             "<- Request dns from 3 ([k8s:id=app2]) to 1 ([k8s:id=app1]), identity \
-             12345->54321, verdict Denied blocked.test. A => REFUSED"
+             12345->54321, verdict Denied blocked.test. A to 10.0.0.11:80 => REFUSED"
         );
         assert!(format_event(&event(kind(Verdict::Error, None)), &Fixed)
-            .ends_with("verdict Error blocked.test. A => no answer (84 µs)"));
+            .ends_with("verdict Error blocked.test. A to 10.0.0.11:80 => no answer (84 µs)"));
     }
 
     #[test]
