@@ -45,7 +45,6 @@ pub fn l7_rules(cx: &mut Cx<'_>, f: &Field<'_>) -> Option<L7Rules> {
         out = Some(L7Rules::Http(rules));
     }
     if let Some(d) = m.get("dns") {
-        cx.not_enforced(&d, "`rules.dns` (DNS proxy rules)");
         let rules: Vec<DnsRule> = cx
             .seq(&d)
             .iter()
@@ -62,7 +61,10 @@ pub fn l7_rules(cx: &mut Cx<'_>, f: &Field<'_>) -> Option<L7Rules> {
     }
     for other in ["kafka", "l7proto", "l7"] {
         if let Some(o) = m.get(other) {
-            cx.not_enforced(&o, &format!("`rules.{other}` (L7 parsers other than HTTP)"));
+            cx.not_enforced(
+                &o,
+                &format!("`rules.{other}` (L7 parsers other than HTTP and DNS)"),
+            );
         }
     }
     if cx.errors() > before {
