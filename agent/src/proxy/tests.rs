@@ -124,3 +124,56 @@ fn the_table_follows_changes_and_a_refused_pattern_changes_nothing() {
     put(&mut a, "l3b.json", L3_ONLY.replace("app2", "app3").as_str()).unwrap();
     assert!(Arc::ptr_eq(&after, &l7.table.load()));
 }
+
+/// app1 may ask app2 (its DNS server) on UDP and TCP 53 for `*.allowed.test` and `exact.test`
+/// only, in two rules whose names the proxy unions.
+const DNS_POLICY: &str = r#"[{"endpointSelector": {"matchLabels": {"id": "app1"}},
+  "egress": [{"toEndpoints": [{"matchLabels": {"id": "app2"}}],
+    "toPorts": [{"ports": [{"port": "53", "protocol": "ANY"}],
+      "rules": {"dns": [{"matchPattern": "*.allowed.test"}]}}]}]},
+ {"endpointSelector": {"matchLabels": {"id": "app1"}},
+  "egress": [{"toEndpoints": [{"matchLabels": {"id": "app2"}}],
+    "toPorts": [{"ports": [{"port": "53", "protocol": "UDP"}],
+      "rules": {"dns": [{"matchName": "Exact.test"}]}}]}]}]"#;
+
+#[test]
+fn dns_redirects_get_the_names_of_their_rules() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut a = agent(dir.path());
+    a.put_endpoint(endpoint(1, "id=app1", "10.0.0.1")).unwrap();
+    a.put_endpoint(endpoint(2, "id=app2", "10.0.0.2")).unwrap();
+    let l7 = a.l7_shared();
+    put(&mut a, "dns.json", DNS_POLICY).unwrap();
+    let app2 = a.world().endpoints[&2].identity;
+    let flow = |protocol, port| Flow {
+        endpoint: 1,
+        direction: Direction::Egress,
+        peer: app2,
+        peer_addr: Some("10.0.0.2".parse().unwrap()),
+        protocol,
+        port,
+    };
+    let resolve = |f: Flow| l7.table.load().resolve(&f).decision;
+    let Decision::Dns(names) = resolve(flow(l7proxy::table::UDP, 53)) else {
+        panic!("UDP 53 is decided by the DNS rules");
+    };
+    for (name, allowed) in [
+        ("www.allowed.test", true),
+        ("exact.test.", true),
+        ("a.b.allowed.test", false),
+        ("www.exact.test", false),
+        ("blocked.test", false),
+    ] {
+        assert_eq!(names.matches(name), allowed, "{name}");
+    }
+    // TCP 53 has only the first rule's names.
+    let Decision::Dns(tcp) = resolve(flow(l7proxy::table::TCP, 53)) else {
+        panic!("TCP 53 is a DNS key too");
+    };
+    assert!(tcp.matches("www.allowed.test") && !tcp.matches("exact.test"));
+    // Another port is not allowed at all.
+    assert!(matches!(
+        resolve(flow(l7proxy::table::UDP, 54)),
+        Decision::DenyAll(_)
+    ));
+}
