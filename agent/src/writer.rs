@@ -93,7 +93,7 @@ impl Handle {
             L7Events::new(l7.events.clone(), out, snapshot, world, node)
         });
         let counters = l7.events.clone();
-        let supervisor = Supervisor::spawn(l7, None)
+        let supervisor = Supervisor::spawn(l7)
             .map_err(|e| AgentError::Internal(format!("starting the L7 proxy: {e}")))?;
         self.proxy = Some(Arc::new(ProxyRuntime {
             supervisor,

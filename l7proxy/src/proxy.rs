@@ -82,6 +82,8 @@ pub enum ProxyError {
     Accept(io::Error),
     #[error("max_connections must be at least 1")]
     NoConnections,
+    #[error("DNS proxy: {0}")]
+    Dns(#[from] crate::dns::udp::DnsProxyError),
 }
 
 impl Proxy {

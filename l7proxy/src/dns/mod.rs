@@ -1,7 +1,7 @@
 //! The DNS proxy: the queries of connections the datapath redirects to the DNS proxy ports
 //! (Documentation/l7.md, "DNS"), judged by the `rules.dns` at the deciding redirect key;
-//! allowed ones are forwarded to the original server and the answer relayed (and reported, so
-//! the agent can learn `toFQDNs` addresses), denied ones answered `REFUSED`.
+//! allowed ones are forwarded to the original server and the answer relayed, denied ones
+//! answered `REFUSED`.
 //!
 //! - [`message`]: the DNS message reader and the `REFUSED` answer;
 //! - [`pattern`]: Cilium's `matchName` / `matchPattern` semantics;

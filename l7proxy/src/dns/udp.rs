@@ -12,7 +12,7 @@
 //! at most `max_inflight` queries at once (the listener stops reading beyond it; the kernel's
 //! socket buffer then drops), `query_timeout` for the server's answer (then `SERVFAIL`).
 
-use super::message::{self, Question, Record, MAX_MESSAGE};
+use super::message::{self, Question, MAX_MESSAGE};
 use crate::event::{Event, EventKind, Events, Verdict};
 use crate::listen::{loopback, ListenError};
 use crate::proxy::ConnInfo;
@@ -20,12 +20,10 @@ use crate::sockopt::{set_int, set_mark, set_transparent, set_v6_only};
 use crate::table::{Decision, Flow, SharedTable, UDP};
 use ir::Direction;
 use socket2::{Domain, Protocol, Socket, Type};
-use std::future::Future;
 use std::io;
 use std::mem::{size_of, MaybeUninit};
 use std::net::SocketAddr;
 use std::os::fd::AsRawFd;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::io::Interest;
@@ -66,17 +64,10 @@ pub enum DnsProxyError {
     NoQueries,
 }
 
-/// What an allowed answer taught, before it is relayed: the caller (the agent) learns the
-/// addresses of `toFQDNs` names and returns once the datapath allows them, so the client never
-/// connects to an address its policy does not know yet.
-pub type Learn =
-    Arc<dyn Fn(ConnInfo, Vec<Record>) -> Pin<Box<dyn Future<Output = ()> + Send>> + Send + Sync>;
-
 struct Shared {
     config: DnsConfig,
     table: SharedTable,
     events: Events,
-    learn: Option<Learn>,
 }
 
 /// The DNS proxy: cheap to clone; clones share the table, events and the in-flight cap.
@@ -219,7 +210,6 @@ impl DnsProxy {
         config: DnsConfig,
         table: SharedTable,
         events: Events,
-        learn: Option<Learn>,
     ) -> Result<DnsProxy, DnsProxyError> {
         if config.max_inflight == 0 {
             return Err(DnsProxyError::NoQueries);
@@ -230,7 +220,6 @@ impl DnsProxy {
                 config,
                 table,
                 events,
-                learn,
             }),
             slots,
         })
@@ -369,8 +358,7 @@ enum Exchange {
     Failed,
 }
 
-/// Sends the query to the original server and returns its answer (learned from first, when
-/// the proxy learns).
+/// Sends the query to the original server and returns its answer.
 async fn exchange(
     shared: &Shared,
     info: &ConnInfo,
@@ -406,18 +394,12 @@ async fn exchange(
     })
     .await
     .map_err(|_| Exchange::Failed)??;
-    let (aq, records) =
-        message::parse_answer(&answer).map_err(|e| Exchange::Malformed(e.to_string()))?;
+    let (aq, _) = message::parse_answer(&answer).map_err(|e| Exchange::Malformed(e.to_string()))?;
     if aq.name != q.name || aq.qtype != q.qtype {
         return Err(Exchange::Malformed(format!(
             "answer for {} type {} to a query for {} type {}",
             aq.name, aq.qtype, q.name, q.qtype
         )));
-    }
-    if let Some(learn) = &shared.learn {
-        if !records.is_empty() {
-            learn(*info, records).await;
-        }
     }
     Ok(answer)
 }
