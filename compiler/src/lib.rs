@@ -4,6 +4,7 @@ pub mod cluster;
 pub mod diag;
 pub mod diff;
 pub mod flow;
+pub mod fqdn;
 pub mod front;
 pub mod identity;
 pub mod labelsel;

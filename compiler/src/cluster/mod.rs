@@ -4,12 +4,14 @@
 //! CIDR identities), and updated endpoint by endpoint by the agent.
 
 mod build;
+mod fqdn;
 mod load;
 mod nodes;
 pub mod ports;
 mod refs;
 
 pub use build::ClusterError;
+pub use fqdn::{fqdn_labels, FqdnChange};
 pub use load::{load, LoadError};
 pub use nodes::DEFAULT_NODE;
 pub use refs::{service_labels, service_pods, PeerIds};
@@ -98,6 +100,8 @@ pub struct Cluster {
     nodes: BTreeMap<String, ir::Node>,
     node_of_addr: HashMap<IpAddr, String>,
     node_of_endpoint: HashMap<String, String>,
+    /// Addresses learned from DNS answers (`toFQDNs`) and their identities (`fqdn.rs`).
+    fqdn: BTreeMap<IpAddr, NumericIdentity>,
 }
 
 /// What adding or removing an endpoint did to the identities.
@@ -140,6 +144,7 @@ impl Cluster {
             nodes: BTreeMap::new(),
             node_of_addr: HashMap::new(),
             node_of_endpoint: HashMap::new(),
+            fqdn: BTreeMap::new(),
         }
     }
 

@@ -1,6 +1,7 @@
 //! Cilium peers besides endpoints, CIDRs and entities: `toServices` (resolved against the
-//! inventory's Services and EndpointSlices), and those later stages understand but do not
-//! enforce, each with a `not-enforced` warning: `toFQDNs`, `fromGroups`/`toGroups`,
+//! inventory's Services and EndpointSlices), `toFQDNs` (FQDN selectors, enforced by the
+//! agent on the addresses its DNS proxy learns), and those later stages understand but do
+//! not enforce, each with a `not-enforced` warning: `fromGroups`/`toGroups`,
 //! `fromNodes`/`toNodes`.
 
 use super::codes;
@@ -40,7 +41,6 @@ pub fn extra_peers(
     }
     if let Some(x) = present(m, "toFQDNs") {
         any = true;
-        cx.not_enforced(&x, "`toFQDNs` (DNS-based peers)");
         let others = [
             "toEndpoints",
             "toCIDR",

@@ -199,8 +199,8 @@ declare_code!(
     "CP1102",
     "not-enforced",
     Warning,
-    "A field that cilium-policy understands but later stages do not enforce (FQDN \
-     peers, DNS and non-HTTP L7 rules, header secrets and mismatch actions, node selectors, \
+    "A field that cilium-policy understands but later stages do not enforce (non-HTTP, \
+     non-DNS L7 rules, header secrets and mismatch actions, node selectors, \
      authentication, CIDR groups selected by label). The rule is kept, but the datapath will not implement that part."
 );
 declare_code!(

@@ -58,7 +58,9 @@ impl<'a> Ctx<'a> {
                     .filter_map(|(sel, constrained)| Some((Ids::Set(self.set(sel)?), constrained)))
                     .collect();
             }
-            Peer::Fqdn(_) => None,
+            Peer::Fqdn(d) => self
+                .set(PeerSel::Fqdn(crate::fqdn::canonical(d)))
+                .map(Ids::Set),
         };
         one.into_iter()
             .map(|i| (i, matches!(peer, Peer::Endpoints(_))))

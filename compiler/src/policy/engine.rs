@@ -66,6 +66,7 @@ fn rule_sels(policy: &PolicySet, cluster: &Cluster, r: &ir::Rule) -> Vec<(PeerSe
                     v.extend(ids.cidrs.into_iter().map(|s| (PeerSel::Cidr(s), false)));
                     v.extend(ids.pods.into_iter().map(|s| (PeerSel::Labels(s), false)));
                 }
+                Peer::Fqdn(d) => v.push((PeerSel::Fqdn(crate::fqdn::canonical(d)), false)),
                 _ => {}
             }
         }

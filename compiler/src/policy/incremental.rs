@@ -89,7 +89,7 @@ impl PolicyEngine {
     }
 
     /// Records which rules select a new identity.
-    fn record_subject(&mut self, changed: &[PeerSel], id: NumericIdentity) {
+    pub(super) fn record_subject(&mut self, changed: &[PeerSel], id: NumericIdentity) {
         let mut rules: Vec<RuleId> = changed
             .iter()
             .filter_map(|s| self.rules_by_sel.get(s))
@@ -122,7 +122,7 @@ impl PolicyEngine {
 
     /// Recomputes the entries keyed by `id` (and by the wildcard when named ports may have
     /// changed) in every group selected by a rule using a changed selector (or a named port).
-    fn update_peers(
+    pub(super) fn update_peers(
         &mut self,
         changed: &[PeerSel],
         id: NumericIdentity,

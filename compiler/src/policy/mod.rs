@@ -7,6 +7,7 @@ pub mod compute;
 pub mod connectivity;
 pub mod deny;
 mod engine;
+mod fqdn;
 mod incremental;
 pub mod lookup;
 pub mod ports;

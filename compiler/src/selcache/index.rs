@@ -13,7 +13,7 @@ use std::collections::HashMap;
 pub struct SelIndex {
     /// `In` requirements: by (key, value), one entry per listed value.
     by_value: HashMap<(String, String), Vec<PeerSel>>,
-    /// `Exists` requirements: by key.
+    /// `Exists` requirements and FQDN selectors (their label's key): by key.
     by_key: HashMap<String, Vec<PeerSel>>,
     /// Label selectors without a positive requirement, and entities: tested against every identity.
     always: Vec<PeerSel>,
@@ -34,6 +34,12 @@ fn anchor(reqs: &[Requirement]) -> Option<&Requirement> {
 impl SelIndex {
     /// Files `sel` (once per selector; the cache calls this on first resolution).
     pub fn insert(&mut self, policy: &PolicySet, sel: &PeerSel) {
+        if let PeerSel::Fqdn(rule) = sel {
+            // Only identities carrying the selector's own label can match.
+            let key = crate::fqdn::selector_label(rule).key;
+            self.by_key.entry(key).or_default().push(sel.clone());
+            return;
+        }
         let Some(reqs) = super::requirements(policy, sel) else {
             let list = match sel {
                 PeerSel::Cidr(_) => &mut self.cidr,

@@ -20,6 +20,9 @@ pub enum PeerSel {
     /// A label selector derived from the inventory rather than written in a rule (the pods of
     /// a service with a selector).
     Labels(Selector),
+    /// A `toFQDNs` entry (canonical, `fqdn::canonical`): the identities carrying its label
+    /// `fqdn:<name or pattern>`, which only the agent's learned addresses have.
+    Fqdn(ir::DnsRule),
 }
 
 pub type IdSet = BTreeSet<NumericIdentity>;
@@ -51,6 +54,10 @@ pub fn selects(policy: &PolicySet, sel: &PeerSel, info: &IdentityInfo) -> bool {
         PeerSel::Selector(h) => policy.selectors[*h].matches(&info.labels),
         PeerSel::Labels(s) => s.matches(&info.labels),
         PeerSel::Entity(e) => entity_selects(*e, info),
+        PeerSel::Fqdn(rule) => {
+            let label = crate::fqdn::selector_label(rule);
+            info.labels.iter().any(|l| *l == label)
+        }
         PeerSel::Cidr(set) => match info.kind {
             IdentityKind::Cidr(p) => {
                 set.cidr.contains(&p) && !set.except.iter().any(|e| e.contains(&p))
@@ -76,7 +83,7 @@ fn requirements<'a>(policy: &'a PolicySet, sel: &'a PeerSel) -> Option<&'a [ir::
     match sel {
         PeerSel::Selector(h) => Some(&policy.selectors[*h].requirements),
         PeerSel::Labels(s) => Some(&s.requirements),
-        PeerSel::Entity(_) | PeerSel::Cidr(_) => None,
+        PeerSel::Entity(_) | PeerSel::Cidr(_) | PeerSel::Fqdn(_) => None,
     }
 }
 
