@@ -461,3 +461,34 @@ fn trace_to_a_service_traces_each_backend() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("no Service named `default/nope`"), "{err}");
 }
+
+#[test]
+fn trace_dst_fqdn_selects_the_address_for_the_name() {
+    let d = "testdata/semantics/cilium-fqdn";
+    let to = |name: &str| {
+        let mut a = vec!["-f", d, "--src", "default/client", "--dst-ip", "192.0.2.10"];
+        a.extend(["--dst-fqdn", name, "--dport", "443"]);
+        trace(&a)
+    };
+    let t = to("api.example.com");
+    assert!(t.trim_end().ends_with("Verdict: allowed"), "{t}");
+    assert!(t.contains("FQDN matchName api.example.com"), "{t}");
+    let t = to("www.example.com");
+    assert!(t.trim_end().ends_with("Verdict: denied"), "{t}");
+    let bad = run(&[
+        "trace",
+        "-f",
+        d,
+        "--src",
+        "default/client",
+        "--dst-ip",
+        "192.0.2.10",
+    ]
+    .iter()
+    .chain(&["--dst-fqdn", "a b", "--dport", "443"])
+    .copied()
+    .collect::<Vec<_>>());
+    assert!(!bad.status.success());
+    let err = String::from_utf8_lossy(&bad.stderr);
+    assert!(err.contains("--dst-fqdn `a b`: not a DNS name"), "{err}");
+}

@@ -21,7 +21,8 @@ pub struct Args {
     #[command(flatten)]
     pub input: InputArgs,
     /// TSV file with the header `src<TAB>dst<TAB>port<TAB>proto<TAB>verdict` (verdict `allow` or
-    /// `deny`; src/dst are `namespace/pod`, an IP address, `identity:N`, or `labels:k8s:a=b,...`).
+    /// `deny`; src/dst are `namespace/pod`, an IP address, `identity:N`, `labels:k8s:a=b,...`,
+    /// or `fqdn:NAME@IP`: the address NAME resolved to, as `trace --dst-fqdn NAME --dst-ip IP`).
     #[arg(long)]
     pub expect: PathBuf,
     #[arg(short = 'o', long, value_enum, default_value = "text")]
@@ -74,6 +75,17 @@ fn party(s: &str) -> miette::Result<PartySpec> {
             .parse()
             .map_err(|_| miette!("`{s}`: identity must be a number"))?;
         return Ok(PartySpec::Identity(NumericIdentity(n)));
+    }
+    if let Some(r) = s.strip_prefix("fqdn:") {
+        let (name, addr) = r
+            .split_once('@')
+            .and_then(|(n, a)| Some((n, a.parse().ok()?)))
+            .filter(|(n, _)| !n.is_empty())
+            .ok_or_else(|| miette!("`{s}`: expected `fqdn:NAME@IP`"))?;
+        return Ok(PartySpec::Resolved {
+            name: name.to_string(),
+            addr,
+        });
     }
     if let Some(l) = s.strip_prefix("labels:") {
         return Ok(PartySpec::Labels(compiler::labelsel::parse_labels(l)?));

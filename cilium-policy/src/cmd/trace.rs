@@ -35,6 +35,10 @@ pub struct Args {
     /// Destination address.
     #[arg(long)]
     pub dst_ip: Option<IpAddr>,
+    /// The DNS name `--dst-ip` was resolved from: `toFQDNs` peers whose `matchName` /
+    /// `matchPattern` matches it select the address, as the agent's learned addresses.
+    #[arg(long, requires = "dst_ip")]
+    pub dst_fqdn: Option<String>,
     /// Destination Service `namespace/name` (`name` alone: namespace `default`): traces to each
     /// of its backends, the pods its selector matches or the addresses of its EndpointSlices.
     #[arg(long)]
@@ -106,6 +110,17 @@ fn spec(
     }
 }
 
+/// A DNS name as `--dst-fqdn` takes it: labels of `[-a-zA-Z0-9_]`, dot-separated.
+fn is_dns_name(name: &str) -> bool {
+    let name = name.strip_suffix('.').unwrap_or(name);
+    !name.is_empty()
+        && name.split('.').all(|l| {
+            !l.is_empty()
+                && l.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        })
+}
+
 /// The service flag of a side, for messages (only the destination has one).
 fn services(which: &str) -> &'static str {
     if which == "dst" {
@@ -151,6 +166,18 @@ pub fn run(a: Args) -> miette::Result<ExitCode> {
         a.dst_ip,
         a.dst_service.as_ref(),
     )?;
+    let dst = match (dst, &a.dst_fqdn) {
+        (_, Some(name)) if !is_dns_name(name) => {
+            return Err(miette!(
+                "--dst-fqdn `{name}`: not a DNS name (letters, digits, `-`, `_` and dots)"
+            ))
+        }
+        (PartySpec::Addr(addr), Some(name)) => PartySpec::Resolved {
+            name: name.clone(),
+            addr,
+        },
+        (dst, _) => dst,
+    };
     let to_service = a.dst_service.is_some();
     let query = Query {
         src,

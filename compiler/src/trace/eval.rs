@@ -136,7 +136,11 @@ fn peer_match(
                         by_addr |= peer.addr.is_some_and(|a| set.contains(a));
                         None
                     }
-                    Peer::Fqdn(_) => None,
+                    Peer::Fqdn(d) => {
+                        let name = peer.fqdn.as_deref();
+                        name.is_some_and(|n| crate::fqdn::selector_matches(d, n))
+                            .then_some(true)
+                    }
                 };
                 best = best.max(m);
             }

@@ -15,6 +15,13 @@ pub enum PartySpec {
     Labels(LabelSet),
     Identity(NumericIdentity),
     Addr(IpAddr),
+    /// An address the DNS name `name` resolved to (`trace --dst-fqdn NAME --dst-ip IP`): as
+    /// [`PartySpec::Addr`], and `toFQDNs` peers whose selector matches `name` select it (as
+    /// the agent's learned addresses; an endpoint's address keeps its endpoint identity).
+    Resolved {
+        name: String,
+        addr: IpAddr,
+    },
     /// `namespace/name` of a Service: each of its backends (the pods its selector matches, or
     /// the addresses of its EndpointSlices), traced one by one.
     Service(String),
@@ -54,6 +61,8 @@ pub struct Party {
     pub addr: Option<IpAddr>,
     /// Container ports (for named ports), when known.
     pub ports: Vec<NamedPort>,
+    /// The DNS name its address was resolved from (`--dst-fqdn`), for `toFQDNs` peers.
+    pub fqdn: Option<String>,
 }
 
 impl Party {
@@ -72,6 +81,7 @@ fn from_endpoint(c: &Cluster, name: &str) -> Option<Party> {
         info,
         addr: ep.ips.first().copied(),
         ports: ep.ports.clone(),
+        fqdn: None,
     })
 }
 
@@ -144,6 +154,7 @@ pub fn resolve_party(c: &Cluster, spec: &PartySpec) -> Result<Party, PartyError>
                 },
                 addr: None,
                 ports: Vec::new(),
+                fqdn: None,
             })
         }
         PartySpec::Identity(id) => {
@@ -159,6 +170,7 @@ pub fn resolve_party(c: &Cluster, spec: &PartySpec) -> Result<Party, PartyError>
                 info,
                 addr: None,
                 ports: Vec::new(),
+                fqdn: None,
             })
         }
         PartySpec::Addr(a) => {
@@ -179,7 +191,17 @@ pub fn resolve_party(c: &Cluster, spec: &PartySpec) -> Result<Party, PartyError>
                 info,
                 addr: Some(*a),
                 ports: Vec::new(),
+                fqdn: None,
             })
+        }
+        PartySpec::Resolved { name, addr } => {
+            let mut p = resolve_party(c, &PartySpec::Addr(*addr))?;
+            if p.endpoint.is_none() {
+                let name = crate::fqdn::normalize(name);
+                p.display = format!("{addr} ({name})");
+                p.fqdn = Some(name);
+            }
+            Ok(p)
         }
         PartySpec::Service(_) => Err(PartyError::ServiceNotOneParty),
     }

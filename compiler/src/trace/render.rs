@@ -39,7 +39,8 @@ fn peers(policy: &PolicySet, id: RuleId) -> String {
                     }
                     g
                 }
-                Peer::Fqdn(d) => format!("FQDN {d:?} (not enforced offline)"),
+                Peer::Fqdn(ir::DnsRule::MatchName(n)) => format!("FQDN matchName {n}"),
+                Peer::Fqdn(ir::DnsRule::MatchPattern(p)) => format!("FQDN matchPattern {p}"),
                 Peer::Service {
                     name,
                     namespace,
