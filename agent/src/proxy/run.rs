@@ -61,7 +61,12 @@ impl Supervisor {
     /// Starts the proxies (HTTP and DNS) on the current tokio runtime.
     pub fn spawn(shared: L7Shared) -> Result<Supervisor, ProxyError> {
         let http = Proxy::new(proxy_config(), shared.table.clone(), shared.events.clone())?;
-        let dns = DnsProxy::new(dns_config(), shared.table.clone(), shared.events.clone())?;
+        let dns = DnsProxy::new(
+            dns_config(),
+            shared.table.clone(),
+            shared.events.clone(),
+            None,
+        )?;
         let crash = Arc::new(Notify::new());
         let (up_tx, up) = watch::channel(false);
         tokio::spawn(supervise(

@@ -16,6 +16,7 @@ const MAX_NAME: usize = 255;
 pub const RCODE_REFUSED: u8 = 5;
 pub const TYPE_A: u16 = 1;
 pub const TYPE_AAAA: u16 = 28;
+pub const TYPE_CNAME: u16 = 5;
 const CLASS_IN: u16 = 1;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
@@ -52,6 +53,14 @@ pub struct Question {
 pub struct Record {
     pub name: String,
     pub addr: IpAddr,
+    pub ttl: u32,
+}
+
+/// A CNAME record of an answer: `name` is an alias of `target`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Alias {
+    pub name: String,
+    pub target: String,
     pub ttl: u32,
 }
 
@@ -137,6 +146,12 @@ pub fn parse_query(m: &[u8]) -> Result<Question, MessageError> {
 
 /// The question and the A/AAAA records of the answer section of a response.
 pub fn parse_answer(m: &[u8]) -> Result<(Question, Vec<Record>), MessageError> {
+    parse_answer_aliases(m).map(|(q, records, _)| (q, records))
+}
+
+/// The question, the A/AAAA records and the CNAME records of the answer section of a
+/// response.
+pub fn parse_answer_aliases(m: &[u8]) -> Result<(Question, Vec<Record>, Vec<Alias>), MessageError> {
     let q = question(m)?;
     if m[2] & 0x80 == 0 {
         return Err(MessageError::NotAnswer);
@@ -144,6 +159,7 @@ pub fn parse_answer(m: &[u8]) -> Result<(Question, Vec<Record>), MessageError> {
     let count = u16_at(m, 6)?;
     let mut at = q.end;
     let mut records = Vec::new();
+    let mut aliases = Vec::new();
     for _ in 0..count {
         let (name, next) = name_at(m, at)?;
         let rtype = u16_at(m, next)?;
@@ -163,10 +179,13 @@ pub fn parse_answer(m: &[u8]) -> Result<(Question, Vec<Record>), MessageError> {
         };
         if let Some(addr) = addr {
             records.push(Record { name, addr, ttl });
+        } else if (rtype, class) == (TYPE_CNAME, CLASS_IN) {
+            let (target, _) = name_at(m, next + 10)?;
+            aliases.push(Alias { name, target, ttl });
         }
         at = next + 10 + len;
     }
-    Ok((q, records))
+    Ok((q, records, aliases))
 }
 
 /// An answer to `query` (whose question parsed) with `rcode` (e.g. [`RCODE_REFUSED`]): its

@@ -1,12 +1,14 @@
 //! The DNS proxy: the queries of connections the datapath redirects to the DNS proxy ports
 //! (Documentation/l7.md, "DNS"), judged by the `rules.dns` at the deciding redirect key;
-//! allowed ones are forwarded to the original server and the answer relayed, denied ones
-//! answered `REFUSED`.
+//! allowed ones are forwarded to the original server and the answer relayed (after the
+//! agent learned its addresses for `toFQDNs`), denied ones answered `REFUSED`.
 //!
+//! - [`learn`]: the addresses an allowed answer teaches (CNAMEs followed) and the hook;
 //! - [`message`]: the DNS message reader and the `REFUSED` answer;
 //! - [`pattern`]: Cilium's `matchName` / `matchPattern` semantics;
 //! - [`udp`]: the transparent UDP listener and the per-query exchange.
 
+pub mod learn;
 pub mod message;
 pub mod pattern;
 pub mod udp;

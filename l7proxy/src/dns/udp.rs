@@ -10,8 +10,11 @@
 //!
 //! Bounds: datagrams of at most [`MAX_MESSAGE`] bytes (longer ones are dropped with an event),
 //! at most `max_inflight` queries at once (the listener stops reading beyond it; the kernel's
-//! socket buffer then drops), `query_timeout` for the server's answer (then `SERVFAIL`).
+//! socket buffer then drops), `query_timeout` for the server's answer (then `SERVFAIL`),
+//! `learn_wait` for the agent to learn an allowed answer's addresses (`learn.rs`; the answer
+//! is relayed then, learned or not).
 
+use super::learn::{learned, Learn, Learned};
 use super::message::{self, Question, MAX_MESSAGE};
 use crate::event::{Event, EventKind, Events, Verdict};
 use crate::listen::{loopback, ListenError};
@@ -43,6 +46,8 @@ pub struct DnsConfig {
     pub transparent_source: bool,
     /// `SO_MARK` of the sockets after an ingress and after an egress redirect.
     pub marks: Option<(u32, u32)>,
+    /// How long an allowed answer waits for the [`Learn`] hook before it is relayed anyway.
+    pub learn_wait: Duration,
 }
 
 impl Default for DnsConfig {
@@ -52,6 +57,7 @@ impl Default for DnsConfig {
             max_inflight: 1024,
             transparent_source: false,
             marks: None,
+            learn_wait: Duration::from_millis(100),
         }
     }
 }
@@ -68,6 +74,7 @@ struct Shared {
     config: DnsConfig,
     table: SharedTable,
     events: Events,
+    learn: Option<Learn>,
 }
 
 /// The DNS proxy: cheap to clone; clones share the table, events and the in-flight cap.
@@ -206,10 +213,13 @@ fn send_as(
 }
 
 impl DnsProxy {
+    /// A proxy judging queries by `table`; `learn`, if given, gets the addresses of every
+    /// allowed answer before it is relayed.
     pub fn new(
         config: DnsConfig,
         table: SharedTable,
         events: Events,
+        learn: Option<Learn>,
     ) -> Result<DnsProxy, DnsProxyError> {
         if config.max_inflight == 0 {
             return Err(DnsProxyError::NoQueries);
@@ -220,6 +230,7 @@ impl DnsProxy {
                 config,
                 table,
                 events,
+                learn,
             }),
             slots,
         })
@@ -283,6 +294,16 @@ impl Shared {
         });
     }
 
+    /// Hands an allowed answer's addresses to the hook and waits for it, at most `learn_wait`.
+    async fn learn(&self, info: &ConnInfo, addresses: Vec<Learned>) {
+        let Some(learn) = &self.learn else { return };
+        if addresses.is_empty() {
+            return;
+        }
+        let wait = self.config.learn_wait;
+        let _ = tokio::time::timeout(wait, learn(*info, addresses)).await;
+    }
+
     fn mark(&self, direction: Direction) -> Option<u32> {
         self.config.marks.map(|(i, e)| match direction {
             Direction::Ingress => i,
@@ -319,7 +340,10 @@ async fn query(shared: &Shared, info: ConnInfo, buf: Vec<u8>, truncated: bool) {
     let mark = shared.mark(info.direction);
     let (verdict, answer) = if allowed {
         match exchange(shared, &info, &buf, &q, mark).await {
-            Ok(answer) => (Verdict::Forwarded, answer),
+            Ok((answer, addresses)) => {
+                shared.learn(&info, addresses).await;
+                (Verdict::Forwarded, answer)
+            }
             Err(Exchange::Malformed(reason)) => {
                 return shared.event(&info, ep_id, || EventKind::BadDns { reason })
             }
@@ -358,14 +382,15 @@ enum Exchange {
     Failed,
 }
 
-/// Sends the query to the original server and returns its answer.
+/// Sends the query to the original server and returns its answer with the addresses it
+/// gives the question's name.
 async fn exchange(
     shared: &Shared,
     info: &ConnInfo,
     query: &[u8],
     q: &Question,
     mark: Option<u32>,
-) -> Result<Vec<u8>, Exchange> {
+) -> Result<(Vec<u8>, Vec<Learned>), Exchange> {
     let dst = info.original_dst;
     let open = || -> io::Result<UdpSocket> {
         let s = socket(dst.is_ipv6())?;
@@ -394,12 +419,14 @@ async fn exchange(
     })
     .await
     .map_err(|_| Exchange::Failed)??;
-    let (aq, _) = message::parse_answer(&answer).map_err(|e| Exchange::Malformed(e.to_string()))?;
+    let (aq, records, aliases) =
+        message::parse_answer_aliases(&answer).map_err(|e| Exchange::Malformed(e.to_string()))?;
     if aq.name != q.name || aq.qtype != q.qtype {
         return Err(Exchange::Malformed(format!(
             "answer for {} type {} to a query for {} type {}",
             aq.name, aq.qtype, q.name, q.qtype
         )));
     }
-    Ok(answer)
+    let addresses = learned(&q.name, &records, &aliases);
+    Ok((answer, addresses))
 }

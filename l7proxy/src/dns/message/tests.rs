@@ -119,3 +119,55 @@ fn long_names_are_refused() {
         Err(MessageError::NameTooLong)
     );
 }
+
+/// The answer to `query` with one CNAME (the question's name → `target`, TTL `alias_ttl`)
+/// and one A record for `target` (its name compressed to the CNAME's data).
+pub(crate) fn cname_answer(query: &[u8], target: &str, alias_ttl: u32, addr: [u8; 4]) -> Vec<u8> {
+    let mut m = query.to_vec();
+    m[2] = 0x81;
+    m[3] = 0x80;
+    m[6..8].copy_from_slice(&2u16.to_be_bytes());
+    m.extend_from_slice(&[0xC0, 12]);
+    m.extend_from_slice(&TYPE_CNAME.to_be_bytes());
+    m.extend_from_slice(&1u16.to_be_bytes());
+    m.extend_from_slice(&alias_ttl.to_be_bytes());
+    let data: Vec<u8> = query_name(target);
+    m.extend_from_slice(&(data.len() as u16).to_be_bytes());
+    let at = m.len() as u8;
+    m.extend_from_slice(&data);
+    m.extend_from_slice(&[0xC0, at]);
+    m.extend_from_slice(&TYPE_A.to_be_bytes());
+    m.extend_from_slice(&1u16.to_be_bytes());
+    m.extend_from_slice(&300u32.to_be_bytes());
+    m.extend_from_slice(&4u16.to_be_bytes());
+    m.extend_from_slice(&addr);
+    m
+}
+
+/// `name` in wire form.
+fn query_name(name: &str) -> Vec<u8> {
+    let q = query(name, TYPE_A);
+    q[12..q.len() - 4].to_vec()
+}
+
+#[test]
+fn reads_cname_records_with_compressed_targets() {
+    let m = query("api.allowed.test", TYPE_A);
+    let a = cname_answer(&m, "edge.cdn.test", 60, [10, 1, 2, 3]);
+    let (q, recs, aliases) = parse_answer_aliases(&a).unwrap();
+    assert_eq!(q.name, "api.allowed.test.");
+    assert_eq!(
+        aliases,
+        vec![Alias {
+            name: "api.allowed.test.".into(),
+            target: "edge.cdn.test.".into(),
+            ttl: 60
+        }]
+    );
+    assert_eq!(recs.len(), 1);
+    assert_eq!(recs[0].name, "edge.cdn.test.");
+    assert_eq!(recs[0].addr, IpAddr::from([10, 1, 2, 3]));
+    for n in 0..a.len() {
+        let _ = parse_answer_aliases(&a[..n]);
+    }
+}
