@@ -95,7 +95,11 @@ impl World {
     /// after that (identities exhausted) leaves the world to be rebuilt by the caller.
     pub fn apply(&mut self, change: Change) -> Result<Change, AgentError> {
         match change {
-            Change::Source { path, to } => self.apply_source(path, to),
+            Change::Source { path, to } => {
+                let inverse = self.apply_source(path, to)?;
+                self.relabel_fqdn();
+                Ok(inverse)
+            }
             Change::Endpoint { id, to } => self.apply_endpoint(id, to),
             Change::Remote { name, to } => self.apply_remote(name, to),
         }

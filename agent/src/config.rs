@@ -34,6 +34,8 @@ pub struct AgentConfig {
     pub policy_audit_mode: bool,
     /// The cluster-wide ipcache shared through the kvstore (`--kvstore`).
     pub ipcache_sync: Option<std::sync::Arc<crate::kvstore::sync::IpcacheSync>>,
+    /// Learned `toFQDNs` addresses (`--tofqdns-min-ttl`, `--tofqdns-max-ips`).
+    pub fqdn: crate::fqdn::FqdnConfig,
 }
 
 impl AgentConfig {

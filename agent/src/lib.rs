@@ -15,6 +15,7 @@ pub mod endpoint_ref;
 pub mod error;
 pub mod events;
 pub mod flows;
+pub mod fqdn;
 pub mod integrity;
 pub mod ipcache_gen;
 pub mod journal_frame;

@@ -66,6 +66,8 @@ pub struct AgentMetrics {
     pub regeneration: Histogram,
     /// The flow exporter's counts, once it runs.
     pub export: OnceLock<Arc<ExportStats>>,
+    /// Learned `toFQDNs` addresses.
+    pub fqdn: crate::fqdn::FqdnCounters,
 }
 
 fn header(out: &mut String, name: &str, help: &str, kind: &str) {
@@ -252,6 +254,7 @@ pub fn render(
             );
         }
     }
+    render_fqdn(&mut out, &m.fqdn, world);
     if let Some(x) = m.export.get() {
         header(
             &mut out,
@@ -277,6 +280,28 @@ pub fn render(
         );
     }
     out
+}
+
+/// The learned `toFQDNs` addresses now, and the counts of learning and expiring them.
+fn render_fqdn(out: &mut String, c: &crate::fqdn::FqdnCounters, world: &RwLock<World>) {
+    let now = world.read().unwrap_or_else(|e| e.into_inner()).fqdn.len();
+    header(
+        out,
+        "cilium_policy_fqdn_addresses",
+        "Addresses learned from DNS answers for toFQDNs.",
+        "gauge",
+    );
+    let _ = writeln!(out, "cilium_policy_fqdn_addresses {now}");
+    for (name, help, v) in [
+        ("learned", "Addresses learned from allowed DNS answers.", &c.learned),
+        ("refused", "Addresses not learned because the cache was full (--tofqdns-max-ips); their traffic stays denied.", &c.refused),
+        ("expired", "Learned addresses forgotten at their expiry.", &c.expired),
+        ("late", "DNS answers relayed before their addresses were enforced (the proxy's wait ran out).", &c.late),
+    ] {
+        let metric = format!("cilium_policy_fqdn_{name}_total");
+        header(out, &metric, help, "counter");
+        let _ = writeln!(out, "{metric} {}", v.load(Ordering::Relaxed));
+    }
 }
 
 /// `cilium_policy_verdict_total`: policy decisions (new connections) by direction, verdict

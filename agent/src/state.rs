@@ -134,7 +134,7 @@ impl Agent {
         self.world.read().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn world_mut(&self) -> RwLockWriteGuard<'_, World> {
+    pub(crate) fn world_mut(&self) -> RwLockWriteGuard<'_, World> {
         self.world.write().unwrap_or_else(|e| e.into_inner())
     }
 
@@ -689,6 +689,10 @@ impl Agent {
             Ok(mut w) => {
                 let mut world = self.world_mut();
                 Agent::carry_remote(&world, &mut w);
+                w.carry_fqdn(&world);
+                if let Err(e) = w.refresh() {
+                    tracing::warn!(error = %e, "refreshing the rebuilt world");
+                }
                 w.epoch = world.epoch + 1;
                 *world = w;
                 drop(world);
@@ -703,6 +707,33 @@ impl Agent {
             tracing::error!(error = %e, "enforcing the rebuilt state failed");
         }
         self.refresh_l7();
+    }
+
+    /// Brings the datapath and the L7 proxy to world changes that make no new policy revision
+    /// (other nodes' endpoints, learned `toFQDNs` addresses): the endpoints they touched and
+    /// the pending ones. Should the datapath refuse them, `undo` is applied.
+    pub(crate) fn enforce_unversioned(&mut self, undo: Vec<Change>) -> Result<(), AgentError> {
+        let refreshed = self.world_mut().refresh();
+        let mut scope = match refreshed {
+            Ok(t) => t,
+            Err(e) => return Err(self.rollback(undo, e)),
+        };
+        let l7 = self.l7.prepare(&self.world(), Some(&scope));
+        let l7 = match l7 {
+            Ok(p) => p,
+            Err(e) => return Err(self.rollback(undo, e)),
+        };
+        scope.extend(self.pending.iter().copied());
+        if let Err(e) = self.sync_datapath(Scope::Only(&scope), self.persisted.revision) {
+            return Err(self.rollback(undo, e));
+        }
+        self.pending.clear();
+        // Pending endpoints were enforced too: a table staged for them goes in use.
+        match l7 {
+            Some(p) => self.l7.commit(p),
+            None => self.l7.commit_staged(),
+        }
+        Ok(())
     }
 
     /// Changes accepted without waiting are not enforced yet.

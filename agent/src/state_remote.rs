@@ -3,7 +3,7 @@
 //! the L7 proxy's table, not persisted, no new revision), and this node's endpoints handed to
 //! the kvstore after every change.
 
-use super::{Agent, Scope};
+use super::Agent;
 use crate::change::Change;
 use crate::error::AgentError;
 use crate::remote::{diff, RemoteEndpoint};
@@ -37,27 +37,7 @@ impl Agent {
                 Err(e) => return Err(self.rollback(undo, e)),
             }
         }
-        let refreshed = self.world_mut().refresh();
-        let mut scope = match refreshed {
-            Ok(t) => t,
-            Err(e) => return Err(self.rollback(undo, e)),
-        };
-        // The L7 proxy's table and addresses follow, as for any change.
-        let l7 = self.l7.prepare(&self.world(), Some(&scope));
-        let l7 = match l7 {
-            Ok(p) => p,
-            Err(e) => return Err(self.rollback(undo, e)),
-        };
-        scope.extend(self.pending.iter().copied());
-        if let Err(e) = self.sync_datapath(Scope::Only(&scope), self.persisted.revision) {
-            return Err(self.rollback(undo, e));
-        }
-        self.pending.clear();
-        // Pending endpoints were enforced too: a table staged for them goes in use.
-        match l7 {
-            Some(p) => self.l7.commit(p),
-            None => self.l7.commit_staged(),
-        }
+        self.enforce_unversioned(undo)?;
         super::super::kvstore::retain_in_use(&self.cfg, &self.world().engine.cluster);
         Ok(())
     }

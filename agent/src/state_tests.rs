@@ -28,6 +28,7 @@ pub(crate) fn agent(dir: &Path) -> Agent {
         metrics_listen: None,
         policy_audit_mode: false,
         ipcache_sync: None,
+        fqdn: Default::default(),
     };
     Agent::start(cfg, Box::new(|_| {})).unwrap()
 }
@@ -158,7 +159,7 @@ const LABELLED: &str = r#"[
   "labels": [{"key": "team", "value": "a"}]}
 ]"#;
 
-fn endpoint(id: u16, labels: &[&str], ip: &str) -> EndpointSpec {
+pub(crate) fn endpoint(id: u16, labels: &[&str], ip: &str) -> EndpointSpec {
     EndpointSpec {
         id,
         iface: format!("lxc{id}"),

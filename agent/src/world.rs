@@ -57,6 +57,11 @@ pub struct World {
     pub epoch: u64,
     /// Endpoints of other nodes, by cluster endpoint name (`remote.rs`).
     pub(super) remote: BTreeMap<String, super::remote::RemoteEndpoint>,
+    /// Addresses learned from DNS answers for `toFQDNs` (`fqdn/`), the FQDN selectors they
+    /// were last labelled with, and when a failed expiry is retried.
+    pub(crate) fqdn: super::fqdn::FqdnCache,
+    pub(crate) fqdn_selectors: Vec<ir::DnsRule>,
+    pub(crate) fqdn_retry: Option<std::time::Instant>,
 }
 
 impl Default for World {
@@ -78,6 +83,9 @@ impl Default for World {
             touched: BTreeSet::new(),
             epoch: 0,
             remote: BTreeMap::new(),
+            fqdn: Default::default(),
+            fqdn_selectors: Vec::new(),
+            fqdn_retry: None,
         }
     }
 }

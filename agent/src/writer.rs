@@ -7,19 +7,22 @@
 //! nothing polls.
 
 use super::error::AgentError;
+use super::fqdn::bump;
 use super::metrics::AgentMetrics;
 use super::model::PolicyReply;
 use super::monitor::Line;
-use super::proxy::{L7Events, L7Listener, L7Shared, Supervisor};
+use super::proxy::{dns_config, L7Events, L7Listener, L7Shared, Supervisor};
 use super::snapshot::Snapshot;
 use super::state::Agent;
 use super::world::World;
 use arc_swap::ArcSwap;
+use l7proxy::dns::learn::{Learn, Learned};
 use runtime_loader::layout::NodeLayout;
 use std::collections::BTreeMap;
 use std::panic::AssertUnwindSafe;
-use std::sync::mpsc::{self, TryRecvError};
+use std::sync::mpsc::{self, RecvTimeoutError, TryRecvError};
 use std::sync::{Arc, RwLock};
+use std::time::Instant;
 use tokio::sync::{broadcast, oneshot};
 
 /// A job: runs on the agent and returns what delivers its reply (called once the snapshot
@@ -93,7 +96,8 @@ impl Handle {
             L7Events::new(l7.events.clone(), out, snapshot, world, node)
         });
         let counters = l7.events.clone();
-        let supervisor = Supervisor::spawn(l7)
+        let learn = self.fqdn_learner();
+        let supervisor = Supervisor::spawn(l7, Some(learn))
             .map_err(|e| AgentError::Internal(format!("starting the L7 proxy: {e}")))?;
         self.proxy = Some(Arc::new(ProxyRuntime {
             supervisor,
@@ -101,6 +105,32 @@ impl Handle {
             counters,
         }));
         Ok(self)
+    }
+
+    /// The DNS proxy's hook for `toFQDNs`: each allowed answer's addresses are learned by the
+    /// writer (`Agent::learn_fqdn`); the hook returns once they are enforced. A learn that
+    /// outlasts the proxy's wait still completes, counted as late.
+    fn fqdn_learner(&self) -> Learn {
+        let handle = self.clone();
+        Arc::new(move |_info, learned: Vec<Learned>| {
+            let (handle, asked) = (handle.clone(), Instant::now());
+            let metrics = handle.metrics.clone();
+            Box::pin(async move {
+                let done = handle.write(move |a| {
+                    let learnt = a.learn_fqdn(&learned);
+                    if asked.elapsed() > dns_config().learn_wait {
+                        bump(&metrics.fqdn.late, 1);
+                    }
+                    if let Ok(l) = &learnt {
+                        metrics.fqdn.record(l);
+                    }
+                    learnt
+                });
+                if let Err(e) = done.await {
+                    tracing::warn!(error = %e, "toFQDNs: learning a DNS answer's addresses failed");
+                }
+            })
+        })
     }
 
     /// The L7 proxy's supervisor, when the agent runs the proxy.
@@ -220,30 +250,59 @@ impl Handle {
     }
 }
 
+/// What the writer does next.
+enum Work {
+    Job(Job),
+    /// Enforce the changes accepted without waiting.
+    Pending,
+    /// Forget the learned `toFQDNs` addresses that expired.
+    Expire,
+}
+
+/// The next work: learned addresses past their expiry first (they must not stay allowed
+/// while jobs keep coming), then a queued job, then pending changes; with nothing to do, it
+/// sleeps until the next job or the next expiry. `None`: every handle is gone.
+fn next(agent: &Agent, jobs: &mpsc::Receiver<Job>) -> Option<Work> {
+    let deadline = agent.fqdn_deadline();
+    if deadline.is_some_and(|d| d <= Instant::now()) {
+        return Some(Work::Expire);
+    }
+    match jobs.try_recv() {
+        Ok(job) => return Some(Work::Job(job)),
+        Err(TryRecvError::Empty) if agent.has_pending() => return Some(Work::Pending),
+        Err(TryRecvError::Empty) => {}
+        Err(TryRecvError::Disconnected) => return None,
+    }
+    let Some(deadline) = deadline else {
+        return jobs.recv().ok().map(Work::Job);
+    };
+    match jobs.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+        Ok(job) => Some(Work::Job(job)),
+        Err(RecvTimeoutError::Timeout) => Some(Work::Expire),
+        Err(RecvTimeoutError::Disconnected) => None,
+    }
+}
+
 /// The writer's loop: one job at a time; with none queued, the changes accepted without
-/// waiting are enforced; with nothing to do, it sleeps until the next job.
+/// waiting are enforced; learned addresses are forgotten at their expiry; with nothing to
+/// do, it sleeps until the next job or expiry.
 fn run(
     mut agent: Agent,
     jobs: mpsc::Receiver<Job>,
     published: Arc<ArcSwap<Snapshot>>,
     metrics: &AgentMetrics,
 ) {
-    loop {
-        let job = match jobs.try_recv() {
-            Ok(job) => Some(job),
-            Err(TryRecvError::Empty) if agent.has_pending() => None,
-            Err(TryRecvError::Empty) => match jobs.recv() {
-                Ok(job) => Some(job),
-                Err(_) => return,
-            },
-            Err(TryRecvError::Disconnected) => return,
-        };
-        let started = std::time::Instant::now();
-        let pending = job.is_none();
-        let reply = std::panic::catch_unwind(AssertUnwindSafe(|| match job {
-            Some(job) => Some(job(&mut agent)),
-            None => {
+    while let Some(work) = next(&agent, &jobs) {
+        let started = Instant::now();
+        let pending = matches!(work, Work::Pending);
+        let reply = std::panic::catch_unwind(AssertUnwindSafe(|| match work {
+            Work::Job(job) => Some(job(&mut agent)),
+            Work::Pending => {
                 agent.sync_pending();
+                None
+            }
+            Work::Expire => {
+                agent.expire_fqdn(&metrics.fqdn);
                 None
             }
         }));

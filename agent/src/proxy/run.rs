@@ -8,6 +8,7 @@
 //! reason 178 (fail closed). Connections already accepted are served on until they end.
 
 use super::{L7Shared, DNS_PORTS, HTTP_PORTS};
+use l7proxy::dns::learn::Learn;
 use l7proxy::dns::udp::{udp_listener, DnsConfig, DnsProxy};
 use l7proxy::listen::{transparent_listener, ListenError};
 use l7proxy::{Proxy, ProxyConfig, ProxyError};
@@ -58,15 +59,12 @@ struct Proxies {
 }
 
 impl Supervisor {
-    /// Starts the proxies (HTTP and DNS) on the current tokio runtime.
-    pub fn spawn(shared: L7Shared) -> Result<Supervisor, ProxyError> {
+    /// Starts the proxies (HTTP and DNS) on the current tokio runtime; `learn` gets the
+    /// addresses of every allowed DNS answer before it is relayed (`toFQDNs`).
+    pub fn spawn(shared: L7Shared, learn: Option<Learn>) -> Result<Supervisor, ProxyError> {
         let http = Proxy::new(proxy_config(), shared.table.clone(), shared.events.clone())?;
-        let dns = DnsProxy::new(
-            dns_config(),
-            shared.table.clone(),
-            shared.events.clone(),
-            None,
-        )?;
+        let (table, events) = (shared.table.clone(), shared.events.clone());
+        let dns = DnsProxy::new(dns_config(), table, events, learn)?;
         let crash = Arc::new(Notify::new());
         let (up_tx, up) = watch::channel(false);
         tokio::spawn(supervise(

@@ -55,6 +55,25 @@ pub struct Args {
     /// is reported with verdict AUDIT.
     #[arg(long)]
     pub policy_audit_mode: bool,
+    /// Addresses learned from DNS answers for `toFQDNs` stay allowed at least this many
+    /// seconds, whatever the record's TTL (Cilium's flag; its default of 3600 s is meant for
+    /// production, where clients cache answers longer than their TTL).
+    #[arg(long, default_value_t = agent::fqdn::DEFAULT_MIN_TTL,
+          value_parser = clap::value_parser!(u64).range(0..=86400))]
+    pub tofqdns_min_ttl: u64,
+    /// Addresses learned for `toFQDNs` on this node at most; past that new ones are refused
+    /// (their traffic stays denied), logged and counted in `/metrics`.
+    #[arg(long, default_value_t = agent::fqdn::DEFAULT_MAX_ADDRESSES,
+          value_parser = parse_max_ips)]
+    pub tofqdns_max_ips: usize,
+}
+
+/// `--tofqdns-max-ips`: 1 to 65,536.
+fn parse_max_ips(s: &str) -> Result<usize, String> {
+    match s.parse::<usize>() {
+        Ok(n) if (1..=65_536).contains(&n) => Ok(n),
+        _ => Err(format!("`{s}` is not a number from 1 to 65536")),
+    }
 }
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -154,6 +173,10 @@ pub fn run(args: Args, global_socket: Option<PathBuf>) -> miette::Result<ExitCod
         flow_export: args.observe.export(),
         metrics_listen: args.observe.metrics_listen,
         policy_audit_mode: args.policy_audit_mode,
+        fqdn: agent::fqdn::FqdnConfig {
+            min_ttl: std::time::Duration::from_secs(args.tofqdns_min_ttl),
+            max_addresses: args.tofqdns_max_ips,
+        },
     };
     let set_debug = Box::new(move |d: bool| {
         let _ = handle.modify(|f| *f = level(d));
