@@ -7,12 +7,12 @@
 
 mod agent_harness;
 
+use agent_harness::dns::{resolve, Dnsmasq};
 use agent_harness::http::{add_pods, Monitor};
 use agent_harness::Agent;
-use l7proxy::dns::message::{parse_answer, rcode, Record, RCODE_REFUSED, TYPE_A};
-use runtime_loader::testkit::{node_netns, require_root, Endpoint, Netns};
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket};
-use std::process::{Child, Command, Stdio};
+use l7proxy::dns::message::RCODE_REFUSED;
+use runtime_loader::testkit::{node_netns, require_root, Endpoint};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::time::Duration;
 
 const T: Duration = Duration::from_secs(3);
@@ -43,74 +43,6 @@ spec:
     - ports: [{port: "53", protocol: UDP}]
 "#;
 
-/// dnsmasq in `ns`, answering for `allowed.test` and `blocked.test` (and their subdomains)
-/// with fixed addresses, logging queries to stderr.
-struct Dnsmasq(Child);
-
-impl Dnsmasq {
-    fn start(ns: &Netns, listen: &[IpAddr], records: &[(&str, IpAddr)]) -> Dnsmasq {
-        let mut cmd = Command::new("dnsmasq");
-        cmd.args([
-            "--no-daemon",
-            "--conf-file=/dev/null",
-            "--no-resolv",
-            "--no-hosts",
-            "--bind-interfaces",
-            "--port=53",
-            "--local-ttl=30",
-            "--user=root",
-        ])
-        .args(listen.iter().map(|a| format!("--listen-address={a}")))
-        .args(records.iter().map(|(n, a)| format!("--address=/{n}/{a}")))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
-        agent_harness::in_netns(&mut cmd, &ns.path());
-        let child = cmd.spawn().expect("dnsmasq (apt-get install dnsmasq-base)");
-        std::thread::sleep(Duration::from_millis(300));
-        Dnsmasq(child)
-    }
-}
-
-impl Drop for Dnsmasq {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// A query for `name` (type A, id 0x4242, RD).
-fn query(name: &str) -> Vec<u8> {
-    let mut m = vec![0x42, 0x42, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0];
-    for label in name.split('.') {
-        m.push(label.len() as u8);
-        m.extend_from_slice(label.as_bytes());
-    }
-    m.extend_from_slice(&[0, 0, TYPE_A as u8, 0, 1]);
-    m
-}
-
-/// What the client got for `name` from `server`: the rcode, the records, and the address the
-/// answer came from; None without an answer within [`T`].
-type Resolved = Option<(u8, Vec<Record>, SocketAddr)>;
-
-fn resolve(ns: &Netns, server: IpAddr, name: &'static str) -> Resolved {
-    ns.run(move || {
-        let any = if server.is_ipv4() {
-            "0.0.0.0:0"
-        } else {
-            "[::]:0"
-        };
-        let s = UdpSocket::bind(any).ok()?;
-        s.set_read_timeout(Some(T)).ok()?;
-        let dst = SocketAddr::new(server, 53);
-        s.send_to(&query(name), dst).ok()?;
-        let mut buf = [0u8; 4096];
-        let (n, from) = s.recv_from(&mut buf).ok()?;
-        let (_, records) = parse_answer(&buf[..n]).ok()?;
-        Some((rcode(&buf[..n])?, records, from))
-    })
-}
-
 #[test]
 fn root_dns_proxy_forwards_allowed_names_and_refuses_others() {
     if !require_root("root_dns_proxy_forwards_allowed_names_and_refuses_others") {
@@ -131,6 +63,7 @@ fn root_dns_proxy_forwards_allowed_names_and_refuses_others() {
             ("allowed.test", web_addrs[0]),
             ("blocked.test", "10.94.0.81".parse().unwrap()),
         ],
+        30,
     );
     // Without a policy the server answers directly.
     for server in dns_addrs {

@@ -5,6 +5,7 @@
 // Shared by several test binaries; each uses a subset.
 #![allow(dead_code)]
 
+pub mod dns;
 pub mod http;
 
 use runtime_loader::probe::Responder;

@@ -1,0 +1,81 @@
+//! DNS for the DNS proxy tests: a `dnsmasq` process in an endpoint's namespace serving fixed
+//! records, and a client that sends one query from a namespace and reads the answer.
+
+use super::in_netns;
+use l7proxy::dns::message::{parse_answer, rcode, Record, TYPE_A};
+use runtime_loader::testkit::Netns;
+use std::net::{IpAddr, SocketAddr, UdpSocket};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+/// How long [`resolve`] waits for an answer.
+pub const ANSWER_WAIT: Duration = Duration::from_secs(3);
+
+/// dnsmasq in `ns` on port 53 of `listen`, answering each `(domain, address)` for the domain
+/// and its subdomains with TTL `ttl` seconds; killed on drop.
+pub struct Dnsmasq(Child);
+
+impl Dnsmasq {
+    pub fn start(ns: &Netns, listen: &[IpAddr], records: &[(&str, IpAddr)], ttl: u32) -> Dnsmasq {
+        let mut cmd = Command::new("dnsmasq");
+        cmd.args([
+            "--no-daemon",
+            "--conf-file=/dev/null",
+            "--no-resolv",
+            "--no-hosts",
+            "--bind-interfaces",
+            "--port=53",
+            "--user=root",
+        ])
+        .arg(format!("--local-ttl={ttl}"))
+        .args(listen.iter().map(|a| format!("--listen-address={a}")))
+        .args(records.iter().map(|(n, a)| format!("--address=/{n}/{a}")))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+        in_netns(&mut cmd, &ns.path());
+        let child = cmd.spawn().expect("dnsmasq (apt-get install dnsmasq-base)");
+        std::thread::sleep(Duration::from_millis(300));
+        Dnsmasq(child)
+    }
+}
+
+impl Drop for Dnsmasq {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A query for `name` (type A, id 0x4242, RD).
+pub fn query(name: &str) -> Vec<u8> {
+    let mut m = vec![0x42, 0x42, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0];
+    for label in name.split('.') {
+        m.push(label.len() as u8);
+        m.extend_from_slice(label.as_bytes());
+    }
+    m.extend_from_slice(&[0, 0, TYPE_A as u8, 0, 1]);
+    m
+}
+
+/// What the client got for `name` from `server`: the rcode, the records, and the address the
+/// answer came from; None without an answer within [`ANSWER_WAIT`].
+pub type Resolved = Option<(u8, Vec<Record>, SocketAddr)>;
+
+/// Sends an A query for `name` to `server:53` from `ns` and reads the answer.
+pub fn resolve(ns: &Netns, server: IpAddr, name: &'static str) -> Resolved {
+    ns.run(move || {
+        let any = if server.is_ipv4() {
+            "0.0.0.0:0"
+        } else {
+            "[::]:0"
+        };
+        let s = UdpSocket::bind(any).ok()?;
+        s.set_read_timeout(Some(ANSWER_WAIT)).ok()?;
+        let dst = SocketAddr::new(server, 53);
+        s.send_to(&query(name), dst).ok()?;
+        let mut buf = [0u8; 4096];
+        let (n, from) = s.recv_from(&mut buf).ok()?;
+        let (_, records) = parse_answer(&buf[..n]).ok()?;
+        Some((rcode(&buf[..n])?, records, from))
+    })
+}
