@@ -284,6 +284,7 @@ impl World {
             w.specs.insert(spec.id, spec.clone());
             w.touched.insert(spec.id);
         }
+        w.relabel_fqdn();
         w.refresh()?;
         Ok(w)
     }

@@ -115,7 +115,16 @@ impl Handle {
         Arc::new(move |_info, learned: Vec<Learned>| {
             let (handle, asked) = (handle.clone(), Instant::now());
             let metrics = handle.metrics.clone();
+            // Without a toFQDNs rule there is nothing to learn: answers do not queue behind
+            // the writer's jobs (when the world is being written, ask the writer).
+            let none = handle
+                .world
+                .try_read()
+                .is_ok_and(|w| w.fqdn_selectors.is_empty());
             Box::pin(async move {
+                if none {
+                    return;
+                }
                 let done = handle.write(move |a| {
                     let learnt = a.learn_fqdn(&learned);
                     if asked.elapsed() > dns_config().learn_wait {

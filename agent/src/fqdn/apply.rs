@@ -31,7 +31,9 @@ impl World {
         self.fqdn_selectors = selectors;
     }
 
-    /// After a policy change: every learned address again, when the FQDN selectors changed.
+    /// After a policy change (and once built): every learned address again, when the FQDN
+    /// selectors changed; `fqdn_selectors` is then the policy's (the DNS proxy's hook skips
+    /// the writer while it is empty).
     pub(crate) fn relabel_fqdn(&mut self) {
         if self.engine.fqdn_selectors() == self.fqdn_selectors {
             return;
