@@ -6,16 +6,17 @@
 //! `api.allowed.test` through the DNS proxy, allowed right after the answer (the proxy holds
 //! the answer until the datapath has the address), `blocked.test` is refused and its server
 //! stays unreachable, and the allow goes away once the record's TTL (2 s, with
-//! `--tofqdns-min-ttl 0`) ran out.
+//! `--tofqdns-min-ttl 0`) ran out. The server is reached over IPv4 (A record) and IPv6
+//! (AAAA record).
 
 mod agent_harness;
 
-use agent_harness::dns::{resolve, Dnsmasq};
+use agent_harness::dns::{resolve, resolve_as, Dnsmasq};
 use agent_harness::http::{add_pods, curl, HttpServer};
 use agent_harness::Agent;
-use l7proxy::dns::message::RCODE_REFUSED;
+use l7proxy::dns::message::{RCODE_REFUSED, TYPE_AAAA};
 use runtime_loader::testkit::{node_netns, require_root, Endpoint};
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::time::{Duration, Instant};
 
 /// The record TTL dnsmasq gives.
@@ -59,60 +60,78 @@ fn root_fqdn_addresses_learned_from_dns_are_allowed_until_they_expire() {
         return;
     }
     let node = node_netns();
-    let ep = |n: u8| Endpoint::new(&node, Ipv4Addr::new(10, 95, 0, n));
+    let ep = |n: u8| {
+        let v6: Ipv6Addr = format!("fd00:95::{n}").parse().unwrap();
+        Endpoint::dual_stack(&node, Ipv4Addr::new(10, 95, 0, n), v6)
+    };
     let (client, dns, api, blocked) = (ep(1), ep(53), ep(80), ep(81));
+    let api6 = api.addr6.unwrap();
     let _dnsmasq = Dnsmasq::start(
         &dns.ns,
         &[IpAddr::from(dns.addr)],
         &[
             ("allowed.test", IpAddr::from(api.addr)),
+            ("allowed.test", IpAddr::from(api6)),
             ("blocked.test", IpAddr::from(blocked.addr)),
         ],
         TTL,
     );
-    let _api = HttpServer::start(&api.ns, api.addr.into(), 80, &[("index.html", "api")]);
-    let _blocked = HttpServer::start(&blocked.ns, blocked.addr.into(), 80, &[("index.html", "b")]);
-    let (api_url, blocked_url) = (
-        format!("http://{}/", api.addr),
-        format!("http://{}/", blocked.addr),
-    );
+    let any: IpAddr = "::".parse().unwrap();
+    let _api = HttpServer::start(&api.ns, any, 80, &[("index.html", "api")]);
+    let _blocked = HttpServer::start(&blocked.ns, any, 80, &[("index.html", "b")]);
+    let urls = [format!("http://{}/", api.addr), format!("http://[{api6}]/")];
+    let blocked_url = format!("http://{}/", blocked.addr);
     let short = Duration::from_millis(1500);
-    // Without a policy both servers answer.
-    assert_eq!(curl(&client.ns, &api_url, &[], short).0, 200);
-    assert_eq!(curl(&client.ns, &blocked_url, &[], short).0, 200);
+    let get = |url: &str, limit| curl(&client.ns, url, &[], limit).0;
+    // Without a policy the servers answer.
+    for url in urls.iter().chain([&blocked_url]) {
+        assert_eq!(get(url, short), 200, "{url}");
+    }
 
     let agent = Agent::start_in(&node, vec!["--tofqdns-min-ttl".into(), "0".into()]);
     add_pods(&agent, &[(1, "client", &client), (2, "dns", &dns)]);
     let file = agent.file("fqdn.yaml", POLICY);
     agent.ok(&["apply", "-f", &file]);
 
-    assert_eq!(
-        curl(&client.ns, &api_url, &[], short).0,
-        0,
-        "denied before the name is resolved"
-    );
+    for url in &urls {
+        assert_eq!(
+            get(url, short),
+            0,
+            "{url}: denied before the name is resolved"
+        );
+    }
 
-    let answer = resolve(&client.ns, dns.addr.into(), "api.allowed.test");
-    let Some((0, records, _)) = &answer else {
-        panic!(
-            "no answer for api.allowed.test: {answer:?}\n{}",
+    let mut resolved = Instant::now();
+    for (qtype, want, url) in [
+        (
+            l7proxy::dns::message::TYPE_A,
+            IpAddr::from(api.addr),
+            &urls[0],
+        ),
+        (TYPE_AAAA, IpAddr::from(api6), &urls[1]),
+    ] {
+        let answer = resolve_as(&client.ns, dns.addr.into(), "api.allowed.test", qtype);
+        let Some((0, records, _)) = &answer else {
+            panic!(
+                "no answer for api.allowed.test: {answer:?}\n{}",
+                agent.log()
+            );
+        };
+        assert_eq!(records[0].addr, want);
+        assert_eq!(records[0].ttl, TTL, "dnsmasq's TTL");
+        resolved = Instant::now();
+        // Right after the answer: the datapath already allows the address.
+        let (code, body) = curl(&client.ns, url, &[], short);
+        assert_eq!(
+            (code, body.trim()),
+            (200, "api"),
+            "{url}: allowed right after resolving\n{}",
             agent.log()
         );
-    };
-    assert_eq!(records[0].addr, IpAddr::from(api.addr));
-    assert_eq!(records[0].ttl, TTL, "dnsmasq's TTL");
-    let resolved = Instant::now();
-    // Right after the answer: the datapath already allows the address.
-    let (code, body) = curl(&client.ns, &api_url, &[], short);
-    assert_eq!(
-        (code, body.trim()),
-        (200, "api"),
-        "allowed right after resolving\n{}",
-        agent.log()
-    );
-    assert!(resolved.elapsed() < Duration::from_secs(TTL.into()));
-    assert_eq!(metric(&agent, "cilium_policy_fqdn_addresses"), Some(1));
-    assert_eq!(metric(&agent, "cilium_policy_fqdn_learned_total"), Some(1));
+        assert!(resolved.elapsed() < Duration::from_secs(TTL.into()));
+    }
+    assert_eq!(metric(&agent, "cilium_policy_fqdn_addresses"), Some(2));
+    assert_eq!(metric(&agent, "cilium_policy_fqdn_learned_total"), Some(2));
 
     let refused = resolve(&client.ns, dns.addr.into(), "blocked.test");
     assert!(
@@ -120,24 +139,26 @@ fn root_fqdn_addresses_learned_from_dns_are_allowed_until_they_expire() {
         "blocked.test is refused: {refused:?}"
     );
     assert_eq!(
-        curl(&client.ns, &blocked_url, &[], short).0,
+        get(&blocked_url, short),
         0,
         "the other server stays unreachable"
     );
 
-    // After the TTL the address is forgotten: new connections are denied again.
+    // After the TTL the addresses are forgotten: new connections are denied again.
     std::thread::sleep(Duration::from_secs(TTL.into()).saturating_sub(resolved.elapsed()));
-    let limit = Instant::now() + Duration::from_secs(3);
-    let mut code = 200;
-    while code != 0 && Instant::now() < limit {
-        code = curl(&client.ns, &api_url, &[], Duration::from_millis(700)).0;
+    for url in &urls {
+        let limit = Instant::now() + Duration::from_secs(3);
+        let mut code = 200;
+        while code != 0 && Instant::now() < limit {
+            code = get(url, Duration::from_millis(700));
+        }
+        assert_eq!(code, 0, "{url}: denied after expiry\n{}", agent.log());
     }
-    assert_eq!(code, 0, "denied after expiry\n{}", agent.log());
     assert_eq!(metric(&agent, "cilium_policy_fqdn_addresses"), Some(0));
-    assert_eq!(metric(&agent, "cilium_policy_fqdn_expired_total"), Some(1));
+    assert_eq!(metric(&agent, "cilium_policy_fqdn_expired_total"), Some(2));
 
     // Resolving again allows it again.
     let again = resolve(&client.ns, dns.addr.into(), "api.allowed.test");
     assert!(matches!(&again, Some((0, _, _))), "{again:?}");
-    assert_eq!(curl(&client.ns, &api_url, &[], short).0, 200);
+    assert_eq!(get(&urls[0], short), 200);
 }

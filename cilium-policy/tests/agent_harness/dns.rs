@@ -46,14 +46,16 @@ impl Drop for Dnsmasq {
     }
 }
 
-/// A query for `name` (type A, id 0x4242, RD).
-pub fn query(name: &str) -> Vec<u8> {
+/// A query for `name` of type `qtype` (id 0x4242, RD).
+pub fn query(name: &str, qtype: u16) -> Vec<u8> {
     let mut m = vec![0x42, 0x42, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0];
     for label in name.split('.') {
         m.push(label.len() as u8);
         m.extend_from_slice(label.as_bytes());
     }
-    m.extend_from_slice(&[0, 0, TYPE_A as u8, 0, 1]);
+    m.push(0);
+    m.extend_from_slice(&qtype.to_be_bytes());
+    m.extend_from_slice(&[0, 1]);
     m
 }
 
@@ -63,6 +65,11 @@ pub type Resolved = Option<(u8, Vec<Record>, SocketAddr)>;
 
 /// Sends an A query for `name` to `server:53` from `ns` and reads the answer.
 pub fn resolve(ns: &Netns, server: IpAddr, name: &'static str) -> Resolved {
+    resolve_as(ns, server, name, TYPE_A)
+}
+
+/// [`resolve`] with a query of type `qtype` (`TYPE_AAAA`).
+pub fn resolve_as(ns: &Netns, server: IpAddr, name: &'static str, qtype: u16) -> Resolved {
     ns.run(move || {
         let any = if server.is_ipv4() {
             "0.0.0.0:0"
@@ -72,7 +79,7 @@ pub fn resolve(ns: &Netns, server: IpAddr, name: &'static str) -> Resolved {
         let s = UdpSocket::bind(any).ok()?;
         s.set_read_timeout(Some(ANSWER_WAIT)).ok()?;
         let dst = SocketAddr::new(server, 53);
-        s.send_to(&query(name), dst).ok()?;
+        s.send_to(&query(name, qtype), dst).ok()?;
         let mut buf = [0u8; 4096];
         let (n, from) = s.recv_from(&mut buf).ok()?;
         let (_, records) = parse_answer(&buf[..n]).ok()?;
