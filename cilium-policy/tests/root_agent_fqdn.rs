@@ -88,7 +88,7 @@ fn root_fqdn_addresses_learned_from_dns_are_allowed_until_they_expire() {
         assert_eq!(get(url, short), 200, "{url}");
     }
 
-    let agent = Agent::start_in(&node, vec!["--tofqdns-min-ttl".into(), "0".into()]);
+    let mut agent = Agent::start_in(&node, vec!["--tofqdns-min-ttl".into(), "0".into()]);
     add_pods(&agent, &[(1, "client", &client), (2, "dns", &dns)]);
     let file = agent.file("fqdn.yaml", POLICY);
     agent.ok(&["apply", "-f", &file]);
@@ -161,4 +161,29 @@ fn root_fqdn_addresses_learned_from_dns_are_allowed_until_they_expire() {
     let again = resolve(&client.ns, dns.addr.into(), "api.allowed.test");
     assert!(matches!(&again, Some((0, _, _))), "{again:?}");
     assert_eq!(get(&urls[0], short), 200);
+
+    // No agent: the datapath keeps what it has. A restarted agent learned nothing: its first
+    // sync removes the address, until the client resolves again.
+    agent.kill();
+    assert_eq!(
+        get(&urls[0], short),
+        200,
+        "enforced as it was while no agent runs"
+    );
+    agent.spawn();
+    assert_eq!(get(&urls[0], short), 0, "forgotten by the restarted agent");
+    assert_eq!(metric(&agent, "cilium_policy_fqdn_addresses"), Some(0));
+    let mut again = None;
+    for _ in 0..3 {
+        again = resolve(&client.ns, dns.addr.into(), "api.allowed.test");
+        if again.is_some() {
+            break;
+        }
+    }
+    assert!(
+        matches!(&again, Some((0, _, _))),
+        "{again:?}\n{}",
+        agent.log()
+    );
+    assert_eq!(get(&urls[0], short), 200, "learned again");
 }
