@@ -10,6 +10,8 @@ use std::time::Duration;
 
 /// How long [`resolve`] waits for an answer.
 pub const ANSWER_WAIT: Duration = Duration::from_secs(3);
+/// How many times a query is sent before the client gives up.
+const ATTEMPTS: usize = 2;
 
 /// dnsmasq in `ns` on port 53 of `listen`, answering each `(domain, address)` for the domain
 /// and its subdomains with TTL `ttl` seconds; killed on drop.
@@ -60,7 +62,8 @@ pub fn query(name: &str, qtype: u16) -> Vec<u8> {
 }
 
 /// What the client got for `name` from `server`: the rcode, the records, and the address the
-/// answer came from; None without an answer within [`ANSWER_WAIT`].
+/// answer came from; None without an answer within [`ANSWER_WAIT`] to either of [`ATTEMPTS`]
+/// sends.
 pub type Resolved = Option<(u8, Vec<Record>, SocketAddr)>;
 
 /// Sends an A query for `name` to `server:53` from `ns` and reads the answer.
@@ -79,9 +82,14 @@ pub fn resolve_as(ns: &Netns, server: IpAddr, name: &'static str, qtype: u16) ->
         let s = UdpSocket::bind(any).ok()?;
         s.set_read_timeout(Some(ANSWER_WAIT)).ok()?;
         let dst = SocketAddr::new(server, 53);
-        s.send_to(&query(name, qtype), dst).ok()?;
+        let q = query(name, qtype);
         let mut buf = [0u8; 4096];
-        let (n, from) = s.recv_from(&mut buf).ok()?;
+        // As a stub resolver does over UDP (resolv.conf's `attempts`): the same query is sent
+        // again when no answer came within the wait.
+        let (n, from) = (0..ATTEMPTS).find_map(|_| {
+            s.send_to(&q, dst).ok()?;
+            s.recv_from(&mut buf).ok()
+        })?;
         let (_, records) = parse_answer(&buf[..n]).ok()?;
         Some((rcode(&buf[..n])?, records, from))
     })
