@@ -104,6 +104,44 @@ fn cnp_peers_keep_their_own_namespace_and_reserved_selectors_get_none() {
     );
 }
 
+/// Cilium's `fromNodes`/`toNodes` are endpoint selectors over node labels (unprefixed keys
+/// `any:`), not scoped to the policy's namespace (nodes have none), in CNPs and CCNPs alike;
+/// enforced, so no `not-enforced` warning.
+#[test]
+fn node_selectors_are_never_namespaced() {
+    let ccnp =
+        "apiVersion: cilium.io/v2\nkind: CiliumClusterwideNetworkPolicy\nmetadata:\n  name: c\n";
+    for head in [CNP, ccnp] {
+        let out = parse(&format!(
+            "{head}spec:\n  endpointSelector: {{matchLabels: {{app: db}}}}\n  ingress:\n  - fromNodes:\n    - matchLabels: {{node-role.kubernetes.io/control-plane: \"\"}}\n  egressDeny:\n  - toNodes:\n    - matchExpressions: [{{key: k8s:zone, operator: In, values: [a]}}]\n    - {{}}\n    toPorts: [{{ports: [{{port: \"22\"}}]}}]\n"
+        ));
+        assert!(out.diagnostics.is_empty(), "{:?}", out.diagnostics);
+        let text = body(&out);
+        let rules: Vec<&str> = text.lines().filter(|l| !l.starts_with("subject")).collect();
+        assert_eq!(
+            rules,
+            [
+                "allow nodes {any:node-role.kubernetes.io/control-plane=}",
+                "ports *",
+                "deny nodes {k8s:zone=a}",
+                "deny nodes {}",
+                "port ANY 22",
+            ],
+        );
+    }
+    let out = parse(&format!(
+        "{CNP}spec:\n  endpointSelector: {{}}\n  ingress:\n  - fromNodes:\n    - matchLabels: {{bad key: x}}\n"
+    ));
+    assert!(!out.diagnostics.is_empty());
+    assert!(out.diagnostics[0]
+        .path
+        .starts_with("spec.ingress[0].fromNodes[0]"));
+    assert!(
+        out.policy.rules.is_empty(),
+        "an object with an error is left out whole"
+    );
+}
+
 /// Cilium's `getEndpointSelector` (pkg/k8s/apis/cilium.io/utils/utils.go): clusterwide peer
 /// selectors without a pod-namespace key get `k8s:io.kubernetes.pod.namespace` Exists, unless
 /// they are endpoint selectors with a reserved key or the subject selects `reserved:init`;

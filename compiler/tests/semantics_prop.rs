@@ -1,5 +1,6 @@
 //! Property test: on random policies and endpoints, `trace` (rule evaluation), the map state
-//! (`policy::connectivity::allowed`) and a slow reference evaluator written here agree.
+//! (`policy::connectivity::allowed`) and a slow reference evaluator written here agree; flows
+//! also come from and go to two labelled nodes, which node selectors pick from.
 
 use compiler::cluster::{Cluster, ClusterConfig, ClusterEndpoint};
 use compiler::policy::connectivity::{allowed, End};
@@ -20,6 +21,73 @@ enum P {
     AppInNs(usize, usize),
     World,
     Block(u8),
+    /// A node selector: [`NODE_SELECTORS`]`[i]`.
+    Nodes(usize),
+}
+
+/// Two nodes: node0 (the local node, `host` to every generated pod) is a control-plane node in
+/// zone a, node1 a worker in zone b (a node identity of its own).
+/// Kubernetes labels (key, value).
+type Labels = &'static [(&'static str, &'static str)];
+
+const NODES: [(&str, [u8; 4], Labels); 2] = [
+    (
+        "node0",
+        [10, 9, 0, 2],
+        &[("node-role.kubernetes.io/control-plane", ""), ("zone", "a")],
+    ),
+    ("node1", [10, 9, 0, 3], &[("zone", "b")]),
+];
+
+/// Node selectors: the control-plane (node0), zone b (node1), every node, and `app: a`
+/// (a pod label: no node).
+const NODE_SELECTORS: [Labels; 4] = [
+    &[("node-role.kubernetes.io/control-plane", "")],
+    &[("zone", "b")],
+    &[],
+    &[("app", "a")],
+];
+
+/// Which generated nodes a node selector selects, from the node labels written above.
+fn node_selected(sel: usize, node: usize) -> bool {
+    let labels = NODES[node].2;
+    NODE_SELECTORS[sel].iter().all(|q| labels.contains(q))
+}
+
+fn inventory_nodes() -> Inventory {
+    let nodes = NODES.iter().map(|(name, ip, labels)| ir::Node {
+        name: name.to_string(),
+        labels: labels
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+        addresses: vec![IpAddr::from(*ip)],
+        file: None,
+        span: Span::default(),
+    });
+    Inventory {
+        nodes: nodes.collect(),
+        ..Default::default()
+    }
+}
+
+/// The far end of a flow picked as `(name, pod)`: no name is the world, `nodeN` a node.
+fn far_of(x: &Option<(String, Pod)>) -> Far<'_> {
+    match x {
+        None => Far::World,
+        Some((n, _)) if n.starts_with("node") => {
+            Far::Node(NODES.iter().position(|(m, _, _)| m == n).unwrap())
+        }
+        Some((_, p)) => Far::Pod(p),
+    }
+}
+
+/// The far end of a generated flow.
+#[derive(Clone, Copy, Debug)]
+enum Far<'a> {
+    Pod(&'a Pod),
+    World,
+    Node(usize),
 }
 
 #[derive(Clone, Debug)]
@@ -40,6 +108,7 @@ fn rule_strategy() -> impl Strategy<Value = R> {
         (0..3usize, 0..2usize).prop_map(|(a, n)| P::AppInNs(a, n)),
         Just(P::World),
         (0..4u8).prop_map(P::Block),
+        (0..NODE_SELECTORS.len()).prop_map(P::Nodes),
     ];
     let port = (70..90u16, 0..8u16).prop_map(|(f, w)| (f, f + w));
     (
@@ -95,6 +164,7 @@ fn build(rules: &[R]) -> PolicySet {
                             set: block(*i),
                             by_address: true,
                         },
+                        P::Nodes(i) => Peer::Nodes(sel(&mut p, NODE_SELECTORS[*i].to_vec())),
                     })
                     .collect(),
             ),
@@ -124,13 +194,14 @@ fn endpoint(i: usize, (app, ns, ip): &Pod) -> ClusterEndpoint {
     testkit::cluster_endpoint(&ep, None)
 }
 
-/// The reference: rules evaluated directly on the generated facts. `peer` is a pod or, when
-/// `None`, the world address `addr`.
+/// The reference: rules evaluated directly on the generated facts. `peer` is a pod, the world
+/// or a node, at address `addr`. node0 is every pod's host: it may always reach them unless a
+/// deny rule says otherwise.
 fn reference_side(
     rules: &[R],
     subject: &Pod,
     egress: bool,
-    peer: Option<&Pod>,
+    peer: Far<'_>,
     addr: IpAddr,
     port: u16,
 ) -> bool {
@@ -138,6 +209,7 @@ fn reference_side(
         .iter()
         .filter(|r| r.subject == subject.0 && r.egress == egress)
         .collect();
+    let localhost = !egress && matches!(peer, Far::Node(0));
     if mine.is_empty() {
         return true;
     }
@@ -147,10 +219,11 @@ fn reference_side(
         None => true,
         Some(list) => list.iter().any(|x| match (x, peer) {
             (P::Any, _) => true,
-            (P::App(a), Some(p)) => p.0 == *a,
-            (P::AppInNs(a, n), Some(p)) => p.0 == *a && p.1 == *n,
-            (P::World, None) => true,
+            (P::App(a), Far::Pod(p)) => p.0 == *a,
+            (P::AppInNs(a, n), Far::Pod(p)) => p.0 == *a && p.1 == *n,
+            (P::World, Far::World) => true,
             (P::Block(i), _) => block(*i).contains(addr),
+            (P::Nodes(i), Far::Node(n)) => node_selected(*i, n),
             _ => false,
         }),
     };
@@ -160,11 +233,11 @@ fn reference_side(
     };
     // Without a rule that turns default deny on here, what no deny rule denies is allowed.
     let default_allow = mine.iter().all(|r| !r.default_deny);
-    !hit(true) && (hit(false) || default_allow)
+    !hit(true) && (localhost || hit(false) || default_allow)
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(64))]
+    #![proptest_config(ProptestConfig::with_cases(256))]
     #[test]
     fn trace_map_state_and_reference_agree(
         rules in prop::collection::vec(rule_strategy(), 0..6),
@@ -173,7 +246,7 @@ proptest! {
     ) {
         let pods: Vec<Pod> = pods.iter().map(|(a, n, b, h)| (*a, *n, IpAddr::from([10, 0, *b, *h]))).collect();
         let policy = build(&rules);
-        let mut cluster = Cluster::new(ClusterConfig::default());
+        let mut cluster = Cluster::build(&inventory_nodes(), &policy, ClusterConfig::default()).unwrap();
         let mut names = Vec::new();
         for (i, p) in pods.iter().enumerate() {
             if cluster.endpoints().any(|e| e.ips.contains(&p.2)) { continue; }
@@ -185,20 +258,25 @@ proptest! {
         let world: IpAddr = [10, 0, 2, 7].into();
         let world = if engine.cluster.endpoints().any(|e| e.ips.contains(&world)) { IpAddr::from([192, 0, 2, 1]) } else { world };
         for (s, d, port) in flows {
-            // index len = the world address
-            let pick = |i: usize| names.get(i % (names.len() + 1)).cloned();
+            // Indexes past the pods: the world address, then the nodes' addresses.
+            let pick = |i: usize| match i % (names.len() + 1 + NODES.len()) {
+                j if j < names.len() => Some(names[j].clone()),
+                j if j == names.len() => None,
+                j => Some((NODES[j - names.len() - 1].0.to_string(), (0, 0, IpAddr::from(NODES[j - names.len() - 1].1)))),
+            };
             let (src, dst) = (pick(s), pick(d));
-            if src.is_none() && dst.is_none() { continue; }
-            let spec = |x: &Option<(String, Pod)>| match x { Some((n, _)) => PartySpec::Endpoint(n.clone()), None => PartySpec::Addr(world) };
+            let is_pod = |x: &Option<(String, Pod)>| x.as_ref().is_some_and(|(n, _)| !n.starts_with("node"));
+            if !is_pod(&src) && !is_pod(&dst) { continue; }
+            let addr = |x: &Option<(String, Pod)>| x.as_ref().map_or(world, |(_, p)| p.2);
+            let spec = |x: &Option<(String, Pod)>| match x { Some((n, _)) if is_pod(x) => PartySpec::Endpoint(n.clone()), _ => PartySpec::Addr(addr(x)) };
             let t = trace(&engine.policy, &engine.cluster, resolve_party(&engine.cluster, &spec(&src)).unwrap(), resolve_party(&engine.cluster, &spec(&dst)).unwrap(), Protocol::Tcp, port, None);
             let end = |x: &Option<(String, Pod)>| match x {
-                Some((n, p)) => End { policy: engine.policy_of(n), identity: engine.cluster.endpoint(n).unwrap().identity, addr: Some(p.2) },
-                None => End { policy: None, identity: engine.cluster.identity_of_addr(world), addr: Some(world) },
+                Some((n, p)) if is_pod(x) => End { policy: engine.policy_of(n), identity: engine.cluster.endpoint(n).unwrap().identity, addr: Some(p.2) },
+                _ => End { policy: None, identity: engine.cluster.identity_of_addr(addr(x)), addr: Some(addr(x)) },
             };
             let map = allowed(end(&src), end(&dst), Protocol::Tcp, port);
-            let addr = |x: &Option<(String, Pod)>| x.as_ref().map_or(world, |(_, p)| p.2);
-            let eg = src.as_ref().is_none_or(|(_, p)| reference_side(&rules, p, true, dst.as_ref().map(|d| &d.1), addr(&dst), port));
-            let ing = dst.as_ref().is_none_or(|(_, p)| reference_side(&rules, p, false, src.as_ref().map(|s| &s.1), addr(&src), port));
+            let eg = !is_pod(&src) || src.as_ref().is_some_and(|(_, p)| reference_side(&rules, p, true, far_of(&dst), addr(&dst), port));
+            let ing = !is_pod(&dst) || dst.as_ref().is_some_and(|(_, p)| reference_side(&rules, p, false, far_of(&src), addr(&src), port));
             let reference = eg && ing;
             prop_assert_eq!(t.allowed, map, "trace vs map state: {:?} -> {:?}:{}", src, dst, port);
             prop_assert_eq!(t.allowed, reference, "trace vs reference: {:?} -> {:?}:{}", src, dst, port);
@@ -240,7 +318,8 @@ proptest! {
         pods in prop::collection::vec((0..3usize, 0..2usize, 0..4u8, 0..255u8), 1..6),
     ) {
         let policy = build(&rules);
-        let mut engine = PolicyEngine::new(policy.clone(), Cluster::new(ClusterConfig::default()));
+        let nodes = Cluster::build(&inventory_nodes(), &policy, ClusterConfig::default()).unwrap();
+        let mut engine = PolicyEngine::new(policy.clone(), nodes);
         let mut state = Applied::new();
         let mut names = Vec::new();
         for (i, (a, n, b, h)) in pods.iter().enumerate() {

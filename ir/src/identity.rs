@@ -23,6 +23,9 @@ impl NumericIdentity {
     pub const MIN_ALLOCATED: NumericIdentity = NumericIdentity(256);
     /// Locally scoped identities (CIDR identities) have this bit set, as in Cilium.
     pub const LOCAL_SCOPE: u32 = 1 << 24;
+    /// Identities of remote nodes (one per distinct set of node labels) have this scope, as in
+    /// Cilium ≥ 1.16 (`IdentityScopeRemoteNode`, 0x02000000).
+    pub const REMOTE_NODE_SCOPE: u32 = 2 << 24;
 
     /// The reserved identities with their `reserved:` label key.
     pub const RESERVED: [(NumericIdentity, &'static str); 10] = [
@@ -43,6 +46,10 @@ impl NumericIdentity {
     }
     pub fn is_local(self) -> bool {
         self.0 & Self::LOCAL_SCOPE != 0
+    }
+    /// A remote node's own identity (the remote-node scope, not the reserved `remote-node`).
+    pub fn is_node(self) -> bool {
+        self.0 & 0xff00_0000 == Self::REMOTE_NODE_SCOPE
     }
     pub fn reserved_name(self) -> Option<&'static str> {
         Self::RESERVED

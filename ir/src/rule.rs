@@ -80,6 +80,11 @@ pub enum Peer {
     },
     /// `toFQDNs` (understood, not enforced).
     Fqdn(DnsRule),
+    /// `fromNodes`/`toNodes`: the nodes whose labels the selector matches. Node labels carry
+    /// the `k8s:` source; the selector is matched against nodes only (the local node, whose
+    /// identity is `host`, and the other nodes' identities), never against endpoints, and
+    /// `fromRequires`/`toRequires` do not constrain it.
+    Nodes(Handle<Selector>),
     /// `toServices`: a service by name (`k8sService`) or the services whose labels a selector
     /// matches (`k8sServiceSelector`), in `namespace` (every namespace when `None`). Resolved
     /// against the inventory: a service with a pod selector stands for its pods, one without
@@ -185,7 +190,7 @@ impl PolicySet {
                 if let PeerSet::Some(peers) = &mut r.peers {
                     for p in peers {
                         match p {
-                            Peer::Endpoints(h) => *h = map(*h),
+                            Peer::Endpoints(h) | Peer::Nodes(h) => *h = map(*h),
                             Peer::Service {
                                 selector: Some(h), ..
                             } => *h = map(*h),

@@ -45,6 +45,7 @@ fn write_rule(out: &mut String, set: &PolicySet, r: &Rule) -> fmt::Result {
                         writeln!(out)?
                     }
                     Peer::Fqdn(d) => writeln!(out, "fqdn {d:?}")?,
+                    Peer::Nodes(s) => writeln!(out, "nodes {}", set.selectors[*s])?,
                     Peer::Service {
                         name,
                         namespace,

@@ -54,8 +54,8 @@ pub struct Args {
     #[arg(long)]
     pub cache_dir: Option<PathBuf>,
     /// The node to compile for, as the agent's `--node`: only its endpoints (pods without
-    /// `spec.nodeName` or naming it) are compiled, and the ipcache is its view (its `Node`
-    /// addresses are `host`, other nodes' `remote-node`).
+    /// `spec.nodeName` or naming it) are compiled with its view (its `Node` addresses are
+    /// `host`, with its labels; other nodes' addresses their node identities).
     #[arg(long, default_value = compiler::cluster::DEFAULT_NODE)]
     pub node: String,
 }

@@ -28,7 +28,7 @@ pub struct InputArgs {
     #[arg(long)]
     pub policy_audit_mode: bool,
     /// The local node, as the agent's `--node`: pods without `spec.nodeName` run there, and a
-    /// `Node`'s addresses are `host` on itself and `remote-node` on other nodes.
+    /// `Node`'s addresses are `host` on itself and its node identity on other nodes.
     #[arg(long = "node", default_value = compiler::cluster::DEFAULT_NODE)]
     pub node: String,
 }

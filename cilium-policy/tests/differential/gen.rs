@@ -1,7 +1,7 @@
 //! Random scenarios for the differential test: namespaces, two nodes, pods (IPv4, some
 //! dual-stack, some on the non-local node) and a few NetworkPolicies and CiliumNetworkPolicies
-//! mixing label, namespace, ipBlock, CIDR, CIDR group, service and entity peers, ports, port
-//! ranges, deny rules. Deterministic per seed.
+//! mixing label, namespace, ipBlock, CIDR, CIDR group, service, node selector and entity peers,
+//! ports, port ranges, deny rules. Deterministic per seed.
 
 use compiler::front::Source;
 use std::fmt::Write;
@@ -111,17 +111,35 @@ fn cnp(r: &mut Rng, j: usize, out: &mut String) {
             "  enableDefaultDeny: {{ingress: {ingress}, egress: {egress}}}"
         );
     }
-    for (dir, eps, ents, cidr) in [
-        ("ingress", "fromEndpoints", "fromEntities", "fromCIDR"),
-        ("egress", "toEndpoints", "toEntities", "toCIDR"),
-        ("ingressDeny", "fromEndpoints", "fromEntities", "fromCIDR"),
-        ("egressDeny", "toEndpoints", "toEntities", "toCIDR"),
+    for (dir, eps, ents, cidr, nodes) in [
+        (
+            "ingress",
+            "fromEndpoints",
+            "fromEntities",
+            "fromCIDR",
+            "fromNodes",
+        ),
+        ("egress", "toEndpoints", "toEntities", "toCIDR", "toNodes"),
+        (
+            "ingressDeny",
+            "fromEndpoints",
+            "fromEntities",
+            "fromCIDR",
+            "fromNodes",
+        ),
+        (
+            "egressDeny",
+            "toEndpoints",
+            "toEntities",
+            "toCIDR",
+            "toNodes",
+        ),
     ] {
         if r.chance(50) {
             continue;
         }
         let _ = writeln!(out, "  {dir}:");
-        let peer = match r.below(6) {
+        let peer = match r.below(7) {
             0 => format!("{eps}: [{{matchLabels: {{app: {}}}}}]", r.pick(&APPS)),
             1 => format!(
                 "{ents}: [{}]",
@@ -142,6 +160,18 @@ fn cnp(r: &mut Rng, j: usize, out: &mut String) {
                     "{cidrGroupRef: outside}",
                     "{cidrGroupRef: outside, except: [8.8.8.8/32, 10.1.0.128/25]}",
                     "{cidrGroupRef: missing}",
+                ])
+            ),
+            // Node selectors: node0 only, node1 only, both, every node, and a pod label
+            // (no node has it: pods are never selected).
+            5 => format!(
+                "{nodes}: [{}]",
+                r.pick(&[
+                    "{matchLabels: {node-role.kubernetes.io/control-plane: \"\"}}",
+                    "{matchLabels: {zone: b}}",
+                    "{matchExpressions: [{key: zone, operator: Exists}]}",
+                    "{}",
+                    "{matchLabels: {app: a}}",
                 ])
             ),
             _ => format!("{eps}: [{{}}]"),
@@ -181,10 +211,18 @@ pub fn scenario(seed: u64) -> Vec<Source> {
         };
         let _ = writeln!(pods, "---\napiVersion: v1\nkind: Pod\nmetadata: {{name: p{i}, namespace: {ns}, labels: {{app: {app}}}}}\n{node}status: {{{ips}}}");
     }
-    // Two nodes: each is host to its own pods and remote-node to the others; node1's address
-    // is inside the CIDR group below, which must not select it.
-    for (n, ip) in [("node0", "10.1.0.250"), ("node1", "10.1.0.251")] {
-        let _ = writeln!(pods, "---\napiVersion: v1\nkind: Node\nmetadata: {{name: {n}}}\nstatus: {{addresses: [{{type: InternalIP, address: {ip}}}]}}");
+    // Two nodes: each is host to its own pods (with its labels) and a node identity of its
+    // own to the others; node1's address is inside the CIDR group below, which must not
+    // select it. Their labels are what the node selectors pick from.
+    for (n, ip, labels) in [
+        (
+            "node0",
+            "10.1.0.250",
+            "zone: a, node-role.kubernetes.io/control-plane: \"\"",
+        ),
+        ("node1", "10.1.0.251", "zone: b"),
+    ] {
+        let _ = writeln!(pods, "---\napiVersion: v1\nkind: Node\nmetadata: {{name: {n}, labels: {{{labels}}}}}\nstatus: {{addresses: [{{type: InternalIP, address: {ip}}}]}}");
     }
     // A CIDR group over the outside addresses the probes use (and one of the pods' own).
     pods.push_str("---\napiVersion: cilium.io/v2alpha1\nkind: CiliumCIDRGroup\nmetadata: {name: outside}\nspec: {externalCIDRs: [8.8.8.0/24, 10.1.0.0/24, \"2001:db8::/64\"]}\n");

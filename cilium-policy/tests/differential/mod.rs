@@ -36,62 +36,82 @@ pub fn scenario(sources: Vec<compiler::front::Source>, gen: &mut Generator) -> S
     assert!(errors.is_empty(), "scenario has errors: {errors:#?}");
     let cluster =
         Cluster::build(&front.inventory, &front.policy, ClusterConfig::default()).unwrap();
-    let engine = PolicyEngine::new(front.policy.clone(), cluster.clone());
-    // Each node's ipcache is its own view (its Node addresses are host, the others
-    // remote-node): an endpoint gets the one of the node it runs on.
-    let mut ipcaches = BTreeMap::new();
+    // Each node computes its own endpoints' map state with its own view (its Node addresses
+    // are host, with its labels; the others' are their node identities), and loads them with
+    // its own ipcache, as an agent with that `--node` would.
+    let mut nodes: Vec<String> = cluster
+        .endpoints()
+        .map(|e| cluster.node_of(&e.name).to_string())
+        .collect();
+    nodes.sort();
+    nodes.dedup();
     let mut eps = BTreeMap::new();
-    for (i, (name, pol)) in engine.all_policies().into_iter().enumerate() {
-        let ep = cluster.endpoint(&name).unwrap();
-        if ep.ips.is_empty() {
-            continue;
-        }
-        let v4 = ep.ips.iter().find_map(|a| {
-            if let IpAddr::V4(a) = a {
-                Some(*a)
-            } else {
-                None
-            }
-        });
-        let v6 = ep.ips.iter().find_map(|a| {
-            if let IpAddr::V6(a) = a {
-                Some(*a)
-            } else {
-                None
-            }
-        });
-        let cfg = EndpointConfig {
-            id: i as u32 + 1,
-            name: name.clone(),
-            identity: ep.identity,
-            ipv4: v4,
-            ipv6: v6,
+    let mut id = 0;
+    for node in nodes {
+        let config = ClusterConfig {
+            local_node: node.clone(),
+            ..Default::default()
         };
-        let art = gen
-            .endpoint(&cfg, &pol, Some(&front.policy))
-            .unwrap_or_else(|e| panic!("{e}"));
-        let own = art.images();
-        let node = cluster.node_of(&name).to_string();
-        let ipcache = ipcaches
-            .entry(node)
-            .or_insert_with_key(|n| gen.ipcache_images(&cluster.ipcache_for(n)).unwrap());
-        let images = own.iter().chain(ipcache.iter()).collect();
-        let dp = load(
-            &art.object,
-            &LoadOptions {
-                images,
-                max_entries: codegen::maps::endpoint_max_entries(art.policy_capacity),
-                ..Default::default()
-            },
-        )
-        .unwrap_or_else(|e| panic!("{name}: {e}"));
-        eps.insert(name, (ep.ips.clone(), dp));
+        let view = Cluster::build(&front.inventory, &front.policy, config).unwrap();
+        let ipcache = gen.ipcache_images(view.ipcache()).unwrap();
+        let engine = PolicyEngine::new(front.policy.clone(), view.clone());
+        for (name, pol) in engine.all_policies() {
+            let ep = view.endpoint(&name).unwrap();
+            // Where it runs in the default view (node0's): pods without `spec.nodeName` are
+            // on the local node, which another view would take to be itself.
+            if ep.ips.is_empty() || cluster.node_of(&name) != node {
+                continue;
+            }
+            id += 1;
+            let dp = load_endpoint(gen, &front.policy, ep, id, &pol, &ipcache);
+            eps.insert(name, (ep.ips.clone(), dp));
+        }
     }
     Scenario {
         policy: front.policy,
         cluster,
         eps,
     }
+}
+
+/// Generates and loads one endpoint's object with its map images and its node's ipcache.
+fn load_endpoint(
+    gen: &mut Generator,
+    policy: &ir::PolicySet,
+    ep: &compiler::cluster::ClusterEndpoint,
+    id: u32,
+    pol: &ir::EndpointPolicy,
+    ipcache: &[codegen::image::MapImage],
+) -> Datapath {
+    let v4 = ep.ips.iter().find_map(|a| match a {
+        IpAddr::V4(a) => Some(*a),
+        IpAddr::V6(_) => None,
+    });
+    let v6 = ep.ips.iter().find_map(|a| match a {
+        IpAddr::V6(a) => Some(*a),
+        IpAddr::V4(_) => None,
+    });
+    let cfg = EndpointConfig {
+        id,
+        name: ep.name.clone(),
+        identity: ep.identity,
+        ipv4: v4,
+        ipv6: v6,
+    };
+    let art = gen
+        .endpoint(&cfg, pol, Some(policy))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let own = art.images();
+    let images = own.iter().chain(ipcache.iter()).collect();
+    load(
+        &art.object,
+        &LoadOptions {
+            images,
+            max_entries: codegen::maps::endpoint_max_entries(art.policy_capacity),
+            ..Default::default()
+        },
+    )
+    .unwrap_or_else(|e| panic!("{}: {e}", ep.name))
 }
 
 pub fn sources_from(paths: &[PathBuf]) -> Vec<compiler::front::Source> {

@@ -42,7 +42,7 @@ pub struct ClusterConfig {
     pub audit_all: bool,
     /// The local node (the agent's `--node`, `--node` of the offline commands): pods without
     /// `spec.nodeName` run here, and the ipcache is this node's view (its own `Node`
-    /// addresses are `host`, other nodes' `remote-node`).
+    /// addresses are `host`, with its labels; other nodes' their node identities).
     pub local_node: String,
 }
 
@@ -102,6 +102,9 @@ pub struct Cluster {
     node_of_endpoint: HashMap<String, String>,
     /// Addresses learned from DNS answers (`toFQDNs`) and their identities (`fqdn.rs`).
     fqdn: BTreeMap<IpAddr, NumericIdentity>,
+    /// Node identities (remote-node scope) by label set, and each node's.
+    node_ids: IdAllocator,
+    node_identity: HashMap<String, NumericIdentity>,
 }
 
 /// What adding or removing an endpoint did to the identities.
@@ -145,6 +148,8 @@ impl Cluster {
             node_of_addr: HashMap::new(),
             node_of_endpoint: HashMap::new(),
             fqdn: BTreeMap::new(),
+            node_ids: IdAllocator::remote_node(),
+            node_identity: HashMap::new(),
         }
     }
 

@@ -1,10 +1,15 @@
 //! Nodes: the identity of a node's `InternalIP` addresses depends on who looks. On the node
-//! itself they are `host` (1), on every other node `remote-node` (6), as in Cilium, where each
-//! node's ipcache is its own view. [`Cluster::ipcache`] is the local node's view;
-//! [`Cluster::ipcache_for`] gives another node's, and `trace` takes the identity of a node
-//! address as the endpoint evaluating its rules sees it ([`Cluster::seen_from`]).
+//! itself they are `host` (1), whose labels are that node's labels; on every other node they
+//! are the node's own identity (remote-node scope, 0x02000000 + n) carrying its labels and
+//! `reserved:remote-node`, as in Cilium ≥ 1.16 with `--enable-node-selector-labels`, where each
+//! node's ipcache is its own view. Nodes with equal labels share an identity. Every node gets
+//! one, the local node included (other nodes' views need it). [`Cluster::ipcache`] is the
+//! local node's view; [`Cluster::ipcache_for`] gives another node's, and `trace` takes the
+//! identity of a node address as the endpoint evaluating its rules sees it
+//! ([`Cluster::seen_from`], [`Cluster::node_seen_from`]).
 
 use super::{Cluster, ClusterError};
+use crate::identity::{alloc::key_of, node_labels, IdentityInfo, IdentityKind};
 
 /// The default local node name (the agent's default `--node`).
 pub const DEFAULT_NODE: &str = "node0";
@@ -29,10 +34,26 @@ impl Cluster {
                     second: at(n.file, n.span),
                 });
             }
+            let labels = node_labels(Some(n), "remote-node");
+            let (id, fresh) = self
+                .node_ids
+                .allocate(&key_of(&labels))
+                .ok_or(ClusterError::IdentitiesExhausted)?;
+            if fresh {
+                let kind = IdentityKind::Node;
+                self.identities
+                    .insert(id, IdentityInfo { id, labels, kind });
+            }
+            self.node_identity.insert(n.name.clone(), id);
+            if n.name == self.config.local_node {
+                if let Some(host) = self.identities.get_mut(&NumericIdentity::HOST) {
+                    host.labels = node_labels(Some(n), "host");
+                }
+            }
+            let seen = self.node_identity(&n.name, &self.config.local_node);
             for a in &n.addresses {
                 self.node_of_addr.insert(*a, n.name.clone());
-                let id = self.node_identity(&n.name, &self.config.local_node);
-                self.ipcache.insert(IpNet::from(*a), id);
+                self.ipcache.insert(IpNet::from(*a), seen);
             }
         }
         for ep in &inventory.endpoints {
@@ -43,13 +64,20 @@ impl Cluster {
         Ok(())
     }
 
-    /// `host` for a node seen from itself, `remote-node` from any other.
+    /// `host` for a node seen from itself, its node identity from any other.
     fn node_identity(&self, node: &str, viewer: &str) -> NumericIdentity {
         if node == viewer {
             NumericIdentity::HOST
         } else {
-            NumericIdentity::REMOTE_NODE
+            self.node_identity
+                .get(node)
+                .copied()
+                .unwrap_or(NumericIdentity::REMOTE_NODE)
         }
+    }
+
+    pub fn node(&self, name: &str) -> Option<&ir::Node> {
+        self.nodes.get(name)
     }
 
     pub fn nodes(&self) -> impl Iterator<Item = &ir::Node> {
@@ -70,8 +98,22 @@ impl Cluster {
         Some(self.node_identity(node, viewer))
     }
 
+    /// [`Cluster::seen_from`] with the identity's labels as that node sees them: `host` carries
+    /// the labels of the viewer (the local node's in [`Cluster::identity`]).
+    pub fn node_seen_from(&self, addr: IpAddr, viewer: &str) -> Option<IdentityInfo> {
+        let id = self.seen_from(addr, viewer)?;
+        if id != NumericIdentity::HOST {
+            return self.identity(id).cloned();
+        }
+        Some(IdentityInfo {
+            id,
+            labels: node_labels(self.nodes.get(viewer), "host"),
+            kind: IdentityKind::Reserved,
+        })
+    }
+
     /// The ipcache as node `node` sees it: the local view with every node address as
-    /// `host` or `remote-node` from there.
+    /// `host` or that node's identity from there.
     pub fn ipcache_for(&self, node: &str) -> IpCache {
         let mut c = self.ipcache.clone();
         for (addr, owner) in &self.node_of_addr {
@@ -85,12 +127,13 @@ impl Cluster {
 mod tests {
     use super::*;
     use crate::cluster::ClusterConfig;
+    use crate::identity::IdentityKind;
     use ir::PolicySet;
 
     fn node(name: &str, ip: &str) -> ir::Node {
         ir::Node {
             name: name.into(),
-            labels: vec![],
+            labels: vec![("kubernetes.io/hostname".into(), name.into())],
             addresses: vec![ip.parse().expect("test address")],
             file: None,
             span: ir::Span::default(),
@@ -108,15 +151,40 @@ mod tests {
         };
         let c = Cluster::build(&inv, &PolicySet::default(), ClusterConfig::default()).unwrap();
         let (a, b) = ("172.18.0.2".parse().unwrap(), "172.18.0.3".parse().unwrap());
+        let (id_a, id_b) = (c.node_identity["node0"], c.node_identity["b"]);
+        assert!(id_a.is_node() && id_b.is_node() && id_a != id_b);
+        let info_b = c.identity(id_b).unwrap();
+        assert_eq!(info_b.kind, IdentityKind::Node);
+        assert_eq!(
+            info_b.labels.to_string(),
+            "k8s:kubernetes.io/hostname=b reserved:remote-node"
+        );
+        assert!(crate::identity::entity_selects(
+            ir::Entity::RemoteNode,
+            info_b
+        ));
+        assert!(crate::identity::entity_selects(ir::Entity::Cluster, info_b));
+        assert!(!crate::identity::entity_selects(ir::Entity::World, info_b));
+        let host = c.identity(NumericIdentity::HOST).unwrap();
+        assert_eq!(
+            host.labels.to_string(),
+            "k8s:kubernetes.io/hostname=node0 reserved:host"
+        );
         assert_eq!(c.identity_of_addr(a), NumericIdentity::HOST);
-        assert_eq!(c.identity_of_addr(b), NumericIdentity::REMOTE_NODE);
+        assert_eq!(c.identity_of_addr(b), id_b);
         assert_eq!(c.node_of("default/p"), "b");
         assert_eq!(c.node_of("default/other"), DEFAULT_NODE);
         assert_eq!(c.seen_from(b, "b"), Some(NumericIdentity::HOST));
-        assert_eq!(c.seen_from(a, "b"), Some(NumericIdentity::REMOTE_NODE));
+        assert_eq!(c.seen_from(a, "b"), Some(id_a));
         assert_eq!(c.seen_from("10.0.0.1".parse().unwrap(), "b"), None);
+        let host_on_b = c.node_seen_from(b, "b").unwrap();
+        assert_eq!(host_on_b.id, NumericIdentity::HOST);
+        assert_eq!(
+            host_on_b.labels.to_string(),
+            "k8s:kubernetes.io/hostname=b reserved:host"
+        );
         let on_b = c.ipcache_for("b");
-        assert_eq!(on_b.lookup(a), NumericIdentity::REMOTE_NODE);
+        assert_eq!(on_b.lookup(a), id_a);
         assert_eq!(on_b.lookup(b), NumericIdentity::HOST);
         let twice = Inventory {
             nodes: vec![node("b", "172.18.0.3"), node("b", "172.18.0.4")],

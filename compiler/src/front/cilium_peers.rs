@@ -1,8 +1,8 @@
 //! Cilium peers besides endpoints, CIDRs and entities: `toServices` (resolved against the
 //! inventory's Services and EndpointSlices), `toFQDNs` (FQDN selectors, enforced by the
-//! agent on the addresses its DNS proxy learns), and those later stages understand but do
-//! not enforce, each with a `not-enforced` warning: `fromGroups`/`toGroups`,
-//! `fromNodes`/`toNodes`.
+//! agent on the addresses its DNS proxy learns), `fromNodes`/`toNodes` (label selectors over
+//! the inventory's Nodes), and those later stages understand but do not enforce, each with a
+//! `not-enforced` warning: `fromGroups`/`toGroups`.
 
 use super::codes;
 use super::decode::{Cx, Field, Map, Unknown};
@@ -30,13 +30,21 @@ pub fn extra_peers(
         Direction::Ingress => ("fromGroups", "fromNodes"),
         Direction::Egress => ("toGroups", "toNodes"),
     };
-    for (name, what) in [(groups, "cloud provider groups"), (nodes, "node selectors")] {
-        if let Some(x) = present(m, name) {
-            any = true;
-            cx.not_enforced(
-                &x,
-                &format!("`{name}` ({what}); the rule allows none of these peers"),
-            );
+    if let Some(x) = present(m, groups) {
+        any = true;
+        cx.not_enforced(
+            &x,
+            &format!("`{groups}` (cloud provider groups); the rule allows none of these peers"),
+        );
+    }
+    if let Some(x) = present(m, nodes) {
+        any = true;
+        // Node labels are `k8s:` labels; keys without a source are `any:` and match them.
+        // Never namespaced: nodes belong to no namespace.
+        for item in cx.seq(&x) {
+            if let Some(s) = selector(cx, &item, KeyStyle::Cilium) {
+                peers.push(PendingPeer::Nodes(s));
+            }
         }
     }
     if let Some(x) = present(m, "toFQDNs") {

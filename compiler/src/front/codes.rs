@@ -200,7 +200,7 @@ declare_code!(
     "not-enforced",
     Warning,
     "A field that cilium-policy understands but later stages do not enforce (non-HTTP, \
-     non-DNS L7 rules, header secrets and mismatch actions, node selectors, \
+     non-DNS L7 rules, header secrets and mismatch actions, cloud provider groups, \
      authentication, CIDR groups selected by label). The rule is kept, but the datapath will not implement that part."
 );
 declare_code!(

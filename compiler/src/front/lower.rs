@@ -185,6 +185,8 @@ pub struct PendingRule {
 #[derive(Clone, Debug)]
 pub enum PendingPeer {
     Endpoints(Selector),
+    /// `fromNodes`/`toNodes`: a selector over node labels (never namespaced).
+    Nodes(Selector),
     Other(Peer),
     Service {
         name: Option<String>,
@@ -224,6 +226,7 @@ impl Pending {
                             PendingPeer::Endpoints(s) => {
                                 Peer::Endpoints(sel(s, &mut set.selectors))
                             }
+                            PendingPeer::Nodes(s) => Peer::Nodes(sel(s, &mut set.selectors)),
                             PendingPeer::Other(p) => p,
                             PendingPeer::Service {
                                 name,

@@ -34,6 +34,13 @@ impl IdAllocator {
             NumericIdentity::LOCAL_SCOPE | 0x00ff_ffff,
         )
     }
+    /// Identities of remote nodes: the remote-node scope, 24 bits of number.
+    pub fn remote_node() -> Self {
+        Self::range(
+            NumericIdentity::REMOTE_NODE_SCOPE | 1,
+            NumericIdentity::REMOTE_NODE_SCOPE | 0x00ff_ffff,
+        )
+    }
     fn range(first: u32, last: u32) -> Self {
         IdAllocator {
             first,
@@ -179,5 +186,8 @@ mod tests {
     fn local_identities_have_the_scope_bit() {
         let mut a = IdAllocator::local();
         assert!(a.allocate("cidr:10.0.0.0/8").unwrap().0.is_local());
+        let mut n = IdAllocator::remote_node();
+        let id = n.allocate("k8s:a=b,reserved:remote-node").unwrap().0;
+        assert!(id.is_node() && !id.is_local() && id.0 & (1 << 31) == 0);
     }
 }

@@ -13,5 +13,8 @@ pub use derive::{
     SERVICE_ACCOUNT_LABEL,
 };
 pub use filter::{LabelFilter, LabelFilterError};
-pub use reserved::{cidr_labels, entity_selects, reserved_labels, IdentityInfo, IdentityKind};
+pub use reserved::{
+    cidr_labels, entity_selects, node_labels, node_selects, reserved_labels, IdentityInfo,
+    IdentityKind,
+};
 pub use shared::SharedIdentities;

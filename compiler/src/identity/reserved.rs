@@ -11,6 +11,9 @@ pub enum IdentityKind {
     Endpoint,
     /// Addresses whose longest policy prefix is this CIDR (node-local scope).
     Cidr(IpNet),
+    /// Remote nodes with these node labels (remote-node scope): `k8s:` node labels plus
+    /// `reserved:remote-node`.
+    Node,
 }
 
 /// One identity with its identity-relevant labels.
@@ -42,6 +45,23 @@ pub fn cidr_labels(prefix: IpNet) -> LabelSet {
     ])
 }
 
+/// The labels of a node as its identity carries them: every label of the `Node` object with the
+/// `k8s:` source (Cilium's node labels; no identity-relevance filter applies), plus `reserved:`
+/// `role`: `remote-node` for a node's own identity, `host` for the local node's host identity.
+pub fn node_labels(node: Option<&ir::Node>, role: &str) -> LabelSet {
+    let own = node.into_iter().flat_map(|n| n.labels.iter());
+    let mut v: Vec<Label> = own.map(|(k, v)| Label::k8s(k, v)).collect();
+    v.push(Label::reserved(role));
+    LabelSet::new(v)
+}
+
+/// Does a node selector (`fromNodes`/`toNodes`) select identity `info`? Only nodes are
+/// candidates: the local node (`host`) and the remote nodes' identities, by their labels.
+pub fn node_selects(sel: &ir::Selector, info: &IdentityInfo) -> bool {
+    (info.kind == IdentityKind::Node || info.id == NumericIdentity::HOST)
+        && sel.matches(&info.labels)
+}
+
 fn has_reserved(info: &IdentityInfo, name: &str) -> bool {
     info.labels
         .iter()
@@ -49,9 +69,10 @@ fn has_reserved(info: &IdentityInfo, name: &str) -> bool {
 }
 
 /// Does `entity` select identity `info`? `all` selects everything; `world` every identity outside
-/// the cluster (world, world-ipv4/6, CIDR identities); `cluster` every endpoint identity and the
-/// reserved identities inside the cluster (host, remote-node, kube-apiserver, init, health,
-/// unmanaged, ingress); the others their reserved identity.
+/// the cluster (world, world-ipv4/6, CIDR identities); `cluster` every endpoint and node identity
+/// and the reserved identities inside the cluster (host, remote-node, kube-apiserver, init,
+/// health, unmanaged, ingress); the others the identities with their `reserved:` label (so
+/// `remote-node` selects every node identity too).
 pub fn entity_selects(entity: Entity, info: &IdentityInfo) -> bool {
     match entity {
         Entity::All => true,
@@ -60,7 +81,7 @@ pub fn entity_selects(entity: Entity, info: &IdentityInfo) -> bool {
             .iter()
             .any(|n| has_reserved(info, n)),
         Entity::Cluster => match info.kind {
-            IdentityKind::Endpoint => true,
+            IdentityKind::Endpoint | IdentityKind::Node => true,
             IdentityKind::Cidr(_) => false,
             IdentityKind::Reserved => ![
                 NumericIdentity::WORLD,

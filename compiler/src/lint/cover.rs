@@ -15,7 +15,9 @@ pub fn peers(set: &PolicySet, outer: &PeerSet, inner: &PeerSet) -> bool {
 
 fn peer(set: &PolicySet, outer: &Peer, inner: &Peer) -> bool {
     match (outer, inner) {
-        (Peer::Endpoints(o), Peer::Endpoints(i)) => selector(set, *o, *i),
+        (Peer::Endpoints(o), Peer::Endpoints(i)) | (Peer::Nodes(o), Peer::Nodes(i)) => {
+            selector(set, *o, *i)
+        }
         (
             Peer::Cidr {
                 set: o,

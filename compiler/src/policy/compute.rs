@@ -47,6 +47,7 @@ impl<'a> Ctx<'a> {
         let one = match peer {
             Peer::Endpoints(h) if self.policy.selectors[*h].is_all() => Some(Ids::Wildcard),
             Peer::Endpoints(h) => self.set(PeerSel::Selector(*h)).map(Ids::Set),
+            Peer::Nodes(h) => self.set(PeerSel::Nodes(*h)).map(Ids::Set),
             Peer::Entity(Entity::All) => Some(Ids::Wildcard),
             Peer::Entity(e) => self.set(PeerSel::Entity(*e)).map(Ids::Set),
             Peer::Cidr { .. } | Peer::CidrGroup { .. } | Peer::Service { .. } => {

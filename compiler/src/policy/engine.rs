@@ -61,6 +61,7 @@ fn rule_sels(policy: &PolicySet, cluster: &Cluster, r: &ir::Rule) -> Vec<(PeerSe
                     v.push((PeerSel::Selector(*h), false))
                 }
                 Peer::Entity(e) if *e != ir::Entity::All => v.push((PeerSel::Entity(*e), false)),
+                Peer::Nodes(h) => v.push((PeerSel::Nodes(*h), false)),
                 Peer::Cidr { .. } | Peer::CidrGroup { .. } | Peer::Service { .. } => {
                     let ids = cluster.peer_ids(policy, p);
                     v.extend(ids.cidrs.into_iter().map(|s| (PeerSel::Cidr(s), false)));

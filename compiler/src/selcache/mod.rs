@@ -5,7 +5,7 @@
 mod index;
 
 use crate::cluster::Cluster;
-use crate::identity::{entity_selects, IdentityInfo, IdentityKind, NAMESPACE_LABEL};
+use crate::identity::{entity_selects, node_selects, IdentityInfo, IdentityKind, NAMESPACE_LABEL};
 use ir::{CidrSet, Entity, Handle, LabelSource, NumericIdentity, Operator, PolicySet, Selector};
 use std::collections::{BTreeSet, HashMap};
 
@@ -23,6 +23,8 @@ pub enum PeerSel {
     /// A `toFQDNs` entry (canonical, `fqdn::canonical`): the identities carrying its label
     /// `fqdn:<name or pattern>`, which only the agent's learned addresses have.
     Fqdn(ir::DnsRule),
+    /// A node selector (`fromNodes`/`toNodes`): node identities (and `host`) only.
+    Nodes(Handle<Selector>),
 }
 
 pub type IdSet = BTreeSet<NumericIdentity>;
@@ -53,6 +55,7 @@ pub fn selects(policy: &PolicySet, sel: &PeerSel, info: &IdentityInfo) -> bool {
     match sel {
         PeerSel::Selector(h) => policy.selectors[*h].matches(&info.labels),
         PeerSel::Labels(s) => s.matches(&info.labels),
+        PeerSel::Nodes(h) => node_selects(&policy.selectors[*h], info),
         PeerSel::Entity(e) => entity_selects(*e, info),
         PeerSel::Fqdn(rule) => {
             let label = crate::fqdn::selector_label(rule);
@@ -81,7 +84,7 @@ pub fn selects(policy: &PolicySet, sel: &PeerSel, info: &IdentityInfo) -> bool {
 /// The requirements of a label selector (`None` for entities and CIDR sets).
 fn requirements<'a>(policy: &'a PolicySet, sel: &'a PeerSel) -> Option<&'a [ir::Requirement]> {
     match sel {
-        PeerSel::Selector(h) => Some(&policy.selectors[*h].requirements),
+        PeerSel::Selector(h) | PeerSel::Nodes(h) => Some(&policy.selectors[*h].requirements),
         PeerSel::Labels(s) => Some(&s.requirements),
         PeerSel::Entity(_) | PeerSel::Cidr(_) | PeerSel::Fqdn(_) => None,
     }

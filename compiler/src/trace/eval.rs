@@ -4,7 +4,7 @@
 use super::l7::{l7_allows, HttpRequest, L7Verdict};
 use super::party::Party;
 use crate::cluster::{ports::resolve, Cluster};
-use crate::identity::entity_selects;
+use crate::identity::{entity_selects, IdentityKind};
 use crate::policy::ports::NamedPorts;
 use crate::selcache::{selects, PeerSel};
 use ir::{
@@ -140,6 +140,13 @@ fn peer_match(
                         let name = peer.fqdn.as_deref();
                         name.is_some_and(|n| crate::fqdn::selector_matches(d, n))
                             .then_some(true)
+                    }
+                    Peer::Nodes(h) => {
+                        // Nodes only: the peer's node as the subject's node sees it (`host`
+                        // with its node's labels, or a node identity), never an endpoint.
+                        let node = peer.info.kind == IdentityKind::Node
+                            || peer.info.id == NumericIdentity::HOST;
+                        (node && policy.selectors[*h].matches(&peer.info.labels)).then_some(true)
                     }
                 };
                 best = best.max(m);
@@ -420,21 +427,22 @@ fn l3_verdict(policy: &PolicySet, c: &Cluster, dst: &Party, src: &Party) -> Side
     }
 }
 
-/// `peer` as the endpoint `subject` sees it: a node's address is `host` on that node and
-/// `remote-node` elsewhere (each node's ipcache is its own view), so its identity is taken
-/// from the subject's node; every other party is the same for all.
+/// `peer` as the endpoint `subject` sees it: a node's address is `host` (with that node's
+/// labels) on that node and the node's own identity elsewhere (each node's ipcache is its own
+/// view), so its identity is taken from the subject's node; every other party is the same for
+/// all.
 fn seen_by(c: &Cluster, peer: &Party, subject: &Party) -> Party {
     let viewer = subject
         .endpoint
         .as_deref()
         .map_or(c.config.local_node.as_str(), |e| c.node_of(e));
-    let node_id = match (&peer.endpoint, peer.addr) {
-        (None, Some(a)) => c.seen_from(a, viewer),
+    let node = match (&peer.endpoint, peer.addr) {
+        (None, Some(a)) => c.node_seen_from(a, viewer),
         _ => None,
     };
-    match node_id.and_then(|id| c.identity(id)) {
+    match node {
         Some(info) => Party {
-            info: info.clone(),
+            info,
             ..peer.clone()
         },
         None => peer.clone(),
@@ -453,23 +461,18 @@ pub fn trace(
     http: Option<&HttpRequest>,
 ) -> Trace {
     let flow = Flow { proto, port, http };
-    let egress = side(
-        policy,
-        c,
-        &src,
-        &seen_by(c, &dst, &src),
-        Direction::Egress,
-        flow,
-    );
+    let dst_at_src = seen_by(c, &dst, &src);
+    let egress = side(policy, c, &src, &dst_at_src, Direction::Egress, flow);
     let src_at_dst = seen_by(c, &src, &dst);
     let ingress = side(policy, c, &dst, &src_at_dst, Direction::Ingress, flow);
     let l3 = l3_verdict(policy, c, &dst, &src_at_dst);
     let l7_ok = |s: &Side| s.l7 != L7Verdict::Denied;
     let allowed =
         egress.verdict.allowed() && ingress.verdict.allowed() && l7_ok(&egress) && l7_ok(&ingress);
+    // A node's address is shown as the endpoint at the other end sees it (what was evaluated).
     Trace {
-        src,
-        dst,
+        src: src_at_dst,
+        dst: dst_at_src,
         protocol: proto,
         port,
         l3,

@@ -41,6 +41,7 @@ fn peers(policy: &PolicySet, id: RuleId) -> String {
                 }
                 Peer::Fqdn(ir::DnsRule::MatchName(n)) => format!("FQDN matchName {n}"),
                 Peer::Fqdn(ir::DnsRule::MatchPattern(p)) => format!("FQDN matchPattern {p}"),
+                Peer::Nodes(h) => format!("nodes {}", policy.selectors[*h]),
                 Peer::Service {
                     name,
                     namespace,
