@@ -227,7 +227,11 @@ impl Datapath {
             Scope::Only(ids) => ids.iter().copied().collect(),
         };
         // What was loaded must still be what the pins hold before anything is written.
-        let more: Vec<u16> = match self.verify(&ids)? {
+        let verified = {
+            let _verify = tracing::debug_span!("verify").entered();
+            self.verify(&ids)?
+        };
+        let more: Vec<u16> = match verified {
             Reload::Nothing => Vec::new(),
             Reload::Some(more) => more.into_iter().collect(),
             Reload::All => world.endpoints.keys().copied().collect(),
@@ -254,12 +258,22 @@ impl Datapath {
                 results.insert(id, Ok(()));
                 continue;
             }
-            plans.push((self.plan(id, ep, &policy)?, ep.clone(), policy));
+            let plan = {
+                let _plan = tracing::debug_span!("plan", endpoint = id).entered();
+                self.plan(id, ep, &policy)?
+            };
+            plans.push((plan, ep.clone(), policy));
         }
-        self.write_ipcache(world.engine.cluster.ipcache())?;
+        {
+            let _ipcache = tracing::debug_span!("ipcache").entered();
+            self.write_ipcache(world.engine.cluster.ipcache())?;
+        }
         for (plan, ep, policy) in plans {
             let id = plan.id;
-            let res = self.apply(plan, revision);
+            let res = {
+                let _apply = tracing::debug_span!("apply", endpoint = id).entered();
+                self.apply(plan, revision)
+            };
             match res {
                 Ok(maps) => {
                     self.written.insert(id, Written { ep, policy, maps });
@@ -284,6 +298,7 @@ impl Datapath {
             results.insert(id, self.remove(id).map_err(|e| e.to_string()));
         }
         // Only the endpoint's own links decide on its interface.
+        let _own = tracing::debug_span!("own_interface").entered();
         for (id, res) in results.iter_mut() {
             if res.is_ok() {
                 if let Err(e) = self.own_interface(*id) {
@@ -307,6 +322,7 @@ impl Datapath {
             ipv4: ep.ipv4,
             ipv6: ep.ipv6,
         };
+        let entries_span = tracing::debug_span!("entries").entered();
         let (features, _) = Features::derive(&cfg, policy, None);
         let entries = EndpointEntries::build(policy);
         let maps: Vec<(&'static str, Entries)> = [
@@ -336,6 +352,7 @@ impl Datapath {
             iface: ep.iface.clone(),
             policy_capacity: self.policy_capacity(id, &maps)?,
         };
+        drop(entries_span);
         let load = if self.programs.get(&id) == Some(&key) {
             None
         } else {
@@ -418,6 +435,7 @@ impl Datapath {
         }
         let (template, sites) = &self.templates[&key.features];
         let object = sites.instantiate(template, &key.globals);
+        let _load = tracing::debug_span!("load").entered();
         let mut pins: Vec<(&str, PathBuf)> = Vec::new();
         for m in shared_maps() {
             pins.push((m, self.layout.shared_map(m).map_err(internal)?));
@@ -475,6 +493,7 @@ impl Datapath {
         let mut written = MapsWritten::new();
         // Entries first: the running program shares these maps, and the new one finds them ready.
         // Every map's restricting changes go in before any map's widening ones.
+        let maps_span = tracing::debug_span!("maps").entered();
         let mut deltas = Vec::new();
         for (name, want) in &plan.maps {
             let pin = self.layout.endpoint_map_path(id, name).map_err(internal)?;
@@ -509,7 +528,9 @@ impl Datapath {
                 }
             }
         }
+        drop(maps_span);
         if let Some(mut dp) = plan.load.take() {
+            let _attach = tracing::debug_span!("attach").entered();
             if let Some(old) = self
                 .programs
                 .get(&id)
@@ -544,6 +565,7 @@ impl Datapath {
             self.programs.insert(id, plan.key.clone());
         }
         // A new revision makes the datapath re-check established connections (revocation).
+        let _state = tracing::debug_span!("state").entered();
         let state_pin = self
             .layout
             .endpoint_map_path(id, maps::STATE.name)

@@ -573,6 +573,7 @@ impl Agent {
         paths: Vec<String>,
         wait: bool,
     ) -> Result<RevisionReply, AgentError> {
+        let world_span = tracing::debug_span!("world").entered();
         let mut undo = Vec::new();
         for c in changes {
             let applied = self.world_mut().apply(c);
@@ -586,9 +587,13 @@ impl Agent {
             Ok(t) => t,
             Err(e) => return Err(self.rollback(undo, e)),
         };
+        drop(world_span);
         // The proxy's table for the new state, before anything is written: a rule it cannot
         // enforce refuses the change.
-        let l7 = self.l7.prepare(&self.world(), Some(&touched));
+        let l7 = {
+            let _l7 = tracing::debug_span!("l7_prepare").entered();
+            self.l7.prepare(&self.world(), Some(&touched))
+        };
         let l7 = match l7 {
             Ok(p) => p,
             Err(e) => return Err(self.rollback(undo, e)),
@@ -616,7 +621,11 @@ impl Agent {
             self.synced = revision;
         }
         let inverse = self.persisted.apply(&mut edit, action, paths);
-        if let Err(e) = self.store.save(&edit, &self.persisted) {
+        let saved = {
+            let _journal = tracing::debug_span!("journal").entered();
+            self.store.save(&edit, &self.persisted)
+        };
+        if let Err(e) = saved {
             self.persisted.undo(&inverse);
             let err = self.rollback(undo, e.into());
             // The datapath may already enforce the change: bring it back.
@@ -772,6 +781,7 @@ impl Agent {
     /// Syncs `scope` (plus the endpoints whose last sync failed) to the datapath and records
     /// which revision each endpoint enforces.
     fn sync_datapath(&mut self, scope: Scope, revision: u64) -> Result<(), AgentError> {
+        let _datapath = tracing::debug_span!("datapath").entered();
         let Some(dp) = self.datapath.as_mut() else {
             self.synced = revision;
             return Ok(());

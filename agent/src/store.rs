@@ -366,6 +366,7 @@ impl Store {
             }
             f.seek(std::io::SeekFrom::Start(self.len))?;
             f.write_all(&record)?;
+            let _fdatasync = tracing::debug_span!("fdatasync").entered();
             f.sync_data()
         })();
         if let Err(source) = written {

@@ -305,8 +305,12 @@ fn run(
         let started = Instant::now();
         let pending = matches!(work, Work::Pending);
         let reply = std::panic::catch_unwind(AssertUnwindSafe(|| match work {
-            Work::Job(job) => Some(job(&mut agent)),
+            Work::Job(job) => {
+                let _job = tracing::debug_span!("job").entered();
+                Some(job(&mut agent))
+            }
             Work::Pending => {
+                let _pending = tracing::debug_span!("sync_pending").entered();
                 agent.sync_pending();
                 None
             }
@@ -324,7 +328,10 @@ fn run(
             }
         };
         let before = published.load().healthz.policy_revision;
-        let next = agent.snapshot(Some(&published.load()));
+        let next = {
+            let _snapshot = tracing::debug_span!("snapshot").entered();
+            agent.snapshot(Some(&published.load()))
+        };
         if pending || next.healthz.policy_revision != before {
             metrics.regeneration.observe(started.elapsed());
         }

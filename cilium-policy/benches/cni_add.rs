@@ -3,19 +3,27 @@
 //! the agent creating the endpoint, loading and attaching its programs (template cache warm)
 //! and writing its policy maps. Each sample is an ADD of a fresh container on its own veth
 //! pair (both ends in a private node namespace), followed by a DEL outside the timing.
-//! Root only (skips otherwise). Prints p50/p90/p99/max.
+//! Root only (skips otherwise). Prints p50/p90/p99/max, and the plugin's own start (a
+//! `VERSION` call the same way, which does not reach the agent).
+//!
+//! With `CP_BENCH_BREAKDOWN=1` the agent runs with `--debug` and the bench also prints where
+//! each ADD's time went in the agent: its debug spans (`support/span_times.rs`) from the log
+//! lines the ADD wrote, p50/p99 per span path. Debug logging itself costs time: compare totals
+//! without it.
 //!
 //! `cargo build --release -p cilium-policy-cni && cargo bench -p cilium-policy --bench cni_add`
-//! (`CP_BENCH_SAMPLES`, default 200).
+//! (`CP_BENCH_SAMPLES`, default 200; `CP_BENCH_BREAKDOWN`).
 
 #[path = "../tests/agent_harness/mod.rs"]
 mod agent_harness;
 #[path = "../tests/podman/mod.rs"]
 mod podman;
+#[path = "support/span_times.rs"]
+mod span_times;
 
 use agent_harness::Agent;
 use runtime_loader::testkit::{node_netns, require_root};
-use std::io::Write;
+use std::io::{Read, Seek, SeekFrom, Write};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -25,8 +33,16 @@ fn main() {
     }
     let samples = agent_harness::bench_env("CP_BENCH_SAMPLES", 200);
     let cni = podman::cni_binary();
+    let breakdown = agent_harness::bench_env("CP_BENCH_BREAKDOWN", 0) != 0;
     let node = node_netns();
-    let agent = Agent::start(&node);
+    let agent = if breakdown {
+        Agent::start_in(&node, vec!["--debug".into()])
+    } else {
+        Agent::start(&node)
+    };
+    let log_path = agent.dir.path.join("agent.log");
+    let mut spans = span_times::SpanTimes::default();
+    let mut starts = Vec::with_capacity(samples);
     let pods: String = (0..samples + 10)
         .map(|i| {
             format!(
@@ -91,9 +107,15 @@ fn main() {
             );
             t.elapsed()
         };
+        let log_at = std::fs::metadata(&log_path).map_or(0, |m| m.len());
         let add = run("ADD");
+        let start = run("VERSION");
         if i >= 10 {
             times.push(add);
+            starts.push(start);
+            if breakdown {
+                spans.add_request(&log_since(&log_path, log_at));
+            }
         }
         run("DEL");
         node.exec(&["ip", "link", "del", &host]);
@@ -109,4 +131,29 @@ fn main() {
         ms(at(0.99)),
         ms(*times.last().unwrap())
     );
+    starts.sort();
+    println!(
+        "plugin start (process spawn → VERSION result, no agent call): p50 {} p99 {}",
+        ms(starts[starts.len() / 2]),
+        ms(starts[((starts.len() as f64 * 0.99) as usize).min(starts.len() - 1)])
+    );
+    if breakdown {
+        print!(
+            "agent spans per ADD (debug logging on):\n{}",
+            spans.report()
+        );
+    }
+}
+
+/// What the agent logged from byte `at` on.
+fn log_since(path: &std::path::Path, at: u64) -> String {
+    let mut text = String::new();
+    if let Ok(mut f) = std::fs::File::open(path) {
+        if f.seek(SeekFrom::Start(at)).is_ok() {
+            let mut bytes = Vec::new();
+            let _ = f.read_to_end(&mut bytes);
+            text = String::from_utf8_lossy(&bytes).into_owned();
+        }
+    }
+    text
 }

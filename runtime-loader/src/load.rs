@@ -104,7 +104,10 @@ pub fn load(object: &[u8], opts: &LoadOptions<'_>) -> Result<Datapath, LoadError
     for (name, entries) in &opts.max_entries {
         loader.map_max_entries(name, *entries);
     }
-    let retired = retire_incompatible(object, &opts.map_pins, &opts.max_entries)?;
+    let retired = {
+        let _pins = tracing::debug_span!("check_pins").entered();
+        retire_incompatible(object, &opts.map_pins, &opts.max_entries)?
+    };
     for (name, path) in &opts.map_pins {
         loader.map_pin_path(name, path.as_path());
     }
@@ -127,8 +130,12 @@ fn load_retired(
     loader: &mut EbpfLoader<'_>,
     opts: &LoadOptions<'_>,
 ) -> Result<Datapath, LoadError> {
-    let mut ebpf = loader.load(object)?;
+    let mut ebpf = {
+        let _object = tracing::debug_span!("object").entered();
+        loader.load(object)?
+    };
     for name in [PROG_FROM_CONTAINER, PROG_TO_CONTAINER] {
+        let _verifier = tracing::debug_span!("verifier", prog = name).entered();
         let prog = ebpf
             .program_mut(name)
             .ok_or(LoadError::MissingProgram { name })?;

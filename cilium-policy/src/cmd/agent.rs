@@ -3,6 +3,7 @@
 use agent::config::{AgentConfig, TcpApi};
 use std::path::PathBuf;
 use std::process::ExitCode;
+use tracing_subscriber::fmt::format::FmtSpan;
 use tracing_subscriber::{reload, EnvFilter};
 
 #[derive(clap::Args, Debug)]
@@ -129,7 +130,13 @@ pub fn run(args: Args, global_socket: Option<PathBuf>) -> miette::Result<ExitCod
     use tracing_subscriber::prelude::*;
     tracing_subscriber::registry()
         .with(filter)
-        .with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr))
+        .with(
+            tracing_subscriber::fmt::layer()
+                .with_writer(std::io::stderr)
+                // The change path's phases are debug spans: with --debug, each one's time on
+                // close (Documentation/performance.md, "CNI ADD").
+                .with_span_events(FmtSpan::CLOSE),
+        )
         .init();
     let api_socket = args
         .api_socket
