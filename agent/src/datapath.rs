@@ -64,6 +64,8 @@ pub struct Datapath {
     clang: Option<Clang>,
     cache: ObjectCache,
     templates: HashMap<Features, (Vec<u8>, PatchSites)>,
+    /// Loads every endpoint's object with the kernel's BTF read once.
+    loader: load::Loader<'static>,
     /// Programs this agent process loaded and attached.
     programs: BTreeMap<u16, ProgramKey>,
     /// What this process last enforced per endpoint: an endpoint whose configuration and map
@@ -161,6 +163,7 @@ impl Datapath {
             clang: None,
             cache: ObjectCache::new(cfg.state_dir.join("objects")),
             templates: HashMap::new(),
+            loader: load::Loader::default(),
             programs: BTreeMap::new(),
             written: BTreeMap::new(),
             ipcache: None,
@@ -436,7 +439,7 @@ impl Datapath {
         let (template, sites) = &self.templates[&key.features];
         let object = sites.instantiate(template, &key.globals);
         let _load = tracing::debug_span!("load").entered();
-        let mut pins: Vec<(&str, PathBuf)> = Vec::new();
+        let mut pins: Vec<(&'static str, PathBuf)> = Vec::new();
         for m in shared_maps() {
             pins.push((m, self.layout.shared_map(m).map_err(internal)?));
         }
@@ -450,8 +453,10 @@ impl Datapath {
             max_entries: maps::endpoint_max_entries(key.policy_capacity),
             state: Some(self.state_of(id)),
         };
-        let dp =
-            load::load(&object, &opts).map_err(|e| super::verifier::load_error(id, name, e))?;
+        let dp = self
+            .loader
+            .load(&object, &opts)
+            .map_err(|e| super::verifier::load_error(id, name, e))?;
         self.forget_retired(id, &dp.retired_pins);
         Ok(dp)
     }

@@ -92,8 +92,9 @@ pub struct Datapath {
 }
 
 /// Loads `object`: both programs through the verifier, then images and state into the maps.
+/// Reads the kernel's BTF anew; [`Loader`] keeps it across loads.
 pub fn load(object: &[u8], opts: &LoadOptions<'_>) -> Result<Datapath, LoadError> {
-    let mut loader = EbpfLoader::new();
+    let mut loader = new_loader();
     if let Some(g) = &opts.globals {
         loader
             .override_global("ep_id", &g.ep_id, true)
@@ -101,6 +102,60 @@ pub fn load(object: &[u8], opts: &LoadOptions<'_>) -> Result<Datapath, LoadError
             .override_global("ep_ipv4_be", &g.ep_ipv4_be, true)
             .override_global("ep_ipv6_be", &g.ep_ipv6_be, true);
     }
+    load_with(&mut loader, object, opts)
+}
+
+/// aya's loader, which reads and parses the kernel's BTF (`/sys/kernel/btf/vmlinux`, about
+/// 5 MB) when created: 10–25 ms here, more than either program's verification.
+fn new_loader<'a>() -> EbpfLoader<'a> {
+    let _btf = tracing::debug_span!("kernel_btf").entered();
+    EbpfLoader::new()
+}
+
+/// Loads objects one after another with the kernel's BTF read once (see [`new_loader`]).
+/// Each load sets its map pins and sizes again; aya's loader only adds or replaces options by
+/// name, so one whose names differ from the previous load's starts from a new aya loader.
+/// Objects that need their globals set ([`LoadOptions::globals`]) go through [`load`].
+pub struct Loader<'a> {
+    inner: EbpfLoader<'a>,
+    /// The names of the map pins and sizes `inner` holds.
+    names: (Vec<&'a str>, Vec<&'a str>),
+}
+
+impl Default for Loader<'_> {
+    fn default() -> Self {
+        Loader {
+            inner: new_loader(),
+            names: (Vec::new(), Vec::new()),
+        }
+    }
+}
+
+impl<'a> Loader<'a> {
+    /// Like [`load`], reusing the kernel's BTF.
+    pub fn load(&mut self, object: &[u8], opts: &LoadOptions<'a>) -> Result<Datapath, LoadError> {
+        if opts.globals.is_some() {
+            return load(object, opts);
+        }
+        let names = (
+            opts.map_pins.iter().map(|(n, _)| *n).collect(),
+            opts.max_entries.iter().map(|(n, _)| *n).collect(),
+        );
+        let used = !self.names.0.is_empty() || !self.names.1.is_empty();
+        if names != self.names && used {
+            self.inner = new_loader();
+        }
+        self.names = names;
+        load_with(&mut self.inner, object, opts)
+    }
+}
+
+/// Sets `opts`' map sizes and pins on `loader` (checking the pins first), and loads.
+fn load_with<'a>(
+    loader: &mut EbpfLoader<'a>,
+    object: &[u8],
+    opts: &LoadOptions<'a>,
+) -> Result<Datapath, LoadError> {
     for (name, entries) in &opts.max_entries {
         loader.map_max_entries(name, *entries);
     }
@@ -109,9 +164,9 @@ pub fn load(object: &[u8], opts: &LoadOptions<'_>) -> Result<Datapath, LoadError
         retire_incompatible(object, &opts.map_pins, &opts.max_entries)?
     };
     for (name, path) in &opts.map_pins {
-        loader.map_pin_path(name, path.as_path());
+        loader.map_pin_path(name, path.clone());
     }
-    match load_retired(object, &mut loader, opts) {
+    match load_retired(object, loader, opts) {
         Ok(mut dp) => {
             dp.retired_pins = retired.commit()?;
             Ok(dp)
@@ -124,7 +179,6 @@ pub fn load(object: &[u8], opts: &LoadOptions<'_>) -> Result<Datapath, LoadError
     }
 }
 
-/// The load itself, once incompatible pins are out of the way.
 fn load_retired(
     object: &[u8],
     loader: &mut EbpfLoader<'_>,
