@@ -4,7 +4,8 @@
 //!
 //! A sync first *plans* every endpoint (map state → kernel entries, capacity check, object
 //! load through the verifier for endpoints whose configuration changed) and writes nothing
-//! until every plan succeeded; then it writes only the entries that differ from what the
+//! until every plan succeeded (except a new endpoint's `cil_to_container`, verified while its
+//! first program is attached: a rejection fails its write, datapath_attach.rs); then it writes only the entries that differ from what the
 //! pinned maps hold, replaces programs atomically where the configuration changed, and bumps
 //! the endpoint's policy revision so connection tracking re-checks established flows.
 //! Endpoints whose configuration and map state did not change are not touched at all; a sync
@@ -23,12 +24,14 @@ use codegen::layout::{EpState, PolicyValue, VERDICT_DENY};
 use codegen::maps::{self, Pin};
 use codegen::template::{Globals, PatchSites};
 use codegen::{EndpointConfig, Features, MapSizes};
-use runtime_loader::load::{self, LoadOptions, PROG_FROM_CONTAINER, PROG_TO_CONTAINER};
+use runtime_loader::load::{self, LoadOptions};
 use runtime_loader::{AttachMode, Entries, Hook, MapDelta, MapOp, NodeLayout, RawMap};
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use verify::Reload;
 
+#[path = "datapath_attach.rs"]
+mod attach;
 #[path = "datapath_verify.rs"]
 mod verify;
 
@@ -104,6 +107,9 @@ type Ranking = (fn(&MapOp) -> u8, fn(&MapOp) -> bool);
 struct Plan {
     id: u16,
     load: Option<load::Datapath>,
+    /// A new endpoint's `cil_to_container` is not verified yet: [`Datapath::attach`] verifies
+    /// it while the kernel attaches `cil_from_container`.
+    verify_to: bool,
     key: ProgramKey,
     /// Wanted entries of the endpoint's own maps: (map name, entries).
     maps: Vec<(&'static str, Entries)>,
@@ -356,17 +362,35 @@ impl Datapath {
             policy_capacity: self.policy_capacity(id, &maps)?,
         };
         drop(entries_span);
-        let load = if self.programs.get(&id) == Some(&key) {
-            None
+        let (load, verify_to) = if self.programs.get(&id) == Some(&key) {
+            (None, false)
         } else {
-            Some(self.load(id, &ep.name, &key)?)
+            let defer = self.nothing_attached(id)?;
+            (Some(self.load(id, &ep.name, &key, defer)?), defer)
         };
         Ok(Plan {
             id,
             load,
+            verify_to,
             key,
             maps,
         })
+    }
+
+    /// Whether nothing of endpoint `id` is attached: no program this process loaded for it,
+    /// no pinned tcx link of a previous agent (netlink filters leave no pin: never in that
+    /// mode). Its programs then replace nothing, and a rejected second program leaves nothing
+    /// attached once the first is detached again.
+    fn nothing_attached(&self, id: u16) -> Result<bool, AgentError> {
+        if self.mode != AttachMode::Tcx || self.programs.contains_key(&id) {
+            return Ok(false);
+        }
+        for hook in Hook::BOTH {
+            if self.layout.link(id, hook).map_err(internal)?.exists() {
+                return Ok(false);
+            }
+        }
+        Ok(true)
     }
 
     /// The size of the endpoint's policy map for writing `maps`: the loaded one's while the
@@ -413,11 +437,13 @@ impl Datapath {
 
     /// Instantiates the endpoint's object from its configuration's template and loads it
     /// (maps pinned: existing pins are reused, so the running program's maps stay shared).
+    /// With `defer_to`, `cil_to_container` is left for [`Datapath::attach`] to verify.
     fn load(
         &mut self,
         id: u16,
         name: &str,
         key: &ProgramKey,
+        defer_to: bool,
     ) -> Result<load::Datapath, AgentError> {
         if !self.templates.contains_key(&key.features) {
             let clang = found_clang(&mut self.clang)?;
@@ -452,6 +478,7 @@ impl Datapath {
             images: vec![],
             max_entries: maps::endpoint_max_entries(key.policy_capacity),
             state: Some(self.state_of(id)),
+            defer_to_container: defer_to,
         };
         let dp = self
             .loader
@@ -548,25 +575,7 @@ impl Datapath {
                         .map_err(internal)?;
                 }
             }
-            for (name, hook) in [
-                (PROG_FROM_CONTAINER, Hook::FromEndpoint),
-                (PROG_TO_CONTAINER, Hook::ToEndpoint),
-            ] {
-                let prog: &mut aya::programs::SchedClassifier = dp
-                    .ebpf
-                    .program_mut(name)
-                    .and_then(|p| p.try_into().ok())
-                    .ok_or_else(|| AgentError::Datapath(format!("program {name} missing")))?;
-                let pin = self.layout.link(id, hook).map_err(internal)?;
-                runtime_loader::attach::attach_or_replace(
-                    prog,
-                    &plan.key.iface,
-                    hook,
-                    self.mode,
-                    &pin,
-                )
-                .map_err(internal)?;
-            }
+            self.attach(&plan, &mut dp)?;
             self.programs.insert(id, plan.key.clone());
         }
         // A new revision makes the datapath re-check established connections (revocation).

@@ -11,6 +11,19 @@ pub const LOG_TAIL_LINES: usize = 20;
 /// The API error for a failed load of endpoint `id` (`name`).
 pub fn load_error(id: u16, name: &str, e: LoadError) -> AgentError {
     let unchanged = "the change was refused and the previous policy stays enforced";
+    let verifier = matches!(e, LoadError::Verifier { .. });
+    let (what, log) = describe(e);
+    let msg = format!("endpoint {id} ({name}): {what}; {unchanged}{log}");
+    if verifier {
+        AgentError::Verifier(msg)
+    } else {
+        AgentError::Datapath(msg)
+    }
+}
+
+/// A failed load in words, and for a verifier rejection the tail of the verifier's log after
+/// a newline (empty otherwise).
+pub fn describe(e: LoadError) -> (String, String) {
     match e {
         LoadError::Verifier {
             name: prog,
@@ -24,12 +37,15 @@ pub fn load_error(id: u16, name: &str, e: LoadError) -> AgentError {
                 }
                 other => other.to_string(),
             };
-            AgentError::Verifier(format!(
-                "endpoint {id} ({name}): the kernel verifier rejected program {prog} ({why}); {unchanged}\nverifier log (last {LOG_TAIL_LINES} lines):\n{}",
-                tail(&log, LOG_TAIL_LINES)
-            ))
+            (
+                format!("the kernel verifier rejected program {prog} ({why})"),
+                format!(
+                    "\nverifier log (last {LOG_TAIL_LINES} lines):\n{}",
+                    tail(&log, LOG_TAIL_LINES)
+                ),
+            )
         }
-        other => AgentError::Datapath(format!("endpoint {id} ({name}): {other}; {unchanged}")),
+        other => (other.to_string(), String::new()),
     }
 }
 

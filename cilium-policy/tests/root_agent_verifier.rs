@@ -10,14 +10,12 @@
 
 mod agent_harness;
 
+use agent_harness::verifier::{attached_programs, faulty_clang, Insert};
 use agent_harness::{setup, Agent};
 use codegen::layout::PolicyValue;
 use runtime_loader::probe::{tcp_ok, PASS_WAIT};
-use runtime_loader::testkit::{require_root, Netns, TempDir};
+use runtime_loader::testkit::{require_root, TempDir};
 use runtime_loader::RawMap;
-use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::Duration;
 
 const T: Duration = Duration::from_millis(800);
@@ -30,82 +28,6 @@ const L7: &str = r#"[{"endpointSelector": {"matchLabels": {"id": "app1"}},
     "ingress": [{"fromEndpoints": [{"matchLabels": {"id": "app3"}}],
                  "toPorts": [{"ports": [{"port": "80", "protocol": "TCP"}],
                               "rules": {"http": [{"method": "GET", "path": "/public"}]}}]}]}]"#;
-
-/// Writes the faulty toolchain: the real clang, with an unchecked read of packet byte 64
-/// inserted right after `#ifdef ENABLE_L7_REDIRECT` in the copy of bpf_lxc.c it compiles.
-fn faulty_clang(dir: &Path) -> PathBuf {
-    let real = codegen::clang::Clang::find().expect("clang").path;
-    let script = format!(
-        r#"#!/bin/sh
-for a in "$@"; do
-  case "$a" in
-    *bpf_lxc.c) sed -i 's|^#ifdef ENABLE_L7_REDIRECT$|&\n\tif (*(volatile __u8 *)((void *)(long)skb->data + 64) == 0xff) return TC_ACT_SHOT;|' "$a" ;;
-  esac
-done
-exec '{}' "$@"
-"#,
-        real.display()
-    );
-    let path = dir.join("clang-with-fault");
-    std::fs::write(&path, script).unwrap();
-    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
-    path
-}
-
-/// Ids of the programs attached for endpoint `id`: from its pinned tcx links, or (kernels
-/// without tcx) from the tc filters on its host-side interface.
-fn attached_programs(agent: &Agent, node: &Netns, id: u16, iface: &str) -> Vec<u64> {
-    let (bpffs, _) = agent.datapath.as_ref().expect("datapath");
-    let dir = bpffs
-        .path
-        .join(format!("cilium-policy/node0/endpoints/{id}"));
-    let links = ["link-from-endpoint", "link-to-endpoint"].map(|l| dir.join(l));
-    let mut ids = Vec::new();
-    if links.iter().all(|l| l.exists()) {
-        for l in &links {
-            collect_prog_ids(
-                &bpftool(None, &["link", "show", "pinned", &l.display().to_string()]),
-                &mut ids,
-            );
-        }
-    } else {
-        collect_prog_ids(
-            &bpftool(Some(node), &["net", "show", "dev", iface]),
-            &mut ids,
-        );
-    }
-    ids.sort();
-    ids
-}
-
-fn bpftool(ns: Option<&Netns>, args: &[&str]) -> serde_json::Value {
-    let mut cmd = match ns {
-        Some(ns) => {
-            let mut c = Command::new("ip");
-            c.args(["netns", "exec", &ns.name, "bpftool"]);
-            c
-        }
-        None => Command::new("bpftool"),
-    };
-    let out = cmd.arg("-j").args(args).output().expect("bpftool");
-    assert!(
-        out.status.success(),
-        "bpftool {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).expect("bpftool json")
-}
-
-fn collect_prog_ids(v: &serde_json::Value, out: &mut Vec<u64>) {
-    match v {
-        serde_json::Value::Object(m) => {
-            out.extend(m.get("prog_id").and_then(|x| x.as_u64()));
-            m.values().for_each(|x| collect_prog_ids(x, out));
-        }
-        serde_json::Value::Array(a) => a.iter().for_each(|x| collect_prog_ids(x, out)),
-        _ => {}
-    }
-}
 
 /// The endpoint's policy map: keys with verdict, proxy port and rule (the value without the
 /// packet counters the datapath updates).
@@ -130,7 +52,10 @@ fn root_agent_verifier_rejection_keeps_previous_enforcement() {
     }
     let tools = TempDir::new("cpvf");
     // The only test of this binary: setting the agent's environment here affects nothing else.
-    std::env::set_var("CLANG", faulty_clang(&tools.path));
+    std::env::set_var(
+        "CLANG",
+        faulty_clang(&tools.path, "#ifdef ENABLE_L7_REDIRECT", Insert::After),
+    );
     let (s, agent) = setup(97);
     let (node, app1, app2, app3) = (&s.node, &s.app1, &s.app2, &s.app3);
     let before = agent.ok(&["policy", "import", &agent.file("l3-l4.json", L3_L4)]);

@@ -1,6 +1,7 @@
 //! Loads a datapath object with aya: sets the endpoint's read-only globals (optional: templated
 //! objects already carry them), reuses pinned maps when asked (retiring pins of another layout),
-//! loads both programs through the verifier, fills maps from map images and writes the
+//! loads both programs through the verifier (or the first, the caller verifying the second
+//! while it attaches the first), fills maps from map images and writes the
 //! endpoint state.
 
 use crate::hz::kernel_hz;
@@ -66,6 +67,10 @@ pub struct LoadOptions<'a> {
     pub max_entries: Vec<(&'a str, u32)>,
     /// Initial endpoint state; `None` writes [`default_state`].
     pub state: Option<EpState>,
+    /// Verify only `cil_from_container`: the caller verifies `cil_to_container` with
+    /// [`verify_program`] before using it (the agent does so while the kernel attaches the
+    /// other program of a new endpoint, see [`Datapath::programs_mut`]).
+    pub defer_to_container: bool,
 }
 
 /// Revision 1, TCP entries live 6 h after their last packet, others 60 s, all events on, the
@@ -91,7 +96,8 @@ pub struct Datapath {
     pub retired_pins: Vec<RetiredPin>,
 }
 
-/// Loads `object`: both programs through the verifier, then images and state into the maps.
+/// Loads `object`: both programs through the verifier (only `cil_from_container` with
+/// [`LoadOptions::defer_to_container`]), then images and state into the maps.
 /// Reads the kernel's BTF anew; [`Loader`] keeps it across loads.
 pub fn load(object: &[u8], opts: &LoadOptions<'_>) -> Result<Datapath, LoadError> {
     let mut loader = new_loader();
@@ -188,19 +194,14 @@ fn load_retired(
         let _object = tracing::debug_span!("object").entered();
         loader.load(object)?
     };
-    for name in [PROG_FROM_CONTAINER, PROG_TO_CONTAINER] {
-        let _verifier = tracing::debug_span!("verifier", prog = name).entered();
-        let prog = ebpf
-            .program_mut(name)
-            .ok_or(LoadError::MissingProgram { name })?;
-        let prog: &mut SchedClassifier = prog
-            .try_into()
-            .map_err(|source| LoadError::ProgramType { name, source })?;
-        crate::verify::load_verified(prog).map_err(|(source, log)| LoadError::Verifier {
-            name,
-            source,
-            log,
-        })?;
+    let names: &[&'static str] = if opts.defer_to_container {
+        &[PROG_FROM_CONTAINER]
+    } else {
+        &[PROG_FROM_CONTAINER, PROG_TO_CONTAINER]
+    };
+    for &name in names {
+        let prog = classifier(name, ebpf.program_mut(name))?;
+        verify_program(name, prog)?;
     }
     let names: Vec<String> = ebpf.maps().map(|(n, _)| n.to_string()).collect();
     let mut maps = BTreeMap::new();
@@ -236,7 +237,47 @@ fn load_retired(
     Ok(dp)
 }
 
+/// `name` as a tc program.
+fn classifier<'p>(
+    name: &'static str,
+    prog: Option<&'p mut aya::programs::Program>,
+) -> Result<&'p mut SchedClassifier, LoadError> {
+    prog.ok_or(LoadError::MissingProgram { name })?
+        .try_into()
+        .map_err(|source| LoadError::ProgramType { name, source })
+}
+
+/// Loads `prog` (the object's program `name`) into the kernel, which verifies it (a load
+/// abandoned for a signal is tried again: [`crate::verify::load_verified`]).
+pub fn verify_program(name: &'static str, prog: &mut SchedClassifier) -> Result<(), LoadError> {
+    let _verifier = tracing::debug_span!("verifier", prog = name).entered();
+    crate::verify::load_verified(prog).map_err(|(source, log)| LoadError::Verifier {
+        name,
+        source,
+        log,
+    })
+}
+
 impl Datapath {
+    /// Both programs at once, `(cil_from_container, cil_to_container)`: one can be verified
+    /// ([`verify_program`]) on another thread while the other is attached.
+    pub fn programs_mut(
+        &mut self,
+    ) -> Result<(&mut SchedClassifier, &mut SchedClassifier), LoadError> {
+        let (mut from, mut to) = (None, None);
+        for (name, prog) in self.ebpf.programs_mut() {
+            if name == PROG_FROM_CONTAINER {
+                from = Some(prog);
+            } else if name == PROG_TO_CONTAINER {
+                to = Some(prog);
+            }
+        }
+        Ok((
+            classifier(PROG_FROM_CONTAINER, from)?,
+            classifier(PROG_TO_CONTAINER, to)?,
+        ))
+    }
+
     /// The program enforcing `dir` of the endpoint: egress = cil_from_container (host-side
     /// ingress hook), ingress = cil_to_container (host-side egress hook).
     pub fn program(&self, dir: Direction) -> Result<&SchedClassifier, LoadError> {

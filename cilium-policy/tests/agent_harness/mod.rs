@@ -7,6 +7,7 @@
 
 pub mod dns;
 pub mod http;
+pub mod verifier;
 
 use runtime_loader::probe::Responder;
 use runtime_loader::testkit::{node_netns, Endpoint, Netns};
