@@ -238,7 +238,13 @@ impl Cluster {
             );
         }
         ep.identity = id;
-        for ip in &ep.ips {
+        // A node's address keeps the node's identity (a host-network pod's address is the
+        // node's), whether the endpoint comes before the node (`build`) or after it.
+        for ip in ep
+            .ips
+            .iter()
+            .filter(|ip| !self.node_of_addr.contains_key(ip))
+        {
             self.ipcache.insert(IpNet::from(*ip), id);
         }
         self.members.entry(id).or_default().push(ep.name.clone());
