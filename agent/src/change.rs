@@ -2,7 +2,9 @@
 //! deactivated and the new ones activated, its workloads and namespaces diffed), a local
 //! endpoint added, changed or removed. Each change returns its inverse, so a change the
 //! datapath refuses is undone without recomputing anything else. What a change touches is
-//! collected for [`World::refresh`].
+//! collected for [`World::refresh`]. A change to the objects the cluster holds whole (CIDR
+//! groups, Services, EndpointSlices, Nodes) is not applied here: the agent builds a new world
+//! for it (`state_apply.rs`).
 
 use super::error::AgentError;
 use super::model::EndpointSpec;
@@ -43,7 +45,41 @@ fn internal(e: compiler::cluster::ClusterError) -> AgentError {
     AgentError::cluster(e, AgentError::Internal)
 }
 
+/// The objects of an inventory that the cluster holds whole, not diffed by `apply_inventory`:
+/// a change to any of them rebuilds the world (`state_apply.rs`).
+type WholeObjects<'a> = (
+    &'a [ir::CidrGroup],
+    &'a [ir::Service],
+    &'a [ir::EndpointSlice],
+    &'a [ir::Node],
+);
+
+fn whole_objects(inv: &ir::Inventory) -> WholeObjects<'_> {
+    (
+        &inv.cidr_groups,
+        &inv.services,
+        &inv.endpoint_slices,
+        &inv.nodes,
+    )
+}
+
 impl World {
+    /// Whether `change` adds, changes or removes a CiliumCIDRGroup, Service, EndpointSlice or
+    /// Node: those are taken into the cluster by [`World::build`] only.
+    pub fn changes_objects(&self, change: &Change) -> bool {
+        match change {
+            Change::Source { path, to } => self.objects_differ(path, to.as_ref()),
+            Change::Endpoint { .. } | Change::Remote { .. } => false,
+        }
+    }
+
+    fn objects_differ(&self, path: &str, to: Option<&SourceState>) -> bool {
+        let empty = ir::Inventory::default();
+        let old = self.sources.get(path).map_or(&empty, |s| &s.inventory);
+        let new = to.map_or(&empty, |s| &s.inventory);
+        whole_objects(old) != whole_objects(new)
+    }
+
     /// Appends a parsed source's rules (`world::parse_source`; not yet enforced) to the policy
     /// set; the result goes into a [`Change::Source`].
     pub fn prepare_source(
@@ -185,6 +221,12 @@ impl World {
         path: String,
         to: Option<SourceState>,
     ) -> Result<Change, AgentError> {
+        if self.objects_differ(&path, to.as_ref()) {
+            // Refused before anything changes: the caller rebuilds the world for such a change.
+            return Err(AgentError::Internal(format!(
+                "{path}: a change to CIDR groups, Services, EndpointSlices or Nodes needs a rebuilt world"
+            )));
+        }
         let new = to.clone().unwrap_or_default();
         self.check_source(&path, &new)?;
         let was = self.sources.remove(&path);

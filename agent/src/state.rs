@@ -574,25 +574,22 @@ impl Agent {
         wait: bool,
     ) -> Result<RevisionReply, AgentError> {
         let world_span = tracing::debug_span!("world").entered();
-        let mut undo = Vec::new();
-        for c in changes {
-            let applied = self.world_mut().apply(c);
-            match applied {
-                Ok(inverse) => undo.push(inverse),
-                Err(e) => return Err(self.rollback(undo, e)),
-            }
-        }
-        let refreshed = self.world_mut().refresh();
-        let touched = match refreshed {
-            Ok(t) => t,
-            Err(e) => return Err(self.rollback(undo, e)),
+        let rebuild = {
+            let world = self.world();
+            changes.iter().any(|c| world.changes_objects(c))
+        };
+        let (undo, touched) = if rebuild {
+            self.swap_rebuilt(&edit)?
+        } else {
+            self.apply_changes(changes)?
         };
         drop(world_span);
         // The proxy's table for the new state, before anything is written: a rule it cannot
-        // enforce refuses the change.
+        // enforce refuses the change. A rebuilt world renumbered every rule: all endpoints.
         let l7 = {
             let _l7 = tracing::debug_span!("l7_prepare").entered();
-            self.l7.prepare(&self.world(), Some(&touched))
+            self.l7
+                .prepare(&self.world(), (!rebuild).then_some(&touched))
         };
         let l7 = match l7 {
             Ok(p) => p,
@@ -674,21 +671,6 @@ impl Agent {
                 failed.join("; ")
             )
         })
-    }
-
-    /// Undoes applied changes (their inverses, last first) and returns `err`. Should undoing
-    /// fail, the world is rebuilt from the persisted state.
-    fn rollback(&mut self, undo: Vec<Change>, err: AgentError) -> AgentError {
-        let undone = undo
-            .into_iter()
-            .rev()
-            .try_for_each(|inverse| self.world_mut().apply(inverse).map(drop))
-            .and_then(|()| self.world_mut().refresh().map(drop));
-        if let Err(e) = undone {
-            tracing::error!(error = %e, "undoing a refused change failed; rebuilding");
-            self.rebuild();
-        }
-        err
     }
 
     /// Rebuilds the whole world from the persisted state and brings every endpoint to it (after
@@ -823,8 +805,15 @@ impl Agent {
 #[path = "state_tests.rs"]
 pub(crate) mod tests;
 
+#[cfg(test)]
+#[path = "state_objects_tests.rs"]
+mod objects_tests;
+
 #[path = "state_remote.rs"]
 mod remote;
+
+#[path = "state_apply.rs"]
+mod apply;
 
 /// Why `patch` may not be applied to `ep`: the first field it sets that the endpoint's owner
 /// decides (a CNI endpoint's interface and addresses are the runtime's, a pod endpoint's labels

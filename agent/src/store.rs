@@ -169,6 +169,20 @@ impl Persisted {
         inverse
     }
 
+    /// What the state would hold after `edit` (sources, endpoints and label deletions; no
+    /// revision is recorded and the log is left out), to build a world from before committing.
+    pub fn with_edit(&self, edit: &Edit) -> Persisted {
+        let mut next = Persisted {
+            revision: self.revision,
+            sources: self.sources.clone(),
+            endpoints: self.endpoints.clone(),
+            revisions: Vec::new(),
+            deleted: self.deleted.clone(),
+        };
+        next.apply_maps(edit);
+        next
+    }
+
     /// Undoes [`Persisted::apply`] (the revision log loses its newest entry).
     pub fn undo(&mut self, inverse: &Edit) {
         self.revision = inverse.revision;

@@ -1,7 +1,9 @@
 //! The world derived from the persisted state: the policy engine (policy set, cluster with
 //! identities and ipcache, selector cache, every group's map state) and the local endpoints with
-//! their map state. Built whole once at start ([`World::build`]); after that every change is
-//! applied incrementally (`change.rs`), and only the endpoints it touches are refreshed.
+//! their map state. Built whole ([`World::build`]) at start and for a change to the objects the
+//! cluster holds whole (CIDR groups, Services, EndpointSlices, Nodes: `state_apply.rs`); every
+//! other change is applied incrementally (`change.rs`), and only the endpoints it touches are
+//! refreshed.
 
 use super::config::AgentConfig;
 use super::error::AgentError;
@@ -11,7 +13,7 @@ use compiler::cluster::{Cluster, ClusterConfig, ClusterEndpoint};
 use compiler::front::{parse_sources, Source};
 use compiler::policy::PolicyEngine;
 use ir::{EndpointPolicy, FileId, LabelKey, LabelSet, LabelSource, NumericIdentity, RuleId};
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 /// One endpoint of this node as the datapath needs it.
@@ -199,9 +201,24 @@ pub fn spec_ips(spec: &EndpointSpec) -> Vec<IpAddr> {
         .collect()
 }
 
+/// One source's objects as the world's cluster takes them: every kind, each naming the
+/// source by the world's file id (a source is parsed alone, so its objects name file 0), so
+/// that a duplicate across sources names both files.
+fn in_file(inv: &ir::Inventory, file: FileId) -> ir::Inventory {
+    let mut inv = inv.clone();
+    let f = Some(file);
+    inv.namespaces.iter_mut().for_each(|o| o.file = f);
+    inv.endpoints.iter_mut().for_each(|o| o.file = f);
+    inv.cidr_groups.iter_mut().for_each(|o| o.file = f);
+    inv.services.iter_mut().for_each(|o| o.file = f);
+    inv.endpoint_slices.iter_mut().for_each(|o| o.file = f);
+    inv.nodes.iter_mut().for_each(|o| o.file = f);
+    inv
+}
+
 pub(super) fn pod_missing(id: u16, pod: &str) -> AgentError {
     AgentError::invalid(format!(
-        "endpoint {id}: pod {pod} is not applied (apply its manifest first)"
+        "endpoint {id}: pod {pod} is not applied (apply its manifest, or delete the endpoint)"
     ))
 }
 
@@ -240,8 +257,7 @@ impl World {
                     .or_default()
                     .insert(path.clone(), ns.clone());
             }
-            inventory.namespaces.extend(inv.namespaces.iter().cloned());
-            inventory.endpoints.extend(inv.endpoints.iter().cloned());
+            inventory.extend(in_file(&inv, file));
             w.sources.insert(
                 path.clone(),
                 SourceState {
@@ -268,10 +284,11 @@ impl World {
                 None => inventory.endpoints.push(label_endpoint(spec)?),
             }
         }
+        // Addresses are unique across workloads (checked here too: a world is also built for
+        // a change to the objects the cluster holds whole, `state_apply.rs`).
         for ep in &inventory.endpoints {
-            for ip in &ep.ips {
-                w.addr_owner.insert(*ip, ep.name.clone());
-            }
+            w.check_addresses(&ep.name, &ep.ips, &HashSet::new())?;
+            w.claim_addresses(&ep.name, &ep.ips);
         }
         let cluster = Cluster::build(&inventory, &policy, cfg.cluster_config())
             .map_err(|e| AgentError::cluster(e, AgentError::invalid))?;
