@@ -478,13 +478,13 @@ impl Agent {
         let mut edit = Edit::default();
         let mut changes = Vec::new();
         let removed: Vec<String> = if req.all {
-            // Every policy rule goes (seed §2.3.8); Namespaces and Pods stay, as in Cilium,
-            // where they are not policy: a source with inventory keeps it with all its rules
-            // deleted (an empty label list matches every rule), one with only rules goes.
+            // Every policy rule goes (seed §2.3.8); Namespaces, Pods, CIDR groups, Services,
+            // EndpointSlices and Nodes stay, as in Cilium, where they are not policy: a source
+            // with inventory keeps it with all its rules deleted (an empty label list matches
+            // every rule), one with only rules goes.
             let mut out = Vec::new();
             for (path, to) in self.world().without_labels(&[]) {
-                let inv = &to.inventory;
-                if inv.endpoints.is_empty() && inv.namespaces.is_empty() {
+                if to.inventory.is_empty() {
                     edit.sources.insert(path.clone(), None);
                     if self.persisted.deleted.contains_key(&path) {
                         edit.deleted.insert(path.clone(), None);

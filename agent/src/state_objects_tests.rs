@@ -95,6 +95,16 @@ fn cidr_groups_feed_cidr_group_refs() {
     drop(a);
     let mut a = agent(dir.path());
     assert!(allowed(&a, "192.0.2.99", "1"), "the group after a restart");
+    // `policy delete --all` keeps the group (it is not policy), deleting its file drops it.
+    a.delete_policy(PolicyDelete {
+        all: true,
+        wait: true,
+        ..Default::default()
+    })
+    .unwrap();
+    assert!(a.persisted.sources.contains_key("groups.yaml"));
+    assert!(a.world().engine.cluster.cidr_group("vpn").is_some());
+    put(&mut a, "rule.json", rule).unwrap();
     delete(&mut a, "groups.yaml");
     assert!(!allowed(&a, "192.0.2.7", "1"), "the group is gone");
     assert_same_as_rebuilt(&a, "group removed");
