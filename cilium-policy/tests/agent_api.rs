@@ -1,7 +1,7 @@
 //! The agent's API and CLI without a datapath (any user): Kubernetes manifests applied,
 //! endpoints from Pods, `policy/resolve` against the seed's getting-started policy (§2.1.4:
 //! app2 may reach app1 on TCP 80, app3 may not), refused invalid policies, `delete -f`,
-//! persistence across a restart, and `--policy-dir`.
+//! persistence across a restart, and `--policy-dir` (policies and a CIDR group).
 
 mod agent_harness;
 
@@ -173,6 +173,54 @@ fn policy_dir_is_watched() {
     assert!(agent.ok(&["policy", "get"]).contains("access-backend"));
     std::fs::remove_file(dir.path.join("np.yaml")).unwrap();
     wait_for(false);
+}
+
+/// A CiliumCIDRGroup in `--policy-dir`: a `cidrGroupRef` rule admits its CIDRs, and editing
+/// the group's file changes what it admits.
+#[test]
+fn policy_dir_cidr_group_changes_are_enforced() {
+    let dir = runtime_loader::testkit::TempDir::new("cppg");
+    let agent = Agent::start_api_only(vec!["--policy-dir".into(), dir.path.display().to_string()]);
+    agent.ok(&[
+        "endpoint", "add", "--id", "1", "--labels", "id=app1", "--ipv4", "10.7.0.1", "--iface",
+        "lxc1",
+    ]);
+    let group = |cidr: &str| {
+        format!(
+            "apiVersion: cilium.io/v2alpha1\nkind: CiliumCIDRGroup\nmetadata: {{name: vpn}}\n\
+             spec: {{externalCIDRs: [\"{cidr}\"]}}\n"
+        )
+    };
+    let allowed = |from: &str| {
+        let v: serde_json::Value = serde_json::from_str(&get(
+            &agent,
+            &format!("/v1/policy/resolve?from={from}&to=1&port=80"),
+        ))
+        .unwrap();
+        v["verdict"] == "allowed"
+    };
+    let wait_until = |what: &str, f: &dyn Fn() -> bool| {
+        let t = Instant::now();
+        while t.elapsed() < Duration::from_secs(10) {
+            if f() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        panic!("{what}: {}", agent.log());
+    };
+    std::fs::write(dir.path.join("groups.yaml"), group("192.0.2.0/28")).unwrap();
+    let rule = r#"[{"endpointSelector": {"matchLabels": {"id": "app1"}},
+      "ingress": [{"fromCIDRSet": [{"cidrGroupRef": "vpn"}]}]}]"#;
+    std::fs::write(dir.path.join("rule.json"), rule).unwrap();
+    // Enforced once the rule is in: before it, endpoint 1 admits everything.
+    wait_until("the group's CIDR only admitted", &|| {
+        allowed("192.0.2.7") && !allowed("192.0.2.99")
+    });
+    std::fs::write(dir.path.join("groups.yaml"), group("192.0.2.64/26")).unwrap();
+    wait_until("the edited group admits its new CIDR only", &|| {
+        allowed("192.0.2.99") && !allowed("192.0.2.7")
+    });
 }
 
 /// Datapath sizes given on the command line are what `GET /v1/config` reports; a flow-cache
