@@ -50,7 +50,7 @@ impl Agent {
         }
         let mut store = Store::new(&cfg.state_dir)?;
         let persisted = store.load()?;
-        let world = World::build(&persisted, &cfg)?;
+        let world = World::build(&persisted, &cfg).map_err(|e| persisted_invalid(&cfg, e))?;
         super::kvstore::retain_in_use(&cfg, &world.engine.cluster);
         let datapath = if cfg.datapath {
             let mut dp = Datapath::open(&cfg)?;
@@ -814,6 +814,26 @@ mod remote;
 
 #[path = "state_apply.rs"]
 mod apply;
+
+/// A persisted state the world cannot be built from (say, two sources defining one Service,
+/// stored by an agent that did not take Services into its cluster): says where it is stored.
+fn persisted_invalid(cfg: &AgentConfig, e: AgentError) -> AgentError {
+    let AgentError::Invalid {
+        message,
+        diagnostics,
+    } = e
+    else {
+        return e;
+    };
+    let mut msg = format!(
+        "{}: the persisted state is not valid: {message}",
+        cfg.state_dir.join("state.json").display()
+    );
+    for d in diagnostics {
+        msg += &format!("\n  {d}");
+    }
+    AgentError::Internal(msg)
+}
 
 /// Why `patch` may not be applied to `ep`: the first field it sets that the endpoint's owner
 /// decides (a CNI endpoint's interface and addresses are the runtime's, a pod endpoint's labels

@@ -4,7 +4,7 @@
 //! refused change — an object two sources define, a change the L7 proxy cannot take after the
 //! world was rebuilt — leaves world, revision and persisted state as they were.
 
-use super::tests::{agent, assert_same_as_rebuilt, endpoint, put};
+use super::tests::{agent, assert_same_as_rebuilt, config, endpoint, put};
 use super::*;
 use ir::NumericIdentity;
 
@@ -283,4 +283,27 @@ fn a_refused_rebuilt_change_puts_the_previous_world_back() {
     assert!(a.world().engine.cluster.cidr_group("vpn2").is_none());
     assert!(allowed(&a, "192.0.2.7", "1"));
     assert_same_as_rebuilt(&a, "after the refusal");
+}
+
+/// A state stored by an agent that ignored Services (two sources defining one) no longer
+/// builds: the agent refuses to start, saying where the state is and naming both sources.
+#[test]
+fn a_persisted_duplicate_refuses_the_start_naming_the_state() {
+    let dir = tempfile::tempdir().unwrap();
+    put(&mut agent(dir.path()), "a.yaml", SERVICE).unwrap();
+    let path = dir.path().join("state.json");
+    let mut state: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    state["sources"]["b.yaml"] = SERVICE.into();
+    std::fs::write(&path, serde_json::to_vec(&state).unwrap()).unwrap();
+    let err = match Agent::start(config(dir.path()), Box::new(|_| {})) {
+        Ok(_) => panic!("the agent started on an invalid state"),
+        Err(e) => e.to_string(),
+    };
+    assert!(
+        err.contains("state.json: the persisted state is not valid")
+            && err.contains("a.yaml")
+            && err.contains("b.yaml"),
+        "{err}"
+    );
 }

@@ -10,7 +10,12 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 pub(crate) fn agent(dir: &Path) -> Agent {
-    let cfg = AgentConfig {
+    Agent::start(config(dir), Box::new(|_| {})).unwrap()
+}
+
+/// The configuration of a test agent without a datapath on node `test`.
+pub(crate) fn config(dir: &Path) -> AgentConfig {
+    AgentConfig {
         state_dir: dir.to_path_buf(),
         api_socket: dir.join("api.sock"),
         policy_dir: None,
@@ -29,8 +34,7 @@ pub(crate) fn agent(dir: &Path) -> Agent {
         policy_audit_mode: false,
         ipcache_sync: None,
         fqdn: Default::default(),
-    };
-    Agent::start(cfg, Box::new(|_| {})).unwrap()
+    }
 }
 
 type Norm = BTreeMap<String, (String, Vec<String>)>;
