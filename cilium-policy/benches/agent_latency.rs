@@ -2,7 +2,10 @@
 //! own network namespace, 1,000 endpoints attached to veth interfaces (real programs, real
 //! pinned maps; both ends of each pair stay in the node namespace), 2,000 policies (one source each); each sample re-applies one policy with one
 //! port changed (`PUT /v1/policy`, waiting for enforcement) and times request → reply.
-//! Root only (skips otherwise). Prints p50/p90/p99/max over the samples.
+//! Then a CiliumCIDRGroup referenced by one policy is changed (`CP_BENCH_GROUP_SAMPLES`
+//! samples, default 30): the agent rebuilds its world for it; printed with the ratio of its p50
+//! to the one-policy change's. Root only (skips otherwise). Prints p50/p90/p99/max over the
+//! samples.
 //!
 //! `cargo bench -p cilium-policy --bench agent_latency` (env: `CP_BENCH_ENDPOINTS`,
 //! `CP_BENCH_POLICIES`, `CP_BENCH_SAMPLES` to change the sizes).
@@ -165,4 +168,60 @@ fn main() {
         mean
     );
     eprintln!("agent RSS after the samples: {}", rss_kib(pid));
+    let baseline = percentile(&times, 0.5);
+    group_changes(&socket, baseline);
+}
+
+/// A CiliumCIDRGroup `g` of `cidr` (its own source).
+fn group(cidr: &str) -> String {
+    format!(
+        "apiVersion: cilium.io/v2alpha1\nkind: CiliumCIDRGroup\nmetadata: {{name: g}}\n\
+         spec: {{externalCIDRs: [\"{cidr}\"]}}\n"
+    )
+}
+
+/// The same state, then a CIDR group that app `a0` admits (`cidrGroupRef`): each sample flips
+/// the group's CIDR (`PUT /v1/policy` of its source, waiting for enforcement), a change the
+/// agent applies by building the world of every source (Documentation/agent.md, "Inventory
+/// objects"). Printed with its p50's ratio to the one-policy change's (`baseline`).
+fn group_changes(socket: &Path, baseline: Duration) {
+    let samples = env("CP_BENCH_GROUP_SAMPLES", 30);
+    let rule = r#"[{"endpointSelector": {"matchLabels": {"app": "a0"}},
+  "ingress": [{"fromCIDRSet": [{"cidrGroupRef": "g"}]}]}]"#;
+    let cidrs = ["192.0.2.0/24", "198.51.100.0/24"];
+    put_policies(
+        socket,
+        &[
+            ("groups/g.yaml".into(), group(cidrs[0])),
+            ("groups/rule.json".into(), rule.into()),
+        ],
+    );
+    let mut times = Vec::with_capacity(samples);
+    let warmup = 3;
+    for k in 0..samples + warmup {
+        let cidr = cidrs[(k + 1) % 2];
+        let t = Instant::now();
+        put_policies(socket, &[("groups/g.yaml".into(), group(cidr))]);
+        if k >= warmup {
+            times.push(t.elapsed());
+        }
+    }
+    // The last change is in force: app a0 admits the group's current CIDR only.
+    let last = cidrs[(samples + warmup) % 2].replace("0/24", "7");
+    let r = ok(
+        socket,
+        "GET",
+        &format!("/v1/policy/resolve?from={last}&to=1&port=80"),
+        "",
+    );
+    assert!(r.contains("\"verdict\":\"allowed\""), "{last}: {r}");
+    times.sort();
+    let p50 = percentile(&times, 0.5);
+    println!(
+        "agent_latency/put_cidr_group ({} samples): p50 {p50:.2?}  p90 {:.2?}  max {:.2?}  p50 = {:.1}x put_one_policy's",
+        times.len(),
+        percentile(&times, 0.9),
+        times[times.len() - 1],
+        p50.as_secs_f64() / baseline.as_secs_f64()
+    );
 }
