@@ -679,12 +679,9 @@ impl Agent {
         match World::build(&self.persisted, &self.cfg) {
             Ok(mut w) => {
                 let mut world = self.world_mut();
-                Agent::carry_remote(&world, &mut w);
-                w.carry_fqdn(&world);
-                if let Err(e) = w.refresh() {
+                if let Err(e) = apply::carry_over(&world, &mut w) {
                     tracing::warn!(error = %e, "refreshing the rebuilt world");
                 }
-                w.epoch = world.epoch + 1;
                 *world = w;
                 drop(world);
                 self.policy_changed = true;

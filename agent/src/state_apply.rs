@@ -4,7 +4,8 @@
 //! peers (`cidrGroupRef`, `toServices`) and node addresses resolve through — are not: for a
 //! change to any of them the agent builds the world the persisted state would be after the
 //! change (every source parsed again, every inventory kind in the cluster, the other nodes'
-//! endpoints carried over) and puts it in place of the current one. Only the local endpoints
+//! endpoints and the learned `toFQDNs` addresses carried over) and puts it in place of the
+//! current one. Only the local endpoints
 //! whose configuration or map state differ between the two are brought to the datapath (which
 //! itself writes only differing entries); should anything refuse the change, the previous
 //! world is put back.
@@ -44,6 +45,15 @@ fn changed_endpoints(old: &World, new: &World) -> BTreeSet<u16> {
         .collect()
 }
 
+/// What a world built from the persisted state takes over from the one it replaces: the other
+/// nodes' endpoints, the learned `toFQDNs` addresses, the next epoch.
+pub(super) fn carry_over(old: &World, new: &mut World) -> Result<(), AgentError> {
+    new.epoch = old.epoch + 1;
+    Agent::carry_remote(old, new);
+    new.carry_fqdn(old);
+    new.refresh().map(drop)
+}
+
 impl Agent {
     /// Builds the world of the persisted state after `edit` and puts it in place; returns how
     /// to undo that and the local endpoints it changed. An invalid result (a CIDR group,
@@ -58,8 +68,7 @@ impl Agent {
         let mut built = World::build(&next, &self.cfg)?;
         let touched = {
             let old = self.world();
-            Agent::carry_remote(&old, &mut built);
-            built.epoch = old.epoch + 1;
+            carry_over(&old, &mut built)?;
             changed_endpoints(&old, &built)
         };
         let old = std::mem::replace(&mut *self.world_mut(), built);

@@ -307,3 +307,29 @@ fn a_persisted_duplicate_refuses_the_start_naming_the_state() {
         "{err}"
     );
 }
+
+/// The addresses learned for `toFQDNs` survive a change that rebuilds the world.
+#[test]
+fn learned_fqdn_addresses_survive_a_rebuilt_world() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut a = agent(dir.path());
+    a.put_endpoint(endpoint(1, &["app=client"], "10.7.0.1"))
+        .unwrap();
+    let rule = r#"[{"endpointSelector": {"matchLabels": {"app": "client"}},
+      "egress": [{"toFQDNs": [{"matchPattern": "*.allowed.test"}]}]}]"#;
+    put(&mut a, "fqdn.json", rule).unwrap();
+    let api = l7proxy::dns::learn::Learned {
+        addr: "192.0.2.80".parse().unwrap(),
+        ttl: 300,
+        names: vec!["api.allowed.test.".into()],
+    };
+    a.learn_fqdn(&[api]).unwrap();
+    assert!(allowed(&a, "1", "192.0.2.80"), "learned");
+    let epoch = a.world().epoch;
+    put(&mut a, "groups.yaml", &group("vpn", &["198.51.100.0/24"])).unwrap();
+    assert_eq!(a.world().epoch, epoch + 1, "the world was rebuilt");
+    assert!(
+        allowed(&a, "1", "192.0.2.80"),
+        "still learned after the rebuild"
+    );
+}
