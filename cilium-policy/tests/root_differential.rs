@@ -5,7 +5,9 @@
 
 mod differential;
 
-use differential::{compare, gen, generator, probes, scenario, sources_from};
+use differential::{
+    compare, fqdn_probes, gen, generator, probes, scenario, scenario_learned, sources_from,
+};
 use runtime_loader::testkit::require_root;
 use std::path::PathBuf;
 
@@ -73,6 +75,52 @@ fn root_differential_semantics_fixtures() {
                 .map(|b| format!("{}: {b}", d.path().display())),
         );
     }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+/// The `fqdn:NAME@IP` parties of a suite's expectations: one scenario per pair, whose nodes
+/// learned that IP from an answer for NAME, probed from every endpoint to the IP.
+#[test]
+fn root_differential_learned_fqdn_addresses() {
+    if !require_root("root_differential_learned_fqdn_addresses") {
+        return;
+    }
+    let root = repo("testdata/semantics");
+    let mut g = generator();
+    let mut failures = Vec::new();
+    let mut pairs_seen = 0;
+    for d in std::fs::read_dir(root).unwrap().flatten() {
+        let Ok(expect) = std::fs::read_to_string(d.path().join("expect.tsv")) else {
+            continue;
+        };
+        let mut pairs: Vec<(String, std::net::IpAddr)> = expect
+            .lines()
+            .filter(|l| !l.starts_with('#'))
+            .flat_map(|l| l.split('\t'))
+            .filter_map(|f| f.strip_prefix("fqdn:")?.split_once('@'))
+            .map(|(n, a)| (n.to_string(), a.parse().unwrap()))
+            .collect();
+        pairs.sort();
+        pairs.dedup();
+        let mut ports: Vec<u16> = expect
+            .lines()
+            .filter_map(|l| l.split('\t').nth(2)?.parse().ok())
+            .chain(gen::PORTS)
+            .collect();
+        ports.sort();
+        ports.dedup();
+        for (name, addr) in pairs {
+            pairs_seen += 1;
+            let learned = [(name.clone(), addr)];
+            let s = scenario_learned(sources_from(&[d.path()]), &mut g, &learned);
+            let bad = compare(&s, &fqdn_probes(&s, &name, addr, &ports));
+            failures.extend(
+                bad.into_iter()
+                    .map(|b| format!("{} ({name}): {b}", d.path().display())),
+            );
+        }
+    }
+    assert!(pairs_seen > 0, "no suite has fqdn:NAME@IP expectations");
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
 

@@ -31,6 +31,18 @@ pub struct Scenario {
 
 /// Compiles and loads every endpoint of the sources (files or in-memory texts).
 pub fn scenario(sources: Vec<compiler::front::Source>, gen: &mut Generator) -> Scenario {
+    scenario_learned(sources, gen, &[])
+}
+
+/// [`scenario`] on nodes whose agents learned each `(name, address)` from an allowed DNS
+/// answer: the address gets the identity of the policy's `toFQDNs` selectors matching its
+/// names (`PolicyEngine::set_fqdn`, the map-state side under test) before the endpoints'
+/// map state and ipcache are computed.
+pub fn scenario_learned(
+    sources: Vec<compiler::front::Source>,
+    gen: &mut Generator,
+    learned: &[(String, IpAddr)],
+) -> Scenario {
     let front = compiler::front::parse_sources(sources);
     let errors = front.error_messages();
     assert!(errors.is_empty(), "scenario has errors: {errors:#?}");
@@ -53,8 +65,9 @@ pub fn scenario(sources: Vec<compiler::front::Source>, gen: &mut Generator) -> S
             ..Default::default()
         };
         let view = Cluster::build(&front.inventory, &front.policy, config).unwrap();
-        let ipcache = gen.ipcache_images(view.ipcache()).unwrap();
-        let engine = PolicyEngine::new(front.policy.clone(), view.clone());
+        let mut engine = PolicyEngine::new(front.policy.clone(), view.clone());
+        learn(&mut engine, learned);
+        let ipcache = gen.ipcache_images(engine.cluster.ipcache()).unwrap();
         for (name, pol) in engine.all_policies() {
             let ep = view.endpoint(&name).unwrap();
             // Where it runs in the default view (node0's): pods without `spec.nodeName` are
@@ -71,6 +84,23 @@ pub fn scenario(sources: Vec<compiler::front::Source>, gen: &mut Generator) -> S
         policy: front.policy,
         cluster,
         eps,
+    }
+}
+
+/// Gives each learned address the FQDN selectors matching any of its names.
+fn learn(engine: &mut PolicyEngine, learned: &[(String, IpAddr)]) {
+    let selectors = engine.fqdn_selectors();
+    let mut names: BTreeMap<IpAddr, Vec<&str>> = BTreeMap::new();
+    for (name, addr) in learned {
+        names.entry(*addr).or_default().push(name);
+    }
+    for (addr, names) in names {
+        let matching = selectors
+            .iter()
+            .filter(|s| names.iter().any(|n| compiler::fqdn::selector_matches(s, n)))
+            .cloned()
+            .collect();
+        engine.set_fqdn(addr, &matching).unwrap();
     }
 }
 
@@ -132,6 +162,8 @@ pub struct Probe {
     pub dst: String,
     pub proto: Protocol,
     pub port: u16,
+    /// The DNS name `dst` (an address) was resolved from (`trace --dst-fqdn`).
+    pub fqdn: Option<String>,
 }
 
 /// Every endpoint pair and endpoint↔world and endpoint↔node-address pair on these protocols
@@ -159,6 +191,7 @@ pub fn probes(s: &Scenario, ports: &[u16]) -> Vec<Probe> {
                             dst: dst.clone(),
                             proto,
                             port: *port,
+                            fqdn: None,
                         });
                     }
                 }
@@ -173,6 +206,29 @@ pub fn probes(s: &Scenario, ports: &[u16]) -> Vec<Probe> {
                     dst: dst.clone(),
                     proto,
                     port,
+                    fqdn: None,
+                });
+            }
+        }
+    }
+    out
+}
+
+/// From every endpoint of the address's family to `addr` resolved from `name`, on these
+/// ports over TCP and UDP.
+pub fn fqdn_probes(s: &Scenario, name: &str, addr: IpAddr, ports: &[u16]) -> Vec<Probe> {
+    let v6 = addr.is_ipv6();
+    let mut out = Vec::new();
+    for src in s.eps.keys().filter(|e| addr_of(s, e, v6).is_some()) {
+        for proto in [Protocol::Tcp, Protocol::Udp] {
+            for port in ports {
+                out.push(Probe {
+                    v6,
+                    src: src.clone(),
+                    dst: addr.to_string(),
+                    proto,
+                    port: *port,
+                    fqdn: Some(name.to_string()),
                 });
             }
         }
@@ -262,7 +318,14 @@ pub fn compare(s: &Scenario, probes: &[Probe]) -> Vec<String> {
             addr_of(s, &p.dst, p.v6).unwrap(),
         );
         let src = resolve_party(&s.cluster, &PartySpec::Addr(sa)).unwrap();
-        let dst = resolve_party(&s.cluster, &PartySpec::Addr(da)).unwrap();
+        let dst = match &p.fqdn {
+            Some(name) => PartySpec::Resolved {
+                name: name.clone(),
+                addr: da,
+            },
+            None => PartySpec::Addr(da),
+        };
+        let dst = resolve_party(&s.cluster, &dst).unwrap();
         let t = trace(&s.policy, &s.cluster, src, dst, p.proto, p.port, None);
         let redirected = [&t.egress.l7, &t.ingress.l7]
             .iter()
