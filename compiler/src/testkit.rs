@@ -132,3 +132,24 @@ pub fn named(mut r: Rule, kind: PolicyKind, namespace: Option<&str>, name: &str)
     r.provenance.name = name.into();
     r
 }
+
+/// Parses `text` as one source file named `path`.
+pub fn parse_text(path: &str, text: &str) -> crate::front::FrontOutput {
+    crate::front::parse_sources(vec![crate::front::Source {
+        path: path.into(),
+        text: text.as_bytes().to_vec(),
+    }])
+}
+
+/// The diagnostics of `out` as `CODE line:column message`.
+pub fn diagnostic_lines(out: &crate::front::FrontOutput) -> Vec<String> {
+    out.diagnostics
+        .iter()
+        .map(|d| {
+            format!(
+                "{} {}:{} {}",
+                d.code.code, d.span.line, d.span.column, d.message
+            )
+        })
+        .collect()
+}

@@ -41,26 +41,12 @@ pub fn cidr_group(cx: &mut Cx<'_>, f: &Field<'_>, sink: &mut Sink<'_>) {
 
 #[cfg(test)]
 mod tests {
-    use crate::front::{parse_sources, FrontOutput, Source};
+    use crate::front::FrontOutput;
+    use crate::testkit::diagnostic_lines as errors;
     use ir::Peer;
 
     fn parse(text: &str) -> FrontOutput {
-        parse_sources(vec![Source {
-            path: "g.yaml".into(),
-            text: text.as_bytes().to_vec(),
-        }])
-    }
-
-    fn errors(out: &FrontOutput) -> Vec<String> {
-        out.diagnostics
-            .iter()
-            .map(|d| {
-                format!(
-                    "{} {}:{} {}",
-                    d.code.code, d.span.line, d.span.column, d.message
-                )
-            })
-            .collect()
+        crate::testkit::parse_text("g.yaml", text)
     }
 
     #[test]

@@ -3,21 +3,20 @@
 
 use super::codes;
 use super::decode::{Cx, Field, Unknown};
-use super::objects::{metadata, Sink};
-use super::workload::labels;
+use super::objects::{head, Head, Sink};
 use std::net::IpAddr;
 
 /// Decodes a `Node` and adds it to the inventory if it has no error.
 pub fn node(cx: &mut Cx<'_>, f: &Field<'_>, sink: &mut Sink<'_>) {
-    let before = cx.errors();
-    let Some(m) = cx.map(f, &[], Unknown::Ignore) else {
+    let Some(Head {
+        before,
+        map: m,
+        meta,
+        labels,
+    }) = head(cx, f)
+    else {
         return;
     };
-    let Some(meta) = metadata(cx, &m) else { return };
-    let md = m
-        .get("metadata")
-        .and_then(|x| cx.map(&x, &[], Unknown::Ignore));
-    let labels = md.map(|md| labels(cx, &md)).unwrap_or_default();
     let mut addresses = Vec::new();
     let status = m
         .get("status")

@@ -122,6 +122,33 @@ fn commit_rules(
     }
 }
 
+/// What every inventory object without a body of its own starts with.
+pub struct Head<'n> {
+    /// The error count before the object: it is added when none was reported since.
+    pub before: usize,
+    pub map: Map<'n>,
+    pub meta: Meta,
+    /// `metadata.labels`.
+    pub labels: Vec<(String, String)>,
+}
+
+/// Decodes an object's map, metadata and labels (`None` after an error that stops it).
+pub fn head<'n>(cx: &mut Cx<'_>, f: &Field<'n>) -> Option<Head<'n>> {
+    let before = cx.errors();
+    let map = cx.map(f, &[], Unknown::Ignore)?;
+    let meta = metadata(cx, &map)?;
+    let md = map
+        .get("metadata")
+        .and_then(|x| cx.map(&x, &[], Unknown::Ignore));
+    let labels = md.map(|md| workload::labels(cx, &md)).unwrap_or_default();
+    Some(Head {
+        before,
+        map,
+        meta,
+        labels,
+    })
+}
+
 /// Object metadata: name (required, a DNS subdomain) and namespace.
 pub struct Meta {
     pub name: String,

@@ -5,8 +5,8 @@
 
 use super::codes;
 use super::decode::{Cx, Field, Unknown};
-use super::objects::{metadata, Sink};
-use super::workload::{label_map, labels};
+use super::objects::{head, Head, Sink};
+use super::workload::label_map;
 use ir::{EndpointSlice, Service};
 use std::net::IpAddr;
 
@@ -15,15 +15,15 @@ pub const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
 
 /// Decodes a `Service` and adds it to the inventory if it has no error.
 pub fn service(cx: &mut Cx<'_>, f: &Field<'_>, sink: &mut Sink<'_>) {
-    let before = cx.errors();
-    let Some(m) = cx.map(f, &[], Unknown::Ignore) else {
+    let Some(Head {
+        before,
+        map: m,
+        meta,
+        labels,
+    }) = head(cx, f)
+    else {
         return;
     };
-    let Some(meta) = metadata(cx, &m) else { return };
-    let md = m
-        .get("metadata")
-        .and_then(|x| cx.map(&x, &[], Unknown::Ignore));
-    let labels = md.map(|md| labels(cx, &md)).unwrap_or_default();
     let spec = m.get("spec").and_then(|s| cx.map(&s, &[], Unknown::Ignore));
     let selector = spec
         .and_then(|s| s.get("selector"))
@@ -46,15 +46,15 @@ pub fn service(cx: &mut Cx<'_>, f: &Field<'_>, sink: &mut Sink<'_>) {
 /// the `kubernetes.io/service-name` label belongs to no service and is left out; FQDN slices
 /// have no addresses.
 pub fn endpoint_slice(cx: &mut Cx<'_>, f: &Field<'_>, sink: &mut Sink<'_>) {
-    let before = cx.errors();
-    let Some(m) = cx.map(f, &[], Unknown::Ignore) else {
+    let Some(Head {
+        before,
+        map: m,
+        meta,
+        labels,
+    }) = head(cx, f)
+    else {
         return;
     };
-    let Some(meta) = metadata(cx, &m) else { return };
-    let md = m
-        .get("metadata")
-        .and_then(|x| cx.map(&x, &[], Unknown::Ignore));
-    let labels = md.map(|md| labels(cx, &md)).unwrap_or_default();
     let service = labels
         .into_iter()
         .find(|(k, _)| k == SERVICE_NAME_LABEL)
@@ -116,25 +116,11 @@ pub fn endpoint_slice(cx: &mut Cx<'_>, f: &Field<'_>, sink: &mut Sink<'_>) {
 
 #[cfg(test)]
 mod tests {
-    use crate::front::{parse_sources, FrontOutput, Source};
+    use crate::front::FrontOutput;
+    use crate::testkit::diagnostic_lines as errors;
 
     fn parse(text: &str) -> FrontOutput {
-        parse_sources(vec![Source {
-            path: "s.yaml".into(),
-            text: text.as_bytes().to_vec(),
-        }])
-    }
-
-    fn errors(out: &FrontOutput) -> Vec<String> {
-        out.diagnostics
-            .iter()
-            .map(|d| {
-                format!(
-                    "{} {}:{} {}",
-                    d.code.code, d.span.line, d.span.column, d.message
-                )
-            })
-            .collect()
+        crate::testkit::parse_text("s.yaml", text)
     }
 
     #[test]
