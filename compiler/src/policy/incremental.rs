@@ -146,22 +146,34 @@ impl PolicyEngine {
         let mut deltas = Vec::new();
         for g in self.groups_selected_by(&affected) {
             let fresh = compute(&self.ctx(), g.0, &g.1, PeerFilter::Only(&keep));
-            let Some(cur) = self.groups.get_mut(&g) else {
-                continue;
-            };
-            let d = replace_entries(cur, fresh, &keep);
-            if d.is_empty() {
-                continue;
-            }
-            for name in self.members.get(&g).into_iter().flatten() {
-                deltas.push(MapDelta {
-                    endpoint: name.clone(),
-                    identity: g.0,
-                    ..d.clone()
-                });
-            }
+            self.replace_group(&g, fresh, &keep, &mut deltas);
         }
         deltas
+    }
+
+    /// Puts `fresh`'s entries keyed by `ids` into group `g` and adds a delta per member
+    /// endpoint when anything changed.
+    fn replace_group(
+        &mut self,
+        g: &GroupKey,
+        fresh: EndpointPolicy,
+        ids: &IdSet,
+        deltas: &mut Vec<MapDelta>,
+    ) {
+        let Some(cur) = self.groups.get_mut(g) else {
+            return;
+        };
+        let d = replace_entries(cur, fresh, ids);
+        if d.is_empty() {
+            return;
+        }
+        for name in self.members.get(g).into_iter().flatten() {
+            deltas.push(MapDelta {
+                endpoint: name.clone(),
+                identity: g.0,
+                ..d.clone()
+            });
+        }
     }
 }
 
@@ -185,7 +197,7 @@ impl PolicyEngine {
         let mut deltas = Vec::new();
         for g in keys {
             let fresh = compute(&self.ctx(), g.0, &g.1, PeerFilter::All);
-            let Some(cur) = self.groups.get_mut(&g) else {
+            let Some(cur) = self.groups.get(&g) else {
                 continue;
             };
             let ids: IdSet = cur
@@ -194,17 +206,7 @@ impl PolicyEngine {
                 .chain(fresh.entries.keys())
                 .map(|k| k.identity)
                 .collect();
-            let d = replace_entries(cur, fresh, &ids);
-            if d.is_empty() {
-                continue;
-            }
-            for name in self.members.get(&g).into_iter().flatten() {
-                deltas.push(MapDelta {
-                    endpoint: name.clone(),
-                    identity: g.0,
-                    ..d.clone()
-                });
-            }
+            self.replace_group(&g, fresh, &ids, &mut deltas);
         }
         deltas
     }
