@@ -82,12 +82,7 @@ async fn serve(cfg: AgentConfig, set_debug: Box<dyn Fn(bool) + Send>) -> Result<
         _export_l7 = shared.listen_l7();
     }
     if let Some(addr) = cfg.metrics_listen {
-        let tcp = tokio::net::TcpListener::bind(addr)
-            .await
-            .map_err(|e| ServeError::Socket {
-                path: addr.to_string(),
-                source: e,
-            })?;
+        let tcp = bind_tcp(addr).await?;
         let app = metrics::router(shared.clone());
         tokio::spawn(async move { axum::serve(tcp, app).await });
         tracing::info!(%addr, "metrics listening");
@@ -106,12 +101,7 @@ async fn serve(cfg: AgentConfig, set_debug: Box<dyn Fn(bool) + Send>) -> Result<
     if let Some(tcp) = &cfg.tcp {
         let addr = tcp.addr;
         let auth = Arc::new(tcp_auth::TcpAuth::new(addr, &tcp.token_file)?);
-        let tcp = tokio::net::TcpListener::bind(addr)
-            .await
-            .map_err(|e| ServeError::Socket {
-                path: addr.to_string(),
-                source: e,
-            })?;
+        let tcp = bind_tcp(addr).await?;
         let app = app
             .clone()
             .layer(axum::middleware::from_fn_with_state(auth, tcp_auth::check));
@@ -139,4 +129,14 @@ async fn shutdown_signal() {
         _ = tokio::signal::ctrl_c() => {}
         _ = term.recv() => {}
     }
+}
+
+/// A TCP listener on `addr`; failing names the address.
+async fn bind_tcp(addr: std::net::SocketAddr) -> Result<tokio::net::TcpListener, ServeError> {
+    tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|source| ServeError::Socket {
+            path: addr.to_string(),
+            source,
+        })
 }
