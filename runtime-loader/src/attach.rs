@@ -1,16 +1,20 @@
 //! Attaching an endpoint's programs on the host side of its veth, replacing them atomically,
 //! and detaching them.
 //!
-//! Two mechanisms, chosen by [`AttachMode::detect`]:
-//! - **tcx** (kernels ≥ 6.6, preferred): a BPF link per hook, pinned under the endpoint's
-//!   directory. Replacing is `BPF_LINK_UPDATE` on that link, which swaps the program pointer in
-//!   one step: every packet sees either the old or the new program, never none. The pinned link
-//!   keeps the program attached while no agent runs, and nothing but the pin owner can detach it.
-//! - **netlink** (older kernels): a clsact qdisc and a `cls_bpf` direct-action filter at a fixed
-//!   priority and handle ([`NL_PRIORITY`], [`NL_HANDLE`]). Replacing re-sends the filter at the
-//!   same priority/handle without `NLM_F_EXCL`, which `cls_bpf` handles by swapping the program
-//!   under RCU, again without a gap. Filters outlive the agent by themselves; after a restart
-//!   they are found again by their fixed priority/handle.
+//! Two mechanisms, chosen by the caller (the agent's `--attach-mode`; [`AttachMode::detect`]
+//! says whether the kernel has tcx):
+//! - **tcx** (kernels ≥ 6.6): a BPF link per hook, pinned under the endpoint's directory.
+//!   Replacing is `BPF_LINK_UPDATE` on that link, which swaps the program pointer in one step:
+//!   every packet sees either the old or the new program, never none. The pinned link keeps the
+//!   program attached while no agent runs, and nothing but the pin owner can detach it. Every
+//!   new link waits in the kernel for an RCU grace period while holding RTNL (10–13 ms here).
+//! - **netlink** (`tc`, every kernel): a clsact qdisc and a `cls_bpf` direct-action filter at a
+//!   fixed priority and handle ([`NL_PRIORITY`], [`NL_HANDLE`]). Replacing re-sends the filter
+//!   at the same priority/handle without `NLM_F_EXCL`, which `cls_bpf` handles by swapping the
+//!   program under RCU, again without a gap. Filters outlive the agent by themselves; after a
+//!   restart they are found again by their fixed priority/handle ([`own_filter`]). Attaching
+//!   waits for no grace period (well under 1 ms). Anyone with CAP_NET_ADMIN can add a filter
+//!   in front of ours: the agent lists and removes them ([`crate::tcfilter`]).
 //!
 //! Direction: the host-side *ingress* hook sees packets the endpoint sends (its egress
 //! policy), the host-side *egress* hook packets delivered to it (its ingress policy).
@@ -120,6 +124,10 @@ pub fn attach_or_replace(
             Ok(Attached::Created)
         }
         AttachMode::Netlink => {
+            // A tcx link of an agent that ran in tcx mode would decide in front of the filter.
+            if let Some(stale) = open_pinned_raw(link_pin)? {
+                stale.unpin().map_err(|e| LoaderError::io(link_pin, e))?;
+            }
             add_clsact(iface)?;
             let opts = NlOptions {
                 priority: NL_PRIORITY,
@@ -189,6 +197,18 @@ pub fn detach(iface: &str, hook: Hook, mode: AttachMode, link_pin: &Path) -> Res
             }
         }
     }
+}
+
+/// Our `cls_bpf` filter on `hook` of interface `ifindex` (netlink mode), if attached.
+pub fn own_filter(ifindex: u32, hook: Hook) -> std::io::Result<Option<crate::tcfilter::Filter>> {
+    Ok(crate::tcfilter::list(ifindex, hook)?
+        .into_iter()
+        .find(is_own_filter))
+}
+
+/// Whether `f` is the filter [`attach_or_replace`] creates in netlink mode.
+pub fn is_own_filter(f: &crate::tcfilter::Filter) -> bool {
+    f.priority == NL_PRIORITY && f.handle == u32::from(NL_HANDLE) && f.kind == "bpf"
 }
 
 pub fn interface_exists(iface: &str) -> bool {

@@ -2,7 +2,8 @@
 //!
 //! - [`bpffs`]: check and mount the BPF filesystem (`--bpf-root`).
 //! - [`layout`]: where a node's maps and links are pinned, found again after a restart.
-//! - [`attach`]: tcx (or clsact/netlink) attach, atomic replace, detach.
+//! - [`attach`]: tcx (or clsact/netlink) attach, atomic replace, detach; [`tcfilter`]: the
+//!   classic tc filters of an interface, listed and deleted over rtnetlink.
 //! - [`rawmap`], [`delta`]: byte-level map access and entry deltas.
 //! - [`hz`]: the kernel's HZ, for connection-tracking lifetimes in jiffies; [`kernel`]: what
 //!   the kernel's BPF supports (probed), for features compiled out on older kernels.
@@ -28,6 +29,7 @@ pub mod pins;
 pub mod probe;
 pub mod proxy;
 pub mod rawmap;
+pub mod tcfilter;
 pub mod test_run;
 #[cfg(any(test, feature = "testkit"))]
 pub mod testkit;
