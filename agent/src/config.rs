@@ -13,6 +13,8 @@ pub struct AgentConfig {
     pub debug: bool,
     /// Load and attach programs (false: API and policy computation only, e.g. without root).
     pub datapath: bool,
+    /// How endpoint programs are attached (`--attach-mode`; Documentation/agent.md).
+    pub attach_mode: runtime_loader::AttachMode,
     /// Also serve the API on a loopback TCP address, to clients presenting a token.
     pub tcp: Option<TcpApi>,
     /// Entries of the node's TCP connection-tracking maps (LRU hashes, preallocated).

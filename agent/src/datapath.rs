@@ -148,6 +148,11 @@ fn internal(e: impl std::fmt::Display) -> AgentError {
 
 impl Datapath {
     pub fn open(cfg: &AgentConfig) -> Result<Datapath, AgentError> {
+        if cfg.attach_mode == AttachMode::Tcx && AttachMode::detect() != AttachMode::Tcx {
+            return Err(AgentError::invalid(
+                "--attach-mode tcx needs Linux 6.6 or later; use --attach-mode tc",
+            ));
+        }
         runtime_loader::bpffs::ensure_bpffs(&cfg.bpf_root).map_err(internal)?;
         let layout = NodeLayout::create(&cfg.bpf_root, &cfg.node).map_err(internal)?;
         // One agent per node: a second one on the same pins stops before touching them.
@@ -158,7 +163,7 @@ impl Datapath {
             bpf_root: cfg.bpf_root.clone(),
             node: cfg.node.clone(),
             layout,
-            mode: AttachMode::detect(),
+            mode: cfg.attach_mode,
             sizes: MapSizes {
                 ct_tcp: cfg.ct_tcp_max,
                 ct_any: cfg.ct_any_max,
@@ -185,7 +190,7 @@ impl Datapath {
     pub fn mode_name(&self) -> &'static str {
         match self.mode {
             AttachMode::Tcx => "tcx",
-            AttachMode::Netlink => "netlink",
+            AttachMode::Netlink => "tc",
         }
     }
 
@@ -465,6 +470,8 @@ impl Datapath {
         let (template, sites) = &self.templates[&key.features];
         let object = sites.instantiate(template, &key.globals);
         let _load = tracing::debug_span!("load").entered();
+        // A new endpoint's pins are created by the load: a refused load takes them back.
+        let fresh = !self.programs.contains_key(&id) && !self.layout.endpoint_dir(id).exists();
         let mut pins: Vec<(&'static str, PathBuf)> = Vec::new();
         for m in shared_maps() {
             pins.push((m, self.layout.shared_map(m).map_err(internal)?));
@@ -480,10 +487,18 @@ impl Datapath {
             state: Some(self.state_of(id)),
             defer_to_container: defer_to,
         };
-        let dp = self
-            .loader
-            .load(&object, &opts)
-            .map_err(|e| super::verifier::load_error(id, name, e))?;
+        let dp = match self.loader.load(&object, &opts) {
+            Ok(dp) => dp,
+            Err(e) => {
+                if fresh {
+                    if let Err(r) = self.layout.remove_endpoint(id) {
+                        tracing::error!(endpoint = id, error = %r,
+                            "removing the pins of a refused new endpoint failed");
+                    }
+                }
+                return Err(super::verifier::load_error(id, name, e));
+            }
+        };
         self.forget_retired(id, &dp.retired_pins);
         Ok(dp)
     }

@@ -38,9 +38,9 @@ impl Datapath {
             crate::proxy::install_node_redirect(self)?;
             return Ok(Reload::All);
         }
-        if !self.layout.proxy_link().exists() {
-            tracing::warn!(link = %self.layout.proxy_link().display(),
-                "the node's L7-redirect program is no longer pinned; installing it again");
+        if !self.node_redirect_attached() {
+            tracing::warn!(link = %self.layout.proxy_link().display(), mode = self.mode_name(),
+                "the node's L7-redirect program is no longer attached; installing it again");
             crate::proxy::install_node_redirect(self)?;
         }
         let mut check: Vec<u16> = ids
@@ -81,6 +81,19 @@ impl Datapath {
         })
     }
 
+    /// Whether the node's L7-redirect program is on `lo`: its pinned link (tcx) or its
+    /// filter (netlink mode, which pins no link).
+    fn node_redirect_attached(&self) -> bool {
+        match self.mode {
+            AttachMode::Tcx => self.layout.proxy_link().exists(),
+            AttachMode::Netlink => {
+                let lo = integrity::ifindex(runtime_loader::proxy::LO);
+                runtime_loader::attach::own_filter(lo, Hook::FromEndpoint)
+                    .is_ok_and(|f| f.is_some())
+            }
+        }
+    }
+
     fn forget_all(&mut self) {
         self.programs.clear();
         self.written.clear();
@@ -102,15 +115,23 @@ impl Datapath {
         for m in endpoint_maps() {
             pins.insert(m.into(), path(self.layout.endpoint_map_path(id, m))?);
         }
-        if self.mode != AttachMode::Tcx {
-            // cls_bpf filters have no pinned link to find the programs by.
-            return Ok(());
-        }
-        let links = Hook::BOTH
-            .iter()
-            .map(|h| path(self.layout.link(id, *h)))
-            .collect::<Result<Vec<_>, _>>()?;
-        integrity::check_pins(&links, &pins)
+        let progs = match self.mode {
+            AttachMode::Tcx => Hook::BOTH
+                .iter()
+                .map(|h| integrity::link_program(&path(self.layout.link(id, *h))?))
+                .collect::<Result<Vec<_>, _>>()?,
+            AttachMode::Netlink => {
+                let Some(key) = self.programs.get(&id) else {
+                    return Ok(());
+                };
+                let ifindex = integrity::ifindex(&key.iface);
+                Hook::BOTH
+                    .iter()
+                    .map(|h| integrity::filter_program(&key.iface, ifindex, *h))
+                    .collect::<Result<Vec<_>, _>>()?
+            }
+        };
+        integrity::check_pins(&progs, &pins)
     }
 
     /// Detaches every program on the endpoint's interface not attached through its own links
@@ -119,9 +140,6 @@ impl Datapath {
         let Some(key) = self.programs.get(&id) else {
             return Ok(());
         };
-        if self.mode != AttachMode::Tcx {
-            return Ok(());
-        }
         let ifindex = integrity::ifindex(&key.iface);
         if ifindex == 0 {
             return Err(AgentError::Datapath(format!(
@@ -130,15 +148,20 @@ impl Datapath {
             )));
         }
         for hook in Hook::BOTH {
-            let own = self.layout.link(id, hook).map_err(internal)?;
-            let detached = integrity::keep_only_own_link(
-                &key.iface,
-                ifindex,
-                hook == Hook::FromEndpoint,
-                &own,
-            )
+            let removed = match self.mode {
+                AttachMode::Tcx => {
+                    let own = self.layout.link(id, hook).map_err(internal)?;
+                    integrity::keep_only_own_link(
+                        &key.iface,
+                        ifindex,
+                        hook == Hook::FromEndpoint,
+                        Some(&own),
+                    )
+                }
+                AttachMode::Netlink => integrity::keep_only_own_filter(&key.iface, ifindex, hook),
+            }
             .map_err(|e| AgentError::Datapath(format!("endpoint {id}: {e}")))?;
-            for d in detached {
+            for d in removed {
                 tracing::warn!(endpoint = id, iface = %key.iface, hook = hook.name(), detached = %d,
                     "detached a program that was not the endpoint's own (another node name or an older run)");
             }

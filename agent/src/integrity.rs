@@ -1,9 +1,12 @@
 //! What the agent checks in the kernel before it answers "enforced": that the pins it writes
 //! hold the maps its attached programs really use, and that the programs attached to an
-//! endpoint's interface are exactly the endpoint's own links (tcx), so that no program of
-//! another node name or of an older run decides in front of them. Raw `bpf(2)` commands
-//! (object by pin, object info, tcx query, link detach): aya has no query by link.
+//! endpoint's interface are exactly the endpoint's own (its tcx links, or its `cls_bpf`
+//! filter in netlink mode), so that no program of another node name or of an older run
+//! decides in front of them. Raw `bpf(2)` commands (object by pin, object info, tcx query,
+//! link detach): aya has no query by link; classic filters through
+//! [`runtime_loader::tcfilter`].
 
+use runtime_loader::Hook;
 use std::collections::BTreeMap;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
@@ -45,6 +48,15 @@ pub enum IntegrityError {
         iface: String,
         hook: &'static str,
         link: u32,
+    },
+    #[error("interface {iface} ({hook}): the endpoint's tc filter is not attached")]
+    FilterMissing { iface: String, hook: &'static str },
+    #[error("interface {iface} ({hook}): {what}: {source}")]
+    Netlink {
+        iface: String,
+        hook: &'static str,
+        what: &'static str,
+        source: std::io::Error,
     },
 }
 
@@ -173,15 +185,37 @@ fn map_id_name(map: &OwnedFd, what: &str) -> Result<(u32, String)> {
 /// The pins an endpoint's programs rely on, by map name (shared and its own).
 pub type Pins = BTreeMap<String, PathBuf>;
 
-/// Checks that every map the endpoint's programs (attached through the links pinned at
-/// `links`) use under a name in `pins` is pinned there, and that each pin in `pins` that
-/// exists holds a map they use.
-pub fn check_pins(links: &[PathBuf], pins: &Pins) -> Result<()> {
+/// The program attached through the link pinned at `path`.
+pub fn link_program(path: &Path) -> Result<u32> {
+    let link = obj_get(path)?.ok_or_else(|| IntegrityError::MissingPin {
+        path: path.to_path_buf(),
+    })?;
+    Ok(link_ids(&link, &path.display().to_string())?.1)
+}
+
+/// The program our `cls_bpf` filter runs on `hook` of `iface` (netlink mode).
+pub fn filter_program(iface: &str, ifindex: u32, hook: Hook) -> Result<u32> {
+    let own = runtime_loader::attach::own_filter(ifindex, hook).map_err(|source| {
+        IntegrityError::Netlink {
+            iface: iface.into(),
+            hook: hook.name(),
+            what: "listing tc filters",
+            source,
+        }
+    })?;
+    own.and_then(|f| f.prog_id)
+        .ok_or_else(|| IntegrityError::FilterMissing {
+            iface: iface.into(),
+            hook: hook.name(),
+        })
+}
+
+/// Checks that every map the endpoint's programs `progs` use under a name in `pins` is
+/// pinned there, and that each pin in `pins` that exists holds a map they use.
+pub fn check_pins(progs: &[u32], pins: &Pins) -> Result<()> {
     let mut used: BTreeMap<String, u32> = BTreeMap::new();
     let mut used_ids = Vec::new();
-    for l in links {
-        let link = obj_get(l)?.ok_or_else(|| IntegrityError::MissingPin { path: l.clone() })?;
-        let (_, prog) = link_ids(&link, &l.display().to_string())?;
+    for &prog in progs {
         for id in prog_map_ids(prog)? {
             let map = get_fd_by_id(BPF_MAP_GET_FD_BY_ID, id, "map")?;
             let (id, name) = map_id_name(&map, &format!("map {id}"))?;
@@ -220,13 +254,14 @@ pub fn check_pins(links: &[PathBuf], pins: &Pins) -> Result<()> {
 }
 
 /// Detaches from `ifindex`'s tcx hook (`ingress` or egress) every program attached other
-/// than through the link pinned at `own`; returns what was detached (as `link N` /
-/// `program N`). Fails if the own link is not attached there.
+/// than through the link pinned at `own` (every program when `own` is `None`: netlink mode,
+/// where a tcx program would run in front of the endpoint's filter); returns what was
+/// detached (as `link N` / `program N`). Fails if the own link is not attached there.
 pub fn keep_only_own_link(
     iface: &str,
     ifindex: u32,
     ingress: bool,
-    own: &Path,
+    own: Option<&Path>,
 ) -> Result<Vec<String>> {
     let hook = if ingress { "ingress" } else { "egress" };
     let attach_type = if ingress {
@@ -234,10 +269,15 @@ pub fn keep_only_own_link(
     } else {
         BPF_TCX_EGRESS
     };
-    let link = obj_get(own)?.ok_or_else(|| IntegrityError::MissingPin {
-        path: own.to_path_buf(),
-    })?;
-    let (own_id, _) = link_ids(&link, &own.display().to_string())?;
+    let own_id = match own {
+        Some(own) => {
+            let link = obj_get(own)?.ok_or_else(|| IntegrityError::MissingPin {
+                path: own.to_path_buf(),
+            })?;
+            Some(link_ids(&link, &own.display().to_string())?.0)
+        }
+        None => None,
+    };
     let what = || format!("interface {iface} ({hook}): BPF_PROG_QUERY");
     let mut progs = vec![0u32; 64];
     let mut links = vec![0u32; 64];
@@ -252,7 +292,7 @@ pub fn keep_only_own_link(
     let mut detached = Vec::new();
     let mut found = false;
     for (&prog, &l) in progs[..n].iter().zip(&links[..n]) {
-        if l == own_id {
+        if Some(l) == own_id {
             found = true;
             continue;
         }
@@ -274,14 +314,52 @@ pub fn keep_only_own_link(
             detached.push(format!("program {prog}"));
         }
     }
-    if !found {
-        return Err(IntegrityError::NotAttached {
+    match own_id {
+        Some(link) if !found => Err(IntegrityError::NotAttached {
             iface: iface.to_string(),
             hook,
-            link: own_id,
+            link,
+        }),
+        _ => Ok(detached),
+    }
+}
+
+/// Netlink mode: deletes from `hook` of `iface` every classic tc filter but the endpoint's
+/// own, and detaches every tcx program (tcx runs before the classic filters); returns what
+/// was removed. Fails if the endpoint's own filter is not there.
+pub fn keep_only_own_filter(iface: &str, ifindex: u32, hook: Hook) -> Result<Vec<String>> {
+    let nl = |what: &'static str| {
+        move |source| IntegrityError::Netlink {
+            iface: iface.into(),
+            hook: hook.name(),
+            what,
+            source,
+        }
+    };
+    let mut removed = keep_only_own_link(iface, ifindex, hook == Hook::FromEndpoint, None)?;
+    let mut own = false;
+    for f in runtime_loader::tcfilter::list(ifindex, hook).map_err(nl("listing tc filters"))? {
+        if runtime_loader::attach::is_own_filter(&f) {
+            own = true;
+            continue;
+        }
+        runtime_loader::tcfilter::delete(ifindex, hook, &f).map_err(nl("deleting a tc filter"))?;
+        removed.push(format!(
+            "tc filter {} priority {} handle {:#x}{}",
+            f.kind,
+            f.priority,
+            f.handle,
+            f.prog_id
+                .map_or_else(String::new, |p| format!(" (program {p})"))
+        ));
+    }
+    if !own {
+        return Err(IntegrityError::FilterMissing {
+            iface: iface.into(),
+            hook: hook.name(),
         });
     }
-    Ok(detached)
+    Ok(removed)
 }
 
 /// The interface's index, 0 when it does not exist.

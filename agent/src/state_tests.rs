@@ -16,6 +16,7 @@ pub(crate) fn agent(dir: &Path) -> Agent {
 /// The configuration of a test agent without a datapath on node `test`.
 pub(crate) fn config(dir: &Path) -> AgentConfig {
     AgentConfig {
+        attach_mode: runtime_loader::AttachMode::Netlink,
         state_dir: dir.to_path_buf(),
         api_socket: dir.join("api.sock"),
         policy_dir: None,

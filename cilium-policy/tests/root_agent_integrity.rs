@@ -2,11 +2,12 @@
 //! refused and both endpoints stay enforced; a pinned map removed, and the whole bpffs
 //! unmounted, under the agent are restored (programs reloaded) before the next change is
 //! acknowledged; an agent restarted under another `--node` detaches the links the old node
-//! name left in front of its own.
+//! name left in front of its own; in tc mode (the default) a tcx program or another tc filter
+//! in front of the endpoint's filter is removed by the next change.
 
 mod agent_harness;
 
-use agent_harness::setup;
+use agent_harness::{setup, setup_with};
 use runtime_loader::probe::{tcp_ok, PASS_WAIT};
 use runtime_loader::testkit::require_root;
 use std::time::Duration;
@@ -102,7 +103,8 @@ fn root_agent_lost_pins_and_bpffs_are_restored_before_acknowledging() {
     );
     assert!(tcp_ok(&s.app2.ns, s.app1.addr, 80, PASS_WAIT));
     assert!(bpffs
-        .join("cilium-policy/node0/endpoints/1/link-to-endpoint")
+        .join("cilium-policy/node0/endpoints/1/maps")
+        .join(codegen::maps::POLICY.name)
         .exists());
     let log = agent.log();
     assert!(log.contains("BPF filesystem is gone"), "{log}");
@@ -113,7 +115,7 @@ fn root_agent_restart_under_another_node_detaches_the_old_links() {
     if !require_root("root_agent_restart_under_another_node_detaches_the_old_links") {
         return;
     }
-    let (s, mut agent) = setup(94);
+    let (s, mut agent) = setup_with(94, vec!["--attach-mode".into(), "tcx".into()]);
     let f = agent.file("p.json", &app1_from(&["app2"]));
     agent.ok(&["policy", "import", &f]);
     assert!(!tcp_ok(&s.app3.ns, s.app1.addr, 80, T));
@@ -136,4 +138,76 @@ fn root_agent_restart_under_another_node_detaches_the_old_links() {
     assert!(!tcp_ok(&s.app2.ns, s.app1.addr, 80, T));
     let log = agent.log();
     assert!(log.contains("detached a program"), "{log}");
+}
+
+/// tc mode: the agent's `cls_bpf` filter decides alone on the endpoint's interface. A tcx
+/// program (which runs before every classic filter: here the links an agent in tcx mode left)
+/// and a filter added in front of it (same priority, newer: cls_bpf runs it first) are removed
+/// by the next change that reaches the endpoint.
+#[test]
+fn root_agent_tc_mode_removes_what_runs_in_front_of_its_filter() {
+    if !require_root("root_agent_tc_mode_removes_what_runs_in_front_of_its_filter") {
+        return;
+    }
+    let (s, mut agent) = setup_with(96, vec!["--attach-mode".into(), "tcx".into()]);
+    let f = agent.file("p.json", &app1_from(&["app2"]));
+    agent.ok(&["policy", "import", &f]);
+    assert!(!tcp_ok(&s.app3.ns, s.app1.addr, 80, T));
+    agent.kill();
+    agent.extra = vec!["--node".into(), "other".into()];
+    agent.spawn();
+    let config: serde_json::Value =
+        serde_json::from_str(&agent.request("GET", "/v1/config", "").1).unwrap();
+    assert_eq!(config["attach-mode"], "tc", "{config}");
+    let g = agent.file("p.json", &app1_from(&["app2", "app3"]));
+    agent.ok(&["policy", "import", &g]);
+    assert!(
+        tcp_ok(&s.app3.ns, s.app1.addr, 80, PASS_WAIT),
+        "the tcx links of the old node name no longer decide: {}",
+        agent.log()
+    );
+    let h = agent.file("p.json", &app1_from(&["app2"]));
+    agent.ok(&["policy", "import", &h]);
+    assert!(!tcp_ok(&s.app3.ns, s.app1.addr, 80, T));
+    assert!(agent.log().contains("detached a program"));
+
+    // A classic filter that accepts everything, added after the agent's at its priority.
+    let host = s.app1.host.as_str();
+    s.node.exec(&[
+        "tc",
+        "filter",
+        "add",
+        "dev",
+        host,
+        "egress",
+        "pref",
+        "1",
+        "handle",
+        "2",
+        "bpf",
+        "bytecode",
+        "1,6 0 0 4294967295",
+    ]);
+    assert!(
+        tcp_ok(&s.app3.ns, s.app1.addr, 80, PASS_WAIT),
+        "the foreign filter runs first"
+    );
+    let port = r#"{"port": "80", "protocol": "TCP"}"#;
+    let more = format!(r#"{port}, {{"port": "81", "protocol": "TCP"}}"#);
+    let i = agent.file("p.json", &app1_from(&["app2"]).replace(port, &more));
+    agent.ok(&["policy", "import", &i]);
+    assert!(
+        !tcp_ok(&s.app3.ns, s.app1.addr, 80, T),
+        "the foreign filter is gone: {}",
+        agent.log()
+    );
+    assert!(tcp_ok(&s.app2.ns, s.app1.addr, 80, PASS_WAIT));
+    let filters = std::process::Command::new("nsenter")
+        .arg(format!("--net={}", s.node.path().display()))
+        .args(["tc", "filter", "show", "dev", host, "egress"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&filters.stdout);
+    assert!(text.contains("handle 0x1"), "{text}");
+    assert!(!text.contains("handle 0x2"), "{text}");
 }

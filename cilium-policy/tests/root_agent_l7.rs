@@ -153,12 +153,20 @@ fn root_l7_refused_pattern_proxy_crash_and_agent_restart() {
     let (_, proxy) = agent.request("GET", "/v1/proxy", "");
     assert!(proxy.contains("\"listening\":true"), "{proxy}");
 
-    // The node's `lo` program unpinned (its link goes with the pin): the next change finds
+    // The node's `lo` program removed (tc mode: its filter deleted): the next change finds
     // it missing and installs it again.
-    let (bpffs, _) = agent.datapath.as_ref().expect("a datapath");
-    let link = bpffs.path.join("cilium-policy/node0/link-lo-to-proxy");
-    std::fs::remove_file(&link).expect("the lo program's link is pinned");
-    // The kernel frees the unpinned link asynchronously: wait until ingress redirects fail.
+    let lo_filters = || {
+        let out = std::process::Command::new("nsenter")
+            .arg(format!("--net={}", node.path().display()))
+            .args(["tc", "filter", "show", "dev", "lo", "ingress"])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    assert!(lo_filters().contains("handle 0x1"), "{}", lo_filters());
+    node.exec(&[
+        "tc", "filter", "del", "dev", "lo", "ingress", "pref", "1", "handle", "1", "bpf",
+    ]);
     let t = Instant::now();
     while curl(&app2.ns, &url("public"), &[], Duration::from_millis(300)).0 != 0 {
         assert!(
@@ -168,7 +176,11 @@ fn root_l7_refused_pattern_proxy_crash_and_agent_restart() {
     }
     let other = agent.file("other.yaml", &TOO_LARGE.replace("(a{1000}){1000}", "/x"));
     agent.ok(&["apply", "-f", &other]);
-    assert!(link.exists(), "installed again: {}", agent.log());
+    assert!(
+        lo_filters().contains("handle 0x1"),
+        "installed again: {}",
+        agent.log()
+    );
     assert_eq!((get("public"), get("private")), (200, 403));
 
     // The agent is killed with a kept-alive connection open: the connection ends (the

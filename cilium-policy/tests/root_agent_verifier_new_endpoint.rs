@@ -1,7 +1,8 @@
-//! A new endpoint whose second program the kernel verifier rejects. The agent verifies a new
-//! endpoint's `cil_to_container` while the kernel attaches its `cil_from_container`
-//! (agent/src/datapath_attach.rs): the rejection must still refuse the endpoint with the
-//! verifier's words, and leave nothing of it attached or pinned.
+//! A new endpoint whose second program the kernel verifier rejects. In tcx mode the agent
+//! verifies a new endpoint's `cil_to_container` while the kernel attaches its
+//! `cil_from_container` (agent/src/datapath_attach.rs); in tc mode both programs are verified
+//! at once before anything is attached. Either way the rejection must refuse the endpoint with
+//! the verifier's words, and leave nothing of it attached or pinned.
 //!
 //! The fault is injected through `$CLANG` (as in `root_agent_verifier.rs`): an unchecked
 //! packet read in `cil_to_container` only, so `cil_from_container` loads and is attached first.
@@ -18,6 +19,12 @@ fn root_agent_new_endpoint_refused_by_the_verifier_leaves_nothing() {
     if !require_root("root_agent_new_endpoint_refused_by_the_verifier_leaves_nothing") {
         return;
     }
+    for mode in ["tc", "tcx"] {
+        refused_new_endpoint_leaves_nothing(mode);
+    }
+}
+
+fn refused_new_endpoint_leaves_nothing(mode: &str) {
     let tools = TempDir::new("cpvn");
     // The only test of this binary: setting the agent's environment here affects nothing else.
     std::env::set_var(
@@ -30,7 +37,7 @@ fn root_agent_new_endpoint_refused_by_the_verifier_leaves_nothing() {
     );
     let node = node_netns();
     let app = Endpoint::new(&node, Ipv4Addr::new(10, 96, 0, 1));
-    let agent = Agent::start(&node);
+    let agent = Agent::start_in(&node, vec!["--attach-mode".into(), mode.into()]);
 
     let out = agent.cli(&[
         "endpoint",
@@ -46,7 +53,7 @@ fn root_agent_new_endpoint_refused_by_the_verifier_leaves_nothing() {
     ]);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success(), "the endpoint must be refused: {err}");
-    eprintln!("refused as expected:\n{err}");
+    eprintln!("{mode}: refused as expected:\n{err}");
     for want in [
         "endpoint 1",
         "verifier rejected program cil_to_container",

@@ -37,6 +37,13 @@ pub struct Args {
     /// by root or the agent's user, mode 0600.
     #[arg(long, requires = "listen_tcp")]
     pub api_token_file: Option<PathBuf>,
+    /// How endpoint programs are attached to their interfaces: `tc`, a `cls_bpf` filter on a
+    /// clsact qdisc (attached without waiting; the agent removes any other filter or tcx
+    /// program it finds there), or `tcx`, BPF links (Linux 6.6+), where every new
+    /// attachment waits for an RCU grace period while holding the kernel's RTNL lock
+    /// (10–13 ms each, two per endpoint, one at a time node-wide).
+    #[arg(long, value_enum, default_value = "tc")]
+    pub attach_mode: AttachModeArg,
     #[command(flatten)]
     pub ct: super::ct_size::CtSizeArgs,
     /// Flow-cache slots per CPU and address family in front of connection tracking, in every
@@ -167,6 +174,10 @@ pub fn run(args: Args, global_socket: Option<PathBuf>) -> miette::Result<ExitCod
         node: args.node,
         debug: args.debug,
         datapath: !args.no_datapath,
+        attach_mode: match args.attach_mode {
+            AttachModeArg::Tc => runtime_loader::AttachMode::Netlink,
+            AttachModeArg::Tcx => runtime_loader::AttachMode::Tcx,
+        },
         tcp: args
             .listen_tcp
             .zip(args.api_token_file)
@@ -190,4 +201,11 @@ pub fn run(args: Args, global_socket: Option<PathBuf>) -> miette::Result<ExitCod
     });
     crate::server::run(cfg, set_debug)?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// `--attach-mode`.
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+pub enum AttachModeArg {
+    Tc,
+    Tcx,
 }

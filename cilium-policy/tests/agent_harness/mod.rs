@@ -291,12 +291,17 @@ pub struct Setup {
 }
 
 pub fn setup(net: u8) -> (Setup, Agent) {
+    setup_with(net, Vec::new())
+}
+
+/// [`setup`] with these extra agent flags.
+pub fn setup_with(net: u8, extra: Vec<String>) -> (Setup, Agent) {
     let node = node_netns();
     let app1 = Endpoint::new(&node, Ipv4Addr::new(10, net, 0, 1));
     let app2 = Endpoint::new(&node, Ipv4Addr::new(10, net, 0, 2));
     let app3 = Endpoint::new(&node, Ipv4Addr::new(10, net, 0, 3));
     let srv = Responder::start(&app1.ns, app1.addr, 80);
-    let agent = Agent::start(&node);
+    let agent = Agent::start_in(&node, extra);
     for (id, ep, label) in [
         (1, &app1, "id=app1"),
         (2, &app2, "id=app2"),

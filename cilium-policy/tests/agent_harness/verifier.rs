@@ -45,8 +45,8 @@ exec '{real}' "$@"
     path
 }
 
-/// Ids of the programs attached for endpoint `id`: from its pinned tcx links, or (kernels
-/// without tcx) from the tc filters on its host-side interface.
+/// Ids of the programs attached for endpoint `id`: from its pinned tcx links (`--attach-mode
+/// tcx`), or from the tc filters on its host-side interface (tc mode, the default).
 pub fn attached_programs(agent: &Agent, node: &Netns, id: u16, iface: &str) -> Vec<u64> {
     let (bpffs, _) = agent.datapath.as_ref().expect("datapath");
     let dir = bpffs
@@ -62,10 +62,13 @@ pub fn attached_programs(agent: &Agent, node: &Netns, id: u16, iface: &str) -> V
             );
         }
     } else {
-        collect_prog_ids(
-            &bpftool(Some(node), &["net", "show", "dev", iface]),
-            &mut ids,
-        );
+        // tc mode: `bpftool net show` names each filter's program `id`.
+        let shown = bpftool(Some(node), &["net", "show", "dev", iface]);
+        for dev in shown.as_array().into_iter().flatten() {
+            for f in dev["tc"].as_array().into_iter().flatten() {
+                ids.extend(f["id"].as_u64());
+            }
+        }
     }
     ids.sort();
     ids
