@@ -11,8 +11,11 @@
 //! lines the ADD wrote, p50/p99 per span path. Debug logging itself costs time: compare totals
 //! without it.
 //!
+//! Each attach mode of the agent in turn (`CP_BENCH_MODES`, default `tc,tcx`; each mode its
+//! own agent and node), so the default is measured against tcx in the same run.
+//!
 //! `cargo build --release -p cilium-policy-cni && cargo bench -p cilium-policy --bench cni_add`
-//! (`CP_BENCH_SAMPLES`, default 200; `CP_BENCH_BREAKDOWN`).
+//! (`CP_BENCH_SAMPLES`, default 200; `CP_BENCH_BREAKDOWN`; `CP_BENCH_MODES`).
 
 #[path = "../tests/agent_harness/mod.rs"]
 mod agent_harness;
@@ -32,14 +35,22 @@ fn main() {
         return;
     }
     let samples = agent_harness::bench_env("CP_BENCH_SAMPLES", 200);
-    let cni = podman::cni_binary();
     let breakdown = agent_harness::bench_env("CP_BENCH_BREAKDOWN", 0) != 0;
+    let modes = std::env::var("CP_BENCH_MODES").unwrap_or_else(|_| "tc,tcx".into());
+    for mode in modes.split(',').filter(|m| !m.is_empty()) {
+        bench_mode(mode, samples, breakdown);
+    }
+}
+
+/// `samples` ADDs through an agent in attach mode `mode`.
+fn bench_mode(mode: &str, samples: usize, breakdown: bool) {
+    let cni = podman::cni_binary();
     let node = node_netns();
-    let agent = if breakdown {
-        Agent::start_in(&node, vec!["--debug".into()])
-    } else {
-        Agent::start(&node)
-    };
+    let mut args = vec!["--attach-mode".to_string(), mode.to_string()];
+    if breakdown {
+        args.push("--debug".into());
+    }
+    let agent = Agent::start_in(&node, args);
     let log_path = agent.dir.path.join("agent.log");
     let mut spans = span_times::SpanTimes::default();
     let mut starts = Vec::with_capacity(samples);
@@ -124,7 +135,7 @@ fn main() {
     let at = |q: f64| times[((times.len() as f64 * q) as usize).min(times.len() - 1)];
     let ms = |d: Duration| format!("{:.2} ms", d.as_secs_f64() * 1e3);
     println!(
-        "cni ADD (process spawn → result), {} samples: p50 {} p90 {} p99 {} max {}",
+        "cni ADD (process spawn → result), --attach-mode {mode}, {} samples: p50 {} p90 {} p99 {} max {}",
         times.len(),
         ms(at(0.5)),
         ms(at(0.9)),
