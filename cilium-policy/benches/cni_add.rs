@@ -3,8 +3,10 @@
 //! the agent creating the endpoint, loading and attaching its programs (template cache warm)
 //! and writing its policy maps. Each sample is an ADD of a fresh container on its own veth
 //! pair (both ends in a private node namespace), followed by a DEL outside the timing.
-//! Root only (skips otherwise). Prints p50/p90/p99/max, and the plugin's own start (a
-//! `VERSION` call the same way, which does not reach the agent).
+//! Every other container's pod is selected by the policy (its ingress enforced: the larger
+//! program), the others by none (default allow). Root only (skips otherwise). Prints
+//! p50/p90/p99/max of all ADDs and of each kind, and the plugin's own start (a `VERSION` call
+//! the same way, which does not reach the agent).
 //!
 //! With `CP_BENCH_BREAKDOWN=1` the agent runs with `--debug` and the bench also prints where
 //! each ADD's time went in the agent: its debug spans (`support/span_times.rs`) from the log
@@ -58,7 +60,7 @@ fn bench_mode(mode: &str, samples: usize, breakdown: bool) {
         .map(|i| {
             format!(
                 "apiVersion: v1\nkind: Pod\nmetadata: {{name: p{i}, namespace: default, labels: {{app: a{}}}}}\n---\n",
-                i % 20
+                1 + i % 2
             )
         })
         .collect();
@@ -122,7 +124,7 @@ fn bench_mode(mode: &str, samples: usize, breakdown: bool) {
         let add = run("ADD");
         let start = run("VERSION");
         if i >= 10 {
-            times.push(add);
+            times.push((add, i % 2 == 0));
             starts.push(start);
             if breakdown {
                 spans.add_request(&log_since(&log_path, log_at));
@@ -131,17 +133,28 @@ fn bench_mode(mode: &str, samples: usize, breakdown: bool) {
         run("DEL");
         node.exec(&["ip", "link", "del", &host]);
     }
-    times.sort();
-    let at = |q: f64| times[((times.len() as f64 * q) as usize).min(times.len() - 1)];
     let ms = |d: Duration| format!("{:.2} ms", d.as_secs_f64() * 1e3);
-    println!(
-        "cni ADD (process spawn → result), --attach-mode {mode}, {} samples: p50 {} p90 {} p99 {} max {}",
-        times.len(),
-        ms(at(0.5)),
-        ms(at(0.9)),
-        ms(at(0.99)),
-        ms(*times.last().unwrap())
-    );
+    for (what, pick) in [
+        ("all", None),
+        ("policy-enforced endpoints", Some(true)),
+        ("endpoints no policy selects", Some(false)),
+    ] {
+        let mut t: Vec<Duration> = times
+            .iter()
+            .filter(|(_, enforced)| pick.is_none_or(|p| p == *enforced))
+            .map(|(d, _)| *d)
+            .collect();
+        t.sort();
+        let at = |q: f64| t[((t.len() as f64 * q) as usize).min(t.len() - 1)];
+        println!(
+            "cni ADD (process spawn → result), --attach-mode {mode}, {what}, {} samples: p50 {} p90 {} p99 {} max {}",
+            t.len(),
+            ms(at(0.5)),
+            ms(at(0.9)),
+            ms(at(0.99)),
+            ms(*t.last().unwrap())
+        );
+    }
     starts.sort();
     println!(
         "plugin start (process spawn → VERSION result, no agent call): p50 {} p99 {}",
