@@ -1,8 +1,9 @@
 //! Endpoints created by the CNI plugin: named by their container id, numbered by the agent.
 
 use super::error::AgentError;
-use super::model::{EndpointSpec, RevisionReply};
+use super::model::{DatapathCheck, EndpointSpec, RevisionReply};
 use super::state::Agent;
+use super::EndpointRef;
 
 /// Endpoint ids the agent hands out (Cilium's endpoint ids are 12 bits; 0 is reserved).
 const MAX_ID: u16 = 4095;
@@ -16,6 +17,21 @@ impl Agent {
             .values()
             .filter(|e| e.container_id.is_some())
             .map(|e| (e.id, e.iface.clone()))
+    }
+
+    /// `GET /v1/endpoint/{id}/datapath` (the CNI CHECK): the kernel asked, nothing changed.
+    /// Without a datapath (`--no-datapath`) nothing is attached by design: not `attached`.
+    pub fn check_datapath(&self, r: &EndpointRef) -> Result<DatapathCheck, AgentError> {
+        let id = self.resolve_ref(r)?;
+        let verdict = match &self.datapath {
+            Some(dp) => dp.check_attached(id),
+            None => Err("the agent runs without a datapath (--no-datapath)".into()),
+        };
+        Ok(DatapathCheck {
+            id,
+            attached: verdict.is_ok(),
+            problem: verdict.err(),
+        })
     }
 
     pub fn container_endpoint(&self, container: &str) -> Option<u16> {

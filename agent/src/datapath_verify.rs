@@ -135,10 +135,46 @@ impl Datapath {
     }
 
     /// Detaches every program on the endpoint's interface not attached through its own links
-    /// (tcx); an error when that fails or its own links are not attached.
+    /// (tcx) or filters (tc mode); an error when that fails or its own are not attached.
     pub(super) fn own_interface(&self, id: u16) -> Result<(), AgentError> {
+        for (hook, iface, d) in self.foreign_programs(id, true)? {
+            tracing::warn!(endpoint = id, iface = %iface, hook = hook.name(), detached = %d,
+                "detached a program that was not the endpoint's own (another node name or an older run)");
+        }
+        Ok(())
+    }
+
+    /// Whether endpoint `id`'s own programs are what its interface runs, changing nothing:
+    /// its programs attached (tcx links or tc filters) and using its pins, nothing else on
+    /// either hook. `Err` says what is wrong (the CNI CHECK's answer).
+    pub fn check_attached(&self, id: u16) -> Result<(), String> {
+        if !self.programs.contains_key(&id) {
+            return Err(format!(
+                "endpoint {id} has no programs loaded by this agent"
+            ));
+        }
+        self.check_endpoint(id).map_err(|e| e.to_string())?;
+        let foreign = self
+            .foreign_programs(id, false)
+            .map_err(|e| e.to_string())?;
+        match foreign.first() {
+            None => Ok(()),
+            Some((hook, iface, what)) => Err(format!(
+                "interface {iface} ({}) also runs {what}, not the endpoint's own",
+                hook.name()
+            )),
+        }
+    }
+
+    /// What runs on the endpoint's interface besides its own programs, per hook; removed
+    /// when `remove`.
+    fn foreign_programs(
+        &self,
+        id: u16,
+        remove: bool,
+    ) -> Result<Vec<(Hook, String, String)>, AgentError> {
         let Some(key) = self.programs.get(&id) else {
-            return Ok(());
+            return Ok(Vec::new());
         };
         let ifindex = integrity::ifindex(&key.iface);
         if ifindex == 0 {
@@ -147,8 +183,9 @@ impl Datapath {
                 key.iface
             )));
         }
+        let mut found = Vec::new();
         for hook in Hook::BOTH {
-            let removed = match self.mode {
+            let others = match self.mode {
                 AttachMode::Tcx => {
                     let own = self.layout.link(id, hook).map_err(internal)?;
                     integrity::keep_only_own_link(
@@ -156,16 +193,16 @@ impl Datapath {
                         ifindex,
                         hook == Hook::FromEndpoint,
                         Some(&own),
+                        remove,
                     )
                 }
-                AttachMode::Netlink => integrity::keep_only_own_filter(&key.iface, ifindex, hook),
+                AttachMode::Netlink => {
+                    integrity::keep_only_own_filter(&key.iface, ifindex, hook, remove)
+                }
             }
             .map_err(|e| AgentError::Datapath(format!("endpoint {id}: {e}")))?;
-            for d in removed {
-                tracing::warn!(endpoint = id, iface = %key.iface, hook = hook.name(), detached = %d,
-                    "detached a program that was not the endpoint's own (another node name or an older run)");
-            }
+            found.extend(others.into_iter().map(|d| (hook, key.iface.clone(), d)));
         }
-        Ok(())
+        Ok(found)
     }
 }

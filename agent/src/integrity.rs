@@ -256,12 +256,14 @@ pub fn check_pins(progs: &[u32], pins: &Pins) -> Result<()> {
 /// Detaches from `ifindex`'s tcx hook (`ingress` or egress) every program attached other
 /// than through the link pinned at `own` (every program when `own` is `None`: netlink mode,
 /// where a tcx program would run in front of the endpoint's filter); returns what was
-/// detached (as `link N` / `program N`). Fails if the own link is not attached there.
+/// detached (as `link N` / `program N`). Fails if the own link is not attached there. With
+/// `remove` false nothing is detached: what would be is returned (a check).
 pub fn keep_only_own_link(
     iface: &str,
     ifindex: u32,
     ingress: bool,
     own: Option<&Path>,
+    remove: bool,
 ) -> Result<Vec<String>> {
     let hook = if ingress { "ingress" } else { "egress" };
     let attach_type = if ingress {
@@ -296,7 +298,9 @@ pub fn keep_only_own_link(
             found = true;
             continue;
         }
-        if l != 0 {
+        if !remove {
+            detached.push(format!("tcx link {l} (program {prog})"));
+        } else if l != 0 {
             let fd = get_fd_by_id(BPF_LINK_GET_FD_BY_ID, l, "link")?;
             let mut d = Attr::default();
             d.set_u32(0, fd.as_raw_fd() as u32);
@@ -326,8 +330,14 @@ pub fn keep_only_own_link(
 
 /// Netlink mode: deletes from `hook` of `iface` every classic tc filter but the endpoint's
 /// own, and detaches every tcx program (tcx runs before the classic filters); returns what
-/// was removed. Fails if the endpoint's own filter is not there.
-pub fn keep_only_own_filter(iface: &str, ifindex: u32, hook: Hook) -> Result<Vec<String>> {
+/// was removed. Fails if the endpoint's own filter is not there. With `remove` false nothing
+/// is removed: what would be is returned (a check).
+pub fn keep_only_own_filter(
+    iface: &str,
+    ifindex: u32,
+    hook: Hook,
+    remove: bool,
+) -> Result<Vec<String>> {
     let nl = |what: &'static str| {
         move |source| IntegrityError::Netlink {
             iface: iface.into(),
@@ -336,14 +346,17 @@ pub fn keep_only_own_filter(iface: &str, ifindex: u32, hook: Hook) -> Result<Vec
             source,
         }
     };
-    let mut removed = keep_only_own_link(iface, ifindex, hook == Hook::FromEndpoint, None)?;
+    let mut removed = keep_only_own_link(iface, ifindex, hook == Hook::FromEndpoint, None, remove)?;
     let mut own = false;
     for f in runtime_loader::tcfilter::list(ifindex, hook).map_err(nl("listing tc filters"))? {
         if runtime_loader::attach::is_own_filter(&f) {
             own = true;
             continue;
         }
-        runtime_loader::tcfilter::delete(ifindex, hook, &f).map_err(nl("deleting a tc filter"))?;
+        if remove {
+            runtime_loader::tcfilter::delete(ifindex, hook, &f)
+                .map_err(nl("deleting a tc filter"))?;
+        }
         removed.push(format!(
             "tc filter {} priority {} handle {:#x}{}",
             f.kind,

@@ -26,7 +26,7 @@ pub struct Agent {
     world: Arc<RwLock<World>>,
     /// The policy repository changed since the last [`Agent::snapshot`].
     pub(crate) policy_changed: bool,
-    datapath: Option<Datapath>,
+    pub(crate) datapath: Option<Datapath>,
     /// The revision every endpoint enforces, except those in `lagging`.
     synced: u64,
     /// Endpoints whose last sync failed: the revision they still enforce, and the error.
@@ -200,7 +200,7 @@ impl Agent {
         Ok(())
     }
 
-    fn resolve_ref(&self, r: &EndpointRef) -> Result<u16, AgentError> {
+    pub(crate) fn resolve_ref(&self, r: &EndpointRef) -> Result<u16, AgentError> {
         match r {
             EndpointRef::Id(id) if self.persisted.endpoints.contains_key(id) => Ok(*id),
             EndpointRef::Id(id) => Err(AgentError::NotFound(format!("endpoint {id} not found"))),

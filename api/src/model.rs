@@ -120,6 +120,17 @@ pub struct RevisionReply {
     pub enforced: bool,
 }
 
+/// `GET /v1/endpoint/{id}/datapath`: whether the kernel runs the endpoint's own programs on
+/// its interface (what the CNI CHECK asks).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DatapathCheck {
+    pub id: u16,
+    /// Its programs attached on its interface, using its maps, and nothing else there.
+    pub attached: bool,
+    /// What is wrong, when not `attached`.
+    pub problem: Option<String>,
+}
+
 /// `GET /v1/policy`.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct PolicyReply {

@@ -5,7 +5,7 @@ use crate::args::{conf_labels, parse_cni_args, pod_of};
 use crate::host::{container_addrs, driver, host_veth};
 use crate::types::{code, supported, version_info, CniError, NetConf, PrevResult};
 use api::client::{Client, ClientError};
-use api::model::{EndpointSpec, EndpointStatus, Healthz, RevisionReply};
+use api::model::{DatapathCheck, EndpointSpec, EndpointStatus, Healthz, RevisionReply};
 use serde_json::Value;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -245,7 +245,14 @@ fn check(cx: &Cx, conf: &NetConf, client: &Client, path: &str) -> Result<Value, 
             ep.id, ep.policy_revision, health.policy_revision
         ))
     } else {
-        None
+        // The kernel, asked by the agent: its programs on the veth, using its maps, alone.
+        let dp: DatapathCheck = client
+            .get(&format!("{path}/datapath"))
+            .map_err(|e| cx.agent_err("checking the endpoint's datapath", e))?;
+        (!dp.attached).then(|| {
+            let why = dp.problem.unwrap_or_else(|| "not attached".into());
+            format!("endpoint {}: {why}", dp.id)
+        })
     };
     match problem {
         Some(p) => Err(cx.err(code::NOT_ENFORCED, p, "")),

@@ -25,6 +25,7 @@ pub fn router(agent: Handle) -> Router {
                 .delete(delete_endpoint),
         )
         .route("/v1/endpoint/{id}/labels", get(get_labels).put(put_labels))
+        .route("/v1/endpoint/{id}/datapath", get(check_datapath))
         .route("/v1/identity", get(list_identities))
         .route("/v1/identity/{id}", get(get_identity))
         .route(
@@ -79,6 +80,12 @@ async fn list_endpoints(
 
 async fn get_endpoint(State(a): State<Handle>, Path(id): Path<String>) -> Reply<EndpointStatus> {
     Ok(Json(a.snapshot().endpoint(&EndpointRef::parse(&id)?)?))
+}
+
+/// Asked of the kernel through the writer, so that no change is half applied under the check.
+async fn check_datapath(State(a): State<Handle>, Path(id): Path<String>) -> Reply<DatapathCheck> {
+    let r = EndpointRef::parse(&id)?;
+    Ok(Json(write(&a, move |a| a.check_datapath(&r)).await?))
 }
 
 async fn put_endpoint(
