@@ -88,7 +88,7 @@ type MapsWritten = BTreeMap<&'static str, Entries>;
 /// that were pinned when it was written.
 struct Written {
     ep: LocalEndpoint,
-    policy: ir::EndpointPolicy,
+    policy: std::sync::Arc<ir::EndpointPolicy>,
     maps: MapsWritten,
 }
 

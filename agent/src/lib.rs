@@ -28,6 +28,7 @@ pub mod privileges;
 pub mod proxy;
 pub mod remote;
 pub mod resolve;
+pub mod rule_table;
 pub mod snapshot;
 pub mod state;
 pub mod store;

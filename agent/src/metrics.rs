@@ -6,7 +6,6 @@
 
 use crate::flows::export::ExportStats;
 use crate::snapshot::Snapshot;
-use crate::world::World;
 use codegen::layout::{
     MetricsValue, PolicyKey, PolicyValue, DIR_INGRESS, RULE_AUDIT_BIT, RULE_NONE,
 };
@@ -17,7 +16,7 @@ use std::collections::BTreeMap;
 use std::fmt::Write;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, OnceLock, RwLock};
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 /// Upper bounds (seconds) of the regeneration histogram's buckets.
@@ -120,7 +119,6 @@ fn counters(pin: &Path) -> BTreeMap<(u8, u8), (u64, u64)> {
 pub fn render(
     m: &AgentMetrics,
     snap: &Snapshot,
-    world: &RwLock<World>,
     layout: Option<&NodeLayout>,
     proxy: Option<[(l7proxy::Outcome, u64); 5]>,
 ) -> String {
@@ -129,7 +127,7 @@ pub fn render(
     // (direction, verdict, rule) → packets.
     let mut decisions: BTreeMap<(u8, u8, u32), u64> = BTreeMap::new();
     let mut fill: Vec<(u16, usize, u32)> = Vec::new();
-    for (id, ep) in &snap.endpoints {
+    for (id, ep) in snap.endpoints.iter().map(|(id, v)| (id, &v.status)) {
         let Some(layout) = layout else { break };
         let path = |name| layout.endpoint_map_path(*id, name).ok();
         if let Some(pin) = path(codegen::maps::METRICS.name) {
@@ -197,7 +195,7 @@ pub fn render(
             direction(*d)
         );
     }
-    render_decisions(&mut out, &decisions, snap, world);
+    render_decisions(&mut out, &decisions, snap);
     header(
         &mut out,
         "cilium_policy_map_entries",
@@ -254,7 +252,7 @@ pub fn render(
             );
         }
     }
-    render_fqdn(&mut out, &m.fqdn, world);
+    render_fqdn(&mut out, &m.fqdn, snap.fqdn_learned);
     if let Some(x) = m.export.get() {
         header(
             &mut out,
@@ -283,8 +281,7 @@ pub fn render(
 }
 
 /// The learned `toFQDNs` addresses now, and the counts of learning and expiring them.
-fn render_fqdn(out: &mut String, c: &crate::fqdn::FqdnCounters, world: &RwLock<World>) {
-    let now = world.read().unwrap_or_else(|e| e.into_inner()).fqdn.len();
+fn render_fqdn(out: &mut String, c: &crate::fqdn::FqdnCounters, now: usize) {
     header(
         out,
         "cilium_policy_fqdn_addresses",
@@ -306,20 +303,13 @@ fn render_fqdn(out: &mut String, c: &crate::fqdn::FqdnCounters, world: &RwLock<W
 
 /// `cilium_policy_verdict_total`: policy decisions (new connections) by direction, verdict
 /// and the policy of the entry that decided.
-fn render_decisions(
-    out: &mut String,
-    decisions: &BTreeMap<(u8, u8, u32), u64>,
-    snap: &Snapshot,
-    world: &RwLock<World>,
-) {
+fn render_decisions(out: &mut String, decisions: &BTreeMap<(u8, u8, u32), u64>, snap: &Snapshot) {
     header(
         out,
         "cilium_policy_verdict_total",
         "Policy decisions of new connections, by direction, verdict and deciding policy.",
         "counter",
     );
-    let w = world.read().unwrap_or_else(|p| p.into_inner());
-    let policy = &w.engine.policy;
     let rev = snap.healthz.policy_revision;
     let mut merged: BTreeMap<(u8, &'static str, String, String, String), u64> = BTreeMap::new();
     for ((dir, verdict, rule), n) in decisions {
@@ -332,11 +322,10 @@ fn render_decisions(
             codegen::layout::VERDICT_REDIRECT => "redirect",
             _ => continue,
         };
-        let r = if (*rule as usize) < policy.rules.len() {
-            PolicyRef::of_rule(policy, ir::RuleId(*rule), rev)
-        } else {
-            PolicyRef::default()
-        };
+        let r = snap
+            .rules
+            .get(ir::RuleId(*rule))
+            .map_or_else(PolicyRef::default, |r| r.policy_at(rev));
         *merged
             .entry((*dir, verdict, r.kind, r.namespace, r.name))
             .or_default() += n;

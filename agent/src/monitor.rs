@@ -32,7 +32,7 @@ pub fn channel() -> broadcast::Sender<Line> {
 /// it), waits on it, and publishes every event while anyone listens, named from
 /// `agent`'s snapshots.
 pub fn spawn_reader(pin: PathBuf, out: broadcast::Sender<Line>, agent: Handle, node: String) {
-    let mut flows = FlowBuilder::new(node, agent.shared_world());
+    let mut flows = FlowBuilder::new(node);
     std::thread::Builder::new()
         .name("monitor".into())
         .spawn(move || loop {

@@ -1,40 +1,99 @@
 //! What reads see: an immutable view of the agent taken after every write, published by the
 //! writer (`writer.rs`) and read without waiting for the write in progress. A reply built from
-//! a snapshot is the state of the last completed write: never a change half applied.
+//! a snapshot is the state of the last completed write: never a change half applied. Every
+//! read path (`healthz`, `config`, `endpoint`, `identity`, `policy`, `policy/resolve` between
+//! local endpoints and addresses, the monitor's flows, `/metrics`) takes what it needs from
+//! here, never from the world the writer changes. Built incrementally (`snapshot_build.rs`):
+//! what a write did not change is shared with the previous snapshot.
 
 use super::error::AgentError;
 use super::model::*;
-use super::state::Agent;
-use super::world::World;
+use super::rule_table::RuleTable;
 use super::EndpointRef;
-use ir::RuleId;
-use std::collections::BTreeMap;
-use std::sync::{Arc, OnceLock, RwLock};
+use ir::{EndpointPolicy, IpCache, NumericIdentity, RuleId};
+use std::collections::{BTreeMap, HashMap};
+use std::net::IpAddr;
+use std::sync::{Arc, OnceLock};
 
 /// The agent as of its last completed write.
 #[derive(Clone, Debug)]
 pub struct Snapshot {
     pub healthz: Healthz,
     pub config: serde_json::Value,
-    /// Every endpoint's status, by id.
-    pub endpoints: BTreeMap<u16, EndpointStatus>,
+    /// Every endpoint, by id; shared with the previous snapshot when the write touched none,
+    /// and each endpoint's view shared while no write touches it.
+    pub(crate) endpoints: Arc<BTreeMap<u16, Arc<EndpointView>>>,
+    /// Which revision the endpoints enforce (the part of their status every write changes).
+    pub(crate) enforcing: Enforcing,
     pub identities: Arc<Vec<IdentityReply>>,
     pub revisions: Arc<Vec<RevisionInfo>>,
     /// The policy repository (`None`: no source applied). Shared with the previous snapshot
     /// when the write left the policy alone.
     pub policy: Option<Arc<PolicyView>>,
+    /// The world's rules by id.
+    pub(crate) rules: Arc<RuleTable>,
+    /// For each local endpoint's identity, the rules putting it into default deny (ingress,
+    /// egress): what a default-deny drop is attributed to.
+    pub(crate) isolating: Arc<HashMap<u32, [Vec<RuleId>; 2]>>,
+    /// The ipcache (identity of an address) and whether the cluster is dual-stack.
+    pub(crate) ipcache: Arc<(IpCache, bool)>,
+    /// Learned `toFQDNs` addresses, and whether any rule selects by name.
+    pub(crate) fqdn_learned: usize,
+    pub(crate) fqdn_rules: bool,
+    /// The world the snapshot was taken from ([`crate::world::World::instance`]).
+    pub(crate) world: u64,
 }
 
-/// The policy repository of a snapshot. Its rules are rendered on the first read (rendering
-/// thousands of rules on every write would slow every write down), from the world's policy set
-/// by rule id: the set only grows between rebuilds, so the ids still name the committed rules
-/// while the writer works on the next change.
+/// Which revision the endpoints enforce.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Enforcing {
+    /// The revision every endpoint enforces but the lagging ones.
+    pub synced: u64,
+    /// The last accepted revision.
+    pub revision: u64,
+    /// With a datapath an endpoint is ready once it enforces the last revision.
+    pub datapath: bool,
+    /// Endpoints whose last sync failed: the revision they still enforce, and why.
+    pub lagging: BTreeMap<u16, (u64, String)>,
+}
+
+/// One local endpoint as reads see it.
+#[derive(Debug)]
+pub struct EndpointView {
+    /// Its status but for `policy_revision`, `state` and `error` ([`Enforcing`]).
+    pub(crate) status: EndpointStatus,
+    /// Its name in the cluster.
+    pub(crate) name: String,
+    /// Its first address (as `policy/resolve` names it).
+    pub(crate) addr: Option<IpAddr>,
+    /// Its map state (shared with the world).
+    pub(crate) policy: Option<Arc<EndpointPolicy>>,
+}
+
+impl Enforcing {
+    /// `view`'s whole status.
+    pub(crate) fn status(&self, view: &EndpointView) -> EndpointStatus {
+        let mut st = view.status.clone();
+        let (rev, err) = match self.lagging.get(&st.id) {
+            Some((rev, err)) => (*rev, Some(err.clone())),
+            None => (self.synced, None),
+        };
+        let ready = err.is_none() && (!self.datapath || rev == self.revision);
+        st.policy_revision = rev;
+        st.state = if ready { "ready" } else { "not-ready" }.into();
+        st.error = err;
+        st
+    }
+}
+
+/// The policy repository of a snapshot. Its rules' text is joined on the first read, from the
+/// snapshot's rule table.
 #[derive(Debug)]
 pub struct PolicyView {
     sources: Vec<SourceDoc>,
     deleted: BTreeMap<String, Vec<Vec<String>>>,
     live: Vec<RuleId>,
-    epoch: u64,
+    table: Arc<RuleTable>,
     rules: OnceLock<String>,
 }
 
@@ -43,37 +102,27 @@ impl PolicyView {
         sources: Vec<SourceDoc>,
         deleted: BTreeMap<String, Vec<Vec<String>>>,
         live: Vec<RuleId>,
-        epoch: u64,
+        table: Arc<RuleTable>,
     ) -> Self {
         PolicyView {
             sources,
             deleted,
             live,
-            epoch,
+            table,
             rules: OnceLock::new(),
         }
     }
 
-    /// The reply at `revision`, rendering the rules from `world` the first time. Should the
-    /// world have been rebuilt since (a compaction, rule ids renumbered), the rules in force
-    /// now are rendered instead, uncached.
-    pub(crate) fn reply(&self, revision: u64, world: &RwLock<World>) -> PolicyReply {
-        let rules = match self.rules.get() {
-            Some(r) => r.clone(),
-            None => {
-                let w = world.read().unwrap_or_else(|e| e.into_inner());
-                if w.epoch == self.epoch {
-                    let text = ir::text::render(&w.policy_of(&self.live));
-                    self.rules.get_or_init(|| text).clone()
-                } else {
-                    ir::text::render(&w.live_policy())
-                }
-            }
-        };
+    /// The reply at `revision` (the rules' text joined the first time).
+    pub(crate) fn reply(&self, revision: u64) -> PolicyReply {
+        let rules = self.rules.get_or_init(|| {
+            let rules = self.live.iter().filter_map(|id| self.table.get(*id));
+            rules.enumerate().map(|(i, r)| r.text_at(i)).collect()
+        });
         PolicyReply {
             revision,
             sources: self.sources.clone(),
-            rules,
+            rules: rules.clone(),
             deleted_labels: self.deleted.clone(),
         }
     }
@@ -83,7 +132,7 @@ impl Snapshot {
     /// Endpoints carrying every label of `filter` (`k=v,k2=v2`; a label matches with or without
     /// its source prefix); all of them without a filter.
     pub fn endpoints(&self, filter: Option<&str>) -> Result<Vec<EndpointStatus>, AgentError> {
-        let all = self.endpoints.values().cloned();
+        let all = self.views().map(|v| self.enforcing.status(v));
         let Some(filter) = filter else {
             return Ok(all.collect());
         };
@@ -107,23 +156,29 @@ impl Snapshot {
 
     pub fn endpoint(&self, r: &EndpointRef) -> Result<EndpointStatus, AgentError> {
         let found = match r {
-            EndpointRef::Id(id) => self.endpoints.get(id),
-            EndpointRef::Pod(p) => self
-                .endpoints
-                .values()
-                .find(|e| e.pod.as_deref() == Some(p)),
+            EndpointRef::Id(id) => self.endpoints.get(id).map(|v| &**v),
+            EndpointRef::Pod(p) => self.views().find(|v| v.status.pod.as_deref() == Some(p)),
             EndpointRef::Container(c) => self
-                .endpoints
-                .values()
-                .find(|e| e.container_id.as_deref() == Some(c)),
+                .views()
+                .find(|v| v.status.container_id.as_deref() == Some(c)),
         };
-        found.cloned().ok_or_else(|| {
+        found.map(|v| self.enforcing.status(v)).ok_or_else(|| {
             AgentError::NotFound(match r {
                 EndpointRef::Id(id) => format!("endpoint {id} not found"),
                 EndpointRef::Pod(p) => format!("no endpoint for pod {p}"),
                 EndpointRef::Container(c) => format!("no endpoint for container {c}"),
             })
         })
+    }
+
+    /// Every local endpoint's view, by id.
+    pub(crate) fn views(&self) -> impl Iterator<Item = &EndpointView> {
+        self.endpoints.values().map(|v| &**v)
+    }
+
+    /// The status of endpoint `id`, if there is one.
+    pub fn status(&self, id: u16) -> Option<EndpointStatus> {
+        self.endpoints.get(&id).map(|v| self.enforcing.status(v))
     }
 
     pub fn identity(&self, id: u32) -> Result<IdentityReply, AgentError> {
@@ -134,39 +189,26 @@ impl Snapshot {
             .ok_or_else(|| AgentError::NotFound(format!("identity {id} not found")))
     }
 
-    /// `GET /v1/policy`, with the rules of `world` (the agent's, see [`PolicyView`]).
-    pub fn policy(&self, world: &RwLock<World>) -> Result<PolicyReply, AgentError> {
+    /// `GET /v1/policy`.
+    pub fn policy(&self) -> Result<PolicyReply, AgentError> {
         let view = self
             .policy
             .as_deref()
             .ok_or_else(|| AgentError::NotFound("no policy rules found".into()))?;
-        Ok(view.reply(self.healthz.policy_revision, world))
+        Ok(view.reply(self.healthz.policy_revision))
     }
-}
 
-impl Agent {
-    /// The view reads get until the next write. `previous` lends its policy reply when this
-    /// write did not change the policy (rendering every rule is the costly part).
-    pub fn snapshot(&mut self, previous: Option<&Snapshot>) -> Snapshot {
-        let policy = match previous {
-            Some(p) if !std::mem::take(&mut self.policy_changed) => p.policy.clone(),
-            _ => {
-                self.policy_changed = false;
-                self.policy_view().map(Arc::new)
-            }
-        };
-        Snapshot {
-            healthz: self.healthz(),
-            config: self.config_json(),
-            endpoints: self
-                .persisted
-                .endpoints
-                .keys()
-                .filter_map(|id| Some((*id, self.status(*id)?)))
-                .collect(),
-            identities: Arc::new(self.identities()),
-            revisions: Arc::new(self.persisted.revisions.clone()),
-            policy,
-        }
+    /// The identity of `addr` as the ipcache of this snapshot gives it.
+    pub(crate) fn identity_of_addr(&self, addr: IpAddr) -> NumericIdentity {
+        let (ipcache, dual_stack) = &*self.ipcache;
+        compiler::cluster::addr_identity(ipcache, *dual_stack, addr)
+    }
+
+    /// The rules putting endpoints of `identity` into default deny in direction `ingress` or
+    /// not.
+    pub(crate) fn isolating(&self, identity: u32, ingress: bool) -> &[RuleId] {
+        self.isolating
+            .get(&identity)
+            .map_or(&[][..], |r| &r[usize::from(!ingress)])
     }
 }

@@ -10,7 +10,6 @@ use super::datapath::{Datapath, Scope};
 use super::error::AgentError;
 use super::model::*;
 use super::proxy::{L7Shared, L7};
-use super::snapshot::PolicyView;
 use super::store::{Edit, Persisted, Store};
 use super::world::World;
 use super::EndpointRef;
@@ -35,6 +34,8 @@ pub struct Agent {
     pending: BTreeSet<u16>,
     /// The L7 proxy's table, rebuilt for changes that concern L7 (`proxy/table.rs`).
     l7: L7,
+    /// What the next snapshot compares with (`snapshot_build.rs`).
+    snapshot_cache: build::SnapshotCache,
     set_debug: Box<dyn Fn(bool) + Send>,
 }
 
@@ -72,6 +73,7 @@ impl Agent {
             lagging: BTreeMap::new(),
             pending: BTreeSet::new(),
             l7: L7::new(l7proxy::Limits::default()),
+            snapshot_cache: Default::default(),
             set_debug,
         };
         // Adopts what a previous agent pinned and writes only what differs.
@@ -143,12 +145,12 @@ impl Agent {
         self.world.clone()
     }
 
-    pub(crate) fn healthz(&self) -> Healthz {
+    pub(crate) fn healthz_of(&self, world: &World) -> Healthz {
         Healthz {
             status: "ok".into(),
             policy_revision: self.persisted.revision,
             endpoints: self.persisted.endpoints.len(),
-            identities: self.world().engine.cluster.identities().len(),
+            identities: world.engine.cluster.identities().len(),
             datapath: self
                 .datapath
                 .as_ref()
@@ -215,38 +217,6 @@ impl Agent {
                 .container_endpoint(c)
                 .ok_or_else(|| AgentError::NotFound(format!("no endpoint for container {c}"))),
         }
-    }
-
-    pub(crate) fn status(&self, id: u16) -> Option<EndpointStatus> {
-        let spec = self.persisted.endpoints.get(&id)?;
-        let world = self.world();
-        let local = world.endpoints.get(&id)?;
-        let pol = world.policies.get(&id);
-        let (rev, err) = match self.lagging.get(&id) {
-            Some((rev, err)) => (*rev, Some(err.clone())),
-            None => (self.synced, None),
-        };
-        let ready = err.is_none() && (self.datapath.is_none() || rev == self.persisted.revision);
-        Some(EndpointStatus {
-            id,
-            iface: spec.iface.clone(),
-            container_id: spec.container_id.clone(),
-            pod: spec.pod.clone(),
-            labels: local.labels.iter().map(|l| l.to_string()).collect(),
-            identity: local.identity.0,
-            ipv4: local.ipv4,
-            ipv6: local.ipv6,
-            ingress_enforced: pol.is_some_and(|p| p.ingress_enforced),
-            egress_enforced: pol.is_some_and(|p| p.egress_enforced),
-            policy_revision: rev,
-            policy_entries: pol.map_or(0, |p| p.entries.len()),
-            state: if ready {
-                "ready".into()
-            } else {
-                "not-ready".into()
-            },
-            error: err,
-        })
     }
 
     pub fn put_endpoint(&mut self, spec: EndpointSpec) -> Result<RevisionReply, AgentError> {
@@ -405,38 +375,21 @@ impl Agent {
         Ok(())
     }
 
-    pub(crate) fn identities(&self) -> Vec<IdentityReply> {
-        self.world()
-            .engine
-            .cluster
-            .identities()
-            .map(|i| IdentityReply {
-                id: i.id.0,
-                labels: i.labels.iter().map(|l| l.to_string()).collect(),
-            })
-            .collect()
-    }
-
-    /// The policy repository, `None` when no source is applied; its rules are rendered when
-    /// first read.
-    pub(crate) fn policy_view(&self) -> Option<PolicyView> {
+    /// The policy repository as `GET /v1/policy` shows it now (without taking a snapshot, which
+    /// would take what the writer's next one needs).
+    #[cfg(test)]
+    pub(crate) fn policy_reply(&self) -> Option<PolicyReply> {
         if self.persisted.sources.is_empty() {
             return None;
         }
         let world = self.world();
-        Some(PolicyView::new(
+        let view = super::snapshot::PolicyView::new(
             self.persisted.source_docs(),
             self.persisted.deleted.clone(),
             world.live_rule_ids(),
-            world.epoch,
-        ))
-    }
-
-    /// The policy repository as `GET /v1/policy` shows it (rendered now).
-    #[cfg(test)]
-    pub(crate) fn policy_reply(&self) -> Option<PolicyReply> {
-        let view = self.policy_view()?;
-        Some(view.reply(self.persisted.revision, &self.world))
+            super::rule_table::RuleTable::of(None, &world),
+        );
+        Some(view.reply(self.persisted.revision))
     }
 
     pub fn put_policy(&mut self, req: PolicyPut) -> Result<RevisionReply, AgentError> {
@@ -815,6 +768,9 @@ mod remote;
 
 #[path = "state_apply.rs"]
 mod apply;
+
+#[path = "snapshot_build.rs"]
+mod build;
 
 /// A persisted state the world cannot be built from (say, two sources defining one Service,
 /// stored by an agent that did not take Services into its cluster): says where it is stored.

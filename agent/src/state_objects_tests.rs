@@ -9,12 +9,16 @@ use super::*;
 use ir::NumericIdentity;
 
 /// The verdict of `GET /v1/policy/resolve` for TCP `from` → `to` on port 443.
-fn allowed(a: &Agent, from: &str, to: &str) -> bool {
+/// The snapshot's answer must be the world's.
+fn allowed(a: &mut Agent, from: &str, to: &str) -> bool {
     let q: BTreeMap<String, String> = [("from", from), ("to", to), ("port", "443")]
         .into_iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect();
-    let v = crate::resolve::resolve(&a.world(), &q).expect("resolve");
+    let v = crate::resolve::resolve_in_world(&a.world(), &q).expect("resolve");
+    let snap = a.snapshot(None);
+    let from_snapshot = crate::resolve::resolve(&snap, &a.shared_world(), &q).expect("resolve");
+    assert_eq!(from_snapshot, v, "{from} -> {to}");
     v["verdict"] == "allowed"
 }
 
@@ -28,7 +32,14 @@ fn delete(a: &mut Agent, path: &str) {
 }
 
 /// What a refused change must leave alone.
-fn state(a: &Agent) -> (u64, BTreeMap<u16, ir::EndpointPolicy>, ir::IpCache, u64) {
+type State = (
+    u64,
+    BTreeMap<u16, std::sync::Arc<ir::EndpointPolicy>>,
+    ir::IpCache,
+    u64,
+);
+
+fn state(a: &Agent) -> State {
     let w = a.world();
     let ipcache = w.engine.cluster.ipcache().clone();
     (a.persisted.revision, w.policies.clone(), ipcache, w.epoch)
@@ -67,22 +78,22 @@ fn cidr_groups_feed_cidr_group_refs() {
       "ingress": [{"fromCIDRSet": [{"cidrGroupRef": "vpn"}]}]}]"#;
     put(&mut a, "rule.json", rule).unwrap();
     assert!(
-        !allowed(&a, "192.0.2.7", "1"),
+        !allowed(&mut a, "192.0.2.7", "1"),
         "no such group: selects nothing"
     );
     put(&mut a, "groups.yaml", &group("vpn", &["192.0.2.0/28"])).unwrap();
-    assert!(allowed(&a, "192.0.2.7", "1"), "in the group");
-    assert!(!allowed(&a, "192.0.2.99", "1"), "outside the group");
+    assert!(allowed(&mut a, "192.0.2.7", "1"), "in the group");
+    assert!(!allowed(&mut a, "192.0.2.99", "1"), "outside the group");
     assert_same_as_rebuilt(&a, "group added");
     put(&mut a, "groups.yaml", &group("vpn", &["192.0.2.0/24"])).unwrap();
-    assert!(allowed(&a, "192.0.2.99", "1"), "the group grew");
+    assert!(allowed(&mut a, "192.0.2.99", "1"), "the group grew");
     assert_same_as_rebuilt(&a, "group changed");
     // A rule added later finds the group (incremental path).
     let rule2 = r#"[{"endpointSelector": {"matchLabels": {"id": "app1"}},
       "egress": [{"toCIDRSet": [{"cidrGroupRef": "vpn"}]}]}]"#;
     put(&mut a, "rule2.json", rule2).unwrap();
-    assert!(allowed(&a, "1", "192.0.2.99"));
-    assert!(!allowed(&a, "1", "198.51.100.1"));
+    assert!(allowed(&mut a, "1", "192.0.2.99"));
+    assert!(!allowed(&mut a, "1", "198.51.100.1"));
     assert_same_as_rebuilt(&a, "rule on an existing group");
     refused_twice(
         &mut a,
@@ -90,11 +101,14 @@ fn cidr_groups_feed_cidr_group_refs() {
         &group("vpn", &["10.0.0.0/8"]),
         "groups.yaml",
     );
-    assert!(!allowed(&a, "10.1.2.3", "1"));
+    assert!(!allowed(&mut a, "10.1.2.3", "1"));
     // A restarted agent builds its world with the group.
     drop(a);
     let mut a = agent(dir.path());
-    assert!(allowed(&a, "192.0.2.99", "1"), "the group after a restart");
+    assert!(
+        allowed(&mut a, "192.0.2.99", "1"),
+        "the group after a restart"
+    );
     // `policy delete --all` keeps the group (it is not policy), deleting its file drops it.
     a.delete_policy(PolicyDelete {
         all: true,
@@ -106,7 +120,7 @@ fn cidr_groups_feed_cidr_group_refs() {
     assert!(a.world().engine.cluster.cidr_group("vpn").is_some());
     put(&mut a, "rule.json", rule).unwrap();
     delete(&mut a, "groups.yaml");
-    assert!(!allowed(&a, "192.0.2.7", "1"), "the group is gone");
+    assert!(!allowed(&mut a, "192.0.2.7", "1"), "the group is gone");
     assert_same_as_rebuilt(&a, "group removed");
 }
 
@@ -136,24 +150,24 @@ fn services_and_endpoint_slices_feed_to_services() {
     let rule = r#"[{"endpointSelector": {"matchLabels": {"id": "app1"}},
       "egress": [{"toServices": [{"k8sService": {"serviceName": "ext", "namespace": "default"}}]}]}]"#;
     put(&mut a, "rule.json", rule).unwrap();
-    assert!(!allowed(&a, "1", "203.0.113.5"), "no such service");
+    assert!(!allowed(&mut a, "1", "203.0.113.5"), "no such service");
     let svc = format!("{SERVICE}---\n{}", slice(&["203.0.113.5"]));
     put(&mut a, "svc.yaml", &svc).unwrap();
-    assert!(allowed(&a, "1", "203.0.113.5"), "the slice's address");
-    assert!(!allowed(&a, "1", "203.0.113.6"), "not a backend");
+    assert!(allowed(&mut a, "1", "203.0.113.5"), "the slice's address");
+    assert!(!allowed(&mut a, "1", "203.0.113.6"), "not a backend");
     assert_same_as_rebuilt(&a, "service added");
     // The slice changes: its new address only.
     let svc = format!("{SERVICE}---\n{}", slice(&["203.0.113.6"]));
     put(&mut a, "svc.yaml", &svc).unwrap();
-    assert!(!allowed(&a, "1", "203.0.113.5"));
-    assert!(allowed(&a, "1", "203.0.113.6"));
+    assert!(!allowed(&mut a, "1", "203.0.113.5"));
+    assert!(allowed(&mut a, "1", "203.0.113.6"));
     assert_same_as_rebuilt(&a, "slice changed");
     // The slice in a file of its own, the service given a selector: its pods, not the slice.
     let selected = SERVICE.replace("spec: {", "spec: {selector: {app: db}, ");
     put(&mut a, "svc.yaml", &selected).unwrap();
     put(&mut a, "slice.yaml", &slice(&["203.0.113.6"])).unwrap();
-    assert!(allowed(&a, "1", "default/db"), "the service's pod");
-    assert!(!allowed(&a, "1", "203.0.113.6"), "a selector's service");
+    assert!(allowed(&mut a, "1", "default/db"), "the service's pod");
+    assert!(!allowed(&mut a, "1", "203.0.113.6"), "a selector's service");
     assert_same_as_rebuilt(&a, "service with a selector");
     refused_twice(&mut a, "dup.yaml", SERVICE, "svc.yaml");
     // Moved to another file in one request (as `--policy-dir` sends two changed files).
@@ -166,10 +180,10 @@ fn services_and_endpoint_slices_feed_to_services() {
         wait: true,
     })
     .unwrap();
-    assert!(allowed(&a, "1", "default/db"), "the moved service");
+    assert!(allowed(&mut a, "1", "default/db"), "the moved service");
     assert_same_as_rebuilt(&a, "service moved");
     delete(&mut a, "moved.yaml");
-    assert!(!allowed(&a, "1", "default/db"), "the service is gone");
+    assert!(!allowed(&mut a, "1", "default/db"), "the service is gone");
     assert_same_as_rebuilt(&a, "service removed");
 }
 
@@ -209,7 +223,7 @@ fn nodes_give_their_addresses_host_or_remote_node() {
         let labels = w.engine.cluster.identity(i).map(|x| x.labels.to_string());
         labels.is_some_and(|l| l.contains("reserved:remote-node"))
     };
-    assert!(!allowed(&a, "1", "172.18.0.3"), "world before the Node");
+    assert!(!allowed(&mut a, "1", "172.18.0.3"), "world before the Node");
     // The agent's `--node` is `test`: its own address is host, the other nodes' remote nodes.
     let nodes = format!(
         "{}---\n{}---\n{}",
@@ -220,10 +234,16 @@ fn nodes_give_their_addresses_host_or_remote_node() {
     put(&mut a, "nodes.yaml", &nodes).unwrap();
     assert_eq!(id(&a, "172.18.0.2"), NumericIdentity::HOST);
     assert!(remote_node(&a, "172.18.0.3"));
-    assert!(allowed(&a, "1", "172.18.0.3"));
-    assert!(!allowed(&a, "1", "172.18.0.2"), "host is not remote-node");
-    assert!(allowed(&a, "2", "172.18.0.3"), "the node selector's node");
-    assert!(!allowed(&a, "2", "172.18.0.5"), "another node");
+    assert!(allowed(&mut a, "1", "172.18.0.3"));
+    assert!(
+        !allowed(&mut a, "1", "172.18.0.2"),
+        "host is not remote-node"
+    );
+    assert!(
+        allowed(&mut a, "2", "172.18.0.3"),
+        "the node selector's node"
+    );
+    assert!(!allowed(&mut a, "2", "172.18.0.5"), "another node");
     assert_same_as_rebuilt(&a, "nodes added");
     // A pod applied later on a node address keeps the node's identity, as in a built world.
     let pod = "apiVersion: v1\nkind: Pod\nmetadata: {name: hostnet, namespace: default}\n\
@@ -237,8 +257,8 @@ fn nodes_give_their_addresses_host_or_remote_node() {
         node("b", "172.18.0.4", "role: db")
     );
     put(&mut a, "nodes.yaml", &moved).unwrap();
-    assert!(allowed(&a, "1", "172.18.0.4"));
-    assert!(allowed(&a, "2", "172.18.0.4"));
+    assert!(allowed(&mut a, "1", "172.18.0.4"));
+    assert!(allowed(&mut a, "2", "172.18.0.4"));
     assert!(!remote_node(&a, "172.18.0.3"), "the pod's now");
     assert_same_as_rebuilt(&a, "node address changed");
     refused_twice(
@@ -249,8 +269,8 @@ fn nodes_give_their_addresses_host_or_remote_node() {
     );
     delete(&mut a, "nodes.yaml");
     assert_eq!(id(&a, "172.18.0.4"), NumericIdentity::WORLD);
-    assert!(!allowed(&a, "1", "172.18.0.4"));
-    assert!(!allowed(&a, "2", "172.18.0.4"));
+    assert!(!allowed(&mut a, "1", "172.18.0.4"));
+    assert!(!allowed(&mut a, "2", "172.18.0.4"));
     assert_same_as_rebuilt(&a, "nodes removed");
 }
 
@@ -281,7 +301,7 @@ fn a_refused_rebuilt_change_puts_the_previous_world_back() {
     );
     assert_eq!(state(&a), before, "world, revision and epoch as before");
     assert!(a.world().engine.cluster.cidr_group("vpn2").is_none());
-    assert!(allowed(&a, "192.0.2.7", "1"));
+    assert!(allowed(&mut a, "192.0.2.7", "1"));
     assert_same_as_rebuilt(&a, "after the refusal");
 }
 
@@ -324,12 +344,12 @@ fn learned_fqdn_addresses_survive_a_rebuilt_world() {
         names: vec!["api.allowed.test.".into()],
     };
     a.learn_fqdn(&[api]).unwrap();
-    assert!(allowed(&a, "1", "192.0.2.80"), "learned");
+    assert!(allowed(&mut a, "1", "192.0.2.80"), "learned");
     let epoch = a.world().epoch;
     put(&mut a, "groups.yaml", &group("vpn", &["198.51.100.0/24"])).unwrap();
     assert_eq!(a.world().epoch, epoch + 1, "the world was rebuilt");
     assert!(
-        allowed(&a, "1", "192.0.2.80"),
+        allowed(&mut a, "1", "192.0.2.80"),
         "still learned after the rebuild"
     );
 }

@@ -122,7 +122,7 @@ pub(crate) fn put(a: &mut Agent, path: &str, text: &str) -> Result<RevisionReply
     })
 }
 
-fn semantics_files() -> Vec<(String, String)> {
+pub(crate) fn semantics_files() -> Vec<(String, String)> {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../testdata/semantics");
     let mut out = Vec::new();
     let mut dirs: Vec<PathBuf> = std::fs::read_dir(&root)

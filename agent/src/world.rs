@@ -15,6 +15,8 @@ use compiler::policy::PolicyEngine;
 use ir::{EndpointPolicy, FileId, LabelKey, LabelSet, LabelSource, NumericIdentity, RuleId};
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
 /// One endpoint of this node as the datapath needs it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -41,7 +43,9 @@ pub struct World {
     /// Policy set, cluster (identities, ipcache), selector cache and map states.
     pub engine: PolicyEngine,
     pub endpoints: BTreeMap<u16, LocalEndpoint>,
-    pub policies: BTreeMap<u16, EndpointPolicy>,
+    /// Each local endpoint's map state, shared with the snapshots that show it (replaced, never
+    /// changed in place, when a change touches the endpoint).
+    pub policies: BTreeMap<u16, Arc<EndpointPolicy>>,
     pub(super) sources: BTreeMap<String, SourceState>,
     pub(super) specs: BTreeMap<u16, EndpointSpec>,
     pub(super) file_ids: HashMap<String, FileId>,
@@ -55,6 +59,12 @@ pub struct World {
     pub(super) by_name: HashMap<String, BTreeSet<u16>>,
     /// Local endpoints a change touched since the last [`World::refresh`].
     pub(super) touched: BTreeSet<u16>,
+    /// Local endpoints refreshed since the writer last took them for a snapshot
+    /// ([`World::take_refreshed`]).
+    refreshed: BTreeSet<u16>,
+    /// Unique to this world: a snapshot built from another world (rebuilt, or put back by an
+    /// undo) shares nothing with the previous one.
+    pub(crate) instance: u64,
     /// How many times the agent rebuilt its world (rule ids are stable within an epoch).
     pub epoch: u64,
     /// Endpoints of other nodes, by cluster endpoint name (`remote.rs`).
@@ -65,6 +75,8 @@ pub struct World {
     pub(crate) fqdn_selectors: Vec<ir::DnsRule>,
     pub(crate) fqdn_retry: Option<std::time::Instant>,
 }
+
+static NEXT_INSTANCE: AtomicU64 = AtomicU64::new(1);
 
 impl Default for World {
     fn default() -> Self {
@@ -83,6 +95,8 @@ impl Default for World {
             addr_owner: HashMap::new(),
             by_name: HashMap::new(),
             touched: BTreeSet::new(),
+            refreshed: BTreeSet::new(),
+            instance: NEXT_INSTANCE.fetch_add(1, Ordering::Relaxed),
             epoch: 0,
             remote: BTreeMap::new(),
             fqdn: Default::default(),
@@ -310,6 +324,7 @@ impl World {
     /// and map state); returns their ids (removed endpoints included).
     pub fn refresh(&mut self) -> Result<BTreeSet<u16>, AgentError> {
         let touched = std::mem::take(&mut self.touched);
+        self.refreshed.extend(touched.iter().copied());
         for id in &touched {
             let Some(spec) = self.specs.get(id) else {
                 self.endpoints.remove(id);
@@ -324,12 +339,18 @@ impl World {
                 .ok_or_else(|| AgentError::Internal(format!("endpoint {name} vanished")))?;
             let local = local_endpoint(ep, &spec.iface);
             match self.engine.endpoint_policy(&name) {
-                Some(p) => self.policies.insert(*id, p),
+                Some(p) => self.policies.insert(*id, Arc::new(p)),
                 None => self.policies.remove(id),
             };
             self.endpoints.insert(*id, local);
         }
         Ok(touched)
+    }
+
+    /// The local endpoints refreshed since the last call (removed ones included): what the
+    /// next snapshot rebuilds.
+    pub(crate) fn take_refreshed(&mut self) -> BTreeSet<u16> {
+        std::mem::take(&mut self.refreshed)
     }
 
     /// The addresses a local endpoint gives its pod, if any (CNI endpoints).

@@ -91,10 +91,10 @@ impl Handle {
     /// Starts the L7 proxy's listeners and their supervisor on the current tokio runtime,
     /// serving with what the writer publishes in `l7` (`Agent::l7_shared`).
     pub fn start_proxy(mut self, l7: L7Shared, node: String) -> Result<Handle, AgentError> {
-        let events = self.events.clone().map(|out| {
-            let (snapshot, world) = (self.snapshot.clone(), self.world.clone());
-            L7Events::new(l7.events.clone(), out, snapshot, world, node)
-        });
+        let events = self
+            .events
+            .clone()
+            .map(|out| L7Events::new(l7.events.clone(), out, self.snapshot.clone(), node));
         let counters = l7.events.clone();
         let learn = self.fqdn_learner();
         let supervisor = Supervisor::spawn(l7, Some(learn))
@@ -116,11 +116,8 @@ impl Handle {
             let (handle, asked) = (handle.clone(), Instant::now());
             let metrics = handle.metrics.clone();
             // Without a toFQDNs rule there is nothing to learn: answers do not queue behind
-            // the writer's jobs (when the world is being written, ask the writer).
-            let none = handle
-                .world
-                .try_read()
-                .is_ok_and(|w| w.fqdn_selectors.is_empty());
+            // the writer's jobs.
+            let none = !handle.snapshot().fqdn_rules;
             Box::pin(async move {
                 if none {
                     return;
@@ -164,16 +161,9 @@ impl Handle {
         super::metrics::render(
             &self.metrics,
             &self.snapshot(),
-            &self.world,
             self.layout.as_deref(),
             self.proxy.as_ref().map(|p| p.counters.counts()),
         )
-    }
-
-    /// The world the writer keeps (rules by id, identities), for readers that need more than
-    /// the snapshot; the writer holds it only while it changes it in memory.
-    pub fn shared_world(&self) -> Arc<RwLock<World>> {
-        self.world.clone()
     }
 
     /// The agent as of its last completed write.
@@ -216,14 +206,13 @@ impl Handle {
 
     /// `GET /v1/policy` as of the last snapshot.
     pub fn policy(&self) -> Result<PolicyReply, AgentError> {
-        self.snapshot().policy(&self.world)
+        self.snapshot().policy()
     }
 
-    /// `GET /v1/policy/resolve`: evaluated on the world the writer keeps. The writer holds it
-    /// only while it changes it in memory, never across a datapath sync or the journal.
+    /// `GET /v1/policy/resolve`, as of the last snapshot; a query naming a cluster endpoint
+    /// that is not local reads the world (`resolve.rs` says why).
     pub fn resolve(&self, q: &BTreeMap<String, String>) -> Result<serde_json::Value, AgentError> {
-        let world = self.world.read().unwrap_or_else(|e| e.into_inner());
-        super::resolve::resolve(&world, q)
+        super::resolve::resolve(&self.snapshot(), &self.world, q)
     }
 
     /// A new listener of the datapath's events (none without a datapath). The endpoints emit

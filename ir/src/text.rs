@@ -1,7 +1,7 @@
 //! The IR's text form (`cilium-policy compile --emit ir`), used in snapshot tests.
 
 use crate::l4::PortSpec;
-use crate::rule::{Action, Peer, PeerSet, PolicySet, Rule};
+use crate::rule::{Action, Peer, PeerSet, PolicySet, Rule, RuleId};
 use std::fmt::{self, Write};
 
 /// Renders the whole policy set, one rule per paragraph, selectors by value.
@@ -10,6 +10,14 @@ pub fn render(set: &PolicySet) -> String {
     for rule in &set.rules {
         write_rule(&mut out, set, rule).expect("writing to a String cannot fail");
     }
+    out
+}
+
+/// The text of one rule of `set`, as [`render`] writes it (render's output is the rules' texts
+/// in order).
+pub fn render_rule(set: &PolicySet, id: RuleId) -> String {
+    let mut out = String::new();
+    write_rule(&mut out, set, set.rule(id)).expect("writing to a String cannot fail");
     out
 }
 

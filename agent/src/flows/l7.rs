@@ -35,7 +35,7 @@ impl FlowBuilder {
             return None;
         };
         let (client, server) = (ev.client, ev.original_dst);
-        let by = self.policy_refs(rules, snap.healthz.policy_revision);
+        let by = super::policy_refs(snap, rules, snap.healthz.policy_revision);
         let node = self.node.clone();
         let ix = self.indexes(snap);
         let end = |addr: std::net::IpAddr, identity: u32| {

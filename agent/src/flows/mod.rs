@@ -1,8 +1,8 @@
 //! Datapath events as flows (`compiler::flow::Flow`, Hubble's field names) with the policies
 //! behind each verdict: what `monitor -o json`, the text monitor's ` by ...` suffix, the flow
 //! export and `replay` share. Names come from the last committed snapshot (endpoints,
-//! identities) and the world's policy set (rules by id), read when an event arrives: nothing
-//! here runs while nobody listens.
+//! identities, rules by id, default-deny rules by identity), read when an event arrives: nothing
+//! here runs while nobody listens, and nothing here waits for a write.
 
 pub mod export;
 mod l7;
@@ -11,7 +11,6 @@ mod time;
 pub use time::rfc3339;
 
 use super::snapshot::Snapshot;
-use super::world::World;
 use codegen::layout::{
     Event, DIR_INGRESS, EVENT_DROP, FAMILY_IPV4, RULE_AUDIT_BIT, RULE_NONE, VERDICT_REDIRECT,
 };
@@ -19,10 +18,10 @@ use compiler::flow::{
     Flow, FlowEndpoint, FlowIp, FlowVerdict, Icmp, IpVersion, Layer4, PolicyRef, Ports,
     TrafficDirection,
 };
-use ir::{Direction, NumericIdentity, RuleId};
+use ir::RuleId;
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 use std::time::SystemTime;
 
 /// Drop reason of a default deny (Cilium's `DROP_POLICY`).
@@ -32,7 +31,6 @@ const REASON_POLICY_DENIED: u8 = 133;
 /// rebuilt when the snapshot changes.
 pub struct FlowBuilder {
     node: String,
-    world: Arc<RwLock<World>>,
     cached: Option<(Arc<Snapshot>, Indexes)>,
 }
 
@@ -48,12 +46,13 @@ impl Indexes {
         for i in s.identities.iter() {
             ix.labels.insert(i.id, i.labels.clone());
         }
-        for (id, e) in &s.endpoints {
+        for v in s.views() {
+            let e = &v.status;
             for a in [e.ipv4.map(IpAddr::V4), e.ipv6.map(IpAddr::V6)]
                 .into_iter()
                 .flatten()
             {
-                ix.by_addr.insert(a, *id);
+                ix.by_addr.insert(a, e.id);
             }
         }
         ix
@@ -70,12 +69,8 @@ pub fn event_addr(family: u8, b: [u8; 16]) -> IpAddr {
 }
 
 impl FlowBuilder {
-    pub fn new(node: String, world: Arc<RwLock<World>>) -> Self {
-        FlowBuilder {
-            node,
-            world,
-            cached: None,
-        }
+    pub fn new(node: String) -> Self {
+        FlowBuilder { node, cached: None }
     }
 
     pub(super) fn indexes(&mut self, snap: &Arc<Snapshot>) -> &Indexes {
@@ -113,12 +108,7 @@ impl FlowBuilder {
             (false, VERDICT_REDIRECT) => FlowVerdict::Redirected,
             (false, _) => FlowVerdict::Forwarded,
         };
-        let dir = if ingress {
-            Direction::Ingress
-        } else {
-            Direction::Egress
-        };
-        let by = self.attribution(e, dir, revision);
+        let by = attribution(snap, e, ingress, revision);
         let mut flow = Flow {
             time: Some(rfc3339(at)),
             verdict,
@@ -162,49 +152,33 @@ impl FlowBuilder {
         *slot = by;
         flow
     }
+}
 
-    /// The policies of `rules` (one entry per policy, not per rule of it), as of `revision`.
-    pub(super) fn policy_refs(&self, rules: &[RuleId], revision: u64) -> Vec<PolicyRef> {
-        let world = self.world.read().unwrap_or_else(|p| p.into_inner());
-        let policy = &world.engine.policy;
-        let mut refs: Vec<PolicyRef> = Vec::new();
-        for id in rules.iter().filter(|r| (r.0 as usize) < policy.rules.len()) {
-            let p = PolicyRef::of_rule(policy, *id, revision);
-            if !refs
-                .iter()
-                .any(|q| q.kind == p.kind && q.namespace == p.namespace && q.name == p.name)
-            {
-                refs.push(p);
-            }
+/// The policies of `rules` (one entry per policy, not per rule of it), as of `revision`.
+pub(super) fn policy_refs(snap: &Snapshot, rules: &[RuleId], revision: u64) -> Vec<PolicyRef> {
+    let mut refs: Vec<PolicyRef> = Vec::new();
+    for info in rules.iter().filter_map(|r| snap.rules.get(*r)) {
+        let p = &info.policy;
+        if !refs
+            .iter()
+            .any(|q| q.kind == p.kind && q.namespace == p.namespace && q.name == p.name)
+        {
+            refs.push(info.policy_at(revision));
         }
-        refs
     }
+    refs
+}
 
-    /// The policies behind `e`'s verdict: its deciding rule, or for a default deny the rules
-    /// that put the endpoint into default deny in that direction.
-    fn attribution(&self, e: &Event, dir: Direction, revision: u64) -> Vec<PolicyRef> {
-        if e.rule_id != RULE_NONE {
-            return self.policy_refs(&[RuleId(e.rule_id & !RULE_AUDIT_BIT)], revision);
-        }
-        if e.kind != EVENT_DROP || e.reason != REASON_POLICY_DENIED {
-            return Vec::new();
-        }
-        let isolating: Vec<RuleId> = {
-            let world = self.world.read().unwrap_or_else(|p| p.into_inner());
-            let policy = &world.engine.policy;
-            world
-                .engine
-                .rules_selecting(NumericIdentity(e.ep_identity))
-                .iter()
-                .copied()
-                .filter(|id| {
-                    let r = policy.rule(*id);
-                    r.direction == dir && r.default_deny
-                })
-                .collect()
-        };
-        self.policy_refs(&isolating, revision)
+/// The policies behind `e`'s verdict: its deciding rule, or for a default deny the rules that
+/// put the endpoint into default deny in that direction.
+fn attribution(snap: &Snapshot, e: &Event, ingress: bool, revision: u64) -> Vec<PolicyRef> {
+    if e.rule_id != RULE_NONE {
+        return policy_refs(snap, &[RuleId(e.rule_id & !RULE_AUDIT_BIT)], revision);
     }
+    if e.kind != EVENT_DROP || e.reason != REASON_POLICY_DENIED {
+        return Vec::new();
+    }
+    policy_refs(snap, snap.isolating(e.ep_identity, ingress), revision)
 }
 
 /// The endpoint at one end: a local endpoint by id (with its pod name), else what the identity
@@ -228,7 +202,7 @@ pub(super) fn endpoint_of(
         pod_name: String::new(),
         labels,
     };
-    if let Some(st) = id.and_then(|id| snap.endpoints.get(&id)) {
+    if let Some(st) = id.and_then(|id| snap.endpoints.get(&id)).map(|v| &v.status) {
         ep.id = u32::from(st.id);
         if let Some((ns, name)) = st.pod.as_deref().and_then(|p| p.split_once('/')) {
             ep.namespace = ns.to_string();

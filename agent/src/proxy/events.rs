@@ -7,11 +7,10 @@
 use crate::flows::FlowBuilder;
 use crate::monitor::Line;
 use crate::snapshot::Snapshot;
-use crate::world::World;
 use arc_swap::ArcSwap;
 use ir::NumericIdentity;
 use l7proxy::{format_event, Events, Names};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 use tokio::sync::broadcast;
 use tokio::task::JoinHandle;
@@ -25,10 +24,9 @@ pub struct SnapshotNames<'a>(pub &'a Snapshot);
 impl Names for SnapshotNames<'_> {
     fn endpoint_of(&self, identity: NumericIdentity) -> u16 {
         self.0
-            .endpoints
-            .values()
-            .find(|e| e.identity == identity.0)
-            .map_or(0, |e| e.id)
+            .views()
+            .find(|v| v.status.identity == identity.0)
+            .map_or(0, |v| v.status.id)
     }
 
     fn labels_of(&self, identity: NumericIdentity) -> String {
@@ -46,8 +44,7 @@ pub(crate) struct L7Events {
     events: Events,
     out: broadcast::Sender<Line>,
     snapshot: Arc<ArcSwap<Snapshot>>,
-    /// Names the flows (`node_name`, endpoints).
-    world: Arc<RwLock<World>>,
+    /// The flows' `node_name`.
     node: String,
     /// Listeners, and the forwarding task while there are any.
     state: Mutex<(usize, Option<JoinHandle<()>>)>,
@@ -58,14 +55,12 @@ impl L7Events {
         events: Events,
         out: broadcast::Sender<Line>,
         snapshot: Arc<ArcSwap<Snapshot>>,
-        world: Arc<RwLock<World>>,
         node: String,
     ) -> Arc<L7Events> {
         Arc::new(L7Events {
             events,
             out,
             snapshot,
-            world,
             node,
             state: Mutex::new((0, None)),
         })
@@ -78,7 +73,7 @@ impl L7Events {
         if state.1.is_none() {
             let mut rx = self.events.subscribe(QUEUE);
             let (out, snapshot) = (self.out.clone(), self.snapshot.clone());
-            let mut flows = FlowBuilder::new(self.node.clone(), self.world.clone());
+            let mut flows = FlowBuilder::new(self.node.clone());
             state.1 = Some(tokio::spawn(async move {
                 while let Some(ev) = rx.recv().await {
                     let snap = snapshot.load_full();

@@ -83,7 +83,7 @@ impl L7 {
             None => Box::new(world.policies.keys()),
         };
         for id in candidates {
-            if world.policies.get(id).is_some_and(has_redirect) {
+            if world.policies.get(id).is_some_and(|p| has_redirect(p)) {
                 redirecting.insert(*id);
             }
         }

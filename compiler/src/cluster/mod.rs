@@ -183,14 +183,7 @@ impl Cluster {
     /// The identity of an address: longest ipcache prefix, else `world` (`world-ipv4`/`world-ipv6`
     /// when dual-stack is modelled).
     pub fn identity_of_addr(&self, addr: IpAddr) -> NumericIdentity {
-        let id = self.ipcache.lookup(addr);
-        if id != NumericIdentity::WORLD || !self.config.dual_stack {
-            return id;
-        }
-        match addr {
-            IpAddr::V4(_) => NumericIdentity::WORLD_IPV4,
-            IpAddr::V6(_) => NumericIdentity::WORLD_IPV6,
-        }
+        addr_identity(&self.ipcache, self.config.dual_stack, addr)
     }
 
     /// The identity the given labels would get (without adding anything); allocated identities
@@ -369,5 +362,19 @@ impl Cluster {
             self.ipcache.entries.entry(prefix).or_insert(id);
         }
         Ok(id)
+    }
+}
+
+/// The identity of `addr` in `ipcache` ([`Cluster::identity_of_addr`]), for readers holding a
+/// copy of the ipcache: outside the cluster's prefixes, `world` (`world-ipv4` / `world-ipv6`
+/// in a dual-stack cluster).
+pub fn addr_identity(ipcache: &IpCache, dual_stack: bool, addr: IpAddr) -> NumericIdentity {
+    let id = ipcache.lookup(addr);
+    if id != NumericIdentity::WORLD || !dual_stack {
+        return id;
+    }
+    match addr {
+        IpAddr::V4(_) => NumericIdentity::WORLD_IPV4,
+        IpAddr::V6(_) => NumericIdentity::WORLD_IPV6,
     }
 }
