@@ -9,8 +9,9 @@ use compiler::flow::Flow;
 use std::net::SocketAddr;
 use std::os::fd::AsRawFd;
 use std::path::PathBuf;
-use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::SystemTime;
 use tokio::sync::broadcast;
 
 /// One event: its kind (`drop`, `policy-verdict`, `l7`), the text line and, for datapath
@@ -28,17 +29,73 @@ pub fn channel() -> broadcast::Sender<Line> {
     broadcast::channel(4096).0
 }
 
-/// Starts the reader thread: opens the pinned ring buffer (once the first endpoint created
-/// it), waits on it, and publishes every event while anyone listens, named from
-/// `agent`'s snapshots.
-pub fn spawn_reader(pin: PathBuf, out: broadcast::Sender<Line>, agent: Handle, node: String) {
+/// Tells the monitor thread that the events ring buffer exists: the first endpoint's load
+/// creates and pins it, and the writer checks after each job until it is there
+/// ([`RingReady::check`]). Nothing polls for it on a timer.
+pub(crate) struct RingReady {
+    pin: PathBuf,
+    seen: AtomicBool,
+    ready: Mutex<bool>,
+    changed: Condvar,
+}
+
+impl RingReady {
+    pub(crate) fn new(pin: PathBuf) -> Arc<RingReady> {
+        let r = Arc::new(RingReady {
+            pin,
+            seen: AtomicBool::new(false),
+            ready: Mutex::new(false),
+            changed: Condvar::new(),
+        });
+        r.check();
+        r
+    }
+
+    /// Wakes the monitor thread if the ring has just been pinned (a stat until then, nothing
+    /// after).
+    pub(crate) fn check(&self) {
+        if self.seen.load(Ordering::Acquire) || !self.pin.exists() {
+            return;
+        }
+        self.seen.store(true, Ordering::Release);
+        *self.ready.lock().unwrap_or_else(|e| e.into_inner()) = true;
+        self.changed.notify_all();
+    }
+
+    /// Blocks until [`RingReady::check`] saw the ring.
+    fn wait(&self) {
+        let ready = self.ready.lock().unwrap_or_else(|e| e.into_inner());
+        drop(
+            self.changed
+                .wait_while(ready, |r| !*r)
+                .unwrap_or_else(|e| e.into_inner()),
+        );
+    }
+
+    /// The pinned ring could not be opened: wait for the writer to see it again.
+    fn forget(&self) {
+        *self.ready.lock().unwrap_or_else(|e| e.into_inner()) = false;
+        self.seen.store(false, Ordering::Release);
+    }
+}
+
+/// Starts the reader thread: waits until the first endpoint created the pinned ring buffer
+/// (woken by the writer), then blocks on the ring and publishes every event while anyone
+/// listens, named from `agent`'s snapshots. The datapath wakes the reader when it submits an
+/// event the reader had caught up with (`events.h`): no timeout, no polling.
+pub fn spawn_reader(out: broadcast::Sender<Line>, agent: Handle, node: String) {
+    let Some(ring_ready) = agent.events_ring() else {
+        return;
+    };
     let mut flows = FlowBuilder::new(node);
     std::thread::Builder::new()
         .name("monitor".into())
         .spawn(move || loop {
-            let Ok(data) = aya::maps::MapData::from_pin(&pin) else {
-                // Before the first endpoint there is no ring buffer to wait on.
-                std::thread::sleep(Duration::from_millis(200));
+            ring_ready.wait();
+            let pin = &ring_ready.pin;
+            let Ok(data) = aya::maps::MapData::from_pin(pin) else {
+                tracing::warn!(pin = %pin.display(), "the events ring buffer cannot be opened");
+                ring_ready.forget();
                 continue;
             };
             let Ok(mut ring) = aya::maps::RingBuf::try_from(aya::maps::Map::RingBuf(data)) else {
@@ -58,26 +115,31 @@ pub fn spawn_reader(pin: PathBuf, out: broadcast::Sender<Line>, agent: Handle, n
                         let _ = out.send(line_of(&ev, flow));
                     }
                 }
-                wait_readable(ring.as_raw_fd());
+                if let Err(e) = wait_readable(ring.as_raw_fd()) {
+                    tracing::error!(error = %e, "waiting on the events ring buffer; the monitor stops");
+                    return;
+                }
             }
         })
         .expect("spawning the monitor thread");
 }
 
-/// Waits up to 10 ms for the ring buffer. The datapath wakes waiters only when the unread data
-/// crosses half the ring (`events.h`: a wake-up per event would cost a self-IPI per packet), so
-/// a reader takes what arrived every 10 ms and is woken at once under a burst.
-fn wait_readable(fd: i32) {
+/// Blocks until the ring buffer has data: the datapath wakes a reader that had caught up.
+fn wait_readable(fd: i32) -> std::io::Result<()> {
     let mut p = libc::pollfd {
         fd,
         events: libc::POLLIN,
         revents: 0,
     };
-    // SAFETY: one valid pollfd for the duration of the call.
-    let r = unsafe { libc::poll(&mut p, 1, 10) };
-    if r < 0 {
-        // EINTR or a broken fd: do not spin.
-        std::thread::sleep(Duration::from_millis(10));
+    loop {
+        // SAFETY: one valid pollfd for the duration of the call.
+        if unsafe { libc::poll(&mut p, 1, -1) } >= 0 {
+            return Ok(());
+        }
+        let e = std::io::Error::last_os_error();
+        if e.kind() != std::io::ErrorKind::Interrupted {
+            return Err(e);
+        }
     }
 }
 

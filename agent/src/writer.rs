@@ -10,7 +10,7 @@ use super::error::AgentError;
 use super::fqdn::bump;
 use super::metrics::AgentMetrics;
 use super::model::PolicyReply;
-use super::monitor::Line;
+use super::monitor::{Line, RingReady};
 use super::proxy::{dns_config, L7Events, L7Listener, L7Shared, Supervisor};
 use super::snapshot::Snapshot;
 use super::state::Agent;
@@ -41,6 +41,8 @@ pub struct Handle {
     layout: Option<Arc<NodeLayout>>,
     /// The L7 proxy, when this agent runs one ([`Handle::start_proxy`]).
     proxy: Option<Arc<ProxyRuntime>>,
+    /// Whether the datapath's events ring exists yet (none without a datapath).
+    ring: Option<Arc<RingReady>>,
 }
 
 /// The running L7 proxy: its supervisor and its events' listeners.
@@ -66,13 +68,15 @@ impl Handle {
         let snapshot = Arc::new(ArcSwap::from_pointee(first));
         let world = agent.shared_world();
         let layout = agent.node_layout().map(Arc::new);
+        let ring = agent.events_pin().map(RingReady::new);
         let metrics = Arc::new(AgentMetrics::default());
         let (jobs, rx) = mpsc::channel::<Job>();
         let published = snapshot.clone();
         let m = metrics.clone();
+        let r = ring.clone();
         std::thread::Builder::new()
             .name("agent-writer".into())
-            .spawn(move || run(agent, rx, published, &m))
+            .spawn(move || run(agent, rx, published, &m, r.as_deref()))
             .map_err(|source| AgentError::Io {
                 context: "starting the agent's writer thread".into(),
                 source,
@@ -85,6 +89,7 @@ impl Handle {
             metrics,
             layout,
             proxy: None,
+            ring,
         })
     }
 
@@ -164,6 +169,11 @@ impl Handle {
             self.layout.as_deref(),
             self.proxy.as_ref().map(|p| p.counters.counts()),
         )
+    }
+
+    /// Whether the events ring exists yet, for the monitor thread.
+    pub(crate) fn events_ring(&self) -> Option<Arc<RingReady>> {
+        self.ring.clone()
     }
 
     /// The agent as of its last completed write.
@@ -289,6 +299,7 @@ fn run(
     jobs: mpsc::Receiver<Job>,
     published: Arc<ArcSwap<Snapshot>>,
     metrics: &AgentMetrics,
+    ring: Option<&RingReady>,
 ) {
     while let Some(work) = next(&agent, &jobs) {
         let started = Instant::now();
@@ -325,6 +336,9 @@ fn run(
             metrics.regeneration.observe(started.elapsed());
         }
         published.store(Arc::new(next));
+        if let Some(ring) = ring {
+            ring.check();
+        }
         if let Some(reply) = reply {
             reply();
         }

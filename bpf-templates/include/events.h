@@ -52,14 +52,11 @@ static __always_inline void emit(const struct ep_state *st, __u8 kind, __u8 reas
 	__builtin_memcpy(e->saddr, p->saddr, 16);
 	__builtin_memcpy(e->daddr, p->daddr, 16);
 	e->time_ns = bpf_ktime_get_ns();
-	/* Readers poll (the agent's monitor thread): a default submit would wake the ring's
-	 * waiters through irq_work (a self-IPI) whenever the reader has caught up, i.e. on every
-	 * event for a fast reader. A reader that sleeps in epoll is woken once each time the
-	 * unread data crosses half the ring. */
-	bpf_ringbuf_submit(e, avail < EVENTS_RINGBUF_SIZE / 2 &&
-					      avail + EVENT_RECORD_SIZE >= EVENTS_RINGBUF_SIZE / 2 ?
-				      BPF_RB_FORCE_WAKEUP :
-				      BPF_RB_NO_WAKEUP);
+	/* The kernel's adaptive wakeup (flags 0): the ring's waiters are woken only when the
+	 * reader had caught up with this record, i.e. is likely asleep in poll/epoll (the agent's
+	 * monitor thread blocks without a timeout). A reader still draining is not woken again,
+	 * so a flood costs a wakeup per drain of the reader, not per event. */
+	bpf_ringbuf_submit(e, 0);
 }
 
 #endif /* CP_EVENTS_H */

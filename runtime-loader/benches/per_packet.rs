@@ -25,6 +25,7 @@ use ir::{Direction, EndpointPolicy, IpCache, NumericIdentity};
 use runtime_loader::load::default_state;
 use runtime_loader::packet::PacketSpec;
 use runtime_loader::{load, test_run, Datapath, LoadOptions};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::time::Duration;
 
 const REPEAT: u32 = 1_000_000;
@@ -243,9 +244,13 @@ fn measure_established(c: &mut Criterion, label: &str, prog: &SchedClassifier, s
     );
 }
 
+/// How the reader waits for the ring between drains, as the agent's monitor does (`poll(2)`'s
+/// timeout in ms; -1: until the datapath wakes it).
+const READER_WAIT_MS: i32 = -1;
+
 /// The denied packet with drop events on and delivered: the ring buffer is pinned in a private
 /// bpffs and drained by a reader thread (the other core) for the whole measurement, as
-/// `monitor` does; prints how many events the reader got.
+/// `monitor` does (drain, then wait in `poll(2)`); prints how many events the reader got.
 fn measure_events_drained(c: &mut Criterion, entries: u32, denied: &PacketSpec) {
     use std::sync::atomic::{AtomicBool, Ordering};
     let fs = runtime_loader::testkit::PrivateBpffs::new();
@@ -258,6 +263,10 @@ fn measure_events_drained(c: &mut Criterion, entries: u32, denied: &PacketSpec) 
     );
     dp.set_state(&default_state()).unwrap();
     let stop = std::sync::Arc::new(AtomicBool::new(false));
+    // Wakes the reader out of its wait once the measurement is over.
+    // SAFETY: plain eventfd(2); the descriptor is owned from here on.
+    let stopped = unsafe { OwnedFd::from_raw_fd(libc::eventfd(0, libc::EFD_CLOEXEC)) };
+    let wake = stopped.try_clone().unwrap();
     let reader = {
         let stop = stop.clone();
         std::thread::spawn(move || {
@@ -268,7 +277,13 @@ fn measure_events_drained(c: &mut Criterion, entries: u32, denied: &PacketSpec) 
                 while let Some(item) = ring.next() {
                     n += u64::from(!item.is_empty());
                 }
-                std::hint::spin_loop();
+                let mut p = [ring.as_raw_fd(), stopped.as_raw_fd()].map(|fd| libc::pollfd {
+                    fd,
+                    events: libc::POLLIN,
+                    revents: 0,
+                });
+                // SAFETY: valid pollfds for the duration of the call.
+                unsafe { libc::poll(p.as_mut_ptr(), 2, READER_WAIT_MS) };
             }
             n
         })
@@ -281,6 +296,8 @@ fn measure_events_drained(c: &mut Criterion, entries: u32, denied: &PacketSpec) 
         denied,
     );
     stop.store(true, Ordering::Relaxed);
+    // SAFETY: writes 8 bytes from a valid u64 to the eventfd.
+    unsafe { libc::write(wake.as_raw_fd(), (&1u64 as *const u64).cast(), 8) };
     let n = reader.join().unwrap();
     eprintln!("events_on_drained: the reader got {n} drop events");
 }

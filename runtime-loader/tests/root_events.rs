@@ -1,7 +1,7 @@
-//! The events ring buffer's wakeups (bpf-templates/include/events.h): events are submitted
-//! without waking the ring's waiters (readers poll, as the agent's monitor thread does), except
-//! the event with which the unread data crosses half the ring, which wakes a reader asleep in
-//! poll/epoll.
+//! The events ring buffer's wakeups (bpf-templates/include/events.h): an event submitted while
+//! the reader had caught up (asleep in poll/epoll, as the agent's monitor thread is, without a
+//! timeout) wakes it at once; events submitted while it still has unread data do not wake it
+//! again.
 
 mod common;
 
@@ -9,15 +9,18 @@ use codegen::maps;
 use common::datapath::{run, setup_pinned, tcp};
 use ir::Direction;
 use std::os::fd::AsRawFd;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 /// Bytes one event takes in the ring: the 72-byte record and its 8-byte header.
 const RECORD: u32 = 80;
 
+/// How long a woken reader may take to return from poll (the wakeup itself takes
+/// microseconds; this bounds a loaded machine's scheduling).
+const PROMPT: Duration = Duration::from_millis(100);
+
 #[test]
-fn root_events_wake_a_sleeping_reader_once_half_the_ring_is_unread() {
+fn root_events_wake_a_sleeping_reader_at_the_first_event() {
     if !runtime_loader::testkit::require_root("root_events_wake_a_sleeping_reader") {
         return;
     }
@@ -30,44 +33,48 @@ fn root_events_wake_a_sleeping_reader_once_half_the_ring_is_unread() {
     let sizes = codegen::MapSizes::default();
     let dp = setup_pinned(false, &sizes, vec![(maps::EVENTS.name, pin.clone())]).expect("root");
     let data = aya::maps::MapData::from_pin(&pin).unwrap();
-    let ring = aya::maps::RingBuf::try_from(aya::maps::Map::RingBuf(data)).unwrap();
+    let mut ring = aya::maps::RingBuf::try_from(aya::maps::Map::RingBuf(data)).unwrap();
     let fd = ring.as_raw_fd();
-    let woke = Arc::new(AtomicBool::new(false));
-    let sleeper = {
-        let woke = woke.clone();
-        std::thread::spawn(move || {
+    // The sleeper reports each return from poll (no timeout) and waits to be told to sleep again.
+    let (woke_tx, woke) = mpsc::channel::<i32>();
+    let (again, again_rx) = mpsc::channel::<bool>();
+    let sleeper = std::thread::spawn(move || {
+        while again_rx.recv() == Ok(true) {
             let mut p = libc::pollfd {
                 fd,
                 events: libc::POLLIN,
                 revents: 0,
             };
             // SAFETY: one valid pollfd; the ring (and its fd) outlives the thread (joined below).
-            let n = unsafe { libc::poll(&mut p, 1, 30_000) };
-            woke.store(true, Ordering::SeqCst);
-            n
-        })
-    };
-    std::thread::sleep(Duration::from_millis(300));
-    // The foe is denied: one drop event per packet. The event that makes the unread data reach
-    // half the ring is number `half`.
+            let n = unsafe { libc::poll(&mut p, 1, -1) };
+            woke_tx.send(n).unwrap();
+        }
+    });
     let foe = tcp("10.0.0.3", "10.0.0.1", 43000, 22);
-    let half = (sizes.events_ringbuf / 2).div_ceil(RECORD) + 1;
-    for _ in 0..half - 40 {
+    for round in 0..3 {
+        again.send(true).unwrap();
+        // Asleep: nothing wakes it while no event comes.
+        assert!(
+            woke.recv_timeout(Duration::from_millis(200)).is_err(),
+            "round {round}: woken without an event"
+        );
+        let sent = Instant::now();
         assert!(!run(&dp, Direction::Ingress, &foe));
+        let n = woke.recv_timeout(Duration::from_secs(10)).expect("woken");
+        let took = sent.elapsed();
+        assert_eq!(n, 1, "poll: readable");
+        assert!(took < PROMPT, "round {round}: woken after {took:?}");
+        // More events before the reader drains: they are there for it, one drain reads all.
+        for _ in 0..9 {
+            assert!(!run(&dp, Direction::Ingress, &foe));
+        }
+        let mut got = 0;
+        while ring.next().is_some() {
+            got += 1;
+        }
+        assert_eq!(got, 10, "round {round}: every event read");
     }
-    std::thread::sleep(Duration::from_millis(300));
-    assert!(
-        !woke.load(Ordering::SeqCst),
-        "woken before half the ring was unread"
-    );
-    for _ in 0..80 {
-        assert!(!run(&dp, Direction::Ingress, &foe));
-    }
-    let start = Instant::now();
-    while !woke.load(Ordering::SeqCst) && start.elapsed() < Duration::from_secs(10) {
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    assert!(woke.load(Ordering::SeqCst), "not woken at half the ring");
-    assert_eq!(sleeper.join().unwrap(), 1, "poll: readable");
+    again.send(false).unwrap();
+    sleeper.join().unwrap();
     drop(ring);
 }

@@ -56,8 +56,7 @@ async fn serve(cfg: AgentConfig, set_debug: Box<dyn Fn(bool) + Send>) -> Result<
     .await
     .map_err(|e| ServeError::Start(e.to_string()))??;
     let mut agent = agent;
-    let events_pin = agent.events_pin();
-    let events = events_pin.as_ref().map(|_| agent::monitor::channel());
+    let events = agent.events_pin().map(|_| agent::monitor::channel());
     // No client yet: endpoints restored from before a restart stop emitting events.
     agent.set_listening(false);
     let l7 = agent.l7_shared();
@@ -68,8 +67,8 @@ async fn serve(cfg: AgentConfig, set_debug: Box<dyn Fn(bool) + Send>) -> Result<
     } else {
         shared
     };
-    if let (Some(pin), Some(tx)) = (events_pin, events.as_ref()) {
-        agent::monitor::spawn_reader(pin, tx.clone(), shared.clone(), cfg.node.clone());
+    if let Some(tx) = events.as_ref() {
+        agent::monitor::spawn_reader(tx.clone(), shared.clone(), cfg.node.clone());
     }
     // Held while the agent serves: the exporter also records the proxy's requests.
     let mut _export_l7 = None;
