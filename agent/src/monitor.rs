@@ -82,7 +82,9 @@ impl RingReady {
 /// Starts the reader thread: waits until the first endpoint created the pinned ring buffer
 /// (woken by the writer), then blocks on the ring and publishes every event while anyone
 /// listens, named from `agent`'s snapshots. The datapath wakes the reader when it submits an
-/// event the reader had caught up with (`events.h`): no timeout, no polling.
+/// event the reader had caught up with (`events.h`); between drains the reader waits as
+/// `runtime_loader::ring` says (events gather for a millisecond after a drain that found some,
+/// an empty ring is waited on without a timeout).
 pub fn spawn_reader(out: broadcast::Sender<Line>, agent: Handle, node: String) {
     let Some(ring_ready) = agent.events_ring() else {
         return;
@@ -103,7 +105,9 @@ pub fn spawn_reader(out: broadcast::Sender<Line>, agent: Handle, node: String) {
                 return;
             };
             loop {
+                let mut drained = 0;
                 while let Some(item) = ring.next() {
+                    drained += 1;
                     // Drained either way (a full ring loses the next client's first events);
                     // named and formatted only for a listener.
                     if out.receiver_count() == 0 {
@@ -115,32 +119,13 @@ pub fn spawn_reader(out: broadcast::Sender<Line>, agent: Handle, node: String) {
                         let _ = out.send(line_of(&ev, flow));
                     }
                 }
-                if let Err(e) = wait_readable(ring.as_raw_fd()) {
+                if let Err(e) = runtime_loader::ring::wait(ring.as_raw_fd(), None, drained) {
                     tracing::error!(error = %e, "waiting on the events ring buffer; the monitor stops");
                     return;
                 }
             }
         })
         .expect("spawning the monitor thread");
-}
-
-/// Blocks until the ring buffer has data: the datapath wakes a reader that had caught up.
-fn wait_readable(fd: i32) -> std::io::Result<()> {
-    let mut p = libc::pollfd {
-        fd,
-        events: libc::POLLIN,
-        revents: 0,
-    };
-    loop {
-        // SAFETY: one valid pollfd for the duration of the call.
-        if unsafe { libc::poll(&mut p, 1, -1) } >= 0 {
-            return Ok(());
-        }
-        let e = std::io::Error::last_os_error();
-        if e.kind() != std::io::ErrorKind::Interrupted {
-            return Err(e);
-        }
-    }
 }
 
 /// The published event of `e` and its flow.

@@ -55,7 +55,8 @@ static __always_inline void emit(const struct ep_state *st, __u8 kind, __u8 reas
 	/* The kernel's adaptive wakeup (flags 0): the ring's waiters are woken only when the
 	 * reader had caught up with this record, i.e. is likely asleep in poll/epoll (the agent's
 	 * monitor thread blocks without a timeout). A reader still draining is not woken again,
-	 * so a flood costs a wakeup per drain of the reader, not per event. */
+	 * and readers let events gather for a millisecond after a drain that found some
+	 * (runtime_loader::ring), so a flood costs at most a wakeup per millisecond. */
 	bpf_ringbuf_submit(e, 0);
 }
 

@@ -244,13 +244,9 @@ fn measure_established(c: &mut Criterion, label: &str, prog: &SchedClassifier, s
     );
 }
 
-/// How the reader waits for the ring between drains, as the agent's monitor does (`poll(2)`'s
-/// timeout in ms; -1: until the datapath wakes it).
-const READER_WAIT_MS: i32 = -1;
-
 /// The denied packet with drop events on and delivered: the ring buffer is pinned in a private
 /// bpffs and drained by a reader thread (the other core) for the whole measurement, as
-/// `monitor` does (drain, then wait in `poll(2)`); prints how many events the reader got.
+/// `monitor` does (`runtime_loader::ring::wait`); prints how many events the reader got.
 fn measure_events_drained(c: &mut Criterion, entries: u32, denied: &PacketSpec) {
     use std::sync::atomic::{AtomicBool, Ordering};
     let fs = runtime_loader::testkit::PrivateBpffs::new();
@@ -274,16 +270,13 @@ fn measure_events_drained(c: &mut Criterion, entries: u32, denied: &PacketSpec) 
             let mut ring = aya::maps::RingBuf::try_from(aya::maps::Map::RingBuf(data)).unwrap();
             let mut n = 0u64;
             while !stop.load(Ordering::Relaxed) {
+                let mut drained = 0;
                 while let Some(item) = ring.next() {
+                    drained += 1;
                     n += u64::from(!item.is_empty());
                 }
-                let mut p = [ring.as_raw_fd(), stopped.as_raw_fd()].map(|fd| libc::pollfd {
-                    fd,
-                    events: libc::POLLIN,
-                    revents: 0,
-                });
-                // SAFETY: valid pollfds for the duration of the call.
-                unsafe { libc::poll(p.as_mut_ptr(), 2, READER_WAIT_MS) };
+                runtime_loader::ring::wait(ring.as_raw_fd(), Some(stopped.as_raw_fd()), drained)
+                    .unwrap();
             }
             n
         })

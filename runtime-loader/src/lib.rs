@@ -10,7 +10,8 @@
 //! - [`load`]: load an object (globals, pinned maps, map images, state); [`test_run`]:
 //!   BPF_PROG_TEST_RUN; [`packet`]: test packets; [`pins`]: pinned maps of another layout
 //!   are retired before a load instead of being handed to the new program.
-//! - [`proxy`]: the node's side of the L7 redirect (policy routing, the program on `lo`).
+//! - [`proxy`]: the node's side of the L7 redirect (policy routing, the program on `lo`);
+//!   [`ring`]: how readers of the events ring wait between drains.
 //! - `testkit` and `probe` (feature `testkit`): self-cleaning network namespaces, veth pairs
 //!   and private bpffs mounts, connectivity probes and skip records for the root integration
 //!   tests of this crate and of the agent.
@@ -29,6 +30,7 @@ pub mod pins;
 pub mod probe;
 pub mod proxy;
 pub mod rawmap;
+pub mod ring;
 pub mod tcfilter;
 pub mod test_run;
 #[cfg(any(test, feature = "testkit"))]
