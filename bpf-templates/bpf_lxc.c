@@ -41,6 +41,38 @@ static __always_inline int source_is_endpoint(const struct pkt *p)
 }
 #endif
 
+/* The policy decision of a new connection, and of the revocation re-check (ct.h): the policy
+ * of direction `how & 0xff` for the packet's peer. A global function: the verifier checks it
+ * once on its own and, after each call, knows nothing of the decision but its size, so the
+ * code after a decision is walked once per path to the call instead of once per way the
+ * decision can end; inlined at both call sites, with every feature on, that took the program
+ * past the verifier's 1,000,000-instruction limit (Documentation/datapath.md, "Verifier
+ * cost"). At most five arguments: `how` also holds whether the peer is the destination
+ * (DECIDE_PEER_IS_DST) and the policy port in network order (bits 16-31). */
+#define DECIDE_PEER_IS_DST (1 << 8)
+#if defined(ENABLE_INGRESS_POLICY) || defined(ENABLE_EGRESS_POLICY)
+#define DECIDE_FN __attribute__((noinline))
+#else
+/* Nothing enforced, every decision allows: inlined (clang passes the arguments a global
+ * function does not use uninitialised, which the verifier refuses). */
+#define DECIDE_FN static __always_inline
+#endif
+DECIDE_FN int decide(__u32 how, __u32 peer_id, const struct pkt *p, __u32 len, struct decision *d)
+{
+	if (!p || !d)
+		return 0;
+	policy_decide((__u8)how, peer_id, p, (how & DECIDE_PEER_IS_DST) ? p->daddr : p->saddr,
+		      (__u16)(how >> 16), len, d);
+	return 0;
+}
+
+/* decide()'s `how` for direction `policy_dir` of a packet going `dir` with policy port
+ * `port_be`. */
+static __always_inline __u32 decide_how(__u8 policy_dir, __u8 dir, __u16 port_be)
+{
+	return policy_dir | (dir == DIR_EGRESS ? DECIDE_PEER_IS_DST : 0) | (__u32)port_be << 16;
+}
+
 static __always_inline int handle(struct __sk_buff *skb, const __u8 dir)
 {
 	struct decision d = {.rule_id = RULE_NONE};
@@ -111,7 +143,7 @@ static __always_inline int handle(struct __sk_buff *skb, const __u8 dir)
 			__u8 origin = ct->origin;
 
 			peer_id = ipcache_identity(&p, peer);
-			policy_decide(origin, peer_id, &p, peer, port_be, len, &d);
+			decide(decide_how(origin, dir, port_be), peer_id, &p, len, &d);
 			if (d.verdict != VERDICT_ALLOW && d.verdict != VERDICT_REDIRECT) {
 				ct_map_delete(&p, &ref);
 				return drop(st, dir, &p,
@@ -188,7 +220,7 @@ static __always_inline int handle(struct __sk_buff *skb, const __u8 dir)
 	}
 #endif
 	peer_id = ipcache_identity(&p, peer);
-	policy_decide(dir, peer_id, &p, peer, p.policy_port_be, len, &d);
+	decide(decide_how(dir, dir, p.policy_port_be), peer_id, &p, len, &d);
 	if (d.verdict != VERDICT_ALLOW && d.verdict != VERDICT_REDIRECT) {
 #ifdef ENABLE_DENY_CACHE
 		if (d.verdict == VERDICT_DENY || d.verdict == VERDICT_NONE)

@@ -118,3 +118,34 @@ fn root_verifier_accepts_the_node_program() {
         panic!("the node program was rejected: {e:?}");
     }
 }
+
+/// The verifier's work on the all-features object at the default sizes (`verified_insns`),
+/// printed for Documentation/datapath.md ("Verifier cost"). Each program must keep 5 % of the
+/// verifier's 1,000,000-instruction limit free, so that a datapath change that eats the
+/// headroom is seen here before it is refused on a kernel that verifies a little differently.
+#[test]
+fn root_verifier_all_features_keeps_headroom() {
+    if !runtime_loader::testkit::require_root("root_verifier_all_features_keeps_headroom") {
+        return;
+    }
+    const BUDGET: u32 = 950_000;
+    let obj = common::template_object(&common::all_features(), &MapSizes::default());
+    let dp = load(&obj, &LoadOptions::default()).unwrap_or_else(|e| panic!("{e}"));
+    for (dir, name) in [
+        (
+            ir::Direction::Egress,
+            runtime_loader::load::PROG_FROM_CONTAINER,
+        ),
+        (
+            ir::Direction::Ingress,
+            runtime_loader::load::PROG_TO_CONTAINER,
+        ),
+    ] {
+        let info = dp.program(dir).unwrap().info().unwrap();
+        let insns = info
+            .verified_instruction_count()
+            .expect("verified_insns (Linux 5.16)");
+        println!("{name}: {insns} verified instructions");
+        assert!(insns <= BUDGET, "{name}: {insns} > {BUDGET}");
+    }
+}
