@@ -10,6 +10,8 @@
 #define SEC(name) __attribute__((section(name), used))
 #define __uint(name, val) int (*name)[val]
 #define __type(name, val) typeof(val) *name
+/* A map of maps' inner template (libbpf's convention, which aya reads). */
+#define __array(name, val) typeof(val) *name[]
 /* <linux/stddef.h> defines __always_inline as plain __inline__ for user space. */
 #undef __always_inline
 #define __always_inline inline __attribute__((always_inline))

@@ -69,28 +69,80 @@ _Static_assert(sizeof(*cp_addr.value) == 4, "cp_addr value size");
 
 #ifdef ENABLE_IPV4
 
-/* IPv4 connection tracking of the node, every protocol (every endpoint; the key holds the endpoint). One map per family: a TCP/other split doubled the verifier's work on the all-features program past its limit. */
+/* IPv4 TCP connections of the node (every endpoint; the key holds the endpoint), --bpf-ct-global-tcp-max entries: a flood of other protocols cannot evict them. */
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
 	__type(key, struct ct4_ep_key);
 	__type(value, struct ct_value);
-	__uint(max_entries, CT_GLOBAL_MAP_SIZE);
+	__uint(max_entries, CT_TCP_MAP_SIZE);
+} cp_ct4_tcp SEC(".maps");
+_Static_assert(sizeof(*cp_ct4_tcp.key) == 24, "cp_ct4_tcp key size");
+_Static_assert(sizeof(*cp_ct4_tcp.value) == 24, "cp_ct4_tcp value size");
+
+/* IPv4 connections of every other protocol, --bpf-ct-global-any-max entries. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__type(key, struct ct4_ep_key);
+	__type(value, struct ct_value);
+	__uint(max_entries, CT_ANY_MAP_SIZE);
+} cp_ct4_any SEC(".maps");
+_Static_assert(sizeof(*cp_ct4_any.key) == 24, "cp_ct4_any key size");
+_Static_assert(sizeof(*cp_ct4_any.value) == 24, "cp_ct4_any value size");
+
+/* IPv4 connection tracking of the node: slot 0 cp_ct4_tcp, slot 1 cp_ct4_any (written by the loader). */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY_OF_MAPS);
+	__type(key, __u32);
+	__uint(max_entries, 2);
+	__array(values, struct {
+		__uint(type, BPF_MAP_TYPE_LRU_HASH);
+		__type(key, struct ct4_ep_key);
+		__type(value, struct ct_value);
+		__uint(max_entries, 1);
+	});
 } cp_ct4_global SEC(".maps");
-_Static_assert(sizeof(*cp_ct4_global.key) == 24, "cp_ct4_global key size");
-_Static_assert(sizeof(*cp_ct4_global.value) == 24, "cp_ct4_global value size");
+_Static_assert(sizeof(*cp_ct4_global.key) == 4, "cp_ct4_global key size");
+_Static_assert(sizeof(*cp_ct4_global.values[0]->key) == 24, "cp_ct4_global values[0]->key size");
+_Static_assert(sizeof(*cp_ct4_global.values[0]->value) == 24, "cp_ct4_global values[0]->value size");
 #endif
 
 #ifdef ENABLE_IPV6
 
-/* IPv6 connection tracking of the node, every protocol. */
+/* IPv6 TCP connections of the node, --bpf-ct-global-tcp-max entries. */
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
 	__type(key, struct ct6_ep_key);
 	__type(value, struct ct_value);
-	__uint(max_entries, CT_GLOBAL_MAP_SIZE);
+	__uint(max_entries, CT_TCP_MAP_SIZE);
+} cp_ct6_tcp SEC(".maps");
+_Static_assert(sizeof(*cp_ct6_tcp.key) == 48, "cp_ct6_tcp key size");
+_Static_assert(sizeof(*cp_ct6_tcp.value) == 24, "cp_ct6_tcp value size");
+
+/* IPv6 connections of every other protocol, --bpf-ct-global-any-max entries. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__type(key, struct ct6_ep_key);
+	__type(value, struct ct_value);
+	__uint(max_entries, CT_ANY_MAP_SIZE);
+} cp_ct6_any SEC(".maps");
+_Static_assert(sizeof(*cp_ct6_any.key) == 48, "cp_ct6_any key size");
+_Static_assert(sizeof(*cp_ct6_any.value) == 24, "cp_ct6_any value size");
+
+/* IPv6 connection tracking of the node: slot 0 cp_ct6_tcp, slot 1 cp_ct6_any. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY_OF_MAPS);
+	__type(key, __u32);
+	__uint(max_entries, 2);
+	__array(values, struct {
+		__uint(type, BPF_MAP_TYPE_LRU_HASH);
+		__type(key, struct ct6_ep_key);
+		__type(value, struct ct_value);
+		__uint(max_entries, 1);
+	});
 } cp_ct6_global SEC(".maps");
-_Static_assert(sizeof(*cp_ct6_global.key) == 48, "cp_ct6_global key size");
-_Static_assert(sizeof(*cp_ct6_global.value) == 24, "cp_ct6_global value size");
+_Static_assert(sizeof(*cp_ct6_global.key) == 4, "cp_ct6_global key size");
+_Static_assert(sizeof(*cp_ct6_global.values[0]->key) == 48, "cp_ct6_global values[0]->key size");
+_Static_assert(sizeof(*cp_ct6_global.values[0]->value) == 24, "cp_ct6_global values[0]->value size");
 #endif
 
 #if FLOW_CACHE_SLOTS > 0

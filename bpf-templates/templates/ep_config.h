@@ -29,8 +29,10 @@
 
 /* Map sizes (entries). */
 #define POLICY_MAP_SIZE {{ sizes.policy_map }}
-/* The node's CT maps (shared by every endpoint, so equal in every endpoint's object). */
-#define CT_GLOBAL_MAP_SIZE {{ sizes.ct_tcp + sizes.ct_any }}
+/* The node's CT tables, TCP and other protocols (shared by every endpoint, so equal in every
+ * endpoint's object). */
+#define CT_TCP_MAP_SIZE {{ sizes.ct_tcp }}
+#define CT_ANY_MAP_SIZE {{ sizes.ct_any }}
 #define ADDR_MAP_SIZE {{ sizes.addr_map }}
 /* Flow-cache slots per CPU and family in front of connection tracking (0: no flow cache). */
 #define FLOW_CACHE_SLOTS {{ sizes.flow_cache }}

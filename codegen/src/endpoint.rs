@@ -21,11 +21,12 @@ pub struct EndpointConfig {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct MapSizes {
     pub policy_map: u32,
-    /// Entries budgeted for TCP connections (`--bpf-ct-global-tcp-max`) in the node's
-    /// connection-tracking maps (`cp_ct4_global`, `cp_ct6_global`, sized `ct_tcp + ct_any`;
-    /// every endpoint's objects must agree, or the pin check replaces the node's maps).
+    /// Entries of the node's TCP connection-tracking tables (`--bpf-ct-global-tcp-max`;
+    /// `cp_ct4_tcp`, `cp_ct6_tcp`; every endpoint's objects must agree, or the pin check
+    /// replaces the node's tables).
     pub ct_tcp: u32,
-    /// Entries budgeted for other protocols (`--bpf-ct-global-any-max`), in the same maps.
+    /// Entries of the node's tables of other protocols (`--bpf-ct-global-any-max`;
+    /// `cp_ct4_any`, `cp_ct6_any`).
     pub ct_any: u32,
     pub addr_map: u32,
     pub ipcache_map: u32,

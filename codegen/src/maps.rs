@@ -23,6 +23,7 @@ pub enum MapType {
     PercpuArray,
     LruHash,
     LpmTrie,
+    ArrayOfMaps,
     Ringbuf,
 }
 
@@ -35,6 +36,7 @@ impl MapType {
             MapType::PercpuArray => 6,
             MapType::LruHash => 9,
             MapType::LpmTrie => 11,
+            MapType::ArrayOfMaps => 12,
             MapType::Ringbuf => 27,
         }
     }
@@ -47,6 +49,7 @@ impl MapType {
             MapType::PercpuArray => "BPF_MAP_TYPE_PERCPU_ARRAY",
             MapType::LruHash => "BPF_MAP_TYPE_LRU_HASH",
             MapType::LpmTrie => "BPF_MAP_TYPE_LPM_TRIE",
+            MapType::ArrayOfMaps => "BPF_MAP_TYPE_ARRAY_OF_MAPS",
             MapType::Ringbuf => "BPF_MAP_TYPE_RINGBUF",
         }
     }
@@ -61,6 +64,10 @@ pub enum Slot {
     U64,
     /// A shared struct of `layout.rs`.
     Struct(&'static StructLayout),
+    /// The maps of a map of maps, by index (written by the loader: a map's fd in, its id
+    /// out). They share one shape (type, key, value, flags: what the kernel compares with the
+    /// outer map's inner template, rendered from the first); their sizes may differ.
+    Maps(&'static [&'static MapDef]),
 }
 
 impl Slot {
@@ -68,16 +75,17 @@ impl Slot {
     pub const fn size(&self) -> usize {
         match self {
             Slot::None => 0,
-            Slot::U32 => 4,
+            Slot::U32 | Slot::Maps(_) => 4,
             Slot::U64 => 8,
             Slot::Struct(s) => s.size,
         }
     }
 
-    /// The C type, `None` for [`Slot::None`].
+    /// The C type, `None` for [`Slot::None`] and [`Slot::Maps`] (an `__array` of the inner
+    /// template).
     pub fn c_type(&self) -> Option<String> {
         match self {
-            Slot::None => None,
+            Slot::None | Slot::Maps(_) => None,
             Slot::U32 => Some("__u32".into()),
             Slot::U64 => Some("__u64".into()),
             Slot::Struct(s) => Some(format!("struct {}", s.c_name)),
@@ -94,8 +102,15 @@ pub enum MaxEntries {
     /// [`MapSizes::policy_map`] (`POLICY_MAP_SIZE`); loaders create the map with the endpoint's
     /// [`MapSizes::policy_capacity`] ([`endpoint_max_entries`]).
     PerEndpoint,
-    /// [`MapSizes::ct_tcp`] + [`MapSizes::ct_any`] (`CT_GLOBAL_MAP_SIZE`).
-    CtGlobal,
+    /// [`MapSizes::ct_tcp`] (`CT_TCP_MAP_SIZE`): the node's TCP connections of a family.
+    CtTcp,
+    /// [`MapSizes::ct_any`] (`CT_ANY_MAP_SIZE`): the node's other connections of a family.
+    CtAny,
+    /// [`CT_TABLES`]: the slots of a family's CT map of maps.
+    CtTables,
+    /// The inner template of a map of maps: the kernel does not compare an inner map's size
+    /// with it, so it is created with one entry (and freed once the outer map exists).
+    Template,
     /// [`MapSizes::addr_map`] (`ADDR_MAP_SIZE`).
     AddrMap,
     /// [`MapSizes::ipcache_map`] (`IPCACHE_MAP_SIZE`).
@@ -115,7 +130,10 @@ impl MaxEntries {
     pub const fn c_expr(self) -> &'static str {
         match self {
             MaxEntries::PolicyMap | MaxEntries::PerEndpoint => "POLICY_MAP_SIZE",
-            MaxEntries::CtGlobal => "CT_GLOBAL_MAP_SIZE",
+            MaxEntries::CtTcp => "CT_TCP_MAP_SIZE",
+            MaxEntries::CtAny => "CT_ANY_MAP_SIZE",
+            MaxEntries::CtTables => "2",
+            MaxEntries::Template => "1",
             MaxEntries::AddrMap => "ADDR_MAP_SIZE",
             MaxEntries::IpcacheMap => "IPCACHE_MAP_SIZE",
             MaxEntries::FlowCacheSlots => "FLOW_CACHE_SLOTS",
@@ -129,7 +147,10 @@ impl MaxEntries {
     pub const fn of(self, sizes: &MapSizes) -> u32 {
         match self {
             MaxEntries::PolicyMap | MaxEntries::PerEndpoint => sizes.policy_map,
-            MaxEntries::CtGlobal => sizes.ct_tcp + sizes.ct_any,
+            MaxEntries::CtTcp => sizes.ct_tcp,
+            MaxEntries::CtAny => sizes.ct_any,
+            MaxEntries::CtTables => CT_TABLES,
+            MaxEntries::Template => 1,
             MaxEntries::AddrMap => sizes.addr_map,
             MaxEntries::IpcacheMap => sizes.ipcache_map,
             MaxEntries::FlowCacheSlots => sizes.flow_cache,
@@ -284,9 +305,11 @@ pub const ADDR: MapDef = MapDef {
     pin: Pin::Endpoint,
     conds: &[&ADDR_MATCH],
 };
-/// A node-wide connection-tracking map: every endpoint's entries, kept apart by the key's
-/// endpoint id and nonce (`ct4_ep_key`). Preallocated (the kernel has no LRU hash without).
-const fn ct_map(
+/// One table of a node-wide connection-tracking map: every endpoint's connections of one
+/// family and protocol class, kept apart by the key's endpoint id and nonce (`ct4_ep_key`).
+/// Preallocated (the kernel has no LRU hash without). Not referenced by the programs: they
+/// reach it through its family's map of maps ([`ct_outer`]), where the loader writes it.
+const fn ct_table(
     name: &'static str,
     doc: &'static str,
     key: &'static crate::layout::StructLayout,
@@ -306,20 +329,76 @@ const fn ct_map(
     }
 }
 
-pub const CT4: MapDef = ct_map(
-    "cp_ct4_global",
-    "IPv4 connection tracking of the node, every protocol (every endpoint; the key holds the \
-     endpoint). One map per family: a TCP/other split doubled the verifier's work on the \
-     all-features program past its limit.",
+/// A family's connection tracking as the programs see it: an array of its two tables, TCP at
+/// [`CT_TCP`], other protocols at [`CT_ANY`]. Through one map of maps both tables are one map
+/// to the verifier (the inner template), so the policy decision after a CT call is verified
+/// once, not once per table (Documentation/datapath.md, "Map of maps", "Verifier cost").
+const fn ct_outer(
+    name: &'static str,
+    doc: &'static str,
+    tables: &'static [&'static MapDef],
+    conds: &'static [&'static Cond],
+) -> MapDef {
+    MapDef {
+        name,
+        doc,
+        map_type: MapType::ArrayOfMaps,
+        key: Slot::U32,
+        value: Slot::Maps(tables),
+        max_entries: MaxEntries::CtTables,
+        no_prealloc: false,
+        pin: Pin::Node,
+        conds,
+    }
+}
+
+/// Tables of a family's CT map of maps.
+pub const CT_TABLES: u32 = 2;
+/// The slot of the TCP table (`ct.h` computes it without a branch).
+pub const CT_TCP: u32 = 0;
+/// The slot of the table of every other protocol.
+pub const CT_ANY: u32 = 1;
+
+pub const CT4_TCP: MapDef = ct_table(
+    "cp_ct4_tcp",
+    "IPv4 TCP connections of the node (every endpoint; the key holds the endpoint), \
+     --bpf-ct-global-tcp-max entries: a flood of other protocols cannot evict them.",
     &Ct4EpKey::LAYOUT,
-    MaxEntries::CtGlobal,
+    MaxEntries::CtTcp,
     &[&CT, &IPV4],
 );
-pub const CT6: MapDef = ct_map(
-    "cp_ct6_global",
-    "IPv6 connection tracking of the node, every protocol.",
+pub const CT4_ANY: MapDef = ct_table(
+    "cp_ct4_any",
+    "IPv4 connections of every other protocol, --bpf-ct-global-any-max entries.",
+    &Ct4EpKey::LAYOUT,
+    MaxEntries::CtAny,
+    &[&CT, &IPV4],
+);
+pub const CT4: MapDef = ct_outer(
+    "cp_ct4_global",
+    "IPv4 connection tracking of the node: slot 0 cp_ct4_tcp, slot 1 cp_ct4_any (written by \
+     the loader).",
+    &[&CT4_TCP, &CT4_ANY],
+    &[&CT, &IPV4],
+);
+pub const CT6_TCP: MapDef = ct_table(
+    "cp_ct6_tcp",
+    "IPv6 TCP connections of the node, --bpf-ct-global-tcp-max entries.",
     &Ct6EpKey::LAYOUT,
-    MaxEntries::CtGlobal,
+    MaxEntries::CtTcp,
+    &[&CT, &IPV6],
+);
+pub const CT6_ANY: MapDef = ct_table(
+    "cp_ct6_any",
+    "IPv6 connections of every other protocol, --bpf-ct-global-any-max entries.",
+    &Ct6EpKey::LAYOUT,
+    MaxEntries::CtAny,
+    &[&CT, &IPV6],
+);
+pub const CT6: MapDef = ct_outer(
+    "cp_ct6_global",
+    "IPv6 connection tracking of the node: slot 0 cp_ct6_tcp, slot 1 cp_ct6_any.",
+    &[&CT6_TCP, &CT6_ANY],
     &[&CT, &IPV6],
 );
 pub const FC4: MapDef = MapDef {
@@ -407,7 +486,11 @@ pub const MAPS: &[&MapDef] = &[
     &IPCACHE_HOST,
     &IPCACHE,
     &ADDR,
+    &CT4_TCP,
+    &CT4_ANY,
     &CT4,
+    &CT6_TCP,
+    &CT6_ANY,
     &CT6,
     &FC4,
     &FC6,
@@ -422,9 +505,44 @@ const _: () = {
     let mut i = 0;
     while i < MAPS.len() {
         assert!(MAPS[i].name.len() <= MAX_NAME_LEN, "map name too long");
+        if let Slot::Maps(inner) = MAPS[i].value {
+            assert!(matches!(MAPS[i].max_entries, MaxEntries::CtTables));
+            assert!(inner.len() as u32 == CT_TABLES);
+            assert!(matches!(
+                inner[CT_TCP as usize].max_entries,
+                MaxEntries::CtTcp
+            ));
+            assert!(matches!(
+                inner[CT_ANY as usize].max_entries,
+                MaxEntries::CtAny
+            ));
+            let mut j = 0;
+            while j < inner.len() {
+                assert!(same_inner_shape(inner[0], inner[j]), "inner maps differ");
+                assert!(!matches!(inner[j].value, Slot::Maps(_)), "one level only");
+                j += 1;
+            }
+        }
         i += 1;
     }
 };
+
+/// Whether two maps agree in what the kernel compares between a map of maps' inner template
+/// and a map written into it: type, key and value size, flags (not the size).
+pub const fn same_inner_shape(a: &MapDef, b: &MapDef) -> bool {
+    a.map_type as u8 == b.map_type as u8
+        && a.key.size() == b.key.size()
+        && a.value.size() == b.value.size()
+        && a.flags() == b.flags()
+}
+
+/// The maps a map of maps holds, by slot (empty for other maps).
+pub const fn inner_maps(m: &MapDef) -> &'static [&'static MapDef] {
+    match m.value {
+        Slot::Maps(inner) => inner,
+        _ => &[],
+    }
+}
 
 /// Maps earlier builds pinned that the table no longer has, with where they were pinned: the
 /// pin check (runtime-loader's `pins`) unlinks them wherever it is asked about a map of the
@@ -495,26 +613,47 @@ pub fn render_c_header() -> String {
 
 fn render_map(out: &mut String, m: &MapDef) {
     let _ = writeln!(out, "\n/* {} */\nstruct {{", m.doc);
-    let _ = writeln!(out, "\t__uint(type, {});", m.map_type.c_name());
-    for (what, slot) in [("key", &m.key), ("value", &m.value)] {
-        if let Some(t) = slot.c_type() {
-            let _ = writeln!(out, "\t__type({what}, {t});");
-        }
-    }
-    let _ = writeln!(out, "\t__uint(max_entries, {});", m.max_entries.c_expr());
-    if m.no_prealloc {
-        out.push_str("\t__uint(map_flags, BPF_F_NO_PREALLOC);\n");
+    render_fields(out, m, m.max_entries, "\t");
+    if let Some(template) = inner_maps(m).first() {
+        out.push_str("\t__array(values, struct {\n");
+        render_fields(out, template, MaxEntries::Template, "\t\t");
+        out.push_str("\t});\n");
     }
     let _ = writeln!(out, "}} {} SEC(\".maps\");", m.name);
+    // A map of maps' values are fds; its template's key and value are checked instead,
+    // through the first element of its (zero-length) array of pointers.
+    let values = match inner_maps(m).first() {
+        Some(t) => vec![
+            ("values[0]->key", t.key.size()),
+            ("values[0]->value", t.value.size()),
+        ],
+        None => vec![("value", m.value.size())],
+    };
+    let asserts = std::iter::once(("key", m.key.size())).chain(values);
+    for (what, size) in asserts.filter(|(_, size)| *size > 0) {
+        let _ = writeln!(
+            out,
+            "_Static_assert(sizeof(*{name}.{what}) == {size}, \"{name} {what} size\");",
+            name = m.name,
+        );
+    }
+}
+
+/// The members of a map definition but its inner template, one per line after `indent`.
+fn render_fields(out: &mut String, m: &MapDef, max_entries: MaxEntries, indent: &str) {
+    let _ = writeln!(out, "{indent}__uint(type, {});", m.map_type.c_name());
     for (what, slot) in [("key", &m.key), ("value", &m.value)] {
-        if !matches!(slot, Slot::None) {
-            let _ = writeln!(
-                out,
-                "_Static_assert(sizeof(*{name}.{what}) == {size}, \"{name} {what} size\");",
-                name = m.name,
-                size = slot.size()
-            );
+        if let Some(t) = slot.c_type() {
+            let _ = writeln!(out, "{indent}__type({what}, {t});");
         }
+    }
+    let _ = writeln!(
+        out,
+        "{indent}__uint(max_entries, {});",
+        max_entries.c_expr()
+    );
+    if m.no_prealloc {
+        let _ = writeln!(out, "{indent}__uint(map_flags, BPF_F_NO_PREALLOC);");
     }
 }
 
@@ -559,6 +698,56 @@ mod tests {
         };
         assert_eq!(odd.policy_capacity(2_000), 3_000);
         assert_eq!(endpoint_max_entries(2_048), [(POLICY.name, 2_048)]);
+    }
+
+    #[test]
+    fn each_ct_table_has_its_flag_size_and_slot() {
+        let sizes = MapSizes {
+            ct_tcp: 3_072,
+            ct_any: 1_024,
+            ..MapSizes::default()
+        };
+        for (outer, tcp, any) in [(&CT4, &CT4_TCP, &CT4_ANY), (&CT6, &CT6_TCP, &CT6_ANY)] {
+            assert_eq!(inner_maps(outer)[CT_TCP as usize].name, tcp.name);
+            assert_eq!(inner_maps(outer)[CT_ANY as usize].name, any.name);
+            assert_eq!(tcp.max_entries.of(&sizes), 3_072);
+            assert_eq!(any.max_entries.of(&sizes), 1_024);
+            assert_eq!(outer.max_entries.of(&sizes), CT_TABLES);
+            assert_eq!(
+                (outer.pin, tcp.pin, any.pin),
+                (Pin::Node, Pin::Node, Pin::Node)
+            );
+            assert!(same_inner_shape(tcp, any));
+        }
+        assert!(
+            !same_inner_shape(&CT4_TCP, &CT6_TCP),
+            "the key sizes differ"
+        );
+    }
+
+    #[test]
+    fn a_map_of_maps_renders_its_tables_shape_as_the_template() {
+        let h = render_c_header();
+        let outer =
+            &h[h.find("slot 0 cp_ct4_tcp").unwrap()..h.find("} cp_ct4_global SEC").unwrap()];
+        assert!(
+            outer.contains("__uint(type, BPF_MAP_TYPE_ARRAY_OF_MAPS);"),
+            "{outer}"
+        );
+        assert!(outer.contains("__uint(max_entries, 2);"), "{outer}");
+        let template = &outer[outer.find("__array(values, struct {").unwrap()..];
+        assert!(
+            template.contains("__uint(type, BPF_MAP_TYPE_LRU_HASH);"),
+            "{template}"
+        );
+        assert!(
+            template.contains("__type(key, struct ct4_ep_key);"),
+            "{template}"
+        );
+        assert!(template.contains("__uint(max_entries, 1);"), "{template}");
+        assert!(h.contains(
+            "_Static_assert(sizeof(*cp_ct4_global.values[0]->key) == 24, \"cp_ct4_global values[0]->key size\");"
+        ));
     }
 
     #[test]

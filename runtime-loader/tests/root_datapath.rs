@@ -127,9 +127,9 @@ fn root_datapath_revoked_policy_stops_established_flows() {
     );
 }
 
-/// The CT entry of the only tracked connection.
+/// The CT entry of the only tracked (TCP) connection.
 fn only_ct_entry(dp: &Datapath) -> CtValue {
-    let e = dp.map(maps::CT4.name).unwrap().entries().unwrap();
+    let e = dp.map(maps::CT4_TCP.name).unwrap().entries().unwrap();
     assert_eq!(e.len(), 1, "one tracked connection");
     CtValue::from_bytes(e.values().next().unwrap()).unwrap()
 }
@@ -171,7 +171,7 @@ fn root_datapath_tcp_close_shortens_lifetime_and_stale_entries_expire() {
     );
     // Once stale, the entry no longer carries replies: the endpoint's egress policy (UDP/53
     // only) decides them, and drops this one.
-    let map = dp.map(maps::CT4.name).unwrap();
+    let map = dp.map(maps::CT4_TCP.name).unwrap();
     let (key, _) = map.entries().unwrap().into_iter().next().unwrap();
     let stale = CtValue {
         expires: 1,

@@ -78,7 +78,7 @@ fn conn(p: &PacketSpec) -> Conn {
     };
     assert_eq!(key.len(), want, "CT key layout");
     Conn {
-        ct_map: ct_map_name(key.len()),
+        ct_map: ct_map_name(&key),
         tuple: key,
         fc_map: if v4 { maps::FC4.name } else { maps::FC6.name },
     }

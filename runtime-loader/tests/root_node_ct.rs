@@ -35,9 +35,9 @@ fn nonce(dp: &Datapath) -> u32 {
     EpState::from_bytes(&v).unwrap().ep_nonce
 }
 
-/// The endpoints (id, nonce) of the entries of the node's IPv4 non-TCP CT map.
+/// The endpoints (id, nonce) of the entries of the node's IPv4 non-TCP CT table.
 fn ct_owners(dp: &Datapath) -> Vec<(u32, u32)> {
-    let map = dp.map(maps::CT4.name).unwrap();
+    let map = dp.map(maps::CT4_ANY.name).unwrap();
     let mut owners: Vec<(u32, u32)> = map
         .entries()
         .unwrap()
@@ -150,6 +150,71 @@ fn root_node_ct_churn_keeps_active_connections_and_denies() {
     // policy again (no ingress rule allows it).
     let first = PacketSpec::new(ip("10.0.0.1"), ip("10.1.0.0"), 17, 1024, 53);
     assert!(!run(&dp, Direction::Ingress, &first.reply()));
+}
+
+/// TCP and other protocols have tables of their own, each of its flag's size: a UDP flood
+/// that fills (and keeps evicting from) the other table leaves every TCP connection tracked.
+/// Without the split (one LRU per family, before issue 15's split) the flood evicted them.
+#[test]
+fn root_node_ct_tcp_survives_a_udp_flood_and_each_table_has_its_size() {
+    let fs = PrivateBpffs::new();
+    let layout = NodeLayout::create(&fs.path, "n").unwrap();
+    let sizes = MapSizes {
+        ct_tcp: 8_192,
+        ct_any: 4_096,
+        flow_cache: 0,
+        ..MapSizes::default()
+    };
+    let pins = layout.map_pins(EP_ID as u16).unwrap();
+    let Some(dp) = setup_endpoint(EP_ID, true, &sizes, pins) else {
+        return;
+    };
+    for (table, want) in [
+        (maps::CT4_TCP.name, sizes.ct_tcp),
+        (maps::CT6_TCP.name, sizes.ct_tcp),
+        (maps::CT4_ANY.name, sizes.ct_any),
+        (maps::CT6_ANY.name, sizes.ct_any),
+    ] {
+        assert_eq!(dp.map(table).unwrap().max_entries(), want, "{table}");
+    }
+    // 1,000 TCP connections from the friend to port 80 (allowed on ingress); their ACKs back
+    // pass only as tracked replies (the endpoint's egress policy allows UDP/53 only).
+    let syns: Vec<PacketSpec> = (0..1_000u16)
+        .map(|i| tcp("10.0.0.2", "10.0.0.1", 20_000 + i, 80))
+        .collect();
+    for syn in &syns {
+        assert!(run(&dp, Direction::Ingress, syn));
+    }
+    let ack = |syn: &PacketSpec| PacketSpec {
+        tcp_flags: 0x10,
+        ..syn.reply()
+    };
+    // 100,000 UDP connections, 24 times the other table.
+    for n in 0..100_000u32 {
+        let dst = std::net::Ipv4Addr::from(0x0a01_0000 | (n >> 14));
+        let sport = 1024 + (n & 0x3fff) as u16;
+        let q = PacketSpec::new(ip("10.0.0.1"), dst.into(), 17, sport, 53);
+        assert!(run(&dp, Direction::Egress, &q), "new connection {n}");
+    }
+    let any = dp.map(maps::CT4_ANY.name).unwrap().entries().unwrap().len();
+    assert!(
+        any as u32 > sizes.ct_any / 2 && any as u32 <= sizes.ct_any,
+        "the other table is full: {any} entries"
+    );
+    let first = PacketSpec::new(ip("10.0.0.1"), ip("10.1.0.0"), 17, 1024, 53);
+    assert!(
+        !run(&dp, Direction::Ingress, &first.reply()),
+        "the first UDP connection was evicted"
+    );
+    let tcp_entries = dp.map(maps::CT4_TCP.name).unwrap().entries().unwrap().len();
+    assert_eq!(tcp_entries, syns.len(), "no TCP entry evicted");
+    for syn in &syns {
+        assert!(
+            run(&dp, Direction::Egress, &ack(syn)),
+            "TCP connection {} lost to the flood",
+            syn.sport
+        );
+    }
 }
 
 /// Kernel memory (`memlock` of the map's fd, as `bpftool map show` reports it).

@@ -63,7 +63,11 @@ fn root_pins_of_another_layout_are_retired_compatible_ones_reused() {
     // cp_ct6_global is compiled out of this IPv4-only object: its pin is not the object's business.
     let names = [
         maps::POLICY.name,
+        maps::CT4_TCP.name,
+        maps::CT4_ANY.name,
         maps::CT4.name,
+        maps::CT6_TCP.name,
+        maps::CT6_ANY.name,
         maps::CT6.name,
         maps::STATE.name,
     ];
@@ -109,7 +113,7 @@ fn root_pins_of_another_layout_are_retired_compatible_ones_reused() {
     );
 
     // An entry written through the pin survives a reload of the same object.
-    let ct = dp.map(maps::CT4.name).unwrap();
+    let ct = dp.map(maps::CT4_TCP.name).unwrap();
     let key = vec![7u8; ct.key_size() as usize];
     let value = vec![1u8; ct.value_buffer_len()];
     ct.update(&key, &value).unwrap();
@@ -117,12 +121,22 @@ fn root_pins_of_another_layout_are_retired_compatible_ones_reused() {
     let dp = load(&object, &opts).unwrap_or_else(|e| panic!("{e}"));
     assert!(dp.retired_pins.is_empty(), "{:?}", dp.retired_pins);
     assert_eq!(
-        dp.map(maps::CT4.name).unwrap().lookup(&key).unwrap(),
+        dp.map(maps::CT4_TCP.name).unwrap().lookup(&key).unwrap(),
         Some(value)
     );
+    assert_eq!(
+        slot_ids(&dp),
+        [
+            map_id(&dp, maps::CT4_TCP.name),
+            map_id(&dp, maps::CT4_ANY.name)
+        ]
+    );
+    let outer_id = map_id(&dp, maps::CT4.name);
     drop(dp);
 
-    // A new CT size (`--bpf-ct-global-tcp-max`) retires exactly that CT map, which starts empty.
+    // A new TCP size (`--bpf-ct-global-tcp-max`) retires exactly the TCP table, which starts
+    // empty in slot 0 of the same outer map; the other table keeps its entries.
+    let any = table_entry(&layout);
     let bigger = MapSizes {
         ct_tcp: sizes.ct_tcp * 2,
         ..MapSizes::default()
@@ -130,11 +144,120 @@ fn root_pins_of_another_layout_are_retired_compatible_ones_reused() {
     let object = common::template_object(&features(), &bigger);
     let dp = load(&object, &opts).unwrap_or_else(|e| panic!("{e}"));
     let retired: Vec<&str> = dp.retired_pins.iter().map(|r| r.map.as_str()).collect();
-    assert_eq!(retired, [maps::CT4.name]);
+    assert_eq!(retired, [maps::CT4_TCP.name]);
     assert!(dp.retired_pins[0].reason.starts_with("max entries"));
-    let ct = dp.map(maps::CT4.name).unwrap();
-    assert_eq!(ct.max_entries(), bigger.ct_tcp + bigger.ct_any);
+    let ct = dp.map(maps::CT4_TCP.name).unwrap();
+    assert_eq!(ct.max_entries(), bigger.ct_tcp);
     assert_eq!(ct.lookup(&key).unwrap(), None);
+    let other = dp.map(maps::CT4_ANY.name).unwrap();
+    assert_eq!(other.max_entries(), sizes.ct_any);
+    assert_eq!(other.lookup(&any.0).unwrap(), Some(any.1));
+    assert_eq!(
+        map_id(&dp, maps::CT4.name),
+        outer_id,
+        "the outer map is kept"
+    );
+    assert_eq!(
+        slot_ids(&dp),
+        [
+            map_id(&dp, maps::CT4_TCP.name),
+            map_id(&dp, maps::CT4_ANY.name)
+        ]
+    );
+    drop(dp);
+
+    // Today's single-table pin (an LRU hash named like the outer map, from builds before the
+    // split) is replaced by the map of maps: its connections are lost once.
+    let outer = pin_of(&layout, maps::CT4.name);
+    std::fs::remove_file(&outer).unwrap();
+    let st = std::process::Command::new("bpftool")
+        .args(["map", "create"])
+        .arg(&outer)
+        .args([
+            "type",
+            "lru_hash",
+            "key",
+            "24",
+            "value",
+            "24",
+            "entries",
+            "1024",
+            "name",
+            "cp_ct4_global",
+        ])
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let dp = load(&object, &opts).unwrap_or_else(|e| panic!("{e}"));
+    let retired: Vec<(&str, &str)> = dp
+        .retired_pins
+        .iter()
+        .map(|r| (r.map.as_str(), r.reason.as_str()))
+        .collect();
+    assert_eq!(retired.len(), 1, "{retired:?}");
+    assert_eq!(retired[0].0, maps::CT4.name);
+    assert!(
+        retired[0].1.starts_with("map type 9 (want 12)"),
+        "{}",
+        retired[0].1
+    );
+    assert_eq!(
+        slot_ids(&dp),
+        [
+            map_id(&dp, maps::CT4_TCP.name),
+            map_id(&dp, maps::CT4_ANY.name)
+        ]
+    );
+}
+
+/// Writes an entry into the pinned IPv4 table of other protocols; returns it.
+fn table_entry(layout: &NodeLayout) -> (Vec<u8>, Vec<u8>) {
+    let t = RawMap::open_pinned(&pin_of(layout, maps::CT4_ANY.name)).unwrap();
+    let key = vec![9u8; t.key_size() as usize];
+    let value = vec![2u8; t.value_buffer_len()];
+    t.update(&key, &value).unwrap();
+    (key, value)
+}
+
+/// The kernel's id of the loaded map `name`.
+fn map_id(dp: &runtime_loader::Datapath, name: &str) -> u32 {
+    dp.map(name).unwrap().map_data().info().unwrap().id()
+}
+
+/// The ids of the maps in the IPv4 CT outer map's slots.
+fn slot_ids(dp: &runtime_loader::Datapath) -> Vec<u32> {
+    let outer = dp.map(maps::CT4.name).unwrap();
+    (0..maps::CT_TABLES)
+        .map(|i| {
+            let id = outer
+                .lookup(&i.to_ne_bytes())
+                .unwrap()
+                .expect("slot filled");
+            u32::from_ne_bytes(id[..4].try_into().unwrap())
+        })
+        .collect()
+}
+
+/// A pinned outer map without its tables pinned would put private tables under every
+/// endpoint: refused before anything is created.
+#[test]
+fn root_an_outer_map_is_pinned_only_with_its_tables() {
+    if !require_root("root_an_outer_map_is_pinned_only_with_its_tables") {
+        return;
+    }
+    let fs = PrivateBpffs::new();
+    let layout = NodeLayout::create(&fs.path, "n").unwrap();
+    let object = common::template_object(&features(), &MapSizes::default());
+    let opts = LoadOptions {
+        map_pins: pins(&layout, &[maps::CT4.name, maps::CT4_ANY.name]),
+        ..Default::default()
+    };
+    let err = match load(&object, &opts) {
+        Ok(_) => panic!("loaded with an unpinned table"),
+        Err(e) => e.to_string(),
+    };
+    assert!(err.contains("cp_ct4_tcp"), "{err}");
+    assert!(!pin_of(&layout, maps::CT4.name).exists());
 }
 
 /// The policy map sized per endpoint (`LoadOptions::max_entries`): created at that size, the pin

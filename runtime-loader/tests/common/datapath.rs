@@ -169,13 +169,16 @@ pub fn setup_endpoint(
 /// The id [`setup_pinned`] gives the endpoint.
 pub const EP_ID: u32 = 7;
 
-/// The node CT map holding connections of the family of a `tuple_len`-byte tuple (every
-/// protocol).
-pub fn ct_map_name(tuple_len: usize) -> &'static str {
-    if tuple_len == std::mem::size_of::<codegen::layout::Ct4Key>() {
-        maps::CT4.name
-    } else {
-        maps::CT6.name
+/// The node CT table holding the connection of `tuple` (a ct4_key or ct6_key, the protocol
+/// 4 bytes before its end): its family's TCP table or its table of other protocols.
+pub fn ct_map_name(tuple: &[u8]) -> &'static str {
+    let v4 = tuple.len() == std::mem::size_of::<codegen::layout::Ct4Key>();
+    let tcp = tuple[tuple.len() - 4] == 6;
+    match (v4, tcp) {
+        (true, true) => maps::CT4_TCP.name,
+        (true, false) => maps::CT4_ANY.name,
+        (false, true) => maps::CT6_TCP.name,
+        (false, false) => maps::CT6_ANY.name,
     }
 }
 

@@ -1,0 +1,110 @@
+//! Maps of maps (the node's CT per family, `codegen::maps::CT4`/`CT6`): the loader writes each
+//! table into its slot once the object's maps exist, and the pin check reads back what a pinned
+//! outer map holds.
+//!
+//! The tables are maps of the object like any other (created at their own sizes, pinned under
+//! the node, checked and replaced by [`crate::pins`]); the programs never name them, they look
+//! up the outer map's slot. A pinned outer map is reused as long as the tables in its slots
+//! have the object's inner shape (type, key and value size, flags: what the kernel compares
+//! when a map is written into a slot); their sizes are their own pins' business. Writing a
+//! slot is atomic: a program running on the pinned outer map sees the old table or the new one.
+
+use crate::error::{LoaderError, Result};
+use crate::rawmap::RawMap;
+use codegen::maps::{inner_maps, MapDef};
+use std::collections::BTreeMap;
+use std::os::fd::{AsFd, AsRawFd};
+use std::path::Path;
+
+/// The facts of a map a slot may hold: the kernel's inner-map comparison (not the size).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct InnerShape {
+    /// `BPF_MAP_TYPE_*`.
+    pub map_type: u32,
+    pub key_size: u32,
+    pub value_size: u32,
+    pub flags: u32,
+}
+
+impl InnerShape {
+    /// The shape the map table gives the maps `outer`'s slots hold, `None` for other maps.
+    pub fn of_table(outer: &MapDef) -> Option<InnerShape> {
+        inner_maps(outer).first().map(|t| InnerShape {
+            map_type: t.map_type.id(),
+            key_size: t.key.size() as u32,
+            value_size: t.value.size() as u32,
+            flags: t.flags(),
+        })
+    }
+
+    fn of_info(info: &aya::maps::MapInfo) -> std::result::Result<InnerShape, String> {
+        Ok(InnerShape {
+            map_type: info.map_type().map_err(|e| e.to_string())? as u32,
+            key_size: info.key_size(),
+            value_size: info.value_size(),
+            flags: info.map_flags(),
+        })
+    }
+}
+
+/// Writes every map of maps' tables of `maps` (the loaded object's, by name) into their slots.
+/// A table missing from `maps` while its outer map is there is an error (the object and the
+/// table disagree).
+pub fn fill(maps: &BTreeMap<String, RawMap>) -> Result<()> {
+    for (name, outer) in maps {
+        let Some(def) = codegen::maps::by_name(name) else {
+            continue;
+        };
+        for (slot, table) in inner_maps(def).iter().enumerate() {
+            let inner = maps.get(table.name).ok_or_else(|| LoaderError::Map {
+                path: outer.path().to_path_buf(),
+                message: format!("slot {slot}: table {} is not in the object", table.name),
+            })?;
+            let fd = inner.map_data().fd().as_fd().as_raw_fd() as u32;
+            outer
+                .update(&(slot as u32).to_ne_bytes(), &fd.to_ne_bytes())
+                .map_err(|e| LoaderError::Map {
+                    path: outer.path().to_path_buf(),
+                    message: format!("writing table {} into slot {slot}: {e}", table.name),
+                })?;
+        }
+    }
+    Ok(())
+}
+
+/// What differs between the tables the map of maps pinned at `path` holds (in its first
+/// `slots` slots) and `want`, or `None` when every non-empty slot matches.
+pub fn pinned_mismatch(path: &Path, slots: u32, want: &InnerShape) -> Result<Option<String>> {
+    let outer = RawMap::open_pinned(path)?;
+    let map_err = |message: String| LoaderError::Map {
+        path: path.to_path_buf(),
+        message,
+    };
+    for slot in 0..slots.min(outer.max_entries()) {
+        let Some(id) = outer.lookup(&slot.to_ne_bytes())? else {
+            continue;
+        };
+        let id = u32::from_ne_bytes(
+            id[..4]
+                .try_into()
+                .map_err(|_| map_err(format!("slot {slot}: a {}-byte map id", id.len())))?,
+        );
+        let info = aya::maps::MapInfo::from_id(id)
+            .map_err(|e| map_err(format!("slot {slot}: map {id}: {e}")))?;
+        let got = InnerShape::of_info(&info).map_err(map_err)?;
+        if got != *want {
+            return Ok(Some(format!(
+                "slot {slot} holds a map of type {} key {} value {} flags {} (want {} {} {} {})",
+                got.map_type,
+                got.key_size,
+                got.value_size,
+                got.flags,
+                want.map_type,
+                want.key_size,
+                want.value_size,
+                want.flags
+            )));
+        }
+    }
+    Ok(None)
+}
