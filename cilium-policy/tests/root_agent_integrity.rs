@@ -79,6 +79,28 @@ fn root_agent_lost_pins_and_bpffs_are_restored_before_acknowledging() {
     );
     assert!(policy_pin.exists());
 
+    // The node's IPv4 TCP table loses its pin: the programs still use it, through the slot of
+    // their CT map of maps, so the check finds it pinned nowhere and reloads every endpoint,
+    // which pins a table again and writes it into the slot.
+    let table_pin = bpffs
+        .join("cilium-policy/node0/maps")
+        .join(codegen::maps::CT4_TCP.name);
+    std::fs::remove_file(&table_pin).unwrap();
+    let only3 = agent.file("p.json", &app1_from(&["app3"]));
+    agent.ok(&["policy", "import", &only3]);
+    assert!(
+        table_pin.exists(),
+        "the table is pinned again: {}",
+        agent.log()
+    );
+    let log = agent.log();
+    assert!(
+        log.contains("cp_ct4_tcp") && log.contains("which is pinned nowhere"),
+        "{log}"
+    );
+    assert!(tcp_ok(&s.app3.ns, s.app1.addr, 80, PASS_WAIT));
+    assert!(!tcp_ok(&s.app2.ns, s.app1.addr, 80, T));
+
     // The whole bpffs goes away under the agent (its links with it).
     let out = std::process::Command::new("umount")
         .arg("-l")

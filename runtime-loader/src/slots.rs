@@ -72,26 +72,57 @@ pub fn fill(maps: &BTreeMap<String, RawMap>) -> Result<()> {
     Ok(())
 }
 
+/// The kernel ids of the maps `outer` holds, slot by slot (`None`: an empty slot).
+fn slot_ids(outer: &RawMap) -> Result<Vec<Option<u32>>> {
+    (0..outer.max_entries())
+        .map(|slot| {
+            let Some(v) = outer.lookup(&slot.to_ne_bytes())? else {
+                return Ok(None);
+            };
+            let id =
+                v.get(..4)
+                    .and_then(|b| b.try_into().ok())
+                    .ok_or_else(|| LoaderError::Map {
+                        path: outer.path().to_path_buf(),
+                        message: format!("slot {slot}: a {}-byte map id", v.len()),
+                    })?;
+            Ok(Some(u32::from_ne_bytes(id)))
+        })
+        .collect()
+}
+
+/// The kernel ids of the tables in the filled slots of the map of maps with id `id` (what
+/// the agent's integrity check compares with the tables' pins).
+pub fn table_ids(id: u32) -> Result<Vec<u32>> {
+    let path = std::path::PathBuf::from(format!("map id {id}"));
+    let data = aya::maps::MapData::from_id(id).map_err(|e| LoaderError::Map {
+        path: path.clone(),
+        message: e.to_string(),
+    })?;
+    let outer = RawMap::from_map_data(data, &path)?;
+    Ok(slot_ids(&outer)?.into_iter().flatten().collect())
+}
+
 /// What differs between the tables the map of maps pinned at `path` holds (in its first
 /// `slots` slots) and `want`, or `None` when every non-empty slot matches.
 pub fn pinned_mismatch(path: &Path, slots: u32, want: &InnerShape) -> Result<Option<String>> {
     let outer = RawMap::open_pinned(path)?;
-    let map_err = |message: String| LoaderError::Map {
-        path: path.to_path_buf(),
-        message,
-    };
-    for slot in 0..slots.min(outer.max_entries()) {
-        let Some(id) = outer.lookup(&slot.to_ne_bytes())? else {
+    for (slot, id) in slot_ids(&outer)?
+        .into_iter()
+        .enumerate()
+        .take(slots as usize)
+    {
+        let Some(id) = id else {
             continue;
         };
-        let id = u32::from_ne_bytes(
-            id[..4]
-                .try_into()
-                .map_err(|_| map_err(format!("slot {slot}: a {}-byte map id", id.len())))?,
-        );
-        let info = aya::maps::MapInfo::from_id(id)
-            .map_err(|e| map_err(format!("slot {slot}: map {id}: {e}")))?;
-        let got = InnerShape::of_info(&info).map_err(map_err)?;
+        let info = aya::maps::MapInfo::from_id(id).map_err(|e| LoaderError::Map {
+            path: path.to_path_buf(),
+            message: format!("slot {slot}: map {id}: {e}"),
+        })?;
+        let got = InnerShape::of_info(&info).map_err(|message| LoaderError::Map {
+            path: path.to_path_buf(),
+            message,
+        })?;
         if got != *want {
             return Ok(Some(format!(
                 "slot {slot} holds a map of type {} key {} value {} flags {} (want {} {} {} {})",

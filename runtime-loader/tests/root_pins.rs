@@ -224,18 +224,11 @@ fn map_id(dp: &runtime_loader::Datapath, name: &str) -> u32 {
     dp.map(name).unwrap().map_data().info().unwrap().id()
 }
 
-/// The ids of the maps in the IPv4 CT outer map's slots.
+/// The ids of the maps in the IPv4 CT outer map's slots (both filled).
 fn slot_ids(dp: &runtime_loader::Datapath) -> Vec<u32> {
-    let outer = dp.map(maps::CT4.name).unwrap();
-    (0..maps::CT_TABLES)
-        .map(|i| {
-            let id = outer
-                .lookup(&i.to_ne_bytes())
-                .unwrap()
-                .expect("slot filled");
-            u32::from_ne_bytes(id[..4].try_into().unwrap())
-        })
-        .collect()
+    let ids = runtime_loader::slots::table_ids(map_id(dp, maps::CT4.name)).unwrap();
+    assert_eq!(ids.len(), maps::CT_TABLES as usize, "{ids:?}");
+    ids
 }
 
 /// A pinned outer map without its tables pinned would put private tables under every
