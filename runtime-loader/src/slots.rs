@@ -49,17 +49,28 @@ impl InnerShape {
 
 /// Writes every map of maps' tables of `maps` (the loaded object's, by name) into their slots.
 /// A table missing from `maps` while its outer map is there is an error (the object and the
-/// table disagree).
+/// table disagree). A slot that already holds its table is left alone: the kernel waits for an
+/// RCU grace period after every write to a map of maps (about 10 ms here), and the node's
+/// shared outer maps already hold their tables for every endpoint after the first.
 pub fn fill(maps: &BTreeMap<String, RawMap>) -> Result<()> {
     for (name, outer) in maps {
         let Some(def) = codegen::maps::by_name(name) else {
             continue;
         };
-        for (slot, table) in inner_maps(def).iter().enumerate() {
+        let tables = inner_maps(def);
+        if tables.is_empty() {
+            continue;
+        }
+        let held = slot_ids(outer)?;
+        for (slot, table) in tables.iter().enumerate() {
             let inner = maps.get(table.name).ok_or_else(|| LoaderError::Map {
                 path: outer.path().to_path_buf(),
                 message: format!("slot {slot}: table {} is not in the object", table.name),
             })?;
+            let id = inner.map_data().info().map(|i| i.id()).ok();
+            if id.is_some() && held.get(slot).copied().flatten() == id {
+                continue;
+            }
             let fd = inner.map_data().fd().as_fd().as_raw_fd() as u32;
             outer
                 .update(&(slot as u32).to_ne_bytes(), &fd.to_ne_bytes())
