@@ -28,8 +28,7 @@ mod span_times;
 
 use agent_harness::Agent;
 use runtime_loader::testkit::{node_netns, require_root};
-use std::io::{Read, Seek, SeekFrom, Write};
-use std::process::{Command, Stdio};
+use std::io::{Read, Seek, SeekFrom};
 use std::time::{Duration, Instant};
 
 fn main() {
@@ -46,7 +45,6 @@ fn main() {
 
 /// `samples` ADDs through an agent in attach mode `mode`.
 fn bench_mode(mode: &str, samples: usize, breakdown: bool) {
-    let cni = podman::cni_binary();
     let node = node_netns();
     let mut args = vec!["--attach-mode".to_string(), mode.to_string()];
     if breakdown {
@@ -73,46 +71,18 @@ fn bench_mode(mode: &str, samples: usize, breakdown: bool) {
     let mut times = Vec::with_capacity(samples);
     for i in 0..samples + 10 {
         let host = format!("cpb{i}h");
-        node.exec(&[
-            "ip",
-            "link",
-            "add",
-            &host,
-            "type",
-            "veth",
-            "peer",
-            "name",
-            &format!("cpb{i}c"),
-        ]);
-        node.exec(&["ip", "link", "set", &host, "up"]);
-        let conf = format!(
-            r#"{{"cniVersion": "1.0.0", "name": "bench", "type": "cilium-policy-cni",
-                "apiSocket": "{socket}", "prevResult": {{"cniVersion": "1.0.0",
-                "interfaces": [{{"name": "{host}"}}, {{"name": "eth0", "sandbox": "/run/netns/x"}}],
-                "ips": [{{"address": "10.77.{}.{}/32", "interface": 1}}]}}}}"#,
-            i / 250,
-            i % 250 + 1
-        );
+        podman::host_veth(&node, &host);
+        let addr = format!("10.77.{}.{}/32", i / 250, i % 250 + 1);
+        let conf = podman::chained_conf(&socket, &host, &addr);
         let run = |command: &str| {
             let t = Instant::now();
-            let mut c = Command::new("nsenter");
-            c.arg(format!("--net={}", node.path().display()))
-                .arg(&cni)
-                .env("CNI_COMMAND", command)
-                .env("CNI_CONTAINERID", format!("bench{i}"))
-                .env("CNI_NETNS", "/run/netns/x")
-                .env("CNI_IFNAME", "eth0")
-                .env("CNI_ARGS", format!("K8S_POD_NAME=p{i}"))
-                .stdin(Stdio::piped())
-                .stdout(Stdio::piped());
-            let mut child = c.spawn().expect("spawning the plugin");
-            child
-                .stdin
-                .take()
-                .unwrap()
-                .write_all(conf.as_bytes())
-                .unwrap();
-            let out = child.wait_with_output().unwrap();
+            let out = podman::run_plugin(
+                &node,
+                command,
+                &format!("bench{i}"),
+                &format!("p{i}"),
+                &conf,
+            );
             assert!(
                 out.status.success(),
                 "{command} {i}: {}",

@@ -7,7 +7,7 @@
 
 mod agent_harness;
 
-use agent_harness::{setup, setup_with};
+use agent_harness::{add_filter_in_front, setup, setup_with, tc_filters};
 use runtime_loader::probe::{tcp_ok, PASS_WAIT};
 use runtime_loader::testkit::require_root;
 use std::time::Duration;
@@ -195,21 +195,7 @@ fn root_agent_tc_mode_removes_what_runs_in_front_of_its_filter() {
 
     // A classic filter that accepts everything, added after the agent's at its priority.
     let host = s.app1.host.as_str();
-    s.node.exec(&[
-        "tc",
-        "filter",
-        "add",
-        "dev",
-        host,
-        "egress",
-        "pref",
-        "1",
-        "handle",
-        "2",
-        "bpf",
-        "bytecode",
-        "1,6 0 0 4294967295",
-    ]);
+    add_filter_in_front(&s.node, host);
     assert!(
         tcp_ok(&s.app3.ns, s.app1.addr, 80, PASS_WAIT),
         "the foreign filter runs first"
@@ -224,12 +210,7 @@ fn root_agent_tc_mode_removes_what_runs_in_front_of_its_filter() {
         agent.log()
     );
     assert!(tcp_ok(&s.app2.ns, s.app1.addr, 80, PASS_WAIT));
-    let filters = std::process::Command::new("nsenter")
-        .arg(format!("--net={}", s.node.path().display()))
-        .args(["tc", "filter", "show", "dev", host, "egress"])
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&filters.stdout);
+    let text = tc_filters(&s.node, host, "egress");
     assert!(text.contains("handle 0x1"), "{text}");
     assert!(!text.contains("handle 0x2"), "{text}");
 }

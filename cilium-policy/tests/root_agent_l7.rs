@@ -155,18 +155,9 @@ fn root_l7_refused_pattern_proxy_crash_and_agent_restart() {
 
     // The node's `lo` program removed (tc mode: its filter deleted): the next change finds
     // it missing and installs it again.
-    let lo_filters = || {
-        let out = std::process::Command::new("nsenter")
-            .arg(format!("--net={}", node.path().display()))
-            .args(["tc", "filter", "show", "dev", "lo", "ingress"])
-            .output()
-            .unwrap();
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    };
+    let lo_filters = || agent_harness::tc_filters(&node, "lo", "ingress");
     assert!(lo_filters().contains("handle 0x1"), "{}", lo_filters());
-    node.exec(&[
-        "tc", "filter", "del", "dev", "lo", "ingress", "pref", "1", "handle", "1", "bpf",
-    ]);
+    agent_harness::delete_own_filter(&node, "lo", "ingress");
     let t = Instant::now();
     while curl(&app2.ns, &url("public"), &[], Duration::from_millis(300)).0 != 0 {
         assert!(

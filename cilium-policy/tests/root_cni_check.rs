@@ -6,38 +6,17 @@
 mod agent_harness;
 mod podman;
 
-use agent_harness::Agent;
-use runtime_loader::testkit::{node_netns, require_root, Netns};
-use std::io::Write;
-use std::process::{Command, Output, Stdio};
+use agent_harness::{add_filter_in_front, delete_own_filter, Agent};
+use runtime_loader::testkit::{node_netns, require_root};
+use std::process::Output;
 
-/// The plugin run in `node` with `command` for container `cid` on host veth `host`.
-fn plugin(node: &Netns, socket: &str, command: &str, cid: &str, host: &str) -> Output {
-    let conf = format!(
-        r#"{{"cniVersion": "1.0.0", "name": "check", "type": "cilium-policy-cni",
-            "apiSocket": "{socket}", "prevResult": {{"cniVersion": "1.0.0",
-            "interfaces": [{{"name": "{host}"}}, {{"name": "eth0", "sandbox": "/run/netns/x"}}],
-            "ips": [{{"address": "10.78.0.1/32", "interface": 1}}]}}}}"#
+/// Asserts that `out` is a success.
+fn ok(out: Output) {
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
     );
-    let mut child = Command::new("nsenter")
-        .arg(format!("--net={}", node.path().display()))
-        .arg(podman::cni_binary())
-        .env("CNI_COMMAND", command)
-        .env("CNI_CONTAINERID", cid)
-        .env("CNI_NETNS", "/run/netns/x")
-        .env("CNI_IFNAME", "eth0")
-        .env("CNI_ARGS", "K8S_POD_NAME=web")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("spawning the plugin");
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(conf.as_bytes())
-        .unwrap();
-    child.wait_with_output().unwrap()
 }
 
 fn error_of(out: &Output) -> serde_json::Value {
@@ -52,18 +31,7 @@ fn root_cni_check_asks_the_kernel() {
     }
     let node = node_netns();
     let host = format!("cpck{}", std::process::id() % 10_000);
-    node.exec(&[
-        "ip",
-        "link",
-        "add",
-        &host,
-        "type",
-        "veth",
-        "peer",
-        "name",
-        &format!("{host}c"),
-    ]);
-    node.exec(&["ip", "link", "set", &host, "up"]);
+    podman::host_veth(&node, &host);
     let agent = Agent::start(&node);
     agent.ok(&[
         "apply",
@@ -77,25 +45,14 @@ fn root_cni_check_asks_the_kernel() {
         "ingress": [{"fromEndpoints": [{"matchLabels": {"app": "client"}}]}]}]"#;
     agent.ok(&["policy", "import", &agent.file("p.json", policy)]);
     let socket = agent.socket.display().to_string();
-    let run = |command: &str| plugin(&node, &socket, command, "c1", &host);
+    let conf = podman::chained_conf(&socket, &host, "10.78.0.1/32");
+    let run = |command: &str| podman::run_plugin(&node, command, "c1", "web", &conf);
 
-    let add = run("ADD");
-    assert!(
-        add.status.success(),
-        "{}",
-        String::from_utf8_lossy(&add.stdout)
-    );
-    let check = run("CHECK");
-    assert!(
-        check.status.success(),
-        "{}",
-        String::from_utf8_lossy(&check.stdout)
-    );
+    ok(run("ADD"));
+    ok(run("CHECK"));
 
     // The endpoint's ingress filter deleted behind the agent's back.
-    node.exec(&[
-        "tc", "filter", "del", "dev", &host, "egress", "pref", "1", "handle", "1", "bpf",
-    ]);
+    delete_own_filter(&node, &host, "egress");
     let e = error_of(&run("CHECK"));
     assert_eq!(e["code"], 101, "{e}");
     let msg = e["msg"].as_str().unwrap_or_default();
@@ -104,29 +61,10 @@ fn root_cni_check_asks_the_kernel() {
     // The next change of the endpoint attaches it again.
     let more = policy.replace("\"client\"", "\"other\"");
     agent.ok(&["policy", "import", &agent.file("p.json", &more)]);
-    let check = run("CHECK");
-    assert!(
-        check.status.success(),
-        "{}",
-        String::from_utf8_lossy(&check.stdout)
-    );
+    ok(run("CHECK"));
 
     // Another filter in front of the endpoint's (same priority, newer: it runs first).
-    node.exec(&[
-        "tc",
-        "filter",
-        "add",
-        "dev",
-        &host,
-        "egress",
-        "pref",
-        "1",
-        "handle",
-        "2",
-        "bpf",
-        "bytecode",
-        "1,6 0 0 4294967295",
-    ]);
+    add_filter_in_front(&node, &host);
     let e = error_of(&run("CHECK"));
     assert_eq!(e["code"], 101, "{e}");
     let msg = e["msg"].as_str().unwrap_or_default();
@@ -138,19 +76,9 @@ fn root_cni_check_asks_the_kernel() {
     let e = error_of(&run("CHECK"));
     assert_eq!(e["code"], 101, "{e}");
     agent.ok(&["policy", "import", &agent.file("p.json", policy)]);
-    let check = run("CHECK");
-    assert!(
-        check.status.success(),
-        "{}",
-        String::from_utf8_lossy(&check.stdout)
-    );
+    ok(run("CHECK"));
 
-    let del = run("DEL");
-    assert!(
-        del.status.success(),
-        "{}",
-        String::from_utf8_lossy(&del.stdout)
-    );
+    ok(run("DEL"));
     let e = error_of(&run("CHECK"));
     assert_eq!(e["code"], 3, "{e}");
 }

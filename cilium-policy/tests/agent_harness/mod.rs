@@ -403,3 +403,41 @@ pub fn percentile(sorted: &[Duration], p: f64) -> Duration {
     let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
     sorted[i]
 }
+
+/// `tc filter show dev DEV HOOK` in `node` (HOOK: `ingress` or `egress`).
+pub fn tc_filters(node: &Netns, dev: &str, hook: &str) -> String {
+    let out = Command::new("nsenter")
+        .arg(format!("--net={}", node.path().display()))
+        .args(["tc", "filter", "show", "dev", dev, hook])
+        .output()
+        .expect("tc");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Adds, on `dev`'s egress hook in `node`, a classic BPF filter that accepts every packet at
+/// the agent's priority with handle 2: `cls_bpf` runs the newer filter first, so it decides in
+/// front of the endpoint's.
+pub fn add_filter_in_front(node: &Netns, dev: &str) {
+    node.exec(&[
+        "tc",
+        "filter",
+        "add",
+        "dev",
+        dev,
+        "egress",
+        "pref",
+        "1",
+        "handle",
+        "2",
+        "bpf",
+        "bytecode",
+        "1,6 0 0 4294967295",
+    ]);
+}
+
+/// Deletes the agent's own filter (priority 1, handle 1) from `hook` of `dev` in `node`.
+pub fn delete_own_filter(node: &Netns, dev: &str, hook: &str) {
+    node.exec(&[
+        "tc", "filter", "del", "dev", dev, hook, "pref", "1", "handle", "1", "bpf",
+    ]);
+}

@@ -188,3 +188,49 @@ pub fn stderr(o: &Output) -> String {
 pub fn stdout(o: &Output) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
 }
+
+/// A veth pair in `node` whose host side `host` is up (the container side `{host}c` stays in
+/// the node: what a ptp plugin would have made, for tests that run the plugin by hand).
+pub fn host_veth(node: &Netns, host: &str) {
+    let peer = format!("{host}c");
+    node.exec(&[
+        "ip", "link", "add", host, "type", "veth", "peer", "name", &peer,
+    ]);
+    node.exec(&["ip", "link", "set", host, "up"]);
+}
+
+/// A network configuration chaining the plugin after a ptp-style result: host side `host`,
+/// the container's address `addr` (an `a.b.c.d/32`).
+pub fn chained_conf(socket: &str, host: &str, addr: &str) -> String {
+    format!(
+        r#"{{"cniVersion": "1.0.0", "name": "chained", "type": "cilium-policy-cni",
+            "apiSocket": "{socket}", "prevResult": {{"cniVersion": "1.0.0",
+            "interfaces": [{{"name": "{host}"}}, {{"name": "eth0", "sandbox": "/run/netns/x"}}],
+            "ips": [{{"address": "{addr}", "interface": 1}}]}}}}"#
+    )
+}
+
+/// Runs the plugin in `node` as a runtime would: `command` for container `cid` of pod `pod`,
+/// the configuration `conf` on stdin; its output.
+pub fn run_plugin(node: &Netns, command: &str, cid: &str, pod: &str, conf: &str) -> Output {
+    use std::io::Write;
+    let mut child = Command::new("nsenter")
+        .arg(format!("--net={}", node.path().display()))
+        .arg(cni_binary())
+        .env("CNI_COMMAND", command)
+        .env("CNI_CONTAINERID", cid)
+        .env("CNI_NETNS", "/run/netns/x")
+        .env("CNI_IFNAME", "eth0")
+        .env("CNI_ARGS", format!("K8S_POD_NAME={pod}"))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("spawning the plugin");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(conf.as_bytes())
+        .unwrap();
+    child.wait_with_output().unwrap()
+}
