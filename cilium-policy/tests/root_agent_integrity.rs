@@ -214,3 +214,44 @@ fn root_agent_tc_mode_removes_what_runs_in_front_of_its_filter() {
     assert!(text.contains("handle 0x1"), "{text}");
     assert!(!text.contains("handle 0x2"), "{text}");
 }
+
+/// An agent restarted in tc mode on a node an agent in tcx mode ran: the endpoint's filters
+/// take over and its tcx links go (unpinned once the filter is in place), and what it
+/// acknowledges is what decides.
+#[test]
+fn root_agent_switch_from_tcx_to_tc_keeps_enforcing() {
+    if !require_root("root_agent_switch_from_tcx_to_tc_keeps_enforcing") {
+        return;
+    }
+    let (s, mut agent) = setup_with(92, vec!["--attach-mode".into(), "tcx".into()]);
+    agent.ok(&[
+        "policy",
+        "import",
+        &agent.file("p.json", &app1_from(&["app2"])),
+    ]);
+    assert!(!tcp_ok(&s.app3.ns, s.app1.addr, 80, T));
+    let (bpffs, _) = agent.datapath.as_ref().unwrap();
+    let link = bpffs
+        .path
+        .join("cilium-policy/node0/endpoints/1/link-to-endpoint");
+    assert!(link.exists());
+    agent.kill();
+    agent.extra = vec!["--attach-mode".into(), "tc".into()];
+    agent.spawn();
+    let g = agent.file("p.json", &app1_from(&["app2", "app3"]));
+    agent.ok(&["policy", "import", &g]);
+    assert!(
+        tcp_ok(&s.app3.ns, s.app1.addr, 80, PASS_WAIT),
+        "the filter decides: {}",
+        agent.log()
+    );
+    assert!(!link.exists(), "the tcx link is unpinned");
+    assert!(tc_filters(&s.node, &s.app1.host, "egress").contains("handle 0x1"));
+    agent.ok(&[
+        "policy",
+        "import",
+        &agent.file("p.json", &app1_from(&["app2"])),
+    ]);
+    assert!(!tcp_ok(&s.app3.ns, s.app1.addr, 80, T));
+    assert!(tcp_ok(&s.app2.ns, s.app1.addr, 80, PASS_WAIT));
+}

@@ -124,10 +124,6 @@ pub fn attach_or_replace(
             Ok(Attached::Created)
         }
         AttachMode::Netlink => {
-            // A tcx link of an agent that ran in tcx mode would decide in front of the filter.
-            if let Some(stale) = open_pinned_raw(link_pin)? {
-                stale.unpin().map_err(|e| LoaderError::io(link_pin, e))?;
-            }
             add_clsact(iface)?;
             let opts = NlOptions {
                 priority: NL_PRIORITY,
@@ -153,6 +149,11 @@ pub fn attach_or_replace(
             let id = res.map_err(|e| err(e.to_string()))?;
             // Dropping an aya netlink link detaches the filter; the filter must outlive us.
             std::mem::forget(prog.take_link(id).map_err(|e| err(e.to_string()))?);
+            // A tcx link of an agent that ran in tcx mode decides in front of the filter: it
+            // goes once the filter is in place, so that no packet meets neither program.
+            if let Some(stale) = open_pinned_raw(link_pin)? {
+                stale.unpin().map_err(|e| LoaderError::io(link_pin, e))?;
+            }
             Ok(how)
         }
     }
