@@ -13,7 +13,7 @@
 #[path = "../tests/agent_harness/mod.rs"]
 mod agent_harness;
 
-use agent_harness::{api_ok as ok, bench_env as env, percentile, Agent};
+use agent_harness::{api_ok as ok, bench_env as env, latency_summary, percentile, Agent};
 use runtime_loader::testkit::{node_netns, require_root, PrivateBpffs, TempDir};
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -156,16 +156,10 @@ fn main() {
     );
     let r = ok(&socket, "GET", &q, "");
     assert!(r.contains("\"verdict\":\"allowed\""), "{q}: {r}");
-    times.sort();
-    let mean = times.iter().sum::<Duration>() / times.len() as u32;
     println!(
-        "agent_latency/put_one_policy ({n_eps} endpoints, {n_pols} policies, {} samples): p50 {:.2?}  p90 {:.2?}  p99 {:.2?}  max {:.2?}  mean {:.2?}",
+        "agent_latency/put_one_policy ({n_eps} endpoints, {n_pols} policies, {} samples): {}",
         times.len(),
-        percentile(&times, 0.5),
-        percentile(&times, 0.9),
-        percentile(&times, 0.99),
-        times[times.len() - 1],
-        mean
+        latency_summary(&mut times)
     );
     eprintln!("agent RSS after the samples: {}", rss_kib(pid));
     let baseline = percentile(&times, 0.5);

@@ -103,7 +103,6 @@ fn bench_mode(mode: &str, samples: usize, breakdown: bool) {
         run("DEL");
         node.exec(&["ip", "link", "del", &host]);
     }
-    let ms = |d: Duration| format!("{:.2} ms", d.as_secs_f64() * 1e3);
     for (what, pick) in [
         ("all", None),
         ("policy-enforced endpoints", Some(true)),
@@ -114,22 +113,15 @@ fn bench_mode(mode: &str, samples: usize, breakdown: bool) {
             .filter(|(_, enforced)| pick.is_none_or(|p| p == *enforced))
             .map(|(d, _)| *d)
             .collect();
-        t.sort();
-        let at = |q: f64| t[((t.len() as f64 * q) as usize).min(t.len() - 1)];
         println!(
-            "cni ADD (process spawn → result), --attach-mode {mode}, {what}, {} samples: p50 {} p90 {} p99 {} max {}",
+            "cni ADD (process spawn → result), --attach-mode {mode}, {what}, {} samples: {}",
             t.len(),
-            ms(at(0.5)),
-            ms(at(0.9)),
-            ms(at(0.99)),
-            ms(*t.last().unwrap())
+            agent_harness::latency_summary(&mut t)
         );
     }
-    starts.sort();
     println!(
-        "plugin start (process spawn → VERSION result, no agent call): p50 {} p99 {}",
-        ms(starts[starts.len() / 2]),
-        ms(starts[((starts.len() as f64 * 0.99) as usize).min(starts.len() - 1)])
+        "plugin start (process spawn → VERSION result, no agent call): {}",
+        agent_harness::latency_summary(&mut starts)
     );
     if breakdown {
         print!(

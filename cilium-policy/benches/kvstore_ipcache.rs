@@ -16,7 +16,7 @@ mod agent_harness;
 #[path = "../tests/etcd_harness/mod.rs"]
 mod etcd_harness;
 
-use agent_harness::{api_ok as ok, bench_env as env, percentile, Agent};
+use agent_harness::{api_ok as ok, bench_env as env, latency_summary, Agent};
 use codegen::layout::{addr_bytes, IpcacheHostKey};
 use etcd_harness::Fabric;
 use runtime_loader::testkit::{require_root, TempDir};
@@ -172,16 +172,10 @@ fn main() {
             times.push(dt);
         }
     }
-    times.sort();
-    let mean = times.iter().sum::<Duration>() / times.len() as u32;
     println!(
-        "kvstore_ipcache/remote_entry_in_every_ipcache ({NODES} agents, {n_eps} endpoints, {} samples): p50 {:.2?}  p90 {:.2?}  p99 {:.2?}  max {:.2?}  mean {:.2?}",
+        "kvstore_ipcache/remote_entry_in_every_ipcache ({NODES} agents, {n_eps} endpoints, {} samples): {}",
         times.len(),
-        percentile(&times, 0.5),
-        percentile(&times, 0.9),
-        percentile(&times, 0.99),
-        times[times.len() - 1],
-        mean
+        latency_summary(&mut times)
     );
     drop(agents);
 }

@@ -404,6 +404,20 @@ pub fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[i]
 }
 
+/// `p50 …  p90 …  p99 …  max …  mean …` of `times` (sorted here; at least one).
+pub fn latency_summary(times: &mut [Duration]) -> String {
+    times.sort();
+    let mean = times.iter().sum::<Duration>() / times.len() as u32;
+    format!(
+        "p50 {:.2?}  p90 {:.2?}  p99 {:.2?}  max {:.2?}  mean {:.2?}",
+        percentile(times, 0.5),
+        percentile(times, 0.9),
+        percentile(times, 0.99),
+        times[times.len() - 1],
+        mean
+    )
+}
+
 /// `tc filter show dev DEV HOOK` in `node` (HOOK: `ingress` or `egress`).
 pub fn tc_filters(node: &Netns, dev: &str, hook: &str) -> String {
     let out = Command::new("nsenter")
