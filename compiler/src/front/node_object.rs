@@ -3,22 +3,15 @@
 
 use super::codes;
 use super::decode::{Cx, Field, Unknown};
-use super::objects::{head, Head, Sink};
+use super::objects::{head, Sink};
 use std::net::IpAddr;
 
 /// Decodes a `Node` and adds it to the inventory if it has no error.
 pub fn node(cx: &mut Cx<'_>, f: &Field<'_>, sink: &mut Sink<'_>) {
-    let Some(Head {
-        before,
-        map: m,
-        meta,
-        labels,
-    }) = head(cx, f)
-    else {
-        return;
-    };
+    let Some(h) = head(cx, f) else { return };
     let mut addresses = Vec::new();
-    let status = m
+    let status = h
+        .map
         .get("status")
         .and_then(|s| cx.map(&s, &[], Unknown::Ignore));
     for a in status
@@ -43,10 +36,10 @@ pub fn node(cx: &mut Cx<'_>, f: &Field<'_>, sink: &mut Sink<'_>) {
             ),
         }
     }
-    if cx.errors() == before {
+    if cx.errors() == h.before {
         sink.inventory.nodes.push(ir::Node {
-            name: meta.name,
-            labels,
+            name: h.meta.name,
+            labels: h.labels,
             addresses,
             file: Some(sink.file),
             span: f.span(),

@@ -5,7 +5,7 @@
 
 use super::codes;
 use super::decode::{Cx, Field, Unknown};
-use super::objects::{head, Head, Sink};
+use super::objects::{head, Sink};
 use super::workload::label_map;
 use ir::{EndpointSlice, Service};
 use std::net::IpAddr;
@@ -15,26 +15,21 @@ pub const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
 
 /// Decodes a `Service` and adds it to the inventory if it has no error.
 pub fn service(cx: &mut Cx<'_>, f: &Field<'_>, sink: &mut Sink<'_>) {
-    let Some(Head {
-        before,
-        map: m,
-        meta,
-        labels,
-    }) = head(cx, f)
-    else {
-        return;
-    };
-    let spec = m.get("spec").and_then(|s| cx.map(&s, &[], Unknown::Ignore));
+    let Some(h) = head(cx, f) else { return };
+    let spec = h
+        .map
+        .get("spec")
+        .and_then(|s| cx.map(&s, &[], Unknown::Ignore));
     let selector = spec
         .and_then(|s| s.get("selector"))
         .filter(|s| !s.node.is_null())
         .map(|s| label_map(cx, &s))
         .unwrap_or_default();
-    if cx.errors() == before {
+    if cx.errors() == h.before {
         sink.inventory.services.push(Service {
-            name: meta.name,
-            namespace: meta.namespace.unwrap_or_else(|| "default".into()),
-            labels,
+            name: h.meta.name,
+            namespace: h.meta.namespace.unwrap_or_else(|| "default".into()),
+            labels: h.labels,
             selector,
             file: Some(sink.file),
             span: f.span(),
@@ -46,21 +41,14 @@ pub fn service(cx: &mut Cx<'_>, f: &Field<'_>, sink: &mut Sink<'_>) {
 /// the `kubernetes.io/service-name` label belongs to no service and is left out; FQDN slices
 /// have no addresses.
 pub fn endpoint_slice(cx: &mut Cx<'_>, f: &Field<'_>, sink: &mut Sink<'_>) {
-    let Some(Head {
-        before,
-        map: m,
-        meta,
-        labels,
-    }) = head(cx, f)
-    else {
-        return;
-    };
-    let service = labels
+    let Some(h) = head(cx, f) else { return };
+    let service = h
+        .labels
         .into_iter()
         .find(|(k, _)| k == SERVICE_NAME_LABEL)
         .map(|(_, v)| v);
     let family = cx
-        .required(&m, "addressType")
+        .required(&h.map, "addressType")
         .and_then(|a| cx.str(&a).map(|s| (a.clone(), s)));
     let fqdn = match &family {
         Some((_, "IPv4" | "IPv6")) => false,
@@ -74,7 +62,7 @@ pub fn endpoint_slice(cx: &mut Cx<'_>, f: &Field<'_>, sink: &mut Sink<'_>) {
     };
     let v6 = matches!(family, Some((_, "IPv6")));
     let mut addresses = Vec::new();
-    for ep in cx.seq_at(&m, "endpoints") {
+    for ep in cx.seq_at(&h.map, "endpoints") {
         let Some(em) = cx.map(&ep, &[], Unknown::Ignore) else {
             continue;
         };
@@ -99,14 +87,14 @@ pub fn endpoint_slice(cx: &mut Cx<'_>, f: &Field<'_>, sink: &mut Sink<'_>) {
             }
         }
     }
-    let (Some(service), true) = (service, cx.errors() == before) else {
+    let (Some(service), true) = (service, cx.errors() == h.before) else {
         return;
     };
     addresses.sort();
     addresses.dedup();
     sink.inventory.endpoint_slices.push(EndpointSlice {
-        name: meta.name,
-        namespace: meta.namespace.unwrap_or_else(|| "default".into()),
+        name: h.meta.name,
+        namespace: h.meta.namespace.unwrap_or_else(|| "default".into()),
         service,
         addresses,
         file: Some(sink.file),
