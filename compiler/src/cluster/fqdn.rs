@@ -6,7 +6,7 @@
 //! ipcache prefers them); an address whose selectors change gets a new identity.
 
 use super::{Cluster, ClusterError};
-use crate::identity::{alloc::key_of, cidr_labels, IdentityInfo, IdentityKind};
+use crate::identity::{alloc::key_of, cidr_labels, IdentityKind};
 use ir::{DnsRule, IpNet, LabelSet, NumericIdentity};
 use std::collections::BTreeSet;
 use std::net::IpAddr;
@@ -68,19 +68,8 @@ impl Cluster {
         if old.is_some() && old == self.cidr_ids.get(&key) {
             return Ok(FqdnChange::default());
         }
-        let (id, _) = self
-            .cidr_ids
-            .allocate(&key)
-            .ok_or(ClusterError::IdentitiesExhausted)?;
+        let (id, _) = self.allocate_cidr_identity(labels, prefix)?;
         let removed = old.map(|o| self.forget_fqdn(addr, o));
-        self.identities.insert(
-            id,
-            IdentityInfo {
-                id,
-                labels,
-                kind: IdentityKind::Cidr(prefix),
-            },
-        );
         self.ipcache.entries.insert(prefix, id);
         self.fqdn.insert(addr, id);
         Ok(FqdnChange {

@@ -345,23 +345,34 @@ impl Cluster {
         if prefix.prefix_len() == 0 {
             return Ok(NumericIdentity::WORLD);
         }
-        let labels = crate::identity::cidr_labels(prefix);
+        let (id, fresh) =
+            self.allocate_cidr_identity(crate::identity::cidr_labels(prefix), prefix)?;
+        if fresh {
+            self.ipcache.entries.entry(prefix).or_insert(id);
+        }
+        Ok(id)
+    }
+
+    /// The local CIDR identity of `labels` (allocated when new: `true`) with its identity info
+    /// for `prefix`; shared by `toCIDR` prefixes and addresses learned for `toFQDNs`.
+    pub(crate) fn allocate_cidr_identity(
+        &mut self,
+        labels: LabelSet,
+        prefix: IpNet,
+    ) -> Result<(NumericIdentity, bool), ClusterError> {
         let (id, fresh) = self
             .cidr_ids
             .allocate(&key_of(&labels))
             .ok_or(ClusterError::IdentitiesExhausted)?;
-        if fresh {
-            self.identities.insert(
+        self.identities.insert(
+            id,
+            IdentityInfo {
                 id,
-                IdentityInfo {
-                    id,
-                    labels,
-                    kind: IdentityKind::Cidr(prefix),
-                },
-            );
-            self.ipcache.entries.entry(prefix).or_insert(id);
-        }
-        Ok(id)
+                labels,
+                kind: IdentityKind::Cidr(prefix),
+            },
+        );
+        Ok((id, fresh))
     }
 }
 
