@@ -188,10 +188,7 @@ impl Datapath {
     }
 
     pub fn mode_name(&self) -> &'static str {
-        match self.mode {
-            AttachMode::Tcx => "tcx",
-            AttachMode::Netlink => "tc",
-        }
+        self.mode.name()
     }
 
     pub fn layout(&self) -> &NodeLayout {

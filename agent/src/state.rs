@@ -171,10 +171,7 @@ impl Agent {
             "flow-cache-slots": self.cfg.flow_cache_slots,
             "deny-cache": self.datapath.as_ref().is_some_and(|d| d.deny_cache()),
             "datapath": self.datapath.as_ref().map_or("disabled", |d| d.mode_name()),
-            "attach-mode": match self.cfg.attach_mode {
-                runtime_loader::AttachMode::Tcx => "tcx",
-                runtime_loader::AttachMode::Netlink => "tc",
-            },
+            "attach-mode": self.cfg.attach_mode.name(),
         })
     }
 

@@ -63,6 +63,14 @@ pub enum AttachMode {
 }
 
 impl AttachMode {
+    /// The agent's `--attach-mode` name: `tc` (netlink) or `tcx`.
+    pub fn name(self) -> &'static str {
+        match self {
+            AttachMode::Tcx => "tcx",
+            AttachMode::Netlink => "tc",
+        }
+    }
+
     /// tcx where the kernel has it (6.6+), netlink otherwise.
     pub fn detect() -> AttachMode {
         match aya::util::KernelVersion::current() {
