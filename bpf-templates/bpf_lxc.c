@@ -2,17 +2,23 @@
  * veth: cil_from_container on its ingress hook sees what the endpoint sends (the endpoint's
  * egress policy), cil_to_container on its egress hook sees what is delivered to it (ingress
  * policy). Features the endpoint does not need are compiled out through ep_config.h; its
- * identity and addresses are read-only globals, patched per endpoint into templated objects. */
+ * identity and addresses are globals of `.data.ep`, written per endpoint and then frozen. */
 #include "bpf_api.h"
 #include "layout.h"
 #include "node_config.h"
 #include "ep_config.h"
 
-/* Per-endpoint constants (.rodata): the template is compiled with zeros, codegen patches them. */
-const volatile __u32 ep_id = EP_ID;
-const volatile __u32 ep_identity = EP_IDENTITY;
-const volatile __u32 ep_ipv4_be = EP_IPV4_BE;
-const volatile __u32 ep_ipv6_be[4] = EP_IPV6_BE;
+/* Per-endpoint constants, in a data section of their own (map `.data.ep`): the template is
+ * compiled with zeros; codegen patches them into the object, or a loader writes them into the
+ * loaded map (a program verified ahead for no endpoint yet, runtime-loader/src/kit.rs). The
+ * loader freezes the map once they are written: no syscall changes them afterwards, and no
+ * program writes them. Not `.rodata`: the verifier would take its values as known, and a
+ * program verified with them would be one endpoint's only. */
+#define EP_CONST SEC(".data.ep") volatile
+EP_CONST __u32 ep_id = EP_ID;
+EP_CONST __u32 ep_identity = EP_IDENTITY;
+EP_CONST __u32 ep_ipv4_be = EP_IPV4_BE;
+EP_CONST __u32 ep_ipv6_be[4] = EP_IPV6_BE;
 
 #include "maps.h"
 #include "parse.h"

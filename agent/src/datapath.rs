@@ -482,7 +482,11 @@ impl Datapath {
             images: vec![],
             max_entries: maps::endpoint_max_entries(key.policy_capacity),
             state: Some(self.state_of(id)),
-            defer_to_container: defer_to,
+            verify: if defer_to {
+                load::Verify::DeferToContainer
+            } else {
+                load::Verify::Both
+            },
         };
         let dp = match self.loader.load(&object, &opts) {
             Ok(dp) => dp,

@@ -1,14 +1,18 @@
 //! Templated objects: each distinct configuration (features + map sizes) is compiled once with
 //! zero endpoint constants; an endpoint's object is the template with its constants written into
-//! the `.rodata` bytes of the `const volatile` globals (`ep_id`, `ep_identity`, `ep_ipv4_be`,
-//! `ep_ipv6_be`), found through the ELF symbol table. No clang run per endpoint, and the result
-//! is byte-for-byte what clang produces from the endpoint's own header (tested). A loader may
-//! instead override the same globals at load time (aya `EbpfLoader::override_global`).
+//! the bytes of the globals (`ep_id`, `ep_identity`, `ep_ipv4_be`, `ep_ipv6_be`, section
+//! [`GLOBALS_SECTION`]), found through the ELF symbol table. No clang run per endpoint, and the
+//! result is byte-for-byte what clang produces from the endpoint's own header (tested). A loader
+//! may instead override the same globals at load time (aya `EbpfLoader::override_global`), or
+//! write them into the loaded section's map ([`PatchSites::write_section`]).
 
 use crate::endpoint::EndpointConfig;
 use object::{Object, ObjectSection, ObjectSymbol};
 
-/// The per-endpoint read-only globals, in the byte order the datapath compares them.
+/// The section (and the name of the map a loader makes of it) holding the endpoint's globals.
+pub const GLOBALS_SECTION: &str = ".data.ep";
+
+/// The per-endpoint globals, in the byte order the datapath compares them.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Globals {
     pub ep_id: u32,
@@ -56,7 +60,7 @@ impl Globals {
 pub enum TemplateError {
     #[error("template object is not a readable ELF file: {0}")]
     Elf(#[from] object::read::Error),
-    #[error("template object has no symbol `{0}` in a file-backed section (was it compiled from bpf_lxc.c?)")]
+    #[error("template object has no symbol `{0}` in a file-backed section `.data.ep` (was it compiled from bpf_lxc.c?)")]
     MissingSymbol(&'static str),
     #[error("symbol `{name}` is {have} bytes in the template, expected {want}")]
     SymbolSize {
@@ -69,13 +73,17 @@ pub enum TemplateError {
 /// Where each global's bytes live in the template file (computed once per template).
 #[derive(Clone, Debug)]
 pub struct PatchSites {
+    /// (symbol, offset in the file, length).
     sites: Vec<(&'static str, usize, usize)>,
+    /// Each symbol's offset in its section, in the order of `sites`.
+    in_section: Vec<usize>,
 }
 
 impl PatchSites {
     pub fn find(template: &[u8]) -> Result<PatchSites, TemplateError> {
         let file = object::File::parse(template)?;
         let mut sites = Vec::new();
+        let mut in_section = Vec::new();
         for (name, bytes) in Globals::default().symbols() {
             let sym = file
                 .symbols()
@@ -91,6 +99,7 @@ impl PatchSites {
             let section = sym
                 .section_index()
                 .and_then(|i| file.section_by_index(i).ok())
+                .filter(|s| s.name() == Ok(GLOBALS_SECTION))
                 .ok_or(TemplateError::MissingSymbol(name))?;
             let (offset, size) = section
                 .file_range()
@@ -100,8 +109,25 @@ impl PatchSites {
                 return Err(TemplateError::MissingSymbol(name));
             }
             sites.push((name, at as usize, bytes.len()));
+            in_section.push(sym.address() as usize);
         }
-        Ok(PatchSites { sites })
+        Ok(PatchSites { sites, in_section })
+    }
+
+    /// Writes `globals` into `value`, the contents of the loaded [`GLOBALS_SECTION`] map
+    /// (false if it is too short to hold them).
+    pub fn write_section(&self, value: &mut [u8], globals: &Globals) -> bool {
+        for ((_, _, len), (at, (_, bytes))) in self
+            .sites
+            .iter()
+            .zip(self.in_section.iter().zip(globals.symbols()))
+        {
+            let Some(dst) = value.get_mut(*at..*at + *len) else {
+                return false;
+            };
+            dst.copy_from_slice(&bytes[..*len]);
+        }
+        true
     }
 
     /// The endpoint's object: a copy of `template` with `globals` written in.

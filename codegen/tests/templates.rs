@@ -58,8 +58,8 @@ fn templated_object_equals_per_endpoint_compile() {
         "program code"
     );
     assert_eq!(
-        section(&a, ".rodata"),
-        section(&b, ".rodata"),
+        section(&a, codegen::template::GLOBALS_SECTION),
+        section(&b, codegen::template::GLOBALS_SECTION),
         "endpoint constants"
     );
     let sites = PatchSites::find(&direct).unwrap();

@@ -101,7 +101,7 @@ fn datapath_pinned(
             map_pins,
             // The policy map sized from the endpoint's entries, as the agent creates it.
             max_entries: codegen::maps::endpoint_max_entries(sizes.policy_capacity(e.hash_len())),
-            defer_to_container: false,
+            verify: runtime_loader::load::Verify::Both,
         },
     )
     .unwrap()

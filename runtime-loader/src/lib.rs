@@ -7,7 +7,8 @@
 //! - [`rawmap`], [`delta`]: byte-level map access and entry deltas.
 //! - [`hz`]: the kernel's HZ, for connection-tracking lifetimes in jiffies; [`kernel`]: what
 //!   the kernel's BPF supports (probed), for features compiled out on older kernels.
-//! - [`load`]: load an object (globals, pinned maps, map images, state); [`test_run`]:
+//! - [`load`]: load an object (globals, pinned maps, map images, state); [`kit`]: an object
+//!   loaded and verified ahead for an endpoint yet to come; [`test_run`]:
 //!   BPF_PROG_TEST_RUN; [`packet`]: test packets; [`pins`]: pinned maps of another layout
 //!   are retired before a load instead of being handed to the new program; [`slots`]: the
 //!   tables of a map of maps (the node's CT) written into its slots.
@@ -23,6 +24,7 @@ pub mod delta;
 pub mod error;
 pub mod hz;
 pub mod kernel;
+pub mod kit;
 pub mod layout;
 pub mod load;
 pub mod packet;

@@ -1,5 +1,5 @@
-//! Loads a datapath object with aya: sets the endpoint's read-only globals (optional: templated
-//! objects already carry them), reuses pinned maps when asked (retiring pins of another layout),
+//! Loads a datapath object with aya: sets the endpoint's globals (optional: templated objects
+//! already carry them) and freezes them once loaded, reuses pinned maps when asked (retiring pins of another layout),
 //! loads both programs through the verifier (or the first, the caller verifying the second
 //! while it attaches the first), fills maps from map images, writes the endpoint state and
 //! writes the node's CT tables into their maps of maps ([`crate::slots`]).
@@ -12,7 +12,7 @@ use aya::programs::SchedClassifier;
 use aya::{Ebpf, EbpfLoader};
 use codegen::image::MapImage;
 use codegen::layout::EpState;
-use codegen::template::Globals;
+use codegen::template::{Globals, GLOBALS_SECTION};
 use ir::Direction;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -74,10 +74,23 @@ pub struct LoadOptions<'a> {
     pub max_entries: Vec<(&'a str, u32)>,
     /// Initial endpoint state; `None` writes [`default_state`].
     pub state: Option<EpState>,
-    /// Verify only `cil_from_container`: the caller verifies `cil_to_container` with
+    /// Which programs go through the verifier, and how.
+    pub verify: Verify,
+}
+
+/// How a load verifies the object's programs.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Verify {
+    /// Both at once, `cil_to_container` on a second thread.
+    #[default]
+    Both,
+    /// Both, one after the other on the calling thread (a load in the background that
+    /// should take one core, not two: [`crate::kit`]).
+    OneThread,
+    /// Only `cil_from_container`: the caller verifies `cil_to_container` with
     /// [`verify_program`] before using it (the agent does so while the kernel attaches the
     /// other program of a new endpoint, see [`Datapath::programs_mut`]).
-    pub defer_to_container: bool,
+    DeferToContainer,
 }
 
 /// Revision 1, TCP entries live 6 h after their last packet, others 60 s, all events on, the
@@ -103,8 +116,8 @@ pub struct Datapath {
     pub retired_pins: Vec<RetiredPin>,
 }
 
-/// Loads `object`: both programs through the verifier (only `cil_from_container` with
-/// [`LoadOptions::defer_to_container`]), then images and state into the maps.
+/// Loads `object`: its programs through the verifier ([`LoadOptions::verify`]), then images
+/// and state into the maps; the endpoint's globals ([`GLOBALS_SECTION`]) are frozen.
 /// Reads the kernel's BTF anew; [`Loader`] keeps it across loads.
 pub fn load(object: &[u8], opts: &LoadOptions<'_>) -> Result<Datapath, LoadError> {
     let mut loader = new_loader();
@@ -115,7 +128,15 @@ pub fn load(object: &[u8], opts: &LoadOptions<'_>) -> Result<Datapath, LoadError
             .override_global("ep_ipv4_be", &g.ep_ipv4_be, true)
             .override_global("ep_ipv6_be", &g.ep_ipv6_be, true);
     }
-    load_with(&mut loader, object, opts)
+    load_with(&mut loader, object, opts, Seal::Freeze)
+}
+
+/// Whether a load freezes the map of the endpoint's globals.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Seal {
+    Freeze,
+    /// Left open: the object is loaded for no endpoint yet ([`crate::kit`]).
+    Open,
 }
 
 /// aya's loader, which reads and parses the kernel's BTF (`/sys/kernel/btf/vmlinux`, about
@@ -150,6 +171,15 @@ impl<'a> Loader<'a> {
         if opts.globals.is_some() {
             return load(object, opts);
         }
+        self.load_sealed(object, opts, Seal::Freeze)
+    }
+
+    pub(crate) fn load_sealed(
+        &mut self,
+        object: &[u8],
+        opts: &LoadOptions<'a>,
+        seal: Seal,
+    ) -> Result<Datapath, LoadError> {
         let names = (
             opts.map_pins.iter().map(|(n, _)| *n).collect(),
             opts.max_entries.iter().map(|(n, _)| *n).collect(),
@@ -159,7 +189,7 @@ impl<'a> Loader<'a> {
             self.inner = new_loader();
         }
         self.names = names;
-        load_with(&mut self.inner, object, opts)
+        load_with(&mut self.inner, object, opts, seal)
     }
 }
 
@@ -168,6 +198,7 @@ fn load_with<'a>(
     loader: &mut EbpfLoader<'a>,
     object: &[u8],
     opts: &LoadOptions<'a>,
+    seal: Seal,
 ) -> Result<Datapath, LoadError> {
     for (name, entries) in &opts.max_entries {
         loader.map_max_entries(name, *entries);
@@ -180,7 +211,7 @@ fn load_with<'a>(
     for (name, path) in &opts.map_pins {
         loader.map_pin_path(name, path.clone());
     }
-    match load_retired(object, loader, opts) {
+    match load_retired(object, loader, opts, seal) {
         Ok(mut dp) => {
             dp.retired_pins = retired.commit()?;
             Ok(dp)
@@ -215,16 +246,23 @@ fn load_retired(
     object: &[u8],
     loader: &mut EbpfLoader<'_>,
     opts: &LoadOptions<'_>,
+    seal: Seal,
 ) -> Result<Datapath, LoadError> {
     let mut ebpf = {
         let _object = tracing::debug_span!("object").entered();
         loader.load(object)?
     };
-    if opts.defer_to_container {
-        let prog = classifier(PROG_FROM_CONTAINER, ebpf.program_mut(PROG_FROM_CONTAINER))?;
-        verify_program(PROG_FROM_CONTAINER, prog)?;
-    } else {
-        verify_both(&mut ebpf)?;
+    match opts.verify {
+        Verify::Both => verify_both(&mut ebpf)?,
+        Verify::OneThread => {
+            let (from, to) = programs_of(&mut ebpf)?;
+            verify_program(PROG_FROM_CONTAINER, from)?;
+            verify_program(PROG_TO_CONTAINER, to)?;
+        }
+        Verify::DeferToContainer => {
+            let prog = classifier(PROG_FROM_CONTAINER, ebpf.program_mut(PROG_FROM_CONTAINER))?;
+            verify_program(PROG_FROM_CONTAINER, prog)?;
+        }
     }
     let names: Vec<String> = ebpf.maps().map(|(n, _)| n.to_string()).collect();
     let mut maps = BTreeMap::new();
@@ -258,6 +296,9 @@ fn load_retired(
         dp.fill(img)?;
     }
     dp.set_state(&opts.state.unwrap_or_else(default_state))?;
+    if seal == Seal::Freeze {
+        dp.freeze_globals()?;
+    }
     // Last: a pinned outer map is shared with programs already running, so it changes only
     // once nothing else of the load can fail.
     crate::slots::fill(&dp.maps).map_err(|source| LoadError::Map {
@@ -374,6 +415,17 @@ impl Datapath {
             })?;
         }
         Ok(())
+    }
+
+    /// Freezes the map of the endpoint's globals ([`GLOBALS_SECTION`]), if the object has one.
+    pub fn freeze_globals(&self) -> Result<(), LoadError> {
+        match self.maps.get(GLOBALS_SECTION) {
+            Some(map) => map.freeze().map_err(|source| LoadError::Map {
+                map: GLOBALS_SECTION.to_string(),
+                source,
+            }),
+            None => Ok(()),
+        }
     }
 
     /// Writes the endpoint state (policy revision, CT timeouts, event mask); a `jiffies_hz` of

@@ -53,6 +53,8 @@ pub enum PinCheckError {
         path: PathBuf,
         source: std::io::Error,
     },
+    #[error("{}: {reason}; a load ahead only adopts the node's maps as they are", path.display())]
+    NotAdoptable { path: PathBuf, reason: String },
 }
 
 /// Pins [`retire_incompatible`] retired: those of maps the table no longer has are unlinked,
@@ -208,6 +210,31 @@ pub fn object_maps(object: &[u8]) -> Result<BTreeMap<String, Shape>, PinCheckErr
             (name.clone(), shape)
         })
         .collect())
+}
+
+/// Checks that every pin in `pins` of a map `object` defines exists and holds a map of the
+/// object's shape: a load for an endpoint yet to come ([`crate::kit`]) adopts the node's maps
+/// as they are, and leaves creating, setting aside or replacing one to the loads of real
+/// endpoints.
+pub fn check_adoptable(object: &[u8], pins: &[(&str, PathBuf)]) -> Result<(), PinCheckError> {
+    let defs = object_maps(object)?;
+    for (name, path) in pins {
+        let Some(want) = defs.get(*name) else {
+            continue;
+        };
+        let reason = if path.exists() {
+            pinned_mismatch(path, want)?
+        } else {
+            Some("not pinned".to_string())
+        };
+        if let Some(reason) = reason {
+            return Err(PinCheckError::NotAdoptable {
+                path: path.clone(),
+                reason,
+            });
+        }
+    }
+    Ok(())
 }
 
 /// Sets aside every pin in `pins` (map name → path) whose map does not match `object`'s

@@ -15,6 +15,7 @@ const BPF_MAP_LOOKUP_ELEM: libc::c_long = 1;
 const BPF_MAP_UPDATE_ELEM: libc::c_long = 2;
 const BPF_MAP_DELETE_ELEM: libc::c_long = 3;
 const BPF_MAP_GET_NEXT_KEY: libc::c_long = 4;
+const BPF_MAP_FREEZE: libc::c_long = 22;
 
 /// The `bpf_attr` member used by the element commands.
 #[repr(C)]
@@ -176,6 +177,34 @@ impl RawMap {
             }
             Err(e) => Err(e),
         }
+    }
+
+    /// Freezes the map: no syscall writes it from now on (programs still may, unless the map
+    /// was created read-only for them).
+    pub fn freeze(&self) -> Result<()> {
+        let mut attr = self.attr(std::ptr::null(), std::ptr::null_mut());
+        self.sys(BPF_MAP_FREEZE, &mut attr, "MAP_FREEZE")
+    }
+
+    /// The kernel's id of the map.
+    pub fn id(&self) -> Result<u32> {
+        self.data
+            .info()
+            .map(|i| i.id())
+            .map_err(|e| LoaderError::Map {
+                path: self.path.clone(),
+                message: e.to_string(),
+            })
+    }
+
+    /// Pins the map at `path` (which must not exist); it is named by `path` from now on.
+    pub fn pin(&mut self, path: &Path) -> Result<()> {
+        self.data.pin(path).map_err(|e| LoaderError::Map {
+            path: path.into(),
+            message: format!("pinning: {e}"),
+        })?;
+        self.path = path.into();
+        Ok(())
     }
 
     /// Every entry currently in the map.

@@ -8,7 +8,7 @@ use codegen::{headers, Features, MapSizes};
 use runtime_loader::pins::{object_maps, Shape};
 use std::collections::BTreeMap;
 
-/// The object's maps, without the global data sections aya also loads as maps (`.rodata`).
+/// The object's maps, without the global data sections aya also loads as maps (`.data.ep`).
 fn table_maps(object: &[u8]) -> BTreeMap<String, Shape> {
     let mut maps = object_maps(object).unwrap();
     maps.retain(|name, _| !name.starts_with('.'));
