@@ -36,6 +36,8 @@ pub struct AgentConfig {
     pub policy_audit_mode: bool,
     /// The cluster-wide ipcache shared through the kvstore (`--kvstore`).
     pub ipcache_sync: Option<std::sync::Arc<crate::kvstore::sync::IpcacheSync>>,
+    /// Programs verified ahead per endpoint configuration (`--spare-programs`; 0: none).
+    pub spare_programs: usize,
     /// Learned `toFQDNs` addresses (`--tofqdns-min-ttl`, `--tofqdns-max-ips`).
     pub fqdn: crate::fqdn::FqdnConfig,
 }

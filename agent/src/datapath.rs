@@ -15,6 +15,7 @@
 
 use super::config::AgentConfig;
 use super::error::AgentError;
+use super::program_pool::ProgramPool;
 use super::world::{LocalEndpoint, World};
 use codegen::clang::{Clang, ObjectCache};
 use codegen::entries::EndpointEntries;
@@ -32,6 +33,8 @@ use verify::Reload;
 
 #[path = "datapath_attach.rs"]
 mod attach;
+#[path = "datapath_pool.rs"]
+mod pool;
 #[path = "datapath_verify.rs"]
 mod verify;
 
@@ -66,7 +69,9 @@ pub struct Datapath {
     sizes: MapSizes,
     clang: Option<Clang>,
     cache: ObjectCache,
-    templates: HashMap<Features, (Vec<u8>, PatchSites)>,
+    templates: HashMap<Features, (std::sync::Arc<Vec<u8>>, PatchSites)>,
+    /// Programs verified ahead for new endpoints (`--spare-programs`).
+    pool: ProgramPool,
     /// Loads every endpoint's object with the kernel's BTF read once.
     loader: load::Loader<'static>,
     /// Programs this agent process loaded and attached.
@@ -174,6 +179,7 @@ impl Datapath {
             clang: None,
             cache: ObjectCache::new(cfg.state_dir.join("objects")),
             templates: HashMap::new(),
+            pool: ProgramPool::new(cfg.spare_programs),
             loader: load::Loader::default(),
             programs: BTreeMap::new(),
             written: BTreeMap::new(),
@@ -208,6 +214,11 @@ impl Datapath {
             context: path.display().to_string(),
             source,
         })
+    }
+
+    /// What the pool of programs verified ahead did (`--spare-programs`).
+    pub fn program_pool_counters(&self) -> std::sync::Arc<super::program_pool::PoolCounters> {
+        self.pool.counters().clone()
     }
 
     /// The endpoints this process enforces.
@@ -368,7 +379,8 @@ impl Datapath {
             (None, false)
         } else {
             let defer = self.nothing_attached(id)?;
-            (Some(self.load(id, &ep.name, &key, defer)?), defer)
+            let (dp, deferred) = self.load(id, &ep.name, &key, defer)?;
+            (Some(dp), deferred)
         };
         Ok(Plan {
             id,
@@ -438,15 +450,17 @@ impl Datapath {
     }
 
     /// Instantiates the endpoint's object from its configuration's template and loads it
-    /// (maps pinned: existing pins are reused, so the running program's maps stay shared).
-    /// With `defer_to`, `cil_to_container` is left for [`Datapath::attach`] to verify.
+    /// (maps pinned: existing pins are reused, so the running program's maps stay shared); a
+    /// new endpoint takes a kit from the pool when one is ready. With `defer_to`,
+    /// `cil_to_container` may be left for [`Datapath::attach`] to verify: the second value
+    /// says whether it was.
     fn load(
         &mut self,
         id: u16,
         name: &str,
         key: &ProgramKey,
         defer_to: bool,
-    ) -> Result<load::Datapath, AgentError> {
+    ) -> Result<(load::Datapath, bool), AgentError> {
         if !self.templates.contains_key(&key.features) {
             let clang = found_clang(&mut self.clang)?;
             let ep_header = codegen::headers::render_template(&key.features, &self.sizes);
@@ -462,23 +476,29 @@ impl Datapath {
                 source,
             })?;
             let sites = PatchSites::find(&bytes).map_err(internal)?;
-            self.templates.insert(key.features, (bytes, sites));
+            self.templates
+                .insert(key.features, (std::sync::Arc::new(bytes), sites));
         }
-        let (template, sites) = &self.templates[&key.features];
-        let object = sites.instantiate(template, &key.globals);
         let _load = tracing::debug_span!("load").entered();
         // A new endpoint's pins are created by the load: a refused load takes them back.
         let fresh = !self.programs.contains_key(&id) && !self.layout.endpoint_dir(id).exists();
+        let shared_pins = self.shared_pins()?;
         let mut pins: Vec<(&'static str, PathBuf)> = Vec::new();
-        for m in shared_maps() {
-            pins.push((m, self.layout.shared_map(m).map_err(internal)?));
-        }
         for m in endpoint_maps() {
             pins.push((m, self.layout.endpoint_map(id, m).map_err(internal)?));
         }
+        if fresh {
+            if let Some(dp) = self.claim_kit(id, key, &pins) {
+                self.pool.counters().loaded(true);
+                self.top_up(key, shared_pins);
+                return Ok((dp, false));
+            }
+        }
+        let (template, sites) = &self.templates[&key.features];
+        let object = sites.instantiate(template, &key.globals);
         let opts = LoadOptions {
             globals: None,
-            map_pins: pins,
+            map_pins: shared_pins.iter().cloned().chain(pins).collect(),
             images: vec![],
             max_entries: maps::endpoint_max_entries(key.policy_capacity),
             state: Some(self.state_of(id)),
@@ -501,7 +521,18 @@ impl Datapath {
             }
         };
         self.forget_retired(id, &dp.retired_pins);
-        Ok(dp)
+        if fresh {
+            self.pool.counters().loaded(false);
+            self.top_up(key, shared_pins);
+        }
+        Ok((dp, defer_to))
+    }
+
+    /// The node's maps and their pins.
+    fn shared_pins(&self) -> Result<Vec<(&'static str, PathBuf)>, AgentError> {
+        shared_maps()
+            .map(|m| Ok((m, self.layout.shared_map(m).map_err(internal)?)))
+            .collect()
     }
 
     /// Pins of another layout were replaced by new, empty maps: what this process remembers

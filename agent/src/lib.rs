@@ -25,6 +25,7 @@ pub mod metrics;
 pub mod monitor;
 pub mod policy_dir;
 pub mod privileges;
+pub mod program_pool;
 pub mod proxy;
 pub mod remote;
 pub mod resolve;

@@ -67,6 +67,8 @@ pub struct AgentMetrics {
     pub export: OnceLock<Arc<ExportStats>>,
     /// Learned `toFQDNs` addresses.
     pub fqdn: crate::fqdn::FqdnCounters,
+    /// Programs verified ahead for new endpoints, with a datapath.
+    pub programs: OnceLock<Arc<crate::program_pool::PoolCounters>>,
 }
 
 fn header(out: &mut String, name: &str, help: &str, kind: &str) {
@@ -253,6 +255,9 @@ pub fn render(
         }
     }
     render_fqdn(&mut out, &m.fqdn, snap.fqdn_learned);
+    if let Some(p) = m.programs.get() {
+        render_programs(&mut out, p);
+    }
     if let Some(x) = m.export.get() {
         header(
             &mut out,
@@ -278,6 +283,32 @@ pub fn render(
         );
     }
     out
+}
+
+/// New endpoints by where their programs were verified, and the programs verified ahead now.
+fn render_programs(out: &mut String, p: &crate::program_pool::PoolCounters) {
+    let name = "cilium_policy_endpoint_program_loads_total";
+    header(
+        out,
+        name,
+        "New endpoints by when their programs went through the verifier: ahead (--spare-programs) or when the endpoint was created.",
+        "counter",
+    );
+    for (when, c) in [("ahead", &p.ahead), ("at_create", &p.at_create)] {
+        let _ = writeln!(
+            out,
+            "{name}{{verified=\"{when}\"}} {}",
+            c.load(Ordering::Relaxed)
+        );
+    }
+    header(
+        out,
+        "cilium_policy_spare_programs",
+        "Endpoint programs verified ahead and ready for new endpoints.",
+        "gauge",
+    );
+    let ready = p.ready.load(Ordering::Relaxed);
+    let _ = writeln!(out, "cilium_policy_spare_programs {ready}");
 }
 
 /// The learned `toFQDNs` addresses now, and the counts of learning and expiring them.

@@ -123,6 +123,13 @@ impl Agent {
         self.datapath.as_ref().map(|d| d.layout().clone())
     }
 
+    /// What the pool of programs verified ahead did, with a datapath.
+    pub fn program_pool_counters(
+        &self,
+    ) -> Option<std::sync::Arc<super::program_pool::PoolCounters>> {
+        self.datapath.as_ref().map(|d| d.program_pool_counters())
+    }
+
     /// Pin path of the node's event ring buffer (for the monitor reader).
     pub fn events_pin(&self) -> Option<std::path::PathBuf> {
         self.datapath
@@ -172,6 +179,7 @@ impl Agent {
             "deny-cache": self.datapath.as_ref().is_some_and(|d| d.deny_cache()),
             "datapath": self.datapath.as_ref().map_or("disabled", |d| d.mode_name()),
             "attach-mode": self.cfg.attach_mode.name(),
+            "spare-programs": self.cfg.spare_programs,
         })
     }
 

@@ -28,6 +28,7 @@ pub(crate) fn config(dir: &Path) -> AgentConfig {
         ct_tcp_max: 1024,
         ct_any_max: 1024,
         flow_cache_slots: 256,
+        spare_programs: 0,
         deny_cache: true,
         kvstore: None,
         flow_export: None,

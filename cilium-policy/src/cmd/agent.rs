@@ -55,6 +55,12 @@ pub struct Args {
     /// this flag they are on where the kernel supports them (BPF atomics with fetch, 5.12+).
     #[arg(long)]
     pub no_deny_cache: bool,
+    /// Programs verified ahead for endpoints yet to come, per endpoint configuration (the last
+    /// four configurations new endpoints were created with): a new endpoint that finds one
+    /// skips the verifier, most of what creating it costs. Verified in the background at a
+    /// lower priority, one program at a time; 0 verifies every endpoint when it is created.
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u64).range(0..=16))]
+    pub spare_programs: u64,
     #[command(flatten)]
     pub kvstore: KvstoreArgs,
     #[command(flatten)]
@@ -186,6 +192,7 @@ pub fn run(args: Args, global_socket: Option<PathBuf>) -> miette::Result<ExitCod
         ct_any_max,
         flow_cache_slots: args.flow_cache_slots,
         deny_cache: !args.no_deny_cache,
+        spare_programs: args.spare_programs as usize,
         kvstore: kvstore.as_ref().map(|k| k.identities.clone()),
         ipcache_sync: kvstore.map(|k| k.ipcache),
         flow_export: args.observe.export(),

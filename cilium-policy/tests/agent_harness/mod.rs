@@ -191,6 +191,12 @@ impl Agent {
     /// line. Other drops may come first (e.g. IPv6 neighbour discovery on IPv4-only endpoints,
     /// "Unsupported L3 protocol").
     pub fn first_policy_drop(&self, trigger: impl FnOnce()) -> String {
+        self.first_drop(trigger, "Policy denied")
+    }
+
+    /// Runs `trigger` while `monitor --type drop` listens, and returns the first drop line
+    /// containing `what`.
+    pub fn first_drop(&self, trigger: impl FnOnce(), what: &str) -> String {
         use std::io::{BufRead, BufReader};
         let mut mon = Command::new(BIN)
             .arg("--api-socket")
@@ -208,10 +214,10 @@ impl Agent {
             .by_ref()
             .take(200)
             .map_while(|l| l.ok())
-            .find(|l| l.contains("Policy denied"));
+            .find(|l| l.contains(what));
         let _ = mon.kill();
         let _ = mon.wait();
-        line.expect("a policy drop event")
+        line.unwrap_or_else(|| panic!("no drop event with {what}"))
     }
 
     /// Every endpoint's `ep_state.events_mask` (what its programs emit), read from its pinned
