@@ -5,8 +5,13 @@
 //! pair (both ends in a private node namespace), followed by a DEL outside the timing.
 //! Every other container's pod is selected by the policy (its ingress enforced: the larger
 //! program), the others by none (default allow). Root only (skips otherwise). Prints
-//! p50/p90/p99/max of all ADDs and of each kind, and the plugin's own start (a `VERSION` call
-//! the same way, which does not reach the agent).
+//! p50/p90/p99/max of all ADDs and of each kind, of the DELs, and the plugin's own start (a
+//! `VERSION` call the same way, which does not reach the agent).
+//!
+//! The agent keeps programs verified ahead (`--spare-programs`, default 2 per configuration):
+//! between two samples it has the time to verify the next ones. A second phase measures a
+//! burst instead: `CP_BENCH_BURST` (default 40) ADDs back to back, each started as soon as
+//! the previous one returned, which drains the pool after its first ADDs per configuration.
 //!
 //! With `CP_BENCH_BREAKDOWN=1` the agent runs with `--debug` and the bench also prints where
 //! each ADD's time went in the agent: its debug spans (`support/span_times.rs`) from the log
@@ -17,7 +22,7 @@
 //! own agent and node), so the default is measured against tcx in the same run.
 //!
 //! `cargo build --release -p cilium-policy-cni && cargo bench -p cilium-policy --bench cni_add`
-//! (`CP_BENCH_SAMPLES`, default 200; `CP_BENCH_BREAKDOWN`; `CP_BENCH_MODES`).
+//! (`CP_BENCH_SAMPLES`, default 200; `CP_BENCH_BREAKDOWN`; `CP_BENCH_MODES`; `CP_BENCH_BURST`).
 
 #[path = "../tests/agent_harness/mod.rs"]
 mod agent_harness;
@@ -54,7 +59,8 @@ fn bench_mode(mode: &str, samples: usize, breakdown: bool) {
     let log_path = agent.dir.path.join("agent.log");
     let mut spans = span_times::SpanTimes::default();
     let mut starts = Vec::with_capacity(samples);
-    let pods: String = (0..samples + 10)
+    let burst_size = agent_harness::bench_env("CP_BENCH_BURST", 40);
+    let pods: String = (0..samples + 10 + burst_size)
         .map(|i| {
             format!(
                 "apiVersion: v1\nkind: Pod\nmetadata: {{name: p{i}, namespace: default, labels: {{app: a{}}}}}\n---\n",
@@ -69,6 +75,7 @@ fn bench_mode(mode: &str, samples: usize, breakdown: bool) {
     agent.ok(&["policy", "import", &agent.file("p.json", policy)]);
     let socket = agent.socket.display().to_string();
     let mut times = Vec::with_capacity(samples);
+    let mut dels = Vec::with_capacity(samples);
     for i in 0..samples + 10 {
         let host = format!("cpb{i}h");
         podman::host_veth(&node, &host);
@@ -100,7 +107,10 @@ fn bench_mode(mode: &str, samples: usize, breakdown: bool) {
                 spans.add_request(&log_since(&log_path, log_at));
             }
         }
-        run("DEL");
+        let del = run("DEL");
+        if i >= 10 {
+            dels.push(del);
+        }
         node.exec(&["ip", "link", "del", &host]);
     }
     for (what, pick) in [
@@ -120,6 +130,12 @@ fn bench_mode(mode: &str, samples: usize, breakdown: bool) {
         );
     }
     println!(
+        "cni DEL (process spawn → result), --attach-mode {mode}, {} samples: {}",
+        dels.len(),
+        agent_harness::latency_summary(&mut dels)
+    );
+    burst(&node, &socket, mode, samples + 10);
+    println!(
         "plugin start (process spawn → VERSION result, no agent call): {}",
         agent_harness::latency_summary(&mut starts)
     );
@@ -128,6 +144,37 @@ fn bench_mode(mode: &str, samples: usize, breakdown: bool) {
             "agent spans per ADD (debug logging on):\n{}",
             spans.report()
         );
+    }
+}
+
+/// `CP_BENCH_BURST` ADDs back to back (pods `p{first}…`, alternately enforced or not), then
+/// their DELs.
+fn burst(node: &runtime_loader::testkit::Netns, socket: &str, mode: &str, first: usize) {
+    let n = agent_harness::bench_env("CP_BENCH_BURST", 40);
+    let confs: Vec<(String, String)> = (first..first + n)
+        .map(|i| {
+            let host = format!("cpb{i}h");
+            podman::host_veth(node, &host);
+            let addr = format!("10.78.{}.{}/32", i / 250, i % 250 + 1);
+            (host.clone(), podman::chained_conf(socket, &host, &addr))
+        })
+        .collect();
+    let mut times = Vec::with_capacity(n);
+    for (k, (_, conf)) in confs.iter().enumerate() {
+        let i = first + k;
+        let t = Instant::now();
+        let out = podman::run_plugin(node, "ADD", &format!("bench{i}"), &format!("p{i}"), conf);
+        times.push(t.elapsed());
+        assert!(out.status.success(), "burst ADD {i}");
+    }
+    println!(
+        "cni ADD back to back, --attach-mode {mode}, a burst of {n}: {}",
+        agent_harness::latency_summary(&mut times)
+    );
+    for (k, (host, conf)) in confs.iter().enumerate() {
+        let i = first + k;
+        podman::run_plugin(node, "DEL", &format!("bench{i}"), &format!("p{i}"), conf);
+        node.exec(&["ip", "link", "del", host]);
     }
 }
 
