@@ -523,8 +523,9 @@ impl Datapath {
         self.forget_retired(id, &dp.retired_pins);
         if fresh {
             self.pool.counters().loaded(false);
-            self.top_up(key, shared_pins);
         }
+        // Any load: after a restart the endpoints' reloads fill the pool for the next ADD.
+        self.top_up(key, shared_pins);
         Ok((dp, defer_to))
     }
 

@@ -5,10 +5,11 @@
 //! (runtime-loader/src/kit.rs).
 //!
 //! One background thread, at a lower CPU priority than the rest of the agent (nice 10),
-//! keeps `depth` kits for each of the last [`MAX_CONFIGS`] configurations new endpoints were
-//! created with: the datapath asks for a top-up after each new endpoint's load
-//! ([`ProgramPool::top_up`]), so a configuration is pooled only once one of its endpoints was
-//! loaded in this process (its template compiled, the node's maps pinned and of its shape).
+//! keeps `depth` kits for each of the last [`MAX_CONFIGS`] configurations endpoints were loaded
+//! with: the datapath asks for a top-up after each endpoint's load
+//! ([`ProgramPool::top_up`]; after a restart, the reloads of the endpoints it finds), so a
+//! configuration is pooled only once one of its endpoints was loaded in this process (its
+//! template compiled, the node's maps pinned and of its shape).
 //! It verifies one program at a time: a burst of new endpoints meets an empty pool and is
 //! verified on the ADD path as without the pool, while the thread takes at most one core.
 //! Kits are plain file descriptors of this process: an agent that stops or crashes leaves

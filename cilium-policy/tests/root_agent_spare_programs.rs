@@ -3,7 +3,8 @@
 //! endpoint of that configuration takes one (counted `verified="ahead"` in the metrics,
 //! parsed as Prometheus text) and enforces its own policy with its own address from the first
 //! packet: its allowed client reaches it, a denied one does not, and traffic it sends from
-//! another address is dropped. With `--spare-programs 0` nothing is verified ahead.
+//! another address is dropped. A restarted agent fills the pool from the endpoints it reloads.
+//! With `--spare-programs 0` nothing is verified ahead.
 
 mod agent_harness;
 
@@ -55,7 +56,7 @@ fn root_a_new_endpoint_takes_a_program_verified_ahead() {
     let node = node_netns();
     let ep = |last| Endpoint::new(&node, Ipv4Addr::new(10, 88, 0, last));
     let (web1, good, bad, web2) = (ep(1), ep(2), ep(3), ep(4));
-    let agent = Agent::start(&node);
+    let mut agent = Agent::start(&node);
     agent.ok(&["policy", "import", &agent.file("p.json", POLICY)]);
     agent.add_endpoint(1, "app=web", &web1);
     agent.add_endpoint(2, "app=good", &good);
@@ -94,6 +95,24 @@ fn root_a_new_endpoint_takes_a_program_verified_ahead() {
     assert!(!spoofed.contains("Policy denied"), "{spoofed}");
     // The pool tops up again.
     wait_ready(&agent, 4.0);
+
+    // A restarted agent fills it from the endpoints it reloads, before any new one comes.
+    agent.kill();
+    agent.spawn();
+    wait_ready(&agent, 4.0);
+    let web3 = ep(5);
+    agent.add_endpoint(5, "app=web", &web3);
+    let loads = |v| {
+        metric(
+            &agent,
+            "cilium_policy_endpoint_program_loads_total",
+            Some(v),
+        )
+    };
+    assert_eq!((loads("at_create"), loads("ahead")), (0.0, 1.0));
+    let _srv3 = Responder::start(&web3.ns, web3.addr, 80);
+    assert!(tcp_ok(&good.ns, web3.addr, 80, Duration::from_secs(5)));
+    assert!(!tcp_ok(&bad.ns, web3.addr, 80, Duration::from_secs(1)));
 }
 
 #[test]
