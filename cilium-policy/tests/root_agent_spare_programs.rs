@@ -35,6 +35,23 @@ fn metric(agent: &Agent, name: &str, verified: Option<&str>) -> f64 {
         .unwrap_or_else(|| panic!("no {name} {verified:?} in {text}"))
 }
 
+/// New endpoints whose programs were verified (when created, ahead) since the agent started.
+fn loads(agent: &Agent) -> (f64, f64) {
+    let name = "cilium_policy_endpoint_program_loads_total";
+    (
+        metric(agent, name, Some("at_create")),
+        metric(agent, name, Some("ahead")),
+    )
+}
+
+/// Serves TCP/80 on `web` and checks that `good` reaches it and `bad` does not.
+fn assert_enforced(web: &Endpoint, good: &Endpoint, bad: &Endpoint) -> Responder {
+    let srv = Responder::start(&web.ns, web.addr, 80);
+    assert!(tcp_ok(&good.ns, web.addr, 80, Duration::from_secs(5)));
+    assert!(!tcp_ok(&bad.ns, web.addr, 80, Duration::from_secs(1)));
+    srv
+}
+
 /// Waits up to 30 s for `ready` programs verified ahead.
 fn wait_ready(agent: &Agent, ready: f64) {
     let t = Instant::now();
@@ -64,22 +81,13 @@ fn root_a_new_endpoint_takes_a_program_verified_ahead() {
     let config: serde_json::Value =
         serde_json::from_str(&agent.request("GET", "/v1/config", "").1).unwrap();
     assert_eq!(config["spare-programs"], 2, "{config}");
-    let loads = |v| {
-        metric(
-            &agent,
-            "cilium_policy_endpoint_program_loads_total",
-            Some(v),
-        )
-    };
-    assert_eq!((loads("at_create"), loads("ahead")), (3.0, 0.0));
+    assert_eq!(loads(&agent), (3.0, 0.0));
 
     // Two configurations (web: ingress enforced; the clients: none), two programs each.
     wait_ready(&agent, 4.0);
     agent.add_endpoint(4, "app=web", &web2);
-    assert_eq!((loads("at_create"), loads("ahead")), (3.0, 1.0));
-    let _srv = Responder::start(&web2.ns, web2.addr, 80);
-    assert!(tcp_ok(&good.ns, web2.addr, 80, Duration::from_secs(5)));
-    assert!(!tcp_ok(&bad.ns, web2.addr, 80, Duration::from_secs(1)));
+    assert_eq!(loads(&agent), (3.0, 1.0));
+    let _srv = assert_enforced(&web2, &good, &bad);
     // Its source-address check holds its own address: a spoofed source is dropped.
     web2.ns
         .exec(&["ip", "addr", "add", "10.88.0.40/32", "dev", "eth0"]);
@@ -102,17 +110,8 @@ fn root_a_new_endpoint_takes_a_program_verified_ahead() {
     wait_ready(&agent, 4.0);
     let web3 = ep(5);
     agent.add_endpoint(5, "app=web", &web3);
-    let loads = |v| {
-        metric(
-            &agent,
-            "cilium_policy_endpoint_program_loads_total",
-            Some(v),
-        )
-    };
-    assert_eq!((loads("at_create"), loads("ahead")), (0.0, 1.0));
-    let _srv3 = Responder::start(&web3.ns, web3.addr, 80);
-    assert!(tcp_ok(&good.ns, web3.addr, 80, Duration::from_secs(5)));
-    assert!(!tcp_ok(&bad.ns, web3.addr, 80, Duration::from_secs(1)));
+    assert_eq!(loads(&agent), (0.0, 1.0));
+    let _srv3 = assert_enforced(&web3, &good, &bad);
 }
 
 #[test]

@@ -43,6 +43,39 @@ fn udp(src: &str, dst: &str, sport: u16, dport: u16) -> PacketSpec {
     PacketSpec::new(dpt::ip(src), dpt::ip(dst), 17, sport, dport)
 }
 
+/// A private bpffs with a node's pin layout, and the hand-built endpoint's template.
+struct Node {
+    _fs: PrivateBpffs,
+    layout: NodeLayout,
+    sizes: MapSizes,
+    template: Vec<u8>,
+    sites: PatchSites,
+}
+
+impl Node {
+    fn new() -> Node {
+        let fs = PrivateBpffs::new();
+        let layout = NodeLayout::create(&fs.path, "n").unwrap();
+        let sizes = MapSizes::default();
+        let template = common::template_object(&features(), &sizes);
+        let sites = PatchSites::find(&template).unwrap();
+        Node {
+            _fs: fs,
+            layout,
+            sizes,
+            template,
+            sites,
+        }
+    }
+
+    /// The hand-built endpoint loaded as endpoint `id` on the node's pins.
+    fn endpoint(&self, id: u16) -> runtime_loader::Datapath {
+        let mut pins = shared_pins(&self.layout);
+        pins.extend(endpoint_pins(&self.layout, id));
+        dpt::setup_endpoint(u32::from(id), true, &self.sizes, pins).unwrap()
+    }
+}
+
 fn endpoint(id: u32, v4: &str) -> EndpointConfig {
     EndpointConfig {
         id,
@@ -58,11 +91,8 @@ fn root_a_claimed_kit_enforces_its_endpoint_and_freezes_its_globals() {
     if !require_root("root_a_claimed_kit_enforces_its_endpoint_and_freezes_its_globals") {
         return;
     }
-    let fs = PrivateBpffs::new();
-    let layout = NodeLayout::create(&fs.path, "n").unwrap();
-    let sizes = MapSizes::default();
-    let template = common::template_object(&features(), &sizes);
-    let sites = PatchSites::find(&template).unwrap();
+    let node = Node::new();
+    let (layout, sizes, template, sites) = (&node.layout, node.sizes, &node.template, &node.sites);
     let entries = codegen::entries::EndpointEntries::build(&dpt::policy());
     let max_entries =
         codegen::maps::endpoint_max_entries(sizes.policy_capacity(entries.hash_len()));
@@ -70,7 +100,7 @@ fn root_a_claimed_kit_enforces_its_endpoint_and_freezes_its_globals() {
 
     // Before any endpoint pinned the node's maps, nothing is loaded ahead.
     let err = loader
-        .prepare(&template, &sites, shared_pins(&layout), max_entries.clone())
+        .prepare(template, sites, shared_pins(layout), max_entries.clone())
         .err()
         .expect("no node maps pinned yet");
     assert!(err.to_string().contains("not pinned"), "{err}");
@@ -80,15 +110,13 @@ fn root_a_claimed_kit_enforces_its_endpoint_and_freezes_its_globals() {
         .exists());
 
     // A first endpoint pins them (and the ipcache entries of the hand-built test).
-    let mut first_pins = shared_pins(&layout);
-    first_pins.extend(endpoint_pins(&layout, 1));
-    let first = dpt::setup_endpoint(1, true, &sizes, first_pins).unwrap();
+    let first = node.endpoint(1);
 
     let kit = loader
-        .prepare(&template, &sites, shared_pins(&layout), max_entries.clone())
+        .prepare(template, sites, shared_pins(layout), max_entries.clone())
         .unwrap();
     let ep = endpoint(2, "10.0.0.1");
-    let pins = endpoint_pins(&layout, 2);
+    let pins = endpoint_pins(layout, 2);
     let dp = kit
         .claim(&Globals::of(&ep), &default_state(), &pins)
         .unwrap_or_else(|e| panic!("{e}"));
@@ -160,19 +188,14 @@ fn root_a_kit_on_replaced_node_maps_is_refused() {
     if !require_root("root_a_kit_on_replaced_node_maps_is_refused") {
         return;
     }
-    let fs = PrivateBpffs::new();
-    let layout = NodeLayout::create(&fs.path, "n").unwrap();
-    let sizes = MapSizes::default();
-    let template = common::template_object(&features(), &sizes);
-    let sites = PatchSites::find(&template).unwrap();
-    let mut first_pins = shared_pins(&layout);
-    first_pins.extend(endpoint_pins(&layout, 1));
-    let first = dpt::setup_endpoint(1, true, &sizes, first_pins).unwrap();
+    let node = Node::new();
+    let (layout, sizes) = (&node.layout, node.sizes);
+    let first = node.endpoint(1);
     let kit = Loader::default()
         .prepare(
-            &template,
-            &sites,
-            shared_pins(&layout),
+            &node.template,
+            &node.sites,
+            shared_pins(layout),
             codegen::maps::endpoint_max_entries(sizes.policy_capacity(0)),
         )
         .unwrap();
@@ -180,10 +203,8 @@ fn root_a_kit_on_replaced_node_maps_is_refused() {
     drop(first);
     let ipcache = layout.shared_map(codegen::maps::IPCACHE.name).unwrap();
     std::fs::remove_file(&ipcache).unwrap();
-    let mut again = shared_pins(&layout);
-    again.extend(endpoint_pins(&layout, 3));
-    let _other = dpt::setup_endpoint(3, true, &sizes, again).unwrap();
-    let pins = endpoint_pins(&layout, 2);
+    let _other = node.endpoint(3);
+    let pins = endpoint_pins(layout, 2);
     let err = kit
         .claim(
             &Globals::of(&endpoint(2, "10.0.0.1")),
