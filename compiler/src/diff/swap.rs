@@ -18,7 +18,8 @@ pub(super) struct Plan {
     pub kept: HashMap<RuleId, RuleId>,
 }
 
-/// The same rule, provenance aside.
+/// The same rule, provenance aside: also whether it puts its subject into default deny and
+/// whether its policy is in audit mode (either changes what it enforces).
 fn same(a: &Rule, b: &Rule) -> bool {
     a.kind == b.kind
         && a.subject == b.subject
@@ -27,6 +28,8 @@ fn same(a: &Rule, b: &Rule) -> bool {
         && a.peers == b.peers
         && a.requires == b.requires
         && a.ports == b.ports
+        && a.default_deny == b.default_deny
+        && a.audit == b.audit
 }
 
 pub(super) fn plan(policy: &PolicySet, old: &[RuleId], new: &[RuleId]) -> Plan {
