@@ -62,6 +62,48 @@ fn diff_lists_exactly_the_flows_whose_verdict_changes() {
 }
 
 #[test]
+fn diff_tells_audited_flows_from_allowed_and_denied_ones() {
+    let d = "testdata/diff/audit";
+    let common = format!("{d}/common");
+    let diff = |old: &str, new: &str, extra: &[&str]| {
+        let (o, n) = (format!("{d}/{old}"), format!("{d}/{new}"));
+        let mut args = vec!["diff", "-f", &common, "--old", &o, "--new", &n];
+        args.extend_from_slice(extra);
+        let out = run(&args);
+        assert_eq!(out.status.code(), Some(1), "{}", text(&out).1);
+        text(&out).0
+    };
+    // Audit mode to enforcement: the audited flow is denied now.
+    assert_eq!(
+        diff("old", "new", &["-o", "tsv"]),
+        expected(&format!("{d}/expect.tsv"))
+    );
+    let back = diff("new", "old", &[]);
+    assert!(back.contains("deny -> audit"), "{back}");
+    assert!(
+        back.contains("would be denied by r1 CiliumNetworkPolicy shop/api-lockdown"),
+        "{back}"
+    );
+    // Audit mode to no policy: allowed either way, but no longer audited.
+    assert_eq!(
+        diff("old", "none", &["-o", "tsv"]),
+        expected(&format!("{d}/expect-none.tsv"))
+    );
+    let summary = diff("old", "none", &[]);
+    assert!(
+        summary.ends_with("1 changed between allowed and audited\n"),
+        "{summary}"
+    );
+    let json: serde_json::Value =
+        serde_json::from_str(&diff("old", "none", &["-o", "json"])).unwrap();
+    let old = &json["changes"][0]["old"];
+    assert_eq!(
+        (old["verdict"].as_str(), old["ingress"]["audit"].as_bool()),
+        (Some("audit"), Some(true))
+    );
+}
+
+#[test]
 fn diff_of_equal_policies_written_differently_is_empty() {
     let out = diff_tighten("same", &["-o", "tsv"]);
     let (stdout, stderr) = text(&out);

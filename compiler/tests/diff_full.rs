@@ -6,13 +6,23 @@
 
 use compiler::cluster::{load, ClusterConfig};
 use compiler::diff::{diff, rule_ports, DiffInput};
-use compiler::policy::connectivity::{allowed, End};
+use compiler::policy::connectivity::{verdict, End};
 use compiler::policy::PolicyEngine;
 use ir::Protocol;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
-type Row = (String, String, Protocol, u16, bool, bool);
+/// (src, dst, protocol, port, old outcome, new outcome): `allow`, `audit` or `deny`.
+type Row = (String, String, Protocol, u16, &'static str, &'static str);
+
+/// What `verdict` says, in `diff`'s words.
+fn word(v: Option<bool>) -> &'static str {
+    match v {
+        None => "deny",
+        Some(true) => "audit",
+        Some(false) => "allow",
+    }
+}
 
 fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -35,7 +45,8 @@ fn end<'a>(e: &'a PolicyEngine, name: &str) -> Option<End<'a>> {
     })
 }
 
-/// Every (src, dst, port) whose verdict differs between the two engines.
+/// Every (src, dst, port) whose verdict (audited or not, when allowed) differs between the two
+/// engines.
 fn brute_force(
     old: &PolicyEngine,
     new: &PolicyEngine,
@@ -52,8 +63,8 @@ fn brute_force(
     let mut out = Vec::new();
     let mut check = |s: String, d: String, o: (End, End), n: (End, End)| {
         for &(proto, port) in ports {
-            let a = allowed(o.0, o.1, proto, port);
-            let b = allowed(n.0, n.1, proto, port);
+            let a = word(verdict(o.0, o.1, proto, port));
+            let b = word(verdict(n.0, n.1, proto, port));
             if a != b {
                 out.push((s.clone(), d.clone(), proto, port, a, b));
             }
@@ -159,7 +170,7 @@ fn diff_equals_the_brute_force_on_every_semantics_suite() {
                 .changes
                 .iter()
                 .map(|c| {
-                    let (o, n) = (c.old.allowed(), c.new.allowed());
+                    let (o, n) = (c.old.outcome().word(), c.new.outcome().word());
                     (c.src.clone(), c.dst.clone(), c.protocol, c.port, o, n)
                 })
                 .collect();

@@ -3,7 +3,7 @@
 
 use super::semload::{config, load_failed, InputArgs};
 use super::trace::parse_port;
-use super::verdicts::{reason, verdict_json, word};
+use super::verdicts::{reason, verdict_json};
 use compiler::diff::{diff, Diff, DiffError, DiffInput};
 use ir::Protocol;
 use serde_json::json;
@@ -65,19 +65,30 @@ fn render(d: &Diff, o: Output) -> String {
                     c.dst,
                     c.port,
                     proto(c.protocol),
-                    word(c.old.allowed()),
-                    word(c.new.allowed()),
+                    c.old.outcome().word(),
+                    c.new.outcome().word(),
                     reason(p, &c.old),
                     reason(p, &c.new)
                 );
             }
-            let denied = d.changes.iter().filter(|c| c.old.allowed()).count();
-            let _ = writeln!(
+            let count = |f: fn(bool, bool) -> bool| {
+                d.changes
+                    .iter()
+                    .filter(|c| f(c.old.allowed(), c.new.allowed()))
+                    .count()
+            };
+            let denied = count(|old, new| old && !new);
+            let allowed = count(|old, new| !old && new);
+            let audit = d.changes.len() - denied - allowed;
+            let _ = write!(
                 s,
-                "{} flows differ: {denied} allowed before and denied now, {} denied before and allowed now",
+                "{} flows differ: {denied} allowed before and denied now, {allowed} denied before and allowed now",
                 d.changes.len(),
-                d.changes.len() - denied
             );
+            if audit > 0 {
+                let _ = write!(s, ", {audit} changed between allowed and audited");
+            }
+            s.push('\n');
         }
         Output::Tsv => {
             let _ = writeln!(s, "src\tdst\tport\tproto\told\tnew");
@@ -89,8 +100,8 @@ fn render(d: &Diff, o: Output) -> String {
                     c.dst,
                     c.port,
                     proto(c.protocol),
-                    word(c.old.allowed()),
-                    word(c.new.allowed())
+                    c.old.outcome().word(),
+                    c.new.outcome().word()
                 );
             }
         }
@@ -119,8 +130,8 @@ fn render(d: &Diff, o: Output) -> String {
                     c.dst,
                     c.port,
                     proto(c.protocol),
-                    word(c.old.allowed()),
-                    word(c.new.allowed()),
+                    c.old.outcome().word(),
+                    c.new.outcome().word(),
                     reason(p, &c.new).replace('|', "\\|")
                 );
             }

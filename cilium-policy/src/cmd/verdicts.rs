@@ -7,18 +7,12 @@ use compiler::policy::Lookup;
 use ir::{MapVerdict, PolicySet};
 use serde_json::{json, Value};
 
-/// `allow` or `deny`.
-pub fn word(allowed: bool) -> &'static str {
-    if allowed {
-        "allow"
-    } else {
-        "deny"
-    }
-}
-
 /// How one side decided, in words.
 pub fn how(d: &SideDecision) -> &'static str {
-    match &d.0 {
+    if d.audited() {
+        return "passes in audit mode, would be denied by";
+    }
+    match &d.lookup {
         None => "not an endpoint",
         Some(Lookup::NotEnforced) => "not enforced",
         Some(Lookup::NoEntry) => "default deny",
@@ -37,13 +31,13 @@ pub fn side_json(policy: &PolicySet, d: &SideDecision) -> Value {
         .iter()
         .map(|r| PolicyRef::of_rule(policy, *r, 0))
         .collect();
-    json!({"allowed": d.allowed(), "decision": how(d), "rules": rules})
+    json!({"allowed": d.allowed(), "audit": d.audited(), "decision": how(d), "rules": rules})
 }
 
 /// A verdict as JSON.
 pub fn verdict_json(policy: &PolicySet, v: &Verdict) -> Value {
     json!({
-        "verdict": word(v.allowed()),
+        "verdict": v.outcome().word(),
         "egress": side_json(policy, &v.egress),
         "ingress": side_json(policy, &v.ingress),
     })
@@ -65,7 +59,7 @@ pub fn reason(policy: &PolicySet, v: &Verdict) -> String {
         Some(&s) => text(s),
         None => sides
             .iter()
-            .filter(|(_, d)| d.0.is_some())
+            .filter(|(_, d)| d.lookup.is_some())
             .map(|&s| text(s))
             .collect::<Vec<_>>()
             .join(", "),

@@ -11,25 +11,98 @@
 use super::OldStates;
 use crate::cluster::{Cluster, ClusterEndpoint};
 use crate::policy::{key_of, lookup, GroupKey, Lookup, PolicyEngine};
-use ir::{Direction, EndpointPolicy, NumericIdentity, PolicySet, PortSpec, Protocol, RuleId};
+use ir::{
+    Direction, EndpointPolicy, MapVerdict, NumericIdentity, PolicySet, PortSpec, Protocol, RuleId,
+};
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::net::IpAddr;
 
-/// How one side of the policy decided a flow. `None` for a party that is not an endpoint
+/// How one side of the policy decided a flow. No lookup for a party that is not an endpoint
 /// (a `--peer` address): it enforces nothing.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct SideDecision(pub Option<Lookup>);
+pub struct SideDecision {
+    pub lookup: Option<Lookup>,
+    /// Allowed only because of audit mode: the audit-mode rules that would deny it (the
+    /// deciding entry's `MapEntry::audited`, as `connectivity` reads it); empty otherwise.
+    pub audited_by: Vec<RuleId>,
+}
 
 impl SideDecision {
-    pub fn allowed(&self) -> bool {
-        self.0.as_ref().is_none_or(Lookup::allowed)
+    /// A party that is not an endpoint.
+    pub fn outside() -> SideDecision {
+        SideDecision {
+            lookup: None,
+            audited_by: Vec::new(),
+        }
     }
 
-    /// The rules of the deciding entry (none for a default allow or deny).
+    /// `lookup`'s answer in `state`.
+    pub fn of(state: &EndpointPolicy, lookup: Lookup) -> SideDecision {
+        let audited_by = match &lookup {
+            Lookup::Entry { key, .. } => state
+                .entries
+                .get(key)
+                .filter(|e| e.verdict != MapVerdict::Deny)
+                .map(|e| e.audited.clone())
+                .unwrap_or_default(),
+            _ => Vec::new(),
+        };
+        SideDecision {
+            lookup: Some(lookup),
+            audited_by,
+        }
+    }
+
+    /// Whether it passes only because of audit mode.
+    pub fn audited(&self) -> bool {
+        !self.audited_by.is_empty()
+    }
+
+    pub fn allowed(&self) -> bool {
+        self.lookup.as_ref().is_none_or(Lookup::allowed)
+    }
+
+    /// The rules of the deciding entry (none for a default allow or deny); for a side that
+    /// passes only in audit mode, the rules that would deny it.
     pub fn rules(&self) -> &[RuleId] {
-        match &self.0 {
+        if self.audited() {
+            return &self.audited_by;
+        }
+        match &self.lookup {
             Some(Lookup::Entry { rules, .. } | Lookup::Address { rules, .. }) => rules,
             _ => &[],
+        }
+    }
+
+    fn outcome(&self) -> Outcome {
+        Outcome::of(self.allowed(), self.audited())
+    }
+}
+
+/// What a flow (or one side of it) comes to: allowed, allowed only because of audit mode
+/// (what the datapath reports as AUDIT), or denied.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    Allowed,
+    Audited,
+    Denied,
+}
+
+impl Outcome {
+    fn of(allowed: bool, audited: bool) -> Outcome {
+        match (allowed, audited) {
+            (false, _) => Outcome::Denied,
+            (true, true) => Outcome::Audited,
+            (true, false) => Outcome::Allowed,
+        }
+    }
+
+    /// `allow`, `audit` or `deny`, the words of `test` expectation files.
+    pub fn word(self) -> &'static str {
+        match self {
+            Outcome::Allowed => "allow",
+            Outcome::Audited => "audit",
+            Outcome::Denied => "deny",
         }
     }
 }
@@ -44,6 +117,14 @@ pub struct Verdict {
 impl Verdict {
     pub fn allowed(&self) -> bool {
         self.egress.allowed() && self.ingress.allowed()
+    }
+
+    /// Denied if a side denies, audited if it passes only because of audit mode on a side.
+    pub fn outcome(&self) -> Outcome {
+        Outcome::of(
+            self.allowed(),
+            self.egress.audited() || self.ingress.audited(),
+        )
     }
 }
 
@@ -133,17 +214,18 @@ impl<'a> Sides<'a> {
         new: bool,
     ) -> SideDecision {
         let Some(s) = state else {
-            return SideDecision(None);
+            return SideDecision::outside();
         };
-        let mut l = lookup(s, dir, peer, addr, proto.number(), port);
+        let mut d = SideDecision::of(s, lookup(s, dir, peer, addr, proto.number(), port));
         if new {
-            if let Lookup::Entry { rules, .. } | Lookup::Address { rules, .. } = &mut l {
-                for r in rules.iter_mut() {
-                    *r = self.renamed.get(r).copied().unwrap_or(*r);
-                }
+            let rename = |r: &mut RuleId| *r = self.renamed.get(r).copied().unwrap_or(*r);
+            if let Some(Lookup::Entry { rules, .. } | Lookup::Address { rules, .. }) = &mut d.lookup
+            {
+                rules.iter_mut().for_each(rename);
             }
+            d.audited_by.iter_mut().for_each(rename);
         }
-        SideDecision(Some(l))
+        d
     }
 
     fn verdict(
@@ -196,7 +278,7 @@ impl<'a> Sides<'a> {
     ) -> bool {
         let o = self.decide(Some(self.state(k, true)), dir, peer, addr, port, false);
         let n = self.decide(Some(self.state(k, false)), dir, peer, addr, port, false);
-        o.allowed() != n.allowed()
+        o.outcome() != n.outcome()
     }
 
     /// Every pair of distinct endpoints whose verdict differs on one of the ports.
@@ -212,7 +294,7 @@ impl<'a> Sides<'a> {
                 self.verdict(s, d, port, false),
                 self.verdict(s, d, port, true),
             );
-            if old.allowed() != new.allowed() {
+            if old.outcome() != new.outcome() {
                 out.push(Change {
                     src: s.name.clone(),
                     dst: d.name.clone(),
@@ -288,18 +370,18 @@ impl<'a> Sides<'a> {
                         self.decide(Some(self.state(&k, !new)), dir, id, Some(addr), port, new)
                     };
                     let (o, n) = (side(false), side(true));
-                    if o.allowed() == n.allowed() {
+                    if o.outcome() == n.outcome() {
                         continue;
                     }
                     for m in &mine {
                         let wrap = |s: &SideDecision| match dir {
                             Direction::Ingress => Verdict {
-                                egress: SideDecision(None),
+                                egress: SideDecision::outside(),
                                 ingress: s.clone(),
                             },
                             Direction::Egress => Verdict {
                                 egress: s.clone(),
-                                ingress: SideDecision(None),
+                                ingress: SideDecision::outside(),
                             },
                         };
                         let (src, dst) = match dir {

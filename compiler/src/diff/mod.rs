@@ -8,7 +8,7 @@
 mod flows;
 mod swap;
 
-pub use flows::{named_ports, rule_ports, Change, SideDecision, Verdict};
+pub use flows::{named_ports, rule_ports, Change, Outcome, SideDecision, Verdict};
 
 use crate::cluster::{ClusterConfig, LoadError};
 use crate::diag::Diagnostic;

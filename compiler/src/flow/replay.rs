@@ -103,17 +103,21 @@ fn side(
     (proto, port): (Protocol, u16),
 ) -> SideDecision {
     match subject {
-        End::Outside(..) => SideDecision(None),
-        End::Endpoint(ep) => SideDecision(e.policy_of(&ep.name).map(|p| {
-            lookup(
+        End::Outside(..) => SideDecision::outside(),
+        End::Endpoint(ep) => match e.policy_of(&ep.name) {
+            Some(p) => SideDecision::of(
                 p,
-                dir,
-                peer.identity(),
-                peer.addr(peer_addr),
-                proto.number(),
-                port,
-            )
-        })),
+                lookup(
+                    p,
+                    dir,
+                    peer.identity(),
+                    peer.addr(peer_addr),
+                    proto.number(),
+                    port,
+                ),
+            ),
+            None => SideDecision::outside(),
+        },
     }
 }
 

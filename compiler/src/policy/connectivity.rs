@@ -71,7 +71,7 @@ pub fn allowed(src: End, dst: End, proto: Protocol, port: u16) -> bool {
 
 /// `None` when denied, else whether it passes only in audit mode (either side's deciding entry
 /// is audited).
-fn verdict(src: End, dst: End, proto: Protocol, port: u16) -> Option<bool> {
+pub fn verdict(src: End, dst: End, proto: Protocol, port: u16) -> Option<bool> {
     let side = |p: Option<&EndpointPolicy>, dir, peer: &End| -> Option<bool> {
         let Some(p) = p else { return Some(false) };
         let l = lookup(p, dir, peer.identity, peer.addr, proto.number(), port);
