@@ -8,7 +8,7 @@
 //! freezes them, writes its state, and pins its maps where the endpoint's belong. Nothing of a
 //! kit is attached before it is claimed, so its zero globals never see a packet.
 
-use crate::load::{Datapath, LoadError, LoadOptions, Loader, Seal, Verify};
+use crate::load::{Datapath, LoadError, LoadOptions, Loader, Purpose, Verify};
 use crate::rawmap::RawMap;
 use codegen::layout::EpState;
 use codegen::template::{Globals, PatchSites, GLOBALS_SECTION};
@@ -45,14 +45,13 @@ impl<'a> Loader<'a> {
         shared_pins: Vec<(&'a str, PathBuf)>,
         max_entries: Vec<(&'a str, u32)>,
     ) -> Result<Kit, LoadError> {
-        crate::pins::check_adoptable(object, &shared_pins)?;
         let opts = LoadOptions {
             map_pins: shared_pins,
             max_entries,
             verify: Verify::OneThread,
             ..LoadOptions::default()
         };
-        let dp = self.load_sealed(object, &opts, Seal::Open)?;
+        let dp = self.load_for(object, &opts, Purpose::Ahead)?;
         let mut shared = Vec::with_capacity(opts.map_pins.len());
         for (name, path) in &opts.map_pins {
             // Maps compiled out of this configuration are not loaded.

@@ -5,7 +5,7 @@
 //! writes the node's CT tables into their maps of maps ([`crate::slots`]).
 
 use crate::hz::kernel_hz;
-use crate::pins::{retire_incompatible, RetiredPin};
+use crate::pins::{check_adoptable, retire_incompatible, Retired, RetiredPin};
 use crate::rawmap::RawMap;
 use aya::maps::Map;
 use aya::programs::SchedClassifier;
@@ -128,15 +128,17 @@ pub fn load(object: &[u8], opts: &LoadOptions<'_>) -> Result<Datapath, LoadError
             .override_global("ep_ipv4_be", &g.ep_ipv4_be, true)
             .override_global("ep_ipv6_be", &g.ep_ipv6_be, true);
     }
-    load_with(&mut loader, object, opts, Seal::Freeze)
+    load_with(&mut loader, object, opts, Purpose::Endpoint)
 }
 
-/// Whether a load freezes the map of the endpoint's globals.
+/// Whom a load is for.
 #[derive(Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Seal {
-    Freeze,
-    /// Left open: the object is loaded for no endpoint yet ([`crate::kit`]).
-    Open,
+pub(crate) enum Purpose {
+    /// An endpoint: pins of another shape are retired ([`crate::pins`]), the globals frozen.
+    Endpoint,
+    /// No endpoint yet ([`crate::kit`]): the pins are adopted as they are, never created nor
+    /// retired ([`crate::pins::check_adoptable`]), and the globals left open.
+    Ahead,
 }
 
 /// aya's loader, which reads and parses the kernel's BTF (`/sys/kernel/btf/vmlinux`, about
@@ -171,14 +173,14 @@ impl<'a> Loader<'a> {
         if opts.globals.is_some() {
             return load(object, opts);
         }
-        self.load_sealed(object, opts, Seal::Freeze)
+        self.load_for(object, opts, Purpose::Endpoint)
     }
 
-    pub(crate) fn load_sealed(
+    pub(crate) fn load_for(
         &mut self,
         object: &[u8],
         opts: &LoadOptions<'a>,
-        seal: Seal,
+        purpose: Purpose,
     ) -> Result<Datapath, LoadError> {
         let names = (
             opts.map_pins.iter().map(|(n, _)| *n).collect(),
@@ -189,7 +191,7 @@ impl<'a> Loader<'a> {
             self.inner = new_loader();
         }
         self.names = names;
-        load_with(&mut self.inner, object, opts, seal)
+        load_with(&mut self.inner, object, opts, purpose)
     }
 }
 
@@ -198,7 +200,7 @@ fn load_with<'a>(
     loader: &mut EbpfLoader<'a>,
     object: &[u8],
     opts: &LoadOptions<'a>,
-    seal: Seal,
+    purpose: Purpose,
 ) -> Result<Datapath, LoadError> {
     for (name, entries) in &opts.max_entries {
         loader.map_max_entries(name, *entries);
@@ -206,12 +208,18 @@ fn load_with<'a>(
     check_tables_pinned(&opts.map_pins)?;
     let retired = {
         let _pins = tracing::debug_span!("check_pins").entered();
-        retire_incompatible(object, &opts.map_pins, &opts.max_entries)?
+        match purpose {
+            Purpose::Endpoint => retire_incompatible(object, &opts.map_pins, &opts.max_entries)?,
+            Purpose::Ahead => {
+                check_adoptable(object, &opts.map_pins)?;
+                Retired::default()
+            }
+        }
     };
     for (name, path) in &opts.map_pins {
         loader.map_pin_path(name, path.clone());
     }
-    match load_retired(object, loader, opts, seal) {
+    match load_retired(object, loader, opts, purpose) {
         Ok(mut dp) => {
             dp.retired_pins = retired.commit()?;
             Ok(dp)
@@ -246,7 +254,7 @@ fn load_retired(
     object: &[u8],
     loader: &mut EbpfLoader<'_>,
     opts: &LoadOptions<'_>,
-    seal: Seal,
+    purpose: Purpose,
 ) -> Result<Datapath, LoadError> {
     let mut ebpf = {
         let _object = tracing::debug_span!("object").entered();
@@ -296,7 +304,7 @@ fn load_retired(
         dp.fill(img)?;
     }
     dp.set_state(&opts.state.unwrap_or_else(default_state))?;
-    if seal == Seal::Freeze {
+    if purpose == Purpose::Endpoint {
         dp.freeze_globals()?;
     }
     // Last: a pinned outer map is shared with programs already running, so it changes only

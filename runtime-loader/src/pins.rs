@@ -59,7 +59,7 @@ pub enum PinCheckError {
 
 /// Pins [`retire_incompatible`] retired: those of maps the table no longer has are unlinked,
 /// those of another shape set aside until the load that replaces them succeeds or fails.
-#[derive(Debug)]
+#[derive(Debug, Default)]
 #[must_use = "commit after a successful load, restore after a failed one"]
 pub struct Retired {
     pins: Vec<RetiredPin>,
