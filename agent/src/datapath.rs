@@ -48,6 +48,13 @@ pub fn endpoint_maps() -> impl Iterator<Item = &'static str> {
     maps::pinned(Pin::Endpoint).map(|m| m.name)
 }
 
+/// The node's maps and their pins.
+fn shared_pins(layout: &NodeLayout) -> Result<Vec<(&'static str, PathBuf)>, AgentError> {
+    shared_maps()
+        .map(|m| Ok((m, layout.shared_map(m).map_err(internal)?)))
+        .collect()
+}
+
 /// What identifies a loaded program: reloaded only when this changes.
 #[derive(Clone, Debug, PartialEq, Eq)]
 struct ProgramKey {
@@ -163,6 +170,7 @@ impl Datapath {
         // One agent per node: a second one on the same pins stops before touching them.
         let lock =
             super::lock::acquire_dir(layout.root(), "node pin directory").map_err(internal)?;
+        let pool = ProgramPool::new(cfg.spare_programs, shared_pins(&layout)?);
         Ok(Datapath {
             _lock: lock,
             bpf_root: cfg.bpf_root.clone(),
@@ -179,7 +187,7 @@ impl Datapath {
             clang: None,
             cache: ObjectCache::new(cfg.state_dir.join("objects")),
             templates: HashMap::new(),
-            pool: ProgramPool::new(cfg.spare_programs),
+            pool,
             loader: load::Loader::default(),
             programs: BTreeMap::new(),
             written: BTreeMap::new(),
@@ -217,8 +225,8 @@ impl Datapath {
     }
 
     /// What the pool of programs verified ahead did (`--spare-programs`).
-    pub fn program_pool_counters(&self) -> std::sync::Arc<super::program_pool::PoolCounters> {
-        self.pool.counters().clone()
+    pub fn program_pool_stats(&self) -> std::sync::Arc<super::program_pool::PoolStats> {
+        self.pool.stats().clone()
     }
 
     /// The endpoints this process enforces.
@@ -482,15 +490,15 @@ impl Datapath {
         let _load = tracing::debug_span!("load").entered();
         // A new endpoint's pins are created by the load: a refused load takes them back.
         let fresh = !self.programs.contains_key(&id) && !self.layout.endpoint_dir(id).exists();
-        let shared_pins = self.shared_pins()?;
+        let shared_pins = shared_pins(&self.layout)?;
         let mut pins: Vec<(&'static str, PathBuf)> = Vec::new();
         for m in endpoint_maps() {
             pins.push((m, self.layout.endpoint_map(id, m).map_err(internal)?));
         }
         if fresh {
             if let Some(dp) = self.claim_kit(id, key, &pins) {
-                self.pool.counters().loaded(true);
-                self.top_up(key, shared_pins);
+                self.pool.stats().loaded(true);
+                self.top_up(key);
                 return Ok((dp, false));
             }
         }
@@ -522,18 +530,11 @@ impl Datapath {
         };
         self.forget_retired(id, &dp.retired_pins);
         if fresh {
-            self.pool.counters().loaded(false);
+            self.pool.stats().loaded(false);
         }
         // Any load: after a restart the endpoints' reloads fill the pool for the next ADD.
-        self.top_up(key, shared_pins);
+        self.top_up(key);
         Ok((dp, defer_to))
-    }
-
-    /// The node's maps and their pins.
-    fn shared_pins(&self) -> Result<Vec<(&'static str, PathBuf)>, AgentError> {
-        shared_maps()
-            .map(|m| Ok((m, self.layout.shared_map(m).map_err(internal)?)))
-            .collect()
     }
 
     /// Pins of another layout were replaced by new, empty maps: what this process remembers

@@ -4,7 +4,6 @@
 
 use super::{Datapath, ProgramKey};
 use crate::program_pool::{PoolKey, Recipe};
-use codegen::maps;
 use runtime_loader::kit::ClaimError;
 use runtime_loader::load;
 use std::path::PathBuf;
@@ -34,7 +33,7 @@ impl Datapath {
     }
 
     /// Asks the pool to keep kits of `key`'s configuration (its template is loaded).
-    pub(super) fn top_up(&self, key: &ProgramKey, shared_pins: Vec<(&'static str, PathBuf)>) {
+    pub(super) fn top_up(&self, key: &ProgramKey) {
         if self.pool.depth() == 0 {
             return;
         }
@@ -45,8 +44,6 @@ impl Datapath {
             key: pool_key(key),
             template: template.clone(),
             sites: sites.clone(),
-            shared_pins,
-            max_entries: maps::endpoint_max_entries(key.policy_capacity),
         });
     }
 }

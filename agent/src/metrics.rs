@@ -68,7 +68,7 @@ pub struct AgentMetrics {
     /// Learned `toFQDNs` addresses.
     pub fqdn: crate::fqdn::FqdnCounters,
     /// Programs verified ahead for new endpoints, with a datapath.
-    pub programs: OnceLock<Arc<crate::program_pool::PoolCounters>>,
+    pub programs: OnceLock<Arc<crate::program_pool::PoolStats>>,
 }
 
 fn header(out: &mut String, name: &str, help: &str, kind: &str) {
@@ -286,7 +286,7 @@ pub fn render(
 }
 
 /// New endpoints by where their programs were verified, and the programs verified ahead now.
-fn render_programs(out: &mut String, p: &crate::program_pool::PoolCounters) {
+fn render_programs(out: &mut String, p: &crate::program_pool::PoolStats) {
     let name = "cilium_policy_endpoint_program_loads_total";
     header(
         out,
@@ -307,8 +307,7 @@ fn render_programs(out: &mut String, p: &crate::program_pool::PoolCounters) {
         "Endpoint programs verified ahead and ready for new endpoints.",
         "gauge",
     );
-    let ready = p.ready.load(Ordering::Relaxed);
-    let _ = writeln!(out, "cilium_policy_spare_programs {ready}");
+    let _ = writeln!(out, "cilium_policy_spare_programs {}", p.ready());
 }
 
 /// The learned `toFQDNs` addresses now, and the counts of learning and expiring them.

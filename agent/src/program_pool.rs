@@ -36,71 +36,83 @@ pub struct PoolKey {
     pub policy_capacity: u32,
 }
 
-/// How to load kits of one configuration.
+/// How to load kits of one configuration (on the node's maps the pool was made with).
 pub struct Recipe {
     pub key: PoolKey,
     pub template: Arc<Vec<u8>>,
     pub sites: PatchSites,
-    pub shared_pins: Vec<(&'static str, PathBuf)>,
-    pub max_entries: Vec<(&'static str, u32)>,
 }
 
 /// Kits by configuration, the most recently asked for last.
 type Kits = Vec<(PoolKey, Vec<Kit>)>;
 
-/// What the pool did, for `GET /v1/metrics`.
-#[derive(Debug, Default)]
-pub struct PoolCounters {
+/// What the pool did and holds, for `GET /v1/metrics`.
+#[derive(Default)]
+pub struct PoolStats {
     /// New endpoints whose programs were verified ahead (a kit claimed).
     pub ahead: AtomicU64,
     /// New endpoints whose programs were verified when they were created.
     pub at_create: AtomicU64,
-    /// Kits ready now.
-    pub ready: AtomicU64,
+    kits: Mutex<Kits>,
 }
 
-impl PoolCounters {
+impl PoolStats {
     /// Counts a new endpoint's load: `ahead` when it claimed a kit.
     pub fn loaded(&self, ahead: bool) {
         let c = if ahead { &self.ahead } else { &self.at_create };
         c.fetch_add(1, Ordering::Relaxed);
     }
+
+    /// Kits ready now.
+    pub fn ready(&self) -> usize {
+        self.kits().iter().map(|(_, v)| v.len()).sum()
+    }
+
+    fn kits(&self) -> MutexGuard<'_, Kits> {
+        self.kits.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+impl std::fmt::Debug for PoolStats {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PoolStats")
+            .field("ahead", &self.ahead)
+            .field("at_create", &self.at_create)
+            .field("ready", &self.ready())
+            .finish()
+    }
 }
 
 pub struct ProgramPool {
     depth: usize,
-    kits: Arc<Mutex<Kits>>,
-    counters: Arc<PoolCounters>,
+    stats: Arc<PoolStats>,
     tx: Option<Sender<Recipe>>,
     thread: Option<JoinHandle<()>>,
 }
 
 impl ProgramPool {
-    /// A pool keeping `depth` kits per configuration; 0 keeps none and starts no thread.
-    pub fn new(depth: usize) -> ProgramPool {
-        let kits = Arc::new(Mutex::new(Kits::new()));
-        let counters = Arc::new(PoolCounters::default());
+    /// A pool keeping `depth` kits per configuration, loaded on the node's maps pinned at
+    /// `shared_pins`; 0 keeps none and starts no thread.
+    pub fn new(depth: usize, shared_pins: Vec<(&'static str, PathBuf)>) -> ProgramPool {
+        let stats = Arc::new(PoolStats::default());
         if depth == 0 {
             return ProgramPool {
                 depth,
-                kits,
-                counters,
+                stats,
                 tx: None,
                 thread: None,
             };
         }
         let (tx, rx) = channel();
-        let shared = kits.clone();
-        let c = counters.clone();
+        let s = stats.clone();
         let thread = std::thread::Builder::new()
             .name("program-pool".into())
-            .spawn(move || fill_loop(&rx, &shared, &c, depth))
+            .spawn(move || fill_loop(&rx, &s, &shared_pins, depth))
             .map_err(|e| tracing::warn!(error = %e, "no thread for the program pool; every new endpoint is verified when created"))
             .ok();
         ProgramPool {
             depth,
-            kits,
-            counters,
+            stats,
             tx: thread.as_ref().map(|_| tx),
             thread,
         }
@@ -108,15 +120,11 @@ impl ProgramPool {
 
     /// A kit of `key`'s configuration, if one is ready.
     pub fn take(&self, key: &PoolKey) -> Option<Kit> {
-        let mut kits = lock(&self.kits);
-        let kit = kits
+        self.stats
+            .kits()
             .iter_mut()
             .find(|(k, _)| k == key)
-            .and_then(|(_, v)| v.pop());
-        if kit.is_some() {
-            self.counters.ready.fetch_sub(1, Ordering::Relaxed);
-        }
-        kit
+            .and_then(|(_, v)| v.pop())
     }
 
     /// Asks the thread to load kits of `recipe`'s configuration until it has `depth`.
@@ -128,13 +136,11 @@ impl ProgramPool {
 
     /// Drops every kit (the node's maps they use were replaced).
     pub fn clear(&self) {
-        let mut kits = lock(&self.kits);
-        kits.clear();
-        self.counters.ready.store(0, Ordering::Relaxed);
+        self.stats.kits().clear();
     }
 
-    pub fn counters(&self) -> &Arc<PoolCounters> {
-        &self.counters
+    pub fn stats(&self) -> &Arc<PoolStats> {
+        &self.stats
     }
 
     pub fn depth(&self) -> usize {
@@ -151,12 +157,13 @@ impl Drop for ProgramPool {
     }
 }
 
-fn lock(kits: &Mutex<Kits>) -> MutexGuard<'_, Kits> {
-    kits.lock().unwrap_or_else(|p| p.into_inner())
-}
-
 /// The pool thread: tops up each configuration asked for, newest request first.
-fn fill_loop(rx: &Receiver<Recipe>, kits: &Mutex<Kits>, counters: &PoolCounters, depth: usize) {
+fn fill_loop(
+    rx: &Receiver<Recipe>,
+    stats: &PoolStats,
+    shared_pins: &[(&'static str, PathBuf)],
+    depth: usize,
+) {
     lower_priority();
     let mut loader = Loader::default();
     while let Ok(first) = rx.recv() {
@@ -167,7 +174,7 @@ fn fill_loop(rx: &Receiver<Recipe>, kits: &Mutex<Kits>, counters: &PoolCounters,
             recipes.push(r);
         }
         for recipe in recipes.iter().rev() {
-            fill(&mut loader, recipe, kits, counters, depth);
+            fill(&mut loader, recipe, stats, shared_pins, depth);
         }
     }
 }
@@ -176,21 +183,18 @@ fn fill_loop(rx: &Receiver<Recipe>, kits: &Mutex<Kits>, counters: &PoolCounters,
 fn fill(
     loader: &mut Loader<'static>,
     recipe: &Recipe,
-    kits: &Mutex<Kits>,
-    counters: &PoolCounters,
+    stats: &PoolStats,
+    shared_pins: &[(&'static str, PathBuf)],
     depth: usize,
 ) {
     loop {
         {
-            let mut kits = lock(kits);
+            let mut kits = stats.kits();
             let at = match kits.iter().position(|(k, _)| *k == recipe.key) {
                 Some(at) => at,
                 None => {
                     if kits.len() >= MAX_CONFIGS {
-                        let (_, dropped) = kits.remove(0);
-                        counters
-                            .ready
-                            .fetch_sub(dropped.len() as u64, Ordering::Relaxed);
+                        kits.remove(0);
                     }
                     kits.push((recipe.key.clone(), Vec::new()));
                     kits.len() - 1
@@ -208,17 +212,14 @@ fn fill(
         let kit = loader.prepare(
             &recipe.template,
             &recipe.sites,
-            recipe.shared_pins.clone(),
-            recipe.max_entries.clone(),
+            shared_pins.to_vec(),
+            codegen::maps::endpoint_max_entries(recipe.key.policy_capacity),
         );
         match kit {
             Ok(kit) => {
-                let mut kits = lock(kits);
+                let mut kits = stats.kits();
                 match kits.iter_mut().find(|(k, _)| *k == recipe.key) {
-                    Some((_, v)) => {
-                        v.push(kit);
-                        counters.ready.fetch_add(1, Ordering::Relaxed);
-                    }
+                    Some((_, v)) => v.push(kit),
                     // Dropped from the pool while it loaded.
                     None => return,
                 }

@@ -124,10 +124,8 @@ impl Agent {
     }
 
     /// What the pool of programs verified ahead did, with a datapath.
-    pub fn program_pool_counters(
-        &self,
-    ) -> Option<std::sync::Arc<super::program_pool::PoolCounters>> {
-        self.datapath.as_ref().map(|d| d.program_pool_counters())
+    pub fn program_pool_stats(&self) -> Option<std::sync::Arc<super::program_pool::PoolStats>> {
+        self.datapath.as_ref().map(|d| d.program_pool_stats())
     }
 
     /// Pin path of the node's event ring buffer (for the monitor reader).

@@ -70,7 +70,7 @@ impl Handle {
         let layout = agent.node_layout().map(Arc::new);
         let ring = agent.events_pin().map(RingReady::new);
         let metrics = Arc::new(AgentMetrics::default());
-        if let Some(p) = agent.program_pool_counters() {
+        if let Some(p) = agent.program_pool_stats() {
             let _ = metrics.programs.set(p);
         }
         let (jobs, rx) = mpsc::channel::<Job>();
