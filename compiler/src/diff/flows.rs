@@ -10,10 +10,8 @@
 
 use super::OldStates;
 use crate::cluster::{Cluster, ClusterEndpoint};
-use crate::policy::{key_of, lookup, GroupKey, Lookup, PolicyEngine};
-use ir::{
-    Direction, EndpointPolicy, MapVerdict, NumericIdentity, PolicySet, PortSpec, Protocol, RuleId,
-};
+use crate::policy::{audited_by, key_of, lookup, GroupKey, Lookup, PolicyEngine};
+use ir::{Direction, EndpointPolicy, NumericIdentity, PolicySet, PortSpec, Protocol, RuleId};
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::net::IpAddr;
 
@@ -22,8 +20,8 @@ use std::net::IpAddr;
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SideDecision {
     pub lookup: Option<Lookup>,
-    /// Allowed only because of audit mode: the audit-mode rules that would deny it (the
-    /// deciding entry's `MapEntry::audited`, as `connectivity` reads it); empty otherwise.
+    /// Allowed only because of audit mode: the audit-mode rules that would deny it
+    /// ([`crate::policy::audited_by`], as `connectivity` reads it); empty otherwise.
     pub audited_by: Vec<RuleId>,
 }
 
@@ -38,18 +36,9 @@ impl SideDecision {
 
     /// `lookup`'s answer in `state`.
     pub fn of(state: &EndpointPolicy, lookup: Lookup) -> SideDecision {
-        let audited_by = match &lookup {
-            Lookup::Entry { key, .. } => state
-                .entries
-                .get(key)
-                .filter(|e| e.verdict != MapVerdict::Deny)
-                .map(|e| e.audited.clone())
-                .unwrap_or_default(),
-            _ => Vec::new(),
-        };
         SideDecision {
+            audited_by: audited_by(state, &lookup).to_vec(),
             lookup: Some(lookup),
-            audited_by,
         }
     }
 

@@ -2,7 +2,7 @@
 //! ICMPv6) a connection from one party to another is allowed on (the source's egress and the
 //! destination's ingress both allow it).
 
-use super::lookup::{lookup, Lookup};
+use super::lookup::{audited_by, lookup};
 use ir::{Direction, EndpointPolicy, NumericIdentity, Protocol};
 use std::net::IpAddr;
 
@@ -78,10 +78,7 @@ pub fn verdict(src: End, dst: End, proto: Protocol, port: u16) -> Option<bool> {
         if !l.allowed() {
             return None;
         }
-        Some(match l {
-            Lookup::Entry { key, .. } => p.entries.get(&key).is_some_and(|e| !e.audited.is_empty()),
-            _ => false,
-        })
+        Some(!audited_by(p, &l).is_empty())
     };
     let egress = side(src.policy, Direction::Egress, &dst)?;
     let ingress = side(dst.policy, Direction::Ingress, &src)?;

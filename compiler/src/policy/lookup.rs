@@ -38,6 +38,19 @@ impl Lookup {
     }
 }
 
+/// The audit-mode rules that would deny what `l`, a lookup in `pol`, lets pass: the deciding
+/// entry's audited rules (`MapEntry::audited`); empty when it is not audited or denies.
+pub fn audited_by<'a>(pol: &'a EndpointPolicy, l: &Lookup) -> &'a [RuleId] {
+    match l {
+        Lookup::Entry { key, .. } => pol
+            .entries
+            .get(key)
+            .filter(|e| e.verdict != MapVerdict::Deny)
+            .map_or(&[], |e| &e.audited),
+        _ => &[],
+    }
+}
+
 /// Looks up a connection from/to `peer` (identity, and address when known) on `protocol`/`port`.
 pub fn lookup(
     pol: &EndpointPolicy,

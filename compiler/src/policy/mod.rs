@@ -14,7 +14,7 @@ pub mod ports;
 pub mod reach;
 
 pub use engine::{key_of, GroupKey, MapDelta, PolicyEngine};
-pub use lookup::{lookup, Lookup};
+pub use lookup::{audited_by, lookup, Lookup};
 
 use ir::{Direction, L7Rules};
 
