@@ -66,6 +66,14 @@ struct ProgramKey {
     policy_capacity: u32,
 }
 
+/// An endpoint's programs as this process attached them.
+struct Loaded {
+    key: ProgramKey,
+    /// The kernel's ids of `cil_from_container` and `cil_to_container`, in the order of
+    /// [`Hook::BOTH`]: what the interface must run ([`Datapath::check_endpoint`]).
+    ids: [u32; 2],
+}
+
 pub struct Datapath {
     /// This agent's exclusive hold on the node's pin directory.
     _lock: super::lock::Lock,
@@ -82,7 +90,7 @@ pub struct Datapath {
     /// Loads every endpoint's object with the kernel's BTF read once.
     loader: load::Loader<'static>,
     /// Programs this agent process loaded and attached.
-    programs: BTreeMap<u16, ProgramKey>,
+    programs: BTreeMap<u16, Loaded>,
     /// What this process last enforced per endpoint: an endpoint whose configuration and map
     /// state are unchanged is skipped by the next sync.
     written: BTreeMap<u16, Written>,
@@ -383,7 +391,7 @@ impl Datapath {
             policy_capacity: self.policy_capacity(id, &maps)?,
         };
         drop(entries_span);
-        let (load, verify_to) = if self.programs.get(&id) == Some(&key) {
+        let (load, verify_to) = if self.programs.get(&id).map(|l| &l.key) == Some(&key) {
             (None, false)
         } else {
             let defer = self.nothing_attached(id)?;
@@ -452,7 +460,7 @@ impl Datapath {
         let gone = have.map_or(0, |h| h.keys().filter(|k| !want.contains_key(*k)).count());
         let needed = want.len() + gone;
         Ok(match self.programs.get(&id) {
-            Some(k) if needed <= k.policy_capacity as usize => k.policy_capacity,
+            Some(l) if needed <= l.key.policy_capacity as usize => l.key.policy_capacity,
             _ => self.sizes.policy_capacity(needed),
         })
     }
@@ -615,6 +623,7 @@ impl Datapath {
             if let Some(old) = self
                 .programs
                 .get(&id)
+                .map(|l| &l.key)
                 .filter(|k| k.iface != plan.key.iface)
                 .cloned()
             {
@@ -624,8 +633,14 @@ impl Datapath {
                         .map_err(internal)?;
                 }
             }
-            self.attach(&plan, &mut dp)?;
-            self.programs.insert(id, plan.key.clone());
+            let ids = self.attach(&plan, &mut dp)?;
+            self.programs.insert(
+                id,
+                Loaded {
+                    key: plan.key.clone(),
+                    ids,
+                },
+            );
         }
         // A new revision makes the datapath re-check established connections (revocation).
         let _state = tracing::debug_span!("state").entered();
@@ -721,7 +736,7 @@ impl Datapath {
     /// Detaches an endpoint's programs and unpins its maps.
     pub fn remove(&mut self, id: u16) -> Result<(), AgentError> {
         self.written.remove(&id);
-        let iface = self.programs.remove(&id).map(|k| k.iface);
+        let iface = self.programs.remove(&id).map(|l| l.key.iface);
         for hook in Hook::BOTH {
             let pin = self.layout.link(id, hook).map_err(internal)?;
             match &iface {

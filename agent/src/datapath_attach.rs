@@ -23,8 +23,13 @@ use runtime_loader::Hook;
 
 impl Datapath {
     /// Attaches (or replaces) the programs of `dp` on the endpoint's interface, verifying its
-    /// `cil_to_container` meanwhile when the plan left it unverified (see the module doc).
-    pub(super) fn attach(&self, plan: &Plan, dp: &mut load::Datapath) -> Result<(), AgentError> {
+    /// `cil_to_container` meanwhile when the plan left it unverified (see the module doc);
+    /// returns their kernel ids, in the order of [`Hook::BOTH`].
+    pub(super) fn attach(
+        &self,
+        plan: &Plan,
+        dp: &mut load::Datapath,
+    ) -> Result<[u32; 2], AgentError> {
         let (from, to) = dp.programs_mut().map_err(internal)?;
         let attach = |prog: &mut SchedClassifier, hook: Hook| -> Result<(), AgentError> {
             let pin = self.layout.link(plan.id, hook).map_err(internal)?;
@@ -64,7 +69,10 @@ impl Datapath {
         } else {
             attach(from, Hook::FromEndpoint)?;
         }
-        attach(to, Hook::ToEndpoint)
+        attach(to, Hook::ToEndpoint)?;
+        let (from, to) = dp.programs_mut().map_err(internal)?;
+        let id = |p: &SchedClassifier| p.info().map(|i| i.id()).map_err(internal);
+        Ok([id(from)?, id(to)?])
     }
 
     /// Detaches what a failed [`Datapath::attach`] of an endpoint with nothing attached

@@ -100,8 +100,12 @@ impl Datapath {
         self.ipcache = None;
     }
 
-    /// The endpoint's programs (through its link pins) against its map pins.
+    /// What the endpoint's interface runs (through its link pins, or its tc filters) against
+    /// the programs this process attached for it, and their maps against its map pins.
     fn check_endpoint(&self, id: u16) -> Result<(), IntegrityError> {
+        let Some(loaded) = self.programs.get(&id) else {
+            return Ok(());
+        };
         let path = |r: runtime_loader::Result<std::path::PathBuf>| {
             r.map_err(|e| IntegrityError::Bpf {
                 what: format!("endpoint {id}"),
@@ -115,22 +119,27 @@ impl Datapath {
         for m in endpoint_maps() {
             pins.insert(m.into(), path(self.layout.endpoint_map_path(id, m))?);
         }
-        let progs = match self.mode {
-            AttachMode::Tcx => Hook::BOTH
-                .iter()
-                .map(|h| integrity::link_program(&path(self.layout.link(id, *h))?))
-                .collect::<Result<Vec<_>, _>>()?,
-            AttachMode::Netlink => {
-                let Some(key) = self.programs.get(&id) else {
-                    return Ok(());
-                };
-                let ifindex = integrity::ifindex(&key.iface);
-                Hook::BOTH
-                    .iter()
-                    .map(|h| integrity::filter_program(&key.iface, ifindex, *h))
-                    .collect::<Result<Vec<_>, _>>()?
+        let iface = &loaded.key.iface;
+        let mut progs = Vec::with_capacity(2);
+        for (hook, want) in Hook::BOTH.into_iter().zip(loaded.ids) {
+            let prog = match self.mode {
+                AttachMode::Tcx => integrity::link_program(&path(self.layout.link(id, hook))?)?,
+                AttachMode::Netlink => {
+                    integrity::filter_program(iface, integrity::ifindex(iface), hook)?
+                }
+            };
+            // Our filter's priority and handle, or our link, running another program (one
+            // replaced behind the agent's back) is not the endpoint's enforcement.
+            if prog != want {
+                return Err(IntegrityError::ForeignProgram {
+                    iface: iface.clone(),
+                    hook: hook.name(),
+                    found: prog,
+                    want,
+                });
             }
-        };
+            progs.push(prog);
+        }
         integrity::check_pins(&progs, &pins)
     }
 
@@ -173,7 +182,7 @@ impl Datapath {
         id: u16,
         remove: bool,
     ) -> Result<Vec<(Hook, String, String)>, AgentError> {
-        let Some(key) = self.programs.get(&id) else {
+        let Some(key) = self.programs.get(&id).map(|l| &l.key) else {
             return Ok(Vec::new());
         };
         let ifindex = integrity::ifindex(&key.iface);

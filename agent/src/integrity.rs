@@ -51,6 +51,15 @@ pub enum IntegrityError {
     },
     #[error("interface {iface} ({hook}): the endpoint's tc filter is not attached")]
     FilterMissing { iface: String, hook: &'static str },
+    #[error(
+        "interface {iface} ({hook}): runs program {found} where the agent attached program {want}"
+    )]
+    ForeignProgram {
+        iface: String,
+        hook: &'static str,
+        found: u32,
+        want: u32,
+    },
     #[error("interface {iface} ({hook}): {what}: {source}")]
     Netlink {
         iface: String,

@@ -1,12 +1,13 @@
 //! CNI CHECK asks the kernel: after an ADD it succeeds; with the endpoint's filter deleted
-//! behind the agent's back, or another filter added in front of it, it fails with code 101
+//! behind the agent's back, its program replaced by another at the same priority and handle,
+//! or another filter added in front of it, it fails with code 101
 //! naming what is wrong, while the agent changes nothing; the next change of the endpoint
 //! puts things right and CHECK succeeds again.
 
 mod agent_harness;
 mod podman;
 
-use agent_harness::{add_filter_in_front, delete_own_filter, Agent};
+use agent_harness::{add_filter_in_front, delete_own_filter, replace_own_filter_program, Agent};
 use runtime_loader::testkit::{node_netns, require_root};
 use std::process::Output;
 
@@ -61,6 +62,18 @@ fn root_cni_check_asks_the_kernel() {
     // The next change of the endpoint attaches it again.
     let more = policy.replace("\"client\"", "\"other\"");
     agent.ok(&["policy", "import", &agent.file("p.json", &more)]);
+    ok(run("CHECK"));
+
+    // The endpoint's own filter, its priority and handle, running a program that passes
+    // everything: as the agent's filter would look, but not the agent's program.
+    replace_own_filter_program(&node, &host, "egress");
+    let e = error_of(&run("CHECK"));
+    assert_eq!(e["code"], 101, "{e}");
+    let msg = e["msg"].as_str().unwrap_or_default();
+    assert!(msg.contains("where the agent attached program"), "{e}");
+    // The next change of the endpoint attaches its own program again.
+    let third = policy.replace("\"client\"", "\"third\"");
+    agent.ok(&["policy", "import", &agent.file("p.json", &third)]);
     ok(run("CHECK"));
 
     // Another filter in front of the endpoint's (same priority, newer: it runs first).

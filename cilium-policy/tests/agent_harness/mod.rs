@@ -455,6 +455,48 @@ pub fn add_filter_in_front(node: &Netns, dev: &str) {
     ]);
 }
 
+/// Replaces the program of the agent's own filter (priority 1, handle 1, `bpf`) on `hook` of
+/// `dev` in `node` with one that passes every packet (bpf-templates/bench/empty.c, compiled
+/// here): the filter looks like the agent's, but enforces nothing.
+pub fn replace_own_filter_program(node: &Netns, dev: &str, hook: &str) {
+    let clang = codegen::clang::Clang::find().expect("clang (Debian package clang-19)");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (src, obj) = (dir.path().join("empty.c"), dir.path().join("empty.o"));
+    std::fs::write(&src, include_str!("../../../bpf-templates/bench/empty.c")).expect("write");
+    let mut cc = Command::new(&clang.path);
+    cc.args(codegen::clang::FLAGS);
+    if let Some(inc) = codegen::clang::multiarch_include() {
+        cc.arg("-I").arg(inc);
+    }
+    assert!(cc
+        .arg("-c")
+        .arg(&src)
+        .arg("-o")
+        .arg(&obj)
+        .status()
+        .expect("clang")
+        .success());
+    let obj = obj.display().to_string();
+    node.exec(&[
+        "tc",
+        "filter",
+        "replace",
+        "dev",
+        dev,
+        hook,
+        "pref",
+        "1",
+        "handle",
+        "1",
+        "bpf",
+        "da",
+        "obj",
+        &obj,
+        "sec",
+        "classifier",
+    ]);
+}
+
 /// Deletes the agent's own filter (priority 1, handle 1) from `hook` of `dev` in `node`.
 pub fn delete_own_filter(node: &Netns, dev: &str, hook: &str) {
     node.exec(&[
