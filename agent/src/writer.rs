@@ -322,18 +322,21 @@ fn run(
                 None
             }
         }));
-        let reply = match reply {
-            Ok(reply) => reply,
+        let (reply, panicked) = match reply {
+            Ok(reply) => (reply, false),
             Err(_) => {
                 // The job's reply is dropped: its requester gets an error. The agent goes on.
                 tracing::error!("an agent job panicked; its request failed");
-                None
+                (None, true)
             }
         };
         let before = published.load().healthz.policy_revision;
         let next = {
             let _snapshot = tracing::debug_span!("snapshot").entered();
-            agent.snapshot(Some(&published.load()))
+            // After a panic the record of what the job touched may be incomplete: the
+            // snapshot is built whole rather than from the previous one.
+            let previous = (!panicked).then(|| published.load_full());
+            agent.snapshot(previous.as_deref())
         };
         if pending || next.healthz.policy_revision != before {
             metrics.regeneration.observe(started.elapsed());
