@@ -7,7 +7,7 @@
 
 use super::world::World;
 use compiler::flow::PolicyRef;
-use ir::{Direction, PolicySet, RuleId};
+use ir::{PolicySet, RuleId};
 use std::sync::Arc;
 
 /// One rule as reads see it.
@@ -20,13 +20,10 @@ pub struct RuleInfo {
     pub policy: PolicyRef,
     /// `file:line:column`.
     pub location: String,
-    pub direction: Direction,
-    pub default_deny: bool,
 }
 
 impl RuleInfo {
     fn of(set: &PolicySet, id: RuleId) -> RuleInfo {
-        let r = set.rule(id);
         let text = ir::text::render_rule(set, id);
         let lead = format!("rule r{} ", id.0);
         RuleInfo {
@@ -35,8 +32,6 @@ impl RuleInfo {
                 .map_or(text.clone(), str::to_string),
             policy: PolicyRef::of_rule(set, id, 0),
             location: set.location(id),
-            direction: r.direction,
-            default_deny: r.default_deny,
         }
     }
 

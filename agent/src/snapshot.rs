@@ -176,11 +176,6 @@ impl Snapshot {
         self.endpoints.values().map(|v| &**v)
     }
 
-    /// The status of endpoint `id`, if there is one.
-    pub fn status(&self, id: u16) -> Option<EndpointStatus> {
-        self.endpoints.get(&id).map(|v| self.enforcing.status(v))
-    }
-
     pub fn identity(&self, id: u32) -> Result<IdentityReply, AgentError> {
         self.identities
             .iter()

@@ -46,9 +46,8 @@ fn changed_endpoints(old: &World, new: &World) -> BTreeSet<u16> {
 }
 
 /// What a world built from the persisted state takes over from the one it replaces: the other
-/// nodes' endpoints, the learned `toFQDNs` addresses, the next epoch.
+/// nodes' endpoints, the learned `toFQDNs` addresses.
 pub(super) fn carry_over(old: &World, new: &mut World) -> Result<(), AgentError> {
-    new.epoch = old.epoch + 1;
     Agent::carry_remote(old, new);
     new.carry_fqdn(old);
     new.refresh().map(drop)

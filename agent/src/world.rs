@@ -65,8 +65,6 @@ pub struct World {
     /// Unique to this world: a snapshot built from another world (rebuilt, or put back by an
     /// undo) shares nothing with the previous one.
     pub(crate) instance: u64,
-    /// How many times the agent rebuilt its world (rule ids are stable within an epoch).
-    pub epoch: u64,
     /// Endpoints of other nodes, by cluster endpoint name (`remote.rs`).
     pub(super) remote: BTreeMap<String, super::remote::RemoteEndpoint>,
     /// Addresses learned from DNS answers for `toFQDNs` (`fqdn/`), the FQDN selectors they
@@ -97,7 +95,6 @@ impl Default for World {
             touched: BTreeSet::new(),
             refreshed: BTreeSet::new(),
             instance: NEXT_INSTANCE.fetch_add(1, Ordering::Relaxed),
-            epoch: 0,
             remote: BTreeMap::new(),
             fqdn: Default::default(),
             fqdn_selectors: Vec::new(),
@@ -362,13 +359,15 @@ impl World {
             .find(|ips| !ips.is_empty())
     }
 
-    /// The rules in force, in a policy set of their own (for `GET /v1/policy`).
+    /// The rules in force, in a policy set of their own (the tests' reference for what
+    /// `GET /v1/policy` renders from the snapshot's rule table).
+    #[cfg(test)]
     pub fn live_policy(&self) -> ir::PolicySet {
         self.policy_of(&self.live_rule_ids())
     }
 
     /// The ids of the rules in force, in order. They name the same rules until the world is
-    /// rebuilt ([`World::epoch`]): the policy set only grows in between.
+    /// rebuilt (a new [`World::instance`]): the policy set only grows in between.
     pub fn live_rule_ids(&self) -> Vec<RuleId> {
         let mut ids: Vec<RuleId> = self
             .sources
@@ -379,7 +378,8 @@ impl World {
         ids
     }
 
-    /// The rules `ids` (of this epoch), in a policy set of their own.
+    /// The rules `ids` (of this world), in a policy set of their own.
+    #[cfg(test)]
     pub fn policy_of(&self, ids: &[RuleId]) -> ir::PolicySet {
         let all = &self.engine.policy;
         let mut out = ir::PolicySet {
