@@ -68,7 +68,7 @@ impl Cluster {
         if old.is_some() && old == self.cidr_ids.get(&key) {
             return Ok(FqdnChange::default());
         }
-        let (id, _) = self.allocate_cidr_identity(labels, prefix)?;
+        let (id, _) = self.allocate_cidr_identity(labels, &key, prefix)?;
         let removed = old.map(|o| self.forget_fqdn(addr, o));
         self.ipcache.entries.insert(prefix, id);
         self.fqdn.insert(addr, id);

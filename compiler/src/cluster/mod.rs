@@ -345,33 +345,38 @@ impl Cluster {
         if prefix.prefix_len() == 0 {
             return Ok(NumericIdentity::WORLD);
         }
-        let (id, fresh) =
-            self.allocate_cidr_identity(crate::identity::cidr_labels(prefix), prefix)?;
+        let labels = crate::identity::cidr_labels(prefix);
+        let key = key_of(&labels);
+        let (id, fresh) = self.allocate_cidr_identity(labels, &key, prefix)?;
         if fresh {
             self.ipcache.entries.entry(prefix).or_insert(id);
         }
         Ok(id)
     }
 
-    /// The local CIDR identity of `labels` (allocated when new: `true`) with its identity info
-    /// for `prefix`; shared by `toCIDR` prefixes and addresses learned for `toFQDNs`.
+    /// The local CIDR identity of `labels` (whose [`key_of`] is `key`), allocated with its
+    /// identity info for `prefix` when new (`true`); shared by `toCIDR` prefixes and addresses
+    /// learned for `toFQDNs`.
     pub(crate) fn allocate_cidr_identity(
         &mut self,
         labels: LabelSet,
+        key: &str,
         prefix: IpNet,
     ) -> Result<(NumericIdentity, bool), ClusterError> {
         let (id, fresh) = self
             .cidr_ids
-            .allocate(&key_of(&labels))
+            .allocate(key)
             .ok_or(ClusterError::IdentitiesExhausted)?;
-        self.identities.insert(
-            id,
-            IdentityInfo {
+        if fresh {
+            self.identities.insert(
                 id,
-                labels,
-                kind: IdentityKind::Cidr(prefix),
-            },
-        );
+                IdentityInfo {
+                    id,
+                    labels,
+                    kind: IdentityKind::Cidr(prefix),
+                },
+            );
+        }
         Ok((id, fresh))
     }
 }
