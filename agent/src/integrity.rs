@@ -357,7 +357,7 @@ pub fn keep_only_own_link(
 
 /// Netlink mode: deletes from `hook` of `iface` every classic tc filter but the endpoint's
 /// own, and detaches every tcx program (tcx runs before the classic filters); returns what
-/// was removed. Fails if the endpoint's own filter is not there. With `remove` false nothing
+/// was removed. Fails, removing nothing, if the endpoint's own filter is not there. With `remove` false nothing
 /// is removed: what would be is returned (a check).
 pub fn keep_only_own_filter(
     iface: &str,
@@ -373,11 +373,19 @@ pub fn keep_only_own_filter(
             source,
         }
     };
+    let filters =
+        runtime_loader::tcfilter::list(ifindex, hook).map_err(nl("listing tc filters"))?;
+    // Nothing is removed from a hook whose own filter is gone: that would leave it with no
+    // program at all, where the sync that follows attaches the endpoint's again.
+    if !filters.iter().any(runtime_loader::attach::is_own_filter) {
+        return Err(IntegrityError::FilterMissing {
+            iface: iface.into(),
+            hook: hook.name(),
+        });
+    }
     let mut removed = keep_only_own_link(iface, ifindex, hook == Hook::FromEndpoint, None, remove)?;
-    let mut own = false;
-    for f in runtime_loader::tcfilter::list(ifindex, hook).map_err(nl("listing tc filters"))? {
+    for f in filters {
         if runtime_loader::attach::is_own_filter(&f) {
-            own = true;
             continue;
         }
         if remove {
@@ -392,12 +400,6 @@ pub fn keep_only_own_filter(
             f.prog_id
                 .map_or_else(String::new, |p| format!(" (program {p})"))
         ));
-    }
-    if !own {
-        return Err(IntegrityError::FilterMissing {
-            iface: iface.into(),
-            hook: hook.name(),
-        });
     }
     Ok(removed)
 }

@@ -42,7 +42,12 @@ type State = (
 fn state(a: &Agent) -> State {
     let w = a.world();
     let ipcache = w.engine.cluster.ipcache().clone();
-    (a.persisted.revision, w.policies.clone(), ipcache, w.instance)
+    (
+        a.persisted.revision,
+        w.policies.clone(),
+        ipcache,
+        w.instance,
+    )
 }
 
 /// `text` put at `path` is refused as a second definition naming both files; nothing changed.
@@ -299,7 +304,11 @@ fn a_refused_rebuilt_change_puts_the_previous_world_back() {
             .any(|d| d.starts_with("l7.yaml:") && d.contains("HTTP path")),
         "refused by the proxy's table, after the rebuild: {err:?}"
     );
-    assert_eq!(state(&a), before, "world, revision and world instance as before");
+    assert_eq!(
+        state(&a),
+        before,
+        "world, revision and world instance as before"
+    );
     assert!(a.world().engine.cluster.cidr_group("vpn2").is_none());
     assert!(allowed(&mut a, "192.0.2.7", "1"));
     assert_same_as_rebuilt(&a, "after the refusal");
