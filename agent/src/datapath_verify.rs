@@ -81,17 +81,14 @@ impl Datapath {
         })
     }
 
-    /// Whether the node's L7-redirect program is on `lo`: its pinned link (tcx) or its
-    /// filter (netlink mode, which pins no link).
+    /// Whether the node's L7-redirect program is on `lo`.
     fn node_redirect_attached(&self) -> bool {
-        match self.mode {
-            AttachMode::Tcx => self.layout.proxy_link().exists(),
-            AttachMode::Netlink => {
-                let lo = integrity::ifindex(runtime_loader::proxy::LO);
-                runtime_loader::attach::own_filter(lo, Hook::FromEndpoint)
-                    .is_ok_and(|f| f.is_some())
-            }
-        }
+        runtime_loader::attach::is_attached(
+            runtime_loader::proxy::LO,
+            Hook::FromEndpoint,
+            self.mode,
+            &self.layout.proxy_link(),
+        )
     }
 
     fn forget_all(&mut self) {

@@ -404,11 +404,4 @@ pub fn keep_only_own_filter(
     Ok(removed)
 }
 
-/// The interface's index, 0 when it does not exist.
-pub fn ifindex(iface: &str) -> u32 {
-    let Ok(c) = std::ffi::CString::new(iface) else {
-        return 0;
-    };
-    // SAFETY: a NUL-terminated name that outlives the call.
-    unsafe { libc::if_nametoindex(c.as_ptr()) }
-}
+pub use runtime_loader::attach::ifindex;

@@ -220,12 +220,26 @@ pub fn is_own_filter(f: &crate::tcfilter::Filter) -> bool {
     f.priority == NL_PRIORITY && f.handle == u32::from(NL_HANDLE) && f.kind == "bpf"
 }
 
-pub fn interface_exists(iface: &str) -> bool {
+/// The interface's index, 0 when it does not exist.
+pub fn ifindex(iface: &str) -> u32 {
     let Ok(c) = std::ffi::CString::new(iface) else {
-        return false;
+        return 0;
     };
-    // SAFETY: valid NUL-terminated string.
-    unsafe { libc::if_nametoindex(c.as_ptr()) != 0 }
+    // SAFETY: a NUL-terminated name that outlives the call.
+    unsafe { libc::if_nametoindex(c.as_ptr()) }
+}
+
+pub fn interface_exists(iface: &str) -> bool {
+    ifindex(iface) != 0
+}
+
+/// Whether a program [`attach_or_replace`] attached is on `hook` of `iface`: its pinned link
+/// (tcx), or its filter (netlink mode, which pins no link).
+pub fn is_attached(iface: &str, hook: Hook, mode: AttachMode, link_pin: &Path) -> bool {
+    match mode {
+        AttachMode::Tcx => link_pin.exists(),
+        AttachMode::Netlink => own_filter(ifindex(iface), hook).is_ok_and(|f| f.is_some()),
+    }
 }
 
 fn add_clsact(iface: &str) -> Result<()> {

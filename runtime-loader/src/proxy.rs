@@ -149,7 +149,7 @@ pub fn install_node_redirect(
         })?;
     crate::verify::load_verified(prog)
         .map_err(|(source, log)| ProxyError::Verifier { source, log })?;
-    let existed = link_pin.exists();
+    let existed = attach::is_attached(LO, Hook::FromEndpoint, mode, link_pin);
     let result = routing_add().and_then(|()| {
         Ok(attach::attach_or_replace(
             prog,
