@@ -98,6 +98,24 @@ fn root_agent_lost_pins_and_bpffs_are_restored_before_acknowledging() {
         log.contains("cp_ct4_tcp") && log.contains("which is pinned nowhere"),
         "{log}"
     );
+    // The programs reach the re-pinned table: it is the one in their map of maps' slot.
+    let outer = bpffs
+        .join("cilium-policy/node0/maps")
+        .join(codegen::maps::CT4.name);
+    let outer_id = runtime_loader::RawMap::open_pinned(&outer)
+        .unwrap()
+        .id()
+        .unwrap();
+    let table_id = runtime_loader::RawMap::open_pinned(&table_pin)
+        .unwrap()
+        .id()
+        .unwrap();
+    assert!(
+        runtime_loader::slots::table_ids(outer_id)
+            .unwrap()
+            .contains(&table_id),
+        "the slot holds the pinned table"
+    );
     assert!(tcp_ok(&s.app3.ns, s.app1.addr, 80, PASS_WAIT));
     assert!(!tcp_ok(&s.app2.ns, s.app1.addr, 80, T));
 
