@@ -135,10 +135,8 @@ static __always_inline int handle(struct __sk_buff *skb, const __u8 dir)
 		}
 #endif
 #ifdef ENABLE_DENY_CACHE
-		/* A remembered deny, the default deny or a deny entry's (the generation is read
-		 * before the ipcache lookup). */
-		gen = fc_ipcache_gen();
-		if (fc_denied(slot, &p, &ref, dir, rev, gen, now, len, &peer_id, &d))
+		/* A remembered deny, the default deny or a deny entry's. */
+		if (fc_denied(slot, &p, &ref, dir, rev, now, len, &peer_id, &d))
 			return drop(st, dir, &p, d.kind ? DROP_POLICY_DENY : DROP_POLICY, peer_id,
 				    &d, len);
 #endif
@@ -224,6 +222,10 @@ static __always_inline int handle(struct __sk_buff *skb, const __u8 dir)
 		count(dir, REASON_FORWARDED, len);
 		return TC_ACT_OK;
 	}
+#endif
+#ifdef ENABLE_DENY_CACHE
+	/* What a deny slot filled below serves: read before the ipcache lookup (flowcache.h). */
+	gen = fc_ipcache_gen();
 #endif
 	peer_id = ipcache_identity(&p, peer);
 	decide(decide_how(dir, dir, p.policy_port_be), peer_id, &p, len, &d);

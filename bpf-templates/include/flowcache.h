@@ -267,12 +267,15 @@ static __always_inline int fc_deny_able(const struct pkt *p)
 	return p->protocol != PROTO_ICMP && p->protocol != PROTO_ICMPV6;
 }
 
-/* The checks of deny slot `s` of either family, of the packet whose slot is `f`. */
-#define FC_DENIED(f, s, k, r, dir, rev, gen, now)                                           \
+/* The checks of deny slot `s` of either family, of the packet whose slot is `f`: the slot's
+ * own fields first, so that a packet whose slot holds something else (every flow-cache miss of
+ * an established connection) reads nothing else; the node's ipcache generation and the
+ * bucket's CT count only for a slot that holds the packet's deny. */
+#define FC_DENIED(f, s, k, r, dir, rev, now)                                                \
 	((now) < (s)->deadline && (s)->flags == (FC_DENY | (r)->src_is_a) &&                \
-	 (s)->origin == (dir) && (s)->policy_rev == (rev) && (s)->ipcache_gen == (gen) &&    \
+	 (s)->origin == (dir) && (s)->policy_rev == (rev) &&                                 \
 	 fc_words_equal((const __u32 *)&(s)->key, (const __u32 *)&(k), sizeof((s)->key) / 4) && \
-	 fc_ct_gen_is((f), (s)->ct_gen))
+	 (s)->ipcache_gen == fc_ipcache_gen() && fc_ct_gen_is((f), (s)->ct_gen))
 
 /* The packet's cp_ctgen bucket. */
 static __always_inline __u64 *fc_ctgen(struct fc_slot f)
@@ -320,9 +323,9 @@ static __always_inline void fc_ct_created(struct fc_slot f)
 	} while (0)
 
 /* Whether deny slot `s` of either family denies the packet; if so, reports and counts it. */
-#define FC_SERVE_DENY(f, s, k, r, dir, rev, gen, now, len, peer_id, d)                     \
+#define FC_SERVE_DENY(f, s, k, r, dir, rev, now, len, peer_id, d)                          \
 	({                                                                                 \
-		int hit_ = FC_DENIED(f, s, k, r, dir, rev, gen, now);                      \
+		int hit_ = FC_DENIED(f, s, k, r, dir, rev, now);                           \
 		if (hit_) {                                                                \
 			FC_DECISION(s, peer_id, d);                                        \
 			if ((d)->kind)                                                     \
@@ -334,18 +337,18 @@ static __always_inline void fc_ct_created(struct fc_slot f)
 /* Whether the slot denies the packet: then its peer identity is in `*peer_id`, the decision
  * (no entry, or a deny entry: kind, identity, rule) in `d`, and a deny entry's packet counted. */
 static __always_inline int fc_denied(struct fc_slot f, const struct pkt *p, const struct ct_ref *r,
-				     __u8 dir, __u32 rev, __u32 gen, __u64 now, __u32 len,
-				     __u32 *peer_id, struct decision *d)
+				     __u8 dir, __u32 rev, __u64 now, __u32 len, __u32 *peer_id,
+				     struct decision *d)
 {
 	if (!fc_deny_able(p))
 		return 0;
 #ifdef ENABLE_IPV4
 	if (f.s4)
-		return FC_SERVE_DENY(f, f.s4, r->k4, r, dir, rev, gen, now, len, peer_id, d);
+		return FC_SERVE_DENY(f, f.s4, r->k4, r, dir, rev, now, len, peer_id, d);
 #endif
 #ifdef ENABLE_IPV6
 	if (f.s6)
-		return FC_SERVE_DENY(f, f.s6, r->k6, r, dir, rev, gen, now, len, peer_id, d);
+		return FC_SERVE_DENY(f, f.s6, r->k6, r, dir, rev, now, len, peer_id, d);
 #endif
 	return 0;
 }
