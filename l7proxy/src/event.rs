@@ -59,8 +59,9 @@ pub enum EventKind {
         /// From the query to the answer.
         latency: Duration,
     },
-    /// A datagram (query or answer) that is not a valid DNS message, dropped.
-    BadDns { reason: String },
+    /// A query or answer that is not a valid DNS message, dropped (over TCP the client's
+    /// connection is closed); `protocol` is the transport's (6 TCP, 17 UDP).
+    BadDns { reason: String, protocol: u8 },
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -246,9 +247,15 @@ pub fn format_event(e: &Event, names: &dyn Names) -> String {
             }
             line
         }
-        EventKind::BadDns { reason } => format!(
-            "xx drop (Bad DNS message: {reason}) {parties}: {} -> {} udp",
-            e.client, e.original_dst
+        EventKind::BadDns { reason, protocol } => format!(
+            "xx drop (Bad DNS message: {reason}) {parties}: {} -> {} {}",
+            e.client,
+            e.original_dst,
+            if *protocol == crate::table::TCP {
+                "tcp"
+            } else {
+                "udp"
+            }
         ),
     }
 }

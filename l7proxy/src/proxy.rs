@@ -83,7 +83,7 @@ pub enum ProxyError {
     #[error("max_connections must be at least 1")]
     NoConnections,
     #[error("DNS proxy: {0}")]
-    Dns(#[from] crate::dns::udp::DnsProxyError),
+    Dns(#[from] crate::dns::proxy::DnsProxyError),
 }
 
 impl Proxy {

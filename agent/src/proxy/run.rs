@@ -9,7 +9,8 @@
 
 use super::{L7Shared, DNS_PORTS, HTTP_PORTS};
 use l7proxy::dns::learn::Learn;
-use l7proxy::dns::udp::{udp_listener, DnsConfig, DnsProxy};
+use l7proxy::dns::proxy::{DnsConfig, DnsProxy};
+use l7proxy::dns::udp::udp_listener;
 use l7proxy::listen::{transparent_listener, ListenError};
 use l7proxy::{Proxy, ProxyConfig, ProxyError};
 use std::sync::Arc;

@@ -6,11 +6,13 @@
 //! - [`learn`]: the addresses an allowed answer teaches (CNAMEs followed) and the hook;
 //! - [`message`]: the DNS message reader and the `REFUSED` answer;
 //! - [`pattern`]: Cilium's `matchName` / `matchPattern` semantics;
-//! - [`udp`]: the transparent UDP listener and the per-query exchange.
+//! - [`proxy`]: the proxy, its bounds, and what it does with one query;
+//! - [`udp`]: the transparent UDP listener and the per-datagram exchange.
 
 pub mod learn;
 pub mod message;
 pub mod pattern;
+pub mod proxy;
 pub mod udp;
 
 pub use pattern::NameMatcher;

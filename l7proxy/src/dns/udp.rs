@@ -1,88 +1,28 @@
 //! The DNS proxy over UDP. The datapath assigns a redirected query to the transparent listener
 //! at `127.0.0.1:port` / `[::1]:port` (`bpf_sk_lookup_udp` + `bpf_sk_assign`); the listener
 //! reads the original destination of each datagram (`IP_RECVORIGDSTADDR` /
-//! `IPV6_RECVORIGDSTADDR`). Each query is judged by the `rules.dns` of the deciding redirect
-//! key ([`SharedTable`], looked up as UDP to the original port); an allowed query goes to the
-//! original server from the client's address (`IP_TRANSPARENT`, marked so it is not redirected
-//! again) and the server's answer is relayed; a denied one is answered `REFUSED`. Answers to
-//! the client always come from the original server's address and port (a transparent socket
-//! bound to it), so the client's resolver accepts them.
+//! `IPV6_RECVORIGDSTADDR`). Each query is judged and answered as `proxy.rs` says; an allowed
+//! one goes to the original server from the client's address (`IP_TRANSPARENT`, marked so it
+//! is not redirected again). Answers to the client always come from the original server's
+//! address and port (a transparent socket bound to it), so the client's resolver accepts them.
 //!
 //! Bounds: datagrams of at most [`MAX_MESSAGE`] bytes (longer ones are dropped with an event),
 //! at most `max_inflight` queries at once (the listener stops reading beyond it; the kernel's
-//! socket buffer then drops), `query_timeout` for the server's answer (then `SERVFAIL`),
-//! `learn_wait` for the agent to learn an allowed answer's addresses (`learn.rs`; the answer
-//! is relayed then, learned or not).
+//! socket buffer then drops), `query_timeout` for the server's answer (then `SERVFAIL`).
 
-use super::learn::{learned, Learn, Learned};
-use super::message::{self, Question, MAX_MESSAGE};
-use crate::event::{Event, EventKind, Events, Verdict};
+use super::message::MAX_MESSAGE;
+use super::proxy::{DnsProxy, DnsProxyError, Exchange, Shared};
 use crate::listen::{loopback, ListenError};
 use crate::proxy::ConnInfo;
 use crate::sockopt::{set_int, set_mark, set_transparent, set_v6_only};
-use crate::table::{Decision, Flow, SharedTable, UDP};
-use ir::Direction;
+use crate::table::UDP;
 use socket2::{Domain, Protocol, Socket, Type};
 use std::io;
 use std::mem::{size_of, MaybeUninit};
 use std::net::SocketAddr;
 use std::os::fd::AsRawFd;
-use std::sync::Arc;
-use std::time::{Duration, Instant};
 use tokio::io::Interest;
 use tokio::net::UdpSocket;
-use tokio::sync::Semaphore;
-
-/// RCODE 2, sent when the server does not answer in time.
-const RCODE_SERVFAIL: u8 = 2;
-
-#[derive(Clone, Debug)]
-pub struct DnsConfig {
-    /// Time allowed for the server's answer; then the client gets `SERVFAIL`.
-    pub query_timeout: Duration,
-    /// Queries being handled at once.
-    pub max_inflight: usize,
-    /// Send queries to the server from the client's address (`IP_TRANSPARENT`).
-    pub transparent_source: bool,
-    /// `SO_MARK` of the sockets after an ingress and after an egress redirect.
-    pub marks: Option<(u32, u32)>,
-    /// How long an allowed answer waits for the [`Learn`] hook before it is relayed anyway.
-    pub learn_wait: Duration,
-}
-
-impl Default for DnsConfig {
-    fn default() -> Self {
-        DnsConfig {
-            query_timeout: Duration::from_secs(5),
-            max_inflight: 1024,
-            transparent_source: false,
-            marks: None,
-            learn_wait: Duration::from_millis(100),
-        }
-    }
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum DnsProxyError {
-    #[error("receiving a DNS query failed: {0}")]
-    Receive(io::Error),
-    #[error("max_inflight must be at least 1")]
-    NoQueries,
-}
-
-struct Shared {
-    config: DnsConfig,
-    table: SharedTable,
-    events: Events,
-    learn: Option<Learn>,
-}
-
-/// The DNS proxy: cheap to clone; clones share the table, events and the in-flight cap.
-#[derive(Clone)]
-pub struct DnsProxy {
-    shared: Arc<Shared>,
-    slots: Arc<Semaphore>,
-}
 
 fn socket(v6: bool) -> io::Result<Socket> {
     let domain = if v6 { Domain::IPV6 } else { Domain::IPV4 };
@@ -213,29 +153,6 @@ fn send_as(
 }
 
 impl DnsProxy {
-    /// A proxy judging queries by `table`; `learn`, if given, gets the addresses of every
-    /// allowed answer before it is relayed.
-    pub fn new(
-        config: DnsConfig,
-        table: SharedTable,
-        events: Events,
-        learn: Option<Learn>,
-    ) -> Result<DnsProxy, DnsProxyError> {
-        if config.max_inflight == 0 {
-            return Err(DnsProxyError::NoQueries);
-        }
-        let slots = Arc::new(Semaphore::new(config.max_inflight));
-        Ok(DnsProxy {
-            shared: Arc::new(Shared {
-                config,
-                table,
-                events,
-                learn,
-            }),
-            slots,
-        })
-    }
-
     /// Reads queries until reading fails with a non-transient error. `classify` tells whose
     /// query a datagram is from its sender and original destination; a datagram without an
     /// original destination is dropped.
@@ -276,121 +193,25 @@ fn transient(e: &io::Error) -> bool {
     )
 }
 
-impl Shared {
-    fn event(
-        &self,
-        info: &ConnInfo,
-        endpoint_identity: ir::NumericIdentity,
-        kind: impl FnOnce() -> EventKind,
-    ) {
-        self.events.emit(|| Event {
-            endpoint: info.endpoint,
-            endpoint_identity,
-            direction: info.direction,
-            peer_identity: info.peer_identity,
-            client: info.client,
-            original_dst: info.original_dst,
-            kind: kind(),
-        });
-    }
-
-    /// Hands an allowed answer's addresses to the hook and waits for it, at most `learn_wait`.
-    async fn learn(&self, info: &ConnInfo, addresses: Vec<Learned>) {
-        let Some(learn) = &self.learn else { return };
-        if addresses.is_empty() {
-            return;
-        }
-        let wait = self.config.learn_wait;
-        let _ = tokio::time::timeout(wait, learn(*info, addresses)).await;
-    }
-
-    fn mark(&self, direction: Direction) -> Option<u32> {
-        self.config.marks.map(|(i, e)| match direction {
-            Direction::Ingress => i,
-            Direction::Egress => e,
-        })
-    }
-}
-
-/// Handles one query datagram.
+/// Answers one query datagram, from the original server's address.
 async fn query(shared: &Shared, info: ConnInfo, buf: Vec<u8>, truncated: bool) {
-    let start = Instant::now();
-    let peer_addr = match info.direction {
-        Direction::Ingress => info.client.ip(),
-        Direction::Egress => info.original_dst.ip(),
-    };
-    let resolved = shared.table.load().resolve(&Flow {
-        endpoint: info.endpoint,
-        direction: info.direction,
-        peer: info.peer_identity,
-        peer_addr: Some(peer_addr),
-        protocol: UDP,
-        port: info.original_dst.port(),
-    });
-    let ep_id = resolved.endpoint_identity;
-    let q = match parse(&buf, truncated) {
-        Ok(q) => q,
-        Err(reason) => return shared.event(&info, ep_id, || EventKind::BadDns { reason }),
-    };
-    let allowed = match &resolved.decision {
-        Decision::AllowAll => true,
-        Decision::Dns(names) => names.matches(&q.name),
-        Decision::DenyAll(_) | Decision::Rules(_) => false,
-    };
     let mark = shared.mark(info.direction);
-    let (verdict, answer) = if allowed {
-        match exchange(shared, &info, &buf, &q, mark).await {
-            Ok((answer, addresses)) => {
-                shared.learn(&info, addresses).await;
-                (Verdict::Forwarded, answer)
-            }
-            Err(Exchange::Malformed(reason)) => {
-                return shared.event(&info, ep_id, || EventKind::BadDns { reason })
-            }
-            Err(Exchange::Failed) => (
-                Verdict::Error,
-                message::error_answer(&buf, &q, RCODE_SERVFAIL),
-            ),
-        }
-    } else {
-        (
-            Verdict::Denied,
-            message::error_answer(&buf, &q, message::RCODE_REFUSED),
-        )
+    let server = || exchange(shared, &info, &buf, mark);
+    let Some(answer) = shared.answer(&info, UDP, &buf, truncated, server).await else {
+        return;
     };
-    let sent = send_as(info.original_dst, info.client, &answer, mark).is_ok();
-    shared.event(&info, ep_id, || EventKind::Dns {
-        name: q.name.clone(),
-        qtype: q.qtype,
-        verdict,
-        rcode: if sent { message::rcode(&answer) } else { None },
-        latency: start.elapsed(),
-    });
+    let sent = send_as(info.original_dst, info.client, &answer.bytes, mark).is_ok();
+    shared.answered(&info, answer, sent);
 }
 
-fn parse(buf: &[u8], truncated: bool) -> Result<Question, String> {
-    if truncated {
-        return Err(format!("query longer than {MAX_MESSAGE} bytes"));
-    }
-    message::parse_query(buf).map_err(|e| e.to_string())
-}
-
-enum Exchange {
-    /// The server's answer is not a valid DNS message: nothing is relayed.
-    Malformed(String),
-    /// No answer (unreachable, timed out): the client gets `SERVFAIL`.
-    Failed,
-}
-
-/// Sends the query to the original server and returns its answer with the addresses it
-/// gives the question's name.
+/// Sends the query to the original server and returns its answer (the first datagram with the
+/// query's id).
 async fn exchange(
     shared: &Shared,
     info: &ConnInfo,
     query: &[u8],
-    q: &Question,
     mark: Option<u32>,
-) -> Result<(Vec<u8>, Vec<Learned>), Exchange> {
+) -> Result<Vec<u8>, Exchange> {
     let dst = info.original_dst;
     let open = || -> io::Result<UdpSocket> {
         let s = socket(dst.is_ipv6())?;
@@ -408,7 +229,7 @@ async fn exchange(
     let sock = open().map_err(|_| Exchange::Failed)?;
     sock.send(query).await.map_err(|_| Exchange::Failed)?;
     let mut buf = vec![0u8; MAX_MESSAGE];
-    let answer = tokio::time::timeout(shared.config.query_timeout, async {
+    tokio::time::timeout(shared.config.query_timeout, async {
         loop {
             let n = sock.recv(&mut buf).await.map_err(|_| Exchange::Failed)?;
             // Another id (a stray or late datagram): keep waiting.
@@ -418,15 +239,5 @@ async fn exchange(
         }
     })
     .await
-    .map_err(|_| Exchange::Failed)??;
-    let (aq, records, aliases) =
-        message::parse_answer_aliases(&answer).map_err(|e| Exchange::Malformed(e.to_string()))?;
-    if aq.name != q.name || aq.qtype != q.qtype {
-        return Err(Exchange::Malformed(format!(
-            "answer for {} type {} to a query for {} type {}",
-            aq.name, aq.qtype, q.name, q.qtype
-        )));
-    }
-    let addresses = learned(&q.name, &records, &aliases);
-    Ok((answer, addresses))
+    .map_err(|_| Exchange::Failed)?
 }
