@@ -3,11 +3,12 @@
 //! endpoint's egress policy allows DNS to it only for `*.allowed.test` (`rules.dns`). The
 //! client's queries are redirected to the agent's DNS proxy: `www.allowed.test` is forwarded
 //! and dnsmasq's answer relayed, `blocked.test` is answered `REFUSED` by the proxy, both from
-//! the server's address; both show in `monitor --type l7`. IPv4 and IPv6.
+//! the server's address; both show in `monitor --type l7`. IPv4 and IPv6, over UDP and over
+//! TCP (one connection carrying an allowed and a refused query).
 
 mod agent_harness;
 
-use agent_harness::dns::{resolve, Dnsmasq};
+use agent_harness::dns::{resolve, resolve_tcp, Dnsmasq};
 use agent_harness::http::{add_pods, Monitor};
 use agent_harness::Agent;
 use l7proxy::dns::message::RCODE_REFUSED;
@@ -28,7 +29,7 @@ spec:
   egress:
   - toEndpoints: [{matchLabels: {id: dns}}]
     toPorts:
-    - ports: [{port: "53", protocol: UDP}]
+    - ports: [{port: "53", protocol: UDP}, {port: "53", protocol: TCP}]
       rules:
         dns: [{matchPattern: "*.allowed.test"}]
 ---
@@ -40,7 +41,7 @@ spec:
   ingress:
   - fromEndpoints: [{}]
     toPorts:
-    - ports: [{port: "53", protocol: UDP}]
+    - ports: [{port: "53", protocol: UDP}, {port: "53", protocol: TCP}]
 "#;
 
 #[test]
@@ -109,9 +110,35 @@ fn root_dns_proxy_forwards_allowed_names_and_refuses_others() {
         assert!(records.is_empty());
         assert_eq!(*from, server, "the refusal comes from the server's address");
 
+        // Over TCP, both queries on one connection.
+        let tcp = resolve_tcp(
+            &client.ns,
+            server_ip,
+            &["tcp.allowed.test", "tcp.blocked.test"],
+        );
+        assert_eq!(
+            tcp.len(),
+            2,
+            "{server_ip}: TCP answers {tcp:?}: {}",
+            agent.log()
+        );
+        assert_eq!(tcp[0].0, 0, "NOERROR over TCP");
+        assert_eq!(
+            tcp[0].1.iter().map(|r| r.addr).collect::<Vec<_>>(),
+            vec![web_addrs[0]],
+            "dnsmasq's record relayed over TCP"
+        );
+        assert_eq!(
+            (tcp[1].0, tcp[1].1.len()),
+            (RCODE_REFUSED, 0),
+            "refused over TCP"
+        );
+
         for (what, verdict) in [
             ("forwarded", "Forwarded www.allowed.test. A"),
             ("refused", "Denied blocked.test. A"),
+            ("forwarded over TCP", "Forwarded tcp.allowed.test. A"),
+            ("refused over TCP", "Denied tcp.blocked.test. A"),
         ] {
             let line = format!("verdict {verdict} to {server} => ");
             let seen = l7.wait_for(T, |l| l.contains(&line));

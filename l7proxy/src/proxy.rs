@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::Semaphore;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 #[derive(Clone, Debug)]
 pub struct ProxyConfig {
@@ -120,24 +120,14 @@ impl Proxy {
     where
         F: Fn(&TcpStream, SocketAddr) -> Option<ConnInfo>,
     {
-        loop {
-            let Ok(slot) = self.slots.clone().acquire_owned().await else {
-                return Ok(()); // The semaphore is never closed.
-            };
-            let (stream, client) = match listener.accept().await {
-                Ok(x) => x,
-                Err(e) if transient(&e) => {
-                    // Out of descriptors or a connection reset before accept: retry shortly.
-                    tokio::time::sleep(Duration::from_millis(10)).await;
-                    continue;
-                }
-                Err(e) => return Err(ProxyError::Accept(e)),
-            };
+        accept_each(&listener, &self.slots, |stream, client, slot| {
             if let Some(info) = classify(&stream, client) {
                 let shared = self.shared.clone();
                 tokio::spawn(conn::serve(shared, stream, info, Some(slot)));
             }
-        }
+        })
+        .await
+        .map_err(ProxyError::Accept)
     }
 
     /// Serves one connection accepted elsewhere (outside the connection cap).
@@ -146,6 +136,29 @@ impl Proxy {
     }
 }
 
+/// Accepts connections on `listener` until accept fails with a non-transient error (returned),
+/// taking a slot of `slots` before each accept, so that at the cap new clients wait in the
+/// listen backlog; each connection goes to `serve` with its slot.
+pub(crate) async fn accept_each(
+    listener: &TcpListener,
+    slots: &Arc<Semaphore>,
+    mut serve: impl FnMut(TcpStream, SocketAddr, OwnedSemaphorePermit),
+) -> Result<(), io::Error> {
+    loop {
+        let Ok(slot) = slots.clone().acquire_owned().await else {
+            return Ok(()); // The semaphore is never closed.
+        };
+        match listener.accept().await {
+            Ok((stream, client)) => serve(stream, client, slot),
+            // Out of descriptors or a connection reset before accept: retry shortly.
+            Err(e) if transient(&e) => tokio::time::sleep(Duration::from_millis(10)).await,
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// Accept errors after which the listener goes on: the connection was lost before it was
+/// accepted, or descriptors or memory ran out for a moment.
 fn transient(e: &io::Error) -> bool {
     matches!(
         e.kind(),

@@ -1,20 +1,26 @@
 //! The proxy's listeners and their supervisor, on the agent's tokio runtime. One transparent
 //! listener per HTTP proxy port and family (`127.0.0.1` and `[::1]`, ports 10080 ingress and
-//! 10081 egress), and one transparent UDP socket per DNS proxy port and family (10053
-//! ingress, 10054 egress); each accepted connection and each query is classified from the
+//! 10081 egress), and one transparent UDP socket and one transparent TCP listener (DNS over
+//! TCP) per DNS proxy port and family (10053 ingress, 10054 egress); each accepted connection
+//! and each query is classified from the
 //! addresses of the last committed state. When a listener dies (its accept loop fails, its task panics, or
 //! [`Supervisor::crash`] stops it), every listener is closed, a line is logged and all of them
 //! are bound again after [`RESTART_DELAY`]; meanwhile the datapath drops redirected flows with
 //! reason 178 (fail closed). Connections already accepted are served on until they end.
 
-use super::{L7Shared, DNS_PORTS, HTTP_PORTS};
+use super::{Addresses, L7Shared, DNS_PORTS, HTTP_PORTS};
+use arc_swap::ArcSwap;
 use l7proxy::dns::learn::Learn;
 use l7proxy::dns::proxy::{DnsConfig, DnsProxy};
 use l7proxy::dns::udp::udp_listener;
 use l7proxy::listen::{transparent_listener, ListenError};
+use l7proxy::ConnInfo;
 use l7proxy::{Proxy, ProxyConfig, ProxyError};
+use std::future::Future;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
+use tokio::net::TcpStream;
 use tokio::sync::{watch, Notify};
 use tokio::task::{JoinError, JoinSet};
 
@@ -113,6 +119,32 @@ fn ended(r: Result<Result<(), String>, JoinError>) -> String {
 
 const STOPPED: &str = "stopped by request (fault injection)";
 
+/// How a TCP listener of `direction` classifies an accepted connection: its local address is
+/// the original destination (transparent socket).
+fn tcp_classifier(
+    addresses: Arc<ArcSwap<Addresses>>,
+    direction: ir::Direction,
+) -> impl Fn(&TcpStream, SocketAddr) -> Option<ConnInfo> {
+    move |s, client| {
+        let original_dst = s.local_addr().ok()?;
+        Some(addresses.load().classify(direction, client, original_dst))
+    }
+}
+
+/// Spawns a listener's loop into `set`, stopped by `crash`.
+fn spawn_listener<F>(set: &mut JoinSet<Result<(), String>>, crash: &Arc<Notify>, serve: F)
+where
+    F: Future<Output = Result<(), String>> + Send + 'static,
+{
+    let crash = crash.clone();
+    set.spawn(async move {
+        tokio::select! {
+            r = serve => r,
+            _ = crash.notified() => Err(STOPPED.into()),
+        }
+    });
+}
+
 /// Binds every listener and spawns its loop into `set`; the first bind error, if any.
 fn bind_all(
     proxies: &Proxies,
@@ -123,50 +155,49 @@ fn bind_all(
     let mut bound = Ok(());
     for (port, direction, mark) in HTTP_PORTS {
         for v6 in [false, true] {
-            let listener = match transparent_listener(v6, port, mark) {
-                Ok(l) => l,
-                Err(e) => {
-                    bound = Err(e);
-                    continue;
+            match transparent_listener(v6, port, mark) {
+                Ok(listener) => {
+                    let (proxy, addresses) = (proxies.http.clone(), shared.addresses.clone());
+                    spawn_listener(set, crash, async move {
+                        let classify = tcp_classifier(addresses, direction);
+                        proxy
+                            .serve(listener, classify)
+                            .await
+                            .map_err(|e| e.to_string())
+                    });
                 }
-            };
-            let (proxy, addresses, crash) = (
-                proxies.http.clone(),
-                shared.addresses.clone(),
-                crash.clone(),
-            );
-            set.spawn(async move {
-                let classify = move |s: &tokio::net::TcpStream, client| {
-                    let original_dst = s.local_addr().ok()?;
-                    Some(addresses.load().classify(direction, client, original_dst))
-                };
-                tokio::select! {
-                    r = proxy.serve(listener, classify) => r.map_err(|e| e.to_string()),
-                    _ = crash.notified() => Err(STOPPED.into()),
-                }
-            });
+                Err(e) => bound = Err(e),
+            }
         }
     }
     for (port, direction, mark) in DNS_PORTS {
         for v6 in [false, true] {
-            let socket = match udp_listener(v6, port, mark) {
-                Ok(l) => l,
-                Err(e) => {
-                    bound = Err(e);
-                    continue;
+            match udp_listener(v6, port, mark) {
+                Ok(socket) => {
+                    let (proxy, addresses) = (proxies.dns.clone(), shared.addresses.clone());
+                    spawn_listener(set, crash, async move {
+                        let classify = move |client, original_dst| {
+                            addresses.load().classify(direction, client, original_dst)
+                        };
+                        proxy
+                            .serve(socket, classify)
+                            .await
+                            .map_err(|e| e.to_string())
+                    });
                 }
-            };
-            let (proxy, addresses, crash) =
-                (proxies.dns.clone(), shared.addresses.clone(), crash.clone());
-            set.spawn(async move {
-                let classify = move |client, original_dst| {
-                    addresses.load().classify(direction, client, original_dst)
-                };
-                tokio::select! {
-                    r = proxy.serve(socket, classify) => r.map_err(|e| e.to_string()),
-                    _ = crash.notified() => Err(STOPPED.into()),
+                Err(e) => bound = Err(e),
+            }
+            match transparent_listener(v6, port, mark) {
+                Ok(listener) => {
+                    let (proxy, addresses) = (proxies.dns.clone(), shared.addresses.clone());
+                    spawn_listener(set, crash, async move {
+                        let classify = tcp_classifier(addresses, direction);
+                        let served = proxy.serve_tcp(listener, classify).await;
+                        served.map_err(|e| e.to_string())
+                    });
                 }
-            });
+                Err(e) => bound = Err(e),
+            }
         }
     }
     bound

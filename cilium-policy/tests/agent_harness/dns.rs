@@ -1,10 +1,12 @@
 //! DNS for the DNS proxy tests: a `dnsmasq` process in an endpoint's namespace serving fixed
-//! records, and a client that sends one query from a namespace and reads the answer.
+//! records, and a client that sends queries from a namespace and reads the answers (over UDP,
+//! or several on one TCP connection).
 
 use super::in_netns;
 use l7proxy::dns::message::{parse_answer, rcode, Record, TYPE_A};
 use runtime_loader::testkit::Netns;
-use std::net::{IpAddr, SocketAddr, UdpSocket};
+use std::io::{Read, Write};
+use std::net::{IpAddr, SocketAddr, TcpStream, UdpSocket};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
@@ -92,5 +94,39 @@ pub fn resolve_as(ns: &Netns, server: IpAddr, name: &'static str, qtype: u16) ->
         })?;
         let (_, records) = parse_answer(&buf[..n]).ok()?;
         Some((rcode(&buf[..n])?, records, from))
+    })
+}
+
+/// Sends A queries for `names` to `server:53` from `ns` over one TCP connection (RFC 7766:
+/// each message after its 2-byte length) and reads their answers in order: the rcode and the
+/// records of each, until the first that does not come within [`ANSWER_WAIT`]. Empty when the
+/// connection cannot be made.
+pub fn resolve_tcp(ns: &Netns, server: IpAddr, names: &[&'static str]) -> Vec<(u8, Vec<Record>)> {
+    let names = names.to_vec();
+    ns.run(move || {
+        let mut answers = Vec::new();
+        let dst = SocketAddr::new(server, 53);
+        let Ok(mut s) = TcpStream::connect_timeout(&dst, ANSWER_WAIT) else {
+            return answers;
+        };
+        let _ = s.set_read_timeout(Some(ANSWER_WAIT));
+        for name in names {
+            let q = query(name, TYPE_A);
+            let mut out = (q.len() as u16).to_be_bytes().to_vec();
+            out.extend_from_slice(&q);
+            let mut len = [0u8; 2];
+            if s.write_all(&out).is_err() || s.read_exact(&mut len).is_err() {
+                break;
+            }
+            let mut m = vec![0u8; usize::from(u16::from_be_bytes(len))];
+            if s.read_exact(&mut m).is_err() {
+                break;
+            }
+            match (rcode(&m), parse_answer(&m)) {
+                (Some(code), Ok((_, records))) => answers.push((code, records)),
+                _ => break,
+            }
+        }
+        answers
     })
 }

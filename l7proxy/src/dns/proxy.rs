@@ -1,4 +1,4 @@
-//! What the DNS proxy does with one query, whatever carried it (`udp.rs`): the
+//! What the DNS proxy does with one query, whatever carried it (`udp.rs`, `tcp.rs`): the
 //! query is judged by the `rules.dns` of the deciding redirect key ([`SharedTable`], looked up
 //! with the transport's protocol and the original port); an allowed one is exchanged with the
 //! original server by the transport, the answer checked against the question and its addresses
@@ -22,10 +22,15 @@ const RCODE_SERVFAIL: u8 = 2;
 
 #[derive(Clone, Debug)]
 pub struct DnsConfig {
-    /// Time allowed for the server's answer; then the client gets `SERVFAIL`.
+    /// Time allowed for the server's answer; then the client gets `SERVFAIL`. Over TCP also
+    /// the time a query may take to arrive once its first byte did.
     pub query_timeout: Duration,
-    /// Queries being handled at once.
+    /// Queries over UDP being handled at once.
     pub max_inflight: usize,
+    /// Client connections over TCP served at once (more wait in the listen backlog).
+    pub max_tcp_connections: usize,
+    /// How long a client's TCP connection may stay without a query before it is closed.
+    pub tcp_idle_timeout: Duration,
     /// Send queries to the server from the client's address (`IP_TRANSPARENT`).
     pub transparent_source: bool,
     /// `SO_MARK` of the sockets after an ingress and after an egress redirect.
@@ -39,6 +44,8 @@ impl Default for DnsConfig {
         DnsConfig {
             query_timeout: Duration::from_secs(5),
             max_inflight: 1024,
+            max_tcp_connections: 256,
+            tcp_idle_timeout: Duration::from_secs(10),
             transparent_source: false,
             marks: None,
             learn_wait: Duration::from_millis(100),
@@ -50,7 +57,9 @@ impl Default for DnsConfig {
 pub enum DnsProxyError {
     #[error("receiving a DNS query failed: {0}")]
     Receive(std::io::Error),
-    #[error("max_inflight must be at least 1")]
+    #[error("accepting a DNS connection failed: {0}")]
+    Accept(std::io::Error),
+    #[error("max_inflight and max_tcp_connections must be at least 1")]
     NoQueries,
 }
 
@@ -61,12 +70,14 @@ pub(super) struct Shared {
     learn: Option<Learn>,
 }
 
-/// The DNS proxy: cheap to clone; clones share the table, events and the in-flight cap.
+/// The DNS proxy: cheap to clone; clones share the table, events and the caps.
 #[derive(Clone)]
 pub struct DnsProxy {
     pub(super) shared: Arc<Shared>,
-    /// Queries in flight.
+    /// Queries over UDP in flight.
     pub(super) slots: Arc<Semaphore>,
+    /// Client connections over TCP.
+    pub(super) tcp_slots: Arc<Semaphore>,
 }
 
 impl DnsProxy {
@@ -78,10 +89,11 @@ impl DnsProxy {
         events: Events,
         learn: Option<Learn>,
     ) -> Result<DnsProxy, DnsProxyError> {
-        if config.max_inflight == 0 {
+        if config.max_inflight == 0 || config.max_tcp_connections == 0 {
             return Err(DnsProxyError::NoQueries);
         }
         let slots = Arc::new(Semaphore::new(config.max_inflight));
+        let tcp_slots = Arc::new(Semaphore::new(config.max_tcp_connections));
         Ok(DnsProxy {
             shared: Arc::new(Shared {
                 config,
@@ -90,6 +102,7 @@ impl DnsProxy {
                 learn,
             }),
             slots,
+            tcp_slots,
         })
     }
 }
