@@ -51,8 +51,11 @@ impl InnerShape {
 /// A table missing from `maps` while its outer map is there is an error (the object and the
 /// table disagree). A slot that already holds its table is left alone: the kernel waits for an
 /// RCU grace period after every write to a map of maps (about 10 ms here), and the node's
-/// shared outer maps already hold their tables for every endpoint after the first.
+/// shared outer maps already hold their tables for every endpoint after the first. All or
+/// nothing: when a write fails, the slots written before it get back what they held (a pinned
+/// outer map is in use by running programs).
 pub fn fill(maps: &BTreeMap<String, RawMap>) -> Result<()> {
+    let mut writes = Vec::new();
     for (name, outer) in maps {
         let Some(def) = codegen::maps::by_name(name) else {
             continue;
@@ -68,19 +71,38 @@ pub fn fill(maps: &BTreeMap<String, RawMap>) -> Result<()> {
                 message: format!("slot {slot}: table {} is not in the object", table.name),
             })?;
             let id = inner.map_data().info().map(|i| i.id()).ok();
-            if id.is_some() && held.get(slot).copied().flatten() == id {
-                continue;
+            let before = held.get(slot).copied().flatten();
+            if id.is_none() || before != id {
+                writes.push((outer, slot as u32, inner, before));
             }
-            let fd = inner.map_data().fd().as_fd().as_raw_fd() as u32;
-            outer
-                .update(&(slot as u32).to_ne_bytes(), &fd.to_ne_bytes())
-                .map_err(|e| LoaderError::Map {
-                    path: outer.path().to_path_buf(),
-                    message: format!("writing table {} into slot {slot}: {e}", table.name),
-                })?;
+        }
+    }
+    for (n, (outer, slot, inner, _)) in writes.iter().enumerate() {
+        let fd = inner.map_data().fd().as_fd().as_raw_fd() as u32;
+        if let Err(e) = outer.update(&slot.to_ne_bytes(), &fd.to_ne_bytes()) {
+            for (outer, slot, _, before) in writes[..n].iter().rev() {
+                restore(outer, *slot, *before);
+            }
+            return Err(LoaderError::Map {
+                path: outer.path().to_path_buf(),
+                message: format!("writing a table into slot {slot}: {e}"),
+            });
         }
     }
     Ok(())
+}
+
+/// Puts back what slot `slot` of `outer` held (`None`: empty), as far as the kernel lets it.
+fn restore(outer: &RawMap, slot: u32, before: Option<u32>) {
+    let key = slot.to_ne_bytes();
+    let Some(id) = before else {
+        let _ = outer.delete(&key);
+        return;
+    };
+    if let Ok(data) = aya::maps::MapData::from_id(id) {
+        let fd = data.fd().as_fd().as_raw_fd() as u32;
+        let _ = outer.update(&key, &fd.to_ne_bytes());
+    }
 }
 
 /// The kernel ids of the maps `outer` holds, slot by slot (`None`: an empty slot).

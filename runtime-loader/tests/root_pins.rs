@@ -345,3 +345,49 @@ fn root_a_failed_load_puts_the_retired_pins_back() {
         .collect();
     assert!(leftovers.is_empty(), "{leftovers:?}");
 }
+
+/// Opens the map with kernel id `id` under `name` (what `slots::fill` is given by name).
+fn by_id(name: &str, id: u32) -> (String, RawMap) {
+    let data = aya::maps::MapData::from_id(id).unwrap();
+    (
+        name.to_string(),
+        RawMap::from_map_data(data, Path::new(name)).unwrap(),
+    )
+}
+
+/// A slot write that fails leaves the map of maps as it was: the slot written before it gets
+/// its table back (running programs share the outer map).
+#[test]
+fn root_a_failed_slot_write_puts_the_earlier_slots_back() {
+    if !require_root("root_a_failed_slot_write_puts_the_earlier_slots_back") {
+        return;
+    }
+    let object = common::template_object(&features(), &MapSizes::default());
+    let (dp, other) = (
+        load(&object, &LoadOptions::default()).unwrap(),
+        load(&object, &LoadOptions::default()).unwrap(),
+    );
+    let before = slot_ids(&dp);
+    // Slot 0 would take the other datapath's TCP table (same shape); slot 1 a policy map,
+    // which the kernel refuses (another type, key and value).
+    let maps: std::collections::BTreeMap<_, _> = [
+        by_id(maps::CT4.name, map_id(&dp, maps::CT4.name)),
+        by_id(maps::CT4_TCP.name, map_id(&other, maps::CT4_TCP.name)),
+        by_id(maps::CT4_ANY.name, map_id(&other, maps::POLICY.name)),
+    ]
+    .into_iter()
+    .collect();
+    let err = runtime_loader::slots::fill(&maps).expect_err("a policy map in a CT slot");
+    assert!(err.to_string().contains("slot 1"), "{err}");
+    assert_eq!(slot_ids(&dp), before, "slot 0 holds its table again");
+    // Without the bad table, the write goes through.
+    let maps: std::collections::BTreeMap<_, _> = [
+        by_id(maps::CT4.name, map_id(&dp, maps::CT4.name)),
+        by_id(maps::CT4_TCP.name, map_id(&other, maps::CT4_TCP.name)),
+        by_id(maps::CT4_ANY.name, map_id(&other, maps::CT4_ANY.name)),
+    ]
+    .into_iter()
+    .collect();
+    runtime_loader::slots::fill(&maps).unwrap();
+    assert_eq!(slot_ids(&dp), slot_ids(&other));
+}
