@@ -83,6 +83,7 @@ fn root_dns_proxy_forwards_allowed_names_and_refuses_others() {
     let file = agent.file("dns.yaml", POLICY);
     agent.ok(&["apply", "-f", &file]);
     let mut l7 = Monitor::start(&agent, Some("l7"));
+    let mut flows = Monitor::start_with(&agent, &["--type", "l7", "-o", "json"]);
 
     for server_ip in dns_addrs {
         let server = SocketAddr::new(server_ip, 53);
@@ -143,6 +144,50 @@ fn root_dns_proxy_forwards_allowed_names_and_refuses_others() {
             let line = format!("verdict {verdict} to {server} => ");
             let seen = l7.wait_for(T, |l| l.contains(&line));
             assert!(seen.is_some(), "{what}: no `{line}` in {:?}", l7.seen);
+        }
+
+        // The same queries as Hubble flows with their `dns` layer.
+        for (name, verdict, kind, rcode, ips, tcp) in [
+            (
+                "www.allowed.test.",
+                "FORWARDED",
+                "RESPONSE",
+                0,
+                vec![web_addrs[0]],
+                false,
+            ),
+            ("blocked.test.", "DROPPED", "REQUEST", 5, vec![], false),
+            (
+                "tcp.allowed.test.",
+                "FORWARDED",
+                "RESPONSE",
+                0,
+                vec![web_addrs[0]],
+                true,
+            ),
+            ("tcp.blocked.test.", "DROPPED", "REQUEST", 5, vec![], true),
+        ] {
+            let query = format!("\"query\":\"{name}\"");
+            let dst = format!("\"destination\":\"{server_ip}\"");
+            let Some(line) = flows.wait_for(T, |l| l.contains(&query) && l.contains(&dst)) else {
+                panic!("no flow for {name} to {server_ip} in {:?}", flows.seen);
+            };
+            let f: serde_json::Value = serde_json::from_str(&line).expect("a flow");
+            assert_eq!(f["verdict"], verdict, "{line}");
+            assert_eq!(f["l7"]["type"], kind, "{line}");
+            let dns = &f["l7"]["dns"];
+            assert_eq!(dns["rcode"], rcode, "{line}");
+            assert_eq!(dns["qtypes"], serde_json::json!(["A"]), "{line}");
+            assert_eq!(dns["observation_source"], "proxy", "{line}");
+            let got: Vec<String> = dns["ips"]
+                .as_array()
+                .map(|a| a.iter().map(|v| v.as_str().unwrap().to_string()).collect())
+                .unwrap_or_default();
+            let want: Vec<String> = ips.iter().map(ToString::to_string).collect();
+            assert_eq!(got, want, "{line}");
+            let l4 = if tcp { "TCP" } else { "UDP" };
+            assert_eq!(f["l4"][l4]["destination_port"], 53, "{line}");
+            assert_eq!(f["source"]["pod_name"], "client", "{line}");
         }
     }
 }

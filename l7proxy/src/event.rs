@@ -58,10 +58,43 @@ pub enum EventKind {
         rcode: Option<u8>,
         /// From the query to the answer.
         latency: Duration,
+        /// The transport's protocol (6 TCP, 17 UDP).
+        protocol: u8,
+        /// What a relayed answer gives the name (empty for the proxy's own answers).
+        answer: DnsAnswer,
     },
     /// A query or answer that is not a valid DNS message, dropped (over TCP the client's
     /// connection is closed); `protocol` is the transport's (6 TCP, 17 UDP).
     BadDns { reason: String, protocol: u8 },
+}
+
+/// What a relayed DNS answer gives the question's name, its CNAMEs followed.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct DnsAnswer {
+    pub ips: Vec<std::net::IpAddr>,
+    /// The lowest TTL on the way to the addresses (0 without any).
+    pub ttl: u32,
+    /// The aliases on the way, in order.
+    pub cnames: Vec<String>,
+}
+
+impl DnsAnswer {
+    /// The answer's addresses as the proxy learned them (`dns::learn`).
+    pub fn of(learned: &[crate::dns::learn::Learned]) -> DnsAnswer {
+        let mut cnames: Vec<String> = Vec::new();
+        for l in learned {
+            for n in l.names.iter().skip(1) {
+                if !cnames.contains(n) {
+                    cnames.push(n.clone());
+                }
+            }
+        }
+        DnsAnswer {
+            ips: learned.iter().map(|l| l.addr).collect(),
+            ttl: learned.iter().map(|l| l.ttl).min().unwrap_or(0),
+            cnames,
+        }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -234,6 +267,7 @@ pub fn format_event(e: &Event, names: &dyn Names) -> String {
             verdict,
             rcode,
             latency,
+            ..
         } => {
             let answer = rcode.map_or("no answer".to_string(), rcode_name);
             let mut line = format!(
@@ -272,7 +306,8 @@ fn rcode_name(rcode: u8) -> String {
     }
 }
 
-fn qtype_name(qtype: u16) -> String {
+/// `A`, `AAAA`, `CNAME`, else `TYPE<n>` (RFC 3597).
+pub fn qtype_name(qtype: u16) -> String {
     match qtype {
         1 => "A".into(),
         5 => "CNAME".into(),
@@ -356,6 +391,8 @@ mod tests {
             verdict,
             rcode,
             latency: Duration::from_micros(84),
+            protocol: crate::table::UDP,
+            answer: DnsAnswer::default(),
         };
         assert_eq!(
             format_event(&event(kind(Verdict::Denied, Some(5))), &Fixed),

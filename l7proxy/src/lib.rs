@@ -22,7 +22,9 @@ mod sockopt;
 pub mod table;
 pub mod upstream;
 
-pub use event::{format_event, Event, EventKind, Events, Names, Outcome, Verdict};
+pub use event::{
+    format_event, qtype_name, DnsAnswer, Event, EventKind, Events, Names, Outcome, Verdict,
+};
 pub use matcher::{HttpMatcher, Limits};
 pub use proxy::{ConnInfo, Proxy, ProxyConfig, ProxyError};
 pub use table::{PolicyTable, SharedTable, TableError};

@@ -133,16 +133,47 @@ pub struct Http {
     pub protocol: String,
 }
 
-/// `l7`: what the L7 proxy saw (Hubble's `Layer7`; only HTTP requests here).
+/// `l7.dns`: one DNS query as the DNS proxy judged and answered it (Hubble's `DNS`).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Dns {
+    /// The question's name, lower-case with the trailing dot.
+    pub query: String,
+    /// The addresses the answer gives the name (its CNAMEs followed).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ips: Vec<String>,
+    /// The lowest TTL on the way to those addresses.
+    #[serde(default)]
+    pub ttl: u32,
+    /// The aliases the answer leads the name through.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub cnames: Vec<String>,
+    /// `proxy`: the DNS proxy saw it.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub observation_source: String,
+    /// Of the answer sent to the client (5 `REFUSED` for a denial, 2 `SERVFAIL` without one).
+    #[serde(default)]
+    pub rcode: u32,
+    /// The question's type (`A`, `AAAA`, or the number).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub qtypes: Vec<String>,
+    /// The types of the answer's records behind `ips` and `cnames`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub rrtypes: Vec<String>,
+}
+
+/// `l7`: what the L7 proxy saw (Hubble's `Layer7`): an HTTP request or a DNS query.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Layer7 {
-    /// `REQUEST` (each event is a request with the response's status).
+    /// `REQUEST` (an HTTP request with the response's status, a DNS query the proxy answered
+    /// itself) or `RESPONSE` (a DNS query with the server's answer).
     #[serde(rename = "type")]
     pub kind: String,
     #[serde(default)]
     pub latency_ns: u64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub http: Option<Http>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dns: Option<Dns>,
 }
 
 /// One entry of `*_allowed_by` / `*_denied_by`: the policy behind a verdict.

@@ -8,7 +8,7 @@
 
 use super::learn::{learned, Learn, Learned};
 use super::message::{self, Question, MAX_MESSAGE};
-use crate::event::{Event, EventKind, Events, Verdict};
+use crate::event::{DnsAnswer, Event, EventKind, Events, Verdict};
 use crate::proxy::ConnInfo;
 use crate::table::{Decision, Flow, SharedTable};
 use ir::Direction;
@@ -122,6 +122,9 @@ pub(super) struct Answer {
     verdict: Verdict,
     endpoint_identity: ir::NumericIdentity,
     start: Instant,
+    protocol: u8,
+    /// What the server's answer gives the name (empty for the proxy's own answers).
+    given: DnsAnswer,
 }
 
 impl Shared {
@@ -208,6 +211,7 @@ impl Shared {
             Decision::Dns(names) => names.matches(&q.name),
             Decision::DenyAll(_) | Decision::Rules(_) => false,
         };
+        let mut given = DnsAnswer::default();
         let (verdict, bytes) = if !allowed {
             let refused = message::error_answer(query, &q, message::RCODE_REFUSED);
             (Verdict::Denied, refused)
@@ -218,6 +222,7 @@ impl Shared {
             };
             match checked {
                 Ok((answer, addresses)) => {
+                    given = DnsAnswer::of(&addresses);
                     self.learn(info, addresses).await;
                     (Verdict::Forwarded, answer)
                 }
@@ -237,6 +242,8 @@ impl Shared {
             verdict,
             endpoint_identity: ep_id,
             start,
+            protocol,
+            given,
         })
     }
 
@@ -249,6 +256,8 @@ impl Shared {
             verdict: a.verdict,
             rcode,
             latency: a.start.elapsed(),
+            protocol: a.protocol,
+            answer: a.given,
         });
     }
 }
