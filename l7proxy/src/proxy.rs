@@ -66,7 +66,7 @@ pub(crate) struct Shared {
     pub table: SharedTable,
     pub events: Events,
     /// Connections being served (a connection's upgraded stream included).
-    pub active: AtomicUsize,
+    pub active: Arc<AtomicUsize>,
 }
 
 /// A proxy instance: cheap to clone, every clone shares the table, events and connection cap.
@@ -92,6 +92,17 @@ impl Proxy {
         table: SharedTable,
         events: Events,
     ) -> Result<Self, ProxyError> {
+        Self::counting(config, table, events, Arc::default())
+    }
+
+    /// A proxy that keeps its count of connections being served in `active` (shared with
+    /// whoever needs to know whether connections are open, e.g. the table's builder).
+    pub fn counting(
+        config: ProxyConfig,
+        table: SharedTable,
+        events: Events,
+        active: Arc<AtomicUsize>,
+    ) -> Result<Self, ProxyError> {
         if config.max_connections == 0 {
             return Err(ProxyError::NoConnections);
         }
@@ -101,7 +112,7 @@ impl Proxy {
                 config,
                 table,
                 events,
-                active: AtomicUsize::new(0),
+                active,
             }),
             slots,
         })

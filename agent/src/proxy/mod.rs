@@ -26,6 +26,7 @@ use ir::{Direction, IpCache, NumericIdentity};
 use l7proxy::{ConnInfo, Events, SharedTable};
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::AtomicUsize;
 use std::sync::Arc;
 
 /// The HTTP proxy ports (`compiler::policy::proxy_port`) with their direction and the mark of
@@ -47,6 +48,9 @@ pub struct L7Shared {
     pub table: SharedTable,
     pub addresses: Arc<ArcSwap<Addresses>>,
     pub events: Events,
+    /// Connections the HTTP proxy is serving: while any is open the table keeps following
+    /// changes, also once no redirect is left.
+    pub proxied: Arc<AtomicUsize>,
 }
 
 /// The addresses of the last committed state: local endpoints by address and the ipcache

@@ -69,7 +69,8 @@ impl Supervisor {
     /// Starts the proxies (HTTP and DNS) on the current tokio runtime; `learn` gets the
     /// addresses of every allowed DNS answer before it is relayed (`toFQDNs`).
     pub fn spawn(shared: L7Shared, learn: Option<Learn>) -> Result<Supervisor, ProxyError> {
-        let http = Proxy::new(proxy_config(), shared.table.clone(), shared.events.clone())?;
+        let (table, events) = (shared.table.clone(), shared.events.clone());
+        let http = Proxy::counting(proxy_config(), table, events, shared.proxied.clone())?;
         let (table, events) = (shared.table.clone(), shared.events.clone());
         let dns = DnsProxy::new(dns_config(), table, events, learn)?;
         let crash = Arc::new(Notify::new());

@@ -1,9 +1,9 @@
 //! The proxy's table per change. A change that leaves some endpoint with a proxy redirect (or
-//! removes the last one) builds the `l7proxy` table of the new state before it is
-//! acknowledged; a refused build (an HTTP pattern too large to compile) refuses the whole
+//! removes the last one, or comes while the proxy still serves connections redirected
+//! before) builds the `l7proxy` table of the new state before it is acknowledged; a refused build (an HTTP pattern too large to compile) refuses the whole
 //! change as invalid input naming the rules' file:line:column, and nothing changes. The built
 //! table and the addresses are swapped in once the datapath enforces the change. Changes that
-//! concern no redirect, before or after, build nothing.
+//! concern no redirect, before or after, while no proxied connection is open, build nothing.
 
 use super::{Addresses, L7Shared};
 use crate::error::AgentError;
@@ -12,6 +12,7 @@ use ir::MapVerdict;
 use l7proxy::table::TableError;
 use l7proxy::{Limits, PolicyTable};
 use std::collections::BTreeSet;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 /// The writer's side: owned by the agent.
@@ -87,7 +88,10 @@ impl L7 {
                 redirecting.insert(*id);
             }
         }
-        if redirecting.is_empty() && latest.is_empty() {
+        // Connections redirected before the last redirect went stay in the proxy until they
+        // end: they are judged by the current state, so the table follows it meanwhile.
+        let lingering = self.shared.proxied.load(Ordering::Relaxed) > 0;
+        if redirecting.is_empty() && latest.is_empty() && !lingering {
             return Ok(None);
         }
         let endpoints: Vec<(u16, &str)> = world

@@ -7,6 +7,7 @@ use crate::state::tests::{agent, put};
 use crate::AgentError;
 use ir::{Direction, NumericIdentity};
 use l7proxy::table::{Decision, Flow};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 fn endpoint(id: u16, label: &str, ip: &str) -> EndpointSpec {
@@ -112,7 +113,7 @@ fn the_table_follows_changes_and_a_refused_pattern_changes_nothing() {
     assert!(matches!(decision(&l7, app2), Decision::Rules(_)));
 
     // Removing the last redirect builds once more (open connections are served unfiltered
-    // from their next request), then changes without L7 build nothing again.
+    // from their next request).
     a.delete_policy(PolicyDelete {
         paths: vec!["l7.json".into()],
         wait: true,
@@ -120,6 +121,17 @@ fn the_table_follows_changes_and_a_refused_pattern_changes_nothing() {
     })
     .unwrap();
     assert!(matches!(decision(&l7, app2), Decision::AllowAll));
+    // While the proxy still serves a connection redirected before, the table follows every
+    // change: app1 admitting only app3 reaches that connection's next request.
+    l7.proxied.fetch_add(1, Ordering::Relaxed);
+    let only_app3 = L3_ONLY.replace("app1", "app3").replace("app2", "app1");
+    put(&mut a, "l3c.json", &only_app3).unwrap();
+    assert!(
+        matches!(decision(&l7, app2), Decision::DenyAll(_)),
+        "the lingering connection is judged by the current state"
+    );
+    // Once none is open, changes without L7 build nothing again.
+    l7.proxied.fetch_sub(1, Ordering::Relaxed);
     let after = l7.table.load();
     put(&mut a, "l3b.json", L3_ONLY.replace("app2", "app3").as_str()).unwrap();
     assert!(Arc::ptr_eq(&after, &l7.table.load()));
