@@ -166,19 +166,23 @@ struct fc_deny_info {
 		(s)->pending_bytes = 0;                                                    \
 	} while (0)
 
-/* Before a slot is rewritten: what its deny served goes to the deny entry's counters. */
+/* Before a slot is rewritten: what its deny served goes to the deny entry's counters. Only a
+ * deny slot's count is read: rewriting a CT slot touches no field past its flags. */
 #ifdef ENABLE_DENY_CACHE
 #define FC_RETIRE(s)                                                                        \
 	do {                                                                               \
-		if ((s)->pending_packets)                                                  \
+		if (((s)->flags & FC_DENY) && (s)->pending_packets)                        \
 			FC_FLUSH(s);                                                       \
 	} while (0)
 #else
 #define FC_RETIRE(s) ((void)0)
 #endif
 
-/* Writes slot `s` of either family, after flushing what the slot's previous deny served. The
- * deadline is zeroed first and written last, so that a run nested on this CPU
+/* Writes slot `s` of either family, after flushing what the slot's previous deny served; a
+ * deny slot's own fields from `info`, which a CT fill passes as a null pointer (constant: the
+ * writes are compiled out) and leaves as they were: only FC_DENY slots read them, and the
+ * fields a CT slot is read by (key, deadline, revision, origin, flags) are its first 30 bytes
+ * (IPv4; 54 for IPv6), so a CT fill writes no more memory than a hit reads. The deadline is zeroed first and written last, so that a run nested on this CPU
  * (BPF_PROG_TEST_RUN interrupted by a softirq; tc programs do not nest) sees an invalid slot,
  * not a half-written one; and a nested fill that completed between the two leaves fields of
  * two fills: the last write checks that the slot still holds this fill's key, revision, origin
@@ -192,14 +196,16 @@ struct fc_deny_info {
 		(s)->policy_rev = (rev);                                                   \
 		(s)->origin = (org);                                                       \
 		(s)->flags = (flg);                                                        \
-		(s)->peer_identity = (info)->peer_identity;                                \
-		(s)->ipcache_gen = (info)->ipcache_gen;                                    \
-		(s)->ct_gen = (info)->ct_gen;                                              \
-		(s)->deny_kind = (info)->deny_kind;                                        \
-		(s)->deny_identity = (info)->deny_identity;                                \
-		(s)->rule_id = (info)->rule_id;                                            \
-		(s)->pending_packets = 0;                                                  \
-		(s)->pending_bytes = 0;                                                    \
+		if (info) {                                                                \
+			(s)->peer_identity = (info)->peer_identity;                        \
+			(s)->ipcache_gen = (info)->ipcache_gen;                            \
+			(s)->ct_gen = (info)->ct_gen;                                      \
+			(s)->deny_kind = (info)->deny_kind;                                \
+			(s)->deny_identity = (info)->deny_identity;                        \
+			(s)->rule_id = (info)->rule_id;                                    \
+			(s)->pending_packets = 0;                                          \
+			(s)->pending_bytes = 0;                                            \
+		}                                                                          \
 		barrier();                                                                 \
 		(s)->deadline = (s)->policy_rev == (rev) && (s)->origin == (org) &&        \
 					(s)->flags == (flg) &&                             \
@@ -215,7 +221,7 @@ static __always_inline void fc_fill(struct fc_slot f, const struct pkt *p, const
 				    const struct ct_value *ct, const struct ep_state *st,
 				    __u32 rev, __u64 now)
 {
-	struct fc_deny_info none = {};
+	const struct fc_deny_info *none = 0;
 	__u64 deadline;
 
 	if (ct->flags & CT_CLOSING)
@@ -223,13 +229,13 @@ static __always_inline void fc_fill(struct fc_slot f, const struct pkt *p, const
 	deadline = fc_deadline(ct, st, p, now);
 #ifdef ENABLE_IPV4
 	if (f.s4) {
-		FC_WRITE(f.s4, r->k4, rev, ct->origin, ct->flags, &none, deadline);
+		FC_WRITE(f.s4, r->k4, rev, ct->origin, ct->flags, none, deadline);
 		return;
 	}
 #endif
 #ifdef ENABLE_IPV6
 	if (f.s6)
-		FC_WRITE(f.s6, r->k6, rev, ct->origin, ct->flags, &none, deadline);
+		FC_WRITE(f.s6, r->k6, rev, ct->origin, ct->flags, none, deadline);
 #endif
 }
 #ifdef ENABLE_DENY_CACHE
