@@ -224,12 +224,18 @@ fn endpoints_and_connectivity_views() {
     assert!(!app2.contains("Enabled"), "{app2}");
     let out = run(&["connectivity", "-f", k, "-o", "tsv"]);
     let s = String::from_utf8_lossy(&out.stdout);
-    assert!(s.contains(&format!("{APP2}\t{APP1}\ttcp\t80-80\n")), "{s}");
+    assert!(
+        s.contains(&format!("{APP2}\t{APP1}\ttcp\t80-80\tallow\n")),
+        "{s}"
+    );
     assert!(
         !s.contains(&format!("default/app3-3000954754-fbqzt\t{APP1}\t")),
         "{s}"
     );
-    assert!(s.contains(&format!("{APP1}\tworld\ttcp\t0-65535\n")), "{s}");
+    assert!(
+        s.contains(&format!("{APP1}\tworld\ttcp\t0-65535\tallow\n")),
+        "{s}"
+    );
     let dot =
         String::from_utf8_lossy(&run(&["connectivity", "-f", k, "-o", "dot"]).stdout).into_owned();
     assert!(dot.starts_with("digraph connectivity {"), "{dot}");
@@ -266,13 +272,13 @@ fn connectivity_reports_icmp_types_in_every_format() {
     assert_eq!(
         pair,
         [
-            format!("{tie}\t{star}\ticmp\t8-8"),
-            format!("{tie}\t{star}\ticmpv6\t128-128")
+            format!("{tie}\t{star}\ticmp\t8-8\tallow"),
+            format!("{tie}\t{star}\ticmpv6\t128-128\tallow")
         ],
         "{tsv}"
     );
     assert!(
-        tsv.contains(&format!("{star}\t{tie}\ticmp\t0-255\n")),
+        tsv.contains(&format!("{star}\t{tie}\ticmp\t0-255\tallow\n")),
         "{tsv}"
     );
     let json: serde_json::Value = serde_json::from_str(&out("json")).expect("json");
@@ -359,7 +365,7 @@ spec:
     let out = run(&["connectivity", "-f", &d, "--group", "workload", "-o", "tsv"]);
     let s = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{s}");
-    let row = "shop/Deployment/web\t2\tshop/StatefulSet/db\t1\ttcp\t5432-5432";
+    let row = "shop/Deployment/web\t2\tshop/StatefulSet/db\t1\ttcp\t5432-5432\tallow";
     assert!(s.lines().any(|l| l == row), "{s}");
     assert!(
         !s.lines()
@@ -397,6 +403,24 @@ fn connectivity_marks_audited_ranges() {
         to("default/api").starts_with("TCP 0-8079 (audit), TCP 8080, TCP 8081-65535 (audit)"),
         "{s}"
     );
+    // TSV: the last column says which.
+    let out = run(&[
+        "connectivity",
+        "-f",
+        "testdata/semantics/cilium-audit-mode",
+        "-o",
+        "tsv",
+    ]);
+    let tsv = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{tsv}");
+    assert_eq!(tsv.lines().next(), Some("src\tdst\tproto\tports\tverdict"));
+    for row in [
+        "default/client\tdefault/web\ttcp\t80-80\taudit",
+        "default/client\tdefault/api\ttcp\t0-8079\taudit",
+        "default/client\tdefault/api\ttcp\t8080-8080\tallow",
+    ] {
+        assert!(tsv.lines().any(|l| l == row), "no `{row}` in {tsv}");
+    }
 }
 
 #[test]

@@ -100,10 +100,11 @@ fn render(conns: &[Conn], g: Group, o: Output) -> String {
         Output::Tsv => {
             match g {
                 Group::Pod => {
-                    let _ = writeln!(s, "src\tdst\tproto\tports");
+                    let _ = writeln!(s, "src\tdst\tproto\tports\tverdict");
                 }
                 Group::Identity | Group::Workload => {
-                    let _ = writeln!(s, "src\tsrc_count\tdst\tdst_count\tproto\tports");
+                    let header = "src\tsrc_count\tdst\tdst_count\tproto\tports\tverdict";
+                    let _ = writeln!(s, "{header}");
                 }
             }
             for c in conns {
@@ -117,12 +118,13 @@ fn render(conns: &[Conn], g: Group, o: Output) -> String {
                 for r in c.ranges {
                     let _ = writeln!(
                         s,
-                        "{}\t{}\t{}\t{}-{}",
+                        "{}\t{}\t{}\t{}-{}\t{}",
                         src,
                         dst,
                         r.protocol.name().to_lowercase(),
                         r.first,
-                        r.last
+                        r.last,
+                        if r.audit { "audit" } else { "allow" }
                     );
                 }
             }
