@@ -222,7 +222,10 @@ impl Shared {
             };
             match checked {
                 Ok((answer, addresses)) => {
-                    given = DnsAnswer::of(&addresses);
+                    // Only for an event someone reads.
+                    if self.events.active() {
+                        given = DnsAnswer::of(&addresses);
+                    }
                     self.learn(info, addresses).await;
                     (Verdict::Forwarded, answer)
                 }
