@@ -188,6 +188,13 @@ fn root_dns_proxy_forwards_allowed_names_and_refuses_others() {
             let l4 = if tcp { "TCP" } else { "UDP" };
             assert_eq!(f["l4"][l4]["destination_port"], 53, "{line}");
             assert_eq!(f["source"]["pod_name"], "client", "{line}");
+            // The policy behind the verdict: the DNS rule that allowed it, or the one it failed.
+            let by = if verdict == "FORWARDED" {
+                "egress_allowed_by"
+            } else {
+                "egress_denied_by"
+            };
+            assert_eq!(f[by][0]["name"], "client-dns", "{line}");
         }
     }
 }

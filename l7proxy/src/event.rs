@@ -62,6 +62,9 @@ pub enum EventKind {
         protocol: u8,
         /// What a relayed answer gives the name (empty for the proxy's own answers).
         answer: DnsAnswer,
+        /// The IR rule whose `rules.dns` allowed it, or the rules at the key a denied query
+        /// failed (empty: no DNS rule decided).
+        rules: Vec<ir::RuleId>,
     },
     /// A query or answer that is not a valid DNS message, dropped (over TCP the client's
     /// connection is closed); `protocol` is the transport's (6 TCP, 17 UDP).
@@ -393,6 +396,7 @@ mod tests {
             latency: Duration::from_micros(84),
             protocol: crate::table::UDP,
             answer: DnsAnswer::default(),
+            rules: Vec::new(),
         };
         assert_eq!(
             format_event(&event(kind(Verdict::Denied, Some(5))), &Fixed),

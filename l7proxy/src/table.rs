@@ -8,7 +8,7 @@
 //! A build either succeeds for every endpoint or fails listing every refused pattern with its
 //! rule's file:line:column; the table in use is then left as it was ([`SharedTable`]).
 
-use crate::dns::NameMatcher;
+use crate::dns::{DnsRules, NameMatcher};
 use crate::matcher::{HttpMatcher, Limits, PatternError};
 use arc_swap::ArcSwap;
 use compiler::cluster::{ports::resolve, Cluster};
@@ -77,7 +77,7 @@ pub enum Decision {
     /// The HTTP rules at the deciding redirect key.
     Rules(Arc<HttpMatcher>),
     /// The DNS rules (`rules.dns`) at the deciding redirect key.
-    Dns(Arc<NameMatcher>),
+    Dns(Arc<DnsRules>),
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -113,7 +113,7 @@ pub struct Resolved {
 #[derive(Clone)]
 enum KeyRules {
     Http(Arc<HttpMatcher>),
-    Dns(Arc<NameMatcher>),
+    Dns(Arc<DnsRules>),
 }
 
 impl KeyRules {
@@ -222,18 +222,20 @@ impl Builder<'_> {
         Some(KeyRules::Dns(Arc::new(self.names(&dns))))
     }
 
-    /// The `rules.dns` of the contributions as one matcher (an empty block allows every name).
-    fn names(&self, c: &Contributions) -> NameMatcher {
-        if c.1 {
-            return NameMatcher::all();
-        }
-        let mut m = NameMatcher::default();
+    /// The `rules.dns` of the contributions, rule by rule (an empty block allows every name).
+    fn names(&self, c: &Contributions) -> DnsRules {
+        let mut out = DnsRules::default();
         for (id, i) in &c.0 {
             if let Some(L7Rules::Dns(rules)) = &self.policy.rule(*id).ports[*i].l7 {
-                rules.iter().for_each(|r| m.add(r));
+                let names = if rules.is_empty() {
+                    NameMatcher::all()
+                } else {
+                    NameMatcher::new(rules)
+                };
+                out.push(*id, names);
             }
         }
-        m
+        out
     }
 
     fn matcher(&mut self, c: Contributions) -> Option<Arc<HttpMatcher>> {

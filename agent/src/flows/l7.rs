@@ -4,8 +4,8 @@
 //! qtypes, rrtypes, `observation_source: proxy`), `RESPONSE` when the server's answer was
 //! relayed, `REQUEST` when the proxy answered itself. A denied request is `DROPPED` (as Hubble
 //! reports L7 denials), one that could not reach its destination `DROPPED` with no drop
-//! reason. An allowed HTTP request names the policy of the HTTP rule that allowed it, a denied
-//! one the policies whose HTTP rules it failed; DNS flows name no policy.
+//! reason. An allowed request names the policy of the HTTP or DNS rule that allowed it, a
+//! denied one the policies whose rules at its key it failed.
 
 use super::{rfc3339, FlowBuilder};
 use crate::snapshot::Snapshot;
@@ -53,6 +53,7 @@ impl FlowBuilder {
                 latency,
                 protocol,
                 answer,
+                rules,
             } => {
                 // The server's answer relayed, or the proxy's own (REFUSED, SERVFAIL).
                 let kind = if *verdict == Verdict::Forwarded {
@@ -61,12 +62,8 @@ impl FlowBuilder {
                     "REQUEST"
                 };
                 let dns = dns_layer(name, *qtype, rcode.unwrap_or(0), answer);
-                (
-                    layer7(kind, *latency, None, Some(dns)),
-                    *verdict,
-                    &[][..],
-                    *protocol,
-                )
+                let l7 = layer7(kind, *latency, None, Some(dns));
+                (l7, *verdict, rules.as_slice(), *protocol)
             }
             _ => return None,
         };

@@ -178,11 +178,19 @@ fn dns_redirects_get_the_names_of_their_rules() {
     ] {
         assert_eq!(names.matches(name), allowed, "{name}");
     }
+    // Each verdict names its rule: the allowing one, or every rule at the key.
+    let (first, second) = (
+        names.allowing("www.allowed.test"),
+        names.allowing("exact.test"),
+    );
+    assert!(first.is_some() && second.is_some() && first != second);
+    assert_eq!(names.rules(), [first.unwrap(), second.unwrap()]);
     // TCP 53 has only the first rule's names.
     let Decision::Dns(tcp) = resolve(flow(l7proxy::table::TCP, 53)) else {
         panic!("TCP 53 is a DNS key too");
     };
     assert!(tcp.matches("www.allowed.test") && !tcp.matches("exact.test"));
+    assert_eq!(tcp.rules(), [first.unwrap()]);
     // Another port is not allowed at all.
     assert!(matches!(
         resolve(flow(l7proxy::table::UDP, 54)),

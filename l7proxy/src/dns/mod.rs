@@ -7,6 +7,7 @@
 //! - [`message`]: the DNS message reader and the `REFUSED` answer;
 //! - [`pattern`]: Cilium's `matchName` / `matchPattern` semantics;
 //! - [`proxy`]: the proxy, its bounds, and what it does with one query;
+//! - [`rules`]: a DNS redirect key's names, rule by rule (which rule allowed a query);
 //! - [`udp`]: the transparent UDP listener and the per-datagram exchange;
 //! - [`tcp`]: queries over TCP (RFC 7766): the transparent listener's connections, one
 //!   connection to the server per client connection.
@@ -15,7 +16,9 @@ pub mod learn;
 pub mod message;
 pub mod pattern;
 pub mod proxy;
+pub mod rules;
 pub mod tcp;
 pub mod udp;
 
 pub use pattern::NameMatcher;
+pub use rules::DnsRules;

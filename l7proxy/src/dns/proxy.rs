@@ -125,6 +125,8 @@ pub(super) struct Answer {
     protocol: u8,
     /// What the server's answer gives the name (empty for the proxy's own answers).
     given: DnsAnswer,
+    /// The rule that allowed the query, or those it failed.
+    rules: Vec<ir::RuleId>,
 }
 
 impl Shared {
@@ -206,10 +208,14 @@ impl Shared {
                 return None;
             }
         };
-        let allowed = match &resolved.decision {
-            Decision::AllowAll => true,
-            Decision::Dns(names) => names.matches(&q.name),
-            Decision::DenyAll(_) | Decision::Rules(_) => false,
+        // Whether it is allowed, and the rules behind the verdict.
+        let (allowed, rules) = match &resolved.decision {
+            Decision::AllowAll => (true, Vec::new()),
+            Decision::Dns(dns) => match dns.allowing(&q.name) {
+                Some(id) => (true, vec![id]),
+                None => (false, dns.rules()),
+            },
+            Decision::DenyAll(_) | Decision::Rules(_) => (false, Vec::new()),
         };
         let mut given = DnsAnswer::default();
         let (verdict, bytes) = if !allowed {
@@ -247,6 +253,7 @@ impl Shared {
             start,
             protocol,
             given,
+            rules,
         })
     }
 
@@ -261,6 +268,7 @@ impl Shared {
             latency: a.start.elapsed(),
             protocol: a.protocol,
             answer: a.given,
+            rules: a.rules,
         });
     }
 }
