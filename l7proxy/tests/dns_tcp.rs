@@ -12,6 +12,8 @@ use ir::{Direction, NumericIdentity};
 use l7proxy::dns::proxy::{DnsConfig, DnsProxy};
 use l7proxy::{format_event, ConnInfo, Event, EventKind, Events, Names, SharedTable, Verdict};
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -95,6 +97,8 @@ struct Running {
     proxy: SocketAddr,
     events: Receiver<Event>,
     world: World,
+    /// Client connections being served.
+    open: Arc<AtomicUsize>,
 }
 
 async fn start(config: DnsConfig) -> Running {
@@ -102,7 +106,8 @@ async fn start(config: DnsConfig) -> Running {
     let world = World::new(&policy(dns.port()));
     let (table, events) = (SharedTable::new(world.table()), Events::default());
     let subscribed = events.subscribe(64);
-    let proxy = DnsProxy::new(config, table, events, None).unwrap();
+    let open = Arc::new(AtomicUsize::new(0));
+    let proxy = DnsProxy::counting(config, table, events, None, open.clone()).unwrap();
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let peer = world.identity("app1");
@@ -123,6 +128,7 @@ async fn start(config: DnsConfig) -> Running {
         proxy: addr,
         events: subscribed,
         world,
+        open,
     }
 }
 
@@ -260,11 +266,23 @@ async fn malformed_over_long_and_idle_connections_are_closed() {
         "{e:?}"
     );
 
-    // Silence past the idle time, also after an answer.
+    // Silence past the idle time, also after an answer; counted while it is served.
     let mut c = TcpStream::connect(r.proxy).await.unwrap();
     write(&mut c, &query(9, "www.allowed.test")).await;
     assert!(read(&mut c).await.is_some());
+    assert_eq!(settled(&r.open, 1).await, 1, "one connection served");
     assert!(closed(&mut c, T).await, "closed when idle");
+    assert_eq!(settled(&r.open, 0).await, 0, "none once it is closed");
+}
+
+/// The count once it is `want` (a closed connection's task ends just after the client sees
+/// the close), or what it is after [`T`].
+async fn settled(open: &AtomicUsize, want: usize) -> usize {
+    let deadline = tokio::time::Instant::now() + T;
+    while open.load(Ordering::Relaxed) != want && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    open.load(Ordering::Relaxed)
 }
 
 #[tokio::test]

@@ -48,8 +48,8 @@ pub struct L7Shared {
     pub table: SharedTable,
     pub addresses: Arc<ArcSwap<Addresses>>,
     pub events: Events,
-    /// Connections the HTTP proxy is serving: while any is open the table keeps following
-    /// changes, also once no redirect is left.
+    /// TCP connections the proxies are serving (HTTP, and DNS over TCP): while any is open the
+    /// table keeps following changes, also once no redirect is left.
     pub proxied: Arc<AtomicUsize>,
 }
 

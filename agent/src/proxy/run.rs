@@ -2,11 +2,11 @@
 //! listener per HTTP proxy port and family (`127.0.0.1` and `[::1]`, ports 10080 ingress and
 //! 10081 egress), and one transparent UDP socket and one transparent TCP listener (DNS over
 //! TCP) per DNS proxy port and family (10053 ingress, 10054 egress); each accepted connection
-//! and each query is classified from the
-//! addresses of the last committed state. When a listener dies (its accept loop fails, its task panics, or
-//! [`Supervisor::crash`] stops it), every listener is closed, a line is logged and all of them
-//! are bound again after [`RESTART_DELAY`]; meanwhile the datapath drops redirected flows with
-//! reason 178 (fail closed). Connections already accepted are served on until they end.
+//! and each query is classified from the addresses of the last committed state. When a
+//! listener dies (its accept loop fails, its task panics, or [`Supervisor::crash`] stops it),
+//! every listener is closed, a line is logged and all of them are bound again after
+//! [`RESTART_DELAY`]; meanwhile the datapath drops redirected flows with reason 178 (fail
+//! closed). Connections already accepted are served on until they end.
 
 use super::{Addresses, L7Shared, DNS_PORTS, HTTP_PORTS};
 use arc_swap::ArcSwap;
@@ -71,8 +71,12 @@ impl Supervisor {
     pub fn spawn(shared: L7Shared, learn: Option<Learn>) -> Result<Supervisor, ProxyError> {
         let (table, events) = (shared.table.clone(), shared.events.clone());
         let http = Proxy::counting(proxy_config(), table, events, shared.proxied.clone())?;
-        let (table, events) = (shared.table.clone(), shared.events.clone());
-        let dns = DnsProxy::new(dns_config(), table, events, learn)?;
+        let (table, events, open) = (
+            shared.table.clone(),
+            shared.events.clone(),
+            shared.proxied.clone(),
+        );
+        let dns = DnsProxy::counting(dns_config(), table, events, learn, open)?;
         let crash = Arc::new(Notify::new());
         let (up_tx, up) = watch::channel(false);
         tokio::spawn(supervise(

@@ -1,9 +1,10 @@
 //! The proxy's table per change. A change that leaves some endpoint with a proxy redirect (or
-//! removes the last one, or comes while the proxy still serves connections redirected
-//! before) builds the `l7proxy` table of the new state before it is acknowledged; a refused build (an HTTP pattern too large to compile) refuses the whole
-//! change as invalid input naming the rules' file:line:column, and nothing changes. The built
-//! table and the addresses are swapped in once the datapath enforces the change. Changes that
-//! concern no redirect, before or after, while no proxied connection is open, build nothing.
+//! removes the last one, or comes while the proxies still serve connections redirected
+//! before) builds the `l7proxy` table of the new state before it is acknowledged; a refused
+//! build (an HTTP pattern too large to compile) refuses the whole change as invalid input
+//! naming the rules' file:line:column, and nothing changes. The built table and the addresses
+//! are swapped in once the datapath enforces the change. Changes that concern no redirect,
+//! before or after, while no proxied connection is open, build nothing.
 
 use super::{Addresses, L7Shared};
 use crate::error::AgentError;

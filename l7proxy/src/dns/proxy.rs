@@ -13,6 +13,7 @@ use crate::proxy::ConnInfo;
 use crate::table::{Decision, Flow, SharedTable};
 use ir::Direction;
 use std::future::Future;
+use std::sync::atomic::AtomicUsize;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::Semaphore;
@@ -78,6 +79,8 @@ pub struct DnsProxy {
     pub(super) slots: Arc<Semaphore>,
     /// Client connections over TCP.
     pub(super) tcp_slots: Arc<Semaphore>,
+    /// Client connections over TCP being served (shared, see [`DnsProxy::counting`]).
+    pub(super) tcp_active: Arc<AtomicUsize>,
 }
 
 impl DnsProxy {
@@ -88,6 +91,19 @@ impl DnsProxy {
         table: SharedTable,
         events: Events,
         learn: Option<Learn>,
+    ) -> Result<DnsProxy, DnsProxyError> {
+        Self::counting(config, table, events, learn, Arc::default())
+    }
+
+    /// A proxy that counts the TCP connections it serves in `active`, as
+    /// `Proxy::counting` does for HTTP (whoever builds the table needs to know whether
+    /// connections redirected earlier are still open).
+    pub fn counting(
+        config: DnsConfig,
+        table: SharedTable,
+        events: Events,
+        learn: Option<Learn>,
+        active: Arc<AtomicUsize>,
     ) -> Result<DnsProxy, DnsProxyError> {
         if config.max_inflight == 0 || config.max_tcp_connections == 0 {
             return Err(DnsProxyError::NoQueries);
@@ -103,6 +119,7 @@ impl DnsProxy {
             }),
             slots,
             tcp_slots,
+            tcp_active: active,
         })
     }
 }

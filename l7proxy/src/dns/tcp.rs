@@ -22,6 +22,8 @@ use crate::proxy::{accept_each, ConnInfo};
 use crate::table::TCP;
 use crate::upstream::connect_tcp;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -44,8 +46,11 @@ impl DnsProxy {
     {
         accept_each(&listener, &self.tcp_slots, |stream, client, slot| {
             if let Some(info) = classify(&stream, client) {
-                let shared = self.shared.clone();
+                let (shared, active) = (self.shared.clone(), self.tcp_active.clone());
+                active.fetch_add(1, Ordering::Relaxed);
                 tokio::spawn(async move {
+                    // Uncounted however the task ends (a panic included).
+                    let _served = Served(active);
                     connection(&shared, stream, info).await;
                     drop(slot);
                 });
@@ -53,6 +58,15 @@ impl DnsProxy {
         })
         .await
         .map_err(DnsProxyError::Accept)
+    }
+}
+
+/// Takes one connection off the count when dropped.
+struct Served(Arc<AtomicUsize>);
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
