@@ -46,11 +46,11 @@ impl DnsProxy {
     {
         accept_each(&listener, &self.tcp_slots, |stream, client, slot| {
             if let Some(info) = classify(&stream, client) {
-                let (shared, active) = (self.shared.clone(), self.tcp_active.clone());
-                active.fetch_add(1, Ordering::Relaxed);
+                let shared = self.shared.clone();
+                // Counted until the task ends, however it does (also dropped unpolled).
+                let served = Served::start(self.tcp_active.clone());
                 tokio::spawn(async move {
-                    // Uncounted however the task ends (a panic included).
-                    let _served = Served(active);
+                    let _served = served;
                     connection(&shared, stream, info).await;
                     drop(slot);
                 });
@@ -61,8 +61,15 @@ impl DnsProxy {
     }
 }
 
-/// Takes one connection off the count when dropped.
+/// One connection on the count from [`Served::start`] until dropped.
 struct Served(Arc<AtomicUsize>);
+
+impl Served {
+    fn start(count: Arc<AtomicUsize>) -> Served {
+        count.fetch_add(1, Ordering::Relaxed);
+        Served(count)
+    }
+}
 
 impl Drop for Served {
     fn drop(&mut self) {
