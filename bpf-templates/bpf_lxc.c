@@ -126,7 +126,7 @@ static __always_inline int handle(struct __sk_buff *skb, const __u8 dir)
 		struct ct_value *ct;
 
 		now = bpf_jiffies64();
-		ct_key_of(&p, st, &ref);
+		ct_key_of(&p, &ref);
 #ifdef ENABLE_FLOW_CACHE
 		slot = fc_slot(&p, &ref);
 		if (fc_hit(slot, &p, &ref, dir, rev, now)) {
@@ -140,6 +140,7 @@ static __always_inline int handle(struct __sk_buff *skb, const __u8 dir)
 			return drop(st, dir, &p, d.kind ? DROP_POLICY_DENY : DROP_POLICY, peer_id,
 				    &d, len);
 #endif
+		ct_key_bind(&p, st, &ref);
 		ct = ct_lookup(&p, dir, &ref, now);
 		if (ct && ct->policy_rev != rev) {
 			/* Re-checked without holding the entry across the decision (ct.h). */

@@ -74,8 +74,7 @@ static __always_inline int side_cmp(const __u32 *a, const __u32 *b, int words, _
 	return 0;
 }
 
-static __always_inline void ct_key_of(const struct pkt *p, const struct ep_state *st,
-				      struct ct_ref *r)
+static __always_inline void ct_key_of(const struct pkt *p, struct ct_ref *r)
 {
 	int c = side_cmp(p->saddr, p->daddr, p->family == FAMILY_IPV4 ? 1 : 4, p->sport_be,
 			 p->dport_be);
@@ -91,8 +90,6 @@ static __always_inline void ct_key_of(const struct pkt *p, const struct ep_state
 		r->k4.port_a_be = c <= 0 ? p->sport_be : p->dport_be;
 		r->k4.port_b_be = c <= 0 ? p->dport_be : p->sport_be;
 		r->k4.protocol = p->protocol;
-		r->e4.ep_id = ep_id;
-		r->e4.ep_nonce = st->ep_nonce;
 		return;
 	}
 #endif
@@ -102,6 +99,24 @@ static __always_inline void ct_key_of(const struct pkt *p, const struct ep_state
 	r->k6.port_a_be = c <= 0 ? p->sport_be : p->dport_be;
 	r->k6.port_b_be = c <= 0 ? p->dport_be : p->sport_be;
 	r->k6.protocol = p->protocol;
+#endif
+}
+
+/* Completes `r` into the CT map key: the endpoint's id and nonce after the tuple. Not done by
+ * ct_key_of(): the flow cache and the deny slots key on the tuple alone (their maps are the
+ * endpoint's own), so a packet they serve never reads nor writes these; every CT operation
+ * comes after this. */
+static __always_inline void ct_key_bind(const struct pkt *p, const struct ep_state *st,
+					struct ct_ref *r)
+{
+#ifdef ENABLE_IPV4
+	if (p->family == FAMILY_IPV4) {
+		r->e4.ep_id = ep_id;
+		r->e4.ep_nonce = st->ep_nonce;
+		return;
+	}
+#endif
+#ifdef ENABLE_IPV6
 	r->e6.ep_id = ep_id;
 	r->e6.ep_nonce = st->ep_nonce;
 #endif
@@ -189,7 +204,7 @@ static __always_inline int ct_tracks(const struct ct_ref *r, __u8 origin, __u8 f
 	return r->symmetric || (origin == dir) == same;
 }
 
-/* The tracked connection of `p` (key `r`, from ct_key_of()) in direction `dir`, or 0. Stale
+/* The tracked connection of `p` (key `r`, from ct_key_of() and ct_key_bind()) in direction `dir`, or 0. Stale
  * entries are removed. */
 static __always_inline struct ct_value *ct_lookup(const struct pkt *p, __u8 dir,
 						  const struct ct_ref *r, __u64 now)
@@ -226,7 +241,7 @@ static __always_inline void ct_refresh(struct ct_value *v, const struct ep_state
 		v->expires = expires;
 }
 
-/* Tracks the connection `p` opens (key `r`, from ct_key_of()); `proxy` is CT_PROXY (redirected
+/* Tracks the connection `p` opens (key `r`, from ct_key_of() and ct_key_bind()); `proxy` is CT_PROXY (redirected
  * to d->proxy_port), CT_FROM_PROXY (opened by the L7 proxy) or 0. */
 static __always_inline int ct_create(const struct pkt *p, const struct ct_ref *r, __u8 dir,
 				     const struct ep_state *st, const struct decision *d, __u64 now,
