@@ -8,6 +8,7 @@ use super::change::Change;
 use super::config::AgentConfig;
 use super::datapath::{Datapath, Scope};
 use super::error::AgentError;
+use super::fqdn::persist::FqdnFile;
 use super::model::*;
 use super::proxy::{L7Shared, L7};
 use super::store::{Edit, Persisted, Store};
@@ -37,6 +38,8 @@ pub struct Agent {
     /// What the next snapshot compares with (`snapshot_build.rs`).
     snapshot_cache: build::SnapshotCache,
     set_debug: Box<dyn Fn(bool) + Send>,
+    /// The learned `toFQDNs` addresses on disk (`fqdn/persist.rs`).
+    pub(crate) fqdn_file: FqdnFile,
 }
 
 impl Agent {
@@ -51,7 +54,9 @@ impl Agent {
         }
         let mut store = Store::new(&cfg.state_dir)?;
         let persisted = store.load()?;
-        let world = World::build(&persisted, &cfg).map_err(|e| persisted_invalid(&cfg, e))?;
+        let mut world = World::build(&persisted, &cfg).map_err(|e| persisted_invalid(&cfg, e))?;
+        let fqdn_file = FqdnFile::new(&cfg.state_dir);
+        world.restore_fqdn(&fqdn_file, &cfg.fqdn)?;
         super::kvstore::retain_in_use(&cfg, &world.engine.cluster);
         let datapath = if cfg.datapath {
             let mut dp = Datapath::open(&cfg)?;
@@ -75,6 +80,7 @@ impl Agent {
             l7: L7::new(l7proxy::Limits::default()),
             snapshot_cache: Default::default(),
             set_debug,
+            fqdn_file,
         };
         // Adopts what a previous agent pinned and writes only what differs.
         agent.sync_datapath(Scope::All, agent.persisted.revision)?;

@@ -7,7 +7,8 @@
 //! the answer until the datapath has the address), `blocked.test` is refused and its server
 //! stays unreachable, and the allow goes away once the record's TTL (2 s, with
 //! `--tofqdns-min-ttl 0`) ran out. The server is reached over IPv4 (A record) and IPv6
-//! (AAAA record).
+//! (AAAA record). A learned address outlives an agent restart (the state directory's
+//! `fqdn.json`).
 
 mod agent_harness;
 
@@ -21,6 +22,8 @@ use std::time::{Duration, Instant};
 
 /// The record TTL dnsmasq gives.
 const TTL: u32 = 2;
+/// The TTL of the record learned before the agent restarts.
+const LONG_TTL: u32 = 60;
 
 const POLICY: &str = r#"apiVersion: cilium.io/v2
 kind: CiliumNetworkPolicy
@@ -66,7 +69,7 @@ fn root_fqdn_addresses_learned_from_dns_are_allowed_until_they_expire() {
     };
     let (client, dns, api, blocked) = (ep(1), ep(53), ep(80), ep(81));
     let api6 = api.addr6.unwrap();
-    let _dnsmasq = Dnsmasq::start(
+    let dnsmasq = Dnsmasq::start(
         &dns.ns,
         &[IpAddr::from(dns.addr)],
         &[
@@ -162,8 +165,21 @@ fn root_fqdn_addresses_learned_from_dns_are_allowed_until_they_expire() {
     assert!(matches!(&again, Some((0, _, _))), "{again:?}");
     assert_eq!(get(&urls[0], short), 200);
 
-    // No agent: the datapath keeps what it has. A restarted agent learned nothing: its first
-    // sync removes the address, until the client resolves again.
+    // A record learned for a minute outlives the agent: the restarted agent restores it from
+    // its state directory and keeps allowing it, without the client resolving again.
+    drop(dnsmasq);
+    let _dnsmasq = Dnsmasq::start(
+        &dns.ns,
+        &[IpAddr::from(dns.addr)],
+        &[("allowed.test", IpAddr::from(api.addr))],
+        LONG_TTL,
+    );
+    let again = resolve(&client.ns, dns.addr.into(), "api.allowed.test");
+    assert!(
+        matches!(&again, Some((0, r, _)) if r[0].ttl == LONG_TTL),
+        "{again:?}"
+    );
+    wait_saved(&agent, api.addr.into(), LONG_TTL);
     agent.kill();
     assert_eq!(
         get(&urls[0], short),
@@ -171,19 +187,50 @@ fn root_fqdn_addresses_learned_from_dns_are_allowed_until_they_expire() {
         "enforced as it was while no agent runs"
     );
     agent.spawn();
-    assert_eq!(get(&urls[0], short), 0, "forgotten by the restarted agent");
-    assert_eq!(metric(&agent, "cilium_policy_fqdn_addresses"), Some(0));
-    let mut again = None;
-    for _ in 0..3 {
-        again = resolve(&client.ns, dns.addr.into(), "api.allowed.test");
-        if again.is_some() {
-            break;
-        }
-    }
-    assert!(
-        matches!(&again, Some((0, _, _))),
-        "{again:?}\n{}",
+    assert_eq!(
+        metric(&agent, "cilium_policy_fqdn_addresses"),
+        Some(1),
+        "restored\n{}",
         agent.log()
     );
-    assert_eq!(get(&urls[0], short), 200, "learned again");
+    assert_eq!(
+        get(&urls[0], short),
+        200,
+        "still allowed by the restarted agent\n{}",
+        agent.log()
+    );
+    assert_eq!(get(&blocked_url, short), 0, "and nothing else");
+}
+
+/// Waits until the agent's `fqdn.json` keeps `addr` for most of `ttl` (the agent writes it
+/// within a second of a learn).
+fn wait_saved(agent: &Agent, addr: IpAddr, ttl: u32) {
+    let path = agent.dir.path.join("state").join("fqdn.json");
+    let limit = Instant::now() + Duration::from_secs(5);
+    loop {
+        let now_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as u64;
+        let kept = std::fs::read(&path)
+            .ok()
+            .and_then(|t| serde_json::from_slice::<serde_json::Value>(&t).ok())
+            .is_some_and(|v| {
+                v["entries"].as_array().into_iter().flatten().any(|e| {
+                    e["addr"] == addr.to_string()
+                        && e["expires_unix_ms"].as_u64().unwrap_or(0)
+                            > now_ms + u64::from(ttl) * 500
+                })
+            });
+        if kept {
+            return;
+        }
+        assert!(
+            Instant::now() < limit,
+            "{} never kept {addr}\n{}",
+            path.display(),
+            agent.log()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }

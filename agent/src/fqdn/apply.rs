@@ -5,13 +5,14 @@
 //! as for other nodes' endpoints. A policy change that changes the set of FQDN selectors
 //! re-labels every learned address.
 
-use super::{selectors_of, FqdnCounters, Learnt, RETRY};
+use super::persist::FqdnFile;
+use super::{selectors_of, FqdnConfig, FqdnCounters, Learnt, RETRY};
 use crate::error::AgentError;
 use crate::state::Agent;
 use crate::world::World;
 use l7proxy::dns::learn::Learned;
 use std::net::IpAddr;
-use std::time::Instant;
+use std::time::{Duration, Instant, SystemTime};
 
 impl World {
     /// Gives each of `addrs` the FQDN selectors of the policy that match its learned names
@@ -42,6 +43,40 @@ impl World {
         self.sync_fqdn(all);
     }
 
+    /// At start: what `file` kept from before, each entry for the time it has left (the
+    /// `--tofqdns-min-ttl` was applied when it was learned); entries the policy's selectors
+    /// no longer match are left out, and the endpoints' policies follow. A file that cannot be
+    /// read is logged: nothing is restored.
+    pub(crate) fn restore_fqdn(
+        &mut self,
+        file: &FqdnFile,
+        cfg: &FqdnConfig,
+    ) -> Result<(), AgentError> {
+        let learned = match file.load(SystemTime::now()) {
+            Ok(l) => l,
+            Err(e) => {
+                tracing::warn!(error = %e, "toFQDNs: the learned addresses of the previous agent are not restored; clients must resolve again");
+                return Ok(());
+            }
+        };
+        let selectors = self.engine.fqdn_selectors();
+        let cfg = FqdnConfig {
+            min_ttl: Duration::ZERO,
+            ..cfg.clone()
+        };
+        let learnt = self.fqdn.learn(Instant::now(), &learned, &selectors, &cfg);
+        self.sync_fqdn(learnt.changed.iter().copied());
+        self.refresh()?;
+        if !learned.is_empty() {
+            tracing::info!(
+                addresses = self.fqdn.len(),
+                path = %file.path().display(),
+                "toFQDNs: learned addresses restored"
+            );
+        }
+        Ok(())
+    }
+
     /// The learned addresses of `old`, applied to the rebuilt world `self`.
     pub(crate) fn carry_fqdn(&mut self, old: &World) {
         self.fqdn = old.fqdn.clone();
@@ -69,41 +104,68 @@ impl Agent {
                 "toFQDNs: the learned-address cache is full; new addresses stay denied"
             );
         }
+        let now = Instant::now();
+        if !learnt.changed.is_empty() || learnt.extended > 0 {
+            self.fqdn_file.changed(now);
+        }
         if !learnt.changed.is_empty() {
             self.enforce_unversioned(Vec::new())?;
         }
+        self.save_fqdn(now);
         Ok(learnt)
     }
 
-    /// When the writer must run [`Agent::expire_fqdn`] next.
-    pub fn fqdn_deadline(&self) -> Option<Instant> {
-        let world = self.world();
-        match (world.fqdn.next_deadline(), world.fqdn_retry) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
+    /// Writes the learned addresses to the state directory if a write is due (a failure is
+    /// logged and tried again).
+    fn save_fqdn(&mut self, now: Instant) {
+        let shared = self.shared_world();
+        let world = shared.read().unwrap_or_else(|e| e.into_inner());
+        if let Err(e) = self.fqdn_file.save_if_due(now, &world.fqdn) {
+            tracing::warn!(error = %e, "toFQDNs: writing the learned addresses failed; retrying");
         }
     }
 
+    /// When the writer must run [`Agent::expire_fqdn`] next: an expiry, a retried datapath
+    /// write, or a held-back write of the cache's file.
+    pub fn fqdn_deadline(&self) -> Option<Instant> {
+        let world = self.world();
+        [
+            world.fqdn.next_deadline(),
+            world.fqdn_retry,
+            self.fqdn_file.due(),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+    }
+
     /// Forgets the entries expired by now and brings the datapath to it; a failed write is
-    /// tried again after [`RETRY`] (the address must not stay allowed). Returns how many
-    /// addresses changed.
+    /// tried again after [`RETRY`] (the address must not stay allowed); writes the cache's file
+    /// when due. Returns how many addresses changed.
     pub fn expire_fqdn(&mut self, counters: &FqdnCounters) -> usize {
         let now = Instant::now();
-        let changed = {
+        let (changed, retry) = {
             let mut world = self.world_mut();
-            world.fqdn_retry = None;
+            let retry = world.fqdn_retry.take().is_some();
             let changed = world.fqdn.expire(now);
             world.sync_fqdn(changed.iter().copied());
             let gone = changed
                 .iter()
                 .filter(|a| world.fqdn.names(**a).next().is_none());
             super::bump(&counters.expired, gone.count());
-            changed.len()
+            (changed.len(), retry)
         };
-        if let Err(e) = self.enforce_unversioned(Vec::new()) {
-            tracing::error!(error = %e, "toFQDNs: removing expired addresses from the datapath failed; retrying");
-            self.world_mut().fqdn_retry = Some(now + RETRY);
+        if changed > 0 {
+            self.fqdn_file.changed(now);
         }
+        // Woken only for the file: the datapath has nothing to change.
+        if changed > 0 || retry {
+            if let Err(e) = self.enforce_unversioned(Vec::new()) {
+                tracing::error!(error = %e, "toFQDNs: removing expired addresses from the datapath failed; retrying");
+                self.world_mut().fqdn_retry = Some(now + RETRY);
+            }
+        }
+        self.save_fqdn(now);
         changed
     }
 }

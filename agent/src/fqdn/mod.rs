@@ -6,10 +6,11 @@
 //! relayed once the datapath has them (or after the proxy's `learn_wait`). Entries expire at
 //! the record's TTL, raised to `--tofqdns-min-ttl`; the writer wakes at the next expiry. At
 //! most `--tofqdns-max-ips` addresses are learned: past that new ones are refused (counted,
-//! logged; their traffic stays denied). The cache is not persisted: a restarted agent starts
-//! empty and clients resolve again.
+//! logged; their traffic stays denied). The cache is kept in the state directory
+//! (`persist.rs`): a restarted agent allows what was learned before until its expiry.
 
 mod apply;
+pub mod persist;
 
 use compiler::fqdn::selector_matches;
 use ir::DnsRule;
@@ -77,6 +78,8 @@ pub struct Learnt {
     pub new: usize,
     /// New addresses refused: the cache was full.
     pub refused: usize,
+    /// Entries already learned whose expiry moved on.
+    pub extended: usize,
 }
 
 /// Learned names per address, with their expiry.
@@ -117,6 +120,13 @@ impl FqdnCache {
         self.by_addr.get(&addr).into_iter().flat_map(|m| m.keys())
     }
 
+    /// Every learned (address, name) and its expiry.
+    pub fn entries(&self) -> impl Iterator<Item = (IpAddr, &String, Instant)> {
+        self.by_addr
+            .iter()
+            .flat_map(|(a, names)| names.iter().map(|(n, t)| (*a, n, *t)))
+    }
+
     /// When the next entry expires.
     pub fn next_deadline(&self) -> Option<Instant> {
         self.deadlines.first().map(|d| d.0)
@@ -149,6 +159,7 @@ impl FqdnCache {
                     Some(t) if *t >= until => continue,
                     Some(t) => {
                         self.deadlines.remove(&(*t, l.addr, n.clone()));
+                        out.extended += 1;
                     }
                     None => {
                         out.changed.insert(l.addr);

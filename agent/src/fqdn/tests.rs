@@ -184,6 +184,42 @@ mod agent {
         assert_eq!(a.expire_fqdn(&counters), 1);
         assert!(!allowed(&a, addr), "denied after expiry");
         assert_eq!(counters.expired.load(Ordering::Relaxed), 1);
-        assert!(a.fqdn_deadline().is_none());
+        // Nothing left to expire; the writer still wakes for the file's held-back write.
+        assert!(a.world().fqdn.next_deadline().is_none());
+        assert!(a.fqdn_file.due().is_some());
+        assert_eq!(a.fqdn_deadline(), a.fqdn_file.due());
+    }
+
+    /// A restarted agent restores what the previous one learned, before its first sync, and
+    /// leaves out what its policy no longer selects.
+    #[test]
+    fn a_restarted_agent_keeps_what_was_learned() {
+        let dir = tempfile::tempdir().unwrap();
+        let addr: IpAddr = "192.0.2.80".parse().unwrap();
+        {
+            let mut a = agent(dir.path());
+            a.put_endpoint(endpoint(1, &["app=client"], "10.0.0.1"))
+                .unwrap();
+            put(&mut a, "fqdn.json", POLICY).unwrap();
+            a.learn_fqdn(&api(300)).unwrap();
+            assert!(allowed(&a, addr));
+        }
+        let a = agent(dir.path());
+        assert!(allowed(&a, addr), "restored");
+        let left = a.world().fqdn.next_deadline().unwrap() - Instant::now();
+        assert!(
+            left > Duration::from_secs(290) && left <= Duration::from_secs(300),
+            "{left:?}"
+        );
+        drop(a);
+
+        // The same file under a policy without the selector: nothing to restore.
+        let mut a = agent(dir.path());
+        let other = POLICY.replace("*.ALLOWED.test", "*.other.test");
+        put(&mut a, "fqdn.json", &other).unwrap();
+        drop(a);
+        let a = agent(dir.path());
+        assert!(a.world().fqdn.is_empty());
+        assert!(!allowed(&a, addr));
     }
 }
