@@ -272,12 +272,7 @@ impl Conn {
         let source = config
             .transparent_source
             .then_some(std::net::SocketAddr::new(self.info.client.ip(), 0));
-        let mark = config
-            .upstream_marks
-            .map(|(ingress, egress)| match self.info.direction {
-                ir::Direction::Ingress => ingress,
-                ir::Direction::Egress => egress,
-            });
+        let mark = config.upstream_marks.map(|m| m.of(self.info.direction));
         connect_http(self.info.original_dst, source, mark, config.connect_timeout).await
     }
 

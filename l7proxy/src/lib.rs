@@ -26,5 +26,5 @@ pub use event::{
     format_event, qtype_name, DnsAnswer, Event, EventKind, Events, Names, Outcome, Verdict,
 };
 pub use matcher::{HttpMatcher, Limits};
-pub use proxy::{ConnInfo, Proxy, ProxyConfig, ProxyError};
+pub use proxy::{ConnInfo, Marks, Proxy, ProxyConfig, ProxyError};
 pub use table::{PolicyTable, SharedTable, TableError};

@@ -26,9 +26,9 @@ pub struct ProxyConfig {
     pub connect_timeout: Duration,
     /// Connect to the original destination from the client's address (`IP_TRANSPARENT`).
     pub transparent_source: bool,
-    /// `SO_MARK` of upstream connections after an ingress and after an egress redirect (the
-    /// datapath's `MARK_MAGIC_PROXY_INGRESS`/`_EGRESS`: not redirected again); none: unmarked.
-    pub upstream_marks: Option<(u32, u32)>,
+    /// `SO_MARK` of upstream connections by the direction of the redirect (the datapath's
+    /// `MARK_MAGIC_PROXY_INGRESS`/`_EGRESS`: not redirected again); none: unmarked.
+    pub upstream_marks: Option<Marks>,
     /// Largest body of a denied request read and discarded so the connection stays usable;
     /// beyond it the connection is closed after the 403.
     pub max_discard_bytes: u64,
@@ -44,6 +44,23 @@ impl Default for ProxyConfig {
             transparent_source: false,
             upstream_marks: None,
             max_discard_bytes: 1 << 20,
+        }
+    }
+}
+
+/// The `SO_MARK` of the sockets a proxy opens for a redirected connection or query, by the
+/// direction it was redirected in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Marks {
+    pub ingress: u32,
+    pub egress: u32,
+}
+
+impl Marks {
+    pub fn of(&self, direction: ir::Direction) -> u32 {
+        match direction {
+            ir::Direction::Ingress => self.ingress,
+            ir::Direction::Egress => self.egress,
         }
     }
 }

@@ -15,7 +15,7 @@ use l7proxy::dns::proxy::{DnsConfig, DnsProxy};
 use l7proxy::dns::udp::udp_listener;
 use l7proxy::listen::{transparent_listener, ListenError};
 use l7proxy::ConnInfo;
-use l7proxy::{Proxy, ProxyConfig, ProxyError};
+use l7proxy::{Marks, Proxy, ProxyConfig, ProxyError};
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -39,21 +39,28 @@ pub struct Supervisor {
 /// The proxy configuration the datapath redirect needs: the server sees the client's address,
 /// and upstream connections carry the marks that keep them from being redirected again.
 pub fn proxy_config() -> ProxyConfig {
-    let mark = |d| HTTP_PORTS.iter().find(|p| p.1 == d).map_or(0, |p| p.2);
     ProxyConfig {
         transparent_source: true,
-        upstream_marks: Some((mark(ir::Direction::Ingress), mark(ir::Direction::Egress))),
+        upstream_marks: Some(marks(&HTTP_PORTS)),
         ..ProxyConfig::default()
+    }
+}
+
+/// The marks of `ports` (port, direction, mark) by direction.
+fn marks(ports: &[(u16, ir::Direction, u32)]) -> Marks {
+    let mark = |d| ports.iter().find(|p| p.1 == d).map_or(0, |p| p.2);
+    Marks {
+        ingress: mark(ir::Direction::Ingress),
+        egress: mark(ir::Direction::Egress),
     }
 }
 
 /// The DNS proxy's configuration: queries go to the server from the client's address, marked
 /// like the HTTP proxy's upstream connections.
 pub fn dns_config() -> DnsConfig {
-    let mark = |d| DNS_PORTS.iter().find(|p| p.1 == d).map_or(0, |p| p.2);
     DnsConfig {
         transparent_source: true,
-        marks: Some((mark(ir::Direction::Ingress), mark(ir::Direction::Egress))),
+        marks: Some(marks(&DNS_PORTS)),
         ..DnsConfig::default()
     }
 }

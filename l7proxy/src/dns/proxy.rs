@@ -35,7 +35,7 @@ pub struct DnsConfig {
     /// Send queries to the server from the client's address (`IP_TRANSPARENT`).
     pub transparent_source: bool,
     /// `SO_MARK` of the sockets after an ingress and after an egress redirect.
-    pub marks: Option<(u32, u32)>,
+    pub marks: Option<crate::proxy::Marks>,
     /// How long an allowed answer waits for the [`Learn`] hook before it is relayed anyway.
     pub learn_wait: Duration,
 }
@@ -176,10 +176,7 @@ impl Shared {
 
     /// The mark of the sockets of a query redirected in `direction`.
     pub(super) fn mark(&self, direction: Direction) -> Option<u32> {
-        self.config.marks.map(|(i, e)| match direction {
-            Direction::Ingress => i,
-            Direction::Egress => e,
-        })
+        self.config.marks.map(|m| m.of(direction))
     }
 
     /// Judges `query` (received over `protocol`; `too_long` when it did not fit
