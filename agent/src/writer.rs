@@ -96,8 +96,9 @@ impl Handle {
         })
     }
 
-    /// Starts the L7 proxy's listeners and their supervisor on the current tokio runtime,
-    /// serving with what the writer publishes in `l7` (`Agent::l7_shared`).
+    /// Starts the L7 proxy's listeners and their supervisor on a thread of their own
+    /// (`Supervisor::spawn_thread`), serving with what the writer publishes in `l7`
+    /// (`Agent::l7_shared`); the events' forwarding stays on the current tokio runtime.
     pub fn start_proxy(mut self, l7: L7Shared, node: String) -> Result<Handle, AgentError> {
         let events = self
             .events
@@ -105,7 +106,7 @@ impl Handle {
             .map(|out| L7Events::new(l7.events.clone(), out, self.snapshot.clone(), node));
         let counters = l7.events.clone();
         let learn = self.fqdn_learner();
-        let supervisor = Supervisor::spawn(l7, Some(learn))
+        let supervisor = Supervisor::spawn_thread(l7, Some(learn))
             .map_err(|e| AgentError::Internal(format!("starting the L7 proxy: {e}")))?;
         self.proxy = Some(Arc::new(ProxyRuntime {
             supervisor,
