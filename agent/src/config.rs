@@ -40,6 +40,10 @@ pub struct AgentConfig {
     pub spare_programs: usize,
     /// Learned `toFQDNs` addresses (`--tofqdns-min-ttl`, `--tofqdns-max-ips`).
     pub fqdn: crate::fqdn::FqdnConfig,
+    /// How often the writer checks that every endpoint's interface runs exactly its programs
+    /// on its pins, and repairs what was changed behind its back (`--datapath-check-interval`;
+    /// `None`: only at the endpoint's next change).
+    pub datapath_check_interval: Option<std::time::Duration>,
 }
 
 impl AgentConfig {

@@ -70,8 +70,7 @@ impl Datapath {
                 self.forget_all();
                 return Ok(Reload::All);
             }
-            self.programs.remove(&id);
-            self.written.remove(&id);
+            self.forget_endpoint(id);
             reload.insert(id);
         }
         Ok(if reload.is_empty() {
@@ -81,14 +80,25 @@ impl Datapath {
         })
     }
 
+    /// The endpoints this process loaded and attached programs for.
+    pub fn attached_endpoints(&self) -> Vec<u16> {
+        self.programs.keys().copied().collect()
+    }
+
     /// Whether the node's L7-redirect program is on `lo`.
-    fn node_redirect_attached(&self) -> bool {
+    pub(crate) fn node_redirect_attached(&self) -> bool {
         runtime_loader::attach::is_attached(
             runtime_loader::proxy::LO,
             Hook::FromEndpoint,
             self.mode,
             &self.layout.proxy_link(),
         )
+    }
+
+    /// Forgets what was loaded for endpoint `id`: its next sync loads and attaches it anew.
+    pub(crate) fn forget_endpoint(&mut self, id: u16) {
+        self.programs.remove(&id);
+        self.written.remove(&id);
     }
 
     fn forget_all(&mut self) {
@@ -100,44 +110,67 @@ impl Datapath {
     /// What the endpoint's interface runs (through its link pins, or its tc filters) against
     /// the programs this process attached for it, and their maps against its map pins.
     fn check_endpoint(&self, id: u16) -> Result<(), IntegrityError> {
-        let Some(loaded) = self.programs.get(&id) else {
-            return Ok(());
-        };
-        let path = |r: runtime_loader::Result<std::path::PathBuf>| {
-            r.map_err(|e| IntegrityError::Bpf {
-                what: format!("endpoint {id}"),
-                source: std::io::Error::other(e.to_string()),
-            })
-        };
+        let progs = self.own_programs_run(id)?;
         let mut pins = Pins::new();
         for m in shared_maps() {
-            pins.insert(m.into(), path(self.layout.shared_map(m))?);
+            pins.insert(m.into(), pin_path(id, self.layout.shared_map(m))?);
         }
         for m in endpoint_maps() {
-            pins.insert(m.into(), path(self.layout.endpoint_map_path(id, m))?);
+            pins.insert(
+                m.into(),
+                pin_path(id, self.layout.endpoint_map_path(id, m))?,
+            );
         }
+        integrity::check_pins(&progs, &pins)
+    }
+
+    /// The programs the endpoint's links or filters run, each checked to be the one this
+    /// process attached for it (none when it attached none).
+    fn own_programs_run(&self, id: u16) -> Result<Vec<u32>, IntegrityError> {
+        let Some(loaded) = self.programs.get(&id) else {
+            return Ok(Vec::new());
+        };
         let iface = &loaded.key.iface;
         let mut progs = Vec::with_capacity(2);
         for (hook, want) in Hook::BOTH.into_iter().zip(loaded.ids) {
             let prog = match self.mode {
-                AttachMode::Tcx => integrity::link_program(&path(self.layout.link(id, hook))?)?,
+                AttachMode::Tcx => {
+                    integrity::link_program(&pin_path(id, self.layout.link(id, hook))?)?
+                }
                 AttachMode::Netlink => {
                     integrity::filter_program(iface, integrity::ifindex(iface), hook)?
                 }
             };
-            // Our filter's priority and handle, or our link, running another program (one
-            // replaced behind the agent's back) is not the endpoint's enforcement.
-            if prog != want {
-                return Err(IntegrityError::ForeignProgram {
-                    iface: iface.clone(),
-                    hook: hook.name(),
-                    found: prog,
-                    want,
-                });
-            }
+            expect_program(iface, hook, prog, want)?;
             progs.push(prog);
         }
-        integrity::check_pins(&progs, &pins)
+        Ok(progs)
+    }
+
+    /// What the periodic check asks (`guard.rs`): whether the endpoint's interface runs its
+    /// own programs and nothing else on either hook, changing nothing. The pins are left to
+    /// the verification before each write: a pin removed changes what a write would reach,
+    /// not what runs.
+    pub fn check_running(&self, id: u16) -> Result<(), String> {
+        if self.mode == AttachMode::Tcx {
+            self.own_programs_run(id).map_err(|e| e.to_string())?;
+            return self.no_foreign_programs(id);
+        }
+        // tc mode: one filter dump per hook answers both questions.
+        let Some(loaded) = self.programs.get(&id) else {
+            return Ok(());
+        };
+        let iface = &loaded.key.iface;
+        let ifindex = integrity::ifindex(iface);
+        for (hook, want) in Hook::BOTH.into_iter().zip(loaded.ids) {
+            let (prog, others) =
+                integrity::tc_hook(iface, ifindex, hook).map_err(|e| e.to_string())?;
+            expect_program(iface, hook, prog, want).map_err(|e| e.to_string())?;
+            if let Some(other) = others.first() {
+                return Err(foreign_message(hook, iface, other));
+            }
+        }
+        Ok(())
     }
 
     /// Detaches every program on the endpoint's interface not attached through its own links
@@ -160,15 +193,17 @@ impl Datapath {
             ));
         }
         self.check_endpoint(id).map_err(|e| e.to_string())?;
+        self.no_foreign_programs(id)
+    }
+
+    /// `Err` naming the first program the endpoint's interface runs besides its own.
+    fn no_foreign_programs(&self, id: u16) -> Result<(), String> {
         let foreign = self
             .foreign_programs(id, false)
             .map_err(|e| e.to_string())?;
         match foreign.first() {
             None => Ok(()),
-            Some((hook, iface, what)) => Err(format!(
-                "interface {iface} ({}) also runs {what}, not the endpoint's own",
-                hook.name()
-            )),
+            Some((hook, iface, what)) => Err(foreign_message(*hook, iface, what)),
         }
     }
 
@@ -211,4 +246,37 @@ impl Datapath {
         }
         Ok(found)
     }
+}
+
+/// A pin's path for endpoint `id`'s check, as an integrity error.
+fn pin_path(
+    id: u16,
+    r: runtime_loader::Result<std::path::PathBuf>,
+) -> Result<std::path::PathBuf, IntegrityError> {
+    r.map_err(|e| IntegrityError::Bpf {
+        what: format!("endpoint {id}"),
+        source: std::io::Error::other(e.to_string()),
+    })
+}
+
+/// What CHECK and the periodic check say of a program that is not the endpoint's own.
+fn foreign_message(hook: Hook, iface: &str, what: &str) -> String {
+    format!(
+        "interface {iface} ({}) also runs {what}, not the endpoint's own",
+        hook.name()
+    )
+}
+
+/// Our filter's priority and handle, or our link, running another program than `want` (one
+/// replaced behind the agent's back) is not the endpoint's enforcement.
+fn expect_program(iface: &str, hook: Hook, prog: u32, want: u32) -> Result<(), IntegrityError> {
+    if prog == want {
+        return Ok(());
+    }
+    Err(IntegrityError::ForeignProgram {
+        iface: iface.into(),
+        hook: hook.name(),
+        found: prog,
+        want,
+    })
 }

@@ -204,15 +204,33 @@ pub fn link_program(path: &Path) -> Result<u32> {
 
 /// The program our `cls_bpf` filter runs on `hook` of `iface` (netlink mode).
 pub fn filter_program(iface: &str, ifindex: u32, hook: Hook) -> Result<u32> {
-    let own = runtime_loader::attach::own_filter(ifindex, hook).map_err(|source| {
-        IntegrityError::Netlink {
-            iface: iface.into(),
-            hook: hook.name(),
-            what: "listing tc filters",
-            source,
-        }
-    })?;
-    own.and_then(|f| f.prog_id)
+    own_filter_program(iface, hook, &list_filters(iface, ifindex, hook)?)
+}
+
+/// The classic filters on `hook` of `iface`.
+fn list_filters(
+    iface: &str,
+    ifindex: u32,
+    hook: Hook,
+) -> Result<Vec<runtime_loader::tcfilter::Filter>> {
+    runtime_loader::tcfilter::list(ifindex, hook).map_err(|source| IntegrityError::Netlink {
+        iface: iface.into(),
+        hook: hook.name(),
+        what: "listing tc filters",
+        source,
+    })
+}
+
+/// The program the endpoint's own filter among `filters` runs.
+fn own_filter_program(
+    iface: &str,
+    hook: Hook,
+    filters: &[runtime_loader::tcfilter::Filter],
+) -> Result<u32> {
+    filters
+        .iter()
+        .find(|f| runtime_loader::attach::is_own_filter(f))
+        .and_then(|f| f.prog_id)
         .ok_or_else(|| IntegrityError::FilterMissing {
             iface: iface.into(),
             hook: hook.name(),
@@ -392,16 +410,35 @@ pub fn keep_only_own_filter(
             runtime_loader::tcfilter::delete(ifindex, hook, &f)
                 .map_err(nl("deleting a tc filter"))?;
         }
-        removed.push(format!(
-            "tc filter {} priority {} handle {:#x}{}",
-            f.kind,
-            f.priority,
-            f.handle,
-            f.prog_id
-                .map_or_else(String::new, |p| format!(" (program {p})"))
-        ));
+        removed.push(describe(&f));
     }
     Ok(removed)
+}
+
+fn describe(f: &runtime_loader::tcfilter::Filter) -> String {
+    format!(
+        "tc filter {} priority {} handle {:#x}{}",
+        f.kind,
+        f.priority,
+        f.handle,
+        f.prog_id
+            .map_or_else(String::new, |p| format!(" (program {p})"))
+    )
+}
+
+/// Netlink mode, changing nothing, with one filter dump: the program the endpoint's own filter
+/// on `hook` runs, and what else runs there (other filters, tcx programs).
+pub fn tc_hook(iface: &str, ifindex: u32, hook: Hook) -> Result<(u32, Vec<String>)> {
+    let filters = list_filters(iface, ifindex, hook)?;
+    let own = own_filter_program(iface, hook, &filters)?;
+    let mut others = keep_only_own_link(iface, ifindex, hook == Hook::FromEndpoint, None, false)?;
+    others.extend(
+        filters
+            .iter()
+            .filter(|f| !runtime_loader::attach::is_own_filter(f))
+            .map(describe),
+    );
+    Ok((own, others))
 }
 
 pub use runtime_loader::attach::ifindex;

@@ -69,6 +69,8 @@ pub struct AgentMetrics {
     pub fqdn: crate::fqdn::FqdnCounters,
     /// Programs verified ahead for new endpoints, with a datapath.
     pub programs: OnceLock<Arc<crate::program_pool::PoolStats>>,
+    /// Endpoints the periodic datapath check found changed behind the agent's back.
+    pub datapath_repairs: std::sync::atomic::AtomicU64,
 }
 
 fn header(out: &mut String, name: &str, help: &str, kind: &str) {
@@ -255,6 +257,14 @@ pub fn render(
         }
     }
     render_fqdn(&mut out, &m.fqdn, snap.fqdn_learned);
+    let name = "cilium_policy_datapath_repairs_total";
+    header(
+        &mut out,
+        name,
+        "Endpoints whose attached programs or pins the periodic check (--datapath-check-interval) found changed behind the agent's back, and repaired.",
+        "counter",
+    );
+    let _ = writeln!(out, "{name} {}", m.datapath_repairs.load(Ordering::Relaxed));
     if let Some(p) = m.programs.get() {
         render_programs(&mut out, p);
     }

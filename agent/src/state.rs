@@ -40,6 +40,10 @@ pub struct Agent {
     set_debug: Box<dyn Fn(bool) + Send>,
     /// The learned `toFQDNs` addresses on disk (`fqdn/persist.rs`).
     pub(crate) fqdn_file: FqdnFile,
+    /// When the periodic datapath check's next turn runs, and the endpoint id it starts from
+    /// (`guard.rs`).
+    next_check: Option<std::time::Instant>,
+    check_cursor: u16,
 }
 
 impl Agent {
@@ -67,6 +71,10 @@ impl Agent {
         } else {
             None
         };
+        let next_check = cfg
+            .datapath_check_interval
+            .filter(|_| datapath.is_some())
+            .map(|i| std::time::Instant::now() + i);
         let mut agent = Agent {
             cfg,
             store,
@@ -81,6 +89,8 @@ impl Agent {
             snapshot_cache: Default::default(),
             set_debug,
             fqdn_file,
+            next_check,
+            check_cursor: 0,
         };
         // Adopts what a previous agent pinned and writes only what differs.
         agent.sync_datapath(Scope::All, agent.persisted.revision)?;
@@ -763,6 +773,9 @@ impl Agent {
         Ok(())
     }
 }
+
+#[path = "guard.rs"]
+mod guard;
 
 #[cfg(test)]
 #[path = "state_tests.rs"]

@@ -36,6 +36,7 @@ pub(crate) fn config(dir: &Path) -> AgentConfig {
         policy_audit_mode: false,
         ipcache_sync: None,
         fqdn: Default::default(),
+        datapath_check_interval: None,
     }
 }
 

@@ -267,17 +267,44 @@ enum Work {
     Job(Job),
     /// Enforce the changes accepted without waiting.
     Pending,
-    /// Forget the learned `toFQDNs` addresses that expired.
-    Expire,
+    /// What is due by time: forget the learned `toFQDNs` addresses that expired, check the
+    /// datapath (`--datapath-check-interval`).
+    Timers,
 }
 
-/// The next work: learned addresses past their expiry first (they must not stay allowed
-/// while jobs keep coming), then a queued job, then pending changes; with nothing to do, it
-/// sleeps until the next job or the next expiry. `None`: every handle is gone.
+/// The earliest of the learned addresses' next expiry and the next datapath check.
+fn timers_deadline(agent: &Agent) -> Option<Instant> {
+    [agent.fqdn_deadline(), agent.check_deadline()]
+        .into_iter()
+        .flatten()
+        .min()
+}
+
+/// What is due at `now`: expired learned addresses, the datapath check. Whether the agent may
+/// have changed (a check that found everything in place changes nothing).
+fn run_timers(agent: &mut Agent, metrics: &AgentMetrics) -> bool {
+    let now = Instant::now();
+    let mut changed = false;
+    if agent.fqdn_deadline().is_some_and(|d| d <= now) {
+        agent.expire_fqdn(&metrics.fqdn);
+        changed = true;
+    }
+    if agent.check_deadline().is_some_and(|d| d <= now) {
+        let repaired = agent.guard_datapath();
+        crate::fqdn::bump(&metrics.datapath_repairs, repaired);
+        changed |= repaired > 0;
+    }
+    changed
+}
+
+/// The next work: what is due by time first (expired learned addresses must not stay allowed
+/// while jobs keep coming; a datapath changed behind the agent's back is repaired between
+/// jobs), then a queued job, then pending changes; with nothing to do, it sleeps until the
+/// next job or the next deadline. `None`: every handle is gone.
 fn next(agent: &Agent, jobs: &mpsc::Receiver<Job>) -> Option<Work> {
-    let deadline = agent.fqdn_deadline();
+    let deadline = timers_deadline(agent);
     if deadline.is_some_and(|d| d <= Instant::now()) {
-        return Some(Work::Expire);
+        return Some(Work::Timers);
     }
     match jobs.try_recv() {
         Ok(job) => return Some(Work::Job(job)),
@@ -290,14 +317,14 @@ fn next(agent: &Agent, jobs: &mpsc::Receiver<Job>) -> Option<Work> {
     };
     match jobs.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
         Ok(job) => Some(Work::Job(job)),
-        Err(RecvTimeoutError::Timeout) => Some(Work::Expire),
+        Err(RecvTimeoutError::Timeout) => Some(Work::Timers),
         Err(RecvTimeoutError::Disconnected) => None,
     }
 }
 
 /// The writer's loop: one job at a time; with none queued, the changes accepted without
-/// waiting are enforced; learned addresses are forgotten at their expiry; with nothing to
-/// do, it sleeps until the next job or expiry.
+/// waiting are enforced; learned addresses are forgotten at their expiry and the datapath is
+/// checked at its interval; with nothing to do, it sleeps until the next job or deadline.
 fn run(
     mut agent: Agent,
     jobs: mpsc::Receiver<Job>,
@@ -308,6 +335,7 @@ fn run(
     while let Some(work) = next(&agent, &jobs) {
         let started = Instant::now();
         let pending = matches!(work, Work::Pending);
+        let mut idle = false;
         let reply = std::panic::catch_unwind(AssertUnwindSafe(|| match work {
             Work::Job(job) => {
                 let _job = tracing::debug_span!("job").entered();
@@ -318,8 +346,8 @@ fn run(
                 agent.sync_pending();
                 None
             }
-            Work::Expire => {
-                agent.expire_fqdn(&metrics.fqdn);
+            Work::Timers => {
+                idle = !run_timers(&mut agent, metrics);
                 None
             }
         }));
@@ -331,6 +359,11 @@ fn run(
                 (None, true)
             }
         };
+        // Nothing changed (a datapath check that found everything in place): the published
+        // snapshot stays.
+        if idle && !panicked {
+            continue;
+        }
         let before = published.load().healthz.policy_revision;
         let next = {
             let _snapshot = tracing::debug_span!("snapshot").entered();

@@ -3,36 +3,24 @@
 //! unmounted, under the agent are restored (programs reloaded) before the next change is
 //! acknowledged; an agent restarted under another `--node` detaches the links the old node
 //! name left in front of its own; in tc mode (the default) a tcx program or another tc filter
-//! in front of the endpoint's filter is removed by the next change.
+//! in front of the endpoint's filter is removed by the next change (these tests turn the
+//! periodic check off, which repairs them sooner: `root_agent_guard.rs`).
 
 mod agent_harness;
 
-use agent_harness::{add_filter_in_front, setup, setup_with, tc_filters};
+use agent_harness::{add_filter_in_front, app1_from, no_check, setup_with, tc_filters};
 use runtime_loader::probe::{tcp_ok, PASS_WAIT};
 use runtime_loader::testkit::require_root;
 use std::time::Duration;
 
 const T: Duration = Duration::from_millis(800);
 
-fn app1_from(labels: &[&str]) -> String {
-    let peers: Vec<String> = labels
-        .iter()
-        .map(|l| format!(r#"{{"matchLabels": {{"id": "{l}"}}}}"#))
-        .collect();
-    format!(
-        r#"[{{"endpointSelector": {{"matchLabels": {{"id": "app1"}}}},
-            "ingress": [{{"fromEndpoints": [{}],
-                         "toPorts": [{{"ports": [{{"port": "80", "protocol": "TCP"}}]}}]}}]}}]"#,
-        peers.join(", ")
-    )
-}
-
 #[test]
 fn root_agent_patch_onto_another_interface_is_refused() {
     if !require_root("root_agent_patch_onto_another_interface_is_refused") {
         return;
     }
-    let (s, agent) = setup(95);
+    let (s, agent) = setup_with(95, Vec::new());
     let f = agent.file("p.json", &app1_from(&["app2"]));
     agent.ok(&["policy", "import", &f]);
     let revisions = agent.journal_revisions();
@@ -58,7 +46,7 @@ fn root_agent_lost_pins_and_bpffs_are_restored_before_acknowledging() {
     if !require_root("root_agent_lost_pins_and_bpffs_are_restored_before_acknowledging") {
         return;
     }
-    let (s, agent) = setup(93);
+    let (s, agent) = setup_with(93, no_check());
     let f = agent.file("p.json", &app1_from(&["app2"]));
     agent.ok(&["policy", "import", &f]);
     assert!(tcp_ok(&s.app2.ns, s.app1.addr, 80, PASS_WAIT));
@@ -189,12 +177,15 @@ fn root_agent_tc_mode_removes_what_runs_in_front_of_its_filter() {
     if !require_root("root_agent_tc_mode_removes_what_runs_in_front_of_its_filter") {
         return;
     }
-    let (s, mut agent) = setup_with(96, vec!["--attach-mode".into(), "tcx".into()]);
+    let mut tcx = no_check();
+    tcx.extend(["--attach-mode".into(), "tcx".into()]);
+    let (s, mut agent) = setup_with(96, tcx);
     let f = agent.file("p.json", &app1_from(&["app2"]));
     agent.ok(&["policy", "import", &f]);
     assert!(!tcp_ok(&s.app3.ns, s.app1.addr, 80, T));
     agent.kill();
-    agent.extra = vec!["--node".into(), "other".into()];
+    agent.extra = no_check();
+    agent.extra.extend(["--node".into(), "other".into()]);
     agent.spawn();
     let config: serde_json::Value =
         serde_json::from_str(&agent.request("GET", "/v1/config", "").1).unwrap();

@@ -7,7 +7,9 @@
 mod agent_harness;
 mod podman;
 
-use agent_harness::{add_filter_in_front, delete_own_filter, replace_own_filter_program, Agent};
+use agent_harness::{
+    add_filter_in_front, delete_own_filter, no_check, replace_own_filter_program, Agent,
+};
 use runtime_loader::testkit::{node_netns, require_root};
 use std::process::Output;
 
@@ -33,7 +35,8 @@ fn root_cni_check_asks_the_kernel() {
     let node = node_netns();
     let host = format!("cpck{}", std::process::id() % 10_000);
     podman::host_veth(&node, &host);
-    let agent = Agent::start(&node);
+    // The periodic check would repair the faults below before CHECK sees them.
+    let agent = Agent::start_in(&node, no_check());
     agent.ok(&[
         "apply",
         "-f",

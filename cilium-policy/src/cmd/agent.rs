@@ -80,6 +80,22 @@ pub struct Args {
     #[arg(long, default_value_t = agent::fqdn::DEFAULT_MAX_ADDRESSES,
           value_parser = parse_max_ips)]
     pub tofqdns_max_ips: usize,
+    /// Every this many seconds (decimals allowed) the agent checks that each endpoint's
+    /// interface runs exactly its programs, on its pins, and repairs at once what was changed
+    /// behind its back (a filter deleted or put in front in tc mode, a link detached, a pin
+    /// removed, bpffs unmounted); 0 checks only when the endpoint next changes.
+    #[arg(long, default_value_t = 2.0, value_parser = parse_check_interval)]
+    pub datapath_check_interval: f64,
+}
+
+/// `--datapath-check-interval`: 0 (off) or 0.05 to 3600 seconds.
+fn parse_check_interval(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(v) if v == 0.0 || (0.05..=3600.0).contains(&v) => Ok(v),
+        _ => Err(format!(
+            "`{s}` is not 0 or a number of seconds from 0.05 to 3600"
+        )),
+    }
 }
 
 /// `--tofqdns-max-ips`: 1 to 65,536.
@@ -202,6 +218,8 @@ pub fn run(args: Args, global_socket: Option<PathBuf>) -> miette::Result<ExitCod
             min_ttl: std::time::Duration::from_secs(args.tofqdns_min_ttl),
             max_addresses: args.tofqdns_max_ips,
         },
+        datapath_check_interval: (args.datapath_check_interval > 0.0)
+            .then(|| std::time::Duration::from_secs_f64(args.datapath_check_interval)),
     };
     let set_debug = Box::new(move |d: bool| {
         let _ = handle.modify(|f| *f = level(d));

@@ -503,3 +503,23 @@ pub fn delete_own_filter(node: &Netns, dev: &str, hook: &str) {
         "tc", "filter", "del", "dev", dev, hook, "pref", "1", "handle", "1", "bpf",
     ]);
 }
+
+/// app1's ingress policy: TCP port 80 from the endpoints labelled `id=` each of `labels`.
+pub fn app1_from(labels: &[&str]) -> String {
+    let peers: Vec<String> = labels
+        .iter()
+        .map(|l| format!(r#"{{"matchLabels": {{"id": "{l}"}}}}"#))
+        .collect();
+    format!(
+        r#"[{{"endpointSelector": {{"matchLabels": {{"id": "app1"}}}},
+            "ingress": [{{"fromEndpoints": [{}],
+                         "toPorts": [{{"ports": [{{"port": "80", "protocol": "TCP"}}]}}]}}]}}]"#,
+        peers.join(", ")
+    )
+}
+
+/// Agent arguments that turn the periodic datapath check off, for tests that need what they
+/// changed behind the agent's back to stay until the endpoint's next change.
+pub fn no_check() -> Vec<String> {
+    vec!["--datapath-check-interval".into(), "0".into()]
+}
