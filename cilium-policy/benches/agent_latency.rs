@@ -98,6 +98,9 @@ fn main() {
             CT_MAP_SIZE.into(),
             "--bpf-ct-global-any-max".into(),
             CT_MAP_SIZE.into(),
+            // The idle row's check interval, whatever the default.
+            "--datapath-check-interval".into(),
+            "1".into(),
         ],
     };
     agent.spawn();
@@ -164,6 +167,39 @@ fn main() {
     eprintln!("agent RSS after the samples: {}", rss_kib(pid));
     let baseline = percentile(&times, 0.5);
     group_changes(&socket, baseline);
+    idle_cpu(pid, n_eps);
+}
+
+/// CPU time (user + system) the process `pid` used so far.
+fn cpu_time(pid: u32) -> Duration {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the command's closing parenthesis: utime and stime are the 12th and 13th.
+    let rest = stat.rsplit_once(')').map_or("", |r| r.1);
+    let f: Vec<u64> = rest
+        .split_whitespace()
+        .skip(11)
+        .take(2)
+        .filter_map(|v| v.parse().ok())
+        .collect();
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
+    Duration::from_secs_f64(f.iter().sum::<u64>() as f64 / hz)
+}
+
+/// The agent idle for `CP_BENCH_IDLE_SECS` (default 10) with its periodic datapath check
+/// every second: the CPU it used per second, all of it the check's (an idle agent without it
+/// does nothing), and per check and endpoint.
+fn idle_cpu(pid: u32, n_eps: usize) {
+    let secs = env("CP_BENCH_IDLE_SECS", 10);
+    let before = cpu_time(pid);
+    std::thread::sleep(Duration::from_secs(secs as u64));
+    let used = cpu_time(pid).saturating_sub(before);
+    let per_sec = used.as_secs_f64() / secs as f64;
+    println!(
+        "agent_latency/idle_datapath_check ({n_eps} endpoints, every 1 s, {secs} s): {:.1} ms CPU per second ({:.1} µs per endpoint per check)",
+        per_sec * 1e3,
+        per_sec * 1e6 / n_eps.max(1) as f64
+    );
 }
 
 /// A CiliumCIDRGroup `g` of `cidr` (its own source).
