@@ -151,7 +151,11 @@ impl Datapath {
     /// own programs and nothing else on either hook, changing nothing. The pins are left to
     /// the verification before each write: a pin removed changes what a write would reach,
     /// not what runs.
-    pub fn check_running(&self, id: u16) -> Result<(), String> {
+    pub fn check_running(
+        &self,
+        id: u16,
+        lister: &mut runtime_loader::tcfilter::Lister,
+    ) -> Result<(), String> {
         if self.mode == AttachMode::Tcx {
             self.own_programs_run(id).map_err(|e| e.to_string())?;
             return self.no_foreign_programs(id);
@@ -164,7 +168,7 @@ impl Datapath {
         let ifindex = integrity::ifindex(iface);
         for (hook, want) in Hook::BOTH.into_iter().zip(loaded.ids) {
             let (prog, others) =
-                integrity::tc_hook(iface, ifindex, hook).map_err(|e| e.to_string())?;
+                integrity::tc_hook(iface, ifindex, hook, lister).map_err(|e| e.to_string())?;
             expect_program(iface, hook, prog, want).map_err(|e| e.to_string())?;
             if let Some(other) = others.first() {
                 return Err(foreign_message(hook, iface, other));

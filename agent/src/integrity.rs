@@ -204,21 +204,18 @@ pub fn link_program(path: &Path) -> Result<u32> {
 
 /// The program our `cls_bpf` filter runs on `hook` of `iface` (netlink mode).
 pub fn filter_program(iface: &str, ifindex: u32, hook: Hook) -> Result<u32> {
-    own_filter_program(iface, hook, &list_filters(iface, ifindex, hook)?)
+    let filters = runtime_loader::tcfilter::list(ifindex, hook).map_err(listing(iface, hook))?;
+    own_filter_program(iface, hook, &filters)
 }
 
-/// The classic filters on `hook` of `iface`.
-fn list_filters(
-    iface: &str,
-    ifindex: u32,
-    hook: Hook,
-) -> Result<Vec<runtime_loader::tcfilter::Filter>> {
-    runtime_loader::tcfilter::list(ifindex, hook).map_err(|source| IntegrityError::Netlink {
+/// The error of listing the classic filters on `hook` of `iface`.
+fn listing(iface: &str, hook: Hook) -> impl FnOnce(std::io::Error) -> IntegrityError + '_ {
+    move |source| IntegrityError::Netlink {
         iface: iface.into(),
         hook: hook.name(),
         what: "listing tc filters",
         source,
-    })
+    }
 }
 
 /// The program the endpoint's own filter among `filters` runs.
@@ -426,10 +423,16 @@ fn describe(f: &runtime_loader::tcfilter::Filter) -> String {
     )
 }
 
-/// Netlink mode, changing nothing, with one filter dump: the program the endpoint's own filter
-/// on `hook` runs, and what else runs there (other filters, tcx programs).
-pub fn tc_hook(iface: &str, ifindex: u32, hook: Hook) -> Result<(u32, Vec<String>)> {
-    let filters = list_filters(iface, ifindex, hook)?;
+/// Netlink mode, changing nothing, with one filter dump over `lister`'s socket: the program
+/// the endpoint's own filter on `hook` runs, and what else runs there (other filters, tcx
+/// programs).
+pub fn tc_hook(
+    iface: &str,
+    ifindex: u32,
+    hook: Hook,
+    lister: &mut runtime_loader::tcfilter::Lister,
+) -> Result<(u32, Vec<String>)> {
+    let filters = lister.list(ifindex, hook).map_err(listing(iface, hook))?;
     let own = own_filter_program(iface, hook, &filters)?;
     let mut others = keep_only_own_link(iface, ifindex, hook == Hook::FromEndpoint, None, false)?;
     others.extend(

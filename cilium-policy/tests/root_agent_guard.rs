@@ -54,7 +54,9 @@ fn root_agent_check_repairs_tc_filters_changed_behind_its_back() {
     ]);
     assert!(tcp_ok(&s.app2.ns, s.app1.addr, 80, PASS_WAIT));
     assert!(!tcp_ok(&s.app3.ns, s.app1.addr, 80, T));
-    assert_eq!(repairs(&agent), 0, "nothing to repair yet");
+    // A few sweeps over the three endpoints (one netlink socket per turn) find nothing wrong.
+    std::thread::sleep(Duration::from_millis(700));
+    assert_eq!(repairs(&agent), 0, "nothing to repair yet\n{}", agent.log());
     let host = s.app1.host.as_str();
 
     // A filter that passes everything, in front of the endpoint's.

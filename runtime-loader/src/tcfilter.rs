@@ -52,7 +52,30 @@ fn parent(hook: Hook) -> u32 {
 
 /// The filters on `hook` of interface `ifindex` (none when it has no clsact qdisc).
 pub fn list(ifindex: u32, hook: Hook) -> io::Result<Vec<Filter>> {
-    let sock = Socket::open()?;
+    dump(&Socket::open()?, ifindex, hook)
+}
+
+/// Lists filters of many hooks over one netlink socket (the agent's periodic check lists two
+/// hooks of every endpoint: opening a socket per dump was most of its cost). A dump that
+/// failed may have left replies unread: the socket is then closed and the next dump opens
+/// another.
+#[derive(Default)]
+pub struct Lister(Option<Socket>);
+
+impl Lister {
+    /// As [`list`].
+    pub fn list(&mut self, ifindex: u32, hook: Hook) -> io::Result<Vec<Filter>> {
+        let sock = match self.0.take() {
+            Some(s) => s,
+            None => Socket::open()?,
+        };
+        let filters = dump(&sock, ifindex, hook)?;
+        self.0 = Some(sock);
+        Ok(filters)
+    }
+}
+
+fn dump(sock: &Socket, ifindex: u32, hook: Hook) -> io::Result<Vec<Filter>> {
     let req = request(
         RTM_GETTFILTER,
         NLM_F_REQUEST | NLM_F_DUMP,
