@@ -68,13 +68,19 @@ fn root_agent_check_repairs_tc_filters_changed_behind_its_back() {
         "{text}"
     );
     assert!(agent.log().contains("changed behind the agent's back"));
+    assert_eq!(repairs(&agent), 1, "one repair for the filter in front");
 
     // The endpoint's own filter deleted: nothing enforces app1's ingress until it is back.
     delete_own_filter(&s.node, host, "egress");
     denied_again(&s, &agent, "the own filter deleted");
     let text = tc_filters(&s.node, host, "egress");
     assert!(text.contains("handle 0x1"), "{text}");
-    assert!(repairs(&agent) >= 2, "{}", agent.log());
+    assert_eq!(
+        repairs(&agent),
+        2,
+        "one more for the own filter\n{}",
+        agent.log()
+    );
 }
 
 #[test]
