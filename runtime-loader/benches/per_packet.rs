@@ -12,6 +12,13 @@
 //! established connections, round-robin, evict each other from the cache's slots, so every
 //! run takes the CT lookup and refills a slot; compare with the single connection's ACK at
 //! repeat 1 (a hit every run). IPv6 established packets are measured on a dual-stack endpoint.
+//!
+//! The rows whose packets miss the caches (4,096 connections round-robin, allowed new
+//! connections) depend on where the kernel happened to place the datapath's maps: between runs
+//! of one binary their figures spread by ±15 %, more than the differences a change makes. The
+//! `placement{k}_*` rows measure them again on PLACEMENTS datapaths built afresh (new maps
+//! each), one row per datapath; the median over the placements of a run is a figure for the
+//! code rather than for one placement (Documentation/performance.md).
 
 use aya::programs::SchedClassifier;
 use codegen::clang::{Clang, ObjectCache};
@@ -234,10 +241,16 @@ fn measure_established(c: &mut Criterion, label: &str, prog: &SchedClassifier, s
         true,
         |_| ack_frame.clone(),
     );
+    measure_flows(c, "", label, prog);
+}
+
+/// The ACKs of FLOWS connections opened on `prog`, round-robin (repeat 1); the row's name
+/// starts with `prefix`.
+fn measure_flows(c: &mut Criterion, prefix: &str, label: &str, prog: &SchedClassifier) {
     let flows: Vec<Vec<u8>> = many_flows().iter().map(|s| open(prog, s).build()).collect();
     measure_each(
         c,
-        &format!("per_packet_established_{FLOWS}_flows_{label}_repeat_1"),
+        &format!("per_packet_{prefix}established_{FLOWS}_flows_{label}_repeat_1"),
         prog,
         true,
         |i| flows[(i % flows.len() as u64) as usize].clone(),
@@ -293,6 +306,33 @@ fn measure_events_drained(c: &mut Criterion, entries: u32, denied: &PacketSpec) 
     unsafe { libc::write(wake.as_raw_fd(), (&1u64 as *const u64).cast(), 8) };
     let n = reader.join().unwrap();
     eprintln!("events_on_drained: the reader got {n} drop events");
+}
+
+/// Datapaths built afresh for the `placement{k}_*` rows.
+const PLACEMENTS: usize = 6;
+
+/// The cache-missing rows again, on each of PLACEMENTS datapaths built afresh one after the
+/// other (10 entries without the flow cache; 10 and 10,000 entries with it); each keeps its
+/// maps until its rows are measured, so the next one's maps land elsewhere.
+fn measure_placements(c: &mut Criterion, no_cache_sizes: &MapSizes) {
+    for k in 0..PLACEMENTS {
+        let prefix = format!("placement{k}_");
+        let no_cache = datapath(10, no_cache_sizes, false);
+        let prog = no_cache.program(Direction::Ingress).unwrap();
+        measure_flows(c, &prefix, "10_entries_no_flow_cache", prog);
+        for n in [10u32, 10_000] {
+            let dp = datapath(n, &MapSizes::default(), false);
+            let prog = dp.program(Direction::Ingress).unwrap();
+            measure_flows(c, &prefix, &format!("{n}_entries"), prog);
+            measure_each(
+                c,
+                &format!("per_packet_{prefix}new_allowed_{n}_entries_repeat_1"),
+                prog,
+                true,
+                |i| new_allowed(i).build(),
+            );
+        }
+    }
 }
 
 fn bench(c: &mut Criterion) {
@@ -406,6 +446,7 @@ fn bench(c: &mut Criterion) {
         let ack = open(prog, &syn6);
         measure(c, &format!("per_packet_established_{label}"), prog, &ack);
     }
+    measure_placements(c, &no_cache_sizes);
 }
 
 criterion_group! { name = benches; config = Criterion::default().sample_size(10).measurement_time(Duration::from_secs(5)); targets = bench }
