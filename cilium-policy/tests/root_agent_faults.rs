@@ -1,7 +1,7 @@
 //! Faults and lifecycle of the agent on real packets: SIGKILL and restart (pinned state keeps
 //! enforcing, allowed flows never drop), a policy too large for the map (refused, previous
-//! enforcement intact), revocation of established flows, concurrent clients, and an
-//! unprivileged user trying the socket.
+//! enforcement intact), revocation of established flows, established connections kept across
+//! a restart, concurrent clients, and an unprivileged user trying the socket.
 
 mod agent_harness;
 
@@ -168,6 +168,54 @@ fn root_agent_revocation_stops_established_flows() {
         "an established connection of a revoked policy stops"
     );
     assert!(!tcp_ok(&s.app2.ns, s.app1.addr, 80, T));
+}
+
+/// An established connection survives the agent's SIGKILL and restart: the node's CT tables and
+/// the endpoint's nonce are pinned, so the restarted agent's programs find its entry. Checked
+/// on the maps (the connection's entry is still there, under the nonce the endpoint's state
+/// holds after the restart: a packet of either side finds it) and on packets (app1 may send
+/// nothing of its own, an empty egress rule, so its answers pass only as the replies of a
+/// tracked connection; app2's packets, which policy allows, would open a lost entry again).
+#[test]
+fn root_agent_restart_keeps_established_connections() {
+    if !require_root("root_agent_restart_keeps_established_connections") {
+        return;
+    }
+    let (s, mut agent) = setup(88);
+    let _srv2 = runtime_loader::probe::Responder::start(&s.app2.ns, s.app2.addr, 80);
+    let mut policy: serde_json::Value = serde_json::from_str(&app1_from("app2", 80)).unwrap();
+    policy[0]["egress"] = serde_json::json!([{}]);
+    let f = agent.file("replies-only.json", &policy.to_string());
+    agent.ok(&["policy", "import", &f]);
+    let mut session = TcpSession::open(&s.app2.ns, s.app1.addr, 80, PASS_WAIT).expect("connect");
+    assert!(session.exchange(T));
+    assert!(
+        !tcp_ok(&s.app1.ns, s.app2.addr, 80, T),
+        "app1 opens nothing: its answers are replies only"
+    );
+    let owners = agent.tcp_ct_owners();
+    assert!(!owners.is_empty(), "the connection is tracked");
+
+    agent.kill();
+    agent.spawn();
+    let list = agent.ok(&["endpoint", "list", "-o", "json"]);
+    assert!(list.contains("\"ready\""), "{list}");
+    let after = agent.tcp_ct_owners();
+    let nonces: Vec<u32> = agent.ep_states().iter().map(|st| st.ep_nonce).collect();
+    assert!(
+        owners
+            .iter()
+            .all(|o| after.contains(o) && nonces.contains(&o.1)),
+        "entries before {owners:?}, after {after:?}, endpoints' nonces {nonces:?}"
+    );
+    for round in 0..3 {
+        assert!(
+            session.exchange(T),
+            "round {round}: the connection opened before the restart still answers"
+        );
+    }
+    assert!(!tcp_ok(&s.app1.ns, s.app2.addr, 80, T));
+    assert!(!tcp_ok(&s.app3.ns, s.app1.addr, 80, T));
 }
 
 #[test]

@@ -220,11 +220,15 @@ impl Agent {
         line.unwrap_or_else(|| panic!("no drop event with {what}"))
     }
 
-    /// Every endpoint's `ep_state.events_mask` (what its programs emit), read from its pinned
-    /// `cp_state`.
+    /// Every endpoint's `ep_state.events_mask` (what its programs emit).
     pub fn events_masks(&self) -> Vec<u32> {
+        self.ep_states().iter().map(|s| s.events_mask).collect()
+    }
+
+    /// Every endpoint's `ep_state`, read from its pinned `cp_state`.
+    pub fn ep_states(&self) -> Vec<codegen::layout::EpState> {
         let (bpffs, _) = self.datapath.as_ref().expect("an agent with a datapath");
-        let mut masks = Vec::new();
+        let mut states = Vec::new();
         let nodes = bpffs.path.join("cilium-policy");
         for node in std::fs::read_dir(nodes).into_iter().flatten().flatten() {
             let eps = node.path().join("endpoints");
@@ -237,14 +241,29 @@ impl Agent {
                     .lookup(&0u32.to_ne_bytes())
                     .unwrap()
                     .expect("cp_state[0]");
-                masks.push(
-                    codegen::layout::EpState::from_bytes(&v)
-                        .unwrap()
-                        .events_mask,
-                );
+                states.push(codegen::layout::EpState::from_bytes(&v).unwrap());
             }
         }
-        masks
+        states
+    }
+
+    /// The (endpoint id, nonce) of every entry of the node's pinned IPv4 TCP CT table, sorted.
+    pub fn tcp_ct_owners(&self) -> Vec<(u32, u32)> {
+        let (bpffs, _) = self.datapath.as_ref().expect("an agent with a datapath");
+        let nodes = bpffs.path.join("cilium-policy");
+        let mut owners = Vec::new();
+        for node in std::fs::read_dir(nodes).into_iter().flatten().flatten() {
+            let pin = node.path().join("maps").join(codegen::maps::CT4_TCP.name);
+            let Ok(map) = runtime_loader::RawMap::open_pinned(&pin) else {
+                continue;
+            };
+            for k in map.entries().unwrap().keys() {
+                let k = codegen::layout::Ct4EpKey::from_bytes(k).unwrap();
+                owners.push((k.ep_id, k.ep_nonce));
+            }
+        }
+        owners.sort_unstable();
+        owners
     }
 
     /// `METHOD path` with a JSON `body` over the agent's socket: (status, body).
