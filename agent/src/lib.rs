@@ -11,6 +11,7 @@ pub mod cni;
 pub mod cni_gc;
 pub mod config;
 pub mod datapath;
+pub mod durable;
 pub mod endpoint_ref;
 pub mod error;
 pub mod events;

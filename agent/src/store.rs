@@ -400,26 +400,11 @@ impl Store {
 
     /// Writes the whole state as the snapshot and empties the journal.
     pub fn snapshot(&mut self, state: &Persisted) -> Result<(), StoreError> {
-        let tmp = self.path.with_extension("json.tmp");
         let bytes = serde_json::to_vec_pretty(state).map_err(|e| StoreError::Corrupt {
-            path: tmp.clone(),
+            path: self.path.clone(),
             source: e,
         })?;
-        let _ = std::fs::remove_file(&tmp);
-        let written = open_private(&tmp).and_then(|mut f| {
-            f.write_all(&bytes).map_err(io(&tmp))?;
-            f.sync_all().map_err(io(&tmp))
-        });
-        if let Err(e) = written {
-            let _ = std::fs::remove_file(&tmp);
-            return Err(e);
-        }
-        std::fs::rename(&tmp, &self.path).map_err(io(&self.path))?;
-        if let Some(dir) = self.path.parent() {
-            std::fs::File::open(dir)
-                .and_then(|d| d.sync_all())
-                .map_err(io(dir))?;
-        }
+        crate::durable::replace(&self.path, &bytes).map_err(io(&self.path))?;
         // Entries at or below the snapshot's revision are skipped on load, so a crash here is safe.
         let f = open_private(&self.journal)?;
         f.set_len(0).map_err(io(&self.journal))?;

@@ -4,7 +4,7 @@
 //! connections to them were cut at their next packet, until each client resolved again).
 //!
 //! Written after a learn or an expiry changed the cache, at most once per [`MIN_INTERVAL`]
-//! (the writer wakes for a write held back), by a temporary file renamed over the old one, so
+//! (the writer wakes for a write held back), by [`crate::durable::replace`], so
 //! a crash leaves either version whole. Expiries are wall-clock times: the time an agent was
 //! down counts. Read once at start; a file that cannot be read or parsed is logged and the
 //! agent starts with nothing learned (fail closed: the addresses are denied until resolved
@@ -13,7 +13,6 @@
 use super::FqdnCache;
 use l7proxy::dns::learn::Learned;
 use serde::{Deserialize, Serialize};
-use std::io::Write;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -140,11 +139,7 @@ impl FqdnFile {
             entries,
         })
         .map_err(|e| self.io()(e.into()))?;
-        let tmp = self.path.with_extension("json.tmp");
-        let mut f = std::fs::File::create(&tmp).map_err(self.io())?;
-        f.write_all(&text).map_err(self.io())?;
-        f.sync_all().map_err(self.io())?;
-        std::fs::rename(&tmp, &self.path).map_err(self.io())
+        crate::durable::replace(&self.path, &text).map_err(self.io())
     }
 
     /// The entries not expired at `wall`, as answers with the time they have left (whole
