@@ -35,46 +35,74 @@ fn root_events_wake_a_sleeping_reader_at_the_first_event() {
     let data = aya::maps::MapData::from_pin(&pin).unwrap();
     let mut ring = aya::maps::RingBuf::try_from(aya::maps::Map::RingBuf(data)).unwrap();
     let fd = ring.as_raw_fd();
-    // The sleeper reports each return from poll (no timeout) and waits to be told to sleep again.
-    let (woke_tx, woke) = mpsc::channel::<i32>();
-    let (again, again_rx) = mpsc::channel::<bool>();
-    let sleeper = std::thread::spawn(move || {
-        while again_rx.recv() == Ok(true) {
-            let mut p = libc::pollfd {
-                fd,
-                events: libc::POLLIN,
-                revents: 0,
-            };
-            // SAFETY: one valid pollfd; the ring (and its fd) outlives the thread (joined below).
-            let n = unsafe { libc::poll(&mut p, 1, -1) };
-            woke_tx.send(n).unwrap();
+    // Edge-triggered: each of the kernel's wakeups of the ring's waiters is one epoll event, so
+    // a wakeup that should not happen is seen even while the ring has unread data (a
+    // level-triggered poll would return at once then, woken or not).
+    // SAFETY: plain epoll_create1; the descriptor is owned from here on.
+    let ep = unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) };
+    assert!(ep >= 0);
+    // SAFETY: takes ownership of the new descriptor.
+    let ep = unsafe { <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(ep) };
+    let mut ev = libc::epoll_event {
+        events: (libc::EPOLLIN | libc::EPOLLET) as u32,
+        u64: 0,
+    };
+    // SAFETY: valid epoll and ring descriptors and a valid event.
+    let added = unsafe { libc::epoll_ctl(ep.as_raw_fd(), libc::EPOLL_CTL_ADD, fd, &mut ev) };
+    assert_eq!(added, 0);
+    let wakeups = |timeout: Duration| -> i32 {
+        let mut out = [libc::epoll_event { events: 0, u64: 0 }];
+        // SAFETY: one valid output slot.
+        unsafe {
+            libc::epoll_wait(
+                ep.as_raw_fd(),
+                out.as_mut_ptr(),
+                1,
+                timeout.as_millis() as i32,
+            )
         }
-    });
+    };
     let foe = tcp("10.0.0.3", "10.0.0.1", 43000, 22);
     for round in 0..3 {
-        again.send(true).unwrap();
-        // Asleep: nothing wakes it while no event comes.
-        assert!(
-            woke.recv_timeout(Duration::from_millis(200)).is_err(),
+        // Caught up: nothing wakes the reader while no event comes.
+        assert_eq!(
+            wakeups(Duration::from_millis(200)),
+            0,
             "round {round}: woken without an event"
         );
+        // The first event wakes it at once, from another thread while it waits.
+        let (woke_tx, woke) = mpsc::channel::<(i32, Instant)>();
+        let sleeper = {
+            let ep = ep.try_clone().unwrap();
+            std::thread::spawn(move || {
+                let mut out = [libc::epoll_event { events: 0, u64: 0 }];
+                // SAFETY: one valid output slot; no timeout, as the monitor waits.
+                let n = unsafe { libc::epoll_wait(ep.as_raw_fd(), out.as_mut_ptr(), 1, -1) };
+                woke_tx.send((n, Instant::now())).unwrap();
+            })
+        };
+        std::thread::sleep(Duration::from_millis(50));
         let sent = Instant::now();
         assert!(!run(&dp, Direction::Ingress, &foe));
-        let n = woke.recv_timeout(Duration::from_secs(10)).expect("woken");
-        let took = sent.elapsed();
-        assert_eq!(n, 1, "poll: readable");
+        let (n, at) = woke.recv_timeout(Duration::from_secs(10)).expect("woken");
+        sleeper.join().unwrap();
+        assert_eq!(n, 1, "round {round}: one wakeup");
+        let took = at.duration_since(sent);
         assert!(took < PROMPT, "round {round}: woken after {took:?}");
-        // More events before the reader drains: they are there for it, one drain reads all.
+        // More events before the reader drains: no further wakeup, and one drain reads all.
         for _ in 0..9 {
             assert!(!run(&dp, Direction::Ingress, &foe));
         }
+        assert_eq!(
+            wakeups(Duration::from_millis(200)),
+            0,
+            "round {round}: woken again while events were unread"
+        );
         let mut got = 0;
         while ring.next().is_some() {
             got += 1;
         }
         assert_eq!(got, 10, "round {round}: every event read");
     }
-    again.send(false).unwrap();
-    sleeper.join().unwrap();
     drop(ring);
 }
