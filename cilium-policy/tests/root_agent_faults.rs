@@ -5,7 +5,7 @@
 
 mod agent_harness;
 
-use agent_harness::setup;
+use agent_harness::{app1_from_on, setup};
 use runtime_loader::probe::{tcp_ok, TcpSession, PASS_WAIT};
 use runtime_loader::testkit::{require_root, Endpoint};
 use std::net::Ipv4Addr;
@@ -16,21 +16,13 @@ use std::time::Duration;
 
 const T: Duration = Duration::from_millis(800);
 
-fn app1_from(label: &str, port: u16) -> String {
-    format!(
-        r#"[{{"endpointSelector": {{"matchLabels": {{"id": "app1"}}}},
-            "ingress": [{{"fromEndpoints": [{{"matchLabels": {{"id": "{label}"}}}}],
-                         "toPorts": [{{"ports": [{{"port": "{port}", "protocol": "TCP"}}]}}]}}]}}]"#
-    )
-}
-
 #[test]
 fn root_agent_sigkill_and_restart_keep_enforcing() {
     if !require_root("root_agent_sigkill_and_restart_keep_enforcing") {
         return;
     }
     let (s, mut agent) = setup(92);
-    let f = agent.file("allow-app2.json", &app1_from("app2", 80));
+    let f = agent.file("allow-app2.json", &app1_from_on(&["app2"], 80));
     agent.ok(&["policy", "import", &f]);
     assert!(
         tcp_ok(&s.app2.ns, s.app1.addr, 80, PASS_WAIT) && !tcp_ok(&s.app3.ns, s.app1.addr, 80, T)
@@ -83,7 +75,7 @@ fn root_agent_sigkill_and_restart_keep_enforcing() {
 
     // SIGKILL in the middle of a change: after a restart, enforcement matches the revision the
     // agent reports (the change either happened whole or not at all).
-    let g = agent.file("allow-app3.json", &app1_from("app3", 80));
+    let g = agent.file("allow-app3.json", &app1_from_on(&["app3"], 80));
     let mut child = std::process::Command::new(agent_harness::BIN)
         .arg("--api-socket")
         .arg(&agent.socket)
@@ -118,7 +110,7 @@ fn root_agent_refuses_a_policy_that_overflows_the_map() {
         return;
     }
     let (s, agent) = setup(93);
-    let f = agent.file("allow-app2.json", &app1_from("app2", 80));
+    let f = agent.file("allow-app2.json", &app1_from_on(&["app2"], 80));
     let before = agent.ok(&["policy", "import", &f]);
     // 40 CIDR peers (one identity each) × 13 toPorts entries of 40 ports (the front end's
     // limit per entry): 20,800 entries, more than the 16,384-entry policy map.
@@ -156,12 +148,12 @@ fn root_agent_revocation_stops_established_flows() {
         return;
     }
     let (s, agent) = setup(94);
-    let f = agent.file("p.json", &app1_from("app2", 80));
+    let f = agent.file("p.json", &app1_from_on(&["app2"], 80));
     agent.ok(&["policy", "import", &f]);
     let mut session = TcpSession::open(&s.app2.ns, s.app1.addr, 80, T).expect("connect");
     assert!(session.exchange(T));
     // Replace the policy: app2 may now only use port 81. The open connection stops too.
-    std::fs::write(&f, app1_from("app2", 81)).unwrap();
+    std::fs::write(&f, app1_from_on(&["app2"], 81)).unwrap();
     agent.ok(&["policy", "import", &f]);
     assert!(
         !session.exchange(T),
@@ -183,7 +175,7 @@ fn root_agent_restart_keeps_established_connections() {
     }
     let (s, mut agent) = setup(88);
     let _srv2 = runtime_loader::probe::Responder::start(&s.app2.ns, s.app2.addr, 80);
-    let mut policy: serde_json::Value = serde_json::from_str(&app1_from("app2", 80)).unwrap();
+    let mut policy: serde_json::Value = serde_json::from_str(&app1_from_on(&["app2"], 80)).unwrap();
     policy[0]["egress"] = serde_json::json!([{}]);
     let f = agent.file("replies-only.json", &policy.to_string());
     agent.ok(&["policy", "import", &f]);
@@ -235,7 +227,7 @@ fn root_agent_concurrent_clients_and_socket_permissions() {
             std::thread::spawn(move || {
                 let f = a.file(
                     &format!("c{i}.json"),
-                    &app1_from(&format!("client{i}"), 1000 + i),
+                    &app1_from_on(&[&format!("client{i}")], 1000 + i),
                 );
                 a.ok(&["policy", "import", &f]);
                 a.ok(&[

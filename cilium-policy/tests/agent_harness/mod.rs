@@ -525,6 +525,11 @@ pub fn delete_own_filter(node: &Netns, dev: &str, hook: &str) {
 
 /// app1's ingress policy: TCP port 80 from the endpoints labelled `id=` each of `labels`.
 pub fn app1_from(labels: &[&str]) -> String {
+    app1_from_on(labels, 80)
+}
+
+/// app1's ingress policy: TCP `port` from the endpoints labelled `id=` each of `labels`.
+pub fn app1_from_on(labels: &[&str], port: u16) -> String {
     let peers: Vec<String> = labels
         .iter()
         .map(|l| format!(r#"{{"matchLabels": {{"id": "{l}"}}}}"#))
@@ -532,7 +537,7 @@ pub fn app1_from(labels: &[&str]) -> String {
     format!(
         r#"[{{"endpointSelector": {{"matchLabels": {{"id": "app1"}}}},
             "ingress": [{{"fromEndpoints": [{}],
-                         "toPorts": [{{"ports": [{{"port": "80", "protocol": "TCP"}}]}}]}}]}}]"#,
+                         "toPorts": [{{"ports": [{{"port": "{port}", "protocol": "TCP"}}]}}]}}]}}]"#,
         peers.join(", ")
     )
 }
