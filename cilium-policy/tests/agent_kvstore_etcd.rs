@@ -10,7 +10,7 @@ mod etcd_harness;
 
 use agent_harness::Agent;
 use compiler::identity::{alloc::key_of, IdAllocator, LabelFilter};
-use etcd_harness::{add, free_port, identity, Etcd};
+use etcd_harness::{add, identity, ClosedPort, Etcd};
 use ir::{Label, LabelSet, LabelSource};
 use std::collections::HashMap;
 
@@ -106,8 +106,8 @@ fn kvstore_etcd_two_agents_agree_and_collisions_get_distinct_numbers() {
 
 #[test]
 fn kvstore_etcd_unreachable_refuses_the_change() {
-    let port = free_port();
-    let url = format!("http://127.0.0.1:{port}");
+    let closed = ClosedPort::new();
+    let url = format!("http://127.0.0.1:{}", closed.port);
     let agent = Agent::start_api_only(
         ["--kvstore", "etcd", "--kvstore-endpoint", &url]
             .iter()

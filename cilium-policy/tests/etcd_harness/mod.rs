@@ -23,6 +23,45 @@ pub fn free_port() -> u16 {
     l.local_addr().expect("addr").port()
 }
 
+/// A loopback TCP port bound and never listened on, for as long as it is held: a connection to
+/// it is refused (nothing answers), and no other process or test can take the port meanwhile,
+/// as one could a [`free_port`] (which once made an "unreachable" etcd a reset connection).
+pub struct ClosedPort {
+    _socket: std::os::fd::OwnedFd,
+    pub port: u16,
+}
+
+impl ClosedPort {
+    pub fn new() -> ClosedPort {
+        use std::os::fd::FromRawFd;
+        // SAFETY: plain socket(2); the descriptor is owned from here on.
+        let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0) };
+        assert!(fd >= 0, "socket: {}", std::io::Error::last_os_error());
+        // SAFETY: takes ownership of the new descriptor.
+        let socket = unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) };
+        let mut addr = libc::sockaddr_in {
+            sin_family: libc::AF_INET as libc::sa_family_t,
+            sin_port: 0,
+            sin_addr: libc::in_addr {
+                s_addr: u32::from(std::net::Ipv4Addr::LOCALHOST).to_be(),
+            },
+            sin_zero: [0; 8],
+        };
+        let mut len = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
+        // SAFETY: `addr` is a valid sockaddr_in of `len` bytes, for bind and for getsockname.
+        let bound = unsafe {
+            libc::bind(fd, (&addr as *const libc::sockaddr_in).cast(), len) == 0
+                && libc::getsockname(fd, (&mut addr as *mut libc::sockaddr_in).cast(), &mut len)
+                    == 0
+        };
+        assert!(bound, "bind: {}", std::io::Error::last_os_error());
+        ClosedPort {
+            _socket: socket,
+            port: u16::from_be(addr.sin_port),
+        }
+    }
+}
+
 /// A CA, a server certificate for 127.0.0.1 and a client certificate it signed, and the
 /// certificate of another CA (that signed neither), as PEM files in a temporary directory.
 pub struct Pki {
