@@ -96,10 +96,7 @@ fn root_agent_check_repairs_a_detached_tcx_link() {
         &agent.file("p.json", &app1_from(&["app2"])),
     ]);
     assert!(!tcp_ok(&s.app3.ns, s.app1.addr, 80, T));
-    let (bpffs, _) = agent.datapath.as_ref().unwrap();
-    let link = bpffs
-        .path
-        .join("cilium-policy/node0/endpoints/1/link-to-endpoint");
+    let link = agent.endpoint_pins(1).join("link-to-endpoint");
     s.node.exec(&[
         "bpftool",
         "link",

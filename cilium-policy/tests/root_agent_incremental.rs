@@ -20,10 +20,7 @@ const T: Duration = Duration::from_millis(800);
 
 /// Endpoint `id`'s pinned map `name`.
 fn pin(agent: &Agent, id: u16, name: &str) -> PathBuf {
-    let (bpffs, _) = agent.datapath.as_ref().expect("agent with a datapath");
-    bpffs
-        .path
-        .join(format!("cilium-policy/node0/endpoints/{id}/maps/{name}"))
+    agent.endpoint_pins(id).join("maps").join(name)
 }
 
 /// (key, value) bytes of a map's entries.

@@ -54,8 +54,9 @@ fn root_agent_lost_pins_and_bpffs_are_restored_before_acknowledging() {
     let bpffs = agent.datapath.as_ref().unwrap().0.path.clone();
 
     // app1's policy map pin is deleted: the next change must still reach app1's program.
-    let policy_pin = bpffs
-        .join("cilium-policy/node0/endpoints/1/maps")
+    let policy_pin = agent
+        .endpoint_pins(1)
+        .join("maps")
         .join(codegen::maps::POLICY.name);
     std::fs::remove_file(&policy_pin).unwrap();
     let g = agent.file("p.json", &app1_from(&["app2", "app3"]));
@@ -70,8 +71,9 @@ fn root_agent_lost_pins_and_bpffs_are_restored_before_acknowledging() {
     // The node's IPv4 TCP table loses its pin: the programs still use it, through the slot of
     // their CT map of maps, so the check finds it pinned nowhere and reloads every endpoint,
     // which pins a table again and writes it into the slot.
-    let table_pin = bpffs
-        .join("cilium-policy/node0/maps")
+    let table_pin = agent
+        .node_pins()
+        .join("maps")
         .join(codegen::maps::CT4_TCP.name);
     std::fs::remove_file(&table_pin).unwrap();
     let only3 = agent.file("p.json", &app1_from(&["app3"]));
@@ -87,9 +89,7 @@ fn root_agent_lost_pins_and_bpffs_are_restored_before_acknowledging() {
         "{log}"
     );
     // The programs reach the re-pinned table: it is the one in their map of maps' slot.
-    let outer = bpffs
-        .join("cilium-policy/node0/maps")
-        .join(codegen::maps::CT4.name);
+    let outer = agent.node_pins().join("maps").join(codegen::maps::CT4.name);
     let outer_id = runtime_loader::RawMap::open_pinned(&outer)
         .unwrap()
         .id()
@@ -130,8 +130,9 @@ fn root_agent_lost_pins_and_bpffs_are_restored_before_acknowledging() {
         agent.log()
     );
     assert!(tcp_ok(&s.app2.ns, s.app1.addr, 80, PASS_WAIT));
-    assert!(bpffs
-        .join("cilium-policy/node0/endpoints/1/maps")
+    assert!(agent
+        .endpoint_pins(1)
+        .join("maps")
         .join(codegen::maps::POLICY.name)
         .exists());
     let log = agent.log();
@@ -239,10 +240,7 @@ fn root_agent_switch_from_tcx_to_tc_keeps_enforcing() {
         &agent.file("p.json", &app1_from(&["app2"])),
     ]);
     assert!(!tcp_ok(&s.app3.ns, s.app1.addr, 80, T));
-    let (bpffs, _) = agent.datapath.as_ref().unwrap();
-    let link = bpffs
-        .path
-        .join("cilium-policy/node0/endpoints/1/link-to-endpoint");
+    let link = agent.endpoint_pins(1).join("link-to-endpoint");
     assert!(link.exists());
     agent.kill();
     agent.extra = vec!["--attach-mode".into(), "tc".into()];

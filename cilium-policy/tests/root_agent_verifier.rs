@@ -32,10 +32,9 @@ const L7: &str = r#"[{"endpointSelector": {"matchLabels": {"id": "app1"}},
 /// The endpoint's policy map: keys with verdict, proxy port and rule (the value without the
 /// packet counters the datapath updates).
 fn policy_entries(agent: &Agent, id: u16) -> Vec<(Vec<u8>, Vec<u8>)> {
-    let (bpffs, _) = agent.datapath.as_ref().expect("datapath");
-    let pin = bpffs
-        .path
-        .join(format!("cilium-policy/node0/endpoints/{id}/maps"))
+    let pin = agent
+        .endpoint_pins(id)
+        .join("maps")
         .join(codegen::maps::POLICY.name);
     let map = RawMap::open_pinned(&pin).expect("pinned policy map");
     map.entries()

@@ -70,8 +70,7 @@ fn refused_new_endpoint_leaves_nothing(mode: &str) {
         "nothing attached on {}",
         app.host
     );
-    let (bpffs, _) = agent.datapath.as_ref().expect("datapath");
-    let pins = bpffs.path.join("cilium-policy/node0/endpoints/1");
+    let pins = agent.endpoint_pins(1);
     assert!(!pins.exists(), "{} is left behind", pins.display());
     let list = agent.ok(&["endpoint", "list", "-o", "json"]);
     let list: serde_json::Value = serde_json::from_str(&list).expect("endpoint list json");

@@ -220,6 +220,17 @@ impl Agent {
         line.unwrap_or_else(|| panic!("no drop event with {what}"))
     }
 
+    /// Where the agent pins the node's own objects (`<bpffs>/cilium-policy/node0`).
+    pub fn node_pins(&self) -> PathBuf {
+        let (bpffs, _) = self.datapath.as_ref().expect("an agent with a datapath");
+        bpffs.path.join("cilium-policy/node0")
+    }
+
+    /// Where the agent pins endpoint `id`'s maps (`maps/`) and tcx links.
+    pub fn endpoint_pins(&self, id: u16) -> PathBuf {
+        self.node_pins().join(format!("endpoints/{id}"))
+    }
+
     /// Every endpoint's `ep_state.events_mask` (what its programs emit).
     pub fn events_masks(&self) -> Vec<u32> {
         self.ep_states().iter().map(|s| s.events_mask).collect()
@@ -249,19 +260,20 @@ impl Agent {
 
     /// The (endpoint id, nonce) of every entry of the node's pinned IPv4 TCP CT table, sorted.
     pub fn tcp_ct_owners(&self) -> Vec<(u32, u32)> {
-        let (bpffs, _) = self.datapath.as_ref().expect("an agent with a datapath");
-        let nodes = bpffs.path.join("cilium-policy");
-        let mut owners = Vec::new();
-        for node in std::fs::read_dir(nodes).into_iter().flatten().flatten() {
-            let pin = node.path().join("maps").join(codegen::maps::CT4_TCP.name);
-            let Ok(map) = runtime_loader::RawMap::open_pinned(&pin) else {
-                continue;
-            };
-            for k in map.entries().unwrap().keys() {
+        let pin = self
+            .node_pins()
+            .join("maps")
+            .join(codegen::maps::CT4_TCP.name);
+        let map = runtime_loader::RawMap::open_pinned(&pin).expect("the node's TCP CT table");
+        let mut owners: Vec<(u32, u32)> = map
+            .entries()
+            .unwrap()
+            .keys()
+            .map(|k| {
                 let k = codegen::layout::Ct4EpKey::from_bytes(k).unwrap();
-                owners.push((k.ep_id, k.ep_nonce));
-            }
-        }
+                (k.ep_id, k.ep_nonce)
+            })
+            .collect();
         owners.sort_unstable();
         owners
     }

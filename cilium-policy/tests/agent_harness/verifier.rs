@@ -48,10 +48,7 @@ exec '{real}' "$@"
 /// Ids of the programs attached for endpoint `id`: from its pinned tcx links (`--attach-mode
 /// tcx`), or from the tc filters on its host-side interface (tc mode, the default).
 pub fn attached_programs(agent: &Agent, node: &Netns, id: u16, iface: &str) -> Vec<u64> {
-    let (bpffs, _) = agent.datapath.as_ref().expect("datapath");
-    let dir = bpffs
-        .path
-        .join(format!("cilium-policy/node0/endpoints/{id}"));
+    let dir = agent.endpoint_pins(id);
     let links = ["link-from-endpoint", "link-to-endpoint"].map(|l| dir.join(l));
     let mut ids = Vec::new();
     if links.iter().all(|l| l.exists()) {
