@@ -9,6 +9,13 @@
 //! and, for the proxied rows, the ratio and added latency against the L3/L4 row of the same
 //! connection count, measured in the same run. Root only (skips otherwise).
 //!
+//! The `relay` rows are the floor of any proxy that terminates the client's connection: app2's
+//! requests go to a third pod, which copies bytes both ways to app1 (no HTTP, no policy, no
+//! socket assignment), every hop allowed at L3/L4; once on one thread with a single-threaded
+//! tokio runtime, as the agent's proxy runs, once with a blocking thread per direction of each
+//! connection, as the server and the clients here run. What a relay costs against the L3/L4
+//! row is the extra TCP hop alone, the part of the proxy's cost no HTTP code can remove.
+//!
 //! `cargo bench -p cilium-policy --bench l7_veth`
 
 #[path = "../tests/agent_harness/mod.rs"]
@@ -70,6 +77,62 @@ fn serve(ns: PathBuf, addr: Ipv4Addr) {
     up.recv().expect("the server started");
 }
 
+/// The relays' ports in their pod: the tokio relay's, the threaded relay's.
+const RELAY_PORTS: [u16; 2] = [8080, 8081];
+
+/// The tokio relay: a thread in `ns` accepting on `addr:RELAY_PORTS[0]`, each connection copied
+/// both ways to `upstream` by `tokio::io::copy_bidirectional` on a single-threaded runtime.
+fn relay_tokio(ns: PathBuf, addr: Ipv4Addr, upstream: SocketAddr) {
+    let (ready, up) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        enter_netns(&ns).expect("setns");
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_io()
+            .build()
+            .expect("the relay's runtime");
+        rt.block_on(async move {
+            let l = tokio::net::TcpListener::bind((addr, RELAY_PORTS[0]))
+                .await
+                .expect("bind the relay");
+            let _ = ready.send(());
+            while let Ok((mut c, _)) = l.accept().await {
+                tokio::spawn(async move {
+                    let Ok(mut u) = tokio::net::TcpStream::connect(upstream).await else {
+                        return;
+                    };
+                    let _ = (c.set_nodelay(true), u.set_nodelay(true));
+                    let _ = tokio::io::copy_bidirectional(&mut c, &mut u).await;
+                });
+            }
+        });
+    });
+    up.recv().expect("the relay started");
+}
+
+/// The threaded relay: a thread in `ns` accepting on `addr:RELAY_PORTS[1]`, each connection
+/// copied to `upstream` by a blocking thread per direction.
+fn relay_threads(ns: PathBuf, addr: Ipv4Addr, upstream: SocketAddr) {
+    let (ready, up) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        enter_netns(&ns).expect("setns");
+        let l = TcpListener::bind((addr, RELAY_PORTS[1])).expect("bind the relay");
+        let _ = ready.send(());
+        for c in l.incoming().flatten() {
+            let Ok(u) = TcpStream::connect(upstream) else {
+                continue;
+            };
+            let _ = (c.set_nodelay(true), u.set_nodelay(true));
+            let (Ok(mut back), Ok(mut from)) = (c.try_clone(), u.try_clone()) else {
+                continue;
+            };
+            let (mut c, mut u) = (c, u);
+            std::thread::spawn(move || std::io::copy(&mut c, &mut u));
+            std::thread::spawn(move || std::io::copy(&mut from, &mut back));
+        }
+    });
+    up.recv().expect("the relay started");
+}
+
 struct Row {
     rps: f64,
     p50: Duration,
@@ -115,12 +178,24 @@ fn load(ns: &Path, dst: SocketAddr, conns: usize, path: &str, secs: f64) -> Row 
     }
 }
 
-/// app1's ingress from app2 on 80: L3/L4 only (`rules` 0) or with `rules` HTTP rules.
+/// The relays' ingress from app2 on RELAY_PORTS, at L3/L4.
+fn relay_policy() -> String {
+    let [a, b] = RELAY_PORTS;
+    format!(
+        "apiVersion: cilium.io/v2\nkind: CiliumNetworkPolicy\nmetadata: {{name: bench-relay, namespace: default}}\n\
+         spec:\n  endpointSelector: {{matchLabels: {{id: relay}}}}\n  ingress:\n  \
+         - fromEndpoints: [{{matchLabels: {{id: app2}}}}]\n    toPorts:\n    \
+         - ports: [{{port: \"{a}\", protocol: TCP}}, {{port: \"{b}\", protocol: TCP}}]\n"
+    )
+}
+
+/// app1's ingress from app2 (and the relay) on 80: L3/L4 only (`rules` 0) or with `rules`
+/// HTTP rules.
 fn policy(rules: usize) -> String {
     let mut p = String::from(
         "apiVersion: cilium.io/v2\nkind: CiliumNetworkPolicy\nmetadata: {name: bench, namespace: default}\n\
          spec:\n  endpointSelector: {matchLabels: {id: app1}}\n  ingress:\n  \
-         - fromEndpoints: [{matchLabels: {id: app2}}]\n    toPorts:\n    \
+         - fromEndpoints: [{matchLabels: {id: app2}}, {matchLabels: {id: relay}}]\n    toPorts:\n    \
          - ports: [{port: \"80\", protocol: TCP}]\n",
     );
     if rules > 0 {
@@ -151,23 +226,39 @@ fn main() {
     let node = node_netns();
     let app1 = Endpoint::new(&node, Ipv4Addr::new(10, 96, 0, 11));
     let app2 = Endpoint::new(&node, Ipv4Addr::new(10, 96, 0, 12));
-    serve(app1.ns.path(), app1.addr);
-    let agent = Agent::start(&node);
-    add_pods(&agent, &[(1, "app1", &app1), (2, "app2", &app2)]);
+    let hop = Endpoint::new(&node, Ipv4Addr::new(10, 96, 0, 13));
     let dst = SocketAddr::from((app1.addr, 80));
+    serve(app1.ns.path(), app1.addr);
+    relay_tokio(hop.ns.path(), hop.addr, dst);
+    relay_threads(hop.ns.path(), hop.addr, dst);
+    let agent = Agent::start(&node);
+    add_pods(
+        &agent,
+        &[(1, "app1", &app1), (2, "app2", &app2), (3, "relay", &hop)],
+    );
+    let file = agent.file("bench-relay.yaml", &relay_policy());
+    agent.ok(&["apply", "-f", &file]);
     println!("| policy | conns | rules | req/s | p50 µs | p99 µs | req/s vs L3/L4 | p50 added | p99 added |");
     println!("|---|---|---|---|---|---|---|---|---|");
     for conns in [1, 64] {
         let mut base: Option<Row> = None;
-        for rules in [0, 1, 1000] {
+        // (row, HTTP rules, through a relay: its port)
+        for (name, rules, relay) in [
+            ("L3/L4", 0, None),
+            ("relay, tokio (no HTTP)", 0, Some(RELAY_PORTS[0])),
+            ("relay, threads (no HTTP)", 0, Some(RELAY_PORTS[1])),
+            ("L7 proxy", 1, None),
+            ("L7 proxy", 1000, None),
+        ] {
             let file = agent.file("bench.yaml", &policy(rules));
             agent.ok(&["apply", "-f", &file]);
             let path = format!("/api/v1/item{}/x", rules.max(1) - 1);
-            let row = load(&app2.ns.path(), dst, conns, &path, secs);
-            let (name, shown) = if rules == 0 {
-                ("L3/L4", "—".to_string())
+            let to = relay.map_or(dst, |port| SocketAddr::from((hop.addr, port)));
+            let row = load(&app2.ns.path(), to, conns, &path, secs);
+            let shown = if rules == 0 {
+                "—".to_string()
             } else {
-                ("L7 proxy", rules.to_string())
+                rules.to_string()
             };
             let cmp = match &base {
                 Some(b) => format!(
@@ -184,7 +275,7 @@ fn main() {
                 row.p50.as_micros(),
                 row.p99.as_micros()
             );
-            if rules == 0 {
+            if base.is_none() {
                 base = Some(row);
             }
         }
