@@ -7,13 +7,11 @@
 
 mod agent_harness;
 
-use agent_harness::{add_filter_in_front, app1_from, delete_own_filter, setup_with, tc_filters};
-use agent_harness::{Agent, Setup};
+use agent_harness::{add_filter_in_front, delete_own_filter, setup_app1_from_app2, tc_filters};
+use agent_harness::{Agent, Setup, CUT_WAIT as T};
 use runtime_loader::probe::{tcp_ok, PASS_WAIT};
 use runtime_loader::testkit::require_root;
 use std::time::{Duration, Instant};
-
-const T: Duration = Duration::from_millis(800);
 
 fn check_every_200ms(mut extra: Vec<String>) -> Vec<String> {
     extra.extend(["--datapath-check-interval".into(), "0.2".into()]);
@@ -46,14 +44,8 @@ fn root_agent_check_repairs_tc_filters_changed_behind_its_back() {
     if !require_root("root_agent_check_repairs_tc_filters_changed_behind_its_back") {
         return;
     }
-    let (s, agent) = setup_with(97, check_every_200ms(Vec::new()));
-    agent.ok(&[
-        "policy",
-        "import",
-        &agent.file("p.json", &app1_from(&["app2"])),
-    ]);
+    let (s, agent) = setup_app1_from_app2(97, check_every_200ms(Vec::new()));
     assert!(tcp_ok(&s.app2.ns, s.app1.addr, 80, PASS_WAIT));
-    assert!(!tcp_ok(&s.app3.ns, s.app1.addr, 80, T));
     // A few sweeps over the three endpoints (one netlink socket per turn) find nothing wrong.
     std::thread::sleep(Duration::from_millis(700));
     assert_eq!(repairs(&agent), 0, "nothing to repair yet\n{}", agent.log());
@@ -89,13 +81,7 @@ fn root_agent_check_repairs_a_detached_tcx_link() {
         return;
     }
     let tcx = vec!["--attach-mode".into(), "tcx".into()];
-    let (s, agent) = setup_with(98, check_every_200ms(tcx));
-    agent.ok(&[
-        "policy",
-        "import",
-        &agent.file("p.json", &app1_from(&["app2"])),
-    ]);
-    assert!(!tcp_ok(&s.app3.ns, s.app1.addr, 80, T));
+    let (s, agent) = setup_app1_from_app2(98, check_every_200ms(tcx));
     let link = agent.endpoint_pins(1).join("link-to-endpoint");
     s.node.exec(&[
         "bpftool",

@@ -8,21 +8,17 @@
 
 mod agent_harness;
 
-use agent_harness::{add_filter_in_front, app1_from, no_check, setup_with, tc_filters};
+use agent_harness::{add_filter_in_front, app1_from, no_check, setup_app1_from_app2};
+use agent_harness::{tc_filters, CUT_WAIT as T};
 use runtime_loader::probe::{tcp_ok, PASS_WAIT};
 use runtime_loader::testkit::require_root;
-use std::time::Duration;
-
-const T: Duration = Duration::from_millis(800);
 
 #[test]
 fn root_agent_patch_onto_another_interface_is_refused() {
     if !require_root("root_agent_patch_onto_another_interface_is_refused") {
         return;
     }
-    let (s, agent) = setup_with(95, Vec::new());
-    let f = agent.file("p.json", &app1_from(&["app2"]));
-    agent.ok(&["policy", "import", &f]);
+    let (s, agent) = setup_app1_from_app2(95, Vec::new());
     let revisions = agent.journal_revisions();
     let (code, body) = agent.request(
         "PATCH",
@@ -46,11 +42,8 @@ fn root_agent_lost_pins_and_bpffs_are_restored_before_acknowledging() {
     if !require_root("root_agent_lost_pins_and_bpffs_are_restored_before_acknowledging") {
         return;
     }
-    let (s, agent) = setup_with(93, no_check());
-    let f = agent.file("p.json", &app1_from(&["app2"]));
-    agent.ok(&["policy", "import", &f]);
+    let (s, agent) = setup_app1_from_app2(93, no_check());
     assert!(tcp_ok(&s.app2.ns, s.app1.addr, 80, PASS_WAIT));
-    assert!(!tcp_ok(&s.app3.ns, s.app1.addr, 80, T));
     let bpffs = agent.datapath.as_ref().unwrap().0.path.clone();
 
     // app1's policy map pin is deleted: the next change must still reach app1's program.
@@ -59,8 +52,7 @@ fn root_agent_lost_pins_and_bpffs_are_restored_before_acknowledging() {
         .join("maps")
         .join(codegen::maps::POLICY.name);
     std::fs::remove_file(&policy_pin).unwrap();
-    let g = agent.file("p.json", &app1_from(&["app2", "app3"]));
-    agent.ok(&["policy", "import", &g]);
+    agent.import_policy(&app1_from(&["app2", "app3"]));
     assert!(
         tcp_ok(&s.app3.ns, s.app1.addr, 80, PASS_WAIT),
         "the acknowledged change is enforced: {}",
@@ -76,8 +68,7 @@ fn root_agent_lost_pins_and_bpffs_are_restored_before_acknowledging() {
         .join("maps")
         .join(codegen::maps::CT4_TCP.name);
     std::fs::remove_file(&table_pin).unwrap();
-    let only3 = agent.file("p.json", &app1_from(&["app3"]));
-    agent.ok(&["policy", "import", &only3]);
+    agent.import_policy(&app1_from(&["app3"]));
     assert!(
         table_pin.exists(),
         "the table is pinned again: {}",
@@ -118,8 +109,7 @@ fn root_agent_lost_pins_and_bpffs_are_restored_before_acknowledging() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let h = agent.file("p.json", &app1_from(&["app2"]));
-    agent.ok(&["policy", "import", &h]);
+    agent.import_policy(&app1_from(&["app2"]));
     assert!(
         runtime_loader::bpffs::is_bpffs(&bpffs).unwrap(),
         "mounted again"
@@ -144,10 +134,7 @@ fn root_agent_restart_under_another_node_detaches_the_old_links() {
     if !require_root("root_agent_restart_under_another_node_detaches_the_old_links") {
         return;
     }
-    let (s, mut agent) = setup_with(94, vec!["--attach-mode".into(), "tcx".into()]);
-    let f = agent.file("p.json", &app1_from(&["app2"]));
-    agent.ok(&["policy", "import", &f]);
-    assert!(!tcp_ok(&s.app3.ns, s.app1.addr, 80, T));
+    let (s, mut agent) = setup_app1_from_app2(94, vec!["--attach-mode".into(), "tcx".into()]);
     agent.kill();
     agent
         .extra
@@ -155,15 +142,13 @@ fn root_agent_restart_under_another_node_detaches_the_old_links() {
     agent.spawn();
     // Every later change reaches the program that decides: the old node's program (which
     // admits app2 only) would pass or drop packets before the new one ran.
-    let g = agent.file("p.json", &app1_from(&["app2", "app3"]));
-    agent.ok(&["policy", "import", &g]);
+    agent.import_policy(&app1_from(&["app2", "app3"]));
     assert!(
         tcp_ok(&s.app3.ns, s.app1.addr, 80, PASS_WAIT),
         "the new node's program decides: {}",
         agent.log()
     );
-    let h = agent.file("p.json", &app1_from(&["app3"]));
-    agent.ok(&["policy", "import", &h]);
+    agent.import_policy(&app1_from(&["app3"]));
     assert!(!tcp_ok(&s.app2.ns, s.app1.addr, 80, T));
     let log = agent.log();
     assert!(log.contains("detached a program"), "{log}");
@@ -180,10 +165,7 @@ fn root_agent_tc_mode_removes_what_runs_in_front_of_its_filter() {
     }
     let mut tcx = no_check();
     tcx.extend(["--attach-mode".into(), "tcx".into()]);
-    let (s, mut agent) = setup_with(96, tcx);
-    let f = agent.file("p.json", &app1_from(&["app2"]));
-    agent.ok(&["policy", "import", &f]);
-    assert!(!tcp_ok(&s.app3.ns, s.app1.addr, 80, T));
+    let (s, mut agent) = setup_app1_from_app2(96, tcx);
     agent.kill();
     agent.extra = no_check();
     agent.extra.extend(["--node".into(), "other".into()]);
@@ -191,15 +173,13 @@ fn root_agent_tc_mode_removes_what_runs_in_front_of_its_filter() {
     let config: serde_json::Value =
         serde_json::from_str(&agent.request("GET", "/v1/config", "").1).unwrap();
     assert_eq!(config["attach-mode"], "tc", "{config}");
-    let g = agent.file("p.json", &app1_from(&["app2", "app3"]));
-    agent.ok(&["policy", "import", &g]);
+    agent.import_policy(&app1_from(&["app2", "app3"]));
     assert!(
         tcp_ok(&s.app3.ns, s.app1.addr, 80, PASS_WAIT),
         "the tcx links of the old node name no longer decide: {}",
         agent.log()
     );
-    let h = agent.file("p.json", &app1_from(&["app2"]));
-    agent.ok(&["policy", "import", &h]);
+    agent.import_policy(&app1_from(&["app2"]));
     assert!(!tcp_ok(&s.app3.ns, s.app1.addr, 80, T));
     assert!(agent.log().contains("detached a program"));
 
@@ -212,8 +192,7 @@ fn root_agent_tc_mode_removes_what_runs_in_front_of_its_filter() {
     );
     let port = r#"{"port": "80", "protocol": "TCP"}"#;
     let more = format!(r#"{port}, {{"port": "81", "protocol": "TCP"}}"#);
-    let i = agent.file("p.json", &app1_from(&["app2"]).replace(port, &more));
-    agent.ok(&["policy", "import", &i]);
+    agent.import_policy(&app1_from(&["app2"]).replace(port, &more));
     assert!(
         !tcp_ok(&s.app3.ns, s.app1.addr, 80, T),
         "the foreign filter is gone: {}",
@@ -233,20 +212,13 @@ fn root_agent_switch_from_tcx_to_tc_keeps_enforcing() {
     if !require_root("root_agent_switch_from_tcx_to_tc_keeps_enforcing") {
         return;
     }
-    let (s, mut agent) = setup_with(92, vec!["--attach-mode".into(), "tcx".into()]);
-    agent.ok(&[
-        "policy",
-        "import",
-        &agent.file("p.json", &app1_from(&["app2"])),
-    ]);
-    assert!(!tcp_ok(&s.app3.ns, s.app1.addr, 80, T));
+    let (s, mut agent) = setup_app1_from_app2(92, vec!["--attach-mode".into(), "tcx".into()]);
     let link = agent.endpoint_pins(1).join("link-to-endpoint");
     assert!(link.exists());
     agent.kill();
     agent.extra = vec!["--attach-mode".into(), "tc".into()];
     agent.spawn();
-    let g = agent.file("p.json", &app1_from(&["app2", "app3"]));
-    agent.ok(&["policy", "import", &g]);
+    agent.import_policy(&app1_from(&["app2", "app3"]));
     assert!(
         tcp_ok(&s.app3.ns, s.app1.addr, 80, PASS_WAIT),
         "the filter decides: {}",
@@ -254,11 +226,7 @@ fn root_agent_switch_from_tcx_to_tc_keeps_enforcing() {
     );
     assert!(!link.exists(), "the tcx link is unpinned");
     assert!(tc_filters(&s.node, &s.app1.host, "egress").contains("handle 0x1"));
-    agent.ok(&[
-        "policy",
-        "import",
-        &agent.file("p.json", &app1_from(&["app2"])),
-    ]);
+    agent.import_policy(&app1_from(&["app2"]));
     assert!(!tcp_ok(&s.app3.ns, s.app1.addr, 80, T));
     assert!(tcp_ok(&s.app2.ns, s.app1.addr, 80, PASS_WAIT));
 }

@@ -305,6 +305,11 @@ impl Agent {
         std::fs::write(&p, text).expect("writing a test file");
         p.display().to_string()
     }
+
+    /// `policy import` of `text` (written to `p.json`), which must succeed.
+    pub fn import_policy(&self, text: &str) -> String {
+        self.ok(&["policy", "import", &self.file("p.json", text)])
+    }
 }
 
 impl Drop for Agent {
@@ -356,6 +361,22 @@ pub fn setup_with(net: u8, extra: Vec<String>) -> (Setup, Agent) {
         },
         agent,
     )
+}
+
+/// How long a probe waits before it takes a connection as cut off.
+pub const CUT_WAIT: Duration = Duration::from_millis(800);
+
+/// [`setup_with`], then app1's ingress allowed from app2 only and app3 checked cut off: how the
+/// tests that change the datapath behind the agent's back start.
+pub fn setup_app1_from_app2(net: u8, extra: Vec<String>) -> (Setup, Agent) {
+    let (s, agent) = setup_with(net, extra);
+    agent.import_policy(&app1_from(&["app2"]));
+    assert!(
+        !runtime_loader::probe::tcp_ok(&s.app3.ns, s.app1.addr, 80, CUT_WAIT),
+        "app3 reaches app1\n{}",
+        agent.log()
+    );
+    (s, agent)
 }
 
 /// Runs `cilium-policy agent ARGS...` expected to exit by itself (e.g. refused at start) and
