@@ -6,7 +6,7 @@
 
 use crate::remote::RemoteEndpoint;
 use crate::world::{parse_label, LocalEndpoint};
-use ir::{LabelSet, LabelSource, NumericIdentity};
+use ir::{Label, LabelSet, LabelSource, NumericIdentity};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::net::IpAddr;
@@ -14,12 +14,15 @@ use std::net::IpAddr;
 pub const DEFAULT_PREFIX: &str = "/cilium-policy/ipcache";
 /// Longest value accepted from another node.
 pub const MAX_VALUE: usize = 8192;
-const MAX_LABELS: usize = 64;
-const MAX_LABEL: usize = 512;
+/// Labels of one label set, and the longest label.
+pub const MAX_LABELS: usize = 64;
+pub const MAX_LABEL: usize = 512;
+/// The last cluster identity (as [`compiler::identity::IdAllocator::cluster`]).
+pub const MAX_IDENTITY: u32 = 65535;
 const MAX_IPS: usize = 8;
 const MAX_NAME: usize = 253;
 
-#[derive(Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct Entry {
     pub identity: u32,
@@ -65,49 +68,75 @@ fn valid_part(s: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
 }
 
+/// A cluster identity number (not a reserved one), or why not.
+pub fn check_identity(n: u32) -> Result<NumericIdentity, String> {
+    if (NumericIdentity::MIN_ALLOCATED.0..=MAX_IDENTITY).contains(&n) {
+        Ok(NumericIdentity(n))
+    } else {
+        Err(format!("identity {n} is not a cluster identity"))
+    }
+}
+
+/// A label as nodes publish them, `SOURCE:KEY[=VALUE]` of a known source but `reserved`, at
+/// most [`MAX_LABEL`] bytes, or why not.
+pub fn check_label(text: &str) -> Result<Label, String> {
+    let l = parse_label(text, LabelSource::Any);
+    if text.len() > MAX_LABEL || l.key.is_empty() || l.source == LabelSource::Any {
+        return Err(format!("label {text:?} is not SOURCE:KEY[=VALUE]"));
+    }
+    if l.source == LabelSource::Reserved {
+        return Err(format!("reserved label {text:?}"));
+    }
+    Ok(l)
+}
+
 /// The remote endpoint of key suffix `NODE/ID` (the key without the prefix) and `value`, or
 /// why it is skipped. Its name in the world is `kvstore:NODE/ID`.
 pub fn parse_remote(suffix: &str, value: &[u8]) -> Result<(String, RemoteEndpoint), String> {
-    let (node, id) = suffix
-        .split_once('/')
-        .filter(|(n, i)| valid_part(n) && valid_part(i))
-        .ok_or_else(|| format!("key suffix {suffix:?} is not NODE/ID"))?;
     if value.len() > MAX_VALUE {
         return Err(format!("{} bytes, more than {MAX_VALUE}", value.len()));
     }
     let entry: Entry = serde_json::from_slice(value).map_err(|e| format!("not an entry: {e}"))?;
-    if !(NumericIdentity::MIN_ALLOCATED.0..=65535).contains(&entry.identity) {
-        return Err(format!(
-            "identity {} is not a cluster identity",
-            entry.identity
-        ));
-    }
+    remote_of(suffix, entry)
+}
+
+/// The remote endpoint of key suffix `NODE/ID` and its decoded `entry`, checked as
+/// [`parse_remote`] checks what another node wrote.
+pub fn remote_of(suffix: &str, entry: Entry) -> Result<(String, RemoteEndpoint), String> {
+    let (node, id) = suffix
+        .split_once('/')
+        .filter(|(n, i)| valid_part(n) && valid_part(i))
+        .ok_or_else(|| format!("key suffix {suffix:?} is not NODE/ID"))?;
+    let identity = check_identity(entry.identity)?;
     if entry.ips.is_empty() || entry.ips.len() > MAX_IPS {
         return Err(format!("{} addresses (1 to {MAX_IPS})", entry.ips.len()));
     }
     if entry.labels.is_empty() || entry.labels.len() > MAX_LABELS {
         return Err(format!("{} labels (1 to {MAX_LABELS})", entry.labels.len()));
     }
-    let mut labels = Vec::new();
-    for text in &entry.labels {
-        let l = parse_label(text, LabelSource::Any);
-        if text.len() > MAX_LABEL || l.key.is_empty() || l.source == LabelSource::Any {
-            return Err(format!("label {text:?} is not SOURCE:KEY[=VALUE]"));
-        }
-        if l.source == LabelSource::Reserved {
-            return Err(format!("reserved label {text:?}"));
-        }
-        labels.push(l);
-    }
+    let labels = entry
+        .labels
+        .iter()
+        .map(|text| check_label(text))
+        .collect::<Result<Vec<_>, _>>()?;
     Ok((
         format!("kvstore:{node}/{id}"),
         RemoteEndpoint {
             node: node.to_string(),
             labels: LabelSet::new(labels),
-            identity: NumericIdentity(entry.identity),
+            identity,
             ips: entry.ips,
         },
     ))
+}
+
+/// The entry a remote endpoint was made from (its labels as text).
+pub fn entry_of(r: &RemoteEndpoint) -> Entry {
+    Entry {
+        identity: r.identity.0,
+        labels: r.labels.iter().map(|l| l.to_string()).collect(),
+        ips: r.ips.clone(),
+    }
 }
 
 #[cfg(test)]
