@@ -18,11 +18,15 @@
 //!   frees the number as a release does (and sweeps all of `PREFIX/value/` whenever its watch
 //!   starts, so that nothing deleted while it was not watching stays). When this node's lease
 //!   expired while etcd did not answer, its claims are put again under the new lease.
+//! - Offline start (`offline`): the numbers are cached in the state directory
+//!   ([`super::id_cache`]); at start, a cached label set gets its cached number when etcd does
+//!   not answer, and is claimed with it once etcd answers, as after an expired lease.
 //!
 //! Every node therefore agrees on every number, two label sets never share one, and a number
 //! is freed only when no node claims its label set, whatever the concurrency.
 
 use super::etcd::{op, Etcd};
+use super::id_cache::IdCache;
 use super::lease::Lease;
 use super::KvError;
 use compiler::identity::SharedIdentities;
@@ -36,10 +40,13 @@ pub const DEFAULT_PREFIX: &str = "/cilium-policy/identities";
 const MAX_TRIES: u32 = 1024;
 /// The cluster identity range (as [`compiler::identity::IdAllocator::cluster`]).
 const FIRST: u32 = NumericIdentity::MIN_ALLOCATED.0;
-const LAST: u32 = 65535;
+const LAST: u32 = super::ipcache::MAX_IDENTITY;
 
 /// Pause before watching again after a watch failed.
 const REWATCH: Duration = Duration::from_secs(1);
+
+#[path = "identities_offline.rs"]
+mod offline;
 
 #[derive(Debug)]
 pub struct EtcdIdentities {
@@ -56,6 +63,17 @@ struct Inner {
     known: Mutex<HashMap<String, NumericIdentity>>,
     /// Claims made by earlier runs of this node, read at the first release.
     earlier: Mutex<Option<BTreeSet<String>>>,
+    /// The numbers the previous run cached, given while etcd does not answer until the first
+    /// release (after the agent's start).
+    cached: Mutex<HashMap<String, NumericIdentity>>,
+    /// Label sets numbered from `cached` without etcd, not claimed under a lease yet.
+    unclaimed: Mutex<BTreeSet<String>>,
+    /// Wakes the task that claims them.
+    wake: tokio::sync::Notify,
+    /// Held while claims are released or made again, so that neither undoes the other.
+    claiming: tokio::sync::Mutex<()>,
+    /// `known` (and `cached` until it is dropped) on disk.
+    file: IdCache,
 }
 
 fn hex(s: &str) -> String {
@@ -71,9 +89,21 @@ fn unhex(s: &str) -> Option<String> {
 }
 
 impl EtcdIdentities {
-    /// The allocator of `node`, and its background tasks: claims put again under each new
-    /// lease, and numbers of label sets no node claims any more freed.
-    pub fn start(etcd: Etcd, lease: Lease, prefix: &str, node: &str) -> EtcdIdentities {
+    /// The allocator of `node` with the numbers cached in `file`, and its background tasks:
+    /// claims put again under each new lease (and made for label sets numbered from the cache),
+    /// and numbers of label sets no node claims any more freed.
+    pub fn start(
+        etcd: Etcd,
+        lease: Lease,
+        prefix: &str,
+        node: &str,
+        file: IdCache,
+    ) -> EtcdIdentities {
+        let cached = super::id_cache::load(&file).unwrap_or_else(|e| {
+            tracing::warn!(error = %e, "the cached identity numbers are not used: \
+                label sets need etcd to be numbered at start");
+            Default::default()
+        });
         let inner = Arc::new(Inner {
             etcd: etcd.clone(),
             lease,
@@ -81,8 +111,13 @@ impl EtcdIdentities {
             node: node.to_string(),
             known: Mutex::new(HashMap::new()),
             earlier: Mutex::new(None),
+            cached: Mutex::new(cached.into_iter().collect()),
+            unclaimed: Mutex::new(BTreeSet::new()),
+            wake: tokio::sync::Notify::new(),
+            claiming: tokio::sync::Mutex::new(()),
+            file,
         });
-        etcd.runtime().spawn(inner.clone().reclaim_on_new_lease());
+        etcd.runtime().spawn(inner.clone().claim_again());
         etcd.runtime().spawn(inner.clone().free_unclaimed());
         EtcdIdentities { inner }
     }
@@ -105,22 +140,21 @@ impl Inner {
         ]
     }
 
-    fn parse(&self, key: &str, v: &str) -> Result<u32, String> {
+    fn parse(&self, key: &str, v: &str) -> Result<u32, KvError> {
         match v.parse::<u32>() {
             Ok(n) if (FIRST..=LAST).contains(&n) => Ok(n),
-            _ => Err(format!(
-                "{}: {} holds {v:?}, not an identity in {FIRST}..={LAST}",
-                self.etcd.endpoint(),
-                self.value_key(key)
-            )),
+            _ => Err(KvError::Stored {
+                endpoint: self.etcd.endpoint().to_string(),
+                key: self.value_key(key),
+                why: format!("holds {v:?}, not an identity in {FIRST}..={LAST}"),
+            }),
         }
     }
 
-    async fn fetch_or_create(&self, key: &str, candidate: NumericIdentity) -> Result<u32, String> {
-        let e = |e: KvError| e.to_string();
+    async fn fetch_or_create(&self, key: &str, candidate: NumericIdentity) -> Result<u32, KvError> {
         let value_key = self.value_key(key);
         let claims = self.claim_keys(key);
-        let lease = self.lease.id().await.map_err(e)?;
+        let lease = self.lease.id().await?;
         let claim_ops = || {
             claims
                 .iter()
@@ -128,7 +162,7 @@ impl Inner {
                 .collect::<Vec<_>>()
         };
         let mut n = candidate.0.clamp(FIRST, LAST);
-        let mut stored = self.etcd.get(&value_key).await.map_err(e)?;
+        let mut stored = self.etcd.get(&value_key).await?;
         for _ in 0..MAX_TRIES {
             if let Some(v) = stored.take() {
                 let have = self.parse(key, &v)?;
@@ -139,8 +173,7 @@ impl Inner {
                         claim_ops(),
                         vec![op::get(&value_key)],
                     )
-                    .await
-                    .map_err(e)?;
+                    .await?;
                 if t.succeeded {
                     return Ok(have);
                 }
@@ -148,21 +181,7 @@ impl Inner {
                 stored = t.values.into_iter().next().flatten();
                 continue;
             }
-            let id_key = self.id_key(n);
-            let mut ops = vec![
-                op::put(&id_key, key, 0),
-                op::put(&value_key, &n.to_string(), 0),
-            ];
-            ops.extend(claim_ops());
-            let t = self
-                .etcd
-                .txn(
-                    vec![op::absent(&id_key), op::absent(&value_key)],
-                    ops,
-                    vec![op::get(&value_key)],
-                )
-                .await
-                .map_err(e)?;
+            let t = self.store_pair(key, n, claim_ops()).await?;
             if t.succeeded {
                 tracing::info!(
                     labels = key,
@@ -177,11 +196,35 @@ impl Inner {
                 n = if n == LAST { FIRST } else { n + 1 };
             }
         }
-        Err(format!(
-            "{}: no identity for {key} after {MAX_TRIES} tries from {}",
-            self.etcd.endpoint(),
-            candidate.0
-        ))
+        Err(KvError::Exhausted {
+            endpoint: self.etcd.endpoint().to_string(),
+            labels: key.to_string(),
+            tries: MAX_TRIES,
+            from: candidate.0,
+        })
+    }
+
+    /// Stores the pair of `l` numbered `n` with `claims`, in one transaction that requires
+    /// both keys to be absent; else reads what `PREFIX/value/L` holds.
+    async fn store_pair(
+        &self,
+        l: &str,
+        n: u32,
+        claims: Vec<etcd_client::TxnOp>,
+    ) -> Result<super::etcd::TxnResult, KvError> {
+        let (value_key, id_key) = (self.value_key(l), self.id_key(n));
+        let mut ops = vec![
+            op::put(&id_key, l, 0),
+            op::put(&value_key, &n.to_string(), 0),
+        ];
+        ops.extend(claims);
+        self.etcd
+            .txn(
+                vec![op::absent(&id_key), op::absent(&value_key)],
+                ops,
+                vec![op::get(&value_key)],
+            )
+            .await
     }
 
     /// Drops this node's claim on `l` and frees its number if no node claims it any more.
@@ -212,71 +255,6 @@ impl Inner {
             tracing::info!(labels = l, identity = %v, "identity freed in the kvstore");
         }
         Ok(())
-    }
-
-    /// Claims `l` (numbered `n` by this node) again under `lease`: its claims expired with
-    /// an earlier lease. If the number was freed meanwhile, it is stored again; if another
-    /// label set took it, the conflict is logged (this node keeps enforcing with `n` until
-    /// the agent restarts and renumbers).
-    async fn reclaim(&self, l: &str, n: NumericIdentity, lease: i64) -> Result<(), KvError> {
-        let (value_key, id_key) = (self.value_key(l), self.id_key(n.0));
-        let claims: Vec<_> = self
-            .claim_keys(l)
-            .iter()
-            .map(|k| op::put(k, "", lease))
-            .collect();
-        let n_text = n.0.to_string();
-        let held = self
-            .etcd
-            .txn(vec![op::holds(&value_key, &n_text)], claims.clone(), vec![])
-            .await?;
-        if held.succeeded {
-            return Ok(());
-        }
-        let mut ops = vec![op::put(&id_key, l, 0), op::put(&value_key, &n_text, 0)];
-        ops.extend(claims);
-        let stored = self
-            .etcd
-            .txn(
-                vec![op::absent(&id_key), op::absent(&value_key)],
-                ops,
-                vec![],
-            )
-            .await?;
-        if !stored.succeeded {
-            tracing::error!(
-                labels = l,
-                identity = n.0,
-                "while this node's lease was expired, its identity went to another label set; \
-                 restart the agent to renumber"
-            );
-        }
-        Ok(())
-    }
-
-    /// Puts this node's claims again under every lease granted after the first.
-    async fn reclaim_on_new_lease(self: Arc<Self>) {
-        let mut leases = self.lease.subscribe();
-        let mut first = true;
-        while leases.changed().await.is_ok() {
-            let lease = *leases.borrow_and_update();
-            if lease == 0 {
-                continue;
-            }
-            if std::mem::take(&mut first) {
-                continue;
-            }
-            let known: Vec<_> = match self.known.lock() {
-                Ok(k) => k.iter().map(|(l, n)| (l.clone(), *n)).collect(),
-                Err(_) => continue,
-            };
-            for (l, n) in known {
-                if let Err(e) = self.reclaim(&l, n, lease).await {
-                    tracing::warn!(labels = l, error = %e, "claiming again under the new lease failed");
-                }
-            }
-            tracing::info!(lease, "kvstore claims put again under the new lease");
-        }
     }
 
     /// Frees the numbers of label sets no node claims: all of them when a watch starts, then
@@ -348,6 +326,7 @@ impl Inner {
     }
 
     async fn retain(&self, in_use: &BTreeSet<String>) -> Result<(), KvError> {
+        let _claiming = self.claiming.lock().await;
         let unread = self.earlier.lock().map(|e| e.is_none()).unwrap_or(true);
         if unread {
             let index = format!("{}/nodes/{}/", self.prefix, self.node);
@@ -378,6 +357,9 @@ impl Inner {
                     e.remove(l);
                 }
             }
+            if let Ok(mut u) = self.unclaimed.lock() {
+                u.remove(l);
+            }
         }
         Ok(())
     }
@@ -389,27 +371,41 @@ impl SharedIdentities for EtcdIdentities {
         if let Some(id) = inner.known.lock().ok().and_then(|k| k.get(key).copied()) {
             return Ok(id);
         }
-        let (task, label) = (inner.clone(), key.to_string());
-        let n = inner
-            .etcd
-            .block_on(async move {
-                let r = task.fetch_or_create(&label, candidate).await;
-                Ok(r)
-            })
-            .map_err(|e| e.to_string())??;
-        let id = NumericIdentity(n);
+        // etcd is known not to answer: a cached number is given without waiting for it again.
+        let offline = inner.offline_number(key);
+        let id = match offline {
+            Some(id) => id,
+            None => {
+                let (task, label) = (inner.clone(), key.to_string());
+                let fetched = inner
+                    .etcd
+                    .block_on(async move { task.fetch_or_create(&label, candidate).await });
+                match fetched {
+                    Ok(n) => NumericIdentity(n),
+                    Err(e) => inner.cached_number(key, &e).ok_or_else(|| e.to_string())?,
+                }
+            }
+        };
         if let Ok(mut k) = inner.known.lock() {
             k.insert(key.to_string(), id);
         }
+        inner.save_cache();
         Ok(id)
     }
 
     fn retain(&self, in_use: &BTreeSet<String>) -> Result<(), String> {
         let (task, in_use) = (self.inner.clone(), in_use.clone());
-        self.inner
+        let retained = self
+            .inner
             .etcd
             .block_on(async move { task.retain(&in_use).await })
-            .map_err(|e| e.to_string())
+            .map_err(|e| e.to_string());
+        // Every label set in use is numbered now: the cache served the start.
+        if let Ok(mut c) = self.inner.cached.lock() {
+            c.clear();
+        }
+        self.inner.save_cache();
+        retained
     }
 }
 

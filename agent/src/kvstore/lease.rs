@@ -52,6 +52,11 @@ impl Lease {
         })
     }
 
+    /// The lease in force now (0: none), without waiting.
+    pub fn current(&self) -> i64 {
+        *self.id.borrow()
+    }
+
     /// Sees every lease granted from now on.
     pub fn subscribe(&self) -> watch::Receiver<i64> {
         self.id.clone()

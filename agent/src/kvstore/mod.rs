@@ -9,16 +9,20 @@
 //! - `identities`: allocation, claims, release and the freeing of dead nodes' identities.
 //! - `ipcache`, `sync`: the node's endpoints published, the other nodes' watched (the
 //!   cluster-wide ipcache).
+//! - `cache`, `id_cache`: the node's identity numbers kept in the state directory, for a
+//!   start while etcd does not answer.
 
+pub mod cache;
 pub mod connect;
 pub mod etcd;
+pub mod id_cache;
 pub mod identities;
 pub mod ipcache;
 pub mod lease;
 pub mod sync;
 
 use compiler::identity::SharedIdentities;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 #[derive(Debug, thiserror::Error, miette::Diagnostic)]
@@ -48,6 +52,13 @@ pub enum KvError {
         endpoint: String,
         key: String,
         why: String,
+    },
+    #[error("kvstore {endpoint}: no identity for {labels} after {tries} tries from {from}")]
+    Exhausted {
+        endpoint: String,
+        labels: String,
+        tries: u32,
+        from: u32,
     },
 }
 
@@ -80,12 +91,18 @@ pub struct Kvstore {
 /// This node in etcd. Checks the endpoint once (a TLS or authentication failure is refused
 /// here; an unreachable etcd is only logged: changes that need it are refused until it
 /// answers), then keeps the node's lease alive, frees the identities of nodes whose lease
-/// expired and publishes the node's endpoints, in the background.
-pub fn open_etcd(cfg: &EtcdConfig) -> Result<Kvstore, KvError> {
+/// expired and publishes the node's endpoints, in the background. The node's numbers are
+/// cached in `state_dir` (read here).
+pub fn open_etcd(cfg: &EtcdConfig, state_dir: &Path) -> Result<Kvstore, KvError> {
     let etcd = connect::connect(cfg)?;
     let lease = lease::Lease::start(etcd.clone(), cfg.lease_ttl);
-    let ids =
-        identities::EtcdIdentities::start(etcd.clone(), lease.clone(), &cfg.prefix, &cfg.node);
+    let ids = identities::EtcdIdentities::start(
+        etcd.clone(),
+        lease.clone(),
+        &cfg.prefix,
+        &cfg.node,
+        id_cache::open(state_dir, cfg.prefix.trim_end_matches('/')),
+    );
     Ok(Kvstore {
         identities: Arc::new(ids),
         ipcache: sync::IpcacheSync::start(etcd, lease, &cfg.ipcache_prefix, &cfg.node),

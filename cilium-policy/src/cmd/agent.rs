@@ -173,8 +173,8 @@ pub fn run(args: Args, global_socket: Option<PathBuf>) -> miette::Result<ExitCod
         .ok_or_else(|| miette::miette!("--api-socket PATH is required"))?;
     let kv = &args.kvstore;
     let kvstore = match (kv.kvstore, &kv.kvstore_endpoint) {
-        (Some(KvstoreKind::Etcd), Some(url)) => {
-            Some(agent::kvstore::open_etcd(&agent::kvstore::EtcdConfig {
+        (Some(KvstoreKind::Etcd), Some(url)) => Some(agent::kvstore::open_etcd(
+            &agent::kvstore::EtcdConfig {
                 endpoint: url.clone(),
                 ca: kv.kvstore_ca.clone(),
                 cert: kv.kvstore_cert.clone(),
@@ -183,8 +183,9 @@ pub fn run(args: Args, global_socket: Option<PathBuf>) -> miette::Result<ExitCod
                 ipcache_prefix: kv.kvstore_ipcache_prefix.clone(),
                 node: args.node.clone(),
                 lease_ttl: kv.kvstore_lease_ttl,
-            })?)
-        }
+            },
+            &args.state_dir,
+        )?),
         _ => None,
     };
     let (ct_tcp_max, ct_any_max) = args.ct.resolve()?;
