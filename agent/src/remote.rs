@@ -1,7 +1,9 @@
 //! Endpoints of other nodes, learnt from the kvstore (`kvstore::sync`): each is a cluster
 //! endpoint named `NODE/ID` with the identity labels and addresses its node published, so
-//! that it enters the ipcache and the selectors like any workload. They are not persisted:
-//! the kvstore is their source, and a rebuilt world takes them over from the one it replaces.
+//! that it enters the ipcache and the selectors like any workload. They are not in the
+//! journal: the kvstore is their source, a rebuilt world takes them over from the one it
+//! replaces, and the kvstore's cache file (`kvstore::remote_cache`) keeps them for a start
+//! while etcd does not answer.
 
 use super::change::Change;
 use super::error::AgentError;

@@ -61,6 +61,7 @@ impl Agent {
         let mut world = World::build(&persisted, &cfg).map_err(|e| persisted_invalid(&cfg, e))?;
         let fqdn_file = FqdnFile::new(&cfg.state_dir);
         world.restore_fqdn(&fqdn_file, &cfg.fqdn)?;
+        Agent::restore_remote(&cfg, &mut world);
         super::kvstore::retain_in_use(&cfg, &world.engine.cluster);
         let datapath = if cfg.datapath {
             let mut dp = Datapath::open(&cfg)?;

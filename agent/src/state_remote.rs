@@ -1,12 +1,15 @@
 //! The agent's side of the cluster-wide ipcache (`kvstore::sync`): the other nodes'
 //! endpoints applied through the writer like any change (all or nothing for the datapath and
-//! the L7 proxy's table, not persisted, no new revision), and this node's endpoints handed to
-//! the kvstore after every change.
+//! the L7 proxy's table, no new revision; kept in the kvstore's cache file, not in the
+//! journal, and restored at start until etcd gives them again), and this node's endpoints
+//! handed to the kvstore after every change.
 
 use super::Agent;
 use crate::change::Change;
+use crate::config::AgentConfig;
 use crate::error::AgentError;
 use crate::remote::{diff, RemoteEndpoint};
+use crate::world::World;
 use std::collections::BTreeMap;
 
 impl Agent {
@@ -39,6 +42,9 @@ impl Agent {
         }
         self.enforce_unversioned(undo)?;
         super::super::kvstore::retain_in_use(&self.cfg, &self.world().engine.cluster);
+        if let Some(sync) = &self.cfg.ipcache_sync {
+            sync.remember(self.world().remote());
+        }
         Ok(())
     }
 
@@ -57,18 +63,47 @@ impl Agent {
     }
 
     /// The remote endpoints of the world `old`, applied to the rebuilt world `new`.
-    pub(super) fn carry_remote(old: &crate::world::World, new: &mut crate::world::World) {
-        for (name, r) in old.remote() {
-            let change = Change::Remote {
-                name: name.clone(),
-                to: Some(r.clone()),
-            };
-            if let Err(e) = new.apply(change) {
-                tracing::warn!(endpoint = name, error = %e, "a remote endpoint did not survive the rebuild");
-            }
+    pub(super) fn carry_remote(old: &World, new: &mut World) {
+        put_remote(
+            new,
+            old.remote(),
+            "a remote endpoint did not survive the rebuild",
+        );
+    }
+
+    /// At start: the remote endpoints the previous run kept (`kvstore::remote_cache`), into
+    /// the world before its first sync, until the kvstore's watch reads etcd again. One the
+    /// world refuses (an address of a local endpoint, a label set etcd cannot number now) is
+    /// left out with a log line.
+    pub(super) fn restore_remote(cfg: &AgentConfig, world: &mut World) {
+        let Some(sync) = &cfg.ipcache_sync else {
+            return;
+        };
+        let restored = sync.restore();
+        if restored.is_empty() {
+            return;
         }
-        if let Err(e) = new.refresh() {
-            tracing::warn!(error = %e, "refreshing the rebuilt world");
+        put_remote(world, &restored, "a kept remote endpoint is not restored");
+        tracing::info!(
+            endpoints = world.remote().len(),
+            "the other nodes' endpoints of the previous run restored, until etcd gives them again"
+        );
+    }
+}
+
+/// Puts every endpoint of `remote` into `world` (each refused one logged with `refused`), and
+/// refreshes it.
+fn put_remote(world: &mut World, remote: &BTreeMap<String, RemoteEndpoint>, refused: &str) {
+    for (name, r) in remote {
+        let change = Change::Remote {
+            name: name.clone(),
+            to: Some(r.clone()),
+        };
+        if let Err(e) = world.apply(change) {
+            tracing::warn!(endpoint = name, error = %e, "{refused}");
         }
+    }
+    if let Err(e) = world.refresh() {
+        tracing::warn!(error = %e, "refreshing the world");
     }
 }

@@ -1,6 +1,8 @@
 //! The kvstore's caches in the state directory, so that an agent started while etcd does not
 //! answer comes back with the enforcement it had: the numbers of the label sets the node
-//! claims (`kvstore-identities.json`, [`super::id_cache`]).
+//! claims (`kvstore-identities.json`, [`super::id_cache`]) and the other nodes' endpoints it last
+//! learnt (`kvstore-remote.json`, [`super::remote_cache`]). See Documentation/agent.md ("Starting
+//! while etcd does not answer").
 //!
 //! Both are inputs: a file is read only up to its size bound, decoded strictly (unknown fields
 //! refused, the line and column of what does not parse), must carry this format's version and

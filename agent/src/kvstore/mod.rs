@@ -9,8 +9,8 @@
 //! - `identities`: allocation, claims, release and the freeing of dead nodes' identities.
 //! - `ipcache`, `sync`: the node's endpoints published, the other nodes' watched (the
 //!   cluster-wide ipcache).
-//! - `cache`, `id_cache`: the node's identity numbers kept in the state directory, for a
-//!   start while etcd does not answer.
+//! - `cache`, `id_cache`, `remote_cache`: the node's identity numbers and the other nodes'
+//!   endpoints kept in the state directory, for a start while etcd does not answer.
 
 pub mod cache;
 pub mod connect;
@@ -19,6 +19,7 @@ pub mod id_cache;
 pub mod identities;
 pub mod ipcache;
 pub mod lease;
+pub mod remote_cache;
 pub mod sync;
 
 use compiler::identity::SharedIdentities;
@@ -91,8 +92,8 @@ pub struct Kvstore {
 /// This node in etcd. Checks the endpoint once (a TLS or authentication failure is refused
 /// here; an unreachable etcd is only logged: changes that need it are refused until it
 /// answers), then keeps the node's lease alive, frees the identities of nodes whose lease
-/// expired and publishes the node's endpoints, in the background. The node's numbers are
-/// cached in `state_dir` (read here).
+/// expired and publishes the node's endpoints, in the background. The node's numbers and the
+/// other nodes' endpoints are cached in `state_dir` (read here and by the agent's start).
 pub fn open_etcd(cfg: &EtcdConfig, state_dir: &Path) -> Result<Kvstore, KvError> {
     let etcd = connect::connect(cfg)?;
     let lease = lease::Lease::start(etcd.clone(), cfg.lease_ttl);
@@ -103,9 +104,10 @@ pub fn open_etcd(cfg: &EtcdConfig, state_dir: &Path) -> Result<Kvstore, KvError>
         &cfg.node,
         id_cache::open(state_dir, cfg.prefix.trim_end_matches('/')),
     );
+    let remote = remote_cache::open(state_dir, cfg.ipcache_prefix.trim_end_matches('/'));
     Ok(Kvstore {
         identities: Arc::new(ids),
-        ipcache: sync::IpcacheSync::start(etcd, lease, &cfg.ipcache_prefix, &cfg.node),
+        ipcache: sync::IpcacheSync::start(etcd, lease, &cfg.ipcache_prefix, &cfg.node, remote),
     })
 }
 

@@ -12,10 +12,14 @@
 //!   revision it read; each batch of events that arrived together is one more hand-over.
 //!   When the watch breaks (etcd away), it starts again with a full read, so nothing
 //!   deleted meanwhile stays. Until then the node keeps what it has.
+//! - Keeping: the remote endpoints the node enforces are kept in the state directory
+//!   ([`super::remote_cache`]) and restored at start ([`IpcacheSync::restore`]), so that they
+//!   stay while etcd does not answer; the first read of the prefix replaces them.
 
 use super::etcd::{describe, Etcd};
 use super::ipcache::parse_remote;
 use super::lease::Lease;
+use super::remote_cache::RemoteCache;
 use crate::remote::RemoteEndpoint;
 use crate::writer::Handle;
 use std::collections::BTreeMap;
@@ -34,12 +38,20 @@ pub struct IpcacheSync {
     node: String,
     /// The node's entries as the writer last handed them over.
     desired: watch::Sender<Option<BTreeMap<String, String>>>,
+    /// The remote endpoints on disk.
+    cache: RemoteCache,
 }
 
 impl IpcacheSync {
     /// Starts publishing for `node` under `prefix` (nothing is written before the first
-    /// [`IpcacheSync::publish`]).
-    pub fn start(etcd: Etcd, lease: Lease, prefix: &str, node: &str) -> Arc<IpcacheSync> {
+    /// [`IpcacheSync::publish`]); the remote endpoints are kept in `cache`.
+    pub fn start(
+        etcd: Etcd,
+        lease: Lease,
+        prefix: &str,
+        node: &str,
+        cache: RemoteCache,
+    ) -> Arc<IpcacheSync> {
         let (desired, rx) = watch::channel(None);
         let sync = Arc::new(IpcacheSync {
             etcd: etcd.clone(),
@@ -47,6 +59,7 @@ impl IpcacheSync {
             prefix: format!("{}/", prefix.trim_end_matches('/')),
             node: node.to_string(),
             desired,
+            cache,
         });
         etcd.runtime().spawn(sync.clone().publisher(rx));
         sync
@@ -59,6 +72,24 @@ impl IpcacheSync {
             *d = Some(entries);
             changed
         });
+    }
+
+    /// The remote endpoints the node last enforced before it stopped (none when the file is
+    /// missing or unusable: the reason is logged, and etcd gives them again once it answers).
+    pub fn restore(&self) -> BTreeMap<String, RemoteEndpoint> {
+        super::remote_cache::load(&self.cache, &self.node).unwrap_or_else(|e| {
+            tracing::warn!(error = %e, "the other nodes' endpoints of the previous run are not \
+                restored: they come back when etcd answers");
+            BTreeMap::new()
+        })
+    }
+
+    /// Keeps `remote`, the remote endpoints the node enforces now, if they changed (a failure
+    /// is logged: they are kept at the next change).
+    pub fn remember(&self, remote: &BTreeMap<String, RemoteEndpoint>) {
+        if let Err(e) = super::remote_cache::save(&self.cache, remote) {
+            tracing::warn!(error = %e, "keeping the other nodes' endpoints on disk failed");
+        }
     }
 
     /// Starts watching the other nodes' entries, handing them to the writer of `agent`.
