@@ -10,52 +10,14 @@
 mod agent_harness;
 mod etcd_harness;
 
-use agent_harness::{api_ok, Agent};
-use etcd_harness::{identity, Etcd};
-use std::time::{Duration, Instant};
+use etcd_harness::{add_at as add, identity, resolve, sees, Etcd};
+use std::time::Duration;
 
 const POLICY: &str = "testdata/getting-started/docker/l3_l4_policy.json";
 const WORLD: u64 = 2;
 
 fn repo(p: &str) -> String {
     format!("{}/../{p}", env!("CARGO_MANIFEST_DIR"))
-}
-
-fn add(agent: &Agent, id: u16, app: &str, ip: &str) -> u64 {
-    let (n, label, iface) = (id.to_string(), format!("id={app}"), format!("lxc{id}"));
-    agent.ok(&[
-        "endpoint", "add", "--id", &n, "--labels", &label, "--iface", &iface, "--ipv4", ip,
-    ]);
-    identity(agent, id)
-}
-
-/// `policy/resolve` on `agent` from address `from` to local endpoint `to`, TCP port 80: the
-/// source identity and the verdict.
-fn resolve(agent: &Agent, from: &str, to: u16) -> (u64, String) {
-    let path = format!("/v1/policy/resolve?from={from}&to={to}&port=80&protocol=tcp");
-    let v: serde_json::Value =
-        serde_json::from_str(&api_ok(&agent.socket, "GET", &path, "")).expect("json");
-    (
-        v["from"]["identity"].as_u64().unwrap_or_default(),
-        v["verdict"].as_str().unwrap_or_default().to_string(),
-    )
-}
-
-/// Waits up to `limit` for `agent` to resolve `from` as `want`: how long it took.
-fn sees(agent: &Agent, from: &str, want: (u64, &str), limit: Duration) -> Duration {
-    let t = Instant::now();
-    loop {
-        let got = resolve(agent, from, 1);
-        if (got.0, got.1.as_str()) == want {
-            return t.elapsed();
-        }
-        assert!(
-            t.elapsed() < limit,
-            "{from}: {got:?}, want {want:?} within {limit:?}\n{}",
-            agent.log()
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
 }
 
 #[test]

@@ -8,31 +8,8 @@
 mod agent_harness;
 mod etcd_harness;
 
-use etcd_harness::{add, identity, Etcd};
-use std::time::{Duration, Instant};
-
-const PREFIX: &str = "/cilium-policy/identities";
-
-/// Polls `cond` every 50 ms for up to `limit`: how long it took to hold.
-fn within(limit: Duration, mut cond: impl FnMut() -> bool) -> Option<Duration> {
-    let t = Instant::now();
-    while t.elapsed() < limit {
-        if cond() {
-            return Some(t.elapsed());
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    None
-}
-
-/// The claim keys of `node` (`HEX(L)/NODE` under `PREFIX/users/`).
-fn claims_of(etcd: &Etcd, node: &str) -> usize {
-    let users = etcd.keys_under(&format!("{PREFIX}/users/"));
-    users
-        .iter()
-        .filter(|k| k.ends_with(&format!("/{node}")))
-        .count()
-}
+use etcd_harness::{add, claims_of, identity, within, Etcd, PREFIX};
+use std::time::Duration;
 
 #[test]
 fn kvstore_lease_dead_node_claims_expire_and_its_identities_are_freed() {

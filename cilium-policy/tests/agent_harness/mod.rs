@@ -101,16 +101,14 @@ impl Agent {
         a
     }
 
-    /// (Re)starts the agent process on the same state directory and bpffs.
-    pub fn spawn(&mut self) {
+    /// The agent's command on its state directory and bpffs.
+    fn command(&self) -> Command {
         let mut cmd = Command::new(BIN);
         cmd.args(["agent", "--state-dir"])
             .arg(self.dir.path.join("state"))
             .arg("--api-socket")
             .arg(&self.socket)
-            .args(&self.extra)
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(self.dir.path.join("agent.log")).expect("log file"));
+            .args(&self.extra);
         match &self.datapath {
             Some((bpffs, netns)) => {
                 cmd.arg("--bpf-root").arg(&bpffs.path);
@@ -120,6 +118,21 @@ impl Agent {
                 cmd.arg("--no-datapath");
             }
         }
+        cmd
+    }
+
+    /// Starts the agent (not running) on the same state directory and bpffs, expecting it to
+    /// exit by itself (refused at start); its output.
+    pub fn start_refused(&self) -> Output {
+        assert!(self.child.is_none(), "the agent runs");
+        until_exit(self.command())
+    }
+
+    /// (Re)starts the agent process on the same state directory and bpffs.
+    pub fn spawn(&mut self) {
+        let mut cmd = self.command();
+        cmd.stdout(Stdio::null())
+            .stderr(std::fs::File::create(self.dir.path.join("agent.log")).expect("log file"));
         self.child = Some(cmd.spawn().expect("starting the agent"));
         let t = Instant::now();
         while t.elapsed() < Duration::from_secs(20) {
@@ -382,9 +395,15 @@ pub fn setup_app1_from_app2(net: u8, extra: Vec<String>) -> (Setup, Agent) {
 /// Runs `cilium-policy agent ARGS...` expected to exit by itself (e.g. refused at start) and
 /// returns its output; fails the test if it still runs after 20 s.
 pub fn agent_until_exit(args: &[&std::ffi::OsStr]) -> Output {
-    let mut child = Command::new(BIN)
-        .arg("agent")
-        .args(args)
+    let mut cmd = Command::new(BIN);
+    cmd.arg("agent").args(args);
+    until_exit(cmd)
+}
+
+/// Runs `cmd` (an agent) expected to exit by itself and returns its output; fails the test if
+/// it still runs after 20 s.
+fn until_exit(mut cmd: Command) -> Output {
+    let mut child = cmd
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()

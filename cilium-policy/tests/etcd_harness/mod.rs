@@ -6,7 +6,7 @@
 // Shared by several test binaries; each uses a subset.
 #![allow(dead_code)]
 
-use crate::agent_harness::{in_netns, Agent};
+use crate::agent_harness::{api_ok, in_netns, Agent};
 use codegen::testkit::skip::{skip, Need};
 use rcgen::{
     BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose, IsCa,
@@ -359,6 +359,29 @@ impl Etcd {
             .expect("putting a key")
     }
 
+    /// The lease `key` is under (0: none), if it exists (plain etcd only).
+    pub fn lease_of(&self, key: &str) -> Option<i64> {
+        let etcd = self.client(key);
+        let (client, e, key) = (etcd.client(), etcd.clone(), key.to_string());
+        etcd.block_on(async move {
+            let r = client
+                .kv_client()
+                .get(key, None)
+                .await
+                .map_err(|err| e.call_error("get", &err))?;
+            Ok(r.kvs().first().map(|kv| kv.lease()))
+        })
+        .expect("reading a key's lease")
+    }
+
+    /// Deletes `key` (plain etcd only), as another node would.
+    pub fn delete(&self, key: &str) {
+        let etcd = self.client(key);
+        let (client, key) = (etcd.clone(), key.to_string());
+        etcd.block_on(async move { client.delete(&key).await })
+            .expect("deleting a key")
+    }
+
     /// Revokes every lease (as if they had expired), deleting the keys put under them; how
     /// many there were.
     pub fn revoke_all_leases(&self) -> usize {
@@ -405,6 +428,79 @@ pub fn identity(agent: &Agent, id: u16) -> u64 {
         .and_then(|a| a.iter().find(|e| e["id"] == id))
         .and_then(|e| e["identity"].as_u64())
         .unwrap_or_else(|| panic!("endpoint {id} missing: {list}"))
+}
+
+/// The identities' default key prefix.
+pub const PREFIX: &str = agent::kvstore::identities::DEFAULT_PREFIX;
+
+/// Polls `cond` every 50 ms for up to `limit`: how long it took to hold.
+pub fn within(limit: Duration, mut cond: impl FnMut() -> bool) -> Option<Duration> {
+    let t = Instant::now();
+    while t.elapsed() < limit {
+        if cond() {
+            return Some(t.elapsed());
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    None
+}
+
+/// The claim keys of `node` (`HEX(L)/NODE` under `PREFIX/users/`).
+pub fn claims_of(etcd: &Etcd, node: &str) -> usize {
+    let users = etcd.keys_under(&format!("{PREFIX}/users/"));
+    users
+        .iter()
+        .filter(|k| k.ends_with(&format!("/{node}")))
+        .count()
+}
+
+/// The leases the claim keys of `node` are under.
+pub fn claim_leases(etcd: &Etcd, node: &str) -> std::collections::BTreeSet<i64> {
+    let users = format!("{PREFIX}/users/");
+    etcd.keys_under(&users)
+        .iter()
+        .filter(|k| k.ends_with(&format!("/{node}")))
+        .filter_map(|k| etcd.lease_of(&format!("{users}{k}")))
+        .collect()
+}
+
+/// Adds endpoint `id` labelled `id=APP` with address `ip` to `agent` and returns its identity.
+pub fn add_at(agent: &Agent, id: u16, app: &str, ip: &str) -> u64 {
+    let (n, label, iface) = (id.to_string(), format!("id={app}"), format!("lxc{id}"));
+    agent.ok(&[
+        "endpoint", "add", "--id", &n, "--labels", &label, "--iface", &iface, "--ipv4", ip,
+    ]);
+    identity(agent, id)
+}
+
+/// `policy/resolve` on `agent` from address `from` to local endpoint `to`, TCP port 80: the
+/// source identity and the verdict.
+pub fn resolve(agent: &Agent, from: &str, to: u16) -> (u64, String) {
+    let path = format!("/v1/policy/resolve?from={from}&to={to}&port=80&protocol=tcp");
+    let v: serde_json::Value =
+        serde_json::from_str(&api_ok(&agent.socket, "GET", &path, "")).expect("json");
+    (
+        v["from"]["identity"].as_u64().unwrap_or_default(),
+        v["verdict"].as_str().unwrap_or_default().to_string(),
+    )
+}
+
+/// Waits up to `limit` for `agent` to resolve `from` (to endpoint 1) as `want`: how long it
+/// took.
+pub fn sees(agent: &Agent, from: &str, want: (u64, &str), limit: Duration) -> Duration {
+    let t = Instant::now();
+    loop {
+        let got = resolve(agent, from, 1);
+        if (got.0, got.1.as_str()) == want {
+            return t.elapsed();
+        }
+        assert!(
+            t.elapsed() < limit,
+            "{from}: {got:?}, want {want:?} within {limit:?}\n{}",
+            agent.log()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }
 
 /// Adds endpoint `id` labelled `id=APP` to `agent` and returns its identity.
