@@ -40,6 +40,17 @@ fn two_nodes(etcd: &Etcd) -> (Agent, Agent, [u64; 3]) {
     let gone = add_at(&b, 2, "gone", "10.200.2.2");
     sees_id(&a, "10.200.2.1", client);
     sees_id(&a, "10.200.2.2", gone);
+    // Kept on disk in the background, shortly after the writer applied them.
+    let kept = a
+        .dir
+        .path
+        .join("state")
+        .join(agent::kvstore::remote_cache::FILE);
+    within(Duration::from_secs(10), || {
+        std::fs::read_to_string(&kept)
+            .is_ok_and(|t| t.contains("node-b/1") && t.contains("node-b/2"))
+    })
+    .expect("node B's endpoints kept on disk");
     (a, b, [web, client, gone])
 }
 

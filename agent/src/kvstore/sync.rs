@@ -14,7 +14,11 @@
 //!   deleted meanwhile stays. Until then the node keeps what it has.
 //! - Keeping: the remote endpoints the node enforces are kept in the state directory
 //!   ([`super::remote_cache`]) and restored at start ([`IpcacheSync::restore`]), so that they
-//!   stay while etcd does not answer; the first read of the prefix replaces them.
+//!   stay while etcd does not answer; the first read of the prefix replaces them. The writer
+//!   only hands them over ([`IpcacheSync::remember`]); a task writes the latest, at most once
+//!   per [`KEEP_INTERVAL`], on the blocking pool, so the writer never waits for the disk and a
+//!   burst of batches costs one write. A crash loses at most the last interval's changes (the
+//!   restored set is then a little older: the first read of etcd replaces it all the same).
 
 use super::etcd::{describe, Etcd};
 use super::ipcache::parse_remote;
@@ -29,6 +33,11 @@ use tokio::sync::watch;
 
 /// Pause before trying again after etcd did not answer.
 const RETRY: Duration = Duration::from_secs(1);
+/// The remote endpoints are written to disk at most this often.
+pub const KEEP_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Remote endpoints as the writer last handed them over for the disk.
+type Kept = Option<BTreeMap<String, RemoteEndpoint>>;
 
 #[derive(Debug)]
 pub struct IpcacheSync {
@@ -40,6 +49,8 @@ pub struct IpcacheSync {
     desired: watch::Sender<Option<BTreeMap<String, String>>>,
     /// The remote endpoints on disk.
     cache: RemoteCache,
+    /// The remote endpoints to write there next.
+    kept: watch::Sender<Kept>,
 }
 
 impl IpcacheSync {
@@ -53,6 +64,7 @@ impl IpcacheSync {
         cache: RemoteCache,
     ) -> Arc<IpcacheSync> {
         let (desired, rx) = watch::channel(None);
+        let (kept, to_keep) = watch::channel(None);
         let sync = Arc::new(IpcacheSync {
             etcd: etcd.clone(),
             lease,
@@ -60,8 +72,10 @@ impl IpcacheSync {
             node: node.to_string(),
             desired,
             cache,
+            kept,
         });
         etcd.runtime().spawn(sync.clone().publisher(rx));
+        etcd.runtime().spawn(sync.clone().keeper(to_keep));
         sync
     }
 
@@ -84,11 +98,29 @@ impl IpcacheSync {
         })
     }
 
-    /// Keeps `remote`, the remote endpoints the node enforces now, if they changed (a failure
-    /// is logged: they are kept at the next change).
+    /// Hands over `remote`, the remote endpoints the node enforces now, to be kept on disk
+    /// (in the background, never waiting).
     pub fn remember(&self, remote: &BTreeMap<String, RemoteEndpoint>) {
-        if let Err(e) = super::remote_cache::save(&self.cache, remote) {
-            tracing::warn!(error = %e, "keeping the other nodes' endpoints on disk failed");
+        self.kept.send_replace(Some(remote.clone()));
+    }
+
+    /// Writes the remote endpoints handed over last, if they differ from the file's, at most
+    /// once per [`KEEP_INTERVAL`] (a failure is logged: they are written at the next change).
+    async fn keeper(self: Arc<Self>, mut handed: watch::Receiver<Kept>) {
+        while handed.changed().await.is_ok() {
+            let Some(remote) = handed.borrow_and_update().clone() else {
+                continue;
+            };
+            let me = self.clone();
+            let saved = tokio::task::spawn_blocking(move || {
+                super::remote_cache::save(&me.cache, &remote).map_err(|e| e.to_string())
+            })
+            .await
+            .unwrap_or_else(|e| Err(e.to_string()));
+            if let Err(e) = saved {
+                tracing::warn!(error = %e, "keeping the other nodes' endpoints on disk failed");
+            }
+            tokio::time::sleep(KEEP_INTERVAL).await;
         }
     }
 
