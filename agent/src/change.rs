@@ -127,8 +127,9 @@ impl World {
     }
 
     /// Applies `change`; returns its inverse. Refusals (a workload another source defines, a
-    /// pod a local endpoint still uses, invalid labels) come before anything changes; an error
-    /// after that (identities exhausted) leaves the world to be rebuilt by the caller.
+    /// pod a local endpoint still uses, invalid labels, a label set the shared identity store
+    /// cannot number: [`World::prenumber`]) come before anything changes; an error after that
+    /// (local identities exhausted) leaves the world to be rebuilt by the caller.
     pub fn apply(&mut self, change: Change) -> Result<Change, AgentError> {
         match change {
             Change::Source { path, to } => {
@@ -229,6 +230,13 @@ impl World {
         }
         let new = to.clone().unwrap_or_default();
         self.check_source(&path, &new)?;
+        self.prenumber(new.inventory.endpoints.iter().map(|ep| {
+            let ns = ep
+                .namespace
+                .as_ref()
+                .and_then(|n| new.inventory.namespaces.iter().rev().find(|d| &d.name == n));
+            self.cluster_labels(ep, ns)
+        }))?;
         let was = self.sources.remove(&path);
         let old = was.clone().unwrap_or_default();
         let gone = rules_not_in(&old.rules, &new.rules);
@@ -342,19 +350,44 @@ impl World {
     }
 
     /// Adds or replaces a workload in the cluster unless it is already there unchanged.
+    /// The labels `ep` gets in the cluster: with its namespace's labels, from `ns` when given
+    /// (a namespace the same change defines), else as the cluster has them now.
+    fn cluster_labels(&self, ep: &ir::Endpoint, ns: Option<&ir::Namespace>) -> ir::LabelSet {
+        let cluster = &self.engine.cluster;
+        let ns = ns.or_else(|| ep.namespace.as_deref().and_then(|n| cluster.namespace(n)));
+        derive_labels(ep, ns, &cluster.config.cluster_name)
+    }
+
+    /// Numbers the label sets of the endpoints a change puts in the shared store (when there is
+    /// one) while nothing of it is applied yet: a store that does not answer refuses the change
+    /// here, with nothing to undo, instead of halfway through it (which made the world be
+    /// rebuilt). A set this misses (another source's namespace decides its labels) is numbered
+    /// at its add, as before.
+    pub(super) fn prenumber(
+        &self,
+        labels: impl IntoIterator<Item = ir::LabelSet>,
+    ) -> Result<(), AgentError> {
+        if self.engine.cluster.config.shared_identities.is_none() {
+            return Ok(());
+        }
+        for l in labels {
+            self.engine.cluster.prenumber(&l).map_err(internal)?;
+        }
+        Ok(())
+    }
+
     fn put_cluster_endpoint(
         &mut self,
         ep: &ir::Endpoint,
         path: Option<&str>,
     ) -> Result<(), AgentError> {
         let cluster = &self.engine.cluster;
-        let ns = ep.namespace.as_deref().and_then(|n| cluster.namespace(n));
         let cep = ClusterEndpoint {
             name: ep.name.clone(),
             namespace: ep.namespace.clone(),
             kind: ep.kind.clone(),
             workload: ep.workload.clone(),
-            labels: derive_labels(ep, ns, &cluster.config.cluster_name),
+            labels: self.cluster_labels(ep, None),
             identity: ir::NumericIdentity::WILDCARD,
             ips: match ep.kind.as_str() {
                 "Pod" => self.pod_addresses(&ep.name),
@@ -402,6 +435,9 @@ impl World {
             },
             None => None,
         };
+        if let Some(ep) = &label_ep {
+            self.prenumber([self.cluster_labels(ep, None)])?;
+        }
         let was = self.specs.remove(&id);
         // Pods whose addresses a CNI endpoint gave or takes back: re-put from their manifest.
         let mut repod = Vec::new();

@@ -63,6 +63,7 @@ impl World {
     ) -> Result<Change, AgentError> {
         if let Some(r) = &to {
             self.check_addresses(&name, &r.ips, &HashSet::new())?;
+            self.prenumber([r.labels.clone()])?;
             let cep = ClusterEndpoint {
                 name: name.clone(),
                 namespace: None,

@@ -786,6 +786,10 @@ pub(crate) mod tests;
 #[path = "state_objects_tests.rs"]
 mod objects_tests;
 
+#[cfg(test)]
+#[path = "state_refusal_tests.rs"]
+mod refusal_tests;
+
 #[path = "state_remote.rs"]
 mod remote;
 

@@ -201,6 +201,28 @@ impl Cluster {
             .unwrap_or(NumericIdentity::WILDCARD)
     }
 
+    /// Numbers the identity-relevant set of `labels` in the shared store ahead of an endpoint
+    /// that will carry them, so that a store that does not answer refuses a change before any
+    /// of it is applied (the store remembers the number: the endpoint's add then asks it
+    /// nothing new). Nothing without a shared store, or when the set is numbered here already.
+    pub fn prenumber(&self, labels: &LabelSet) -> Result<(), ClusterError> {
+        let Some(shared) = &self.config.shared_identities else {
+            return Ok(());
+        };
+        let key = key_of(&self.config.label_filter.relevant(labels));
+        if self.ep_ids.get(&key).is_some() {
+            return Ok(());
+        }
+        let candidate = self
+            .ep_ids
+            .candidate(&key)
+            .ok_or(ClusterError::IdentitiesExhausted)?;
+        shared
+            .allocate(&key, candidate)
+            .map(drop)
+            .map_err(ClusterError::SharedIdentities)
+    }
+
     /// Adds (or replaces) an endpoint; allocates its identity from its relevant labels and puts
     /// its addresses in the ipcache.
     pub fn add_endpoint(&mut self, ep: ClusterEndpoint) -> Result<EndpointChange, ClusterError> {
