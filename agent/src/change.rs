@@ -237,6 +237,16 @@ impl World {
                 .and_then(|n| new.inventory.namespaces.iter().rev().find(|d| &d.name == n));
             self.cluster_labels(ep, ns)
         }))?;
+        self.changing(|w| w.change_source(path, to, new))
+    }
+
+    /// [`World::apply_source`] once its checks passed.
+    fn change_source(
+        &mut self,
+        path: String,
+        to: Option<SourceState>,
+        new: SourceState,
+    ) -> Result<Change, AgentError> {
         let was = self.sources.remove(&path);
         let old = was.clone().unwrap_or_default();
         let gone = rules_not_in(&old.rules, &new.rules);
@@ -358,6 +368,19 @@ impl World {
         derive_labels(ep, ns, &cluster.config.cluster_name)
     }
 
+    /// Runs `f`, the part of a change after its checks: should it fail, the world is marked
+    /// half-applied, for the caller to rebuild (no inverse exists for a part of a change).
+    fn changing(
+        &mut self,
+        f: impl FnOnce(&mut World) -> Result<Change, AgentError>,
+    ) -> Result<Change, AgentError> {
+        let changed = f(self);
+        if changed.is_err() {
+            self.half_applied = true;
+        }
+        changed
+    }
+
     /// Numbers the label sets of the endpoints a change puts in the shared store (when there is
     /// one) while nothing of it is applied yet: a store that does not answer refuses the change
     /// here, with nothing to undo, instead of halfway through it (which made the world be
@@ -438,6 +461,17 @@ impl World {
         if let Some(ep) = &label_ep {
             self.prenumber([self.cluster_labels(ep, None)])?;
         }
+        self.changing(|w| w.change_endpoint(id, to, label_ep))
+    }
+
+    /// [`World::apply_endpoint`] once its checks passed; `label_ep` is the cluster endpoint of
+    /// a label endpoint.
+    fn change_endpoint(
+        &mut self,
+        id: u16,
+        to: Option<EndpointSpec>,
+        label_ep: Option<ir::Endpoint>,
+    ) -> Result<Change, AgentError> {
         let was = self.specs.remove(&id);
         // Pods whose addresses a CNI endpoint gave or takes back: re-put from their manifest.
         let mut repod = Vec::new();

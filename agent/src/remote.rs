@@ -75,10 +75,15 @@ impl World {
                 ports: Vec::new(),
                 origin: Some(format!("kvstore, node {}", r.node)),
             };
-            let deltas = self
-                .engine
-                .add_endpoint(cep)
-                .map_err(|e| AgentError::cluster(e, AgentError::Internal))?;
+            let replaced = self.engine.cluster.endpoint(&name).is_some();
+            let deltas = match self.engine.add_endpoint(cep) {
+                Ok(deltas) => deltas,
+                Err(e) => {
+                    // The engine took the endpoint it replaces out before it failed.
+                    self.half_applied |= replaced;
+                    return Err(AgentError::cluster(e, AgentError::Internal));
+                }
+            };
             self.note(deltas);
             let ours = self.engine.cluster.endpoint(&name).map(|e| e.identity);
             if ours.is_some_and(|n| n != r.identity) {

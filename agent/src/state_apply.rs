@@ -98,8 +98,8 @@ impl Agent {
     }
 
     /// Undoes applied changes (their inverses, last first, or the world a rebuilt one
-    /// replaced put back) and returns `err`. Should undoing fail, the world is rebuilt from the
-    /// persisted state.
+    /// replaced put back) and returns `err`. Should the failed change have been applied in
+    /// part, or undoing fail, the world is rebuilt from the persisted state.
     pub(super) fn rollback(&mut self, undo: impl Into<Undo>, err: AgentError) -> AgentError {
         let undo = match undo.into() {
             Undo::World(old) => {
@@ -108,6 +108,12 @@ impl Agent {
             }
             Undo::Changes(undo) => undo,
         };
+        // A change that failed after its checks left a part applied that has no inverse.
+        if std::mem::take(&mut self.world_mut().half_applied) {
+            tracing::warn!(error = %err, "a refused change was applied in part; rebuilding");
+            self.rebuild();
+            return err;
+        }
         let undone = undo
             .into_iter()
             .rev()

@@ -25,6 +25,13 @@ impl compiler::identity::SharedIdentities for Unanswering {
     }
 }
 
+/// An agent without a datapath whose shared store is [`Unanswering`].
+fn unanswered_agent(dir: &std::path::Path) -> Agent {
+    let mut cfg = config(dir);
+    cfg.kvstore = Some(std::sync::Arc::new(Unanswering));
+    Agent::start(cfg, Box::new(|_| {})).unwrap()
+}
+
 /// Checks that `refused` was refused for the store and the world not rebuilt.
 fn refused_unrebuilt<T: std::fmt::Debug>(a: &Agent, refused: Result<T, AgentError>, what: &str) {
     let instance = a.world().instance;
@@ -46,9 +53,7 @@ fn refused_in_place<T: std::fmt::Debug>(a: &Agent, refused: Result<T, AgentError
 #[test]
 fn a_label_set_the_store_cannot_number_is_refused_before_anything_changes() {
     let dir = tempfile::tempdir().unwrap();
-    let mut cfg = config(dir.path());
-    cfg.kvstore = Some(std::sync::Arc::new(Unanswering));
-    let mut a = Agent::start(cfg, Box::new(|_| {})).unwrap();
+    let mut a = unanswered_agent(dir.path());
     a.put_endpoint(endpoint(1, &["id=app1"], "10.9.0.1"))
         .unwrap();
     let manifest = "apiVersion: v1\nkind: Namespace\nmetadata: {name: shop}\n---\n\
@@ -115,4 +120,31 @@ fn a_label_set_the_store_cannot_number_is_refused_before_anything_changes() {
     assert_eq!(a.world().instance, instance);
     let ep = a.world().endpoints.get(&1).cloned().unwrap();
     assert!(ep.labels.to_string().contains("app1"), "{:?}", ep.labels);
+}
+
+/// A change whose new label sets prenumbering does not see (another source's pod relabelled
+/// through the namespace this change redefines) fails halfway: the world is rebuilt from the
+/// persisted state instead of keeping the part applied.
+#[test]
+fn a_change_refused_halfway_rebuilds_the_world() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut a = unanswered_agent(dir.path());
+    let ns = "apiVersion: v1\nkind: Namespace\nmetadata: {name: shop, labels: {tier: a}}\n";
+    put(&mut a, "ns.yaml", ns).unwrap();
+    let pod =
+        "apiVersion: v1\nkind: Pod\nmetadata: {name: web, namespace: shop, labels: {app: web}}\n\
+        status: {podIP: 10.9.0.5}\n";
+    put(&mut a, "pods.yaml", pod).unwrap();
+    let instance = a.world().instance;
+    let e = put(&mut a, "ns.yaml", &ns.replace("tier: a", "tier: offline")).unwrap_err();
+    assert!(matches!(e, AgentError::Kvstore(_)), "{e}");
+    assert_ne!(a.world().instance, instance, "rebuilt");
+    assert_same_as_rebuilt(&a, "after the refused namespace change");
+    let world = a.world();
+    let web = world
+        .engine
+        .cluster
+        .endpoint("shop/web")
+        .expect("web stays");
+    assert!(web.labels.to_string().contains("tier=a"), "{}", web.labels);
 }

@@ -34,7 +34,7 @@ impl Agent {
             let applied = self.world_mut().apply(c);
             match applied {
                 Ok(inverse) => undo.push(inverse),
-                Err(e @ AgentError::Invalid { .. }) => {
+                Err(e @ AgentError::Invalid { .. }) if !self.world().half_applied => {
                     tracing::warn!(endpoint = name, error = %e, "skipping another node's endpoint");
                 }
                 Err(e) => return Err(self.rollback(undo, e)),

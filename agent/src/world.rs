@@ -72,6 +72,9 @@ pub struct World {
     pub(crate) fqdn: super::fqdn::FqdnCache,
     pub(crate) fqdn_selectors: Vec<ir::DnsRule>,
     pub(crate) fqdn_retry: Option<std::time::Instant>,
+    /// A change failed after it had begun to change the world (`change.rs`, after its checks):
+    /// no inverse exists for the part applied, so the world must be rebuilt.
+    pub(crate) half_applied: bool,
 }
 
 static NEXT_INSTANCE: AtomicU64 = AtomicU64::new(1);
@@ -99,6 +102,7 @@ impl Default for World {
             fqdn: Default::default(),
             fqdn_selectors: Vec::new(),
             fqdn_retry: None,
+            half_applied: false,
         }
     }
 }
