@@ -111,6 +111,11 @@ impl Datapath {
     /// the programs this process attached for it, and their maps against its map pins.
     fn check_endpoint(&self, id: u16) -> Result<(), IntegrityError> {
         let progs = self.own_programs_run(id)?;
+        self.check_pins_of(id, &progs)
+    }
+
+    /// The maps the endpoint's programs `progs` use against its map pins.
+    fn check_pins_of(&self, id: u16, progs: &[u32]) -> Result<(), IntegrityError> {
         let mut pins = Pins::new();
         for m in shared_maps() {
             pins.insert(m.into(), pin_path(id, self.layout.shared_map(m))?);
@@ -121,7 +126,7 @@ impl Datapath {
                 pin_path(id, self.layout.endpoint_map_path(id, m))?,
             );
         }
-        integrity::check_pins(&progs, &pins)
+        integrity::check_pins(progs, &pins)
     }
 
     /// The programs the endpoint's links or filters run, each checked to be the one this
@@ -156,16 +161,28 @@ impl Datapath {
         id: u16,
         lister: &mut runtime_loader::tcfilter::Lister,
     ) -> Result<(), String> {
+        self.running_alone(id, lister).map(drop)
+    }
+
+    /// The programs the endpoint's interface runs on its two hooks, checked to be its own
+    /// with nothing else there (none when this process attached none).
+    fn running_alone(
+        &self,
+        id: u16,
+        lister: &mut runtime_loader::tcfilter::Lister,
+    ) -> Result<Vec<u32>, String> {
         if self.mode == AttachMode::Tcx {
-            self.own_programs_run(id).map_err(|e| e.to_string())?;
-            return self.no_foreign_programs(id);
+            let progs = self.own_programs_run(id).map_err(|e| e.to_string())?;
+            self.no_foreign_programs(id)?;
+            return Ok(progs);
         }
         // tc mode: one filter dump per hook answers both questions.
         let Some(loaded) = self.programs.get(&id) else {
-            return Ok(());
+            return Ok(Vec::new());
         };
         let iface = &loaded.key.iface;
         let ifindex = integrity::ifindex(iface);
+        let mut progs = Vec::with_capacity(2);
         for (hook, want) in Hook::BOTH.into_iter().zip(loaded.ids) {
             let (prog, others) =
                 integrity::tc_hook(iface, ifindex, hook, lister).map_err(|e| e.to_string())?;
@@ -173,8 +190,9 @@ impl Datapath {
             if let Some(other) = others.first() {
                 return Err(foreign_message(hook, iface, other));
             }
+            progs.push(prog);
         }
-        Ok(())
+        Ok(progs)
     }
 
     /// Detaches every program on the endpoint's interface not attached through its own links
@@ -196,8 +214,9 @@ impl Datapath {
                 "endpoint {id} has no programs loaded by this agent"
             ));
         }
-        self.check_endpoint(id).map_err(|e| e.to_string())?;
-        self.no_foreign_programs(id)
+        let mut lister = runtime_loader::tcfilter::Lister::default();
+        let progs = self.running_alone(id, &mut lister)?;
+        self.check_pins_of(id, &progs).map_err(|e| e.to_string())
     }
 
     /// `Err` naming the first program the endpoint's interface runs besides its own.
