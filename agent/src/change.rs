@@ -128,8 +128,9 @@ impl World {
 
     /// Applies `change`; returns its inverse. Refusals (a workload another source defines, a
     /// pod a local endpoint still uses, invalid labels, a label set the shared identity store
-    /// cannot number: [`World::prenumber`]) come before anything changes; an error after that
-    /// (local identities exhausted) leaves the world to be rebuilt by the caller.
+    /// cannot number: `World::prenumber`) come before anything changes; an error after that
+    /// (local identities exhausted, a label set prenumbering missed) marks the world
+    /// half-applied (`World::changing`), and the caller rebuilds it.
     pub fn apply(&mut self, change: Change) -> Result<Change, AgentError> {
         match change {
             Change::Source { path, to } => {
@@ -359,7 +360,6 @@ impl World {
         }
     }
 
-    /// Adds or replaces a workload in the cluster unless it is already there unchanged.
     /// The labels `ep` gets in the cluster: with its namespace's labels, from `ns` when given
     /// (a namespace the same change defines), else as the cluster has them now.
     fn cluster_labels(&self, ep: &ir::Endpoint, ns: Option<&ir::Namespace>) -> ir::LabelSet {
@@ -384,8 +384,9 @@ impl World {
     /// Numbers the label sets of the endpoints a change puts in the shared store (when there is
     /// one) while nothing of it is applied yet: a store that does not answer refuses the change
     /// here, with nothing to undo, instead of halfway through it (which made the world be
-    /// rebuilt). A set this misses (another source's namespace decides its labels) is numbered
-    /// at its add, as before.
+    /// rebuilt). A set this misses (another source's pod, whose labels a namespace this change
+    /// redefines decides) is numbered at its add: should that fail, the change is half-applied
+    /// ([`World::changing`]).
     pub(super) fn prenumber(
         &self,
         labels: impl IntoIterator<Item = ir::LabelSet>,
@@ -399,6 +400,7 @@ impl World {
         Ok(())
     }
 
+    /// Adds or replaces a workload in the cluster unless it is already there unchanged.
     fn put_cluster_endpoint(
         &mut self,
         ep: &ir::Endpoint,
