@@ -231,13 +231,23 @@ impl World {
         }
         let new = to.clone().unwrap_or_default();
         self.check_source(&path, &new)?;
-        self.prenumber(new.inventory.endpoints.iter().map(|ep| {
-            let ns = ep
-                .namespace
-                .as_ref()
-                .and_then(|n| new.inventory.namespaces.iter().rev().find(|d| &d.name == n));
-            self.cluster_labels(ep, ns)
-        }))?;
+        // Only what this change can give new labels: an endpoint the source did not hold as it
+        // is, or one in a namespace the source defines (the others keep the labels they are
+        // numbered with).
+        let held: HashMap<&str, &ir::Endpoint> = self
+            .sources
+            .get(&path)
+            .into_iter()
+            .flat_map(|s| &s.inventory.endpoints)
+            .map(|e| (e.name.as_str(), e))
+            .collect();
+        let defined = |n: &String| new.inventory.namespaces.iter().rev().find(|d| &d.name == n);
+        let relabelled = new.inventory.endpoints.iter().filter_map(|ep| {
+            let ns = ep.namespace.as_ref().and_then(defined);
+            let same = held.get(ep.name.as_str()) == Some(&ep);
+            (ns.is_some() || !same).then(|| self.cluster_labels(ep, ns))
+        });
+        self.prenumber(relabelled)?;
         self.changing(|w| w.change_source(path, to, new))
     }
 
