@@ -20,134 +20,36 @@
 //! each), one row per datapath; the median over the placements of a run is a figure for the
 //! code rather than for one placement (Documentation/performance.md).
 
+mod support {
+    pub mod datapath;
+}
+
 use aya::programs::SchedClassifier;
-use codegen::clang::{Clang, ObjectCache};
-use codegen::entries::EndpointEntries;
-use codegen::ipcache::ipcache_images;
-use codegen::maps;
-use codegen::template::Globals;
-use codegen::{headers, testkit, EndpointConfig, Features, MapSizes};
+use codegen::{maps, MapSizes};
 use criterion::{criterion_group, criterion_main, Criterion};
-use ir::{Direction, EndpointPolicy, IpCache, NumericIdentity};
+use ir::Direction;
 use runtime_loader::load::default_state;
 use runtime_loader::packet::PacketSpec;
-use runtime_loader::{load, test_run, Datapath, LoadOptions};
+use runtime_loader::{test_run, Datapath};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::time::Duration;
+use support::datapath::{
+    compile, many_flows, new_allowed, open, quiet_state, Build, DENY_ENTRY_PORT, FLOWS,
+};
 
 const REPEAT: u32 = 1_000_000;
-
-/// The port the first peer (identity 256, 10.1.1.0) is denied by a deny entry.
-const DENY_ENTRY_PORT: u16 = 3000;
-
-/// `entries` ingress allows (codegen's synthetic shape), one ingress deny of TCP/DENY_ENTRY_PORT
-/// from the first peer, and an ipcache address per peer identity (identity `id` is 10.1.0.0 +
-/// id, and fd01::id when the endpoint has IPv6).
-fn policy(ep: &EndpointConfig, entries: u32, ipcache: &mut IpCache) -> EndpointPolicy {
-    let mut p = testkit::ingress_policy(ep);
-    p.egress_enforced = true;
-    testkit::synthetic_allows(&mut p, entries);
-    let deny = ir::MapKey {
-        identity: NumericIdentity(256),
-        direction: Direction::Ingress,
-        protocol: 6,
-        port: DENY_ENTRY_PORT,
-        port_prefix_len: 16,
-    };
-    p.entries.insert(
-        deny,
-        ir::MapEntry {
-            verdict: ir::MapVerdict::Deny,
-            rules: vec![ir::RuleId(entries)],
-            audited: vec![],
-        },
-    );
-    for id in (0..entries.div_ceil(10)).map(|k| 256 + k) {
-        let v4 = std::net::Ipv4Addr::from(0x0a01_0000 + id);
-        let v6 = std::net::Ipv6Addr::from((0xfd01u128 << 112) | u128::from(id));
-        let mut addrs = vec![std::net::IpAddr::V4(v4)];
-        if ep.ipv6.is_some() {
-            addrs.push(std::net::IpAddr::V6(v6));
-        }
-        for a in addrs {
-            ipcache.insert(ir::IpNet::from(a), NumericIdentity(id));
-        }
-    }
-    p
-}
 
 /// The endpoint's datapath with `entries` policy entries, built with `sizes`; dual-stack with
 /// `ipv6` (fd00::1), else IPv4 only.
 fn datapath(entries: u32, sizes: &MapSizes, ipv6: bool) -> Datapath {
-    datapath_pinned(entries, sizes, ipv6, vec![])
-}
-
-/// As [`datapath`], with maps pinned at the given bpffs paths.
-fn datapath_pinned(
-    entries: u32,
-    sizes: &MapSizes,
-    ipv6: bool,
-    map_pins: Vec<(&str, std::path::PathBuf)>,
-) -> Datapath {
-    let mut ep = testkit::endpoint(1, "bench/ep", 1000, "10.0.0.1");
-    ep.ipv6 = ipv6.then(|| "fd00::1".parse().unwrap());
-    let mut cache = IpCache::default();
-    let p = policy(&ep, entries, &mut cache);
-    let (features, _) = Features::derive(&ep, &p, None);
-    let obj = compile(&headers::render_template(&features, sizes), None);
-    let e = EndpointEntries::build(&p);
-    let mut images = vec![e.policy_image()];
-    images.extend(ipcache_images(&cache));
-    let state = quiet_state();
-    load(
-        &obj,
-        &LoadOptions {
-            globals: Some(Globals::of(&ep)),
-            images: images.iter().collect(),
-            state: Some(state),
-            map_pins,
-            // The policy map sized from the endpoint's entries, as the agent creates it.
-            max_entries: codegen::maps::endpoint_max_entries(sizes.policy_capacity(e.hash_len())),
-            verify: runtime_loader::load::Verify::Both,
+    support::datapath::datapath(
+        entries,
+        &Build {
+            sizes: *sizes,
+            ipv6,
+            ..Build::default()
         },
     )
-    .unwrap()
-}
-
-/// The default endpoint state with events off.
-fn quiet_state() -> codegen::layout::EpState {
-    codegen::layout::EpState {
-        events_mask: 0,
-        ..default_state()
-    }
-}
-
-fn compile(ep_header: &str, source: Option<&str>) -> Vec<u8> {
-    let clang = Clang::find().expect("clang (Debian package clang-19)");
-    let dir = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("bench-objects");
-    match source {
-        None => {
-            let node = headers::render_node(&MapSizes::default(), 1, 0);
-            let (path, _) = ObjectCache::new(dir)
-                .get_or_compile(&clang, ep_header, &node, "bench")
-                .unwrap();
-            std::fs::read(path).unwrap()
-        }
-        Some(src) => {
-            std::fs::create_dir_all(&dir).unwrap();
-            let out = dir.join("empty.o");
-            let c = dir.join("empty.c");
-            std::fs::write(&c, src).unwrap();
-            let mut cmd = std::process::Command::new(&clang.path);
-            cmd.args(codegen::clang::FLAGS);
-            if let Some(inc) = codegen::clang::multiarch_include() {
-                cmd.arg("-I").arg(inc);
-            }
-            let st = cmd.arg("-c").arg(&c).arg("-o").arg(&out).status().unwrap();
-            assert!(st.success());
-            std::fs::read(out).unwrap()
-        }
-    }
 }
 
 fn measure(c: &mut Criterion, name: &str, prog: &SchedClassifier, pkt: &PacketSpec) {
@@ -187,47 +89,6 @@ fn measure_each(
     });
 }
 
-/// Allowed new connections: from the first peer to ports 1000-1009, a distinct tuple each
-/// (the ingress program does not check the destination address, which varies with the source
-/// port to keep tuples distinct; 10.200/16 never meets the established connection's).
-fn new_allowed(i: u64) -> PacketSpec {
-    let round = (i / 60_000) as u32;
-    PacketSpec::new(
-        "10.1.1.0".parse().unwrap(),
-        std::net::Ipv4Addr::from(0x0ac8_0000 | (round & 0xffff)).into(),
-        6,
-        1024 + (i % 60_000) as u16,
-        1000 + (i % 10) as u16,
-    )
-}
-
-/// Established connections that evict each other from the flow cache: FLOWS connections
-/// from the first peer to port 1000 (more than the cache has slots, visited round-robin).
-const FLOWS: u16 = 4096;
-
-fn many_flows() -> Vec<PacketSpec> {
-    (0..FLOWS)
-        .map(|i| {
-            PacketSpec::new(
-                "10.1.1.0".parse().unwrap(),
-                "10.0.0.1".parse().unwrap(),
-                6,
-                20_000 + i,
-                1000,
-            )
-        })
-        .collect()
-}
-
-/// Opens the connection of `syn` (one run) and returns its ACK, an established packet.
-fn open(prog: &SchedClassifier, syn: &PacketSpec) -> PacketSpec {
-    assert!(test_run(prog, &syn.build(), 1).unwrap().passed());
-    PacketSpec {
-        tcp_flags: 0x10,
-        ..syn.clone()
-    }
-}
-
 /// Established packets: one connection's ACK (repeat 1e6 and repeat 1), and the ACKs of FLOWS
 /// connections round-robin (repeat 1).
 fn measure_established(c: &mut Criterion, label: &str, prog: &SchedClassifier, syn: &PacketSpec) {
@@ -264,11 +125,12 @@ fn measure_events_drained(c: &mut Criterion, entries: u32, denied: &PacketSpec) 
     use std::sync::atomic::{AtomicBool, Ordering};
     let fs = runtime_loader::testkit::PrivateBpffs::new();
     let pin = fs.path.join(maps::EVENTS.name);
-    let dp = datapath_pinned(
+    let dp = support::datapath::datapath(
         entries,
-        &MapSizes::default(),
-        false,
-        vec![(maps::EVENTS.name, pin.clone())],
+        &Build {
+            map_pins: vec![(maps::EVENTS.name, pin.clone())],
+            ..Build::default()
+        },
     );
     dp.set_state(&default_state()).unwrap();
     let stop = std::sync::Arc::new(AtomicBool::new(false));
@@ -356,13 +218,7 @@ fn bench(c: &mut Criterion) {
         40000,
         1000,
     );
-    let denied = PacketSpec::new(
-        "10.1.1.0".parse().unwrap(),
-        "10.0.0.1".parse().unwrap(),
-        6,
-        40000,
-        2000,
-    );
+    let denied = support::datapath::denied();
     let syn_frame = syn.build();
     measure(c, "per_packet_empty_program_floor", prog, &syn);
     measure_each(
