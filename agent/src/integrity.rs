@@ -235,8 +235,8 @@ fn own_filter_program(
 }
 
 /// Checks that every map the endpoint's programs `progs` use under a name in `pins` is
-/// pinned there (the tables in the slots of a map of maps they use included), and that each
-/// pin in `pins` that exists holds a map they use.
+/// pinned there (the node's CT tables included), and that each pin in `pins` that exists holds
+/// a map they use.
 pub fn check_pins(progs: &[u32], pins: &Pins) -> Result<()> {
     let mut used: BTreeMap<String, u32> = BTreeMap::new();
     let mut used_ids = Vec::new();
@@ -246,23 +246,6 @@ pub fn check_pins(progs: &[u32], pins: &Pins) -> Result<()> {
             let (id, name) = map_id_name(&map, &format!("map {id}"))?;
             used.insert(name, id);
             used_ids.push(id);
-        }
-    }
-    // The node's CT tables are in the slots of a map the programs use (a map of maps): they
-    // must be the pinned tables just the same.
-    for (name, id) in used.clone() {
-        if codegen::maps::by_name(&name).is_none_or(|m| codegen::maps::inner_maps(m).is_empty()) {
-            continue;
-        }
-        let tables = runtime_loader::slots::table_ids(id).map_err(|e| IntegrityError::Bpf {
-            what: format!("the tables of map {name} (id {id})"),
-            source: std::io::Error::other(e.to_string()),
-        })?;
-        for table in tables {
-            let map = get_fd_by_id(BPF_MAP_GET_FD_BY_ID, table, "map")?;
-            let (table, name) = map_id_name(&map, &format!("map {table}"))?;
-            used.insert(name, table);
-            used_ids.push(table);
         }
     }
     for (name, path) in pins {

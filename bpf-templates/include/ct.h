@@ -1,6 +1,6 @@
 /* Connection tracking, one entry per connection, in the node's tables (LRU hashes shared by
- * every endpoint, one for TCP and one for other protocols per family, reached through
- * cp_ct4_global for IPv4 and cp_ct6_global for IPv6: maps of maps, see CT_CALL).
+ * every endpoint, one for TCP and one for other protocols per family: cp_ct4_tcp, cp_ct4_any,
+ * cp_ct6_tcp, cp_ct6_any; see CT_TABLE_CALL).
  *
  * Endpoints are kept apart by the key (ct4_ep_key): the connection's tuple, the endpoint's id
  * and its nonce (ep_state.ep_nonce, drawn when the endpoint's state is created). An endpoint
@@ -123,41 +123,40 @@ static __always_inline void ct_key_bind(const struct pkt *p, const struct ep_sta
 }
 
 
-/* The node's table of `p`'s connection: its family's map of maps holds the TCP table at slot 0
- * and the table of every other protocol at slot 1 (codegen/src/maps.rs, CT_TCP / CT_ANY), so
- * a flood of one class cannot evict the other's entries. The slot is computed without a
- * branch, `((protocol ^ TCP) + 255) >> 8`: 0 for TCP, 1 for 1..255 otherwise. Through one map
- * of maps both tables are one map to the verifier (the inner template): two map pointers made
- * it walk the policy decision once per map, past its limit with every feature on. A slot the
- * loader has not filled (it fills both before a program runs) finds nothing and creates
- * nothing: the packet is decided by policy and an allowed new connection is dropped
- * (DROP_CT_CREATE_FAILED). */
-static __always_inline __u32 ct_slot(const struct pkt *p)
-{
-	return ((__u32)(p->protocol ^ PROTO_TCP) + 255) >> 8;
-}
-
-#define CT_CALL(outer, p, fail, call, ...)                                                  \
+/* `call` (a map helper) on the node's table of `p`'s connection: its family's TCP table
+ * `tcp`, or `any` for every other protocol (so that a flood of one class cannot evict the
+ * other's entries). Each table gets a call site of its own, which always sees the same map: the
+ * verifier then inlines a lookup and calls an update or delete directly, where a call site
+ * reached with two maps goes through the generic helper's indirect call (a packet that misses
+ * the flow cache measured 15-20 % slower). clang would merge the two calls into one on a
+ * selected map pointer; the empty asm after each, different per table (the second also
+ * clobbers memory), keeps them apart. The tables are named directly: through a map of maps
+ * (an earlier layout) every CT call paid the outer lookup, 2-4 % of such a packet
+ * (Documentation/performance.md). */
+#define CT_KEEP(x, ...)                                                                     \
 	({                                                                                  \
-		__u32 __slot = ct_slot(p);                                                  \
-		void *__table = bpf_map_lookup_elem(outer, &__slot);                        \
-		__table ? call(__table, __VA_ARGS__) : (fail);                              \
+		typeof(x) __kept = (x);                                                     \
+		asm volatile("%0 = %0" : "+r"(__kept) : : __VA_ARGS__);                     \
+		__kept;                                                                     \
 	})
+#define CT_TABLE_CALL(tcp, any, p, call, ...)                                               \
+	((p)->protocol == PROTO_TCP ? CT_KEEP(call(tcp, __VA_ARGS__)) :                     \
+				      CT_KEEP(call(any, __VA_ARGS__), "memory"))
 #ifdef ENABLE_IPV4
-#define CT_CALL4(p, fail, call, ...) CT_CALL(&cp_ct4_global, p, fail, call, __VA_ARGS__)
+#define CT_CALL4(p, call, ...) CT_TABLE_CALL(&cp_ct4_tcp, &cp_ct4_any, p, call, __VA_ARGS__)
 #endif
 #ifdef ENABLE_IPV6
-#define CT_CALL6(p, fail, call, ...) CT_CALL(&cp_ct6_global, p, fail, call, __VA_ARGS__)
+#define CT_CALL6(p, call, ...) CT_TABLE_CALL(&cp_ct6_tcp, &cp_ct6_any, p, call, __VA_ARGS__)
 #endif
 
 static __always_inline struct ct_value *ct_map_lookup(const struct pkt *p, const struct ct_ref *r)
 {
 #ifdef ENABLE_IPV4
 	if (p->family == FAMILY_IPV4)
-		return CT_CALL4(p, (void *)0, bpf_map_lookup_elem, &r->e4);
+		return CT_CALL4(p, bpf_map_lookup_elem, &r->e4);
 #endif
 #ifdef ENABLE_IPV6
-	return CT_CALL6(p, (void *)0, bpf_map_lookup_elem, &r->e6);
+	return CT_CALL6(p, bpf_map_lookup_elem, &r->e6);
 #else
 	return 0;
 #endif
@@ -167,12 +166,12 @@ static __always_inline void ct_map_delete(const struct pkt *p, const struct ct_r
 {
 #ifdef ENABLE_IPV4
 	if (p->family == FAMILY_IPV4) {
-		CT_CALL4(p, 0L, bpf_map_delete_elem, &r->e4);
+		CT_CALL4(p, bpf_map_delete_elem, &r->e4);
 		return;
 	}
 #endif
 #ifdef ENABLE_IPV6
-	CT_CALL6(p, 0L, bpf_map_delete_elem, &r->e6);
+	CT_CALL6(p, bpf_map_delete_elem, &r->e6);
 #endif
 }
 
@@ -258,10 +257,10 @@ static __always_inline int ct_create(const struct pkt *p, const struct ct_ref *r
 	v.policy_port_be = p->policy_port_be;
 #ifdef ENABLE_IPV4
 	if (p->family == FAMILY_IPV4)
-		return CT_CALL4(p, -1L, bpf_map_update_elem, &r->e4, &v, BPF_ANY);
+		return CT_CALL4(p, bpf_map_update_elem, &r->e4, &v, BPF_ANY);
 #endif
 #ifdef ENABLE_IPV6
-	return CT_CALL6(p, -1L, bpf_map_update_elem, &r->e6, &v, BPF_ANY);
+	return CT_CALL6(p, bpf_map_update_elem, &r->e6, &v, BPF_ANY);
 #else
 	return -1;
 #endif

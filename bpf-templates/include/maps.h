@@ -88,22 +88,6 @@ struct {
 } cp_ct4_any SEC(".maps");
 _Static_assert(sizeof(*cp_ct4_any.key) == 24, "cp_ct4_any key size");
 _Static_assert(sizeof(*cp_ct4_any.value) == 24, "cp_ct4_any value size");
-
-/* IPv4 connection tracking of the node: slot 0 cp_ct4_tcp, slot 1 cp_ct4_any (written by the loader). */
-struct {
-	__uint(type, BPF_MAP_TYPE_ARRAY_OF_MAPS);
-	__type(key, __u32);
-	__uint(max_entries, 2);
-	__array(values, struct {
-		__uint(type, BPF_MAP_TYPE_LRU_HASH);
-		__type(key, struct ct4_ep_key);
-		__type(value, struct ct_value);
-		__uint(max_entries, 1);
-	});
-} cp_ct4_global SEC(".maps");
-_Static_assert(sizeof(*cp_ct4_global.key) == 4, "cp_ct4_global key size");
-_Static_assert(sizeof(*cp_ct4_global.values[0]->key) == 24, "cp_ct4_global values[0]->key size");
-_Static_assert(sizeof(*cp_ct4_global.values[0]->value) == 24, "cp_ct4_global values[0]->value size");
 #endif
 
 #ifdef ENABLE_IPV6
@@ -127,22 +111,6 @@ struct {
 } cp_ct6_any SEC(".maps");
 _Static_assert(sizeof(*cp_ct6_any.key) == 48, "cp_ct6_any key size");
 _Static_assert(sizeof(*cp_ct6_any.value) == 24, "cp_ct6_any value size");
-
-/* IPv6 connection tracking of the node: slot 0 cp_ct6_tcp, slot 1 cp_ct6_any. */
-struct {
-	__uint(type, BPF_MAP_TYPE_ARRAY_OF_MAPS);
-	__type(key, __u32);
-	__uint(max_entries, 2);
-	__array(values, struct {
-		__uint(type, BPF_MAP_TYPE_LRU_HASH);
-		__type(key, struct ct6_ep_key);
-		__type(value, struct ct_value);
-		__uint(max_entries, 1);
-	});
-} cp_ct6_global SEC(".maps");
-_Static_assert(sizeof(*cp_ct6_global.key) == 4, "cp_ct6_global key size");
-_Static_assert(sizeof(*cp_ct6_global.values[0]->key) == 48, "cp_ct6_global values[0]->key size");
-_Static_assert(sizeof(*cp_ct6_global.values[0]->value) == 24, "cp_ct6_global values[0]->value size");
 #endif
 
 #if FLOW_CACHE_SLOTS > 0

@@ -23,7 +23,6 @@ pub enum MapType {
     PercpuArray,
     LruHash,
     LpmTrie,
-    ArrayOfMaps,
     Ringbuf,
 }
 
@@ -36,7 +35,6 @@ impl MapType {
             MapType::PercpuArray => 6,
             MapType::LruHash => 9,
             MapType::LpmTrie => 11,
-            MapType::ArrayOfMaps => 12,
             MapType::Ringbuf => 27,
         }
     }
@@ -49,7 +47,6 @@ impl MapType {
             MapType::PercpuArray => "BPF_MAP_TYPE_PERCPU_ARRAY",
             MapType::LruHash => "BPF_MAP_TYPE_LRU_HASH",
             MapType::LpmTrie => "BPF_MAP_TYPE_LPM_TRIE",
-            MapType::ArrayOfMaps => "BPF_MAP_TYPE_ARRAY_OF_MAPS",
             MapType::Ringbuf => "BPF_MAP_TYPE_RINGBUF",
         }
     }
@@ -64,10 +61,6 @@ pub enum Slot {
     U64,
     /// A shared struct of `layout.rs`.
     Struct(&'static StructLayout),
-    /// The maps of a map of maps, by index (written by the loader: a map's fd in, its id
-    /// out). They share one shape (type, key, value, flags: what the kernel compares with the
-    /// outer map's inner template, rendered from the first); their sizes may differ.
-    Maps(&'static [&'static MapDef]),
 }
 
 impl Slot {
@@ -75,17 +68,16 @@ impl Slot {
     pub const fn size(&self) -> usize {
         match self {
             Slot::None => 0,
-            Slot::U32 | Slot::Maps(_) => 4,
+            Slot::U32 => 4,
             Slot::U64 => 8,
             Slot::Struct(s) => s.size,
         }
     }
 
-    /// The C type, `None` for [`Slot::None`] and [`Slot::Maps`] (an `__array` of the inner
-    /// template).
+    /// The C type, `None` for [`Slot::None`].
     pub fn c_type(&self) -> Option<String> {
         match self {
-            Slot::None | Slot::Maps(_) => None,
+            Slot::None => None,
             Slot::U32 => Some("__u32".into()),
             Slot::U64 => Some("__u64".into()),
             Slot::Struct(s) => Some(format!("struct {}", s.c_name)),
@@ -106,11 +98,6 @@ pub enum MaxEntries {
     CtTcp,
     /// [`MapSizes::ct_any`] (`CT_ANY_MAP_SIZE`): the node's other connections of a family.
     CtAny,
-    /// [`CT_TABLES`]: the slots of a family's CT map of maps.
-    CtTables,
-    /// The inner template of a map of maps: the kernel does not compare an inner map's size
-    /// with it, so it is created with one entry (and freed once the outer map exists).
-    Template,
     /// [`MapSizes::addr_map`] (`ADDR_MAP_SIZE`).
     AddrMap,
     /// [`MapSizes::ipcache_map`] (`IPCACHE_MAP_SIZE`).
@@ -132,8 +119,6 @@ impl MaxEntries {
             MaxEntries::PolicyMap | MaxEntries::PerEndpoint => "POLICY_MAP_SIZE",
             MaxEntries::CtTcp => "CT_TCP_MAP_SIZE",
             MaxEntries::CtAny => "CT_ANY_MAP_SIZE",
-            MaxEntries::CtTables => "2",
-            MaxEntries::Template => "1",
             MaxEntries::AddrMap => "ADDR_MAP_SIZE",
             MaxEntries::IpcacheMap => "IPCACHE_MAP_SIZE",
             MaxEntries::FlowCacheSlots => "FLOW_CACHE_SLOTS",
@@ -149,8 +134,6 @@ impl MaxEntries {
             MaxEntries::PolicyMap | MaxEntries::PerEndpoint => sizes.policy_map,
             MaxEntries::CtTcp => sizes.ct_tcp,
             MaxEntries::CtAny => sizes.ct_any,
-            MaxEntries::CtTables => CT_TABLES,
-            MaxEntries::Template => 1,
             MaxEntries::AddrMap => sizes.addr_map,
             MaxEntries::IpcacheMap => sizes.ipcache_map,
             MaxEntries::FlowCacheSlots => sizes.flow_cache,
@@ -305,10 +288,10 @@ pub const ADDR: MapDef = MapDef {
     pin: Pin::Endpoint,
     conds: &[&ADDR_MATCH],
 };
-/// One table of a node-wide connection-tracking map: every endpoint's connections of one
-/// family and protocol class, kept apart by the key's endpoint id and nonce (`ct4_ep_key`).
-/// Preallocated (the kernel has no LRU hash without). Not referenced by the programs: they
-/// reach it through its family's map of maps ([`ct_outer`]), where the loader writes it.
+/// One table of the node's connection tracking: every endpoint's connections of one family
+/// and protocol class, kept apart by the key's endpoint id and nonce (`ct4_ep_key`).
+/// Preallocated (the kernel has no LRU hash without). Pinned under the node and shared by
+/// every endpoint's programs, which name both tables of their family (ct.h, `CT_TABLE_CALL`).
 const fn ct_table(
     name: &'static str,
     doc: &'static str,
@@ -329,36 +312,6 @@ const fn ct_table(
     }
 }
 
-/// A family's connection tracking as the programs see it: an array of its two tables, TCP at
-/// [`CT_TCP`], other protocols at [`CT_ANY`]. Through one map of maps both tables are one map
-/// to the verifier (the inner template), so the policy decision after a CT call is verified
-/// once, not once per table (Documentation/datapath.md, "Map of maps", "Verifier cost").
-const fn ct_outer(
-    name: &'static str,
-    doc: &'static str,
-    tables: &'static [&'static MapDef],
-    conds: &'static [&'static Cond],
-) -> MapDef {
-    MapDef {
-        name,
-        doc,
-        map_type: MapType::ArrayOfMaps,
-        key: Slot::U32,
-        value: Slot::Maps(tables),
-        max_entries: MaxEntries::CtTables,
-        no_prealloc: false,
-        pin: Pin::Node,
-        conds,
-    }
-}
-
-/// Tables of a family's CT map of maps.
-pub const CT_TABLES: u32 = 2;
-/// The slot of the TCP table (`ct.h` computes it without a branch).
-pub const CT_TCP: u32 = 0;
-/// The slot of the table of every other protocol.
-pub const CT_ANY: u32 = 1;
-
 pub const CT4_TCP: MapDef = ct_table(
     "cp_ct4_tcp",
     "IPv4 TCP connections of the node (every endpoint; the key holds the endpoint), \
@@ -374,13 +327,6 @@ pub const CT4_ANY: MapDef = ct_table(
     MaxEntries::CtAny,
     &[&CT, &IPV4],
 );
-pub const CT4: MapDef = ct_outer(
-    "cp_ct4_global",
-    "IPv4 connection tracking of the node: slot 0 cp_ct4_tcp, slot 1 cp_ct4_any (written by \
-     the loader).",
-    &[&CT4_TCP, &CT4_ANY],
-    &[&CT, &IPV4],
-);
 pub const CT6_TCP: MapDef = ct_table(
     "cp_ct6_tcp",
     "IPv6 TCP connections of the node, --bpf-ct-global-tcp-max entries.",
@@ -393,12 +339,6 @@ pub const CT6_ANY: MapDef = ct_table(
     "IPv6 connections of every other protocol, --bpf-ct-global-any-max entries.",
     &Ct6EpKey::LAYOUT,
     MaxEntries::CtAny,
-    &[&CT, &IPV6],
-);
-pub const CT6: MapDef = ct_outer(
-    "cp_ct6_global",
-    "IPv6 connection tracking of the node: slot 0 cp_ct6_tcp, slot 1 cp_ct6_any.",
-    &[&CT6_TCP, &CT6_ANY],
     &[&CT, &IPV6],
 );
 pub const FC4: MapDef = MapDef {
@@ -488,10 +428,8 @@ pub const MAPS: &[&MapDef] = &[
     &ADDR,
     &CT4_TCP,
     &CT4_ANY,
-    &CT4,
     &CT6_TCP,
     &CT6_ANY,
-    &CT6,
     &FC4,
     &FC6,
     &CTGEN,
@@ -505,44 +443,9 @@ const _: () = {
     let mut i = 0;
     while i < MAPS.len() {
         assert!(MAPS[i].name.len() <= MAX_NAME_LEN, "map name too long");
-        if let Slot::Maps(inner) = MAPS[i].value {
-            assert!(matches!(MAPS[i].max_entries, MaxEntries::CtTables));
-            assert!(inner.len() as u32 == CT_TABLES);
-            assert!(matches!(
-                inner[CT_TCP as usize].max_entries,
-                MaxEntries::CtTcp
-            ));
-            assert!(matches!(
-                inner[CT_ANY as usize].max_entries,
-                MaxEntries::CtAny
-            ));
-            let mut j = 0;
-            while j < inner.len() {
-                assert!(same_inner_shape(inner[0], inner[j]), "inner maps differ");
-                assert!(!matches!(inner[j].value, Slot::Maps(_)), "one level only");
-                j += 1;
-            }
-        }
         i += 1;
     }
 };
-
-/// Whether two maps agree in what the kernel compares between a map of maps' inner template
-/// and a map written into it: type, key and value size, flags (not the size).
-pub const fn same_inner_shape(a: &MapDef, b: &MapDef) -> bool {
-    a.map_type as u8 == b.map_type as u8
-        && a.key.size() == b.key.size()
-        && a.value.size() == b.value.size()
-        && a.flags() == b.flags()
-}
-
-/// The maps a map of maps holds, by slot (empty for other maps).
-pub const fn inner_maps(m: &MapDef) -> &'static [&'static MapDef] {
-    match m.value {
-        Slot::Maps(inner) => inner,
-        _ => &[],
-    }
-}
 
 /// Maps earlier builds pinned that the table no longer has, with where they were pinned: the
 /// pin check (runtime-loader's `pins`) unlinks them wherever it is asked about a map of the
@@ -551,6 +454,11 @@ pub const RETIRED: &[(&str, Pin)] = &[
     // Per-endpoint connection tracking, before the node-wide cp_ct{4,6}_{tcp,any} (issue 15).
     ("cp_ct4", Pin::Endpoint),
     ("cp_ct6", Pin::Endpoint),
+    // Each family's tables through a map of maps, before the programs named them directly: a
+    // call site seeing one map is inlined by the verifier, the map of maps cost a packet that
+    // misses the flow cache 2-4 % (Documentation/performance.md).
+    ("cp_ct4_global", Pin::Node),
+    ("cp_ct6_global", Pin::Node),
 ];
 
 /// The map called `name`.
@@ -614,23 +522,9 @@ pub fn render_c_header() -> String {
 fn render_map(out: &mut String, m: &MapDef) {
     let _ = writeln!(out, "\n/* {} */\nstruct {{", m.doc);
     render_fields(out, m, m.max_entries, "\t");
-    if let Some(template) = inner_maps(m).first() {
-        out.push_str("\t__array(values, struct {\n");
-        render_fields(out, template, MaxEntries::Template, "\t\t");
-        out.push_str("\t});\n");
-    }
     let _ = writeln!(out, "}} {} SEC(\".maps\");", m.name);
-    // A map of maps' values are fds; its template's key and value are checked instead,
-    // through the first element of its (zero-length) array of pointers.
-    let values = match inner_maps(m).first() {
-        Some(t) => vec![
-            ("values[0]->key", t.key.size()),
-            ("values[0]->value", t.value.size()),
-        ],
-        None => vec![("value", m.value.size())],
-    };
-    let asserts = std::iter::once(("key", m.key.size())).chain(values);
-    for (what, size) in asserts.filter(|(_, size)| *size > 0) {
+    let asserts = [("key", m.key.size()), ("value", m.value.size())];
+    for (what, size) in asserts.into_iter().filter(|(_, size)| *size > 0) {
         let _ = writeln!(
             out,
             "_Static_assert(sizeof(*{name}.{what}) == {size}, \"{name} {what} size\");",
@@ -639,7 +533,7 @@ fn render_map(out: &mut String, m: &MapDef) {
     }
 }
 
-/// The members of a map definition but its inner template, one per line after `indent`.
+/// The members of a map definition, one per line after `indent`.
 fn render_fields(out: &mut String, m: &MapDef, max_entries: MaxEntries, indent: &str) {
     let _ = writeln!(out, "{indent}__uint(type, {});", m.map_type.c_name());
     for (what, slot) in [("key", &m.key), ("value", &m.value)] {
@@ -701,53 +595,22 @@ mod tests {
     }
 
     #[test]
-    fn each_ct_table_has_its_flag_size_and_slot() {
+    fn each_ct_table_has_its_size_and_is_shared_by_the_node() {
         let sizes = MapSizes {
             ct_tcp: 3_072,
             ct_any: 1_024,
             ..MapSizes::default()
         };
-        for (outer, tcp, any) in [(&CT4, &CT4_TCP, &CT4_ANY), (&CT6, &CT6_TCP, &CT6_ANY)] {
-            assert_eq!(inner_maps(outer)[CT_TCP as usize].name, tcp.name);
-            assert_eq!(inner_maps(outer)[CT_ANY as usize].name, any.name);
+        for (tcp, any) in [(&CT4_TCP, &CT4_ANY), (&CT6_TCP, &CT6_ANY)] {
             assert_eq!(tcp.max_entries.of(&sizes), 3_072);
             assert_eq!(any.max_entries.of(&sizes), 1_024);
-            assert_eq!(outer.max_entries.of(&sizes), CT_TABLES);
-            assert_eq!(
-                (outer.pin, tcp.pin, any.pin),
-                (Pin::Node, Pin::Node, Pin::Node)
-            );
-            assert!(same_inner_shape(tcp, any));
+            assert_eq!((tcp.pin, any.pin), (Pin::Node, Pin::Node));
         }
-        assert!(
-            !same_inner_shape(&CT4_TCP, &CT6_TCP),
-            "the key sizes differ"
-        );
-    }
-
-    #[test]
-    fn a_map_of_maps_renders_its_tables_shape_as_the_template() {
-        let h = render_c_header();
-        let outer =
-            &h[h.find("slot 0 cp_ct4_tcp").unwrap()..h.find("} cp_ct4_global SEC").unwrap()];
-        assert!(
-            outer.contains("__uint(type, BPF_MAP_TYPE_ARRAY_OF_MAPS);"),
-            "{outer}"
-        );
-        assert!(outer.contains("__uint(max_entries, 2);"), "{outer}");
-        let template = &outer[outer.find("__array(values, struct {").unwrap()..];
-        assert!(
-            template.contains("__uint(type, BPF_MAP_TYPE_LRU_HASH);"),
-            "{template}"
-        );
-        assert!(
-            template.contains("__type(key, struct ct4_ep_key);"),
-            "{template}"
-        );
-        assert!(template.contains("__uint(max_entries, 1);"), "{template}");
-        assert!(h.contains(
-            "_Static_assert(sizeof(*cp_ct4_global.values[0]->key) == 24, \"cp_ct4_global values[0]->key size\");"
-        ));
+        // The tables an earlier layout reached through a map of maps are unpinned on upgrade.
+        for outer in ["cp_ct4_global", "cp_ct6_global"] {
+            assert!(by_name(outer).is_none());
+            assert!(RETIRED.contains(&(outer, Pin::Node)));
+        }
     }
 
     #[test]

@@ -10,10 +10,11 @@ use serde::{Deserialize, Serialize};
 use std::fmt::Write;
 use std::path::{Path, PathBuf};
 
-/// Version of the manifest format and of the object layout it describes: 5 since the node's
-/// CT maps per family became maps of maps holding a TCP and an other-protocols table (4: the
-/// node-wide CT maps with keys holding the endpoint, each endpoint's policy map its own size).
-pub const MANIFEST_VERSION: u32 = 5;
+/// Version of the manifest format and of the object layout it describes: 6 since the programs
+/// name the node's CT tables directly (5: a map of maps per family holding a TCP and an
+/// other-protocols table; 4: the node-wide CT maps with keys holding the endpoint, each
+/// endpoint's policy map its own size).
+pub const MANIFEST_VERSION: u32 = 6;
 
 /// Why a `compile` output directory's manifest cannot be used.
 #[derive(Debug, thiserror::Error)]
@@ -311,20 +312,20 @@ mod tests {
 
     #[test]
     fn a_manifest_of_another_version_is_refused_by_its_version() {
-        // A version 4 manifest (one CT table per family, its objects' maps differ) is refused
-        // as such, not as a missing field.
-        let dir = dir_with(r#"{"version": 4, "sizes": {}, "endpoints": []}"#);
+        // A version 5 manifest (CT tables behind maps of maps, its objects' maps differ) is
+        // refused as such, not as a missing field.
+        let dir = dir_with(r#"{"version": 5, "sizes": {}, "endpoints": []}"#);
         let err = Manifest::read(dir.path()).unwrap_err();
         assert!(
-            matches!(err, ManifestError::Version { found: 4, .. }),
+            matches!(err, ManifestError::Version { found: 5, .. }),
             "{err}"
         );
         let msg = err.to_string();
         assert!(
-            msg.contains("manifest version 4") && msg.contains("only version 5"),
+            msg.contains("manifest version 5") && msg.contains("only version 6"),
             "{msg}"
         );
-        let bad = dir_with("{\"version\": 5,\n \"sizes\": [}");
+        let bad = dir_with("{\"version\": 6,\n \"sizes\": [}");
         let err = Manifest::read(bad.path()).unwrap_err();
         assert!(matches!(err, ManifestError::Parse { line: 2, .. }), "{err}");
         let missing = tempfile::tempdir().unwrap();

@@ -10,8 +10,7 @@
 //! - [`load`]: load an object (globals, pinned maps, map images, state); [`kit`]: an object
 //!   loaded and verified ahead for an endpoint yet to come; [`test_run`]:
 //!   BPF_PROG_TEST_RUN; [`packet`]: test packets; [`pins`]: pinned maps of another layout
-//!   are retired before a load instead of being handed to the new program; [`slots`]: the
-//!   tables of a map of maps (the node's CT) written into its slots.
+//!   are retired before a load instead of being handed to the new program.
 //! - [`proxy`]: the node's side of the L7 redirect (policy routing, the program on `lo`);
 //!   [`ring`]: how readers of the events ring wait between drains.
 //! - `testkit` and `probe` (feature `testkit`): self-cleaning network namespaces, veth pairs
@@ -34,7 +33,6 @@ pub mod probe;
 pub mod proxy;
 pub mod rawmap;
 pub mod ring;
-pub mod slots;
 pub mod tcfilter;
 pub mod test_run;
 #[cfg(any(test, feature = "testkit"))]

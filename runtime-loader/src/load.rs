@@ -1,8 +1,7 @@
 //! Loads a datapath object with aya: sets the endpoint's globals (optional: templated objects
 //! already carry them) and freezes them once loaded, reuses pinned maps when asked (retiring pins of another layout),
 //! loads both programs through the verifier (or the first, the caller verifying the second
-//! while it attaches the first), fills maps from map images, writes the endpoint state and
-//! writes the node's CT tables into their maps of maps ([`crate::slots`]).
+//! while it attaches the first), fills maps from map images and writes the endpoint state.
 
 use crate::hz::kernel_hz;
 use crate::pins::{check_adoptable, retire_incompatible, Retired, RetiredPin};
@@ -44,11 +43,6 @@ pub enum LoadError {
     Pins(#[from] crate::pins::PinCheckError),
     #[error("map {0} is missing from the object (compiled out?)")]
     MissingMap(String),
-    #[error("map {outer} is pinned but its table {table} is not: a table of its own would replace the node's under every endpoint")]
-    UnpinnedTable {
-        outer: &'static str,
-        table: &'static str,
-    },
     #[error("drawing the endpoint's CT nonce: {0}")]
     Nonce(std::io::Error),
     #[error("{0}")]
@@ -205,7 +199,6 @@ fn load_with<'a>(
     for (name, entries) in &opts.max_entries {
         loader.map_max_entries(name, *entries);
     }
-    check_tables_pinned(&opts.map_pins)?;
     let retired = {
         let _pins = tracing::debug_span!("check_pins").entered();
         match purpose {
@@ -230,24 +223,6 @@ fn load_with<'a>(
             Err(e)
         }
     }
-}
-
-/// A pinned map of maps is shared by every endpoint: its tables must be the pinned ones too.
-fn check_tables_pinned(pins: &[(&str, PathBuf)]) -> Result<(), LoadError> {
-    for (name, _) in pins {
-        let Some(outer) = codegen::maps::by_name(name) else {
-            continue;
-        };
-        for table in codegen::maps::inner_maps(outer) {
-            if !pins.iter().any(|(n, _)| *n == table.name) {
-                return Err(LoadError::UnpinnedTable {
-                    outer: outer.name,
-                    table: table.name,
-                });
-            }
-        }
-    }
-    Ok(())
 }
 
 fn load_retired(
@@ -284,7 +259,6 @@ fn load_retired(
             | Map::HashMap(d)
             | Map::Array(d)
             | Map::PerCpuArray(d)
-            | Map::ArrayOfMaps(d)
             | Map::RingBuf(d) => d,
             _ => continue,
         };
@@ -307,12 +281,6 @@ fn load_retired(
     if purpose == Purpose::Endpoint {
         dp.freeze_globals()?;
     }
-    // Last: a pinned outer map is shared with programs already running, so it changes only
-    // once nothing else of the load can fail.
-    crate::slots::fill(&dp.maps).map_err(|source| LoadError::Map {
-        map: "maps of maps".into(),
-        source,
-    })?;
     Ok(dp)
 }
 

@@ -15,14 +15,10 @@
 //! attached keep using the old map until they are replaced; nothing they enforce changes in
 //! between.
 //!
-//! A map of maps (the node's CT per family) is reused while the tables in its slots have the
-//! object's inner shape; the tables themselves are pins of their own, checked like any map.
-//!
 //! Maps the table no longer has ([`codegen::maps::RETIRED`], e.g. the per-endpoint CT maps of
 //! builds before the node-wide CT) are unlinked from every directory a requested pin of the
 //! same scope lives in.
 
-use crate::slots::InnerShape;
 use codegen::maps::{MapDef, MapType, Pin};
 use codegen::MapSizes;
 use std::collections::BTreeMap;
@@ -112,9 +108,6 @@ pub struct Shape {
     pub value_size: u32,
     pub max_entries: u32,
     pub flags: u32,
-    /// A map of maps': the shape of the maps its slots hold (its inner template). A pinned
-    /// map of maps is compared through the tables in its slots ([`crate::slots`]).
-    pub inner: Option<InnerShape>,
 }
 
 const RINGBUF: u32 = MapType::Ringbuf.id();
@@ -128,7 +121,6 @@ impl Shape {
             value_size: map.value.size() as u32,
             max_entries: map.max_entries.of(sizes),
             flags: map.flags(),
-            inner: InnerShape::of_table(map),
         }
     }
 
@@ -165,25 +157,12 @@ fn pinned_shape(path: &Path) -> Result<Shape, PinCheckError> {
         value_size: info.value_size(),
         max_entries: info.max_entries(),
         flags: info.map_flags(),
-        inner: None,
     })
 }
 
-/// What differs between the map pinned at `path` and `want`: its shape, and for a map of
-/// maps the tables in its slots.
+/// What differs between the map pinned at `path` and `want`.
 fn pinned_mismatch(path: &Path, want: &Shape) -> Result<Option<String>, PinCheckError> {
-    if let Some(reason) = pinned_shape(path)?.mismatch(want) {
-        return Ok(Some(reason));
-    }
-    let Some(inner) = &want.inner else {
-        return Ok(None);
-    };
-    crate::slots::pinned_mismatch(path, want.max_entries, inner).map_err(|e| {
-        PinCheckError::Inspect {
-            path: path.to_path_buf(),
-            message: e.to_string(),
-        }
-    })
+    Ok(pinned_shape(path)?.mismatch(want))
 }
 
 /// The maps an object defines, by name, as the loader will create them (before a ring
@@ -200,12 +179,6 @@ pub fn object_maps(object: &[u8]) -> Result<BTreeMap<String, Shape>, PinCheckErr
                 value_size: def.value_size(),
                 max_entries: def.max_entries(),
                 flags: def.map_flags(),
-                inner: def.inner().map(|t| InnerShape {
-                    map_type: t.map_type(),
-                    key_size: t.key_size(),
-                    value_size: t.value_size(),
-                    flags: t.map_flags(),
-                }),
             };
             (name.clone(), shape)
         })
@@ -333,7 +306,6 @@ mod tests {
             value_size,
             max_entries,
             flags: 1,
-            inner: None,
         }
     }
 
