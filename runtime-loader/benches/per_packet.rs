@@ -22,6 +22,7 @@
 
 mod support {
     pub mod datapath;
+    pub mod drain;
 }
 
 use aya::programs::SchedClassifier;
@@ -31,7 +32,6 @@ use ir::Direction;
 use runtime_loader::load::default_state;
 use runtime_loader::packet::PacketSpec;
 use runtime_loader::{test_run, Datapath};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::time::Duration;
 use support::datapath::{
     compile, many_flows, new_allowed, open, quiet_state, Build, DENY_ENTRY_PORT, FLOWS,
@@ -120,9 +120,8 @@ fn measure_flows(c: &mut Criterion, prefix: &str, label: &str, prog: &SchedClass
 
 /// The denied packet with drop events on and delivered: the ring buffer is pinned in a private
 /// bpffs and drained by a reader thread (the other core) for the whole measurement, as
-/// `monitor` does (`runtime_loader::ring::wait`); prints how many events the reader got.
+/// `monitor` does (`support::drain`); prints how many events the reader got.
 fn measure_events_drained(c: &mut Criterion, entries: u32, denied: &PacketSpec) {
-    use std::sync::atomic::{AtomicBool, Ordering};
     let fs = runtime_loader::testkit::PrivateBpffs::new();
     let pin = fs.path.join(maps::EVENTS.name);
     let dp = support::datapath::datapath(
@@ -133,29 +132,7 @@ fn measure_events_drained(c: &mut Criterion, entries: u32, denied: &PacketSpec) 
         },
     );
     dp.set_state(&default_state()).unwrap();
-    let stop = std::sync::Arc::new(AtomicBool::new(false));
-    // Wakes the reader out of its wait once the measurement is over.
-    // SAFETY: plain eventfd(2); the descriptor is owned from here on.
-    let stopped = unsafe { OwnedFd::from_raw_fd(libc::eventfd(0, libc::EFD_CLOEXEC)) };
-    let wake = stopped.try_clone().unwrap();
-    let reader = {
-        let stop = stop.clone();
-        std::thread::spawn(move || {
-            let data = aya::maps::MapData::from_pin(&pin).unwrap();
-            let mut ring = aya::maps::RingBuf::try_from(aya::maps::Map::RingBuf(data)).unwrap();
-            let mut n = 0u64;
-            while !stop.load(Ordering::Relaxed) {
-                let mut drained = 0;
-                while let Some(item) = ring.next() {
-                    drained += 1;
-                    n += u64::from(!item.is_empty());
-                }
-                runtime_loader::ring::wait(ring.as_raw_fd(), Some(stopped.as_raw_fd()), drained)
-                    .unwrap();
-            }
-            n
-        })
-    };
+    let reader = support::drain::Drain::start(&pin);
     let prog = dp.program(Direction::Ingress).unwrap();
     measure(
         c,
@@ -163,10 +140,7 @@ fn measure_events_drained(c: &mut Criterion, entries: u32, denied: &PacketSpec) 
         prog,
         denied,
     );
-    stop.store(true, Ordering::Relaxed);
-    // SAFETY: writes 8 bytes from a valid u64 to the eventfd.
-    unsafe { libc::write(wake.as_raw_fd(), (&1u64 as *const u64).cast(), 8) };
-    let n = reader.join().unwrap();
+    let n = reader.stop();
     eprintln!("events_on_drained: the reader got {n} drop events");
 }
 
