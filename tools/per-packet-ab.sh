@@ -2,7 +2,7 @@
 # Every per_packet row of this tree's datapath against BASE's, in one process
 # (runtime-loader/examples/per_packet_ab.rs; Documentation/performance.md). Needs root.
 #
-#   tools/per-packet-ab.sh BASE PLACEMENTS ROUNDS [--rows=SUBSTRING]
+#   tools/per-packet-ab.sh BASE PLACEMENTS ROUNDS [--rows=SUBSTRING,...]
 #
 # Builds `per_packet_pin` in this tree and in a worktree of BASE (given this tree's pin example
 # and layout; a BASE older than benches/support/datapath.rs gets this tree's, less the load

@@ -4,9 +4,10 @@
 //! two benchmark binaries also differ in their own code and layout and drift apart by more
 //! than 5 % between sets of runs (Documentation/performance.md). Needs root.
 //!
-//! `per_packet_ab [--rows=SUBSTRING] ROUNDS NAME=DIR[,DIR...] NAME=DIR[,DIR...] ...`: the k-th directories of the
-//! variants form the k-th pair (datapaths built one after the other, so each pair shares where
-//! the kernel happened to place things). Every round measures, for every pair, every row on
+//! `per_packet_ab [--rows=SUBSTRING,...] ROUNDS NAME=DIR[,DIR...] NAME=DIR[,DIR...] ...`: the
+//! k-th directories of the variants form the k-th pair (datapaths built one after the other, so
+//! each pair shares where the kernel happened to place things); `--rows` keeps the rows whose
+//! name contains one of the substrings. Every round measures, for every pair, every row on
 //! each variant in turn (the order alternating with round and pair), then prints per row the
 //! median time of each variant and the median of its per-pair ratios to the first variant with
 //! a bootstrap 95 % interval. Rows (named as in `benches/per_packet.rs`):
@@ -319,7 +320,7 @@ fn main() {
         args.first().and_then(|a| a.parse::<usize>().ok()),
         args.len() >= 3,
     ) else {
-        eprintln!("usage: per_packet_ab [--rows=SUBSTRING] ROUNDS NAME=DIR[,DIR...] NAME=DIR[,DIR...] ...");
+        eprintln!("usage: per_packet_ab [--rows=SUBSTRING,...] ROUNDS NAME=DIR[,DIR...] NAME=DIR[,DIR...] ...");
         std::process::exit(2);
     };
     assert!(rounds <= 20, "at most 20 rounds (the flows' port blocks)");
@@ -337,7 +338,7 @@ fn main() {
     let pairs = variants.iter().map(|(_, s)| s.len()).min().unwrap();
     let rows: Vec<Row> = rows()
         .into_iter()
-        .filter(|r| r.name.contains(&filter))
+        .filter(|r| filter.split(',').any(|f| r.name.contains(f)))
         .collect();
     // results[variant][row]: one figure per (round, pair).
     let mut results = vec![vec![Vec::new(); rows.len()]; variants.len()];
