@@ -34,7 +34,7 @@ use runtime_loader::packet::PacketSpec;
 use runtime_loader::{test_run, Datapath};
 use std::time::Duration;
 use support::datapath::{
-    compile, many_flows, new_allowed, open, quiet_state, Build, DENY_ENTRY_PORT, FLOWS,
+    many_flows, new_allowed, open, quiet_state, Build, DENY_ENTRY_PORT, FLOWS,
 };
 
 const REPEAT: u32 = 1_000_000;
@@ -177,14 +177,12 @@ fn bench(c: &mut Criterion) {
         eprintln!("skipping per_packet benchmarks: need root (BPF)");
         return;
     }
-    let empty = compile("", Some(include_str!("../../bpf-templates/bench/empty.c")));
-    let mut floor = aya::Ebpf::load(&empty).expect("load the empty program");
-    let prog: &mut SchedClassifier = floor
-        .program_mut("cil_to_container")
+    let floor = support::datapath::floor();
+    let prog: &SchedClassifier = floor
+        .program("cil_to_container")
         .unwrap()
         .try_into()
         .unwrap();
-    prog.load().expect("verifier accepts the empty program");
     let syn = PacketSpec::new(
         "10.1.1.0".parse().unwrap(),
         "10.0.0.1".parse().unwrap(),

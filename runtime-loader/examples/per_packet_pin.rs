@@ -12,7 +12,7 @@ mod pinned;
 
 use aya::programs::SchedClassifier;
 use codegen::{maps, MapSizes};
-use datapath::{compile, Build};
+use datapath::Build;
 use pinned::{CONFIGS, EVENTS, FLOOR, PROG};
 use runtime_loader::load::default_state;
 use std::path::{Path, PathBuf};
@@ -39,15 +39,7 @@ fn main() {
         std::fs::create_dir_all(&d).expect("a directory on a bpffs");
         d
     };
-    let empty = compile("", Some(include_str!("../../bpf-templates/bench/empty.c")));
-    let mut floor = aya::Ebpf::load(&empty).expect("load the empty program");
-    let prog: &mut SchedClassifier = floor
-        .program_mut("cil_to_container")
-        .unwrap()
-        .try_into()
-        .unwrap();
-    prog.load().expect("verifier accepts the empty program");
-    pin(&mut floor, "cil_to_container", &sub(FLOOR));
+    pin(&mut datapath::floor(), "cil_to_container", &sub(FLOOR));
     for c in &CONFIGS {
         let at = sub(c.name);
         let sizes = MapSizes {

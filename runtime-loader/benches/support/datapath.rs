@@ -142,6 +142,23 @@ pub fn compile(ep_header: &str, source: Option<&str>) -> Vec<u8> {
     }
 }
 
+/// The empty classifier (`cil_to_container`, passes every packet), loaded: the floor of the
+/// per-packet figures.
+pub fn floor() -> aya::Ebpf {
+    let empty = compile(
+        "",
+        Some(include_str!("../../../bpf-templates/bench/empty.c")),
+    );
+    let mut floor = aya::Ebpf::load(&empty).expect("load the empty program");
+    let prog: &mut SchedClassifier = floor
+        .program_mut("cil_to_container")
+        .unwrap()
+        .try_into()
+        .unwrap();
+    prog.load().expect("verifier accepts the empty program");
+    floor
+}
+
 /// Allowed new connections: from the first peer to ports 1000-1009, a distinct tuple each
 /// (the ingress program does not check the destination address, which varies with the source
 /// port to keep tuples distinct; 10.200/16 never meets the established connection's).
