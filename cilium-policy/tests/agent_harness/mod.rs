@@ -148,6 +148,23 @@ impl Agent {
         std::fs::read_to_string(self.dir.path.join("agent.log")).unwrap_or_default()
     }
 
+    /// The agent's log once it holds `needle`, read again until `limit` (then a panic with the
+    /// log): for what the agent logs after the effect a test waited for.
+    pub fn log_with(&self, needle: &str, limit: Duration) -> String {
+        let t = Instant::now();
+        loop {
+            let log = self.log();
+            if log.contains(needle) {
+                return log;
+            }
+            assert!(
+                t.elapsed() < limit,
+                "no {needle:?} within {limit:?}:\n{log}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// SIGKILLs the agent (pinned state stays).
     pub fn kill(&mut self) {
         if let Some(mut c) = self.child.take() {
