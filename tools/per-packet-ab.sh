@@ -4,9 +4,9 @@
 #
 #   tools/per-packet-ab.sh BASE PLACEMENTS ROUNDS [--rows=SUBSTRING,...]
 #
-# Builds `per_packet_pin` in this tree and in a worktree of BASE (given this tree's pin example
-# and layout; a BASE older than benches/support/datapath.rs gets this tree's, less the load
-# options and policy fields BASE did not have yet), pins PLACEMENTS sets of datapaths per
+# Builds `per_packet_pin` in this tree and in a worktree of BASE, given this tree's pin example,
+# layout and bench support (so that both build the same policy and packets), less the load
+# options and policy fields BASE did not have yet; pins PLACEMENTS sets of datapaths per
 # variant in turn (base, main and a second base set, "aa", the method's own noise), in an order
 # that rotates and reverses, then measures them with `per_packet_ab` and removes the pins.
 # Keep the machine otherwise idle while it runs.
@@ -28,11 +28,13 @@ support=$tree/runtime-loader/benches/support
 mkdir -p "$support" "$tree/runtime-loader/examples"
 cp "$root/runtime-loader/benches/support/pinned.rs" "$support/"
 cp "$root/runtime-loader/examples/per_packet_pin.rs" "$tree/runtime-loader/examples/"
-if [ ! -e "$support/datapath.rs" ]; then
-    sed -e '/audited: vec!\[\],/d' \
-        -e '/The policy map sized from/,/verify: runtime_loader::load::Verify::Both,/d' \
-        "$root/runtime-loader/benches/support/datapath.rs" > "$support/datapath.rs"
-fi
+older=()
+grep -rq "pub audited" "$tree/ir/src" || older+=(-e '/audited: vec!\[\],/d')
+grep -q "pub max_entries:" "$tree/runtime-loader/src/load.rs" ||
+    older+=(-e '/The policy map sized from/,/^            ),$/d')
+grep -q "pub verify:" "$tree/runtime-loader/src/load.rs" ||
+    older+=(-e '/verify: runtime_loader::load::Verify::Both,/d')
+sed "${older[@]}" -e '' "$root/runtime-loader/benches/support/datapath.rs" > "$support/datapath.rs"
 (cd "$tree" && CARGO_TARGET_DIR=$base_target cargo build --release -p runtime-loader \
     --example per_packet_pin)
 (cd "$root" && CARGO_TARGET_DIR=$main_target cargo build --release -p runtime-loader \
